@@ -1,0 +1,52 @@
+//! The command line: one subcommand per job telegate can do.
+//!
+//! Commands return errors and exit codes; only `main` prints fatal errors and
+//! exits.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A Telegram bot worker that speaks MTProto.
+#[derive(Debug, Parser)]
+#[command(name = "telegate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate one request body and show the MTProto reply markup it becomes.
+    Validate {
+        /// Print only the lowercase hex of the serialized boxed `ReplyMarkup`.
+        #[arg(long)]
+        tl_hex: bool,
+        /// The request body (`-` or nothing: standard input).
+        file: Option<PathBuf>,
+    },
+}
+
+/// How a command ended, for `main` to turn into an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+    match cli.command {
+        Command::Validate { .. } => Ok(Outcome::Success),
+    }
+}
+
+/// Errors that end a command before it could do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,14 @@
+//! telegate: a Telegram bot worker that speaks MTProto.
+//!
+//! Local services hand it JSON jobs over a Unix socket; it stores them durably
+//! and delivers them through one grammers bot session within Telegram's
+//! limits. What users send back becomes durable JSON events, and every button
+//! click is answered in time. See `README.md` for the pipeline.
+
+pub mod chat;
+pub mod cli;
+pub mod error;
+pub mod interactive;
+
+pub use chat::ChatId;
+pub use error::{ApiError, ErrorCode};

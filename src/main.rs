@@ -1,0 +1,17 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use telegate::cli::{self, Cli, Outcome};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::run(cli).await {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failure) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("telegate: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
