@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod interactive;
+pub mod sandbox;
 
 pub use chat::ChatId;
 pub use error::{ApiError, ErrorCode};
