@@ -13,8 +13,14 @@
 //! - `telegram`: the [`Service`] — users, chats, messages, pts/qts/seq, flood
 //!   limits, callback queries — plus the control API for simulated users.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 
 /// Who is calling: the auth key the request was encrypted with. The
 /// `telegram` half maps keys to accounts (the bot, or a user client).
@@ -42,4 +48,88 @@ pub trait Service: Send + Sync + 'static {
     /// `getBotCallbackAnswer` waits for the bot); other requests on the same
     /// connection are not held up by it.
     fn call(&self, caller: Caller, request: Vec<u8>) -> RpcFuture;
+}
+
+/// An MTProto auth key as stored by both ends (2048 bits).
+pub type AuthKeyBytes = [u8; 256];
+
+/// The key lookup the `dc` half needs to decrypt a connection's first
+/// message; the `telegram` half provisions keys (the bot's, each user
+/// client's) and answers it.
+pub trait KeyRing: Send + Sync + 'static {
+    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes>;
+}
+
+/// Live connections by auth key, so the `telegram` half can push updates
+/// without knowing about sockets. The `dc` half registers each connection
+/// once it knows its key, and drains the receiver into encrypted messages.
+#[derive(Default)]
+pub struct Outbox {
+    connections: Mutex<HashMap<i64, Vec<mpsc::UnboundedSender<Vec<u8>>>>>,
+}
+
+impl Outbox {
+    /// Registers a connection that uses `auth_key_id`; pushed `Updates`
+    /// (serialized, boxed) arrive on the receiver until it is dropped.
+    pub fn register(&self, auth_key_id: i64) -> mpsc::UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().entry(auth_key_id).or_default().push(tx);
+        rx
+    }
+
+    /// Pushes a serialized `Updates` object to every live connection of
+    /// `auth_key_id`; returns how many took it (0: the client is offline and
+    /// will catch up with `updates.getDifference`).
+    pub fn push(&self, auth_key_id: i64, updates: &[u8]) -> usize {
+        let mut connections = self.lock();
+        let Some(senders) = connections.get_mut(&auth_key_id) else {
+            return 0;
+        };
+        senders.retain(|tx| tx.send(updates.to_vec()).is_ok());
+        senders.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<mpsc::UnboundedSender<Vec<u8>>>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Transport faults the control API can inject and the `dc` half obeys.
+pub struct Faults {
+    latency_ms: AtomicU64,
+    drops: watch::Sender<u64>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: AtomicU64::new(0),
+            drops: watch::channel(0).0,
+        }
+    }
+}
+
+impl Faults {
+    /// Closes every live connection now (clients reconnect on their next call).
+    pub fn drop_connections(&self) {
+        self.drops.send_modify(|generation| *generation += 1);
+    }
+
+    /// Changes whenever [`Faults::drop_connections`] is called.
+    pub fn drops(&self) -> watch::Receiver<u64> {
+        self.drops.subscribe()
+    }
+
+    /// Delay added before each reply the DC sends.
+    pub fn set_latency(&self, latency: Duration) {
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.latency_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
 }
