@@ -9,7 +9,9 @@ pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod interactive;
+pub mod private_file;
 pub mod sandbox;
+pub mod session;
 
 pub use chat::ChatId;
 pub use error::{ApiError, ErrorCode};
