@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod interactive;
+pub mod limits;
 pub mod private_file;
 pub mod sandbox;
 pub mod session;
