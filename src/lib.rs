@@ -12,6 +12,7 @@ pub mod interactive;
 pub mod limits;
 pub mod private_file;
 pub mod sandbox;
+pub mod sender;
 pub mod session;
 
 pub use chat::ChatId;
