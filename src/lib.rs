@@ -14,6 +14,7 @@ pub mod private_file;
 pub mod sandbox;
 pub mod sender;
 pub mod session;
+pub mod telegram;
 
 pub use chat::ChatId;
 pub use error::{ApiError, ErrorCode};
