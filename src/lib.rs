@@ -10,6 +10,7 @@ pub mod cli;
 pub mod error;
 pub mod interactive;
 pub mod sandbox;
+pub mod whatsapp;
 
 pub use chat::ChatId;
 pub use error::{ApiError, ErrorCode};
