@@ -11,6 +11,7 @@ use std::path::Path;
 use grammers_tl_types::Serializable;
 
 use super::{CliError, Outcome};
+use crate::error::ApiError;
 use crate::interactive::{InteractiveRequest, Summary, utf16_len};
 
 /// Validates the body in `file` (standard input for `None` or `-`) and writes
@@ -23,10 +24,22 @@ pub fn run(tl_hex: bool, file: Option<&Path>, out: &mut impl Write) -> Result<Ou
     let (report, outcome) = match InteractiveRequest::from_json(&body) {
         Ok(request) if tl_hex => (hex(&request.reply_markup().to_bytes()), Outcome::Success),
         Ok(request) => (summary(&request), Outcome::Success),
-        Err(err) => (err.to_json().to_string(), Outcome::Failure),
+        // `Serialize`, not `to_json()`: a `Value` would sort `error` first.
+        Err(err) => (error_body(&err), Outcome::Failure),
     };
     writeln!(out, "{report}").map_err(CliError::Output)?;
     Ok(outcome)
+}
+
+/// Exactly `{"error_code":N,"error":"..."}`, as the socket API answers.
+fn error_body(err: &ApiError) -> String {
+    serde_json::to_string(err).unwrap_or_else(|_| {
+        // Serializing a number and a string cannot fail; keep the code anyway.
+        format!(
+            r#"{{"error_code":{},"error":"unprintable error"}}"#,
+            err.code.as_u8()
+        )
+    })
 }
 
 fn read_body(file: Option<&Path>) -> Result<Vec<u8>, CliError> {
