@@ -18,11 +18,10 @@
 //! list-menu label (`action.button`) has no Telegram counterpart: it is
 //! accepted and not shown.
 
-use serde_json::Value;
-
 use crate::error::ApiError;
 use crate::interactive::{
-    self, DistinctData, InlineButton, InlineKeyboard, InteractiveMessage, Markup, Object, Path,
+    self, DistinctData, InlineButton, InlineKeyboard, InteractiveMessage, Json, Markup, Object,
+    Path,
 };
 
 /// The WhatsApp interactive types that can be sent to Telegram.
@@ -30,7 +29,7 @@ const TYPES: &[&str] = &["button", "list"];
 
 /// Translates the `waba_interactive_message` at `path` into a Telegram
 /// interactive message, checking it on the way.
-pub(crate) fn translate(value: &Value, path: &Path<'_>) -> Result<InteractiveMessage, ApiError> {
+pub(crate) fn translate(value: &Json<'_>, path: &Path<'_>) -> Result<InteractiveMessage, ApiError> {
     let message = Object::new(value, path, &["type", "header", "body", "footer", "action"])?;
     let kind = message.str("type")?;
     if !TYPES.contains(&kind) {
@@ -46,15 +45,22 @@ pub(crate) fn translate(value: &Value, path: &Path<'_>) -> Result<InteractiveMes
         .map(|footer| read_text_object(footer, &message.path_of("footer")))
         .transpose()?;
 
+    let mut text = String::with_capacity(256);
+    if let Some(header) = header {
+        push_paragraph(&mut text, header);
+    }
+    push_paragraph(&mut text, body);
     let action_path = message.path_of("action");
     let action = message.required("action")?;
-    let (buttons, sections) = if kind == "button" {
-        (read_reply_buttons(action, &action_path)?, String::new())
+    let buttons = if kind == "button" {
+        read_reply_buttons(action, &action_path)?
     } else {
-        read_list(action, &action_path)?
+        read_list(action, &action_path, &mut text)?
     };
+    if let Some(footer) = footer {
+        push_paragraph(&mut text, footer);
+    }
 
-    let text = compose([header, Some(body), Some(sections.as_str()), footer]);
     let body_path = message.path_of("body");
     let body_text_path = body_path.key("text");
     check_composed_length(&text, &body_text_path)?;
@@ -67,7 +73,7 @@ pub(crate) fn translate(value: &Value, path: &Path<'_>) -> Result<InteractiveMes
 
 /// `header`: WhatsApp allows media headers; a Telegram text message can only
 /// carry a text one.
-fn read_header<'v>(value: &'v Value, path: &Path<'_>) -> Result<&'v str, ApiError> {
+fn read_header<'v>(value: &'v Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiError> {
     let header = Object::any_fields(value, path)?;
     let kind = header.str("type")?;
     if kind != "text" {
@@ -78,7 +84,7 @@ fn read_header<'v>(value: &'v Value, path: &Path<'_>) -> Result<&'v str, ApiErro
 }
 
 /// `body` and `footer`: `{"text": "..."}`.
-fn read_text_object<'v>(value: &'v Value, path: &Path<'_>) -> Result<&'v str, ApiError> {
+fn read_text_object<'v>(value: &'v Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiError> {
     read_text(&Object::new(value, path, &["text"])?)
 }
 
@@ -89,7 +95,7 @@ fn read_text<'v>(object: &Object<'v, '_>) -> Result<&'v str, ApiError> {
 }
 
 /// `action` of a `button` message: `{"buttons": [{"type": "reply", "reply": {id, title}}]}`.
-fn read_reply_buttons(value: &Value, path: &Path<'_>) -> Result<Vec<InlineButton>, ApiError> {
+fn read_reply_buttons(value: &Json<'_>, path: &Path<'_>) -> Result<Vec<InlineButton>, ApiError> {
     let action = Object::new(value, path, &["buttons"])?;
     let buttons = action.array("buttons")?;
     let buttons_path = action.path_of("buttons");
@@ -127,9 +133,13 @@ fn read_choice<'v>(
     Ok(InlineButton::callback(title, id))
 }
 
-/// `action` of a `list` message: one button per row of every section, and
-/// the sections written out for the text.
-fn read_list(value: &Value, path: &Path<'_>) -> Result<(Vec<InlineButton>, String), ApiError> {
+/// `action` of a `list` message: one button per row of every section; the
+/// sections are written out into `text`, a paragraph each.
+fn read_list(
+    value: &Json<'_>,
+    path: &Path<'_>,
+    text: &mut String,
+) -> Result<Vec<InlineButton>, ApiError> {
     let action = Object::new(value, path, &["button", "sections"])?;
     action.opt_str("button")?;
     let sections_path = action.path_of("sections");
@@ -151,49 +161,44 @@ fn read_list(value: &Value, path: &Path<'_>) -> Result<(Vec<InlineButton>, Strin
     )?;
 
     let mut buttons = Vec::with_capacity(rows_total);
-    let mut blocks = Vec::with_capacity(sections.len());
     let mut distinct = DistinctData::default();
     for (index, section) in sections.iter().enumerate() {
         let section_path = sections_path.index(index);
         let section = Object::new(section, &section_path, &["title", "rows"])?;
-        let mut block = String::new();
-        if let Some(title) = section.opt_str("title")? {
-            block.push_str(title);
+        let title = section.opt_str("title")?.filter(|title| !title.is_empty());
+        if let Some(title) = title {
+            push_paragraph(text, title);
         }
         let rows_path = section.path_of("rows");
         for (index, row) in section.array("rows")?.iter().enumerate() {
             let row_path = rows_path.index(index);
             let row = Object::new(row, &row_path, &["id", "title", "description"])?;
             let button = read_choice(&row, &mut distinct)?;
-            push_line(&mut block, "• ");
-            block.push_str(button.text());
+            let starts_section = title.is_none() && index == 0;
+            push_separator(text, if starts_section { "\n\n" } else { "\n" });
+            text.push_str("• ");
+            text.push_str(button.text());
             if let Some(description) = row.opt_str("description")? {
-                block.push_str(" — ");
-                block.push_str(description);
+                text.push_str(" — ");
+                text.push_str(description);
             }
             buttons.push(button);
         }
-        blocks.push(block);
     }
-    Ok((buttons, blocks.join("\n\n")))
+    Ok(buttons)
 }
 
-/// Starts a new line in `text` (unless it is empty) with `prefix`.
-fn push_line(text: &mut String, prefix: &str) {
+/// Appends `part` to the message text as a paragraph of its own.
+fn push_paragraph(text: &mut String, part: &str) {
+    push_separator(text, "\n\n");
+    text.push_str(part);
+}
+
+/// Appends `separator`, unless `text` is still empty.
+fn push_separator(text: &mut String, separator: &str) {
     if !text.is_empty() {
-        text.push('\n');
+        text.push_str(separator);
     }
-    text.push_str(prefix);
-}
-
-/// The message text: the given parts, blank line between each.
-fn compose(parts: [Option<&str>; 4]) -> String {
-    let parts: Vec<&str> = parts
-        .into_iter()
-        .flatten()
-        .filter(|part| !part.is_empty())
-        .collect();
-    parts.join("\n\n")
 }
 
 /// The composed text must fit Telegram's limit; the body is the field to

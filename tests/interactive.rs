@@ -148,6 +148,24 @@ fn seed_whatsapp_list() {
 }
 
 #[test]
+fn whatsapp_list_without_titles_or_descriptions() {
+    let request = InteractiveRequest::from_value(&wa_list(json!([
+        {"rows": [{"id": "a", "title": "A"}, {"id": "b", "title": "B", "description": "bee"}]},
+        {"title": "", "rows": [{"id": "c", "title": "C"}]},
+        {"title": "More", "rows": [{"id": "d", "title": "D"}]}
+    ])))
+    .unwrap();
+    assert_eq!(request.text(), "Pick\n\n• A\n• B — bee\n\n• C\n\nMore\n• D");
+    let expected = ReplyMarkup::from_buttons_col(&[
+        Button::data("A", "a"),
+        Button::data("B", "b"),
+        Button::data("C", "c"),
+        Button::data("D", "d"),
+    ]);
+    assert_eq!(request.reply_markup(), expected.raw);
+}
+
+#[test]
 fn beyond_seed_inline_buttons() {
     let request = load("callback_buttons.json");
     assert_eq!(
@@ -561,6 +579,21 @@ fn code_4_unknown_fields_are_named() {
         4,
         "waba_interactive_message.body.emoji",
     );
+}
+
+#[test]
+fn code_4_repeated_fields_are_refused() {
+    // A `serde_json::Value` would keep the last `text` silently.
+    let body = br#"{"destination_user_id": "1", "telegram_interactive_message": {
+        "type": "remove_reply_keyboard", "text": "A", "text": "B",
+        "reply_markup": {"remove_keyboard": true}}}"#;
+    let err = InteractiveRequest::from_json(body).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Invalid);
+    assert!(
+        err.message.contains("`telegram_interactive_message.text`"),
+        "{err}"
+    );
+    assert!(err.message.contains("more than once"), "{err}");
 }
 
 #[test]

@@ -8,10 +8,9 @@
 
 use grammers_tl_types as tl;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::answer::CallbackAnswer;
-use super::json::{Object, Path};
+use super::json::{Json, Object, Path};
 use super::markup::read_grid;
 use super::rules::{self, DistinctData};
 use crate::error::ApiError;
@@ -72,7 +71,7 @@ impl InlineKeyboard {
     const FIELDS: &[&str] = &["inline_keyboard"];
 
     /// Reads and checks a `reply_buttons` `reply_markup` at `path`.
-    pub(crate) fn from_value(value: &Value, path: &Path<'_>) -> Result<Self, ApiError> {
+    pub(crate) fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let grid = object.required("inline_keyboard")?;
         let mut distinct = DistinctData::default();
@@ -153,7 +152,7 @@ impl InlineButton {
     }
 
     fn from_value<'v>(
-        value: &'v Value,
+        value: &'v Json<'v>,
         path: &Path<'_>,
         distinct: &mut DistinctData<'v>,
     ) -> Result<Self, ApiError> {
@@ -281,7 +280,7 @@ fn switch_inline(query: &str, same_peer: bool) -> tl::enums::InlineButtonType {
 }
 
 impl CopyText {
-    fn from_value(value: &Value, path: &Path<'_>) -> Result<Self, ApiError> {
+    fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, &["text"])?;
         let text = object.str("text")?;
         rules::copy_text(text, &object.path_of("text"))?;

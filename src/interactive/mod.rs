@@ -27,11 +27,10 @@ mod summary;
 
 use grammers_tl_types as tl;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
-pub(crate) use json::{Object, Path};
+pub(crate) use json::{Json, Object, Path};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
 pub use rules::{
@@ -75,11 +74,17 @@ impl InteractiveRequest {
 
     /// Parses and validates a request body (seed error codes 1, 4, 5).
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
-        Self::from_value(&json::parse(body)?)
+        Self::from_tree(&json::parse(body)?)
     }
 
-    /// Validates a request body already parsed as JSON.
-    pub fn from_value(value: &Value) -> Result<Self, ApiError> {
+    /// Validates a request body already parsed as a `serde_json::Value`
+    /// (slower than [`InteractiveRequest::from_json`], and blind to repeated
+    /// fields, which `Value` has already merged).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, ApiError> {
+        Self::from_tree(&Json::from_value(value))
+    }
+
+    fn from_tree(value: &Json<'_>) -> Result<Self, ApiError> {
         let root = Path::root("");
         let body = Object::new(value, &root, Self::FIELDS)?;
         let destination_user_id = read_chat_id(&body, "destination_user_id")?;
@@ -87,7 +92,7 @@ impl InteractiveRequest {
             body.get("telegram_interactive_message"),
             body.get("waba_interactive_message"),
         ) {
-            (Some(telegram), None) => InteractiveMessage::from_value(
+            (Some(telegram), None) => InteractiveMessage::from_tree(
                 telegram,
                 &body.path_of("telegram_interactive_message"),
             )?,
@@ -160,7 +165,7 @@ impl InteractiveMessage {
     }
 
     /// Reads and checks `{"type", "text", "reply_markup"}` at `path`.
-    fn from_value(value: &Value, path: &Path<'_>) -> Result<Self, ApiError> {
+    fn from_tree(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let text = object.str("text")?;
         rules::message_text(text, &object.path_of("text"))?;
@@ -186,8 +191,8 @@ impl InteractiveMessage {
 fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<ChatId, ApiError> {
     let path = body.path_of(key);
     match body.required(key)? {
-        Value::String(id) => id.parse().map_err(|err| not_a_chat_id(&path, err)),
-        number @ Value::Number(_) => {
+        Json::String(id) => id.parse().map_err(|err| not_a_chat_id(&path, err)),
+        number @ (Json::Int(_) | Json::UInt(_) | Json::Float(_)) => {
             let id = json::as_i64(number, &path)?;
             ChatId::new(id).map_err(|err| not_a_chat_id(&path, err))
         }
@@ -203,7 +208,7 @@ fn not_a_chat_id(path: &Path<'_>, err: ChatIdError) -> ApiError {
 /// trustworthy as a fresh one.
 impl<'de> Deserialize<'de> for InteractiveRequest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        InteractiveRequest::from_value(&value).map_err(serde::de::Error::custom)
+        let value = Json::deserialize(deserializer)?;
+        InteractiveRequest::from_tree(&value).map_err(serde::de::Error::custom)
     }
 }

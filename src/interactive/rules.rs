@@ -127,19 +127,26 @@ pub fn row_len(len: usize, path: &Path<'_>) -> Result<(), ApiError> {
 
 /// The callback data seen so far in one keyboard. Each callback button needs
 /// its own: a click is told apart only by its data, and so is the `answer`
-/// telegate gives for it.
+/// telegate gives for it. Holds up to [`BUTTONS_MAX`] without allocating;
+/// callers check the button count first, so no keyboard has more.
 #[derive(Debug, Default)]
-pub struct DistinctData<'v>(Vec<&'v str>);
+pub struct DistinctData<'v> {
+    seen: [&'v str; BUTTONS_MAX],
+    len: usize,
+}
 
 impl<'v> DistinctData<'v> {
     /// Code 5 if another button of the keyboard already has `data`.
     pub fn check(&mut self, data: &'v str, path: &Path<'_>) -> Result<(), ApiError> {
-        if self.0.contains(&data) {
+        if self.seen[..self.len].contains(&data) {
             return Err(path.broken(format_args!(
                 "repeats `{data}`, the callback data of an earlier button; each button needs its own so that clicks can be told apart"
             )));
         }
-        self.0.push(data);
+        if let Some(slot) = self.seen.get_mut(self.len) {
+            *slot = data;
+            self.len += 1;
+        }
         Ok(())
     }
 }
