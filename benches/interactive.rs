@@ -4,6 +4,9 @@
 //! queued, plus the TL serialization the sender does: `from_json`, then
 //! `reply_markup()` and `to_bytes()`. Target: ≤ 5 µs median each.
 //!
+//! For scale, `serde_json_value` measures only parsing the same bodies into a
+//! `serde_json::Value`, side by side in the same run.
+//!
 //! Run: `cargo bench --bench interactive`.
 
 use std::hint::black_box;
@@ -42,5 +45,15 @@ fn parse_validate_convert_serialize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_validate_convert_serialize);
+fn serde_json_value(c: &mut Criterion) {
+    let mut group = c.benchmark_group("serde_json_value");
+    for (name, body) in SEEDS {
+        group.bench_function(*name, |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).expect("JSON"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse_validate_convert_serialize, serde_json_value);
 criterion_main!(benches);

@@ -29,7 +29,7 @@ const TYPES: &[&str] = &["button", "list"];
 
 /// Translates the `waba_interactive_message` at `path` into a Telegram
 /// interactive message, checking it on the way.
-pub(crate) fn translate(value: &Json<'_>, path: &Path<'_>) -> Result<InteractiveMessage, ApiError> {
+pub(crate) fn translate(value: Json<'_>, path: &Path<'_>) -> Result<InteractiveMessage, ApiError> {
     let message = Object::new(value, path, &["type", "header", "body", "footer", "action"])?;
     let kind = message.str("type")?;
     if !TYPES.contains(&kind) {
@@ -73,7 +73,7 @@ pub(crate) fn translate(value: &Json<'_>, path: &Path<'_>) -> Result<Interactive
 
 /// `header`: WhatsApp allows media headers; a Telegram text message can only
 /// carry a text one.
-fn read_header<'v>(value: &'v Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiError> {
+fn read_header<'v>(value: Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiError> {
     let header = Object::any_fields(value, path)?;
     let kind = header.str("type")?;
     if kind != "text" {
@@ -84,7 +84,7 @@ fn read_header<'v>(value: &'v Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiE
 }
 
 /// `body` and `footer`: `{"text": "..."}`.
-fn read_text_object<'v>(value: &'v Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiError> {
+fn read_text_object<'v>(value: Json<'v>, path: &Path<'_>) -> Result<&'v str, ApiError> {
     read_text(&Object::new(value, path, &["text"])?)
 }
 
@@ -95,7 +95,7 @@ fn read_text<'v>(object: &Object<'v, '_>) -> Result<&'v str, ApiError> {
 }
 
 /// `action` of a `button` message: `{"buttons": [{"type": "reply", "reply": {id, title}}]}`.
-fn read_reply_buttons(value: &Json<'_>, path: &Path<'_>) -> Result<Vec<InlineButton>, ApiError> {
+fn read_reply_buttons(value: Json<'_>, path: &Path<'_>) -> Result<Vec<InlineButton>, ApiError> {
     let action = Object::new(value, path, &["buttons"])?;
     let buttons = action.array("buttons")?;
     let buttons_path = action.path_of("buttons");
@@ -136,7 +136,7 @@ fn read_choice<'v>(
 /// `action` of a `list` message: one button per row of every section; the
 /// sections are written out into `text`, a paragraph each.
 fn read_list(
-    value: &Json<'_>,
+    value: Json<'_>,
     path: &Path<'_>,
     text: &mut String,
 ) -> Result<Vec<InlineButton>, ApiError> {

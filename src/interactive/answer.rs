@@ -31,7 +31,7 @@ impl CallbackAnswer {
     const FIELDS: &[&str] = &["text", "alert", "url", "cache_time"];
 
     /// Reads and checks an `answer` object at `path`.
-    pub(crate) fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    pub(crate) fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let text = object.opt_str("text")?;
         if let Some(text) = text {
@@ -86,7 +86,7 @@ impl CallbackAnswer {
 }
 
 /// `cache_time`: whole seconds, 0 up to what fits Telegram's 32-bit `int`.
-fn cache_time(value: &Json<'_>, path: &Path<'_>) -> Result<i32, ApiError> {
+fn cache_time(value: Json<'_>, path: &Path<'_>) -> Result<i32, ApiError> {
     let seconds = json::as_i64(value, path)?;
     i32::try_from(seconds)
         .ok()
@@ -105,9 +105,11 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorCode;
+    use crate::interactive::Document;
 
     fn read(value: serde_json::Value) -> Result<CallbackAnswer, ApiError> {
-        CallbackAnswer::from_value(&Json::from_value(&value), &Path::root("answer"))
+        let document = Document::from_value(&value);
+        CallbackAnswer::from_value(document.root(), &Path::root("answer"))
     }
 
     #[test]

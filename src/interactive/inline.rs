@@ -71,7 +71,7 @@ impl InlineKeyboard {
     const FIELDS: &[&str] = &["inline_keyboard"];
 
     /// Reads and checks a `reply_buttons` `reply_markup` at `path`.
-    pub(crate) fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    pub(crate) fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let grid = object.required("inline_keyboard")?;
         let mut distinct = DistinctData::default();
@@ -152,7 +152,7 @@ impl InlineButton {
     }
 
     fn from_value<'v>(
-        value: &'v Json<'v>,
+        value: Json<'v>,
         path: &Path<'_>,
         distinct: &mut DistinctData<'v>,
     ) -> Result<Self, ApiError> {
@@ -280,7 +280,7 @@ fn switch_inline(query: &str, same_peer: bool) -> tl::enums::InlineButtonType {
 }
 
 impl CopyText {
-    fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, &["text"])?;
         let text = object.str("text")?;
         rules::copy_text(text, &object.path_of("text"))?;

@@ -120,7 +120,7 @@ impl Keyboard {
     ];
 
     /// Reads and checks a `reply_keyboard` `reply_markup` at `path`.
-    pub(crate) fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    pub(crate) fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let grid = object.required("keyboard")?;
         let keyboard = read_grid(grid, &object.path_of("keyboard"), Key::from_value)?;
@@ -171,7 +171,7 @@ impl Key {
         "request_poll",
     ];
 
-    fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let text = object.str("text")?;
         rules::label(text, &object.path_of("text"))?;
@@ -260,7 +260,7 @@ impl PollType {
     const NAMES: &[&str] = &["quiz", "regular"];
 
     /// Reads a `request_poll` object: the poll type, if one is required.
-    fn from_request(value: &Json<'_>, path: &Path<'_>) -> Result<Option<Self>, ApiError> {
+    fn from_request(value: Json<'_>, path: &Path<'_>) -> Result<Option<Self>, ApiError> {
         let object = Object::new(value, path, &["type"])?;
         let Some(name) = object.opt_str("type")? else {
             return Ok(None);
@@ -277,7 +277,7 @@ impl RemoveKeyboard {
     const FIELDS: &[&str] = &["remove_keyboard", "selective"];
 
     /// Reads and checks a `remove_reply_keyboard` `reply_markup` at `path`.
-    pub(crate) fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    pub(crate) fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         Ok(RemoveKeyboard {
             remove_keyboard: read_true(&object, "remove_keyboard")?,
@@ -298,7 +298,7 @@ impl ForceReply {
     const FIELDS: &[&str] = &["force_reply", "input_field_placeholder", "selective"];
 
     /// Reads and checks a `highlight_reply` `reply_markup` at `path`.
-    pub(crate) fn from_value(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    pub(crate) fn from_value(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         Ok(ForceReply {
             force_reply: read_true(&object, "force_reply")?,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::answer::CallbackAnswer;
 use super::inline::InlineKeyboard;
-use super::json::{self, Json, Object, Path};
+use super::json::{self, Document, Json, Object, Path};
 use super::keyboard::{ForceReply, Keyboard, RemoveKeyboard};
 use super::rules;
 use crate::error::ApiError;
@@ -44,11 +44,11 @@ impl Markup {
     /// Reads and checks `{"type": ..., "reply_markup": {...}}` at `path`
     /// (errors name fields as `{path}.reply_markup...`; `""` for a body).
     pub fn from_value(value: &serde_json::Value, path: &str) -> Result<Self, ApiError> {
-        Self::from_tree(&Json::from_value(value), path)
+        Self::from_tree(Document::from_value(value).root(), path)
     }
 
     /// [`Markup::from_value`] for a parsed tree.
-    fn from_tree(value: &Json<'_>, path: &str) -> Result<Self, ApiError> {
+    fn from_tree(value: Json<'_>, path: &str) -> Result<Self, ApiError> {
         let path = Path::root(path);
         let object = Object::new(value, &path, &["type", "reply_markup"])?;
         Self::from_object(&object)
@@ -109,17 +109,17 @@ impl Markup {
 /// as a fresh request.
 impl<'de> Deserialize<'de> for Markup {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Json::deserialize(deserializer)?;
-        Markup::from_tree(&value, "").map_err(serde::de::Error::custom)
+        let document = Document::deserialize(deserializer)?;
+        Markup::from_tree(document.root(), "").map_err(serde::de::Error::custom)
     }
 }
 
 /// Reads a keyboard grid (`[[button, ...], ...]`) at `path`: every row a
 /// non-empty array, 1–6 buttons in all, each read by `read`.
 pub(super) fn read_grid<'v, T>(
-    value: &'v Json<'v>,
+    value: Json<'v>,
     path: &Path<'_>,
-    mut read: impl FnMut(&'v Json<'v>, &Path<'_>) -> Result<T, ApiError>,
+    mut read: impl FnMut(Json<'v>, &Path<'_>) -> Result<T, ApiError>,
 ) -> Result<Vec<Vec<T>>, ApiError> {
     let rows = json::as_array(value, path)?;
     let mut count = 0;

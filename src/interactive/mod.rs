@@ -30,7 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
-pub(crate) use json::{Json, Object, Path};
+pub(crate) use json::{Document, Json, Object, Path};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
 pub use rules::{
@@ -74,17 +74,17 @@ impl InteractiveRequest {
 
     /// Parses and validates a request body (seed error codes 1, 4, 5).
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
-        Self::from_tree(&json::parse(body)?)
+        Self::from_tree(Document::parse(body)?.root())
     }
 
     /// Validates a request body already parsed as a `serde_json::Value`
     /// (slower than [`InteractiveRequest::from_json`], and blind to repeated
     /// fields, which `Value` has already merged).
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ApiError> {
-        Self::from_tree(&Json::from_value(value))
+        Self::from_tree(Document::from_value(value).root())
     }
 
-    fn from_tree(value: &Json<'_>) -> Result<Self, ApiError> {
+    fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
         let root = Path::root("");
         let body = Object::new(value, &root, Self::FIELDS)?;
         let destination_user_id = read_chat_id(&body, "destination_user_id")?;
@@ -165,7 +165,7 @@ impl InteractiveMessage {
     }
 
     /// Reads and checks `{"type", "text", "reply_markup"}` at `path`.
-    fn from_tree(value: &Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    fn from_tree(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let text = object.str("text")?;
         rules::message_text(text, &object.path_of("text"))?;
@@ -191,12 +191,14 @@ impl InteractiveMessage {
 fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<ChatId, ApiError> {
     let path = body.path_of(key);
     match body.required(key)? {
-        Json::String(id) => id.parse().map_err(|err| not_a_chat_id(&path, err)),
-        number @ (Json::Int(_) | Json::UInt(_) | Json::Float(_)) => {
-            let id = json::as_i64(number, &path)?;
+        value if value.is_number() => {
+            let id = json::as_i64(value, &path)?;
             ChatId::new(id).map_err(|err| not_a_chat_id(&path, err))
         }
-        other => Err(path.wrong_type("a string of digits or an integer", other)),
+        value => match value.as_str() {
+            Some(id) => id.parse().map_err(|err| not_a_chat_id(&path, err)),
+            None => Err(path.wrong_type("a string of digits or an integer", value)),
+        },
     }
 }
 
@@ -208,7 +210,7 @@ fn not_a_chat_id(path: &Path<'_>, err: ChatIdError) -> ApiError {
 /// trustworthy as a fresh one.
 impl<'de> Deserialize<'de> for InteractiveRequest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Json::deserialize(deserializer)?;
-        InteractiveRequest::from_tree(&value).map_err(serde::de::Error::custom)
+        let document = Document::deserialize(deserializer)?;
+        InteractiveRequest::from_tree(document.root()).map_err(serde::de::Error::custom)
     }
 }
