@@ -8,7 +8,8 @@
 use grammers_tl_types as tl;
 use serde::Serialize;
 
-use super::json::{self, Json, Object, Path};
+use super::json::{self, Json, Object};
+use super::path::Path;
 use super::rules;
 use crate::error::ApiError;
 

@@ -10,8 +10,9 @@ use grammers_tl_types as tl;
 use serde::Serialize;
 
 use super::answer::CallbackAnswer;
-use super::json::{Json, Object, Path};
+use super::json::{Json, Object};
 use super::markup::read_grid;
+use super::path::Path;
 use super::rules::{self, DistinctData};
 use crate::error::ApiError;
 

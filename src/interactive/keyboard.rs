@@ -12,8 +12,9 @@ use grammers_tl_types as tl;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use super::json::{Json, Object, Path};
+use super::json::{Json, Object};
 use super::markup::read_grid;
+use super::path::Path;
 use super::rules;
 use crate::error::ApiError;
 

@@ -10,8 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::answer::CallbackAnswer;
 use super::inline::InlineKeyboard;
-use super::json::{self, Document, Json, Object, Path};
+use super::json::{self, Document, Json, Object};
 use super::keyboard::{ForceReply, Keyboard, RemoveKeyboard};
+use super::path::Path;
 use super::rules;
 use crate::error::ApiError;
 

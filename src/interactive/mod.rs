@@ -22,6 +22,7 @@ mod inline;
 mod json;
 mod keyboard;
 mod markup;
+mod path;
 mod rules;
 mod summary;
 
@@ -30,9 +31,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
-pub(crate) use json::{Document, Json, Object, Path};
+pub(crate) use json::{Document, Json, Object};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
+pub(crate) use path::Path;
 pub use rules::{
     ANSWER_TEXT_MAX, BUTTONS_MAX, CALLBACK_DATA_MAX, PLACEHOLDER_MAX, TEXT_MAX, utf16_len,
 };

@@ -8,7 +8,7 @@
 //! Lengths of text are counted the way Telegram counts them: in UTF-16 code
 //! units (an emoji outside the Basic Multilingual Plane counts 2).
 
-use super::json::Path;
+use super::path::Path;
 use crate::error::ApiError;
 
 /// Message text: 1–4096 UTF-16 code units.
