@@ -343,6 +343,38 @@ fn markup_is_validated_on_its_own_under_a_prefix() {
 }
 
 #[test]
+fn bot_api_reply_markup_tells_its_own_type() {
+    for (name, body) in FIXTURES {
+        let request = InteractiveRequest::from_json(body).unwrap();
+        let stored = serde_json::to_value(request.markup()).unwrap();
+        let markup = Markup::from_reply_markup(&stored["reply_markup"], "reply_markup")
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(&markup, request.markup(), "{name}");
+    }
+    let err = Markup::from_reply_markup(&json!({"selective": true}), "reply_markup").unwrap_err();
+    assert_eq!(err.code, ErrorCode::Missing);
+    assert!(
+        err.message.contains("`reply_markup`") && err.message.contains("inline_keyboard"),
+        "{err}"
+    );
+    // Two types' fields at once: the second is unknown to the first.
+    let both =
+        json!({"inline_keyboard": [[{"text": "A", "callback_data": "a"}]], "force_reply": true});
+    let err = Markup::from_reply_markup(&both, "reply_markup").unwrap_err();
+    assert_eq!(err.code, ErrorCode::Invalid);
+    assert!(err.message.contains("`reply_markup.force_reply`"), "{err}");
+    let err = Markup::from_reply_markup(&json!({"keyboard": [[{"text": ""}]]}), "m.reply_markup")
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Rejected);
+    assert!(
+        err.message.contains("`m.reply_markup.keyboard[0][0].text`"),
+        "{err}"
+    );
+    let err = Markup::from_reply_markup(&json!([]), "reply_markup").unwrap_err();
+    assert_eq!(err.code, ErrorCode::Invalid);
+}
+
+#[test]
 fn stored_form_is_checked_when_read_back() {
     let mut stored = serde_json::to_value(load("reply_buttons.json")).unwrap();
     stored["telegram_interactive_message"]["text"] = json!("");
@@ -1135,8 +1167,13 @@ proptest! {
     fn arbitrary_json_never_panics(value in arb_json()) {
         assert_sound(InteractiveRequest::from_value(&value));
         assert_sound(InteractiveRequest::from_json(&serde_json::to_vec(&value).unwrap()));
-        if let Err(err) = Markup::from_value(&value, "reply_markup") {
-            prop_assert!(matches!(err.code, ErrorCode::Missing | ErrorCode::Invalid | ErrorCode::Rejected));
+        for result in [
+            Markup::from_value(&value, "reply_markup"),
+            Markup::from_reply_markup(&value, "reply_markup"),
+        ] {
+            if let Err(err) = result {
+                prop_assert!(matches!(err.code, ErrorCode::Missing | ErrorCode::Invalid | ErrorCode::Rejected));
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use super::json::{self, Document, Json, Object};
 use super::keyboard::{ForceReply, Keyboard, RemoveKeyboard};
 use super::path::Path;
 use super::rules;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A validated reply markup, one variant per interactive `type`.
 ///
@@ -59,20 +59,52 @@ impl Markup {
     /// caller owns (an interactive message also has `text`).
     pub(crate) fn from_object(object: &Object<'_, '_>) -> Result<Self, ApiError> {
         let name = object.str("type")?;
+        if !Self::TYPES.contains(&name) {
+            return Err(object.path_of("type").unknown_value(name, Self::TYPES));
+        }
         let reply_markup = object.required("reply_markup")?;
-        let path = object.path_of("reply_markup");
+        Self::read(name, reply_markup, &object.path_of("reply_markup"))
+    }
+
+    /// Reads a Bot API-style `reply_markup` object at `path`, without a
+    /// `type`: the type is told by the field only it has (`inline_keyboard`,
+    /// `keyboard`, `remove_keyboard`, `force_reply`), and checked exactly as
+    /// [`Markup::from_value`] checks it (errors name `{path}.inline_keyboard...`).
+    pub fn from_reply_markup(value: &serde_json::Value, path: &str) -> Result<Self, ApiError> {
+        /// The field that tells each type apart, and the type it tells.
+        const TELLS: &[(&str, &str)] = &[
+            ("inline_keyboard", "reply_buttons"),
+            ("keyboard", "reply_keyboard"),
+            ("remove_keyboard", "remove_reply_keyboard"),
+            ("force_reply", "highlight_reply"),
+        ];
+        let document = Document::from_value(value);
+        let path = Path::root(path);
+        let object = Object::any_fields(document.root(), &path)?;
+        let Some((_, name)) = TELLS.iter().find(|(field, _)| object.has(field)) else {
+            return Err(ApiError {
+                code: ErrorCode::Missing,
+                message: format!(
+                    "missing required field: `{path}` needs one of inline_keyboard, keyboard, \
+                     remove_keyboard, force_reply"
+                ),
+            });
+        };
+        // A field of another type is then an unknown field of this one.
+        Self::read(name, document.root(), &path)
+    }
+
+    /// Reads the `reply_markup` of type `name` (one of [`Markup::TYPES`]).
+    fn read(name: &str, reply_markup: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
         match name {
             "reply_buttons" => {
-                InlineKeyboard::from_value(reply_markup, &path).map(Self::ReplyButtons)
+                InlineKeyboard::from_value(reply_markup, path).map(Self::ReplyButtons)
             }
-            "reply_keyboard" => Keyboard::from_value(reply_markup, &path).map(Self::ReplyKeyboard),
+            "reply_keyboard" => Keyboard::from_value(reply_markup, path).map(Self::ReplyKeyboard),
             "remove_reply_keyboard" => {
-                RemoveKeyboard::from_value(reply_markup, &path).map(Self::RemoveReplyKeyboard)
+                RemoveKeyboard::from_value(reply_markup, path).map(Self::RemoveReplyKeyboard)
             }
-            "highlight_reply" => {
-                ForceReply::from_value(reply_markup, &path).map(Self::HighlightReply)
-            }
-            other => Err(object.path_of("type").unknown_value(other, Self::TYPES)),
+            _ => ForceReply::from_value(reply_markup, path).map(Self::HighlightReply),
         }
     }
 
