@@ -104,9 +104,10 @@ impl<'de> Deserialize<'de> for Document<'de> {
 
 impl<'t> Json<'t> {
     fn node(&self) -> &'t Node<'t> {
-        // `at` always indexes a node: handles are only made by `Document::root`
-        // and by walking containers, whose contents lie before their `end`.
-        &self.tape[self.at]
+        // Handles are only made by `Document::root` and by walking containers,
+        // whose contents lie before their `end`, so `at` is on the tape; were
+        // it not (an empty tape), the value reads as `null` rather than panic.
+        self.tape.get(self.at).unwrap_or(&Node::Null)
     }
 
     /// The index after this value and its contents.
@@ -540,6 +541,17 @@ mod tests {
         // The same document from a `serde_json::Value` (whose keys are sorted).
         let value: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(Document::from_value(&value), document);
+    }
+
+    #[test]
+    fn an_empty_tape_reads_as_null() {
+        let empty = Document { tape: Vec::new() };
+        assert!(empty.root().is_null());
+        let path = Path::root("x");
+        assert_eq!(
+            as_str(empty.root(), &path).unwrap_err().code,
+            ErrorCode::Invalid
+        );
     }
 
     #[test]
