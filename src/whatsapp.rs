@@ -39,7 +39,10 @@ pub(crate) fn translate(value: Json<'_>, path: &Path<'_>) -> Result<InteractiveM
         .get("header")
         .map(|header| read_header(header, &message.path_of("header")))
         .transpose()?;
-    let body = read_text_object(message.required("body")?, &message.path_of("body"))?;
+    let body_path = message.path_of("body");
+    let body_text_path = body_path.key("text");
+    let body = read_text_object(message.required("body")?, &body_path)?;
+    interactive::message_text(body, &body_text_path)?;
     let footer = message
         .get("footer")
         .map(|footer| read_text_object(footer, &message.path_of("footer")))
@@ -61,8 +64,6 @@ pub(crate) fn translate(value: Json<'_>, path: &Path<'_>) -> Result<InteractiveM
         push_paragraph(&mut text, footer);
     }
 
-    let body_path = message.path_of("body");
-    let body_text_path = body_path.key("text");
     check_composed_length(&text, &body_text_path)?;
     let keyboard = InlineKeyboard::from_rows(buttons.into_iter().map(|b| vec![b]).collect());
     Ok(InteractiveMessage::new(
@@ -212,6 +213,5 @@ fn check_composed_length(text: &str, body_text: &Path<'_>) -> Result<(), ApiErro
             interactive::TEXT_MAX
         )));
     }
-    // Not blank, at most 4096: the body alone was checked not blank.
-    interactive::message_text(text, body_text)
+    Ok(())
 }

@@ -1001,6 +1001,17 @@ fn whatsapp_errors_name_the_whatsapp_field() {
         err.message.contains("4102") && err.message.contains("4096"),
         "{err}"
     );
+    assert!(err.message.contains("with the header"), "{err}");
+    // The body alone too long: said of the body alone.
+    let long = whatsapp(
+        json!({"type": "button", "body": {"text": "😀".repeat(2049)},
+                               "action": {"buttons": [reply("a", "A")]}}),
+    );
+    let err = assert_error(long, 5, "waba_interactive_message.body.text");
+    assert!(
+        err.message.contains("is 4098 characters long (UTF-16"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------
