@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod validate;
+
 /// A Telegram bot worker that speaks MTProto.
 #[derive(Debug, Parser)]
 #[command(name = "telegate", version, about)]
@@ -37,7 +39,9 @@ pub enum Outcome {
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
-        Command::Validate { .. } => Ok(Outcome::Success),
+        Command::Validate { tl_hex, file } => {
+            validate::run(tl_hex, file.as_deref(), &mut std::io::stdout().lock())
+        }
     }
 }
 
@@ -49,4 +53,6 @@ pub enum CliError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
 }
