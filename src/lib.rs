@@ -5,10 +5,13 @@
 //! limits. What users send back becomes durable JSON events, and every button
 //! click is answered in time. See `README.md` for the pipeline.
 
+pub mod api;
 pub mod chat;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod interactive;
+pub mod queue;
 pub mod sandbox;
 
 pub use chat::ChatId;
