@@ -18,6 +18,8 @@ use crate::queue::{Job, JobFilter, JobId, JobState, SCHEMA_VERSION};
 pub fn view(job: &Job) -> Value {
     let mut view = json!({
         "job_id": job.id,
+        // `request_id` is this answer's; this is the enqueue's.
+        "enqueue_request_id": job.request_id,
         "kind": job.kind,
         "bot": job.bot,
         "destination": job.chat,
@@ -27,6 +29,8 @@ pub fn view(job: &Job) -> Value {
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "parts": job.parts,
+        "payload": serde_json::from_str::<Value>(&job.payload)
+            .unwrap_or_else(|_| Value::String(job.payload.clone())),
     });
     if let Some(key) = &job.idempotency_key {
         view["idempotency_key"] = json!(key);
