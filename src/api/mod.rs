@@ -21,8 +21,9 @@ mod query;
 pub mod request_id;
 pub mod socket;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::routing::{get, post};
@@ -79,20 +80,33 @@ async fn method_not_allowed(Extension(id): Extension<RequestId>) -> axum::respon
     Failure::MethodNotAllowed.answer(&id)
 }
 
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Serves `listener` until `shutdown` completes, then stops accepting,
-/// lets in-flight requests finish (waiters answer at once) and returns.
+/// lets in-flight requests finish (waiters answer at once; at most
+/// [`SHUTDOWN_GRACE`]) and returns.
 pub async fn serve(
     listener: UnixListener,
     queue: Queue,
     config: &ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let (stop, stopping) = watch::channel(false);
-    let app = router(queue, config, stopping);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        })
-        .await
+    let (stop, mut stopping) = watch::channel(false);
+    let app = router(queue, config, stopping.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let overdue = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = overdue => {
+            tracing::warn!("in-flight requests did not finish in time; closing them");
+            Ok(())
+        }
+    }
 }

@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
         chat            INTEGER NOT NULL,
         kind            TEXT    NOT NULL,
         payload         TEXT    NOT NULL,
-        idempotency_key TEXT    UNIQUE,
+        idempotency_key TEXT,
         state           TEXT    NOT NULL
                         CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
         attempts        INTEGER NOT NULL DEFAULT 0,
@@ -30,6 +30,9 @@ const MIGRATIONS: &[&str] = &[
         created_at      INTEGER NOT NULL,
         updated_at      INTEGER NOT NULL
     );
+    -- Partial, so jobs without a key cost no index page.
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
     -- The head of each chat's line: its lowest active job.
     CREATE INDEX jobs_active ON jobs (chat, id) WHERE state IN ('queued', 'sending');
     CREATE INDEX jobs_by_state ON jobs (state, id);
