@@ -210,6 +210,8 @@ pub enum ConfigError {
     Read { path: PathBuf, source: io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config: {message}")]
+    Invalid { message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: &'static str, message: String },
 }
@@ -238,7 +240,34 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env(env)?;
+        config
+            .check()
+            .map_err(|message| ConfigError::Invalid { message })?;
         Ok(config)
+    }
+
+    /// Rules a parsed file can still break; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            (
+                "limits.bot_per_second",
+                u64::from(self.limits.bot_per_second),
+            ),
+            (
+                "limits.private_chat_per_second",
+                u64::from(self.limits.private_chat_per_second),
+            ),
+            (
+                "limits.group_per_minute",
+                u64::from(self.limits.group_per_minute),
+            ),
+            ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("callbacks.deadline_ms", self.callbacks.deadline_ms),
+        ];
+        match positive.iter().find(|(_, value)| *value == 0) {
+            Some((key, _)) => Err(format!("`{key}` must be greater than 0")),
+            None => Ok(()),
+        }
     }
 
     /// Parses one TOML file; an unknown key is an error that names it.
@@ -360,6 +389,15 @@ mod tests {
         assert!(err.contains("bot_per_secnd"), "{err}");
         let err = Config::parse("[telegramm]\n").unwrap_err();
         assert!(err.contains("telegramm"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(state.default_config(), "[api]\nmax_body_bytes = 0\n").unwrap();
+        let err = Config::load_with_env(None, &state, no_env).unwrap_err();
+        assert!(err.to_string().contains("api.max_body_bytes"), "{err}");
     }
 
     #[test]

@@ -118,22 +118,39 @@ pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueErro
     found.into_iter().map(|job| with_parts(conn, job)).collect()
 }
 
+/// `heads(id)`: the oldest active (`queued` or `sending`) job of every chat.
+/// A skip-scan over the partial index `jobs_active`: one seek per chat, so
+/// the cost grows with the number of chats, not of waiting jobs.
+const LINE_HEADS: &str = "
+    WITH RECURSIVE lines(chat) AS (
+        SELECT min(chat) FROM jobs INDEXED BY jobs_active
+        WHERE state IN ('queued', 'sending')
+        UNION ALL
+        SELECT (SELECT min(chat) FROM jobs INDEXED BY jobs_active
+                WHERE state IN ('queued', 'sending') AND chat > lines.chat)
+        FROM lines WHERE lines.chat IS NOT NULL
+    ), heads(id) AS (
+        SELECT (SELECT min(id) FROM jobs INDEXED BY jobs_active
+                WHERE state IN ('queued', 'sending') AND chat = lines.chat)
+        FROM lines WHERE lines.chat IS NOT NULL
+    )";
+
 /// The first queued job of every chat whose line is free (nothing of that
 /// chat in `sending`) and that may go out at `now`, oldest first.
 pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
+    let columns = JOB_COLUMNS
+        .split(", ")
+        .map(|column| format!("j.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (
-             SELECT h.id FROM (
-                 SELECT chat, min(id) AS id FROM jobs
-                 WHERE state IN ('queued', 'sending') GROUP BY chat
-             ) AS h
-             JOIN jobs AS j ON j.id = h.id
-             LEFT JOIN holds AS c ON c.chat = j.chat
-             WHERE j.state = 'queued' AND j.not_before <= ?1
-               AND coalesce(c.not_before, 0) <= ?1
-               AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?1
-         )
-         ORDER BY id LIMIT ?2"
+        "{LINE_HEADS}
+         SELECT {columns} FROM heads JOIN jobs AS j ON j.id = heads.id
+         LEFT JOIN holds AS c ON c.chat = j.chat
+         WHERE j.state = 'queued' AND j.not_before <= ?1
+           AND coalesce(c.not_before, 0) <= ?1
+           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?1
+         ORDER BY j.id LIMIT ?2"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
@@ -147,19 +164,15 @@ pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, 
 /// (or every waiting chat has a job in `sending`). SQLite's two-argument
 /// `max` is NULL when the aggregate found no row.
 pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
-    let at: Option<i64> = conn
-        .prepare_cached(
-            "SELECT max(
-                 min(max(j.not_before, coalesce(c.not_before, 0))),
-                 coalesce((SELECT not_before FROM holds WHERE chat = 0), 0))
-             FROM (
-                 SELECT chat, min(id) AS id FROM jobs
-                 WHERE state IN ('queued', 'sending') GROUP BY chat
-             ) AS h
-             JOIN jobs AS j ON j.id = h.id
-             LEFT JOIN holds AS c ON c.chat = j.chat
-             WHERE j.state = 'queued'",
-        )?
-        .query_row([], |row| row.get(0))?;
+    let sql = format!(
+        "{LINE_HEADS}
+         SELECT max(
+             min(max(j.not_before, coalesce(c.not_before, 0))),
+             coalesce((SELECT not_before FROM holds WHERE chat = 0), 0))
+         FROM heads JOIN jobs AS j ON j.id = heads.id
+         LEFT JOIN holds AS c ON c.chat = j.chat
+         WHERE j.state = 'queued'"
+    );
+    let at: Option<i64> = conn.prepare_cached(&sql)?.query_row([], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
 }

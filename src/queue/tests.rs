@@ -407,3 +407,49 @@ async fn listing_filters_by_state_and_pages() {
         .unwrap();
     assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[1]]);
 }
+
+#[tokio::test]
+async fn many_chats_each_keep_their_order() {
+    let s = store();
+    let chats: Vec<i64> = (1..=40).map(|n| if n % 3 == 0 { -n } else { n }).collect();
+    let mut expected: std::collections::HashMap<ChatId, Vec<JobId>> = Default::default();
+    for round in 0..5 {
+        for &chat in chats.iter().rev() {
+            let id = enqueue(&s.queue, chat, &format!("{chat}-{round}")).await;
+            expected
+                .entry(ChatId::new(chat).unwrap())
+                .or_default()
+                .push(id);
+        }
+    }
+    let mut seen: std::collections::HashMap<ChatId, Vec<JobId>> = Default::default();
+    // Leave some jobs in `sending` across claims to interleave the lines.
+    let mut in_flight: Vec<JobId> = Vec::new();
+    while seen.values().map(Vec::len).sum::<usize>() < 200 {
+        let taken = s.queue.claim_due(later(), 7).await.unwrap();
+        let chats_taken: std::collections::HashSet<_> = taken.iter().map(|j| j.chat).collect();
+        assert_eq!(
+            chats_taken.len(),
+            taken.len(),
+            "two jobs of one chat at once"
+        );
+        for job in &taken {
+            seen.entry(job.chat).or_default().push(job.id);
+        }
+        in_flight.extend(taken.iter().map(|j| j.id));
+        assert!(!in_flight.is_empty(), "jobs are left but none is due");
+        // Finish the older half of what is in flight (concurrently, so the
+        // marks share commits).
+        let finish: Vec<_> = in_flight
+            .drain(..in_flight.len().div_ceil(2))
+            .map(|id| {
+                let queue = s.queue.clone();
+                tokio::spawn(async move { queue.mark_sent(id, vec![1], later()).await })
+            })
+            .collect();
+        for mark in finish {
+            mark.await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(seen, expected);
+}
