@@ -1,7 +1,7 @@
 //! Durable enqueue throughput over the socket, side by side with raw
 //! single-row SQLite inserts on the same disk in the same run.
 //!
-//! `cargo bench --bench enqueue` (env `BENCH_ROUNDS`, default 5;
+//! `cargo bench --bench enqueue` (env `BENCH_ROUNDS`, default 7;
 //! `BENCH_JOBS`, socket jobs per round, default 40000; `BENCH_RAW_ROWS`,
 //! default 4000). Each round runs both, alternating, on fresh files in the
 //! system temp dir:
@@ -134,6 +134,14 @@ fn raw_round(rows: usize) -> f64 {
     rows as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The 1-minute load average, to tell a busy machine from a slow build.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
@@ -145,12 +153,15 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let rounds = env_number("BENCH_ROUNDS", 5).max(1);
+    let rounds = env_number("BENCH_ROUNDS", 7).max(1);
     let jobs = env_number("BENCH_JOBS", 40_000).max(CLIENTS);
     let raw_rows = env_number("BENCH_RAW_ROWS", 4_000).max(1);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!(
-        "enqueue: {rounds} rounds; socket {jobs} jobs over {CLIENTS} clients; raw {raw_rows} rows"
+        "enqueue: {rounds} rounds; socket {jobs} jobs over {CLIENTS} clients; raw {raw_rows} rows; \
+         {} CPUs; temp dir {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        std::env::temp_dir().display()
     );
     // Warm-up: page cache, allocator, code paths.
     runtime.block_on(socket_round(jobs / 10));
@@ -161,8 +172,9 @@ fn main() {
         let s = runtime.block_on(socket_round(jobs));
         let r = raw_round(raw_rows);
         println!(
-            "round {round}: socket {s:>9.0} jobs/s   raw insert {r:>8.0} rows/s   ratio {:.2}",
-            s / r
+            "round {round}: socket {s:>9.0} jobs/s   raw insert {r:>8.0} rows/s   ratio {:.2}   load {}",
+            s / r,
+            load_average()
         );
         socket.push(s);
         raw.push(r);
