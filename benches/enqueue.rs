@@ -9,6 +9,8 @@
 //!   each on its own keep-alive connection posting interactive bodies one
 //!   after the other; a job counts once its 202 (sent after its commit) is
 //!   read.
+//!   Request logging is on at `info` as in `telegate run`, written to a
+//!   sink.
 //! - raw: one connection, `journal_mode=WAL`, `synchronous=FULL`, one
 //!   `INSERT` per transaction into a table shaped like `jobs`.
 //!
@@ -156,6 +158,11 @@ fn main() {
     let rounds = env_number("BENCH_ROUNDS", 7).max(1);
     let jobs = env_number("BENCH_JOBS", 40_000).max(CLIENTS);
     let raw_rows = env_number("BENCH_RAW_ROWS", 4_000).max(1);
+    // The daemon logs every request at info: pay for formatting it here too.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!(
         "enqueue: {rounds} rounds; socket {jobs} jobs over {CLIENTS} clients; raw {raw_rows} rows; \

@@ -45,12 +45,16 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(id.clone());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    // Successes are the bulk (tens of thousands a second): debug. Anything
+    // else is worth a line at info.
     span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "answered"
-        );
+        if response.status().is_success() {
+            tracing::debug!(status, micros, "answered");
+        } else {
+            tracing::info!(status, micros, "answered");
+        }
     });
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         response.headers_mut().insert(HEADER, value);
