@@ -838,7 +838,19 @@ async fn sigterm_stops_cleanly() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(payload_text(&jobs["jobs"][0]["payload"]), "kept");
+    assert!(
+        jobs["jobs"][0].get("payload").is_none(),
+        "listings leave payloads out"
+    );
+    let job_id = &jobs["jobs"][0]["job_id"];
+    let job = daemon
+        .client
+        .get(&format!("/api/v1/jobs/{job_id}"))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(payload_text(&job["payload"]), "kept");
     let mode = std::fs::metadata(dir.path().join("telegate.db"))
         .unwrap()
         .permissions()

@@ -14,7 +14,8 @@ use super::request_id::RequestId;
 use crate::error::ApiError;
 use crate::queue::{Job, JobFilter, JobId, JobState, SCHEMA_VERSION};
 
-/// What a client sees of a job.
+/// What a client sees of a job in a listing (without its payload, which
+/// may be large).
 pub fn view(job: &Job) -> Value {
     let mut view = json!({
         "job_id": job.id,
@@ -29,8 +30,6 @@ pub fn view(job: &Job) -> Value {
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "parts": job.parts,
-        "payload": serde_json::from_str::<Value>(&job.payload)
-            .unwrap_or_else(|_| Value::String(job.payload.clone())),
     });
     if let Some(key) = &job.idempotency_key {
         view["idempotency_key"] = json!(key);
@@ -47,6 +46,14 @@ pub fn view(job: &Job) -> Value {
         };
         view[field] = json!(error);
     }
+    view
+}
+
+/// The job with the normalized payload it will send.
+pub fn view_with_payload(job: &Job) -> Value {
+    let mut view = view(job);
+    view["payload"] = serde_json::from_str::<Value>(&job.payload)
+        .unwrap_or_else(|_| Value::String(job.payload.clone()));
     view
 }
 
@@ -76,7 +83,7 @@ pub async fn get_job(
         Err(_) => Ok(None),
     };
     match found {
-        Ok(Some(job)) => answer::json(&request_id, StatusCode::OK, view(&job)),
+        Ok(Some(job)) => answer::json(&request_id, StatusCode::OK, view_with_payload(&job)),
         Ok(None) => Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id),
         Err(failure) => failure.answer(&request_id),
     }

@@ -9,8 +9,8 @@
 //! | method, path | answer |
 //! | --- | --- |
 //! | `POST /api/v1/telegram/interactive[?wait=S]` | 202 `{job_id, status}`; with `wait`, 201 `{message_id, channel_message_id}` once sent, 400 once failed, 202 if `S` seconds (≤ 60) pass first |
-//! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts, result or error, timestamps |
-//! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order |
+//! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
+//! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
 //! | `GET /healthz` | 200 while the store takes work, else 503 |
 
 mod answer;
