@@ -514,6 +514,35 @@ async fn a_closed_store_answers_503() {
 }
 
 #[tokio::test]
+async fn a_failing_store_answers_503_and_acknowledges_nothing() {
+    let server = Server::start().await;
+    let db = rusqlite::Connection::open(server.dir.path().join("telegate.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER fail BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+    )
+    .unwrap();
+    let answer = server.post(INTERACTIVE, &[], body("5", "doomed")).await;
+    assert_eq!(answer.status, 503);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("disk on fire"), "{error}");
+    assert!(
+        server
+            .queue
+            .jobs(Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The store recovers once the cause is gone.
+    db.execute_batch("DROP TRIGGER fail").unwrap();
+    server.enqueue("5", "fine").await;
+}
+
+#[tokio::test]
 async fn shutdown_answers_waiters_and_removes_the_socket() {
     let mut server = Server::start().await;
     let mut events = server.queue.subscribe();

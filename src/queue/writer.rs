@@ -23,8 +23,10 @@ const CHANNEL_DEPTH: usize = 8192;
 
 /// Tells a caller how its op ended, once the batch's fate is known.
 type Finish = Box<dyn FnOnce(Result<(), QueueError>) + Send>;
-/// A change to make inside the batch transaction; returns its finisher.
-type Op = Box<dyn FnOnce(&Connection) -> (Finish, Vec<JobEvent>) + Send>;
+/// A change to make inside the batch transaction (`None`: the transaction
+/// could not begin, so the change is skipped); returns its finisher and the
+/// events it causes.
+type Op = Box<dyn FnOnce(Option<&Connection>) -> (Finish, Vec<JobEvent>) + Send>;
 
 enum Message {
     Op(Op),
@@ -60,7 +62,10 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
             let mut events = Vec::new();
-            let outcome = in_savepoint(conn, |conn| change(conn, &mut events));
+            let outcome = match conn {
+                Some(conn) => in_savepoint(conn, |conn| change(conn, &mut events)),
+                None => Err(QueueError::Closed), // the finisher gets the cause
+            };
             if outcome.is_err() {
                 events.clear();
             }
@@ -142,22 +147,23 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Message>, events: broadcast::Sen
 
 /// One transaction for `ops`; every finisher learns whether it committed.
 fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::Sender<JobEvent>) {
-    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Dropping the ops answers their callers with `QueueError::Closed`.
+    let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| {
         tracing::error!(error = %err, "store cannot begin a transaction");
-        return;
-    }
+        err.to_string()
+    });
     let mut finishers = Vec::new();
     let mut committed_events = Vec::new();
     for op in ops {
-        let (finish, op_events) = op(conn);
+        let (finish, op_events) = op(began.as_ref().ok().map(|()| conn));
         finishers.push(finish);
         committed_events.extend(op_events);
     }
-    let committed = conn.execute_batch("COMMIT").map_err(|err| {
-        tracing::error!(error = %err, "store commit failed");
-        let _ = conn.execute_batch("ROLLBACK");
-        err.to_string()
+    let committed = began.and_then(|()| {
+        conn.execute_batch("COMMIT").map_err(|err| {
+            tracing::error!(error = %err, "store commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+            err.to_string()
+        })
     });
     if committed.is_ok() {
         for event in committed_events {
