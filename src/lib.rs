@@ -5,12 +5,15 @@
 //! limits. What users send back becomes durable JSON events, and every button
 //! click is answered in time. See `README.md` for the pipeline.
 
+pub mod api;
 pub mod chat;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod interactive;
 pub mod limits;
 pub mod private_file;
+pub mod queue;
 pub mod sandbox;
 pub mod sender;
 pub mod session;

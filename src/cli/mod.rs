@@ -3,9 +3,15 @@
 //! Commands return errors and exit codes; only `main` prints fatal errors and
 //! exits.
 
+mod jobs;
+mod run;
+mod send;
+
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::StateDir;
 
 mod validate;
 
@@ -13,8 +19,27 @@ mod validate;
 #[derive(Debug, Parser)]
 #[command(name = "telegate", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every long-running command and every socket client shares.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Directory of `telegate.sock`, `telegate.db` and `sessions/`.
+    #[arg(long, global = true, default_value = ".", env = "TELEGATE_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// TOML config file [default: STATE_DIR/telegate.toml if present].
+    #[arg(long, global = true, env = "TELEGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn state(&self) -> StateDir {
+        StateDir::new(&self.state_dir)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +52,15 @@ pub enum Command {
         /// The request body (`-` or nothing: standard input).
         file: Option<PathBuf>,
     },
+    /// Run the daemon: open the store and serve the socket API until
+    /// SIGTERM or SIGINT.
+    Run,
+    /// Enqueue request bodies over the socket, one result line per body.
+    Send(send::SendArgs),
+    /// List jobs in the store.
+    Jobs(jobs::JobsArgs),
+    /// Show one job.
+    Job(jobs::JobArgs),
 }
 
 /// How a command ended, for `main` to turn into an exit status.
@@ -42,6 +76,10 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Validate { tl_hex, file } => {
             validate::run(tl_hex, file.as_deref(), &mut std::io::stdout().lock())
         }
+        Command::Run => run::run(&cli.global).await,
+        Command::Send(args) => send::send(&cli.global, args).await,
+        Command::Jobs(args) => jobs::list(&cli.global, args).await,
+        Command::Job(args) => jobs::show(&cli.global, args).await,
     }
 }
 
@@ -55,4 +93,18 @@ pub enum CliError {
     },
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
+    #[error(transparent)]
+    State(#[from] crate::config::StateError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    #[error(transparent)]
+    Bind(#[from] crate::api::socket::BindError),
+    #[error(transparent)]
+    Client(#[from] crate::api::client::ClientError),
+    #[error("{0}")]
+    Input(String),
+    #[error("socket server: {0}")]
+    Serve(std::io::Error),
 }

@@ -1,0 +1,94 @@
+//! Turning outcomes into HTTP answers: always JSON, always with the
+//! `request_id`, errors in the seed's shape.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::request_id::RequestId;
+use crate::error::ApiError;
+use crate::queue::QueueError;
+
+/// A JSON answer: `body`'s fields plus `request_id`.
+pub fn json(request_id: &RequestId, status: StatusCode, body: Value) -> Response {
+    let mut fields = match body {
+        Value::Object(fields) => fields,
+        other => {
+            let mut fields = Map::new();
+            fields.insert("result".into(), other);
+            fields
+        }
+    };
+    fields.insert("request_id".into(), Value::String(request_id.to_string()));
+    let bytes = serde_json::to_vec(&Value::Object(fields)).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum Failure {
+    /// 400 with the seed's code.
+    BadRequest(ApiError),
+    /// 404: an unknown path or job.
+    NotFound(String),
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
+    /// 413: the body is over the limit (in bytes).
+    TooLarge(usize),
+    /// 503: the store cannot take work.
+    Unavailable(String),
+}
+
+impl Failure {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Failure::NotFound(_) => StatusCode::NOT_FOUND,
+            Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn body(&self) -> Value {
+        match self {
+            Failure::BadRequest(err) => err.to_json(),
+            Failure::NotFound(what) => json!({ "error": what }),
+            Failure::MethodNotAllowed => json!({ "error": "method not allowed for this path" }),
+            Failure::TooLarge(limit) => {
+                json!({ "error": format!("request body is larger than {limit} bytes") })
+            }
+            Failure::Unavailable(why) => {
+                json!({ "error": format!("the job store cannot accept work: {why}") })
+            }
+        }
+    }
+
+    /// The answer for the request `request_id`.
+    pub fn answer(&self, request_id: &RequestId) -> Response {
+        if let Failure::Unavailable(why) = self {
+            tracing::error!(error = %why, "store unavailable");
+        }
+        json(request_id, self.status(), self.body())
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(err: ApiError) -> Self {
+        Failure::BadRequest(err)
+    }
+}
+
+impl From<QueueError> for Failure {
+    fn from(err: QueueError) -> Self {
+        Failure::Unavailable(err.to_string())
+    }
+}

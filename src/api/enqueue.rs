@@ -1,0 +1,233 @@
+//! Taking a job: `POST /api/v1/telegram/interactive`, and the steps every
+//! enqueueing endpoint shares (body limit, `Idempotency-Key`, `?wait=`).
+//!
+//! An endpoint only says how to validate its body ([`Validated`]); the rest
+//! (store, answer 202, or wait and answer like the seed) is the same for
+//! interactive and for text/media messages.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use super::ApiState;
+use super::answer::{self, Failure};
+use super::jobs;
+use super::query::Query;
+use super::request_id::RequestId;
+use crate::chat::ChatId;
+use crate::error::ApiError;
+use crate::interactive::InteractiveRequest;
+use crate::queue::{Enqueued, JobKind, JobState, NewJob};
+
+/// The longest `?wait=` in seconds.
+pub const MAX_WAIT_SECS: f64 = 60.0;
+/// The longest `Idempotency-Key`, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The request header naming an idempotent enqueue.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Answer header set when an `Idempotency-Key` named an earlier job.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// A request body an endpoint validated, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub chat: ChatId,
+    pub kind: JobKind,
+    /// The normalized payload JSON.
+    pub payload: String,
+    /// Telegram messages the job becomes (at least 1).
+    pub parts: u16,
+}
+
+/// `POST /api/v1/telegram/interactive`.
+pub async fn post_interactive(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accept(
+        &api,
+        &request_id,
+        query,
+        &headers,
+        body,
+        validate_interactive,
+    )
+    .await
+}
+
+fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
+    let request = InteractiveRequest::from_json(body)?;
+    let payload = serde_json::to_string(&request)
+        .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+    Ok(Validated {
+        chat: request.destination(),
+        kind: JobKind::Interactive,
+        payload,
+        parts: 1,
+    })
+}
+
+/// Everything an enqueueing endpoint does once it knows how to `validate`.
+pub async fn accept(
+    api: &ApiState,
+    request_id: &RequestId,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+    validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
+) -> Response {
+    match enqueue(api, request_id, query, headers, body, validate).await {
+        Ok(response) => response,
+        Err(failure) => failure.answer(request_id),
+    }
+}
+
+async fn enqueue(
+    api: &ApiState,
+    request_id: &RequestId,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+    validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
+) -> Result<Response, Failure> {
+    let wait = wait(&Query::parse(query.as_deref(), &["wait"])?)?;
+    let idempotency_key = idempotency_key(headers)?;
+    let body = read_body(body, headers, api.max_body_bytes).await?;
+    let validated = validate(&body)?;
+    let job = NewJob {
+        request_id: request_id.to_string(),
+        bot: crate::queue::DEFAULT_BOT.to_owned(),
+        chat: validated.chat,
+        kind: validated.kind,
+        payload: validated.payload,
+        parts: validated.parts,
+        idempotency_key,
+    };
+    let enqueued = api.queue.enqueue(job).await?;
+    let mut response = match wait {
+        Some(wait) => settle(api, request_id, enqueued, wait).await?,
+        None => queued(request_id, enqueued),
+    };
+    if enqueued.duplicate {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `?wait=SECONDS`: a number from 0 to [`MAX_WAIT_SECS`].
+fn wait(query: &Query) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = query.get("wait") else {
+        return Ok(None);
+    };
+    let secs: f64 = raw
+        .parse()
+        .map_err(|_| ApiError::invalid("query parameter `wait` must be a number of seconds"))?;
+    if !(0.0..=MAX_WAIT_SECS).contains(&secs) {
+        return Err(ApiError::rejected(format!(
+            "query parameter `wait` must be between 0 and {MAX_WAIT_SECS} seconds"
+        )));
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::rejected(format!(
+            "header `Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    if !bytes.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "header `Idempotency-Key` must be visible ASCII characters",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// The whole body, or 413 past `limit` bytes.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, Failure> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Failure::TooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Failure::TooLarge(limit))
+        }
+        Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
+    }
+}
+
+/// 202: the job is stored (or, for a repeat, was stored before).
+fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
+    answer::json(
+        request_id,
+        StatusCode::ACCEPTED,
+        json!({ "job_id": enqueued.id, "status": enqueued.state }),
+    )
+}
+
+/// Waits for the job's outcome: 201 once sent, 400 with its error once
+/// failed, else (time up, or the server stopping) 202 as it stands.
+async fn settle(
+    api: &ApiState,
+    request_id: &RequestId,
+    enqueued: Enqueued,
+    wait: Duration,
+) -> Result<Response, Failure> {
+    let mut stopping = api.stopping.clone();
+    let stopped = async move {
+        // Dropping the sender (server gone) counts as stopping too.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let settled = tokio::select! {
+        settled = api.queue.settled(enqueued.id, wait) => settled?,
+        () = stopped => api.queue.job(enqueued.id).await?,
+    };
+    let Some(job) = settled else {
+        return Err(Failure::Unavailable(format!(
+            "job {} vanished",
+            enqueued.id
+        )));
+    };
+    Ok(match (job.state, &job.error) {
+        (JobState::Sent, _) => {
+            let mut body = jobs::sent(&job);
+            body["job_id"] = json!(job.id);
+            answer::json(request_id, StatusCode::CREATED, body)
+        }
+        (JobState::Failed, Some(error)) => {
+            let mut body = json!(error);
+            body["job_id"] = json!(job.id);
+            answer::json(request_id, StatusCode::BAD_REQUEST, body)
+        }
+        (state, _) => queued(
+            request_id,
+            Enqueued {
+                id: job.id,
+                state,
+                duplicate: enqueued.duplicate,
+            },
+        ),
+    })
+}

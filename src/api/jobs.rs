@@ -1,0 +1,152 @@
+//! Reading jobs over the socket: `GET /api/v1/jobs/{job_id}`,
+//! `GET /api/v1/jobs?state=&after=&limit=`, and `GET /healthz`.
+
+use axum::Extension;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::answer::{self, Failure};
+use super::query::Query;
+use super::request_id::RequestId;
+use crate::error::ApiError;
+use crate::queue::{Job, JobFilter, JobId, JobState, SCHEMA_VERSION};
+
+/// What a client sees of a job in a listing (without its payload, which
+/// may be large).
+pub fn view(job: &Job) -> Value {
+    let mut view = json!({
+        "job_id": job.id,
+        // `request_id` is this answer's; this is the enqueue's.
+        "enqueue_request_id": job.request_id,
+        "kind": job.kind,
+        "bot": job.bot,
+        "destination": job.chat,
+        "state": job.state,
+        "attempts": job.attempts,
+        "not_before": job.not_before,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "parts": job.parts,
+    });
+    if let Some(key) = &job.idempotency_key {
+        view["idempotency_key"] = json!(key);
+    }
+    if job.state == JobState::Sent {
+        view["result"] = sent(job);
+    }
+    if let Some(error) = &job.error {
+        // While a retry waits, the error is the last attempt's.
+        let field = if job.state == JobState::Failed {
+            "error"
+        } else {
+            "last_error"
+        };
+        view[field] = json!(error);
+    }
+    view
+}
+
+/// The job with the normalized payload it will send.
+pub fn view_with_payload(job: &Job) -> Value {
+    let mut view = view(job);
+    view["payload"] = serde_json::from_str::<Value>(&job.payload)
+        .unwrap_or_else(|_| Value::String(job.payload.clone()));
+    view
+}
+
+/// The seed's success fields for a sent job: its first message's ids, and
+/// every message's when it had several.
+pub fn sent(job: &Job) -> Value {
+    let ids = |part: &crate::queue::Part| {
+        json!({
+            "message_id": part.message_id,
+            "channel_message_id": part.channel_message_id.map(|id| id.to_string()),
+        })
+    };
+    let mut result = job.parts.first().map(ids).unwrap_or_else(|| json!({}));
+    if job.parts.len() > 1 {
+        result["messages"] = job.parts.iter().map(ids).collect();
+    }
+    result
+}
+
+pub async fn get_job(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(job_id): Path<String>,
+) -> Response {
+    let found = match job_id.parse::<JobId>() {
+        Ok(id) => api.queue.job(id).await.map_err(Failure::from),
+        Err(_) => Ok(None),
+    };
+    match found {
+        Ok(Some(job)) => answer::json(&request_id, StatusCode::OK, view_with_payload(&job)),
+        Ok(None) => Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id),
+        Err(failure) => failure.answer(&request_id),
+    }
+}
+
+pub async fn list_jobs(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let listed = async {
+        let filter = filter(Query::parse(
+            query.as_deref(),
+            &["state", "after", "limit"],
+        )?)?;
+        Ok::<_, Failure>(api.queue.jobs(filter).await?)
+    };
+    match listed.await {
+        Ok(jobs) => {
+            let views: Vec<Value> = jobs.iter().map(view).collect();
+            answer::json(&request_id, StatusCode::OK, json!({ "jobs": views }))
+        }
+        Err(failure) => failure.answer(&request_id),
+    }
+}
+
+fn filter(query: Query) -> Result<JobFilter, ApiError> {
+    let state = query
+        .get("state")
+        .map(|s| {
+            s.parse::<JobState>()
+                .map_err(|e| ApiError::invalid(format!("query parameter `state`: {e}")))
+        })
+        .transpose()?;
+    let after = query.integer("after")?.map(JobId::new);
+    let limit = match query.integer("limit")? {
+        None => None,
+        Some(n) if (1..=JobFilter::MAX_LIMIT as i64).contains(&n) => Some(n as usize),
+        Some(_) => {
+            return Err(ApiError::rejected(format!(
+                "query parameter `limit` must be between 1 and {}",
+                JobFilter::MAX_LIMIT
+            )));
+        }
+    };
+    Ok(JobFilter {
+        state,
+        after,
+        limit,
+    })
+}
+
+/// Liveness and readiness: 200 while the store takes work, else 503.
+pub async fn health(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+) -> Response {
+    match api.queue.check().await {
+        Ok(()) => answer::json(
+            &request_id,
+            StatusCode::OK,
+            json!({ "status": "ok", "schema_version": SCHEMA_VERSION }),
+        ),
+        Err(err) => Failure::from(err).answer(&request_id),
+    }
+}

@@ -1,0 +1,112 @@
+//! The local socket API: HTTP/1.1 over a Unix socket, JSON in and out.
+//!
+//! Like the Docker Engine API, it is reached with
+//! `curl --unix-socket DIR/telegate.sock http://localhost/...`. The paths
+//! mirror the business API of the seed so existing clients port with a path
+//! change. Every answer is JSON with a `request_id`, errors included (404 and
+//! 405 too), and nothing is acknowledged that is not durable.
+//!
+//! | method, path | answer |
+//! | --- | --- |
+//! | `POST /api/v1/telegram/interactive[?wait=S]` | 202 `{job_id, status}`; with `wait`, 201 `{message_id, channel_message_id}` once sent, 400 once failed, 202 if `S` seconds (≤ 60) pass first |
+//! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
+//! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
+//! | `GET /healthz` | 200 while the store takes work, else 503 |
+
+mod answer;
+pub mod client;
+pub mod enqueue;
+pub mod jobs;
+mod query;
+pub mod request_id;
+pub mod socket;
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+pub use answer::Failure;
+pub use enqueue::Validated;
+pub use request_id::RequestId;
+
+use crate::config::ApiConfig;
+use crate::queue::Queue;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub queue: Queue,
+    pub max_body_bytes: usize,
+    /// Turns true when the server is shutting down, so waiters answer early.
+    stopping: watch::Receiver<bool>,
+}
+
+/// The routes, with request ids and JSON fallbacks. `stopping` ends
+/// `?wait=` early when it turns true.
+pub fn router(queue: Queue, config: &ApiConfig, stopping: watch::Receiver<bool>) -> Router {
+    let state = ApiState {
+        queue,
+        max_body_bytes: config.max_body_bytes,
+        stopping,
+    };
+    Router::new()
+        .route(
+            "/api/v1/telegram/interactive",
+            post(enqueue::post_interactive),
+        )
+        .route("/api/v1/jobs", get(jobs::list_jobs))
+        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/healthz", get(jobs::health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(request_id::assign))
+}
+
+async fn not_found(
+    Extension(id): Extension<RequestId>,
+    request: Request,
+) -> axum::response::Response {
+    Failure::NotFound(format!("no such path `{}`", request.uri().path())).answer(&id)
+}
+
+async fn method_not_allowed(Extension(id): Extension<RequestId>) -> axum::response::Response {
+    Failure::MethodNotAllowed.answer(&id)
+}
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown` completes, then stops accepting,
+/// lets in-flight requests finish (waiters answer at once; at most
+/// [`SHUTDOWN_GRACE`]) and returns.
+pub async fn serve(
+    listener: UnixListener,
+    queue: Queue,
+    config: &ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (stop, mut stopping) = watch::channel(false);
+    let app = router(queue, config, stopping.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let overdue = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = overdue => {
+            tracing::warn!("in-flight requests did not finish in time; closing them");
+            Ok(())
+        }
+    }
+}

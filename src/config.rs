@@ -1,0 +1,448 @@
+//! Where telegate keeps its state and how it is configured.
+//!
+//! Every long-running command shares one state directory (socket, store,
+//! sessions) and one TOML file, with `TELEGATE_*` environment variables
+//! winning over the file so that secrets can stay out of it. Unknown keys are
+//! an error naming the key: a typo must not silently fall back to a default.
+
+use std::fmt;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// File names inside the state directory.
+const SOCKET_FILE: &str = "telegate.sock";
+const DATABASE_FILE: &str = "telegate.db";
+const SESSIONS_DIR: &str = "sessions";
+const CONFIG_FILE: &str = "telegate.toml";
+const LOCK_FILE: &str = "telegate.lock";
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot prepare state directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("another telegate is running with state directory {0}")]
+    Locked(PathBuf),
+}
+
+/// Exclusive use of a state directory; released on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: fs::File,
+}
+
+/// The directory holding the socket, the store and the bot sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    /// Creates the directory (mode 0700 when new) and its `sessions/`.
+    pub fn prepare(&self) -> Result<(), StateError> {
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder
+            .create(&self.root)
+            .and_then(|()| builder.create(self.sessions()))
+            .map_err(|source| StateError::Io {
+                path: self.root.clone(),
+                source,
+            })
+    }
+
+    /// Takes the directory for this process: one telegate per state
+    /// directory, held until the lock is dropped (or the process dies).
+    pub fn lock(&self) -> Result<StateLock, StateError> {
+        let path = self.root.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(StateError::Locked(self.root.clone())),
+            Err(fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `DIR/telegate.sock`: the local socket API.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join(SOCKET_FILE)
+    }
+
+    /// `DIR/telegate.db`: the job store (with its `-wal` and `-shm` files).
+    pub fn database(&self) -> PathBuf {
+        self.root.join(DATABASE_FILE)
+    }
+
+    /// `DIR/sessions/`: one MTProto session per bot.
+    pub fn sessions(&self) -> PathBuf {
+        self.root.join(SESSIONS_DIR)
+    }
+
+    /// `DIR/telegate.toml`, the config file used when none is named.
+    pub fn default_config(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+}
+
+/// A value that must never be printed: Debug and Display show `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The whole configuration, defaults filled in.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub telegram: TelegramConfig,
+    pub limits: LimitsConfig,
+    pub api: ApiConfig,
+    pub callbacks: CallbacksConfig,
+}
+
+/// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub api_id: Option<i32>,
+    pub api_hash: Option<Secret>,
+    pub bot_token: Option<Secret>,
+    /// `host:port` of the data centre; the sandbox writes its own here.
+    pub dc_addr: Option<String>,
+}
+
+/// `[limits]`: Telegram's sending limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub bot_per_second: u32,
+    pub private_chat_per_second: u32,
+    pub group_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            bot_per_second: 30,
+            private_chat_per_second: 1,
+            group_per_minute: 20,
+        }
+    }
+}
+
+/// `[api]`: the local socket API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Request bodies larger than this are answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// `[callbacks]`: answering button clicks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// How long a consumer has to answer a click before telegate does.
+    pub deadline_ms: u64,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        CallbacksConfig { deadline_ms: 1500 }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {message}")]
+    Invalid { message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads `file` (or `DIR/telegate.toml` when it exists), then applies the
+    /// `TELEGATE_*` variables of the process environment.
+    pub fn load(file: Option<&Path>, state: &StateDir) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, state, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the environment given as a lookup function.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        state: &StateDir,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let default_file = state.default_config();
+        let path = match file {
+            Some(path) => Some(path),
+            None if default_file.exists() => Some(default_file.as_path()),
+            None => None,
+        };
+        let mut config = match path {
+            Some(path) => Self::read(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config
+            .check()
+            .map_err(|message| ConfigError::Invalid { message })?;
+        Ok(config)
+    }
+
+    /// Rules a parsed file can still break; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            (
+                "limits.bot_per_second",
+                u64::from(self.limits.bot_per_second),
+            ),
+            (
+                "limits.private_chat_per_second",
+                u64::from(self.limits.private_chat_per_second),
+            ),
+            (
+                "limits.group_per_minute",
+                u64::from(self.limits.group_per_minute),
+            ),
+            ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("callbacks.deadline_ms", self.callbacks.deadline_ms),
+        ];
+        match positive.iter().find(|(_, value)| *value == 0) {
+            Some((key, _)) => Err(format!("`{key}` must be greater than 0")),
+            None => Ok(()),
+        }
+    }
+
+    /// Parses one TOML file; an unknown key is an error that names it.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let line = text[..span.start].matches('\n').count() + 1;
+                format!("line {line}: {}", e.message())
+            }
+            None => e.message().to_owned(),
+        })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let telegram = &mut self.telegram;
+        if let Some(value) = env("TELEGATE_API_ID") {
+            let id = value.trim().parse().map_err(|_| ConfigError::Env {
+                name: "TELEGATE_API_ID",
+                message: "must be an integer".into(),
+            })?;
+            telegram.api_id = Some(id);
+        }
+        if let Some(value) = env("TELEGATE_API_HASH") {
+            telegram.api_hash = Some(Secret::new(value));
+        }
+        if let Some(value) = env("TELEGATE_BOT_TOKEN") {
+            telegram.bot_token = Some(Secret::new(value));
+        }
+        if let Some(value) = env("TELEGATE_DC_ADDR") {
+            telegram.dc_addr = Some(value);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load_with_env(None, &StateDir::new(dir.path()), no_env).unwrap();
+        assert_eq!(config.limits.bot_per_second, 30);
+        assert_eq!(config.limits.private_chat_per_second, 1);
+        assert_eq!(config.limits.group_per_minute, 20);
+        assert_eq!(config.api.max_body_bytes, 262_144);
+        assert_eq!(config.callbacks.deadline_ms, 1500);
+        assert_eq!(config.telegram.bot_token, None);
+    }
+
+    #[test]
+    fn reads_the_default_file_of_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(
+            state.default_config(),
+            "[telegram]\napi_id = 7\ndc_addr = \"127.0.0.1:4430\"\n[limits]\nbot_per_second = 5\n",
+        )
+        .unwrap();
+        let config = Config::load_with_env(None, &state, no_env).unwrap();
+        assert_eq!(config.telegram.api_id, Some(7));
+        assert_eq!(config.telegram.dc_addr.as_deref(), Some("127.0.0.1:4430"));
+        assert_eq!(config.limits.bot_per_second, 5);
+        assert_eq!(config.limits.group_per_minute, 20);
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("other.toml");
+        fs::write(
+            &file,
+            "[telegram]\napi_id = 1\nbot_token = \"file-token\"\n",
+        )
+        .unwrap();
+        let env = |name: &str| match name {
+            "TELEGATE_API_ID" => Some("42".to_owned()),
+            "TELEGATE_BOT_TOKEN" => Some("env-token".to_owned()),
+            _ => None,
+        };
+        let config = Config::load_with_env(Some(&file), &StateDir::new(dir.path()), env).unwrap();
+        assert_eq!(config.telegram.api_id, Some(42));
+        assert_eq!(
+            config.telegram.bot_token.as_ref().map(Secret::expose),
+            Some("env-token")
+        );
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| (name == "TELEGATE_API_ID").then(|| "twelve".to_owned());
+        let err = Config::load_with_env(None, &StateDir::new(dir.path()), env).unwrap_err();
+        assert!(err.to_string().contains("TELEGATE_API_ID"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[limits]\nbot_per_secnd = 3\n").unwrap_err();
+        assert!(err.contains("bot_per_secnd"), "{err}");
+        let err = Config::parse("[telegramm]\n").unwrap_err();
+        assert!(err.contains("telegramm"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(state.default_config(), "[api]\nmax_body_bytes = 0\n").unwrap();
+        let err = Config::load_with_env(None, &state, no_env).unwrap_err();
+        assert!(err.to_string().contains("api.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_named_file_is_an_error_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("absent.toml");
+        let err =
+            Config::load_with_env(Some(&file), &StateDir::new(dir.path()), no_env).unwrap_err();
+        assert!(err.to_string().contains("absent.toml"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Config::parse(
+            "[telegram]\napi_hash = \"hash-sekrit\"\nbot_token = \"123:token-sekrit\"\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sekrit"), "{debug}");
+        assert!(debug.contains("[redacted]"), "{debug}");
+        let token = config.telegram.bot_token.unwrap();
+        assert_eq!(token.to_string(), "[redacted]");
+        assert_eq!(token.expose(), "123:token-sekrit");
+    }
+
+    #[test]
+    fn state_dir_lays_out_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        state.prepare().unwrap();
+        assert!(state.sessions().is_dir());
+        assert_eq!(state.socket(), dir.path().join("state/telegate.sock"));
+        assert_eq!(state.database(), dir.path().join("state/telegate.db"));
+        let mode = fs::metadata(state.root()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn one_process_holds_a_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let held = state.lock().unwrap();
+        let err = state.lock().unwrap_err();
+        assert!(matches!(err, StateError::Locked(_)), "{err}");
+        drop(held);
+        state.lock().unwrap();
+    }
+}

@@ -1,0 +1,245 @@
+//! The worker's side of the queue.
+//!
+//! A chat's jobs form a line: only its oldest active job may be taken, and
+//! only while nothing of that chat is in `sending`. So one chat's messages go
+//! out in enqueue order while different chats proceed in parallel. Taking a
+//! job marks it `sending` (attempts + 1) in the same commit; the worker then
+//! reports `sent`, `failed` or a retry time. Holds (`FLOOD_WAIT`) are kept in
+//! the store so no task sleeps holding a job, and a restart keeps them. Time
+//! is always passed in, so the rules are testable without a clock.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::job::{Job, JobError, JobEvent, JobId, JobState, Timestamp};
+use super::{Queue, QueueError, read};
+use crate::chat::ChatId;
+
+/// The chat id under which a bot-wide hold is stored.
+const WHOLE_BOT: i64 = 0;
+
+impl Queue {
+    /// The jobs that could be taken at `now` (at most one per chat, oldest
+    /// first), without taking them.
+    pub async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
+        self.read(move |conn| read::due(conn, now, limit)).await
+    }
+
+    /// Takes up to `limit` due jobs, one per chat, marking them `sending`.
+    pub async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
+        self.write(move |conn, events| {
+            let due = read::due(conn, now, limit)?;
+            take(conn, due, now, events)
+        })
+        .await
+    }
+
+    /// Takes the named jobs (e.g. those of [`Queue::due`] the rate limits
+    /// allow). A job that is no longer the due head of its line is skipped.
+    pub async fn claim(&self, ids: Vec<JobId>, now: Timestamp) -> Result<Vec<Job>, QueueError> {
+        self.write(move |conn, events| {
+            let due = read::due(conn, now, usize::MAX)?;
+            let wanted = due
+                .into_iter()
+                .filter(|job| ids.contains(&job.id))
+                .collect();
+            take(conn, wanted, now, events)
+        })
+        .await
+    }
+
+    /// Records that part `seq` of a multi-part job was sent, so a resumed job
+    /// can skip it.
+    pub async fn mark_part_sent(
+        &self,
+        id: JobId,
+        seq: u16,
+        channel_message_id: i64,
+    ) -> Result<(), QueueError> {
+        self.write(move |conn, _| {
+            expect_sending(conn, id)?;
+            conn.prepare_cached(
+                "UPDATE parts SET channel_message_id = ?3 WHERE job_id = ?1 AND seq = ?2",
+            )?
+            .execute(params![id.get(), seq, channel_message_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The job was sent: `channel_message_ids` are Telegram's ids of its
+    /// parts, in order. Returns the job as stored.
+    pub async fn mark_sent(
+        &self,
+        id: JobId,
+        channel_message_ids: Vec<i64>,
+        now: Timestamp,
+    ) -> Result<Job, QueueError> {
+        self.write(move |conn, events| {
+            let chat = expect_sending(conn, id)?;
+            let expected: i64 = conn
+                .prepare_cached("SELECT count(*) FROM parts WHERE job_id = ?1")?
+                .query_row([id.get()], |row| row.get(0))?;
+            let expected = usize::try_from(expected).unwrap_or(0);
+            if expected != channel_message_ids.len() {
+                return Err(QueueError::PartCount {
+                    id,
+                    expected,
+                    given: channel_message_ids.len(),
+                });
+            }
+            let mut part = conn.prepare_cached(
+                "UPDATE parts SET channel_message_id = ?3 WHERE job_id = ?1 AND seq = ?2",
+            )?;
+            for (seq, channel_id) in (0_i64..).zip(&channel_message_ids) {
+                part.execute(params![id.get(), seq, channel_id])?;
+            }
+            settle(conn, id, chat, JobState::Sent, None, now, events)?;
+            read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))
+        })
+        .await
+    }
+
+    /// The job failed for good with `error`.
+    pub async fn mark_failed(
+        &self,
+        id: JobId,
+        error: JobError,
+        now: Timestamp,
+    ) -> Result<(), QueueError> {
+        self.write(move |conn, events| {
+            let chat = expect_sending(conn, id)?;
+            settle(conn, id, chat, JobState::Failed, Some(&error), now, events)
+        })
+        .await
+    }
+
+    /// The attempt failed with `error` but the job should be tried again,
+    /// not before `when`. It stays at the head of its chat's line.
+    pub async fn retry_at(
+        &self,
+        id: JobId,
+        when: Timestamp,
+        error: Option<JobError>,
+        now: Timestamp,
+    ) -> Result<(), QueueError> {
+        self.write(move |conn, events| {
+            let chat = expect_sending(conn, id)?;
+            conn.prepare_cached("UPDATE jobs SET not_before = ?2 WHERE id = ?1")?
+                .execute(params![id.get(), when.as_millis()])?;
+            settle(
+                conn,
+                id,
+                chat,
+                JobState::Queued,
+                error.as_ref(),
+                now,
+                events,
+            )
+        })
+        .await
+    }
+
+    /// Nothing goes to `chat` before `until` (a per-chat `FLOOD_WAIT`).
+    pub async fn defer_chat(&self, chat: ChatId, until: Timestamp) -> Result<(), QueueError> {
+        self.write(move |conn, _| hold(conn, chat.get(), until))
+            .await
+    }
+
+    /// Nothing goes anywhere before `until` (a bot-wide `FLOOD_WAIT`).
+    pub async fn defer_all(&self, until: Timestamp) -> Result<(), QueueError> {
+        self.write(move |conn, _| hold(conn, WHOLE_BOT, until))
+            .await
+    }
+
+    /// When the next job may be taken (for the worker to sleep until), or
+    /// `None` when no chat has a job waiting that is free to go.
+    pub async fn next_due_at(&self) -> Result<Option<Timestamp>, QueueError> {
+        self.read(read::next_due_at).await
+    }
+}
+
+/// Marks `jobs` as `sending` and returns them as they are then.
+fn take(
+    conn: &Connection,
+    jobs: Vec<Job>,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<Vec<Job>, QueueError> {
+    let mut mark = conn.prepare_cached(
+        "UPDATE jobs SET state = 'sending', attempts = attempts + 1, updated_at = ?2
+         WHERE id = ?1 AND state = 'queued'",
+    )?;
+    let mut taken = Vec::with_capacity(jobs.len());
+    for mut job in jobs {
+        if mark.execute(params![job.id.get(), now.as_millis()])? == 1 {
+            job.state = JobState::Sending;
+            job.attempts += 1;
+            job.updated_at = now;
+            events.push(JobEvent {
+                id: job.id,
+                chat: job.chat,
+                state: JobState::Sending,
+            });
+            taken.push(job);
+        }
+    }
+    Ok(taken)
+}
+
+/// The chat of job `id`, which must be in `sending`.
+fn expect_sending(conn: &Connection, id: JobId) -> Result<ChatId, QueueError> {
+    let found: Option<(ChatId, JobState)> = conn
+        .prepare_cached("SELECT chat, state FROM jobs WHERE id = ?1")?
+        .query_row([id.get()], |row| Ok((read::chat(row, 0)?, row.get(1)?)))
+        .optional()?;
+    let (chat, state) = found.ok_or(QueueError::NoSuchJob(id))?;
+    if state != JobState::Sending {
+        return Err(QueueError::NotSending { id, state });
+    }
+    Ok(chat)
+}
+
+/// Moves job `id` to `state` and records `error` (cleared when `None`).
+fn settle(
+    conn: &Connection,
+    id: JobId,
+    chat: ChatId,
+    state: JobState,
+    error: Option<&JobError>,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<(), QueueError> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, error_code = ?3, error_text = ?4, error_name = ?5,
+                         updated_at = ?6
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id.get(),
+        state.as_str(),
+        error.map(|e| e.code.as_u8()),
+        error.map(|e| e.message.as_str()),
+        error.and_then(|e| e.telegram.as_deref()),
+        now.as_millis(),
+    ])?;
+    events.push(JobEvent { id, chat, state });
+    Ok(())
+}
+
+fn hold(conn: &Connection, chat: i64, until: Timestamp) -> Result<(), QueueError> {
+    conn.prepare_cached(
+        "INSERT INTO holds (chat, not_before) VALUES (?1, ?2)
+         ON CONFLICT (chat) DO UPDATE SET not_before = max(not_before, excluded.not_before)",
+    )?
+    .execute(params![chat, until.as_millis()])?;
+    Ok(())
+}
+
+/// Puts jobs a crash left in `sending` back in line (their parts, and so
+/// their `random_id`s, are untouched). Returns how many.
+pub(super) fn recover_sending(conn: &Connection, now: Timestamp) -> Result<usize, QueueError> {
+    Ok(conn.execute(
+        "UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'sending'",
+        [now.as_millis()],
+    )?)
+}

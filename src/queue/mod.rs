@@ -1,0 +1,275 @@
+//! The durable job queue: every job a client was told about is on disk.
+//!
+//! Jobs live in SQLite (WAL, `synchronous=FULL`). Writes go through one
+//! writer thread that commits concurrent work together (group commit, see
+//! [`writer`]); reads use their own connections. The API enqueues; the worker
+//! drains through the consumer interface in [`consumer`], which keeps each
+//! chat's jobs in order and lets different chats proceed in parallel. Every
+//! durable state change is announced on a broadcast channel, so waiters and
+//! the worker wake without polling.
+
+mod consumer;
+pub mod job;
+mod read;
+mod schema;
+mod store;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::broadcast;
+
+pub use job::{
+    DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
+    Timestamp,
+};
+pub use read::JobFilter;
+pub use schema::VERSION as SCHEMA_VERSION;
+
+use store::Readers;
+use writer::Writer;
+
+/// State-change notifications kept for slow receivers before they lag.
+const EVENT_CAPACITY: usize = 4096;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot open the job store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the job store is closed")]
+    Closed,
+    #[error("job store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("job store commit failed: {0}")]
+    Commit(String),
+    #[error("the job store needs WAL journaling, SQLite gave `{0}`")]
+    NoWal(String),
+    #[error("the job store has schema version {found}; this telegate knows up to {known}")]
+    SchemaTooNew { found: u32, known: u32 },
+    #[error("job {0} does not exist")]
+    NoSuchJob(JobId),
+    #[error("job {id} is {state}, not sending")]
+    NotSending { id: JobId, state: JobState },
+    #[error("job {id} has {expected} part(s), {given} given")]
+    PartCount {
+        id: JobId,
+        expected: usize,
+        given: usize,
+    },
+    #[error("a job needs at least one part")]
+    NoParts,
+}
+
+impl QueueError {
+    /// Whether the store itself is unable to take work (as opposed to a
+    /// request that does not fit the job it names).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Open { .. }
+                | QueueError::Closed
+                | QueueError::Sqlite(_)
+                | QueueError::Commit(_)
+                | QueueError::NoWal(_)
+                | QueueError::SchemaTooNew { .. }
+        )
+    }
+}
+
+/// A handle to the store; clones share it.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Writer,
+    readers: Readers,
+    events: broadcast::Sender<JobEvent>,
+}
+
+impl Queue {
+    /// Opens (or creates, mode 0600) the store at `path`, brings its schema
+    /// up to date and puts jobs a crash left in `sending` back in line, with
+    /// their `random_id`s unchanged.
+    pub fn open(path: &Path) -> Result<Self, QueueError> {
+        let mut conn = store::open_writer(path)?;
+        schema::migrate(&mut conn)?;
+        let recovered = consumer::recover_sending(&conn, Timestamp::now())?;
+        if recovered > 0 {
+            tracing::warn!(jobs = recovered, "jobs left in sending are due again");
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let writer = Writer::spawn(conn, events.clone()).map_err(|source| QueueError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                writer,
+                readers: Readers::new(path),
+                events,
+            }),
+        })
+    }
+
+    /// Stores `job`, durably, and returns its id. With an idempotency key
+    /// already used, returns the job stored first instead.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, QueueError> {
+        if job.parts == 0 {
+            return Err(QueueError::NoParts);
+        }
+        let now = Timestamp::now();
+        self.inner
+            .writer
+            .write(move |conn, events| insert(conn, &job, now, events))
+            .await
+    }
+
+    /// One job, if it exists.
+    pub async fn job(&self, id: JobId) -> Result<Option<Job>, QueueError> {
+        self.read(move |conn| read::job(conn, id)).await
+    }
+
+    /// Jobs in id order.
+    pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<Job>, QueueError> {
+        self.read(move |conn| read::jobs(conn, &filter)).await
+    }
+
+    /// Waits up to `timeout` for job `id` to be `sent` or `failed`, and
+    /// returns it as it is then (`None`: no such job).
+    pub async fn settled(&self, id: JobId, timeout: Duration) -> Result<Option<Job>, QueueError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut events = self.subscribe();
+        loop {
+            let Some(job) = self.job(id).await? else {
+                return Ok(None);
+            };
+            if job.state.is_final() {
+                return Ok(Some(job));
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_elapsed) => return self.job(id).await,
+                    Ok(Ok(event)) if event.id == id && event.state.is_final() => break,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(Some(job)),
+                }
+            }
+        }
+    }
+
+    /// Notifications of every durable state change (`queued` on enqueue).
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether the store takes work: the writer runs and a read succeeds.
+    pub async fn check(&self) -> Result<(), QueueError> {
+        if !self.inner.writer.is_open() {
+            return Err(QueueError::Closed);
+        }
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM jobs WHERE 0", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Commits what was handed in and stops taking work; later calls fail
+    /// with [`QueueError::Closed`].
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+    }
+
+    async fn read<T, F>(&self, read: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.readers.with(read))
+            .await
+            .map_err(|_| QueueError::Closed)?
+    }
+
+    async fn write<T, F>(&self, change: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<JobEvent>) -> Result<T, QueueError> + Send + 'static,
+    {
+        self.inner.writer.write(change).await
+    }
+}
+
+/// Inserts `job` and its parts, or finds the job its idempotency key names.
+fn insert(
+    conn: &Connection,
+    job: &NewJob,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<Enqueued, QueueError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
+                               attempts, not_before, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )?
+        .execute(params![
+            job.request_id,
+            job.bot,
+            job.chat.get(),
+            job.kind.as_str(),
+            job.payload,
+            job.idempotency_key,
+            now.as_millis(),
+        ])?;
+    if inserted == 0 {
+        return first_with_key(conn, job);
+    }
+    let id = JobId::new(conn.last_insert_rowid());
+    let mut part =
+        conn.prepare_cached("INSERT INTO parts (job_id, seq, random_id) VALUES (?1, ?2, ?3)")?;
+    for seq in 0..job.parts {
+        part.execute(params![id.get(), seq, rand::random::<i64>()])?;
+    }
+    events.push(JobEvent {
+        id,
+        chat: job.chat,
+        state: JobState::Queued,
+    });
+    Ok(Enqueued {
+        id,
+        state: JobState::Queued,
+        duplicate: false,
+    })
+}
+
+fn first_with_key(conn: &Connection, job: &NewJob) -> Result<Enqueued, QueueError> {
+    let found = conn
+        .prepare_cached("SELECT id, state FROM jobs WHERE idempotency_key = ?1")?
+        .query_row([&job.idempotency_key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((id, state)) = found else {
+        return Err(QueueError::Commit(
+            "an insert was ignored without an idempotency key to explain it".into(),
+        ));
+    };
+    Ok(Enqueued {
+        id: JobId::new(id),
+        state,
+        duplicate: true,
+    })
+}

@@ -1,0 +1,178 @@
+//! Reading jobs back out of the store.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::QueueError;
+use super::job::{Job, JobError, JobId, JobKind, JobState, Part, Timestamp};
+use crate::chat::ChatId;
+use crate::error::ErrorCode;
+
+/// Which jobs a listing shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    /// Only jobs with a larger id (for paging).
+    pub after: Option<JobId>,
+    /// At most this many (capped at [`JobFilter::MAX_LIMIT`]).
+    pub limit: Option<usize>,
+}
+
+impl JobFilter {
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+
+    fn limit(&self) -> usize {
+        self.limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .min(Self::MAX_LIMIT)
+    }
+}
+
+const JOB_COLUMNS: &str = "id, request_id, bot, chat, kind, payload, state, attempts, not_before, \
+     error_code, error_text, error_name, idempotency_key, created_at, updated_at";
+
+fn bad_column(index: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, Type::Text, message.into())
+}
+
+/// The chat id in column `index`.
+pub(super) fn chat(row: &Row<'_>, index: usize) -> rusqlite::Result<ChatId> {
+    ChatId::new(row.get(index)?)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Integer, e.into()))
+}
+
+/// A `jobs` row (columns as [`JOB_COLUMNS`]), without its parts yet.
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let kind: String = row.get(4)?;
+    let error_code: Option<u8> = row.get(9)?;
+    let error = match error_code {
+        Some(code) => Some(JobError {
+            code: ErrorCode::from_u8(code)
+                .ok_or_else(|| bad_column(9, format!("unknown error code {code}")))?,
+            message: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+            telegram: row.get(11)?,
+        }),
+        None => None,
+    };
+    Ok(Job {
+        id: JobId::new(row.get(0)?),
+        request_id: row.get(1)?,
+        bot: row.get(2)?,
+        chat: chat(row, 3)?,
+        kind: JobKind::parse(&kind).ok_or_else(|| bad_column(4, format!("job kind `{kind}`")))?,
+        payload: row.get(5)?,
+        state: row.get(6)?,
+        attempts: row.get(7)?,
+        not_before: Timestamp::from_millis(row.get(8)?),
+        parts: Vec::new(),
+        error,
+        idempotency_key: row.get(12)?,
+        created_at: Timestamp::from_millis(row.get(13)?),
+        updated_at: Timestamp::from_millis(row.get(14)?),
+    })
+}
+
+fn with_parts(conn: &Connection, mut job: Job) -> Result<Job, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, random_id, message_id, channel_message_id FROM parts
+         WHERE job_id = ?1 ORDER BY seq",
+    )?;
+    job.parts = stmt
+        .query_map([job.id.get()], |row| {
+            Ok(Part {
+                seq: row.get(0)?,
+                random_id: row.get(1)?,
+                message_id: row.get(2)?,
+                channel_message_id: row.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(job)
+}
+
+/// One job with its parts, if it exists.
+pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    let job = conn
+        .prepare_cached(&sql)?
+        .query_row([id.get()], job_from_row)
+        .optional()?;
+    job.map(|job| with_parts(conn, job)).transpose()
+}
+
+/// Jobs in id order, as `filter` says.
+pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE (?1 IS NULL OR state = ?1) AND id > ?2
+         ORDER BY id LIMIT ?3"
+    );
+    let state = filter.state.map(JobState::as_str);
+    let after = filter.after.map_or(0, JobId::get);
+    let limit = i64::try_from(filter.limit()).unwrap_or(i64::MAX);
+    let found: Vec<Job> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![state, after, limit], job_from_row)?
+        .collect::<Result<_, _>>()?;
+    found.into_iter().map(|job| with_parts(conn, job)).collect()
+}
+
+/// `heads(id)`: the oldest active (`queued` or `sending`) job of every chat.
+/// A skip-scan over the partial index `jobs_active`: one seek per chat, so
+/// the cost grows with the number of chats, not of waiting jobs.
+const LINE_HEADS: &str = "
+    WITH RECURSIVE lines(chat) AS (
+        SELECT min(chat) FROM jobs INDEXED BY jobs_active
+        WHERE state IN ('queued', 'sending')
+        UNION ALL
+        SELECT (SELECT min(chat) FROM jobs INDEXED BY jobs_active
+                WHERE state IN ('queued', 'sending') AND chat > lines.chat)
+        FROM lines WHERE lines.chat IS NOT NULL
+    ), heads(id) AS (
+        SELECT (SELECT min(id) FROM jobs INDEXED BY jobs_active
+                WHERE state IN ('queued', 'sending') AND chat = lines.chat)
+        FROM lines WHERE lines.chat IS NOT NULL
+    )";
+
+/// The first queued job of every chat whose line is free (nothing of that
+/// chat in `sending`) and that may go out at `now`, oldest first.
+pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
+    let columns = JOB_COLUMNS
+        .split(", ")
+        .map(|column| format!("j.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "{LINE_HEADS}
+         SELECT {columns} FROM heads JOIN jobs AS j ON j.id = heads.id
+         LEFT JOIN holds AS c ON c.chat = j.chat
+         WHERE j.state = 'queued' AND j.not_before <= ?1
+           AND coalesce(c.not_before, 0) <= ?1
+           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?1
+         ORDER BY j.id LIMIT ?2"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let found: Vec<Job> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![now.as_millis(), limit], job_from_row)?
+        .collect::<Result<_, _>>()?;
+    found.into_iter().map(|job| with_parts(conn, job)).collect()
+}
+
+/// When the next job may go out, counting holds: `None` when nothing waits
+/// (or every waiting chat has a job in `sending`). SQLite's two-argument
+/// `max` is NULL when the aggregate found no row.
+pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
+    let sql = format!(
+        "{LINE_HEADS}
+         SELECT max(
+             min(max(j.not_before, coalesce(c.not_before, 0))),
+             coalesce((SELECT not_before FROM holds WHERE chat = 0), 0))
+         FROM heads JOIN jobs AS j ON j.id = heads.id
+         LEFT JOIN holds AS c ON c.chat = j.chat
+         WHERE j.state = 'queued'"
+    );
+    let at: Option<i64> = conn.prepare_cached(&sql)?.query_row([], |row| row.get(0))?;
+    Ok(at.map(Timestamp::from_millis))
+}

@@ -1,0 +1,101 @@
+//! The store's schema, as a list of versioned migrations.
+//!
+//! SQLite's `user_version` holds how many migrations a database has had; on
+//! open, the missing ones run in order, each in its own transaction. A
+//! migration is never edited once released: changes are new entries.
+
+use rusqlite::Connection;
+
+use super::QueueError;
+
+/// Migration `n` (from 1) is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, their parts (one Telegram message each) and flood holds.
+    "
+    CREATE TABLE jobs (
+        id              INTEGER PRIMARY KEY,
+        request_id      TEXT    NOT NULL,
+        bot             TEXT    NOT NULL,
+        chat            INTEGER NOT NULL,
+        kind            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL,
+        idempotency_key TEXT,
+        state           TEXT    NOT NULL
+                        CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        not_before      INTEGER NOT NULL,
+        error_code      INTEGER,
+        error_text      TEXT,
+        error_name      TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    -- Partial, so jobs without a key cost no index page.
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    -- The head of each chat's line: its lowest active job.
+    CREATE INDEX jobs_active ON jobs (chat, id) WHERE state IN ('queued', 'sending');
+    CREATE INDEX jobs_by_state ON jobs (state, id);
+
+    -- One row per Telegram message of a job; the row id is telegate's
+    -- message id, random_id is fixed at enqueue for every attempt.
+    CREATE TABLE parts (
+        message_id         INTEGER PRIMARY KEY,
+        job_id             INTEGER NOT NULL REFERENCES jobs (id),
+        seq                INTEGER NOT NULL,
+        random_id          INTEGER NOT NULL,
+        channel_message_id INTEGER,
+        UNIQUE (job_id, seq)
+    );
+
+    -- FLOOD_WAIT: nothing goes to `chat` before `not_before`; chat 0 holds
+    -- the whole bot.
+    CREATE TABLE holds (
+        chat       INTEGER PRIMARY KEY,
+        not_before INTEGER NOT NULL
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub const VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database up to [`VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > VERSION {
+        return Err(QueueError::SchemaTooNew {
+            found,
+            known: VERSION,
+        });
+    }
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "store schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, VERSION);
+
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(matches!(err, QueueError::SchemaTooNew { .. }), "{err}");
+    }
+}

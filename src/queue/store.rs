@@ -1,0 +1,101 @@
+//! Opening the SQLite file: owner-only permissions, WAL with full sync, and a
+//! small pool of read-only connections beside the one writer.
+//!
+//! The file is created mode 0600 before SQLite touches it; SQLite gives its
+//! `-wal` and `-shm` files the mode of the database file.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::QueueError;
+
+/// How long a connection waits on a lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Creates the database file owner-only (or narrows an existing one).
+fn create_owner_only(path: &Path) -> Result<(), QueueError> {
+    let io = |source| QueueError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if metadata.permissions().mode() & 0o777 != 0o600 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The connection that writes: WAL, `synchronous=FULL`, so a commit that
+/// returned survives a crash or power loss.
+pub fn open_writer(path: &Path) -> Result<Connection, QueueError> {
+    create_owner_only(path)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(QueueError::NoWal(mode));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
+/// Read-only connections, handed out one per read.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub fn new(path: &Path) -> Self {
+        Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn open(&self) -> Result<Connection, QueueError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (or a new one), then keeps it.
+    pub fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = read(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE_READERS
+        {
+            idle.push(conn);
+        }
+        result
+    }
+}

@@ -1,0 +1,455 @@
+//! The queue against a real SQLite file in a temporary directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use super::*;
+use crate::chat::ChatId;
+use crate::error::ErrorCode;
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+/// Far in the future, so every job enqueued "now" is due.
+fn later() -> Timestamp {
+    Timestamp::now().saturating_add(Duration::from_secs(3600))
+}
+
+fn new_job(chat: i64, text: &str) -> NewJob {
+    NewJob::new(
+        format!("req_{text}"),
+        ChatId::new(chat).unwrap(),
+        JobKind::Interactive,
+        format!("{{\"text\":\"{text}\"}}"),
+    )
+}
+
+struct Store {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    queue: Queue,
+}
+
+fn store() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("telegate.db");
+    let queue = Queue::open(&path).unwrap();
+    Store {
+        _dir: dir,
+        path,
+        queue,
+    }
+}
+
+async fn enqueue(queue: &Queue, chat: i64, text: &str) -> JobId {
+    queue.enqueue(new_job(chat, text)).await.unwrap().id
+}
+
+#[tokio::test]
+async fn enqueued_jobs_read_back_with_a_random_id() {
+    let s = store();
+    let id = enqueue(&s.queue, 42, "hello").await;
+    let job = s.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.chat, ChatId::user(42));
+    assert_eq!(job.kind, JobKind::Interactive);
+    assert_eq!(job.payload, r#"{"text":"hello"}"#);
+    assert_eq!(job.request_id, "req_hello");
+    assert_eq!(job.bot, DEFAULT_BOT);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.parts.len(), 1);
+    assert_eq!(job.parts[0].channel_message_id, None);
+    assert!(
+        s.queue
+            .job(JobId::new(id.get() + 1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn files_are_owner_only() {
+    let s = store();
+    enqueue(&s.queue, 1, "x").await;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", s.path.display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_existing_database_is_narrowed_to_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("telegate.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _queue = Queue::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_job() {
+    let s = store();
+    let mut first = new_job(7, "one");
+    first.idempotency_key = Some("key-1".into());
+    let mut again = new_job(7, "two");
+    again.idempotency_key = Some("key-1".into());
+    let a = s.queue.enqueue(first).await.unwrap();
+    let b = s.queue.enqueue(again).await.unwrap();
+    assert!(!a.duplicate);
+    assert!(b.duplicate);
+    assert_eq!(a.id, b.id);
+    let all = s.queue.jobs(JobFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].payload, r#"{"text":"one"}"#);
+}
+
+#[tokio::test]
+async fn concurrent_enqueues_with_one_key_make_one_job() {
+    let s = store();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let queue = s.queue.clone();
+            tokio::spawn(async move {
+                let mut new = new_job(5, &format!("try{i}"));
+                new.idempotency_key = Some("same".into());
+                queue.enqueue(new).await.unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    assert!(ids.iter().all(|e| e.id == ids[0].id));
+    assert_eq!(ids.iter().filter(|e| !e.duplicate).count(), 1);
+}
+
+#[tokio::test]
+async fn one_chat_comes_out_in_enqueue_order_others_in_parallel() {
+    let s = store();
+    let mut chat_a = Vec::new();
+    let mut chat_b = Vec::new();
+    for i in 0..5 {
+        chat_a.push(enqueue(&s.queue, 100, &format!("a{i}")).await);
+        chat_b.push(enqueue(&s.queue, -200, &format!("b{i}")).await);
+    }
+    let mut order_a = Vec::new();
+    let mut order_b = Vec::new();
+    for _ in 0..5 {
+        let taken = s.queue.claim_due(later(), 10).await.unwrap();
+        // One per chat, both chats at once.
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        assert!(taken.iter().all(|job| job.state == JobState::Sending));
+        // Nothing more while both lines have a job in flight.
+        assert!(s.queue.claim_due(later(), 10).await.unwrap().is_empty());
+        for job in taken {
+            if job.chat == ChatId::user(100) {
+                order_a.push(job.id);
+            } else {
+                order_b.push(job.id);
+            }
+            s.queue.mark_sent(job.id, vec![1], later()).await.unwrap();
+        }
+    }
+    assert_eq!(order_a, chat_a);
+    assert_eq!(order_b, chat_b);
+    assert!(s.queue.claim_due(later(), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_keeps_its_place_and_its_random_id() {
+    let s = store();
+    let first = enqueue(&s.queue, 9, "first").await;
+    let second = enqueue(&s.queue, 9, "second").await;
+    let taken = s.queue.claim_due(at(i64::MAX / 2), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, first);
+    let random_id = taken[0].parts[0].random_id;
+
+    let retry = Timestamp::now().saturating_add(Duration::from_secs(60));
+    let error = JobError {
+        code: ErrorCode::Rejected,
+        message: "connection lost".into(),
+        telegram: None,
+    };
+    s.queue
+        .retry_at(first, retry, Some(error.clone()), Timestamp::now())
+        .await
+        .unwrap();
+    // Before the retry time nothing of this chat is due, not even `second`.
+    assert!(
+        s.queue
+            .claim_due(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(retry));
+    let waiting = s.queue.job(first).await.unwrap().unwrap();
+    assert_eq!(waiting.state, JobState::Queued);
+    assert_eq!(waiting.error, Some(error));
+
+    let again = s.queue.claim_due(retry, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].parts[0].random_id, random_id);
+    let sent = s.queue.mark_sent(first, vec![555], retry).await.unwrap();
+    assert_eq!(sent.state, JobState::Sent);
+    assert_eq!(sent.error, None);
+    assert_eq!(sent.parts[0].channel_message_id, Some(555));
+    let next = s.queue.claim_due(retry, 10).await.unwrap();
+    assert_eq!(next[0].id, second);
+}
+
+#[tokio::test]
+async fn a_failed_job_does_not_block_its_chat() {
+    let s = store();
+    let first = enqueue(&s.queue, 3, "first").await;
+    let second = enqueue(&s.queue, 3, "second").await;
+    s.queue.claim_due(later(), 10).await.unwrap();
+    let error = JobError::telegram("USER_IS_BLOCKED", "the user blocked the bot");
+    s.queue
+        .mark_failed(first, error.clone(), Timestamp::now())
+        .await
+        .unwrap();
+    let failed = s.queue.job(first).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.error, Some(error));
+    let next = s.queue.claim_due(later(), 10).await.unwrap();
+    assert_eq!(next[0].id, second);
+}
+
+#[tokio::test]
+async fn holds_pause_a_chat_or_the_whole_bot() {
+    let s = store();
+    enqueue(&s.queue, 1, "one").await;
+    let two = enqueue(&s.queue, 2, "two").await;
+    let now = Timestamp::now();
+    let soon = now.saturating_add(Duration::from_secs(30));
+    s.queue.defer_chat(ChatId::user(1), soon).await.unwrap();
+    let taken = s.queue.claim_due(now, 10).await.unwrap();
+    assert_eq!(taken.iter().map(|j| j.id).collect::<Vec<_>>(), vec![two]);
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(soon));
+
+    enqueue(&s.queue, 3, "three").await;
+    let later_still = soon.saturating_add(Duration::from_secs(30));
+    s.queue.defer_all(later_still).await.unwrap();
+    assert!(s.queue.claim_due(soon, 10).await.unwrap().is_empty());
+    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(later_still));
+    assert_eq!(s.queue.claim_due(later_still, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn claim_takes_only_due_heads() {
+    let s = store();
+    let a1 = enqueue(&s.queue, 1, "a1").await;
+    let a2 = enqueue(&s.queue, 1, "a2").await;
+    let b1 = enqueue(&s.queue, 2, "b1").await;
+    let due = s.queue.due(later(), 10).await.unwrap();
+    assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a1, b1]);
+    // a2 is behind a1: not taken even when named.
+    let taken = s.queue.claim(vec![a2, b1], later()).await.unwrap();
+    assert_eq!(taken.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b1]);
+}
+
+#[tokio::test]
+async fn marks_need_a_job_in_sending() {
+    let s = store();
+    let id = enqueue(&s.queue, 1, "x").await;
+    let err = s.queue.mark_sent(id, vec![1], later()).await.unwrap_err();
+    assert!(matches!(err, QueueError::NotSending { .. }), "{err}");
+    let err = s
+        .queue
+        .mark_failed(JobId::new(999), JobError::telegram("X", "x"), later())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::NoSuchJob(_)), "{err}");
+    s.queue.claim_due(later(), 1).await.unwrap();
+    let err = s
+        .queue
+        .mark_sent(id, vec![1, 2], later())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueueError::PartCount { .. }), "{err}");
+    // The failed mark changed nothing.
+    assert_eq!(
+        s.queue.job(id).await.unwrap().unwrap().state,
+        JobState::Sending
+    );
+}
+
+#[tokio::test]
+async fn multi_part_jobs_keep_a_random_id_per_part() {
+    let s = store();
+    let mut new = new_job(1, "album");
+    new.parts = 3;
+    let id = s.queue.enqueue(new).await.unwrap().id;
+    let taken = s.queue.claim_due(later(), 1).await.unwrap();
+    let randoms: Vec<i64> = taken[0].parts.iter().map(|p| p.random_id).collect();
+    assert_eq!(randoms.len(), 3);
+    assert_ne!(randoms[0], randoms[1]);
+    s.queue.mark_part_sent(id, 0, 70).await.unwrap();
+    let job = s.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.parts[0].channel_message_id, Some(70));
+    assert_eq!(job.parts[1].channel_message_id, None);
+    let sent = s
+        .queue
+        .mark_sent(id, vec![70, 71, 72], later())
+        .await
+        .unwrap();
+    let ids: Vec<_> = sent.parts.iter().map(|p| p.channel_message_id).collect();
+    assert_eq!(ids, vec![Some(70), Some(71), Some(72)]);
+    let mut zero = new_job(1, "none");
+    zero.parts = 0;
+    assert!(matches!(
+        s.queue.enqueue(zero).await,
+        Err(QueueError::NoParts)
+    ));
+}
+
+#[tokio::test]
+async fn jobs_left_sending_are_due_again_after_reopening() {
+    let s = store();
+    let id = enqueue(&s.queue, 1, "x").await;
+    let taken = s.queue.claim_due(later(), 1).await.unwrap();
+    let random_id = taken[0].parts[0].random_id;
+    s.queue.close().await;
+    drop(s.queue);
+
+    let reopened = Queue::open(&s.path).unwrap();
+    let job = reopened.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.attempts, 1);
+    let again = reopened.claim_due(later(), 1).await.unwrap();
+    assert_eq!(again[0].id, id);
+    assert_eq!(again[0].parts[0].random_id, random_id);
+    assert_eq!(again[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_work() {
+    let s = store();
+    s.queue.close().await;
+    assert!(matches!(
+        s.queue.enqueue(new_job(1, "late")).await,
+        Err(QueueError::Closed)
+    ));
+    assert!(s.queue.check().await.is_err());
+}
+
+#[tokio::test]
+async fn settled_waits_for_the_outcome_or_the_timeout() {
+    let s = store();
+    let id = enqueue(&s.queue, 1, "x").await;
+    let waiter = {
+        let queue = s.queue.clone();
+        tokio::spawn(async move { queue.settled(id, Duration::from_secs(60)).await })
+    };
+    let mut events = s.queue.subscribe();
+    s.queue.claim_due(later(), 1).await.unwrap();
+    assert_eq!(events.recv().await.unwrap().state, JobState::Sending);
+    s.queue.mark_sent(id, vec![12], later()).await.unwrap();
+    let job = waiter.await.unwrap().unwrap().unwrap();
+    assert_eq!(job.state, JobState::Sent);
+
+    let other = enqueue(&s.queue, 2, "y").await;
+    let job = s
+        .queue
+        .settled(other, Duration::from_millis(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert!(
+        s.queue
+            .settled(JobId::new(999), Duration::from_millis(10))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn listing_filters_by_state_and_pages() {
+    let s = store();
+    let ids = [
+        enqueue(&s.queue, 1, "a").await,
+        enqueue(&s.queue, 2, "b").await,
+        enqueue(&s.queue, 3, "c").await,
+    ];
+    s.queue.claim(vec![ids[1]], later()).await.unwrap();
+    let sending = s
+        .queue
+        .jobs(JobFilter {
+            state: Some(JobState::Sending),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sending.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+    let page = s
+        .queue
+        .jobs(JobFilter {
+            after: Some(ids[0]),
+            limit: Some(1),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[1]]);
+}
+
+#[tokio::test]
+async fn many_chats_each_keep_their_order() {
+    let s = store();
+    let chats: Vec<i64> = (1..=40).map(|n| if n % 3 == 0 { -n } else { n }).collect();
+    let mut expected: std::collections::HashMap<ChatId, Vec<JobId>> = Default::default();
+    for round in 0..5 {
+        for &chat in chats.iter().rev() {
+            let id = enqueue(&s.queue, chat, &format!("{chat}-{round}")).await;
+            expected
+                .entry(ChatId::new(chat).unwrap())
+                .or_default()
+                .push(id);
+        }
+    }
+    let mut seen: std::collections::HashMap<ChatId, Vec<JobId>> = Default::default();
+    // Leave some jobs in `sending` across claims to interleave the lines.
+    let mut in_flight: Vec<JobId> = Vec::new();
+    while seen.values().map(Vec::len).sum::<usize>() < 200 {
+        let taken = s.queue.claim_due(later(), 7).await.unwrap();
+        let chats_taken: std::collections::HashSet<_> = taken.iter().map(|j| j.chat).collect();
+        assert_eq!(
+            chats_taken.len(),
+            taken.len(),
+            "two jobs of one chat at once"
+        );
+        for job in &taken {
+            seen.entry(job.chat).or_default().push(job.id);
+        }
+        in_flight.extend(taken.iter().map(|j| j.id));
+        assert!(!in_flight.is_empty(), "jobs are left but none is due");
+        // Finish the older half of what is in flight (concurrently, so the
+        // marks share commits).
+        let finish: Vec<_> = in_flight
+            .drain(..in_flight.len().div_ceil(2))
+            .map(|id| {
+                let queue = s.queue.clone();
+                tokio::spawn(async move { queue.mark_sent(id, vec![1], later()).await })
+            })
+            .collect();
+        for mark in finish {
+            mark.await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(seen, expected);
+}
