@@ -9,7 +9,12 @@ pub mod chat;
 pub mod cli;
 pub mod error;
 pub mod interactive;
+pub mod limits;
+pub mod private_file;
 pub mod sandbox;
+pub mod sender;
+pub mod session;
+pub mod telegram;
 
 pub use chat::ChatId;
 pub use error::{ApiError, ErrorCode};
