@@ -13,6 +13,8 @@
 //! - `telegram`: the [`Service`] — users, chats, messages, pts/qts/seq, flood
 //!   limits, callback queries — plus the control API for simulated users.
 
+pub mod dc;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
