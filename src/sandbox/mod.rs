@@ -14,6 +14,7 @@
 //!   limits, callback queries — plus the control API for simulated users.
 
 pub mod control;
+pub mod dc;
 pub mod state_file;
 pub mod telegram;
 

@@ -1,0 +1,548 @@
+//! The sandbox's MTProto server against the real, unmodified grammers client.
+//!
+//! A small test `Service` stands in for the Telegram half: it answers the
+//! calls grammers makes on its own (`help.getConfig`, `updates.getState`),
+//! echoes what it received, fails on request, and can hold a call open.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grammers_client::Client;
+use grammers_client::sender::{ConnectionParams, NoRetries, SenderPool};
+use grammers_client::session::SessionData;
+use grammers_client::session::storages::MemorySession;
+use grammers_client::session::types::DcOption;
+use grammers_client::session::types::UpdatesState;
+use grammers_client::session::updates::UpdatesLike;
+use grammers_client::{InvocationError, tl};
+use telegate::sandbox::dc::{Dc, auth_key_id};
+use telegate::sandbox::{
+    AuthKeyBytes, Caller, Faults, KeyRing, Outbox, RpcFuture, RpcOutcome, Service,
+};
+use tl::{Identifiable, Serializable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::timeout;
+
+const HOME_DC: i32 = 2;
+/// Generous: the machine is small and shared.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Answers what the tests need and records who called what.
+#[derive(Default)]
+struct TestService {
+    calls: Mutex<Vec<(Caller, u32)>>,
+    connections: AtomicUsize,
+    /// Released by the test; `messages.getBotCallbackAnswer` waits for it.
+    release: Notify,
+}
+
+impl TestService {
+    fn count(&self, constructor: u32) -> usize {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().filter(|(_, id)| *id == constructor).count()
+    }
+}
+
+struct Shared(Arc<TestService>);
+
+impl Service for Shared {
+    fn call(&self, caller: Caller, request: Vec<u8>) -> RpcFuture {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move {
+            let id = u32::from_le_bytes(request[..4].try_into().unwrap());
+            service.calls.lock().unwrap().push((caller, id));
+            match id {
+                tl::functions::help::GetConfig::CONSTRUCTOR_ID => {
+                    service.connections.fetch_add(1, Ordering::SeqCst);
+                    RpcOutcome::Ok(config().to_bytes())
+                }
+                tl::functions::updates::GetState::CONSTRUCTOR_ID => RpcOutcome::Ok(
+                    tl::enums::updates::State::State(tl::types::updates::State {
+                        pts: 10,
+                        qts: 0,
+                        date: 1_700_000_000,
+                        seq: 1,
+                        unread_count: 0,
+                    })
+                    .to_bytes(),
+                ),
+                // Echoes the username's length: proves the whole request arrived.
+                tl::functions::contacts::ResolveUsername::CONSTRUCTOR_ID => {
+                    let request = <tl::functions::contacts::ResolveUsername as tl::Deserializable>::from_bytes(&request[4..]).unwrap();
+                    RpcOutcome::Ok(
+                        tl::enums::contacts::ResolvedPeer::Peer(
+                            tl::types::contacts::ResolvedPeer {
+                                peer: tl::enums::Peer::User(tl::types::PeerUser {
+                                    user_id: request.username.len() as i64,
+                                }),
+                                chats: Vec::new(),
+                                users: Vec::new(),
+                            },
+                        )
+                        .to_bytes(),
+                    )
+                }
+                tl::functions::help::GetNearestDc::CONSTRUCTOR_ID => RpcOutcome::Err {
+                    code: 420,
+                    message: "FLOOD_WAIT_3".into(),
+                },
+                tl::functions::messages::GetBotCallbackAnswer::CONSTRUCTOR_ID => {
+                    service.release.notified().await;
+                    RpcOutcome::Ok(
+                        tl::enums::messages::BotCallbackAnswer::Answer(
+                            tl::types::messages::BotCallbackAnswer {
+                                alert: false,
+                                has_url: false,
+                                native_ui: false,
+                                message: Some("done".into()),
+                                url: None,
+                                cache_time: 0,
+                            },
+                        )
+                        .to_bytes(),
+                    )
+                }
+                _ => RpcOutcome::Err {
+                    code: 400,
+                    message: format!("METHOD_NOT_IN_TEST_{id:08x}"),
+                },
+            }
+        })
+    }
+}
+
+struct Keys(HashMap<i64, AuthKeyBytes>);
+
+impl KeyRing for Keys {
+    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
+        self.0.get(&auth_key_id).copied()
+    }
+}
+
+fn config() -> tl::enums::Config {
+    tl::enums::Config::Config(tl::types::Config {
+        default_p2p_contacts: false,
+        preload_featured_stickers: false,
+        revoke_pm_inbox: false,
+        blocked_mode: false,
+        force_try_ipv6: false,
+        date: 1_700_000_000,
+        expires: 1_800_000_000,
+        test_mode: true,
+        this_dc: HOME_DC,
+        dc_options: Vec::new(),
+        dc_txt_domain_name: String::new(),
+        chat_size_max: 200,
+        megagroup_size_max: 200_000,
+        forwarded_count_max: 100,
+        online_update_period_ms: 120_000,
+        offline_blur_timeout_ms: 5_000,
+        offline_idle_timeout_ms: 30_000,
+        online_cloud_timeout_ms: 300_000,
+        notify_cloud_delay_ms: 30_000,
+        notify_default_delay_ms: 1_500,
+        push_chat_period_ms: 60_000,
+        push_chat_limit: 2,
+        edit_time_limit: 172_800,
+        revoke_time_limit: i32::MAX,
+        revoke_pm_time_limit: i32::MAX,
+        rating_e_decay: 2_419_200,
+        stickers_recent_limit: 200,
+        channels_read_media_period: 604_800,
+        tmp_sessions: None,
+        call_receive_timeout_ms: 20_000,
+        call_ring_timeout_ms: 90_000,
+        call_connect_timeout_ms: 30_000,
+        call_packet_timeout_ms: 10_000,
+        me_url_prefix: "https://t.me/".into(),
+        autoupdate_url_prefix: None,
+        gif_search_username: None,
+        venue_search_username: None,
+        img_search_username: None,
+        static_maps_provider: None,
+        caption_length_max: 1024,
+        message_length_max: 4096,
+        webfile_dc_id: HOME_DC,
+        suggested_lang_code: None,
+        lang_pack_version: None,
+        base_lang_pack_version: None,
+        reactions_default: None,
+        autologin_token: None,
+    })
+}
+
+fn key(seed: u8) -> AuthKeyBytes {
+    std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+}
+
+/// A DC on a free loopback port that knows the keys made from `seeds`.
+struct Sandbox {
+    dc: Dc,
+    service: Arc<TestService>,
+    outbox: Arc<Outbox>,
+    faults: Arc<Faults>,
+}
+
+impl Sandbox {
+    async fn start(seeds: &[u8]) -> Sandbox {
+        let keys = seeds
+            .iter()
+            .map(|&seed| (auth_key_id(&key(seed)), key(seed)))
+            .collect();
+        let service = Arc::new(TestService::default());
+        let outbox = Arc::new(Outbox::default());
+        let faults = Arc::new(Faults::default());
+        let dc = Dc::bind(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            Arc::new(Shared(Arc::clone(&service))),
+            Arc::new(Keys(keys)),
+            Arc::clone(&outbox),
+            Arc::clone(&faults),
+        )
+        .await
+        .expect("bind on loopback");
+        Sandbox {
+            dc,
+            service,
+            outbox,
+            faults,
+        }
+    }
+
+    /// A grammers client whose session points at this DC with `key`.
+    fn client(&self, key: AuthKeyBytes) -> TestClient {
+        let SocketAddr::V4(ipv4) = self.dc.local_addr() else {
+            panic!("bound to IPv4");
+        };
+        let option = DcOption {
+            id: HOME_DC,
+            ipv4,
+            ipv6: SocketAddrV6::new(ipv4.ip().to_ipv6_mapped(), ipv4.port(), 0, 0),
+            auth_key: Some(key),
+        };
+        let data = SessionData {
+            home_dc: HOME_DC,
+            dc_options: HashMap::from([(HOME_DC, option)]),
+            peer_infos: HashMap::new(),
+            updates_state: UpdatesState::default(),
+        };
+        let pool = SenderPool::with_configuration(
+            Arc::new(MemorySession::from(data)),
+            1,
+            ConnectionParams {
+                retry_policy: Box::new(NoRetries),
+                ..Default::default()
+            },
+        );
+        let client = Client::new(pool.handle.clone());
+        let runner = tokio::spawn(pool.runner.run());
+        TestClient {
+            client,
+            updates: Some(pool.updates),
+            handle: pool.handle,
+            runner,
+        }
+    }
+}
+
+struct TestClient {
+    client: Client,
+    updates: Option<mpsc::Receiver<UpdatesLike>>,
+    handle: grammers_client::sender::SenderPoolFatHandle,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.handle.quit();
+        self.runner.abort();
+    }
+}
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    timeout(WAIT, future).await.expect("timed out")
+}
+
+#[tokio::test]
+async fn grammers_connects_and_gets_answers() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+
+    // `is_authorized` is `updates.getState`, after the connection's getConfig.
+    assert!(within(test.client.is_authorized()).await.unwrap());
+    let state = within(test.client.invoke(&tl::functions::updates::GetState {}))
+        .await
+        .unwrap();
+    let tl::enums::updates::State::State(state) = state;
+    assert_eq!(state.pts, 10);
+
+    let calls = sandbox.service.calls.lock().unwrap().clone();
+    let expected_caller = Caller {
+        auth_key_id: auth_key_id(&key(1)),
+    };
+    assert!(calls.iter().all(|(caller, _)| *caller == expected_caller));
+    assert_eq!(
+        calls.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+        vec![
+            tl::functions::help::GetConfig::CONSTRUCTOR_ID,
+            tl::functions::updates::GetState::CONSTRUCTOR_ID,
+            tl::functions::updates::GetState::CONSTRUCTOR_ID,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rpc_errors_surface_as_grammers_rpc_errors() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    let error = within(test.client.invoke(&tl::functions::help::GetNearestDc {}))
+        .await
+        .unwrap_err();
+    let InvocationError::Rpc(error) = error else {
+        panic!("expected an RPC error, got {error:?}");
+    };
+    assert_eq!(error.code, 420);
+    assert_eq!(error.name, "FLOOD_WAIT");
+    assert_eq!(error.value, Some(3));
+}
+
+#[tokio::test]
+async fn large_requests_arrive_whole() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    for len in [3_000, 200_000] {
+        let request = tl::functions::contacts::ResolveUsername {
+            username: "u".repeat(len),
+            referer: None,
+        };
+        // grammers gzips requests of 512 bytes or more.
+        let resolved = within(test.client.invoke(&request)).await.unwrap();
+        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = resolved;
+        assert_eq!(
+            resolved.peer,
+            tl::enums::Peer::User(tl::types::PeerUser {
+                user_id: len as i64
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_on_one_client() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    let calls = (1..=300).map(|len| {
+        let client = test.client.clone();
+        async move {
+            let request = tl::functions::contacts::ResolveUsername {
+                username: "c".repeat(len),
+                referer: None,
+            };
+            let tl::enums::contacts::ResolvedPeer::Peer(resolved) =
+                client.invoke(&request).await.unwrap();
+            assert_eq!(
+                resolved.peer,
+                tl::enums::Peer::User(tl::types::PeerUser {
+                    user_id: len as i64
+                })
+            );
+        }
+    });
+    let handles: Vec<_> = calls.map(tokio::spawn).collect();
+    for handle in handles {
+        within(handle).await.unwrap();
+    }
+    let resolved = tl::functions::contacts::ResolveUsername::CONSTRUCTOR_ID;
+    assert_eq!(sandbox.service.count(resolved), 300);
+}
+
+#[tokio::test]
+async fn a_waiting_call_does_not_hold_up_the_others() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    let waiting = tokio::spawn({
+        let client = test.client.clone();
+        async move {
+            client
+                .invoke(&tl::functions::messages::GetBotCallbackAnswer {
+                    game: false,
+                    peer: tl::enums::InputPeer::PeerSelf,
+                    msg_id: 1,
+                    data: Some(b"click".to_vec()),
+                    password: None,
+                })
+                .await
+        }
+    });
+    let slow = tl::functions::messages::GetBotCallbackAnswer::CONSTRUCTOR_ID;
+    within(async {
+        while sandbox.service.count(slow) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        within(test.client.invoke(&tl::functions::updates::GetState {}))
+            .await
+            .unwrap();
+    }
+    assert!(!waiting.is_finished());
+    sandbox.service.release.notify_one();
+    let tl::enums::messages::BotCallbackAnswer::Answer(answer) =
+        within(waiting).await.unwrap().unwrap();
+    assert_eq!(answer.message.as_deref(), Some("done"));
+}
+
+#[tokio::test]
+async fn pushed_updates_reach_the_update_stream() {
+    let sandbox = Sandbox::start(&[1, 2]).await;
+    let mut test = sandbox.client(key(1));
+    let other = sandbox.client(key(2));
+    within(test.client.is_authorized()).await.unwrap();
+    within(other.client.is_authorized()).await.unwrap();
+
+    let update = tl::enums::Updates::UpdateShort(tl::types::UpdateShort {
+        update: tl::enums::Update::UserStatus(tl::types::UpdateUserStatus {
+            user_id: 777,
+            status: tl::enums::UserStatus::Empty,
+        }),
+        date: 1_700_000_001,
+    });
+    let key_id = auth_key_id(&key(1));
+    assert_eq!(sandbox.outbox.push(key_id, &update.to_bytes()), 1);
+
+    let updates = test.updates.take().unwrap();
+    let mut stream = within(test.client.stream_updates(updates, Default::default()))
+        .await
+        .unwrap();
+    let (received, _, _) = within(stream.next_raw()).await.unwrap();
+    let tl::enums::Update::UserStatus(status) = received else {
+        panic!("expected the pushed user status, got {received:?}");
+    };
+    assert_eq!(status.user_id, 777);
+}
+
+#[tokio::test]
+async fn dropped_connections_recover_on_the_next_call() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    assert_eq!(sandbox.service.connections.load(Ordering::SeqCst), 1);
+
+    sandbox.faults.drop_connections();
+    // grammers reconnects lazily: a call racing the close may fail once.
+    let mut failures = 0;
+    let state = loop {
+        match within(test.client.invoke(&tl::functions::updates::GetState {})).await {
+            Ok(state) => break state,
+            Err(error) => {
+                assert!(
+                    matches!(error, InvocationError::Dropped(_) | InvocationError::Io(_)),
+                    "{error:?}"
+                );
+                failures += 1;
+                assert!(failures < 5, "no recovery after {failures} failures");
+            }
+        }
+    };
+    let tl::enums::updates::State::State(state) = state;
+    assert_eq!(state.pts, 10);
+    assert_eq!(sandbox.service.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn latency_delays_answers_but_loses_nothing() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    sandbox.faults.set_latency(Duration::from_millis(50));
+    let started = tokio::time::Instant::now();
+    within(test.client.invoke(&tl::functions::updates::GetState {}))
+        .await
+        .unwrap();
+    // A lower bound only: the delay must have been applied.
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn an_unknown_auth_key_is_refused() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let stranger = sandbox.client(key(9));
+    let result = within(stranger.client.invoke(&tl::functions::updates::GetState {})).await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(sandbox.service.calls.lock().unwrap().is_empty());
+
+    // The DC still serves everyone else.
+    let test = sandbox.client(key(1));
+    assert!(within(test.client.is_authorized()).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_unknown_key_gets_telegrams_404() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+        .await
+        .unwrap();
+    // A well-framed packet with an encrypted message for a key nobody has.
+    let mut payload = 0x1234_5678_i64.to_le_bytes().to_vec();
+    payload.extend([0u8; 56]);
+    socket.write_all(&packet(0, &payload)).await.unwrap();
+    let mut reply = Vec::new();
+    within(socket.read_to_end(&mut reply)).await.unwrap();
+    assert_eq!(reply, (-404i32).to_le_bytes());
+}
+
+#[tokio::test]
+async fn garbage_closes_the_connection() {
+    let sandbox = Sandbox::start(&[1]).await;
+    for garbage in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // A sane length and a broken crc.
+        {
+            let mut bad = packet(0, &[0; 16]);
+            bad[20] ^= 1;
+            bad
+        },
+        // A plaintext (auth_key_id 0) DH request: the sandbox has no DH.
+        packet(0, &[0; 40]),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+            .await
+            .unwrap();
+        socket.write_all(&garbage).await.unwrap();
+        let mut reply = Vec::new();
+        // The server closes (a reset is fine too) instead of waiting.
+        let _ = within(socket.read_to_end(&mut reply)).await;
+        assert!(reply.is_empty());
+    }
+    // Still serving.
+    let test = sandbox.client(key(1));
+    assert!(within(test.client.is_authorized()).await.unwrap());
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    let addr = sandbox.dc.local_addr();
+    within(sandbox.dc.shutdown()).await;
+    let result = within(test.client.invoke(&tl::functions::updates::GetState {})).await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A "full" transport packet, built by hand.
+fn packet(seq: i32, payload: &[u8]) -> Vec<u8> {
+    let mut packet = ((payload.len() + 12) as i32).to_le_bytes().to_vec();
+    packet.extend(seq.to_le_bytes());
+    packet.extend(payload);
+    let crc = crc32fast::hash(&packet);
+    packet.extend(crc.to_le_bytes());
+    packet
+}
