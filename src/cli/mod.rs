@@ -3,6 +3,8 @@
 //! Commands return errors and exit codes; only `main` prints fatal errors and
 //! exits.
 
+pub mod sandbox;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +27,8 @@ pub enum Command {
         /// The request body (`-` or nothing: standard input).
         file: Option<PathBuf>,
     },
+    /// Run the local Telegram sandbox: an MTProto DC and its control API.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// How a command ended, for `main` to turn into an exit status.
@@ -38,12 +42,18 @@ pub enum Outcome {
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Validate { .. } => Ok(Outcome::Success),
+        Command::Sandbox(args) => {
+            sandbox::run(args).await?;
+            Ok(Outcome::Success)
+        }
     }
 }
 
 /// Errors that end a command before it could do its work.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxCliError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,

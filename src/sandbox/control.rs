@@ -126,7 +126,8 @@ impl From<SandboxError> for Failure {
 type Answer = Result<Response, Failure>;
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn user_id(raw: &str) -> Result<AccountId, Failure> {
@@ -384,10 +385,15 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
     if let Some(Some(name)) = &request.error {
         check_error_name(name)?;
     }
-    if request.times == Some(0) || (request.times.is_some() && !matches!(request.error, Some(Some(_)))) {
+    if request.times == Some(0)
+        || (request.times.is_some() && !matches!(request.error, Some(Some(_))))
+    {
         return Err(Failure::bad_request("times must be ≥ 1 and needs an error"));
     }
-    if request.callback_timeout_ms.is_some_and(|ms| ms == 0 || ms > MAX_CALLBACK_TIMEOUT_MS) {
+    if request
+        .callback_timeout_ms
+        .is_some_and(|ms| ms == 0 || ms > MAX_CALLBACK_TIMEOUT_MS)
+    {
         return Err(Failure::bad_request(format!(
             "callback_timeout_ms must be 1..{MAX_CALLBACK_TIMEOUT_MS}"
         )));
@@ -406,7 +412,9 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
         control.telegram.set_limits_enabled(enabled);
     }
     if let Some(ms) = request.callback_timeout_ms {
-        control.telegram.set_callback_timeout(Duration::from_millis(ms));
+        control
+            .telegram
+            .set_callback_timeout(Duration::from_millis(ms));
     }
     if request.drop_connections {
         control.faults.drop_connections();

@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod dc;
+pub mod server;
 pub mod state_file;
 pub mod telegram;
 
