@@ -1007,3 +1007,281 @@ async fn control_api_errors_are_clear_json() {
     assert_eq!(dc["port"], harness.sandbox().dc_addr().port());
     assert_eq!(dc["dc_id"], DC_ID);
 }
+
+fn send_media(
+    peer: tl::enums::InputPeer,
+    media: tl::enums::InputMedia,
+    caption: &str,
+    random_id: i64,
+) -> tl::functions::messages::SendMedia {
+    tl::functions::messages::SendMedia {
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer,
+        reply_to: None,
+        media,
+        message: caption.into(),
+        random_id,
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
+    }
+}
+
+fn edit(peer: tl::enums::InputPeer, id: i32) -> tl::functions::messages::EditMessage {
+    tl::functions::messages::EditMessage {
+        no_webpage: false,
+        invert_media: false,
+        peer,
+        id,
+        message: None,
+        media: None,
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        quick_reply_shortcut_id: None,
+        rich_message: None,
+    }
+}
+
+#[tokio::test]
+async fn media_by_url_edits_and_file_downloads() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Jo").await;
+    let bot = harness.bot().await;
+    harness
+        .control("POST", "/faults", Some(json!({"limits": false})))
+        .await;
+
+    let photo = tl::types::InputMediaPhotoExternal {
+        spoiler: false,
+        url: "https://example.com/cat.jpg".into(),
+        ttl_seconds: None,
+    };
+    let document = tl::types::InputMediaDocumentExternal {
+        spoiler: false,
+        url: "https://example.com/files/invoice.pdf".into(),
+        ttl_seconds: None,
+        video_cover: None,
+        video_timestamp: None,
+    };
+    sent_id(
+        &bot.invoke(&send_media(user_peer(user, 0), photo.into(), "a cat", 1))
+            .await
+            .unwrap(),
+        1,
+    );
+    sent_id(
+        &bot.invoke(&send_media(user_peer(user, 0), document.into(), "", 2))
+            .await
+            .unwrap(),
+        2,
+    );
+    let too_long = "c".repeat(1025);
+    let caption_error = bot
+        .invoke(&send_media(
+            user_peer(user, 0),
+            tl::types::InputMediaPhotoExternal {
+                spoiler: false,
+                url: "https://example.com/x.jpg".into(),
+                ttl_seconds: None,
+            }
+            .into(),
+            &too_long,
+            3,
+        ))
+        .await;
+    assert_eq!(rpc_error(caption_error).1, "MEDIA_CAPTION_TOO_LONG");
+
+    // An inline keyboard, edited twice.
+    let markup = inline(vec![("Yes", callback(b"yes"))]);
+    let id = sent_id(
+        &bot.invoke(&with_markup(
+            send(user_peer(user, 0), "Question?", 4),
+            markup,
+        ))
+        .await
+        .unwrap(),
+        4,
+    );
+    let mut text_edit = edit(user_peer(user, 0), id);
+    text_edit.message = Some("Question (edited)?".into());
+    text_edit.reply_markup = Some(inline(vec![("Sure", callback(b"sure"))]));
+    bot.invoke(&text_edit).await.unwrap();
+    assert_eq!(
+        rpc_error(bot.invoke(&text_edit).await).1,
+        "MESSAGE_NOT_MODIFIED"
+    );
+    let mut markup_edit = edit(user_peer(user, 0), id);
+    markup_edit.message = Some("Answered".into());
+    bot.invoke(&markup_edit).await.unwrap();
+
+    let chat = harness.chat(user).await;
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["media"]["kind"], "photo");
+    assert_eq!(messages[1]["media"]["url"], "https://example.com/cat.jpg");
+    assert_eq!(messages[1]["text"], "a cat");
+    assert_eq!(messages[2]["media"]["file_name"], "invoice.pdf");
+    assert_eq!(messages[2]["media"]["mime_type"], "application/pdf");
+    assert_eq!(messages[3]["text"], "Answered");
+    assert_eq!(
+        messages[3]["reply_markup"],
+        Value::Null,
+        "keyboard removed by the edit"
+    );
+    assert!(messages[3]["edit_date"].is_i64());
+
+    // The user sends a document; the bot downloads it.
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/messages"),
+            Some(json!({"document": {"file_name": "a.txt", "mime_type": "text/plain", "size": 5000}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let chat = harness.chat(user).await;
+    let sent = chat["messages"].as_array().unwrap().last().unwrap()["media"].clone();
+    let (file_id, hash) = (
+        sent["id"].as_i64().unwrap(),
+        sent["access_hash"].as_i64().unwrap(),
+    );
+    let tl::enums::upload::File::File(file) = bot
+        .invoke(&tl::functions::upload::GetFile {
+            precise: false,
+            cdn_supported: false,
+            location: tl::types::InputDocumentFileLocation {
+                id: file_id,
+                access_hash: hash,
+                file_reference: Vec::new(),
+                thumb_size: String::new(),
+            }
+            .into(),
+            offset: 4096,
+            limit: 4096,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected a file")
+    };
+    assert_eq!(
+        file.bytes,
+        telegate::sandbox::telegram::file_content(file_id, 4096, 904)
+    );
+}
+
+#[tokio::test]
+async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
+    use telegate::sandbox::telegram::key_id;
+    use telegate::sandbox::{Caller, RpcOutcome, Service};
+
+    let harness = Harness::start().await;
+    let user = harness.started_user("Kim").await;
+    let telegram = harness.sandbox().telegram().clone();
+    let caller = Caller {
+        auth_key_id: key_id(&telegram.bot_auth_key()),
+    };
+    let call = |request: Vec<u8>| {
+        let telegram = telegram.clone();
+        async move {
+            match telegram.call(caller, request).await {
+                RpcOutcome::Ok(bytes) => bytes,
+                RpcOutcome::Err { code, message } => panic!("{code} {message}"),
+            }
+        }
+    };
+    // Not signed in yet: 401.
+    let outcome = telegram
+        .call(caller, tl::functions::updates::GetState {}.to_bytes())
+        .await;
+    assert!(
+        matches!(outcome, RpcOutcome::Err { code: 401, .. }),
+        "{outcome:?}"
+    );
+    call(
+        tl::functions::auth::ImportBotAuthorization {
+            flags: 0,
+            api_id: API_ID,
+            api_hash: API_HASH.into(),
+            bot_auth_token: telegram.bot_token().expose().into(),
+        }
+        .to_bytes(),
+    )
+    .await;
+    let markup = inline(vec![("Go", callback(b"go"))]);
+    let sent = call(with_markup(send(user_peer(user, 0), "Go?", 1), markup).to_bytes()).await;
+    let sent = <tl::enums::Updates as tl::Deserializable>::from_bytes(&sent).unwrap();
+    let message_id = sent_id(&sent, 1);
+    let state = call(tl::functions::updates::GetState {}.to_bytes()).await;
+    let tl::enums::updates::State::State(state) =
+        <tl::enums::updates::State as tl::Deserializable>::from_bytes(&state).unwrap();
+
+    // No bot connection is live: the click waits in the difference.
+    let socket = harness.sandbox().control_socket().unwrap().to_owned();
+    let clicking = tokio::spawn(async move {
+        control(
+            &socket,
+            "POST",
+            &format!("/users/{user}/click"),
+            Some(json!({"message_id": message_id, "data": "go"})),
+        )
+        .await
+    });
+    let query_id = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let difference = call(
+                tl::functions::updates::GetDifference {
+                    pts: state.pts,
+                    pts_limit: None,
+                    pts_total_limit: None,
+                    date: state.date,
+                    qts: state.qts,
+                    qts_limit: None,
+                }
+                .to_bytes(),
+            )
+            .await;
+            let difference =
+                <tl::enums::updates::Difference as tl::Deserializable>::from_bytes(&difference)
+                    .unwrap();
+            if let tl::enums::updates::Difference::Difference(d) = difference
+                && let Some(id) = d.other_updates.iter().find_map(|u| match u {
+                    tl::enums::Update::BotCallbackQuery(q) => Some(q.query_id),
+                    _ => None,
+                })
+            {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the click in the difference");
+    call(
+        tl::functions::messages::SetBotCallbackAnswer {
+            alert: false,
+            query_id,
+            message: Some("Gone".into()),
+            url: None,
+            cache_time: 0,
+        }
+        .to_bytes(),
+    )
+    .await;
+    let (status, clicked) = clicking.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(clicked["answer"]["message"], "Gone");
+}

@@ -5,11 +5,12 @@
 //! single lock makes each RPC atomic, so pts are handed out and pushed in one
 //! order. Nothing awaits while holding it. Files by concept: `accounts`
 //! (keys, tokens), `store` (chats, messages, pts), `updates` (pushes and
-//! `getDifference`), `limits` (flood limits), `markup` (keyboards),
+//! `getDifference`), `limits` (flood limits), `markup` (keyboards), `files` (media content),
 //! `messages` (sending rules), `callbacks` (button clicks), `rpc` (dispatch).
 
 mod accounts;
 mod callbacks;
+mod files;
 mod limits;
 mod markup;
 mod messages;
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 
 pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
 pub use callbacks::{Answer, ClickOutcome};
+pub use files::content as file_content;
 pub use limits::{ChatKind, Limits, Rate};
 pub use messages::UserMessage;
 pub use render::DC_ID;

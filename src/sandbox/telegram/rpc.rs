@@ -12,7 +12,7 @@ use tl::functions;
 use super::accounts::AccountId;
 use super::callbacks::Answer;
 use super::messages::{self, Draft};
-use super::{Telegram, TgError, markup, render, updates};
+use super::{Telegram, TgError, files, markup, render, updates};
 use crate::sandbox::{Caller, RpcOutcome};
 
 /// Who an auth key is signed in as.
@@ -93,7 +93,7 @@ impl Telegram {
     }
 
     async fn handle(&self, key: i64, id: u32, name: &str, body: &[u8]) -> Reply {
-        use functions::{auth, contacts, help, messages as m, updates as u, users};
+        use functions::{auth, contacts, help, messages as m, updates as u, upload, users};
         match id {
             help::GetConfig::CONSTRUCTOR_ID => Ok(render::config().to_bytes()),
             auth::ImportBotAuthorization::CONSTRUCTOR_ID => self.import_bot(key, parse(body)?),
@@ -118,6 +118,11 @@ impl Telegram {
                     m::GetHistory::CONSTRUCTOR_ID => self.get_history(who, parse(body)?),
                     contacts::ResolveUsername::CONSTRUCTOR_ID => {
                         self.resolve_username(who, parse(body)?)
+                    }
+                    upload::GetFile::CONSTRUCTOR_ID => {
+                        let request: upload::GetFile = parse(body)?;
+                        let file = files::get_file(&self.lock().world, &request)?;
+                        ok(&request, file)
                     }
                     _ => Err(TgError::bad_request(format!(
                         "METHOD_NOT_SUPPORTED_IN_SANDBOX: {name}"
