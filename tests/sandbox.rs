@@ -732,7 +732,11 @@ async fn telegram_rules_flood_wait_peer_id_invalid_random_id_and_errors() {
 
     let (_, stats) = harness.control("GET", "/stats", None).await;
     assert_eq!(stats["duplicates_suppressed"], 1);
-    assert_eq!(stats["flood_waits"], 1);
+    assert_eq!(
+        stats["flood_waits"], 1,
+        "the injected one is not the limits'"
+    );
+    assert_eq!(stats["rpc_errors"]["FLOOD_WAIT"], 2, "{stats}");
     assert_eq!(
         stats["rpc_errors"]["PEER_ID_INVALID"], 1,
         "{stats} after {cases_len} content cases"

@@ -32,30 +32,63 @@ pub struct Profile {
 /// An auth key minted by the sandbox, and who it is signed in as (`None`:
 /// not signed in yet; RPCs other than sign-in get `401`).
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "StoredKey", into = "StoredKey")]
 pub struct KeyRecord {
-    #[serde(with = "hex_key")]
     pub key: AuthKeyBytes,
     pub account: Option<AccountId>,
+    /// `key_id(key)`, computed once: every RPC looks keys up by it.
+    id: i64,
+}
+
+/// A key as the state file holds it.
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    #[serde(with = "hex_key")]
+    key: AuthKeyBytes,
+    account: Option<AccountId>,
+}
+
+impl From<StoredKey> for KeyRecord {
+    fn from(stored: StoredKey) -> Self {
+        KeyRecord::new(stored.key, stored.account)
+    }
+}
+
+impl From<KeyRecord> for StoredKey {
+    fn from(record: KeyRecord) -> Self {
+        StoredKey {
+            key: record.key,
+            account: record.account,
+        }
+    }
 }
 
 impl fmt::Debug for KeyRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRecord")
-            .field("key_id", &self.key_id())
+            .field("key_id", &self.id)
             .field("account", &self.account)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyRecord {
+    fn new(key: AuthKeyBytes, account: Option<AccountId>) -> Self {
+        KeyRecord {
+            id: key_id(&key),
+            key,
+            account,
+        }
+    }
+
     pub fn mint(account: Option<AccountId>) -> Self {
         let mut key = [0u8; 256];
         rand::rng().fill(&mut key[..]);
-        KeyRecord { key, account }
+        KeyRecord::new(key, account)
     }
 
     pub fn key_id(&self) -> i64 {
-        key_id(&self.key)
+        self.id
     }
 }
 

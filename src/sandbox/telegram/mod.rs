@@ -106,8 +106,11 @@ pub struct ChatFault {
 pub struct Stats {
     /// RPCs served, by TL name of the function.
     pub rpc_counts: BTreeMap<String, u64>,
-    /// RPC errors answered, by error name.
+    /// RPC errors answered, by error name (without a trailing number:
+    /// `FLOOD_WAIT_7` counts as `FLOOD_WAIT`).
     pub rpc_errors: BTreeMap<String, u64>,
+    /// `FLOOD_WAIT`s the flood limits issued (injected ones are only in
+    /// `rpc_errors`).
     pub flood_waits: u64,
     pub duplicates_suppressed: u64,
     pub messages_from_bot: u64,

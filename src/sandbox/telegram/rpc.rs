@@ -64,12 +64,10 @@ impl Telegram {
         match self.handle(caller.auth_key_id, id, &name, body).await {
             Ok(bytes) => RpcOutcome::Ok(bytes),
             Err(error) => {
-                *self
-                    .lock()
-                    .stats
-                    .rpc_errors
-                    .entry(error.name.clone())
-                    .or_default() += 1;
+                // `FLOOD_WAIT_7` counts as `FLOOD_WAIT`.
+                let kind = error.name.trim_end_matches(|c: char| c.is_ascii_digit());
+                let kind = kind.strip_suffix('_').unwrap_or(kind).to_string();
+                *self.lock().stats.rpc_errors.entry(kind).or_default() += 1;
                 RpcOutcome::Err {
                     code: error.code,
                     message: error.name,
