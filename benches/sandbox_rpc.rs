@@ -48,7 +48,7 @@ async fn run() {
             })
             .expect("user");
         telegram
-            .user_sends(user.id, UserMessage::Text("hi".into()))
+            .user_sends(user.id, UserMessage::Text("hi".into()), None)
             .expect("first message");
         users.push(user.id);
     }

@@ -433,6 +433,19 @@ async fn bot_sends_the_four_seed_types_and_the_sandbox_records_the_exact_tl() {
     assert_eq!(chat["force_reply"]["message_id"], ids[3]);
     assert_eq!(chat["force_reply"]["placeholder"], "Type your rating (1–5)");
 
+    // The user's answer replies to the force-reply message, which then clears.
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/messages"),
+            Some(json!({"text": "5"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let chat = harness.chat(user).await;
+    assert_eq!(chat["messages"][5]["reply_to"], ids[3]);
+    assert_eq!(chat["force_reply"], Value::Null);
+
     let (_, stats) = harness.control("GET", "/stats", None).await;
     assert_eq!(stats["rpc_counts"]["messages.sendMessage"], 4);
     assert_eq!(stats["rpc_counts"]["auth.importBotAuthorization"], 1);

@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `POST /users` | `{id?, first_name, username?}` → `201 {id, access_hash, auth_key}` |
 //! | `GET /users` | → `[{id, first_name, username, started}]` |
-//! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document` → `{message_id}` |
+//! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
 //! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` |
@@ -206,6 +206,8 @@ struct SendBody {
     contact: Option<Contact>,
     photo: Option<Photo>,
     document: Option<Document>,
+    /// The message this one replies to (default: a pending force reply).
+    reply_to: Option<i32>,
 }
 
 impl SendBody {
@@ -279,8 +281,10 @@ async fn user_message(
     body: Bytes,
 ) -> Answer {
     let user = user_id(&id)?;
-    let message = parse::<SendBody>(&body)?.into_message()?;
-    let message_id = control.telegram.user_sends(user, message)?;
+    let body = parse::<SendBody>(&body)?;
+    let reply_to = body.reply_to;
+    let message = body.into_message()?;
+    let message_id = control.telegram.user_sends(user, message, reply_to)?;
     Ok(axum::Json(json!({"message_id": message_id})).into_response())
 }
 

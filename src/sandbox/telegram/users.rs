@@ -35,9 +35,40 @@ pub enum Pressed {
 }
 
 impl Telegram {
-    /// `user` sends a message to the bot; returns its id.
-    pub fn user_sends(&self, user: AccountId, message: UserMessage) -> Result<i32, SandboxError> {
-        self.post_as_user(user, message, None)
+    /// `user` sends a message to the bot, as a reply to `reply_to` if given
+    /// — or to the bot's pending force-reply message, as the user's app
+    /// does; returns its id.
+    pub fn user_sends(
+        &self,
+        user: AccountId,
+        message: UserMessage,
+        reply_to: Option<i32>,
+    ) -> Result<i32, SandboxError> {
+        let reply_to = {
+            let inner = self.lock();
+            let record = inner
+                .world
+                .users
+                .get(&user)
+                .ok_or(SandboxError::UnknownUser(user))?;
+            match reply_to {
+                Some(id)
+                    if !inner
+                        .world
+                        .messages
+                        .get(&id)
+                        .is_some_and(|m| m.visible_to(user)) =>
+                {
+                    return Err(SandboxError::UnknownMessage {
+                        user_id: user,
+                        message_id: id,
+                    });
+                }
+                Some(id) => Some(id),
+                None => record.chat.force_reply,
+            }
+        };
+        self.post_as_user(user, message, reply_to)
     }
 
     fn post_as_user(
