@@ -5,8 +5,9 @@
 //! (one connection, as telegate holds) with many requests in flight. Two
 //! loads: `updates.getState` (the cheapest call: transport + crypto + dispatch)
 //! and `messages.sendMessage` to 100 chats (the worker's call: + validation,
-//! storage, pts and the push to the user). Client and server share the
-//! machine. Run: `cargo bench --bench sandbox_rpc`.
+//! storage, pts and the push to the user); both again with the state file
+//! on (as `telegate sandbox` runs). Client and server share the machine.
+//! Run: `cargo bench --bench sandbox_rpc`.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV6;
@@ -34,9 +35,27 @@ fn main() {
 }
 
 async fn run() {
-    let sandbox = Sandbox::start(SandboxOptions::default())
-        .await
-        .expect("sandbox");
+    let (state, send) = measure_sandbox(SandboxOptions::default(), "in memory").await;
+    println!(
+        "sendMessage / getState throughput ratio: {:.2}",
+        send / state
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let with_file = SandboxOptions {
+        state_dir: Some(dir.path().to_owned()),
+        ..SandboxOptions::default()
+    };
+    let (_, send_saved) = measure_sandbox(with_file, "with state file").await;
+    println!(
+        "sendMessage with / without state file ratio: {:.2}",
+        send_saved / send
+    );
+}
+
+/// Returns the median RPC/s of `updates.getState` and `messages.sendMessage`.
+async fn measure_sandbox(options: SandboxOptions, label: &str) -> (f64, f64) {
+    println!("sandbox {label}:");
+    let sandbox = Sandbox::start(options).await.expect("sandbox");
     let telegram = sandbox.telegram().clone();
     telegram.set_limits_enabled(false);
     let mut users = Vec::new();
@@ -77,12 +96,9 @@ async fn run() {
         }
     })
     .await;
-    println!(
-        "sendMessage / getState throughput ratio: {:.2}",
-        send / state
-    );
     drop(client);
     sandbox.shutdown().await.expect("shutdown");
+    (state, send)
 }
 
 /// Runs `call` with `IN_FLIGHT` requests outstanding for `ROUNDS` windows;
@@ -125,7 +141,7 @@ where
     let median = rates[rates.len() / 2];
     let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     println!(
-        "{name}: median {median:.0} RPC/s over {ROUNDS} x {WINDOW:?} windows, {IN_FLIGHT} in flight (sorted: {})",
+        "  {name}: median {median:.0} RPC/s over {ROUNDS} x {WINDOW:?} windows, {IN_FLIGHT} in flight (sorted: {})",
         shown.join(", ")
     );
     median

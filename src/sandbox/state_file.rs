@@ -3,8 +3,8 @@
 //! A worker restarted against a running sandbox finds every user, message
 //! and pts where it left them, since they live in the sandbox's memory; this
 //! file makes the sandbox itself restartable with the same directory. It is
-//! rewritten atomically (temporary file, then rename) shortly after each
-//! change and once more at shutdown. It holds auth keys and the bot token,
+//! rewritten atomically (temporary file, then rename) at most twice a second
+//! while things change, and once more at shutdown. It holds auth keys and the bot token,
 //! hence the mode.
 
 use std::fs::{self, OpenOptions};
@@ -18,8 +18,10 @@ use crate::private_file;
 
 pub const FILE_NAME: &str = "sandbox.json";
 
-/// Changes within this window are saved together.
-const COALESCE: Duration = Duration::from_millis(50);
+/// Changes within this window are saved together: the whole world is
+/// rewritten each time, so this bounds the cost under a busy worker (and is
+/// what a SIGKILLed sandbox may lose; a clean stop saves everything).
+const COALESCE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateFileError {
