@@ -426,3 +426,51 @@ fn packet(seq: i32, payload: &[u8]) -> Vec<u8> {
     packet.extend(crc.to_le_bytes());
     packet
 }
+
+#[tokio::test]
+async fn ping_delay_disconnect_gets_a_pong_and_sets_the_idle_limit() {
+    use grammers_crypto::DequeBuffer;
+    use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp};
+    use grammers_mtproto::transport::{Full, Transport};
+
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+        .await
+        .unwrap();
+    let mut mtp = Encrypted::build().finish(key(1));
+    let mut transport = Full::new();
+    let mut buffer = DequeBuffer::with_capacity(0, 64);
+    let ping = tl::functions::PingDelayDisconnect {
+        ping_id: 42,
+        disconnect_delay: 1,
+    };
+    let msg_id = mtp.push(&mut buffer, &ping.to_bytes()).unwrap();
+    mtp.finalize(&mut buffer);
+    transport.pack(&mut buffer);
+    socket.write_all(&buffer[..]).await.unwrap();
+
+    let mut received = Vec::new();
+    let offset = loop {
+        let mut chunk = [0u8; 1024];
+        let n = within(socket.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed before the pong");
+        received.extend_from_slice(&chunk[..n]);
+        if let Ok(offset) = transport.unpack(&mut received) {
+            break offset;
+        }
+    };
+    let results = mtp.deserialize(&mut received[offset.data_range]).unwrap();
+    let [Deserialization::RpcResult(pong)] = &results[..] else {
+        panic!("expected exactly the pong");
+    };
+    assert_eq!(pong.msg_id, msg_id);
+    let tl::enums::Pong::Pong(pong) =
+        <tl::enums::Pong as tl::Deserializable>::from_bytes(&pong.body).unwrap();
+    assert_eq!(pong.ping_id, 42);
+
+    // Silent from now on: the DC closes after about a second (its default
+    // idle limit is minutes, far beyond this wait).
+    let mut rest = Vec::new();
+    within(socket.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
+}
