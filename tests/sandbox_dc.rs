@@ -4,30 +4,22 @@
 //! calls grammers makes on its own (`help.getConfig`, `updates.getState`),
 //! echoes what it received, fails on request, and can hold a call open.
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
+mod sandbox_dc_support;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use grammers_client::Client;
-use grammers_client::sender::{ConnectionParams, NoRetries, SenderPool};
-use grammers_client::session::SessionData;
-use grammers_client::session::storages::MemorySession;
-use grammers_client::session::types::DcOption;
-use grammers_client::session::types::UpdatesState;
-use grammers_client::session::updates::UpdatesLike;
 use grammers_client::{InvocationError, tl};
+use sandbox_dc_support::{Keys, TestClient, config, key};
 use telegate::sandbox::dc::{Dc, auth_key_id};
-use telegate::sandbox::{
-    AuthKeyBytes, Caller, Faults, KeyRing, Outbox, RpcFuture, RpcOutcome, Service,
-};
+use telegate::sandbox::{AuthKeyBytes, Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
 use tl::{Identifiable, Serializable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::timeout;
 
-const HOME_DC: i32 = 2;
 /// Generous: the machine is small and shared.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -115,70 +107,6 @@ impl Service for Shared {
     }
 }
 
-struct Keys(HashMap<i64, AuthKeyBytes>);
-
-impl KeyRing for Keys {
-    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
-        self.0.get(&auth_key_id).copied()
-    }
-}
-
-fn config() -> tl::enums::Config {
-    tl::enums::Config::Config(tl::types::Config {
-        default_p2p_contacts: false,
-        preload_featured_stickers: false,
-        revoke_pm_inbox: false,
-        blocked_mode: false,
-        force_try_ipv6: false,
-        date: 1_700_000_000,
-        expires: 1_800_000_000,
-        test_mode: true,
-        this_dc: HOME_DC,
-        dc_options: Vec::new(),
-        dc_txt_domain_name: String::new(),
-        chat_size_max: 200,
-        megagroup_size_max: 200_000,
-        forwarded_count_max: 100,
-        online_update_period_ms: 120_000,
-        offline_blur_timeout_ms: 5_000,
-        offline_idle_timeout_ms: 30_000,
-        online_cloud_timeout_ms: 300_000,
-        notify_cloud_delay_ms: 30_000,
-        notify_default_delay_ms: 1_500,
-        push_chat_period_ms: 60_000,
-        push_chat_limit: 2,
-        edit_time_limit: 172_800,
-        revoke_time_limit: i32::MAX,
-        revoke_pm_time_limit: i32::MAX,
-        rating_e_decay: 2_419_200,
-        stickers_recent_limit: 200,
-        channels_read_media_period: 604_800,
-        tmp_sessions: None,
-        call_receive_timeout_ms: 20_000,
-        call_ring_timeout_ms: 90_000,
-        call_connect_timeout_ms: 30_000,
-        call_packet_timeout_ms: 10_000,
-        me_url_prefix: "https://t.me/".into(),
-        autoupdate_url_prefix: None,
-        gif_search_username: None,
-        venue_search_username: None,
-        img_search_username: None,
-        static_maps_provider: None,
-        caption_length_max: 1024,
-        message_length_max: 4096,
-        webfile_dc_id: HOME_DC,
-        suggested_lang_code: None,
-        lang_pack_version: None,
-        base_lang_pack_version: None,
-        reactions_default: None,
-        autologin_token: None,
-    })
-}
-
-fn key(seed: u8) -> AuthKeyBytes {
-    std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-}
-
 /// A DC on a free loopback port that knows the keys made from `seeds`.
 struct Sandbox {
     dc: Dc,
@@ -189,17 +117,13 @@ struct Sandbox {
 
 impl Sandbox {
     async fn start(seeds: &[u8]) -> Sandbox {
-        let keys = seeds
-            .iter()
-            .map(|&seed| (auth_key_id(&key(seed)), key(seed)))
-            .collect();
         let service = Arc::new(TestService::default());
         let outbox = Arc::new(Outbox::default());
         let faults = Arc::new(Faults::default());
         let dc = Dc::bind(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             Arc::new(Shared(Arc::clone(&service))),
-            Arc::new(Keys(keys)),
+            Arc::new(Keys::from_seeds(seeds)),
             Arc::clone(&outbox),
             Arc::clone(&faults),
         )
@@ -215,51 +139,7 @@ impl Sandbox {
 
     /// A grammers client whose session points at this DC with `key`.
     fn client(&self, key: AuthKeyBytes) -> TestClient {
-        let SocketAddr::V4(ipv4) = self.dc.local_addr() else {
-            panic!("bound to IPv4");
-        };
-        let option = DcOption {
-            id: HOME_DC,
-            ipv4,
-            ipv6: SocketAddrV6::new(ipv4.ip().to_ipv6_mapped(), ipv4.port(), 0, 0),
-            auth_key: Some(key),
-        };
-        let data = SessionData {
-            home_dc: HOME_DC,
-            dc_options: HashMap::from([(HOME_DC, option)]),
-            peer_infos: HashMap::new(),
-            updates_state: UpdatesState::default(),
-        };
-        let pool = SenderPool::with_configuration(
-            Arc::new(MemorySession::from(data)),
-            1,
-            ConnectionParams {
-                retry_policy: Box::new(NoRetries),
-                ..Default::default()
-            },
-        );
-        let client = Client::new(pool.handle.clone());
-        let runner = tokio::spawn(pool.runner.run());
-        TestClient {
-            client,
-            updates: Some(pool.updates),
-            handle: pool.handle,
-            runner,
-        }
-    }
-}
-
-struct TestClient {
-    client: Client,
-    updates: Option<mpsc::Receiver<UpdatesLike>>,
-    handle: grammers_client::sender::SenderPoolFatHandle,
-    runner: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TestClient {
-    fn drop(&mut self) {
-        self.handle.quit();
-        self.runner.abort();
+        TestClient::connect(self.dc.local_addr(), key)
     }
 }
 
@@ -545,4 +425,52 @@ fn packet(seq: i32, payload: &[u8]) -> Vec<u8> {
     let crc = crc32fast::hash(&packet);
     packet.extend(crc.to_le_bytes());
     packet
+}
+
+#[tokio::test]
+async fn ping_delay_disconnect_gets_a_pong_and_sets_the_idle_limit() {
+    use grammers_crypto::DequeBuffer;
+    use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp};
+    use grammers_mtproto::transport::{Full, Transport};
+
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+        .await
+        .unwrap();
+    let mut mtp = Encrypted::build().finish(key(1));
+    let mut transport = Full::new();
+    let mut buffer = DequeBuffer::with_capacity(0, 64);
+    let ping = tl::functions::PingDelayDisconnect {
+        ping_id: 42,
+        disconnect_delay: 1,
+    };
+    let msg_id = mtp.push(&mut buffer, &ping.to_bytes()).unwrap();
+    mtp.finalize(&mut buffer);
+    transport.pack(&mut buffer);
+    socket.write_all(&buffer[..]).await.unwrap();
+
+    let mut received = Vec::new();
+    let offset = loop {
+        let mut chunk = [0u8; 1024];
+        let n = within(socket.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed before the pong");
+        received.extend_from_slice(&chunk[..n]);
+        if let Ok(offset) = transport.unpack(&mut received) {
+            break offset;
+        }
+    };
+    let results = mtp.deserialize(&mut received[offset.data_range]).unwrap();
+    let [Deserialization::RpcResult(pong)] = &results[..] else {
+        panic!("expected exactly the pong");
+    };
+    assert_eq!(pong.msg_id, msg_id);
+    let tl::enums::Pong::Pong(pong) =
+        <tl::enums::Pong as tl::Deserializable>::from_bytes(&pong.body).unwrap();
+    assert_eq!(pong.ping_id, 42);
+
+    // Silent from now on: the DC closes after about a second (its default
+    // idle limit is minutes, far beyond this wait).
+    let mut rest = Vec::new();
+    within(socket.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
 }

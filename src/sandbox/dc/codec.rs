@@ -28,6 +28,11 @@ const ENVELOPE_HEADER_LEN: usize = 16;
 const MAX_CONTAINER_LEN: usize = 1024;
 /// Wrappers around one API call; real clients use two or three.
 const MAX_WRAPPERS: usize = 8;
+/// Nesting allowed in `initConnection.params` (a JSON value): parsing it
+/// recursively without a bound would let a client overflow the stack.
+const MAX_JSON_DEPTH: usize = 32;
+/// `vector#1cb5c415`, the boxed vector constructor.
+const VECTOR: u32 = 0x1cb5c415;
 
 /// Why a decrypted payload is not valid MTProto.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +53,8 @@ pub enum DecodeError {
     GzipTooLarge,
     #[error("more than {MAX_WRAPPERS} invoke wrappers")]
     TooManyWrappers,
+    #[error("initConnection params nested deeper than {MAX_JSON_DEPTH}")]
+    JsonTooDeep,
     #[error("malformed TL: {0}")]
     Tl(String),
 }
@@ -280,9 +287,7 @@ pub fn peel_wrappers(mut body: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
             Some(InvokeWithLayer::<Query>::CONSTRUCTOR_ID) => {
                 InvokeWithLayer::<Query>::deserialize(&mut cursor)?;
             }
-            Some(InitConnection::<Query>::CONSTRUCTOR_ID) => {
-                InitConnection::<Query>::deserialize(&mut cursor)?;
-            }
+            Some(InitConnection::<Query>::CONSTRUCTOR_ID) => skip_init_connection(&mut cursor)?,
             Some(InvokeWithoutUpdates::<Query>::CONSTRUCTOR_ID) => {
                 InvokeWithoutUpdates::<Query>::deserialize(&mut cursor)?;
             }
@@ -297,6 +302,74 @@ pub fn peel_wrappers(mut body: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
         body.drain(..4 + cursor.pos());
     }
     Err(DecodeError::TooManyWrappers)
+}
+
+/// Reads past `initConnection`'s own fields. Done by hand rather than with
+/// the generated type so that its JSON `params` are read with a depth bound.
+fn skip_init_connection(cursor: &mut Cursor) -> Result<(), DecodeError> {
+    let flags = u32::deserialize(cursor)?;
+    let _api_id = i32::deserialize(cursor)?;
+    // device_model, system_version, app_version, system_lang_code,
+    // lang_pack, lang_code
+    for _ in 0..6 {
+        Vec::<u8>::deserialize(cursor)?;
+    }
+    if flags & 1 != 0 {
+        tl::enums::InputClientProxy::deserialize(cursor)?;
+    }
+    if flags & 2 != 0 {
+        skip_json_value(cursor, 0)?;
+    }
+    Ok(())
+}
+
+/// Reads past one boxed `JSONValue`, refusing deep nesting.
+fn skip_json_value(cursor: &mut Cursor, depth: usize) -> Result<(), DecodeError> {
+    use tl::types::{JsonArray, JsonBool, JsonNull, JsonNumber};
+    use tl::types::{JsonObject, JsonObjectValue, JsonString};
+
+    if depth > MAX_JSON_DEPTH {
+        return Err(DecodeError::JsonTooDeep);
+    }
+    match u32::deserialize(cursor)? {
+        JsonNull::CONSTRUCTOR_ID => {}
+        JsonBool::CONSTRUCTOR_ID => {
+            bool::deserialize(cursor)?;
+        }
+        JsonNumber::CONSTRUCTOR_ID => {
+            f64::deserialize(cursor)?;
+        }
+        JsonString::CONSTRUCTOR_ID => {
+            Vec::<u8>::deserialize(cursor)?;
+        }
+        JsonArray::CONSTRUCTOR_ID => {
+            for _ in 0..vector_len(cursor)? {
+                skip_json_value(cursor, depth + 1)?;
+            }
+        }
+        JsonObject::CONSTRUCTOR_ID => {
+            for _ in 0..vector_len(cursor)? {
+                expect_constructor(cursor, JsonObjectValue::CONSTRUCTOR_ID)?;
+                let _key = Vec::<u8>::deserialize(cursor)?;
+                skip_json_value(cursor, depth + 1)?;
+            }
+        }
+        id => return Err(tl::deserialize::Error::UnexpectedConstructor { id }.into()),
+    }
+    Ok(())
+}
+
+/// Reads a boxed vector's header; its items follow.
+fn vector_len(cursor: &mut Cursor) -> Result<u32, DecodeError> {
+    expect_constructor(cursor, VECTOR)?;
+    Ok(u32::deserialize(cursor)?)
+}
+
+fn expect_constructor(cursor: &mut Cursor, expected: u32) -> Result<(), DecodeError> {
+    match u32::deserialize(cursor)? {
+        id if id == expected => Ok(()),
+        id => Err(tl::deserialize::Error::UnexpectedConstructor { id }.into()),
+    }
 }
 
 /// `rpc_result#f35c6d01 req_msg_id:long result:Object`
@@ -338,11 +411,37 @@ pub fn container(messages: &[Message]) -> Vec<u8> {
 mod tests {
     use grammers_crypto::DequeBuffer;
     use grammers_mtproto::mtp::{Encrypted, Mtp};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
 
     use super::*;
     use crate::sandbox::dc::crypto::ServerKey;
 
     const KEY: [u8; 256] = [42; 256];
+
+    proptest! {
+        #[test]
+        fn arbitrary_payloads_never_panic(bytes in vec(any::<u8>(), 0..4096)) {
+            let _ = Envelope::decode(&bytes);
+            let _ = peel_wrappers(bytes.clone());
+            let _ = unpack(Message { msg_id: 1, seqno: 1, body: bytes });
+        }
+
+        #[test]
+        fn corrupted_containers_never_panic(
+            position in 0usize..200,
+            value in any::<u8>(),
+        ) {
+            let inner = |msg_id, body: Vec<u8>| Message { msg_id, seqno: 1, body };
+            let mut body = container(&[
+                inner(4, tl::functions::Ping { ping_id: 1 }.to_bytes()),
+                inner(8, gzip_packed(&tl::functions::help::GetConfig {}.to_bytes())),
+            ]);
+            let position = position % body.len();
+            body[position] = value;
+            let _ = unpack(inner(12, body));
+        }
+    }
 
     fn call(body: &[u8]) -> Request {
         Request::Call(body.to_vec())
@@ -404,7 +503,7 @@ mod tests {
                 lang_pack: String::new(),
                 lang_code: "en".into(),
                 proxy: None,
-                params: Some(tl::enums::Jsonvalue::JsonNull),
+                params: Some(json_params()),
                 query: tl::functions::InvokeWithoutUpdates {
                     query: tl::functions::InvokeAfterMsg {
                         msg_id: 5,
@@ -414,6 +513,46 @@ mod tests {
             },
         };
         assert_eq!(peel_wrappers(wrapped.to_bytes()), Ok(inner.to_bytes()));
+    }
+
+    /// `{"tz": [1.5, true, null, "x"]}`
+    fn json_params() -> tl::enums::Jsonvalue {
+        use tl::enums::{JsonobjectValue, Jsonvalue};
+        Jsonvalue::JsonObject(tl::types::JsonObject {
+            value: vec![JsonobjectValue::JsonObjectValue(
+                tl::types::JsonObjectValue {
+                    key: "tz".into(),
+                    value: Jsonvalue::JsonArray(tl::types::JsonArray {
+                        value: vec![
+                            Jsonvalue::JsonNumber(tl::types::JsonNumber { value: 1.5 }),
+                            Jsonvalue::JsonBool(tl::types::JsonBool { value: true }),
+                            Jsonvalue::JsonNull,
+                            Jsonvalue::JsonString(tl::types::JsonString { value: "x".into() }),
+                        ],
+                    }),
+                },
+            )],
+        })
+    }
+
+    #[test]
+    fn deeply_nested_params_are_refused_without_recursing() {
+        // initConnection with flags.1 (params) set, empty strings, then
+        // 100 000 nested single-item JSON arrays: ~1.2 MB, as a client could send.
+        let mut body = tl::functions::InitConnection::<Query>::CONSTRUCTOR_ID
+            .to_le_bytes()
+            .to_vec();
+        2u32.serialize(&mut body);
+        1i32.serialize(&mut body);
+        for _ in 0..6 {
+            String::new().serialize(&mut body);
+        }
+        for _ in 0..100_000 {
+            tl::types::JsonArray::CONSTRUCTOR_ID.serialize(&mut body);
+            VECTOR.serialize(&mut body);
+            1u32.serialize(&mut body);
+        }
+        assert_eq!(peel_wrappers(body), Err(DecodeError::JsonTooDeep));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::codec::{self, DecodeError, Envelope, Message, Request};
 use super::crypto::{self, DecryptError, ServerKey};
@@ -58,11 +58,27 @@ pub enum ConnectionError {
     SessionChanged { expected: i64, got: i64 },
 }
 
+impl ConnectionError {
+    /// Whether the client broke the protocol, rather than the network
+    /// failing or the client going quiet.
+    pub fn is_protocol_violation(&self) -> bool {
+        !matches!(
+            self,
+            ConnectionError::Write(_)
+                | ConnectionError::Read(ReadError::Io(_) | ReadError::Idle(_))
+        )
+    }
+}
+
 /// Serves one accepted connection until the client leaves, it breaks the
-/// protocol, a fault drops it, or the DC shuts down.
-pub async fn serve(stream: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+/// protocol, a fault drops it (`drops` changes), or the DC shuts down.
+pub async fn serve(
+    stream: TcpStream,
+    context: Arc<Context>,
+    mut drops: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let peer = stream.peer_addr().ok();
-    let mut drops = context.faults.drops();
     let result = tokio::select! {
         result = run(stream, &context) => result,
         _ = drops.changed() => {
@@ -73,7 +89,10 @@ pub async fn serve(stream: TcpStream, context: Arc<Context>, mut shutdown: watch
     };
     match result {
         Ok(()) => debug!(?peer, "connection closed"),
-        Err(error) => warn!(?peer, %error, "closing connection"),
+        Err(error) if error.is_protocol_violation() => {
+            warn!(?peer, %error, "closing connection")
+        }
+        Err(error) => info!(?peer, %error, "connection lost"),
     }
 }
 

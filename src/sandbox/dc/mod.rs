@@ -103,7 +103,9 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "connection accepted");
-                    connections.spawn(connection::serve(stream, Arc::clone(&context), stop.clone()));
+                    // Subscribed before the task starts, so no drop is missed.
+                    let drops = context.faults.drops();
+                    connections.spawn(connection::serve(stream, Arc::clone(&context), drops, stop.clone()));
                 }
                 Err(error) => {
                     warn!(%error, "accept failed");

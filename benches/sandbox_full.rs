@@ -1,5 +1,6 @@
-//! How many RPCs a second the sandbox serves, so that it never limits the
-//! worker's benchmarks.
+//! How many RPCs a second the whole sandbox serves — DC and Telegram model
+//! (`benches/sandbox.rs` measures the DC alone) — so that it never limits
+//! the worker's benchmarks.
 //!
 //! One in-process sandbox, limits off, and one unmodified grammers bot client
 //! (one connection, as telegate holds) with many requests in flight. Two
@@ -7,7 +8,7 @@
 //! and `messages.sendMessage` to 100 chats (the worker's call: + validation,
 //! storage, pts and the push to the user); both again with the state file
 //! on (as `telegate sandbox` runs). Client and server share the machine.
-//! Run: `cargo bench --bench sandbox_rpc`.
+//! Run: `cargo bench --bench sandbox_full`.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV6;
