@@ -1302,3 +1302,105 @@ async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
     assert_eq!(status, 200);
     assert_eq!(clicked["answer"]["message"], "Gone");
 }
+
+/// `telegate sandbox --dc-only` as a child process, killed on drop.
+struct SandboxProcess {
+    child: std::process::Child,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+        .args(["sandbox", "--dc-only", "--state-dir"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut process = SandboxProcess { child };
+    let socket = dir.path().join("sandbox.sock");
+    let config_path = dir.path().join("telegate.toml");
+    tokio::time::timeout(PATIENCE, async {
+        while !(socket.exists() && config_path.exists()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the sandbox to come up");
+    // The config is written after the DC listens; give it a moment to be whole.
+    let config: toml::Table = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(table) = std::fs::read_to_string(&config_path)
+                .unwrap()
+                .parse::<toml::Table>()
+                && table.contains_key("telegram")
+            {
+                return table;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let telegram = &config["telegram"];
+    let (_, dc) = control(&socket, "GET", "/dc", None).await;
+    assert_eq!(
+        telegram["dc_addr"].as_str().unwrap(),
+        format!("{}:{}", dc["host"].as_str().unwrap(), dc["port"])
+    );
+
+    // What `telegate run` does with those files: open the session, sign in.
+    let session =
+        telegate::session::SessionStore::open(&dir.path().join("sessions/bot.session")).unwrap();
+    let worker = telegate::telegram::Telegram::start(
+        Arc::new(session),
+        i32::try_from(telegram["api_id"].as_integer().unwrap()).unwrap(),
+    );
+    let credentials = telegate::telegram::Credentials {
+        api_id: 1,
+        api_hash: telegram["api_hash"].as_str().unwrap().into(),
+        bot_token: telegram["bot_token"].as_str().unwrap().into(),
+    };
+    let bot = worker.sign_in(&credentials).await.unwrap();
+    assert_eq!(bot.username.as_deref(), Some(BOT_USERNAME));
+    worker.shutdown().await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(exit) = process.child.try_wait().unwrap() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the sandbox to stop");
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut process.child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(logs.contains("sandbox ready"), "{logs}");
+    let token = telegram["bot_token"].as_str().unwrap();
+    let secret = token.split_once(':').unwrap().1;
+    assert!(!logs.contains(secret), "the bot token leaked into the logs");
+    // The world was saved: the bot's key is now signed in.
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("sandbox.json")).unwrap()).unwrap();
+    assert!(
+        saved["keys"][0]["account"].is_i64(),
+        "{}",
+        saved["keys"][0]["account"]
+    );
+    assert!(!socket.exists(), "the control socket is removed on stop");
+}
