@@ -1198,6 +1198,36 @@ async fn media_by_url_edits_and_file_downloads() {
         file.bytes,
         telegate::sandbox::telegram::file_content(file_id, 4096, 904)
     );
+
+    // Bots may fetch messages by id, but not read history.
+    let tl::enums::messages::Messages::Messages(fetched) = bot
+        .invoke(&tl::functions::messages::GetMessages {
+            id: vec![
+                tl::types::InputMessageId { id }.into(),
+                tl::types::InputMessageId { id: 9999 }.into(),
+            ],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected messages.messages")
+    };
+    assert!(matches!(&fetched.messages[0],
+        tl::enums::Message::Message(m) if m.message == "Answered" && m.edit_date.is_some()));
+    assert!(matches!(&fetched.messages[1], tl::enums::Message::Empty(_)));
+    let history = bot
+        .invoke(&tl::functions::messages::GetHistory {
+            peer: user_peer(user, 0),
+            offset_id: 0,
+            offset_date: 0,
+            add_offset: 0,
+            limit: 10,
+            max_id: 0,
+            min_id: 0,
+            hash: 0,
+        })
+        .await;
+    assert_eq!(rpc_error(history).1, "BOT_METHOD_INVALID");
 }
 
 #[tokio::test]
