@@ -731,6 +731,21 @@ async fn telegram_rules_flood_wait_peer_id_invalid_random_id_and_errors() {
             .unwrap(),
         32,
     );
+    // A bot-wide injected error hits every chat until cleared.
+    harness
+        .control("POST", "/faults", Some(json!({"error": "FLOOD_WAIT_3"})))
+        .await;
+    let (code, _, value) = rpc_error(bot.invoke(&send(user_peer(user, 0), "y", 33)).await);
+    assert_eq!((code, value), (420, Some(3)));
+    harness
+        .control("POST", "/faults", Some(json!({"error": null})))
+        .await;
+    sent_id(
+        &bot.invoke(&send(user_peer(user, 0), "y", 33))
+            .await
+            .unwrap(),
+        33,
+    );
 
     // Methods the sandbox does not serve are named, not hung.
     let (code, name, _) = rpc_error(
@@ -749,7 +764,7 @@ async fn telegram_rules_flood_wait_peer_id_invalid_random_id_and_errors() {
         stats["flood_waits"], 1,
         "the injected one is not the limits'"
     );
-    assert_eq!(stats["rpc_errors"]["FLOOD_WAIT"], 2, "{stats}");
+    assert_eq!(stats["rpc_errors"]["FLOOD_WAIT"], 3, "{stats}");
     assert_eq!(
         stats["rpc_errors"]["PEER_ID_INVALID"], 1,
         "{stats} after {cases_len} content cases"

@@ -12,7 +12,7 @@
 //! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
 
 use std::fs::{self, Permissions};
@@ -352,7 +352,8 @@ struct FaultsBody {
     limits: Option<bool>,
     callback_timeout_ms: Option<u64>,
     user_id: Option<AccountId>,
-    /// With `user_id`: the error the bot's sends to that user get; `null` clears it.
+    /// The error the bot's sends to `user_id` (without it: to anyone) get;
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
     error: Option<Option<String>>,
     /// With `error`: how many sends fail (default: all until cleared).
@@ -381,9 +382,9 @@ fn check_error_name(name: &str) -> Result<(), Failure> {
 async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
     let request: FaultsBody = parse(&body)?;
     // Check everything before changing anything.
-    if request.error.is_some() != request.user_id.is_some() {
+    if request.user_id.is_some() && request.error.is_none() {
         return Err(Failure::bad_request(
-            "user_id and error go together (error: null clears the user's fault)",
+            "user_id needs an error (error: null clears the user's fault)",
         ));
     }
     if let Some(Some(name)) = &request.error {
@@ -402,7 +403,8 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
             "callback_timeout_ms must be 1..{MAX_CALLBACK_TIMEOUT_MS}"
         )));
     }
-    if let (Some(user), Some(error)) = (request.user_id, request.error) {
+    if let Some(error) = request.error {
+        let user = request.user_id;
         let fault = error.map(|name| ChatFault {
             error: TgError::named(&name),
             remaining: request.times,

@@ -216,15 +216,22 @@ impl Inner {
         })
     }
 
+    /// The injected error for a send to `user` (its chat's, else the
+    /// bot-wide one), used up if it was for a number of sends.
     fn take_chat_fault(&mut self, user: AccountId) -> Result<(), TgError> {
-        let Some(fault) = self.chat_faults.get_mut(&user) else {
+        let scope = if self.chat_faults.contains_key(&Some(user)) {
+            Some(user)
+        } else {
+            None
+        };
+        let Some(fault) = self.chat_faults.get_mut(&scope) else {
             return Ok(());
         };
         let error = fault.error.clone();
         if let Some(remaining) = &mut fault.remaining {
             *remaining = remaining.saturating_sub(1);
             if *remaining == 0 {
-                self.chat_faults.remove(&user);
+                self.chat_faults.remove(&scope);
             }
         }
         Err(error)

@@ -5,8 +5,10 @@
 //! single lock makes each RPC atomic, so pts are handed out and pushed in one
 //! order. Nothing awaits while holding it. Files by concept: `accounts`
 //! (keys, tokens), `store` (chats, messages, pts), `updates` (pushes and
-//! `getDifference`), `limits` (flood limits), `markup` (keyboards), `files` (media content),
-//! `messages` (sending rules), `callbacks` (button clicks), `rpc` (dispatch).
+//! `getDifference`), `limits` (flood limits), `markup` (keyboards),
+//! `messages` (sending rules), `callbacks` (button clicks), `files` (media
+//! content), `users` (simulated users), `render` (TL objects), `rpc`
+//! (dispatch).
 
 mod accounts;
 mod callbacks;
@@ -93,8 +95,8 @@ impl TgError {
     }
 }
 
-/// An error injected into one user's chat by `POST /faults`: the bot's sends
-/// to that user fail with it (`remaining` times, or until cleared).
+/// An error injected by `POST /faults`: the bot's sends to one user (or to
+/// anyone) fail with it (`remaining` times, or until cleared).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatFault {
     pub error: TgError,
@@ -164,7 +166,8 @@ struct Inner {
     world: World,
     limits: Limits,
     callbacks: Callbacks,
-    chat_faults: HashMap<AccountId, ChatFault>,
+    /// Injected send errors by user (`None`: every chat).
+    chat_faults: HashMap<Option<AccountId>, ChatFault>,
     stats: Stats,
     callback_timeout: Duration,
 }
@@ -260,14 +263,17 @@ impl Telegram {
         self.lock().limits.enabled()
     }
 
-    /// Makes the bot's sends to `user` fail with `fault`, or clears it.
+    /// Makes the bot's sends to `user` (`None`: to anyone) fail with
+    /// `fault`, or clears that.
     pub fn set_chat_fault(
         &self,
-        user: AccountId,
+        user: Option<AccountId>,
         fault: Option<ChatFault>,
     ) -> Result<(), SandboxError> {
         let mut inner = self.lock();
-        if !inner.world.users.contains_key(&user) {
+        if let Some(user) = user
+            && !inner.world.users.contains_key(&user)
+        {
             return Err(SandboxError::UnknownUser(user));
         }
         match fault {
