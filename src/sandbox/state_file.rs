@@ -13,6 +13,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tracing::warn;
+
 use super::telegram::{Telegram, World};
 use crate::private_file;
 
@@ -97,7 +99,8 @@ impl StateFile {
     }
 
     /// Saves the world after each change until `shutdown` resolves, then
-    /// once more.
+    /// once more. A failed save is logged and retried with the next change;
+    /// the last one's error is returned.
     pub async fn keep_saved(
         self,
         telegram: Telegram,
@@ -112,12 +115,14 @@ impl StateFile {
             tokio::time::sleep(COALESCE).await;
             let world = telegram.snapshot();
             let file = self.clone();
-            tokio::task::spawn_blocking(move || file.save(&world))
-                .await
-                .map_err(|e| StateFileError::Write {
-                    path: self.path.clone(),
-                    source: io::Error::other(e),
-                })??;
+            let saved = tokio::task::spawn_blocking(move || file.save(&world)).await;
+            match saved {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    warn!(%error, "sandbox state not saved; retrying on the next change")
+                }
+                Err(error) => warn!(%error, "sandbox state saver failed"),
+            }
         }
         self.save(&telegram.snapshot())
     }
@@ -139,6 +144,45 @@ mod tests {
         let again = file.load_or_create().unwrap();
         assert_eq!(again.keys[0].key, world.keys[0].key);
         assert_eq!(again.bot_token, world.bot_token);
+    }
+
+    #[tokio::test]
+    async fn changes_are_saved_while_running_and_at_shutdown() {
+        use std::sync::Arc;
+
+        use crate::sandbox::Outbox;
+        use crate::sandbox::telegram::NewUser;
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        let telegram = Telegram::new(file.load_or_create().unwrap(), Arc::new(Outbox::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let saver = tokio::spawn(file.clone().keep_saved(telegram.clone(), async {
+            let _ = stopped.await;
+        }));
+        let saved_users = |file: &StateFile| file.load_or_create().unwrap().users.len();
+        telegram
+            .create_user(NewUser {
+                first_name: "Ann".into(),
+                ..NewUser::default()
+            })
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while saved_users(&file) != 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the change saved while running");
+        telegram
+            .create_user(NewUser {
+                first_name: "Ben".into(),
+                ..NewUser::default()
+            })
+            .unwrap();
+        stop.send(()).unwrap();
+        saver.await.unwrap().unwrap();
+        assert_eq!(saved_users(&file), 2, "saved at shutdown");
     }
 
     #[test]
