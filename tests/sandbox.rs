@@ -844,7 +844,7 @@ async fn a_grammers_user_client_reads_the_keyboard_and_clicks_it() {
     assert_eq!(status, 201);
     let user_id = created["id"].as_i64().unwrap();
     let key = auth_key_from_hex(created["auth_key"].as_str().unwrap()).unwrap();
-    let user = Grammers::connect(harness.sandbox().dc_addr(), key);
+    let mut user = Grammers::connect(harness.sandbox().dc_addr(), key);
 
     let me = user.client.get_me().await.unwrap();
     assert_eq!(me.id().bare_id_unchecked(), user_id);
@@ -881,12 +881,43 @@ async fn a_grammers_user_client_reads_the_keyboard_and_clicks_it() {
     assert_eq!(text, "/start");
 
     let markup = inline(vec![("Pick me", callback(b"pick"))]);
+    let tl::enums::updates::State::State(before) = user
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
     bot.invoke(&with_markup(
         send(user_peer(user_id, 0), "Choose", 5),
         markup,
     ))
     .await
     .unwrap();
+    // Pushed to the user's connection, one pts on from its state...
+    let (pushed, pts) = user
+        .next_update(|u| match u {
+            tl::enums::Update::NewMessage(n) => match &n.message {
+                tl::enums::Message::Message(m) if !m.out => Some((m.message.clone(), n.pts)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!((pushed.as_str(), pts), ("Choose", before.pts + 1));
+    // ...and in the user's difference from that state.
+    let difference = user
+        .invoke(&tl::functions::updates::GetDifference {
+            pts: before.pts,
+            pts_limit: None,
+            pts_total_limit: None,
+            date: before.date,
+            qts: 0,
+            qts_limit: None,
+        })
+        .await
+        .unwrap();
+    let tl::enums::updates::Difference::Difference(difference) = difference else {
+        panic!("expected a difference, got {difference:?}")
+    };
+    assert_eq!(difference.new_messages.len(), 1);
     let tl::enums::messages::Messages::Messages(history) = user
         .invoke(&tl::functions::messages::GetHistory {
             peer: bot_peer.clone(),
