@@ -33,14 +33,11 @@ pub struct ClickOutcome {
     pub elapsed: Duration,
 }
 
-struct Pending {
-    answer: oneshot::Sender<Answer>,
-}
-
 /// The queries waiting for the bot.
 #[derive(Default)]
 pub(super) struct Callbacks {
-    pending: HashMap<i64, Pending>,
+    /// Where each open query's answer goes.
+    pending: HashMap<i64, oneshot::Sender<Answer>>,
     /// Queries no bot connection took when they were pushed; the next
     /// `getDifference` hands them over.
     undelivered: Vec<(i64, tl::enums::Update)>,
@@ -53,7 +50,7 @@ impl Callbacks {
         while query_id == 0 || self.pending.contains_key(&query_id) {
             query_id = rand::random();
         }
-        self.pending.insert(query_id, Pending { answer: tx });
+        self.pending.insert(query_id, tx);
         (query_id, rx)
     }
 
@@ -66,7 +63,7 @@ impl Callbacks {
         self.undelivered.retain(|(id, _)| *id != query_id);
         // The clicker may have just timed out; the answer is then lost, as
         // in Telegram.
-        let _ = pending.answer.send(answer);
+        let _ = pending.send(answer);
         Ok(())
     }
 
@@ -141,6 +138,11 @@ impl Telegram {
             let (query_id, rx) = inner.open_query(&self.0.outbox, user, msg_id, data);
             (query_id, rx, inner.callback_timeout)
         };
+        // Closes the query however this ends, even if the clicker goes away.
+        let _open = OpenQuery {
+            telegram: self,
+            query_id,
+        };
         let answer = match tokio::time::timeout(timeout, &mut rx).await {
             Ok(Ok(answer)) => Some(answer),
             Ok(Err(_)) | Err(_) => {
@@ -158,5 +160,129 @@ impl Telegram {
             result: answer.ok_or_else(|| TgError::bad_request("BOT_RESPONSE_TIMEOUT")),
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// An open query of a waiting click; dropping it closes the query, so a
+/// click abandoned mid-wait (its HTTP client gone) leaves nothing behind.
+struct OpenQuery<'a> {
+    telegram: &'a Telegram,
+    query_id: i64,
+}
+
+impl Drop for OpenQuery<'_> {
+    fn drop(&mut self) {
+        self.telegram.lock().callbacks.expire(self.query_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use grammers_tl_types::Serializable;
+
+    use super::*;
+    use crate::sandbox::Outbox;
+    use crate::sandbox::telegram::NewUser;
+    use crate::sandbox::telegram::store::{StoredMessage, World};
+
+    /// A sandbox with one user and one bot message carrying a `go` button.
+    fn with_button() -> (Telegram, AccountId) {
+        let telegram = Telegram::new(World::new(), Arc::new(Outbox::default()));
+        let user = telegram
+            .create_user(NewUser {
+                first_name: "Ann".into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .id;
+        let markup: tl::enums::ReplyMarkup = tl::types::ReplyInlineMarkup {
+            force_reply: false,
+            rows: vec![
+                tl::types::KeyboardInlineButtonRow {
+                    buttons: vec![
+                        tl::types::KeyboardInlineButton {
+                            style: None,
+                            text: "Go".into(),
+                            r#type: tl::types::InlineButtonTypeCallback {
+                                requires_password: false,
+                                data: b"go".to_vec(),
+                            }
+                            .into(),
+                        }
+                        .into(),
+                    ],
+                }
+                .into(),
+            ],
+        }
+        .into();
+        let mut inner = telegram.lock();
+        let bot = inner.world.bot.id;
+        inner.world.insert_message(StoredMessage {
+            id: 0,
+            from: bot,
+            to: user,
+            date: 1,
+            text: "Go?".into(),
+            media: None,
+            reply_markup: Some(markup.to_bytes()),
+            reply_to: None,
+            edit_date: None,
+            random_id: None,
+        });
+        drop(inner);
+        (telegram, user)
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_click_closes_its_query() {
+        let (telegram, user) = with_button();
+        let click = telegram.press_callback(user, 1, b"go".to_vec());
+        // The clicker gives up long before the callback timeout.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), click)
+                .await
+                .is_err()
+        );
+        let mut inner = telegram.lock();
+        assert!(inner.callbacks.pending.is_empty());
+        assert!(inner.callbacks.take_undelivered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_the_click_and_a_second_is_refused() {
+        let (telegram, user) = with_button();
+        let clicking = {
+            let telegram = telegram.clone();
+            tokio::spawn(async move { telegram.press_callback(user, 1, b"go".to_vec()).await })
+        };
+        let query_id = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(id) = telegram.lock().callbacks.pending.keys().next() {
+                    return *id;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        let answer = Answer {
+            message: Some("ok".into()),
+            ..Answer::default()
+        };
+        let callbacks = |a: Answer| telegram.lock().callbacks.answer(query_id, a);
+        assert_eq!(callbacks(answer.clone()), Ok(()));
+        assert_eq!(
+            callbacks(answer.clone()),
+            Err(TgError::bad_request("QUERY_ID_INVALID"))
+        );
+        let outcome = clicking.await.unwrap().unwrap();
+        assert_eq!(outcome.result, Ok(answer));
+        assert_eq!(
+            telegram.press_callback(user, 1, b"nope".to_vec()).await,
+            Err(TgError::bad_request("DATA_INVALID"))
+        );
     }
 }
