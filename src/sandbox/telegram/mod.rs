@@ -237,16 +237,6 @@ impl Telegram {
             .map_or_else(|| [0; 256], |k| k.key)
     }
 
-    /// Mints another key for a bot client (a second session); it must sign
-    /// in with the token like the first.
-    pub fn provision_bot_key(&self) -> AuthKeyBytes {
-        let record = KeyRecord::mint(None);
-        let key = record.key;
-        self.lock().world.keys.push(record);
-        self.changed();
-        key
-    }
-
     pub fn set_callback_timeout(&self, timeout: Duration) {
         self.lock().callback_timeout = timeout;
     }
