@@ -227,14 +227,25 @@ impl Telegram {
     }
 
     /// The bot's first auth key: the one written into the worker's session.
+    /// (A world without one, e.g. an edited state file, gets a new one.)
     pub fn bot_auth_key(&self) -> AuthKeyBytes {
-        let inner = self.lock();
-        let world = &inner.world;
-        world
+        let mut inner = self.lock();
+        let world = &mut inner.world;
+        let bot = world.bot.id;
+        let existing = world
             .keys
             .iter()
-            .find(|k| k.account.is_none() || k.account == Some(world.bot.id))
-            .map_or_else(|| [0; 256], |k| k.key)
+            .find(|k| k.account.is_none() || k.account == Some(bot))
+            .map(|k| k.key);
+        if let Some(key) = existing {
+            return key;
+        }
+        let record = KeyRecord::mint(None);
+        let key = record.key;
+        world.keys.push(record);
+        drop(inner);
+        self.changed();
+        key
     }
 
     pub fn set_callback_timeout(&self, timeout: Duration) {
