@@ -5,15 +5,18 @@
 
 mod jobs;
 mod run;
+pub mod sandbox;
 mod send;
+mod validate;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
 
 use crate::config::StateDir;
-
-mod validate;
 
 /// A Telegram bot worker that speaks MTProto.
 #[derive(Debug, Parser)]
@@ -61,6 +64,8 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Show one job.
     Job(jobs::JobArgs),
+    /// Run the local Telegram sandbox: an MTProto DC and its control API.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// How a command ended, for `main` to turn into an exit status.
@@ -80,12 +85,18 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Send(args) => send::send(&cli.global, args).await,
         Command::Jobs(args) => jobs::list(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
+        Command::Sandbox(args) => {
+            sandbox::run(&cli.global, args).await?;
+            Ok(Outcome::Success)
+        }
     }
 }
 
 /// Errors that end a command before it could do its work.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxCliError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -107,4 +118,32 @@ pub enum CliError {
     Input(String),
     #[error("socket server: {0}")]
     Serve(std::io::Error),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The variable holding the log filter (`info` when unset).
+const LOG_ENV: &str = "TELEGATE_LOG";
+
+/// Logs go to stderr, filtered by `TELEGATE_LOG` (e.g. `debug`,
+/// `telegate=debug`); stdout is kept for command output.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
 }

@@ -13,6 +13,12 @@
 //! - `telegram`: the [`Service`] — users, chats, messages, pts/qts/seq, flood
 //!   limits, callback queries — plus the control API for simulated users.
 
+pub mod control;
+pub mod dc;
+pub mod server;
+pub mod state_file;
+pub mod telegram;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

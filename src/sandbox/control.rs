@@ -1,0 +1,455 @@
+//! The control API: HTTP/1.1 + JSON on the Unix socket `DIR/sandbox.sock`.
+//!
+//! It is how a test or a person plays the users of the sandbox: create them,
+//! write to the bot, press buttons, read the chat as the user's app shows it,
+//! inject faults and read counters. Errors are JSON `{"error": "..."}` naming
+//! the field and the rule, with Telegram's error name when Telegram refused.
+//!
+//! | method, path | body → answer |
+//! | --- | --- |
+//! | `POST /users` | `{id?, first_name, username?}` → `201 {id, access_hash, auth_key}` |
+//! | `GET /users` | → `[{id, first_name, username, started}]` |
+//! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
+//! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
+//! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` → the settings now |
+//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
+
+use std::fs::{self, Permissions};
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+
+use super::Faults;
+use super::telegram::{
+    AccountId, ChatFault, Click, NewUser, Pressed, SandboxError, Telegram, TgError, UserMessage,
+    to_hex,
+};
+
+pub const SOCKET_NAME: &str = "sandbox.sock";
+/// Owner and group may connect.
+const SOCKET_MODE: u32 = 0o660;
+/// A callback timeout above this is surely a typo.
+const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
+
+/// What the control API works on.
+#[derive(Clone)]
+pub struct Control {
+    pub telegram: Telegram,
+    pub faults: Arc<Faults>,
+    pub dc_addr: SocketAddr,
+}
+
+/// Binds the control socket at `path` (replacing a stale one), mode 0660.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    fs::set_permissions(path, Permissions::from_mode(SOCKET_MODE))?;
+    Ok(listener)
+}
+
+/// Serves the control API until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    control: Control,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    axum::serve(listener, router(control))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+pub fn router(control: Control) -> Router {
+    Router::new()
+        .route("/users", post(create_user).get(list_users))
+        .route("/users/{id}/messages", post(user_message))
+        .route("/users/{id}/click", post(click))
+        .route("/users/{id}/chat", get(chat))
+        .route("/faults", post(faults))
+        .route("/stats", get(stats))
+        .route("/dc", get(dc))
+        .route("/bot", get(bot))
+        .fallback(not_found)
+        .with_state(control)
+}
+
+/// An error answer: status and a JSON body.
+struct Failure(StatusCode, Value);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+impl Failure {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Failure(StatusCode::BAD_REQUEST, json!({"error": message.into()}))
+    }
+}
+
+impl From<SandboxError> for Failure {
+    fn from(error: SandboxError) -> Self {
+        let status = match &error {
+            SandboxError::UnknownUser(_) | SandboxError::UnknownMessage { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            SandboxError::UserExists(_) | SandboxError::UsernameTaken(_) => StatusCode::CONFLICT,
+            SandboxError::Invalid { .. } | SandboxError::Telegram(_) => StatusCode::BAD_REQUEST,
+        };
+        let mut body = json!({"error": error.to_string()});
+        if let SandboxError::Telegram(tg) = &error {
+            body["telegram_error"] = json!({"code": tg.code, "name": tg.name});
+        }
+        Failure(status, body)
+    }
+}
+
+type Answer = Result<Response, Failure>;
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn user_id(raw: &str) -> Result<AccountId, Failure> {
+    raw.parse()
+        .map_err(|_| Failure::bad_request(format!("user id must be an integer, not {raw:?}")))
+}
+
+async fn not_found() -> Failure {
+    Failure(
+        StatusCode::NOT_FOUND,
+        json!({"error": "no such endpoint; see the control API table in src/sandbox/control.rs"}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    id: Option<AccountId>,
+    first_name: String,
+    username: Option<String>,
+}
+
+async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
+    let request: CreateUser = parse(&body)?;
+    let created = control.telegram.create_user(NewUser {
+        id: request.id,
+        first_name: request.first_name,
+        username: request.username,
+    })?;
+    let body = json!({
+        "id": created.id,
+        "access_hash": created.access_hash,
+        "auth_key": to_hex(&created.auth_key),
+    });
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+async fn list_users(State(control): State<Control>) -> Answer {
+    Ok(axum::Json(control.telegram.users()).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Location {
+    latitude: f64,
+    longitude: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Contact {
+    phone_number: String,
+    first_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Photo {
+    mime_type: String,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    file_name: String,
+    mime_type: String,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    text: Option<String>,
+    location: Option<Location>,
+    contact: Option<Contact>,
+    photo: Option<Photo>,
+    document: Option<Document>,
+    /// The message this one replies to (default: a pending force reply).
+    reply_to: Option<i32>,
+}
+
+impl SendBody {
+    fn into_message(self) -> Result<UserMessage, Failure> {
+        let one_of = "exactly one of text, location, contact, photo, document is required";
+        let mut found = Vec::new();
+        if let Some(text) = self.text {
+            found.push(UserMessage::Text(text));
+        }
+        if let Some(l) = self.location {
+            check_coordinates(&l)?;
+            found.push(UserMessage::Location {
+                latitude: l.latitude,
+                longitude: l.longitude,
+            });
+        }
+        if let Some(c) = self.contact {
+            found.push(UserMessage::Contact {
+                phone_number: c.phone_number,
+                first_name: c.first_name,
+            });
+        }
+        if let Some(p) = self.photo {
+            check_size("photo.size", p.size)?;
+            found.push(UserMessage::Photo {
+                mime_type: p.mime_type,
+                size: p.size,
+            });
+        }
+        if let Some(d) = self.document {
+            check_size("document.size", d.size)?;
+            if d.file_name.is_empty() {
+                return Err(Failure::bad_request("document.file_name must not be empty"));
+            }
+            found.push(UserMessage::Document {
+                file_name: d.file_name,
+                mime_type: d.mime_type,
+                size: d.size,
+            });
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            _ => Err(Failure::bad_request(one_of)),
+        }
+    }
+}
+
+fn check_coordinates(l: &Location) -> Result<(), Failure> {
+    if !(-90.0..=90.0).contains(&l.latitude) || !(-180.0..=180.0).contains(&l.longitude) {
+        return Err(Failure::bad_request(
+            "location: latitude must be in -90..90 and longitude in -180..180",
+        ));
+    }
+    Ok(())
+}
+
+fn check_size(field: &str, size: i64) -> Result<(), Failure> {
+    const MAX: i64 = 2 << 30;
+    if (1..=MAX).contains(&size) {
+        Ok(())
+    } else {
+        Err(Failure::bad_request(format!(
+            "{field} must be 1..{MAX} bytes"
+        )))
+    }
+}
+
+async fn user_message(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> Answer {
+    let user = user_id(&id)?;
+    let body = parse::<SendBody>(&body)?;
+    let reply_to = body.reply_to;
+    let message = body.into_message()?;
+    let message_id = control.telegram.user_sends(user, message, reply_to)?;
+    Ok(axum::Json(json!({"message_id": message_id})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClickBody {
+    message_id: i32,
+    data: Option<String>,
+    text: Option<String>,
+    location: Option<Location>,
+}
+
+async fn click(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> Answer {
+    let user = user_id(&id)?;
+    let request: ClickBody = parse(&body)?;
+    let click = match (request.data, request.text) {
+        (Some(data), None) => Click::Callback {
+            message_id: request.message_id,
+            data: data.into_bytes(),
+        },
+        (None, Some(text)) => {
+            if let Some(l) = &request.location {
+                check_coordinates(l)?;
+            }
+            Click::Keyboard {
+                message_id: request.message_id,
+                text,
+                location: request.location.map(|l| (l.latitude, l.longitude)),
+            }
+        }
+        _ => {
+            return Err(Failure::bad_request(
+                "exactly one of data (an inline callback button) or text (a reply keyboard button) is required",
+            ));
+        }
+    };
+    let body = match control.telegram.click(user, click).await? {
+        Pressed::Answered(outcome) => {
+            let elapsed_ms = u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX);
+            match outcome.result {
+                Ok(answer) => json!({"answer": answer, "elapsed_ms": elapsed_ms}),
+                Err(error) => json!({"error": error.name, "elapsed_ms": elapsed_ms}),
+            }
+        }
+        Pressed::Sent { message_id } => json!({"message_id": message_id}),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> Answer {
+    let user = user_id(&id)?;
+    Ok(axum::Json(control.telegram.chat(user)?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsBody {
+    #[serde(default)]
+    drop_connections: bool,
+    latency_ms: Option<u64>,
+    limits: Option<bool>,
+    callback_timeout_ms: Option<u64>,
+    user_id: Option<AccountId>,
+    /// The error the bot's sends to `user_id` (without it: to anyone) get;
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Option<String>>,
+    /// With `error`: how many sends fail (default: all until cleared).
+    times: Option<u32>,
+}
+
+/// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn check_error_name(name: &str) -> Result<(), Failure> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Failure::bad_request(
+            "error must be a Telegram error name such as USER_IS_BLOCKED or FLOOD_WAIT_5",
+        ))
+    }
+}
+
+async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
+    let request: FaultsBody = parse(&body)?;
+    // Check everything before changing anything.
+    if request.user_id.is_some() && request.error.is_none() {
+        return Err(Failure::bad_request(
+            "user_id needs an error (error: null clears the user's fault)",
+        ));
+    }
+    if let Some(Some(name)) = &request.error {
+        check_error_name(name)?;
+    }
+    if request.times == Some(0)
+        || (request.times.is_some() && !matches!(request.error, Some(Some(_))))
+    {
+        return Err(Failure::bad_request("times must be ≥ 1 and needs an error"));
+    }
+    if request
+        .callback_timeout_ms
+        .is_some_and(|ms| ms == 0 || ms > MAX_CALLBACK_TIMEOUT_MS)
+    {
+        return Err(Failure::bad_request(format!(
+            "callback_timeout_ms must be 1..{MAX_CALLBACK_TIMEOUT_MS}"
+        )));
+    }
+    if let Some(error) = request.error {
+        let user = request.user_id;
+        let fault = error.map(|name| ChatFault {
+            error: TgError::named(&name),
+            remaining: request.times,
+        });
+        control.telegram.set_chat_fault(user, fault)?;
+    }
+    if let Some(ms) = request.latency_ms {
+        control.faults.set_latency(Duration::from_millis(ms));
+    }
+    if let Some(enabled) = request.limits {
+        control.telegram.set_limits_enabled(enabled);
+    }
+    if let Some(ms) = request.callback_timeout_ms {
+        control
+            .telegram
+            .set_callback_timeout(Duration::from_millis(ms));
+    }
+    if request.drop_connections {
+        control.faults.drop_connections();
+    }
+    let body = json!({
+        "latency_ms": u64::try_from(control.faults.latency().as_millis()).unwrap_or(u64::MAX),
+        "limits": control.telegram.limits_enabled(),
+        "callback_timeout_ms": u64::try_from(control.telegram.callback_timeout().as_millis()).unwrap_or(u64::MAX),
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+async fn stats(State(control): State<Control>) -> Answer {
+    Ok(axum::Json(control.telegram.stats()).into_response())
+}
+
+async fn dc(State(control): State<Control>) -> Answer {
+    let body = json!({
+        "dc_id": super::telegram::DC_ID,
+        "host": control.dc_addr.ip().to_string(),
+        "port": control.dc_addr.port(),
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+async fn bot(State(control): State<Control>) -> Answer {
+    let body = json!({
+        "id": control.telegram.bot_id(),
+        "username": super::telegram::BOT_USERNAME,
+    });
+    Ok(axum::Json(body).into_response())
+}

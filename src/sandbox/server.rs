@@ -1,0 +1,177 @@
+//! A running sandbox: the DC, the Telegram model behind it, the control API
+//! and the state file, started and stopped together.
+//!
+//! `telegate sandbox` runs one; tests start one in-process the same way and
+//! point a grammers client (or a worker) at [`Sandbox::dc_addr`].
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::control::{self, Control};
+use super::dc::Dc;
+use super::state_file::{StateFile, StateFileError};
+use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, Telegram, World};
+use super::{Faults, KeyRing, Outbox, Service};
+
+/// How to start a sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Where the state file and control socket live; `None`: in memory,
+    /// without a control socket (use [`Sandbox::telegram`] directly).
+    pub state_dir: Option<PathBuf>,
+    /// The DC's port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    pub callback_timeout: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            state_dir: None,
+            port: 0,
+            callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    State(#[from] StateFileError),
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Dc { port: u16, source: io::Error },
+    #[error("cannot create the control socket {path}: {source}")]
+    Control { path: PathBuf, source: io::Error },
+}
+
+/// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
+/// file gets its last write; dropping it stops the DC too.
+pub struct Sandbox {
+    telegram: Telegram,
+    faults: Arc<Faults>,
+    dc: Dc,
+    dc_addr: SocketAddrV4,
+    control_socket: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    control_task: Option<JoinHandle<io::Result<()>>>,
+    saver_task: Option<JoinHandle<Result<(), StateFileError>>>,
+}
+
+impl Sandbox {
+    pub async fn start(options: SandboxOptions) -> Result<Sandbox, StartError> {
+        let state_file = options.state_dir.as_deref().map(StateFile::in_dir);
+        let world = match &state_file {
+            Some(file) => file.load_or_create()?,
+            None => World::new(),
+        };
+        let outbox = Arc::new(Outbox::default());
+        let faults = Arc::new(Faults::default());
+        let telegram = Telegram::new(world, Arc::clone(&outbox));
+        telegram.set_callback_timeout(options.callback_timeout);
+
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
+        let service: Arc<dyn Service> = Arc::new(telegram.clone());
+        let keys: Arc<dyn KeyRing> = Arc::new(telegram.clone());
+        let dc = Dc::bind(addr, service, keys, outbox, Arc::clone(&faults))
+            .await
+            .map_err(|source| StartError::Dc {
+                port: options.port,
+                source,
+            })?;
+        let dc_addr = match dc.local_addr() {
+            SocketAddr::V4(v4) => v4,
+            SocketAddr::V6(v6) => SocketAddrV4::new(Ipv4Addr::LOCALHOST, v6.port()),
+        };
+
+        let (stop, stopped) = watch::channel(false);
+        let mut sandbox = Sandbox {
+            telegram: telegram.clone(),
+            faults: Arc::clone(&faults),
+            dc,
+            dc_addr,
+            control_socket: None,
+            stop,
+            control_task: None,
+            saver_task: None,
+        };
+        if let (Some(dir), Some(file)) = (options.state_dir, state_file) {
+            let path = dir.join(control::SOCKET_NAME);
+            let listener = control::bind(&path).map_err(|source| StartError::Control {
+                path: path.clone(),
+                source,
+            })?;
+            let control = Control {
+                telegram: telegram.clone(),
+                faults,
+                dc_addr: SocketAddr::V4(dc_addr),
+            };
+            sandbox.control_task = Some(tokio::spawn(control::serve(
+                listener,
+                control,
+                until_stopped(stopped.clone()),
+            )));
+            sandbox.saver_task = Some(tokio::spawn(
+                file.keep_saved(telegram, until_stopped(stopped)),
+            ));
+            info!(socket = %path.display(), "sandbox control API listening");
+            sandbox.control_socket = Some(path);
+        }
+        Ok(sandbox)
+    }
+
+    pub fn telegram(&self) -> &Telegram {
+        &self.telegram
+    }
+
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// Where MTProto clients connect.
+    pub fn dc_addr(&self) -> SocketAddrV4 {
+        self.dc_addr
+    }
+
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control_socket.as_deref()
+    }
+
+    /// Stops the control API, saves the state a last time, stops the DC.
+    pub async fn shutdown(mut self) -> Result<(), StateFileError> {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.control_task.take() {
+            match task.await {
+                Ok(Err(error)) => warn!(%error, "control API stopped with an error"),
+                Err(error) => warn!(%error, "control API task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        let saved = match self.saver_task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(StateFileError::Write {
+                    path: PathBuf::new(),
+                    source: io::Error::other(e),
+                })
+            }),
+            None => Ok(()),
+        };
+        if let Some(path) = &self.control_socket {
+            let _ = std::fs::remove_file(path);
+        }
+        let Sandbox { dc, .. } = self;
+        dc.shutdown().await;
+        saved
+    }
+}
+
+async fn until_stopped(mut stopped: watch::Receiver<bool>) {
+    // An error means the sender is gone: the sandbox was dropped.
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

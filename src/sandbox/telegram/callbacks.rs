@@ -1,0 +1,288 @@
+//! Callback queries: a user presses an inline button, the bot gets
+//! `updateBotCallbackQuery` and must answer with
+//! `messages.setBotCallbackAnswer` before the user's app gives up.
+//!
+//! Each query waits on a one-shot channel for the bot's answer, at most the
+//! callback timeout; then the user sees `BOT_RESPONSE_TIMEOUT` and the query
+//! is forgotten, so a late answer — like a second one — gets
+//! `QUERY_ID_INVALID`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use grammers_tl_types as tl;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::accounts::AccountId;
+use super::{Inner, Telegram, TgError, markup, render, updates};
+
+/// The bot's answer to a click, as the user's app shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub message: Option<String>,
+    pub alert: bool,
+    pub url: Option<String>,
+    pub cache_time: i32,
+}
+
+/// What a click came to: the answer, or the error the user's app shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickOutcome {
+    pub result: Result<Answer, TgError>,
+    pub elapsed: Duration,
+}
+
+/// The queries waiting for the bot.
+#[derive(Default)]
+pub(super) struct Callbacks {
+    /// Where each open query's answer goes.
+    pending: HashMap<i64, oneshot::Sender<Answer>>,
+    /// Queries no bot connection took when they were pushed; the next
+    /// `getDifference` hands them over.
+    undelivered: Vec<(i64, tl::enums::Update)>,
+}
+
+impl Callbacks {
+    fn open(&mut self) -> (i64, oneshot::Receiver<Answer>) {
+        let (tx, rx) = oneshot::channel();
+        let mut query_id: i64 = rand::random();
+        while query_id == 0 || self.pending.contains_key(&query_id) {
+            query_id = rand::random();
+        }
+        self.pending.insert(query_id, tx);
+        (query_id, rx)
+    }
+
+    /// Takes the bot's answer; the query is then closed.
+    pub fn answer(&mut self, query_id: i64, answer: Answer) -> Result<(), TgError> {
+        let pending = self
+            .pending
+            .remove(&query_id)
+            .ok_or_else(|| TgError::bad_request("QUERY_ID_INVALID"))?;
+        self.undelivered.retain(|(id, _)| *id != query_id);
+        // The clicker may have just timed out; the answer is then lost, as
+        // in Telegram.
+        let _ = pending.send(answer);
+        Ok(())
+    }
+
+    /// Closes a query nobody answered in time.
+    fn expire(&mut self, query_id: i64) {
+        self.pending.remove(&query_id);
+        self.undelivered.retain(|(id, _)| *id != query_id);
+    }
+
+    /// The pushes no bot connection took, for `getDifference`.
+    pub fn take_undelivered(&mut self) -> Vec<tl::enums::Update> {
+        self.undelivered.drain(..).map(|(_, u)| u).collect()
+    }
+}
+
+impl Inner {
+    /// Opens a query for `user`'s click on `msg_id` and pushes it to the bot.
+    fn open_query(
+        &mut self,
+        outbox: &crate::sandbox::Outbox,
+        user: AccountId,
+        msg_id: i32,
+        data: Vec<u8>,
+    ) -> (i64, oneshot::Receiver<Answer>) {
+        let (query_id, rx) = self.callbacks.open();
+        let bot = self.world.bot.id;
+        let update: tl::enums::Update = tl::types::UpdateBotCallbackQuery {
+            query_id,
+            user_id: user,
+            peer: render::peer_user(user),
+            msg_id,
+            chat_instance: user ^ self.world.bot.access_hash,
+            data: Some(data),
+            game_short_name: None,
+        }
+        .into();
+        let push = updates::container(&self.world, bot, vec![update.clone()], [user, bot]);
+        if updates::deliver(outbox, &self.world, bot, None, &push) == 0 {
+            self.callbacks.undelivered.push((query_id, update));
+        }
+        self.stats.callback_queries += 1;
+        (query_id, rx)
+    }
+}
+
+impl Telegram {
+    /// `user` presses the inline button with `data` under message `msg_id`:
+    /// waits for the bot's answer or the callback timeout.
+    pub(super) async fn press_callback(
+        &self,
+        user: AccountId,
+        msg_id: i32,
+        data: Vec<u8>,
+    ) -> Result<ClickOutcome, TgError> {
+        let started = Instant::now();
+        let (query_id, mut rx, timeout) = {
+            let mut inner = self.lock();
+            let bot = inner.world.bot.id;
+            let markup = inner
+                .world
+                .messages
+                .get(&msg_id)
+                .filter(|m| m.visible_to(user) && m.from == bot)
+                .and_then(|m| m.reply_markup.as_deref())
+                .and_then(render::reply_markup);
+            let Some(markup) = markup else {
+                return Err(TgError::bad_request("MESSAGE_ID_INVALID"));
+            };
+            if !markup::has_callback(&markup, &data) {
+                return Err(TgError::bad_request("DATA_INVALID"));
+            }
+            let (query_id, rx) = inner.open_query(&self.0.outbox, user, msg_id, data);
+            (query_id, rx, inner.callback_timeout)
+        };
+        // Closes the query however this ends, even if the clicker goes away.
+        let _open = OpenQuery {
+            telegram: self,
+            query_id,
+        };
+        let answer = match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(_)) | Err(_) => {
+                let mut inner = self.lock();
+                inner.callbacks.expire(query_id);
+                // An answer may have slipped in just before the expiry.
+                let late = rx.try_recv().ok();
+                if late.is_none() {
+                    inner.stats.callback_timeouts += 1;
+                }
+                late
+            }
+        };
+        Ok(ClickOutcome {
+            result: answer.ok_or_else(|| TgError::bad_request("BOT_RESPONSE_TIMEOUT")),
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// An open query of a waiting click; dropping it closes the query, so a
+/// click abandoned mid-wait (its HTTP client gone) leaves nothing behind.
+struct OpenQuery<'a> {
+    telegram: &'a Telegram,
+    query_id: i64,
+}
+
+impl Drop for OpenQuery<'_> {
+    fn drop(&mut self) {
+        self.telegram.lock().callbacks.expire(self.query_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use grammers_tl_types::Serializable;
+
+    use super::*;
+    use crate::sandbox::Outbox;
+    use crate::sandbox::telegram::NewUser;
+    use crate::sandbox::telegram::store::{StoredMessage, World};
+
+    /// A sandbox with one user and one bot message carrying a `go` button.
+    fn with_button() -> (Telegram, AccountId) {
+        let telegram = Telegram::new(World::new(), Arc::new(Outbox::default()));
+        let user = telegram
+            .create_user(NewUser {
+                first_name: "Ann".into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .id;
+        let markup: tl::enums::ReplyMarkup = tl::types::ReplyInlineMarkup {
+            force_reply: false,
+            rows: vec![
+                tl::types::KeyboardInlineButtonRow {
+                    buttons: vec![
+                        tl::types::KeyboardInlineButton {
+                            style: None,
+                            text: "Go".into(),
+                            r#type: tl::types::InlineButtonTypeCallback {
+                                requires_password: false,
+                                data: b"go".to_vec(),
+                            }
+                            .into(),
+                        }
+                        .into(),
+                    ],
+                }
+                .into(),
+            ],
+        }
+        .into();
+        let mut inner = telegram.lock();
+        let bot = inner.world.bot.id;
+        inner.world.insert_message(StoredMessage {
+            id: 0,
+            from: bot,
+            to: user,
+            date: 1,
+            text: "Go?".into(),
+            media: None,
+            reply_markup: Some(markup.to_bytes()),
+            reply_to: None,
+            edit_date: None,
+            random_id: None,
+        });
+        drop(inner);
+        (telegram, user)
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_click_closes_its_query() {
+        let (telegram, user) = with_button();
+        let click = telegram.press_callback(user, 1, b"go".to_vec());
+        // The clicker gives up long before the callback timeout.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), click)
+                .await
+                .is_err()
+        );
+        let mut inner = telegram.lock();
+        assert!(inner.callbacks.pending.is_empty());
+        assert!(inner.callbacks.take_undelivered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_the_click_and_a_second_is_refused() {
+        let (telegram, user) = with_button();
+        let clicking = {
+            let telegram = telegram.clone();
+            tokio::spawn(async move { telegram.press_callback(user, 1, b"go".to_vec()).await })
+        };
+        let query_id = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(id) = telegram.lock().callbacks.pending.keys().next() {
+                    return *id;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        let answer = Answer {
+            message: Some("ok".into()),
+            ..Answer::default()
+        };
+        let callbacks = |a: Answer| telegram.lock().callbacks.answer(query_id, a);
+        assert_eq!(callbacks(answer.clone()), Ok(()));
+        assert_eq!(
+            callbacks(answer.clone()),
+            Err(TgError::bad_request("QUERY_ID_INVALID"))
+        );
+        let outcome = clicking.await.unwrap().unwrap();
+        assert_eq!(outcome.result, Ok(answer));
+        assert_eq!(
+            telegram.press_callback(user, 1, b"nope".to_vec()).await,
+            Err(TgError::bad_request("DATA_INVALID"))
+        );
+    }
+}

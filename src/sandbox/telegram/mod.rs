@@ -1,0 +1,397 @@
+//! The Telegram half of the sandbox: the [`Service`] that answers RPCs, and
+//! the operations the control API uses to act as users.
+//!
+//! Everything lives in one [`World`] behind one lock: it is small, and a
+//! single lock makes each RPC atomic, so pts are handed out and pushed in one
+//! order. Nothing awaits while holding it. Files by concept: `accounts`
+//! (keys, tokens), `store` (chats, messages, pts), `updates` (pushes and
+//! `getDifference`), `limits` (flood limits), `markup` (keyboards),
+//! `messages` (sending rules), `callbacks` (button clicks), `files` (media
+//! content), `users` (simulated users), `render` (TL objects), `rpc`
+//! (dispatch).
+
+mod accounts;
+mod callbacks;
+mod files;
+mod limits;
+mod markup;
+mod messages;
+mod render;
+mod rpc;
+mod store;
+mod updates;
+mod users;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
+pub use callbacks::{Answer, ClickOutcome};
+pub use files::content as file_content;
+pub use limits::{ChatKind, Limits, Rate};
+pub use messages::UserMessage;
+pub use render::DC_ID;
+pub use store::{BOT_ID, BOT_USERNAME, Media, World};
+pub use users::{Click, Pressed};
+
+use crate::sandbox::{AuthKeyBytes, Caller, KeyRing, Outbox, RpcFuture, Service};
+use accounts::{KeyRecord, Profile};
+use callbacks::Callbacks;
+use store::{ChatState, UserRecord};
+
+/// How long a click waits for the bot's answer by default (Telegram's apps
+/// give up after about 10 s).
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Telegram RPC error: `code` and `name` as in `rpc_error`
+/// (e.g. `400 PEER_ID_INVALID`, `420 FLOOD_WAIT_3`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{code} {name}")]
+pub struct TgError {
+    pub code: i32,
+    pub name: String,
+}
+
+impl TgError {
+    pub fn new(code: i32, name: impl Into<String>) -> Self {
+        TgError {
+            code,
+            name: name.into(),
+        }
+    }
+
+    pub fn bad_request(name: impl Into<String>) -> Self {
+        TgError::new(400, name)
+    }
+
+    pub fn flood_wait(seconds: u32) -> Self {
+        TgError::new(420, format!("FLOOD_WAIT_{seconds}"))
+    }
+
+    /// The code Telegram uses for an error of this name.
+    pub fn named(name: &str) -> Self {
+        let code = if name.starts_with("FLOOD_WAIT_") {
+            420
+        } else if matches!(
+            name,
+            "CHAT_WRITE_FORBIDDEN" | "USER_BOT_INVALID" | "USER_RESTRICTED" | "CHAT_ADMIN_REQUIRED"
+        ) {
+            403
+        } else if matches!(
+            name,
+            "INTERNAL" | "INTERNAL_SERVER_ERROR" | "RPC_CALL_FAIL" | "MSG_WAIT_FAILED"
+        ) {
+            500
+        } else if name == "AUTH_KEY_UNREGISTERED" {
+            401
+        } else {
+            400
+        };
+        TgError::new(code, name)
+    }
+}
+
+/// An error injected by `POST /faults`: the bot's sends to one user (or to
+/// anyone) fail with it (`remaining` times, or until cleared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatFault {
+    pub error: TgError,
+    pub remaining: Option<u32>,
+}
+
+/// What `GET /stats` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// RPCs served, by TL name of the function.
+    pub rpc_counts: BTreeMap<String, u64>,
+    /// RPC errors answered, by error name (without a trailing number:
+    /// `FLOOD_WAIT_7` counts as `FLOOD_WAIT`).
+    pub rpc_errors: BTreeMap<String, u64>,
+    /// `FLOOD_WAIT`s the flood limits issued (injected ones are only in
+    /// `rpc_errors`).
+    pub flood_waits: u64,
+    pub duplicates_suppressed: u64,
+    pub messages_from_bot: u64,
+    pub messages_from_users: u64,
+    pub callback_queries: u64,
+    pub callback_timeouts: u64,
+}
+
+/// A new sandbox user, as `POST /users` describes it.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub id: Option<AccountId>,
+    pub first_name: String,
+    pub username: Option<String>,
+}
+
+/// A created user and the auth key its MTProto client signs in with.
+pub struct CreatedUser {
+    pub id: AccountId,
+    pub access_hash: i64,
+    pub auth_key: AuthKeyBytes,
+}
+
+/// Errors of control operations (bad input from the control API's caller).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no user with id {0}")]
+    UnknownUser(AccountId),
+    #[error("a user with id {0} already exists")]
+    UserExists(AccountId),
+    #[error("username @{0} is taken")]
+    UsernameTaken(String),
+    #[error("no message {message_id} in the chat of user {user_id}")]
+    UnknownMessage { user_id: AccountId, message_id: i32 },
+    #[error("invalid {field}: {rule}")]
+    Invalid { field: &'static str, rule: String },
+    #[error("Telegram refused: {0}")]
+    Telegram(#[from] TgError),
+}
+
+impl SandboxError {
+    fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+        SandboxError::Invalid {
+            field,
+            rule: rule.into(),
+        }
+    }
+}
+
+struct Inner {
+    world: World,
+    limits: Limits,
+    callbacks: Callbacks,
+    /// Injected send errors by user (`None`: every chat).
+    chat_faults: HashMap<Option<AccountId>, ChatFault>,
+    stats: Stats,
+    callback_timeout: Duration,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    outbox: Arc<Outbox>,
+    /// Signalled after every change to the world (the state file listens).
+    changed: Notify,
+}
+
+/// The sandbox's Telegram: cheap to clone, one per DC.
+#[derive(Clone)]
+pub struct Telegram(Arc<Shared>);
+
+impl Telegram {
+    pub fn new(world: World, outbox: Arc<Outbox>) -> Self {
+        Telegram(Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                world,
+                limits: Limits::default(),
+                callbacks: Callbacks::default(),
+                chat_faults: HashMap::new(),
+                stats: Stats::default(),
+                callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            }),
+            outbox,
+            changed: Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Handlers never leave the world half-changed across a panic point.
+        self.0.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.0.changed.notify_one();
+    }
+
+    /// Resolves after the world changed (for the state file's writer).
+    pub async fn wait_changed(&self) {
+        self.0.changed.notified().await;
+    }
+
+    /// A copy of the world, for saving.
+    pub fn snapshot(&self) -> World {
+        self.lock().world.clone()
+    }
+
+    pub fn bot_id(&self) -> AccountId {
+        self.lock().world.bot.id
+    }
+
+    pub fn bot_token(&self) -> BotToken {
+        self.lock().world.bot_token.clone()
+    }
+
+    /// The bot's first auth key: the one written into the worker's session.
+    /// (A world without one, e.g. an edited state file, gets a new one.)
+    pub fn bot_auth_key(&self) -> AuthKeyBytes {
+        let mut inner = self.lock();
+        let world = &mut inner.world;
+        let bot = world.bot.id;
+        let existing = world
+            .keys
+            .iter()
+            .find(|k| k.account.is_none() || k.account == Some(bot))
+            .map(|k| k.key);
+        if let Some(key) = existing {
+            return key;
+        }
+        let record = KeyRecord::mint(None);
+        let key = record.key;
+        world.keys.push(record);
+        drop(inner);
+        self.changed();
+        key
+    }
+
+    pub fn set_callback_timeout(&self, timeout: Duration) {
+        self.lock().callback_timeout = timeout;
+    }
+
+    pub fn callback_timeout(&self) -> Duration {
+        self.lock().callback_timeout
+    }
+
+    pub fn set_limits_enabled(&self, enabled: bool) {
+        self.lock().limits.set_enabled(enabled);
+    }
+
+    pub fn limits_enabled(&self) -> bool {
+        self.lock().limits.enabled()
+    }
+
+    /// Makes the bot's sends to `user` (`None`: to anyone) fail with
+    /// `fault`, or clears that.
+    pub fn set_chat_fault(
+        &self,
+        user: Option<AccountId>,
+        fault: Option<ChatFault>,
+    ) -> Result<(), SandboxError> {
+        let mut inner = self.lock();
+        if let Some(user) = user
+            && !inner.world.users.contains_key(&user)
+        {
+            return Err(SandboxError::UnknownUser(user));
+        }
+        match fault {
+            Some(fault) => inner.chat_faults.insert(user, fault),
+            None => inner.chat_faults.remove(&user),
+        };
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    /// Creates a user, signed in on a fresh auth key of its own.
+    pub fn create_user(&self, new: NewUser) -> Result<CreatedUser, SandboxError> {
+        if new.first_name.trim().is_empty() {
+            return Err(SandboxError::invalid("first_name", "must not be empty"));
+        }
+        if let Some(name) = &new.username {
+            check_username(name)?;
+        }
+        let mut inner = self.lock();
+        let world = &mut inner.world;
+        let id = match new.id {
+            Some(id) if id <= 0 || id >= 1 << 52 => {
+                return Err(SandboxError::invalid("id", "must be in 1..2^52"));
+            }
+            Some(id) if world.profile(id).is_some() => return Err(SandboxError::UserExists(id)),
+            Some(id) => id,
+            None => {
+                while world.profile(world.next_user_id).is_some() {
+                    world.next_user_id += 1;
+                }
+                world.next_user_id
+            }
+        };
+        if let Some(name) = &new.username {
+            let taken = std::iter::once(&world.bot)
+                .chain(world.users.values().map(|u| &u.profile))
+                .any(|p| {
+                    p.username
+                        .as_deref()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(name))
+                });
+            if taken {
+                return Err(SandboxError::UsernameTaken(name.clone()));
+            }
+        }
+        world.next_user_id = world.next_user_id.max(id + 1);
+        let profile = Profile {
+            id,
+            access_hash: rand::random(),
+            first_name: new.first_name,
+            username: new.username,
+            phone: Some(format!("+1555{id:07}")),
+        };
+        let access_hash = profile.access_hash;
+        world.users.insert(
+            id,
+            UserRecord {
+                profile,
+                chat: ChatState::default(),
+            },
+        );
+        let key = KeyRecord::mint(Some(id));
+        let auth_key = key.key;
+        world.keys.push(key);
+        drop(inner);
+        self.changed();
+        Ok(CreatedUser {
+            id,
+            access_hash,
+            auth_key,
+        })
+    }
+
+    /// The users, for `GET /users`.
+    pub fn users(&self) -> Vec<serde_json::Value> {
+        self.lock()
+            .world
+            .users
+            .values()
+            .map(|u| {
+                serde_json::json!({
+                    "id": u.profile.id,
+                    "first_name": u.profile.first_name,
+                    "username": u.profile.username,
+                    "started": u.chat.started,
+                })
+            })
+            .collect()
+    }
+}
+
+fn check_username(name: &str) -> Result<(), SandboxError> {
+    let valid = (5..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(SandboxError::invalid(
+            "username",
+            "5-32 characters: letters, digits and _, starting with a letter",
+        ))
+    }
+}
+
+impl Service for Telegram {
+    fn call(&self, caller: Caller, request: Vec<u8>) -> RpcFuture {
+        let telegram = self.clone();
+        Box::pin(async move { telegram.dispatch(caller, request).await })
+    }
+}
+
+impl KeyRing for Telegram {
+    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
+        self.lock().world.key(auth_key_id).map(|k| k.key)
+    }
+}

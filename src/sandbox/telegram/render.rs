@@ -1,0 +1,393 @@
+//! How the world looks on the wire: TL objects built from stored records.
+//!
+//! Telegram's constructors have dozens of optional fields; building them in
+//! one place keeps the RPC handlers short and makes sure every object the
+//! sandbox sends is one a real client would accept (e.g. a bot `user` must
+//! carry `bot_info_version`, since it shares its flag bit with `bot`).
+
+use grammers_tl_types as tl;
+use grammers_tl_types::Deserializable;
+
+use super::accounts::{AccountId, Profile};
+use super::store::{Media, StoredMessage};
+
+/// The DC id the sandbox claims to be (grammers' default home DC).
+pub const DC_ID: i32 = 2;
+
+pub fn now() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+pub fn peer_user(id: AccountId) -> tl::enums::Peer {
+    tl::types::PeerUser { user_id: id }.into()
+}
+
+/// A `user` object for `profile` as `viewer` sees it.
+pub fn user(profile: &Profile, is_bot: bool, viewer: AccountId) -> tl::enums::User {
+    tl::types::User {
+        is_self: profile.id == viewer,
+        contact: false,
+        mutual_contact: false,
+        deleted: false,
+        bot: is_bot,
+        bot_chat_history: false,
+        bot_nochats: false,
+        verified: false,
+        restricted: false,
+        min: false,
+        bot_inline_geo: false,
+        support: false,
+        scam: false,
+        apply_min_photo: false,
+        fake: false,
+        bot_attach_menu: false,
+        premium: false,
+        attach_menu_enabled: false,
+        bot_can_edit: false,
+        close_friend: false,
+        stories_hidden: false,
+        stories_unavailable: false,
+        contact_require_premium: false,
+        bot_business: false,
+        bot_has_main_app: false,
+        bot_forum_view: false,
+        bot_forum_can_manage_topics: false,
+        bot_can_manage_bots: false,
+        bot_guestchat: false,
+        bot_guard: false,
+        id: profile.id,
+        access_hash: Some(profile.access_hash),
+        first_name: Some(profile.first_name.clone()),
+        last_name: None,
+        username: profile.username.clone(),
+        phone: profile.phone.clone().filter(|_| profile.id == viewer),
+        photo: None,
+        status: None,
+        bot_info_version: is_bot.then_some(1),
+        restriction_reason: None,
+        bot_inline_placeholder: None,
+        lang_code: None,
+        emoji_status: None,
+        usernames: None,
+        stories_max_id: None,
+        color: None,
+        profile_color: None,
+        bot_active_users: None,
+        bot_verification_icon: None,
+        send_paid_messages_stars: None,
+        linked_community_id: None,
+    }
+    .into()
+}
+
+/// A stored message as `viewer` (one of its two participants) sees it.
+pub fn message(stored: &StoredMessage, viewer: AccountId) -> tl::enums::Message {
+    tl::types::Message {
+        out: stored.from == viewer,
+        mentioned: false,
+        media_unread: false,
+        silent: false,
+        post: false,
+        from_scheduled: false,
+        legacy: false,
+        edit_hide: false,
+        pinned: false,
+        noforwards: false,
+        invert_media: false,
+        offline: false,
+        video_processing_pending: false,
+        paid_suggested_post_stars: false,
+        paid_suggested_post_ton: false,
+        id: stored.id,
+        from_id: Some(peer_user(stored.from)),
+        from_boosts_applied: None,
+        from_rank: None,
+        peer_id: peer_user(stored.peer_of(viewer)),
+        saved_peer_id: None,
+        fwd_from: None,
+        via_bot_id: None,
+        via_business_bot_id: None,
+        guestchat_via_from: None,
+        reply_to: stored.reply_to.map(reply_header),
+        date: stored.date,
+        message: stored.text.clone(),
+        media: stored.media.as_ref().map(media),
+        reply_markup: stored.reply_markup.as_deref().and_then(reply_markup),
+        entities: None,
+        views: None,
+        forwards: None,
+        replies: None,
+        edit_date: stored.edit_date,
+        post_author: None,
+        grouped_id: None,
+        reactions: None,
+        restriction_reason: None,
+        ttl_period: None,
+        quick_reply_shortcut_id: None,
+        effect: None,
+        factcheck: None,
+        report_delivery_until_date: None,
+        paid_message_stars: None,
+        suggested_post: None,
+        schedule_repeat_period: None,
+        summary_from_language: None,
+        rich_message: None,
+    }
+    .into()
+}
+
+/// Parses a stored boxed `ReplyMarkup` (stored only after it parsed once).
+pub fn reply_markup(bytes: &[u8]) -> Option<tl::enums::ReplyMarkup> {
+    tl::enums::ReplyMarkup::from_bytes(bytes).ok()
+}
+
+fn reply_header(msg_id: i32) -> tl::enums::MessageReplyHeader {
+    tl::types::MessageReplyHeader {
+        reply_to_scheduled: false,
+        forum_topic: false,
+        quote: false,
+        reply_to_ephemeral: false,
+        reply_to_msg_id: Some(msg_id),
+        reply_to_peer_id: None,
+        reply_from: None,
+        reply_media: None,
+        reply_to_top_id: None,
+        quote_text: None,
+        quote_entities: None,
+        quote_offset: None,
+        todo_item_id: None,
+        poll_option: None,
+    }
+    .into()
+}
+
+pub fn media(media: &Media) -> tl::enums::MessageMedia {
+    match media {
+        Media::Photo {
+            id,
+            access_hash,
+            size,
+            width,
+            height,
+            ..
+        } => tl::types::MessageMediaPhoto {
+            spoiler: false,
+            live_photo: false,
+            photo: Some(
+                tl::types::Photo {
+                    has_stickers: false,
+                    id: *id,
+                    access_hash: *access_hash,
+                    file_reference: file_reference(*id),
+                    date: now(),
+                    sizes: vec![
+                        tl::types::PhotoSize {
+                            r#type: "x".into(),
+                            w: *width,
+                            h: *height,
+                            size: i32::try_from(*size).unwrap_or(i32::MAX),
+                        }
+                        .into(),
+                    ],
+                    video_sizes: None,
+                    dc_id: DC_ID,
+                }
+                .into(),
+            ),
+            ttl_seconds: None,
+            video: None,
+        }
+        .into(),
+        Media::Document {
+            id,
+            access_hash,
+            file_name,
+            mime_type,
+            size,
+            ..
+        } => tl::types::MessageMediaDocument {
+            nopremium: false,
+            spoiler: false,
+            video: false,
+            round: false,
+            voice: false,
+            document: Some(
+                tl::types::Document {
+                    id: *id,
+                    access_hash: *access_hash,
+                    file_reference: file_reference(*id),
+                    date: now(),
+                    mime_type: mime_type.clone(),
+                    size: *size,
+                    thumbs: None,
+                    video_thumbs: None,
+                    dc_id: DC_ID,
+                    attributes: vec![
+                        tl::types::DocumentAttributeFilename {
+                            file_name: file_name.clone(),
+                        }
+                        .into(),
+                    ],
+                }
+                .into(),
+            ),
+            alt_documents: None,
+            video_cover: None,
+            video_timestamp: None,
+            ttl_seconds: None,
+        }
+        .into(),
+        Media::Location {
+            latitude,
+            longitude,
+        } => tl::types::MessageMediaGeo {
+            geo: tl::types::GeoPoint {
+                long: *longitude,
+                lat: *latitude,
+                access_hash: 0,
+                accuracy_radius: None,
+            }
+            .into(),
+        }
+        .into(),
+        Media::Contact {
+            phone_number,
+            first_name,
+            last_name,
+            user_id,
+        } => tl::types::MessageMediaContact {
+            phone_number: phone_number.clone(),
+            first_name: first_name.clone(),
+            last_name: last_name.clone(),
+            vcard: String::new(),
+            user_id: *user_id,
+        }
+        .into(),
+    }
+}
+
+fn file_reference(id: i64) -> Vec<u8> {
+    id.to_le_bytes().to_vec()
+}
+
+/// `help.getConfig`'s answer. `dc_options` stays empty: grammers replaces its
+/// DC list with it, and the sandbox must remain the only DC it knows.
+pub fn config() -> tl::enums::Config {
+    let date = now();
+    tl::types::Config {
+        default_p2p_contacts: false,
+        preload_featured_stickers: false,
+        revoke_pm_inbox: true,
+        blocked_mode: false,
+        force_try_ipv6: false,
+        date,
+        expires: date.saturating_add(3600),
+        test_mode: false,
+        this_dc: DC_ID,
+        dc_options: Vec::new(),
+        dc_txt_domain_name: String::new(),
+        chat_size_max: 200,
+        megagroup_size_max: 200_000,
+        forwarded_count_max: 100,
+        online_update_period_ms: 210_000,
+        offline_blur_timeout_ms: 5000,
+        offline_idle_timeout_ms: 30_000,
+        online_cloud_timeout_ms: 300_000,
+        notify_cloud_delay_ms: 30_000,
+        notify_default_delay_ms: 1500,
+        push_chat_period_ms: 60_000,
+        push_chat_limit: 2,
+        edit_time_limit: 172_800,
+        revoke_time_limit: i32::MAX,
+        revoke_pm_time_limit: i32::MAX,
+        rating_e_decay: 2_419_200,
+        stickers_recent_limit: 200,
+        channels_read_media_period: 604_800,
+        tmp_sessions: None,
+        call_receive_timeout_ms: 20_000,
+        call_ring_timeout_ms: 90_000,
+        call_connect_timeout_ms: 30_000,
+        call_packet_timeout_ms: 10_000,
+        me_url_prefix: "https://t.me/".into(),
+        autoupdate_url_prefix: None,
+        gif_search_username: None,
+        venue_search_username: None,
+        img_search_username: None,
+        static_maps_provider: None,
+        caption_length_max: 1024,
+        message_length_max: 4096,
+        webfile_dc_id: DC_ID,
+        suggested_lang_code: None,
+        lang_pack_version: None,
+        base_lang_pack_version: None,
+        reactions_default: None,
+        autologin_token: None,
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use grammers_tl_types::Serializable;
+
+    use super::*;
+
+    fn profile(id: AccountId) -> Profile {
+        Profile {
+            id,
+            access_hash: 9,
+            first_name: "Ann".into(),
+            username: Some("ann".into()),
+            phone: None,
+        }
+    }
+
+    #[test]
+    fn bot_user_round_trips() {
+        let bot = user(&profile(5), true, 5);
+        let back = tl::enums::User::from_bytes(&bot.to_bytes()).unwrap();
+        let tl::enums::User::User(back) = back else {
+            panic!("empty user")
+        };
+        assert!(back.bot && back.is_self);
+        assert_eq!(back.access_hash, Some(9));
+    }
+
+    #[test]
+    fn message_round_trips_for_both_sides() {
+        let stored = StoredMessage {
+            id: 3,
+            from: 5,
+            to: 6,
+            date: 100,
+            text: "hello".into(),
+            media: Some(Media::photo(None, "image/jpeg".into(), 10)),
+            reply_markup: None,
+            reply_to: Some(2),
+            edit_date: None,
+            random_id: None,
+        };
+        for (viewer, out, peer) in [(5, true, 6), (6, false, 5)] {
+            let bytes = message(&stored, viewer).to_bytes();
+            let tl::enums::Message::Message(m) = tl::enums::Message::from_bytes(&bytes).unwrap()
+            else {
+                panic!("not a message")
+            };
+            assert_eq!(m.out, out);
+            assert_eq!(m.peer_id, peer_user(peer));
+            assert_eq!(m.message, "hello");
+            assert!(matches!(m.media, Some(tl::enums::MessageMedia::Photo(_))));
+        }
+    }
+
+    #[test]
+    fn config_round_trips_with_no_dc_options() {
+        let tl::enums::Config::Config(back) =
+            tl::enums::Config::from_bytes(&config().to_bytes()).unwrap();
+        assert!(back.dc_options.is_empty());
+        assert_eq!(back.this_dc, DC_ID);
+    }
+}

@@ -1,0 +1,263 @@
+//! Simulated users: what the control API does in a user's name — write to
+//! the bot, press buttons — and the chat as that user's app would show it.
+
+use grammers_tl_types as tl;
+use serde_json::{Value, json};
+
+use super::accounts::{AccountId, to_hex};
+use super::callbacks::ClickOutcome;
+use super::messages::UserMessage;
+use super::{SandboxError, Telegram, markup, render};
+
+/// Where a location-request button reports the user to be, unless told.
+const DEFAULT_LOCATION: (f64, f64) = (52.5200, 13.4050);
+
+/// A button press by a simulated user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Click {
+    /// An inline callback button, by its data.
+    Callback { message_id: i32, data: Vec<u8> },
+    /// A reply-keyboard button, by its label.
+    Keyboard {
+        message_id: i32,
+        text: String,
+        location: Option<(f64, f64)>,
+    },
+}
+
+/// What a press came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pressed {
+    /// A callback button: the bot's answer (or the timeout).
+    Answered(ClickOutcome),
+    /// A keyboard button: the message the user sent by pressing it.
+    Sent { message_id: i32 },
+}
+
+impl Telegram {
+    /// `user` sends a message to the bot, as a reply to `reply_to` if given
+    /// — or to the bot's pending force-reply message, as the user's app
+    /// does; returns its id.
+    pub fn user_sends(
+        &self,
+        user: AccountId,
+        message: UserMessage,
+        reply_to: Option<i32>,
+    ) -> Result<i32, SandboxError> {
+        let reply_to = {
+            let inner = self.lock();
+            let record = inner
+                .world
+                .users
+                .get(&user)
+                .ok_or(SandboxError::UnknownUser(user))?;
+            match reply_to {
+                Some(id)
+                    if !inner
+                        .world
+                        .messages
+                        .get(&id)
+                        .is_some_and(|m| m.visible_to(user)) =>
+                {
+                    return Err(SandboxError::UnknownMessage {
+                        user_id: user,
+                        message_id: id,
+                    });
+                }
+                Some(id) => Some(id),
+                None => record.chat.force_reply,
+            }
+        };
+        self.post_as_user(user, message, reply_to)
+    }
+
+    fn post_as_user(
+        &self,
+        user: AccountId,
+        message: UserMessage,
+        reply_to: Option<i32>,
+    ) -> Result<i32, SandboxError> {
+        let mut inner = self.lock();
+        if !inner.world.users.contains_key(&user) {
+            return Err(SandboxError::UnknownUser(user));
+        }
+        let draft = message.into_draft(user, reply_to);
+        let posted = inner.post_from_user(&self.0.outbox, user, draft, None)?;
+        drop(inner);
+        self.changed();
+        Ok(posted.message.id)
+    }
+
+    /// `user` presses a button.
+    pub async fn click(&self, user: AccountId, click: Click) -> Result<Pressed, SandboxError> {
+        if !self.lock().world.users.contains_key(&user) {
+            return Err(SandboxError::UnknownUser(user));
+        }
+        match click {
+            Click::Callback { message_id, data } => {
+                let outcome = self.press_callback(user, message_id, data).await?;
+                Ok(Pressed::Answered(outcome))
+            }
+            Click::Keyboard {
+                message_id,
+                text,
+                location,
+            } => {
+                let message = self.keyboard_press(user, message_id, &text, location)?;
+                let single_use = self.shown_keyboard(user, message_id)?.single_use;
+                let sent = self.post_as_user(user, message, Some(message_id))?;
+                if single_use {
+                    self.hide_keyboard(user, message_id);
+                }
+                Ok(Pressed::Sent { message_id: sent })
+            }
+        }
+    }
+
+    /// The keyboard of `message_id`, if it is the one `user` sees now.
+    fn shown_keyboard(
+        &self,
+        user: AccountId,
+        message_id: i32,
+    ) -> Result<tl::types::ReplyKeyboardMarkup, SandboxError> {
+        let inner = self.lock();
+        let world = &inner.world;
+        let unknown = SandboxError::UnknownMessage {
+            user_id: user,
+            message_id,
+        };
+        let message = world
+            .messages
+            .get(&message_id)
+            .filter(|m| m.visible_to(user))
+            .ok_or(unknown)?;
+        let Some(tl::enums::ReplyMarkup::ReplyKeyboardMarkup(keyboard)) = message
+            .reply_markup
+            .as_deref()
+            .and_then(render::reply_markup)
+        else {
+            return Err(SandboxError::invalid(
+                "message_id",
+                format!("message {message_id} has no reply keyboard"),
+            ));
+        };
+        let shown = world.users.get(&user).and_then(|u| u.chat.reply_keyboard);
+        if shown != Some(message_id) {
+            return Err(SandboxError::invalid(
+                "message_id",
+                format!("the keyboard of message {message_id} is no longer shown"),
+            ));
+        }
+        Ok(keyboard)
+    }
+
+    /// What pressing the keyboard button labelled `text` sends.
+    fn keyboard_press(
+        &self,
+        user: AccountId,
+        message_id: i32,
+        text: &str,
+        location: Option<(f64, f64)>,
+    ) -> Result<UserMessage, SandboxError> {
+        let keyboard = self.shown_keyboard(user, message_id)?;
+        let markup: tl::enums::ReplyMarkup = keyboard.into();
+        let Some(kind) = markup::keyboard_button(&markup, text) else {
+            return Err(SandboxError::invalid(
+                "text",
+                format!("no button labelled {text:?} on the keyboard of message {message_id}"),
+            ));
+        };
+        match kind {
+            tl::enums::ButtonType::Default => Ok(UserMessage::Text(text.to_string())),
+            tl::enums::ButtonType::RequestPhone => {
+                let inner = self.lock();
+                let profile = inner
+                    .world
+                    .profile(user)
+                    .ok_or(SandboxError::UnknownUser(user))?;
+                Ok(UserMessage::Contact {
+                    phone_number: profile.phone.clone().unwrap_or_default(),
+                    first_name: profile.first_name.clone(),
+                })
+            }
+            tl::enums::ButtonType::RequestGeoLocation => {
+                let (latitude, longitude) = location.unwrap_or(DEFAULT_LOCATION);
+                Ok(UserMessage::Location {
+                    latitude,
+                    longitude,
+                })
+            }
+            other => Err(SandboxError::invalid(
+                "text",
+                format!(
+                    "pressing a {} button is not simulated",
+                    markup::tl_name(other)
+                ),
+            )),
+        }
+    }
+
+    fn hide_keyboard(&self, user: AccountId, message_id: i32) {
+        let mut inner = self.lock();
+        if let Some(chat) = inner.world.users.get_mut(&user).map(|u| &mut u.chat)
+            && chat.reply_keyboard == Some(message_id)
+        {
+            chat.reply_keyboard = None;
+        }
+        drop(inner);
+        self.changed();
+    }
+
+    /// The chat with the bot as `user` sees it.
+    pub fn chat(&self, user: AccountId) -> Result<Value, SandboxError> {
+        let inner = self.lock();
+        let world = &inner.world;
+        let record = world
+            .users
+            .get(&user)
+            .ok_or(SandboxError::UnknownUser(user))?;
+        let markup_of = |id: i32| {
+            world
+                .messages
+                .get(&id)
+                .and_then(|m| m.reply_markup.as_deref())
+                .and_then(render::reply_markup)
+        };
+        let messages: Vec<Value> = world
+            .chat_messages(user)
+            .map(|m| {
+                let markup = m.reply_markup.as_deref().and_then(render::reply_markup);
+                json!({
+                    "id": m.id,
+                    "from": if m.from == world.bot.id { "bot" } else { "user" },
+                    "sender_id": m.from,
+                    "date": m.date,
+                    "text": m.text,
+                    "media": m.media,
+                    "reply_markup": markup.as_ref().map(markup::to_json),
+                    "reply_markup_tl": m.reply_markup.as_deref().map(to_hex),
+                    "reply_to": m.reply_to,
+                    "edit_date": m.edit_date,
+                })
+            })
+            .collect();
+        let reply_keyboard = record.chat.reply_keyboard.and_then(|id| {
+            markup_of(id)
+                .map(|markup| json!({"message_id": id, "markup": markup::to_json(&markup)}))
+        });
+        let force_reply = record.chat.force_reply.and_then(|id| {
+            let placeholder = match markup_of(id)? {
+                tl::enums::ReplyMarkup::ReplyKeyboardForceReply(force) => force.placeholder,
+                _ => None,
+            };
+            Some(json!({"message_id": id, "placeholder": placeholder}))
+        });
+        Ok(json!({
+            "user_id": user,
+            "started": record.chat.started,
+            "messages": messages,
+            "reply_keyboard": reply_keyboard,
+            "force_reply": force_reply,
+        }))
+    }
+}

@@ -1,0 +1,1482 @@
+//! The sandbox end to end: the unmodified grammers client talks MTProto to
+//! the local DC, signs in as the sandbox bot (or as a sandbox user), and the
+//! control API plays the users.
+
+use std::collections::HashMap;
+use std::net::{SocketAddrV4, SocketAddrV6};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use grammers_client::Client;
+use grammers_mtsender::{
+    ConnectionParams, InvocationError, NoRetries, SenderPool, UpdatesConfiguration,
+};
+use grammers_session::SessionData;
+use grammers_session::storages::MemorySession;
+use grammers_session::types::DcOption;
+use grammers_session::updates::UpdatesLike;
+use grammers_tl_types as tl;
+use grammers_tl_types::Serializable;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::{BOT_USERNAME, DC_ID, auth_key_from_hex, to_hex};
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const API_ID: i32 = 1;
+const API_HASH: &str = "telegate-sandbox";
+/// Generous: the machine may be loaded; nothing waits this long when it works.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Harness {
+    sandbox: Option<Sandbox>,
+    dir: TempDir,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::start(SandboxOptions {
+            state_dir: Some(dir.path().to_owned()),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        Harness {
+            sandbox: Some(sandbox),
+            dir,
+        }
+    }
+
+    fn sandbox(&self) -> &Sandbox {
+        self.sandbox.as_ref().unwrap()
+    }
+
+    async fn control(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        control(self.sandbox().control_socket().unwrap(), method, path, body).await
+    }
+
+    /// A user who already wrote "hello" to the bot.
+    async fn started_user(&self, name: &str) -> i64 {
+        let (status, user) = self
+            .control("POST", "/users", Some(json!({"first_name": name})))
+            .await;
+        assert_eq!(status, 201, "{user}");
+        let id = user["id"].as_i64().unwrap();
+        let (status, sent) = self
+            .control(
+                "POST",
+                &format!("/users/{id}/messages"),
+                Some(json!({"text": "hello"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{sent}");
+        id
+    }
+
+    async fn chat(&self, user: i64) -> Value {
+        let (status, chat) = self
+            .control("GET", &format!("/users/{user}/chat"), None)
+            .await;
+        assert_eq!(status, 200, "{chat}");
+        chat
+    }
+
+    /// A grammers client on the bot's key, signed in with the token.
+    async fn bot(&self) -> Grammers {
+        let telegram = self.sandbox().telegram();
+        let bot = Grammers::connect(self.sandbox().dc_addr(), telegram.bot_auth_key());
+        let me = bot
+            .client
+            .bot_sign_in(telegram.bot_token().expose(), API_HASH)
+            .await
+            .unwrap();
+        assert!(me.is_bot());
+        bot
+    }
+}
+
+async fn control(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "sandbox")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// An unmodified grammers client whose session holds a pre-provisioned key.
+struct Grammers {
+    client: Client,
+    updates: Option<mpsc::Receiver<UpdatesLike>>,
+    runner: JoinHandle<()>,
+}
+
+impl Drop for Grammers {
+    fn drop(&mut self) {
+        self.client.disconnect();
+        self.runner.abort();
+    }
+}
+
+impl Grammers {
+    fn connect(addr: SocketAddrV4, auth_key: [u8; 256]) -> Grammers {
+        let option = DcOption {
+            id: DC_ID,
+            ipv4: addr,
+            ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
+            auth_key: Some(auth_key),
+        };
+        let data = SessionData {
+            home_dc: DC_ID,
+            dc_options: HashMap::from([(DC_ID, option)]),
+            ..SessionData::default()
+        };
+        let params = ConnectionParams {
+            retry_policy: Box::new(NoRetries),
+            ..ConnectionParams::default()
+        };
+        let pool =
+            SenderPool::with_configuration(Arc::new(MemorySession::from(data)), API_ID, params);
+        let client = Client::new(pool.handle);
+        let runner = tokio::spawn(pool.runner.run());
+        Grammers {
+            client,
+            updates: Some(pool.updates),
+            runner,
+        }
+    }
+
+    /// Invokes, retrying while the connection is being re-established
+    /// (grammers does not retry a request that died with its connection).
+    async fn invoke<R: tl::RemoteCall>(&self, request: &R) -> Result<R::Return, InvocationError> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match self.client.invoke(request).await {
+                Err(InvocationError::Dropped(_) | InvocationError::Io(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The next raw update pushed to this client matching `pick`.
+    async fn next_update<T>(&mut self, mut pick: impl FnMut(&tl::enums::Update) -> Option<T>) -> T {
+        let updates = self.updates.as_mut().expect("updates taken by a stream");
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let Some(UpdatesLike::Updates(batch)) = updates.recv().await else {
+                    continue;
+                };
+                let list = match batch {
+                    tl::enums::Updates::Updates(u) => u.updates,
+                    tl::enums::Updates::Combined(u) => u.updates,
+                    tl::enums::Updates::UpdateShort(u) => vec![u.update],
+                    _ => continue,
+                };
+                if let Some(found) = list.iter().find_map(&mut pick) {
+                    return found;
+                }
+            }
+        })
+        .await
+        .expect("no matching update arrived")
+    }
+}
+
+fn user_peer(user_id: i64, access_hash: i64) -> tl::enums::InputPeer {
+    tl::types::InputPeerUser {
+        user_id,
+        access_hash,
+    }
+    .into()
+}
+
+fn send(
+    peer: tl::enums::InputPeer,
+    text: &str,
+    random_id: i64,
+) -> tl::functions::messages::SendMessage {
+    tl::functions::messages::SendMessage {
+        no_webpage: true,
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer,
+        reply_to: None,
+        message: text.into(),
+        random_id,
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
+        rich_message: None,
+    }
+}
+
+fn with_markup(
+    mut request: tl::functions::messages::SendMessage,
+    markup: tl::enums::ReplyMarkup,
+) -> tl::functions::messages::SendMessage {
+    request.reply_markup = Some(markup);
+    request
+}
+
+fn inline(buttons: Vec<(&str, tl::enums::InlineButtonType)>) -> tl::enums::ReplyMarkup {
+    tl::types::ReplyInlineMarkup {
+        force_reply: false,
+        rows: vec![
+            tl::types::KeyboardInlineButtonRow {
+                buttons: buttons
+                    .into_iter()
+                    .map(|(text, r#type)| {
+                        tl::types::KeyboardInlineButton {
+                            style: None,
+                            text: text.into(),
+                            r#type,
+                        }
+                        .into()
+                    })
+                    .collect(),
+            }
+            .into(),
+        ],
+    }
+    .into()
+}
+
+fn callback(data: &[u8]) -> tl::enums::InlineButtonType {
+    tl::types::InlineButtonTypeCallback {
+        requires_password: false,
+        data: data.to_vec(),
+    }
+    .into()
+}
+
+fn url(url: &str) -> tl::enums::InlineButtonType {
+    tl::types::InlineButtonTypeUrl { url: url.into() }.into()
+}
+
+fn keyboard(
+    buttons: Vec<(&str, tl::enums::ButtonType)>,
+    single_use: bool,
+) -> tl::enums::ReplyMarkup {
+    tl::types::ReplyKeyboardMarkup {
+        resize: false,
+        single_use,
+        selective: false,
+        persistent: false,
+        force_reply: false,
+        rows: buttons
+            .into_iter()
+            .map(|(text, r#type)| {
+                tl::types::KeyboardButtonRow {
+                    buttons: vec![
+                        tl::types::KeyboardButton {
+                            style: None,
+                            text: text.into(),
+                            r#type,
+                        }
+                        .into(),
+                    ],
+                }
+                .into()
+            })
+            .collect(),
+        placeholder: None,
+    }
+    .into()
+}
+
+/// The four seed types, as telegate sends them.
+fn seed_markups() -> Vec<tl::enums::ReplyMarkup> {
+    vec![
+        inline(vec![
+            ("Track order", url("https://example.com/orders/1234")),
+            (
+                "Suggest reply",
+                tl::types::InlineButtonTypeSwitchInline {
+                    same_peer: true,
+                    query: "Reschedule please".into(),
+                    peer_types: None,
+                }
+                .into(),
+            ),
+        ]),
+        keyboard(
+            vec![
+                ("Track my order", tl::enums::ButtonType::Default),
+                ("Share my number", tl::enums::ButtonType::RequestPhone),
+                ("Share my place", tl::enums::ButtonType::RequestGeoLocation),
+            ],
+            true,
+        ),
+        tl::types::ReplyKeyboardHide { selective: false }.into(),
+        tl::types::ReplyKeyboardForceReply {
+            single_use: false,
+            selective: false,
+            placeholder: Some("Type your rating (1–5)".into()),
+        }
+        .into(),
+    ]
+}
+
+/// The message id in a send's result, checking the shape grammers relies on.
+fn sent_id(updates: &tl::enums::Updates, random_id: i64) -> i32 {
+    let tl::enums::Updates::Updates(updates) = updates else {
+        panic!("expected updates, got {updates:?}")
+    };
+    let id = updates
+        .updates
+        .iter()
+        .find_map(|u| match u {
+            tl::enums::Update::MessageId(m) if m.random_id == random_id => Some(m.id),
+            _ => None,
+        })
+        .expect("updateMessageID with our random_id");
+    let new = updates.updates.iter().any(|u| {
+        matches!(u, tl::enums::Update::NewMessage(n)
+            if n.pts_count == 1
+            && matches!(&n.message, tl::enums::Message::Message(m) if m.id == id && m.out))
+    });
+    assert!(new, "updateNewMessage of the sent message");
+    id
+}
+
+fn rpc_error(result: Result<impl std::fmt::Debug, InvocationError>) -> (i32, String, Option<u32>) {
+    match result {
+        Err(InvocationError::Rpc(rpc)) => (rpc.code, rpc.name, rpc.value),
+        other => panic!("expected an RPC error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bot_sends_the_four_seed_types_and_the_sandbox_records_the_exact_tl() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Ann").await;
+    let bot = harness.bot().await;
+    // Four messages to one chat in a row would draw a FLOOD_WAIT.
+    harness
+        .control("POST", "/faults", Some(json!({"limits": false})))
+        .await;
+
+    let mut ids = Vec::new();
+    for (i, markup) in seed_markups().into_iter().enumerate() {
+        let random_id = 100 + i as i64;
+        let request = with_markup(send(user_peer(user, 0), "seed", random_id), markup);
+        let result = bot.invoke(&request).await.unwrap();
+        ids.push(sent_id(&result, random_id));
+    }
+    let chat = harness.chat(user).await;
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 5, "{chat}");
+    for ((message, markup), id) in messages[1..].iter().zip(seed_markups()).zip(&ids) {
+        assert_eq!(message["id"], *id);
+        assert_eq!(message["from"], "bot");
+        assert_eq!(message["reply_markup_tl"], to_hex(&markup.to_bytes()));
+    }
+    let kinds: Vec<_> = messages[1..]
+        .iter()
+        .map(|m| m["reply_markup"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "inline_keyboard",
+            "reply_keyboard",
+            "remove_keyboard",
+            "force_reply"
+        ]
+    );
+    let buttons = &messages[1]["reply_markup"]["rows"][0];
+    assert_eq!(buttons[0]["type"], "url");
+    assert_eq!(buttons[0]["url"], "https://example.com/orders/1234");
+    assert_eq!(buttons[1]["type"], "switch_inline");
+    assert_eq!(buttons[1]["query"], "Reschedule please");
+    assert_eq!(
+        messages[2]["reply_markup"]["rows"][1][0]["type"],
+        "request_contact"
+    );
+    // The keyboard was removed by the third message; the force reply waits.
+    assert_eq!(chat["reply_keyboard"], Value::Null);
+    assert_eq!(chat["force_reply"]["message_id"], ids[3]);
+    assert_eq!(chat["force_reply"]["placeholder"], "Type your rating (1–5)");
+
+    // The user's answer replies to the force-reply message, which then clears.
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/messages"),
+            Some(json!({"text": "5"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let chat = harness.chat(user).await;
+    assert_eq!(chat["messages"][5]["reply_to"], ids[3]);
+    assert_eq!(chat["force_reply"], Value::Null);
+
+    let (_, stats) = harness.control("GET", "/stats", None).await;
+    assert_eq!(stats["rpc_counts"]["messages.sendMessage"], 4);
+    assert_eq!(stats["rpc_counts"]["auth.importBotAuthorization"], 1);
+}
+
+#[tokio::test]
+async fn reply_keyboard_presses_send_text_contact_and_location() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Ben").await;
+    let bot = harness.bot().await;
+    let markup = seed_markups().remove(1);
+    let result = bot
+        .invoke(&with_markup(
+            send(user_peer(user, 0), "How can we help?", 1),
+            markup,
+        ))
+        .await
+        .unwrap();
+    let keyboard_id = sent_id(&result, 1);
+    assert_eq!(
+        harness.chat(user).await["reply_keyboard"]["message_id"],
+        keyboard_id
+    );
+
+    let (status, pressed) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/click"),
+            Some(json!({"message_id": keyboard_id, "text": "Share my number"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{pressed}");
+    let chat = harness.chat(user).await;
+    let last = chat["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["id"], pressed["message_id"]);
+    assert_eq!(last["media"]["kind"], "contact");
+    assert_eq!(last["reply_to"], keyboard_id);
+    // `single_use`: the keyboard is gone after one press.
+    assert_eq!(chat["reply_keyboard"], Value::Null);
+    let (status, refused) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/click"),
+            Some(json!({"message_id": keyboard_id, "text": "Track my order"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer shown"),
+        "{refused}"
+    );
+
+    // A persistent keyboard: a location press, with the user's coordinates.
+    let markup = keyboard(
+        vec![("Here", tl::enums::ButtonType::RequestGeoLocation)],
+        false,
+    );
+    let result = bot
+        .invoke(&with_markup(send(user_peer(user, 0), "Where?", 2), markup))
+        .await
+        .unwrap();
+    let id = sent_id(&result, 2);
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/click"),
+            Some(json!({"message_id": id, "text": "Here", "location": {"latitude": 1.5, "longitude": 2.5}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let chat = harness.chat(user).await;
+    let last = chat["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["media"],
+        json!({"kind": "location", "latitude": 1.5, "longitude": 2.5})
+    );
+    assert_eq!(chat["reply_keyboard"]["message_id"], id);
+}
+
+#[tokio::test]
+async fn a_click_is_answered_and_one_nobody_answers_times_out() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Cy").await;
+    let mut bot = harness.bot().await;
+    let markup = inline(vec![("Yes", callback(b"yes")), ("No", callback(b"no"))]);
+    let result = bot
+        .invoke(&with_markup(
+            send(user_peer(user, 0), "Did it arrive?", 7),
+            markup,
+        ))
+        .await
+        .unwrap();
+    let message_id = sent_id(&result, 7);
+
+    let socket = harness.sandbox().control_socket().unwrap().to_owned();
+    let click = |data: &'static str| {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            control(
+                &socket,
+                "POST",
+                &format!("/users/{user}/click"),
+                Some(json!({"message_id": message_id, "data": data})),
+            )
+            .await
+        })
+    };
+    let pending = click("yes");
+    let (query_id, data) = bot
+        .next_update(|u| match u {
+            tl::enums::Update::BotCallbackQuery(q)
+                if q.user_id == user && q.msg_id == message_id =>
+            {
+                Some((q.query_id, q.data.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(data.as_deref(), Some(&b"yes"[..]));
+    let answer = tl::functions::messages::SetBotCallbackAnswer {
+        alert: true,
+        query_id,
+        message: Some("Thanks!".into()),
+        url: None,
+        cache_time: 5,
+    };
+    assert!(bot.invoke(&answer).await.unwrap());
+    let (status, clicked) = pending.await.unwrap();
+    assert_eq!(status, 200, "{clicked}");
+    assert_eq!(clicked["answer"]["message"], "Thanks!");
+    assert_eq!(clicked["answer"]["alert"], true);
+    assert_eq!(clicked["answer"]["cache_time"], 5);
+    // A second answer to the same query is refused.
+    assert_eq!(rpc_error(bot.invoke(&answer).await).1, "QUERY_ID_INVALID");
+
+    // Nobody answers: the user gets BOT_RESPONSE_TIMEOUT after the timeout.
+    let (status, _) = harness
+        .control("POST", "/faults", Some(json!({"callback_timeout_ms": 300})))
+        .await;
+    assert_eq!(status, 200);
+    let pending = click("no");
+    let late_query = bot
+        .next_update(|u| match u {
+            tl::enums::Update::BotCallbackQuery(q) => Some(q.query_id),
+            _ => None,
+        })
+        .await;
+    let (status, clicked) = pending.await.unwrap();
+    assert_eq!(status, 200, "{clicked}");
+    assert_eq!(clicked["error"], "BOT_RESPONSE_TIMEOUT");
+    assert!(clicked["elapsed_ms"].as_u64().unwrap() >= 300, "{clicked}");
+    let late = tl::functions::messages::SetBotCallbackAnswer {
+        query_id: late_query,
+        ..answer
+    };
+    assert_eq!(rpc_error(bot.invoke(&late).await).1, "QUERY_ID_INVALID");
+
+    // Data that is on no button of the message is refused outright.
+    let (status, refused) = click("maybe").await.unwrap();
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["telegram_error"]["name"], "DATA_INVALID");
+    let (_, stats) = harness.control("GET", "/stats", None).await;
+    assert_eq!(stats["callback_queries"], 2);
+    assert_eq!(stats["callback_timeouts"], 1);
+}
+
+#[tokio::test]
+async fn telegram_rules_flood_wait_peer_id_invalid_random_id_and_errors() {
+    let harness = Harness::start().await;
+    let bot = harness.bot().await;
+    let (_, stranger) = harness
+        .control("POST", "/users", Some(json!({"first_name": "Dee"})))
+        .await;
+    let stranger = stranger["id"].as_i64().unwrap();
+    // The user never wrote to the bot.
+    let (code, name, _) = rpc_error(bot.invoke(&send(user_peer(stranger, 0), "hi", 1)).await);
+    assert_eq!((code, name.as_str()), (400, "PEER_ID_INVALID"));
+
+    let user = harness.started_user("Eve").await;
+    let first = sent_id(
+        &bot.invoke(&send(user_peer(user, 0), "one", 10))
+            .await
+            .unwrap(),
+        10,
+    );
+    // A repeated random_id returns the first message again, posting nothing.
+    let again = sent_id(
+        &bot.invoke(&send(user_peer(user, 0), "one", 10))
+            .await
+            .unwrap(),
+        10,
+    );
+    assert_eq!(first, again);
+    bot.invoke(&send(user_peer(user, 0), "two", 11))
+        .await
+        .unwrap();
+    bot.invoke(&send(user_peer(user, 0), "three", 12))
+        .await
+        .unwrap();
+    // A private chat takes a burst of 3, then one a second.
+    let (code, name, value) = rpc_error(bot.invoke(&send(user_peer(user, 0), "four", 13)).await);
+    assert_eq!((code, name.as_str()), (420, "FLOOD_WAIT"));
+    assert!(value.unwrap() >= 1);
+    let texts: Vec<_> = harness.chat(user).await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, ["hello", "one", "two", "three"]);
+
+    // Limits off: content rules still apply.
+    harness
+        .control("POST", "/faults", Some(json!({"limits": false})))
+        .await;
+    let too_long = "x".repeat(4097);
+    let cases: Vec<(tl::functions::messages::SendMessage, &str)> = vec![
+        (send(user_peer(user, 0), &too_long, 20), "MESSAGE_TOO_LONG"),
+        (send(user_peer(user, 0), " ", 21), "MESSAGE_EMPTY"),
+        (
+            with_markup(
+                send(user_peer(user, 0), "x", 22),
+                inline(vec![("b", callback(&[1; 65]))]),
+            ),
+            "BUTTON_DATA_INVALID",
+        ),
+        (
+            with_markup(
+                send(user_peer(user, 0), "x", 23),
+                inline(vec![("b", url("ftp://x"))]),
+            ),
+            "BUTTON_URL_INVALID",
+        ),
+        (
+            with_markup(send(user_peer(user, 0), "x", 24), inline(vec![])),
+            "REPLY_MARKUP_INVALID",
+        ),
+    ];
+    let cases_len = cases.len();
+    for (request, expected) in cases {
+        assert_eq!(rpc_error(bot.invoke(&request).await).1, expected);
+    }
+    // An injected per-chat error, then cleared.
+    let (status, _) = harness
+        .control(
+            "POST",
+            "/faults",
+            Some(json!({"user_id": user, "error": "USER_IS_BLOCKED"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (code, name, _) = rpc_error(bot.invoke(&send(user_peer(user, 0), "hi", 30)).await);
+    assert_eq!((code, name.as_str()), (400, "USER_IS_BLOCKED"));
+    harness
+        .control(
+            "POST",
+            "/faults",
+            Some(json!({"user_id": user, "error": null})),
+        )
+        .await;
+    sent_id(
+        &bot.invoke(&send(user_peer(user, 0), "back", 31))
+            .await
+            .unwrap(),
+        31,
+    );
+    // A one-off injected FLOOD_WAIT.
+    harness
+        .control(
+            "POST",
+            "/faults",
+            Some(json!({"user_id": user, "error": "FLOOD_WAIT_7", "times": 1})),
+        )
+        .await;
+    let (code, name, value) = rpc_error(bot.invoke(&send(user_peer(user, 0), "x", 32)).await);
+    assert_eq!((code, name.as_str(), value), (420, "FLOOD_WAIT", Some(7)));
+    sent_id(
+        &bot.invoke(&send(user_peer(user, 0), "x", 32))
+            .await
+            .unwrap(),
+        32,
+    );
+    // A bot-wide injected error hits every chat until cleared.
+    harness
+        .control("POST", "/faults", Some(json!({"error": "FLOOD_WAIT_3"})))
+        .await;
+    let (code, _, value) = rpc_error(bot.invoke(&send(user_peer(user, 0), "y", 33)).await);
+    assert_eq!((code, value), (420, Some(3)));
+    harness
+        .control("POST", "/faults", Some(json!({"error": null})))
+        .await;
+    sent_id(
+        &bot.invoke(&send(user_peer(user, 0), "y", 33))
+            .await
+            .unwrap(),
+        33,
+    );
+
+    // Methods the sandbox does not serve are named, not hung.
+    let (code, name, _) = rpc_error(
+        bot.invoke(&tl::functions::messages::GetDialogFilters {})
+            .await,
+    );
+    assert_eq!(code, 400);
+    assert_eq!(
+        name,
+        "METHOD_NOT_SUPPORTED_IN_SANDBOX: messages.getDialogFilters"
+    );
+
+    let (_, stats) = harness.control("GET", "/stats", None).await;
+    assert_eq!(stats["duplicates_suppressed"], 1);
+    assert_eq!(
+        stats["flood_waits"], 1,
+        "the injected one is not the limits'"
+    );
+    assert_eq!(stats["rpc_errors"]["FLOOD_WAIT"], 3, "{stats}");
+    assert_eq!(
+        stats["rpc_errors"]["PEER_ID_INVALID"], 1,
+        "{stats} after {cases_len} content cases"
+    );
+}
+
+#[tokio::test]
+async fn wrong_token_is_refused() {
+    let harness = Harness::start().await;
+    let telegram = harness.sandbox().telegram();
+    let bot = Grammers::connect(harness.sandbox().dc_addr(), telegram.bot_auth_key());
+    assert!(!bot.client.is_authorized().await.unwrap());
+    let token = format!("{}:wrong", telegram.bot_id());
+    let error = bot.client.bot_sign_in(&token, API_HASH).await;
+    assert_eq!(rpc_error(error).1, "ACCESS_TOKEN_INVALID");
+}
+
+#[tokio::test]
+async fn messages_missed_while_disconnected_come_back_through_get_difference() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Fay").await;
+    let mut bot = harness.bot().await;
+    let receiver = bot.updates.take().unwrap();
+    let mut stream = bot
+        .client
+        .stream_updates(receiver, UpdatesConfiguration { catch_up: true })
+        .await
+        .unwrap();
+    let path = format!("/users/{user}/messages");
+    let say = |text: &str| harness.control("POST", &path, Some(json!({"text": text})));
+    let mut next_text = async || {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let (update, _, _) = stream.next_raw().await.unwrap();
+                if let tl::enums::Update::NewMessage(new) = update
+                    && let tl::enums::Message::Message(m) = new.message
+                    && !m.out
+                {
+                    return m.message;
+                }
+            }
+        })
+        .await
+        .expect("a message")
+    };
+
+    say("m1").await;
+    assert_eq!(next_text().await, "m1");
+    harness
+        .control("POST", "/faults", Some(json!({"drop_connections": true})))
+        .await;
+    say("m2").await;
+    say("m3").await;
+    // The bot reconnects on its next call; the next push reveals the gap.
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    say("m4").await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(next_text().await);
+    }
+    assert_eq!(seen, ["m2", "m3", "m4"]);
+}
+
+#[tokio::test]
+async fn a_grammers_user_client_reads_the_keyboard_and_clicks_it() {
+    let harness = Harness::start().await;
+    let mut bot = harness.bot().await;
+    let (status, created) = harness
+        .control(
+            "POST",
+            "/users",
+            Some(json!({"first_name": "Gus", "username": "gus_user"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let user_id = created["id"].as_i64().unwrap();
+    let key = auth_key_from_hex(created["auth_key"].as_str().unwrap()).unwrap();
+    let mut user = Grammers::connect(harness.sandbox().dc_addr(), key);
+
+    let me = user.client.get_me().await.unwrap();
+    assert_eq!(me.id().bare_id_unchecked(), user_id);
+    assert!(!me.is_bot());
+    let tl::enums::contacts::ResolvedPeer::Peer(resolved) = user
+        .invoke(&tl::functions::contacts::ResolveUsername {
+            username: BOT_USERNAME.into(),
+            referer: None,
+        })
+        .await
+        .unwrap();
+    let tl::enums::User::User(bot_user) = &resolved.users[0] else {
+        panic!("empty user")
+    };
+    assert!(bot_user.bot);
+    let bot_peer = user_peer(bot_user.id, bot_user.access_hash.unwrap());
+
+    sent_id(
+        &user
+            .invoke(&send(bot_peer.clone(), "/start", 1))
+            .await
+            .unwrap(),
+        1,
+    );
+    let text = bot
+        .next_update(|u| match u {
+            tl::enums::Update::NewMessage(n) => match &n.message {
+                tl::enums::Message::Message(m) if !m.out => Some(m.message.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!(text, "/start");
+
+    let markup = inline(vec![("Pick me", callback(b"pick"))]);
+    let tl::enums::updates::State::State(before) = user
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    bot.invoke(&with_markup(
+        send(user_peer(user_id, 0), "Choose", 5),
+        markup,
+    ))
+    .await
+    .unwrap();
+    // Pushed to the user's connection, one pts on from its state...
+    let (pushed, pts) = user
+        .next_update(|u| match u {
+            tl::enums::Update::NewMessage(n) => match &n.message {
+                tl::enums::Message::Message(m) if !m.out => Some((m.message.clone(), n.pts)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!((pushed.as_str(), pts), ("Choose", before.pts + 1));
+    // ...and in the user's difference from that state.
+    let difference = user
+        .invoke(&tl::functions::updates::GetDifference {
+            pts: before.pts,
+            pts_limit: None,
+            pts_total_limit: None,
+            date: before.date,
+            qts: 0,
+            qts_limit: None,
+        })
+        .await
+        .unwrap();
+    let tl::enums::updates::Difference::Difference(difference) = difference else {
+        panic!("expected a difference, got {difference:?}")
+    };
+    assert_eq!(difference.new_messages.len(), 1);
+    let tl::enums::messages::Messages::Messages(history) = user
+        .invoke(&tl::functions::messages::GetHistory {
+            peer: bot_peer.clone(),
+            offset_id: 0,
+            offset_date: 0,
+            add_offset: 0,
+            limit: 10,
+            max_id: 0,
+            min_id: 0,
+            hash: 0,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected messages.messages")
+    };
+    let (message_id, data) = history
+        .messages
+        .iter()
+        .find_map(|m| match m {
+            tl::enums::Message::Message(m) => match &m.reply_markup {
+                Some(tl::enums::ReplyMarkup::ReplyInlineMarkup(markup)) => {
+                    let tl::enums::KeyboardInlineButtonRow::Row(row) = &markup.rows[0];
+                    let tl::enums::KeyboardInlineButton::Button(button) = &row.buttons[0];
+                    match &button.r#type {
+                        tl::enums::InlineButtonType::Callback(c) => Some((m.id, c.data.clone())),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the bot's keyboard in the user's history");
+    assert_eq!(data, b"pick");
+
+    let ask = tl::functions::messages::GetBotCallbackAnswer {
+        game: false,
+        peer: bot_peer,
+        msg_id: message_id,
+        data: Some(data),
+        password: None,
+    };
+    let user = Arc::new(user);
+    let asking = {
+        let user = Arc::clone(&user);
+        tokio::spawn(async move { user.invoke(&ask).await })
+    };
+    let query_id = bot
+        .next_update(|u| match u {
+            tl::enums::Update::BotCallbackQuery(q) if q.user_id == user_id => Some(q.query_id),
+            _ => None,
+        })
+        .await;
+    bot.invoke(&tl::functions::messages::SetBotCallbackAnswer {
+        alert: false,
+        query_id,
+        message: Some("Picked".into()),
+        url: None,
+        cache_time: 0,
+    })
+    .await
+    .unwrap();
+    let tl::enums::messages::BotCallbackAnswer::Answer(answer) = asking.await.unwrap().unwrap();
+    assert_eq!(answer.message.as_deref(), Some("Picked"));
+}
+
+#[tokio::test]
+async fn state_survives_a_sandbox_restart() {
+    let mut harness = Harness::start().await;
+    let user = harness.started_user("Hal").await;
+    let key = harness.sandbox().telegram().bot_auth_key();
+    {
+        let bot = harness.bot().await;
+        sent_id(
+            &bot.invoke(&send(user_peer(user, 0), "before", 1))
+                .await
+                .unwrap(),
+            1,
+        );
+    }
+    harness.sandbox.take().unwrap().shutdown().await.unwrap();
+
+    let sandbox = Sandbox::start(SandboxOptions {
+        state_dir: Some(harness.dir.path().to_owned()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    harness.sandbox = Some(sandbox);
+    let texts: Vec<_> = harness.chat(user).await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts, ["hello", "before"]);
+    // The bot's key is still signed in: no token needed.
+    assert_eq!(harness.sandbox().telegram().bot_auth_key(), key);
+    let bot = Grammers::connect(harness.sandbox().dc_addr(), key);
+    assert!(bot.client.is_authorized().await.unwrap());
+    let tl::enums::updates::State::State(state) = bot
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    assert_eq!(state.pts, 3, "hello and before, each one pts");
+}
+
+#[tokio::test]
+async fn control_api_errors_are_clear_json() {
+    let harness = Harness::start().await;
+    let (status, body) = harness
+        .control("POST", "/users/42/messages", Some(json!({"text": "x"})))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no user with id 42"))
+    );
+    let (status, body) = harness.control("POST", "/users", Some(json!({}))).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("first_name"),
+        "{body}"
+    );
+    let user = harness.started_user("Ivy").await;
+    let (status, body) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/messages"),
+            Some(json!({"text": "x", "location": {"latitude": 1.0, "longitude": 2.0}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("exactly one of"),
+        "{body}"
+    );
+    let (status, body) = harness
+        .control(
+            "POST",
+            "/faults",
+            Some(json!({"user_id": user, "error": "blocked!"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = harness.control("GET", "/nope", None).await;
+    assert_eq!(status, 404);
+    let (status, dc) = harness.control("GET", "/dc", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(dc["port"], harness.sandbox().dc_addr().port());
+    assert_eq!(dc["dc_id"], DC_ID);
+}
+
+fn send_media(
+    peer: tl::enums::InputPeer,
+    media: tl::enums::InputMedia,
+    caption: &str,
+    random_id: i64,
+) -> tl::functions::messages::SendMedia {
+    tl::functions::messages::SendMedia {
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer,
+        reply_to: None,
+        media,
+        message: caption.into(),
+        random_id,
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
+    }
+}
+
+fn edit(peer: tl::enums::InputPeer, id: i32) -> tl::functions::messages::EditMessage {
+    tl::functions::messages::EditMessage {
+        no_webpage: false,
+        invert_media: false,
+        peer,
+        id,
+        message: None,
+        media: None,
+        reply_markup: None,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        quick_reply_shortcut_id: None,
+        rich_message: None,
+    }
+}
+
+#[tokio::test]
+async fn media_by_url_edits_and_file_downloads() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Jo").await;
+    let bot = harness.bot().await;
+    harness
+        .control("POST", "/faults", Some(json!({"limits": false})))
+        .await;
+
+    let photo = tl::types::InputMediaPhotoExternal {
+        spoiler: false,
+        url: "https://example.com/cat.jpg".into(),
+        ttl_seconds: None,
+    };
+    let document = tl::types::InputMediaDocumentExternal {
+        spoiler: false,
+        url: "https://example.com/files/invoice.pdf".into(),
+        ttl_seconds: None,
+        video_cover: None,
+        video_timestamp: None,
+    };
+    sent_id(
+        &bot.invoke(&send_media(user_peer(user, 0), photo.into(), "a cat", 1))
+            .await
+            .unwrap(),
+        1,
+    );
+    sent_id(
+        &bot.invoke(&send_media(user_peer(user, 0), document.into(), "", 2))
+            .await
+            .unwrap(),
+        2,
+    );
+    let too_long = "c".repeat(1025);
+    let caption_error = bot
+        .invoke(&send_media(
+            user_peer(user, 0),
+            tl::types::InputMediaPhotoExternal {
+                spoiler: false,
+                url: "https://example.com/x.jpg".into(),
+                ttl_seconds: None,
+            }
+            .into(),
+            &too_long,
+            3,
+        ))
+        .await;
+    assert_eq!(rpc_error(caption_error).1, "MEDIA_CAPTION_TOO_LONG");
+
+    // An inline keyboard, edited twice.
+    let markup = inline(vec![("Yes", callback(b"yes"))]);
+    let id = sent_id(
+        &bot.invoke(&with_markup(
+            send(user_peer(user, 0), "Question?", 4),
+            markup,
+        ))
+        .await
+        .unwrap(),
+        4,
+    );
+    let mut text_edit = edit(user_peer(user, 0), id);
+    text_edit.message = Some("Question (edited)?".into());
+    text_edit.reply_markup = Some(inline(vec![("Sure", callback(b"sure"))]));
+    bot.invoke(&text_edit).await.unwrap();
+    assert_eq!(
+        rpc_error(bot.invoke(&text_edit).await).1,
+        "MESSAGE_NOT_MODIFIED"
+    );
+    let mut markup_edit = edit(user_peer(user, 0), id);
+    markup_edit.message = Some("Answered".into());
+    bot.invoke(&markup_edit).await.unwrap();
+
+    let chat = harness.chat(user).await;
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["media"]["kind"], "photo");
+    assert_eq!(messages[1]["media"]["url"], "https://example.com/cat.jpg");
+    assert_eq!(messages[1]["text"], "a cat");
+    assert_eq!(messages[2]["media"]["file_name"], "invoice.pdf");
+    assert_eq!(messages[2]["media"]["mime_type"], "application/pdf");
+    assert_eq!(messages[3]["text"], "Answered");
+    assert_eq!(
+        messages[3]["reply_markup"],
+        Value::Null,
+        "keyboard removed by the edit"
+    );
+    assert!(messages[3]["edit_date"].is_i64());
+
+    // The user sends a document; the bot downloads it.
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{user}/messages"),
+            Some(json!({"document": {"file_name": "a.txt", "mime_type": "text/plain", "size": 5000}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let chat = harness.chat(user).await;
+    let sent = chat["messages"].as_array().unwrap().last().unwrap()["media"].clone();
+    let (file_id, hash) = (
+        sent["id"].as_i64().unwrap(),
+        sent["access_hash"].as_i64().unwrap(),
+    );
+    let tl::enums::upload::File::File(file) = bot
+        .invoke(&tl::functions::upload::GetFile {
+            precise: false,
+            cdn_supported: false,
+            location: tl::types::InputDocumentFileLocation {
+                id: file_id,
+                access_hash: hash,
+                file_reference: Vec::new(),
+                thumb_size: String::new(),
+            }
+            .into(),
+            offset: 4096,
+            limit: 4096,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected a file")
+    };
+    assert_eq!(
+        file.bytes,
+        telegate::sandbox::telegram::file_content(file_id, 4096, 904)
+    );
+
+    // Bots may fetch messages by id, but not read history.
+    let tl::enums::messages::Messages::Messages(fetched) = bot
+        .invoke(&tl::functions::messages::GetMessages {
+            id: vec![
+                tl::types::InputMessageId { id }.into(),
+                tl::types::InputMessageId { id: 9999 }.into(),
+            ],
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected messages.messages")
+    };
+    assert!(matches!(&fetched.messages[0],
+        tl::enums::Message::Message(m) if m.message == "Answered" && m.edit_date.is_some()));
+    assert!(matches!(&fetched.messages[1], tl::enums::Message::Empty(_)));
+    let history = bot
+        .invoke(&tl::functions::messages::GetHistory {
+            peer: user_peer(user, 0),
+            offset_id: 0,
+            offset_date: 0,
+            add_offset: 0,
+            limit: 10,
+            max_id: 0,
+            min_id: 0,
+            hash: 0,
+        })
+        .await;
+    assert_eq!(rpc_error(history).1, "BOT_METHOD_INVALID");
+}
+
+#[tokio::test]
+async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
+    use telegate::sandbox::telegram::key_id;
+    use telegate::sandbox::{Caller, RpcOutcome, Service};
+
+    let harness = Harness::start().await;
+    let user = harness.started_user("Kim").await;
+    let telegram = harness.sandbox().telegram().clone();
+    let caller = Caller {
+        auth_key_id: key_id(&telegram.bot_auth_key()),
+    };
+    let call = |request: Vec<u8>| {
+        let telegram = telegram.clone();
+        async move {
+            match telegram.call(caller, request).await {
+                RpcOutcome::Ok(bytes) => bytes,
+                RpcOutcome::Err { code, message } => panic!("{code} {message}"),
+            }
+        }
+    };
+    // Not signed in yet: 401.
+    let outcome = telegram
+        .call(caller, tl::functions::updates::GetState {}.to_bytes())
+        .await;
+    assert!(
+        matches!(outcome, RpcOutcome::Err { code: 401, .. }),
+        "{outcome:?}"
+    );
+    call(
+        tl::functions::auth::ImportBotAuthorization {
+            flags: 0,
+            api_id: API_ID,
+            api_hash: API_HASH.into(),
+            bot_auth_token: telegram.bot_token().expose().into(),
+        }
+        .to_bytes(),
+    )
+    .await;
+    let markup = inline(vec![("Go", callback(b"go"))]);
+    let sent = call(with_markup(send(user_peer(user, 0), "Go?", 1), markup).to_bytes()).await;
+    let sent = <tl::enums::Updates as tl::Deserializable>::from_bytes(&sent).unwrap();
+    let message_id = sent_id(&sent, 1);
+    let state = call(tl::functions::updates::GetState {}.to_bytes()).await;
+    let tl::enums::updates::State::State(state) =
+        <tl::enums::updates::State as tl::Deserializable>::from_bytes(&state).unwrap();
+
+    // No bot connection is live: the click waits in the difference.
+    let socket = harness.sandbox().control_socket().unwrap().to_owned();
+    let clicking = tokio::spawn(async move {
+        control(
+            &socket,
+            "POST",
+            &format!("/users/{user}/click"),
+            Some(json!({"message_id": message_id, "data": "go"})),
+        )
+        .await
+    });
+    let query_id = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let difference = call(
+                tl::functions::updates::GetDifference {
+                    pts: state.pts,
+                    pts_limit: None,
+                    pts_total_limit: None,
+                    date: state.date,
+                    qts: state.qts,
+                    qts_limit: None,
+                }
+                .to_bytes(),
+            )
+            .await;
+            let difference =
+                <tl::enums::updates::Difference as tl::Deserializable>::from_bytes(&difference)
+                    .unwrap();
+            if let tl::enums::updates::Difference::Difference(d) = difference
+                && let Some(id) = d.other_updates.iter().find_map(|u| match u {
+                    tl::enums::Update::BotCallbackQuery(q) => Some(q.query_id),
+                    _ => None,
+                })
+            {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the click in the difference");
+    call(
+        tl::functions::messages::SetBotCallbackAnswer {
+            alert: false,
+            query_id,
+            message: Some("Gone".into()),
+            url: None,
+            cache_time: 0,
+        }
+        .to_bytes(),
+    )
+    .await;
+    let (status, clicked) = clicking.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(clicked["answer"]["message"], "Gone");
+}
+
+/// `telegate sandbox --dc-only` as a child process, killed on drop.
+struct SandboxProcess {
+    child: std::process::Child,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+        .args(["sandbox", "--dc-only", "--state-dir"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut process = SandboxProcess { child };
+    let socket = dir.path().join("sandbox.sock");
+    let config_path = dir.path().join("telegate.toml");
+    tokio::time::timeout(PATIENCE, async {
+        while !(socket.exists() && config_path.exists()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the sandbox to come up");
+    // The config is written after the DC listens; give it a moment to be whole.
+    let config: toml::Table = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(table) = std::fs::read_to_string(&config_path)
+                .unwrap()
+                .parse::<toml::Table>()
+                && table.contains_key("telegram")
+            {
+                return table;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let telegram = &config["telegram"];
+    let (_, dc) = control(&socket, "GET", "/dc", None).await;
+    assert_eq!(
+        telegram["dc_addr"].as_str().unwrap(),
+        format!("{}:{}", dc["host"].as_str().unwrap(), dc["port"])
+    );
+
+    // What `telegate run` does with those files: open the session, sign in.
+    let session =
+        telegate::session::SessionStore::open(&dir.path().join("sessions/bot.session")).unwrap();
+    let worker = telegate::telegram::Telegram::start(
+        Arc::new(session),
+        i32::try_from(telegram["api_id"].as_integer().unwrap()).unwrap(),
+    );
+    let credentials = telegate::telegram::Credentials {
+        api_id: 1,
+        api_hash: telegram["api_hash"].as_str().unwrap().into(),
+        bot_token: telegram["bot_token"].as_str().unwrap().into(),
+    };
+    let bot = worker.sign_in(&credentials).await.unwrap();
+    assert_eq!(bot.username.as_deref(), Some(BOT_USERNAME));
+    worker.shutdown().await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(exit) = process.child.try_wait().unwrap() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the sandbox to stop");
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut process.child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(logs.contains("sandbox ready"), "{logs}");
+    let token = telegram["bot_token"].as_str().unwrap();
+    let secret = token.split_once(':').unwrap().1;
+    assert!(!logs.contains(secret), "the bot token leaked into the logs");
+    // The world was saved: the bot's key is now signed in.
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("sandbox.json")).unwrap()).unwrap();
+    assert!(
+        saved["keys"][0]["account"].is_i64(),
+        "{}",
+        saved["keys"][0]["account"]
+    );
+    assert!(!socket.exists(), "the control socket is removed on stop");
+}

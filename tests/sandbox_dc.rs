@@ -1,0 +1,476 @@
+//! The sandbox's MTProto server against the real, unmodified grammers client.
+//!
+//! A small test `Service` stands in for the Telegram half: it answers the
+//! calls grammers makes on its own (`help.getConfig`, `updates.getState`),
+//! echoes what it received, fails on request, and can hold a call open.
+
+mod sandbox_dc_support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grammers_client::{InvocationError, tl};
+use sandbox_dc_support::{Keys, TestClient, config, key};
+use telegate::sandbox::dc::{Dc, auth_key_id};
+use telegate::sandbox::{AuthKeyBytes, Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
+use tl::{Identifiable, Serializable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::time::timeout;
+
+/// Generous: the machine is small and shared.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Answers what the tests need and records who called what.
+#[derive(Default)]
+struct TestService {
+    calls: Mutex<Vec<(Caller, u32)>>,
+    connections: AtomicUsize,
+    /// Released by the test; `messages.getBotCallbackAnswer` waits for it.
+    release: Notify,
+}
+
+impl TestService {
+    fn count(&self, constructor: u32) -> usize {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().filter(|(_, id)| *id == constructor).count()
+    }
+}
+
+struct Shared(Arc<TestService>);
+
+impl Service for Shared {
+    fn call(&self, caller: Caller, request: Vec<u8>) -> RpcFuture {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move {
+            let id = u32::from_le_bytes(request[..4].try_into().unwrap());
+            service.calls.lock().unwrap().push((caller, id));
+            match id {
+                tl::functions::help::GetConfig::CONSTRUCTOR_ID => {
+                    service.connections.fetch_add(1, Ordering::SeqCst);
+                    RpcOutcome::Ok(config().to_bytes())
+                }
+                tl::functions::updates::GetState::CONSTRUCTOR_ID => RpcOutcome::Ok(
+                    tl::enums::updates::State::State(tl::types::updates::State {
+                        pts: 10,
+                        qts: 0,
+                        date: 1_700_000_000,
+                        seq: 1,
+                        unread_count: 0,
+                    })
+                    .to_bytes(),
+                ),
+                // Echoes the username's length: proves the whole request arrived.
+                tl::functions::contacts::ResolveUsername::CONSTRUCTOR_ID => {
+                    let request = <tl::functions::contacts::ResolveUsername as tl::Deserializable>::from_bytes(&request[4..]).unwrap();
+                    RpcOutcome::Ok(
+                        tl::enums::contacts::ResolvedPeer::Peer(
+                            tl::types::contacts::ResolvedPeer {
+                                peer: tl::enums::Peer::User(tl::types::PeerUser {
+                                    user_id: request.username.len() as i64,
+                                }),
+                                chats: Vec::new(),
+                                users: Vec::new(),
+                            },
+                        )
+                        .to_bytes(),
+                    )
+                }
+                tl::functions::help::GetNearestDc::CONSTRUCTOR_ID => RpcOutcome::Err {
+                    code: 420,
+                    message: "FLOOD_WAIT_3".into(),
+                },
+                tl::functions::messages::GetBotCallbackAnswer::CONSTRUCTOR_ID => {
+                    service.release.notified().await;
+                    RpcOutcome::Ok(
+                        tl::enums::messages::BotCallbackAnswer::Answer(
+                            tl::types::messages::BotCallbackAnswer {
+                                alert: false,
+                                has_url: false,
+                                native_ui: false,
+                                message: Some("done".into()),
+                                url: None,
+                                cache_time: 0,
+                            },
+                        )
+                        .to_bytes(),
+                    )
+                }
+                _ => RpcOutcome::Err {
+                    code: 400,
+                    message: format!("METHOD_NOT_IN_TEST_{id:08x}"),
+                },
+            }
+        })
+    }
+}
+
+/// A DC on a free loopback port that knows the keys made from `seeds`.
+struct Sandbox {
+    dc: Dc,
+    service: Arc<TestService>,
+    outbox: Arc<Outbox>,
+    faults: Arc<Faults>,
+}
+
+impl Sandbox {
+    async fn start(seeds: &[u8]) -> Sandbox {
+        let service = Arc::new(TestService::default());
+        let outbox = Arc::new(Outbox::default());
+        let faults = Arc::new(Faults::default());
+        let dc = Dc::bind(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            Arc::new(Shared(Arc::clone(&service))),
+            Arc::new(Keys::from_seeds(seeds)),
+            Arc::clone(&outbox),
+            Arc::clone(&faults),
+        )
+        .await
+        .expect("bind on loopback");
+        Sandbox {
+            dc,
+            service,
+            outbox,
+            faults,
+        }
+    }
+
+    /// A grammers client whose session points at this DC with `key`.
+    fn client(&self, key: AuthKeyBytes) -> TestClient {
+        TestClient::connect(self.dc.local_addr(), key)
+    }
+}
+
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    timeout(WAIT, future).await.expect("timed out")
+}
+
+#[tokio::test]
+async fn grammers_connects_and_gets_answers() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+
+    // `is_authorized` is `updates.getState`, after the connection's getConfig.
+    assert!(within(test.client.is_authorized()).await.unwrap());
+    let state = within(test.client.invoke(&tl::functions::updates::GetState {}))
+        .await
+        .unwrap();
+    let tl::enums::updates::State::State(state) = state;
+    assert_eq!(state.pts, 10);
+
+    let calls = sandbox.service.calls.lock().unwrap().clone();
+    let expected_caller = Caller {
+        auth_key_id: auth_key_id(&key(1)),
+    };
+    assert!(calls.iter().all(|(caller, _)| *caller == expected_caller));
+    assert_eq!(
+        calls.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+        vec![
+            tl::functions::help::GetConfig::CONSTRUCTOR_ID,
+            tl::functions::updates::GetState::CONSTRUCTOR_ID,
+            tl::functions::updates::GetState::CONSTRUCTOR_ID,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rpc_errors_surface_as_grammers_rpc_errors() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    let error = within(test.client.invoke(&tl::functions::help::GetNearestDc {}))
+        .await
+        .unwrap_err();
+    let InvocationError::Rpc(error) = error else {
+        panic!("expected an RPC error, got {error:?}");
+    };
+    assert_eq!(error.code, 420);
+    assert_eq!(error.name, "FLOOD_WAIT");
+    assert_eq!(error.value, Some(3));
+}
+
+#[tokio::test]
+async fn large_requests_arrive_whole() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    for len in [3_000, 200_000] {
+        let request = tl::functions::contacts::ResolveUsername {
+            username: "u".repeat(len),
+            referer: None,
+        };
+        // grammers gzips requests of 512 bytes or more.
+        let resolved = within(test.client.invoke(&request)).await.unwrap();
+        let tl::enums::contacts::ResolvedPeer::Peer(resolved) = resolved;
+        assert_eq!(
+            resolved.peer,
+            tl::enums::Peer::User(tl::types::PeerUser {
+                user_id: len as i64
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_on_one_client() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    let calls = (1..=300).map(|len| {
+        let client = test.client.clone();
+        async move {
+            let request = tl::functions::contacts::ResolveUsername {
+                username: "c".repeat(len),
+                referer: None,
+            };
+            let tl::enums::contacts::ResolvedPeer::Peer(resolved) =
+                client.invoke(&request).await.unwrap();
+            assert_eq!(
+                resolved.peer,
+                tl::enums::Peer::User(tl::types::PeerUser {
+                    user_id: len as i64
+                })
+            );
+        }
+    });
+    let handles: Vec<_> = calls.map(tokio::spawn).collect();
+    for handle in handles {
+        within(handle).await.unwrap();
+    }
+    let resolved = tl::functions::contacts::ResolveUsername::CONSTRUCTOR_ID;
+    assert_eq!(sandbox.service.count(resolved), 300);
+}
+
+#[tokio::test]
+async fn a_waiting_call_does_not_hold_up_the_others() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    let waiting = tokio::spawn({
+        let client = test.client.clone();
+        async move {
+            client
+                .invoke(&tl::functions::messages::GetBotCallbackAnswer {
+                    game: false,
+                    peer: tl::enums::InputPeer::PeerSelf,
+                    msg_id: 1,
+                    data: Some(b"click".to_vec()),
+                    password: None,
+                })
+                .await
+        }
+    });
+    let slow = tl::functions::messages::GetBotCallbackAnswer::CONSTRUCTOR_ID;
+    within(async {
+        while sandbox.service.count(slow) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    for _ in 0..5 {
+        within(test.client.invoke(&tl::functions::updates::GetState {}))
+            .await
+            .unwrap();
+    }
+    assert!(!waiting.is_finished());
+    sandbox.service.release.notify_one();
+    let tl::enums::messages::BotCallbackAnswer::Answer(answer) =
+        within(waiting).await.unwrap().unwrap();
+    assert_eq!(answer.message.as_deref(), Some("done"));
+}
+
+#[tokio::test]
+async fn pushed_updates_reach_the_update_stream() {
+    let sandbox = Sandbox::start(&[1, 2]).await;
+    let mut test = sandbox.client(key(1));
+    let other = sandbox.client(key(2));
+    within(test.client.is_authorized()).await.unwrap();
+    within(other.client.is_authorized()).await.unwrap();
+
+    let update = tl::enums::Updates::UpdateShort(tl::types::UpdateShort {
+        update: tl::enums::Update::UserStatus(tl::types::UpdateUserStatus {
+            user_id: 777,
+            status: tl::enums::UserStatus::Empty,
+        }),
+        date: 1_700_000_001,
+    });
+    let key_id = auth_key_id(&key(1));
+    assert_eq!(sandbox.outbox.push(key_id, &update.to_bytes()), 1);
+
+    let updates = test.updates.take().unwrap();
+    let mut stream = within(test.client.stream_updates(updates, Default::default()))
+        .await
+        .unwrap();
+    let (received, _, _) = within(stream.next_raw()).await.unwrap();
+    let tl::enums::Update::UserStatus(status) = received else {
+        panic!("expected the pushed user status, got {received:?}");
+    };
+    assert_eq!(status.user_id, 777);
+}
+
+#[tokio::test]
+async fn dropped_connections_recover_on_the_next_call() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    assert_eq!(sandbox.service.connections.load(Ordering::SeqCst), 1);
+
+    sandbox.faults.drop_connections();
+    // grammers reconnects lazily: a call racing the close may fail once.
+    let mut failures = 0;
+    let state = loop {
+        match within(test.client.invoke(&tl::functions::updates::GetState {})).await {
+            Ok(state) => break state,
+            Err(error) => {
+                assert!(
+                    matches!(error, InvocationError::Dropped(_) | InvocationError::Io(_)),
+                    "{error:?}"
+                );
+                failures += 1;
+                assert!(failures < 5, "no recovery after {failures} failures");
+            }
+        }
+    };
+    let tl::enums::updates::State::State(state) = state;
+    assert_eq!(state.pts, 10);
+    assert_eq!(sandbox.service.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn latency_delays_answers_but_loses_nothing() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    sandbox.faults.set_latency(Duration::from_millis(50));
+    let started = tokio::time::Instant::now();
+    within(test.client.invoke(&tl::functions::updates::GetState {}))
+        .await
+        .unwrap();
+    // A lower bound only: the delay must have been applied.
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn an_unknown_auth_key_is_refused() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let stranger = sandbox.client(key(9));
+    let result = within(stranger.client.invoke(&tl::functions::updates::GetState {})).await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(sandbox.service.calls.lock().unwrap().is_empty());
+
+    // The DC still serves everyone else.
+    let test = sandbox.client(key(1));
+    assert!(within(test.client.is_authorized()).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_unknown_key_gets_telegrams_404() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+        .await
+        .unwrap();
+    // A well-framed packet with an encrypted message for a key nobody has.
+    let mut payload = 0x1234_5678_i64.to_le_bytes().to_vec();
+    payload.extend([0u8; 56]);
+    socket.write_all(&packet(0, &payload)).await.unwrap();
+    let mut reply = Vec::new();
+    within(socket.read_to_end(&mut reply)).await.unwrap();
+    assert_eq!(reply, (-404i32).to_le_bytes());
+}
+
+#[tokio::test]
+async fn garbage_closes_the_connection() {
+    let sandbox = Sandbox::start(&[1]).await;
+    for garbage in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // A sane length and a broken crc.
+        {
+            let mut bad = packet(0, &[0; 16]);
+            bad[20] ^= 1;
+            bad
+        },
+        // A plaintext (auth_key_id 0) DH request: the sandbox has no DH.
+        packet(0, &[0; 40]),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+            .await
+            .unwrap();
+        socket.write_all(&garbage).await.unwrap();
+        let mut reply = Vec::new();
+        // The server closes (a reset is fine too) instead of waiting.
+        let _ = within(socket.read_to_end(&mut reply)).await;
+        assert!(reply.is_empty());
+    }
+    // Still serving.
+    let test = sandbox.client(key(1));
+    assert!(within(test.client.is_authorized()).await.unwrap());
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_connection() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let test = sandbox.client(key(1));
+    within(test.client.is_authorized()).await.unwrap();
+    let addr = sandbox.dc.local_addr();
+    within(sandbox.dc.shutdown()).await;
+    let result = within(test.client.invoke(&tl::functions::updates::GetState {})).await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// A "full" transport packet, built by hand.
+fn packet(seq: i32, payload: &[u8]) -> Vec<u8> {
+    let mut packet = ((payload.len() + 12) as i32).to_le_bytes().to_vec();
+    packet.extend(seq.to_le_bytes());
+    packet.extend(payload);
+    let crc = crc32fast::hash(&packet);
+    packet.extend(crc.to_le_bytes());
+    packet
+}
+
+#[tokio::test]
+async fn ping_delay_disconnect_gets_a_pong_and_sets_the_idle_limit() {
+    use grammers_crypto::DequeBuffer;
+    use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp};
+    use grammers_mtproto::transport::{Full, Transport};
+
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+        .await
+        .unwrap();
+    let mut mtp = Encrypted::build().finish(key(1));
+    let mut transport = Full::new();
+    let mut buffer = DequeBuffer::with_capacity(0, 64);
+    let ping = tl::functions::PingDelayDisconnect {
+        ping_id: 42,
+        disconnect_delay: 1,
+    };
+    let msg_id = mtp.push(&mut buffer, &ping.to_bytes()).unwrap();
+    mtp.finalize(&mut buffer);
+    transport.pack(&mut buffer);
+    socket.write_all(&buffer[..]).await.unwrap();
+
+    let mut received = Vec::new();
+    let offset = loop {
+        let mut chunk = [0u8; 1024];
+        let n = within(socket.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed before the pong");
+        received.extend_from_slice(&chunk[..n]);
+        if let Ok(offset) = transport.unpack(&mut received) {
+            break offset;
+        }
+    };
+    let results = mtp.deserialize(&mut received[offset.data_range]).unwrap();
+    let [Deserialization::RpcResult(pong)] = &results[..] else {
+        panic!("expected exactly the pong");
+    };
+    assert_eq!(pong.msg_id, msg_id);
+    let tl::enums::Pong::Pong(pong) =
+        <tl::enums::Pong as tl::Deserializable>::from_bytes(&pong.body).unwrap();
+    assert_eq!(pong.ping_id, 42);
+
+    // Silent from now on: the DC closes after about a second (its default
+    // idle limit is minutes, far beyond this wait).
+    let mut rest = Vec::new();
+    within(socket.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
+}
