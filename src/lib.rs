@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod interactive;
 pub mod limits;
+pub mod outgoing;
 pub mod private_file;
 pub mod queue;
 pub mod sandbox;
