@@ -15,6 +15,7 @@ pub mod sandbox;
 pub mod sender;
 pub mod session;
 pub mod telegram;
+pub mod whatsapp;
 
 pub use chat::ChatId;
 pub use error::{ApiError, ErrorCode};

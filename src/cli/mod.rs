@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod validate;
+
 /// A Telegram bot worker that speaks MTProto.
 #[derive(Debug, Parser)]
 #[command(name = "telegate", version, about)]
@@ -41,7 +43,9 @@ pub enum Outcome {
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
-        Command::Validate { .. } => Ok(Outcome::Success),
+        Command::Validate { tl_hex, file } => {
+            validate::run(tl_hex, file.as_deref(), &mut std::io::stdout().lock())
+        }
         Command::Sandbox(args) => {
             sandbox::run(args).await?;
             Ok(Outcome::Success)
@@ -59,4 +63,6 @@ pub enum CliError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
 }

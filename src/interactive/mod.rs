@@ -1,30 +1,125 @@
 //! Interactive messages: the seed's JSON request bodies, validated, and turned
 //! into Telegram's reply-markup constructors.
 //!
-//! STUB: the interactive-model issue replaces this with the real model. The
-//! public surface below is the contract the queue and API build on.
+//! `POST /api/v1/telegram/interactive` takes the Octopods body
+//! (`seeds/octopods-telegram-interactive.txt`): a `destination_user_id`, a
+//! `telegram_interactive_message` — or a WhatsApp `waba_interactive_message`,
+//! translated here by [`crate::whatsapp`] — and an optional
+//! `intercom_teammate_id`. Everything downstream (queue, sender, callbacks)
+//! sees one model, [`InteractiveRequest`], whose every value has passed
+//! Telegram's limits with the seed's error codes:
+//!
+//! - `1` a required field is missing, named by its JSON path;
+//! - `4` malformed JSON, a wrong JSON type, an unknown `type` or field;
+//! - `5` a broken rule (length, count, URL, ...), naming field and rule.
+//!
+//! The model serializes to a normal form of the Telegram body, which is
+//! itself a valid request: `from_json(to_vec(&request)) == Ok(request)`. So the
+//! queue stores plain JSON that is checked again when it is read back.
+
+mod answer;
+mod inline;
+mod json;
+mod keyboard;
+mod markup;
+mod path;
+mod rules;
+mod summary;
 
 use grammers_tl_types as tl;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::chat::ChatId;
-use crate::error::ApiError;
+pub use answer::CallbackAnswer;
+pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
+pub(crate) use json::{Document, Json, Object};
+pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
+pub use markup::Markup;
+pub(crate) use path::Path;
+pub use rules::{
+    ANSWER_TEXT_MAX, BUTTONS_MAX, CALLBACK_DATA_MAX, PLACEHOLDER_MAX, TEXT_MAX, utf16_len,
+};
+pub(crate) use rules::{DistinctData, button_count, callback_data, label, message_text, not_blank};
+pub use summary::Summary;
+
+use crate::chat::{ChatId, ChatIdError};
+use crate::error::{ApiError, ErrorCode};
 
 /// A validated `POST /api/v1/telegram/interactive` body, WhatsApp shapes
-/// already translated into Telegram's. Serializes to the normalized JSON that
-/// the queue stores, and deserializes back from it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// already translated into Telegram's.
+///
+/// Serializes to the normal form the queue stores — the Telegram body with
+/// only meaningful fields — and deserializes back through every check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InteractiveRequest {
-    pub destination_user_id: ChatId,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intercom_teammate_id: Option<String>,
+    destination_user_id: ChatId,
+    telegram_interactive_message: InteractiveMessage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intercom_teammate_id: Option<String>,
+}
+
+/// The text of an interactive message and its markup; serializes as the
+/// seed's `{"type", "text", "reply_markup"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InteractiveMessage {
+    text: String,
+    #[serde(flatten)]
+    markup: Markup,
 }
 
 impl InteractiveRequest {
+    const FIELDS: &[&str] = &[
+        "destination_user_id",
+        "telegram_interactive_message",
+        "waba_interactive_message",
+        "intercom_teammate_id",
+    ];
+
     /// Parses and validates a request body (seed error codes 1, 4, 5).
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid(e.to_string()))
+        Self::from_tree(Document::parse(body)?.root())
+    }
+
+    /// Validates a request body already parsed as a `serde_json::Value`
+    /// (slower than [`InteractiveRequest::from_json`], and blind to repeated
+    /// fields, which `Value` has already merged).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, ApiError> {
+        Self::from_tree(Document::from_value(value).root())
+    }
+
+    fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
+        let root = Path::root("");
+        let body = Object::new(value, &root, Self::FIELDS)?;
+        let destination_user_id = read_chat_id(&body, "destination_user_id")?;
+        let telegram_interactive_message = match (
+            body.get("telegram_interactive_message"),
+            body.get("waba_interactive_message"),
+        ) {
+            (Some(telegram), None) => InteractiveMessage::from_tree(
+                telegram,
+                &body.path_of("telegram_interactive_message"),
+            )?,
+            (None, Some(whatsapp)) => {
+                crate::whatsapp::translate(whatsapp, &body.path_of("waba_interactive_message"))?
+            }
+            (None, None) => {
+                return Err(ApiError {
+                    code: ErrorCode::Missing,
+                    message: "missing required field: give `telegram_interactive_message` \
+                              (or `waba_interactive_message`)"
+                        .to_owned(),
+                });
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::rejected(
+                    "give exactly one of `telegram_interactive_message` and `waba_interactive_message`, not both",
+                ));
+            }
+        };
+        Ok(InteractiveRequest {
+            destination_user_id,
+            telegram_interactive_message,
+            intercom_teammate_id: body.opt_str("intercom_teammate_id")?.map(str::to_owned),
+        })
     }
 
     /// The chat the message goes to.
@@ -32,13 +127,92 @@ impl InteractiveRequest {
         self.destination_user_id
     }
 
-    /// The message text (1–4096 characters).
+    /// The message: text and markup.
+    pub fn message(&self) -> &InteractiveMessage {
+        &self.telegram_interactive_message
+    }
+
+    /// The message text (1–4096 UTF-16 code units).
+    pub fn text(&self) -> &str {
+        self.telegram_interactive_message.text()
+    }
+
+    /// The validated markup.
+    pub fn markup(&self) -> &Markup {
+        self.telegram_interactive_message.markup()
+    }
+
+    /// The reply markup to send with the text.
+    pub fn reply_markup(&self) -> tl::enums::ReplyMarkup {
+        self.markup().to_tl()
+    }
+
+    /// The Intercom teammate the message is attributed to (metadata only).
+    pub fn intercom_teammate_id(&self) -> Option<&str> {
+        self.intercom_teammate_id.as_deref()
+    }
+
+    /// The `answer` of the callback button whose data is `data`.
+    pub fn callback_answer(&self, data: &[u8]) -> Option<&CallbackAnswer> {
+        self.markup().callback_answer(data)
+    }
+}
+
+impl InteractiveMessage {
+    const FIELDS: &[&str] = &["type", "text", "reply_markup"];
+
+    /// A message of checked text and markup.
+    pub(crate) fn new(text: String, markup: Markup) -> Self {
+        InteractiveMessage { text, markup }
+    }
+
+    /// Reads and checks `{"type", "text", "reply_markup"}` at `path`.
+    fn from_tree(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+        let object = Object::new(value, path, Self::FIELDS)?;
+        let text = object.str("text")?;
+        rules::message_text(text, &object.path_of("text"))?;
+        Ok(InteractiveMessage {
+            text: text.to_owned(),
+            markup: Markup::from_object(&object)?,
+        })
+    }
+
+    /// The message text.
     pub fn text(&self) -> &str {
         &self.text
     }
 
-    /// The reply markup to send with the text.
-    pub fn reply_markup(&self) -> Option<tl::enums::ReplyMarkup> {
-        None
+    /// The markup.
+    pub fn markup(&self) -> &Markup {
+        &self.markup
+    }
+}
+
+/// `destination_user_id`: a Bot API chat id as a string of digits (leading
+/// `-` for groups) or as a JSON integer.
+fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<ChatId, ApiError> {
+    let path = body.path_of(key);
+    match body.required(key)? {
+        value if value.is_number() => {
+            let id = json::as_i64(value, &path)?;
+            ChatId::new(id).map_err(|err| not_a_chat_id(&path, err))
+        }
+        value => match value.as_str() {
+            Some(id) => id.parse().map_err(|err| not_a_chat_id(&path, err)),
+            None => Err(path.wrong_type("a string of digits or an integer", value)),
+        },
+    }
+}
+
+fn not_a_chat_id(path: &Path<'_>, err: ChatIdError) -> ApiError {
+    path.broken(format_args!("is not a chat id: {err}"))
+}
+
+/// Deserializing checks every rule again: a stored request is as
+/// trustworthy as a fresh one.
+impl<'de> Deserialize<'de> for InteractiveRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let document = Document::deserialize(deserializer)?;
+        InteractiveRequest::from_tree(document.root()).map_err(serde::de::Error::custom)
     }
 }
