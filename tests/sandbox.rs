@@ -319,37 +319,48 @@ fn keyboard(
     .into()
 }
 
-/// The four seed types, as telegate sends them.
+/// The four seed requests of `seeds/octopods-telegram-interactive.txt`.
+const SEEDS: [&str; 4] = [
+    r#"{"destination_user_id": "1", "telegram_interactive_message": {
+        "type": "reply_buttons",
+        "text": "Your order is ready. What would you like to do?",
+        "reply_markup": {"inline_keyboard": [[
+            {"text": "Track order", "url": "https://example.com/orders/1234"},
+            {"text": "Suggest reply", "switch_inline_query_current_chat": "Reschedule please"}
+        ]]}}}"#,
+    r#"{"destination_user_id": "1", "telegram_interactive_message": {
+        "type": "reply_keyboard",
+        "text": "How can we help?",
+        "reply_markup": {"one_time_keyboard": true, "keyboard": [
+            [{"text": "Track my order"}],
+            [{"text": "Share my number", "request_contact": true}],
+            [{"text": "Share my place", "request_location": true}]
+        ]}}}"#,
+    r#"{"destination_user_id": "1", "telegram_interactive_message": {
+        "type": "remove_reply_keyboard",
+        "text": "Thanks — back to the standard keyboard.",
+        "reply_markup": {"remove_keyboard": true}}}"#,
+    r#"{"destination_user_id": "1", "telegram_interactive_message": {
+        "type": "highlight_reply",
+        "text": "How would you rate your experience today?",
+        "reply_markup": {"force_reply": true, "input_field_placeholder": "Type your rating (1–5)"}}}"#,
+];
+
+/// The seed types as telegate's interactive model turns them into TL:
+/// `(text, reply markup)`.
+fn seeds() -> Vec<(String, tl::enums::ReplyMarkup)> {
+    SEEDS
+        .iter()
+        .map(|body| {
+            let request = telegate::interactive::InteractiveRequest::from_json(body.as_bytes())
+                .expect("a valid seed");
+            (request.text().to_string(), request.reply_markup())
+        })
+        .collect()
+}
+
 fn seed_markups() -> Vec<tl::enums::ReplyMarkup> {
-    vec![
-        inline(vec![
-            ("Track order", url("https://example.com/orders/1234")),
-            (
-                "Suggest reply",
-                tl::types::InlineButtonTypeSwitchInline {
-                    same_peer: true,
-                    query: "Reschedule please".into(),
-                    peer_types: None,
-                }
-                .into(),
-            ),
-        ]),
-        keyboard(
-            vec![
-                ("Track my order", tl::enums::ButtonType::Default),
-                ("Share my number", tl::enums::ButtonType::RequestPhone),
-                ("Share my place", tl::enums::ButtonType::RequestGeoLocation),
-            ],
-            true,
-        ),
-        tl::types::ReplyKeyboardHide { selective: false }.into(),
-        tl::types::ReplyKeyboardForceReply {
-            single_use: false,
-            selective: false,
-            placeholder: Some("Type your rating (1–5)".into()),
-        }
-        .into(),
-    ]
+    seeds().into_iter().map(|(_, markup)| markup).collect()
 }
 
 /// The message id in a send's result, checking the shape grammers relies on.
@@ -392,17 +403,18 @@ async fn bot_sends_the_four_seed_types_and_the_sandbox_records_the_exact_tl() {
         .await;
 
     let mut ids = Vec::new();
-    for (i, markup) in seed_markups().into_iter().enumerate() {
+    for (i, (text, markup)) in seeds().into_iter().enumerate() {
         let random_id = 100 + i as i64;
-        let request = with_markup(send(user_peer(user, 0), "seed", random_id), markup);
+        let request = with_markup(send(user_peer(user, 0), &text, random_id), markup);
         let result = bot.invoke(&request).await.unwrap();
         ids.push(sent_id(&result, random_id));
     }
     let chat = harness.chat(user).await;
     let messages = chat["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 5, "{chat}");
-    for ((message, markup), id) in messages[1..].iter().zip(seed_markups()).zip(&ids) {
+    for ((message, (text, markup)), id) in messages[1..].iter().zip(seeds()).zip(&ids) {
         assert_eq!(message["id"], *id);
+        assert_eq!(message["text"], text);
         assert_eq!(message["from"], "bot");
         assert_eq!(message["reply_markup_tl"], to_hex(&markup.to_bytes()));
     }
