@@ -16,7 +16,9 @@ pub async fn run(global: &Global) -> Result<Outcome, CliError> {
     let config = Config::load(global.config.as_deref(), &state)?;
     let shutdown = shutdown_signal().map_err(CliError::Signals)?;
 
-    let queue = Queue::open(&state.database())?;
+    let database = state.database();
+    let queue = Queue::open(&database)
+        .map_err(|err| CliError::Input(format!("{}: {err}", database.display())))?;
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
 

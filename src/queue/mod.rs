@@ -2,11 +2,12 @@
 //!
 //! Jobs live in SQLite (WAL, `synchronous=FULL`). Writes go through one
 //! writer thread that commits concurrent work together (group commit, see
-//! [`writer`]); reads use their own connections. The API enqueues; the worker
-//! drains through the consumer interface in [`consumer`], which keeps each
-//! chat's jobs in order and lets different chats proceed in parallel. Every
-//! durable state change is announced on a broadcast channel, so waiters and
-//! the worker wake without polling.
+//! `writer.rs`); reads use their own connections. The API enqueues; the
+//! worker drains through the consumer interface ([`Queue::claim_due`] and the
+//! `mark_*` methods, see `consumer.rs`), which keeps each chat's jobs in order
+//! and lets different chats proceed in parallel. Every durable state change
+//! is announced on a broadcast channel, so waiters and the worker wake
+//! without polling.
 
 mod consumer;
 pub mod job;
