@@ -173,32 +173,6 @@ fn connect(sandbox: &Sandbox) -> Client {
 }
 
 fn send(user_id: i64, random_id: i64) -> tl::functions::messages::SendMessage {
-    tl::functions::messages::SendMessage {
-        no_webpage: true,
-        silent: false,
-        background: false,
-        clear_draft: false,
-        noforwards: false,
-        update_stickersets_order: false,
-        invert_media: false,
-        allow_paid_floodskip: false,
-        peer: tl::types::InputPeerUser {
-            user_id,
-            access_hash: 0,
-        }
-        .into(),
-        reply_to: None,
-        message: format!("bench {random_id}"),
-        random_id,
-        reply_markup: None,
-        entities: None,
-        schedule_date: None,
-        schedule_repeat_period: None,
-        send_as: None,
-        quick_reply_shortcut: None,
-        effect: None,
-        allow_paid_stars: None,
-        suggested_post: None,
-        rich_message: None,
-    }
+    let peer = telegate::ChatId::user(user_id).input_peer(0);
+    telegate::outgoing::text_message(peer, format!("bench {random_id}"), None, random_id)
 }

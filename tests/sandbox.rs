@@ -219,30 +219,7 @@ fn send(
     text: &str,
     random_id: i64,
 ) -> tl::functions::messages::SendMessage {
-    tl::functions::messages::SendMessage {
-        no_webpage: true,
-        silent: false,
-        background: false,
-        clear_draft: false,
-        noforwards: false,
-        update_stickersets_order: false,
-        invert_media: false,
-        allow_paid_floodskip: false,
-        peer,
-        reply_to: None,
-        message: text.into(),
-        random_id,
-        reply_markup: None,
-        entities: None,
-        schedule_date: None,
-        schedule_repeat_period: None,
-        send_as: None,
-        quick_reply_shortcut: None,
-        effect: None,
-        allow_paid_stars: None,
-        suggested_post: None,
-        rich_message: None,
-    }
+    telegate::outgoing::text_message(peer, text.into(), None, random_id)
 }
 
 fn with_markup(

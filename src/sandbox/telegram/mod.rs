@@ -22,6 +22,8 @@ mod store;
 mod updates;
 mod users;
 
+pub use render::config;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
