@@ -182,8 +182,9 @@ impl Limits {
             .chats
             .get(&chat)
             .is_some_and(|meter| meter.tat + interval > now);
-        // At full rate the bot meter's next slot is within one interval.
-        let bot_busy = self.bot_ready_at() + self.bot_interval > now;
+        // At full rate the bot meter runs ahead of now and its next slot
+        // is within one interval.
+        let bot_busy = self.bot.tat > now && self.bot_ready_at() + self.bot_interval > now;
         if bot_busy && !chat_busy {
             FloodScope::Bot
         } else {
@@ -319,6 +320,12 @@ mod tests {
         let mut limits = Limits::new(Rates::default()).unwrap();
         limits.try_acquire(user(1), ms(0)).unwrap();
         // A quiet bot: whatever the chat did, the chat is to blame.
+        assert_eq!(
+            Limits::new(Rates::default())
+                .unwrap()
+                .flood_scope(user(1), ms(0)),
+            FloodScope::Chat
+        );
         assert_eq!(limits.flood_scope(user(1), ms(500)), FloodScope::Chat);
         assert_eq!(limits.flood_scope(user(2), ms(500)), FloodScope::Chat);
         assert_eq!(limits.flood_scope(user(1), ms(5000)), FloodScope::Chat);
