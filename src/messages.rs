@@ -453,4 +453,68 @@ mod tests {
         assert_eq!(serde_json::from_str::<MessagesRequest>(&stored).unwrap(), r);
         assert_eq!(MessagesRequest::from_value(&value).unwrap(), r);
     }
+
+    mod plan {
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        use super::*;
+
+        proptest! {
+            /// Whatever the mix: every media item once and in order, the text
+            /// once (as a caption or a message right after the first media),
+            /// the markup on the last part only, and as many parts as counted.
+            #[test]
+            fn parts_keep_everything_once_in_order(
+                text_len in proptest::option::of(1usize..3000),
+                media_count in 0usize..=MEDIA_MAX,
+                with_markup: bool,
+            ) {
+                prop_assume!(text_len.is_some() || media_count > 0);
+                let mut body = json!({"destination_user_id": 42});
+                if let Some(len) = text_len {
+                    body["text"] = json!("t".repeat(len));
+                }
+                if media_count > 0 {
+                    body["media"] = serde_json::from_str(&media(media_count)).unwrap();
+                }
+                if with_markup {
+                    body["reply_markup"] = json!({"remove_keyboard": true});
+                }
+                let request = MessagesRequest::from_value(&body).unwrap();
+                let parts = request.parts();
+                prop_assert_eq!(parts.len(), usize::from(request.part_count()));
+                let names: Vec<&str> = parts
+                    .iter()
+                    .filter_map(|part| match part.content {
+                        Content::Media { media, .. } => Some(media.name()),
+                        Content::Text(_) => None,
+                    })
+                    .collect();
+                let expected: Vec<String> = (0..media_count).map(|i| format!("p{i}.jpg")).collect();
+                prop_assert_eq!(names, expected);
+                let texts: Vec<(usize, &str)> = parts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, part)| match part.content {
+                        Content::Text(text) => Some((index, text)),
+                        Content::Media { caption, .. } => caption.map(|c| (index, c)),
+                    })
+                    .collect();
+                match text_len {
+                    None => prop_assert!(texts.is_empty()),
+                    Some(len) => {
+                        prop_assert_eq!(texts.len(), 1);
+                        let (index, text) = texts[0];
+                        prop_assert_eq!(text.len(), len);
+                        let expected_index = usize::from(media_count > 0 && len > CAPTION_MAX);
+                        prop_assert_eq!(index, expected_index);
+                    }
+                }
+                for (index, part) in parts.iter().enumerate() {
+                    prop_assert_eq!(part.reply_markup.is_some(), with_markup && index + 1 == parts.len());
+                }
+            }
+        }
+    }
 }
