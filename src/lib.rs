@@ -12,6 +12,8 @@ pub mod config;
 pub mod error;
 pub mod interactive;
 pub mod limits;
+pub mod media;
+pub mod messages;
 pub mod outgoing;
 pub mod private_file;
 pub mod queue;

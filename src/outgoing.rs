@@ -10,6 +10,7 @@ use grammers_tl_types as tl;
 
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
+use crate::messages::{Content, MessagesRequest};
 use crate::queue::{Job, JobKind};
 
 /// One Telegram message to send.
@@ -55,12 +56,7 @@ pub fn requests(job: &Job, peer: tl::enums::InputPeer) -> Result<Vec<Outgoing>, 
     let random_ids: Vec<i64> = job.parts.iter().map(|part| part.random_id).collect();
     let built = match job.kind {
         JobKind::Interactive => interactive(job, peer, &random_ids)?,
-        JobKind::Messages => {
-            return Err(OutgoingError::Payload {
-                job: job.id.get(),
-                reason: "text and media jobs are not supported by this build".into(),
-            });
-        }
+        JobKind::Messages => messages(job, peer, &random_ids)?,
     };
     if built.len() != random_ids.len() {
         return Err(OutgoingError::Parts {
@@ -77,11 +73,7 @@ fn interactive(
     peer: tl::enums::InputPeer,
     random_ids: &[i64],
 ) -> Result<Vec<Outgoing>, OutgoingError> {
-    let request: InteractiveRequest =
-        serde_json::from_str(&job.payload).map_err(|e| OutgoingError::Payload {
-            job: job.id.get(),
-            reason: e.to_string(),
-        })?;
+    let request: InteractiveRequest = payload(job)?;
     let Some(&random_id) = random_ids.first() else {
         return Ok(Vec::new());
     };
@@ -91,6 +83,54 @@ fn interactive(
         Some(request.reply_markup()),
         random_id,
     ))])
+}
+
+/// A text/media job: one message per planned part, in order, each with its
+/// part's `random_id`.
+fn messages(
+    job: &Job,
+    peer: tl::enums::InputPeer,
+    random_ids: &[i64],
+) -> Result<Vec<Outgoing>, OutgoingError> {
+    let request: MessagesRequest = payload(job)?;
+    let parts = request.parts();
+    if parts.len() != random_ids.len() {
+        return Err(OutgoingError::Parts {
+            job: job.id.get(),
+            stored: random_ids.len(),
+            built: parts.len(),
+        });
+    }
+    Ok(parts
+        .iter()
+        .zip(random_ids)
+        .map(|(part, &random_id)| {
+            let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
+            match part.content {
+                Content::Text(text) => Outgoing::Message(text_message(
+                    peer.clone(),
+                    text.to_owned(),
+                    reply_markup,
+                    random_id,
+                )),
+                Content::Media { media, caption } => Outgoing::Media(media_message(
+                    peer.clone(),
+                    media.to_tl(),
+                    caption.unwrap_or_default().to_owned(),
+                    reply_markup,
+                    random_id,
+                )),
+            }
+        })
+        .collect())
+}
+
+/// The stored payload of `job`, read back through every check.
+fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, OutgoingError> {
+    serde_json::from_str(&job.payload).map_err(|e| OutgoingError::Payload {
+        job: job.id.get(),
+        reason: e.to_string(),
+    })
 }
 
 /// A plain `messages.sendMessage` with optional reply markup.
@@ -123,6 +163,40 @@ pub fn text_message(
         allow_paid_stars: None,
         suggested_post: None,
         rich_message: None,
+    }
+}
+
+/// A `messages.sendMedia`: `media` with `caption` (may be empty) and
+/// optional reply markup.
+pub fn media_message(
+    peer: tl::enums::InputPeer,
+    media: tl::enums::InputMedia,
+    caption: String,
+    reply_markup: Option<tl::enums::ReplyMarkup>,
+    random_id: i64,
+) -> tl::functions::messages::SendMedia {
+    tl::functions::messages::SendMedia {
+        silent: false,
+        background: false,
+        clear_draft: false,
+        noforwards: false,
+        update_stickersets_order: false,
+        invert_media: false,
+        allow_paid_floodskip: false,
+        peer,
+        reply_to: None,
+        media,
+        message: caption,
+        random_id,
+        reply_markup,
+        entities: None,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        send_as: None,
+        quick_reply_shortcut: None,
+        effect: None,
+        allow_paid_stars: None,
+        suggested_post: None,
     }
 }
 
@@ -204,5 +278,69 @@ mod tests {
                 built: 1
             })
         );
+    }
+
+    fn messages_payload(body: &str) -> String {
+        serde_json::to_string(&MessagesRequest::from_json(body.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_messages_job_is_one_request_per_part_in_order_with_its_random_id() {
+        let peer = ChatId::user(42).input_peer(0);
+        let payload = messages_payload(
+            r#"{"destination_user_id":42,"text":"Look","media":[
+                {"mediaName":"a.jpg","mediaUri":"https://x.example/a.jpg","mimeType":"image/jpeg"},
+                {"mediaName":"b.pdf","mediaUri":"https://x.example/b.pdf","mimeType":"application/pdf"}],
+                "reply_markup":{"inline_keyboard":[[{"text":"Ok","callback_data":"ok"}]]}}"#,
+        );
+        let built = requests(&job(JobKind::Messages, &payload, &[11, 22]), peer.clone()).unwrap();
+        let [Outgoing::Media(photo), Outgoing::Media(document)] = built.as_slice() else {
+            panic!("{built:?}");
+        };
+        assert_eq!((photo.random_id, document.random_id), (11, 22));
+        assert_eq!(photo.peer, peer);
+        assert_eq!(photo.message, "Look");
+        assert!(matches!(
+            photo.media,
+            tl::enums::InputMedia::PhotoExternal(_)
+        ));
+        assert!(photo.reply_markup.is_none());
+        assert_eq!(document.message, "");
+        assert!(matches!(
+            document.media,
+            tl::enums::InputMedia::DocumentExternal(_)
+        ));
+        assert!(matches!(
+            document.reply_markup,
+            Some(tl::enums::ReplyMarkup::ReplyInlineMarkup(_))
+        ));
+    }
+
+    #[test]
+    fn a_long_text_is_its_own_message_after_the_media() {
+        let peer = ChatId::user(42).input_peer(0);
+        let text = "t".repeat(2000);
+        let payload = messages_payload(&format!(
+            r#"{{"destination_user_id":42,"text":"{text}","media":
+                {{"mediaName":"a.gif","mediaUri":"https://x.example/a.gif","mimeType":"image/gif"}}}}"#
+        ));
+        let built = requests(&job(JobKind::Messages, &payload, &[1, 2]), peer).unwrap();
+        let [Outgoing::Media(gif), Outgoing::Message(message)] = built.as_slice() else {
+            panic!("{built:?}");
+        };
+        assert_eq!(gif.message, "");
+        assert_eq!(message.message, text);
+        assert_eq!((gif.random_id, message.random_id), (1, 2));
+        assert!(matches!(
+            requests(
+                &job(JobKind::Messages, &payload, &[1]),
+                ChatId::user(42).input_peer(0)
+            ),
+            Err(OutgoingError::Parts {
+                stored: 1,
+                built: 2,
+                ..
+            })
+        ));
     }
 }

@@ -66,14 +66,27 @@ pub async fn post_interactive(
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    let payload = serde_json::to_string(&request)
-        .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
-    Ok(Validated {
-        chat: request.destination(),
-        kind: JobKind::Interactive,
-        payload,
-        parts: 1,
-    })
+    Validated::new(request.destination(), JobKind::Interactive, &request, 1)
+}
+
+impl Validated {
+    /// A job of `kind` for `chat` whose normalized payload is `request`,
+    /// making `parts` Telegram messages.
+    pub fn new(
+        chat: ChatId,
+        kind: JobKind,
+        request: &impl serde::Serialize,
+        parts: u16,
+    ) -> Result<Self, ApiError> {
+        let payload = serde_json::to_string(request)
+            .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        Ok(Validated {
+            chat,
+            kind,
+            payload,
+            parts,
+        })
+    }
 }
 
 /// Everything an enqueueing endpoint does once it knows how to `validate`.

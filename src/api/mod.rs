@@ -9,6 +9,7 @@
 //! | method, path | answer |
 //! | --- | --- |
 //! | `POST /api/v1/telegram/interactive[?wait=S]` | 202 `{job_id, status}`; with `wait`, 201 `{message_id, channel_message_id}` once sent, 400 once failed, 202 if `S` seconds (≤ 60) pass first |
+//! | `POST /api/v1/telegram/messages[?wait=S]` | the same, for text and media; a job of several messages answers 201 with the first one's ids and all of them in `messages` |
 //! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
 //! | `GET /healthz` | 200 while the store takes work, else 503 |
@@ -17,6 +18,7 @@ mod answer;
 pub mod client;
 pub mod enqueue;
 pub mod jobs;
+mod messages;
 mod query;
 pub mod request_id;
 pub mod socket;
@@ -60,6 +62,7 @@ pub fn router(queue: Queue, config: &ApiConfig, stopping: watch::Receiver<bool>)
             "/api/v1/telegram/interactive",
             post(enqueue::post_interactive),
         )
+        .route("/api/v1/telegram/messages", post(messages::post_messages))
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/healthz", get(jobs::health))

@@ -71,6 +71,15 @@ impl Markup {
     /// `keyboard`, `remove_keyboard`, `force_reply`), and checked exactly as
     /// [`Markup::from_value`] checks it (errors name `{path}.inline_keyboard...`).
     pub fn from_reply_markup(value: &serde_json::Value, path: &str) -> Result<Self, ApiError> {
+        let document = Document::from_value(value);
+        Self::from_reply_markup_tree(document.root(), &Path::root(path))
+    }
+
+    /// [`Markup::from_reply_markup`] for a parsed tree, at `path`.
+    pub(crate) fn from_reply_markup_tree(
+        value: Json<'_>,
+        path: &Path<'_>,
+    ) -> Result<Self, ApiError> {
         /// The field that tells each type apart, and the type it tells.
         const TELLS: &[(&str, &str)] = &[
             ("inline_keyboard", "reply_buttons"),
@@ -78,9 +87,7 @@ impl Markup {
             ("remove_keyboard", "remove_reply_keyboard"),
             ("force_reply", "highlight_reply"),
         ];
-        let document = Document::from_value(value);
-        let path = Path::root(path);
-        let object = Object::any_fields(document.root(), &path)?;
+        let object = Object::any_fields(value, path)?;
         let Some((_, name)) = TELLS.iter().find(|(field, _)| object.has(field)) else {
             return Err(ApiError {
                 code: ErrorCode::Missing,
@@ -91,7 +98,21 @@ impl Markup {
             });
         };
         // A field of another type is then an unknown field of this one.
-        Self::read(name, document.root(), &path)
+        Self::read(name, value, path)
+    }
+
+    /// The Bot API-style `reply_markup` object of this markup (what
+    /// [`Markup::from_reply_markup`] reads back): the `reply_markup` half of
+    /// its serialized form.
+    pub fn to_reply_markup(&self) -> serde_json::Value {
+        match self {
+            Markup::ReplyButtons(keyboard) => serde_json::to_value(keyboard),
+            Markup::ReplyKeyboard(keyboard) => serde_json::to_value(keyboard),
+            Markup::RemoveReplyKeyboard(remove) => serde_json::to_value(remove),
+            Markup::HighlightReply(force) => serde_json::to_value(force),
+        }
+        // Plain structs of strings, flags and vectors always serialize.
+        .unwrap_or_default()
     }
 
     /// Reads the `reply_markup` of type `name` (one of [`Markup::TYPES`]).

@@ -31,14 +31,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
-pub(crate) use json::{Document, Json, Object};
+pub(crate) use json::{Document, Json, Object, as_array, as_i64};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
-pub(crate) use path::Path;
+pub(crate) use path::{Path, echo};
 pub use rules::{
     ANSWER_TEXT_MAX, BUTTONS_MAX, CALLBACK_DATA_MAX, PLACEHOLDER_MAX, TEXT_MAX, utf16_len,
 };
-pub(crate) use rules::{DistinctData, button_count, callback_data, label, message_text, not_blank};
+pub(crate) use rules::{
+    DistinctData, button_count, callback_data, http_url, label, message_text, not_blank,
+};
 pub use summary::Summary;
 
 use crate::chat::{ChatId, ChatIdError};
@@ -190,7 +192,7 @@ impl InteractiveMessage {
 
 /// `destination_user_id`: a Bot API chat id as a string of digits (leading
 /// `-` for groups) or as a JSON integer.
-fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<ChatId, ApiError> {
+pub(crate) fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<ChatId, ApiError> {
     let path = body.path_of(key);
     match body.required(key)? {
         value if value.is_number() => {

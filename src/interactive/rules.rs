@@ -83,11 +83,24 @@ pub fn callback_data(data: &str, path: &Path<'_>) -> Result<(), ApiError> {
 /// URL parser would quietly strip or escape).
 pub fn url(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
     const RULE: &str = "must be an absolute http(s) URL with a host, or a tg:// link";
+    url_of(text, path, &["http", "https", "tg"], RULE)
+}
+
+/// A URL Telegram fetches (media by URL): absolute `http`/`https` with a
+/// host, written without whitespace.
+pub fn http_url(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
+    const RULE: &str = "must be an absolute http(s) URL with a host";
+    url_of(text, path, &["http", "https"], RULE)
+}
+
+/// `text` as an absolute URL of one of `schemes`, written with its `//host`
+/// (`http` and `https` ones need a non-empty host); `rule` says so.
+fn url_of(text: &str, path: &Path<'_>, schemes: &[&str], rule: &str) -> Result<(), ApiError> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(path.broken(format_args!("{RULE}; it must not contain whitespace")));
+        return Err(path.broken(format_args!("{rule}; it must not contain whitespace")));
     }
     let parsed =
-        url::Url::parse(text).map_err(|err| path.broken(format_args!("{RULE} ({err})")))?;
+        url::Url::parse(text).map_err(|err| path.broken(format_args!("{rule} ({err})")))?;
     // The URL parser forgives `https:example.com` and `http:///host`; the
     // URL is sent as written, so the written form must have its `//host`.
     let scheme = parsed.scheme();
@@ -96,12 +109,12 @@ pub fn url(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
         .and_then(|rest| rest.strip_prefix("://"))
         .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '\\']));
     let ok = written_host
+        && schemes.contains(&scheme)
         && match scheme {
             "http" | "https" => parsed.host_str().is_some_and(|host| !host.is_empty()),
-            "tg" => true,
-            _ => false,
+            _ => true,
         };
-    if ok { Ok(()) } else { Err(path.broken(RULE)) }
+    if ok { Ok(()) } else { Err(path.broken(rule)) }
 }
 
 /// The number of buttons of one message: 1–[`BUTTONS_MAX`] in all. `what`
@@ -249,6 +262,20 @@ mod tests {
             "javascript:alert(1)",
         ] {
             assert!(!check(url, bad), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn media_urls_are_http_only() {
+        assert!(check(http_url, "https://cdn.example.com/a.jpg"));
+        assert!(check(http_url, "http://127.0.0.1:8080/a.gif?x=1"));
+        for bad in [
+            "tg://resolve?domain=x",
+            "ftp://example.com/a.jpg",
+            "https:example.com",
+            "a.jpg",
+        ] {
+            assert!(!check(http_url, bad), "{bad} accepted");
         }
     }
 

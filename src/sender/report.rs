@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::attempt::Attempt;
-use super::verdict::{Backoff, Verdict};
+use super::verdict::{self, Backoff, Verdict};
 use crate::error::ErrorCode;
 use crate::limits::FloodScope;
 use crate::queue::{Job, JobError, Queue, QueueError, Timestamp};
@@ -68,7 +68,12 @@ impl Report {
             },
             Verdict::Permanent { name, code } => Report::Failed(JobError::telegram(
                 name.clone(),
-                format!("Telegram refused the message: {code} {name}"),
+                match verdict::reason(&name) {
+                    Some(reason) => {
+                        format!("Telegram refused the message: {code} {name}: {reason}")
+                    }
+                    None => format!("Telegram refused the message: {code} {name}"),
+                },
             )),
             Verdict::Transient { reason } => Report::Retry {
                 at: now.saturating_add(backoff.delay(job.attempts, jitter)),

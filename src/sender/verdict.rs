@@ -62,7 +62,75 @@ const PERMANENT: &[&str] = &[
     "PHOTO_EXT_INVALID",
     "FILE_PARTS_INVALID",
     "FILE_REFERENCE_EXPIRED",
+    "WEBDOCUMENT_URL_INVALID",
+    "WEBDOCUMENT_MIME_INVALID",
+    "WEBDOCUMENT_INVALID",
+    "EXTERNAL_URL_INVALID",
+    "PHOTO_INVALID",
+    "DOCUMENT_INVALID",
+    "PHOTO_SAVE_FILE_INVALID",
 ];
+
+/// Endings of error names that always mean the message as it is can never
+/// go out (`WEBDOCUMENT_SIZE_TOO_BIG`, `PHOTO_TOO_BIG`, ...).
+const PERMANENT_ENDINGS: &[&str] = &["_TOO_BIG", "_TOO_LONG"];
+
+/// What Telegram's refusals of media mean, for clients who do not know
+/// Telegram's error names.
+const REASONS: &[(&str, &str)] = &[
+    (
+        "WEBPAGE_CURL_FAILED",
+        "Telegram could not download the media from its URL",
+    ),
+    (
+        "WEBPAGE_MEDIA_EMPTY",
+        "the media URL holds nothing Telegram can send",
+    ),
+    (
+        "WEBDOCUMENT_URL_INVALID",
+        "Telegram does not accept the media URL",
+    ),
+    (
+        "EXTERNAL_URL_INVALID",
+        "Telegram does not accept the media URL",
+    ),
+    (
+        "WEBDOCUMENT_MIME_INVALID",
+        "Telegram does not accept the file's type for this kind of media",
+    ),
+    (
+        "MEDIA_CAPTION_TOO_LONG",
+        "the caption is longer than 1024 characters",
+    ),
+    (
+        "PHOTO_INVALID_DIMENSIONS",
+        "the image's dimensions are not allowed for a photo",
+    ),
+    (
+        "PHOTO_EXT_INVALID",
+        "the image's file type is not allowed for a photo",
+    ),
+    ("MEDIA_EMPTY", "the media is empty"),
+    ("MEDIA_INVALID", "the media is not valid"),
+    ("PHOTO_INVALID", "the image is not valid"),
+    ("DOCUMENT_INVALID", "the file is not valid"),
+];
+
+/// In words, why Telegram refused with error `name`, when that is worth
+/// saying beside the name (media errors mostly).
+pub fn reason(name: &str) -> Option<&'static str> {
+    if let Some((_, reason)) = REASONS.iter().find(|(known, _)| *known == name) {
+        return Some(reason);
+    }
+    name.ends_with("_TOO_BIG").then_some(
+        "the media file is larger than Telegram fetches by URL (5 MB for images, 20 MB for other files)",
+    )
+}
+
+/// Whether error `name` means the message can never be delivered as it is.
+fn is_permanent(name: &str) -> bool {
+    PERMANENT.contains(&name) || PERMANENT_ENDINGS.iter().any(|end| name.ends_with(end))
+}
 
 /// Server-side trouble that goes away by itself.
 const TRANSIENT: &[&str] = &[
@@ -116,7 +184,7 @@ fn judge_rpc(rpc: &RpcError) -> Verdict {
             reason: format!("Telegram refused the session: {name}"),
         };
     }
-    if PERMANENT.contains(&name) || (400..500).contains(&rpc.code) {
+    if is_permanent(name) || (400..500).contains(&rpc.code) {
         return Verdict::Permanent {
             name: full_name(rpc),
             code: rpc.code,
@@ -217,6 +285,30 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn media_refusals_are_permanent_and_explained() {
+        for (code, name) in [
+            (400, "WEBPAGE_CURL_FAILED"),
+            (400, "WEBDOCUMENT_SIZE_TOO_BIG"),
+            (400, "WEBDOCUMENT_MIME_INVALID"),
+            (303, "PHOTO_TOO_BIG"),
+            (400, "MEDIA_CAPTION_TOO_LONG"),
+        ] {
+            assert_eq!(
+                judge(&rpc(code, name)),
+                Verdict::Permanent {
+                    name: name.into(),
+                    code
+                },
+                "{name}"
+            );
+            assert!(reason(name).is_some(), "{name} has no reason");
+        }
+        assert!(reason("WEBPAGE_CURL_FAILED").unwrap().contains("download"));
+        assert!(reason("FILE_TOO_BIG").unwrap().contains("20 MB"));
+        assert_eq!(reason("USER_IS_BLOCKED"), None);
     }
 
     #[test]

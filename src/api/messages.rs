@@ -1,0 +1,39 @@
+//! `POST /api/v1/telegram/messages`: text and media, through the same
+//! enqueue path as interactive messages (body limit, `Idempotency-Key`,
+//! `?wait=`). A job of several parts answers `?wait=` with its first
+//! message's ids as the seed's `message_id`/`channel_message_id`, plus every
+//! part's in `messages`, in sending order.
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::ApiState;
+use super::enqueue::{Validated, accept};
+use super::request_id::RequestId;
+use crate::error::ApiError;
+use crate::messages::MessagesRequest;
+use crate::queue::JobKind;
+
+/// `POST /api/v1/telegram/messages`.
+pub async fn post_messages(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accept(&api, &request_id, query, &headers, body, validate).await
+}
+
+fn validate(body: &[u8]) -> Result<Validated, ApiError> {
+    let request = MessagesRequest::from_json(body)?;
+    Validated::new(
+        request.destination(),
+        JobKind::Messages,
+        &request,
+        request.part_count(),
+    )
+}
