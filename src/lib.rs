@@ -6,10 +6,13 @@
 //! click is answered in time. See `README.md` for the pipeline.
 
 pub mod api;
+pub mod callbacks;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod inbound;
 pub mod interactive;
 pub mod limits;
 pub mod outgoing;
