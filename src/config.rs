@@ -17,6 +17,7 @@ use serde::Deserialize;
 const SOCKET_FILE: &str = "telegate.sock";
 const DATABASE_FILE: &str = "telegate.db";
 const SESSIONS_DIR: &str = "sessions";
+const BOT_SESSION_FILE: &str = "bot.session";
 const CONFIG_FILE: &str = "telegate.toml";
 const LOCK_FILE: &str = "telegate.lock";
 
@@ -97,6 +98,11 @@ impl StateDir {
     /// `DIR/sessions/`: one MTProto session per bot.
     pub fn sessions(&self) -> PathBuf {
         self.root.join(SESSIONS_DIR)
+    }
+
+    /// `DIR/sessions/bot.session`: the bot's MTProto session.
+    pub fn bot_session(&self) -> PathBuf {
+        self.sessions().join(BOT_SESSION_FILE)
     }
 
     /// `DIR/telegate.toml`, the config file used when none is named.

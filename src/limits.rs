@@ -42,6 +42,17 @@ impl Default for Rates {
     }
 }
 
+impl From<&crate::config::LimitsConfig> for Rates {
+    fn from(config: &crate::config::LimitsConfig) -> Self {
+        Rates {
+            bot_per_second: f64::from(config.bot_per_second),
+            private_chat_per_second: f64::from(config.private_chat_per_second),
+            group_per_minute: f64::from(config.group_per_minute),
+            ..Rates::default()
+        }
+    }
+}
+
 /// Why a rate is unusable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("limits.{field} must be a positive number, got {value}")]
@@ -122,6 +133,11 @@ impl Limits {
             .get(&chat)
             .map_or(Duration::ZERO, |m| m.ready_at(self.chat_interval(chat), 1));
         chat_ready.max(self.bot.ready_at(self.bot_interval, self.bot_burst))
+    }
+
+    /// The earliest time the bot-wide meter lets any message out.
+    pub fn bot_ready_at(&self) -> Duration {
+        self.bot.ready_at(self.bot_interval, self.bot_burst)
     }
 
     /// Takes a slot for one message to `chat` at `now`, or says when to come

@@ -112,6 +112,19 @@ impl SessionStore {
         Ok(store)
     }
 
+    /// Points the home DC at `addr`, keeping its auth key (the config's
+    /// `dc_addr`: a sandbox restarted on another port).
+    pub fn set_home_addr(&self, addr: SocketAddrV4) -> Result<(), SessionError> {
+        let home = self.dcs().home_dc;
+        let auth_key = self.dcs().options.get(&home).and_then(|o| o.auth_key);
+        self.write_dc_option(&DcOption {
+            id: home,
+            ipv4: addr,
+            ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
+            auth_key,
+        })
+    }
+
     /// Whether a user (the bot) is signed in with this session.
     pub fn is_signed_in(&self) -> Result<bool, SessionError> {
         Ok(self.read_peer(PeerId::self_user())?.is_some())
@@ -623,6 +636,23 @@ mod tests {
             })
             .unwrap();
         assert!(!format!("{store:?}").contains("171"));
+    }
+
+    #[test]
+    fn a_new_home_address_keeps_the_auth_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bot.session");
+        let old = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1000);
+        let new = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2000);
+        SessionStore::provision(&path, 2, old, key(7))
+            .unwrap()
+            .set_home_addr(new)
+            .unwrap();
+        let reopened = SessionStore::open(&path).unwrap();
+        let option = reopened.dc_option(2).unwrap().unwrap();
+        assert_eq!(option.ipv4, new);
+        assert_eq!(option.ipv6.port(), 2000);
+        assert_eq!(option.auth_key, Some(key(7)));
     }
 
     #[test]

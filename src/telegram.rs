@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use grammers_client::Client;
 
@@ -70,12 +70,14 @@ pub enum TelegramError {
     NotABot,
 }
 
-/// A running grammers client for one bot session.
+/// A running grammers client for one bot session. Shared as
+/// `Arc<Telegram>` by the sender and the inbound side: every method takes
+/// `&self`.
 pub struct Telegram {
     client: Client,
     session: Arc<SessionStore>,
-    runner: JoinHandle<()>,
-    updates: Option<mpsc::Receiver<UpdatesLike>>,
+    runner: Mutex<Option<JoinHandle<()>>>,
+    updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
 }
 
 impl Telegram {
@@ -97,8 +99,8 @@ impl Telegram {
         Telegram {
             client,
             session,
-            runner,
-            updates: Some(pool.updates),
+            runner: Mutex::new(Some(runner)),
+            updates: Mutex::new(Some(pool.updates)),
         }
     }
 
@@ -153,8 +155,12 @@ impl Telegram {
 
     /// The update stream, catching up on what was missed while offline.
     /// Can be taken once.
-    pub async fn updates(&mut self) -> Option<Result<UpdateStream, TelegramError>> {
-        let rx = self.updates.take()?;
+    pub async fn updates(&self) -> Option<Result<UpdateStream, TelegramError>> {
+        let rx = self
+            .updates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
         let config = UpdatesConfiguration { catch_up: true };
         Some(
             self.client
@@ -169,12 +175,20 @@ impl Telegram {
         &self.client
     }
 
-    /// Closes the connection and waits for the I/O task to end.
-    pub async fn shutdown(self) {
+    /// Closes the connection and waits for the I/O task to end (the first
+    /// call does; later ones return at once).
+    pub async fn shutdown(&self) {
         self.client.disconnect();
-        // The runner ends once told to quit; a join error only means it
-        // panicked, which there is nothing left to do about.
-        let _ = self.runner.await;
+        let runner = self
+            .runner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(runner) = runner {
+            // The runner ends once told to quit; a join error only means it
+            // panicked, which there is nothing left to do about.
+            let _ = runner.await;
+        }
     }
 }
 

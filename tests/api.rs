@@ -154,7 +154,7 @@ async fn send_next(queue: &Queue, channel_id: i64) -> JobId {
     let taken = queue.claim_due(far, 1).await.unwrap();
     let id = taken[0].id;
     queue
-        .mark_sent(id, vec![channel_id], Timestamp::now())
+        .mark_sent(id, vec![Some(channel_id)], Timestamp::now())
         .await
         .unwrap();
     id

@@ -4,7 +4,7 @@
 //! exits.
 
 mod jobs;
-mod run;
+pub mod run;
 pub mod sandbox;
 mod send;
 mod validate;
@@ -55,8 +55,8 @@ pub enum Command {
         /// The request body (`-` or nothing: standard input).
         file: Option<PathBuf>,
     },
-    /// Run the daemon: open the store and serve the socket API until
-    /// SIGTERM or SIGINT.
+    /// Run the daemon: serve the socket API and send the queued jobs
+    /// through the bot's session until SIGTERM or SIGINT.
     Run,
     /// Enqueue request bodies over the socket, one result line per body.
     Send(send::SendArgs),
@@ -64,7 +64,8 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Show one job.
     Job(jobs::JobArgs),
-    /// Run the local Telegram sandbox: an MTProto DC and its control API.
+    /// Run the local Telegram sandbox (an MTProto DC and its control API)
+    /// with a worker attached.
     Sandbox(sandbox::SandboxArgs),
 }
 
@@ -85,10 +86,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Send(args) => send::send(&cli.global, args).await,
         Command::Jobs(args) => jobs::list(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
-        Command::Sandbox(args) => {
-            sandbox::run(&cli.global, args).await?;
-            Ok(Outcome::Success)
-        }
+        Command::Sandbox(args) => sandbox::run(&cli.global, args).await,
     }
 }
 
@@ -97,6 +95,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
 pub enum CliError {
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxCliError),
+    #[error(transparent)]
+    Run(#[from] run::RunError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,

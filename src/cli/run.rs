@@ -1,29 +1,229 @@
 //! `telegate run`: the daemon.
 //!
-//! Opens the store (putting jobs a crash left in `sending` back in line),
-//! serves the socket API, and on SIGTERM or SIGINT stops accepting, lets
-//! in-flight requests finish, closes the store and removes its socket file.
+//! Wires the pieces in one place, in the order they depend on each other:
+//! config and credentials (a missing one is named before anything starts),
+//! the store (putting jobs a crash left in `sending` back in line), the
+//! socket API (enqueueing works while Telegram is still being reached), the
+//! bot session in `DIR/sessions/bot.session` and its one connection, sign-in,
+//! then the sender. On SIGTERM or SIGINT the API stops accepting, the sender
+//! stops claiming and lets in-flight sends finish (bounded), the store is
+//! closed and the connection shut. `telegate sandbox` runs the same
+//! [`daemon`] beside its DC.
+
+use std::future::Future;
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
-use crate::config::Config;
+use crate::config::{Config, StateDir, StateLock, TelegramConfig};
+use crate::limits::{Limits, RateError, Rates};
 use crate::queue::Queue;
+use crate::sender::{self, Sender};
+use crate::session::{SessionError, SessionStore};
+use crate::telegram::{Credentials, Telegram, TelegramError};
+
+/// Why the worker could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("missing `telegram.{key}`: set it in the config file or in {env}")]
+    MissingCredential {
+        key: &'static str,
+        env: &'static str,
+    },
+    #[error("`telegram.dc_addr` must be IPv4 `host:port`, got `{0}`")]
+    DcAddr(String),
+    #[error(transparent)]
+    Rates(#[from] RateError),
+    #[error("bot session: {0}")]
+    Session(#[from] SessionError),
+    #[error("cannot sign in: {0}")]
+    SignIn(#[from] TelegramError),
+}
 
 pub async fn run(global: &Global) -> Result<Outcome, CliError> {
     let state = global.state();
     state.prepare()?;
-    let _lock = state.lock()?;
-    let config = Config::load(global.config.as_deref(), &state)?;
+    let lock = state.lock()?;
     let shutdown = shutdown_signal().map_err(CliError::Signals)?;
+    daemon(&state, &lock, global.config.as_deref(), shutdown).await
+}
+
+/// The daemon over `state` (prepared, and held by `_lock`) until `shutdown`
+/// completes.
+pub async fn daemon(
+    state: &StateDir,
+    _lock: &StateLock,
+    config_file: Option<&Path>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Outcome, CliError> {
+    let config = Config::load(config_file, state)?;
+    let credentials = credentials(&config.telegram)?;
+    let dc_addr = dc_addr(&config.telegram)?;
+    let limits = Limits::new(Rates::from(&config.limits)).map_err(RunError::from)?;
+
+    let (stop, stopping) = watch::channel(false);
+    let stop = Arc::new(stop);
+    tokio::spawn({
+        let stop = Arc::clone(&stop);
+        async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        }
+    });
 
     let queue = Queue::open(&state.database())?;
+    let session = Arc::new(SessionStore::open(&state.bot_session()).map_err(RunError::from)?);
+    if let Some(addr) = dc_addr {
+        session.set_home_addr(addr).map_err(RunError::from)?;
+    }
+    let telegram = Arc::new(Telegram::start(Arc::clone(&session), credentials.api_id));
+
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
+    let serving = api::serve(
+        listener,
+        queue.clone(),
+        &config.api,
+        stopped(stopping.clone()),
+    );
 
-    let served = api::serve(listener, queue.clone(), &config.api, shutdown).await;
+    let working = async {
+        let worked = work(&telegram, &queue, limits, &credentials, stopping.clone()).await;
+        // The API has nothing to serve without a worker: stop it too.
+        let _ = stop.send(true);
+        worked
+    };
+    let (served, worked) = tokio::join!(serving, working);
+
     queue.close().await;
     drop(socket);
+    telegram.shutdown().await;
+    worked?;
     served.map_err(CliError::Serve)?;
     tracing::info!("stopped");
     Ok(Outcome::Success)
+}
+
+/// Signs in, then sends until told to stop.
+async fn work(
+    telegram: &Arc<Telegram>,
+    queue: &Queue,
+    limits: Limits,
+    credentials: &Credentials,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<(), CliError> {
+    let bot = tokio::select! {
+        signed = telegram.sign_in(credentials) => signed.map_err(RunError::from)?,
+        _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+    };
+    tracing::info!(
+        bot_id = bot.id,
+        username = bot.username.as_deref().unwrap_or(""),
+        "ready: connected to Telegram and signed in"
+    );
+    let sender = Sender::new(
+        queue.clone(),
+        Arc::clone(telegram),
+        limits,
+        sender::Settings::default(),
+    );
+    sender.run(stopping).await?;
+    Ok(())
+}
+
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// The credentials from the config (environment variables already applied).
+pub fn credentials(telegram: &TelegramConfig) -> Result<Credentials, RunError> {
+    let missing = |key, env| RunError::MissingCredential { key, env };
+    let api_id = telegram
+        .api_id
+        .ok_or_else(|| missing("api_id", "TELEGATE_API_ID"))?;
+    let api_hash = telegram
+        .api_hash
+        .as_ref()
+        .filter(|hash| !hash.expose().is_empty())
+        .ok_or_else(|| missing("api_hash", "TELEGATE_API_HASH"))?;
+    let bot_token = telegram
+        .bot_token
+        .as_ref()
+        .filter(|token| !token.expose().is_empty())
+        .ok_or_else(|| missing("bot_token", "TELEGATE_BOT_TOKEN"))?;
+    Ok(Credentials {
+        api_id,
+        api_hash: api_hash.expose().to_owned(),
+        bot_token: bot_token.expose().to_owned(),
+    })
+}
+
+fn dc_addr(telegram: &TelegramConfig) -> Result<Option<SocketAddrV4>, RunError> {
+    telegram
+        .dc_addr
+        .as_deref()
+        .map(|text| text.parse().map_err(|_| RunError::DcAddr(text.to_owned())))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn complete() -> TelegramConfig {
+        TelegramConfig {
+            api_id: Some(5),
+            api_hash: Some(Secret::new("hash-sekrit")),
+            bot_token: Some(Secret::new("1:token-sekrit")),
+            dc_addr: None,
+        }
+    }
+
+    #[test]
+    fn each_missing_credential_names_its_key_and_variable() {
+        type Strip = fn(&mut TelegramConfig);
+        let cases: [(Strip, &str, &str); 3] = [
+            (|t| t.api_id = None, "telegram.api_id", "TELEGATE_API_ID"),
+            (
+                |t| t.api_hash = None,
+                "telegram.api_hash",
+                "TELEGATE_API_HASH",
+            ),
+            (
+                |t| t.bot_token = Some(Secret::new("")),
+                "telegram.bot_token",
+                "TELEGATE_BOT_TOKEN",
+            ),
+        ];
+        for (strip, key, env) in cases {
+            let mut telegram = complete();
+            strip(&mut telegram);
+            let message = credentials(&telegram).unwrap_err().to_string();
+            assert!(message.contains(key), "{message}");
+            assert!(message.contains(env), "{message}");
+        }
+        let found = credentials(&complete()).unwrap();
+        assert_eq!(found.api_id, 5);
+        assert!(!format!("{found:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn a_dc_address_must_be_ipv4_host_and_port() {
+        let mut telegram = complete();
+        assert_eq!(dc_addr(&telegram).unwrap(), None);
+        telegram.dc_addr = Some("127.0.0.1:4430".into());
+        assert_eq!(
+            dc_addr(&telegram).unwrap(),
+            Some("127.0.0.1:4430".parse().unwrap())
+        );
+        telegram.dc_addr = Some("localhost".into());
+        let message = dc_addr(&telegram).unwrap_err().to_string();
+        assert!(message.contains("telegram.dc_addr"), "{message}");
+    }
 }

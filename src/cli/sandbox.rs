@@ -1,8 +1,12 @@
 //! `telegate sandbox`: runs the local Telegram DC and its control API, and
 //! writes what a worker needs to reach it.
 //!
-//! With `--dc-only` nothing else runs: start `telegate run --state-dir DIR`
-//! beside it. The worker's files in `DIR`: `telegate.toml` gets a
+//! Without a flag it also runs the worker in the same process — the very
+//! daemon `telegate run` is ([`super::run::daemon`]) — so a fresh clone can
+//! see a message travel with nothing else: on first start an empty sandbox
+//! gets a demo user who has already written to the bot, and the log shows
+//! the commands to send it a message and read its chat. With `--dc-only`
+//! nothing else runs: start `telegate run --state-dir DIR` beside it. The worker's files in `DIR`: `telegate.toml` gets a
 //! `[telegram]` table with the sandbox's `api_id`, `api_hash`, `bot_token`
 //! and `dc_addr` (other tables are kept), and `sessions/bot.session` gets the
 //! DC address and the bot's pre-provisioned auth key. Both are mode 0600.
@@ -16,23 +20,24 @@ use std::time::Duration;
 use clap::Args;
 use tracing::info;
 
-use super::{Global, shutdown_signal};
+use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
-use crate::sandbox::telegram::DC_ID;
+use crate::sandbox::telegram::{
+    AccountId, DC_ID, NewUser, SandboxError, Telegram as SandboxTelegram, UserMessage,
+};
 use crate::session::{SessionError, SessionStore};
 
 /// The api id and hash written for the worker; the sandbox accepts any
 /// non-empty pair, these just make the config complete.
 pub const SANDBOX_API_ID: i32 = 1;
 pub const SANDBOX_API_HASH: &str = "telegate-sandbox";
-/// The bot session file under `DIR/sessions/`.
-pub const BOT_SESSION: &str = "bot.session";
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
-    /// Run only the DC and its control API (no worker).
+    /// Run only the DC and its control API (no worker; start `telegate run`
+    /// beside it).
     #[arg(long)]
     pub dc_only: bool,
     /// The DC's port on 127.0.0.1 (0: any free port).
@@ -46,10 +51,8 @@ pub struct SandboxArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxCliError {
-    #[error(
-        "`telegate sandbox` without --dc-only also runs a worker, which this build does not have yet; use --dc-only"
-    )]
-    WorkerMissing,
+    #[error("cannot create the demo user: {0}")]
+    DemoUser(#[from] SandboxError),
     #[error("cannot create the state directory {path}: {source}")]
     StateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -65,38 +68,93 @@ pub enum SandboxCliError {
 }
 
 /// Runs the sandbox until SIGINT or SIGTERM.
-pub async fn run(global: &Global, args: SandboxArgs) -> Result<(), SandboxCliError> {
-    if !args.dc_only {
-        return Err(SandboxCliError::WorkerMissing);
-    }
+pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError> {
     let dir = global.state_dir.clone();
     fs::create_dir_all(&dir).map_err(|source| SandboxCliError::StateDir {
         path: dir.clone(),
         source,
     })?;
+    // With a worker, the state directory is the worker's: take it before
+    // the sandbox rewrites its config and session.
+    let state = global.state();
+    let lock = if args.dc_only {
+        None
+    } else {
+        state.prepare()?;
+        Some(state.lock()?)
+    };
     let shutdown = shutdown_signal().map_err(SandboxCliError::Signals)?;
     let sandbox = Sandbox::start(SandboxOptions {
         state_dir: Some(dir.clone()),
         port: args.port,
         callback_timeout: Duration::from_millis(args.callback_timeout_ms),
     })
-    .await?;
+    .await
+    .map_err(SandboxCliError::from)?;
     write_worker_files(&dir, &sandbox)?;
     info!(
         dc_addr = %sandbox.dc_addr(),
         control = %dir.join(crate::sandbox::control::SOCKET_NAME).display(),
         "sandbox ready"
     );
-    shutdown.await;
+    let outcome = match &lock {
+        None => {
+            shutdown.await;
+            Ok(Outcome::Success)
+        }
+        Some(lock) => {
+            let demo = demo_user(sandbox.telegram())?;
+            log_try_it(&dir, demo);
+            super::run::daemon(&state, lock, global.config.as_deref(), shutdown).await
+        }
+    };
     info!("sandbox stopping");
-    sandbox.shutdown().await?;
-    Ok(())
+    sandbox.shutdown().await.map_err(SandboxCliError::from)?;
+    outcome
+}
+
+/// The user to try the sandbox with: on first start (no users yet) a new one
+/// who has written to the bot, so the bot may write back.
+fn demo_user(telegram: &SandboxTelegram) -> Result<Option<AccountId>, SandboxCliError> {
+    if !telegram.users().is_empty() {
+        return Ok(None);
+    }
+    let user = telegram.create_user(NewUser {
+        id: None,
+        first_name: "Ada".into(),
+        username: Some("ada_demo".into()),
+    })?;
+    telegram.user_sends(user.id, UserMessage::Text("/start".into()), None)?;
+    Ok(Some(user.id))
+}
+
+/// Logs ready-to-paste commands that send the demo user a message and show
+/// it arriving.
+fn log_try_it(dir: &Path, demo: Option<AccountId>) {
+    let Some(user) = demo else {
+        info!(
+            "sandbox users are listed by: curl --unix-socket {}/sandbox.sock http://localhost/users",
+            dir.display()
+        );
+        return;
+    };
+    let dir = dir.display();
+    let body = format!(
+        r#"{{"destination_user_id":"{user}","telegram_interactive_message":{{"type":"reply_buttons","text":"Did your package arrive?","reply_markup":{{"inline_keyboard":[[{{"text":"Yes","callback_data":"yes"}},{{"text":"No","callback_data":"no"}}]]}}}}}}"#
+    );
+    info!(
+        user_id = user,
+        "demo user created; try:\n  \
+         curl --unix-socket {dir}/telegate.sock -H 'content-type: application/json' \
+         'http://localhost/api/v1/telegram/interactive?wait=10' -d '{body}'\n  \
+         curl --unix-socket {dir}/sandbox.sock http://localhost/users/{user}/chat"
+    );
 }
 
 /// Writes `DIR/telegate.toml` and `DIR/sessions/bot.session` for a worker.
 pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
-    let session = dir.join("sessions").join(BOT_SESSION);
+    let session = crate::config::StateDir::new(dir).bot_session();
     SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
     write_config(
         &dir.join("telegate.toml"),

@@ -67,11 +67,12 @@ impl Queue {
     }
 
     /// The job was sent: `channel_message_ids` are Telegram's ids of its
-    /// parts, in order. Returns the job as stored.
+    /// parts, in order (`None` where Telegram did not say, e.g. after a
+    /// `RANDOM_ID_DUPLICATE`). Returns the job as stored.
     pub async fn mark_sent(
         &self,
         id: JobId,
-        channel_message_ids: Vec<i64>,
+        channel_message_ids: Vec<Option<i64>>,
         now: Timestamp,
     ) -> Result<Job, QueueError> {
         self.write(move |conn, events| {
@@ -87,8 +88,10 @@ impl Queue {
                     given: channel_message_ids.len(),
                 });
             }
+            // An unknown id keeps the one `mark_part_sent` may have recorded.
             let mut part = conn.prepare_cached(
-                "UPDATE parts SET channel_message_id = ?3 WHERE job_id = ?1 AND seq = ?2",
+                "UPDATE parts SET channel_message_id = coalesce(?3, channel_message_id)
+                 WHERE job_id = ?1 AND seq = ?2",
             )?;
             for (seq, channel_id) in (0_i64..).zip(&channel_message_ids) {
                 part.execute(params![id.get(), seq, channel_id])?;
@@ -140,6 +143,28 @@ impl Queue {
                 now,
                 events,
             )
+        })
+        .await
+    }
+
+    /// Puts a job in `sending` back in line without counting the attempt:
+    /// it was stopped by a flood wait or a shutdown, not by its own fault.
+    /// Its parts (and `random_id`s) are untouched.
+    pub async fn release(&self, id: JobId, now: Timestamp) -> Result<(), QueueError> {
+        self.write(move |conn, events| {
+            let chat = expect_sending(conn, id)?;
+            conn.prepare_cached(
+                "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0),
+                                 updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id.get(), now.as_millis()])?;
+            events.push(JobEvent {
+                id,
+                chat,
+                state: JobState::Queued,
+            });
+            Ok(())
         })
         .await
     }

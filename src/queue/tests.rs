@@ -153,7 +153,10 @@ async fn one_chat_comes_out_in_enqueue_order_others_in_parallel() {
             } else {
                 order_b.push(job.id);
             }
-            s.queue.mark_sent(job.id, vec![1], later()).await.unwrap();
+            s.queue
+                .mark_sent(job.id, vec![Some(1)], later())
+                .await
+                .unwrap();
         }
     }
     assert_eq!(order_a, chat_a);
@@ -199,7 +202,11 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     assert_eq!(again[0].id, first);
     assert_eq!(again[0].attempts, 2);
     assert_eq!(again[0].parts[0].random_id, random_id);
-    let sent = s.queue.mark_sent(first, vec![555], retry).await.unwrap();
+    let sent = s
+        .queue
+        .mark_sent(first, vec![Some(555)], retry)
+        .await
+        .unwrap();
     assert_eq!(sent.state, JobState::Sent);
     assert_eq!(sent.error, None);
     assert_eq!(sent.parts[0].channel_message_id, Some(555));
@@ -262,7 +269,11 @@ async fn claim_takes_only_due_heads() {
 async fn marks_need_a_job_in_sending() {
     let s = store();
     let id = enqueue(&s.queue, 1, "x").await;
-    let err = s.queue.mark_sent(id, vec![1], later()).await.unwrap_err();
+    let err = s
+        .queue
+        .mark_sent(id, vec![Some(1)], later())
+        .await
+        .unwrap_err();
     assert!(matches!(err, QueueError::NotSending { .. }), "{err}");
     let err = s
         .queue
@@ -273,7 +284,7 @@ async fn marks_need_a_job_in_sending() {
     s.queue.claim_due(later(), 1).await.unwrap();
     let err = s
         .queue
-        .mark_sent(id, vec![1, 2], later())
+        .mark_sent(id, vec![Some(1), Some(2)], later())
         .await
         .unwrap_err();
     assert!(matches!(err, QueueError::PartCount { .. }), "{err}");
@@ -300,7 +311,7 @@ async fn multi_part_jobs_keep_a_random_id_per_part() {
     assert_eq!(job.parts[1].channel_message_id, None);
     let sent = s
         .queue
-        .mark_sent(id, vec![70, 71, 72], later())
+        .mark_sent(id, vec![Some(70), Some(71), Some(72)], later())
         .await
         .unwrap();
     let ids: Vec<_> = sent.parts.iter().map(|p| p.channel_message_id).collect();
@@ -354,7 +365,10 @@ async fn settled_waits_for_the_outcome_or_the_timeout() {
     let mut events = s.queue.subscribe();
     s.queue.claim_due(later(), 1).await.unwrap();
     assert_eq!(events.recv().await.unwrap().state, JobState::Sending);
-    s.queue.mark_sent(id, vec![12], later()).await.unwrap();
+    s.queue
+        .mark_sent(id, vec![Some(12)], later())
+        .await
+        .unwrap();
     let job = waiter.await.unwrap().unwrap().unwrap();
     assert_eq!(job.state, JobState::Sent);
 
@@ -444,7 +458,7 @@ async fn many_chats_each_keep_their_order() {
             .drain(..in_flight.len().div_ceil(2))
             .map(|id| {
                 let queue = s.queue.clone();
-                tokio::spawn(async move { queue.mark_sent(id, vec![1], later()).await })
+                tokio::spawn(async move { queue.mark_sent(id, vec![Some(1)], later()).await })
             })
             .collect();
         for mark in finish {
@@ -452,4 +466,23 @@ async fn many_chats_each_keep_their_order() {
         }
     }
     assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn a_released_job_is_due_again_without_counting_the_attempt() {
+    let s = store();
+    let id = enqueue(&s.queue, 8, "flooded").await;
+    let taken = s.queue.claim_due(later(), 10).await.unwrap();
+    assert_eq!(taken[0].attempts, 1);
+    s.queue.release(id, later()).await.unwrap();
+    let job = s.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.attempts, 0);
+    let again = s.queue.claim_due(later(), 10).await.unwrap();
+    assert_eq!(again[0].id, id);
+    assert_eq!(again[0].parts[0].random_id, taken[0].parts[0].random_id);
+    // Only a job in `sending` can be released.
+    s.queue.mark_sent(id, vec![None], later()).await.unwrap();
+    let err = s.queue.release(id, later()).await.unwrap_err();
+    assert!(matches!(err, QueueError::NotSending { .. }), "{err}");
 }

@@ -1,0 +1,288 @@
+//! What an attempt means for its job, and telling the store.
+//!
+//! [`Report::of`] is a pure function of the attempt, the job and the time,
+//! so every rule (a flood wait pauses a chat or the bot and does not count
+//! against the job; a permanent refusal fails it with code 5 and Telegram's
+//! name; anything else is retried with capped, jittered backoff) is unit
+//! tested without a network. [`Report::apply`] then makes it durable.
+
+use std::time::Duration;
+
+use super::attempt::Attempt;
+use super::verdict::{Backoff, Verdict};
+use crate::error::ErrorCode;
+use crate::limits::FloodScope;
+use crate::queue::{Job, JobError, Queue, QueueError, Timestamp};
+
+/// The store change one attempt calls for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    Sent(Vec<Option<i64>>),
+    Failed(JobError),
+    Retry {
+        at: Timestamp,
+        error: JobError,
+    },
+    /// Hold the chat (or the whole bot) until `until`, and put the job back
+    /// in line without counting the attempt.
+    Flood {
+        until: Timestamp,
+        scope: FloodScope,
+        name: String,
+    },
+    /// The session is unusable: put the job back and stop sending.
+    Halt {
+        reason: String,
+    },
+}
+
+impl Report {
+    /// Decides what `attempt` at `job` means. `scope` is the limiter's guess
+    /// of which limit a flood wait would come from, taken before the send;
+    /// `jitter` is uniform in [0, 1).
+    pub fn of(
+        attempt: Attempt,
+        job: &Job,
+        scope: FloodScope,
+        backoff: Backoff,
+        jitter: f64,
+        now: Timestamp,
+    ) -> Report {
+        let verdict = match attempt {
+            Attempt::Sent(ids) => return Report::Sent(ids),
+            Attempt::Unbuildable(error) => {
+                let error = error.to_api_error();
+                return Report::Failed(JobError {
+                    code: error.code,
+                    message: error.message,
+                    telegram: None,
+                });
+            }
+            Attempt::Failed(verdict) => verdict,
+        };
+        match verdict {
+            Verdict::FloodWait { wait, name } => Report::Flood {
+                until: now.saturating_add(wait),
+                scope,
+                name,
+            },
+            Verdict::Permanent { name, code } => Report::Failed(JobError::telegram(
+                name.clone(),
+                format!("Telegram refused the message: {code} {name}"),
+            )),
+            Verdict::Transient { reason } => Report::Retry {
+                at: now.saturating_add(backoff.delay(job.attempts, jitter)),
+                error: JobError {
+                    code: ErrorCode::Rejected,
+                    message: format!("attempt {} failed, will retry: {reason}", job.attempts),
+                    telegram: None,
+                },
+            },
+            // `attempt::send` counts a duplicate as sent; should one reach
+            // here, sending again at once is safe (same random_id).
+            Verdict::AlreadySent => Report::Retry {
+                at: now,
+                error: JobError {
+                    code: ErrorCode::Rejected,
+                    message: "RANDOM_ID_DUPLICATE: resending to learn the message id".into(),
+                    telegram: None,
+                },
+            },
+            Verdict::Halt { reason } => Report::Halt { reason },
+        }
+    }
+
+    /// Records the report for `job` in the store.
+    pub async fn apply(self, queue: &Queue, job: &Job, now: Timestamp) -> Result<(), QueueError> {
+        let id = job.id;
+        match self {
+            Report::Sent(ids) => {
+                queue.mark_sent(id, ids, now).await?;
+                tracing::debug!(job = %id, chat = %job.chat, "sent");
+            }
+            Report::Failed(error) => {
+                tracing::warn!(job = %id, chat = %job.chat, error = %error.message, "failed");
+                queue.mark_failed(id, error, now).await?;
+            }
+            Report::Retry { at, error } => {
+                tracing::info!(job = %id, chat = %job.chat, retry_at = %at, error = %error.message, "will retry");
+                queue.retry_at(id, at, Some(error), now).await?;
+            }
+            Report::Flood { until, scope, name } => {
+                match scope {
+                    FloodScope::Chat => queue.defer_chat(job.chat, until).await?,
+                    FloodScope::Bot => queue.defer_all(until).await?,
+                }
+                tracing::warn!(job = %id, chat = %job.chat, %name, ?scope, until = %until, "flood wait");
+                queue.release(id, now).await?;
+            }
+            Report::Halt { reason } => {
+                tracing::error!(job = %id, %reason, "the session is unusable: sending stops until telegate is restarted");
+                queue.release(id, now).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long until `at`, seen from `now` (zero if past).
+pub fn until(at: Timestamp, now: Timestamp) -> Duration {
+    let ms = at.as_millis().saturating_sub(now.as_millis());
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatId;
+    use crate::outgoing::OutgoingError;
+    use crate::queue::{JobId, JobKind, JobState, Part};
+
+    fn job(attempts: u32) -> Job {
+        Job {
+            id: JobId::new(3),
+            request_id: "r".into(),
+            bot: "default".into(),
+            chat: ChatId::user(10),
+            kind: JobKind::Interactive,
+            payload: "{}".into(),
+            state: JobState::Sending,
+            attempts,
+            not_before: Timestamp::from_millis(0),
+            parts: vec![Part {
+                seq: 0,
+                random_id: 1,
+                message_id: 1,
+                channel_message_id: None,
+            }],
+            error: None,
+            idempotency_key: None,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+
+    const NOW: Timestamp = Timestamp::from_millis(1_000_000);
+    const BACKOFF: Backoff = Backoff {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(60),
+    };
+
+    fn report(verdict: Verdict, attempts: u32, scope: FloodScope) -> Report {
+        Report::of(
+            Attempt::Failed(verdict),
+            &job(attempts),
+            scope,
+            BACKOFF,
+            0.5,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn a_flood_wait_holds_the_scope_the_limiter_guessed() {
+        let verdict = Verdict::FloodWait {
+            wait: Duration::from_secs(7),
+            name: "FLOOD_WAIT_7".into(),
+        };
+        for scope in [FloodScope::Chat, FloodScope::Bot] {
+            assert_eq!(
+                report(verdict.clone(), 4, scope),
+                Report::Flood {
+                    until: Timestamp::from_millis(1_007_000),
+                    scope,
+                    name: "FLOOD_WAIT_7".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_permanent_refusal_fails_with_code_5_and_telegrams_name() {
+        let Report::Failed(error) = report(
+            Verdict::Permanent {
+                name: "USER_IS_BLOCKED".into(),
+                code: 400,
+            },
+            1,
+            FloodScope::Chat,
+        ) else {
+            panic!("not a failure");
+        };
+        assert_eq!(error.code, ErrorCode::Rejected);
+        assert_eq!(error.telegram.as_deref(), Some("USER_IS_BLOCKED"));
+        assert!(
+            error.message.contains("USER_IS_BLOCKED"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn transient_errors_back_off_more_with_each_attempt_up_to_the_cap() {
+        let at = |attempts| match report(
+            Verdict::Transient {
+                reason: "request dropped".into(),
+            },
+            attempts,
+            FloodScope::Chat,
+        ) {
+            Report::Retry { at, error } => {
+                assert!(error.message.contains("request dropped"));
+                assert_eq!(error.telegram, None);
+                until(at, NOW)
+            }
+            other => panic!("not a retry: {other:?}"),
+        };
+        // Jitter 0.5: three quarters of the ceiling.
+        assert_eq!(at(1), Duration::from_millis(150));
+        assert_eq!(at(2), Duration::from_millis(300));
+        assert!(at(3) > at(2));
+        assert_eq!(at(40), Duration::from_secs(45));
+    }
+
+    #[test]
+    fn a_halt_stops_sending_and_a_sent_attempt_keeps_its_ids() {
+        assert_eq!(
+            report(
+                Verdict::Halt {
+                    reason: "AUTH_KEY_UNREGISTERED".into()
+                },
+                1,
+                FloodScope::Bot
+            ),
+            Report::Halt {
+                reason: "AUTH_KEY_UNREGISTERED".into()
+            }
+        );
+        let sent = Report::of(
+            Attempt::Sent(vec![Some(9), None]),
+            &job(1),
+            FloodScope::Chat,
+            BACKOFF,
+            0.0,
+            NOW,
+        );
+        assert_eq!(sent, Report::Sent(vec![Some(9), None]));
+    }
+
+    #[test]
+    fn an_unbuildable_job_fails_with_code_5() {
+        let report = Report::of(
+            Attempt::Unbuildable(OutgoingError::Payload {
+                job: 3,
+                reason: "bad".into(),
+            }),
+            &job(1),
+            FloodScope::Chat,
+            BACKOFF,
+            0.0,
+            NOW,
+        );
+        let Report::Failed(error) = report else {
+            panic!("not a failure");
+        };
+        assert_eq!(error.code, ErrorCode::Rejected);
+        assert!(error.message.contains("unreadable"), "{}", error.message);
+    }
+}
