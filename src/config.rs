@@ -147,6 +147,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub api: ApiConfig,
     pub callbacks: CallbacksConfig,
+    pub events: EventsConfig,
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -206,6 +207,22 @@ pub struct CallbacksConfig {
 impl Default for CallbacksConfig {
     fn default() -> Self {
         CallbacksConfig { deadline_ms: 1500 }
+    }
+}
+
+/// `[events]`: the inbound event stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events older than this are deleted from the store.
+    pub retention_hours: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention_hours: 7 * 24,
+        }
     }
 }
 
@@ -269,6 +286,7 @@ impl Config {
             ),
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
             ("callbacks.deadline_ms", self.callbacks.deadline_ms),
+            ("events.retention_hours", self.events.retention_hours),
         ];
         match positive.iter().find(|(_, value)| *value == 0) {
             Some((key, _)) => Err(format!("`{key}` must be greater than 0")),

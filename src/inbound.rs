@@ -15,10 +15,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use grammers_client::client::UpdateStream;
 use grammers_client::peer::{Peer as PeerInfo, PeerMap};
-use grammers_mtsender::InvocationError;
 use grammers_session::Session;
 use grammers_session::types::{PeerId, UpdateState};
 use grammers_session::updates::{MessageBox, State};
@@ -39,15 +39,20 @@ const BACKLOG: usize = 16_384;
 /// Updates recorded in one commit at most.
 const BATCH: usize = 1024;
 
+/// The first wait after the update stream fails; it grows by this much per
+/// failure in a row, up to [`MAX_RETRY_STEPS`] times.
+const STREAM_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY_STEPS: u32 = 30;
+
 /// Why the inbound pipeline stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum InboundError {
-    #[error("the update stream failed: {0}")]
-    Stream(#[from] InvocationError),
     #[error("cannot store inbound events: {0}")]
     Store(#[from] QueueError),
     #[error("cannot save the update state: {0}")]
     Session(#[from] SessionError),
+    #[error("the inbound pipeline stopped unexpectedly")]
+    Stopped,
 }
 
 /// What the pipeline works with.
@@ -68,15 +73,30 @@ struct Taken {
     peers: PeerMap,
 }
 
-/// Runs until the stream fails or the recorder does; shutting down is
-/// dropping the future (everything recorded is durable, the rest is
+/// Runs until the store fails (stream failures are retried); shutting down
+/// is dropping the future (everything recorded is durable, the rest is
 /// fetched again on the next start).
 pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), InboundError> {
     let (tx, rx) = mpsc::channel(BACKLOG);
     let recorder = tokio::spawn(record(rx, inbound.clone()));
     let read = async {
+        let mut failures = 0u32;
         loop {
-            let (update, state, peers) = stream.next_raw().await?;
+            let (update, state, peers) = match stream.next_raw().await {
+                Ok(next) => {
+                    failures = 0;
+                    next
+                }
+                Err(error) => {
+                    // A lost connection or a failed getDifference: grammers
+                    // reconnects on the next call and fills the gap.
+                    failures = failures.saturating_add(1);
+                    let delay = STREAM_RETRY.saturating_mul(failures.min(MAX_RETRY_STEPS));
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "update stream failed");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
             if let Some(click) = click_query(&update) {
                 inbound.callbacks.take(click);
             }

@@ -61,7 +61,7 @@ impl Daemon {
             bot_token: telegram_config.bot_token.as_ref().unwrap().expose().into(),
         };
         let session = Arc::new(SessionStore::open(&state.sessions().join("bot.session")).unwrap());
-        let mut telegram = Telegram::start(Arc::clone(&session), credentials.api_id);
+        let telegram = Telegram::start(Arc::clone(&session), credentials.api_id);
         let bot = telegram.sign_in(&credentials).await.unwrap();
         let stream = telegram.updates().await.unwrap().unwrap();
         let telegram = Arc::new(telegram);
@@ -150,9 +150,9 @@ impl Daemon {
                 telegate::outgoing::Outgoing::Media(m) => self.telegram.invoke(&m).await,
             }
             .unwrap();
-            ids.push(i64::from(sent_id(&updates)));
+            ids.push(Some(i64::from(sent_id(&updates))));
         }
-        let sent = ids[0] as i32;
+        let sent = ids[0].unwrap() as i32;
         self.queue
             .mark_sent(id, ids, Timestamp::now())
             .await
@@ -601,4 +601,158 @@ async fn the_stream_resumes_from_a_cursor_and_long_polls() {
         let error = answer.json().unwrap()["error"].as_str().unwrap().to_owned();
         assert!(error.contains(name), "{query}: {error}");
     }
+}
+
+/// `telegate run` as a child process; SIGKILLed on drop.
+struct Worker {
+    child: std::process::Child,
+}
+
+impl Worker {
+    fn spawn(state: &std::path::Path) -> Worker {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+            .arg("--state-dir")
+            .arg(state)
+            .arg("run")
+            .env("TELEGATE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every event id in the stream after `cursor`, read over the socket
+/// (an unreachable socket reads as nothing new).
+async fn read_all(api: &ApiClient, cursor: &mut i64, seen: &mut Vec<String>) {
+    let Ok(answer) = api
+        .get(&format!("/api/v1/events?after={cursor}&wait=1&limit=1000"))
+        .await
+    else {
+        return;
+    };
+    for line in std::str::from_utf8(&answer.body).unwrap().lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        *cursor = line["cursor"].as_i64().unwrap();
+        seen.push(line["event"]["id"].as_str().unwrap().to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_loses_no_inbound_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    let telegram = sandbox.telegram().clone();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("sessions")).unwrap();
+    write_worker_files(&state, &sandbox).unwrap();
+    let api = ApiClient::new(state.join("telegate.sock"));
+    let bot = telegram.bot_id();
+    let users: Vec<i64> = (0..10)
+        .map(|n| {
+            telegram
+                .create_user(NewUser {
+                    first_name: format!("u{n}"),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .id
+        })
+        .collect();
+
+    let mut worker = Worker::spawn(&state);
+    // Ready: signed in and recording (what users wrote before the bot's
+    // first sign-in is not the bot's to receive).
+    let (mut cursor, mut seen) = (0, Vec::new());
+    tokio::time::timeout(PATIENCE, async {
+        let mut knocks = 0;
+        while seen.is_empty() {
+            telegram
+                .user_sends(users[0], UserMessage::Text(format!("knock {knocks}")), None)
+                .unwrap();
+            knocks += 1;
+            read_all(&api, &mut cursor, &mut seen).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the worker to start recording");
+    // Users write all along, through the kill and the restart.
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let (telegram, sent, stop, users) =
+            (telegram.clone(), sent.clone(), stop.clone(), users.clone());
+        tokio::spawn(async move {
+            for n in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let user = users[n % users.len()];
+                let id = telegram
+                    .user_sends(user, UserMessage::Text(format!("message {n}")), None)
+                    .unwrap();
+                sent.lock()
+                    .unwrap()
+                    .push(format!("telegram:{bot}:{user}:{id}"));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+
+    // Kill while it is recording.
+    let recorded = seen.len();
+    tokio::time::timeout(PATIENCE, async {
+        while seen.len() < recorded + 100 {
+            read_all(&api, &mut cursor, &mut seen).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker to record events");
+    worker.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut worker = Worker::spawn(&state);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.unwrap();
+
+    let sent = sent.lock().unwrap().clone();
+    assert!(sent.len() > seen.len(), "users kept writing past the kill");
+    let result = tokio::time::timeout(PATIENCE, async {
+        loop {
+            read_all(&api, &mut cursor, &mut seen).await;
+            let missing = sent.iter().filter(|id| !seen.contains(id)).count();
+            if missing == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    let missing: Vec<_> = sent.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        result.is_ok() && missing.is_empty(),
+        "{} of {} messages never became events: {:?}",
+        missing.len(),
+        sent.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    // Replays after the crash were recognised: each id once in the stream.
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "an event id appeared twice");
+    worker.kill();
 }

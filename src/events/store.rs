@@ -10,6 +10,9 @@ use tokio::sync::{broadcast, watch};
 use super::NewEvent;
 use crate::queue::{JobState, Queue, QueueError, Timestamp};
 
+/// How often old events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Events returned by one read at most.
 pub const MAX_BATCH: usize = 1000;
 
@@ -129,6 +132,25 @@ impl EventStore {
                     .execute([before.as_millis()])?)
             })
             .await
+    }
+}
+
+impl EventStore {
+    /// Deletes events older than `retention` now and every hour after;
+    /// runs until dropped.
+    pub async fn keep_pruned(self, retention: Duration) {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            every.tick().await;
+            let now = Timestamp::now().as_millis();
+            let horizon =
+                now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            match self.prune(Timestamp::from_millis(horizon)).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old events deleted"),
+                Err(error) => tracing::warn!(%error, "cannot delete old events"),
+            }
+        }
     }
 }
 
