@@ -754,5 +754,31 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), seen.len(), "an event id appeared twice");
+
+    // `telegate events` prints the same stream, and resumes after a cursor.
+    let events_cli = |after: i64| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["events", "--after", &after.to_string()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let lines: Vec<Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        lines
+    };
+    let printed = events_cli(0);
+    let ids: Vec<&str> = printed
+        .iter()
+        .map(|l| l["event"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, seen);
+    let tail = events_cli(printed[9]["cursor"].as_i64().unwrap());
+    assert_eq!(tail.len(), printed.len() - 10);
+    assert_eq!(tail[0], printed[10]);
     worker.kill();
 }
