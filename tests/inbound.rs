@@ -11,8 +11,9 @@ use telegate::api::client::Client as ApiClient;
 use telegate::callbacks::CallbackAnswerer;
 use telegate::chat::ChatId;
 use telegate::cli::sandbox::write_worker_files;
-use telegate::config::{Config, StateDir};
+use telegate::config::{Config, Secret, StateDir, WebhookConfig};
 use telegate::events::EventStore;
+use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
 use telegate::queue::{JobId, Queue, Timestamp};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
@@ -47,6 +48,10 @@ impl Drop for Daemon {
 
 impl Daemon {
     async fn start(deadline: Duration) -> Daemon {
+        Daemon::start_with(deadline, None).await
+    }
+
+    async fn start_with(deadline: Duration, webhook: Option<WebhookConfig>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
         sandbox.telegram().set_limits_enabled(false);
@@ -81,19 +86,30 @@ impl Daemon {
                 panic!("inbound stopped: {error}");
             }
         });
+        let mut tasks = vec![pipeline];
+        let webhook = webhook.map(|config| {
+            Webhook::from_config(&config, events.clone(), queue.clone())
+                .unwrap()
+                .unwrap()
+        });
+        let monitor = webhook.as_ref().map(Webhook::monitor);
+        if let Some(webhook) = webhook {
+            tasks.push(tokio::spawn(async move { webhook.run().await.unwrap() }));
+        }
         let (listener, socket) = telegate::api::socket::bind(&state.socket()).await.unwrap();
         let services = Services {
             queue: queue.clone(),
             events: events.clone(),
             callbacks: Some(callbacks),
+            webhook: monitor,
         };
         let api_config = config.api.clone();
-        let server = tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let _socket = socket;
             telegate::api::serve_services(listener, services, &api_config, std::future::pending())
                 .await
                 .unwrap();
-        });
+        }));
         Daemon {
             sandbox,
             _dir: dir,
@@ -101,7 +117,7 @@ impl Daemon {
             events,
             telegram,
             api: ApiClient::new(state.socket()),
-            tasks: vec![pipeline, server],
+            tasks,
         }
     }
 
@@ -781,4 +797,180 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
     assert_eq!(tail.len(), printed.len() - 10);
     assert_eq!(tail[0], printed[10]);
     worker.kill();
+}
+
+/// What the test webhook server saw: one entry per attempt.
+#[derive(Debug, Clone)]
+struct Attempt {
+    event_id: String,
+    chat: String,
+    text: Option<String>,
+    signed: bool,
+    accepted: bool,
+}
+
+#[derive(Clone, Default)]
+struct Hook {
+    attempts: Arc<std::sync::Mutex<Vec<Attempt>>>,
+    /// Chat whose deliveries are refused with a 500 while set.
+    refuse: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+const SECRET: &str = "webhook-test-secret";
+
+async fn hook(
+    axum::extract::State(hook): axum::extract::State<Hook>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> axum::http::StatusCode {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    let chat = event["meta"]["extraInformation"]["ChatID"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let accepted = hook.refuse.lock().unwrap().as_deref() != Some(chat.as_str());
+    hook.attempts.lock().unwrap().push(Attempt {
+        event_id: header("x-telegate-event-id"),
+        signed: header("x-telegate-signature") == format!("sha256={expected}")
+            && event["id"] == header("x-telegate-event-id").as_str(),
+        text: event["body"]["text"]["text"].as_str().map(str::to_owned),
+        chat,
+        accepted,
+    });
+    if accepted {
+        axum::http::StatusCode::NO_CONTENT
+    } else {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_gets_signed_retried_per_chat_ordered_deliveries() {
+    let server = Hook::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(server.clone());
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let config = WebhookConfig {
+        url: Some(format!("http://{address}/hook")),
+        secret: Some(Secret::new(SECRET)),
+        timeout_ms: 5000,
+        max_backoff_ms: 200,
+    };
+    let daemon = Daemon::start_with(Duration::from_millis(1500), Some(config)).await;
+    let telegram = daemon.sandbox.telegram();
+    let new_user = |name: &str| {
+        telegram
+            .create_user(NewUser {
+                first_name: name.into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .id
+    };
+    let (blocked, free) = (new_user("Blocked"), new_user("Free"));
+    *server.refuse.lock().unwrap() = Some(blocked.to_string());
+    for n in 0..5 {
+        telegram
+            .user_sends(blocked, UserMessage::Text(format!("b{n}")), None)
+            .unwrap();
+        telegram
+            .user_sends(free, UserMessage::Text(format!("f{n}")), None)
+            .unwrap();
+    }
+    let texts_accepted = |chat: i64| -> Vec<String> {
+        server
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.accepted && a.chat == chat.to_string())
+            .filter_map(|a| a.text.clone())
+            .collect()
+    };
+    // The free chat goes through while the blocked one keeps failing.
+    tokio::time::timeout(PATIENCE, async {
+        while texts_accepted(free).len() < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the free chat's deliveries");
+    assert_eq!(texts_accepted(free), ["f0", "f1", "f2", "f3", "f4"]);
+    let refusals = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let attempts = server.attempts.lock().unwrap().clone();
+            let refused: Vec<_> = attempts.into_iter().filter(|a| !a.accepted).collect();
+            if refused.len() >= 3 {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("retries of the blocked chat");
+    // Retries repeat the head of the line, not later events.
+    assert!(
+        refusals.iter().all(|a| a.event_id == refusals[0].event_id),
+        "{refusals:?}"
+    );
+    assert!(texts_accepted(blocked).is_empty());
+    let status = daemon
+        .api
+        .get("/api/v1/webhook")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["configured"], true);
+    assert!(status["failed_attempts"].as_u64().unwrap() >= 3, "{status}");
+    assert_eq!(status["retrying"][0]["chat"], blocked, "{status}");
+    assert!(
+        status["retrying"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{status}"
+    );
+
+    *server.refuse.lock().unwrap() = None;
+    tokio::time::timeout(PATIENCE, async {
+        while texts_accepted(blocked).len() < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the blocked chat's deliveries after it recovers");
+    assert_eq!(texts_accepted(blocked), ["b0", "b1", "b2", "b3", "b4"]);
+    let attempts = server.attempts.lock().unwrap().clone();
+    assert!(attempts.iter().all(|a| a.signed), "{attempts:?}");
+    let status = daemon
+        .api
+        .get("/api/v1/webhook")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["retrying"], json!([]), "{status}");
+    assert!(status["delivered"].as_u64().unwrap() >= 10, "{status}");
+    serving.abort();
 }

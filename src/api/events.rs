@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
-use super::answer::Failure;
+use super::answer::{self, Failure};
 use super::query::Query;
 use super::request_id::RequestId;
 use crate::error::ApiError;
@@ -69,6 +69,22 @@ async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
         () = stopped => api.events.after(after, limit).await?,
     };
     Ok(ndjson(after, &events))
+}
+
+/// `GET /api/v1/webhook`: how deliveries go.
+pub async fn webhook(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+) -> Response {
+    let body = match &api.webhook {
+        Some(monitor) => {
+            let mut body = serde_json::to_value(monitor.status()).unwrap_or_default();
+            body["configured"] = serde_json::Value::Bool(true);
+            body
+        }
+        None => serde_json::json!({"configured": false}),
+    };
+    answer::json(&request_id, StatusCode::OK, body)
 }
 
 fn ndjson(after: i64, events: &[StoredEvent]) -> Response {

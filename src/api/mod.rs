@@ -13,6 +13,7 @@
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
 //! | `GET /healthz` | 200 while the store takes work, else 503 |
 //! | `GET /api/v1/events[?after=&wait=&limit=]` | NDJSON `{"cursor":N,"event":{...}}` lines after cursor `after`; with `wait`, waits up to `S` seconds (≤ 60) for the first |
+//! | `GET /api/v1/webhook` | the webhook's progress: deliveries, failed attempts, chats retrying and why (`{"configured": false}` without one) |
 //! | `POST /api/v1/callbacks/{query_id}/answer` | `{text?, alert?, url?, cache_time?}` → 200 if taken before the deadline; 409 after it; 404 unknown query |
 
 mod answer;
@@ -42,6 +43,7 @@ pub use request_id::RequestId;
 use crate::callbacks::CallbackAnswerer;
 use crate::config::ApiConfig;
 use crate::events::EventStore;
+use crate::events::webhook::WebhookMonitor;
 use crate::queue::Queue;
 
 /// The daemon's parts the API reaches.
@@ -52,6 +54,8 @@ pub struct Services {
     pub events: EventStore,
     /// `None` while no Telegram connection answers clicks.
     pub callbacks: Option<CallbackAnswerer>,
+    /// `None` when no webhook is configured.
+    pub webhook: Option<WebhookMonitor>,
 }
 
 impl Services {
@@ -61,6 +65,7 @@ impl Services {
             events: EventStore::new(queue.clone()),
             queue,
             callbacks: None,
+            webhook: None,
         }
     }
 }
@@ -71,6 +76,7 @@ pub struct ApiState {
     pub queue: Queue,
     pub events: EventStore,
     pub callbacks: Option<CallbackAnswerer>,
+    pub webhook: Option<WebhookMonitor>,
     pub max_body_bytes: usize,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
@@ -92,6 +98,7 @@ pub fn router_for(
         queue: services.queue,
         events: services.events,
         callbacks: services.callbacks,
+        webhook: services.webhook,
         max_body_bytes: config.max_body_bytes,
         stopping,
     };
@@ -108,6 +115,7 @@ pub fn router_for(
             "/api/v1/callbacks/{query_id}/answer",
             post(callbacks::post_answer),
         )
+        .route("/api/v1/webhook", get(events::webhook))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -24,6 +24,7 @@ use crate::api;
 use crate::callbacks::CallbackAnswerer;
 use crate::config::{Config, StateDir, StateLock, TelegramConfig};
 use crate::events::EventStore;
+use crate::events::webhook::{Webhook, WebhookError};
 use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, RateError, Rates};
 use crate::queue::Queue;
@@ -53,6 +54,8 @@ pub enum RunError {
     UpdatesTaken,
     #[error(transparent)]
     Inbound(#[from] InboundError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 pub async fn run(global: &Global) -> Result<Outcome, CliError> {
@@ -100,6 +103,16 @@ pub async fn daemon(
     );
     let retention = Duration::from_secs(config.events.retention_hours.saturating_mul(3600));
     let pruning = tokio::spawn(events.clone().keep_pruned(retention));
+    let webhook = Webhook::from_config(&config.webhook, events.clone(), queue.clone())
+        .map_err(RunError::from)?;
+    let monitor = webhook.as_ref().map(Webhook::monitor);
+    let delivering = webhook.map(|webhook| {
+        tokio::spawn(async move {
+            if let Err(error) = webhook.run().await {
+                tracing::error!(%error, "the webhook stopped");
+            }
+        })
+    });
 
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
@@ -107,6 +120,7 @@ pub async fn daemon(
         queue: queue.clone(),
         events: events.clone(),
         callbacks: Some(callbacks.clone()),
+        webhook: monitor,
     };
     let serving = api::serve_services(listener, services, &config.api, stopped(stopping.clone()));
 
@@ -133,6 +147,9 @@ pub async fn daemon(
     };
     let (served, worked) = tokio::join!(serving, working);
     pruning.abort();
+    if let Some(delivering) = delivering {
+        delivering.abort();
+    }
 
     queue.close().await;
     drop(socket);

@@ -72,6 +72,17 @@ const MIGRATIONS: &[&str] = &[
     -- A click names the message by Telegram's id: find the job that sent it.
     CREATE INDEX parts_by_channel_message ON parts (channel_message_id)
         WHERE channel_message_id IS NOT NULL;
+
+    -- Webhook progress: the last cursor delivered per chat, and a cursor
+    -- below which everything is delivered (where a restart resumes).
+    CREATE TABLE webhook_chats (
+        chat      INTEGER PRIMARY KEY,
+        delivered INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_mark (
+        id        INTEGER PRIMARY KEY CHECK (id = 0),
+        delivered INTEGER NOT NULL
+    );
     ",
 ];
 
