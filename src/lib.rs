@@ -10,6 +10,7 @@ pub mod callbacks;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod download;
 pub mod error;
 pub mod events;
 pub mod inbound;

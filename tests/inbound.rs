@@ -102,6 +102,9 @@ impl Daemon {
             events: events.clone(),
             callbacks: Some(callbacks),
             webhook: monitor,
+            downloads: Some(telegate::download::Downloads::new(
+                telegram.client().clone(),
+            )),
         };
         let api_config = config.api.clone();
         tasks.push(tokio::spawn(async move {
@@ -514,6 +517,41 @@ async fn every_inbound_kind_becomes_its_event() {
         event["body"]["image"]["images"][0]["mediaUrl"],
         format!("/api/v1/media/{user}:{photo}")
     );
+    // The media URLs serve the files from Telegram (upload.getFile).
+    let chat = telegram.chat(user).unwrap();
+    let media_of = |id: i32| {
+        let message = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap();
+        message["media"].clone()
+    };
+    for (id, size, content_type) in [(photo, 2048, "image/jpeg"), (file, 4096, "application/pdf")] {
+        let answer = daemon
+            .api
+            .get(&format!("/api/v1/media/{user}:{id}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.headers["content-type"], content_type);
+        let media_id = media_of(id)["id"].as_i64().unwrap();
+        assert_eq!(answer.body.len(), size);
+        assert_eq!(
+            &answer.body[..],
+            &telegate::sandbox::telegram::file_content(media_id, 0, size)[..]
+        );
+    }
+    let none = daemon
+        .api
+        .get(&format!("/api/v1/media/{user}:{text}"))
+        .await
+        .unwrap();
+    assert_eq!(none.status, 404);
+    let bad = daemon.api.get("/api/v1/media/oops").await.unwrap();
+    assert_eq!(bad.status, 400);
+
     let event = daemon.find(by_id(file)).await["event"].clone();
     assert_eq!(event["body"]["type"], "file");
     let attachment = &event["body"]["file"]["files"][0];

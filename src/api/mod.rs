@@ -13,6 +13,7 @@
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
 //! | `GET /healthz` | 200 while the store takes work, else 503 |
 //! | `GET /api/v1/events[?after=&wait=&limit=]` | NDJSON `{"cursor":N,"event":{...}}` lines after cursor `after`; with `wait`, waits up to `S` seconds (≤ 60) for the first |
+//! | `GET /api/v1/media/{chat}:{message_id}` | the photo or document of an inbound message, streamed from Telegram |
 //! | `GET /api/v1/webhook` | the webhook's progress: deliveries, failed attempts, chats retrying and why (`{"configured": false}` without one) |
 //! | `POST /api/v1/callbacks/{query_id}/answer` | `{text?, alert?, url?, cache_time?}` → 200 if taken before the deadline; 409 after it; 404 unknown query |
 
@@ -22,6 +23,7 @@ pub mod client;
 pub mod enqueue;
 mod events;
 pub mod jobs;
+mod media;
 mod query;
 pub mod request_id;
 pub mod socket;
@@ -42,6 +44,7 @@ pub use request_id::RequestId;
 
 use crate::callbacks::CallbackAnswerer;
 use crate::config::ApiConfig;
+use crate::download::Downloads;
 use crate::events::EventStore;
 use crate::events::webhook::WebhookMonitor;
 use crate::queue::Queue;
@@ -56,6 +59,8 @@ pub struct Services {
     pub callbacks: Option<CallbackAnswerer>,
     /// `None` when no webhook is configured.
     pub webhook: Option<WebhookMonitor>,
+    /// `None` while there is no Telegram connection to fetch files with.
+    pub downloads: Option<Downloads>,
 }
 
 impl Services {
@@ -66,6 +71,7 @@ impl Services {
             queue,
             callbacks: None,
             webhook: None,
+            downloads: None,
         }
     }
 }
@@ -77,6 +83,7 @@ pub struct ApiState {
     pub events: EventStore,
     pub callbacks: Option<CallbackAnswerer>,
     pub webhook: Option<WebhookMonitor>,
+    pub downloads: Option<Downloads>,
     pub max_body_bytes: usize,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
@@ -99,6 +106,7 @@ pub fn router_for(
         events: services.events,
         callbacks: services.callbacks,
         webhook: services.webhook,
+        downloads: services.downloads,
         max_body_bytes: config.max_body_bytes,
         stopping,
     };
@@ -116,6 +124,7 @@ pub fn router_for(
             post(callbacks::post_answer),
         )
         .route("/api/v1/webhook", get(events::webhook))
+        .route("/api/v1/media/{id}", get(media::get_media))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -23,6 +23,7 @@ use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
 use crate::callbacks::CallbackAnswerer;
 use crate::config::{Config, StateDir, StateLock, TelegramConfig};
+use crate::download::Downloads;
 use crate::events::EventStore;
 use crate::events::webhook::{Webhook, WebhookError};
 use crate::inbound::{self, Inbound, InboundError};
@@ -121,6 +122,7 @@ pub async fn daemon(
         events: events.clone(),
         callbacks: Some(callbacks.clone()),
         webhook: monitor,
+        downloads: Some(Downloads::new(telegram.client().clone())),
     };
     let serving = api::serve_services(listener, services, &config.api, stopped(stopping.clone()));
 
