@@ -283,7 +283,7 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
                     status.last_delivered_at = Some(Timestamp::now());
                     status.retrying.retain(|r| r.chat != event.chat);
                 }
-                tracing::debug!(event_id = %event.id, attempts, "webhook delivered");
+                tracing::info!(event_id = %event.id, chat = event.chat, retries = attempts, "webhook delivered");
                 return;
             }
             Err(error) => {
@@ -422,6 +422,110 @@ mod tests {
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    /// A webhook server on 127.0.0.1 that records the event ids it took.
+    async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post({
+                let seen = Arc::clone(&seen);
+                move |headers: axum::http::HeaderMap| async move {
+                    let id = headers[EVENT_ID_HEADER].to_str().unwrap_or("").to_owned();
+                    seen.lock().unwrap().push(id);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    async fn delivered(seen: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
+        // (Polling a test double is fine; nothing here asserts timing.)
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let got = seen.lock().unwrap().clone();
+                if got.len() >= count {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("deliveries")
+    }
+
+    #[tokio::test]
+    async fn a_restarted_webhook_resumes_after_what_it_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let events = EventStore::new(queue.clone());
+        let (url, seen) = receiver().await;
+        let config = WebhookConfig {
+            url: Some(url),
+            secret: Some(Secret::new("s")),
+            ..WebhookConfig::default()
+        };
+        let event = |id: &str, chat| super::super::NewEvent {
+            id: id.into(),
+            chat,
+            body: serde_json::json!({"id": id}),
+        };
+        events
+            .append(vec![event("a", 1), event("b", 2), event("c", 1)])
+            .await
+            .unwrap();
+        let first = Webhook::from_config(&config, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        let running = tokio::spawn(first.run());
+        let mut got = delivered(&seen, 3).await;
+        got.sort();
+        assert_eq!(got, ["a", "b", "c"]);
+        // Progress is stored after each delivery; give the last one a moment
+        // to commit before stopping, as a shutdown would.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (_, chats) = queue.read(load_progress).await.unwrap();
+                if chats.get(&1) == Some(&3) && chats.get(&2) == Some(&2) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("progress stored");
+        running.abort();
+
+        // One new event per chat: a repeat of an old one would come before
+        // it, in its chat's order.
+        events
+            .append(vec![event("d", 1), event("e", 2)])
+            .await
+            .unwrap();
+        let second = Webhook::from_config(&config, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        let running = tokio::spawn(second.run());
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let got = seen.lock().unwrap().clone();
+                if got.contains(&"d".to_owned()) && got.contains(&"e".to_owned()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the new events");
+        let mut got = seen.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, ["a", "b", "c", "d", "e"], "old events were delivered again");
+        running.abort();
     }
 
     #[test]
