@@ -168,16 +168,27 @@ impl Limits {
             .record(now, interval);
     }
 
-    /// Guesses which limit a `FLOOD_WAIT` for `chat` at `now` came from: if
-    /// the chat itself had sent within its own interval, its limit is the
-    /// likely cause; if it had been quiet, only the bot-wide limit can be.
+    /// Guesses which limit a `FLOOD_WAIT` for `chat` at `now` came from,
+    /// asked before the send: the bot-wide limit only if the chat had been
+    /// quiet while the whole bot was sending at its full rate; otherwise the
+    /// chat's own. Blaming the chat is the safe default: a wrong guess holds
+    /// one chat, and a real bot-wide flood soon shows in other chats too,
+    /// each of which then holds itself.
     pub fn flood_scope(&self, chat: ChatId, now: Duration) -> FloodScope {
         let interval = self.chat_interval(chat);
-        match self.chats.get(&chat) {
-            // `tat` is one interval past the last send: the chat sent within
-            // the last two intervals.
-            Some(meter) if meter.tat + interval > now => FloodScope::Chat,
-            _ => FloodScope::Bot,
+        // `tat` is one interval past the last send: the chat sent within
+        // the last two intervals.
+        let chat_busy = self
+            .chats
+            .get(&chat)
+            .is_some_and(|meter| meter.tat + interval > now);
+        // At full rate the bot meter runs ahead of now and its next slot
+        // is within one interval.
+        let bot_busy = self.bot.tat > now && self.bot_ready_at() + self.bot_interval > now;
+        if bot_busy && !chat_busy {
+            FloodScope::Bot
+        } else {
+            FloodScope::Chat
         }
     }
 
@@ -305,12 +316,30 @@ mod tests {
     }
 
     #[test]
-    fn flood_scope_blames_the_chat_only_when_it_was_busy() {
+    fn flood_scope_blames_the_bot_only_when_it_ran_at_full_rate() {
         let mut limits = Limits::new(Rates::default()).unwrap();
         limits.try_acquire(user(1), ms(0)).unwrap();
+        // A quiet bot: whatever the chat did, the chat is to blame.
+        assert_eq!(
+            Limits::new(Rates::default())
+                .unwrap()
+                .flood_scope(user(1), ms(0)),
+            FloodScope::Chat
+        );
         assert_eq!(limits.flood_scope(user(1), ms(500)), FloodScope::Chat);
-        assert_eq!(limits.flood_scope(user(2), ms(500)), FloodScope::Bot);
-        assert_eq!(limits.flood_scope(user(1), ms(5000)), FloodScope::Bot);
+        assert_eq!(limits.flood_scope(user(2), ms(500)), FloodScope::Chat);
+        assert_eq!(limits.flood_scope(user(1), ms(5000)), FloodScope::Chat);
+        // The bot sending 30/s to other chats: a quiet chat's flood wait can
+        // only be the bot-wide limit; a busy chat's is still its own.
+        let mut now = ms(5000);
+        for chat in 100..160 {
+            while limits.try_acquire(user(chat), now).is_err() {
+                now += ms(1);
+            }
+        }
+        assert_eq!(limits.flood_scope(user(2), now), FloodScope::Bot);
+        limits.record(user(3), now);
+        assert_eq!(limits.flood_scope(user(3), now), FloodScope::Chat);
     }
 
     #[test]

@@ -29,9 +29,10 @@ use crate::events::webhook::{Webhook, WebhookError};
 use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, RateError, Rates};
 use crate::queue::Queue;
-use crate::sender::{self, Sender};
+use crate::sender::{self, Backoff, Sender, Verdict, judge};
 use crate::session::{SessionError, SessionStore};
-use crate::telegram::{Credentials, Telegram, TelegramError};
+use crate::telegram::{Bot, Credentials, Telegram, TelegramError};
+use grammers_mtsender::InvocationError;
 
 /// Why the worker could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +172,8 @@ async fn work(
     mut inbound: Inbound,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
-    let bot = tokio::select! {
-        signed = telegram.sign_in(credentials) => signed.map_err(RunError::from)?,
-        _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+    let Some(bot) = sign_in(telegram, credentials, &mut stopping).await? else {
+        return Ok(());
     };
     tracing::info!(
         bot_id = bot.id,
@@ -206,6 +206,38 @@ async fn work(
     // What was recorded is durable; the rest is fetched again next time.
     receiving.abort();
     sent
+}
+
+/// Signs in, retrying with backoff while Telegram cannot be reached (the
+/// API keeps taking jobs meanwhile). `None`: told to stop first.
+async fn sign_in(
+    telegram: &Telegram,
+    credentials: &Credentials,
+    stopping: &mut watch::Receiver<bool>,
+) -> Result<Option<Bot>, RunError> {
+    let backoff = Backoff::default();
+    for attempt in 1.. {
+        let error = tokio::select! {
+            signed = telegram.sign_in(credentials) => match signed {
+                Ok(bot) => return Ok(Some(bot)),
+                Err(TelegramError::Invocation(error)) if unreachable(&error) => error,
+                Err(error) => return Err(error.into()),
+            },
+            _ = stopping.wait_for(|stop| *stop) => return Ok(None),
+        };
+        let delay = backoff.delay(attempt, rand::random());
+        tracing::warn!(%error, retry_in = ?delay, "cannot reach Telegram to sign in");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopping.wait_for(|stop| *stop) => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a failed sign-in may succeed later by itself.
+fn unreachable(error: &InvocationError) -> bool {
+    matches!(judge(error), Verdict::Transient { .. })
 }
 
 async fn stopped(mut stopping: watch::Receiver<bool>) {

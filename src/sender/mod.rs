@@ -140,22 +140,13 @@ impl Sender {
             return Ok(Some(self.origin + bot_ready));
         }
         let due = self.queue.due(now, room).await?;
-        let mut allowed = Vec::with_capacity(due.len());
-        for job in &due {
-            let scope = self.limits.flood_scope(job.chat, elapsed);
-            match self.limits.try_acquire(job.chat, elapsed) {
-                Ok(()) => {
-                    for _ in 1..job.parts.len() {
-                        self.limits.record(job.chat, elapsed);
-                    }
-                    allowed.push((job.id, scope));
-                }
-                Err(ready) => wake = earliest(wake, self.origin + ready),
-            }
+        let plan = Plan::make(&mut self.limits, &due, elapsed);
+        if let Some(ready) = plan.next_slot {
+            wake = Some(self.origin + ready);
         }
-        if !allowed.is_empty() {
-            let ids = allowed.iter().map(|(id, _)| *id).collect();
-            let scopes: HashMap<JobId, FloodScope> = allowed.into_iter().collect();
+        if !plan.allowed.is_empty() {
+            let ids = plan.allowed.iter().map(|(id, _)| *id).collect();
+            let scopes: HashMap<JobId, FloodScope> = plan.allowed.into_iter().collect();
             for job in self.queue.claim(ids, now).await? {
                 let scope = scopes.get(&job.id).copied().unwrap_or(FloodScope::Chat);
                 self.spawn(job, scope);
@@ -241,6 +232,43 @@ impl Sender {
     }
 }
 
+/// Which due jobs the limits let go now.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// Jobs to claim, each with the limiter's guess (taken before its send
+    /// counted) of which limit a flood wait for it would come from.
+    allowed: Vec<(JobId, FloodScope)>,
+    /// When the limits let the first refused job go.
+    next_slot: Option<Duration>,
+}
+
+impl Plan {
+    /// Takes a slot per message for each job of `due` the limits allow at
+    /// `now` (in order: the oldest job first).
+    fn make(limits: &mut Limits, due: &[Job], now: Duration) -> Plan {
+        let mut plan = Plan {
+            allowed: Vec::with_capacity(due.len()),
+            next_slot: None,
+        };
+        for job in due {
+            let scope = limits.flood_scope(job.chat, now);
+            match limits.try_acquire(job.chat, now) {
+                Ok(()) => {
+                    // The job's other messages go out right behind it.
+                    for _ in 1..job.parts.len() {
+                        limits.record(job.chat, now);
+                    }
+                    plan.allowed.push((job.id, scope));
+                }
+                Err(ready) => {
+                    plan.next_slot = Some(plan.next_slot.map_or(ready, |at| at.min(ready)));
+                }
+            }
+        }
+        plan
+    }
+}
+
 /// Whether a queue event can make something due: a new or returned job, or
 /// a chat whose line was freed. (`sending` is the loop's own doing.)
 fn wakes(event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) -> bool {
@@ -282,4 +310,98 @@ async fn deliver(
         tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
     }
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatId;
+    use crate::limits::Rates;
+    use crate::queue::{JobKind, Part};
+
+    fn job(id: i64, chat: i64, parts: u16) -> Job {
+        Job {
+            id: JobId::new(id),
+            request_id: format!("r{id}"),
+            bot: "default".into(),
+            chat: ChatId::user(chat),
+            kind: JobKind::Interactive,
+            payload: "{}".into(),
+            state: JobState::Queued,
+            attempts: 0,
+            not_before: Timestamp::from_millis(0),
+            parts: (0..parts)
+                .map(|seq| Part {
+                    seq,
+                    random_id: id * 10 + i64::from(seq),
+                    message_id: id,
+                    channel_message_id: None,
+                })
+                .collect(),
+            error: None,
+            idempotency_key: None,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_bot_wide_limit_lets_a_burst_through_then_names_the_next_slot() {
+        let mut limits = Limits::new(Rates::default()).unwrap();
+        let due: Vec<Job> = (1..=5).map(|i| job(i, i, 1)).collect();
+        let plan = Plan::make(&mut limits, &due, ms(0));
+        // Burst 3 at 30/s: three go, the fourth may go one interval later.
+        let ids: Vec<i64> = plan.allowed.iter().map(|(id, _)| id.get()).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(plan.next_slot, Some(Duration::from_micros(33_334)));
+    }
+
+    #[test]
+    fn a_chat_that_just_sent_waits_for_its_own_slot_while_others_go() {
+        let mut limits = Limits::new(Rates {
+            bot_per_second: 1000.0,
+            ..Rates::default()
+        })
+        .unwrap();
+        let first = Plan::make(&mut limits, &[job(1, 7, 1)], ms(0));
+        assert_eq!(first.allowed, [(JobId::new(1), FloodScope::Chat)]);
+        let second = Plan::make(&mut limits, &[job(2, 7, 1), job(3, 8, 1)], ms(10));
+        assert_eq!(second.allowed, [(JobId::new(3), FloodScope::Chat)]);
+        assert_eq!(second.next_slot, Some(ms(1000)));
+    }
+
+    #[test]
+    fn every_part_of_a_job_takes_a_slot() {
+        let mut limits = Limits::new(Rates {
+            bot_per_second: 1000.0,
+            ..Rates::default()
+        })
+        .unwrap();
+        let plan = Plan::make(&mut limits, &[job(1, 7, 3)], ms(0));
+        assert_eq!(plan.allowed.len(), 1);
+        // Three messages to the chat at 1/s: its next slot is 3 s away.
+        let next = Plan::make(&mut limits, &[job(2, 7, 1)], ms(1));
+        assert!(next.allowed.is_empty());
+        assert_eq!(next.next_slot, Some(ms(3000)));
+    }
+
+    #[test]
+    fn only_state_changes_that_can_free_a_line_wake_the_loop() {
+        let event = |state| {
+            Ok(crate::queue::JobEvent {
+                id: JobId::new(1),
+                chat: ChatId::user(1),
+                state,
+            })
+        };
+        assert!(!wakes(event(JobState::Sending)));
+        for state in [JobState::Queued, JobState::Sent, JobState::Failed] {
+            assert!(wakes(event(state)));
+        }
+        assert!(wakes(Err(broadcast::error::RecvError::Lagged(3))));
+    }
 }

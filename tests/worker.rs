@@ -1,0 +1,286 @@
+//! The worker end to end: `telegate run` as a child process, the sandbox DC
+//! in this process, jobs enqueued over `telegate.sock` and read back from
+//! the sandbox users' chats. Waits are generous and poll for outcomes; no
+//! assertion is about how long something took.
+
+mod worker_support;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use grammers_tl_types::Serializable;
+use serde_json::{Value, json};
+use telegate::interactive::InteractiveRequest;
+use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, to_hex};
+use tokio::time::{Instant, sleep};
+use worker_support::{INTERACTIVE, PATIENCE, Pace, Worker, World, body};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_seed_type_arrives_with_its_exact_keyboard() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut names: Vec<_> = fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 9, "{names:?}");
+    for path in names {
+        let mut seed: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        seed["destination_user_id"] = json!(user.to_string());
+        let body = seed.to_string();
+        let request = InteractiveRequest::from_json(body.as_bytes()).unwrap();
+
+        let answer = world
+            .client
+            .post(&format!("{INTERACTIVE}?wait=30"), &[], body.clone())
+            .await
+            .unwrap();
+        let shown = answer.json().unwrap();
+        assert_eq!(answer.status, 201, "{}: {shown}", path.display());
+        let channel_id: i64 = shown["channel_message_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(shown["message_id"].as_i64().is_some(), "{shown}");
+
+        let last = world.bot_posts(user).pop().unwrap();
+        assert_eq!(last["id"], channel_id, "{}", path.display());
+        assert_eq!(last["text"], request.text(), "{}", path.display());
+        assert_eq!(
+            last["reply_markup_tl"],
+            to_hex(&request.reply_markup().to_bytes()),
+            "{}: the keyboard differs",
+            path.display()
+        );
+    }
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_chat_in_order_and_many_chats_all_arrive() {
+    let world = World::start(Pace::Unlimited).await;
+    let users = world.users(50);
+    let mut jobs: Vec<(AccountId, String)> =
+        (0..50).map(|i| (users[0], format!("one {i}"))).collect();
+    world.enqueue_all(&jobs).await;
+    world.bot_messages(50).await;
+    world.assert_delivered_exactly(&jobs);
+
+    let many: Vec<(AccountId, String)> = (0..500)
+        .map(|i| (users[i % 50], format!("many {i}")))
+        .collect();
+    world.enqueue_all(&many).await;
+    world.bot_messages(550).await;
+    jobs.extend(many);
+    world.assert_delivered_exactly(&jobs);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_the_limits_300_chats_draw_no_flood_wait() {
+    let world = World::start(Pace::Limited).await;
+    let users = world.users(300);
+    let jobs: Vec<(AccountId, String)> = users.iter().map(|&u| (u, format!("hi {u}"))).collect();
+    world.enqueue_all(&jobs).await;
+    world.bot_messages(300).await;
+    world.assert_delivered_exactly(&jobs);
+    let stats = world.sandbox.telegram().stats();
+    assert_eq!(stats.flood_waits, 0, "{stats:?}");
+    assert_eq!(stats.rpc_errors.get("FLOOD_WAIT"), None, "{stats:?}");
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_wait_pauses_only_its_chat() {
+    let world = World::start(Pace::Unlimited).await;
+    let users = world.users(2);
+    let (flooded, other) = (users[0], users[1]);
+    world
+        .sandbox
+        .telegram()
+        .set_chat_fault(
+            Some(flooded),
+            Some(ChatFault {
+                error: TgError::flood_wait(30),
+                remaining: Some(1),
+            }),
+        )
+        .unwrap();
+    let held = world.enqueue_all(&[(flooded, "held".into())]).await[0];
+    // The flood wait is recorded as a hold on that chat; the job waits in
+    // line without the attempt counting against it.
+    let deadline = Instant::now() + PATIENCE;
+    while world
+        .sandbox
+        .telegram()
+        .stats()
+        .rpc_errors
+        .get("FLOOD_WAIT")
+        != Some(&1)
+    {
+        assert!(Instant::now() < deadline, "the flood wait never happened");
+        sleep(Duration::from_millis(20)).await;
+    }
+    let others: Vec<(AccountId, String)> = (0..20).map(|i| (other, format!("free {i}"))).collect();
+    let mut later = others.clone();
+    later.push((flooded, "after".into()));
+    world.enqueue_all(&later).await;
+    world.bot_messages(20).await;
+    world.assert_delivered_exactly(&others);
+
+    let job = world.job(held).await;
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(job["attempts"], 0, "{job}");
+    assert!(world.bot_texts(flooded).is_empty());
+    assert_eq!(world.sandbox.telegram().stats().messages_from_bot, 20);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_during_a_burst_deliver_every_job_once() {
+    let world = World::start(Pace::Unlimited).await;
+    world
+        .sandbox
+        .faults()
+        .set_latency(Duration::from_millis(15));
+    let users = world.users(30);
+    let jobs: Vec<(AccountId, String)> = (0..600)
+        .map(|i| (users[i % 30], format!("burst {i}")))
+        .collect();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let dropper = {
+        let (faults, done, drops) = (
+            Arc::clone(world.sandbox.faults()),
+            Arc::clone(&done),
+            Arc::clone(&drops),
+        );
+        let telegram = world.sandbox.telegram().clone();
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                sleep(Duration::from_millis(250)).await;
+                let sent = telegram.stats().messages_from_bot;
+                if sent > 0 && sent < 600 {
+                    faults.drop_connections();
+                    drops.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    world.enqueue_all(&jobs).await;
+    world.bot_messages(600).await;
+    done.store(true, Ordering::Relaxed);
+    dropper.await.unwrap();
+    world.sandbox.faults().set_latency(Duration::ZERO);
+
+    assert!(
+        drops.load(Ordering::Relaxed) >= 2,
+        "the burst ended before connections were dropped twice"
+    );
+    world.assert_delivered_exactly(&jobs);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_burst_delivers_every_acknowledged_job_once_after_restart() {
+    let mut world = World::start(Pace::Unlimited).await;
+    world
+        .sandbox
+        .faults()
+        .set_latency(Duration::from_millis(20));
+    let users = world.users(20);
+    let jobs: Vec<(AccountId, String)> = (0..400)
+        .map(|i| (users[i % 20], format!("crash {i}")))
+        .collect();
+    world.enqueue_all(&jobs).await;
+    world.bot_messages(60).await;
+    world.worker().kill();
+    let before = world.sandbox.telegram().stats().messages_from_bot;
+    assert!(before < 400, "everything was sent before the kill");
+
+    world.worker = Some(Worker::start(world.dir.path()).await);
+    // Jobs were in flight when it died: the store put them back in line, to
+    // be resent with their random_id (the sandbox drops a repeat).
+    assert!(
+        world
+            .worker()
+            .log()
+            .contains("jobs left in sending are due again"),
+        "{}",
+        world.worker().log()
+    );
+    world.bot_messages(400).await;
+    world.sandbox.faults().set_latency(Duration::ZERO);
+    world.assert_delivered_exactly(&jobs);
+    assert_eq!(world.sandbox.telegram().stats().messages_from_bot, 400);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_users_jobs_fail_with_code_5_while_others_flow() {
+    let world = World::start(Pace::Unlimited).await;
+    let users = world.users(3);
+    let blocked = users[0];
+    world
+        .sandbox
+        .telegram()
+        .set_chat_fault(
+            Some(blocked),
+            Some(ChatFault {
+                error: TgError::named("USER_IS_BLOCKED"),
+                remaining: None,
+            }),
+        )
+        .unwrap();
+    let jobs: Vec<(AccountId, String)> =
+        (0..30).map(|i| (users[i % 3], format!("to {i}"))).collect();
+    let ids = world.enqueue_all(&jobs).await;
+
+    let mut failed = HashSet::new();
+    for (id, (user, _)) in ids.iter().zip(&jobs) {
+        let job = world.settled(*id).await;
+        if *user == blocked {
+            assert_eq!(job["state"], "failed", "{job}");
+            assert_eq!(job["error"]["error_code"], 5, "{job}");
+            assert_eq!(job["error"]["telegram_error"], "USER_IS_BLOCKED", "{job}");
+            failed.insert(*id);
+        } else {
+            assert_eq!(job["state"], "sent", "{job}");
+        }
+    }
+    assert_eq!(failed.len(), 10);
+    let delivered: Vec<_> = jobs
+        .iter()
+        .filter(|(u, _)| *u != blocked)
+        .cloned()
+        .collect();
+    world.assert_delivered_exactly(&delivered);
+
+    // `?wait=` answers the failure in the seed's shape.
+    let answer = world
+        .client
+        .post(
+            &format!("{INTERACTIVE}?wait=30"),
+            &[],
+            body(blocked, "again"),
+        )
+        .await
+        .unwrap();
+    let shown = answer.json().unwrap();
+    assert_eq!(answer.status, 400, "{shown}");
+    assert_eq!(shown["error_code"], 5, "{shown}");
+    assert!(
+        shown["error"].as_str().unwrap().contains("USER_IS_BLOCKED"),
+        "{shown}"
+    );
+    world.stop().await;
+}

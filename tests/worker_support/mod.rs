@@ -1,0 +1,294 @@
+//! A sandbox with `telegate run` attached, for the worker's tests and its
+//! benchmark: the DC in this process, the worker a child process (killed on
+//! drop), jobs enqueued over `telegate.sock`, chats read from the sandbox.
+
+// Each binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use telegate::api::client::Client;
+use telegate::cli::sandbox::write_worker_files;
+use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
+use tempfile::TempDir;
+use tokio::time::{Instant, sleep};
+
+/// How long anything may take on a loaded machine before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+pub const INTERACTIVE: &str = "/api/v1/telegram/interactive";
+
+/// Telegram's pace, or none (for tests about order and faults).
+#[derive(Clone, Copy, PartialEq)]
+pub enum Pace {
+    Limited,
+    Unlimited,
+}
+
+/// A sandbox with a worker attached, in a temporary state directory.
+pub struct World {
+    pub dir: TempDir,
+    pub sandbox: Sandbox,
+    pub worker: Option<Worker>,
+    pub client: Client,
+}
+
+impl World {
+    pub async fn start(pace: Pace) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        if pace == Pace::Unlimited {
+            fs::write(
+                dir.path().join("telegate.toml"),
+                "[limits]\nbot_per_second = 1000000\nprivate_chat_per_second = 1000000\n\
+                 group_per_minute = 1000000\n",
+            )
+            .unwrap();
+        }
+        let sandbox = Sandbox::start(SandboxOptions {
+            state_dir: Some(dir.path().to_owned()),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
+        write_worker_files(dir.path(), &sandbox).unwrap();
+        let worker = Worker::start(dir.path()).await;
+        let client = Client::new(dir.path().join("telegate.sock"));
+        World {
+            dir,
+            sandbox,
+            worker: Some(worker),
+            client,
+        }
+    }
+
+    /// `n` users who have each written to the bot.
+    pub fn users(&self, n: usize) -> Vec<AccountId> {
+        let telegram = self.sandbox.telegram();
+        (0..n)
+            .map(|i| {
+                let user = telegram
+                    .create_user(NewUser {
+                        id: None,
+                        first_name: format!("User {i}"),
+                        username: None,
+                    })
+                    .unwrap();
+                telegram
+                    .user_sends(user.id, UserMessage::Text("/start".into()), None)
+                    .unwrap();
+                user.id
+            })
+            .collect()
+    }
+
+    /// Enqueues `texts` in order (per user), over a few connections at once;
+    /// returns the job ids in the same order.
+    pub async fn enqueue_all(&self, jobs: &[(AccountId, String)]) -> Vec<i64> {
+        const CONNECTIONS: usize = 8;
+        let mut lanes: Vec<Vec<(usize, AccountId, String)>> = vec![Vec::new(); CONNECTIONS];
+        for (index, (user, text)) in jobs.iter().enumerate() {
+            let lane = usize::try_from(*user).unwrap() % CONNECTIONS;
+            lanes[lane].push((index, *user, text.clone()));
+        }
+        let tasks: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    let mut connection = client.connect().await.unwrap();
+                    let mut ids = Vec::new();
+                    for (index, user, text) in lane {
+                        let answer = connection
+                            .post(INTERACTIVE, &[], body(user, &text))
+                            .await
+                            .unwrap();
+                        assert_eq!(answer.status, 202, "{:?}", answer.body);
+                        ids.push((index, answer.json().unwrap()["job_id"].as_i64().unwrap()));
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = vec![0; jobs.len()];
+        for task in tasks {
+            for (index, id) in task.await.unwrap() {
+                ids[index] = id;
+            }
+        }
+        ids
+    }
+
+    pub async fn job(&self, id: i64) -> Value {
+        let answer = self
+            .client
+            .get(&format!("/api/v1/jobs/{id}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        answer.json().unwrap()
+    }
+
+    /// Waits until job `id` is `sent` or `failed`.
+    pub async fn settled(&self, id: i64) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let job = self.job(id).await;
+            if job["state"] == "sent" || job["state"] == "failed" {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} never settled: {job}");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the bot has posted `count` messages in all.
+    pub async fn bot_messages(&self, count: u64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let sent = self.sandbox.telegram().stats().messages_from_bot;
+            if sent >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bot posted {sent} of {count} messages"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The bot's messages in `user`'s chat, as the user sees them.
+    pub fn bot_posts(&self, user: AccountId) -> Vec<Value> {
+        let chat = self.sandbox.telegram().chat(user).unwrap();
+        chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .cloned()
+            .collect()
+    }
+
+    pub fn bot_texts(&self, user: AccountId) -> Vec<String> {
+        self.bot_posts(user)
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Every job arrived once, in order per user.
+    pub fn assert_delivered_exactly(&self, jobs: &[(AccountId, String)]) {
+        let mut expected: BTreeMap<AccountId, Vec<String>> = BTreeMap::new();
+        for (user, text) in jobs {
+            expected.entry(*user).or_default().push(text.clone());
+        }
+        for (user, texts) in expected {
+            assert_eq!(self.bot_texts(user), texts, "chat of user {user}");
+        }
+    }
+
+    pub fn worker(&mut self) -> &mut Worker {
+        self.worker.as_mut().unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            let status = worker.terminate();
+            assert!(status.success(), "telegate run exited with {status}");
+            let log = worker.log();
+            let token = self.sandbox.telegram().bot_token();
+            assert!(!log.contains(token.expose()), "the log shows the bot token");
+        }
+        self.sandbox.shutdown().await.unwrap();
+    }
+}
+
+/// A minimal interactive job for `user`.
+pub fn body(user: AccountId, text: &str) -> String {
+    json!({
+        "destination_user_id": user.to_string(),
+        "telegram_interactive_message": {
+            "type": "remove_reply_keyboard",
+            "text": text,
+            "reply_markup": {"remove_keyboard": true}
+        }
+    })
+    .to_string()
+}
+
+/// `telegate run` as a child process, killed on drop.
+pub struct Worker {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Starts it and waits until it logs that it is ready.
+    /// (Polls its log often: the benchmark times start to ready with it.)
+    pub async fn start(dir: &Path) -> Worker {
+        let log = dir.join(format!("worker-{}.log", rand_suffix()));
+        let child = Command::new(env!("CARGO_BIN_EXE_telegate"))
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("run")
+            .env("TELEGATE_LOG", "info")
+            .env_remove("TELEGATE_BOT_TOKEN")
+            .env_remove("TELEGATE_API_ID")
+            .env_remove("TELEGATE_API_HASH")
+            .env_remove("TELEGATE_DC_ADDR")
+            .env_remove("TELEGATE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut worker = Worker { child, log };
+        let deadline = Instant::now() + PATIENCE;
+        while !worker.log().contains("ready: connected") {
+            if let Ok(Some(status)) = worker.child.try_wait() {
+                panic!("telegate run exited with {status}:\n{}", worker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "telegate run never got ready:\n{}",
+                worker.log()
+            );
+            sleep(Duration::from_millis(2)).await;
+        }
+        worker
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    u32::try_from(NEXT.fetch_add(1, Ordering::Relaxed)).unwrap()
+}
