@@ -524,7 +524,11 @@ mod tests {
         .expect("the new events");
         let mut got = seen.lock().unwrap().clone();
         got.sort();
-        assert_eq!(got, ["a", "b", "c", "d", "e"], "old events were delivered again");
+        assert_eq!(
+            got,
+            ["a", "b", "c", "d", "e"],
+            "old events were delivered again"
+        );
         running.abort();
     }
 
