@@ -173,13 +173,25 @@ impl CallbackAnswerer {
 
     async fn answer_in_time(&self, query: ClickQuery, mut rx: oneshot::Receiver<CallbackAnswer>) {
         let query_id = query.query_id;
+        // The stored answer is looked up while the consumer has its chance,
+        // so that the deadline passing costs no store read.
+        let fallback = {
+            let answerer = self.clone();
+            let query = query.clone();
+            tokio::spawn(async move { answerer.fallback(&query).await })
+        };
         let consumer = match tokio::time::timeout(self.inner.deadline, &mut rx).await {
             Ok(Ok(answer)) => Some(answer),
             Ok(Err(_)) | Err(_) => self.settle(query_id, &mut rx),
         };
         let (answer, source) = match consumer {
-            Some(answer) => (answer, Source::Consumer),
-            None => self.fallback(&query).await,
+            Some(answer) => {
+                fallback.abort();
+                (answer, Source::Consumer)
+            }
+            None => fallback
+                .await
+                .unwrap_or_else(|_| (CallbackAnswer::default(), Source::Empty)),
         };
         if source != Source::Consumer
             && let Some(Query::Settled(s)) = self.queries().by_id.get_mut(&query_id)
