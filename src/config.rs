@@ -147,6 +147,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub api: ApiConfig,
     pub callbacks: CallbacksConfig,
+    pub events: EventsConfig,
+    pub webhook: WebhookConfig,
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -206,6 +208,67 @@ pub struct CallbacksConfig {
 impl Default for CallbacksConfig {
     fn default() -> Self {
         CallbacksConfig { deadline_ms: 1500 }
+    }
+}
+
+/// `[events]`: the inbound event stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events older than this are deleted from the store.
+    pub retention_hours: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention_hours: 7 * 24,
+        }
+    }
+}
+
+/// `[webhook]`: where events are POSTed, if anywhere.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// An `http://` URL; unset: no webhook.
+    pub url: Option<String>,
+    /// The HMAC-SHA256 key of `X-Telegate-Signature` (required with `url`).
+    pub secret: Option<Secret>,
+    /// One delivery attempt may take this long.
+    pub timeout_ms: u64,
+    /// The longest wait between attempts.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: None,
+            secret: None,
+            timeout_ms: 5000,
+            max_backoff_ms: 60_000,
+        }
+    }
+}
+
+impl WebhookConfig {
+    fn check(&self) -> Result<(), String> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let parsed = url::Url::parse(url)
+            .map_err(|e| format!("`webhook.url` is not a URL ({e}): `{url}`"))?;
+        if parsed.scheme() != "http" || parsed.host_str().is_none() {
+            return Err(format!(
+                "`webhook.url` must be an http:// URL with a host, got `{url}` \
+                 (https is not built in: put a TLS proxy on the same host)"
+            ));
+        }
+        if self.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
+            return Err("`webhook.secret` is required when `webhook.url` is set".into());
+        }
+        Ok(())
     }
 }
 
@@ -269,10 +332,13 @@ impl Config {
             ),
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
             ("callbacks.deadline_ms", self.callbacks.deadline_ms),
+            ("events.retention_hours", self.events.retention_hours),
+            ("webhook.timeout_ms", self.webhook.timeout_ms),
+            ("webhook.max_backoff_ms", self.webhook.max_backoff_ms),
         ];
         match positive.iter().find(|(_, value)| *value == 0) {
             Some((key, _)) => Err(format!("`{key}` must be greater than 0")),
-            None => Ok(()),
+            None => self.webhook.check(),
         }
     }
 
@@ -404,6 +470,18 @@ mod tests {
         fs::write(state.default_config(), "[api]\nmax_body_bytes = 0\n").unwrap();
         let err = Config::load_with_env(None, &state, no_env).unwrap_err();
         assert!(err.to_string().contains("api.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_webhook_needs_an_http_url_and_a_secret() {
+        let check = |text: &str| Config::parse(text).unwrap().check();
+        assert!(check("[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n").is_ok());
+        let err = check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").unwrap_err();
+        assert!(err.contains("webhook.url"), "{err}");
+        let err = check("[webhook]\nurl = \"not a url\"\nsecret = \"s\"\n").unwrap_err();
+        assert!(err.contains("webhook.url"), "{err}");
+        let err = check("[webhook]\nurl = \"http://127.0.0.1:9/\"\n").unwrap_err();
+        assert!(err.contains("webhook.secret"), "{err}");
     }
 
     #[test]

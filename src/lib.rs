@@ -6,10 +6,14 @@
 //! click is answered in time. See `README.md` for the pipeline.
 
 pub mod api;
+pub mod callbacks;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod download;
 pub mod error;
+pub mod events;
+pub mod inbound;
 pub mod interactive;
 pub mod limits;
 pub mod media;

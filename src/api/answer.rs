@@ -41,6 +41,8 @@ pub enum Failure {
     NotFound(String),
     /// 405: the path exists, the method does not.
     MethodNotAllowed,
+    /// 409: the request came too late for what it asks.
+    Conflict(String),
     /// 413: the body is over the limit (in bytes).
     TooLarge(usize),
     /// 503: the store cannot take work.
@@ -53,6 +55,7 @@ impl Failure {
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
             Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Failure::Conflict(_) => StatusCode::CONFLICT,
             Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -61,7 +64,7 @@ impl Failure {
     fn body(&self) -> Value {
         match self {
             Failure::BadRequest(err) => err.to_json(),
-            Failure::NotFound(what) => json!({ "error": what }),
+            Failure::NotFound(what) | Failure::Conflict(what) => json!({ "error": what }),
             Failure::MethodNotAllowed => json!({ "error": "method not allowed for this path" }),
             Failure::TooLarge(limit) => {
                 json!({ "error": format!("request body is larger than {limit} bytes") })

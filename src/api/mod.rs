@@ -13,12 +13,19 @@
 //! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
 //! | `GET /healthz` | 200 while the store takes work, else 503 |
+//! | `GET /api/v1/events[?after=&wait=&limit=]` | NDJSON `{"cursor":N,"event":{...}}` lines after cursor `after`; with `wait`, waits up to `S` seconds (≤ 60) for the first |
+//! | `GET /api/v1/media/{chat}:{message_id}` | the photo or document of an inbound message, streamed from Telegram |
+//! | `GET /api/v1/webhook` | the webhook's progress: deliveries, failed attempts, chats retrying and why (`{"configured": false}` without one) |
+//! | `POST /api/v1/callbacks/{query_id}/answer` | `{text?, alert?, url?, cache_time?}` → 200 if taken before the deadline; 409 after it; 404 unknown query |
 
 mod answer;
+mod callbacks;
 pub mod client;
 pub mod enqueue;
+mod events;
 pub mod jobs;
 mod messages;
+mod media;
 mod query;
 pub mod request_id;
 pub mod socket;
@@ -37,13 +44,48 @@ pub use answer::Failure;
 pub use enqueue::Validated;
 pub use request_id::RequestId;
 
+use crate::callbacks::CallbackAnswerer;
 use crate::config::ApiConfig;
+use crate::download::Downloads;
+use crate::events::EventStore;
+use crate::events::webhook::WebhookMonitor;
 use crate::queue::Queue;
+
+/// The daemon's parts the API reaches.
+#[derive(Clone)]
+pub struct Services {
+    pub queue: Queue,
+    /// Share this one with whatever appends events, so waiters wake.
+    pub events: EventStore,
+    /// `None` while no Telegram connection answers clicks.
+    pub callbacks: Option<CallbackAnswerer>,
+    /// `None` when no webhook is configured.
+    pub webhook: Option<WebhookMonitor>,
+    /// `None` while there is no Telegram connection to fetch files with.
+    pub downloads: Option<Downloads>,
+}
+
+impl Services {
+    /// The store alone (no Telegram connection).
+    pub fn new(queue: Queue) -> Self {
+        Services {
+            events: EventStore::new(queue.clone()),
+            queue,
+            callbacks: None,
+            webhook: None,
+            downloads: None,
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
     pub queue: Queue,
+    pub events: EventStore,
+    pub callbacks: Option<CallbackAnswerer>,
+    pub webhook: Option<WebhookMonitor>,
+    pub downloads: Option<Downloads>,
     pub max_body_bytes: usize,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
@@ -52,8 +94,21 @@ pub struct ApiState {
 /// The routes, with request ids and JSON fallbacks. `stopping` ends
 /// `?wait=` early when it turns true.
 pub fn router(queue: Queue, config: &ApiConfig, stopping: watch::Receiver<bool>) -> Router {
+    router_for(Services::new(queue), config, stopping)
+}
+
+/// [`router`] over all of the daemon's parts.
+pub fn router_for(
+    services: Services,
+    config: &ApiConfig,
+    stopping: watch::Receiver<bool>,
+) -> Router {
     let state = ApiState {
-        queue,
+        queue: services.queue,
+        events: services.events,
+        callbacks: services.callbacks,
+        webhook: services.webhook,
+        downloads: services.downloads,
         max_body_bytes: config.max_body_bytes,
         stopping,
     };
@@ -66,6 +121,13 @@ pub fn router(queue: Queue, config: &ApiConfig, stopping: watch::Receiver<bool>)
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/healthz", get(jobs::health))
+        .route("/api/v1/events", get(events::stream))
+        .route(
+            "/api/v1/callbacks/{query_id}/answer",
+            post(callbacks::post_answer),
+        )
+        .route("/api/v1/webhook", get(events::webhook))
+        .route("/api/v1/media/{id}", get(media::get_media))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -95,8 +157,18 @@ pub async fn serve(
     config: &ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_services(listener, Services::new(queue), config, shutdown).await
+}
+
+/// [`serve`] over all of the daemon's parts.
+pub async fn serve_services(
+    listener: UnixListener,
+    services: Services,
+    config: &ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let (stop, mut stopping) = watch::channel(false);
-    let app = router(queue, config, stopping.clone());
+    let app = router_for(services, config, stopping.clone());
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop.send(true);

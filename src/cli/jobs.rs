@@ -69,7 +69,7 @@ pub async fn show(global: &Global, args: JobArgs) -> Result<Outcome, CliError> {
 }
 
 /// The answer if it is a success, else an error carrying its body.
-fn ok(answer: Answer) -> Result<Answer, CliError> {
+pub(super) fn ok(answer: Answer) -> Result<Answer, CliError> {
     if answer.status.is_success() {
         return Ok(answer);
     }

@@ -3,6 +3,7 @@
 //! Commands return errors and exit codes; only `main` prints fatal errors and
 //! exits.
 
+mod events;
 mod jobs;
 pub mod run;
 pub mod sandbox;
@@ -62,6 +63,9 @@ pub enum Command {
     Send(send::SendArgs),
     /// List jobs in the store.
     Jobs(jobs::JobsArgs),
+    /// Print inbound events and job results as NDJSON
+    /// (`{"cursor":N,"event":{...}}`), resuming after a cursor.
+    Events(events::EventsArgs),
     /// Show one job.
     Job(jobs::JobArgs),
     /// Run the local Telegram sandbox (an MTProto DC and its control API)
@@ -85,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Run => run::run(&cli.global).await,
         Command::Send(args) => send::send(&cli.global, args).await,
         Command::Jobs(args) => jobs::list(&cli.global, args).await,
+        Command::Events(args) => events::run(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
         Command::Sandbox(args) => sandbox::run(&cli.global, args).await,
     }

@@ -5,7 +5,8 @@
 //! the store (putting jobs a crash left in `sending` back in line), the
 //! socket API (enqueueing works while Telegram is still being reached), the
 //! bot session in `DIR/sessions/bot.session` and its one connection, sign-in,
-//! then the sender. On SIGTERM or SIGINT the API stops accepting, the sender
+//! then the sender and, beside it, the inbound pipeline (updates → events,
+//! clicks answered; see `inbound`). On SIGTERM or SIGINT the API stops accepting, the sender
 //! stops claiming and lets in-flight sends finish (bounded), the store is
 //! closed and the connection shut. `telegate sandbox` runs the same
 //! [`daemon`] beside its DC.
@@ -14,12 +15,18 @@ use std::future::Future;
 use std::net::SocketAddrV4;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
+use crate::callbacks::CallbackAnswerer;
 use crate::config::{Config, StateDir, StateLock, TelegramConfig};
+use crate::download::Downloads;
+use crate::events::EventStore;
+use crate::events::webhook::{Webhook, WebhookError};
+use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, RateError, Rates};
 use crate::queue::Queue;
 use crate::sender::{self, Backoff, Sender, Verdict, judge};
@@ -43,6 +50,14 @@ pub enum RunError {
     Session(#[from] SessionError),
     #[error("cannot sign in: {0}")]
     SignIn(#[from] TelegramError),
+    #[error("cannot receive updates: {0}")]
+    Updates(TelegramError),
+    #[error("the update stream was already taken")]
+    UpdatesTaken,
+    #[error(transparent)]
+    Inbound(#[from] InboundError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 pub async fn run(global: &Global) -> Result<Outcome, CliError> {
@@ -84,23 +99,62 @@ pub async fn daemon(
         session.set_home_addr(addr).map_err(RunError::from)?;
     }
     let telegram = Arc::new(Telegram::start(Arc::clone(&session), credentials.api_id));
+    let events = EventStore::new(queue.clone());
+    let callbacks = CallbackAnswerer::new(
+        telegram.client().clone(),
+        queue.clone(),
+        Duration::from_millis(config.callbacks.deadline_ms),
+    );
+    let retention = Duration::from_secs(config.events.retention_hours.saturating_mul(3600));
+    let pruning = tokio::spawn(events.clone().keep_pruned(retention));
+    let webhook = Webhook::from_config(&config.webhook, events.clone(), queue.clone())
+        .map_err(RunError::from)?;
+    let monitor = webhook.as_ref().map(Webhook::monitor);
+    let delivering = webhook.map(|webhook| {
+        tokio::spawn(async move {
+            if let Err(error) = webhook.run().await {
+                tracing::error!(%error, "the webhook stopped");
+            }
+        })
+    });
 
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
-    let serving = api::serve(
-        listener,
-        queue.clone(),
-        &config.api,
-        stopped(stopping.clone()),
-    );
+    let services = api::Services {
+        queue: queue.clone(),
+        events: events.clone(),
+        callbacks: Some(callbacks.clone()),
+        webhook: monitor,
+        downloads: Some(Downloads::new(telegram.client().clone())),
+    };
+    let serving = api::serve_services(listener, services, &config.api, stopped(stopping.clone()));
 
     let working = async {
-        let worked = work(&telegram, &queue, limits, &credentials, stopping.clone()).await;
+        let inbound = Inbound {
+            bot_id: 0, // set once signed in
+            events,
+            queue: queue.clone(),
+            session: Arc::clone(&session),
+            callbacks,
+        };
+        let worked = work(
+            &telegram,
+            &queue,
+            limits,
+            &credentials,
+            inbound,
+            stopping.clone(),
+        )
+        .await;
         // The API has nothing to serve without a worker: stop it too.
         let _ = stop.send(true);
         worked
     };
     let (served, worked) = tokio::join!(serving, working);
+    pruning.abort();
+    if let Some(delivering) = delivering {
+        delivering.abort();
+    }
 
     queue.close().await;
     drop(socket);
@@ -111,12 +165,13 @@ pub async fn daemon(
     Ok(Outcome::Success)
 }
 
-/// Signs in, then sends until told to stop.
+/// Signs in, then sends and receives until told to stop.
 async fn work(
     telegram: &Arc<Telegram>,
     queue: &Queue,
     limits: Limits,
     credentials: &Credentials,
+    mut inbound: Inbound,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let Some(bot) = sign_in(telegram, credentials, &mut stopping).await? else {
@@ -127,14 +182,32 @@ async fn work(
         username = bot.username.as_deref().unwrap_or(""),
         "ready: connected to Telegram and signed in"
     );
+    // After sign-in, so that grammers starts from the session's update
+    // state (and catches up with getDifference).
+    let stream = telegram
+        .updates()
+        .await
+        .ok_or(RunError::UpdatesTaken)?
+        .map_err(RunError::Updates)?;
+    inbound.bot_id = bot.id;
+    let mut receiving = tokio::spawn(inbound::run(stream, inbound));
     let sender = Sender::new(
         queue.clone(),
         Arc::clone(telegram),
         limits,
         sender::Settings::default(),
     );
-    sender.run(stopping).await?;
-    Ok(())
+    let sent = tokio::select! {
+        sent = sender.run(stopping) => sent.map_err(CliError::from),
+        received = &mut receiving => Err(match received {
+            Ok(Err(error)) => RunError::Inbound(error).into(),
+            // The pipeline only ends with an error; a panic is one too.
+            _ => RunError::Inbound(InboundError::Stopped).into(),
+        }),
+    };
+    // What was recorded is durable; the rest is fetched again next time.
+    receiving.abort();
+    sent
 }
 
 /// Signs in, retrying with backoff while Telegram cannot be reached (the

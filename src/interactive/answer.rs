@@ -54,6 +54,13 @@ impl CallbackAnswer {
         })
     }
 
+    /// Reads and checks a standalone answer body (`{text?, alert?, url?,
+    /// cache_time?}`), as a consumer posts it for a click.
+    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let document = json::Document::parse(body)?;
+        Self::from_value(document.root(), &Path::root(""))
+    }
+
     /// The toast (or alert) text, if any.
     pub fn text(&self) -> Option<&str> {
         self.text.as_deref()

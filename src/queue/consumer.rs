@@ -97,7 +97,10 @@ impl Queue {
                 part.execute(params![id.get(), seq, channel_id])?;
             }
             settle(conn, id, chat, JobState::Sent, None, now, events)?;
-            read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))
+            let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
+            // The result joins the event stream in this same transaction.
+            crate::events::record_job_result(conn, &job)?;
+            Ok(job)
         })
         .await
     }
@@ -111,7 +114,9 @@ impl Queue {
     ) -> Result<(), QueueError> {
         self.write(move |conn, events| {
             let chat = expect_sending(conn, id)?;
-            settle(conn, id, chat, JobState::Failed, Some(&error), now, events)
+            settle(conn, id, chat, JobState::Failed, Some(&error), now, events)?;
+            let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
+            crate::events::record_job_result(conn, &job)
         })
         .await
     }

@@ -26,11 +26,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
+use crate::chat::ChatId;
+
 pub use job::{
     DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
     Timestamp,
 };
-pub use read::JobFilter;
+pub use read::{JobFilter, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 use store::Readers;
@@ -147,6 +149,17 @@ impl Queue {
         self.read(move |conn| read::jobs(conn, &filter)).await
     }
 
+    /// The sent message Telegram knows as `channel_message_id` in `chat`, and
+    /// the job it belongs to.
+    pub async fn sent_message(
+        &self,
+        chat: ChatId,
+        channel_message_id: i64,
+    ) -> Result<Option<SentMessage>, QueueError> {
+        self.read(move |conn| read::sent_message(conn, chat, channel_message_id))
+            .await
+    }
+
     /// Waits up to `timeout` for job `id` to be `sent` or `failed`, and
     /// returns it as it is then (`None`: no such job).
     pub async fn settled(&self, id: JobId, timeout: Duration) -> Result<Option<Job>, QueueError> {
@@ -194,7 +207,9 @@ impl Queue {
         self.inner.writer.close().await;
     }
 
-    async fn read<T, F>(&self, read: F) -> Result<T, QueueError>
+    /// Runs `read` on a read connection of the store (for modules that keep
+    /// their own tables in it, such as `events`).
+    pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
@@ -205,7 +220,8 @@ impl Queue {
             .map_err(|_| QueueError::Closed)?
     }
 
-    async fn write<T, F>(&self, change: F) -> Result<T, QueueError>
+    /// Runs `change` in the next group commit of the one writer.
+    pub(crate) async fn write<T, F>(&self, change: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<JobEvent>) -> Result<T, QueueError> + Send + 'static,

@@ -176,3 +176,41 @@ pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
     let at: Option<i64> = conn.prepare_cached(&sql)?.query_row([], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
 }
+
+/// A message telegate sent, found by Telegram's id for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub job_id: JobId,
+    /// telegate's id of the message.
+    pub message_id: i64,
+    pub kind: JobKind,
+    /// The job's normalized payload (where a button's stored `answer` is).
+    pub payload: String,
+}
+
+/// The part of a job in `chat` that Telegram knows as `channel_message_id`.
+pub(super) fn sent_message(
+    conn: &Connection,
+    chat: ChatId,
+    channel_message_id: i64,
+) -> Result<Option<SentMessage>, QueueError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT j.id, p.message_id, j.kind, j.payload
+             FROM parts p JOIN jobs j ON j.id = p.job_id
+             WHERE p.channel_message_id = ?1 AND j.chat = ?2
+             ORDER BY p.message_id DESC LIMIT 1",
+        )?
+        .query_row(params![channel_message_id, chat.get()], |row| {
+            let kind: String = row.get(2)?;
+            Ok(SentMessage {
+                job_id: JobId::new(row.get(0)?),
+                message_id: row.get(1)?,
+                kind: JobKind::parse(&kind)
+                    .ok_or_else(|| bad_column(2, format!("job kind `{kind}`")))?,
+                payload: row.get(3)?,
+            })
+        })
+        .optional()?;
+    Ok(found)
+}

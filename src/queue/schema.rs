@@ -55,6 +55,35 @@ const MIGRATIONS: &[&str] = &[
         not_before INTEGER NOT NULL
     );
     ",
+    // 2: what users did and what became of jobs, as a stream of events.
+    "
+    -- The cursor orders the stream; AUTOINCREMENT keeps a pruned cursor
+    -- from ever being handed out again. `event_id` is derived from what
+    -- happened (e.g. `telegram:BOT:CHAT:MSG`), so a replay after a crash is
+    -- recognised and not stored twice.
+    CREATE TABLE events (
+        cursor     INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id   TEXT    NOT NULL UNIQUE,
+        chat       INTEGER NOT NULL,
+        body       TEXT    NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_time ON events (created_at);
+    -- A click names the message by Telegram's id: find the job that sent it.
+    CREATE INDEX parts_by_channel_message ON parts (channel_message_id)
+        WHERE channel_message_id IS NOT NULL;
+
+    -- Webhook progress: the last cursor delivered per chat, and a cursor
+    -- below which everything is delivered (where a restart resumes).
+    CREATE TABLE webhook_chats (
+        chat      INTEGER PRIMARY KEY,
+        delivered INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_mark (
+        id        INTEGER PRIMARY KEY CHECK (id = 0),
+        delivered INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,105 @@
+//! `GET /api/v1/events?after=CURSOR&wait=SECONDS&limit=N`: the event stream
+//! as NDJSON, one `{"cursor":N,"event":{...}}` line per event.
+//!
+//! A long poll: with nothing after `after`, the answer waits up to `wait`
+//! seconds for an event (woken by the store, not by polling) and is empty if
+//! none comes. A consumer resumes from the last cursor it processed, so
+//! delivery is at-least-once across restarts on either side. The
+//! `X-Telegate-Cursor` header holds the cursor to ask after next.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ApiState;
+use super::answer::{self, Failure};
+use super::query::Query;
+use super::request_id::RequestId;
+use crate::error::ApiError;
+use crate::events::StoredEvent;
+
+/// The longest long poll.
+const MAX_WAIT_SECONDS: i64 = 60;
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = crate::events::MAX_BATCH as i64;
+pub const CURSOR_HEADER: &str = "x-telegate-cursor";
+
+pub async fn stream(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match read(&api, raw.as_deref()).await {
+        Ok(response) => response,
+        Err(failure) => failure.answer(&request_id),
+    }
+}
+
+async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
+    let query = Query::parse(raw, &["after", "wait", "limit"])?;
+    let after = query.integer("after")?.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid("query parameter `after` must be 0 or more").into());
+    }
+    let wait = query.integer("wait")?.unwrap_or(0);
+    if !(0..=MAX_WAIT_SECONDS).contains(&wait) {
+        return Err(ApiError::invalid(format!(
+            "query parameter `wait` must be 0 to {MAX_WAIT_SECONDS} seconds"
+        ))
+        .into());
+    }
+    let limit = query.integer("limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(
+            ApiError::invalid(format!("query parameter `limit` must be 1 to {MAX_LIMIT}")).into(),
+        );
+    }
+    let limit = limit as usize;
+    let wait = Duration::from_secs(wait as u64);
+    let mut stopping = api.stopping.clone();
+    let stopped = async move {
+        // Dropping the sender (server gone) counts as stopping too.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let events = tokio::select! {
+        events = api.events.wait_after(after, limit, wait) => events?,
+        () = stopped => api.events.after(after, limit).await?,
+    };
+    Ok(ndjson(after, &events))
+}
+
+/// `GET /api/v1/webhook`: how deliveries go.
+pub async fn webhook(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+) -> Response {
+    let body = match &api.webhook {
+        Some(monitor) => {
+            let mut body = serde_json::to_value(monitor.status()).unwrap_or_default();
+            body["configured"] = serde_json::Value::Bool(true);
+            body
+        }
+        None => serde_json::json!({"configured": false}),
+    };
+    answer::json(&request_id, StatusCode::OK, body)
+}
+
+fn ndjson(after: i64, events: &[StoredEvent]) -> Response {
+    let mut body = String::new();
+    for event in events {
+        body.push_str(&event.to_line());
+        body.push('\n');
+    }
+    let next = events.last().map_or(after, |e| e.cursor);
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    headers.insert(CURSOR_HEADER, HeaderValue::from(next));
+    response
+}

@@ -1,0 +1,285 @@
+//! Answering button clicks in time, exactly once.
+//!
+//! A user's app shows a spinner on a clicked inline button until the bot
+//! answers, and gives up after a few seconds (`BOT_RESPONSE_TIMEOUT`). So a
+//! click never waits behind the send queue, the event store or a consumer:
+//! each `updateBotCallbackQuery` gets its own task that waits at most the
+//! answer deadline for a consumer's answer (posted to
+//! `POST /api/v1/callbacks/{query_id}/answer`), then falls back to the
+//! clicked button's stored `answer`, then to an empty answer, and sends it
+//! with a raw `messages.setBotCallbackAnswer` (which, unlike grammers'
+//! `CallbackQuery::answer`, carries a `url`). Query ids already seen are
+//! remembered for a while, so a repeated update is not answered twice and a
+//! consumer that is too late learns so.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use grammers_client::Client;
+use grammers_mtsender::InvocationError;
+use tokio::sync::oneshot;
+
+use crate::chat::ChatId;
+use crate::interactive::{CallbackAnswer, InteractiveRequest};
+use crate::queue::{JobKind, Queue};
+
+/// How long an answered query id is remembered (well past Telegram's own
+/// validity of a query).
+const REMEMBER: Duration = Duration::from_secs(15 * 60);
+
+/// One click to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickQuery {
+    pub query_id: i64,
+    pub chat: ChatId,
+    /// Telegram's id of the message the button is under.
+    pub msg_id: i32,
+    pub data: Vec<u8>,
+}
+
+/// Who gave the answer that was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Consumer,
+    /// The clicked button's `answer`, stored with the job that sent it.
+    Stored,
+    Empty,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Consumer => "consumer",
+            Source::Stored => "stored",
+            Source::Empty => "empty",
+        }
+    }
+}
+
+/// Why a consumer's answer was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerRefused {
+    #[error("no click with query id {0} is known")]
+    Unknown(i64),
+    #[error(
+        "the answer deadline of {deadline_ms} ms for query {query_id} has passed; \
+         telegate already answered it with the {answered_with} answer"
+    )]
+    Late {
+        query_id: i64,
+        deadline_ms: u128,
+        answered_with: &'static str,
+    },
+    #[error("query {0} was already answered by a consumer")]
+    AlreadyAnswered(i64),
+}
+
+enum Query {
+    /// Waiting for a consumer until the deadline.
+    Open(oneshot::Sender<CallbackAnswer>),
+    /// The deadline passed; telegate answers (or answered) by itself.
+    Settled(Source),
+    AnsweredByConsumer,
+}
+
+struct Queries {
+    by_id: HashMap<i64, Query>,
+    /// Ids in arrival order, to forget old ones.
+    seen: VecDeque<(Instant, i64)>,
+}
+
+struct Inner {
+    client: Client,
+    queue: Queue,
+    deadline: Duration,
+    queries: Mutex<Queries>,
+}
+
+/// Answers clicks; clones share the same queries.
+#[derive(Clone)]
+pub struct CallbackAnswerer {
+    inner: Arc<Inner>,
+}
+
+impl CallbackAnswerer {
+    /// Answers through `client`, looking stored answers up in `queue`;
+    /// consumers have `deadline` to answer.
+    pub fn new(client: Client, queue: Queue, deadline: Duration) -> Self {
+        CallbackAnswerer {
+            inner: Arc::new(Inner {
+                client,
+                queue,
+                deadline,
+                queries: Mutex::new(Queries {
+                    by_id: HashMap::new(),
+                    seen: VecDeque::new(),
+                }),
+            }),
+        }
+    }
+
+    /// The deadline consumers have.
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
+    /// Takes a click and answers it in the background; `false` (and
+    /// nothing done) when this query id was seen before.
+    pub fn take(&self, query: ClickQuery) -> bool {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut queries = self.queries();
+            let now = Instant::now();
+            forget_old(&mut queries, now);
+            if queries.by_id.contains_key(&query.query_id) {
+                tracing::debug!(query_id = query.query_id, "repeated click ignored");
+                return false;
+            }
+            queries.by_id.insert(query.query_id, Query::Open(tx));
+            queries.seen.push_back((now, query.query_id));
+        }
+        let answerer = self.clone();
+        tokio::spawn(async move { answerer.answer_in_time(query, rx).await });
+        true
+    }
+
+    /// A consumer's answer to `query_id`, taken if the deadline has not
+    /// passed.
+    pub fn answer(&self, query_id: i64, answer: CallbackAnswer) -> Result<(), AnswerRefused> {
+        let mut queries = self.queries();
+        let query = queries
+            .by_id
+            .get_mut(&query_id)
+            .ok_or(AnswerRefused::Unknown(query_id))?;
+        match std::mem::replace(query, Query::AnsweredByConsumer) {
+            Query::Open(tx) => {
+                // The task holds the receiver until it has marked the query
+                // settled (under this lock), so this cannot be lost.
+                let _ = tx.send(answer);
+                Ok(())
+            }
+            Query::Settled(source) => {
+                *query = Query::Settled(source);
+                Err(AnswerRefused::Late {
+                    query_id,
+                    deadline_ms: self.inner.deadline.as_millis(),
+                    answered_with: source.as_str(),
+                })
+            }
+            Query::AnsweredByConsumer => Err(AnswerRefused::AlreadyAnswered(query_id)),
+        }
+    }
+
+    async fn answer_in_time(&self, query: ClickQuery, mut rx: oneshot::Receiver<CallbackAnswer>) {
+        let query_id = query.query_id;
+        // The stored answer is looked up while the consumer has its chance,
+        // so that the deadline passing costs no store read.
+        let fallback = {
+            let answerer = self.clone();
+            let query = query.clone();
+            tokio::spawn(async move { answerer.fallback(&query).await })
+        };
+        let consumer = match tokio::time::timeout(self.inner.deadline, &mut rx).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(_)) | Err(_) => self.settle(query_id, &mut rx),
+        };
+        let (answer, source) = match consumer {
+            Some(answer) => {
+                fallback.abort();
+                (answer, Source::Consumer)
+            }
+            None => fallback
+                .await
+                .unwrap_or_else(|_| (CallbackAnswer::default(), Source::Empty)),
+        };
+        if source != Source::Consumer
+            && let Some(Query::Settled(s)) = self.queries().by_id.get_mut(&query_id)
+        {
+            *s = source;
+        }
+        match self.send(query_id, &answer).await {
+            Ok(()) => tracing::debug!(query_id, source = source.as_str(), "click answered"),
+            Err(error) => {
+                tracing::warn!(query_id, source = source.as_str(), %error, "click answer failed")
+            }
+        }
+    }
+
+    /// The deadline passed: closes the query to consumers, unless one
+    /// answered in the meantime (then returns that answer).
+    fn settle(
+        &self,
+        query_id: i64,
+        rx: &mut oneshot::Receiver<CallbackAnswer>,
+    ) -> Option<CallbackAnswer> {
+        let mut queries = self.queries();
+        match queries.by_id.get_mut(&query_id) {
+            Some(query @ Query::Open(_)) => {
+                *query = Query::Settled(Source::Empty);
+                None
+            }
+            _ => rx.try_recv().ok(),
+        }
+    }
+
+    /// The clicked button's stored answer, else an empty one.
+    async fn fallback(&self, query: &ClickQuery) -> (CallbackAnswer, Source) {
+        match self.stored_answer(query).await {
+            Some(answer) => (answer, Source::Stored),
+            None => (CallbackAnswer::default(), Source::Empty),
+        }
+    }
+
+    async fn stored_answer(&self, query: &ClickQuery) -> Option<CallbackAnswer> {
+        let sent = match self
+            .inner
+            .queue
+            .sent_message(query.chat, i64::from(query.msg_id))
+            .await
+        {
+            Ok(sent) => sent?,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up the clicked message; answering empty");
+                return None;
+            }
+        };
+        if sent.kind != JobKind::Interactive {
+            return None;
+        }
+        let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+        request.callback_answer(&query.data).cloned()
+    }
+
+    /// `messages.setBotCallbackAnswer`, tried once more if the connection
+    /// had just dropped.
+    async fn send(&self, query_id: i64, answer: &CallbackAnswer) -> Result<(), InvocationError> {
+        let request = answer.to_tl(query_id);
+        match self.inner.client.invoke(&request).await {
+            Err(InvocationError::Dropped(_) | InvocationError::Io(_)) => {
+                self.inner.client.invoke(&request).await.map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    fn queries(&self) -> MutexGuard<'_, Queries> {
+        // A panic while holding the lock leaves consistent data behind.
+        self.inner
+            .queries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn forget_old(queries: &mut Queries, now: Instant) {
+    while let Some(&(at, id)) = queries.seen.front() {
+        if now.duration_since(at) < REMEMBER {
+            break;
+        }
+        queries.seen.pop_front();
+        if !matches!(queries.by_id.get(&id), Some(Query::Open(_))) {
+            queries.by_id.remove(&id);
+        }
+    }
+}

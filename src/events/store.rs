@@ -1,0 +1,284 @@
+//! The `events` table: append (de-duplicated by event id), read by cursor,
+//! wait for more, prune by age.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::{broadcast, watch};
+
+use super::NewEvent;
+use crate::queue::{JobState, Queue, QueueError, Timestamp};
+
+/// How often old events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Events returned by one read at most.
+pub const MAX_BATCH: usize = 1000;
+
+/// A stored event: its place in the stream and its JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub cursor: i64,
+    pub id: String,
+    pub chat: i64,
+    /// The event JSON, as stored.
+    pub body: String,
+}
+
+impl StoredEvent {
+    /// The NDJSON line of the stream (without the newline):
+    /// `{"cursor":N,"event":{...}}`.
+    pub fn to_line(&self) -> String {
+        format!("{{\"cursor\":{},\"event\":{}}}", self.cursor, self.body)
+    }
+}
+
+/// A handle to the event stream; clones share it.
+#[derive(Clone)]
+pub struct EventStore {
+    queue: Queue,
+    /// Bumped after every append that stored something.
+    appended: Arc<watch::Sender<u64>>,
+}
+
+impl EventStore {
+    /// Events in `queue`'s database. Create one per process and share it:
+    /// waiters are woken by appends made through the same handle (and by
+    /// job results, which the queue announces).
+    pub fn new(queue: Queue) -> Self {
+        EventStore {
+            queue,
+            appended: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Stores `events` durably, in order, skipping ids already stored.
+    /// Returns how many were new.
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<usize, QueueError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let now = Timestamp::now();
+        let stored = self
+            .queue
+            .write(move |conn, _| {
+                let mut stored = 0;
+                for event in &events {
+                    stored += insert(conn, event, now)?;
+                }
+                Ok(stored)
+            })
+            .await?;
+        if stored > 0 {
+            self.appended.send_modify(|n| *n += 1);
+        }
+        Ok(stored)
+    }
+
+    /// Up to `limit` (≤ [`MAX_BATCH`]) events after `cursor`, in order.
+    pub async fn after(&self, cursor: i64, limit: usize) -> Result<Vec<StoredEvent>, QueueError> {
+        let limit = limit.clamp(1, MAX_BATCH);
+        self.queue
+            .read(move |conn| read_after(conn, cursor, limit))
+            .await
+    }
+
+    /// Like [`EventStore::after`], but when there is nothing yet, waits up
+    /// to `wait` for an event to be stored (woken by appends, not polling).
+    pub async fn wait_after(
+        &self,
+        cursor: i64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<StoredEvent>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut appended = self.appended.subscribe();
+        let mut jobs = self.queue.subscribe();
+        loop {
+            appended.mark_unchanged();
+            let events = self.after(cursor, limit).await?;
+            if !events.is_empty() {
+                return Ok(events);
+            }
+            let woken = tokio::select! {
+                changed = appended.changed() => changed.is_ok(),
+                job = settled(&mut jobs) => job,
+                () = tokio::time::sleep_until(deadline) => false,
+            };
+            if !woken {
+                return self.after(cursor, limit).await;
+            }
+        }
+    }
+
+    /// The cursor of the newest event (0: none).
+    pub async fn last_cursor(&self) -> Result<i64, QueueError> {
+        self.queue
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT coalesce(max(cursor), 0) FROM events")?
+                    .query_row([], |row| row.get(0))?)
+            })
+            .await
+    }
+
+    /// Deletes events stored before `before`; returns how many.
+    pub async fn prune(&self, before: Timestamp) -> Result<usize, QueueError> {
+        self.queue
+            .write(move |conn, _| {
+                Ok(conn
+                    .prepare_cached("DELETE FROM events WHERE created_at < ?1")?
+                    .execute([before.as_millis()])?)
+            })
+            .await
+    }
+}
+
+impl EventStore {
+    /// Deletes events older than `retention` now and every hour after;
+    /// runs until dropped.
+    pub async fn keep_pruned(self, retention: Duration) {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            every.tick().await;
+            let now = Timestamp::now().as_millis();
+            let horizon =
+                now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            match self.prune(Timestamp::from_millis(horizon)).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old events deleted"),
+                Err(error) => tracing::warn!(%error, "cannot delete old events"),
+            }
+        }
+    }
+}
+
+/// Completes when the queue settles a job (whose result is then an event);
+/// `false` once the queue is gone.
+async fn settled(jobs: &mut broadcast::Receiver<crate::queue::JobEvent>) -> bool {
+    loop {
+        match jobs.recv().await {
+            Ok(event) if matches!(event.state, JobState::Sent | JobState::Failed) => return true,
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(broadcast::error::RecvError::Closed) => {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Inserts one event unless its id is stored; returns 1 if it was new.
+pub(super) fn insert(
+    conn: &Connection,
+    event: &NewEvent,
+    now: Timestamp,
+) -> Result<usize, QueueError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (event_id, chat, body, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.id,
+            event.chat,
+            event.body.to_string(),
+            now.as_millis()
+        ])?;
+    Ok(inserted)
+}
+
+fn read_after(
+    conn: &Connection,
+    cursor: i64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, QueueError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT cursor, event_id, chat, body FROM events WHERE cursor > ?1
+         ORDER BY cursor LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![cursor, limit as i64], |row| {
+        Ok(StoredEvent {
+            cursor: row.get(0)?,
+            id: row.get(1)?,
+            chat: row.get(2)?,
+            body: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(id: &str, chat: i64) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            chat,
+            body: json!({"id": id}),
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_once_per_id_and_reads_by_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());
+        let stored = store
+            .append(vec![event("a", 1), event("b", 2), event("a", 1)])
+            .await
+            .unwrap();
+        assert_eq!(stored, 2);
+        assert_eq!(store.append(vec![event("b", 2)]).await.unwrap(), 0);
+        let all = store.after(0, 10).await.unwrap();
+        let ids: Vec<_> = all.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let rest = store.after(all[0].cursor, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].id, "b");
+        assert_eq!(
+            rest[0].to_line(),
+            format!(
+                "{{\"cursor\":{},\"event\":{{\"id\":\"b\"}}}}",
+                rest[0].cursor
+            )
+        );
+        assert_eq!(store.last_cursor().await.unwrap(), rest[0].cursor);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_on_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_after(0, 10, Duration::from_secs(60)).await })
+        };
+        tokio::task::yield_now().await;
+        store.append(vec![event("x", 1)]).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), waiter)
+            .await
+            .expect("the waiter was not woken")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got[0].id, "x");
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_cursors_increasing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());
+        store.append(vec![event("a", 1)]).await.unwrap();
+        let first = store.last_cursor().await.unwrap();
+        let pruned = store
+            .prune(Timestamp::now().saturating_add(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1);
+        store.append(vec![event("b", 1)]).await.unwrap();
+        assert!(store.last_cursor().await.unwrap() > first);
+    }
+}

@@ -1,0 +1,1014 @@
+//! Inbound events and click answers against the sandbox, through real
+//! sockets: the sandbox's MTProto DC on 127.0.0.1 and telegate's socket API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use grammers_tl_types as tl;
+use serde_json::{Value, json};
+use telegate::api::Services;
+use telegate::api::client::Client as ApiClient;
+use telegate::callbacks::CallbackAnswerer;
+use telegate::chat::ChatId;
+use telegate::cli::sandbox::write_worker_files;
+use telegate::config::{Config, Secret, StateDir, WebhookConfig};
+use telegate::events::EventStore;
+use telegate::events::webhook::Webhook;
+use telegate::inbound::{self, Inbound};
+use telegate::queue::{JobId, Queue, Timestamp};
+use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::{Click, ClickOutcome, NewUser, Pressed, UserMessage};
+use telegate::session::SessionStore;
+use telegate::telegram::{Credentials, Telegram};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// Generous: the machine may be loaded; nothing waits this long when it works.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// telegate's inbound half, in-process, on a sandbox.
+struct Daemon {
+    sandbox: Sandbox,
+    _dir: TempDir,
+    queue: Queue,
+    events: EventStore,
+    telegram: Arc<Telegram>,
+    api: ApiClient,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.telegram.client().disconnect();
+    }
+}
+
+impl Daemon {
+    async fn start(deadline: Duration) -> Daemon {
+        Daemon::start_with(deadline, None).await
+    }
+
+    async fn start_with(deadline: Duration, webhook: Option<WebhookConfig>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+        sandbox.telegram().set_limits_enabled(false);
+        let state = StateDir::new(dir.path().join("state"));
+        state.prepare().unwrap();
+        write_worker_files(state.root(), &sandbox).unwrap();
+        let config = Config::load_with_env(None, &state, |_| None).unwrap();
+        let telegram_config = &config.telegram;
+        let credentials = Credentials {
+            api_id: telegram_config.api_id.unwrap(),
+            api_hash: telegram_config.api_hash.as_ref().unwrap().expose().into(),
+            bot_token: telegram_config.bot_token.as_ref().unwrap().expose().into(),
+        };
+        let session = Arc::new(SessionStore::open(&state.sessions().join("bot.session")).unwrap());
+        let telegram = Telegram::start(Arc::clone(&session), credentials.api_id);
+        let bot = telegram.sign_in(&credentials).await.unwrap();
+        let stream = telegram.updates().await.unwrap().unwrap();
+        let telegram = Arc::new(telegram);
+
+        let queue = Queue::open(&state.database()).unwrap();
+        let events = EventStore::new(queue.clone());
+        let callbacks = CallbackAnswerer::new(telegram.client().clone(), queue.clone(), deadline);
+        let inbound = Inbound {
+            bot_id: bot.id,
+            events: events.clone(),
+            queue: queue.clone(),
+            session,
+            callbacks: callbacks.clone(),
+        };
+        let pipeline = tokio::spawn(async move {
+            if let Err(error) = inbound::run(stream, inbound).await {
+                panic!("inbound stopped: {error}");
+            }
+        });
+        let mut tasks = vec![pipeline];
+        let webhook = webhook.map(|config| {
+            Webhook::from_config(&config, events.clone(), queue.clone())
+                .unwrap()
+                .unwrap()
+        });
+        let monitor = webhook.as_ref().map(Webhook::monitor);
+        if let Some(webhook) = webhook {
+            tasks.push(tokio::spawn(async move { webhook.run().await.unwrap() }));
+        }
+        let (listener, socket) = telegate::api::socket::bind(&state.socket()).await.unwrap();
+        let services = Services {
+            queue: queue.clone(),
+            events: events.clone(),
+            callbacks: Some(callbacks),
+            webhook: monitor,
+            downloads: Some(telegate::download::Downloads::new(
+                telegram.client().clone(),
+            )),
+        };
+        let api_config = config.api.clone();
+        tasks.push(tokio::spawn(async move {
+            let _socket = socket;
+            telegate::api::serve_services(listener, services, &api_config, std::future::pending())
+                .await
+                .unwrap();
+        }));
+        Daemon {
+            sandbox,
+            _dir: dir,
+            queue,
+            events,
+            telegram,
+            api: ApiClient::new(state.socket()),
+            tasks,
+        }
+    }
+
+    fn user(&self, name: &str) -> i64 {
+        let telegram = self.sandbox.telegram();
+        let id = telegram
+            .create_user(NewUser {
+                first_name: name.into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .id;
+        telegram
+            .user_sends(id, UserMessage::Text("/start".into()), None)
+            .unwrap();
+        id
+    }
+
+    /// Enqueues `message` for `user` over the socket and sends it the way
+    /// the sender does (raw invoke with the stored random_id); returns
+    /// Telegram's message id.
+    async fn send(&self, user: i64, message: Value) -> i32 {
+        let body = json!({"destination_user_id": user.to_string(),
+                          "telegram_interactive_message": message});
+        let answer = self
+            .api
+            .post("/api/v1/telegram/interactive", &[], body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 202, "{:?}", answer.json());
+        let id = JobId::new(answer.json().unwrap()["job_id"].as_i64().unwrap());
+        let job = self
+            .queue
+            .claim(vec![id], Timestamp::now())
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        let hash = self.telegram.user_access_hash(user).await;
+        let requests =
+            telegate::outgoing::requests(&job, ChatId::user(user).input_peer(hash)).unwrap();
+        let mut ids = Vec::new();
+        for request in requests {
+            let updates = match request {
+                telegate::outgoing::Outgoing::Message(m) => self.telegram.invoke(&m).await,
+                telegate::outgoing::Outgoing::Media(m) => self.telegram.invoke(&m).await,
+            }
+            .unwrap();
+            ids.push(Some(i64::from(sent_id(&updates))));
+        }
+        let sent = ids[0].unwrap() as i32;
+        self.queue
+            .mark_sent(id, ids, Timestamp::now())
+            .await
+            .unwrap();
+        sent
+    }
+
+    async fn click(&self, user: i64, message_id: i32, data: &str) -> ClickOutcome {
+        let pressed = tokio::time::timeout(
+            PATIENCE,
+            self.sandbox.telegram().click(
+                user,
+                Click::Callback {
+                    message_id,
+                    data: data.as_bytes().to_vec(),
+                },
+            ),
+        )
+        .await
+        .expect("the click to end")
+        .unwrap();
+        match pressed {
+            Pressed::Answered(outcome) => outcome,
+            other => panic!("not a callback outcome: {other:?}"),
+        }
+    }
+
+    /// Events after `cursor` over the socket, waiting up to `wait` seconds.
+    async fn stream(&self, cursor: i64, wait: u32) -> Vec<Value> {
+        let answer = self
+            .api
+            .get(&format!(
+                "/api/v1/events?after={cursor}&wait={wait}&limit=1000"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.headers["content-type"], "application/x-ndjson");
+        std::str::from_utf8(&answer.body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Reads the stream until `found` returns true for an event; returns
+    /// that line.
+    async fn find(&self, found: impl Fn(&Value) -> bool) -> Value {
+        tokio::time::timeout(PATIENCE, async {
+            let mut cursor = 0;
+            loop {
+                for line in self.stream(cursor, 5).await {
+                    cursor = line["cursor"].as_i64().unwrap();
+                    if found(&line["event"]) {
+                        return line;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the event to arrive")
+    }
+}
+
+/// Telegram's id of the message a send created.
+fn sent_id(updates: &tl::enums::Updates) -> i32 {
+    match updates {
+        tl::enums::Updates::UpdateShortSentMessage(sent) => sent.id,
+        tl::enums::Updates::Updates(updates) => updates
+            .updates
+            .iter()
+            .find_map(|u| match u {
+                tl::enums::Update::MessageId(m) => Some(m.id),
+                _ => None,
+            })
+            .expect("an updateMessageID"),
+        other => panic!("unexpected send result {other:?}"),
+    }
+}
+
+fn buttons() -> Value {
+    json!({
+        "type": "reply_buttons",
+        "text": "Rate us",
+        "reply_markup": {"inline_keyboard": [[
+            {"text": "Up", "callback_data": "up", "answer": {"text": "Thanks!", "url": "https://example.com/t"}},
+            {"text": "Down", "callback_data": "down"},
+            {"text": "Ask", "callback_data": "ask"}
+        ]]}
+    })
+}
+
+fn clicked_query_id(event: &Value) -> Option<i64> {
+    event["results"][0]["query_id"].as_str()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_are_answered_by_consumer_stored_answer_or_empty() {
+    let deadline = Duration::from_millis(1500);
+    let daemon = Daemon::start(deadline).await;
+    let user = daemon.user("Ann");
+    let message = daemon.send(user, buttons()).await;
+    let timeout = daemon.sandbox.telegram().callback_timeout();
+
+    // Nobody answers "up": its stored answer, url included, in time.
+    let outcome = daemon.click(user, message, "up").await;
+    let answer = outcome
+        .result
+        .expect("answered before BOT_RESPONSE_TIMEOUT");
+    assert_eq!(answer.message.as_deref(), Some("Thanks!"));
+    assert_eq!(answer.url.as_deref(), Some("https://example.com/t"));
+    assert!(outcome.elapsed < timeout, "{:?}", outcome.elapsed);
+
+    // "down" has no stored answer: an empty one.
+    let outcome = daemon.click(user, message, "down").await;
+    let answer = outcome
+        .result
+        .expect("answered before BOT_RESPONSE_TIMEOUT");
+    assert_eq!(answer.message, None);
+
+    // A consumer follows the stream and answers "ask".
+    let clicking = {
+        let telegram = daemon.sandbox.telegram().clone();
+        tokio::spawn(async move {
+            telegram
+                .click(
+                    user,
+                    Click::Callback {
+                        message_id: message,
+                        data: b"ask".to_vec(),
+                    },
+                )
+                .await
+        })
+    };
+    let line = daemon
+        .find(|e| e["results"][0]["metadata"]["button"]["payload"] == "ask")
+        .await;
+    let event = &line["event"];
+    assert_eq!(event["results"][0]["type"], "clicked");
+    let query_id = clicked_query_id(event).unwrap();
+    let path = format!("/api/v1/callbacks/{query_id}/answer");
+    let taken = daemon
+        .api
+        .post(
+            &path,
+            &[],
+            json!({"text": "Noted", "alert": true}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(taken.status, 200, "{:?}", taken.json());
+    let Pressed::Answered(outcome) = clicking.await.unwrap().unwrap() else {
+        panic!("not answered");
+    };
+    let answer = outcome.result.unwrap();
+    assert_eq!(answer.message.as_deref(), Some("Noted"));
+    assert!(answer.alert);
+
+    // A second answer to the same query, and one to an unknown query.
+    let again = daemon.api.post(&path, &[], "{}").await.unwrap();
+    assert_eq!(again.status, 409, "{:?}", again.json());
+    let unknown = daemon
+        .api
+        .post("/api/v1/callbacks/12345/answer", &[], "{}")
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+    let bad = daemon.api.post(&path, &[], r#"{"txt": 1}"#).await.unwrap();
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("txt")
+    );
+
+    // The "up" click's query is settled: a consumer answer now is late.
+    let up = daemon
+        .find(|e| e["results"][0]["metadata"]["button"]["payload"] == "up")
+        .await;
+    let late_path = format!(
+        "/api/v1/callbacks/{}/answer",
+        clicked_query_id(&up["event"]).unwrap()
+    );
+    let late = daemon.api.post(&late_path, &[], "{}").await.unwrap();
+    assert_eq!(late.status, 409);
+    let error = late.json().unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("deadline"), "{error}");
+    assert!(error.contains("stored"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_clicks_across_a_hundred_users_are_all_answered() {
+    let daemon = Daemon::start(Duration::from_millis(200)).await;
+    let mut targets = Vec::new();
+    for n in 0..100 {
+        let user = daemon.user(&format!("user{n}"));
+        targets.push((user, daemon.send(user, buttons()).await));
+    }
+    let mut clicks = Vec::new();
+    for (user, message) in &targets {
+        for n in 0..10 {
+            let telegram = daemon.sandbox.telegram().clone();
+            let (user, message) = (*user, *message);
+            let data = if n % 2 == 0 { "up" } else { "down" };
+            clicks.push(tokio::spawn(async move {
+                telegram
+                    .click(
+                        user,
+                        Click::Callback {
+                            message_id: message,
+                            data: data.into(),
+                        },
+                    )
+                    .await
+            }));
+        }
+    }
+    let mut answered = 0;
+    for click in clicks {
+        let pressed = tokio::time::timeout(PATIENCE, click)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Pressed::Answered(outcome) = pressed else {
+            panic!("not a callback")
+        };
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+    // Each click is also one event.
+    let clicked = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let all = daemon.events.after(0, 1000).await.unwrap();
+            let mut all_events = all;
+            let mut cursor = all_events.last().map_or(0, |e| e.cursor);
+            loop {
+                let more = daemon.events.after(cursor, 1000).await.unwrap();
+                let Some(last) = more.last() else { break };
+                cursor = last.cursor;
+                all_events.extend(more);
+            }
+            let clicks = all_events
+                .iter()
+                .filter(|e| e.id.starts_with("callback:"))
+                .count();
+            if clicks >= 1000 {
+                return clicks;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("every click to become an event");
+    assert_eq!(clicked, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inbound_kind_becomes_its_event() {
+    let daemon = Daemon::start(Duration::from_millis(1500)).await;
+    let telegram = daemon.sandbox.telegram();
+    let user = daemon.user("Bea");
+    let bot = telegram.bot_id();
+    let say = |message| telegram.user_sends(user, message, None).unwrap();
+    let text = say(UserMessage::Text("hi there".into()));
+    let photo = say(UserMessage::Photo {
+        mime_type: "image/jpeg".into(),
+        size: 2048,
+    });
+    let file = say(UserMessage::Document {
+        file_name: "Ticket.pdf".into(),
+        mime_type: "application/pdf".into(),
+        size: 4096,
+    });
+    let place = say(UserMessage::Location {
+        latitude: 52.377486,
+        longitude: 4.901026,
+    });
+    let card = say(UserMessage::Contact {
+        phone_number: "+31600000000".into(),
+        first_name: "Bea".into(),
+    });
+    // A reply typed on a force-reply prompt, and a reply-keyboard press.
+    daemon
+        .send(
+            user,
+            json!({"type": "highlight_reply", "text": "Rate 1-5",
+                           "reply_markup": {"force_reply": true}}),
+        )
+        .await;
+    let reply = say(UserMessage::Text("5".into()));
+    let keyboard = daemon
+        .send(
+            user,
+            json!({"type": "reply_keyboard", "text": "Pick",
+                           "reply_markup": {"keyboard": [[{"text": "Track my order"}]]}}),
+        )
+        .await;
+    let Pressed::Sent {
+        message_id: pressed,
+    } = telegram
+        .click(
+            user,
+            Click::Keyboard {
+                message_id: keyboard,
+                text: "Track my order".into(),
+                location: None,
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a keyboard press sends a message")
+    };
+
+    let reference = |id: i32| format!("telegram:{bot}:{user}:{id}");
+    let by_id = |id: i32| {
+        let wanted = reference(id);
+        move |e: &Value| e["id"] == wanted
+    };
+    let event = daemon.find(by_id(text)).await["event"].clone();
+    assert_eq!(event["body"]["type"], "text");
+    assert_eq!(event["body"]["text"]["text"], "hi there");
+    assert_eq!(
+        event["sender"]["contact"]["identifierValue"],
+        user.to_string()
+    );
+    assert_eq!(event["sender"]["contact"]["annotations"]["name"], "Bea");
+    assert_eq!(
+        event["receiver"]["connector"]["identifierValue"],
+        bot.to_string()
+    );
+    assert_eq!(event["parts"][0]["platformReference"], reference(text));
+    assert_eq!(event["direction"], "incoming");
+    assert!(event["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    let event = daemon.find(by_id(photo)).await["event"].clone();
+    assert_eq!(event["body"]["type"], "image");
+    assert_eq!(
+        event["body"]["image"]["images"][0]["mediaUrl"],
+        format!("/api/v1/media/{user}:{photo}")
+    );
+    // The media URLs serve the files from Telegram (upload.getFile).
+    let chat = telegram.chat(user).unwrap();
+    let media_of = |id: i32| {
+        let message = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap();
+        message["media"].clone()
+    };
+    for (id, size, content_type) in [(photo, 2048, "image/jpeg"), (file, 4096, "application/pdf")] {
+        let answer = daemon
+            .api
+            .get(&format!("/api/v1/media/{user}:{id}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.headers["content-type"], content_type);
+        let media_id = media_of(id)["id"].as_i64().unwrap();
+        assert_eq!(answer.body.len(), size);
+        assert_eq!(
+            &answer.body[..],
+            &telegate::sandbox::telegram::file_content(media_id, 0, size)[..]
+        );
+    }
+    let none = daemon
+        .api
+        .get(&format!("/api/v1/media/{user}:{text}"))
+        .await
+        .unwrap();
+    assert_eq!(none.status, 404);
+    let bad = daemon.api.get("/api/v1/media/oops").await.unwrap();
+    assert_eq!(bad.status, 400);
+
+    let event = daemon.find(by_id(file)).await["event"].clone();
+    assert_eq!(event["body"]["type"], "file");
+    let attachment = &event["body"]["file"]["files"][0];
+    assert_eq!(attachment["contentType"], "application/pdf");
+    assert_eq!(attachment["filename"], "Ticket.pdf");
+    let event = daemon.find(by_id(place)).await["event"].clone();
+    assert_eq!(event["body"]["type"], "location");
+    let location = &event["body"]["location"];
+    assert_eq!(location["coordinates"]["latitude"], 52.377486);
+    assert_eq!(
+        location["location"]["label"],
+        "52° 22' 38.95\" N, 4° 54' 3.69\" E"
+    );
+    let event = daemon.find(by_id(card)).await["event"].clone();
+    assert_eq!(event["body"]["type"], "contact");
+    assert_eq!(event["body"]["contact"]["phoneNumber"], "+31600000000");
+    let event = daemon.find(by_id(reply)).await["event"].clone();
+    assert_eq!(event["body"]["text"]["text"], "5");
+    let event = daemon.find(by_id(pressed)).await["event"].clone();
+    assert_eq!(event["body"]["text"]["text"], "Track my order");
+
+    // Job results are events too; the bot's own messages are not.
+    let sent = daemon.find(|e| e["status"] == "sent").await["event"].clone();
+    assert_eq!(sent["direction"], "outgoing");
+    assert_eq!(
+        sent["receiver"]["contacts"][0]["identifierValue"],
+        user.to_string()
+    );
+    let all = daemon.stream(0, 0).await;
+    assert!(
+        !all.iter().any(|l| l["event"]["id"] == reference(keyboard)),
+        "the bot's own message became an event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_resumes_from_a_cursor_and_long_polls() {
+    let daemon = Daemon::start(Duration::from_millis(1500)).await;
+    let telegram = daemon.sandbox.telegram();
+    let user = daemon.user("Cy");
+    let first = daemon.find(|e| e["body"]["text"]["text"] == "/start").await;
+    let cursor = first["cursor"].as_i64().unwrap();
+
+    // A long poll after the newest event is woken by the next one.
+    let polling = {
+        let api = daemon.api.clone();
+        tokio::spawn(async move {
+            api.get(&format!("/api/v1/events?after={cursor}&wait=30"))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    telegram
+        .user_sends(user, UserMessage::Text("one".into()), None)
+        .unwrap();
+    let answer = tokio::time::timeout(PATIENCE, polling)
+        .await
+        .unwrap()
+        .unwrap();
+    let lines: Vec<Value> = std::str::from_utf8(&answer.body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["event"]["body"]["text"]["text"], "one");
+    let next = lines[0]["cursor"].as_i64().unwrap();
+    assert!(next > cursor);
+    assert_eq!(
+        answer.headers["x-telegate-cursor"],
+        next.to_string().as_str()
+    );
+
+    telegram
+        .user_sends(user, UserMessage::Text("two".into()), None)
+        .unwrap();
+    let line = daemon.find(|e| e["body"]["text"]["text"] == "two").await;
+    // Resuming from the first cursor again yields both, in order.
+    let again = daemon.stream(cursor, 0).await;
+    let texts: Vec<&str> = again
+        .iter()
+        .map(|l| l["event"]["body"]["text"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    assert_eq!(again[1]["cursor"], line["cursor"]);
+
+    // Bad parameters name themselves.
+    for (query, name) in [
+        ("after=-1", "after"),
+        ("wait=61", "wait"),
+        ("limit=0", "limit"),
+        ("since=3", "since"),
+    ] {
+        let answer = daemon
+            .api
+            .get(&format!("/api/v1/events?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 400, "{query}");
+        let error = answer.json().unwrap()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(name), "{query}: {error}");
+    }
+}
+
+/// `telegate run` as a child process; SIGKILLed on drop.
+struct Worker {
+    child: std::process::Child,
+}
+
+impl Worker {
+    fn spawn(state: &std::path::Path) -> Worker {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+            .arg("--state-dir")
+            .arg(state)
+            .arg("run")
+            .env("TELEGATE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every event id in the stream after `cursor`, read over the socket
+/// (an unreachable socket reads as nothing new).
+async fn read_all(api: &ApiClient, cursor: &mut i64, seen: &mut Vec<String>) {
+    let Ok(answer) = api
+        .get(&format!("/api/v1/events?after={cursor}&wait=1&limit=1000"))
+        .await
+    else {
+        return;
+    };
+    for line in std::str::from_utf8(&answer.body).unwrap().lines() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        *cursor = line["cursor"].as_i64().unwrap();
+        seen.push(line["event"]["id"].as_str().unwrap().to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_loses_no_inbound_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    let telegram = sandbox.telegram().clone();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("sessions")).unwrap();
+    write_worker_files(&state, &sandbox).unwrap();
+    let api = ApiClient::new(state.join("telegate.sock"));
+    let bot = telegram.bot_id();
+    let users: Vec<i64> = (0..10)
+        .map(|n| {
+            telegram
+                .create_user(NewUser {
+                    first_name: format!("u{n}"),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .id
+        })
+        .collect();
+
+    let mut worker = Worker::spawn(&state);
+    // Ready: signed in and recording (what users wrote before the bot's
+    // first sign-in is not the bot's to receive).
+    let (mut cursor, mut seen) = (0, Vec::new());
+    tokio::time::timeout(PATIENCE, async {
+        let mut knocks = 0;
+        while seen.is_empty() {
+            telegram
+                .user_sends(users[0], UserMessage::Text(format!("knock {knocks}")), None)
+                .unwrap();
+            knocks += 1;
+            read_all(&api, &mut cursor, &mut seen).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the worker to start recording");
+    // Users write all along, through the kill and the restart.
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let (telegram, sent, stop, users) =
+            (telegram.clone(), sent.clone(), stop.clone(), users.clone());
+        tokio::spawn(async move {
+            for n in 0.. {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let user = users[n % users.len()];
+                let id = telegram
+                    .user_sends(user, UserMessage::Text(format!("message {n}")), None)
+                    .unwrap();
+                sent.lock()
+                    .unwrap()
+                    .push(format!("telegram:{bot}:{user}:{id}"));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+
+    // Kill while it is recording.
+    let recorded = seen.len();
+    tokio::time::timeout(PATIENCE, async {
+        while seen.len() < recorded + 100 {
+            read_all(&api, &mut cursor, &mut seen).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker to record events");
+    worker.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut worker = Worker::spawn(&state);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.unwrap();
+
+    let sent = sent.lock().unwrap().clone();
+    assert!(sent.len() > seen.len(), "users kept writing past the kill");
+    let result = tokio::time::timeout(PATIENCE, async {
+        loop {
+            read_all(&api, &mut cursor, &mut seen).await;
+            let missing = sent.iter().filter(|id| !seen.contains(id)).count();
+            if missing == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    let missing: Vec<_> = sent.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        result.is_ok() && missing.is_empty(),
+        "{} of {} messages never became events: {:?}",
+        missing.len(),
+        sent.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    // Replays after the crash were recognised: each id once in the stream.
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "an event id appeared twice");
+
+    // `telegate events` prints the same stream, and resumes after a cursor.
+    let events_cli = |after: i64| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["events", "--after", &after.to_string()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let lines: Vec<Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        lines
+    };
+    let printed = events_cli(0);
+    let ids: Vec<&str> = printed
+        .iter()
+        .map(|l| l["event"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, seen);
+    let tail = events_cli(printed[9]["cursor"].as_i64().unwrap());
+    assert_eq!(tail.len(), printed.len() - 10);
+    assert_eq!(tail[0], printed[10]);
+    worker.kill();
+}
+
+/// What the test webhook server saw: one entry per attempt.
+#[derive(Debug, Clone)]
+struct Attempt {
+    event_id: String,
+    chat: String,
+    text: Option<String>,
+    signed: bool,
+    accepted: bool,
+}
+
+#[derive(Clone, Default)]
+struct Hook {
+    attempts: Arc<std::sync::Mutex<Vec<Attempt>>>,
+    /// Chat whose deliveries are refused with a 500 while set.
+    refuse: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+const SECRET: &str = "webhook-test-secret";
+
+async fn hook(
+    axum::extract::State(hook): axum::extract::State<Hook>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> axum::http::StatusCode {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    let chat = event["meta"]["extraInformation"]["ChatID"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let accepted = hook.refuse.lock().unwrap().as_deref() != Some(chat.as_str());
+    hook.attempts.lock().unwrap().push(Attempt {
+        event_id: header("x-telegate-event-id"),
+        signed: header("x-telegate-signature") == format!("sha256={expected}")
+            && event["id"] == header("x-telegate-event-id").as_str(),
+        text: event["body"]["text"]["text"].as_str().map(str::to_owned),
+        chat,
+        accepted,
+    });
+    if accepted {
+        axum::http::StatusCode::NO_CONTENT
+    } else {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_gets_signed_retried_per_chat_ordered_deliveries() {
+    let server = Hook::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(server.clone());
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let config = WebhookConfig {
+        url: Some(format!("http://{address}/hook")),
+        secret: Some(Secret::new(SECRET)),
+        timeout_ms: 5000,
+        max_backoff_ms: 200,
+    };
+    let daemon = Daemon::start_with(Duration::from_millis(1500), Some(config)).await;
+    let telegram = daemon.sandbox.telegram();
+    let new_user = |name: &str| {
+        telegram
+            .create_user(NewUser {
+                first_name: name.into(),
+                ..NewUser::default()
+            })
+            .unwrap()
+            .id
+    };
+    let (blocked, free) = (new_user("Blocked"), new_user("Free"));
+    *server.refuse.lock().unwrap() = Some(blocked.to_string());
+    for n in 0..5 {
+        telegram
+            .user_sends(blocked, UserMessage::Text(format!("b{n}")), None)
+            .unwrap();
+        telegram
+            .user_sends(free, UserMessage::Text(format!("f{n}")), None)
+            .unwrap();
+    }
+    let texts_accepted = |chat: i64| -> Vec<String> {
+        server
+            .attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.accepted && a.chat == chat.to_string())
+            .filter_map(|a| a.text.clone())
+            .collect()
+    };
+    // The free chat goes through while the blocked one keeps failing.
+    tokio::time::timeout(PATIENCE, async {
+        while texts_accepted(free).len() < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the free chat's deliveries");
+    assert_eq!(texts_accepted(free), ["f0", "f1", "f2", "f3", "f4"]);
+    let refusals = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let attempts = server.attempts.lock().unwrap().clone();
+            let refused: Vec<_> = attempts.into_iter().filter(|a| !a.accepted).collect();
+            if refused.len() >= 3 {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("retries of the blocked chat");
+    // Retries repeat the head of the line, not later events.
+    assert!(
+        refusals.iter().all(|a| a.event_id == refusals[0].event_id),
+        "{refusals:?}"
+    );
+    assert!(texts_accepted(blocked).is_empty());
+    let status = daemon
+        .api
+        .get("/api/v1/webhook")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["configured"], true);
+    assert!(status["failed_attempts"].as_u64().unwrap() >= 3, "{status}");
+    assert_eq!(status["retrying"][0]["chat"], blocked, "{status}");
+    assert!(
+        status["retrying"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{status}"
+    );
+
+    *server.refuse.lock().unwrap() = None;
+    tokio::time::timeout(PATIENCE, async {
+        while texts_accepted(blocked).len() < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the blocked chat's deliveries after it recovers");
+    assert_eq!(texts_accepted(blocked), ["b0", "b1", "b2", "b3", "b4"]);
+    let attempts = server.attempts.lock().unwrap().clone();
+    assert!(attempts.iter().all(|a| a.signed), "{attempts:?}");
+    let status = daemon
+        .api
+        .get("/api/v1/webhook")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["retrying"], json!([]), "{status}");
+    assert!(status["delivered"].as_u64().unwrap() >= 10, "{status}");
+    serving.abort();
+}
