@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use telegate::chat::ChatId;
+use telegate::interactive::InteractiveRequest;
 use telegate::outgoing::text_message;
+use telegate::queue::{JobKind, NewJob, Queue};
 use telegate::sandbox::telegram::AccountId;
 use telegate::session::SessionStore;
 use telegate::telegram::Telegram;
@@ -120,6 +122,34 @@ async fn limits_off() {
         telegate_rates.push(JOBS_PER_ROUND as f64 / started.elapsed().as_secs_f64());
     }
 
+    // Queue -> MTProto alone: jobs stored while the worker is down, then
+    // timed from its start until the last is delivered.
+    let mut sender_rates = Vec::new();
+    for round in 0..ROUNDS {
+        let status = world.worker().terminate();
+        assert!(status.success());
+        world.worker = None;
+        let queue = Queue::open(&world.dir.path().join("telegate.db")).expect("queue");
+        let stored = (0..JOBS_PER_ROUND).map(|i| {
+            let user = users[i % users.len()];
+            let body = worker_support::body(user, &format!("stored {round} {i}"));
+            let request = InteractiveRequest::from_json(body.as_bytes()).expect("valid");
+            let payload = serde_json::to_string(&request).expect("payload");
+            let queue = queue.clone();
+            async move {
+                let job = NewJob::new("bench", ChatId::user(user), JobKind::Interactive, payload);
+                queue.enqueue(job).await.expect("enqueue")
+            }
+        });
+        futures_join_all(stored).await;
+        queue.close().await;
+        let started = Instant::now();
+        world.worker = Some(Worker::start(world.dir.path()).await);
+        delivered += JOBS_PER_ROUND as u64;
+        world.bot_messages(delivered).await;
+        sender_rates.push(JOBS_PER_ROUND as f64 / started.elapsed().as_secs_f64());
+    }
+
     // The raw loop uses the worker's session: stop the worker first (one
     // connection per session).
     let status = world.worker().terminate();
@@ -140,11 +170,20 @@ async fn limits_off() {
         "limits off, {UNLIMITED_CHATS} chats: socket -> queue -> MTProto {} ({JOBS_PER_ROUND} jobs a round, enqueue start to last delivery)",
         median_of(&mut telegate_rates, "jobs/s")
     );
+    let sender = median(&mut sender_rates);
+    println!(
+        "limits off, {UNLIMITED_CHATS} chats: queue -> MTProto alone {} (jobs stored beforehand; worker start to last delivery)",
+        median_of(&mut sender_rates, "jobs/s")
+    );
     println!(
         "limits off, {UNLIMITED_CHATS} chats: raw grammers invoke(sendMessage) loop {} (one in flight per chat, {RAW_WINDOW:?} windows)",
         median_of(&mut raw_rates, "msg/s")
     );
-    println!("limits off: telegate / raw = {:.2}", telegate / raw);
+    println!(
+        "limits off: telegate / raw = {:.2} (socket -> MTProto), {:.2} (queue -> MTProto)",
+        telegate / raw,
+        sender / raw
+    );
     world.stop().await;
 }
 
@@ -172,6 +211,18 @@ async fn raw_round(telegram: &Arc<Telegram>, users: &[AccountId]) -> f64 {
         sent += task.await.expect("raw task");
     }
     sent as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Runs the futures concurrently on the runtime and waits for them all.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>)
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {

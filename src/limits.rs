@@ -42,13 +42,20 @@ impl Default for Rates {
     }
 }
 
+/// The bot-wide burst, as time: a tenth of a second's messages (3 at
+/// Telegram's 30/s). A fixed count would throttle a high configured rate to
+/// a few messages per look at the queue.
+const BURST_WINDOW_SECS: f64 = 0.1;
+
 impl From<&crate::config::LimitsConfig> for Rates {
     fn from(config: &crate::config::LimitsConfig) -> Self {
+        let bot_per_second = f64::from(config.bot_per_second);
+        let burst = (bot_per_second * BURST_WINDOW_SECS).ceil() as u32;
         Rates {
-            bot_per_second: f64::from(config.bot_per_second),
+            bot_per_second,
             private_chat_per_second: f64::from(config.private_chat_per_second),
             group_per_minute: f64::from(config.group_per_minute),
-            ..Rates::default()
+            bot_burst: burst.max(Rates::default().bot_burst),
         }
     }
 }
@@ -340,6 +347,17 @@ mod tests {
         assert_eq!(limits.flood_scope(user(2), now), FloodScope::Bot);
         limits.record(user(3), now);
         assert_eq!(limits.flood_scope(user(3), now), FloodScope::Chat);
+    }
+
+    #[test]
+    fn configured_rates_keep_a_tenth_of_a_second_of_burst() {
+        let config = |bot_per_second| crate::config::LimitsConfig {
+            bot_per_second,
+            ..Default::default()
+        };
+        assert_eq!(Rates::from(&config(30)), Rates::default());
+        assert_eq!(Rates::from(&config(5)).bot_burst, 3);
+        assert_eq!(Rates::from(&config(1_000_000)).bot_burst, 100_000);
     }
 
     #[test]

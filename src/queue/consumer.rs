@@ -37,11 +37,10 @@ impl Queue {
     /// allow). A job that is no longer the due head of its line is skipped.
     pub async fn claim(&self, ids: Vec<JobId>, now: Timestamp) -> Result<Vec<Job>, QueueError> {
         self.write(move |conn, events| {
-            let due = read::due(conn, now, usize::MAX)?;
-            let wanted = due
-                .into_iter()
-                .filter(|job| ids.contains(&job.id))
-                .collect();
+            let mut wanted = Vec::with_capacity(ids.len());
+            for id in ids {
+                wanted.extend(read::due_head(conn, id, now)?);
+            }
             take(conn, wanted, now, events)
         })
         .await

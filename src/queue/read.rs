@@ -136,16 +136,14 @@ const LINE_HEADS: &str = "
     )";
 
 /// The first queued job of every chat whose line is free (nothing of that
-/// chat in `sending`) and that may go out at `now`, oldest first.
+/// chat in `sending`) and that may go out at `now`, oldest first. (`CROSS
+/// JOIN` keeps the heads the outer loop: left to itself, SQLite walks every
+/// queued job in id order to spare the sort, and runs the heads for each.)
 pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
-    let columns = JOB_COLUMNS
-        .split(", ")
-        .map(|column| format!("j.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = prefixed_columns();
     let sql = format!(
         "{LINE_HEADS}
-         SELECT {columns} FROM heads JOIN jobs AS j ON j.id = heads.id
+         SELECT {columns} FROM heads CROSS JOIN jobs AS j ON j.id = heads.id
          LEFT JOIN holds AS c ON c.chat = j.chat
          WHERE j.state = 'queued' AND j.not_before <= ?1
            AND coalesce(c.not_before, 0) <= ?1
@@ -158,6 +156,35 @@ pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, 
         .query_map(params![now.as_millis(), limit], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
+}
+
+/// Job `id` if it is the due head of its chat's line at `now`: queued, the
+/// oldest active job of its chat, its own and any hold over. A few index
+/// seeks, however many chats wait.
+pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
+    let sql = format!(
+        "SELECT {columns} FROM jobs AS j
+         LEFT JOIN holds AS c ON c.chat = j.chat
+         WHERE j.id = ?1 AND j.state = 'queued' AND j.not_before <= ?2
+           AND coalesce(c.not_before, 0) <= ?2
+           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?2
+           AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
+                       WHERE state IN ('queued', 'sending') AND chat = j.chat)",
+        columns = prefixed_columns()
+    );
+    let job = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id.get(), now.as_millis()], job_from_row)
+        .optional()?;
+    job.map(|job| with_parts(conn, job)).transpose()
+}
+
+fn prefixed_columns() -> String {
+    JOB_COLUMNS
+        .split(", ")
+        .map(|column| format!("j.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// When the next job may go out, counting holds: `None` when nothing waits

@@ -94,31 +94,39 @@ impl Sender {
     /// back in line. An error means the store failed.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), QueueError> {
         let mut events = self.queue.subscribe();
+        let mut look = true;
+        let mut wake = None;
         let result = loop {
-            let wake = if self.halted {
-                None
-            } else {
+            if look && !self.halted {
                 match self.dispatch().await {
-                    Ok(wake) => wake,
+                    Ok(next) => wake = next,
                     Err(error) => break Err(error),
                 }
-            };
+            }
             let idle = Instant::now() + MAX_IDLE;
-            let wake = wake.map_or(idle, |at| at.min(idle));
-            tokio::select! {
+            let sleep_until = wake.map_or(idle, |at: Instant| at.min(idle));
+            look = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop) => break Ok(()),
-                Some(done) = self.tasks.join_next_with_id() => self.finished(done).await,
-                event = events.recv() => {
-                    if !wakes(event) {
-                        continue;
-                    }
-                    // Coalesce a burst of events into one look at the queue.
-                    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) =
-                        events.try_recv()
-                    {}
+                Some(done) = self.tasks.join_next_with_id() => {
+                    self.finished(done).await;
+                    true
                 }
-                () = tokio::time::sleep_until(wake) => {}
+                event = events.recv() => wakes(event),
+                () = tokio::time::sleep_until(sleep_until) => true,
+            };
+            // Take in everything else that happened meanwhile, so that one
+            // look at the queue serves a burst of events and ended sends.
+            while let Some(done) = self.tasks.try_join_next_with_id() {
+                self.finished(done).await;
+                look = true;
+            }
+            loop {
+                match events.try_recv() {
+                    Ok(event) => look |= wakes(Ok(event)),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => look = true,
+                    Err(_) => break,
+                }
             }
         };
         self.drain().await;
