@@ -154,12 +154,7 @@ impl Limits {
         if ready > now {
             return Err(ready);
         }
-        self.bot.record(now, self.bot_interval);
-        let interval = self.chat_interval(chat);
-        self.chats
-            .entry(chat)
-            .or_insert(Meter::IDLE)
-            .record(now, interval);
+        self.record(chat, now);
         self.prune(now);
         Ok(())
     }

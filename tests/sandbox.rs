@@ -1066,29 +1066,7 @@ fn send_media(
     caption: &str,
     random_id: i64,
 ) -> tl::functions::messages::SendMedia {
-    tl::functions::messages::SendMedia {
-        silent: false,
-        background: false,
-        clear_draft: false,
-        noforwards: false,
-        update_stickersets_order: false,
-        invert_media: false,
-        allow_paid_floodskip: false,
-        peer,
-        reply_to: None,
-        media,
-        message: caption.into(),
-        random_id,
-        reply_markup: None,
-        entities: None,
-        schedule_date: None,
-        schedule_repeat_period: None,
-        send_as: None,
-        quick_reply_shortcut: None,
-        effect: None,
-        allow_paid_stars: None,
-        suggested_post: None,
-    }
+    telegate::outgoing::media_message(peer, media, caption.into(), None, random_id)
 }
 
 fn edit(peer: tl::enums::InputPeer, id: i32) -> tl::functions::messages::EditMessage {

@@ -53,8 +53,6 @@ pub struct SandboxArgs {
 pub enum SandboxCliError {
     #[error("cannot create the demo user: {0}")]
     DemoUser(#[from] SandboxError),
-    #[error("cannot create the state directory {path}: {source}")]
-    StateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
@@ -70,17 +68,13 @@ pub enum SandboxCliError {
 /// Runs the sandbox until SIGINT or SIGTERM.
 pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError> {
     let dir = global.state_dir.clone();
-    fs::create_dir_all(&dir).map_err(|source| SandboxCliError::StateDir {
-        path: dir.clone(),
-        source,
-    })?;
+    let state = global.state();
+    state.prepare()?;
     // With a worker, the state directory is the worker's: take it before
     // the sandbox rewrites its config and session.
-    let state = global.state();
     let lock = if args.dc_only {
         None
     } else {
-        state.prepare()?;
         Some(state.lock()?)
     };
     let shutdown = shutdown_signal().map_err(SandboxCliError::Signals)?;
