@@ -398,14 +398,7 @@ async fn bad_query_parameters_are_rejected() {
 async fn wait_answers_201_once_sent() {
     let server = Server::start().await;
     let mut events = server.queue.subscribe();
-    let post = tokio::spawn({
-        let client = server.client.clone();
-        async move {
-            client
-                .post(&format!("{INTERACTIVE}?wait=30"), &[], body("77", "hi"))
-                .await
-        }
-    });
+    let post = post_waiting(&server, 30, "77");
     let id = next_queued(&mut events).await;
     assert_eq!(send_next(&server.queue, 4242).await, id);
     let answer = post.await.unwrap().unwrap();
@@ -430,14 +423,7 @@ async fn wait_answers_201_once_sent() {
 async fn wait_answers_the_jobs_error_once_failed() {
     let server = Server::start().await;
     let mut events = server.queue.subscribe();
-    let post = tokio::spawn({
-        let client = server.client.clone();
-        async move {
-            client
-                .post(&format!("{INTERACTIVE}?wait=30"), &[], body("78", "hi"))
-                .await
-        }
-    });
+    let post = post_waiting(&server, 30, "78");
     let id = next_queued(&mut events).await;
     let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
     server.queue.claim_due(far, 1).await.unwrap();
@@ -546,14 +532,7 @@ async fn a_failing_store_answers_503_and_acknowledges_nothing() {
 async fn shutdown_answers_waiters_and_removes_the_socket() {
     let mut server = Server::start().await;
     let mut events = server.queue.subscribe();
-    let post = tokio::spawn({
-        let client = server.client.clone();
-        async move {
-            client
-                .post(&format!("{INTERACTIVE}?wait=60"), &[], body("80", "hi"))
-                .await
-        }
-    });
+    let post = post_waiting(&server, 60, "80");
     next_queued(&mut events).await;
     server.shutdown().await;
     let answer = tokio::time::timeout(PATIENCE, post)
@@ -891,4 +870,17 @@ async fn sigterm_stops_cleanly() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Posts an interactive body for `chat` with `?wait=SECONDS` in the
+/// background, so a test can act on the job while the request waits.
+fn post_waiting(
+    server: &Server,
+    seconds: u64,
+    chat: &str,
+) -> JoinHandle<Result<Answer, telegate::api::client::ClientError>> {
+    let client = server.client.clone();
+    let path = format!("{INTERACTIVE}?wait={seconds}");
+    let body = body(chat, "hi");
+    tokio::spawn(async move { client.post(&path, &[], body).await })
 }

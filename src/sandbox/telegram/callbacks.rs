@@ -100,8 +100,8 @@ impl Inner {
             game_short_name: None,
         }
         .into();
-        let push = updates::container(&self.world, bot, vec![update.clone()], [user, bot]);
-        if updates::deliver(outbox, &self.world, bot, None, &push) == 0 {
+        if updates::deliver_update(outbox, &self.world, bot, update.clone(), [user, bot], None) == 0
+        {
             self.callbacks.undelivered.push((query_id, update));
         }
         self.stats.callback_queries += 1;

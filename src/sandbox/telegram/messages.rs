@@ -330,20 +330,11 @@ impl Inner {
             self.world.random_ids.insert(key, message.id);
         }
         let world = &self.world;
-        let to_receiver = updates::container(
-            world,
-            to,
-            vec![updates::new_message(&message, to, receiver_pts)],
-            [from, to],
-        );
-        updates::deliver(outbox, world, to, None, &to_receiver);
-        let to_sender = updates::container(
-            world,
-            from,
-            vec![updates::new_message(&message, from, sender_pts)],
-            [from, to],
-        );
-        updates::deliver(outbox, world, from, caller_key, &to_sender);
+        let chat = [from, to];
+        let to_receiver = updates::new_message(&message, to, receiver_pts);
+        updates::deliver_update(outbox, world, to, to_receiver, chat, None);
+        let to_sender = updates::new_message(&message, from, sender_pts);
+        updates::deliver_update(outbox, world, from, to_sender, chat, caller_key);
         Posted {
             message,
             sender_pts,
@@ -394,20 +385,11 @@ impl Inner {
             return Err(TgError::bad_request("MESSAGE_ID_INVALID"));
         };
         let world = &self.world;
-        let to_user = updates::container(
-            world,
-            user,
-            vec![updates::edit_message(&edited, user, user_pts)],
-            [bot, user],
-        );
-        updates::deliver(outbox, world, user, None, &to_user);
-        let to_bot = updates::container(
-            world,
-            bot,
-            vec![updates::edit_message(&edited, bot, bot_pts)],
-            [bot, user],
-        );
-        updates::deliver(outbox, world, bot, caller_key, &to_bot);
+        let chat = [bot, user];
+        let to_user = updates::edit_message(&edited, user, user_pts);
+        updates::deliver_update(outbox, world, user, to_user, chat, None);
+        let to_bot = updates::edit_message(&edited, bot, bot_pts);
+        updates::deliver_update(outbox, world, bot, to_bot, chat, caller_key);
         Ok((edited, bot_pts))
     }
 }

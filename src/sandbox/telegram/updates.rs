@@ -88,6 +88,20 @@ pub fn container(
     .into()
 }
 
+/// Pushes one update to `viewer` (as an `updates` container naming the two
+/// sides of the chat), skipping the connection with `except_key`.
+pub fn deliver_update(
+    outbox: &Outbox,
+    world: &World,
+    viewer: AccountId,
+    update: tl::enums::Update,
+    chat: [AccountId; 2],
+    except_key: Option<i64>,
+) -> usize {
+    let updates = container(world, viewer, vec![update], chat);
+    deliver(outbox, world, viewer, except_key, &updates)
+}
+
 /// Pushes `updates` to every connection signed in as `account`, except the
 /// one using `except_key` (it gets them as its RPC result). Returns how many
 /// connections took them.
