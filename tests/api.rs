@@ -556,6 +556,11 @@ async fn the_socket_is_0660_and_a_stale_one_is_replaced() {
     let (listener, file) = socket::bind(&path).await.unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["telegate.sock"], "the staging name is renamed away");
 
     // While it listens, a second bind fails clearly and leaves it alone.
     let err = socket::bind(&path).await.unwrap_err();

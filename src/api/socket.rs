@@ -65,10 +65,31 @@ pub async fn bind(path: &Path) -> Result<(UnixListener, SocketFile), BindError> 
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(io(err)),
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
+    // Bound under a private name and renamed into place once its mode is
+    // set, so the socket is never reachable with the umask's mode.
+    let staging = staging_path(path);
+    match fs::remove_file(&staging) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(io(err)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&staging).map_err(io)?;
+    let placed = fs::set_permissions(&staging, fs::Permissions::from_mode(SOCKET_MODE))
+        .and_then(|()| fs::rename(&staging, path));
+    if let Err(err) = placed {
+        let _ = fs::remove_file(&staging);
+        return Err(io(err));
+    }
     let file = SocketFile {
         path: path.to_owned(),
     };
-    fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE)).map_err(io)?;
     Ok((listener, file))
+}
+
+/// `DIR/.NAME.PID` beside `path`.
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}", std::process::id()))
 }

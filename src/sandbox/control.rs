@@ -15,11 +15,8 @@
 //! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
 
-use std::fs::{self, Permissions};
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,8 +38,6 @@ use super::telegram::{
 };
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
-/// Owner and group may connect.
-const SOCKET_MODE: u32 = 0o660;
 /// A callback timeout above this is surely a typo.
 const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 
@@ -52,18 +47,6 @@ pub struct Control {
     pub telegram: Telegram,
     pub faults: Arc<Faults>,
     pub dc_addr: SocketAddr,
-}
-
-/// Binds the control socket at `path` (replacing a stale one), mode 0660.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    fs::set_permissions(path, Permissions::from_mode(SOCKET_MODE))?;
-    Ok(listener)
 }
 
 /// Serves the control API until `shutdown` resolves.

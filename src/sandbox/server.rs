@@ -19,6 +19,7 @@ use super::dc::Dc;
 use super::state_file::{StateFile, StateFileError};
 use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, Telegram, World};
 use super::{Faults, KeyRing, Outbox, Service};
+use crate::api::socket::{BindError, SocketFile};
 
 /// How to start a sandbox.
 #[derive(Debug, Clone)]
@@ -47,8 +48,8 @@ pub enum StartError {
     State(#[from] StateFileError),
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]
     Dc { port: u16, source: io::Error },
-    #[error("cannot create the control socket {path}: {source}")]
-    Control { path: PathBuf, source: io::Error },
+    #[error("control socket: {0}")]
+    Control(#[from] BindError),
 }
 
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
@@ -58,7 +59,8 @@ pub struct Sandbox {
     faults: Arc<Faults>,
     dc: Dc,
     dc_addr: SocketAddrV4,
-    control_socket: Option<PathBuf>,
+    /// Removed from disk when dropped.
+    control_socket: Option<SocketFile>,
     stop: watch::Sender<bool>,
     control_task: Option<JoinHandle<io::Result<()>>>,
     saver_task: Option<JoinHandle<Result<(), StateFileError>>>,
@@ -103,10 +105,7 @@ impl Sandbox {
         };
         if let (Some(dir), Some(file)) = (options.state_dir, state_file) {
             let path = dir.join(control::SOCKET_NAME);
-            let listener = control::bind(&path).map_err(|source| StartError::Control {
-                path: path.clone(),
-                source,
-            })?;
+            let (listener, socket) = crate::api::socket::bind(&path).await?;
             let control = Control {
                 telegram: telegram.clone(),
                 faults,
@@ -121,7 +120,7 @@ impl Sandbox {
                 file.keep_saved(telegram, until_stopped(stopped)),
             ));
             info!(socket = %path.display(), "sandbox control API listening");
-            sandbox.control_socket = Some(path);
+            sandbox.control_socket = Some(socket);
         }
         Ok(sandbox)
     }
@@ -140,7 +139,7 @@ impl Sandbox {
     }
 
     pub fn control_socket(&self) -> Option<&Path> {
-        self.control_socket.as_deref()
+        self.control_socket.as_ref().map(SocketFile::path)
     }
 
     /// Stops the control API, saves the state a last time, stops the DC.
@@ -162,9 +161,7 @@ impl Sandbox {
             }),
             None => Ok(()),
         };
-        if let Some(path) = &self.control_socket {
-            let _ = std::fs::remove_file(path);
-        }
+        drop(self.control_socket.take());
         let Sandbox { dc, .. } = self;
         dc.shutdown().await;
         saved
