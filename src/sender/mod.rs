@@ -25,7 +25,7 @@ use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
 
 use crate::limits::{FloodScope, Limits};
-use crate::queue::{Job, JobId, JobState, Queue, QueueError, Timestamp};
+use crate::queue::{Expiry, Job, JobId, JobState, Queue, QueueError, Timestamp};
 use crate::telegram::Telegram;
 use report::Report;
 
@@ -40,6 +40,8 @@ pub struct Settings {
     /// How long in-flight sends may take to finish at shutdown before they
     /// are put back in line.
     pub drain_timeout: Duration,
+    /// Jobs still unsent this long after enqueue fail (`None`: never).
+    pub expiry: Option<Expiry>,
 }
 
 impl Default for Settings {
@@ -48,6 +50,7 @@ impl Default for Settings {
             backoff: Backoff::default(),
             max_in_flight: 128,
             drain_timeout: Duration::from_secs(10),
+            expiry: None,
         }
     }
 }
@@ -55,6 +58,10 @@ impl Default for Settings {
 /// The longest the loop sleeps without a reason: a guard against the wall
 /// clock (the store's) jumping while it waits on the monotonic one.
 const MAX_IDLE: Duration = Duration::from_secs(5);
+
+/// The longest between two sweeps for expired jobs while expiry is on: a
+/// job that leaves `sending` for a retry is failed at most this late.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How a send task ended, as far as the loop cares.
 enum Ended {
@@ -73,6 +80,8 @@ pub struct Sender {
     tasks: JoinSet<Ended>,
     in_flight: HashMap<task::Id, JobId>,
     halted: bool,
+    /// When to look for expired jobs next (with expiry on).
+    next_sweep: Instant,
 }
 
 impl Sender {
@@ -86,6 +95,7 @@ impl Sender {
             tasks: JoinSet::new(),
             in_flight: HashMap::new(),
             halted: false,
+            next_sweep: Instant::now(),
         }
     }
 
@@ -97,13 +107,19 @@ impl Sender {
         let mut look = true;
         let mut wake = None;
         let result = loop {
+            if let Err(error) = self.sweep().await {
+                break Err(error);
+            }
             if look && !self.halted {
                 match self.dispatch().await {
                     Ok(next) => wake = next,
                     Err(error) => break Err(error),
                 }
             }
-            let idle = Instant::now() + MAX_IDLE;
+            let mut idle = Instant::now() + MAX_IDLE;
+            if self.settings.expiry.is_some() {
+                idle = idle.min(self.next_sweep);
+            }
             let sleep_until = wake.map_or(idle, |at: Instant| at.min(idle));
             look = tokio::select! {
                 biased;
@@ -155,7 +171,8 @@ impl Sender {
         if !plan.allowed.is_empty() {
             let ids = plan.allowed.iter().map(|(id, _)| *id).collect();
             let scopes: HashMap<JobId, FloodScope> = plan.allowed.into_iter().collect();
-            for job in self.queue.claim(ids, now).await? {
+            let claimed = self.queue.claim(ids, now, self.settings.expiry).await?;
+            for job in claimed {
                 let scope = scopes.get(&job.id).copied().unwrap_or(FloodScope::Chat);
                 self.spawn(job, scope);
             }
@@ -169,14 +186,36 @@ impl Sender {
         Ok(wake)
     }
 
+    /// Fails the queued jobs that have expired, when it is time to look.
+    async fn sweep(&mut self) -> Result<(), QueueError> {
+        let Some(expiry) = self.settings.expiry else {
+            return Ok(());
+        };
+        if Instant::now() < self.next_sweep {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let (expired, next) = self.queue.expire(expiry, now).await?;
+        if expired > 0 {
+            tracing::info!(jobs = expired, "expired jobs failed");
+        }
+        self.next_sweep = Instant::now() + SWEEP_EVERY;
+        if let Some(at) = next {
+            self.next_sweep = self
+                .next_sweep
+                .min(Instant::now() + report::until(at, Timestamp::now()));
+        }
+        Ok(())
+    }
+
     fn spawn(&mut self, job: Job, scope: FloodScope) {
         let id = job.id;
         let telegram = Arc::clone(&self.telegram);
         let queue = self.queue.clone();
-        let backoff = self.settings.backoff;
+        let policy = (self.settings.backoff, self.settings.expiry);
         let handle = self
             .tasks
-            .spawn(deliver(telegram, queue, job, scope, backoff));
+            .spawn(deliver(telegram, queue, job, scope, policy));
         self.in_flight.insert(handle.id(), id);
     }
 
@@ -298,7 +337,7 @@ async fn deliver(
     queue: Queue,
     job: Job,
     scope: FloodScope,
-    backoff: Backoff,
+    (backoff, expiry): (Backoff, Option<Expiry>),
 ) -> Ended {
     let attempt = match attempt::send(&telegram, &queue, &job).await {
         Ok(attempt) => attempt,
@@ -309,7 +348,7 @@ async fn deliver(
         }
     };
     let now = Timestamp::now();
-    let report = Report::of(attempt, &job, scope, backoff, rand::random(), now);
+    let report = Report::of(attempt, &job, scope, backoff, expiry, rand::random(), now);
     let ended = match report {
         Report::Halt { .. } => Ended::Halt,
         _ => Ended::Done,
