@@ -203,6 +203,24 @@ pub fn oldest_queued(conn: &Connection) -> Result<Option<Timestamp>, QueueError>
     Ok(at.map(Timestamp::from_millis))
 }
 
+/// The head of `chat`'s line if it is due at `now` (see [`due_head`]).
+pub fn next_due_of_chat(
+    conn: &Connection,
+    chat: ChatId,
+    now: Timestamp,
+) -> Result<Option<Job>, QueueError> {
+    let head: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(id) FROM jobs INDEXED BY jobs_active
+             WHERE state IN ('queued', 'sending') AND chat = ?1",
+        )?
+        .query_row([chat.get()], |row| row.get(0))?;
+    match head {
+        Some(id) => due_head(conn, JobId::new(id), now),
+        None => Ok(None),
+    }
+}
+
 fn prefixed_columns() -> String {
     JOB_COLUMNS
         .split(", ")

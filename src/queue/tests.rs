@@ -585,3 +585,61 @@ async fn an_expired_job_is_failed_when_claimed_not_taken() {
         "the chat's line moved on past the failed job"
     );
 }
+
+#[tokio::test]
+async fn a_sent_job_hands_its_line_to_the_chats_next_job_in_the_same_commit() {
+    let s = store();
+    let first = enqueue(&s.queue, 5, "first").await;
+    let other_chat = enqueue(&s.queue, 6, "other").await;
+    let second = enqueue(&s.queue, 5, "second").await;
+    let third = enqueue(&s.queue, 5, "third").await;
+    s.queue.claim(vec![first], later(), None).await.unwrap();
+
+    let (sent, next) = s
+        .queue
+        .mark_sent_then_take(first, vec![Some(1)], later(), |next: &Job| Some(next.id))
+        .await
+        .unwrap();
+    assert_eq!(sent.state, JobState::Sent);
+    let (next, asked_about) = next.expect("the chat's next job is taken");
+    assert_eq!((next.id, asked_about), (second, second));
+    assert_eq!(next.state, JobState::Sending);
+    assert_eq!(next.attempts, 1);
+    assert_eq!(
+        s.queue.job(second).await.unwrap().unwrap().state,
+        JobState::Sending
+    );
+    assert_eq!(
+        s.queue.job(other_chat).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "another chat's job is not taken"
+    );
+
+    // Refused (e.g. by the limits): the next job stays in line.
+    let (_, next) = s
+        .queue
+        .mark_sent_then_take(second, vec![Some(2)], later(), |_: &Job| None::<()>)
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    assert_eq!(
+        s.queue.job(third).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    // Not due yet (its time is in the future): not even asked about.
+    let taken = s.queue.claim(vec![third], later(), None).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let fourth = enqueue(&s.queue, 5, "fourth").await;
+    let (_, next) = s
+        .queue
+        .mark_sent_then_take(third, vec![Some(3)], at(0), |_: &Job| -> Option<()> {
+            panic!("asked about a job that is not due")
+        })
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    assert_eq!(
+        s.queue.job(fourth).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+}

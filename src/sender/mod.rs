@@ -17,7 +17,8 @@ pub mod report;
 pub mod verdict;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -73,12 +74,12 @@ enum Ended {
 pub struct Sender {
     queue: Queue,
     telegram: Arc<Telegram>,
-    limits: Limits,
     settings: Settings,
-    /// The limiter's clock origin.
-    origin: Instant,
+    /// The limiter, shared with the send tasks (see [`Lane`]).
+    lane: Lane,
     tasks: JoinSet<Ended>,
-    in_flight: HashMap<task::Id, JobId>,
+    /// The job each send task holds now.
+    in_flight: HashMap<task::Id, Arc<AtomicI64>>,
     halted: bool,
     /// When to look for expired jobs next (with expiry on).
     next_sweep: Instant,
@@ -89,9 +90,14 @@ impl Sender {
         Sender {
             queue,
             telegram,
-            limits,
+            lane: Lane {
+                limits: Arc::new(Mutex::new(limits)),
+                origin: Instant::now(),
+                open: Arc::new(AtomicBool::new(true)),
+                backoff: settings.backoff,
+                expiry: settings.expiry,
+            },
             settings,
-            origin: Instant::now(),
             tasks: JoinSet::new(),
             in_flight: HashMap::new(),
             halted: false,
@@ -145,6 +151,7 @@ impl Sender {
                 }
             }
         };
+        self.lane.open.store(false, Ordering::Relaxed);
         self.drain().await;
         result
     }
@@ -157,16 +164,16 @@ impl Sender {
             return Ok(None);
         }
         let now = Timestamp::now();
-        let elapsed = self.origin.elapsed();
+        let origin = self.lane.origin;
         let mut wake = None;
-        let bot_ready = self.limits.bot_ready_at();
-        if bot_ready > elapsed {
-            return Ok(Some(self.origin + bot_ready));
+        let bot_ready = self.lane.limits().bot_ready_at();
+        if bot_ready > origin.elapsed() {
+            return Ok(Some(origin + bot_ready));
         }
         let due = self.queue.due(now, room).await?;
-        let plan = Plan::make(&mut self.limits, &due, elapsed);
+        let plan = Plan::make(&mut self.lane.limits(), &due, origin.elapsed());
         if let Some(ready) = plan.next_slot {
-            wake = Some(self.origin + ready);
+            wake = Some(origin + ready);
         }
         if !plan.allowed.is_empty() {
             let ids = plan.allowed.iter().map(|(id, _)| *id).collect();
@@ -209,14 +216,19 @@ impl Sender {
     }
 
     fn spawn(&mut self, job: Job, scope: FloodScope) {
-        let id = job.id;
+        let holding = Arc::new(AtomicI64::new(job.id.get()));
         let telegram = Arc::clone(&self.telegram);
         let queue = self.queue.clone();
-        let policy = (self.settings.backoff, self.settings.expiry);
-        let handle = self
-            .tasks
-            .spawn(deliver(telegram, queue, job, scope, policy));
-        self.in_flight.insert(handle.id(), id);
+        let lane = self.lane.clone();
+        let handle = self.tasks.spawn(deliver(
+            telegram,
+            queue,
+            job,
+            scope,
+            lane,
+            Arc::clone(&holding),
+        ));
+        self.in_flight.insert(handle.id(), holding);
     }
 
     /// A send task ended.
@@ -225,7 +237,10 @@ impl Sender {
             Ok((task, _)) => *task,
             Err(error) => error.id(),
         };
-        let job = self.in_flight.remove(&task);
+        let job = self
+            .in_flight
+            .remove(&task)
+            .map(|holding| JobId::new(holding.load(Ordering::Relaxed)));
         match done {
             Ok((_, Ended::Done)) => {}
             Ok((_, Ended::Halt)) => {
@@ -236,6 +251,7 @@ impl Sender {
                     );
                 }
                 self.halted = true;
+                self.lane.open.store(false, Ordering::Relaxed);
             }
             Err(error) => {
                 if error.is_panic() {
@@ -298,21 +314,64 @@ impl Plan {
             next_slot: None,
         };
         for job in due {
-            let scope = limits.flood_scope(job.chat, now);
-            match limits.try_acquire(job.chat, now) {
-                Ok(()) => {
-                    // The job's other messages go out right behind it.
-                    for _ in 1..job.parts.len() {
-                        limits.record(job.chat, now);
-                    }
-                    plan.allowed.push((job.id, scope));
-                }
+            match admit(limits, job, now) {
+                Ok(scope) => plan.allowed.push((job.id, scope)),
                 Err(ready) => {
                     plan.next_slot = Some(plan.next_slot.map_or(ready, |at| at.min(ready)));
                 }
             }
         }
         plan
+    }
+}
+
+/// Takes the slots `job` needs at `now` (one per message), with the
+/// limiter's guess of the scope of a flood wait for it; or says when the
+/// limits let it go.
+fn admit(limits: &mut Limits, job: &Job, now: Duration) -> Result<FloodScope, Duration> {
+    let scope = limits.flood_scope(job.chat, now);
+    limits.try_acquire(job.chat, now)?;
+    // The job's other messages go out right behind it.
+    for _ in 1..job.parts.len() {
+        limits.record(job.chat, now);
+    }
+    Ok(scope)
+}
+
+/// What a send task needs to go on with its chat's next job by itself: when
+/// a job is sent, the same commit takes the chat's next due job if the
+/// limits allow, so a busy chat costs one commit per job and no look at the
+/// whole queue.
+#[derive(Clone)]
+struct Lane {
+    limits: Arc<Mutex<Limits>>,
+    /// The limiter's clock origin.
+    origin: Instant,
+    /// False once the sender stops or halts: tasks take no further job.
+    open: Arc<AtomicBool>,
+    backoff: Backoff,
+    expiry: Option<Expiry>,
+}
+
+impl Lane {
+    fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
+        // The limiter's state stays consistent whatever panicked holding it.
+        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `next` may follow at once (taking its slots if so): the
+    /// sender still sends, `next` has not expired at `now`, the limits allow.
+    fn admit(&self, next: &Job, now: Timestamp) -> Option<FloodScope> {
+        if !self.open.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self
+            .expiry
+            .is_some_and(|expiry| expiry.has_expired(next.created_at, now))
+        {
+            return None; // the sender's claim fails it
+        }
+        admit(&mut self.limits(), next, self.origin.elapsed()).ok()
     }
 }
 
@@ -331,32 +390,64 @@ fn earliest(current: Option<Instant>, at: Instant) -> Option<Instant> {
     Some(current.map_or(at, |current| current.min(at)))
 }
 
-/// One job's send task: an attempt, then its report to the store.
+/// One chat's send task: an attempt at a job, then its report to the
+/// store; after a sent job, the chat's next one if [`Lane::admit`] lets it
+/// follow. `holding` tells the loop which job the task holds.
 async fn deliver(
     telegram: Arc<Telegram>,
     queue: Queue,
-    job: Job,
-    scope: FloodScope,
-    (backoff, expiry): (Backoff, Option<Expiry>),
+    mut job: Job,
+    mut scope: FloodScope,
+    lane: Lane,
+    holding: Arc<AtomicI64>,
 ) -> Ended {
-    let attempt = match attempt::send(&telegram, &queue, &job).await {
-        Ok(attempt) => attempt,
-        Err(error) => {
-            // Left in `sending`: the next start resends it (same random_id).
-            tracing::error!(job = %job.id, %error, "cannot record a part as sent");
-            return Ended::Done;
+    loop {
+        let attempt = match attempt::send(&telegram, &queue, &job).await {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                // Left in `sending`: the next start resends it (same random_id).
+                tracing::error!(job = %job.id, %error, "cannot record a part as sent");
+                return Ended::Done;
+            }
+        };
+        let now = Timestamp::now();
+        let report = Report::of(
+            attempt,
+            &job,
+            scope,
+            lane.backoff,
+            lane.expiry,
+            rand::random(),
+            now,
+        );
+        if let Report::Sent(ids) = report {
+            let next_lane = lane.clone();
+            let admit = move |next: &Job| next_lane.admit(next, now);
+            match queue.mark_sent_then_take(job.id, ids, now, admit).await {
+                Ok((_, next)) => {
+                    tracing::debug!(job = %job.id, chat = %job.chat, "sent");
+                    let Some((next, next_scope)) = next else {
+                        return Ended::Done;
+                    };
+                    holding.store(next.id.get(), Ordering::Relaxed);
+                    (job, scope) = (next, next_scope);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+                    return Ended::Done;
+                }
+            }
         }
-    };
-    let now = Timestamp::now();
-    let report = Report::of(attempt, &job, scope, backoff, expiry, rand::random(), now);
-    let ended = match report {
-        Report::Halt { .. } => Ended::Halt,
-        _ => Ended::Done,
-    };
-    if let Err(error) = report.apply(&queue, &job, now).await {
-        tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+        let ended = match report {
+            Report::Halt { .. } => Ended::Halt,
+            _ => Ended::Done,
+        };
+        if let Err(error) = report.apply(&queue, &job, now).await {
+            tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+        }
+        return ended;
     }
-    ended
 }
 
 #[cfg(test)]
