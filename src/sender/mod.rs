@@ -376,10 +376,13 @@ impl Lane {
 }
 
 /// Whether a queue event can make something due: a new or returned job, or
-/// a chat whose line was freed. (`sending` is the loop's own doing.)
+/// a chat whose line was freed by a failure (an expired job). `sending` is
+/// the loop's own doing, and `sent` only comes from a send task, which then
+/// either holds the chat's line with its next job or ends, and its end wakes
+/// the loop: a burst of sends costs no look at the queue per job.
 fn wakes(event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) -> bool {
     match event {
-        Ok(event) => event.state != JobState::Sending,
+        Ok(event) => !matches!(event.state, JobState::Sending | JobState::Sent),
         Err(broadcast::error::RecvError::Lagged(_)) => true,
         // The queue is gone; the next look at it will say so.
         Err(broadcast::error::RecvError::Closed) => true,
@@ -537,7 +540,8 @@ mod tests {
             })
         };
         assert!(!wakes(event(JobState::Sending)));
-        for state in [JobState::Queued, JobState::Sent, JobState::Failed] {
+        assert!(!wakes(event(JobState::Sent)));
+        for state in [JobState::Queued, JobState::Failed] {
             assert!(wakes(event(state)));
         }
         assert!(wakes(Err(broadcast::error::RecvError::Lagged(3))));
