@@ -149,6 +149,7 @@ pub struct Config {
     pub callbacks: CallbacksConfig,
     pub events: EventsConfig,
     pub webhook: WebhookConfig,
+    pub sender: SenderConfig,
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -178,6 +179,22 @@ impl Default for LimitsConfig {
             private_chat_per_second: 1,
             group_per_minute: 20,
         }
+    }
+}
+
+/// `[sender]`: how jobs are delivered.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SenderConfig {
+    /// A job still unsent this many seconds after it was enqueued fails
+    /// (code 5); 0: jobs never expire.
+    pub job_expiry_secs: u64,
+}
+
+impl SenderConfig {
+    /// The configured expiry, `None` when jobs never expire.
+    pub fn job_expiry(&self) -> Option<std::time::Duration> {
+        (self.job_expiry_secs > 0).then(|| std::time::Duration::from_secs(self.job_expiry_secs))
     }
 }
 
@@ -383,6 +400,12 @@ impl Config {
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
         }
+        if let Some(value) = env("TELEGATE_JOB_EXPIRY_SECS") {
+            self.sender.job_expiry_secs = value.trim().parse().map_err(|_| ConfigError::Env {
+                name: "TELEGATE_JOB_EXPIRY_SECS",
+                message: "must be a whole number of seconds (0: never)".into(),
+            })?;
+        }
         Ok(())
     }
 }
@@ -390,6 +413,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     use super::*;
 
@@ -453,6 +477,25 @@ mod tests {
         let env = |name: &str| (name == "TELEGATE_API_ID").then(|| "twelve".to_owned());
         let err = Config::load_with_env(None, &StateDir::new(dir.path()), env).unwrap_err();
         assert!(err.to_string().contains("TELEGATE_API_ID"), "{err}");
+    }
+
+    #[test]
+    fn job_expiry_comes_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert_eq!(Config::default().sender.job_expiry(), None);
+        fs::write(state.default_config(), "[sender]\njob_expiry_secs = 90\n").unwrap();
+        let config = Config::load_with_env(None, &state, no_env).unwrap();
+        assert_eq!(config.sender.job_expiry(), Some(Duration::from_secs(90)));
+        let env = |name: &str| (name == "TELEGATE_JOB_EXPIRY_SECS").then(|| "0".to_owned());
+        let config = Config::load_with_env(None, &state, env).unwrap();
+        assert_eq!(config.sender.job_expiry(), None);
+        let env = |name: &str| (name == "TELEGATE_JOB_EXPIRY_SECS").then(|| "soon".to_owned());
+        let err = Config::load_with_env(None, &state, env).unwrap_err();
+        assert!(
+            err.to_string().contains("TELEGATE_JOB_EXPIRY_SECS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl Daemon {
         let id = JobId::new(answer.json().unwrap()["job_id"].as_i64().unwrap());
         let job = self
             .queue
-            .claim(vec![id], Timestamp::now())
+            .claim(vec![id], Timestamp::now(), None)
             .await
             .unwrap()
             .pop()

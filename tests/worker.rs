@@ -284,3 +284,53 @@ async fn a_blocked_users_jobs_fail_with_code_5_while_others_flow() {
     );
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_jobs_expire_with_code_5_whether_retrying_or_held() {
+    let world = World::start_with(Pace::Unlimited, "[sender]\njob_expiry_secs = 2\n").await;
+    let users = world.users(3);
+    let (failing, flooded, fine) = (users[0], users[1], users[2]);
+    let telegram = world.sandbox.telegram();
+    for (user, error) in [
+        (failing, TgError::new(500, "INTERNAL")),
+        (flooded, TgError::flood_wait(3600)),
+    ] {
+        let fault = ChatFault {
+            error,
+            remaining: None,
+        };
+        telegram.set_chat_fault(Some(user), Some(fault)).unwrap();
+    }
+    let jobs = [
+        (failing, "retried".to_owned()),
+        (flooded, "held".to_owned()),
+        (fine, "sent".to_owned()),
+    ];
+    let ids = world.enqueue_all(&jobs).await;
+
+    let retried = world.settled(ids[0]).await;
+    assert_eq!(retried["state"], "failed", "{retried}");
+    assert_eq!(retried["error"]["error_code"], 5, "{retried}");
+    let message = retried["error"]["error"].as_str().unwrap();
+    assert!(message.starts_with("expired after 2 s and "), "{retried}");
+    assert!(message.contains("last error: "), "{retried}");
+    assert!(message.contains("INTERNAL"), "{retried}");
+    assert!(retried["attempts"].as_u64().unwrap() >= 1, "{retried}");
+
+    let held = world.settled(ids[1]).await;
+    assert_eq!(held["state"], "failed", "{held}");
+    assert_eq!(held["error"]["error_code"], 5, "{held}");
+    assert!(
+        held["error"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("expired after 2 s and "),
+        "{held}"
+    );
+
+    assert_eq!(world.settled(ids[2]).await["state"], "sent");
+    world.assert_delivered_exactly(&jobs[2..]);
+    assert!(world.bot_texts(failing).is_empty());
+    assert!(world.bot_texts(flooded).is_empty());
+    world.stop().await;
+}

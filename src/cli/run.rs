@@ -28,7 +28,8 @@ use crate::events::EventStore;
 use crate::events::webhook::{Webhook, WebhookError};
 use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, RateError, Rates};
-use crate::queue::Queue;
+
+use crate::queue::{Expiry, Queue};
 use crate::sender::{self, Backoff, Sender, Verdict, judge};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::{Bot, Credentials, Telegram, TelegramError};
@@ -141,6 +142,10 @@ pub async fn daemon(
             &telegram,
             &queue,
             limits,
+            sender::Settings {
+                expiry: config.sender.job_expiry().and_then(Expiry::new),
+                ..sender::Settings::default()
+            },
             &credentials,
             inbound,
             stopping.clone(),
@@ -170,6 +175,7 @@ async fn work(
     telegram: &Arc<Telegram>,
     queue: &Queue,
     limits: Limits,
+    settings: sender::Settings,
     credentials: &Credentials,
     mut inbound: Inbound,
     mut stopping: watch::Receiver<bool>,
@@ -191,12 +197,7 @@ async fn work(
         .map_err(RunError::Updates)?;
     inbound.bot_id = bot.id;
     let mut receiving = tokio::spawn(inbound::run(stream, inbound));
-    let sender = Sender::new(
-        queue.clone(),
-        Arc::clone(telegram),
-        limits,
-        sender::Settings::default(),
-    );
+    let sender = Sender::new(queue.clone(), Arc::clone(telegram), limits, settings);
     let sent = tokio::select! {
         sent = sender.run(stopping) => sent.map_err(CliError::from),
         received = &mut receiving => Err(match received {

@@ -10,6 +10,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::expiry::Expiry;
 use super::job::{Job, JobError, JobEvent, JobId, JobState, Timestamp};
 use super::{Queue, QueueError, read};
 use crate::chat::ChatId;
@@ -34,14 +35,48 @@ impl Queue {
     }
 
     /// Takes the named jobs (e.g. those of [`Queue::due`] the rate limits
-    /// allow). A job that is no longer the due head of its line is skipped.
-    pub async fn claim(&self, ids: Vec<JobId>, now: Timestamp) -> Result<Vec<Job>, QueueError> {
+    /// allow). A job that is no longer the due head of its line is skipped;
+    /// one past its `expiry` fails instead (in the same commit).
+    pub async fn claim(
+        &self,
+        ids: Vec<JobId>,
+        now: Timestamp,
+        expiry: Option<Expiry>,
+    ) -> Result<Vec<Job>, QueueError> {
         self.write(move |conn, events| {
             let mut wanted = Vec::with_capacity(ids.len());
             for id in ids {
-                wanted.extend(read::due_head(conn, id, now)?);
+                let Some(job) = read::due_head(conn, id, now)? else {
+                    continue;
+                };
+                match expiry {
+                    Some(expiry) if expiry.has_expired(job.created_at, now) => {
+                        fail_expired(conn, &job, expiry, now, events)?;
+                    }
+                    _ => wanted.push(job),
+                }
             }
             take(conn, wanted, now, events)
+        })
+        .await
+    }
+
+    /// Fails every queued job (waiting for its turn, a retry or the end of
+    /// a hold) enqueued longer than `expiry` before `now`; a job in
+    /// `sending` is left to its attempt. Returns the number failed and when
+    /// the oldest job still queued expires.
+    pub async fn expire(
+        &self,
+        expiry: Expiry,
+        now: Timestamp,
+    ) -> Result<(usize, Option<Timestamp>), QueueError> {
+        self.write(move |conn, events| {
+            let expired = read::queued_since(conn, expiry.cutoff(now))?;
+            for job in &expired {
+                fail_expired(conn, job, expiry, now, events)?;
+            }
+            let next = read::oldest_queued(conn)?.map(|at| expiry.deadline(at));
+            Ok((expired.len(), next))
         })
         .await
     }
@@ -74,32 +109,35 @@ impl Queue {
         channel_message_ids: Vec<Option<i64>>,
         now: Timestamp,
     ) -> Result<Job, QueueError> {
+        self.write(move |conn, events| settle_sent(conn, id, channel_message_ids, now, events))
+            .await
+    }
+
+    /// [`Queue::mark_sent`], then, in the same commit, takes the next due
+    /// job of the same chat if `admit` (asked about it, e.g. the rate
+    /// limits) says so. A busy chat so costs one commit per job instead of
+    /// two, and its next job needs no look at the whole queue.
+    pub async fn mark_sent_then_take<S, F>(
+        &self,
+        id: JobId,
+        channel_message_ids: Vec<Option<i64>>,
+        now: Timestamp,
+        admit: F,
+    ) -> Result<(Job, Option<(Job, S)>), QueueError>
+    where
+        S: Send + 'static,
+        F: FnOnce(&Job) -> Option<S> + Send + 'static,
+    {
         self.write(move |conn, events| {
-            let chat = expect_sending(conn, id)?;
-            let expected: i64 = conn
-                .prepare_cached("SELECT count(*) FROM parts WHERE job_id = ?1")?
-                .query_row([id.get()], |row| row.get(0))?;
-            let expected = usize::try_from(expected).unwrap_or(0);
-            if expected != channel_message_ids.len() {
-                return Err(QueueError::PartCount {
-                    id,
-                    expected,
-                    given: channel_message_ids.len(),
-                });
-            }
-            // An unknown id keeps the one `mark_part_sent` may have recorded.
-            let mut part = conn.prepare_cached(
-                "UPDATE parts SET channel_message_id = coalesce(?3, channel_message_id)
-                 WHERE job_id = ?1 AND seq = ?2",
-            )?;
-            for (seq, channel_id) in (0_i64..).zip(&channel_message_ids) {
-                part.execute(params![id.get(), seq, channel_id])?;
-            }
-            settle(conn, id, chat, JobState::Sent, None, now, events)?;
-            let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
-            // The result joins the event stream in this same transaction.
-            crate::events::record_job_result(conn, &job)?;
-            Ok(job)
+            let sent = settle_sent(conn, id, channel_message_ids, now, events)?;
+            let Some(next) = read::next_due_of_chat(conn, sent.chat, now)? else {
+                return Ok((sent, None));
+            };
+            let Some(admitted) = admit(&next) else {
+                return Ok((sent, None));
+            };
+            let next = take(conn, vec![next], now, events)?.pop();
+            Ok((sent, next.map(|job| (job, admitted))))
         })
         .await
     }
@@ -113,9 +151,7 @@ impl Queue {
     ) -> Result<(), QueueError> {
         self.write(move |conn, events| {
             let chat = expect_sending(conn, id)?;
-            settle(conn, id, chat, JobState::Failed, Some(&error), now, events)?;
-            let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
-            crate::events::record_job_result(conn, &job)
+            fail(conn, id, chat, &error, now, events)
         })
         .await
     }
@@ -185,6 +221,70 @@ impl Queue {
     pub async fn next_due_at(&self) -> Result<Option<Timestamp>, QueueError> {
         self.read(read::next_due_at).await
     }
+}
+
+/// Marks job `id` (in `sending`) as sent with Telegram's ids of its parts;
+/// its result joins the event stream in the same transaction.
+fn settle_sent(
+    conn: &Connection,
+    id: JobId,
+    channel_message_ids: Vec<Option<i64>>,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<Job, QueueError> {
+    let chat = expect_sending(conn, id)?;
+    let expected: i64 = conn
+        .prepare_cached("SELECT count(*) FROM parts WHERE job_id = ?1")?
+        .query_row([id.get()], |row| row.get(0))?;
+    let expected = usize::try_from(expected).unwrap_or(0);
+    if expected != channel_message_ids.len() {
+        return Err(QueueError::PartCount {
+            id,
+            expected,
+            given: channel_message_ids.len(),
+        });
+    }
+    // An unknown id keeps the one `mark_part_sent` may have recorded.
+    let mut part = conn.prepare_cached(
+        "UPDATE parts SET channel_message_id = coalesce(?3, channel_message_id)
+         WHERE job_id = ?1 AND seq = ?2",
+    )?;
+    for (seq, channel_id) in (0_i64..).zip(&channel_message_ids) {
+        part.execute(params![id.get(), seq, channel_id])?;
+    }
+    settle(conn, id, chat, JobState::Sent, None, now, events)?;
+    let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
+    // The result joins the event stream in this same transaction.
+    crate::events::record_job_result(conn, &job)?;
+    Ok(job)
+}
+
+/// Fails job `id` with `error`; its `failed` result joins the event stream
+/// in the same transaction.
+fn fail(
+    conn: &Connection,
+    id: JobId,
+    chat: ChatId,
+    error: &JobError,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<(), QueueError> {
+    settle(conn, id, chat, JobState::Failed, Some(error), now, events)?;
+    let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
+    crate::events::record_job_result(conn, &job)
+}
+
+/// Fails the queued `job`, which has outlived `expiry`.
+fn fail_expired(
+    conn: &Connection,
+    job: &Job,
+    expiry: Expiry,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<(), QueueError> {
+    let error = expiry.error_of(job);
+    tracing::warn!(job = %job.id, chat = %job.chat, error = %error.message, "expired");
+    fail(conn, job.id, job.chat, &error, now, events)
 }
 
 /// Marks `jobs` as `sending` and returns them as they are then.

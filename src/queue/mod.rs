@@ -10,6 +10,7 @@
 //! without polling.
 
 mod consumer;
+mod expiry;
 pub mod job;
 mod read;
 mod schema;
@@ -28,6 +29,7 @@ use tokio::sync::broadcast;
 
 use crate::chat::ChatId;
 
+pub use expiry::Expiry;
 pub use job::{
     DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
     Timestamp,

@@ -179,6 +179,48 @@ pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<J
     job.map(|job| with_parts(conn, job)).transpose()
 }
 
+/// Queued jobs enqueued at or before `cutoff` (without their parts: an
+/// expired job is failed, not sent), oldest first.
+pub fn queued_since(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Job>, QueueError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_by_state
+         WHERE state = 'queued' AND created_at <= ?1 ORDER BY id"
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_map([cutoff.as_millis()], job_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(found)
+}
+
+/// When the oldest queued job was enqueued.
+pub fn oldest_queued(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
+    let at: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(created_at) FROM jobs INDEXED BY jobs_by_state WHERE state = 'queued'",
+        )?
+        .query_row([], |row| row.get(0))?;
+    Ok(at.map(Timestamp::from_millis))
+}
+
+/// The head of `chat`'s line if it is due at `now` (see [`due_head`]).
+pub fn next_due_of_chat(
+    conn: &Connection,
+    chat: ChatId,
+    now: Timestamp,
+) -> Result<Option<Job>, QueueError> {
+    let head: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(id) FROM jobs INDEXED BY jobs_active
+             WHERE state IN ('queued', 'sending') AND chat = ?1",
+        )?
+        .query_row([chat.get()], |row| row.get(0))?;
+    match head {
+        Some(id) => due_head(conn, JobId::new(id), now),
+        None => Ok(None),
+    }
+}
+
 fn prefixed_columns() -> String {
     JOB_COLUMNS
         .split(", ")

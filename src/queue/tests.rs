@@ -261,7 +261,7 @@ async fn claim_takes_only_due_heads() {
     let due = s.queue.due(later(), 10).await.unwrap();
     assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a1, b1]);
     // a2 is behind a1: not taken even when named.
-    let taken = s.queue.claim(vec![a2, b1], later()).await.unwrap();
+    let taken = s.queue.claim(vec![a2, b1], later(), None).await.unwrap();
     assert_eq!(taken.iter().map(|j| j.id).collect::<Vec<_>>(), vec![b1]);
 }
 
@@ -397,7 +397,7 @@ async fn listing_filters_by_state_and_pages() {
         enqueue(&s.queue, 2, "b").await,
         enqueue(&s.queue, 3, "c").await,
     ];
-    s.queue.claim(vec![ids[1]], later()).await.unwrap();
+    s.queue.claim(vec![ids[1]], later(), None).await.unwrap();
     let sending = s
         .queue
         .jobs(JobFilter {
@@ -485,4 +485,161 @@ async fn a_released_job_is_due_again_without_counting_the_attempt() {
     s.queue.mark_sent(id, vec![None], later()).await.unwrap();
     let err = s.queue.release(id, later()).await.unwrap_err();
     assert!(matches!(err, QueueError::NotSending { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn expired_jobs_waiting_for_a_retry_or_a_hold_fail_and_a_job_in_flight_does_not() {
+    let s = store();
+    let retrying = enqueue(&s.queue, 1, "retrying").await;
+    let held = enqueue(&s.queue, 2, "held").await;
+    let in_flight = enqueue(&s.queue, 3, "in_flight").await;
+    let created = s.queue.job(retrying).await.unwrap().unwrap().created_at;
+    let expiry = Expiry::new(Duration::from_secs(60)).unwrap();
+    let before = created.saturating_add(Duration::from_secs(59));
+    let after = created.saturating_add(Duration::from_secs(61));
+
+    assert_eq!(s.queue.claim_due(before, 10).await.unwrap().len(), 3);
+    let error = JobError {
+        code: ErrorCode::Rejected,
+        message: "attempt 1 failed, will retry: Telegram error 500 INTERNAL".into(),
+        telegram: None,
+    };
+    s.queue
+        .retry_at(retrying, later(), Some(error), before)
+        .await
+        .unwrap();
+    s.queue.defer_chat(ChatId::user(2), later()).await.unwrap();
+    s.queue.release(held, before).await.unwrap();
+
+    let (expired, next) = s.queue.expire(expiry, before).await.unwrap();
+    assert_eq!(expired, 0, "nothing expires before its deadline");
+    assert_eq!(next, Some(expiry.deadline(created)));
+
+    let (expired, next) = s.queue.expire(expiry, after).await.unwrap();
+    assert_eq!(expired, 2);
+    assert_eq!(next, None, "nothing is left queued");
+    let failed = s.queue.job(retrying).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let message = failed.error.unwrap().message;
+    assert_eq!(
+        message,
+        "expired after 60 s and 1 attempt; last error: \
+         attempt 1 failed, will retry: Telegram error 500 INTERNAL"
+    );
+    let failed = s.queue.job(held).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(
+        failed
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("0 attempts"),
+        "{:?}",
+        failed.error
+    );
+    assert_eq!(
+        s.queue.job(in_flight).await.unwrap().unwrap().state,
+        JobState::Sending
+    );
+    // The in-flight job can still be reported sent.
+    s.queue
+        .mark_sent(in_flight, vec![Some(7)], after)
+        .await
+        .unwrap();
+
+    // Both failures joined the event stream, like any other.
+    let events = crate::events::EventStore::new(s.queue.clone());
+    let lines: Vec<String> = events
+        .after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.to_line())
+        .collect();
+    for id in [retrying, held] {
+        let name = format!("job:{}:failed", id.get());
+        assert!(lines.iter().any(|line| line.contains(&name)), "{lines:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_job_is_failed_when_claimed_not_taken() {
+    let s = store();
+    let old = enqueue(&s.queue, 4, "old").await;
+    let created = s.queue.job(old).await.unwrap().unwrap().created_at;
+    let expiry = Expiry::new(Duration::from_secs(5));
+    let fresh = created.saturating_add(Duration::from_secs(4));
+    let stale = created.saturating_add(Duration::from_secs(5));
+    let taken = s.queue.claim(vec![old], stale, expiry).await.unwrap();
+    assert!(taken.is_empty());
+    let job = s.queue.job(old).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.error.unwrap().code, ErrorCode::Rejected);
+
+    let young = enqueue(&s.queue, 4, "young").await;
+    let taken = s.queue.claim(vec![young], fresh, expiry).await.unwrap();
+    assert_eq!(
+        taken.len(),
+        1,
+        "the chat's line moved on past the failed job"
+    );
+}
+
+#[tokio::test]
+async fn a_sent_job_hands_its_line_to_the_chats_next_job_in_the_same_commit() {
+    let s = store();
+    let first = enqueue(&s.queue, 5, "first").await;
+    let other_chat = enqueue(&s.queue, 6, "other").await;
+    let second = enqueue(&s.queue, 5, "second").await;
+    let third = enqueue(&s.queue, 5, "third").await;
+    s.queue.claim(vec![first], later(), None).await.unwrap();
+
+    let (sent, next) = s
+        .queue
+        .mark_sent_then_take(first, vec![Some(1)], later(), |next: &Job| Some(next.id))
+        .await
+        .unwrap();
+    assert_eq!(sent.state, JobState::Sent);
+    let (next, asked_about) = next.expect("the chat's next job is taken");
+    assert_eq!((next.id, asked_about), (second, second));
+    assert_eq!(next.state, JobState::Sending);
+    assert_eq!(next.attempts, 1);
+    assert_eq!(
+        s.queue.job(second).await.unwrap().unwrap().state,
+        JobState::Sending
+    );
+    assert_eq!(
+        s.queue.job(other_chat).await.unwrap().unwrap().state,
+        JobState::Queued,
+        "another chat's job is not taken"
+    );
+
+    // Refused (e.g. by the limits): the next job stays in line.
+    let (_, next) = s
+        .queue
+        .mark_sent_then_take(second, vec![Some(2)], later(), |_: &Job| None::<()>)
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    assert_eq!(
+        s.queue.job(third).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    // Not due yet (its time is in the future): not even asked about.
+    let taken = s.queue.claim(vec![third], later(), None).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let fourth = enqueue(&s.queue, 5, "fourth").await;
+    let (_, next) = s
+        .queue
+        .mark_sent_then_take(third, vec![Some(3)], at(0), |_: &Job| -> Option<()> {
+            panic!("asked about a job that is not due")
+        })
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    assert_eq!(
+        s.queue.job(fourth).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
 }

@@ -17,7 +17,8 @@ pub mod report;
 pub mod verdict;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -25,7 +26,7 @@ use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
 
 use crate::limits::{FloodScope, Limits};
-use crate::queue::{Job, JobId, JobState, Queue, QueueError, Timestamp};
+use crate::queue::{Expiry, Job, JobId, JobState, Queue, QueueError, Timestamp};
 use crate::telegram::Telegram;
 use report::Report;
 
@@ -40,6 +41,8 @@ pub struct Settings {
     /// How long in-flight sends may take to finish at shutdown before they
     /// are put back in line.
     pub drain_timeout: Duration,
+    /// Jobs still unsent this long after enqueue fail (`None`: never).
+    pub expiry: Option<Expiry>,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             backoff: Backoff::default(),
             max_in_flight: 128,
             drain_timeout: Duration::from_secs(10),
+            expiry: None,
         }
     }
 }
@@ -55,6 +59,10 @@ impl Default for Settings {
 /// The longest the loop sleeps without a reason: a guard against the wall
 /// clock (the store's) jumping while it waits on the monotonic one.
 const MAX_IDLE: Duration = Duration::from_secs(5);
+
+/// The longest between two sweeps for expired jobs while expiry is on: a
+/// job that leaves `sending` for a retry is failed at most this late.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How a send task ended, as far as the loop cares.
 enum Ended {
@@ -66,13 +74,15 @@ enum Ended {
 pub struct Sender {
     queue: Queue,
     telegram: Arc<Telegram>,
-    limits: Limits,
     settings: Settings,
-    /// The limiter's clock origin.
-    origin: Instant,
+    /// The limiter, shared with the send tasks (see [`Lane`]).
+    lane: Lane,
     tasks: JoinSet<Ended>,
-    in_flight: HashMap<task::Id, JobId>,
+    /// The job each send task holds now.
+    in_flight: HashMap<task::Id, Arc<AtomicI64>>,
     halted: bool,
+    /// When to look for expired jobs next (with expiry on).
+    next_sweep: Instant,
 }
 
 impl Sender {
@@ -80,12 +90,18 @@ impl Sender {
         Sender {
             queue,
             telegram,
-            limits,
+            lane: Lane {
+                limits: Arc::new(Mutex::new(limits)),
+                origin: Instant::now(),
+                open: Arc::new(AtomicBool::new(true)),
+                backoff: settings.backoff,
+                expiry: settings.expiry,
+            },
             settings,
-            origin: Instant::now(),
             tasks: JoinSet::new(),
             in_flight: HashMap::new(),
             halted: false,
+            next_sweep: Instant::now(),
         }
     }
 
@@ -97,13 +113,19 @@ impl Sender {
         let mut look = true;
         let mut wake = None;
         let result = loop {
+            if let Err(error) = self.sweep().await {
+                break Err(error);
+            }
             if look && !self.halted {
                 match self.dispatch().await {
                     Ok(next) => wake = next,
                     Err(error) => break Err(error),
                 }
             }
-            let idle = Instant::now() + MAX_IDLE;
+            let mut idle = Instant::now() + MAX_IDLE;
+            if self.settings.expiry.is_some() {
+                idle = idle.min(self.next_sweep);
+            }
             let sleep_until = wake.map_or(idle, |at: Instant| at.min(idle));
             look = tokio::select! {
                 biased;
@@ -129,6 +151,7 @@ impl Sender {
                 }
             }
         };
+        self.lane.open.store(false, Ordering::Relaxed);
         self.drain().await;
         result
     }
@@ -141,21 +164,22 @@ impl Sender {
             return Ok(None);
         }
         let now = Timestamp::now();
-        let elapsed = self.origin.elapsed();
+        let origin = self.lane.origin;
         let mut wake = None;
-        let bot_ready = self.limits.bot_ready_at();
-        if bot_ready > elapsed {
-            return Ok(Some(self.origin + bot_ready));
+        let bot_ready = self.lane.limits().bot_ready_at();
+        if bot_ready > origin.elapsed() {
+            return Ok(Some(origin + bot_ready));
         }
         let due = self.queue.due(now, room).await?;
-        let plan = Plan::make(&mut self.limits, &due, elapsed);
+        let plan = Plan::make(&mut self.lane.limits(), &due, origin.elapsed());
         if let Some(ready) = plan.next_slot {
-            wake = Some(self.origin + ready);
+            wake = Some(origin + ready);
         }
         if !plan.allowed.is_empty() {
             let ids = plan.allowed.iter().map(|(id, _)| *id).collect();
             let scopes: HashMap<JobId, FloodScope> = plan.allowed.into_iter().collect();
-            for job in self.queue.claim(ids, now).await? {
+            let claimed = self.queue.claim(ids, now, self.settings.expiry).await?;
+            for job in claimed {
                 let scope = scopes.get(&job.id).copied().unwrap_or(FloodScope::Chat);
                 self.spawn(job, scope);
             }
@@ -169,15 +193,42 @@ impl Sender {
         Ok(wake)
     }
 
+    /// Fails the queued jobs that have expired, when it is time to look.
+    async fn sweep(&mut self) -> Result<(), QueueError> {
+        let Some(expiry) = self.settings.expiry else {
+            return Ok(());
+        };
+        if Instant::now() < self.next_sweep {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let (expired, next) = self.queue.expire(expiry, now).await?;
+        if expired > 0 {
+            tracing::info!(jobs = expired, "expired jobs failed");
+        }
+        self.next_sweep = Instant::now() + SWEEP_EVERY;
+        if let Some(at) = next {
+            self.next_sweep = self
+                .next_sweep
+                .min(Instant::now() + report::until(at, Timestamp::now()));
+        }
+        Ok(())
+    }
+
     fn spawn(&mut self, job: Job, scope: FloodScope) {
-        let id = job.id;
+        let holding = Arc::new(AtomicI64::new(job.id.get()));
         let telegram = Arc::clone(&self.telegram);
         let queue = self.queue.clone();
-        let backoff = self.settings.backoff;
-        let handle = self
-            .tasks
-            .spawn(deliver(telegram, queue, job, scope, backoff));
-        self.in_flight.insert(handle.id(), id);
+        let lane = self.lane.clone();
+        let handle = self.tasks.spawn(deliver(
+            telegram,
+            queue,
+            job,
+            scope,
+            lane,
+            Arc::clone(&holding),
+        ));
+        self.in_flight.insert(handle.id(), holding);
     }
 
     /// A send task ended.
@@ -186,7 +237,10 @@ impl Sender {
             Ok((task, _)) => *task,
             Err(error) => error.id(),
         };
-        let job = self.in_flight.remove(&task);
+        let job = self
+            .in_flight
+            .remove(&task)
+            .map(|holding| JobId::new(holding.load(Ordering::Relaxed)));
         match done {
             Ok((_, Ended::Done)) => {}
             Ok((_, Ended::Halt)) => {
@@ -197,6 +251,7 @@ impl Sender {
                     );
                 }
                 self.halted = true;
+                self.lane.open.store(false, Ordering::Relaxed);
             }
             Err(error) => {
                 if error.is_panic() {
@@ -259,15 +314,8 @@ impl Plan {
             next_slot: None,
         };
         for job in due {
-            let scope = limits.flood_scope(job.chat, now);
-            match limits.try_acquire(job.chat, now) {
-                Ok(()) => {
-                    // The job's other messages go out right behind it.
-                    for _ in 1..job.parts.len() {
-                        limits.record(job.chat, now);
-                    }
-                    plan.allowed.push((job.id, scope));
-                }
+            match admit(limits, job, now) {
+                Ok(scope) => plan.allowed.push((job.id, scope)),
                 Err(ready) => {
                     plan.next_slot = Some(plan.next_slot.map_or(ready, |at| at.min(ready)));
                 }
@@ -277,11 +325,64 @@ impl Plan {
     }
 }
 
+/// Takes the slots `job` needs at `now` (one per message), with the
+/// limiter's guess of the scope of a flood wait for it; or says when the
+/// limits let it go.
+fn admit(limits: &mut Limits, job: &Job, now: Duration) -> Result<FloodScope, Duration> {
+    let scope = limits.flood_scope(job.chat, now);
+    limits.try_acquire(job.chat, now)?;
+    // The job's other messages go out right behind it.
+    for _ in 1..job.parts.len() {
+        limits.record(job.chat, now);
+    }
+    Ok(scope)
+}
+
+/// What a send task needs to go on with its chat's next job by itself: when
+/// a job is sent, the same commit takes the chat's next due job if the
+/// limits allow, so a busy chat costs one commit per job and no look at the
+/// whole queue.
+#[derive(Clone)]
+struct Lane {
+    limits: Arc<Mutex<Limits>>,
+    /// The limiter's clock origin.
+    origin: Instant,
+    /// False once the sender stops or halts: tasks take no further job.
+    open: Arc<AtomicBool>,
+    backoff: Backoff,
+    expiry: Option<Expiry>,
+}
+
+impl Lane {
+    fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
+        // The limiter's state stays consistent whatever panicked holding it.
+        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `next` may follow at once (taking its slots if so): the
+    /// sender still sends, `next` has not expired at `now`, the limits allow.
+    fn admit(&self, next: &Job, now: Timestamp) -> Option<FloodScope> {
+        if !self.open.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self
+            .expiry
+            .is_some_and(|expiry| expiry.has_expired(next.created_at, now))
+        {
+            return None; // the sender's claim fails it
+        }
+        admit(&mut self.limits(), next, self.origin.elapsed()).ok()
+    }
+}
+
 /// Whether a queue event can make something due: a new or returned job, or
-/// a chat whose line was freed. (`sending` is the loop's own doing.)
+/// a chat whose line was freed by a failure (an expired job). `sending` is
+/// the loop's own doing, and `sent` only comes from a send task, which then
+/// either holds the chat's line with its next job or ends, and its end wakes
+/// the loop: a burst of sends costs no look at the queue per job.
 fn wakes(event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) -> bool {
     match event {
-        Ok(event) => event.state != JobState::Sending,
+        Ok(event) => !matches!(event.state, JobState::Sending | JobState::Sent),
         Err(broadcast::error::RecvError::Lagged(_)) => true,
         // The queue is gone; the next look at it will say so.
         Err(broadcast::error::RecvError::Closed) => true,
@@ -292,32 +393,64 @@ fn earliest(current: Option<Instant>, at: Instant) -> Option<Instant> {
     Some(current.map_or(at, |current| current.min(at)))
 }
 
-/// One job's send task: an attempt, then its report to the store.
+/// One chat's send task: an attempt at a job, then its report to the
+/// store; after a sent job, the chat's next one if [`Lane::admit`] lets it
+/// follow. `holding` tells the loop which job the task holds.
 async fn deliver(
     telegram: Arc<Telegram>,
     queue: Queue,
-    job: Job,
-    scope: FloodScope,
-    backoff: Backoff,
+    mut job: Job,
+    mut scope: FloodScope,
+    lane: Lane,
+    holding: Arc<AtomicI64>,
 ) -> Ended {
-    let attempt = match attempt::send(&telegram, &queue, &job).await {
-        Ok(attempt) => attempt,
-        Err(error) => {
-            // Left in `sending`: the next start resends it (same random_id).
-            tracing::error!(job = %job.id, %error, "cannot record a part as sent");
-            return Ended::Done;
+    loop {
+        let attempt = match attempt::send(&telegram, &queue, &job).await {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                // Left in `sending`: the next start resends it (same random_id).
+                tracing::error!(job = %job.id, %error, "cannot record a part as sent");
+                return Ended::Done;
+            }
+        };
+        let now = Timestamp::now();
+        let report = Report::of(
+            attempt,
+            &job,
+            scope,
+            lane.backoff,
+            lane.expiry,
+            rand::random(),
+            now,
+        );
+        if let Report::Sent(ids) = report {
+            let next_lane = lane.clone();
+            let admit = move |next: &Job| next_lane.admit(next, now);
+            match queue.mark_sent_then_take(job.id, ids, now, admit).await {
+                Ok((_, next)) => {
+                    tracing::debug!(job = %job.id, chat = %job.chat, "sent");
+                    let Some((next, next_scope)) = next else {
+                        return Ended::Done;
+                    };
+                    holding.store(next.id.get(), Ordering::Relaxed);
+                    (job, scope) = (next, next_scope);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+                    return Ended::Done;
+                }
+            }
         }
-    };
-    let now = Timestamp::now();
-    let report = Report::of(attempt, &job, scope, backoff, rand::random(), now);
-    let ended = match report {
-        Report::Halt { .. } => Ended::Halt,
-        _ => Ended::Done,
-    };
-    if let Err(error) = report.apply(&queue, &job, now).await {
-        tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+        let ended = match report {
+            Report::Halt { .. } => Ended::Halt,
+            _ => Ended::Done,
+        };
+        if let Err(error) = report.apply(&queue, &job, now).await {
+            tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+        }
+        return ended;
     }
-    ended
 }
 
 #[cfg(test)]
@@ -407,7 +540,8 @@ mod tests {
             })
         };
         assert!(!wakes(event(JobState::Sending)));
-        for state in [JobState::Queued, JobState::Sent, JobState::Failed] {
+        assert!(!wakes(event(JobState::Sent)));
+        for state in [JobState::Queued, JobState::Failed] {
             assert!(wakes(event(state)));
         }
         assert!(wakes(Err(broadcast::error::RecvError::Lagged(3))));

@@ -12,7 +12,7 @@ use super::attempt::Attempt;
 use super::verdict::{self, Backoff, Verdict};
 use crate::error::ErrorCode;
 use crate::limits::FloodScope;
-use crate::queue::{Job, JobError, Queue, QueueError, Timestamp};
+use crate::queue::{Expiry, Job, JobError, Queue, QueueError, Timestamp};
 
 /// The store change one attempt calls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +24,13 @@ pub enum Report {
         error: JobError,
     },
     /// Hold the chat (or the whole bot) until `until`, and put the job back
-    /// in line without counting the attempt.
+    /// in line without counting the attempt — or, when the job has expired,
+    /// fail it with `expired`.
     Flood {
         until: Timestamp,
         scope: FloodScope,
         name: String,
+        expired: Option<JobError>,
     },
     /// The session is unusable: put the job back and stop sending.
     Halt {
@@ -39,12 +41,14 @@ pub enum Report {
 impl Report {
     /// Decides what `attempt` at `job` means. `scope` is the limiter's guess
     /// of which limit a flood wait would come from, taken before the send;
-    /// `jitter` is uniform in [0, 1).
+    /// `jitter` is uniform in [0, 1). A job past its `expiry` is not tried
+    /// again: it fails.
     pub fn of(
         attempt: Attempt,
         job: &Job,
         scope: FloodScope,
         backoff: Backoff,
+        expiry: Option<Expiry>,
         jitter: f64,
         now: Timestamp,
     ) -> Report {
@@ -60,10 +64,16 @@ impl Report {
             }
             Attempt::Failed(verdict) => verdict,
         };
+        let expired = |last_error: &str| {
+            expiry
+                .filter(|expiry| expiry.has_expired(job.created_at, now))
+                .map(|expiry| expiry.error(job.attempts, Some(last_error)))
+        };
         match verdict {
             Verdict::FloodWait { wait, name } => Report::Flood {
                 until: now.saturating_add(wait),
                 scope,
+                expired: expired(&name),
                 name,
             },
             Verdict::Permanent { name, code } => Report::Failed(JobError::telegram(
@@ -75,12 +85,15 @@ impl Report {
                     None => format!("Telegram refused the message: {code} {name}"),
                 },
             )),
-            Verdict::Transient { reason } => Report::Retry {
-                at: now.saturating_add(backoff.delay(job.attempts, jitter)),
-                error: JobError {
-                    code: ErrorCode::Rejected,
-                    message: format!("attempt {} failed, will retry: {reason}", job.attempts),
-                    telegram: None,
+            Verdict::Transient { reason } => match expired(&reason) {
+                Some(error) => Report::Failed(error),
+                None => Report::Retry {
+                    at: now.saturating_add(backoff.delay(job.attempts, jitter)),
+                    error: JobError {
+                        code: ErrorCode::Rejected,
+                        message: format!("attempt {} failed, will retry: {reason}", job.attempts),
+                        telegram: None,
+                    },
                 },
             },
             // `attempt::send` counts a duplicate as sent; should one reach
@@ -113,13 +126,24 @@ impl Report {
                 tracing::info!(job = %id, chat = %job.chat, retry_at = %at, error = %error.message, "will retry");
                 queue.retry_at(id, at, Some(error), now).await?;
             }
-            Report::Flood { until, scope, name } => {
+            Report::Flood {
+                until,
+                scope,
+                name,
+                expired,
+            } => {
                 match scope {
                     FloodScope::Chat => queue.defer_chat(job.chat, until).await?,
                     FloodScope::Bot => queue.defer_all(until).await?,
                 }
                 tracing::warn!(job = %id, chat = %job.chat, %name, ?scope, until = %until, "flood wait");
-                queue.release(id, now).await?;
+                match expired {
+                    Some(error) => {
+                        tracing::warn!(job = %id, chat = %job.chat, error = %error.message, "expired");
+                        queue.mark_failed(id, error, now).await?;
+                    }
+                    None => queue.release(id, now).await?,
+                }
             }
             Report::Halt { reason } => {
                 tracing::error!(job = %id, %reason, "the session is unusable: sending stops until telegate is restarted");
@@ -179,6 +203,7 @@ mod tests {
             &job(attempts),
             scope,
             BACKOFF,
+            None,
             0.5,
             NOW,
         )
@@ -196,10 +221,86 @@ mod tests {
                 Report::Flood {
                     until: Timestamp::from_millis(1_007_000),
                     scope,
-                    name: "FLOOD_WAIT_7".into()
+                    name: "FLOOD_WAIT_7".into(),
+                    expired: None,
                 }
             );
         }
+    }
+
+    /// `report` for a job enqueued at 0 with a 1000 s expiry, at `now`.
+    fn report_expiring(verdict: Verdict, now: Timestamp) -> Report {
+        let expiry = Expiry::new(Duration::from_secs(1000));
+        Report::of(
+            Attempt::Failed(verdict),
+            &job(2),
+            FloodScope::Chat,
+            BACKOFF,
+            expiry,
+            0.5,
+            now,
+        )
+    }
+
+    #[test]
+    fn an_expired_job_fails_instead_of_retrying_with_its_last_error() {
+        let transient = Verdict::Transient {
+            reason: "Telegram error 500 INTERNAL".into(),
+        };
+        let before = Timestamp::from_millis(999_999);
+        assert!(matches!(
+            report_expiring(transient.clone(), before),
+            Report::Retry { .. }
+        ));
+        let Report::Failed(error) = report_expiring(transient, NOW) else {
+            panic!("an expired job is retried");
+        };
+        assert_eq!(error.code, ErrorCode::Rejected);
+        assert_eq!(
+            error.message,
+            "expired after 1000 s and 2 attempts; last error: Telegram error 500 INTERNAL"
+        );
+    }
+
+    #[test]
+    fn an_expired_job_held_by_a_flood_wait_fails_but_the_hold_stays() {
+        let flood = Verdict::FloodWait {
+            wait: Duration::from_secs(7),
+            name: "FLOOD_WAIT_7".into(),
+        };
+        let Report::Flood {
+            expired: None,
+            until,
+            ..
+        } = report_expiring(flood.clone(), Timestamp::from_millis(5))
+        else {
+            panic!("a fresh job expired");
+        };
+        assert_eq!(until, Timestamp::from_millis(7005));
+        let Report::Flood {
+            expired: Some(error),
+            until,
+            ..
+        } = report_expiring(flood, NOW)
+        else {
+            panic!("an expired job is put back in line");
+        };
+        assert_eq!(until, Timestamp::from_millis(1_007_000));
+        assert!(error.message.contains("FLOOD_WAIT_7"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_sent_job_never_expires() {
+        let report = Report::of(
+            Attempt::Sent(vec![Some(4)]),
+            &job(9),
+            FloodScope::Chat,
+            BACKOFF,
+            Expiry::new(Duration::from_secs(1)),
+            0.0,
+            NOW,
+        );
+        assert_eq!(report, Report::Sent(vec![Some(4)]));
     }
 
     #[test]
@@ -265,6 +366,7 @@ mod tests {
             &job(1),
             FloodScope::Chat,
             BACKOFF,
+            None,
             0.0,
             NOW,
         );
@@ -281,6 +383,7 @@ mod tests {
             &job(1),
             FloodScope::Chat,
             BACKOFF,
+            None,
             0.0,
             NOW,
         );

@@ -41,14 +41,22 @@ pub struct World {
 
 impl World {
     pub async fn start(pace: Pace) -> World {
+        World::start_with(pace, "").await
+    }
+
+    /// [`World::start`] with `config` (TOML) added to the worker's file.
+    pub async fn start_with(pace: Pace, config: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
-        if pace == Pace::Unlimited {
-            fs::write(
-                dir.path().join("telegate.toml"),
+        let limits = match pace {
+            Pace::Unlimited => {
                 "[limits]\nbot_per_second = 1000000\nprivate_chat_per_second = 1000000\n\
-                 group_per_minute = 1000000\n",
-            )
-            .unwrap();
+                 group_per_minute = 1000000\n"
+            }
+            Pace::Limited => "",
+        };
+        let toml = format!("{limits}{config}");
+        if !toml.is_empty() {
+            fs::write(dir.path().join("telegate.toml"), toml).unwrap();
         }
         let sandbox = Sandbox::start(SandboxOptions {
             state_dir: Some(dir.path().to_owned()),
