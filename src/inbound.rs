@@ -23,7 +23,6 @@ use grammers_session::Session;
 use grammers_session::types::{PeerId, UpdateState};
 use grammers_session::updates::{MessageBox, State};
 use grammers_tl_types as tl;
-use grammers_tl_types::Serializable;
 use tokio::sync::mpsc;
 
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
@@ -32,6 +31,7 @@ use crate::events::bird::{self, Body, Origin};
 use crate::events::{EventStore, NewEvent};
 use crate::queue::{Queue, QueueError, Timestamp};
 use crate::session::{SessionError, SessionStore};
+use crate::telegram::tl_name;
 
 /// Updates taken off the stream but not yet recorded, at most (the reader
 /// waits beyond that; grammers buffers behind it).
@@ -346,16 +346,6 @@ fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEve
             "createdAt": now,
         }),
     }
-}
-
-/// The TL constructor name of a boxed object.
-fn tl_name(object: &impl Serializable) -> &'static str {
-    let bytes = object.to_bytes();
-    let id = bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_le_bytes);
-    tl::name_for_id(id)
 }
 
 /// The newest update state a batch covers, per message box.

@@ -192,6 +192,17 @@ impl Telegram {
     }
 }
 
+/// The TL constructor name of any boxed object (`messageMediaGeo`, ...), for
+/// logs and for events about updates telegate does not model.
+pub fn tl_name(object: &impl tl::Serializable) -> &'static str {
+    let bytes = object.to_bytes();
+    let id = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    tl::name_for_id(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +218,11 @@ mod tests {
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("api_id: 1"), "{shown}");
+    }
+
+    #[test]
+    fn tl_name_reads_the_constructor_id() {
+        let update: tl::enums::Update = tl::types::UpdateConfig {}.into();
+        assert_eq!(tl_name(&update), "updateConfig");
     }
 }

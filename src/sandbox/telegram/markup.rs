@@ -5,6 +5,8 @@ use grammers_tl_types as tl;
 use grammers_tl_types::Serializable;
 use serde_json::{Value, json};
 
+pub use crate::telegram::tl_name;
+
 /// Telegram's cap on buttons in one markup.
 const MAX_BUTTONS: usize = 100;
 /// Telegram's cap on buttons in one row.
@@ -218,16 +220,6 @@ fn keyboard_button_json(button: &tl::types::KeyboardButton) -> Value {
         _ => "other",
     };
     json!({"text": button.text, "type": kind})
-}
-
-/// The TL constructor name of any boxed object.
-pub fn tl_name(object: &impl Serializable) -> &'static str {
-    let bytes = object.to_bytes();
-    let id = bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_le_bytes);
-    tl::name_for_id(id)
 }
 
 #[cfg(test)]
