@@ -150,6 +150,19 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhook: WebhookConfig,
     pub sender: SenderConfig,
+    pub sandbox: SandboxConfig,
+}
+
+/// `[sandbox]`: what `telegate sandbox` serves besides the DC.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Where the chat page listens (`host:port`), or `off`; unset:
+    /// 127.0.0.1:8080.
+    pub web: Option<String>,
+    /// The token a public page (`--web-public`) asks for; also
+    /// `TELEGATE_WEB_TOKEN`.
+    pub web_token: Option<Secret>,
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -399,6 +412,9 @@ impl Config {
         }
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
+        }
+        if let Some(value) = env("TELEGATE_WEB_TOKEN") {
+            self.sandbox.web_token = Some(Secret::new(value));
         }
         if let Some(value) = env("TELEGATE_JOB_EXPIRY_SECS") {
             self.sender.job_expiry_secs = value.trim().parse().map_err(|_| ConfigError::Env {

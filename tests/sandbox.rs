@@ -1362,7 +1362,7 @@ impl Drop for SandboxProcess {
 async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
-        .args(["sandbox", "--dc-only", "--state-dir"])
+        .args(["sandbox", "--dc-only", "--web", "127.0.0.1:0", "--state-dir"])
         .arg(dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1434,6 +1434,7 @@ async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut process.child.stderr.take().unwrap(), &mut logs).unwrap();
     assert!(logs.contains("sandbox ready"), "{logs}");
+    assert!(logs.contains("web=http://127.0.0.1:"), "{logs}");
     let token = telegram["bot_token"].as_str().unwrap();
     let secret = token.split_once(':').unwrap().1;
     assert!(!logs.contains(secret), "the bot token leaked into the logs");

@@ -11,9 +11,8 @@
 //! and `dc_addr` (other tables are kept), and `sessions/bot.session` gets the
 //! DC address and the bot's pre-provisioned auth key. Both are mode 0600.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,9 +20,11 @@ use clap::Args;
 use tracing::info;
 
 use super::{CliError, Global, Outcome, shutdown_signal};
+use crate::config::{Config, SandboxConfig};
 use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
+use crate::sandbox::web::WebOptions;
 use crate::sandbox::telegram::{
     AccountId, DC_ID, NewUser, SandboxError, Telegram as SandboxTelegram, UserMessage,
 };
@@ -47,7 +48,21 @@ pub struct SandboxArgs {
     /// BOT_RESPONSE_TIMEOUT.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub callback_timeout_ms: u64,
+    /// Where the chat page listens, or `off` [default: `[sandbox] web` of
+    /// the config, else 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR|off")]
+    pub web: Option<String>,
+    /// Allow the chat page on a non-loopback address; every request then
+    /// needs the token (TELEGATE_WEB_TOKEN, `[sandbox] web_token`, or a new
+    /// one written to STATE_DIR/web.token).
+    #[arg(long)]
+    pub web_public: bool,
 }
+
+/// The chat page's address when nothing says otherwise.
+pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
+/// Where a generated web token is written (mode 0600).
+pub const WEB_TOKEN_FILE: &str = "web.token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxCliError {
@@ -63,6 +78,10 @@ pub enum SandboxCliError {
     Config { path: PathBuf, reason: String },
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
+    #[error("{key} must be a socket address such as 127.0.0.1:8080, or off; got {value:?}")]
+    WebAddr { key: &'static str, value: String },
+    #[error("cannot write the web token to {path}: {source}")]
+    WebToken { path: PathBuf, source: io::Error },
 }
 
 /// Runs the sandbox until SIGINT or SIGTERM.
@@ -77,18 +96,25 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     } else {
         Some(state.lock()?)
     };
+    let config = Config::load(global.config.as_deref(), &state)?;
+    let web = web_options(&args, &config.sandbox, &dir)?;
     let shutdown = shutdown_signal().map_err(SandboxCliError::Signals)?;
     let sandbox = Sandbox::start(SandboxOptions {
         state_dir: Some(dir.clone()),
         port: args.port,
         callback_timeout: Duration::from_millis(args.callback_timeout_ms),
+        web,
     })
     .await
     .map_err(SandboxCliError::from)?;
     write_worker_files(&dir, &sandbox)?;
+    let web = sandbox
+        .web_addr()
+        .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/"));
     info!(
         dc_addr = %sandbox.dc_addr(),
         control = %dir.join(crate::sandbox::control::SOCKET_NAME).display(),
+        web = %web,
         "sandbox ready"
     );
     let outcome = match &lock {
@@ -105,6 +131,45 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     info!("sandbox stopping");
     sandbox.shutdown().await.map_err(SandboxCliError::from)?;
     outcome
+}
+
+/// The chat page's options: `--web`, else `[sandbox] web`, else
+/// [`DEFAULT_WEB`]; `off` turns it off. A public page gets its token from
+/// the environment or the config, else a new one in `DIR/web.token`.
+fn web_options(
+    args: &SandboxArgs,
+    config: &SandboxConfig,
+    dir: &Path,
+) -> Result<Option<WebOptions>, SandboxCliError> {
+    let (key, value) = match (&args.web, &config.web) {
+        (Some(value), _) => ("--web", value.as_str()),
+        (None, Some(value)) => ("sandbox.web", value.as_str()),
+        (None, None) => ("--web", DEFAULT_WEB),
+    };
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let addr = value.parse().map_err(|_| SandboxCliError::WebAddr {
+        key,
+        value: value.to_owned(),
+    })?;
+    let token = match (&config.web_token, args.web_public) {
+        (Some(token), _) => Some(token.clone()),
+        (None, true) => {
+            let token = crate::sandbox::web::new_token();
+            let path = dir.join(WEB_TOKEN_FILE);
+            private_file::write(&path, token.expose().as_bytes())
+                .map_err(|source| SandboxCliError::WebToken { path: path.clone(), source })?;
+            info!(file = %path.display(), "the web page's token is in this file");
+            Some(token)
+        }
+        (None, false) => None,
+    };
+    Ok(Some(WebOptions {
+        addr,
+        public: args.web_public,
+        token,
+    }))
 }
 
 /// The user to try the sandbox with: on first start (no users yet) a new one
@@ -184,16 +249,7 @@ fn write_config(path: &Path, bot_token: &str, dc_addr: &str) -> Result<(), Sandb
     };
     document.insert("telegram".into(), merged.into());
     let text = toml::to_string(&document).map_err(|e| config_error(e.to_string()))?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(private_file::MODE)
-        .open(path)
-        .map_err(|e| config_error(e.to_string()))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| config_error(e.to_string()))?;
-    private_file::create(path).map_err(|e| config_error(e.to_string()))
+    private_file::write(path, text.as_bytes()).map_err(|e| config_error(e.to_string()))
 }
 
 #[cfg(test)]

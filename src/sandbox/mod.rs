@@ -18,6 +18,7 @@ pub mod dc;
 pub mod server;
 pub mod state_file;
 pub mod telegram;
+pub mod web;
 
 use std::collections::HashMap;
 use std::future::Future;

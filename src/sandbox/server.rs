@@ -18,6 +18,7 @@ use super::control::{self, Control};
 use super::dc::Dc;
 use super::state_file::{StateFile, StateFileError};
 use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, Telegram, World};
+use super::web::{self, RunningWeb, WebError, WebOptions};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
 
@@ -30,6 +31,8 @@ pub struct SandboxOptions {
     /// The DC's port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
     pub callback_timeout: Duration,
+    /// Serve the chat page (needs `state_dir`: the worker's socket is there).
+    pub web: Option<WebOptions>,
 }
 
 impl Default for SandboxOptions {
@@ -38,6 +41,7 @@ impl Default for SandboxOptions {
             state_dir: None,
             port: 0,
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            web: None,
         }
     }
 }
@@ -50,6 +54,8 @@ pub enum StartError {
     Dc { port: u16, source: io::Error },
     #[error("control socket: {0}")]
     Control(#[from] BindError),
+    #[error(transparent)]
+    Web(#[from] WebError),
 }
 
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
@@ -64,6 +70,7 @@ pub struct Sandbox {
     stop: watch::Sender<bool>,
     control_task: Option<JoinHandle<io::Result<()>>>,
     saver_task: Option<JoinHandle<Result<(), StateFileError>>>,
+    web: Option<RunningWeb>,
 }
 
 impl Sandbox {
@@ -102,6 +109,7 @@ impl Sandbox {
             stop,
             control_task: None,
             saver_task: None,
+            web: None,
         };
         if let (Some(dir), Some(file)) = (options.state_dir, state_file) {
             let path = dir.join(control::SOCKET_NAME);
@@ -111,6 +119,13 @@ impl Sandbox {
                 faults,
                 dc_addr: SocketAddr::V4(dc_addr),
             };
+            if let Some(options) = options.web {
+                let worker_socket = crate::config::StateDir::new(&dir).socket();
+                let running = web::start(options, control.clone(), worker_socket, stopped.clone())
+                    .await?;
+                info!(url = %format!("http://{}/", running.local_addr()), "sandbox web page listening");
+                sandbox.web = Some(running);
+            }
             sandbox.control_task = Some(tokio::spawn(control::serve(
                 listener,
                 control,
@@ -138,6 +153,11 @@ impl Sandbox {
         self.dc_addr
     }
 
+    /// Where the chat page listens, if it is served.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(RunningWeb::local_addr)
+    }
+
     pub fn control_socket(&self) -> Option<&Path> {
         self.control_socket.as_ref().map(SocketFile::path)
     }
@@ -151,6 +171,11 @@ impl Sandbox {
                 Err(error) => warn!(%error, "control API task failed"),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(web) = self.web.take()
+            && let Err(error) = web.join().await
+        {
+            warn!(%error, "web page stopped with an error");
         }
         let saved = match self.saver_task.take() {
             Some(task) => task.await.unwrap_or_else(|e| {

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
 pub use callbacks::{Answer, ClickOutcome};
@@ -179,6 +179,8 @@ struct Shared {
     outbox: Arc<Outbox>,
     /// Signalled after every change to the world (the state file listens).
     changed: Notify,
+    /// Counts changes to the world, for any number of watchers (the web page).
+    generation: watch::Sender<u64>,
 }
 
 /// The sandbox's Telegram: cheap to clone, one per DC.
@@ -198,6 +200,7 @@ impl Telegram {
             }),
             outbox,
             changed: Notify::new(),
+            generation: watch::channel(0).0,
         }))
     }
 
@@ -208,6 +211,13 @@ impl Telegram {
 
     fn changed(&self) {
         self.0.changed.notify_one();
+        self.0.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// Marks itself changed after every change to the world; a chat view
+    /// re-reads what it shows when it is.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.0.generation.subscribe()
     }
 
     /// Resolves after the world changed (for the state file's writer).
