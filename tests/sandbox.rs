@@ -1362,7 +1362,13 @@ impl Drop for SandboxProcess {
 async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
-        .args(["sandbox", "--dc-only", "--web", "127.0.0.1:0", "--state-dir"])
+        .args([
+            "sandbox",
+            "--dc-only",
+            "--web",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
         .arg(dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()

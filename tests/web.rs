@@ -139,10 +139,7 @@ impl Driver {
             {
                 Ok(browser) => return browser,
                 Err(error) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "no browser session: {error}"
-                    );
+                    assert!(Instant::now() < deadline, "no browser session: {error}");
                     sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -216,6 +213,49 @@ fn demo_user(world: &World) -> AccountId {
     user
 }
 
+/// A sandbox with its worker and page, and a browser on the page.
+struct Session {
+    world: World,
+    user: AccountId,
+    page: Page,
+    browser: Browser,
+    shots: PathBuf,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+impl Session {
+    async fn start(config: &str) -> Session {
+        let world = World::start_with(Pace::Unlimited, config).await;
+        let user = demo_user(&world);
+        let page = Page::start(&world, false, None).await.unwrap();
+        let driver = Driver::start();
+        let profile = tempfile::tempdir().unwrap();
+        let browser = driver.browser(profile.path()).await;
+        let shots = screenshot_dir(profile.path());
+        browser.goto(&page.url("/")).await.unwrap();
+        text_until(&browser, "#messages .msg.from-user .text", |t| {
+            t == "/start"
+        })
+        .await;
+        Session {
+            world,
+            user,
+            page,
+            browser,
+            shots,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    async fn stop(self) {
+        self.browser.close().await.unwrap();
+        self.page.stop().await;
+        self.world.stop().await;
+    }
+}
+
 async fn enqueue(world: &World, body: Value) {
     let answer = world
         .client
@@ -229,22 +269,22 @@ async fn enqueue(world: &World, body: Value) {
 async fn a_person_chats_with_the_bot_in_a_browser() {
     // The stored answer comes at the consumer's deadline: long enough to see
     // the spinner.
-    let world = World::start_with(Pace::Unlimited, "[callbacks]\ndeadline_ms = 2000\n").await;
-    let user = demo_user(&world);
-    let page = Page::start(&world, false, None).await.unwrap();
-    let driver = Driver::start();
-    let profile = tempfile::tempdir().unwrap();
-    let browser = driver.browser(profile.path()).await;
-    let shots = screenshot_dir(profile.path());
+    let session = Session::start("[callbacks]\ndeadline_ms = 2000\n").await;
+    let Session {
+        world,
+        user,
+        browser,
+        shots,
+        ..
+    } = &session;
+    let (world, user, browser, shots) = (world, *user, browser, shots.as_path());
 
     // The demo user's chat.
-    browser.goto(&page.url("/")).await.unwrap();
-    text_until(&browser, "#messages .msg.from-user .text", |t| t == "/start").await;
-    text_until(&browser, ".chat-head", |t| t.contains("Ada")).await;
+    text_until(browser, ".chat-head", |t| t.contains("Ada")).await;
 
     // An inline keyboard sent through the socket API arrives live.
     enqueue(
-        &world,
+        world,
         json!({
             "destination_user_id": user.to_string(),
             "telegram_interactive_message": {
@@ -259,8 +299,8 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         }),
     )
     .await;
-    let yes = element(&browser, ".ikb[data-data='yes']").await;
-    let track = element(&browser, "a.ikb").await;
+    let yes = element(browser, ".ikb[data-data='yes']").await;
+    let track = element(browser, "a.ikb").await;
     assert_eq!(
         track.attr("href").await.unwrap().as_deref(),
         Some("https://example.com/track")
@@ -268,24 +308,28 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
 
     // A click spins until the stored answer comes, shown as a toast.
     yes.click().await.unwrap();
-    element(&browser, ".ikb.pending[data-data='yes']").await;
-    text_until(&browser, "#toast.show", |t| t == "Great, enjoy it!").await;
-    save_screenshot(&browser, &shots, "sandbox-web-chat.png").await;
+    element(browser, ".ikb.pending[data-data='yes']").await;
+    text_until(browser, "#toast.show", |t| t == "Great, enjoy it!").await;
+    save_screenshot(browser, shots, "sandbox-web-chat.png").await;
     assert!(
         browser.find(Locator::Css(".ikb.pending")).await.is_err(),
         "the spinner stops with the answer"
     );
     // An alert answer is a dialog.
-    element(&browser, ".ikb[data-data='no']").await.click().await.unwrap();
-    text_until(&browser, "dialog#alert[open] #alert-text", |t| {
+    element(browser, ".ikb[data-data='no']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_until(browser, "dialog#alert[open] #alert-text", |t| {
         t == "Sorry! We'll look into it."
     })
     .await;
-    element(&browser, "#alert-ok").await.click().await.unwrap();
+    element(browser, "#alert-ok").await.click().await.unwrap();
 
     // A reply keyboard replaces the input; its contact button sends a contact.
     enqueue(
-        &world,
+        world,
         json!({
             "destination_user_id": user.to_string(),
             "telegram_interactive_message": {
@@ -299,16 +343,22 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         }),
     )
     .await;
-    let share = element(&browser, ".rkb[data-type='request_contact']").await;
+    let share = element(browser, ".rkb[data-type='request_contact']").await;
     assert!(
-        !element(&browser, "#text").await.is_displayed().await.unwrap(),
+        !element(browser, "#text")
+            .await
+            .is_displayed()
+            .await
+            .unwrap(),
         "the keyboard replaces the input"
     );
-    save_screenshot(&browser, &shots, "sandbox-web-keyboard.png").await;
+    save_screenshot(browser, shots, "sandbox-web-keyboard.png").await;
     share.click().await.unwrap();
-    text_until(&browser, "#messages .msg.from-user:last-child .media.contact", |t| {
-        t.contains("Ada")
-    })
+    text_until(
+        browser,
+        "#messages .msg.from-user:last-child .media.contact",
+        |t| t.contains("Ada"),
+    )
     .await;
     // One-time: the keyboard is gone and the input is back.
     let deadline = Instant::now() + PATIENCE;
@@ -316,11 +366,17 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         assert!(Instant::now() < deadline, "the one-time keyboard never hid");
         sleep(Duration::from_millis(50)).await;
     }
-    assert!(element(&browser, "#text").await.is_displayed().await.unwrap());
+    assert!(
+        element(browser, "#text")
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
 
     // A force reply focuses the input with its placeholder.
     enqueue(
-        &world,
+        world,
         json!({
             "destination_user_id": user.to_string(),
             "telegram_interactive_message": {
@@ -331,10 +387,13 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         }),
     )
     .await;
-    let input = element(&browser, "#text").await;
+    let input = element(browser, "#text").await;
     let deadline = Instant::now() + PATIENCE;
     while input.attr("placeholder").await.unwrap().as_deref() != Some("Order number") {
-        assert!(Instant::now() < deadline, "the force reply's placeholder never showed");
+        assert!(
+            Instant::now() < deadline,
+            "the force reply's placeholder never showed"
+        );
         sleep(Duration::from_millis(50)).await;
     }
     let focused = browser
@@ -345,8 +404,12 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
 
     // Typing and sending: the text reaches the worker as an event.
     input.send_keys("order 4711").await.unwrap();
-    element(&browser, "#send-button").await.click().await.unwrap();
-    text_until(&browser, "#worker .events", |t| t.contains("order 4711")).await;
+    element(browser, "#send-button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_until(browser, "#worker .events", |t| t.contains("order 4711")).await;
     let events = world.client.get("/api/v1/events?after=0").await.unwrap();
     let events = String::from_utf8_lossy(&events.body).into_owned();
     let text_event = events
@@ -354,21 +417,99 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .find(|e| e.to_string().contains("order 4711"))
         .expect("the typed text is an event");
-    assert!(
-        text_event.to_string().contains("\"text\""),
-        "{text_event}"
-    );
+    assert!(text_event.to_string().contains("\"text\""), "{text_event}");
     // And it answers the force reply.
     let chat = world.sandbox.telegram().chat(user).unwrap();
     let last = chat["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["text"], "order 4711");
     assert!(last["reply_to"].is_i64(), "{last}");
-    text_until(&browser, "#worker .jobs", |t| t.contains("sent")).await;
-    save_screenshot(&browser, &shots, "sandbox-web-events.png").await;
+    text_until(browser, "#worker .jobs", |t| t.contains("sent")).await;
+    save_screenshot(browser, shots, "sandbox-web-events.png").await;
+    session.stop().await;
+}
 
-    browser.close().await.unwrap();
-    page.stop().await;
-    world.stop().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
+    let session = Session::start("").await;
+    let browser = &session.browser;
+    let last = "#messages .msg.from-user:last-child";
+
+    // A document "upload": the file's name, type and size become the message.
+    let file = session._profile.path().join("receipt.pdf");
+    std::fs::write(&file, vec![b'%'; 3000]).unwrap();
+    let picker = element(browser, "#file").await;
+    picker.send_keys(&file.display().to_string()).await.unwrap();
+    text_until(browser, &format!("{last} .media.document"), |t| {
+        t.contains("receipt.pdf") && t.contains("application/pdf") && t.contains("2.9 KB")
+    })
+    .await;
+
+    // A location from the location form.
+    element(browser, "#location").await.click().await.unwrap();
+    let form = element(browser, "#where").await;
+    let latitude = form.find(Locator::Css("[name=latitude]")).await.unwrap();
+    latitude.clear().await.unwrap();
+    latitude.send_keys("48.8584").await.unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_until(browser, &format!("{last} .media.location"), |t| {
+        t.contains("48.8584, 13.405")
+    })
+    .await;
+
+    // /start with a payload.
+    let payload = element(browser, "#start [name=payload]").await;
+    payload.send_keys("ref-42").await.unwrap();
+    element(browser, "#start button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_until(browser, &format!("{last} .text"), |t| t == "/start ref-42").await;
+    let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
+    let kinds: Vec<&str> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["media"]["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["document", "location"]);
+
+    // A fault switch: the counters and the toast say it happened.
+    element(browser, "[data-fault=limits-off]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_until(browser, "#toast.show", |t| t == "Flood limits off").await;
+    assert!(!session.world.sandbox.telegram().limits_enabled());
+
+    // A new user: the page switches to their empty chat, and the list has both.
+    let form = element(browser, "#new-user").await;
+    form.find(Locator::Css("[name=first_name]"))
+        .await
+        .unwrap()
+        .send_keys("Grace")
+        .await
+        .unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_until(browser, ".chat-head", |t| t.contains("Grace")).await;
+    text_until(browser, "#users", |t| {
+        t.contains("Ada") && t.contains("Grace")
+    })
+    .await;
+    text_until(browser, "#users .user.selected", |t| t.contains("Grace")).await;
+    assert_eq!(session.world.sandbox.telegram().users().len(), 2);
+    session.stop().await;
 }
 
 /// One HTTP/1.1 request over TCP: status line and body.
@@ -411,7 +552,11 @@ async fn the_page_is_loopback_only_and_a_public_page_needs_its_token() {
     let (status, _, body) = http(addr, &get("/", &addr.to_string(), "")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("telegate sandbox"));
-    let (status, _, _) = http(addr, &get("/", &format!("evil.example:{}", addr.port()), "")).await;
+    let (status, _, _) = http(
+        addr,
+        &get("/", &format!("evil.example:{}", addr.port()), ""),
+    )
+    .await;
     assert_eq!(status, 403, "a rebound DNS name is refused");
     // A change without the page's header (a cross-site form) is refused.
     let post = format!(
@@ -440,7 +585,10 @@ async fn the_page_is_loopback_only_and_a_public_page_needs_its_token() {
     let (status, head, _) = http(addr, &get(&format!("/?user=5&token={token}"), &host, "")).await;
     assert_eq!(status, 303);
     assert!(head.contains(&format!("telegate_web={token}")), "{head}");
-    assert!(head.to_ascii_lowercase().contains("location: /?user=5"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("location: /?user=5"),
+        "{head}"
+    );
     let cookie = format!("Cookie: telegate_web={token}\r\n");
     let (status, _, body) = http(addr, &get("/", &host, &cookie)).await;
     assert_eq!(status, 200, "{body}");

@@ -24,10 +24,10 @@ use crate::config::{Config, SandboxConfig};
 use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
-use crate::sandbox::web::WebOptions;
 use crate::sandbox::telegram::{
     AccountId, DC_ID, NewUser, SandboxError, Telegram as SandboxTelegram, UserMessage,
 };
+use crate::sandbox::web::WebOptions;
 use crate::session::{SessionError, SessionStore};
 
 /// The api id and hash written for the worker; the sandbox accepts any
@@ -158,8 +158,12 @@ fn web_options(
         (None, true) => {
             let token = crate::sandbox::web::new_token();
             let path = dir.join(WEB_TOKEN_FILE);
-            private_file::write(&path, token.expose().as_bytes())
-                .map_err(|source| SandboxCliError::WebToken { path: path.clone(), source })?;
+            private_file::write(&path, token.expose().as_bytes()).map_err(|source| {
+                SandboxCliError::WebToken {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
             info!(file = %path.display(), "the web page's token is in this file");
             Some(token)
         }

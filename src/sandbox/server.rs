@@ -121,8 +121,8 @@ impl Sandbox {
             };
             if let Some(options) = options.web {
                 let worker_socket = crate::config::StateDir::new(&dir).socket();
-                let running = web::start(options, control.clone(), worker_socket, stopped.clone())
-                    .await?;
+                let running =
+                    web::start(options, control.clone(), worker_socket, stopped.clone()).await?;
                 info!(url = %format!("http://{}/", running.local_addr()), "sandbox web page listening");
                 sandbox.web = Some(running);
             }

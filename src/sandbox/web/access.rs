@@ -135,7 +135,11 @@ fn query_token(uri: &Uri) -> Option<String> {
 fn without_token(uri: &Uri) -> String {
     let kept: Vec<(String, String)> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (key, value) in kept.iter().filter(|(key, _)| key != "token") {
@@ -222,7 +226,10 @@ mod tests {
         let lan: SocketAddr = "192.168.1.5:8080".parse().unwrap();
         assert_eq!(check_bind(lo, false, None), Ok(()));
         assert_eq!(check_bind(lo6, false, None), Ok(()));
-        assert_eq!(check_bind(any, false, None), Err(AccessError::NotLoopback(any)));
+        assert_eq!(
+            check_bind(any, false, None),
+            Err(AccessError::NotLoopback(any))
+        );
         assert_eq!(
             check_bind(lan, false, Some(&token())),
             Err(AccessError::NotLoopback(lan))
@@ -244,10 +251,21 @@ mod tests {
             headers.insert(header::HOST, host.parse().unwrap());
             loopback_host(&headers)
         };
-        for good in ["127.0.0.1:8080", "localhost:1", "LOCALHOST", "[::1]:80", "127.3.4.5"] {
+        for good in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:80",
+            "127.3.4.5",
+        ] {
             assert!(with_host(good), "{good}");
         }
-        for bad in ["evil.example:8080", "10.0.0.1:8080", "[fe80::1]:80", "localhost.evil"] {
+        for bad in [
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "[fe80::1]:80",
+            "localhost.evil",
+        ] {
             assert!(!with_host(bad), "{bad}");
         }
         assert!(!loopback_host(&HeaderMap::new()));

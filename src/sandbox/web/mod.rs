@@ -60,7 +60,9 @@ pub struct WebOptions {
 pub enum WebError {
     #[error(transparent)]
     Access(#[from] AccessError),
-    #[error("cannot listen on {addr} for the web page: {source} (choose another with --web ADDR, or --web off)")]
+    #[error(
+        "cannot listen on {addr} for the web page: {source} (choose another with --web ADDR, or --web off)"
+    )]
     Bind { addr: SocketAddr, source: io::Error },
 }
 
@@ -123,10 +125,8 @@ pub async fn start(
         stopped: stopped.clone(),
     };
     let policy = access::Policy::new(&options);
-    let app = router(web, control).layer(axum::middleware::from_fn_with_state(
-        policy,
-        access::guard,
-    ));
+    let app =
+        router(web, control).layer(axum::middleware::from_fn_with_state(policy, access::guard));
     let mut until = stopped;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -184,7 +184,10 @@ async fn fragment(
 
 async fn asset(UrlPath(name): UrlPath<String>) -> Response {
     let (body, kind) = match name.as_str() {
-        "app.js" => (include_str!("assets/app.js"), "text/javascript; charset=utf-8"),
+        "app.js" => (
+            include_str!("assets/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "app.css" => (include_str!("assets/app.css"), "text/css; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };

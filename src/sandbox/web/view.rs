@@ -21,17 +21,24 @@ pub struct Fragments {
 }
 
 impl Fragments {
-
     pub fn render(control: &Control, user: Option<i64>, worker: &WorkerView) -> Self {
         let telegram = &control.telegram;
         let users = telegram.users();
         let chat = user.and_then(|id| telegram.chat(id).ok());
         let stats = serde_json::to_value(telegram.stats()).unwrap_or(Value::Null);
         let settings = [
-            ("latency_ms", control.faults.latency().as_millis().to_string()),
+            (
+                "latency_ms",
+                control.faults.latency().as_millis().to_string(),
+            ),
             (
                 "limits",
-                if telegram.limits_enabled() { "on" } else { "off" }.to_owned(),
+                if telegram.limits_enabled() {
+                    "on"
+                } else {
+                    "off"
+                }
+                .to_owned(),
             ),
             (
                 "callback_timeout_ms",
@@ -177,7 +184,10 @@ fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
     let Some(chat) = chat else {
         return html! { p.muted.empty { "Pick or create a user to chat with the bot as them." } };
     };
-    let messages = chat["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let messages = chat["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     html! {
         header.chat-head data-chat-user=(chat["user_id"]) {
             span.avatar.bot { "B" }
@@ -392,7 +402,11 @@ fn event_summary(event: &Value) -> String {
                 "{}, {}",
                 inner["coordinates"]["latitude"], inner["coordinates"]["longitude"]
             ),
-            "contact" => format!("{} {}", text(&inner["firstName"]), text(&inner["phoneNumber"])),
+            "contact" => format!(
+                "{} {}",
+                text(&inner["firstName"]),
+                text(&inner["phoneNumber"])
+            ),
             "image" => text(&inner["images"][0]["mediaUrl"]),
             "file" => format!(
                 "{} ({})",
@@ -410,7 +424,11 @@ fn event_summary(event: &Value) -> String {
     match event["status"].as_str() {
         Some(status) => {
             let reason = text(&event["reason"]);
-            let reason = if reason.is_empty() { reason } else { format!(": {reason}") };
+            let reason = if reason.is_empty() {
+                reason
+            } else {
+                format!(": {reason}")
+            };
             format!("job {} {status}{reason}", text(&event["jobId"]))
         }
         None => snippet(&event.to_string(), 120),
@@ -474,7 +492,10 @@ fn formatted(text: &str, entities: &Value) -> Markup {
 /// The HTML around one entity; `None` for kinds shown as plain text.
 fn entity_tags(entity: &Value) -> Option<(String, &'static str)> {
     let kind = entity["type"].as_str()?;
-    let kind = kind.strip_prefix("messageEntity").unwrap_or(kind).to_ascii_lowercase();
+    let kind = kind
+        .strip_prefix("messageEntity")
+        .unwrap_or(kind)
+        .to_ascii_lowercase();
     let simple = |tag: &'static str, close: &'static str| Some((format!("<{tag}>"), close));
     match kind.as_str() {
         "bold" => simple("b", "</b>"),
@@ -600,6 +621,9 @@ mod tests {
         assert!(!html.contains("data-force-reply"), "{html}");
         let chat = json!({"reply_keyboard": null, "force_reply": {"message_id": 9, "placeholder": "Your name"}});
         let html = keyboard(Some(&chat)).into_string();
-        assert!(html.contains("data-force-reply=\"9\"") && html.contains("Your name"), "{html}");
+        assert!(
+            html.contains("data-force-reply=\"9\"") && html.contains("Your name"),
+            "{html}"
+        );
     }
 }

@@ -45,7 +45,10 @@ pub struct WorkerFeed {
 }
 
 impl WorkerFeed {
-    pub fn new(socket: PathBuf, world: watch::Receiver<u64>) -> (Self, watch::Receiver<WorkerView>) {
+    pub fn new(
+        socket: PathBuf,
+        world: watch::Receiver<u64>,
+    ) -> (Self, watch::Receiver<WorkerView>) {
         let (view, watching) = watch::channel(WorkerView::default());
         let feed = WorkerFeed {
             client: Client::new(socket),
@@ -68,9 +71,9 @@ impl WorkerFeed {
             loop {
                 match window.refresh(&client).await {
                     Ok(jobs) => view.send_if_modified(|v| replace(&mut v.jobs, jobs)),
-                    Err(error) => view.send_if_modified(|v| {
-                        replace(&mut v.trouble, Some(error.to_string()))
-                    }),
+                    Err(error) => {
+                        view.send_if_modified(|v| replace(&mut v.trouble, Some(error.to_string())))
+                    }
                 };
                 // An event or a change in the world may mean a job moved.
                 let mut events_seen = view.subscribe();
@@ -103,9 +106,8 @@ fn replace<T: PartialEq>(slot: &mut T, value: T) -> bool {
 async fn follow_events(client: Client, view: &watch::Sender<WorkerView>) {
     let mut cursor: u64 = 0;
     loop {
-        let path = format!(
-            "/api/v1/events?after={cursor}&wait={EVENTS_WAIT_SECS}&limit={EVENTS_BATCH}"
-        );
+        let path =
+            format!("/api/v1/events?after={cursor}&wait={EVENTS_WAIT_SECS}&limit={EVENTS_BATCH}");
         match read_events(&client, &path).await {
             Ok(batch) => {
                 if let Some(last) = batch.last().and_then(|e| e["cursor"].as_u64()) {
@@ -182,9 +184,8 @@ impl JobWindow {
         loop {
             let path = format!("/api/v1/jobs?after={after}&limit={}", Self::PAGE);
             let body = get_ok(client, &path).await?;
-            let page: Value = serde_json::from_slice(&body).map_err(|_| FeedError::Shape {
-                path: path.clone(),
-            })?;
+            let page: Value = serde_json::from_slice(&body)
+                .map_err(|_| FeedError::Shape { path: path.clone() })?;
             let listed = page["jobs"]
                 .as_array()
                 .ok_or(FeedError::Shape { path })?
