@@ -164,6 +164,15 @@ async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element 
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
+/// Waits for the element at `css` and clicks it.
+async fn click(browser: &Browser, css: &str) {
+    element(browser, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+}
+
 /// Waits until the text of `css` satisfies `ok`; returns it.
 async fn text_until(browser: &Browser, css: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + PATIENCE;
@@ -316,16 +325,12 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         "the spinner stops with the answer"
     );
     // An alert answer is a dialog.
-    element(browser, ".ikb[data-data='no']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(browser, ".ikb[data-data='no']").await;
     text_until(browser, "dialog#alert[open] #alert-text", |t| {
         t == "Sorry! We'll look into it."
     })
     .await;
-    element(browser, "#alert-ok").await.click().await.unwrap();
+    click(browser, "#alert-ok").await;
 
     // A reply keyboard replaces the input; its contact button sends a contact.
     enqueue(
@@ -404,11 +409,7 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
 
     // Typing and sending: the text reaches the worker as an event.
     input.send_keys("order 4711").await.unwrap();
-    element(browser, "#send-button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(browser, "#send-button").await;
     text_until(browser, "#worker .events", |t| t.contains("order 4711")).await;
     let events = world.client.get("/api/v1/events?after=0").await.unwrap();
     let events = String::from_utf8_lossy(&events.body).into_owned();
@@ -445,7 +446,7 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     .await;
 
     // A location from the location form.
-    element(browser, "#location").await.click().await.unwrap();
+    click(browser, "#location").await;
     let form = element(browser, "#where").await;
     let latitude = form.find(Locator::Css("[name=latitude]")).await.unwrap();
     latitude.clear().await.unwrap();
@@ -464,11 +465,7 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     // /start with a payload.
     let payload = element(browser, "#start [name=payload]").await;
     payload.send_keys("ref-42").await.unwrap();
-    element(browser, "#start button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(browser, "#start button").await;
     text_until(browser, &format!("{last} .text"), |t| t == "/start ref-42").await;
     let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
     let kinds: Vec<&str> = chat["messages"]
@@ -480,11 +477,7 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     assert_eq!(kinds, ["document", "location"]);
 
     // A fault switch: the counters and the toast say it happened.
-    element(browser, "[data-fault=limits-off]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(browser, "[data-fault=limits-off]").await;
     text_until(browser, "#toast.show", |t| t == "Flood limits off").await;
     assert!(!session.world.sandbox.telegram().limits_enabled());
 
