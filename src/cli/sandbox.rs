@@ -25,7 +25,7 @@ use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
 use crate::sandbox::telegram::{
-    AccountId, DC_ID, NewUser, SandboxError, Telegram as SandboxTelegram, UserMessage,
+    AccountId, DC_ID, FakeTelegram, NewUser, SandboxError, UserMessage,
 };
 use crate::session::{SessionError, SessionStore};
 
@@ -109,7 +109,7 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
 
 /// The user to try the sandbox with: on first start (no users yet) a new one
 /// who has written to the bot, so the bot may write back.
-fn demo_user(telegram: &SandboxTelegram) -> Result<Option<AccountId>, SandboxCliError> {
+fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliError> {
     if !telegram.users().is_empty() {
         return Ok(None);
     }
