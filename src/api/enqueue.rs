@@ -26,8 +26,6 @@ use crate::interactive::InteractiveRequest;
 use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
-/// The longest `?wait=` in seconds.
-pub const MAX_WAIT_SECS: f64 = 60.0;
 /// The longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The request header naming an idempotent enqueue.
@@ -132,7 +130,7 @@ async fn enqueue(
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
 ) -> Result<Response, Failure> {
-    let wait = wait(&Query::parse(query.as_deref(), &["wait"])?)?;
+    let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
@@ -157,22 +155,6 @@ async fn enqueue(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// `?wait=SECONDS`: a number from 0 to [`MAX_WAIT_SECS`].
-fn wait(query: &Query) -> Result<Option<Duration>, ApiError> {
-    let Some(raw) = query.get("wait") else {
-        return Ok(None);
-    };
-    let secs: f64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid("query parameter `wait` must be a number of seconds"))?;
-    if !(0.0..=MAX_WAIT_SECS).contains(&secs) {
-        return Err(ApiError::rejected(format!(
-            "query parameter `wait` must be between 0 and {MAX_WAIT_SECS} seconds"
-        )));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
