@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
 use super::Faults;
+use super::dc::Traffic;
 use super::telegram::{
     AccountId, ChatFault, FakeTelegram, NewUser, Pressed, SandboxError, TgError, UserClick,
     UserMessage, to_hex,
@@ -46,6 +47,7 @@ const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 pub struct Control {
     pub telegram: FakeTelegram,
     pub faults: Arc<Faults>,
+    pub traffic: Arc<Traffic>,
     pub dc_addr: SocketAddr,
 }
 
