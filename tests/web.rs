@@ -21,7 +21,6 @@ use std::time::Duration;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use telegate::config::Secret;
-use telegate::sandbox::control::Control;
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use telegate::sandbox::web::{self, RunningWeb, WebError, WebOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,12 +39,7 @@ struct Page {
 
 impl Page {
     async fn start(world: &World, public: bool, token: Option<Secret>) -> Result<Page, WebError> {
-        let sandbox = &world.sandbox;
-        let control = Control {
-            telegram: sandbox.telegram().clone(),
-            faults: sandbox.faults().clone(),
-            dc_addr: SocketAddr::V4(sandbox.dc_addr()),
-        };
+        let control = world.sandbox.control();
         let (stop, stopped) = watch::channel(false);
         let options = WebOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -480,6 +474,15 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     click(browser, "[data-fault=limits-off]").await;
     text_until(browser, "#toast.show", |t| t == "Flood limits off").await;
     assert!(!session.world.sandbox.telegram().limits_enabled());
+
+    // The black hole: the bot's connections go unanswered until it is lifted.
+    click(browser, "[data-fault=blackhole-on]").await;
+    text_until(browser, "#toast.show", |t| t.contains("black hole")).await;
+    assert!(session.world.sandbox.faults().blackholed());
+    text_until(browser, "#stats .setting", |t| t.contains("blackhole")).await;
+    click(browser, "[data-fault=blackhole-off]").await;
+    text_until(browser, "#toast.show", |t| t.contains("answered again")).await;
+    assert!(!session.world.sandbox.faults().blackholed());
 
     // A new user: the page switches to their empty chat, and the list has both.
     let form = element(browser, "#new-user").await;

@@ -25,7 +25,7 @@ use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
 use crate::sandbox::telegram::{
-    AccountId, DC_ID, NewUser, SandboxError, Telegram as SandboxTelegram, UserMessage,
+    AccountId, DC_ID, FakeTelegram, NewUser, SandboxError, UserMessage,
 };
 use crate::sandbox::web::WebOptions;
 use crate::session::{SessionError, SessionStore};
@@ -57,6 +57,10 @@ pub struct SandboxArgs {
     /// one written to STATE_DIR/web.token).
     #[arg(long)]
     pub web_public: bool,
+    /// Start with Telegram's rate limits off (as `POST /faults
+    /// {"limits": false}` would turn them, but before any client connects).
+    #[arg(long)]
+    pub no_limits: bool,
 }
 
 /// The chat page's address when nothing says otherwise.
@@ -107,6 +111,9 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     })
     .await
     .map_err(SandboxCliError::from)?;
+    if args.no_limits {
+        sandbox.telegram().set_limits_enabled(false);
+    }
     write_worker_files(&dir, &sandbox)?;
     let web = sandbox
         .web_addr()
@@ -178,7 +185,7 @@ fn web_options(
 
 /// The user to try the sandbox with: on first start (no users yet) a new one
 /// who has written to the bot, so the bot may write back.
-fn demo_user(telegram: &SandboxTelegram) -> Result<Option<AccountId>, SandboxCliError> {
+fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliError> {
     if !telegram.users().is_empty() {
         return Ok(None);
     }

@@ -12,7 +12,7 @@
 //! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` → the settings now |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
 
 use std::io;
@@ -32,9 +32,10 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
 use super::Faults;
+use super::dc::Traffic;
 use super::telegram::{
-    AccountId, ChatFault, Click, NewUser, Pressed, SandboxError, Telegram, TgError, UserMessage,
-    to_hex,
+    AccountId, ChatFault, FakeTelegram, NewUser, Pressed, SandboxError, TgError, UserClick,
+    UserMessage, key_id, to_hex,
 };
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
@@ -44,8 +45,9 @@ const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 /// What the control API works on.
 #[derive(Clone)]
 pub struct Control {
-    pub telegram: Telegram,
+    pub telegram: FakeTelegram,
     pub faults: Arc<Faults>,
+    pub traffic: Arc<Traffic>,
     pub dc_addr: SocketAddr,
 }
 
@@ -106,7 +108,7 @@ impl From<SandboxError> for Failure {
     }
 }
 
-type Answer = Result<Response, Failure>;
+type ControlReply = Result<Response, Failure>;
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     serde_json::from_slice(body)
@@ -133,7 +135,7 @@ struct CreateUser {
     username: Option<String>,
 }
 
-async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
+async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: CreateUser = parse(&body)?;
     let created = control.telegram.create_user(NewUser {
         id: request.id,
@@ -148,7 +150,7 @@ async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list_users(State(control): State<Control>) -> Answer {
+async fn list_users(State(control): State<Control>) -> ControlReply {
     Ok(axum::Json(control.telegram.users()).into_response())
 }
 
@@ -262,7 +264,7 @@ async fn user_message(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
-) -> Answer {
+) -> ControlReply {
     let user = user_id(&id)?;
     let body = parse::<SendBody>(&body)?;
     let reply_to = body.reply_to;
@@ -284,11 +286,11 @@ async fn click(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
-) -> Answer {
+) -> ControlReply {
     let user = user_id(&id)?;
     let request: ClickBody = parse(&body)?;
     let click = match (request.data, request.text) {
-        (Some(data), None) => Click::Callback {
+        (Some(data), None) => UserClick::Callback {
             message_id: request.message_id,
             data: data.into_bytes(),
         },
@@ -296,7 +298,7 @@ async fn click(
             if let Some(l) = &request.location {
                 check_coordinates(l)?;
             }
-            Click::Keyboard {
+            UserClick::Keyboard {
                 message_id: request.message_id,
                 text,
                 location: request.location.map(|l| (l.latitude, l.longitude)),
@@ -321,7 +323,7 @@ async fn click(
     Ok(axum::Json(body).into_response())
 }
 
-async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> Answer {
+async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
     let user = user_id(&id)?;
     Ok(axum::Json(control.telegram.chat(user)?).into_response())
 }
@@ -341,6 +343,9 @@ struct FaultsBody {
     error: Option<Option<String>>,
     /// With `error`: how many sends fail (default: all until cleared).
     times: Option<u32>,
+    /// True: the bot's connections are read but never answered (a black
+    /// hole); false: answered again.
+    blackhole: Option<bool>,
 }
 
 /// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
@@ -362,7 +367,7 @@ fn check_error_name(name: &str) -> Result<(), Failure> {
     }
 }
 
-async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
+async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: FaultsBody = parse(&body)?;
     // Check everything before changing anything.
     if request.user_id.is_some() && request.error.is_none() {
@@ -405,22 +410,34 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
             .telegram
             .set_callback_timeout(Duration::from_millis(ms));
     }
+    if let Some(on) = request.blackhole {
+        let bot_keys = on.then(|| key_id(&control.telegram.bot_auth_key()));
+        control.faults.set_blackhole(bot_keys);
+    }
     if request.drop_connections {
         control.faults.drop_connections();
     }
-    let body = json!({
-        "latency_ms": u64::try_from(control.faults.latency().as_millis()).unwrap_or(u64::MAX),
-        "limits": control.telegram.limits_enabled(),
-        "callback_timeout_ms": u64::try_from(control.telegram.callback_timeout().as_millis()).unwrap_or(u64::MAX),
-    });
-    Ok(axum::Json(body).into_response())
+    Ok(axum::Json(control.settings()).into_response())
 }
 
-async fn stats(State(control): State<Control>) -> Answer {
+impl Control {
+    /// The fault settings now, as `POST /faults` answers them.
+    pub fn settings(&self) -> Value {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        json!({
+            "latency_ms": ms(self.faults.latency()),
+            "limits": self.telegram.limits_enabled(),
+            "callback_timeout_ms": ms(self.telegram.callback_timeout()),
+            "blackhole": self.faults.blackholed(),
+        })
+    }
+}
+
+async fn stats(State(control): State<Control>) -> ControlReply {
     Ok(axum::Json(control.telegram.stats()).into_response())
 }
 
-async fn dc(State(control): State<Control>) -> Answer {
+async fn dc(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "dc_id": super::telegram::DC_ID,
         "host": control.dc_addr.ip().to_string(),
@@ -429,7 +446,7 @@ async fn dc(State(control): State<Control>) -> Answer {
     Ok(axum::Json(body).into_response())
 }
 
-async fn bot(State(control): State<Control>) -> Answer {
+async fn bot(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "id": control.telegram.bot_id(),
         "username": super::telegram::BOT_USERNAME,

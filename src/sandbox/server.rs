@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::Dc;
+use super::dc::{Dc, DcLimits, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
-use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, Telegram, World};
+use super::telegram::{DC_ID, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::web::{self, RunningWeb, WebError, WebOptions};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
@@ -61,8 +61,9 @@ pub enum StartError {
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
 /// file gets its last write; dropping it stops the DC too.
 pub struct Sandbox {
-    telegram: Telegram,
+    telegram: FakeTelegram,
     faults: Arc<Faults>,
+    traffic: Arc<Traffic>,
     dc: Dc,
     dc_addr: SocketAddrV4,
     /// Removed from disk when dropped.
@@ -82,13 +83,23 @@ impl Sandbox {
         };
         let outbox = Arc::new(Outbox::default());
         let faults = Arc::new(Faults::default());
-        let telegram = Telegram::new(world, Arc::clone(&outbox));
+        let telegram = FakeTelegram::new(world, Arc::clone(&outbox));
         telegram.set_callback_timeout(options.callback_timeout);
 
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
         let service: Arc<dyn Service> = Arc::new(telegram.clone());
         let keys: Arc<dyn KeyRing> = Arc::new(telegram.clone());
-        let dc = Dc::bind(addr, service, keys, outbox, Arc::clone(&faults))
+        let traffic = Arc::new(Traffic::default());
+        let parts = DcParts {
+            dc_id: DC_ID,
+            service,
+            keys,
+            outbox,
+            faults: Arc::clone(&faults),
+            traffic: Arc::clone(&traffic),
+            limits: DcLimits::default(),
+        };
+        let dc = Dc::bind(addr, parts)
             .await
             .map_err(|source| StartError::Dc {
                 port: options.port,
@@ -103,6 +114,7 @@ impl Sandbox {
         let mut sandbox = Sandbox {
             telegram: telegram.clone(),
             faults: Arc::clone(&faults),
+            traffic,
             dc,
             dc_addr,
             control_socket: None,
@@ -114,11 +126,7 @@ impl Sandbox {
         if let (Some(dir), Some(file)) = (options.state_dir, state_file) {
             let path = dir.join(control::SOCKET_NAME);
             let (listener, socket) = crate::api::socket::bind(&path).await?;
-            let control = Control {
-                telegram: telegram.clone(),
-                faults,
-                dc_addr: SocketAddr::V4(dc_addr),
-            };
+            let control = sandbox.control();
             if let Some(options) = options.web {
                 let worker_socket = crate::config::StateDir::new(&dir).socket();
                 let running =
@@ -140,7 +148,7 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    pub fn telegram(&self) -> &Telegram {
+    pub fn telegram(&self) -> &FakeTelegram {
         &self.telegram
     }
 
@@ -151,6 +159,16 @@ impl Sandbox {
     /// Where MTProto clients connect.
     pub fn dc_addr(&self) -> SocketAddrV4 {
         self.dc_addr
+    }
+
+    /// What the control API (and the web page) work on.
+    pub fn control(&self) -> Control {
+        Control {
+            telegram: self.telegram.clone(),
+            faults: Arc::clone(&self.faults),
+            traffic: Arc::clone(&self.traffic),
+            dc_addr: SocketAddr::V4(self.dc_addr),
+        }
     }
 
     /// Where the chat page listens, if it is served.

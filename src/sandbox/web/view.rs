@@ -25,26 +25,19 @@ impl Fragments {
         let telegram = &control.telegram;
         let users = telegram.users();
         let chat = user.and_then(|id| telegram.chat(id).ok());
-        let stats = serde_json::to_value(telegram.stats()).unwrap_or(Value::Null);
-        let settings = [
-            (
-                "latency_ms",
-                control.faults.latency().as_millis().to_string(),
-            ),
-            (
-                "limits",
-                if telegram.limits_enabled() {
-                    "on"
-                } else {
-                    "off"
-                }
-                .to_owned(),
-            ),
-            (
-                "callback_timeout_ms",
-                telegram.callback_timeout().as_millis().to_string(),
-            ),
-        ];
+        // The model's counters, then the DC's: faults served, connections.
+        let mut stats = serde_json::to_value(telegram.stats()).unwrap_or(Value::Null);
+        if let (Some(all), Ok(Value::Object(traffic))) = (
+            stats.as_object_mut(),
+            serde_json::to_value(control.traffic.counts()),
+        ) {
+            all.insert(
+                "faults_served".into(),
+                serde_json::json!(control.faults.served_counts()),
+            );
+            all.extend(traffic);
+        }
+        let settings = control.settings();
         let name = user.and_then(|id| {
             users
                 .iter()
@@ -138,6 +131,10 @@ pub fn page(user: Option<i64>, fragments: &Fragments) -> Markup {
                             input name="error" placeholder="USER_IS_BLOCKED" value="USER_IS_BLOCKED";
                             button type="submit" { "Fail this chat" }
                             button type="button" data-fault="clear" { "Clear" }
+                        }
+                        div.row {
+                            button type="button" data-fault="blackhole-on" title="The bot's connections are read but never answered" { "Black-hole the bot" }
+                            button type="button" data-fault="blackhole-off" { "Answer again" }
                         }
                         div.row {
                             button type="button" data-fault="limits-on" { "Limits on" }
@@ -335,11 +332,11 @@ fn keyboard(chat: Option<&Value>) -> Markup {
     }
 }
 
-fn stats_view(stats: &Value, settings: &[(&str, String)]) -> Markup {
+fn stats_view(stats: &Value, settings: &Value) -> Markup {
     html! {
         h2 { "Sandbox" }
         table.kv {
-            @for (key, value) in settings { tr { th { (key) } td { (value) } } }
+            @for (key, value) in settings.as_object().into_iter().flatten() { tr.setting { th { (key) } td { (value) } } }
             @if let Some(object) = stats.as_object() {
                 @for (key, value) in object.iter().filter(|(_, v)| !v.is_object()) {
                     tr { th { (key) } td { (value) } }

@@ -172,6 +172,8 @@ async function fault(kind, form) {
     clear: () => ({ user_id: user, error: null }),
     'limits-on': () => ({ limits: true }),
     'limits-off': () => ({ limits: false }),
+    'blackhole-on': () => ({ blackhole: true }),
+    'blackhole-off': () => ({ blackhole: false }),
   };
   const done = {
     drop: 'Connections dropped: the worker reconnects',
@@ -181,6 +183,8 @@ async function fault(kind, form) {
     clear: 'This chat\'s injected error is cleared',
     'limits-on': 'Flood limits on',
     'limits-off': 'Flood limits off',
+    'blackhole-on': 'The bot\'s connections are a black hole now',
+    'blackhole-off': 'The bot\'s connections are answered again',
   };
   await post('/faults', bodies[kind]());
   toast(done[kind]);
