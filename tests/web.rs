@@ -508,6 +508,34 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     session.stop().await;
 }
 
+#[test]
+fn the_sandbox_command_refuses_a_page_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |web: &str| {
+        Command::new(env!("CARGO_BIN_EXE_telegate"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["sandbox", "--dc-only", "--web", web])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let refused = run("0.0.0.0:0");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("loopback") && stderr.contains("--web-public"),
+        "{stderr}"
+    );
+    let refused = run("not-an-address");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--web must be a socket address"),
+        "{stderr}"
+    );
+}
+
 /// One HTTP/1.1 request over TCP: status line and body.
 async fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -294,6 +294,89 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
+    fn args(web: Option<&str>, public: bool) -> SandboxArgs {
+        SandboxArgs {
+            dc_only: true,
+            port: 0,
+            callback_timeout_ms: 10_000,
+            web: web.map(str::to_owned),
+            web_public: public,
+            no_limits: false,
+        }
+    }
+
+    #[test]
+    fn the_web_page_is_on_by_default_and_the_flag_wins_over_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = SandboxConfig::default();
+        let page = web_options(&args(None, false), &none, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.addr.to_string(), DEFAULT_WEB);
+        assert!(!page.public && page.token.is_none());
+        let config = SandboxConfig {
+            web: Some("127.0.0.1:9999".into()),
+            web_token: None,
+        };
+        let page = web_options(&args(None, false), &config, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.addr.port(), 9999);
+        let page = web_options(&args(Some("127.0.0.1:7"), false), &config, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.addr.port(), 7);
+        assert!(
+            web_options(&args(Some("off"), false), &config, dir.path())
+                .unwrap()
+                .is_none()
+        );
+        let off = SandboxConfig {
+            web: Some("OFF".into()),
+            web_token: None,
+        };
+        assert!(
+            web_options(&args(None, false), &off, dir.path())
+                .unwrap()
+                .is_none()
+        );
+        let bad = SandboxConfig {
+            web: Some("localhost".into()),
+            web_token: None,
+        };
+        let error = web_options(&args(None, false), &bad, dir.path()).unwrap_err();
+        assert!(error.to_string().contains("sandbox.web"), "{error}");
+    }
+
+    #[test]
+    fn a_public_page_gets_a_token_file_unless_one_is_configured() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let none = SandboxConfig::default();
+        let page = web_options(&args(Some("0.0.0.0:0"), true), &none, dir.path())
+            .unwrap()
+            .unwrap();
+        let file = dir.path().join(WEB_TOKEN_FILE);
+        let written = fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            page.token.as_ref().map(|t| t.expose()),
+            Some(written.as_str())
+        );
+        assert_eq!(written.len(), 32);
+        let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::remove_file(&file).unwrap();
+        let config = SandboxConfig {
+            web: None,
+            web_token: Some(crate::config::Secret::new("configured-token-123")),
+        };
+        let page = web_options(&args(Some("0.0.0.0:0"), true), &config, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.token.unwrap().expose(), "configured-token-123");
+        assert!(!file.exists());
+    }
+
     #[test]
     fn invalid_config_is_reported_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
