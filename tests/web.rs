@@ -252,9 +252,11 @@ impl Session {
         }
     }
 
+    /// Stops the page while the browser still has it open: its live
+    /// stream must not hold up the shutdown.
     async fn stop(self) {
-        self.browser.close().await.unwrap();
         self.page.stop().await;
+        self.browser.close().await.unwrap();
         self.world.stop().await;
     }
 }

@@ -6,7 +6,9 @@
 //! re-lists the recent jobs when something may have changed them (an event,
 //! a change in the sandbox's world, or a couple of seconds passing: a job's
 //! `queued`/`sending` steps have no event of their own). Every page watches
-//! the one [`WorkerView`] it keeps.
+//! the one [`WorkerView`] it keeps; while no page is open, jobs are not
+//! listed and events are read at most once a second, so a busy sandbox
+//! nobody looks at pays next to nothing.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -69,6 +71,10 @@ impl WorkerFeed {
         let jobs = async {
             let mut window = JobWindow::default();
             loop {
+                if !watched(&view) {
+                    tokio::time::sleep(JOBS_REFRESH).await;
+                    continue;
+                }
                 match window.refresh(&client).await {
                     Ok(jobs) => view.send_if_modified(|v| replace(&mut v.jobs, jobs)),
                     Err(error) => {
@@ -130,7 +136,16 @@ async fn follow_events(client: Client, view: &watch::Sender<WorkerView>) {
                 tokio::time::sleep(RETRY).await;
             }
         }
+        if !watched(view) {
+            // Nobody looks: keep up, but at a walk.
+            tokio::time::sleep(RETRY).await;
+        }
     }
+}
+
+/// Whether a page is open (the server itself holds one receiver).
+fn watched(view: &watch::Sender<WorkerView>) -> bool {
+    view.receiver_count() > 1
 }
 
 /// Why a read of the worker failed.
