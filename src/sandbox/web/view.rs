@@ -190,7 +190,11 @@ fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
             span.avatar.bot { "B" }
             span.who {
                 span.name { "Bot" }
-                span.muted { "chatting as " (name.unwrap_or("?")) " (" (chat["user_id"]) ")" }
+                span.muted {
+                    @if !chat["typing"].is_null() { span.typing { "typing… · " } }
+                    "chatting as " (name.unwrap_or("?")) " (" (chat["user_id"]) ")"
+                    @if chat["blocked"] == true { " · you blocked the bot" }
+                }
             }
         }
         div #messages {
@@ -206,6 +210,9 @@ fn message_view(message: &Value, all: &[Value]) -> Markup {
     let deleted = message["deleted"] == true;
     let text = message["text"].as_str().unwrap_or_default();
     let markup = &message["reply_markup"];
+    if let Some(service) = message.get("service").filter(|s| !s.is_null()) {
+        return html! { div.service id={ "m" (id) } { (service_text(service)) } };
+    }
     html! {
         div.msg.from-bot[from_bot].from-user[!from_bot].deleted[deleted] id={ "m" (id) } data-id=(id) {
             @if let Some(to) = message["reply_to"].as_i64() {
@@ -235,6 +242,20 @@ fn message_view(message: &Value, all: &[Value]) -> Markup {
                 div.inline-kb { @for row in rows(markup) { div.kb-row { @for button in row { (inline_button(id, button)) } } } }
             }
         }
+    }
+}
+
+/// A service message (a group's creation, members joining or leaving).
+fn service_text(service: &Value) -> String {
+    let user = |key: &str| service[key].to_string();
+    match service["kind"].as_str().unwrap_or_default() {
+        "chat_create" => format!(
+            "created the group {:?}",
+            service["title"].as_str().unwrap_or("")
+        ),
+        "add_user" => format!("user {} joined", user("user_id")),
+        "delete_user" => format!("user {} left", user("user_id")),
+        other => other.replace('_', " "),
     }
 }
 
@@ -445,8 +466,9 @@ fn formatted(text: &str, entities: &Value) -> Markup {
         .filter_map(|e| {
             let offset = usize::try_from(e["offset"].as_u64()?).ok()?;
             let end = offset.checked_add(usize::try_from(e["length"].as_u64()?).ok()?)?;
-            let (open, close) = entity_tags(e)?;
-            (end <= units.len()).then_some((offset, end, open, close))
+            let covered = String::from_utf16_lossy(units.get(offset..end)?);
+            let (open, close) = entity_tags(e, &covered)?;
+            Some((offset, end, open, close))
         })
         .collect();
     spans.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -486,8 +508,10 @@ fn formatted(text: &str, entities: &Value) -> Markup {
     PreEscaped(html)
 }
 
-/// The HTML around one entity; `None` for kinds shown as plain text.
-fn entity_tags(entity: &Value) -> Option<(String, &'static str)> {
+/// The HTML around one entity covering `covered`; `None` for kinds shown
+/// as plain text. Types are Bot API names (`text_link`) or TL names
+/// (`messageEntityTextUrl`).
+fn entity_tags(entity: &Value, covered: &str) -> Option<(String, &'static str)> {
     let kind = entity["type"].as_str()?;
     let kind = kind
         .strip_prefix("messageEntity")
@@ -503,11 +527,12 @@ fn entity_tags(entity: &Value) -> Option<(String, &'static str)> {
         "pre" => simple("pre", "</pre>"),
         "spoiler" => Some(("<span class=\"spoiler\">".into(), "</span>")),
         "blockquote" => simple("blockquote", "</blockquote>"),
-        "mention" | "hashtag" | "botcommand" | "bot_command" | "cashtag" => {
+        "mention" | "mentionname" | "text_mention" | "hashtag" | "botcommand" | "bot_command"
+        | "cashtag" | "email" | "phone" | "phone_number" => {
             Some(("<span class=\"link\">".into(), "</span>"))
         }
         "text_link" | "texturl" | "url" => {
-            let href = entity["url"].as_str().filter(|u| {
+            let href = entity["url"].as_str().or(Some(covered)).filter(|u| {
                 u.starts_with("http://") || u.starts_with("https://") || u.starts_with("tg://")
             });
             match href {
@@ -578,10 +603,19 @@ mod tests {
         let entities = json!([
             {"type": "bold", "offset": 2, "length": 99},
             {"type": "text_link", "offset": 0, "length": 2, "url": "javascript:alert(1)"},
+            {"type": "messageEntityUrl", "offset": 3, "length": 5},
             {"type": "unknown_kind", "offset": 0, "length": 1},
         ]);
         let html = formatted("hi there", &entities).into_string();
-        assert_eq!(html, "<span class=\"link\">hi</span> there");
+        assert_eq!(
+            html,
+            "<span class=\"link\">hi</span> <span class=\"link\">there</span>"
+        );
+        let url = json!([{"type": "messageEntityUrl", "offset": 4, "length": 13}]);
+        assert_eq!(
+            formatted("see https://e.com", &url).into_string(),
+            "see <a href=\"https://e.com\" target=\"_blank\" rel=\"noopener noreferrer\">https://e.com</a>"
+        );
         assert_eq!(formatted("<b>", &Value::Null).into_string(), "&lt;b&gt;");
     }
 
