@@ -190,6 +190,10 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Failure::TooLarge(limit))
         }
+        Err(err) if super::connections::is_stall(err.as_ref()) => Err(Failure::Protocol {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: err.to_string(),
+        }),
         Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
     }
 }

@@ -21,6 +21,7 @@
 mod answer;
 mod callbacks;
 pub mod client;
+mod connections;
 mod contract;
 pub mod enqueue;
 mod events;
@@ -32,7 +33,7 @@ mod query;
 pub mod request_id;
 pub mod socket;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -171,16 +172,22 @@ pub async fn serve_services(
 ) -> io::Result<()> {
     let (stop, mut stopping) = watch::channel(false);
     let app = router_for(services, config, stopping.clone());
-    let server = axum::serve(protocol::Guarded(listener), app).with_graceful_shutdown(async move {
+    let limits = connections::ConnectionLimits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        body_timeout: Duration::from_millis(config.body_timeout_ms),
+        max_connections: config.max_connections,
+    };
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
+    let server = connections::serve(listener, app, limits, stopping.clone());
     let overdue = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server.into_future() => served,
+        () = server => Ok(()),
         () = overdue => {
             tracing::warn!("in-flight requests did not finish in time; closing them");
             Ok(())
