@@ -23,6 +23,7 @@ use super::request_id::RequestId;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
+use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
 /// The longest `?wait=` in seconds.
@@ -43,6 +44,8 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
+    /// Those messages' requests, in `outgoing`'s stored form.
+    pub wire: Vec<u8>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -66,25 +69,42 @@ pub async fn post_interactive(
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    Validated::new(request.destination(), JobKind::Interactive, &request, 1)
+    let requests = outgoing::interactive(&request);
+    Validated::new(
+        request.destination(),
+        JobKind::Interactive,
+        &request,
+        &requests,
+    )
 }
 
 impl Validated {
     /// A job of `kind` for `chat` whose normalized payload is `request`,
-    /// making `parts` Telegram messages.
+    /// sending `requests` (one Telegram message each).
     pub fn new(
         chat: ChatId,
         kind: JobKind,
         request: &impl serde::Serialize,
-        parts: u16,
+        requests: &[Outgoing],
     ) -> Result<Self, ApiError> {
         let payload = serde_json::to_string(request)
             .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        let parts = u16::try_from(requests.len())
+            .ok()
+            .filter(|&parts| parts > 0)
+            .ok_or_else(|| {
+                ApiError::rejected(format!(
+                    "the request makes {} messages; a job sends 1 to {}",
+                    requests.len(),
+                    u16::MAX
+                ))
+            })?;
         Ok(Validated {
             chat,
             kind,
             payload,
             parts,
+            wire: outgoing::encode(requests),
         })
     }
 }
@@ -124,6 +144,7 @@ async fn enqueue(
         payload: validated.payload,
         parts: validated.parts,
         idempotency_key,
+        wire: Some(validated.wire),
     };
     let enqueued = api.queue.enqueue(job).await?;
     let mut response = match wait {
