@@ -123,7 +123,14 @@ async fn enqueue(
         parts: validated.parts,
         idempotency_key,
     };
+    let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
+    if !enqueued.duplicate {
+        crate::metrics::metrics()
+            .jobs_enqueued
+            .get_or_create(&crate::metrics::bot_label(&bot))
+            .inc();
+    }
     let mut response = match wait {
         Some(wait) => settle(api, request_id, enqueued, wait).await?,
         None => queued(request_id, enqueued),

@@ -1,5 +1,5 @@
 //! Reading jobs over the socket: `GET /api/v1/jobs/{job_id}`,
-//! `GET /api/v1/jobs?state=&after=&limit=`, and `GET /healthz`.
+//! and `GET /api/v1/jobs?state=&after=&limit=`.
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
@@ -12,7 +12,7 @@ use super::answer::{self, Failure};
 use super::query::Query;
 use super::request_id::RequestId;
 use crate::error::ApiError;
-use crate::queue::{Job, JobFilter, JobId, JobState, SCHEMA_VERSION};
+use crate::queue::{Job, JobFilter, JobId, JobState};
 
 /// What a client sees of a job in a listing (without its payload, which
 /// may be large).
@@ -125,19 +125,4 @@ fn filter(query: Query) -> Result<JobFilter, ApiError> {
         after,
         limit,
     })
-}
-
-/// Liveness and readiness: 200 while the store takes work, else 503.
-pub async fn health(
-    State(api): State<ApiState>,
-    Extension(request_id): Extension<RequestId>,
-) -> Response {
-    match api.queue.check().await {
-        Ok(()) => answer::json(
-            &request_id,
-            StatusCode::OK,
-            json!({ "status": "ok", "schema_version": SCHEMA_VERSION }),
-        ),
-        Err(err) => Failure::from(err).answer(&request_id),
-    }
 }

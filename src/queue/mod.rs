@@ -203,6 +203,13 @@ impl Queue {
         .await
     }
 
+    /// Whether the store takes writes as well as reads: [`Queue::check`],
+    /// then an (empty) transaction through the writer.
+    pub async fn probe(&self) -> Result<(), QueueError> {
+        self.check().await?;
+        self.write(|_, _| Ok(())).await
+    }
+
     /// Commits what was handed in and stops taking work; later calls fail
     /// with [`QueueError::Closed`].
     pub async fn close(&self) {

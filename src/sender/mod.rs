@@ -252,6 +252,10 @@ impl Sender {
                 }
                 self.halted = true;
                 self.lane.open.store(false, Ordering::Relaxed);
+                self.telegram.set_state(crate::bot_state::BotState::Halted {
+                    reason: "Telegram refused the session; fix the session or token and restart"
+                        .into(),
+                });
             }
             Err(error) => {
                 if error.is_panic() {
@@ -423,6 +427,7 @@ async fn deliver(
             rand::random(),
             now,
         );
+        report.count(&job, now);
         if let Report::Sent(ids) = report {
             let next_lane = lane.clone();
             let admit = move |next: &Job| next_lane.admit(next, now);
