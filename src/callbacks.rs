@@ -148,7 +148,16 @@ impl CallbackAnswerer {
             queries.seen.push_back((now, query.query_id));
         }
         let answerer = self.clone();
-        tokio::spawn(async move { answerer.answer_in_time(query, rx).await });
+        let span = tracing::info_span!(
+            "click",
+            bot = %self.inner.bot,
+            chat = %query.chat,
+            query_id = query.query_id
+        );
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { answerer.answer_in_time(query, rx).await },
+            span,
+        ));
         true
     }
 

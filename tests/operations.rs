@@ -393,3 +393,70 @@ async fn readyz_names_the_bot_that_is_not_ready_and_why() {
     assert_eq!(health.status, 200, "{:?}", health.body);
     drop(worker);
 }
+
+/// Every way a secret of the sandbox's bot could be written into a log.
+fn secrets(world: &World) -> Vec<String> {
+    let config: toml::Table = std::fs::read_to_string(world.dir.path().join("telegate.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let telegram = &config["telegram"];
+    let key = world.sandbox.telegram().bot_auth_key();
+    let decimal: Vec<String> = key[..12].iter().map(u8::to_string).collect();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let token = telegram["bot_token"].as_str().unwrap().to_owned();
+    let token_secret = token.split_once(':').unwrap().1.to_owned();
+    vec![
+        token,
+        token_secret,
+        telegram["api_hash"].as_str().unwrap().to_owned(),
+        hex[..32].to_owned(),
+        hex[hex.len() - 32..].to_owned(),
+        decimal.join(", "),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_at_trace_level_parse_and_hold_no_secret() {
+    let env = [("TELEGATE_LOG", "trace"), ("TELEGATE_LOG_FORMAT", "json")];
+    let mut world = World::start_with_env(Pace::Unlimited, "", &env).await;
+    let users = world.users(1);
+    let ids = world.enqueue_all(&[(users[0], "hello".into())]).await;
+    assert_eq!(world.settled(ids[0]).await["state"], "sent");
+    let refused = world.client.post(INTERACTIVE, &[], "[1]").await.unwrap();
+    assert_eq!(refused.status, 400);
+    let request_id = refused.request_id().unwrap().to_owned();
+    let status = world.worker().terminate();
+    assert!(status.success(), "{status}");
+    let log = world.worker().log();
+    let secrets = secrets(&world);
+    world.worker = None;
+
+    let mut lines = 0;
+    let mut with_request = false;
+    let mut with_job = false;
+    for line in log.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+        lines += 1;
+        let spans = entry["spans"].as_array().cloned().unwrap_or_default();
+        with_request |= spans.iter().any(|s| s["request_id"] == request_id.as_str());
+        with_job |= spans.iter().any(|s| {
+            s["job_id"] == ids[0] && s["bot"] == "default" && s["chat"] == users[0].to_string()
+        });
+    }
+    assert!(lines > 50, "only {lines} lines at trace level");
+    assert!(with_request, "no line carries request_id {request_id}");
+    assert!(with_job, "no line carries the job's job_id, bot and chat");
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "the trace log shows a secret ({} chars)",
+            secret.len()
+        );
+    }
+    world.stop().await;
+}
