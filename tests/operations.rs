@@ -423,6 +423,7 @@ async fn json_logs_at_trace_level_parse_and_hold_no_secret() {
     let users = world.users(1);
     let ids = world.enqueue_all(&[(users[0], "hello".into())]).await;
     assert_eq!(world.settled(ids[0]).await["state"], "sent");
+    let chat = users[0].to_string();
     let refused = world.client.post(INTERACTIVE, &[], "[1]").await.unwrap();
     assert_eq!(refused.status, 400);
     let request_id = refused.request_id().unwrap().to_owned();
@@ -444,9 +445,9 @@ async fn json_logs_at_trace_level_parse_and_hold_no_secret() {
         lines += 1;
         let spans = entry["spans"].as_array().cloned().unwrap_or_default();
         with_request |= spans.iter().any(|s| s["request_id"] == request_id.as_str());
-        with_job |= spans.iter().any(|s| {
-            s["job_id"] == ids[0] && s["bot"] == "default" && s["chat"] == users[0].to_string()
-        });
+        with_job |= spans
+            .iter()
+            .any(|s| s["job_id"] == ids[0] && s["bot"] == "default" && s["chat"] == chat.as_str());
     }
     assert!(lines > 50, "only {lines} lines at trace level");
     assert!(with_request, "no line carries request_id {request_id}");
