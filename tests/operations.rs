@@ -461,3 +461,125 @@ async fn json_logs_at_trace_level_parse_and_hold_no_secret() {
     }
     world.stop().await;
 }
+
+fn two_media(user: telegate::sandbox::telegram::AccountId) -> String {
+    let item = |name: &str, mime: &str| json!({"mediaName": name, "mediaUri": format!("https://cdn.example.com/{name}"), "mimeType": mime});
+    json!({
+        "destination_user_id": user.to_string(),
+        "media": [item("a.jpg", "image/jpeg"), item("b.pdf", "application/pdf")],
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_job_keeps_its_random_ids_and_posts_nothing_twice() {
+    let world = World::start(Pace::Unlimited).await;
+    let users = world.users(2);
+    let telegram = world.sandbox.telegram();
+
+    // A refusal fails the job; once the cause is gone, a retry sends it.
+    telegram
+        .set_chat_fault(
+            Some(users[1]),
+            Some(ChatFault {
+                error: TgError::bad_request("USER_IS_BLOCKED"),
+                remaining: Some(1),
+            }),
+        )
+        .unwrap();
+    let failed = world
+        .client
+        .post(
+            &format!("{INTERACTIVE}?wait=30"),
+            &[],
+            body(users[1], "again"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, 400, "{:?}", failed.body);
+    let id = failed.json().unwrap()["job_id"].as_i64().unwrap();
+    let random_ids = |job: &Value| -> Vec<Value> {
+        job["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["random_id"].clone())
+            .collect()
+    };
+    let before = random_ids(&world.job(id).await);
+    let retried = world
+        .client
+        .post(&format!("/api/v1/jobs/{id}/retry?wait=30"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    let job = world.job(id).await;
+    assert_eq!(job["state"], "sent");
+    assert_eq!(random_ids(&job), before);
+    assert_eq!(world.bot_texts(users[1]), ["again"]);
+
+    // A two-part job that reached Telegram whole, but whose second part
+    // telegate recorded as lost and the job as failed: the retry sends that
+    // part again with its random_id, and Telegram does not post it twice.
+    let sent = world
+        .client
+        .post(
+            "/api/v1/telegram/messages?wait=30",
+            &[],
+            two_media(users[0]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+    let id = sent.json().unwrap()["job_id"].as_i64().unwrap();
+    assert_eq!(world.bot_posts(users[0]).len(), 2);
+    let first = world.job(id).await;
+    let db = rusqlite::Connection::open(world.dir.path().join("telegate.db")).unwrap();
+    db.busy_timeout(PATIENCE).unwrap();
+    db.execute_batch(&format!(
+        "UPDATE parts SET channel_message_id = NULL WHERE job_id = {id} AND seq = 1;
+         UPDATE jobs SET state = 'failed', error_code = 5, error_text = 'the answer was lost' WHERE id = {id};"
+    ))
+    .unwrap();
+    let duplicates = telegram.stats().duplicates_suppressed;
+    let retried = world
+        .client
+        .post(&format!("/api/v1/jobs/{id}/retry?wait=30"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    let job = world.job(id).await;
+    assert_eq!(job["state"], "sent");
+    assert_eq!(random_ids(&job), random_ids(&first));
+    assert_eq!(
+        job["parts"], first["parts"],
+        "the same messages, found again by random_id"
+    );
+    assert_eq!(
+        world.bot_posts(users[0]).len(),
+        2,
+        "a part was posted twice"
+    );
+    assert_eq!(telegram.stats().duplicates_suppressed, duplicates + 1);
+
+    // Only a failed job can be retried; an unknown one is 404.
+    let again = world
+        .client
+        .post(&format!("/api/v1/jobs/{id}/retry"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert!(
+        again.json().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("only a failed job")
+    );
+    let unknown = world
+        .client
+        .post("/api/v1/jobs/99999/retry", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+    world.stop().await;
+}

@@ -181,7 +181,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
 }
 
 /// 202: the job is stored (or, for a repeat, was stored before).
-fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
+pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     answer::json(
         request_id,
         StatusCode::ACCEPTED,
@@ -191,7 +191,7 @@ fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
 
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
-async fn settle(
+pub(super) async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,

@@ -120,6 +120,7 @@ pub fn router_for(
         .route("/api/v1/telegram/messages", post(messages::post_messages))
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/api/v1/jobs/{job_id}/retry", post(jobs::retry_job))
         .route("/healthz", get(health::health))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))

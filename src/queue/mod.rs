@@ -13,6 +13,7 @@ mod consumer;
 mod expiry;
 pub mod job;
 mod read;
+mod retry;
 mod schema;
 mod store;
 mod writer;
@@ -65,6 +66,8 @@ pub enum QueueError {
     NoSuchJob(JobId),
     #[error("job {id} is {state}, not sending")]
     NotSending { id: JobId, state: JobState },
+    #[error("job {id} is {state}; only a failed job can be retried")]
+    NotFailed { id: JobId, state: JobState },
     #[error("job {id} has {expected} part(s), {given} given")]
     PartCount {
         id: JobId,
