@@ -740,7 +740,19 @@ async fn a_closed_store_answers_503() {
     );
     let answer = server.get("/healthz").await;
     assert_eq!(answer.status, 503);
-    json_with_request_id(&answer);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("the job store is closed"), "{error}");
+    // Without a bot, the daemon is live but never ready.
+    let answer = server.get("/readyz").await;
+    assert_eq!(answer.status, 503);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("no bot is running"), "{error}");
 }
 
 #[tokio::test]
