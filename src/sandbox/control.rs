@@ -544,18 +544,27 @@ impl Control {
 
 /// The model's counters, the DCs' traffic and the faults served.
 async fn stats(State(control): State<Control>) -> ControlReply {
-    let mut body = serde_json::to_value(control.telegram.stats()).map_err(|e| {
+    let body = control.stats().map_err(|e| {
         Failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"error": e.to_string()}),
         )
     })?;
-    let traffic = control.traffic.counts();
-    body["connections_by_transport"] = json!(traffic.connections_by_transport);
-    body["connections_by_dc"] = json!(traffic.connections_by_dc);
-    body["connections_refused"] = json!(traffic.refused);
-    body["faults_served"] = json!(control.faults.served_counts());
     Ok(axum::Json(body).into_response())
+}
+
+impl Control {
+    /// `GET /stats`: the model's counters, then the DC's (connections,
+    /// faults served).
+    pub fn stats(&self) -> Result<Value, serde_json::Error> {
+        let mut body = serde_json::to_value(self.telegram.stats())?;
+        let traffic = self.traffic.counts();
+        body["connections_by_transport"] = json!(traffic.connections_by_transport);
+        body["connections_by_dc"] = json!(traffic.connections_by_dc);
+        body["connections_refused"] = json!(traffic.refused);
+        body["faults_served"] = json!(self.faults.served_counts());
+        Ok(body)
+    }
 }
 
 async fn dc(State(control): State<Control>) -> ControlReply {

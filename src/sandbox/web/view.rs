@@ -25,18 +25,7 @@ impl Fragments {
         let telegram = &control.telegram;
         let users = telegram.users();
         let chat = user.and_then(|id| telegram.chat(id).ok());
-        // The model's counters, then the DC's: faults served, connections.
-        let mut stats = serde_json::to_value(telegram.stats()).unwrap_or(Value::Null);
-        if let (Some(all), Ok(Value::Object(traffic))) = (
-            stats.as_object_mut(),
-            serde_json::to_value(control.traffic.counts()),
-        ) {
-            all.insert(
-                "faults_served".into(),
-                serde_json::json!(control.faults.served_counts()),
-            );
-            all.extend(traffic);
-        }
+        let stats = control.stats().unwrap_or(Value::Null);
         let settings = control.settings();
         let name = user.and_then(|id| {
             users
