@@ -15,6 +15,10 @@ use super::access::WRITE_HEADER;
 use super::worker::WorkerView;
 use crate::sandbox::control::Control;
 
+/// The chat shows its last this many messages (it is re-rendered on every
+/// change).
+const CHAT_TAIL: usize = 200;
+
 /// The fragments of one user's page, by the id of the element each fills.
 pub struct Fragments {
     parts: Vec<(&'static str, Markup)>,
@@ -188,7 +192,9 @@ fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
         }
         div #messages {
             @if messages.is_empty() { p.muted.empty { "No messages yet. Say /start." } }
-            @for message in messages { (message_view(message, messages)) }
+            @let hidden = messages.len().saturating_sub(CHAT_TAIL);
+            @if hidden > 0 { p.service { (hidden) " earlier messages not shown" } }
+            @for message in &messages[hidden..] { (message_view(message, messages)) }
         }
     }
 }
@@ -625,6 +631,18 @@ mod tests {
         assert!(html.contains("href=\"https://e.com\""), "{html}");
         assert!(html.contains("a.pdf · application/pdf · 2.0 KB"), "{html}");
         assert!(html.contains("edited") && html.contains("13:05"), "{html}");
+    }
+
+    #[test]
+    fn a_long_chat_shows_its_tail() {
+        let messages: Vec<Value> = (1..=CHAT_TAIL + 5)
+            .map(|id| json!({"id": id, "from": "user", "date": 0, "text": format!("n{id}")}))
+            .collect();
+        let chat = json!({"user_id": 1, "messages": messages});
+        let html = chat_view(Some("Ann"), Some(&chat)).into_string();
+        assert!(html.contains("5 earlier messages not shown"), "{html}");
+        assert!(!html.contains("id=\"m5\""));
+        assert!(html.contains("id=\"m6\"") && html.contains(&format!("n{}", CHAT_TAIL + 5)));
     }
 
     #[test]
