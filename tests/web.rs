@@ -441,6 +441,22 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     })
     .await;
 
+    // Its bytes are the sandbox's own, behind the placeholder's link.
+    let link = element(browser, &format!("{last} .media.document a.download"))
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("a download link");
+    let addr = session.page.web.local_addr();
+    let (status, head, body) = http_raw(addr, &get(&link, &addr.to_string(), "")).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("receipt.pdf"), "{head}");
+    let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
+    let media = &chat["messages"].as_array().unwrap().last().unwrap()["media"];
+    let id = media["id"].as_i64().unwrap();
+    assert_eq!(body, telegate::sandbox::telegram::file_content(id, 0, 3000));
+
     // A location from the location form.
     click(browser, "#location").await;
     let form = element(browser, "#where").await;
@@ -538,8 +554,8 @@ fn the_sandbox_command_refuses_a_page_off_loopback() {
     );
 }
 
-/// One HTTP/1.1 request over TCP: status line and body.
-async fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+/// One HTTP/1.1 request over TCP: status, head and body bytes.
+async fn http_raw(addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
@@ -547,14 +563,24 @@ async fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
         .await
         .unwrap()
         .unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let body = answer.get(split + 4..).unwrap_or_default().to_vec();
+    let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (status, head.to_owned(), body.to_owned())
+    (status, head, body)
+}
+
+/// [`http_raw`] with the body as text.
+async fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let (status, head, body) = http_raw(addr, request).await;
+    (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn get(path: &str, host: &str, extra: &str) -> String {

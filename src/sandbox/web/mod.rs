@@ -19,6 +19,7 @@
 
 mod access;
 mod live;
+mod media;
 mod view;
 mod worker;
 
@@ -144,6 +145,7 @@ fn router(web: Web, control: Control) -> Router {
         .route("/assets/{name}", get(asset))
         .route("/live", get(live::stream))
         .route("/fragments/{name}", get(fragment))
+        .route("/media/{message_id}", get(media::download))
         .with_state(web)
         .nest(CONTROL_PREFIX, control::router(control))
 }

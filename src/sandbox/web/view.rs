@@ -194,12 +194,13 @@ fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
             @if messages.is_empty() { p.muted.empty { "No messages yet. Say /start." } }
             @let hidden = messages.len().saturating_sub(CHAT_TAIL);
             @if hidden > 0 { p.service { (hidden) " earlier messages not shown" } }
-            @for message in &messages[hidden..] { (message_view(message, messages)) }
+            @for message in &messages[hidden..] { (message_view(message, messages, &chat["user_id"])) }
         }
     }
 }
 
-fn message_view(message: &Value, all: &[Value]) -> Markup {
+/// `viewer`: whose chat it is (the media links name them).
+fn message_view(message: &Value, all: &[Value], viewer: &Value) -> Markup {
     let id = message["id"].as_i64().unwrap_or_default();
     let from_bot = message["from"] == "bot";
     let deleted = message["deleted"] == true;
@@ -223,7 +224,7 @@ fn message_view(message: &Value, all: &[Value]) -> Markup {
             @if deleted {
                 div.text.muted { "message deleted" }
             } @else {
-                @if let Some(media) = message.get("media").filter(|m| !m.is_null()) { (media_view(media)) }
+                @if let Some(media) = message.get("media").filter(|m| !m.is_null()) { (media_view(media, id, viewer)) }
                 @if !text.is_empty() {
                     div.text { (formatted(text, &message["entities"])) }
                 }
@@ -278,18 +279,21 @@ fn inline_button(message_id: i64, button: &Value) -> Markup {
     }
 }
 
-fn media_view(media: &Value) -> Markup {
+fn media_view(media: &Value, message_id: i64, viewer: &Value) -> Markup {
     let size = |m: &Value| m["size"].as_i64().map(human_size).unwrap_or_default();
+    let download = html! {
+        a.download href={ "/media/" (message_id) "?user=" (viewer) } download title="the sandbox's bytes of this file" { "⤓" }
+    };
     html! {
         @match media["kind"].as_str().unwrap_or_default() {
             "photo" => div.media.photo {
                 span.icon { "🖼" }
-                span { "Photo · " (media["mime_type"].as_str().unwrap_or_default()) " · " (size(media)) }
+                span { "Photo · " (media["mime_type"].as_str().unwrap_or_default()) " · " (size(media)) " " (download) }
                 @if let Some(url) = media["url"].as_str() { span.url title="not loaded: the page fetches nothing from outside" { (url) } }
             },
             "document" => div.media.document {
                 span.icon { "📄" }
-                span { (media["file_name"].as_str().unwrap_or("file")) " · " (media["mime_type"].as_str().unwrap_or_default()) " · " (size(media)) }
+                span { (media["file_name"].as_str().unwrap_or("file")) " · " (media["mime_type"].as_str().unwrap_or_default()) " · " (size(media)) " " (download) }
                 @if let Some(url) = media["url"].as_str() { span.url title="not loaded: the page fetches nothing from outside" { (url) } }
             },
             "location" => div.media.location {
@@ -625,11 +629,12 @@ mod tests {
             ]]},
             "edit_date": 5,
         });
-        let html = message_view(&message, &[]).into_string();
+        let html = message_view(&message, &[], &json!(5)).into_string();
         assert!(html.contains("Pick &lt;one&gt;"), "{html}");
         assert!(html.contains("data-data=\"y&quot;es\""), "{html}");
         assert!(html.contains("href=\"https://e.com\""), "{html}");
         assert!(html.contains("a.pdf · application/pdf · 2.0 KB"), "{html}");
+        assert!(html.contains("href=\"/media/7?user=5\""), "{html}");
         assert!(html.contains("edited") && html.contains("13:05"), "{html}");
     }
 
