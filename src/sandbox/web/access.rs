@@ -22,7 +22,7 @@ use super::WebOptions;
 use crate::config::Secret;
 
 /// The header every changing request must carry.
-pub const WRITE_HEADER: &str = "x-telegate-web";
+pub(super) const WRITE_HEADER: &str = "x-telegate-web";
 const COOKIE: &str = "telegate_web";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,7 @@ pub fn new_token() -> Secret {
 
 /// What [`guard`] checks, from the options.
 #[derive(Clone)]
-pub struct Policy {
+pub(super) struct Policy {
     public: bool,
     /// SHA-256 of the token: compared digest to digest, so the comparison
     /// time says nothing about the token.
@@ -74,7 +74,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(options: &WebOptions) -> Self {
+    pub(super) fn new(options: &WebOptions) -> Self {
         Policy {
             public: options.public,
             token: options.token.as_ref().map(|t| digest(t.expose())),
@@ -171,7 +171,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// The middleware in front of every route.
-pub async fn guard(State(policy): State<Policy>, request: Request, next: Next) -> Response {
+pub(super) async fn guard(State(policy): State<Policy>, request: Request, next: Next) -> Response {
     if !policy.public && !loopback_host(request.headers()) {
         return refuse(
             StatusCode::FORBIDDEN,

@@ -25,7 +25,10 @@ use super::{Viewer, Web, viewer};
 /// How often the counters are looked at again.
 const STATS_EVERY: Duration = Duration::from_secs(2);
 
-pub async fn stream(State(web): State<Web>, Query(query): Query<Viewer>) -> impl IntoResponse {
+pub(super) async fn stream(
+    State(web): State<Web>,
+    Query(query): Query<Viewer>,
+) -> impl IntoResponse {
     let live = Live {
         world: web.control.telegram.watch_changes(),
         worker: web.worker.clone(),

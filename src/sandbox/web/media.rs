@@ -47,7 +47,7 @@ impl File {
     }
 }
 
-pub async fn download(
+pub(super) async fn download(
     State(web): State<Web>,
     UrlPath(message_id): UrlPath<i64>,
     Query(query): Query<Viewer>,

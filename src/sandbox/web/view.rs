@@ -20,12 +20,12 @@ use crate::sandbox::control::Control;
 const CHAT_TAIL: usize = 200;
 
 /// The fragments of one user's page, by the id of the element each fills.
-pub struct Fragments {
+pub(super) struct Fragments {
     parts: Vec<(&'static str, Markup)>,
 }
 
 impl Fragments {
-    pub fn render(control: &Control, user: Option<i64>, worker: &WorkerView) -> Self {
+    pub(super) fn render(control: &Control, user: Option<i64>, worker: &WorkerView) -> Self {
         let telegram = &control.telegram;
         let users = telegram.users();
         let chat = user.and_then(|id| telegram.chat(id).ok());
@@ -49,17 +49,17 @@ impl Fragments {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Markup> {
+    pub(super) fn get(&self, name: &str) -> Option<&Markup> {
         self.parts.iter().find(|(n, _)| *n == name).map(|(_, m)| m)
     }
 
-    pub fn into_parts(self) -> Vec<(&'static str, Markup)> {
+    pub(super) fn into_parts(self) -> Vec<(&'static str, Markup)> {
         self.parts
     }
 }
 
 /// The whole page.
-pub fn page(user: Option<i64>, fragments: &Fragments) -> Markup {
+pub(super) fn page(user: Option<i64>, fragments: &Fragments) -> Markup {
     let part = |name: &str| fragments.get(name).cloned().unwrap_or_default();
     html! {
         (DOCTYPE)

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::api::client::{Client, ClientError};
 
 /// How many recent jobs and events the panel shows.
-pub const RECENT: usize = 20;
+pub(super) const RECENT: usize = 20;
 /// Longest long poll on the event stream.
 const EVENTS_WAIT_SECS: u64 = 20;
 const EVENTS_BATCH: usize = 100;
@@ -31,23 +31,23 @@ const JOBS_REFRESH: Duration = Duration::from_secs(2);
 
 /// The side panel's data.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct WorkerView {
+pub(super) struct WorkerView {
     /// Why the worker cannot be read, if it cannot.
-    pub trouble: Option<String>,
+    pub(super) trouble: Option<String>,
     /// The most recent jobs, oldest first (the socket API's job views).
-    pub jobs: Vec<Value>,
+    pub(super) jobs: Vec<Value>,
     /// The most recent events, oldest first, as `{cursor, event}`.
-    pub events: VecDeque<Value>,
+    pub(super) events: VecDeque<Value>,
 }
 
-pub struct WorkerFeed {
+pub(super) struct WorkerFeed {
     client: Client,
     world: watch::Receiver<u64>,
     view: watch::Sender<WorkerView>,
 }
 
 impl WorkerFeed {
-    pub fn new(
+    pub(super) fn new(
         socket: PathBuf,
         world: watch::Receiver<u64>,
     ) -> (Self, watch::Receiver<WorkerView>) {
@@ -61,7 +61,7 @@ impl WorkerFeed {
     }
 
     /// Follows the worker until `stopped` turns true.
-    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+    pub(super) async fn run(self, mut stopped: watch::Receiver<bool>) {
         let WorkerFeed {
             client,
             mut world,
