@@ -463,12 +463,7 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     let latitude = form.find(Locator::Css("[name=latitude]")).await.unwrap();
     latitude.clear().await.unwrap();
     latitude.send_keys("48.8584").await.unwrap();
-    form.find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, "#where button").await;
     text_until(browser, &format!("{last} .media.location"), |t| {
         t.contains("48.8584, 13.405")
     })
@@ -510,12 +505,7 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
         .send_keys("Grace")
         .await
         .unwrap();
-    form.find(Locator::Css("button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(browser, "#new-user button").await;
     text_until(browser, ".chat-head", |t| t.contains("Grace")).await;
     text_until(browser, "#users", |t| {
         t.contains("Ada") && t.contains("Grace")
