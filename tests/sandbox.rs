@@ -1253,6 +1253,7 @@ async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
     let telegram = harness.sandbox().telegram().clone();
     let caller = Caller {
         auth_key_id: key_id(&telegram.bot_auth_key()),
+        dc_id: DC_ID,
     };
     let call = |request: Vec<u8>| {
         let telegram = telegram.clone();

@@ -182,6 +182,7 @@ async fn grammers_connects_and_gets_answers() {
     let calls = sandbox.service.calls.lock().unwrap().clone();
     let expected_caller = Caller {
         auth_key_id: auth_key_id(&key(1)),
+        dc_id: sandbox_dc_support::HOME_DC,
     };
     assert!(calls.iter().all(|(caller, _)| *caller == expected_caller));
     assert_eq!(

@@ -156,7 +156,14 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>) {
 pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
     let session = crate::config::StateDir::new(dir).bot_session();
-    SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    let store =
+        SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    // A key per DC, as grammers cannot make one against the sandbox.
+    for (&dc_id, &addr) in sandbox.dc_addrs() {
+        if dc_id != DC_ID {
+            store.add_dc(dc_id, addr, telegram.bot_auth_key_on(dc_id))?;
+        }
+    }
     write_config(
         &dir.join("telegate.toml"),
         telegram.bot_token().expose(),

@@ -29,11 +29,13 @@ use tokio::sync::mpsc;
 
 pub use faults::{Faults, InjectedError};
 
-/// Who is calling: the auth key the request was encrypted with. The
-/// `telegram` half maps keys to accounts (the bot, or a user client).
+/// Who is calling: the auth key the request was encrypted with, and the DC
+/// it arrived at. The `telegram` half maps keys to accounts (the bot, or a
+/// user client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Caller {
     pub auth_key_id: i64,
+    pub dc_id: i32,
 }
 
 /// The answer to one RPC.
@@ -62,9 +64,10 @@ pub type AuthKeyBytes = [u8; 256];
 
 /// The key lookup the `dc` half needs to decrypt a connection's first
 /// message; the `telegram` half provisions keys (the bot's, each user
-/// client's) and answers it.
+/// client's) and answers it. Auth keys are per DC, as in Telegram: a key
+/// of DC 2 is unknown (`-404`) at DC 4.
 pub trait KeyRing: Send + Sync + 'static {
-    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes>;
+    fn auth_key(&self, dc_id: i32, auth_key_id: i64) -> Option<AuthKeyBytes>;
 }
 
 /// Live connections by auth key, so the `telegram` half can push updates

@@ -46,7 +46,7 @@ impl Keys {
 }
 
 impl KeyRing for Keys {
-    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
+    fn auth_key(&self, _dc_id: i32, auth_key_id: i64) -> Option<AuthKeyBytes> {
         self.0.get(&auth_key_id).copied()
     }
 }
@@ -118,7 +118,7 @@ impl Drop for TestClient {
 /// `help.getConfig`'s answer, as the sandbox gives it (empty `dc_options`,
 /// so the client keeps the session's loopback address).
 pub fn config() -> tl::enums::Config {
-    telegate::sandbox::telegram::config()
+    telegate::sandbox::telegram::config(HOME_DC, &[])
 }
 
 /// `invokeWithLayer(initConnection(query))`, as a stock client opens with.

@@ -191,7 +191,7 @@ async fn run(
     };
     let key = match crypto::peek_auth_key_id(&first.payload) {
         None | Some(0) => return Err(ConnectionError::Unencrypted),
-        Some(id) => match context.keys.auth_key(id) {
+        Some(id) => match context.keys.auth_key(context.dc_id, id) {
             Some(bytes) => ServerKey::new(bytes),
             None => {
                 // Telegram's answer to an unknown key; the socket closes next.
@@ -219,6 +219,7 @@ async fn run(
         context: Arc::clone(context),
         caller: Caller {
             auth_key_id: key.id(),
+            dc_id: context.dc_id,
         },
         session_id,
         answers: AnswerQueue {
