@@ -1753,3 +1753,59 @@ async fn files_live_on_a_dc_and_are_fetched_there_after_exporting_the_authorizat
         "{error}"
     );
 }
+
+/// A third-party client, unmodified: Telethon (Python) over its default
+/// transport, with a session whose DC address and auth key come from the
+/// control API, asks `get_me()`. `.ci/run` installs Telethon.
+#[tokio::test]
+async fn a_stock_telethon_client_gets_itself() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let probe = Command::new("python3")
+        .args(["-c", "import telethon"])
+        .output()
+        .expect("python3 is needed for this test (the stock third-party client)");
+    assert!(
+        probe.status.success(),
+        "Telethon is not installed: `pip install telethon` (.ci/run does): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let harness = Harness::start().await;
+    let (status, user) = harness
+        .control("POST", "/users", Some(json!({"first_name": "Tess"})))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let (_, dc) = harness.control("GET", "/dc", None).await;
+    let target = json!({
+        "dc_id": dc["dc_id"],
+        "host": dc["host"],
+        "port": dc["port"],
+        "auth_key": user["auth_key"],
+    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/telethon_get_me.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{target}").unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "telethon failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let me: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(me["id"], user["id"]);
+    assert_eq!(me["first_name"], "Tess");
+}
