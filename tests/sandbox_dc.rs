@@ -855,3 +855,66 @@ fn fuzzed_transports_never_crash_the_dc_or_stop_a_good_client() {
     drop(good);
     runtime.block_on(sandbox.dc.shutdown());
 }
+
+#[tokio::test]
+async fn service_messages_get_telegrams_answers() {
+    use tl::Deserializable;
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+
+    raw.send(&[tl::functions::GetFutureSalts { num: 3 }.to_bytes()])
+        .await
+        .unwrap();
+    let bodies = within(raw.next_bodies(key(1))).await;
+    let tl::enums::FutureSalts::Salts(salts) =
+        tl::enums::FutureSalts::from_bytes(&bodies[0]).unwrap();
+    assert_eq!(salts.salts.0.len(), 3);
+
+    raw.send(&[tl::functions::DestroySession { session_id: 12345 }.to_bytes()])
+        .await
+        .unwrap();
+    let bodies = within(raw.next_bodies(key(1))).await;
+    assert!(matches!(
+        tl::enums::DestroySessionRes::from_bytes(&bodies[0]),
+        Ok(tl::enums::DestroySessionRes::DestroySessionNone(none)) if none.session_id == 12345
+    ));
+
+    // Ids around the ones sent: older than all, never sent, newer than all.
+    let state = tl::enums::MsgsStateReq::Req(tl::types::MsgsStateReq {
+        msg_ids: vec![1, i64::MAX],
+    });
+    raw.send(&[state.to_bytes()]).await.unwrap();
+    let bodies = within(raw.next_bodies(key(1))).await;
+    let tl::enums::MsgsStateInfo::Info(info) =
+        tl::enums::MsgsStateInfo::from_bytes(&bodies[0]).unwrap();
+    assert_eq!(info.info, [1, 3]);
+
+    // A call wrapped in invokeWithoutUpdates does not subscribe the
+    // connection to pushed updates; a plain call does.
+    let key_id = auth_key_id(&key(1));
+    let quiet = tl::functions::InvokeWithoutUpdates {
+        query: tl::functions::updates::GetState {},
+    };
+    raw.send(&[quiet.to_bytes()]).await.unwrap();
+    within(raw.next_bodies(key(1))).await;
+    assert_eq!(
+        sandbox
+            .outbox
+            .push(key_id, &tl::enums::Updates::TooLong.to_bytes()),
+        0
+    );
+    raw.send(&[tl::functions::updates::GetState {}.to_bytes()])
+        .await
+        .unwrap();
+    within(raw.next_bodies(key(1))).await;
+    within(async {
+        while sandbox
+            .outbox
+            .push(key_id, &tl::enums::Updates::TooLong.to_bytes())
+            == 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}

@@ -228,6 +228,28 @@ impl RawClient {
         }
     }
 
+    /// The next packet decrypted by hand: the bodies of its messages (a
+    /// container's, one by one), for service answers grammers keeps to itself.
+    pub async fn next_bodies(&mut self, key: AuthKeyBytes) -> Vec<Vec<u8>> {
+        let mut payload = self.next_payload().await.expect("a packet, not a close");
+        let auth_key = grammers_crypto::AuthKey::from_bytes(key);
+        let plaintext = grammers_crypto::decrypt_data_v2(&mut payload, &auth_key).expect("ours");
+        // salt, session_id, then one message: msg_id, seqno, bytes, body.
+        let body = message_body(&plaintext[16..]);
+        if body[..4] != 0x73f1f8dc_u32.to_le_bytes() {
+            return vec![body.to_vec()];
+        }
+        let count = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        let mut rest = &body[8..];
+        (0..count)
+            .map(|_| {
+                let inner = message_body(rest).to_vec();
+                rest = &rest[16 + inner.len()..];
+                inner
+            })
+            .collect()
+    }
+
     /// The next packet, decrypted into what grammers makes of it.
     pub async fn next_results(&mut self) -> Vec<Deserialization> {
         let mut payload = self.next_payload().await.expect("a packet, not a close");
@@ -235,4 +257,10 @@ impl RawClient {
             .deserialize(&mut payload)
             .expect("a valid server message")
     }
+}
+
+/// The body of the MTProto message at the start of `message`.
+fn message_body(message: &[u8]) -> &[u8] {
+    let len = u32::from_le_bytes(message[12..16].try_into().unwrap()) as usize;
+    &message[16..16 + len]
 }
