@@ -26,8 +26,6 @@ use crate::interactive::InteractiveRequest;
 use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
-/// The longest `?wait=` in seconds.
-pub const MAX_WAIT_SECS: f64 = 60.0;
 /// The longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The request header naming an idempotent enqueue.
@@ -132,7 +130,7 @@ async fn enqueue(
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
 ) -> Result<Response, Failure> {
-    let wait = wait(&Query::parse(query.as_deref(), &["wait"])?)?;
+    let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
@@ -146,7 +144,14 @@ async fn enqueue(
         idempotency_key,
         wire: Some(validated.wire),
     };
+    let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
+    if !enqueued.duplicate {
+        crate::metrics::metrics()
+            .jobs_enqueued
+            .get_or_create(&crate::metrics::bot_label(&bot))
+            .inc();
+    }
     let mut response = match wait {
         Some(wait) => settle(api, request_id, enqueued, wait).await?,
         None => queued(request_id, enqueued),
@@ -157,22 +162,6 @@ async fn enqueue(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// `?wait=SECONDS`: a number from 0 to [`MAX_WAIT_SECS`].
-fn wait(query: &Query) -> Result<Option<Duration>, ApiError> {
-    let Some(raw) = query.get("wait") else {
-        return Ok(None);
-    };
-    let secs: f64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid("query parameter `wait` must be a number of seconds"))?;
-    if !(0.0..=MAX_WAIT_SECS).contains(&secs) {
-        return Err(ApiError::rejected(format!(
-            "query parameter `wait` must be between 0 and {MAX_WAIT_SECS} seconds"
-        )));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
@@ -208,12 +197,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Failure::TooLarge(limit))
         }
+        Err(err) if super::connections::is_stall(err.as_ref()) => Err(Failure::Protocol {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: err.to_string(),
+        }),
         Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
     }
 }
 
 /// 202: the job is stored (or, for a repeat, was stored before).
-fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
+pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     answer::json(
         request_id,
         StatusCode::ACCEPTED,
@@ -223,7 +216,7 @@ fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
 
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
-async fn settle(
+pub(super) async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,
