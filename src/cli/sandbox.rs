@@ -40,7 +40,8 @@ pub struct SandboxArgs {
     /// beside it).
     #[arg(long)]
     pub dc_only: bool,
-    /// The DC's port on 127.0.0.1 (0: any free port).
+    /// The home DC's (2) port on 127.0.0.1 (0: any free port); DCs 1, 3, 4
+    /// and 5 take free ports.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// How long a click waits for the bot's answer before the user gets

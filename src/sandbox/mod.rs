@@ -2,14 +2,16 @@
 //!
 //! Nothing here can reach Telegram, and a mock behind a trait would test
 //! nothing of the MTProto path. So telegate carries its own DC: an MTProto 2.0
-//! server that the unmodified grammers client connects to, with pre-provisioned
-//! auth keys (grammers only does DH against Telegram's own RSA keys).
+//! server (DCs 1–5 on their own ports) that the unmodified grammers client,
+//! or any other MTProto client, connects to, with pre-provisioned auth keys
+//! (grammers only does DH against Telegram's own RSA keys).
 //!
 //! Two halves, kept apart so that each can be read on its own:
-//! - `dc`: the MTProto server — transport, encryption, containers, acks,
-//!   pings, `rpc_result`/`rpc_error` framing, pushing updates, and transport
-//!   faults (dropped connections, latency). It knows nothing of Telegram's
-//!   semantics: it hands every RPC to a [`Service`].
+//! - `dc`: the MTProto server — every transport, encryption, containers,
+//!   acks, service messages, `rpc_result`/`rpc_error` framing, pushing
+//!   updates, bounds on what a client can make it hold, and the [`Faults`]
+//!   (`faults`). It knows nothing of Telegram's semantics: it hands every
+//!   RPC to a [`Service`].
 //! - `telegram`: the [`Service`] — users, chats, messages, pts/qts/seq, flood
 //!   limits, callback queries — plus the control API for simulated users.
 

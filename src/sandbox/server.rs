@@ -28,7 +28,8 @@ pub struct SandboxOptions {
     /// Where the state file and control socket live; `None`: in memory,
     /// without a control socket (use [`Sandbox::telegram`] directly).
     pub state_dir: Option<PathBuf>,
-    /// The DC's port on 127.0.0.1; 0 picks a free one.
+    /// The home DC's port on 127.0.0.1 (0 picks a free one); the other
+    /// DCs take free ports.
     pub port: u16,
     pub callback_timeout: Duration,
 }
