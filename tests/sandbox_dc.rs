@@ -17,7 +17,7 @@ use sandbox_dc_support::{
     Keys, RawClient, TestClient, config, dc_parts, get_self, get_self_over, init_connection, key,
 };
 use telegate::sandbox::dc::transport;
-use telegate::sandbox::dc::{Dc, DcLimits, Traffic, auth_key_id};
+use telegate::sandbox::dc::{Dc, DcAdmission, DcLimits, Traffic, auth_key_id};
 use telegate::sandbox::{AuthKeyBytes, Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
 use tl::{Identifiable, Serializable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,7 +138,7 @@ impl Sandbox {
             Arc::new(Shared(Arc::clone(&service))),
             Arc::new(Keys::from_seeds(seeds)),
         );
-        parts.limits = limits;
+        parts.admission = DcAdmission::new(limits);
         let (outbox, faults, traffic) = (
             Arc::clone(&parts.outbox),
             Arc::clone(&parts.faults),
@@ -917,4 +917,45 @@ async fn service_messages_get_telegrams_answers() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn dcs_given_one_admission_share_its_bounds() {
+    let admission = DcAdmission::new(DcLimits {
+        connections_per_address: 1,
+        ..DcLimits::default()
+    });
+    let mut dcs = Vec::new();
+    let mut traffic = Vec::new();
+    for dc_id in [1, 2] {
+        let mut parts = dc_parts(
+            Arc::new(Shared(Arc::new(TestService::default()))),
+            Arc::new(Keys::from_seeds(&[1])),
+        );
+        parts.dc_id = dc_id;
+        parts.admission = admission.clone();
+        traffic.push(Arc::clone(&parts.traffic));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        dcs.push(Dc::bind(addr, parts).await.unwrap());
+    }
+    // One connection held open at DC 1 (the transport is known, so its
+    // place is taken)...
+    let mut held = tokio::net::TcpStream::connect(dcs[0].local_addr())
+        .await
+        .unwrap();
+    held.write_all(&[0xee; 4]).await.unwrap();
+    within(async {
+        while traffic[0].counts().connections_by_transport.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // ...and DC 2 refuses the address's second one with -429, framed.
+    let mut refused = tokio::net::TcpStream::connect(dcs[1].local_addr())
+        .await
+        .unwrap();
+    refused.write_all(&[0xef]).await.unwrap();
+    let mut reply = Vec::new();
+    within(refused.read_to_end(&mut reply)).await.unwrap();
+    assert_eq!(reply, [1, 0x53, 0xfe, 0xff, 0xff]);
 }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::{Dc, DcLimits, DcParts, Traffic};
+use super::dc::{Dc, DcAdmission, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
 use super::telegram::{DC_ID, DC_IDS, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::{Faults, KeyRing, Outbox, Service};
@@ -86,6 +86,7 @@ impl Sandbox {
         let traffic = Arc::new(Traffic::default());
         let mut dcs = Vec::new();
         let mut dc_addrs = BTreeMap::new();
+        let admission = DcAdmission::default();
         for dc_id in DC_IDS {
             let port = if dc_id == DC_ID { options.port } else { 0 };
             let parts = DcParts {
@@ -95,7 +96,7 @@ impl Sandbox {
                 outbox: Arc::clone(&outbox),
                 faults: Arc::clone(&faults),
                 traffic: Arc::clone(&traffic),
-                limits: DcLimits::default(),
+                admission: admission.clone(),
             };
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let dc = Dc::bind(addr, parts)

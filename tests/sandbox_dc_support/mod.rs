@@ -18,7 +18,7 @@ use grammers_client::session::updates::UpdatesLike;
 use grammers_client::tl;
 use grammers_mtproto::mtp::{Deserialization, Mtp};
 use telegate::sandbox::dc::transport::{self, Codec};
-use telegate::sandbox::dc::{DcLimits, DcParts, Traffic, auth_key_id};
+use telegate::sandbox::dc::{DcAdmission, DcParts, Traffic, auth_key_id};
 use telegate::sandbox::{AuthKeyBytes, Faults, KeyRing, Outbox, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -51,7 +51,7 @@ impl KeyRing for Keys {
     }
 }
 
-/// The parts of a DC with id [`HOME_DC`], default limits and fresh
+/// The parts of a DC with id [`HOME_DC`], default bounds and fresh
 /// outbox, faults and counters around `service` and `keys`.
 pub fn dc_parts(service: Arc<dyn Service>, keys: Arc<dyn KeyRing>) -> DcParts {
     DcParts {
@@ -61,7 +61,7 @@ pub fn dc_parts(service: Arc<dyn Service>, keys: Arc<dyn KeyRing>) -> DcParts {
         outbox: Arc::new(Outbox::default()),
         faults: Arc::new(Faults::default()),
         traffic: Arc::new(Traffic::default()),
-        limits: DcLimits::default(),
+        admission: DcAdmission::default(),
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Context {
     pub outbox: Arc<Outbox>,
     pub faults: Arc<Faults>,
     pub traffic: Arc<Traffic>,
-    pub(crate) admission: Admission,
+    pub(crate) admission: Arc<Admission>,
     /// Live `(auth_key_id, session_id)`s, for `destroy_session`.
     pub(crate) sessions: Counts<(i64, i64)>,
 }
