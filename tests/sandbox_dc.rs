@@ -959,3 +959,46 @@ async fn dcs_given_one_admission_share_its_bounds() {
     within(refused.read_to_end(&mut reply)).await.unwrap();
     assert_eq!(reply, [1, 0x53, 0xfe, 0xff, 0xff]);
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_updates_is_let_go() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    raw.send(&[tl::functions::updates::GetState {}.to_bytes()])
+        .await
+        .unwrap();
+    within(raw.next_bodies(key(1))).await;
+    // Subscribed now; then updates pile up while the client reads nothing.
+    let key_id = auth_key_id(&key(1));
+    let large: Vec<u8> = {
+        // Many updates in one `updates` object.
+        let many = tl::enums::Updates::Updates(tl::types::Updates {
+            updates: vec![
+                tl::enums::Update::UserStatus(tl::types::UpdateUserStatus {
+                    user_id: 1,
+                    status: tl::enums::UserStatus::Empty,
+                });
+                64
+            ],
+            users: Vec::new(),
+            chats: Vec::new(),
+            date: 1,
+            seq: 0,
+        });
+        many.to_bytes()
+    };
+    let mut pushed = 0;
+    within(async {
+        while sandbox.outbox.push(key_id, &large) == 1 {
+            pushed += 1;
+            if pushed % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+    .await;
+    assert!(pushed >= telegate::sandbox::PUSH_QUEUE_LEN, "{pushed}");
+    // The DC closes the connection: the client reads what was sent, then EOF.
+    let mut rest = Vec::new();
+    within(raw.socket.read_to_end(&mut rest)).await.unwrap();
+}

@@ -72,36 +72,43 @@ pub trait KeyRing: Send + Sync + 'static {
     fn auth_key(&self, dc_id: i32, auth_key_id: i64) -> Option<AuthKeyBytes>;
 }
 
+/// Updates waiting for one connection's writer; a client that lets more
+/// pile up (it does not read) loses the connection and catches up with
+/// `updates.getDifference` after reconnecting, as with Telegram.
+pub const PUSH_QUEUE_LEN: usize = 4096;
+
 /// Live connections by auth key, so the `telegram` half can push updates
 /// without knowing about sockets. The `dc` half registers each connection
 /// once it knows its key, and drains the receiver into encrypted messages.
 #[derive(Default)]
 pub struct Outbox {
-    connections: Mutex<HashMap<i64, Vec<mpsc::UnboundedSender<Vec<u8>>>>>,
+    connections: Mutex<HashMap<i64, Vec<mpsc::Sender<Vec<u8>>>>>,
 }
 
 impl Outbox {
     /// Registers a connection that uses `auth_key_id`; pushed `Updates`
-    /// (serialized, boxed) arrive on the receiver until it is dropped.
-    pub fn register(&self, auth_key_id: i64) -> mpsc::UnboundedReceiver<Vec<u8>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// (serialized, boxed) arrive on the receiver until it is dropped. The
+    /// receiver ends (yields `None`) if its queue overflowed.
+    pub fn register(&self, auth_key_id: i64) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(PUSH_QUEUE_LEN);
         self.lock().entry(auth_key_id).or_default().push(tx);
         rx
     }
 
     /// Pushes a serialized `Updates` object to every live connection of
     /// `auth_key_id`; returns how many took it (0: the client is offline and
-    /// will catch up with `updates.getDifference`).
+    /// will catch up with `updates.getDifference`). A connection whose
+    /// queue is full is let go.
     pub fn push(&self, auth_key_id: i64, updates: &[u8]) -> usize {
         let mut connections = self.lock();
         let Some(senders) = connections.get_mut(&auth_key_id) else {
             return 0;
         };
-        senders.retain(|tx| tx.send(updates.to_vec()).is_ok());
+        senders.retain(|tx| tx.try_send(updates.to_vec()).is_ok());
         senders.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<mpsc::UnboundedSender<Vec<u8>>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<mpsc::Sender<Vec<u8>>>>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.connections
             .lock()

@@ -32,7 +32,7 @@ use super::crypto::{self, DecryptError, ServerKey};
 use super::session::{MAX_BATCH_BYTES, MAX_BATCH_LEN, ServerMessage, ServerSession};
 use super::traffic::Traffic;
 use super::transport::{self, Codec, Detected, Detection, Frame, FrameError};
-use crate::sandbox::{Caller, Faults, KeyRing, Outbox, RpcOutcome, Service};
+use crate::sandbox::{Caller, Faults, KeyRing, Outbox, PUSH_QUEUE_LEN, RpcOutcome, Service};
 
 /// How long a new connection may take to send its first packet.
 const FIRST_PACKET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,6 +100,8 @@ pub enum ConnectionError {
     SessionChanged { expected: i64, got: i64 },
     #[error("more than {0} bytes of answers wait for a client that does not read them")]
     SendQueueFull(usize),
+    #[error("more than {0} pushed updates wait for a client that does not read them")]
+    UpdatesOverflow(usize),
     #[error("reset in the middle of a frame (fault injected)")]
     ResetByFault,
 }
@@ -443,8 +445,8 @@ struct WriteState {
     queued: Arc<AtomicUsize>,
     quick_acks: mpsc::UnboundedReceiver<u32>,
     /// Delivers the connection's update stream once it makes an API call.
-    subscription: Option<oneshot::Receiver<mpsc::UnboundedReceiver<Vec<u8>>>>,
-    updates: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+    subscription: Option<oneshot::Receiver<mpsc::Receiver<Vec<u8>>>>,
+    updates: Option<mpsc::Receiver<Vec<u8>>>,
     faults: Arc<Faults>,
     key_id: i64,
 }
@@ -490,8 +492,11 @@ async fn write_loop(
                     continue;
                 }
                 Some(answer) = state.answers.recv() => state.take_answer(answer),
-                Some(update) = async { state.updates.as_mut().expect("guarded").recv().await },
-                    if state.updates.is_some() => ServerMessage::push(update),
+                update = async { state.updates.as_mut().expect("guarded").recv().await },
+                    if state.updates.is_some() => match update {
+                        Some(update) => ServerMessage::push(update),
+                        None => return Err(ConnectionError::UpdatesOverflow(PUSH_QUEUE_LEN)),
+                    },
                 else => return Ok(()),
             },
         };
@@ -601,7 +606,7 @@ struct Dispatcher {
     idle: Duration,
     /// Subscribes the connection to pushed updates, at its first API call
     /// not wrapped in `invokeWithoutUpdates` (as Telegram does).
-    subscribe: Option<oneshot::Sender<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    subscribe: Option<oneshot::Sender<mpsc::Receiver<Vec<u8>>>>,
     received: RecentIds,
 }
 
