@@ -1577,7 +1577,11 @@ async fn a_blackholed_bot_is_read_but_never_answered() {
     );
     assert!(served(&harness, "blackhole").await >= 1);
     inject(&harness, json!({"blackhole": false})).await;
-    bot.invoke(&tl::functions::updates::GetState {})
+    // The dead connection's mapping stays lost; a new connection is served.
+    let telegram = harness.sandbox().telegram();
+    let fresh = Grammers::connect(harness.sandbox().dc_addr(), telegram.bot_auth_key());
+    fresh
+        .invoke(&tl::functions::updates::GetState {})
         .await
         .unwrap();
 }
