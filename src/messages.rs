@@ -30,6 +30,7 @@ use crate::chat::ChatId;
 use crate::error::{ApiError, ErrorCode};
 use crate::interactive::{self, Document, Json, Markup, Object, Path};
 use crate::media::Media;
+use crate::send_options::{self, SendOptions};
 
 /// A caption (text under a media item): at most 1024 UTF-16 code units.
 pub const CAPTION_MAX: usize = 1024;
@@ -52,6 +53,8 @@ pub struct MessagesRequest {
     reply_markup: Option<Markup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     intercom_teammate_id: Option<String>,
+    #[serde(flatten)]
+    options: SendOptions,
 }
 
 /// One Telegram message of a request.
@@ -75,7 +78,7 @@ pub enum Content<'a> {
 }
 
 impl MessagesRequest {
-    const FIELDS: &[&str] = &[
+    const OWN_FIELDS: &[&str] = &[
         "destination_user_id",
         "text",
         "media",
@@ -95,12 +98,26 @@ impl MessagesRequest {
 
     fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
         let root = Path::root("");
-        let body = Object::new(value, &root, Self::FIELDS)?;
+        let body = Object::any_fields(value, &root)?;
+        body.deny_unknown(&[Self::OWN_FIELDS, send_options::FIELDS].concat())?;
         let destination_user_id = interactive::read_chat_id(&body, "destination_user_id")?;
-        let text = body.opt_str("text")?;
-        if let Some(text) = text {
-            interactive::message_text(text, &body.path_of("text"))?;
+        let mode = SendOptions::parse_mode(&body)?;
+        let formatted = body
+            .opt_str("text")?
+            .map(|text| {
+                let path = body.path_of("text");
+                let formatted = SendOptions::format(mode, text, &path)?;
+                interactive::message_text(&formatted.text, &path)?;
+                Ok::<_, ApiError>(formatted)
+            })
+            .transpose()?;
+        if mode.is_some() && formatted.is_none() {
+            return Err(body
+                .path_of("parse_mode")
+                .broken("needs a `text` to apply to"));
         }
+        let options = SendOptions::read(&body, formatted.as_ref())?;
+        let text = formatted.map(|formatted| formatted.text);
         let media = match body.get("media") {
             Some(media) => read_media(media, &body.path_of("media"))?,
             None => Vec::new(),
@@ -117,11 +134,17 @@ impl MessagesRequest {
             .transpose()?;
         Ok(MessagesRequest {
             destination_user_id,
-            text: text.map(str::to_owned),
+            text,
             media,
             reply_markup,
             intercom_teammate_id: body.opt_str("intercom_teammate_id")?.map(str::to_owned),
+            options,
         })
+    }
+
+    /// Formatting, reply, flags, correlation and schedule.
+    pub fn options(&self) -> &SendOptions {
+        &self.options
     }
 
     /// The chat the messages go to.

@@ -6,12 +6,19 @@
 //! Telegram requests a job turns into — each carrying the `random_id` the
 //! store chose for that part, so every attempt is the same request.
 
+use std::collections::HashMap;
+
 use grammers_tl_types as tl;
 
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::messages::{Content, MessagesRequest};
 use crate::queue::{Job, JobKind};
+use crate::send_options::{ReplyTarget, SendOptions};
+
+/// Telegram's ids of the telegate messages a job refers to (see
+/// [`references`]), as the store had them when the job went out.
+pub type Resolved = HashMap<i64, i64>;
 
 /// One Telegram message to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +49,11 @@ pub enum OutgoingError {
         stored: usize,
         built: usize,
     },
+    #[error("message {message_id} was never sent to this chat by telegate (`{field}`)")]
+    Unresolved {
+        message_id: i64,
+        field: &'static str,
+    },
 }
 
 impl OutgoingError {
@@ -51,12 +63,31 @@ impl OutgoingError {
     }
 }
 
-/// The requests job `job` sends to `peer`, one per stored part, in order.
-pub fn requests(job: &Job, peer: tl::enums::InputPeer) -> Result<Vec<Outgoing>, OutgoingError> {
+/// telegate's message ids job `job` refers to, which the sender resolves
+/// to Telegram's before [`requests`] (earlier jobs of the same chat have
+/// gone out by then: a chat's jobs go in order).
+pub fn references(job: &Job) -> Result<Vec<i64>, OutgoingError> {
+    let options = match job.kind {
+        JobKind::Interactive => payload::<InteractiveRequest>(job)?.options().clone(),
+        JobKind::Messages => payload::<MessagesRequest>(job)?.options().clone(),
+    };
+    Ok(match options.reply_target() {
+        Some(ReplyTarget::Telegate(id)) => vec![id],
+        _ => Vec::new(),
+    })
+}
+
+/// The requests job `job` sends to `peer`, one per stored part, in order;
+/// `resolved` has Telegram's ids of its [`references`].
+pub fn requests(
+    job: &Job,
+    peer: tl::enums::InputPeer,
+    resolved: &Resolved,
+) -> Result<Vec<Outgoing>, OutgoingError> {
     let random_ids: Vec<i64> = job.parts.iter().map(|part| part.random_id).collect();
     let built = match job.kind {
-        JobKind::Interactive => interactive(job, peer, &random_ids)?,
-        JobKind::Messages => messages(job, peer, &random_ids)?,
+        JobKind::Interactive => interactive(job, peer, &random_ids, resolved)?,
+        JobKind::Messages => messages(job, peer, &random_ids, resolved)?,
     };
     if built.len() != random_ids.len() {
         return Err(OutgoingError::Parts {
@@ -72,17 +103,73 @@ fn interactive(
     job: &Job,
     peer: tl::enums::InputPeer,
     random_ids: &[i64],
+    resolved: &Resolved,
 ) -> Result<Vec<Outgoing>, OutgoingError> {
     let request: InteractiveRequest = payload(job)?;
     let Some(&random_id) = random_ids.first() else {
         return Ok(Vec::new());
     };
-    Ok(vec![Outgoing::Message(text_message(
+    let options = Options::of(request.options(), resolved)?;
+    Ok(vec![Outgoing::Message(options.on_message(text_message(
         peer,
         request.text().to_owned(),
         Some(request.reply_markup()),
         random_id,
-    ))])
+    )))])
+}
+
+/// Send options as one job's requests carry them.
+struct Options<'a> {
+    options: &'a SendOptions,
+    reply_to: Option<tl::enums::InputReplyTo>,
+}
+
+impl<'a> Options<'a> {
+    fn of(options: &'a SendOptions, resolved: &Resolved) -> Result<Self, OutgoingError> {
+        let reply_to = match options.reply_target() {
+            None => None,
+            Some(ReplyTarget::Channel(id)) => Some(options.reply_to(id)),
+            Some(ReplyTarget::Telegate(message_id)) => {
+                let id = resolved
+                    .get(&message_id)
+                    .and_then(|&id| i32::try_from(id).ok())
+                    .ok_or(OutgoingError::Unresolved {
+                        message_id,
+                        field: "reply_to_message_id",
+                    })?;
+                Some(options.reply_to(id))
+            }
+        };
+        Ok(Options { options, reply_to })
+    }
+
+    /// The first part replies; every part carries the flags; the text's
+    /// entities go with the text.
+    fn on_message(
+        &self,
+        mut request: tl::functions::messages::SendMessage,
+    ) -> tl::functions::messages::SendMessage {
+        request.silent = self.options.silent();
+        request.noforwards = self.options.noforwards();
+        request.no_webpage = self.options.no_webpage();
+        request.reply_to = self.reply_to.clone();
+        request.entities = self.options.tl_entities();
+        request
+    }
+
+    fn on_media(
+        &self,
+        mut request: tl::functions::messages::SendMedia,
+        captioned: bool,
+    ) -> tl::functions::messages::SendMedia {
+        request.silent = self.options.silent();
+        request.noforwards = self.options.noforwards();
+        request.reply_to = self.reply_to.clone();
+        if captioned {
+            request.entities = self.options.tl_entities();
+        }
+        request
+    }
 }
 
 /// A text/media job: one message per planned part, in order, each with its
@@ -91,8 +178,10 @@ fn messages(
     job: &Job,
     peer: tl::enums::InputPeer,
     random_ids: &[i64],
+    resolved: &Resolved,
 ) -> Result<Vec<Outgoing>, OutgoingError> {
     let request: MessagesRequest = payload(job)?;
+    let mut options = Options::of(request.options(), resolved)?;
     let parts = request.parts();
     if parts.len() != random_ids.len() {
         return Err(OutgoingError::Parts {
@@ -101,28 +190,31 @@ fn messages(
             built: parts.len(),
         });
     }
-    Ok(parts
-        .iter()
-        .zip(random_ids)
-        .map(|(part, &random_id)| {
-            let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
-            match part.content {
-                Content::Text(text) => Outgoing::Message(text_message(
-                    peer.clone(),
-                    text.to_owned(),
-                    reply_markup,
-                    random_id,
-                )),
-                Content::Media { media, caption } => Outgoing::Media(media_message(
+    let mut built = Vec::with_capacity(parts.len());
+    for (part, &random_id) in parts.iter().zip(random_ids) {
+        let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
+        built.push(match part.content {
+            Content::Text(text) => Outgoing::Message(options.on_message(text_message(
+                peer.clone(),
+                text.to_owned(),
+                reply_markup,
+                random_id,
+            ))),
+            Content::Media { media, caption } => Outgoing::Media(options.on_media(
+                media_message(
                     peer.clone(),
                     media.to_tl(),
                     caption.unwrap_or_default().to_owned(),
                     reply_markup,
                     random_id,
-                )),
-            }
-        })
-        .collect())
+                ),
+                caption.is_some(),
+            )),
+        });
+        // Only the first part is the reply.
+        options.reply_to = None;
+    }
+    Ok(built)
 }
 
 /// The stored payload of `job`, read back through every check.
@@ -246,6 +338,7 @@ mod tests {
         let built = requests(
             &job(JobKind::Interactive, &interactive_payload(), &[99]),
             peer.clone(),
+            &Resolved::new(),
         )
         .unwrap();
         let [Outgoing::Message(send)] = built.as_slice() else {
@@ -264,13 +357,18 @@ mod tests {
     fn unreadable_payloads_and_part_mismatches_are_errors() {
         let peer = ChatId::user(42).input_peer(0);
         assert!(matches!(
-            requests(&job(JobKind::Interactive, "{", &[1]), peer.clone()),
+            requests(
+                &job(JobKind::Interactive, "{", &[1]),
+                peer.clone(),
+                &Resolved::new()
+            ),
             Err(OutgoingError::Payload { job: 7, .. })
         ));
         assert_eq!(
             requests(
                 &job(JobKind::Interactive, &interactive_payload(), &[1, 2]),
-                peer
+                peer,
+                &Resolved::new()
             ),
             Err(OutgoingError::Parts {
                 job: 7,
@@ -293,7 +391,12 @@ mod tests {
                 {"mediaName":"b.pdf","mediaUri":"https://x.example/b.pdf","mimeType":"application/pdf"}],
                 "reply_markup":{"inline_keyboard":[[{"text":"Ok","callback_data":"ok"}]]}}"#,
         );
-        let built = requests(&job(JobKind::Messages, &payload, &[11, 22]), peer.clone()).unwrap();
+        let built = requests(
+            &job(JobKind::Messages, &payload, &[11, 22]),
+            peer.clone(),
+            &Resolved::new(),
+        )
+        .unwrap();
         let [Outgoing::Media(photo), Outgoing::Media(document)] = built.as_slice() else {
             panic!("{built:?}");
         };
@@ -324,7 +427,12 @@ mod tests {
             r#"{{"destination_user_id":42,"text":"{text}","media":
                 {{"mediaName":"a.gif","mediaUri":"https://x.example/a.gif","mimeType":"image/gif"}}}}"#
         ));
-        let built = requests(&job(JobKind::Messages, &payload, &[1, 2]), peer).unwrap();
+        let built = requests(
+            &job(JobKind::Messages, &payload, &[1, 2]),
+            peer,
+            &Resolved::new(),
+        )
+        .unwrap();
         let [Outgoing::Media(gif), Outgoing::Message(message)] = built.as_slice() else {
             panic!("{built:?}");
         };
@@ -334,7 +442,8 @@ mod tests {
         assert!(matches!(
             requests(
                 &job(JobKind::Messages, &payload, &[1]),
-                ChatId::user(42).input_peer(0)
+                ChatId::user(42).input_peer(0),
+                &Resolved::new()
             ),
             Err(OutgoingError::Parts {
                 stored: 1,

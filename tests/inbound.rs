@@ -160,8 +160,12 @@ impl Daemon {
             .pop()
             .unwrap();
         let hash = self.telegram.user_access_hash(user).await;
-        let requests =
-            telegate::outgoing::requests(&job, ChatId::user(user).input_peer(hash)).unwrap();
+        let requests = telegate::outgoing::requests(
+            &job,
+            ChatId::user(user).input_peer(hash),
+            &Default::default(),
+        )
+        .unwrap();
         let mut ids = Vec::new();
         for request in requests {
             let updates = match request {

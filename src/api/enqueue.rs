@@ -43,6 +43,8 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
+    /// `send_at`: not before then.
+    pub not_before: Option<crate::queue::Timestamp>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -66,7 +68,10 @@ pub async fn post_interactive(
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    Validated::new(request.destination(), JobKind::Interactive, &request, 1)
+    Ok(
+        Validated::new(request.destination(), JobKind::Interactive, &request, 1)?
+            .held_until(request.options().send_at()),
+    )
 }
 
 impl Validated {
@@ -85,7 +90,14 @@ impl Validated {
             kind,
             payload,
             parts,
+            not_before: None,
         })
+    }
+
+    /// Held until `at` (`send_at`), if given.
+    pub fn held_until(mut self, at: Option<crate::queue::Timestamp>) -> Self {
+        self.not_before = at;
+        self
     }
 }
 
@@ -124,6 +136,7 @@ async fn enqueue(
         payload: validated.payload,
         parts: validated.parts,
         idempotency_key,
+        not_before: validated.not_before,
     };
     let enqueued = api.queue.enqueue(job).await?;
     let mut response = match wait {

@@ -52,6 +52,13 @@ pub fn view(job: &Job) -> Value {
 /// The job with the normalized payload it will send.
 pub fn view_with_payload(job: &Job) -> Value {
     let mut view = view(job);
+    let (reference, metadata) = crate::send_options::correlation(&job.payload);
+    if let Some(reference) = reference {
+        view["reference"] = json!(reference);
+    }
+    if let Some(metadata) = metadata {
+        view["metadata"] = metadata;
+    }
     view["payload"] = serde_json::from_str::<Value>(&job.payload)
         .unwrap_or_else(|_| Value::String(job.payload.clone()));
     view

@@ -30,10 +30,11 @@ pub async fn post_messages(
 
 fn validate(body: &[u8]) -> Result<Validated, ApiError> {
     let request = MessagesRequest::from_json(body)?;
-    Validated::new(
+    Ok(Validated::new(
         request.destination(),
         JobKind::Messages,
         &request,
         request.part_count(),
-    )
+    )?
+    .held_until(request.options().send_at()))
 }

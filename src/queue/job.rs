@@ -204,6 +204,8 @@ pub struct NewJob {
     pub parts: u16,
     /// A repeat with the same key returns the first job.
     pub idempotency_key: Option<String>,
+    /// Held until then (`send_at`); `None`: due at once.
+    pub not_before: Option<Timestamp>,
 }
 
 impl NewJob {
@@ -222,6 +224,7 @@ impl NewJob {
             payload,
             parts: 1,
             idempotency_key: None,
+            not_before: None,
         }
     }
 }

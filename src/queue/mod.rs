@@ -13,6 +13,7 @@ mod consumer;
 mod expiry;
 pub mod job;
 mod read;
+mod recent;
 mod schema;
 mod store;
 mod writer;
@@ -37,6 +38,7 @@ pub use job::{
 pub use read::{JobFilter, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
 
+use recent::RecentSent;
 use store::Readers;
 use writer::Writer;
 
@@ -101,6 +103,8 @@ struct Inner {
     writer: Writer,
     readers: Readers,
     events: broadcast::Sender<JobEvent>,
+    /// Messages just sent, for clicks on them.
+    recent: RecentSent,
 }
 
 impl Queue {
@@ -124,6 +128,7 @@ impl Queue {
                 writer,
                 readers: Readers::new(path),
                 events,
+                recent: RecentSent::default(),
             }),
         })
     }
@@ -152,13 +157,29 @@ impl Queue {
     }
 
     /// The sent message Telegram knows as `channel_message_id` in `chat`, and
-    /// the job it belongs to.
+    /// the job it belongs to (from memory if it was sent recently).
     pub async fn sent_message(
         &self,
         chat: ChatId,
         channel_message_id: i64,
     ) -> Result<Option<SentMessage>, QueueError> {
+        if let Some(sent) = self.inner.recent.get(chat, channel_message_id) {
+            return Ok(Some(sent));
+        }
         self.read(move |conn| read::sent_message(conn, chat, channel_message_id))
+            .await
+    }
+
+    /// Telegram's ids of telegate's messages `message_ids` sent to `chat`.
+    pub async fn channel_message_ids(
+        &self,
+        chat: ChatId,
+        message_ids: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, i64>, QueueError> {
+        if message_ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        self.read(move |conn| read::channel_message_ids(conn, chat, &message_ids))
             .await
     }
 
@@ -243,7 +264,7 @@ fn insert(
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
                                attempts, not_before, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?8, ?7, ?7)
              ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -254,6 +275,7 @@ fn insert(
             job.payload,
             job.idempotency_key,
             now.as_millis(),
+            job.not_before.map_or(now, |at| at.max(now)).as_millis(),
         ])?;
     if inserted == 0 {
         return first_with_key(conn, job);

@@ -283,3 +283,26 @@ pub(super) fn sent_message(
         .optional()?;
     Ok(found)
 }
+
+/// Telegram's ids of telegate's messages `message_ids` that were sent to
+/// `chat` (others are left out).
+pub(super) fn channel_message_ids(
+    conn: &Connection,
+    chat: ChatId,
+    message_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, i64>, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.channel_message_id FROM parts p JOIN jobs j ON j.id = p.job_id
+         WHERE p.message_id = ?1 AND j.chat = ?2 AND p.channel_message_id IS NOT NULL",
+    )?;
+    let mut found = std::collections::HashMap::new();
+    for &message_id in message_ids {
+        if let Some(channel_id) = stmt
+            .query_row(params![message_id, chat.get()], |row| row.get::<_, i64>(0))
+            .optional()?
+        {
+            found.insert(message_id, channel_id);
+        }
+    }
+    Ok(found)
+}

@@ -32,7 +32,12 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
         Peer::User(user_id) => telegram.user_access_hash(user_id).await,
         Peer::Group(_) | Peer::Channel(_) => 0,
     };
-    let requests = match outgoing::requests(job, job.chat.input_peer(access_hash)) {
+    let references = match outgoing::references(job) {
+        Ok(references) => references,
+        Err(error) => return Ok(Attempt::Unbuildable(error)),
+    };
+    let resolved = queue.channel_message_ids(job.chat, references).await?;
+    let requests = match outgoing::requests(job, job.chat.input_peer(access_hash), &resolved) {
         Ok(requests) => requests,
         Err(error) => return Ok(Attempt::Unbuildable(error)),
     };
