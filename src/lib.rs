@@ -19,6 +19,7 @@ pub mod interactive;
 pub mod limits;
 pub mod media;
 pub mod messages;
+pub mod operations;
 pub mod outgoing;
 pub mod private_file;
 pub mod queue;

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 
 use grammers_tl_types as tl;
 
+use crate::chat::Peer;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::messages::{Content, MessagesRequest};
+use crate::operations::{DeleteRequest, EditRequest};
 use crate::queue::{Job, JobKind};
 use crate::send_options::{ReplyTarget, SendOptions};
 
@@ -20,19 +22,27 @@ use crate::send_options::{ReplyTarget, SendOptions};
 /// [`references`]), as the store had them when the job went out.
 pub type Resolved = HashMap<i64, i64>;
 
-/// One Telegram message to send.
+/// One Telegram request of a job: a message to send, or a change to one
+/// sent before.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     Message(tl::functions::messages::SendMessage),
     Media(tl::functions::messages::SendMedia),
+    Edit(tl::functions::messages::EditMessage),
+    /// In a private chat or basic group, for both sides (`revoke`).
+    Delete(tl::functions::messages::DeleteMessages),
+    /// In a supergroup or channel.
+    DeleteInChannel(tl::functions::channels::DeleteMessages),
 }
 
 impl Outgoing {
-    /// The `random_id` Telegram de-duplicates this message by.
-    pub fn random_id(&self) -> i64 {
+    /// The `random_id` Telegram de-duplicates this message by (a change to
+    /// a message has none: doing it twice changes nothing more).
+    pub fn random_id(&self) -> Option<i64> {
         match self {
-            Outgoing::Message(request) => request.random_id,
-            Outgoing::Media(request) => request.random_id,
+            Outgoing::Message(request) => Some(request.random_id),
+            Outgoing::Media(request) => Some(request.random_id),
+            Outgoing::Edit(_) | Outgoing::Delete(_) | Outgoing::DeleteInChannel(_) => None,
         }
     }
 }
@@ -70,6 +80,8 @@ pub fn references(job: &Job) -> Result<Vec<i64>, OutgoingError> {
     let options = match job.kind {
         JobKind::Interactive => payload::<InteractiveRequest>(job)?.options().clone(),
         JobKind::Messages => payload::<MessagesRequest>(job)?.options().clone(),
+        JobKind::Edit => return Ok(vec![payload::<EditRequest>(job)?.message_id()]),
+        JobKind::Delete => return Ok(vec![payload::<DeleteRequest>(job)?.message_id]),
     };
     Ok(match options.reply_target() {
         Some(ReplyTarget::Telegate(id)) => vec![id],
@@ -88,6 +100,8 @@ pub fn requests(
     let built = match job.kind {
         JobKind::Interactive => interactive(job, peer, &random_ids, resolved)?,
         JobKind::Messages => messages(job, peer, &random_ids, resolved)?,
+        JobKind::Edit => vec![edit(job, peer, resolved)?],
+        JobKind::Delete => vec![delete(job, peer, resolved)?],
     };
     if built.len() != random_ids.len() {
         return Err(OutgoingError::Parts {
@@ -118,6 +132,76 @@ fn interactive(
     )))])
 }
 
+/// Telegram's id of telegate's message `message_id`, as resolved.
+fn resolve(
+    resolved: &Resolved,
+    message_id: i64,
+    field: &'static str,
+) -> Result<i32, OutgoingError> {
+    resolved
+        .get(&message_id)
+        .and_then(|&id| i32::try_from(id).ok())
+        .ok_or(OutgoingError::Unresolved { message_id, field })
+}
+
+/// `messages.editMessage` of the target's text and/or inline keyboard.
+fn edit(
+    job: &Job,
+    peer: tl::enums::InputPeer,
+    resolved: &Resolved,
+) -> Result<Outgoing, OutgoingError> {
+    let request: EditRequest = payload(job)?;
+    let id = resolve(resolved, request.message_id(), "message_id")?;
+    let entities = request.text().map(|_| {
+        request
+            .entities()
+            .iter()
+            .map(crate::formatting::Entity::to_tl)
+            .collect()
+    });
+    Ok(Outgoing::Edit(tl::functions::messages::EditMessage {
+        no_webpage: request.no_webpage(),
+        invert_media: false,
+        peer,
+        id,
+        message: request.text().map(str::to_owned),
+        media: None,
+        reply_markup: request.markup().map(|markup| markup.to_tl()),
+        entities,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        quick_reply_shortcut_id: None,
+        rich_message: None,
+    }))
+}
+
+/// `messages.deleteMessages` (for both sides), or `channels.deleteMessages`
+/// in a supergroup.
+fn delete(
+    job: &Job,
+    peer: tl::enums::InputPeer,
+    resolved: &Resolved,
+) -> Result<Outgoing, OutgoingError> {
+    let request: DeleteRequest = payload(job)?;
+    let id = resolve(resolved, request.message_id, "message_id")?;
+    Ok(match (job.chat.peer(), peer) {
+        (Peer::Channel(_), tl::enums::InputPeer::Channel(channel)) => {
+            Outgoing::DeleteInChannel(tl::functions::channels::DeleteMessages {
+                channel: tl::types::InputChannel {
+                    channel_id: channel.channel_id,
+                    access_hash: channel.access_hash,
+                }
+                .into(),
+                id: vec![id],
+            })
+        }
+        _ => Outgoing::Delete(tl::functions::messages::DeleteMessages {
+            revoke: true,
+            id: vec![id],
+        }),
+    })
+}
+
 /// Send options as one job's requests carry them.
 struct Options<'a> {
     options: &'a SendOptions,
@@ -130,14 +214,7 @@ impl<'a> Options<'a> {
             None => None,
             Some(ReplyTarget::Channel(id)) => Some(options.reply_to(id)),
             Some(ReplyTarget::Telegate(message_id)) => {
-                let id = resolved
-                    .get(&message_id)
-                    .and_then(|&id| i32::try_from(id).ok())
-                    .ok_or(OutgoingError::Unresolved {
-                        message_id,
-                        field: "reply_to_message_id",
-                    })?;
-                Some(options.reply_to(id))
+                Some(options.reply_to(resolve(resolved, message_id, "reply_to_message_id")?))
             }
         };
         Ok(Options { options, reply_to })

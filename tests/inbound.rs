@@ -171,6 +171,7 @@ impl Daemon {
             let updates = match request {
                 telegate::outgoing::Outgoing::Message(m) => self.telegram.invoke(&m).await,
                 telegate::outgoing::Outgoing::Media(m) => self.telegram.invoke(&m).await,
+                other => panic!("a send job made {other:?}"),
             }
             .unwrap();
             ids.push(Some(i64::from(sent_id(&updates))));

@@ -12,7 +12,7 @@ use super::answer::{self, Failure};
 use super::query::Query;
 use super::request_id::RequestId;
 use crate::error::ApiError;
-use crate::queue::{Job, JobFilter, JobId, JobState, SCHEMA_VERSION};
+use crate::queue::{Job, JobFilter, JobId, JobState, QueueError, SCHEMA_VERSION};
 
 /// What a client sees of a job in a listing (without its payload, which
 /// may be large).
@@ -93,6 +93,30 @@ pub async fn get_job(
         Ok(Some(job)) => answer::json(&request_id, StatusCode::OK, view_with_payload(&job)),
         Ok(None) => Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id),
         Err(failure) => failure.answer(&request_id),
+    }
+}
+
+/// `DELETE /api/v1/jobs/{job_id}`: cancels a queued job nothing of which
+/// was sent; 409 naming its state otherwise.
+pub async fn cancel_job(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(job_id): Path<String>,
+) -> Response {
+    let Ok(id) = job_id.parse::<JobId>() else {
+        return Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id);
+    };
+    match api.queue.cancel(id, crate::queue::Timestamp::now()).await {
+        Ok(job) => answer::json(&request_id, StatusCode::OK, view(&job)),
+        Err(QueueError::NoSuchJob(_)) => {
+            Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id)
+        }
+        Err(refused @ QueueError::NotCancellable { state, .. }) => {
+            let mut body = json!({"error": refused.to_string(), "state": state});
+            body["job_id"] = json!(id);
+            answer::json(&request_id, StatusCode::CONFLICT, body)
+        }
+        Err(error) => Failure::from(error).answer(&request_id),
     }
 }
 

@@ -26,6 +26,7 @@ mod events;
 pub mod jobs;
 mod media;
 mod messages;
+mod operations;
 mod query;
 pub mod request_id;
 pub mod socket;
@@ -35,7 +36,7 @@ use std::io;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Router, middleware};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -118,8 +119,19 @@ pub fn router_for(
             post(enqueue::post_interactive),
         )
         .route("/api/v1/telegram/messages", post(messages::post_messages))
+        .route(
+            "/api/v1/telegram/messages/{message_id}/edit",
+            post(operations::post_edit),
+        )
+        .route(
+            "/api/v1/telegram/messages/{message_id}",
+            delete(operations::delete_message),
+        )
         .route("/api/v1/jobs", get(jobs::list_jobs))
-        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
+        .route(
+            "/api/v1/jobs/{job_id}",
+            get(jobs::get_job).delete(jobs::cancel_job),
+        )
         .route("/healthz", get(jobs::health))
         .route("/api/v1/events", get(events::stream))
         .route(

@@ -232,7 +232,7 @@ pub fn clicked(click: &Click) -> NewEvent {
 /// `job:{job_id}:{state}`. `None` for a job that has not settled.
 pub fn job_result(job: &Job) -> Option<NewEvent> {
     let status = match job.state {
-        JobState::Sent | JobState::Failed => job.state.as_str(),
+        JobState::Sent | JobState::Failed | JobState::Cancelled => job.state.as_str(),
         JobState::Queued | JobState::Sending => return None,
     };
     let id = format!("job:{}:{status}", job.id.get());

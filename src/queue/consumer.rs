@@ -335,7 +335,7 @@ fn expect_sending(conn: &Connection, id: JobId) -> Result<ChatId, QueueError> {
 }
 
 /// Moves job `id` to `state` and records `error` (cleared when `None`).
-fn settle(
+pub(super) fn settle(
     conn: &Connection,
     id: JobId,
     chat: ChatId,

@@ -9,6 +9,7 @@
 //! is announced on a broadcast channel, so waiters and the worker wake
 //! without polling.
 
+mod cancel;
 mod consumer;
 mod expiry;
 pub mod job;
@@ -75,6 +76,15 @@ pub enum QueueError {
     },
     #[error("a job needs at least one part")]
     NoParts,
+    #[error(
+        "job {id} is {state}{}: only a queued job with nothing sent yet can be cancelled",
+        if *sent_parts > 0 { format!(" with {sent_parts} part(s) sent") } else { String::new() }
+    )]
+    NotCancellable {
+        id: JobId,
+        state: JobState,
+        sent_parts: i64,
+    },
 }
 
 impl QueueError {
@@ -168,6 +178,14 @@ impl Queue {
         }
         self.read(move |conn| read::sent_message(conn, chat, channel_message_id))
             .await
+    }
+
+    /// The job, chat and kind of telegate's message `message_id`.
+    pub async fn message(
+        &self,
+        message_id: i64,
+    ) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+        self.read(move |conn| read::message(conn, message_id)).await
     }
 
     /// Telegram's ids of telegate's messages `message_ids` sent to `chat`.

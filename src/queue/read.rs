@@ -306,3 +306,25 @@ pub(super) fn channel_message_ids(
     }
     Ok(found)
 }
+
+/// The chat and kind of the job telegate's message `message_id` belongs to.
+pub(super) fn message(
+    conn: &Connection,
+    message_id: i64,
+) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT j.id, j.chat, j.kind FROM parts p JOIN jobs j ON j.id = p.job_id
+             WHERE p.message_id = ?1",
+        )?
+        .query_row([message_id], |row| {
+            let kind: String = row.get(2)?;
+            Ok((
+                JobId::new(row.get(0)?),
+                chat(row, 1)?,
+                JobKind::parse(&kind).ok_or_else(|| bad_column(2, format!("job kind `{kind}`")))?,
+            ))
+        })
+        .optional()?;
+    Ok(found)
+}
