@@ -1,14 +1,32 @@
 //! What a stored job becomes on the wire: one raw MTProto request per part.
 //!
-//! The queue keeps payloads as normalized JSON and never looks inside; the
-//! sender only knows how to invoke requests and read their replies. This
-//! module is the one place between them that knows, per job kind, which
-//! Telegram requests a job turns into — each carrying the `random_id` the
-//! store chose for that part, so every attempt is the same request.
+//! The sender only knows how to invoke requests and read their replies.
+//! This module is the one place that knows, per job kind, which Telegram
+//! requests a job turns into — each carrying the `random_id` the store
+//! chose for that part, so every attempt is the same request.
+//!
+//! The requests of a send are built once, at enqueue, from the request the
+//! API has just validated (send options included: entities, flags, reply),
+//! and stored beside the job's payload in a versioned binary form
+//! (`jobs.wire`, see [`encode`]): a byte [`WIRE_VERSION`], then each part's
+//! request as Telegram's own TL serialization, with an empty peer and a
+//! zero `random_id` that are filled in at send time. So a job accepted by
+//! one release is sent as it was accepted, never re-parsed nor re-validated
+//! by a later release's rules, and sending costs no JSON. A job stored
+//! before there was a stored form (`wire` NULL), or whose form this build
+//! cannot read (another version, a TL layer it does not know), is built
+//! from its payload as before.
+//!
+//! Some requests name a message telegate sent by telegate's id, whose
+//! Telegram id is only known once that message is out: a reply to it, an
+//! edit or a delete of it. The sender looks those ids up ([`references`])
+//! right before sending — the named message's job is ahead in the same
+//! chat's line, so it is out by then — and [`requests`] fills them in.
+//! Edits and deletes are always built at send time, from their payload.
 
 use std::collections::HashMap;
 
-use grammers_tl_types as tl;
+use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
 
 use crate::chat::Peer;
 use crate::error::ApiError;
@@ -17,6 +35,9 @@ use crate::messages::{Content, MessagesRequest};
 use crate::operations::{DeleteRequest, EditRequest};
 use crate::queue::{Job, JobKind};
 use crate::send_options::{ReplyTarget, SendOptions};
+
+/// The first byte of the stored form this build writes.
+pub const WIRE_VERSION: u8 = 1;
 
 /// Telegram's ids of the telegate messages a job refers to (see
 /// [`references`]), as the store had them when the job went out.
@@ -45,10 +66,33 @@ impl Outgoing {
             Outgoing::Edit(_) | Outgoing::Delete(_) | Outgoing::DeleteInChannel(_) => None,
         }
     }
+
+    /// Addresses the request to `peer` with the part's `random_id`.
+    fn aim(&mut self, peer: tl::enums::InputPeer, random_id: i64) {
+        match self {
+            Outgoing::Message(request) => (request.peer, request.random_id) = (peer, random_id),
+            Outgoing::Media(request) => (request.peer, request.random_id) = (peer, random_id),
+            Outgoing::Edit(request) => request.peer = peer,
+            Outgoing::Delete(_) | Outgoing::DeleteInChannel(_) => {}
+        }
+    }
+
+    /// Points a reply at Telegram's message `id`.
+    fn reply_to(&mut self, id: i32) {
+        let reply_to = match self {
+            Outgoing::Message(request) => request.reply_to.as_mut(),
+            Outgoing::Media(request) => request.reply_to.as_mut(),
+            _ => None,
+        };
+        if let Some(tl::enums::InputReplyTo::Message(reply)) = reply_to {
+            reply.reply_to_msg_id = id;
+        }
+    }
 }
 
 /// Why a stored job cannot be turned into requests (a payload written by an
-/// incompatible version, or a part count that does not match).
+/// incompatible version, a part count that does not match, a message named
+/// that was never sent).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutgoingError {
     #[error("stored payload of job {job} is unreadable: {reason}")]
@@ -74,62 +118,150 @@ impl OutgoingError {
 }
 
 /// telegate's message ids job `job` refers to, which the sender resolves
-/// to Telegram's before [`requests`] (earlier jobs of the same chat have
-/// gone out by then: a chat's jobs go in order).
+/// to Telegram's before [`requests`]. A send is only read for them when its
+/// payload mentions a reply by telegate id.
 pub fn references(job: &Job) -> Result<Vec<i64>, OutgoingError> {
-    let options = match job.kind {
-        JobKind::Interactive => payload::<InteractiveRequest>(job)?.options().clone(),
-        JobKind::Messages => payload::<MessagesRequest>(job)?.options().clone(),
-        JobKind::Edit => return Ok(vec![payload::<EditRequest>(job)?.message_id()]),
-        JobKind::Delete => return Ok(vec![payload::<DeleteRequest>(job)?.message_id]),
-    };
-    Ok(match options.reply_target() {
+    let reply_target = |options: &SendOptions| match options.reply_target() {
         Some(ReplyTarget::Telegate(id)) => vec![id],
         _ => Vec::new(),
+    };
+    Ok(match job.kind {
+        JobKind::Edit => vec![payload::<EditRequest>(job)?.message_id()],
+        JobKind::Delete => vec![payload::<DeleteRequest>(job)?.message_id],
+        _ if !job.payload.contains("\"reply_to_message_id\"") => Vec::new(),
+        JobKind::Interactive => reply_target(payload::<InteractiveRequest>(job)?.options()),
+        JobKind::Messages => reply_target(payload::<MessagesRequest>(job)?.options()),
     })
 }
 
-/// The requests job `job` sends to `peer`, one per stored part, in order;
-/// `resolved` has Telegram's ids of its [`references`].
+/// The requests job `job` sends to `peer`, one per stored part, in order:
+/// from its stored form, else from its payload; `resolved` has Telegram's
+/// ids of its [`references`].
 pub fn requests(
     job: &Job,
     peer: tl::enums::InputPeer,
     resolved: &Resolved,
 ) -> Result<Vec<Outgoing>, OutgoingError> {
-    let random_ids: Vec<i64> = job.parts.iter().map(|part| part.random_id).collect();
-    let built = match job.kind {
-        JobKind::Interactive => interactive(job, peer, &random_ids, resolved)?,
-        JobKind::Messages => messages(job, peer, &random_ids, resolved)?,
-        JobKind::Edit => vec![edit(job, peer, resolved)?],
-        JobKind::Delete => vec![delete(job, peer, resolved)?],
+    let stored = job.wire.as_deref().and_then(|wire| match decode(wire) {
+        Ok(requests) => Some(requests),
+        Err(reason) => {
+            tracing::warn!(job = %job.id, %reason, "stored requests unreadable; building them from the payload");
+            None
+        }
+    });
+    let mut built = match stored {
+        Some(requests) => requests,
+        None => from_payload(job, &peer, resolved)?,
     };
-    if built.len() != random_ids.len() {
+    if built.len() != job.parts.len() {
         return Err(OutgoingError::Parts {
             job: job.id.get(),
-            stored: random_ids.len(),
+            stored: job.parts.len(),
             built: built.len(),
         });
+    }
+    for (request, part) in built.iter_mut().zip(&job.parts) {
+        request.aim(peer.clone(), part.random_id);
+    }
+    if matches!(job.kind, JobKind::Interactive | JobKind::Messages)
+        && let [message_id] = references(job)?.as_slice()
+        && let Some(first) = built.first_mut()
+    {
+        first.reply_to(resolve(resolved, *message_id, "reply_to_message_id")?);
     }
     Ok(built)
 }
 
-fn interactive(
+/// The requests of a job stored without its requests, from its payload.
+fn from_payload(
     job: &Job,
-    peer: tl::enums::InputPeer,
-    random_ids: &[i64],
+    peer: &tl::enums::InputPeer,
     resolved: &Resolved,
 ) -> Result<Vec<Outgoing>, OutgoingError> {
-    let request: InteractiveRequest = payload(job)?;
-    let Some(&random_id) = random_ids.first() else {
-        return Ok(Vec::new());
-    };
-    let options = Options::of(request.options(), resolved)?;
-    Ok(vec![Outgoing::Message(options.on_message(text_message(
-        peer,
-        request.text().to_owned(),
-        Some(request.reply_markup()),
-        random_id,
-    )))])
+    Ok(match job.kind {
+        JobKind::Interactive => interactive(&payload(job)?),
+        JobKind::Messages => messages(&payload(job)?),
+        JobKind::Edit => vec![edit(&payload(job)?, resolved)?],
+        JobKind::Delete => vec![delete(job, &payload(job)?, peer, resolved)?],
+    })
+}
+
+/// The one message of an interactive request (peer and `random_id` still
+/// to be aimed, a reply by telegate id still to be resolved).
+pub fn interactive(request: &InteractiveRequest) -> Vec<Outgoing> {
+    let options = request.options();
+    vec![Outgoing::Message(with_options(
+        text_message(
+            tl::enums::InputPeer::Empty,
+            request.text().to_owned(),
+            Some(request.reply_markup()),
+            0,
+        ),
+        options,
+        reply_to(options),
+    ))]
+}
+
+/// A text/media request: one message per planned part, in order (peer and
+/// `random_id`s still to be aimed). The first part is the reply; every part
+/// carries the flags; the text's entities go with the text.
+pub fn messages(request: &MessagesRequest) -> Vec<Outgoing> {
+    let options = request.options();
+    request
+        .parts()
+        .iter()
+        .enumerate()
+        .map(|(index, part)| {
+            let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
+            let peer = tl::enums::InputPeer::Empty;
+            let reply_to = reply_to(options).filter(|_| index == 0);
+            match part.content {
+                Content::Text(text) => Outgoing::Message(with_options(
+                    text_message(peer, text.to_owned(), reply_markup, 0),
+                    options,
+                    reply_to,
+                )),
+                Content::Media { media, caption } => {
+                    let mut send = media_message(
+                        peer,
+                        media.to_tl(),
+                        caption.unwrap_or_default().to_owned(),
+                        reply_markup,
+                        0,
+                    );
+                    send.silent = options.silent();
+                    send.noforwards = options.noforwards();
+                    send.reply_to = reply_to;
+                    if caption.is_some() {
+                        send.entities = options.tl_entities();
+                    }
+                    Outgoing::Media(send)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The reply a message carries: to Telegram's id as given, or (a telegate
+/// id) to one filled in at send time.
+fn reply_to(options: &SendOptions) -> Option<tl::enums::InputReplyTo> {
+    match options.reply_target()? {
+        ReplyTarget::Channel(id) => Some(options.reply_to(id)),
+        ReplyTarget::Telegate(_) => Some(options.reply_to(0)),
+    }
+}
+
+fn with_options(
+    mut send: tl::functions::messages::SendMessage,
+    options: &SendOptions,
+    reply_to: Option<tl::enums::InputReplyTo>,
+) -> tl::functions::messages::SendMessage {
+    send.silent = options.silent();
+    send.noforwards = options.noforwards();
+    send.no_webpage = options.no_webpage();
+    send.reply_to = reply_to;
+    send.entities = options.tl_entities();
+    send
 }
 
 /// Telegram's id of telegate's message `message_id`, as resolved.
@@ -144,13 +276,9 @@ fn resolve(
         .ok_or(OutgoingError::Unresolved { message_id, field })
 }
 
-/// `messages.editMessage` of the target's text and/or inline keyboard.
-fn edit(
-    job: &Job,
-    peer: tl::enums::InputPeer,
-    resolved: &Resolved,
-) -> Result<Outgoing, OutgoingError> {
-    let request: EditRequest = payload(job)?;
+/// `messages.editMessage` of the target's text and/or inline keyboard
+/// (peer still to be aimed).
+fn edit(request: &EditRequest, resolved: &Resolved) -> Result<Outgoing, OutgoingError> {
     let id = resolve(resolved, request.message_id(), "message_id")?;
     let entities = request.text().map(|_| {
         request
@@ -162,7 +290,7 @@ fn edit(
     Ok(Outgoing::Edit(tl::functions::messages::EditMessage {
         no_webpage: request.no_webpage(),
         invert_media: false,
-        peer,
+        peer: tl::enums::InputPeer::Empty,
         id,
         message: request.text().map(str::to_owned),
         media: None,
@@ -179,10 +307,10 @@ fn edit(
 /// in a supergroup.
 fn delete(
     job: &Job,
-    peer: tl::enums::InputPeer,
+    request: &DeleteRequest,
+    peer: &tl::enums::InputPeer,
     resolved: &Resolved,
 ) -> Result<Outgoing, OutgoingError> {
-    let request: DeleteRequest = payload(job)?;
     let id = resolve(resolved, request.message_id, "message_id")?;
     Ok(match (job.chat.peer(), peer) {
         (Peer::Channel(_), tl::enums::InputPeer::Channel(channel)) => {
@@ -202,96 +330,49 @@ fn delete(
     })
 }
 
-/// Send options as one job's requests carry them.
-struct Options<'a> {
-    options: &'a SendOptions,
-    reply_to: Option<tl::enums::InputReplyTo>,
-}
-
-impl<'a> Options<'a> {
-    fn of(options: &'a SendOptions, resolved: &Resolved) -> Result<Self, OutgoingError> {
-        let reply_to = match options.reply_target() {
-            None => None,
-            Some(ReplyTarget::Channel(id)) => Some(options.reply_to(id)),
-            Some(ReplyTarget::Telegate(message_id)) => {
-                Some(options.reply_to(resolve(resolved, message_id, "reply_to_message_id")?))
-            }
-        };
-        Ok(Options { options, reply_to })
-    }
-
-    /// The first part replies; every part carries the flags; the text's
-    /// entities go with the text.
-    fn on_message(
-        &self,
-        mut request: tl::functions::messages::SendMessage,
-    ) -> tl::functions::messages::SendMessage {
-        request.silent = self.options.silent();
-        request.noforwards = self.options.noforwards();
-        request.no_webpage = self.options.no_webpage();
-        request.reply_to = self.reply_to.clone();
-        request.entities = self.options.tl_entities();
-        request
-    }
-
-    fn on_media(
-        &self,
-        mut request: tl::functions::messages::SendMedia,
-        captioned: bool,
-    ) -> tl::functions::messages::SendMedia {
-        request.silent = self.options.silent();
-        request.noforwards = self.options.noforwards();
-        request.reply_to = self.reply_to.clone();
-        if captioned {
-            request.entities = self.options.tl_entities();
+/// The stored form of `requests` ([`WIRE_VERSION`], then each request's TL
+/// bytes). Only sends have one; edits and deletes are built at send time.
+pub fn encode(requests: &[Outgoing]) -> Vec<u8> {
+    let mut wire = vec![WIRE_VERSION];
+    for request in requests {
+        match request {
+            Outgoing::Message(request) => request.serialize(&mut wire),
+            Outgoing::Media(request) => request.serialize(&mut wire),
+            Outgoing::Edit(request) => request.serialize(&mut wire),
+            Outgoing::Delete(request) => request.serialize(&mut wire),
+            Outgoing::DeleteInChannel(request) => request.serialize(&mut wire),
         }
-        request
     }
+    wire
 }
 
-/// A text/media job: one message per planned part, in order, each with its
-/// part's `random_id`.
-fn messages(
-    job: &Job,
-    peer: tl::enums::InputPeer,
-    random_ids: &[i64],
-    resolved: &Resolved,
-) -> Result<Vec<Outgoing>, OutgoingError> {
-    let request: MessagesRequest = payload(job)?;
-    let mut options = Options::of(request.options(), resolved)?;
-    let parts = request.parts();
-    if parts.len() != random_ids.len() {
-        return Err(OutgoingError::Parts {
-            job: job.id.get(),
-            stored: random_ids.len(),
-            built: parts.len(),
-        });
+/// The requests in a stored form, or why it cannot be read.
+fn decode(wire: &[u8]) -> Result<Vec<Outgoing>, String> {
+    use tl::functions::messages::{SendMedia, SendMessage};
+    let Some((&version, body)) = wire.split_first() else {
+        return Err("empty".into());
+    };
+    if version != WIRE_VERSION {
+        return Err(format!(
+            "version {version}, this build reads {WIRE_VERSION}"
+        ));
     }
-    let mut built = Vec::with_capacity(parts.len());
-    for (part, &random_id) in parts.iter().zip(random_ids) {
-        let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
-        built.push(match part.content {
-            Content::Text(text) => Outgoing::Message(options.on_message(text_message(
-                peer.clone(),
-                text.to_owned(),
-                reply_markup,
-                random_id,
-            ))),
-            Content::Media { media, caption } => Outgoing::Media(options.on_media(
-                media_message(
-                    peer.clone(),
-                    media.to_tl(),
-                    caption.unwrap_or_default().to_owned(),
-                    reply_markup,
-                    random_id,
-                ),
-                caption.is_some(),
-            )),
-        });
-        // Only the first part is the reply.
-        options.reply_to = None;
+    let mut cursor = tl::deserialize::Cursor::from_slice(body);
+    let mut requests = Vec::new();
+    while cursor.pos() < body.len() {
+        let bad = |e: tl::deserialize::Error| format!("request {}: {e}", requests.len());
+        let request = match u32::deserialize(&mut cursor).map_err(bad)? {
+            SendMessage::CONSTRUCTOR_ID => {
+                Outgoing::Message(SendMessage::deserialize(&mut cursor).map_err(bad)?)
+            }
+            SendMedia::CONSTRUCTOR_ID => {
+                Outgoing::Media(SendMedia::deserialize(&mut cursor).map_err(bad)?)
+            }
+            other => return Err(format!("unknown request {other:#010x}")),
+        };
+        requests.push(request);
     }
-    Ok(built)
+    Ok(requests)
 }
 
 /// The stored payload of `job`, read back through every check.
@@ -400,6 +481,7 @@ mod tests {
             idempotency_key: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
+            wire: None,
         }
     }
 
@@ -428,6 +510,113 @@ mod tests {
             send.reply_markup,
             Some(tl::enums::ReplyMarkup::ReplyKeyboardForceReply(_))
         ));
+    }
+
+    #[test]
+    fn a_job_is_sent_from_its_stored_form_without_reading_its_payload() {
+        let request = InteractiveRequest::from_json(
+            br#"{"destination_user_id":"42","telegram_interactive_message":{
+            "type":"highlight_reply","text":"Rate us","reply_markup":{"force_reply":true}}}"#,
+        )
+        .unwrap();
+        let wire = encode(&interactive(&request));
+        assert_eq!(wire[0], WIRE_VERSION);
+        let peer = ChatId::user(42).input_peer(0);
+        let from_payload = requests(
+            &job(JobKind::Interactive, &interactive_payload(), &[99]),
+            peer.clone(),
+            &Resolved::new(),
+        )
+        .unwrap();
+        // A payload no rule of this build accepts: only the stored form is read.
+        let mut stored = job(JobKind::Interactive, "not json", &[99]);
+        stored.wire = Some(wire);
+        assert_eq!(
+            requests(&stored, peer, &Resolved::new()).unwrap(),
+            from_payload
+        );
+    }
+
+    #[test]
+    fn every_part_of_a_messages_job_round_trips_through_the_stored_form() {
+        let request = MessagesRequest::from_json(
+            br#"{"destination_user_id":42,"text":"Look","media":[
+                {"mediaName":"a.jpg","mediaUri":"https://x.example/a.jpg","mimeType":"image/jpeg"},
+                {"mediaName":"b.pdf","mediaUri":"https://x.example/b.pdf","mimeType":"application/pdf"}],
+                "reply_markup":{"inline_keyboard":[[{"text":"Ok","callback_data":"ok"}]]}}"#,
+        )
+        .unwrap();
+        let built = messages(&request);
+        assert_eq!(decode(&encode(&built)).unwrap(), built);
+        let mut stored = job(JobKind::Messages, "not json", &[11, 22]);
+        stored.wire = Some(encode(&built));
+        let sent = requests(&stored, ChatId::user(42).input_peer(0), &Resolved::new()).unwrap();
+        assert_eq!(
+            sent.iter().map(Outgoing::random_id).collect::<Vec<_>>(),
+            [Some(11), Some(22)]
+        );
+    }
+
+    #[test]
+    fn a_stored_form_this_build_cannot_read_falls_back_to_the_payload() {
+        let peer = ChatId::user(42).input_peer(0);
+        let expected = requests(
+            &job(JobKind::Interactive, &interactive_payload(), &[5]),
+            peer.clone(),
+            &Resolved::new(),
+        )
+        .unwrap();
+        let mut future = encode(&expected);
+        future[0] = WIRE_VERSION + 1;
+        for wire in [future, vec![WIRE_VERSION, 1, 2, 3], Vec::new()] {
+            assert!(decode(&wire).is_err(), "{wire:?}");
+            let mut stored = job(JobKind::Interactive, &interactive_payload(), &[5]);
+            stored.wire = Some(wire);
+            assert_eq!(
+                requests(&stored, peer.clone(), &Resolved::new()).unwrap(),
+                expected
+            );
+        }
+    }
+
+    /// A store written by the release before the stored form (schema 2: no
+    /// `wire` column), opened by this one: the job is migrated, claimed
+    /// and sent from its payload with its stored `random_id`.
+    #[tokio::test]
+    async fn a_row_in_the_previous_format_is_migrated_and_sent() {
+        use crate::queue::{Queue, migrate_to};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("telegate.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            migrate_to(&mut conn, 2).unwrap();
+            conn.execute(
+                "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, attempts,
+                                   not_before, created_at, updated_at)
+                 VALUES (1, 'req_old', 'default', 42, 'interactive', ?1, 'queued', 0, 0, 0, 0)",
+                [interactive_payload()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO parts (job_id, seq, random_id) VALUES (1, 0, 4242)",
+                [],
+            )
+            .unwrap();
+        }
+        let queue = Queue::open(&path).unwrap();
+        let claimed = queue.claim_due(Timestamp::now(), 10).await.unwrap();
+        let [old] = claimed.as_slice() else {
+            panic!("{claimed:?}");
+        };
+        assert_eq!(old.wire, None);
+        let peer = ChatId::user(42).input_peer(0);
+        let built = requests(old, peer.clone(), &Resolved::new()).unwrap();
+        let [Outgoing::Message(send)] = built.as_slice() else {
+            panic!("one message");
+        };
+        assert_eq!((send.random_id, &send.peer), (4242, &peer));
+        assert_eq!(send.message, "Rate us");
+        queue.close().await;
     }
 
     #[test]

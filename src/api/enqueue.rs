@@ -23,10 +23,9 @@ use super::request_id::RequestId;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
+use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
-/// The longest `?wait=` in seconds.
-pub const MAX_WAIT_SECS: f64 = 60.0;
 /// The longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The request header naming an idempotent enqueue.
@@ -43,6 +42,9 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
+    /// Those messages' requests, in `outgoing`'s stored form (`None`: built
+    /// when the job goes out, as an edit or delete is).
+    pub wire: Option<Vec<u8>>,
     /// `send_at`: not before then.
     pub not_before: Option<crate::queue::Timestamp>,
 }
@@ -68,20 +70,53 @@ pub async fn post_interactive(
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    Ok(
-        Validated::new(request.destination(), JobKind::Interactive, &request, 1)?
-            .held_until(request.options().send_at()),
-    )
+    let requests = outgoing::interactive(&request);
+    Ok(Validated::new(
+        request.destination(),
+        JobKind::Interactive,
+        &request,
+        &requests,
+    )?
+    .held_until(request.options().send_at()))
 }
 
 impl Validated {
     /// A job of `kind` for `chat` whose normalized payload is `request`,
-    /// making `parts` Telegram messages.
+    /// sending `requests` (one Telegram message each).
     pub fn new(
         chat: ChatId,
         kind: JobKind,
         request: &impl serde::Serialize,
-        parts: u16,
+        requests: &[Outgoing],
+    ) -> Result<Self, ApiError> {
+        let payload = serde_json::to_string(request)
+            .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        let parts = u16::try_from(requests.len())
+            .ok()
+            .filter(|&parts| parts > 0)
+            .ok_or_else(|| {
+                ApiError::rejected(format!(
+                    "the request makes {} messages; a job sends 1 to {}",
+                    requests.len(),
+                    u16::MAX
+                ))
+            })?;
+        Ok(Validated {
+            chat,
+            kind,
+            payload,
+            parts,
+            wire: Some(outgoing::encode(requests)),
+            not_before: None,
+        })
+    }
+
+    /// A one-part job of `kind` for `chat` whose request is built when it
+    /// goes out (it names a message whose Telegram id is not known yet).
+    pub fn built_at_send(
+        chat: ChatId,
+        kind: JobKind,
+        request: &impl serde::Serialize,
     ) -> Result<Self, ApiError> {
         let payload = serde_json::to_string(request)
             .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
@@ -89,7 +124,8 @@ impl Validated {
             chat,
             kind,
             payload,
-            parts,
+            parts: 1,
+            wire: None,
             not_before: None,
         })
     }
@@ -124,7 +160,7 @@ async fn enqueue(
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
 ) -> Result<Response, Failure> {
-    let wait = wait(&Query::parse(query.as_deref(), &["wait"])?)?;
+    let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
@@ -136,6 +172,7 @@ async fn enqueue(
         payload: validated.payload,
         parts: validated.parts,
         idempotency_key,
+        wire: validated.wire,
         not_before: validated.not_before,
     };
     let enqueued = api.queue.enqueue(job).await?;
@@ -149,22 +186,6 @@ async fn enqueue(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// `?wait=SECONDS`: a number from 0 to [`MAX_WAIT_SECS`].
-fn wait(query: &Query) -> Result<Option<Duration>, ApiError> {
-    let Some(raw) = query.get("wait") else {
-        return Ok(None);
-    };
-    let secs: f64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid("query parameter `wait` must be a number of seconds"))?;
-    if !(0.0..=MAX_WAIT_SECS).contains(&secs) {
-        return Err(ApiError::rejected(format!(
-            "query parameter `wait` must be between 0 and {MAX_WAIT_SECS} seconds"
-        )));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.

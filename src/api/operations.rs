@@ -33,7 +33,7 @@ pub async fn post_edit(
     };
     accept(&api, &request_id, query, &headers, body, move |bytes| {
         let edit = EditRequest::from_json(id, bytes)?;
-        Validated::new(chat, JobKind::Edit, &edit, 1)
+        Validated::built_at_send(chat, JobKind::Edit, &edit)
     })
     .await
 }
@@ -57,7 +57,7 @@ pub async fn delete_message(
                 "DELETE of a message takes no body: the path names the message",
             ));
         }
-        Validated::new(chat, JobKind::Delete, &DeleteRequest { message_id: id }, 1)
+        Validated::built_at_send(chat, JobKind::Delete, &DeleteRequest { message_id: id })
     })
     .await
 }

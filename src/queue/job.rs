@@ -222,6 +222,8 @@ pub struct NewJob {
     pub parts: u16,
     /// A repeat with the same key returns the first job.
     pub idempotency_key: Option<String>,
+    /// The requests it sends, in `outgoing`'s stored form (see [`Job::wire`]).
+    pub wire: Option<Vec<u8>>,
     /// Held until then (`send_at`); `None`: due at once.
     pub not_before: Option<Timestamp>,
 }
@@ -242,6 +244,7 @@ impl NewJob {
             payload,
             parts: 1,
             idempotency_key: None,
+            wire: None,
             not_before: None,
         }
     }
@@ -347,6 +350,10 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The requests the job sends, built and checked at enqueue, in the
+    /// versioned form of `outgoing` (`None`: a job stored before there was
+    /// one, sent from its payload).
+    pub wire: Option<Vec<u8>>,
 }
 
 /// A job's state changed (after the change is durable).

@@ -4,7 +4,7 @@
 //! open, the missing ones run in order, each in its own transaction. A
 //! migration is never edited once released: changes are new entries.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::QueueError;
 
@@ -84,11 +84,17 @@ const MIGRATIONS: &[&str] = &[
         delivered INTEGER NOT NULL
     );
     ",
-    // 3: a client may cancel a queued job: the state `cancelled`. SQLite
-    // cannot change a CHECK in place, so `jobs` is rebuilt (the documented
-    // way: new table, copy, drop, rename; foreign keys checked at commit).
+    // 3: the requests a job sends, built and checked at enqueue, in a
+    // versioned binary form (see `outgoing`); NULL for jobs stored before,
+    // which are sent from their payload.
     "
-    PRAGMA defer_foreign_keys = ON;
+    ALTER TABLE jobs ADD COLUMN wire BLOB;
+    ",
+    // 4: a client may cancel a queued job: the state `cancelled`. SQLite
+    // cannot change a CHECK in place, so `jobs` is rebuilt (the documented
+    // way: new table, copy, drop, rename; foreign keys checked before the
+    // commit, see `run`).
+    "
     CREATE TABLE jobs_with_cancel (
         id              INTEGER PRIMARY KEY,
         request_id      TEXT    NOT NULL,
@@ -105,11 +111,12 @@ const MIGRATIONS: &[&str] = &[
         error_text      TEXT,
         error_name      TEXT,
         created_at      INTEGER NOT NULL,
-        updated_at      INTEGER NOT NULL
+        updated_at      INTEGER NOT NULL,
+        wire            BLOB
     );
     INSERT INTO jobs_with_cancel
         SELECT id, request_id, bot, chat, kind, payload, idempotency_key, state, attempts,
-               not_before, error_code, error_text, error_name, created_at, updated_at
+               not_before, error_code, error_text, error_name, created_at, updated_at, wire
         FROM jobs;
     DROP TABLE jobs;
     ALTER TABLE jobs_with_cancel RENAME TO jobs;
@@ -125,6 +132,12 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Brings the database up to [`VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database up to `target` (≤ [`VERSION`]); tests use it to
+/// write a store as an earlier release did.
+pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), QueueError> {
     let found: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if found > VERSION {
         return Err(QueueError::SchemaTooNew {
@@ -132,9 +145,29 @@ pub fn migrate(conn: &mut Connection) -> Result<(), QueueError> {
             known: VERSION,
         });
     }
-    for (version, sql) in (1..).zip(MIGRATIONS).skip(found as usize) {
+    // A migration that rebuilds a table drops it first, which foreign keys
+    // would refuse (SQLite's way to change a table: keys off around the
+    // transaction, checked before it commits).
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = run(conn, found, target);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    migrated
+}
+
+fn run(conn: &mut Connection, found: u32, target: u32) -> Result<(), QueueError> {
+    let migrations = MIGRATIONS.iter().take(target as usize);
+    for (version, sql) in (1..).zip(migrations).skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(QueueError::Commit(format!(
+                "migration {version} left rows of `{table}` without their parent"
+            )));
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "store schema migrated");
@@ -163,13 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn jobs_and_parts_survive_the_rebuild_that_allows_cancelled() {
+    fn jobs_and_parts_survive_the_rebuild_that_allows_cancelled_v4() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-        for sql in &MIGRATIONS[..2] {
+        for sql in &MIGRATIONS[..3] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
         conn.execute_batch(
             "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, not_before,
                                created_at, updated_at)
@@ -178,7 +211,7 @@ mod tests {
         )
         .unwrap();
         let refused = conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 7", []);
-        assert!(refused.is_err(), "v2 has no cancelled state");
+        assert!(refused.is_err(), "v3 has no cancelled state");
 
         migrate(&mut conn).unwrap();
         conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 7", [])
@@ -191,9 +224,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!((state.as_str(), random_id), ("cancelled", 99));
-        let check: String = conn
-            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
-            .unwrap_or_else(|_| "ok".into());
-        assert_eq!(check, "ok");
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .unwrap();
+        assert!(enforced, "foreign keys are on again after migrating");
+        let orphan = conn.execute(
+            "INSERT INTO parts (job_id, seq, random_id) VALUES (8, 0, 1)",
+            [],
+        );
+        assert!(orphan.is_err(), "parts still need their job");
     }
 }

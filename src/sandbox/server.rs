@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::control::{self, Control};
 use super::dc::Dc;
 use super::state_file::{StateFile, StateFileError};
-use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, Telegram, World};
+use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
 
@@ -55,7 +55,7 @@ pub enum StartError {
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
 /// file gets its last write; dropping it stops the DC too.
 pub struct Sandbox {
-    telegram: Telegram,
+    telegram: FakeTelegram,
     faults: Arc<Faults>,
     dc: Dc,
     dc_addr: SocketAddrV4,
@@ -75,7 +75,7 @@ impl Sandbox {
         };
         let outbox = Arc::new(Outbox::default());
         let faults = Arc::new(Faults::default());
-        let telegram = Telegram::new(world, Arc::clone(&outbox));
+        let telegram = FakeTelegram::new(world, Arc::clone(&outbox));
         telegram.set_callback_timeout(options.callback_timeout);
 
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
@@ -125,7 +125,7 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    pub fn telegram(&self) -> &Telegram {
+    pub fn telegram(&self) -> &FakeTelegram {
         &self.telegram
     }
 
