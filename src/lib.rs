@@ -8,6 +8,7 @@
 pub mod api;
 pub mod callbacks;
 pub mod chat;
+pub mod chat_action;
 pub mod cli;
 pub mod config;
 pub mod download;

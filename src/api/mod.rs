@@ -20,6 +20,7 @@
 
 mod answer;
 mod callbacks;
+mod chat_action;
 pub mod client;
 mod contract;
 pub mod enqueue;
@@ -48,6 +49,7 @@ pub use enqueue::Validated;
 pub use request_id::RequestId;
 
 use crate::callbacks::CallbackAnswerer;
+use crate::chat_action::ChatActions;
 use crate::config::ApiConfig;
 use crate::download::Downloads;
 use crate::events::EventStore;
@@ -66,6 +68,8 @@ pub struct Services {
     pub webhook: Option<WebhookMonitor>,
     /// `None` while there is no Telegram connection to fetch files with.
     pub downloads: Option<Downloads>,
+    /// `None` while there is no Telegram connection to show actions with.
+    pub chat_actions: Option<ChatActions>,
 }
 
 impl Services {
@@ -77,6 +81,7 @@ impl Services {
             callbacks: None,
             webhook: None,
             downloads: None,
+            chat_actions: None,
         }
     }
 }
@@ -89,6 +94,7 @@ pub struct ApiState {
     pub callbacks: Option<CallbackAnswerer>,
     pub webhook: Option<WebhookMonitor>,
     pub downloads: Option<Downloads>,
+    pub chat_actions: Option<ChatActions>,
     pub max_body_bytes: usize,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
@@ -112,6 +118,7 @@ pub fn router_for(
         callbacks: services.callbacks,
         webhook: services.webhook,
         downloads: services.downloads,
+        chat_actions: services.chat_actions,
         max_body_bytes: config.max_body_bytes,
         stopping,
     };
@@ -128,6 +135,10 @@ pub fn router_for(
         .route(
             "/api/v1/telegram/messages/{message_id}",
             delete(operations::delete_message),
+        )
+        .route(
+            "/api/v1/telegram/chat_action",
+            post(chat_action::post_chat_action),
         )
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route(

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
 use crate::callbacks::CallbackAnswerer;
+use crate::chat_action::ChatActions;
 use crate::config::{Config, StateDir, StateLock, TelegramConfig};
 use crate::download::Downloads;
 use crate::events::EventStore;
@@ -119,6 +120,9 @@ pub async fn daemon(
         })
     });
 
+    let (chat_actions, showing) = ChatActions::new(Arc::clone(&telegram), &queue, stopping.clone());
+    let showing = tokio::spawn(showing);
+
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
     let services = api::Services {
@@ -127,6 +131,7 @@ pub async fn daemon(
         callbacks: Some(callbacks.clone()),
         webhook: monitor,
         downloads: Some(Downloads::new(telegram.client().clone())),
+        chat_actions: Some(chat_actions),
     };
     let serving = api::serve_services(listener, services, &config.api, stopped(stopping.clone()));
 
@@ -156,6 +161,8 @@ pub async fn daemon(
         worked
     };
     let (served, worked) = tokio::join!(serving, working);
+    // The action loop ends once `stopping` is true (as it is now).
+    let _ = showing.await;
     pruning.abort();
     if let Some(delivering) = delivering {
         delivering.abort();
