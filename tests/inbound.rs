@@ -106,6 +106,7 @@ impl Daemon {
                 telegram.client().clone(),
             )),
             chat_actions: None,
+            bots: None,
         };
         let api_config = config.api.clone();
         tasks.push(tokio::spawn(async move {
