@@ -439,3 +439,195 @@ async fn a_job_is_held_until_send_at_and_can_be_cancelled_until_it_goes_out() {
     );
     world.stop().await;
 }
+
+/// One step of a chat's sequence in the property test.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A send; `cancel`: held an hour and cancelled right after enqueue.
+    Send { text: String, cancel: bool },
+    /// An edit of the chat's `target`-th send (modulo the sends so far).
+    Edit { target: usize, text: String },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => ("[a-z]{1,6}", proptest::bool::weighted(0.25))
+            .prop_map(|(text, cancel)| Step::Send { text, cancel }),
+        2 => (0usize..8, "[a-z]{1,6}").prop_map(|(target, text)| Step::Edit { target, text }),
+    ]
+}
+
+/// What a chat's sequence implies: each send's final text, `None` for a
+/// cancelled one.
+struct Expected {
+    texts: Vec<Option<String>>,
+}
+
+impl Expected {
+    fn new() -> Self {
+        Expected { texts: Vec::new() }
+    }
+}
+
+/// Runs `steps` for `user`: enqueues them in order (cancelling as told);
+/// returns every job with whether it must end `sent`.
+async fn run_steps(
+    world: &World,
+    user: AccountId,
+    steps: &[Step],
+    expected: &mut Expected,
+    sends: &mut Vec<i64>,
+) -> Vec<(i64, bool)> {
+    let mut jobs = Vec::new();
+    for step in steps {
+        match step {
+            Step::Send { text, cancel } => {
+                let mut body = json!({"destination_user_id": user, "text": text});
+                if *cancel {
+                    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+                    body["send_at"] = json!(later.to_string());
+                }
+                let (status, queued) = post(world, MESSAGES, body).await;
+                assert_eq!(status, 202, "{queued}");
+                let id = queued["job_id"].as_i64().unwrap();
+                let message_id = world.job(id).await["parts"][0]["message_id"]
+                    .as_i64()
+                    .unwrap();
+                if *cancel {
+                    let (status, answer) = delete(world, &format!("/api/v1/jobs/{id}")).await;
+                    assert_eq!(status, 200, "{answer}");
+                    expected.texts.push(None);
+                } else {
+                    jobs.push((id, true));
+                    expected.texts.push(Some(text.clone()));
+                }
+                sends.push(message_id);
+            }
+            Step::Edit { target, text } => {
+                if sends.is_empty() {
+                    continue;
+                }
+                let target = target % sends.len();
+                let (status, queued) = post(
+                    world,
+                    &format!("/api/v1/telegram/messages/{}/edit", sends[target]),
+                    json!({"text": text}),
+                )
+                .await;
+                assert_eq!(status, 202, "{queued}");
+                let alive = expected.texts[target].is_some();
+                if alive {
+                    expected.texts[target] = Some(text.clone());
+                }
+                jobs.push((queued["job_id"].as_i64().unwrap(), alive));
+            }
+        }
+    }
+    jobs
+}
+
+#[test]
+fn random_sends_edits_and_cancels_end_as_the_sequence_implies_across_a_sigkill() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = ProptestConfig {
+        cases: 8,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let chats = proptest::collection::vec(proptest::collection::vec(step(), 1..10), 2..4);
+    proptest!(config, |(sequences in chats)| {
+        runtime.block_on(async {
+            let mut world = World::start(Pace::Unlimited).await;
+            let users = world.users(sequences.len());
+            let mut expected: Vec<Expected> = users.iter().map(|_| Expected::new()).collect();
+            let mut sends: Vec<Vec<i64>> = users.iter().map(|_| Vec::new()).collect();
+            let mut jobs = Vec::new();
+            // The first half of every chat's steps, then a SIGKILL while
+            // they go out, a restart, and the rest.
+            for (index, steps) in sequences.iter().enumerate() {
+                let half = &steps[..steps.len() / 2];
+                jobs.extend(run_steps(&world, users[index], half, &mut expected[index], &mut sends[index]).await);
+            }
+            world.worker().kill();
+            world.worker = Some(worker_support::Worker::start(world.dir.path()).await);
+            for (index, steps) in sequences.iter().enumerate() {
+                let rest = &steps[steps.len() / 2..];
+                jobs.extend(run_steps(&world, users[index], rest, &mut expected[index], &mut sends[index]).await);
+            }
+            for (id, must_send) in &jobs {
+                let job = settled(&world, *id).await;
+                let want = if *must_send { "sent" } else { "failed" };
+                assert_eq!(job["state"], want, "{job}");
+            }
+            for (index, user) in users.iter().enumerate() {
+                let seen: Vec<String> = world.bot_texts(*user);
+                let implied: Vec<String> = expected[index].texts.iter().flatten().cloned().collect();
+                assert_eq!(seen, implied, "chat {index}: {:?}", sequences[index]);
+            }
+            world.stop().await;
+        });
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_action_is_taken_and_bad_ones_are_refused_by_field() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let path = "/api/v1/telegram/chat_action";
+    let (status, taken) = post(
+        &world,
+        path,
+        json!({"destination_user_id": user, "action": "typing", "duration_s": 10}),
+    )
+    .await;
+    assert_eq!(status, 200, "{taken}");
+    assert_eq!(taken["duration_s"], 10);
+    let cases = [
+        (
+            json!({"destination_user_id": user, "action": "dancing"}),
+            4,
+            "`action`",
+        ),
+        (
+            json!({"destination_user_id": user, "action": "typing", "duration_s": 61}),
+            5,
+            "1–60",
+        ),
+        (
+            json!({"destination_user_id": user, "action": "typing", "duration_s": 0}),
+            5,
+            "1–60",
+        ),
+        (json!({"action": "typing"}), 1, "destination_user_id"),
+        (
+            json!({"destination_user_id": user, "action": "typing", "for": 3}),
+            4,
+            "`for`",
+        ),
+    ];
+    for (body, code, needle) in cases {
+        let (status, error) = post(&world, path, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error_code"], code, "{body}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().contains(needle),
+            "{body}: {error}"
+        );
+    }
+    // Ephemeral: nothing is queued for it.
+    let jobs = world
+        .client
+        .get("/api/v1/jobs")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+    world.stop().await;
+}
