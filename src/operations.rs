@@ -28,8 +28,13 @@ pub struct EditRequest {
         serialize_with = "bot_api_markup"
     )]
     reply_markup: Option<Markup>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    no_link_preview: bool,
+    /// `false`: no link preview (stored only then, as the body gives it).
+    #[serde(skip_serializing_if = "is_true")]
+    link_preview: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl EditRequest {
@@ -107,16 +112,16 @@ impl EditRequest {
                     .to_owned(),
             });
         }
-        let no_link_preview = match body.get("link_preview") {
-            Some(value) => !interactive::as_bool(value, &body.path_of("link_preview"))?,
-            None => false,
+        let link_preview = match body.get("link_preview") {
+            Some(value) => interactive::as_bool(value, &body.path_of("link_preview"))?,
+            None => true,
         };
         Ok(EditRequest {
             message_id,
             text: formatted.map(|f| f.text),
             entities,
             reply_markup,
-            no_link_preview,
+            link_preview,
         })
     }
 
@@ -142,7 +147,7 @@ impl EditRequest {
 
     /// Whether link previews are turned off.
     pub fn no_webpage(&self) -> bool {
-        self.no_link_preview
+        !self.link_preview
     }
 }
 
@@ -181,7 +186,7 @@ mod tests {
     fn an_edit_reads_back_from_its_stored_form() {
         let edit = EditRequest::from_json(
             7,
-            br#"{"text":"<b>Done</b>","parse_mode":"HTML",
+            br#"{"text":"<b>Done</b>","parse_mode":"HTML","link_preview":false,
                  "reply_markup":{"inline_keyboard":[[{"text":"Again","callback_data":"a"}]]}}"#,
         )
         .unwrap();
@@ -191,6 +196,7 @@ mod tests {
         let back: EditRequest = serde_json::from_str(&stored).unwrap();
         assert_eq!(back, edit);
         assert_eq!(back.message_id(), 7);
+        assert!(back.no_webpage());
     }
 
     #[test]

@@ -421,4 +421,33 @@ mod tests {
         assert_eq!(metadata, Some(json!({"a": 1})));
         assert_eq!(correlation("{}"), (None, None));
     }
+
+    #[test]
+    fn both_bodies_read_back_from_their_stored_form_with_every_option() {
+        let options = json!({
+            "parse_mode": "MarkdownV2", "reply_to_message_id": 3, "quote": "q",
+            "disable_notification": true, "protect_content": true, "link_preview": false,
+            "reference": "r-1", "metadata": {"a": [1, 2]}, "send_at": "2020-01-01T00:00:00Z"
+        });
+        let mut interactive = json!({"destination_user_id": "42",
+            "telegram_interactive_message": {"type": "reply_buttons", "text": "*Hi*",
+                "reply_markup": {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}}});
+        let mut messages = json!({"destination_user_id": 42, "text": "_Hi_"});
+        for body in [&mut interactive, &mut messages] {
+            body.as_object_mut()
+                .unwrap()
+                .extend(options.as_object().unwrap().clone());
+        }
+        let request = crate::interactive::InteractiveRequest::from_value(&interactive).unwrap();
+        let stored = serde_json::to_string(&request).unwrap();
+        let back = crate::interactive::InteractiveRequest::from_json(stored.as_bytes()).unwrap();
+        assert_eq!(back, request);
+        assert_eq!(back.text(), "Hi");
+        assert_eq!(back.options().entities().len(), 1);
+        let request = crate::messages::MessagesRequest::from_value(&messages).unwrap();
+        let stored = serde_json::to_string(&request).unwrap();
+        let back = crate::messages::MessagesRequest::from_json(stored.as_bytes()).unwrap();
+        assert_eq!(back, request);
+        assert_eq!(back.options().reference(), Some("r-1"));
+    }
 }
