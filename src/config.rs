@@ -204,14 +204,42 @@ impl SenderConfig {
 pub struct ApiConfig {
     /// Request bodies larger than this are answered 413.
     pub max_body_bytes: usize,
+    /// When an enqueueing request without `?wait=` is answered.
+    pub respond: Respond,
+    /// With `respond = "sent"`: how long to wait for the job's outcome
+    /// before answering 202 anyway (at most 60).
+    pub respond_timeout_s: u64,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 256 * 1024,
+            respond: Respond::Queued,
+            respond_timeout_s: 10,
         }
     }
+}
+
+impl ApiConfig {
+    /// The longest `respond_timeout_s` (the longest `?wait=` too).
+    pub const MAX_RESPOND_TIMEOUT_S: u64 = 60;
+
+    /// `respond_timeout_s` as a duration.
+    pub fn respond_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.respond_timeout_s)
+    }
+}
+
+/// `[api] respond`: answer an enqueue once the job is stored (`queued`,
+/// 202) or once Telegram has it or refused it (`sent`, 201 or 400 as the
+/// Octopods seed answers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Respond {
+    #[default]
+    Queued,
+    Sent,
 }
 
 /// `[callbacks]`: answering button clicks.
@@ -348,15 +376,22 @@ impl Config {
                 u64::from(self.limits.group_per_minute),
             ),
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.respond_timeout_s", self.api.respond_timeout_s),
             ("callbacks.deadline_ms", self.callbacks.deadline_ms),
             ("events.retention_hours", self.events.retention_hours),
             ("webhook.timeout_ms", self.webhook.timeout_ms),
             ("webhook.max_backoff_ms", self.webhook.max_backoff_ms),
         ];
-        match positive.iter().find(|(_, value)| *value == 0) {
-            Some((key, _)) => Err(format!("`{key}` must be greater than 0")),
-            None => self.webhook.check(),
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("`{key}` must be greater than 0"));
         }
+        if self.api.respond_timeout_s > ApiConfig::MAX_RESPOND_TIMEOUT_S {
+            return Err(format!(
+                "`api.respond_timeout_s` must be at most {} seconds",
+                ApiConfig::MAX_RESPOND_TIMEOUT_S
+            ));
+        }
+        self.webhook.check()
     }
 
     /// Parses one TOML file; an unknown key is an error that names it.
@@ -513,6 +548,24 @@ mod tests {
         fs::write(state.default_config(), "[api]\nmax_body_bytes = 0\n").unwrap();
         let err = Config::load_with_env(None, &state, no_env).unwrap_err();
         assert!(err.to_string().contains("api.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_response_mode_is_queued_unless_set_to_sent() {
+        let config = Config::default();
+        assert_eq!(config.api.respond, Respond::Queued);
+        assert_eq!(config.api.respond_timeout(), Duration::from_secs(10));
+        let config = Config::parse("[api]\nrespond = \"sent\"\nrespond_timeout_s = 3\n").unwrap();
+        assert_eq!(config.api.respond, Respond::Sent);
+        assert_eq!(config.api.respond_timeout_s, 3);
+        config.check().unwrap();
+        let err = Config::parse("[api]\nrespond = \"delivered\"\n").unwrap_err();
+        assert!(err.contains("delivered") && err.contains("sent"), "{err}");
+        for bad in ["0", "61"] {
+            let config = Config::parse(&format!("[api]\nrespond_timeout_s = {bad}\n")).unwrap();
+            let err = config.check().unwrap_err();
+            assert!(err.contains("api.respond_timeout_s"), "{err}");
+        }
     }
 
     #[test]

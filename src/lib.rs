@@ -9,6 +9,7 @@ pub mod api;
 pub mod callbacks;
 pub mod chat;
 pub mod cli;
+pub mod cm;
 pub mod config;
 pub mod download;
 pub mod error;

@@ -241,6 +241,7 @@ async fn invalid_bodies_get_the_models_seed_error() {
 async fn bodies_over_the_limit_are_413() {
     let server = Server::start_with(ApiConfig {
         max_body_bytes: 1024,
+        ..ApiConfig::default()
     })
     .await;
     let text = "x".repeat(1100);

@@ -21,6 +21,7 @@ use super::jobs;
 use super::query::Query;
 use super::request_id::RequestId;
 use crate::chat::ChatId;
+use crate::config::Respond;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
@@ -126,9 +127,12 @@ async fn enqueue(
         idempotency_key,
     };
     let enqueued = api.queue.enqueue(job).await?;
-    let mut response = match wait {
-        Some(wait) => settle(api, request_id, enqueued, wait).await?,
-        None => queued(request_id, enqueued),
+    let mut response = match (wait, api.respond) {
+        (Some(wait), _) => settle(api, request_id, enqueued, wait, Shape::WithJob).await?,
+        (None, Respond::Sent) => {
+            settle(api, request_id, enqueued, api.respond_timeout, Shape::Seed).await?
+        }
+        (None, Respond::Queued) => queued(request_id, enqueued),
     };
     if enqueued.duplicate {
         response
@@ -174,7 +178,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The whole body, or 413 past `limit` bytes.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, Failure> {
+pub(super) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -200,13 +208,27 @@ fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     )
 }
 
+/// How a settled job's 201 or 400 reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `?wait=`: the seed's fields plus `job_id` (and `telegram_error`).
+    WithJob,
+    /// `[api] respond = "sent"`: exactly the Octopods seed's fields, so its
+    /// clients see what they were written for.
+    Seed,
+}
+
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
+///
+/// The job is already durable when this starts: a client that gives up
+/// waiting loses nothing, and a 201 is never work the store could lose.
 async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,
     wait: Duration,
+    shape: Shape,
 ) -> Result<Response, Failure> {
     let mut stopping = api.stopping.clone();
     let stopped = async move {
@@ -226,12 +248,20 @@ async fn settle(
     Ok(match (job.state, &job.error) {
         (JobState::Sent, _) => {
             let mut body = jobs::sent(&job);
-            body["job_id"] = json!(job.id);
+            if shape == Shape::WithJob {
+                body["job_id"] = json!(job.id);
+            }
             answer::json(request_id, StatusCode::CREATED, body)
         }
         (JobState::Failed, Some(error)) => {
-            let mut body = json!(error);
-            body["job_id"] = json!(job.id);
+            let body = match shape {
+                Shape::WithJob => {
+                    let mut body = json!(error);
+                    body["job_id"] = json!(job.id);
+                    body
+                }
+                Shape::Seed => error.to_api_error().to_json(),
+            };
             answer::json(request_id, StatusCode::BAD_REQUEST, body)
         }
         (state, _) => queued(

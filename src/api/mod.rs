@@ -9,6 +9,7 @@
 //! | method, path | answer |
 //! | --- | --- |
 //! | `POST /api/v1/telegram/interactive[?wait=S]` | 202 `{job_id, status}`; with `wait`, 201 `{message_id, channel_message_id}` once sent, 400 once failed, 202 if `S` seconds (≤ 60) pass first |
+//! | `POST /v1.0/message` | CM.com's Business Messaging envelope (see `cm`): one job per recipient, CM's answer |
 //! | `POST /api/v1/telegram/messages[?wait=S]` | the same, for text and media; a job of several messages answers 201 with the first one's ids and all of them in `messages` |
 //! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
@@ -21,6 +22,7 @@
 mod answer;
 mod callbacks;
 pub mod client;
+mod cm;
 pub mod enqueue;
 mod events;
 pub mod jobs;
@@ -45,7 +47,7 @@ pub use enqueue::Validated;
 pub use request_id::RequestId;
 
 use crate::callbacks::CallbackAnswerer;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, Respond};
 use crate::download::Downloads;
 use crate::events::EventStore;
 use crate::events::webhook::WebhookMonitor;
@@ -87,6 +89,10 @@ pub struct ApiState {
     pub webhook: Option<WebhookMonitor>,
     pub downloads: Option<Downloads>,
     pub max_body_bytes: usize,
+    /// When an enqueue without `?wait=` is answered, and how long `sent`
+    /// waits at most.
+    pub respond: Respond,
+    pub respond_timeout: Duration,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
 }
@@ -110,6 +116,8 @@ pub fn router_for(
         webhook: services.webhook,
         downloads: services.downloads,
         max_body_bytes: config.max_body_bytes,
+        respond: config.respond,
+        respond_timeout: config.respond_timeout(),
         stopping,
     };
     Router::new()
@@ -118,6 +126,7 @@ pub fn router_for(
             post(enqueue::post_interactive),
         )
         .route("/api/v1/telegram/messages", post(messages::post_messages))
+        .route("/v1.0/message", post(cm::post_message))
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/healthz", get(jobs::health))
