@@ -18,10 +18,11 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::answer::{self, Failure};
-use super::enqueue::read_body;
+use super::enqueue::{Validated, read_body};
 use super::request_id::RequestId;
 use crate::cm::{CmCode, Envelope, Outcome, Refused};
-use crate::queue::{JobKind, NewJob};
+use crate::outgoing;
+use crate::queue::JobKind;
 
 /// CM's header for the product token (its recommended place for it).
 pub const PRODUCT_TOKEN_HEADER: &str = "x-cm-producttoken";
@@ -65,21 +66,14 @@ async fn accept(
     let mut jobs = Vec::new();
     for outcome in &outcomes {
         if let Ok(request) = &outcome.result {
-            let payload = serde_json::to_string(request).map_err(|err| {
-                bad(Refused::new(
-                    CmCode::InternalError,
-                    format!("cannot store the message: {err}"),
-                ))
-            })?;
-            jobs.push(NewJob {
-                request_id: request_id.to_string(),
-                bot: bot.name.clone(),
-                chat: request.destination(),
-                kind: JobKind::Messages,
-                payload,
-                parts: request.part_count(),
-                idempotency_key: None,
-            });
+            let validated = Validated::new(
+                request.destination(),
+                JobKind::Messages,
+                request,
+                &outgoing::messages(request),
+            )
+            .map_err(|err| bad(Refused::new(CmCode::InternalError, err.message)))?;
+            jobs.push(validated.into_job(request_id, bot.name.clone(), None));
         }
     }
     let mut enqueued = api
