@@ -471,3 +471,110 @@ fn recipient_of(
         });
     Recipient { to, request }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcomes(body: &str) -> Vec<Outcome> {
+        let envelope = Envelope::parse(body.as_bytes()).unwrap();
+        envelope
+            .messages
+            .iter()
+            .flat_map(|msg| msg.outcomes(|_| Ok(())))
+            .collect()
+    }
+
+    fn accepted(outcome: &Outcome) -> &MessagesRequest {
+        outcome.result.as_ref().unwrap()
+    }
+
+    #[test]
+    fn a_field_given_twice_counts_once_the_last_as_cms_gateway_reads_it() {
+        let example =
+            include_str!("../tests/fixtures/cm_text.json").replace("Recipients Identifier", "42");
+        let envelope = Envelope::parse(example.as_bytes()).unwrap();
+        assert_eq!(
+            envelope.product_token.as_deref(),
+            Some("Your product token")
+        );
+        let all: Vec<Outcome> = envelope.messages[0].outcomes(|from| {
+            assert_eq!(from, "Your bot ID");
+            Ok(())
+        });
+        assert_eq!(all.len(), 1);
+        let request = accepted(&all[0]);
+        assert_eq!(request.text(), Some("CM.com - Be part of it."));
+        assert_eq!(request.destination(), ChatId::user(42));
+        assert_eq!(all[0].to.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn a_conversation_is_its_texts_joined_and_its_media_in_order() {
+        let media = |name: &str| {
+            format!(
+                r#"{{"mediaName":"{name}","mediaUri":"https://x.example/{name}","mimeType":"image/jpeg"}}"#
+            )
+        };
+        let body = format!(
+            r#"{{"messages":{{"msg":[{{"from":"b","to":[{{"number":42}}],"body":{{"content":""}},
+               "richContent":{{"conversation":[{{"text":"one"}},{{"media":{}}},{{"text":"two","media":{}}}]}}}}]}}}}"#,
+            media("a.jpg"),
+            media("b.jpg")
+        );
+        let all = outcomes(&body);
+        let request = accepted(&all[0]);
+        assert_eq!(request.text(), Some("one\n\ntwo"));
+        let names: Vec<&str> = request.media().iter().map(Media::name).collect();
+        assert_eq!(names, ["a.jpg", "b.jpg"]);
+        assert_eq!(request.part_count(), 2, "the caption rides on the first");
+        assert_eq!(all[0].to.as_deref(), Some("42"), "an integer number");
+    }
+
+    #[test]
+    fn no_allowed_channels_means_every_channel() {
+        let all = outcomes(
+            r#"{"messages":{"msg":[{"from":"b","to":[{"number":"7"}],"body":{"type":"AUTO","content":"hi"}}]}}"#,
+        );
+        assert_eq!(accepted(&all[0]).text(), Some("hi"));
+    }
+
+    #[test]
+    fn a_from_refused_rejects_every_recipient_of_its_msg_and_only_those() {
+        let envelope = Envelope::parse(
+            br#"{"messages":{"msg":[
+                {"from":"x","to":[{"number":"1"},{"number":"2"}],"body":{"content":"a"},"reference":"r1"},
+                {"from":"b","to":[{"number":"3"}],"body":{"content":"b"}}]}}"#,
+        )
+        .unwrap();
+        let all: Vec<Outcome> = envelope
+            .messages
+            .iter()
+            .flat_map(|msg| {
+                msg.outcomes(|from| match from {
+                    "b" => Ok(()),
+                    other => Err(format!("not {other}")),
+                })
+            })
+            .collect();
+        let seen: Vec<(Option<&str>, Option<u16>)> = all
+            .iter()
+            .map(|o| {
+                (
+                    o.to.as_deref(),
+                    o.result.as_ref().err().map(|r| r.code.as_u16()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("1"), Some(301)),
+                (Some("2"), Some(301)),
+                (Some("3"), None)
+            ]
+        );
+        assert_eq!(all[0].reference.as_deref(), Some("r1"));
+        assert_eq!(all[2].reference, None);
+    }
+}

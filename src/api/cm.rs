@@ -199,3 +199,25 @@ mod sender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sender::TokenBot;
+
+    #[test]
+    fn from_names_the_bot_by_name_or_telegram_id() {
+        let bot = TokenBot {
+            name: "shop".into(),
+            telegram_id: Some(7_933_779_519),
+        };
+        assert!(bot.check_from("shop").is_ok());
+        assert!(bot.check_from("7933779519").is_ok());
+        let err = bot.check_from("Shop").unwrap_err();
+        assert!(err.contains("`Shop`") && err.contains("`shop`") && err.contains("7933779519"));
+        let unknown = TokenBot {
+            name: "shop".into(),
+            telegram_id: None,
+        };
+        assert!(unknown.check_from("7933779519").is_err());
+    }
+}
