@@ -139,7 +139,14 @@ pub struct Outcome {
     pub to: Option<String>,
     pub reference: Option<String>,
     /// The job to store, or why this recipient is rejected.
-    pub result: Result<MessagesRequest, Refused>,
+    pub result: Result<Accepted, Refused>,
+}
+
+/// A recipient's job: the bot `from` named, and what it sends.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub bot: String,
+    pub request: MessagesRequest,
 }
 
 impl Envelope {
@@ -279,15 +286,18 @@ impl Msg {
             .collect())
     }
 
-    /// The outcome of each recipient, `from` judged by `sender`: `Ok` when
-    /// it names the token's bot, else the details of why not.
-    pub fn outcomes(&self, sender: impl Fn(&str) -> Result<(), String>) -> Vec<Outcome> {
+    /// The outcome of each recipient, `from` judged by `sender`: the name
+    /// of the bot it names, if the product token may send as that bot,
+    /// else the details of why not.
+    pub fn outcomes(&self, sender: impl Fn(&str) -> Result<String, String>) -> Vec<Outcome> {
         let reference = self.reference.clone();
-        let refused = match (&self.from, &self.checked) {
-            (Err(refused), _) => Some(refused.clone()),
-            (Ok(from), _) => sender(from)
-                .err()
-                .map(|details| Refused::new(CmCode::FromInvalid, details)),
+        let bot = match &self.from {
+            Err(refused) => Err(refused.clone()),
+            Ok(from) => sender(from).map_err(|details| Refused::new(CmCode::FromInvalid, details)),
+        };
+        let (bot, refused) = match bot {
+            Ok(bot) => (bot, None),
+            Err(refused) => (String::new(), Some(refused)),
         };
         let rejected_all = |refused: Refused, to: Vec<Option<String>>| {
             to.into_iter()
@@ -309,10 +319,10 @@ impl Msg {
                 .map(|recipient| Outcome {
                     to: recipient.to.clone(),
                     reference: reference.clone(),
-                    result: recipient
-                        .request
-                        .clone()
-                        .map(|request| request.with_reference(reference.clone())),
+                    result: recipient.request.clone().map(|request| Accepted {
+                        bot: bot.clone(),
+                        request: request.with_reference(reference.clone()),
+                    }),
                 })
                 .collect(),
         }
@@ -481,12 +491,12 @@ mod tests {
         envelope
             .messages
             .iter()
-            .flat_map(|msg| msg.outcomes(|_| Ok(())))
+            .flat_map(|msg| msg.outcomes(|from| Ok(from.to_owned())))
             .collect()
     }
 
     fn accepted(outcome: &Outcome) -> &MessagesRequest {
-        outcome.result.as_ref().unwrap()
+        &outcome.result.as_ref().unwrap().request
     }
 
     #[test]
@@ -500,8 +510,9 @@ mod tests {
         );
         let all: Vec<Outcome> = envelope.messages[0].outcomes(|from| {
             assert_eq!(from, "Your bot ID");
-            Ok(())
+            Ok("shop".to_owned())
         });
+        assert_eq!(all[0].result.as_ref().unwrap().bot, "shop");
         assert_eq!(all.len(), 1);
         let request = accepted(&all[0]);
         assert_eq!(request.text(), Some("CM.com - Be part of it."));
@@ -552,7 +563,7 @@ mod tests {
             .iter()
             .flat_map(|msg| {
                 msg.outcomes(|from| match from {
-                    "b" => Ok(()),
+                    "b" => Ok("b".to_owned()),
                     other => Err(format!("not {other}")),
                 })
             })

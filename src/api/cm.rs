@@ -20,7 +20,7 @@ use super::ApiState;
 use super::answer::{self, Failure};
 use super::enqueue::{Validated, read_body};
 use super::request_id::RequestId;
-use crate::cm::{CmCode, Envelope, Outcome, Refused};
+use crate::cm::{Accepted, CmCode, Envelope, Outcome, Refused};
 use crate::outgoing;
 use crate::queue::JobKind;
 
@@ -65,7 +65,7 @@ async fn accept(
         .collect();
     let mut jobs = Vec::new();
     for outcome in &outcomes {
-        if let Ok(request) = &outcome.result {
+        if let Ok(Accepted { bot, request }) = &outcome.result {
             let validated = Validated::new(
                 request.destination(),
                 JobKind::Messages,
@@ -73,7 +73,7 @@ async fn accept(
                 &outgoing::messages(request),
             )
             .map_err(|err| bad(Refused::new(CmCode::InternalError, err.message)))?;
-            jobs.push(validated.into_job(request_id, bot.name.clone(), None));
+            jobs.push(validated.into_job(request_id, bot.clone(), None));
         }
     }
     let mut enqueued = api
@@ -86,7 +86,7 @@ async fn accept(
     let entries: Vec<Value> = outcomes
         .iter()
         .map(|outcome| match &outcome.result {
-            Ok(request) => {
+            Ok(Accepted { request, .. }) => {
                 accepted += 1;
                 json!({
                     "to": outcome.to,
@@ -163,13 +163,14 @@ mod sender {
     }
 
     impl TokenBot {
-        /// `from` must name this bot, by name or by Telegram bot id.
-        pub(super) fn check_from(&self, from: &str) -> Result<(), String> {
+        /// `from` must name this bot, by name or by Telegram bot id; the
+        /// answer is the bot's name.
+        pub(super) fn check_from(&self, from: &str) -> Result<String, String> {
             let by_id = self
                 .telegram_id
                 .is_some_and(|id| from.trim() == id.to_string());
             if from == self.name || by_id {
-                return Ok(());
+                return Ok(self.name.clone());
             }
             let id = self
                 .telegram_id
@@ -210,8 +211,8 @@ mod tests {
             name: "shop".into(),
             telegram_id: Some(7_933_779_519),
         };
-        assert!(bot.check_from("shop").is_ok());
-        assert!(bot.check_from("7933779519").is_ok());
+        assert_eq!(bot.check_from("shop").as_deref(), Ok("shop"));
+        assert_eq!(bot.check_from("7933779519").as_deref(), Ok("shop"));
         let err = bot.check_from("Shop").unwrap_err();
         assert!(err.contains("`Shop`") && err.contains("`shop`") && err.contains("7933779519"));
         let unknown = TokenBot {
