@@ -163,6 +163,47 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhook: WebhookConfig,
     pub sender: SenderConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+/// `[metrics]`: Prometheus scraping beyond the socket's `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A loopback `host:port` serving `/metrics`, `/healthz` and `/readyz`
+    /// over TCP (e.g. `127.0.0.1:9464`); unset: the socket only.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[log]`: how log lines look.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default) or `json`, one object per line;
+    /// `TELEGATE_LOG_FORMAT` wins.
+    pub format: LogFormat,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be `text` or `json`".into()),
+        }
+    }
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -217,6 +258,13 @@ impl SenderConfig {
 pub struct ApiConfig {
     /// Request bodies larger than this are answered 413.
     pub max_body_bytes: usize,
+    /// A connection that takes longer than this to send a request head, or
+    /// sits idle this long between requests, is closed.
+    pub header_timeout_ms: u64,
+    /// A request body that pauses longer than this is answered 408.
+    pub body_timeout_ms: u64,
+    /// Connections beyond this many open at once are answered 503.
+    pub max_connections: usize,
     /// When an enqueueing request without `?wait=` is answered.
     pub respond: Respond,
     /// With `respond = "sent"`: how long to wait for the job's outcome
@@ -228,6 +276,9 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 256 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 256,
             respond: Respond::Queued,
             respond_timeout_s: 10,
         }
@@ -339,6 +390,9 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|word| key.contains(word))
 }
 
+/// The variable choosing the log format (`text` or `json`).
+pub const LOG_FORMAT_ENV: &str = "TELEGATE_LOG_FORMAT";
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -413,6 +467,13 @@ impl Config {
                 ApiConfig::MAX_RESPOND_TIMEOUT_S
             ));
         }
+        if let Some(addr) = self.metrics.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "`metrics.listen` must be a loopback address (127.0.0.1 or ::1), got `{addr}`"
+            ));
+        }
         self.webhook.check()
     }
 
@@ -464,6 +525,12 @@ impl Config {
         }
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
+        }
+        if let Some(value) = env(LOG_FORMAT_ENV) {
+            self.log.format = value.parse().map_err(|message| ConfigError::Env {
+                name: LOG_FORMAT_ENV,
+                message,
+            })?;
         }
         if let Some(value) = env("TELEGATE_JOB_EXPIRY_SECS") {
             self.sender.job_expiry_secs = value.trim().parse().map_err(|_| ConfigError::Env {
@@ -607,6 +674,21 @@ mod tests {
         assert!(err.contains("webhook.url"), "{err}");
         let err = check("[webhook]\nurl = \"http://127.0.0.1:9/\"\n").unwrap_err();
         assert!(err.contains("webhook.secret"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_only_on_loopback_and_log_format_by_name() {
+        let check = |text: &str| Config::parse(text).unwrap().check();
+        assert!(check("[metrics]\nlisten = \"127.0.0.1:9464\"\n").is_ok());
+        let err = check("[metrics]\nlisten = \"0.0.0.0:9464\"\n").unwrap_err();
+        assert!(err.contains("metrics.listen"), "{err}");
+        let config = Config::parse("[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(Config::parse("[log]\nformat = \"xml\"\n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| (name == LOG_FORMAT_ENV).then(|| "yaml".to_owned());
+        let err = Config::load_with_env(None, &StateDir::new(dir.path()), env).unwrap_err();
+        assert!(err.to_string().contains(LOG_FORMAT_ENV), "{err}");
     }
 
     #[test]

@@ -161,11 +161,18 @@ async fn enqueue(
         crate::queue::DEFAULT_BOT.to_owned(),
         idempotency_key,
     );
+    let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
+    if !enqueued.duplicate {
+        crate::metrics::metrics()
+            .jobs_enqueued
+            .get_or_create(&crate::metrics::bot_label(&bot))
+            .inc();
+    }
     let mut response = match (wait, api.respond) {
-        (Some(wait), _) => settle(api, request_id, enqueued, wait, Shape::WithJob).await?,
+        (Some(wait), _) => settle(api, request_id, enqueued, wait).await?,
         (None, Respond::Sent) => {
-            settle(api, request_id, enqueued, api.respond_timeout, Shape::Seed).await?
+            settle_as(api, request_id, enqueued, api.respond_timeout, Shape::Seed).await?
         }
         (None, Respond::Queued) => queued(request_id, enqueued),
     };
@@ -214,12 +221,16 @@ pub(super) async fn read_body(
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Failure::TooLarge(limit))
         }
+        Err(err) if super::connections::is_stall(err.as_ref()) => Err(Failure::Protocol {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: err.to_string(),
+        }),
         Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
     }
 }
 
 /// 202: the job is stored (or, for a repeat, was stored before).
-fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
+pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     answer::json(
         request_id,
         StatusCode::ACCEPTED,
@@ -239,10 +250,21 @@ enum Shape {
 
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
+/// (`?wait=`'s answer: with `job_id`).
+pub(super) async fn settle(
+    api: &ApiState,
+    request_id: &RequestId,
+    enqueued: Enqueued,
+    wait: Duration,
+) -> Result<Response, Failure> {
+    settle_as(api, request_id, enqueued, wait, Shape::WithJob).await
+}
+
+/// [`settle`], answering in `shape`.
 ///
 /// The job is already durable when this starts: a client that gives up
 /// waiting loses nothing, and a 201 is never work the store could lose.
-async fn settle(
+async fn settle_as(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,
