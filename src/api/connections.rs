@@ -13,8 +13,8 @@
 //!   then the request is answered 408 and the connection closed;
 //! - beyond `max_connections` open connections, a new one is answered a
 //!   JSON 503 at once and closed, instead of being left unanswered;
-//! - a failing `accept` (out of descriptors) backs off briefly instead of
-//!   spinning.
+//! - a failing `accept` (out of descriptors) backs off instead of spinning
+//!   (axum's listeners do).
 //!
 //! A long-poll is a request being handled, not a read: it is bound only by
 //! its own `wait`.
@@ -32,8 +32,7 @@ use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 use tokio_util::task::TaskTracker;
@@ -58,30 +57,25 @@ pub struct BodyStalled(pub Duration);
 /// How much of a refused connection's request head is read at most.
 const REFUSED_HEAD_MAX: usize = 16 * 1024;
 
-/// How long a failing `accept` waits before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
 /// Serves `router` on `listener` until `stopping` turns true; then stops
 /// accepting, asks every connection to finish its request and close, and
 /// returns once they have (the caller bounds how long it waits).
-pub(crate) async fn serve(
-    listener: UnixListener,
+pub(crate) async fn serve<L>(
+    mut listener: L,
     router: Router,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    L: axum::serve::Listener,
+    L::Io: Unpin,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot accept a connection; retrying shortly");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
+        // axum's `accept` backs off by itself when accepting fails (out of
+        // descriptors), instead of spinning.
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
             () = stopped(&mut stopping) => break,
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
@@ -100,12 +94,14 @@ pub(crate) async fn serve(
 }
 
 /// One connection, HTTP/1.1 with keep-alive, until it closes or shutdown.
-async fn serve_one(
-    stream: tokio::net::UnixStream,
+async fn serve_one<S>(
+    stream: S,
     router: Router,
     limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let router = router.clone();
         let body_timeout = limits.body_timeout;
@@ -141,7 +137,7 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
 }
 
 /// Answers a connection over the cap with a JSON 503 and closes it.
-async fn refuse(mut stream: tokio::net::UnixStream, cap: usize) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, cap: usize) {
     let request_id = RequestId::generate();
     let failure = Failure::Unavailable(format!(
         "too many open connections (the cap is {cap}); try again shortly"
