@@ -270,6 +270,9 @@ pub struct ApiConfig {
     /// With `respond = "sent"`: how long to wait for the job's outcome
     /// before answering 202 anyway (at most 60).
     pub respond_timeout_s: u64,
+    /// STAND-IN until per-bot `api_keys` land: the product tokens
+    /// `POST /v1.0/message` takes for the one bot (empty: any token).
+    pub product_tokens: Vec<Secret>,
 }
 
 impl Default for ApiConfig {
@@ -281,6 +284,7 @@ impl Default for ApiConfig {
             max_connections: 256,
             respond: Respond::Queued,
             respond_timeout_s: 10,
+            product_tokens: Vec::new(),
         }
     }
 }

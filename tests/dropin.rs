@@ -27,6 +27,11 @@ const CM_TOKEN: &str = "Your product token";
 /// The sandbox's one bot, as `from` names it.
 const BOT: &str = "default";
 
+/// The keys of the sandbox's bot: the seeds' own placeholders.
+fn keys_config() -> String {
+    format!("[api]\nproduct_tokens = [\"{CM_TOKEN}\"]\n")
+}
+
 /// A sandbox user with id `id` who has written to the bot.
 fn user(world: &World, id: AccountId) -> AccountId {
     let telegram = world.sandbox.telegram();
@@ -140,7 +145,7 @@ async fn respond_sent_answers_the_seeds_400_when_telegram_refuses() {
 
 #[tokio::test]
 async fn cm_fact_sheet_examples_are_accepted_and_reach_the_chat() {
-    let world = World::start(Pace::Unlimited).await;
+    let world = World::start_with(Pace::Unlimited, &keys_config()).await;
     let user = user(&world, 4_100_001);
 
     let answer = post(&world, CM, &[], cm_example(CM_TEXT, BOT, user)).await;
@@ -272,7 +277,7 @@ fn envelope(msg: Value) -> Value {
 
 #[tokio::test]
 async fn cm_refusals_answer_in_cms_shape_with_a_specific_message() {
-    let world = World::start(Pace::Unlimited).await;
+    let world = World::start_with(Pace::Unlimited, &keys_config()).await;
     let user = user(&world, 4_300_001);
 
     // The whole request: 400, CM's request-level code, no messages.
@@ -294,6 +299,12 @@ async fn cm_refusals_answer_in_cms_shape_with_a_specific_message() {
             json!({"messages": {"msg": [cm_msg(user)]}}).to_string(),
             103,
             "product token",
+        ),
+        (
+            json!({"messages": {"authentication": {"producttoken": "not-a-key"}, "msg": [cm_msg(user)]}})
+                .to_string(),
+            101,
+            "no account found",
         ),
         (
             json!({"messages": {"authentication": {"producttoken": " "}, "msg": [cm_msg(user)]}})

@@ -153,6 +153,8 @@ fn refusal(request_id: &RequestId, status: StatusCode, refused: &Refused) -> Res
 
 /// Which bot a product token names, and whether a `msg`'s `from` is it.
 mod sender {
+    use subtle::ConstantTimeEq;
+
     use super::*;
 
     /// The bot a request's product token names.
@@ -185,19 +187,32 @@ mod sender {
     }
 
     /// STAND-IN until the bots' keyring is on main: the one bot,
-    /// `default`, and any product token.
-    pub(super) fn token_bot(_api: &ApiState, token: Option<&str>) -> Result<TokenBot, Refused> {
-        match token {
-            Some(token) if !token.trim().is_empty() => Ok(TokenBot {
-                name: crate::queue::DEFAULT_BOT.to_owned(),
-                telegram_id: None,
-            }),
-            _ => Err(Refused::new(
+    /// `default`, and a token of `[api] product_tokens` (any, while that
+    /// is empty).
+    pub(super) fn token_bot(api: &ApiState, token: Option<&str>) -> Result<TokenBot, Refused> {
+        let Some(token) = token.filter(|token| !token.trim().is_empty()) else {
+            return Err(Refused::new(
                 CmCode::InvalidProductToken,
                 "invalid or missing product token: give `messages.authentication.producttoken` \
                  (or the `X-CM-PRODUCTTOKEN` header)",
-            )),
+            ));
+        };
+        let known = api.product_tokens.is_empty()
+            || api
+                .product_tokens
+                .iter()
+                .any(|known| bool::from(known.expose().as_bytes().ct_eq(token.as_bytes())));
+        if !known {
+            return Err(Refused::new(
+                CmCode::AuthenticationFailed,
+                "no account found for the given authentication: the product token is not a \
+                 key of this gateway",
+            ));
         }
+        Ok(TokenBot {
+            name: crate::queue::DEFAULT_BOT.to_owned(),
+            telegram_id: None,
+        })
     }
 }
 
