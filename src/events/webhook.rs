@@ -4,8 +4,9 @@
 //! A dispatcher reads the stream by cursor and hands each event to its
 //! chat's delivery task, so a chat whose deliveries fail waits alone while
 //! other chats go on. A delivery is a `POST` of the event JSON with
-//! `X-Telegate-Signature: sha256=<hex HMAC-SHA256 of the body>` and
-//! `X-Telegate-Event-Id`; anything but a 2xx within the timeout is retried
+//! `X-Telegate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`
+//! (Stripe's scheme: the timestamp is signed, so a consumer can refuse a
+//! replayed delivery by its age) and `X-Telegate-Event-Id`; anything but a 2xx within the timeout is retried
 //! with capped exponential backoff, forever (the event stays in the store
 //! meanwhile). Progress is stored — the last cursor delivered per chat and
 //! a cursor below which everything is delivered — so a restart resumes
@@ -325,7 +326,11 @@ async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
         .header(CONTENT_TYPE, "application/json")
         .header(
             SIGNATURE_HEADER,
-            signature(shared.secret.expose().as_bytes(), &body),
+            signature(
+                shared.secret.expose().as_bytes(),
+                Timestamp::now().as_millis() / 1000,
+                &body,
+            ),
         )
         .header(EVENT_ID_HEADER, event.id.as_str())
         .body(Full::new(body))
@@ -352,19 +357,50 @@ async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
         .map_err(|_| format!("no answer within {} ms", shared.timeout.as_millis()))?
 }
 
-/// `sha256=<hex HMAC-SHA256 of body>`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
+/// `t=<unix_secs>,v1=<hex HMAC-SHA256 of "<unix_secs>.<body>">`.
+pub fn signature(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
+    format!("t={unix_secs},v1={}", hmac_hex(secret, unix_secs, body))
+}
+
+fn hmac_hex(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(unix_secs.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(7 + digest.len() * 2);
-    hex.push_str("sha256=");
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// What a consumer checks: `header` signs `body` with `secret`, and its
+/// timestamp is at most `tolerance_secs` from `now_unix_secs`.
+pub fn verify(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now_unix_secs: i64,
+    tolerance_secs: i64,
+) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for item in header.split(',') {
+        match item.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", v1)) => signatures.push(v1),
+            _ => {}
+        }
     }
-    hex
+    let Some(t) = timestamp else {
+        return false;
+    };
+    let expected = hmac_hex(secret, t, body);
+    // Not constant-time; telegate only verifies in tests, consumers use
+    // their HMAC library's comparison.
+    (now_unix_secs - t).abs() <= tolerance_secs && signatures.contains(&expected.as_str())
 }
 
 /// Marks `event` delivered: its chat's cursor, and the mark below which
@@ -418,12 +454,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_is_hex_hmac_sha256() {
-        // RFC 4231 test case 2.
+    fn the_signature_signs_the_timestamp_and_the_body() {
+        // HMAC-SHA256("whsec", "1700000000.{}"), as Python's hmac computes it.
+        let header = signature(b"whsec", 1_700_000_000, b"{}");
         assert_eq!(
-            signature(b"Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            header,
+            "t=1700000000,v1=7d44587dddbaf4c7f70fef20f48cd594834ffea1641e3ac227b84408298738af"
         );
+        assert!(verify(b"whsec", &header, b"{}", 1_700_000_100, 300));
+        // Too old, another body, another secret, no timestamp.
+        assert!(!verify(b"whsec", &header, b"{}", 1_700_000_301, 300));
+        assert!(!verify(b"whsec", &header, b"{ }", 1_700_000_000, 300));
+        assert!(!verify(b"other", &header, b"{}", 1_700_000_000, 300));
+        let bare = header.split_once(',').unwrap().1;
+        assert!(!verify(b"whsec", bare, b"{}", 1_700_000_000, 300));
     }
 
     /// A webhook server on 127.0.0.1 that records the event ids it took.
