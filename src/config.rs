@@ -302,8 +302,11 @@ impl Default for EventsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// An `http://` URL; unset: no webhook.
+    /// An `http://` or `https://` URL; unset: no webhook.
     pub url: Option<String>,
+    /// PEM file of the CA(s) to trust for an `https://` URL instead of the
+    /// built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// The HMAC-SHA256 key of `X-Telegate-Signature` (required with `url`).
     pub secret: Option<Secret>,
     /// One delivery attempt may take this long.
@@ -316,6 +319,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             url: None,
+            ca_file: None,
             secret: None,
             timeout_ms: 5000,
             max_backoff_ms: 60_000,
@@ -330,10 +334,9 @@ impl WebhookConfig {
         };
         let parsed = url::Url::parse(url)
             .map_err(|e| format!("`webhook.url` is not a URL ({e}): `{url}`"))?;
-        if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(format!(
-                "`webhook.url` must be an http:// URL with a host, got `{url}` \
-                 (https is not built in: put a TLS proxy on the same host)"
+                "`webhook.url` must be an http:// or https:// URL with a host, got `{url}`"
             ));
         }
         if self.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
@@ -605,7 +608,8 @@ mod tests {
     fn a_webhook_needs_an_http_url_and_a_secret() {
         let check = |text: &str| Config::parse(text).unwrap().check();
         assert!(check("[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n").is_ok());
-        let err = check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").unwrap_err();
+        assert!(check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").is_ok());
+        let err = check("[webhook]\nurl = \"ftp://example.com/\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");
         let err = check("[webhook]\nurl = \"not a url\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");

@@ -10,6 +10,7 @@
 
 pub mod bird;
 mod store;
+mod tls;
 pub mod webhook;
 
 pub use store::{EventStore, MAX_BATCH, StoredEvent};

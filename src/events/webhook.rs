@@ -10,9 +10,8 @@
 //! with capped exponential backoff, forever (the event stays in the store
 //! meanwhile). Progress is stored — the last cursor delivered per chat and
 //! a cursor below which everything is delivered — so a restart resumes
-//! where it stopped, repeating at most the deliveries in flight. HTTP only:
-//! consumers are local services; a TLS proxy beside them covers the rest
-//! without a TLS stack in telegate.
+//! where it stopped, repeating at most the deliveries in flight. `https://`
+//! URLs are reached with rustls (see `tls`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -30,6 +29,7 @@ use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
+use super::tls::TlsTarget;
 use super::{EventStore, StoredEvent};
 use crate::config::{Secret, WebhookConfig};
 use crate::queue::{Queue, QueueError, Timestamp};
@@ -51,6 +51,8 @@ pub enum WebhookError {
     Url(String),
     #[error("`webhook.secret` is required with `webhook.url`")]
     NoSecret,
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Where deliveries go.
@@ -62,15 +64,21 @@ struct Target {
     /// The `Host` header.
     host: String,
     path: String,
+    /// For `https://`.
+    tls: Option<TlsTarget>,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Self, WebhookError> {
+    fn parse(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self, WebhookError> {
         let parsed = url::Url::parse(url).map_err(|e| WebhookError::Url(e.to_string()))?;
         let host = parsed
             .host_str()
-            .filter(|_| parsed.scheme() == "http")
-            .ok_or_else(|| WebhookError::Url(format!("must be http://HOST..., got `{url}`")))?;
+            .filter(|_| matches!(parsed.scheme(), "http" | "https"))
+            .ok_or_else(|| WebhookError::Url(format!("must be http(s)://HOST..., got `{url}`")))?;
+        let tls = match parsed.scheme() {
+            "https" => Some(TlsTarget::new(host, ca_file)?),
+            _ => None,
+        };
         let port = parsed.port_or_known_default().unwrap_or(80);
         let mut path = parsed.path().to_owned();
         if let Some(query) = parsed.query() {
@@ -85,6 +93,7 @@ impl Target {
                 None => host.to_owned(),
             },
             path,
+            tls,
         })
     }
 }
@@ -170,7 +179,7 @@ impl Webhook {
         let Some(url) = &config.url else {
             return Ok(None);
         };
-        let target = Target::parse(url)?;
+        let target = Target::parse(url, config.ca_file.as_deref())?;
         let secret = config.secret.clone().ok_or(WebhookError::NoSecret)?;
         let status = WebhookStatus {
             url: target.url.clone(),
@@ -339,22 +348,36 @@ async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
         let stream = TcpStream::connect(&shared.target.address)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::spawn(connection);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(format!("answered {status}")),
+        match &shared.target.tls {
+            Some(tls) => {
+                let stream = tls.connect(stream).await.map_err(|e| format!("TLS: {e}"))?;
+                exchange(stream, request).await
+            }
+            None => exchange(stream, request).await,
         }
     };
     tokio::time::timeout(shared.timeout, attempt)
         .await
         .map_err(|_| format!("no answer within {} ms", shared.timeout.as_millis()))?
+}
+
+/// One request over `io`: `Ok` for a 2xx.
+async fn exchange<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<(), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        status => Err(format!("answered {status}")),
+    }
 }
 
 /// `t=<unix_secs>,v1=<hex HMAC-SHA256 of "<unix_secs>.<body>">`.
@@ -472,6 +495,16 @@ mod tests {
 
     /// A webhook server on 127.0.0.1 that records the event ids it took.
     async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        (url, serve_receiver(listener))
+    }
+
+    /// Serves the recording webhook on `listener`.
+    fn serve_receiver<L: axum::serve::Listener>(listener: L) -> Arc<Mutex<Vec<String>>>
+    where
+        L::Addr: std::fmt::Debug,
+    {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new().route(
             "/",
@@ -484,10 +517,123 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, seen)
+        seen
+    }
+
+    /// TLS over a TCP listener, for a local https webhook.
+    struct TlsListener {
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = tokio_rustls::server::TlsStream<TcpStream>;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((stream, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                // A client that refuses our certificate just goes away.
+                if let Ok(tls) = self.acceptor.accept(stream).await {
+                    return (tls, addr);
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
+
+    /// An https webhook on 127.0.0.1 with a certificate from a fresh test
+    /// CA; returns its URL, the CA's PEM and what it took.
+    async fn tls_receiver() -> (String, String, Arc<Mutex<Vec<String>>>) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/", tcp.local_addr().unwrap());
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        (url, ca.pem(), serve_receiver(listener))
+    }
+
+    #[tokio::test]
+    async fn https_deliveries_trust_the_configured_ca_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let events = EventStore::new(queue.clone());
+        let (url, ca_pem, seen) = tls_receiver().await;
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        events
+            .append(vec![super::super::NewEvent {
+                id: "tls".into(),
+                chat: 1,
+                body: serde_json::json!({"id": "tls"}),
+            }])
+            .await
+            .unwrap();
+
+        // Without the CA (Mozilla's roots only) the certificate is refused.
+        let untrusted = WebhookConfig {
+            url: Some(url.clone()),
+            secret: Some(Secret::new("s")),
+            ..WebhookConfig::default()
+        };
+        let webhook = Webhook::from_config(&untrusted, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        let monitor = webhook.monitor();
+        let running = tokio::spawn(webhook.run());
+        let error = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(error) = monitor.status().last_error {
+                    return error;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a failed attempt");
+        running.abort();
+        assert!(
+            error.contains("TLS") && error.contains("certificate"),
+            "{error}"
+        );
+        assert!(seen.lock().unwrap().is_empty());
+
+        let trusted = WebhookConfig {
+            ca_file: Some(ca_file),
+            ..untrusted
+        };
+        let webhook = Webhook::from_config(&trusted, events, queue)
+            .unwrap()
+            .unwrap();
+        let running = tokio::spawn(webhook.run());
+        assert_eq!(delivered(&seen, 1).await, ["tls"]);
+        running.abort();
     }
 
     async fn delivered(seen: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
@@ -579,16 +725,24 @@ mod tests {
     }
 
     #[test]
-    fn targets_are_http_only() {
-        let target = Target::parse("http://127.0.0.1:8080/hooks/tg?x=1").unwrap();
+    fn targets_are_http_or_https() {
+        let target = Target::parse("http://127.0.0.1:8080/hooks/tg?x=1", None).unwrap();
         assert_eq!(target.address, "127.0.0.1:8080");
         assert_eq!(target.host, "127.0.0.1:8080");
         assert_eq!(target.path, "/hooks/tg?x=1");
         assert_eq!(
-            Target::parse("http://localhost").unwrap().address,
+            Target::parse("http://localhost", None).unwrap().address,
             "localhost:80"
         );
-        assert!(Target::parse("https://example.com/").is_err());
-        assert!(Target::parse("nope").is_err());
+        let https = Target::parse("https://127.0.0.1/", None).unwrap();
+        assert_eq!(https.address, "127.0.0.1:443");
+        assert!(https.tls.is_some());
+        assert!(Target::parse("ftp://example.com/", None).is_err());
+        assert!(Target::parse("nope", None).is_err());
+        let missing = Target::parse(
+            "https://127.0.0.1/",
+            Some(std::path::Path::new("/nonexistent.pem")),
+        );
+        assert!(matches!(missing, Err(WebhookError::Tls(_))));
     }
 }
