@@ -932,6 +932,7 @@ async fn the_webhook_gets_signed_retried_per_chat_ordered_deliveries() {
         secret: Some(Secret::new(SECRET)),
         timeout_ms: 5000,
         max_backoff_ms: 200,
+        ..WebhookConfig::default()
     };
     let daemon = Daemon::start_with(Duration::from_millis(1500), Some(config)).await;
     let telegram = daemon.sandbox.telegram();
