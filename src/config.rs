@@ -313,6 +313,11 @@ pub struct WebhookConfig {
     pub timeout_ms: u64,
     /// The longest wait between attempts.
     pub max_backoff_ms: u64,
+    /// An event that failed this many times is a dead letter (0: no limit).
+    pub dead_after_attempts: u32,
+    /// An event still undelivered this long after its first attempt is a
+    /// dead letter (0: no limit).
+    pub dead_after_secs: u64,
 }
 
 impl Default for WebhookConfig {
@@ -323,6 +328,8 @@ impl Default for WebhookConfig {
             secret: None,
             timeout_ms: 5000,
             max_backoff_ms: 60_000,
+            dead_after_attempts: 0,
+            dead_after_secs: 24 * 3600,
         }
     }
 }

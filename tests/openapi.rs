@@ -164,7 +164,17 @@ async fn every_described_response_is_produced() {
         doc: doc.clone(),
         produced: BTreeSet::new(),
     };
-    let world = World::start_with(Pace::Unlimited, "[callbacks]\ndeadline_ms = 5000\n").await;
+    // A webhook nobody listens on: every event dies at its first attempt.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "[callbacks]\ndeadline_ms = 5000\n[webhook]\nurl = \"http://127.0.0.1:{dead_port}/\"\n\
+         secret = \"s\"\ndead_after_attempts = 1\n"
+    );
+    let world = World::start_with(Pace::Unlimited, &config).await;
     let client = world.client.clone();
     let users = world.users(3);
     let (ann, bob, cy) = (users[0], users[1], users[2]);
@@ -232,6 +242,37 @@ async fn every_described_response_is_produced() {
         400
     );
     assert_eq!(seen.get(&client, "/api/v1/webhook").await.status, 200);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let dead = seen.get(&client, "/api/v1/webhook/dead").await;
+        assert_eq!(dead.status, 200);
+        if !dead.json().unwrap()["dead"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen.get(&client, "/api/v1/webhook/dead?limit=0")
+            .await
+            .status,
+        400
+    );
+    let replay = seen
+        .post(
+            &client,
+            "/api/v1/webhook/replay",
+            r#"{"from":0,"to":1000000}"#,
+        )
+        .await;
+    assert_eq!(replay.status, 200);
+    assert!(replay.json().unwrap()["replayed"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        seen.post(&client, "/api/v1/webhook/replay", "{}")
+            .await
+            .status,
+        400
+    );
     assert_eq!(seen.get(&client, "/api/v1/openapi.json").await.status, 200);
     assert_eq!(seen.get(&client, "/healthz").await.status, 200);
     assert_eq!(seen.get(&client, "/readyz").await.status, 200);
@@ -373,6 +414,11 @@ async fn every_described_response_is_produced() {
         assert_eq!(seen.get(&closed, path).await.status, 503, "{path}");
     }
     assert_eq!(seen.post(&closed, &retry(1, ""), "").await.status, 503);
+    assert_eq!(seen.get(&closed, "/api/v1/webhook/dead").await.status, 404);
+    let replay = seen
+        .post(&closed, "/api/v1/webhook/replay", r#"{"from":0,"to":1}"#)
+        .await;
+    assert_eq!(replay.status, 404);
 
     let missing: Vec<_> = described(&doc)
         .difference(&seen.produced)

@@ -13,6 +13,8 @@
 //! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
 //! | `POST /api/v1/jobs/{job_id}/retry[?wait=S]` | a failed job back in line with its `random_id`s: 202 (201 with `wait`), 409 unless failed |
+//! | `GET /api/v1/webhook/dead[?after=&limit=]` | events the webhook gave up on |
+//! | `POST /api/v1/webhook/replay` | `{from, to}`: the dead events of that cursor range delivered again |
 //! | `GET /healthz` | 200 while the store takes reads and writes, else 503 with the reason |
 //! | `GET /readyz` | 200 when every bot is connected and signed in, else 503 naming those that are not and why |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text |
@@ -147,6 +149,8 @@ routes! {
     get "/api/v1/events" => events::stream,
     post "/api/v1/callbacks/{query_id}/answer" => callbacks::post_answer,
     get "/api/v1/webhook" => events::webhook,
+    get "/api/v1/webhook/dead" => events::dead,
+    post "/api/v1/webhook/replay" => events::replay,
     get "/api/v1/media/{media_id}" => media::get_media,
     get "/api/v1/openapi.json" => openapi,
     get "/healthz" => health::health,

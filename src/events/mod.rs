@@ -9,6 +9,7 @@
 //! without polling ([`EventStore::wait_after`]).
 
 pub mod bird;
+pub mod dead_letter;
 mod store;
 mod tls;
 pub mod webhook;

@@ -7,8 +7,9 @@
 //! `X-Telegate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`
 //! (Stripe's scheme: the timestamp is signed, so a consumer can refuse a
 //! replayed delivery by its age) and `X-Telegate-Event-Id`; anything but a 2xx within the timeout is retried
-//! with capped exponential backoff, forever (the event stays in the store
-//! meanwhile). Progress is stored — the last cursor delivered per chat and
+//! with capped exponential backoff until it is delivered or, past
+//! `webhook.dead_after_attempts` or `dead_after_secs`, a dead letter (see
+//! `dead_letter`; the event stays in the store meanwhile). Progress is stored — the last cursor delivered per chat and
 //! a cursor below which everything is delivered — so a restart resumes
 //! where it stopped, repeating at most the deliveries in flight. `https://`
 //! URLs are reached with rustls (see `tls`).
@@ -29,6 +30,7 @@ use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
+use super::dead_letter::{self, DeadEvent, DeadLetterPolicy};
 use super::tls::TlsTarget;
 use super::{EventStore, StoredEvent};
 use crate::config::{Secret, WebhookConfig};
@@ -110,6 +112,8 @@ pub struct WebhookStatus {
     pub pending: usize,
     /// Chats waiting to retry, with why.
     pub retrying: Vec<Retrying>,
+    /// Events given up on since start (listed at `/api/v1/webhook/dead`).
+    pub dead: u64,
     pub last_delivered_event: Option<String>,
     pub last_delivered_at: Option<Timestamp>,
     pub last_error: Option<String>,
@@ -136,10 +140,37 @@ impl WebhookMonitor {
         status.pending = self.shared.in_flight().len();
         status
     }
+
+    /// Dead events after cursor `after`, at most `limit`.
+    pub async fn dead(&self, after: i64, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
+        self.shared
+            .queue
+            .write(move |conn, _| dead_letter::list(conn, after, limit))
+            .await
+    }
+
+    /// Hands the dead events with cursors in `from..=to` to the webhook
+    /// again; returns their ids.
+    pub async fn replay(&self, from: i64, to: i64) -> Result<Vec<String>, QueueError> {
+        let events = self
+            .shared
+            .queue
+            .write(move |conn, _| dead_letter::take(conn, from, to))
+            .await?;
+        let ids = events.iter().map(|e| e.id.clone()).collect();
+        for event in events {
+            // The receiver lives as long as the webhook runs.
+            let _ = self.shared.replays.send(event);
+        }
+        Ok(ids)
+    }
 }
 
 struct Shared {
     target: Target,
+    dead_letter: DeadLetterPolicy,
+    /// Dead events to deliver again.
+    replays: mpsc::UnboundedSender<StoredEvent>,
     secret: Secret,
     timeout: Duration,
     backoff: Backoff,
@@ -167,6 +198,7 @@ impl Shared {
 pub struct Webhook {
     shared: Arc<Shared>,
     events: EventStore,
+    replayed: mpsc::UnboundedReceiver<StoredEvent>,
 }
 
 impl Webhook {
@@ -185,8 +217,16 @@ impl Webhook {
             url: target.url.clone(),
             ..WebhookStatus::default()
         };
+        let (replays, replayed) = mpsc::unbounded_channel();
+        let limit = |n: u64| (n > 0).then_some(n);
         Ok(Some(Webhook {
+            replayed,
             shared: Arc::new(Shared {
+                dead_letter: DeadLetterPolicy {
+                    max_attempts: limit(u64::from(config.dead_after_attempts)).map(|n| n as u32),
+                    max_age: limit(config.dead_after_secs).map(Duration::from_secs),
+                },
+                replays,
                 target,
                 secret,
                 timeout: Duration::from_millis(config.timeout_ms),
@@ -211,8 +251,12 @@ impl Webhook {
 
     /// Delivers until the store fails; stop it by dropping the future (the
     /// chat tasks end with it).
-    pub async fn run(self) -> Result<(), QueueError> {
+    pub async fn run(mut self) -> Result<(), QueueError> {
         let shared = &self.shared;
+        shared
+            .queue
+            .write(|conn, _| dead_letter::create_table(conn))
+            .await?;
         let (mut scan, delivered) = shared.queue.read(load_progress).await?;
         tracing::info!(url = %shared.target.url, after = scan, "webhook delivering");
         let mut chats: HashMap<i64, ChatLine> = HashMap::new();
@@ -220,10 +264,18 @@ impl Webhook {
             while shared.in_flight().len() >= MAX_IN_FLIGHT {
                 shared.delivered.notified().await;
             }
-            let batch = self
-                .events
-                .wait_after(scan, crate::events::MAX_BATCH, POLL)
-                .await?;
+            let batch = tokio::select! {
+                batch = self.events.wait_after(scan, crate::events::MAX_BATCH, POLL) => batch?,
+                Some(event) = self.replayed.recv() => {
+                    tracing::info!(event_id = %event.id, chat = event.chat, "webhook replaying a dead event");
+                    shared.in_flight().insert(event.cursor);
+                    chats
+                        .entry(event.chat)
+                        .or_insert_with(|| ChatLine::start(Arc::clone(shared)))
+                        .send(event);
+                    continue;
+                }
+            };
             for event in batch {
                 scan = event.cursor;
                 if delivered
@@ -280,8 +332,9 @@ impl Drop for ChatLine {
     }
 }
 
-/// Tries `event` until the webhook answers 2xx.
+/// Tries `event` until the webhook answers 2xx or the event is dead.
 async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
+    let first = tokio::time::Instant::now();
     let mut attempts = 0u32;
     loop {
         match post(shared, event).await {
@@ -300,6 +353,10 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
             Err(error) => {
                 crate::metrics::metrics().webhook_failures.inc();
                 attempts = attempts.saturating_add(1);
+                if shared.dead_letter.is_dead(attempts, first.elapsed()) {
+                    bury(shared, event, attempts, error).await;
+                    return;
+                }
                 let delay = shared.backoff.delay(attempts, rand::random::<f64>());
                 tracing::warn!(
                     event_id = %event.id,
@@ -324,6 +381,34 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// Gives `event` up: listed as dead, its chat's line goes on.
+async fn bury(shared: &Shared, event: &StoredEvent, attempts: u32, error: String) {
+    tracing::warn!(event_id = %event.id, chat = event.chat, attempts, %error, "webhook gave up: dead letter");
+    crate::metrics::metrics().webhook_dead.inc();
+    {
+        let mut status = shared.status();
+        status.dead += 1;
+        status.failed_attempts += 1;
+        status.last_error = Some(format!("{}: {error}", event.id));
+        status.retrying.retain(|r| r.chat != event.chat);
+    }
+    let dead = DeadEvent {
+        cursor: event.cursor,
+        event_id: event.id.clone(),
+        chat: event.chat,
+        attempts,
+        error,
+        died_at: Timestamp::now(),
+    };
+    if let Err(error) = shared
+        .queue
+        .write(move |conn, _| dead_letter::insert(conn, &dead))
+        .await
+    {
+        tracing::error!(%error, "cannot record a dead letter");
     }
 }
 
@@ -474,6 +559,8 @@ fn load_progress(conn: &Connection) -> Result<(i64, HashMap<i64, i64>), QueueErr
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     #[test]
@@ -495,13 +582,34 @@ mod tests {
 
     /// A webhook server on 127.0.0.1 that records the event ids it took.
     async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+        let (url, seen, _) = refusing_receiver(true).await;
+        (url, seen)
+    }
+
+    /// [`receiver`] that answers 500 (and records nothing) while its flag
+    /// is false.
+    async fn refusing_receiver(
+        accepting: bool,
+    ) -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
-        (url, serve_receiver(listener))
+        let accepting = Arc::new(AtomicBool::new(accepting));
+        let seen = serve_receiver_with(listener, Arc::clone(&accepting));
+        (url, seen, accepting)
     }
 
     /// Serves the recording webhook on `listener`.
     fn serve_receiver<L: axum::serve::Listener>(listener: L) -> Arc<Mutex<Vec<String>>>
+    where
+        L::Addr: std::fmt::Debug,
+    {
+        serve_receiver_with(listener, Arc::new(AtomicBool::new(true)))
+    }
+
+    fn serve_receiver_with<L: axum::serve::Listener>(
+        listener: L,
+        accepting: Arc<AtomicBool>,
+    ) -> Arc<Mutex<Vec<String>>>
     where
         L::Addr: std::fmt::Debug,
     {
@@ -511,6 +619,9 @@ mod tests {
             axum::routing::post({
                 let seen = Arc::clone(&seen);
                 move |headers: axum::http::HeaderMap| async move {
+                    if !accepting.load(Ordering::Relaxed) {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
                     let id = headers[EVENT_ID_HEADER].to_str().unwrap_or("").to_owned();
                     seen.lock().unwrap().push(id);
                     axum::http::StatusCode::OK
@@ -577,6 +688,66 @@ mod tests {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         };
         (url, ca.pem(), serve_receiver(listener))
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_frees_its_chat_and_replays_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let events = EventStore::new(queue.clone());
+        let (url, seen, accepting) = refusing_receiver(false).await;
+        let config = WebhookConfig {
+            url: Some(url),
+            secret: Some(Secret::new("s")),
+            max_backoff_ms: 5,
+            dead_after_attempts: 2,
+            ..WebhookConfig::default()
+        };
+        let event = |id: &str| super::super::NewEvent {
+            id: id.into(),
+            chat: 1,
+            body: serde_json::json!({"id": id}),
+        };
+        events.append(vec![event("doomed")]).await.unwrap();
+        let webhook = Webhook::from_config(&config, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        let monitor = webhook.monitor();
+        let running = tokio::spawn(webhook.run());
+        let dead = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let dead = monitor.dead(0, 10).await.unwrap();
+                if !dead.is_empty() {
+                    return dead;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a dead letter");
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), ("doomed", 2));
+        assert!(dead[0].error.contains("500"), "{}", dead[0].error);
+        assert_eq!(monitor.status().dead, 1);
+
+        // The chat is not held: its next event goes through.
+        accepting.store(true, Ordering::Relaxed);
+        events.append(vec![event("next")]).await.unwrap();
+        assert_eq!(delivered(&seen, 1).await, ["next"]);
+
+        // A replay outside the range does nothing; over it, delivers.
+        assert!(
+            monitor
+                .replay(dead[0].cursor + 1, dead[0].cursor + 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let replayed = monitor.replay(0, dead[0].cursor).await.unwrap();
+        assert_eq!(replayed, ["doomed"]);
+        assert_eq!(delivered(&seen, 2).await, ["next", "doomed"]);
+        assert!(monitor.dead(0, 10).await.unwrap().is_empty());
+        running.abort();
     }
 
     #[tokio::test]
