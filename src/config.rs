@@ -40,11 +40,24 @@ pub struct StateLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
+    /// The socket's path when it is not `DIR/telegate.sock` (`--socket`).
+    socket: Option<PathBuf>,
 }
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            socket: None,
+        }
+    }
+
+    /// The socket at `path` instead of `DIR/telegate.sock` (e.g. under
+    /// systemd's `RuntimeDirectory`, which other services' group can reach
+    /// while the state directory stays 0700).
+    pub fn with_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
     }
 
     /// Creates the directory and its `sessions/` mode 0700; one that
@@ -88,9 +101,11 @@ impl StateDir {
         &self.root
     }
 
-    /// `DIR/telegate.sock`: the local socket API.
+    /// `DIR/telegate.sock` (or the `--socket` path): the local socket API.
     pub fn socket(&self) -> PathBuf {
-        self.root.join(SOCKET_FILE)
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.root.join(SOCKET_FILE))
     }
 
     /// `DIR/telegate.db`: the job store (with its `-wal` and `-shm` files).

@@ -583,3 +583,89 @@ async fn a_retried_job_keeps_its_random_ids_and_posts_nothing_twice() {
     assert_eq!(unknown.status, 404);
     world.stop().await;
 }
+
+#[test]
+fn the_unit_file_passes_systemd_analyze_verify() {
+    let Ok(found) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: nothing to check the unit with");
+        return;
+    };
+    assert!(found.status.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/telegate.service"
+    ))
+    .unwrap();
+    for line in [
+        "Type=notify",
+        "WatchdogSec=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=",
+        "RuntimeDirectory=",
+        "UMask=0007",
+    ] {
+        assert!(unit.contains(line), "the unit lacks {line}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("telegate.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/telegate", env!("CARGO_BIN_EXE_telegate")),
+    )
+    .unwrap();
+    let verified = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(
+        verified.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_pings_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+    ];
+    let mut world = World::start_with_env(Pace::Unlimited, "", &env).await;
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 512];
+    let deadline = Instant::now() + PATIENCE;
+    while heard
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 2
+    {
+        let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .expect("notifications")
+            .unwrap();
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(heard[0].contains("READY=1"), "{heard:?}");
+    let status = world.worker().terminate();
+    assert!(status.success(), "{status}");
+    world.worker = None;
+    loop {
+        let n = tokio::time::timeout_at(deadline, socket.recv(&mut buf))
+            .await
+            .expect("STOPPING=1")
+            .unwrap();
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            break;
+        }
+    }
+    world.stop().await;
+}

@@ -38,11 +38,18 @@ pub struct Global {
     /// TOML config file [default: STATE_DIR/telegate.toml if present].
     #[arg(long, global = true, env = "TELEGATE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The socket API's path [default: STATE_DIR/telegate.sock].
+    #[arg(long, global = true, env = "TELEGATE_SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 impl Global {
     pub fn state(&self) -> StateDir {
-        StateDir::new(&self.state_dir)
+        let state = StateDir::new(&self.state_dir);
+        match &self.socket {
+            Some(socket) => state.with_socket(socket),
+            None => state,
+        }
     }
 }
 
