@@ -273,12 +273,22 @@ impl SenderConfig {
 pub struct ApiConfig {
     /// Request bodies larger than this are answered 413.
     pub max_body_bytes: usize,
+    /// A connection that takes longer than this to send a request head, or
+    /// sits idle this long between requests, is closed.
+    pub header_timeout_ms: u64,
+    /// A request body that pauses longer than this is answered 408.
+    pub body_timeout_ms: u64,
+    /// Connections beyond this many open at once are answered 503.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 256 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 256,
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
 use telegate::config::ApiConfig;
 use telegate::queue::Queue;
-use telegate::sandbox::telegram::{AccountId, ChatFault, Click, TgError, UserMessage};
+use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, UserClick, UserMessage};
 use tokio::time::{Instant, sleep};
 use worker_support::{INTERACTIVE, PATIENCE, Pace, World, body};
 
@@ -325,7 +325,7 @@ async fn every_described_response_is_produced() {
             telegram
                 .click(
                     ann,
-                    Click::Callback {
+                    UserClick::Callback {
                         message_id,
                         data: b"up".to_vec(),
                     },

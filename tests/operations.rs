@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use telegate::sandbox::telegram::{ChatFault, Click, Pressed, TgError};
+use telegate::sandbox::telegram::{ChatFault, Pressed, TgError, UserClick};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, sleep};
 use worker_support::{INTERACTIVE, PATIENCE, Pace, Worker, World, body};
@@ -209,7 +209,7 @@ async fn metrics_count_real_traffic_through_the_sandbox() {
         .unwrap()
         .parse()
         .unwrap();
-    let click = Click::Callback {
+    let click = UserClick::Callback {
         message_id,
         data: b"up".to_vec(),
     };

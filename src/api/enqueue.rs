@@ -23,6 +23,7 @@ use super::request_id::RequestId;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
+use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
 /// The longest `Idempotency-Key`, in bytes.
@@ -41,6 +42,8 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
+    /// Those messages' requests, in `outgoing`'s stored form.
+    pub wire: Vec<u8>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -64,25 +67,42 @@ pub async fn post_interactive(
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    Validated::new(request.destination(), JobKind::Interactive, &request, 1)
+    let requests = outgoing::interactive(&request);
+    Validated::new(
+        request.destination(),
+        JobKind::Interactive,
+        &request,
+        &requests,
+    )
 }
 
 impl Validated {
     /// A job of `kind` for `chat` whose normalized payload is `request`,
-    /// making `parts` Telegram messages.
+    /// sending `requests` (one Telegram message each).
     pub fn new(
         chat: ChatId,
         kind: JobKind,
         request: &impl serde::Serialize,
-        parts: u16,
+        requests: &[Outgoing],
     ) -> Result<Self, ApiError> {
         let payload = serde_json::to_string(request)
             .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        let parts = u16::try_from(requests.len())
+            .ok()
+            .filter(|&parts| parts > 0)
+            .ok_or_else(|| {
+                ApiError::rejected(format!(
+                    "the request makes {} messages; a job sends 1 to {}",
+                    requests.len(),
+                    u16::MAX
+                ))
+            })?;
         Ok(Validated {
             chat,
             kind,
             payload,
             parts,
+            wire: outgoing::encode(requests),
         })
     }
 }
@@ -122,6 +142,7 @@ async fn enqueue(
         payload: validated.payload,
         parts: validated.parts,
         idempotency_key,
+        wire: Some(validated.wire),
     };
     let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
@@ -176,6 +197,10 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Failure::TooLarge(limit))
         }
+        Err(err) if super::connections::is_stall(err.as_ref()) => Err(Failure::Protocol {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: err.to_string(),
+        }),
         Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
     }
 }

@@ -27,6 +27,7 @@
 mod answer;
 mod callbacks;
 pub mod client;
+mod connections;
 mod contract;
 pub mod enqueue;
 mod events;
@@ -39,7 +40,7 @@ mod query;
 pub mod request_id;
 pub mod socket;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -206,8 +207,8 @@ pub async fn serve_metrics(
 ) -> io::Result<tokio::task::JoinHandle<io::Result<()>>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics over TCP");
-    let (_stop, stopping) = watch::channel(false);
-    let state = api_state(services, config, stopping);
+    let (stop, stopping) = watch::channel(false);
+    let state = api_state(services, config, stopping.clone());
     let app = Router::new()
         .route("/metrics", get(health::metrics))
         .route("/healthz", get(health::health))
@@ -216,8 +217,23 @@ pub async fn serve_metrics(
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn(request_id::assign));
-    let server = axum::serve(protocol::Guarded(listener), app).with_graceful_shutdown(shutdown);
-    Ok(tokio::spawn(server.into_future()))
+    let limits = connection_limits(config);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    Ok(tokio::spawn(async move {
+        connections::serve(listener, app, limits, stopping).await;
+        Ok(())
+    }))
+}
+
+fn connection_limits(config: &ApiConfig) -> connections::ConnectionLimits {
+    connections::ConnectionLimits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        body_timeout: Duration::from_millis(config.body_timeout_ms),
+        max_connections: config.max_connections,
+    }
 }
 
 /// How long in-flight requests may take to finish after shutdown begins.
@@ -244,16 +260,18 @@ pub async fn serve_services(
 ) -> io::Result<()> {
     let (stop, mut stopping) = watch::channel(false);
     let app = router_for(services, config, stopping.clone());
-    let server = axum::serve(protocol::Guarded(listener), app).with_graceful_shutdown(async move {
+    let limits = connection_limits(config);
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
+    let server = connections::serve(listener, app, limits, stopping.clone());
     let overdue = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server.into_future() => served,
+        () = server => Ok(()),
         () = overdue => {
             tracing::warn!("in-flight requests did not finish in time; closing them");
             Ok(())

@@ -12,7 +12,7 @@
 //! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` → the settings now |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
 
 use std::io;
@@ -31,11 +31,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
-use super::Faults;
+use super::dc::Traffic;
 use super::telegram::{
-    AccountId, ChatFault, Click, NewUser, Pressed, SandboxError, Telegram, TgError, UserMessage,
-    to_hex,
+    AccountId, ChatFault, FakeTelegram, NewUser, Pressed, SandboxError, TgError, UserClick,
+    UserMessage, to_hex,
 };
+use super::{Faults, InjectedError};
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
 /// A callback timeout above this is surely a typo.
@@ -44,8 +45,9 @@ const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 /// What the control API works on.
 #[derive(Clone)]
 pub struct Control {
-    pub telegram: Telegram,
+    pub telegram: FakeTelegram,
     pub faults: Arc<Faults>,
+    pub traffic: Arc<Traffic>,
     pub dc_addr: SocketAddr,
 }
 
@@ -106,7 +108,7 @@ impl From<SandboxError> for Failure {
     }
 }
 
-type Answer = Result<Response, Failure>;
+type ControlReply = Result<Response, Failure>;
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     serde_json::from_slice(body)
@@ -133,7 +135,7 @@ struct CreateUser {
     username: Option<String>,
 }
 
-async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
+async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: CreateUser = parse(&body)?;
     let created = control.telegram.create_user(NewUser {
         id: request.id,
@@ -148,7 +150,7 @@ async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list_users(State(control): State<Control>) -> Answer {
+async fn list_users(State(control): State<Control>) -> ControlReply {
     Ok(axum::Json(control.telegram.users()).into_response())
 }
 
@@ -262,7 +264,7 @@ async fn user_message(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
-) -> Answer {
+) -> ControlReply {
     let user = user_id(&id)?;
     let body = parse::<SendBody>(&body)?;
     let reply_to = body.reply_to;
@@ -284,11 +286,11 @@ async fn click(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
-) -> Answer {
+) -> ControlReply {
     let user = user_id(&id)?;
     let request: ClickBody = parse(&body)?;
     let click = match (request.data, request.text) {
-        (Some(data), None) => Click::Callback {
+        (Some(data), None) => UserClick::Callback {
             message_id: request.message_id,
             data: data.into_bytes(),
         },
@@ -296,7 +298,7 @@ async fn click(
             if let Some(l) = &request.location {
                 check_coordinates(l)?;
             }
-            Click::Keyboard {
+            UserClick::Keyboard {
                 message_id: request.message_id,
                 text,
                 location: request.location.map(|l| (l.latitude, l.longitude)),
@@ -321,7 +323,7 @@ async fn click(
     Ok(axum::Json(body).into_response())
 }
 
-async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> Answer {
+async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
     let user = user_id(&id)?;
     Ok(axum::Json(control.telegram.chat(user)?).into_response())
 }
@@ -341,6 +343,112 @@ struct FaultsBody {
     error: Option<Option<String>>,
     /// With `error`: how many sends fail (default: all until cleared).
     times: Option<u32>,
+    /// The bot's connections are read but never answered (`false` ends it).
+    blackhole: Option<bool>,
+    /// The next reply to the bot is cut mid-frame and the connection reset.
+    #[serde(default)]
+    reset_mid_frame: bool,
+    /// The bot's authorization is dropped: 401 until it signs in again.
+    #[serde(default)]
+    revoke_bot_session: bool,
+    /// The bot token is revoked: signing in with it fails.
+    #[serde(default)]
+    revoke_bot_token: bool,
+    /// The next `auth.importBotAuthorization` gets `FLOOD_WAIT_N`.
+    sign_in_flood_wait_s: Option<u32>,
+    /// An `rpc_error` for a named method, `times` times (default 1).
+    rpc_error: Option<RpcErrorFault>,
+    /// Connections allowed per auth key, beyond them `-429`; `null` clears.
+    #[serde(default, deserialize_with = "present_count")]
+    max_connections: Option<Option<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpcErrorFault {
+    /// A TL method name such as `messages.sendMessage`.
+    method: String,
+    /// A Telegram error name (`INTERNAL_SERVER_ERROR`) or `-503 Timeout`.
+    error: String,
+    times: Option<u32>,
+}
+
+fn present_count<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<usize>>, D::Error> {
+    Option::<usize>::deserialize(d).map(Some)
+}
+
+/// The injected error an `rpc_error` fault names, checked.
+fn injected_error(fault: &RpcErrorFault) -> Result<InjectedError, Failure> {
+    let valid_method = fault.method.split('.').all(|part| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if !valid_method {
+        return Err(Failure::bad_request(
+            "rpc_error.method must be a TL method name such as messages.sendMessage",
+        ));
+    }
+    let times = fault.times.unwrap_or(1);
+    if times == 0 {
+        return Err(Failure::bad_request("rpc_error.times must be ≥ 1"));
+    }
+    // `-503 Timeout`: a negative code and its message, as Telegram sends it.
+    let (code, message) = match fault.error.split_once(' ') {
+        Some((code, message)) if code.starts_with('-') => {
+            let code = code.parse::<i32>().ok().filter(|c| *c < 0).ok_or_else(|| {
+                Failure::bad_request("rpc_error.error: a negative code such as -503 Timeout")
+            })?;
+            (code, message.to_owned())
+        }
+        _ => {
+            check_error_name(&fault.error)?;
+            (TgError::named(&fault.error).code, fault.error.clone())
+        }
+    };
+    Ok(InjectedError {
+        code,
+        message,
+        remaining: times,
+        label: "rpc_error",
+    })
+}
+
+/// Applies the DC-level faults of a `POST /faults` (all checked already).
+fn apply_dc_faults(control: &Control, request: &FaultsBody, injected: Option<InjectedError>) {
+    let bot_keys = control.telegram.bot_key_ids();
+    if let Some(on) = request.blackhole {
+        control
+            .faults
+            .set_blackhole(if on { bot_keys.clone() } else { Vec::new() });
+    }
+    if request.reset_mid_frame {
+        control.faults.arm_reset_mid_frame(bot_keys);
+    }
+    if request.revoke_bot_token {
+        control.telegram.revoke_bot_token();
+        control.faults.served("revoke_bot_token");
+    } else if request.revoke_bot_session {
+        control.telegram.revoke_bot_session();
+        control.faults.served("revoke_bot_session");
+    }
+    if let Some(seconds) = request.sign_in_flood_wait_s {
+        let error = InjectedError {
+            code: 420,
+            message: format!("FLOOD_WAIT_{seconds}"),
+            remaining: 1,
+            label: "sign_in_flood_wait",
+        };
+        control
+            .faults
+            .set_rpc_error("auth.importBotAuthorization", Some(error));
+    }
+    if let (Some(fault), Some(error)) = (&request.rpc_error, injected) {
+        control.faults.set_rpc_error(&fault.method, Some(error));
+    }
+    if let Some(max) = request.max_connections {
+        control.faults.set_max_connections(max);
+    }
 }
 
 /// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
@@ -362,7 +470,7 @@ fn check_error_name(name: &str) -> Result<(), Failure> {
     }
 }
 
-async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
+async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: FaultsBody = parse(&body)?;
     // Check everything before changing anything.
     if request.user_id.is_some() && request.error.is_none() {
@@ -386,6 +494,13 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
             "callback_timeout_ms must be 1..{MAX_CALLBACK_TIMEOUT_MS}"
         )));
     }
+    let injected = request.rpc_error.as_ref().map(injected_error).transpose()?;
+    if request.max_connections == Some(Some(0)) {
+        return Err(Failure::bad_request(
+            "max_connections must be ≥ 1 (null clears it)",
+        ));
+    }
+    apply_dc_faults(&control, &request, injected);
     if let Some(error) = request.error {
         let user = request.user_id;
         let fault = error.map(|name| ChatFault {
@@ -412,15 +527,30 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
         "latency_ms": u64::try_from(control.faults.latency().as_millis()).unwrap_or(u64::MAX),
         "limits": control.telegram.limits_enabled(),
         "callback_timeout_ms": u64::try_from(control.telegram.callback_timeout().as_millis()).unwrap_or(u64::MAX),
+        "blackhole": control.faults.blackholed(),
+        "max_connections": control.faults.max_connections(),
+        "rpc_errors": control.faults.rpc_errors(),
     });
     Ok(axum::Json(body).into_response())
 }
 
-async fn stats(State(control): State<Control>) -> Answer {
-    Ok(axum::Json(control.telegram.stats()).into_response())
+/// The model's counters, the DCs' traffic and the faults served.
+async fn stats(State(control): State<Control>) -> ControlReply {
+    let mut body = serde_json::to_value(control.telegram.stats()).map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        )
+    })?;
+    let traffic = control.traffic.counts();
+    body["connections_by_transport"] = json!(traffic.connections_by_transport);
+    body["connections_by_dc"] = json!(traffic.connections_by_dc);
+    body["connections_refused"] = json!(traffic.refused);
+    body["faults_served"] = json!(control.faults.served_counts());
+    Ok(axum::Json(body).into_response())
 }
 
-async fn dc(State(control): State<Control>) -> Answer {
+async fn dc(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "dc_id": super::telegram::DC_ID,
         "host": control.dc_addr.ip().to_string(),
@@ -429,7 +559,7 @@ async fn dc(State(control): State<Control>) -> Answer {
     Ok(axum::Json(body).into_response())
 }
 
-async fn bot(State(control): State<Control>) -> Answer {
+async fn bot(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "id": control.telegram.bot_id(),
         "username": super::telegram::BOT_USERNAME,
