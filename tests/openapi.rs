@@ -171,14 +171,15 @@ async fn every_described_response_is_produced() {
         .unwrap()
         .port();
     let config = format!(
-        "[callbacks]\ndeadline_ms = 5000\n[webhook]\nurl = \"http://127.0.0.1:{dead_port}/\"\n\
+        "[api]\nmax_body_bytes = 4096\n[callbacks]\ndeadline_ms = 5000\n[webhook]\nurl = \"http://127.0.0.1:{dead_port}/\"\n\
          secret = \"s\"\ndead_after_attempts = 1\n"
     );
     let world = World::start_with(Pace::Unlimited, &config).await;
     let client = world.client.clone();
     let users = world.users(3);
     let (ann, bob, cy) = (users[0], users[1], users[2]);
-    let big = format!("{{\"text\": \"{}\"}}", "x".repeat(300 * 1024));
+    // Over the limit, yet small enough to be written whole before the 413.
+    let big = format!("{{\"text\": \"{}\"}}", "x".repeat(8 * 1024));
     let gzip = [("Content-Encoding", "gzip")];
 
     for (path, valid) in [(INTERACTIVE, body(ann, "hi")), (MESSAGES, media_body(ann))] {
