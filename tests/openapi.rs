@@ -278,6 +278,7 @@ async fn every_described_response_is_produced() {
     assert_eq!(seen.get(&client, "/healthz").await.status, 200);
     assert_eq!(seen.get(&client, "/readyz").await.status, 200);
     assert_eq!(seen.get(&client, "/metrics").await.status, 200);
+    assert_eq!(seen.get(&client, "/api/v1/status").await.status, 200);
 
     // Media of an inbound photo; of a message without media; a bad id.
     let telegram = world.sandbox.telegram();
@@ -411,6 +412,7 @@ async fn every_described_response_is_produced() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/api/v1/status",
     ] {
         assert_eq!(seen.get(&closed, path).await.status, 503, "{path}");
     }

@@ -295,6 +295,30 @@ async fn metrics_count_real_traffic_through_the_sandbox() {
     );
     assert_eq!(get("telegate_webhook_backlog", &[]), 0.0);
 
+    // `telegate status`: one screen for a person.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+        .arg("--state-dir")
+        .arg(world.dir.path())
+        .arg("status")
+        .env_remove("TELEGATE_SOCKET")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{screen} {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for expected in [
+        "bot default",
+        "ready",
+        "queue:          empty",
+        "7 sent in the last minute",
+        "USER_IS_BLOCKED",
+    ] {
+        assert!(screen.contains(expected), "{expected:?} not in\n{screen}");
+    }
+
     // The same exposition over the loopback TCP port, with liveness and
     // readiness beside it and nothing else.
     let reply = tcp_get(port, "/metrics").await;

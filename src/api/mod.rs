@@ -157,6 +157,7 @@ routes! {
     get "/healthz" => health::health,
     get "/readyz" => health::ready,
     get "/metrics" => health::metrics,
+    get "/api/v1/status" => health::status,
 }
 
 /// The OpenAPI 3.1 description of this API, checked in beside the code.

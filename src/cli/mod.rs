@@ -8,6 +8,7 @@ mod jobs;
 pub mod run;
 pub mod sandbox;
 mod send;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -75,6 +76,8 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Show one job.
     Job(jobs::JobArgs),
+    /// One screen for a person: bots, queue, send rate, webhook, recent errors.
+    Status,
     /// Run the local Telegram sandbox (an MTProto DC and its control API)
     /// with a worker attached.
     Sandbox(sandbox::SandboxArgs),
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Jobs(args) => jobs::list(&cli.global, args).await,
         Command::Events(args) => events::run(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
+        Command::Status => status::run(&cli.global).await,
         Command::Sandbox(args) => sandbox::run(&cli.global, args).await,
     }
 }
