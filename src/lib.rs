@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod chat;
 pub mod chat_action;
 pub mod cli;
+pub mod cm;
 pub mod config;
 pub mod download;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod sandbox;
 pub mod send_options;
 pub mod sender;
 pub mod session;
+pub mod systemd;
 pub mod telegram;
 pub mod whatsapp;
 

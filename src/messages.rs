@@ -57,6 +57,9 @@ pub struct MessagesRequest {
     options: SendOptions,
 }
 
+/// A client reference: at most this many characters (CM.com's limit).
+pub const REFERENCE_MAX: usize = 32;
+
 /// One Telegram message of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannedPart<'a> {
@@ -84,6 +87,7 @@ impl MessagesRequest {
         "media",
         "reply_markup",
         "intercom_teammate_id",
+        "reference",
     ];
 
     /// Parses and validates a request body (seed error codes 1, 4, 5).
@@ -122,29 +126,68 @@ impl MessagesRequest {
             Some(media) => read_media(media, &body.path_of("media"))?,
             None => Vec::new(),
         };
-        if text.is_none() && media.is_empty() {
-            return Err(ApiError {
-                code: ErrorCode::Missing,
-                message: "missing required field: give `text` or `media` (or both)".to_owned(),
-            });
-        }
         let reply_markup = body
             .get("reply_markup")
             .map(|markup| Markup::from_reply_markup_tree(markup, &body.path_of("reply_markup")))
             .transpose()?;
-        Ok(MessagesRequest {
-            destination_user_id,
-            text,
-            media,
-            reply_markup,
-            intercom_teammate_id: body.opt_str("intercom_teammate_id")?.map(str::to_owned),
-            options,
-        })
+        let mut request = Self::compose(destination_user_id, text, media, &["text", "media"])?;
+        request.reply_markup = reply_markup;
+        request.intercom_teammate_id = body.opt_str("intercom_teammate_id")?.map(str::to_owned);
+        request.options = options;
+        Ok(request)
     }
 
     /// Formatting, reply, flags, correlation and schedule.
     pub fn options(&self) -> &SendOptions {
         &self.options
+    }
+
+    /// A request of already checked `text` and `media` for `destination`,
+    /// as another envelope (CM.com's, [`crate::cm`]) maps onto it: at least
+    /// one of them, at most [`MEDIA_MAX`] media items. `names` are the two
+    /// fields as the envelope calls them, for the error.
+    pub(crate) fn compose(
+        destination: ChatId,
+        text: Option<String>,
+        media: Vec<Media>,
+        names: &[&str; 2],
+    ) -> Result<Self, ApiError> {
+        if text.is_none() && media.is_empty() {
+            return Err(ApiError {
+                code: ErrorCode::Missing,
+                message: format!(
+                    "missing required field: give `{}` or `{}` (or both)",
+                    names[0], names[1]
+                ),
+            });
+        }
+        if media.len() > MEDIA_MAX {
+            return Err(ApiError::rejected(format!(
+                "`{}` must hold 1–{MEDIA_MAX} media items, got {}",
+                names[1],
+                media.len()
+            )));
+        }
+        Ok(MessagesRequest {
+            destination_user_id: destination,
+            text,
+            media,
+            reply_markup: None,
+            intercom_teammate_id: None,
+            options: SendOptions::default(),
+        })
+    }
+
+    /// The same request with the client's `reference` (checked by
+    /// [`reference_rule`]).
+    pub(crate) fn with_reference(mut self, reference: Option<String>) -> Self {
+        self.options.set_reference(reference);
+        self
+    }
+
+    /// The client's reference, if it gave one.
+    pub fn reference(&self) -> Option<&str> {
+        self.options.reference()
     }
 
     /// The chat the messages go to.
@@ -215,6 +258,18 @@ impl MessagesRequest {
     pub fn part_count(&self) -> u16 {
         u16::try_from(self.parts().len()).unwrap_or(u16::MAX)
     }
+}
+
+/// A client reference: not blank, at most [`REFERENCE_MAX`] characters.
+pub(crate) fn reference_rule(reference: &str, path: &Path<'_>) -> Result<String, ApiError> {
+    interactive::not_blank(reference, path)?;
+    let chars = reference.chars().count();
+    if chars > REFERENCE_MAX {
+        return Err(path.broken(format_args!(
+            "is {chars} characters; a reference is at most {REFERENCE_MAX}"
+        )));
+    }
+    Ok(reference.to_owned())
 }
 
 /// `media`: a list of 1–[`MEDIA_MAX`] media objects, or one media object

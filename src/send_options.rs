@@ -241,6 +241,12 @@ impl SendOptions {
         self.reference.as_deref()
     }
 
+    /// Sets the client's own id (already checked by the envelope that
+    /// carried it).
+    pub(crate) fn set_reference(&mut self, reference: Option<String>) {
+        self.reference = reference;
+    }
+
     /// The client's JSON object stored with the job.
     pub fn metadata(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
         self.metadata.as_ref()

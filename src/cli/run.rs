@@ -95,6 +95,7 @@ pub async fn daemon(
         let stop = Arc::clone(&stop);
         async move {
             shutdown.await;
+            crate::systemd::stopping();
             let _ = stop.send(true);
         }
     });
@@ -138,6 +139,8 @@ pub async fn daemon(
 
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
+    crate::systemd::ready();
+    let watchdog = tokio::spawn(crate::systemd::watchdog(queue.clone(), stopping.clone()));
     let services = api::Services {
         queue: queue.clone(),
         events: events.clone(),
@@ -191,6 +194,7 @@ pub async fn daemon(
     // The action loop ends once `stopping` is true (as it is now).
     let _ = showing.await;
     telegram.set_state(BotState::Stopped);
+    let _ = watchdog.await;
     if let Some(scraping) = scraping {
         let _ = scraping.await;
     }
