@@ -1577,9 +1577,18 @@ async fn a_blackholed_bot_is_read_but_never_answered() {
     );
     assert!(served(&harness, "blackhole").await >= 1);
     inject(&harness, json!({"blackhole": false})).await;
-    // The dead connection's mapping stays lost; a new connection is served.
-    let telegram = harness.sandbox().telegram();
-    let fresh = Grammers::connect(harness.sandbox().dc_addr(), telegram.bot_auth_key());
+    // Like a NAT that forgot the mapping, the swallowed connection stays
+    // dead after the hole ends; only a new connection gets through.
+    let still = tokio::time::timeout(
+        Duration::from_secs(1),
+        bot.client.invoke(&tl::functions::updates::GetState {}),
+    )
+    .await;
+    assert!(
+        still.is_err(),
+        "a swallowed connection came back: {still:?}"
+    );
+    let fresh = harness.bot().await;
     fresh
         .invoke(&tl::functions::updates::GetState {})
         .await
