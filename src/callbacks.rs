@@ -92,6 +92,8 @@ struct Queries {
 struct Inner {
     client: Client,
     queue: Queue,
+    /// The bot whose clicks these are.
+    bot: String,
     deadline: Duration,
     queries: Mutex<Queries>,
 }
@@ -103,13 +105,14 @@ pub struct CallbackAnswerer {
 }
 
 impl CallbackAnswerer {
-    /// Answers through `client`, looking stored answers up in `queue`;
-    /// consumers have `deadline` to answer.
-    pub fn new(client: Client, queue: Queue, deadline: Duration) -> Self {
+    /// Answers `bot`'s clicks through `client`, looking stored answers up
+    /// in `queue`; consumers have `deadline` to answer.
+    pub fn new(client: Client, queue: Queue, bot: impl Into<String>, deadline: Duration) -> Self {
         CallbackAnswerer {
             inner: Arc::new(Inner {
                 client,
                 queue,
+                bot: bot.into(),
                 deadline,
                 queries: Mutex::new(Queries {
                     by_id: HashMap::new(),
@@ -235,7 +238,7 @@ impl CallbackAnswerer {
         let sent = match self
             .inner
             .queue
-            .sent_message(query.chat, i64::from(query.msg_id))
+            .sent_message(&self.inner.bot, query.chat, i64::from(query.msg_id))
             .await
         {
             Ok(sent) => sent?,

@@ -6,6 +6,7 @@
 //! click is answered in time. See `README.md` for the pipeline.
 
 pub mod api;
+pub mod bots;
 pub mod callbacks;
 pub mod chat;
 pub mod cli;

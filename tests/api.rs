@@ -14,7 +14,7 @@ use telegate::api::client::{Answer, Client};
 use telegate::api::socket::{self, BindError};
 use telegate::config::ApiConfig;
 use telegate::interactive::InteractiveRequest;
-use telegate::queue::{JobError, JobEvent, JobId, JobState, Queue, Timestamp};
+use telegate::queue::{DEFAULT_BOT, JobError, JobEvent, JobId, JobState, Queue, Timestamp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -151,7 +151,7 @@ fn assert_seed_error(answer: &Answer, code: u8, mentions: &str) {
 /// would.
 async fn send_next(queue: &Queue, channel_id: i64) -> JobId {
     let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    let taken = queue.claim_due(far, 1).await.unwrap();
+    let taken = queue.claim_due(DEFAULT_BOT, far, 1).await.unwrap();
     let id = taken[0].id;
     queue
         .mark_sent(id, vec![Some(channel_id)], Timestamp::now())
@@ -241,6 +241,7 @@ async fn invalid_bodies_get_the_models_seed_error() {
 async fn bodies_over_the_limit_are_413() {
     let server = Server::start_with(ApiConfig {
         max_body_bytes: 1024,
+        ..ApiConfig::default()
     })
     .await;
     let text = "x".repeat(1100);
@@ -426,7 +427,7 @@ async fn wait_answers_the_jobs_error_once_failed() {
     let post = post_waiting(&server, 30, "78");
     let id = next_queued(&mut events).await;
     let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    server.queue.claim_due(far, 1).await.unwrap();
+    server.queue.claim_due(DEFAULT_BOT, far, 1).await.unwrap();
     let error = JobError::telegram("USER_IS_BLOCKED", "Telegram: USER_IS_BLOCKED");
     server
         .queue

@@ -37,6 +37,10 @@ pub fn json(request_id: &RequestId, status: StatusCode, body: Value) -> Response
 pub enum Failure {
     /// 400 with the seed's code.
     BadRequest(ApiError),
+    /// 401: no API key, or an unknown one.
+    Unauthorized(String),
+    /// 403: the key's bot may not do this (disabled, not interactive).
+    Forbidden(String),
     /// 404: an unknown path or job.
     NotFound(String),
     /// 405: the path exists, the method does not.
@@ -53,6 +57,8 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Failure::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Failure::Forbidden(_) => StatusCode::FORBIDDEN,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
             Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Conflict(_) => StatusCode::CONFLICT,
@@ -64,7 +70,10 @@ impl Failure {
     fn body(&self) -> Value {
         match self {
             Failure::BadRequest(err) => err.to_json(),
-            Failure::NotFound(what) | Failure::Conflict(what) => json!({ "error": what }),
+            Failure::NotFound(what)
+            | Failure::Conflict(what)
+            | Failure::Unauthorized(what)
+            | Failure::Forbidden(what) => json!({ "error": what }),
             Failure::MethodNotAllowed => json!({ "error": "method not allowed for this path" }),
             Failure::TooLarge(limit) => {
                 json!({ "error": format!("request body is larger than {limit} bytes") })

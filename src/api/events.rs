@@ -18,6 +18,7 @@ use super::ApiState;
 use super::answer::{self, Failure};
 use super::query::Query;
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::error::ApiError;
 use crate::events::StoredEvent;
 
@@ -30,16 +31,20 @@ pub const CURSOR_HEADER: &str = "x-telegate-cursor";
 pub async fn stream(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    match read(&api, raw.as_deref()).await {
+    match read(&api, &caller, raw.as_deref()).await {
         Ok(response) => response,
         Err(failure) => failure.answer(&request_id),
     }
 }
 
-async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
+async fn read(api: &ApiState, caller: &Caller, raw: Option<&str>) -> Result<Response, Failure> {
     let query = Query::parse(raw, &["after", "wait", "limit"])?;
+    let events = api
+        .events
+        .scoped(caller.scope(&api.bots, &query)?.as_deref());
     let after = query.integer("after")?.unwrap_or(0);
     if after < 0 {
         return Err(ApiError::invalid("query parameter `after` must be 0 or more").into());
@@ -65,18 +70,27 @@ async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let events = tokio::select! {
-        events = api.events.wait_after(after, limit, wait) => events?,
-        () = stopped => api.events.after(after, limit).await?,
+        events = events.wait_after(after, limit, wait) => events?,
+        () = stopped => events.after(after, limit).await?,
     };
     Ok(ndjson(after, &events))
 }
 
-/// `GET /api/v1/webhook`: how deliveries go.
+/// `GET /api/v1/webhook`: how the bot's deliveries go.
 pub async fn webhook(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let body = match &api.webhook {
+    let entry = Query::parse(raw.as_deref(), &[])
+        .map_err(Failure::from)
+        .and_then(|query| caller.bot(&api.bots, &query));
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(failure) => return failure.answer(&request_id),
+    };
+    let body = match &entry.webhook() {
         Some(monitor) => {
             let mut body = serde_json::to_value(monitor.status()).unwrap_or_default();
             body["configured"] = serde_json::Value::Bool(true);

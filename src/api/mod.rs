@@ -17,8 +17,15 @@
 //! | `GET /api/v1/media/{chat}:{message_id}` | the photo or document of an inbound message, streamed from Telegram |
 //! | `GET /api/v1/webhook` | the webhook's progress: deliveries, failed attempts, chats retrying and why (`{"configured": false}` without one) |
 //! | `POST /api/v1/callbacks/{query_id}/answer` | `{text?, alert?, url?, cache_time?}` → 200 if taken before the deadline; 409 after it; 404 unknown query |
+//! | `GET /api/v1/bots` | `{bots: [...]}`: each bot's state, queue depth, last error |
+//! | `POST /api/v1/reload` | re-reads the config and applies the difference (operators) |
+//!
+//! Every request but `/healthz` is for the bot its API key names (see
+//! `auth`); what it reaches is that bot's alone.
 
 mod answer;
+pub mod auth;
+mod bots;
 mod callbacks;
 pub mod client;
 pub mod enqueue;
@@ -44,36 +51,31 @@ pub use answer::Failure;
 pub use enqueue::Validated;
 pub use request_id::RequestId;
 
-use crate::callbacks::CallbackAnswerer;
+use crate::bots::Bots;
 use crate::config::ApiConfig;
-use crate::download::Downloads;
 use crate::events::EventStore;
-use crate::events::webhook::WebhookMonitor;
 use crate::queue::Queue;
 
 /// The daemon's parts the API reaches.
 #[derive(Clone)]
 pub struct Services {
     pub queue: Queue,
-    /// Share this one with whatever appends events, so waiters wake.
+    /// Unscoped; share this one with whatever appends events, so waiters
+    /// wake.
     pub events: EventStore,
-    /// `None` while no Telegram connection answers clicks.
-    pub callbacks: Option<CallbackAnswerer>,
-    /// `None` when no webhook is configured.
-    pub webhook: Option<WebhookMonitor>,
-    /// `None` while there is no Telegram connection to fetch files with.
-    pub downloads: Option<Downloads>,
+    /// The bots, their keys and their workers' parts (click answerers,
+    /// downloads, webhooks).
+    pub bots: Bots,
 }
 
 impl Services {
-    /// The store alone (no Telegram connection).
+    /// The store alone: one bot, `default`, without a Telegram connection
+    /// and without keys.
     pub fn new(queue: Queue) -> Self {
         Services {
             events: EventStore::new(queue.clone()),
             queue,
-            callbacks: None,
-            webhook: None,
-            downloads: None,
+            bots: Bots::single(),
         }
     }
 }
@@ -83,9 +85,7 @@ impl Services {
 pub struct ApiState {
     pub queue: Queue,
     pub events: EventStore,
-    pub callbacks: Option<CallbackAnswerer>,
-    pub webhook: Option<WebhookMonitor>,
-    pub downloads: Option<Downloads>,
+    pub bots: Bots,
     pub max_body_bytes: usize,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
@@ -106,9 +106,7 @@ pub fn router_for(
     let state = ApiState {
         queue: services.queue,
         events: services.events,
-        callbacks: services.callbacks,
-        webhook: services.webhook,
-        downloads: services.downloads,
+        bots: services.bots,
         max_body_bytes: config.max_body_bytes,
         stopping,
     };
@@ -128,9 +126,12 @@ pub fn router_for(
         )
         .route("/api/v1/webhook", get(events::webhook))
         .route("/api/v1/media/{id}", get(media::get_media))
+        .route("/api/v1/bots", get(bots::list_bots))
+        .route("/api/v1/reload", post(bots::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, auth::authenticate))
         .layer(middleware::from_fn(request_id::assign))
 }
 

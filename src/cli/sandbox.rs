@@ -148,7 +148,8 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>) {
 /// Writes `DIR/telegate.toml` and `DIR/sessions/bot.session` for a worker.
 pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
-    let session = crate::config::StateDir::new(dir).bot_session();
+    let session =
+        crate::config::StateDir::new(dir).bot_session(&crate::config::BotName::default_bot());
     SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
     write_config(
         &dir.join("telegate.toml"),

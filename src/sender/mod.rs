@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::limits::{FloodScope, Limits};
 use crate::queue::{Expiry, Job, JobId, JobState, Queue, QueueError, Timestamp};
@@ -64,15 +65,27 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 /// job that leaves `sending` for a retry is failed at most this late.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Why [`Sender::run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was told to.
+    Told,
+    /// Telegram refused the session (e.g. a revoked token): sending cannot
+    /// go on with it. Jobs stay queued. Telegram's reason.
+    Halted(String),
+}
+
 /// How a send task ended, as far as the loop cares.
 enum Ended {
     Done,
-    Halt,
+    Halt(String),
 }
 
 /// The loop that drains the queue.
 pub struct Sender {
     queue: Queue,
+    /// The bot whose jobs this sender drains.
+    bot: String,
     telegram: Arc<Telegram>,
     settings: Settings,
     /// The limiter, shared with the send tasks (see [`Lane`]).
@@ -80,15 +93,24 @@ pub struct Sender {
     tasks: JoinSet<Ended>,
     /// The job each send task holds now.
     in_flight: HashMap<task::Id, Arc<AtomicI64>>,
-    halted: bool,
+    /// Why Telegram refused the session, once it has.
+    halted: Option<String>,
     /// When to look for expired jobs next (with expiry on).
     next_sweep: Instant,
 }
 
 impl Sender {
-    pub fn new(queue: Queue, telegram: Arc<Telegram>, limits: Limits, settings: Settings) -> Self {
+    /// The sender of `bot`'s jobs through `telegram`, its connection.
+    pub fn new(
+        queue: Queue,
+        bot: impl Into<String>,
+        telegram: Arc<Telegram>,
+        limits: Limits,
+        settings: Settings,
+    ) -> Self {
         Sender {
             queue,
+            bot: bot.into(),
             telegram,
             lane: Lane {
                 limits: Arc::new(Mutex::new(limits)),
@@ -100,15 +122,15 @@ impl Sender {
             settings,
             tasks: JoinSet::new(),
             in_flight: HashMap::new(),
-            halted: false,
+            halted: None,
             next_sweep: Instant::now(),
         }
     }
 
-    /// Sends until `stop` turns true (or its sender is dropped), then lets
-    /// in-flight sends finish for up to `drain_timeout` and puts the rest
-    /// back in line. An error means the store failed.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), QueueError> {
+    /// Sends until `stop` is cancelled or Telegram refuses the session, then
+    /// lets in-flight sends finish for up to `drain_timeout` and puts the
+    /// rest back in line. An error means the store failed.
+    pub async fn run(mut self, stop: CancellationToken) -> Result<Stopped, QueueError> {
         let mut events = self.queue.subscribe();
         let mut look = true;
         let mut wake = None;
@@ -116,7 +138,7 @@ impl Sender {
             if let Err(error) = self.sweep().await {
                 break Err(error);
             }
-            if look && !self.halted {
+            if look && self.halted.is_none() {
                 match self.dispatch().await {
                     Ok(next) => wake = next,
                     Err(error) => break Err(error),
@@ -129,7 +151,7 @@ impl Sender {
             let sleep_until = wake.map_or(idle, |at: Instant| at.min(idle));
             look = tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => break Ok(()),
+                () = stop.cancelled() => break Ok(Stopped::Told),
                 Some(done) = self.tasks.join_next_with_id() => {
                     self.finished(done).await;
                     true
@@ -149,6 +171,9 @@ impl Sender {
                     Err(broadcast::error::TryRecvError::Lagged(_)) => look = true,
                     Err(_) => break,
                 }
+            }
+            if let Some(reason) = &self.halted {
+                break Ok(Stopped::Halted(reason.clone()));
             }
         };
         self.lane.open.store(false, Ordering::Relaxed);
@@ -170,7 +195,7 @@ impl Sender {
         if bot_ready > origin.elapsed() {
             return Ok(Some(origin + bot_ready));
         }
-        let due = self.queue.due(now, room).await?;
+        let due = self.queue.due(&self.bot, now, room).await?;
         let plan = Plan::make(&mut self.lane.limits(), &due, origin.elapsed());
         if let Some(ready) = plan.next_slot {
             wake = Some(origin + ready);
@@ -184,7 +209,7 @@ impl Sender {
                 self.spawn(job, scope);
             }
         }
-        if let Some(at) = self.queue.next_due_at().await? {
+        if let Some(at) = self.queue.next_due_at(&self.bot).await? {
             let now = Timestamp::now();
             if at > now {
                 wake = earliest(wake, Instant::now() + report::until(at, now));
@@ -202,7 +227,7 @@ impl Sender {
             return Ok(());
         }
         let now = Timestamp::now();
-        let (expired, next) = self.queue.expire(expiry, now).await?;
+        let (expired, next) = self.queue.expire(&self.bot, expiry, now).await?;
         if expired > 0 {
             tracing::info!(jobs = expired, "expired jobs failed");
         }
@@ -243,14 +268,15 @@ impl Sender {
             .map(|holding| JobId::new(holding.load(Ordering::Relaxed)));
         match done {
             Ok((_, Ended::Done)) => {}
-            Ok((_, Ended::Halt)) => {
-                if !self.halted {
+            Ok((_, Ended::Halt(reason))) => {
+                if self.halted.is_none() {
                     tracing::error!(
+                        bot = %self.bot,
                         "sending is halted: Telegram refused the session. Jobs stay queued; \
-                         fix the session or token and restart telegate"
+                         fix the session or token and reload telegate"
                     );
                 }
-                self.halted = true;
+                self.halted = Some(reason);
                 self.lane.open.store(false, Ordering::Relaxed);
             }
             Err(error) => {
@@ -443,7 +469,7 @@ async fn deliver(
             }
         }
         let ended = match report {
-            Report::Halt { .. } => Ended::Halt,
+            Report::Halt { ref reason } => Ended::Halt(reason.clone()),
             _ => Ended::Done,
         };
         if let Err(error) = report.apply(&queue, &job, now).await {
