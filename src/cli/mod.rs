@@ -3,6 +3,7 @@
 //! Commands return errors and exit codes; only `main` prints fatal errors and
 //! exits.
 
+mod bots;
 mod events;
 mod jobs;
 pub mod run;
@@ -17,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::StateDir;
+use crate::api::client::Client;
+use crate::config::{Secret, StateDir};
 
 /// A Telegram bot worker that speaks MTProto.
 #[derive(Debug, Parser)]
@@ -38,11 +40,20 @@ pub struct Global {
     /// TOML config file [default: STATE_DIR/telegate.toml if present].
     #[arg(long, global = true, env = "TELEGATE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The API key socket clients send (a bot's, or an operator's), when
+    /// keys are configured.
+    #[arg(long, global = true, env = "TELEGATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
 }
 
 impl Global {
     pub fn state(&self) -> StateDir {
         StateDir::new(&self.state_dir)
+    }
+
+    /// A client of the daemon's socket, sending the API key if one is set.
+    pub fn client(&self) -> Client {
+        Client::new(self.state().socket()).with_key(self.api_key.clone())
     }
 }
 
@@ -68,6 +79,11 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Show one job.
     Job(jobs::JobArgs),
+    /// List the bots with their state, queue depth and last error.
+    Bots,
+    /// Make the running daemon re-read its config and apply the difference
+    /// (like SIGHUP).
+    Reload,
     /// Run the local Telegram sandbox (an MTProto DC and its control API)
     /// with a worker attached.
     Sandbox(sandbox::SandboxArgs),
@@ -91,6 +107,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Jobs(args) => jobs::list(&cli.global, args).await,
         Command::Events(args) => events::run(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
+        Command::Bots => bots::list(&cli.global).await,
+        Command::Reload => bots::reload(&cli.global).await,
         Command::Sandbox(args) => sandbox::run(&cli.global, args).await,
     }
 }
