@@ -46,6 +46,17 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
+        World::start_prepared(pace, config, |_, _| {}).await
+    }
+
+    /// [`World::start_with`], calling `prepare` with the state directory
+    /// and the sandbox once the worker's files are written, before it starts
+    /// (e.g. to provision more bots' sessions).
+    pub async fn start_prepared(
+        pace: Pace,
+        config: &str,
+        prepare: impl FnOnce(&Path, &Sandbox),
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let limits = match pace {
             Pace::Unlimited => {
@@ -66,6 +77,7 @@ impl World {
         .unwrap();
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
         write_worker_files(dir.path(), &sandbox).unwrap();
+        prepare(dir.path(), &sandbox);
         let worker = Worker::start(dir.path()).await;
         let client = Client::new(dir.path().join("telegate.sock"));
         World {
