@@ -27,7 +27,7 @@ use telegate::api::client::Client as ApiClient;
 use telegate::cli::sandbox::write_worker_files;
 use telegate::config::StateDir;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
-use telegate::sandbox::telegram::{Click, NewUser, Pressed, Telegram as World, UserMessage};
+use telegate::sandbox::telegram::{FakeTelegram, NewUser, Pressed, UserClick, UserMessage};
 use telegate::session::SessionStore;
 use telegate::telegram::{Credentials, Telegram};
 use tokio::sync::oneshot;
@@ -228,7 +228,7 @@ async fn send_buttons(api: &ApiClient, user: i64) -> i32 {
 
 /// Clicks `data` at `RATE` a second; each click's latency and answer text.
 async fn clicks(
-    world: &World,
+    world: &FakeTelegram,
     messages: &[(i64, i32)],
     data: &str,
 ) -> Vec<(Duration, Option<String>)> {
@@ -241,7 +241,7 @@ async fn clicks(
         let data = data.as_bytes().to_vec();
         pending.push(tokio::spawn(async move {
             world
-                .click(user, Click::Callback { message_id, data })
+                .click(user, UserClick::Callback { message_id, data })
                 .await
         }));
     }

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -53,13 +53,16 @@ impl StateDir {
         StateDir { root: root.into() }
     }
 
-    /// Creates the directory (mode 0700 when new) and its `sessions/`.
+    /// Creates the directory and its `sessions/` mode 0700; one that
+    /// already exists with group or other permissions is tightened to 0700.
     pub fn prepare(&self) -> Result<(), StateError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
         builder
             .create(&self.root)
             .and_then(|()| builder.create(self.sessions()))
+            .and_then(|()| tighten(&self.root))
+            .and_then(|()| tighten(&self.sessions()))
             .map_err(|source| StateError::Io {
                 path: self.root.clone(),
                 source,
@@ -136,6 +139,16 @@ impl StateDir {
     pub fn default_config(&self) -> PathBuf {
         self.root.join(CONFIG_FILE)
     }
+}
+
+/// Takes group and other permissions off directory `path`.
+fn tighten(path: &Path) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "tightening to 0700");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
 }
 
 /// A value that must never be printed: Debug and Display show `[redacted]`.
@@ -328,6 +341,15 @@ impl WebhookConfig {
     }
 }
 
+/// Whether a config key holds a secret (a token, a hash, a key), so that
+/// no error message may echo its value.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.trim_matches(['"', '\'']).to_ascii_lowercase();
+    ["token", "hash", "secret", "key", "password"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -451,14 +473,22 @@ impl Config {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. An error on a secret-bearing key (see
+    /// [`is_secret_key`]) names the key and the rule, never the value.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => {
-                let line = text[..span.start].matches('\n').count() + 1;
-                format!("line {line}: {}", e.message())
+        toml::from_str(text).map_err(|e| {
+            let Some(span) = e.span() else {
+                return e.message().to_owned();
+            };
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let line_text = text.lines().nth(line - 1).unwrap_or("");
+            match line_text.split_once('=').map(|(key, _)| key.trim()) {
+                Some(key) if is_secret_key(key) => format!(
+                    "line {line}: `{key}` must be a string (its value is a secret and not shown)"
+                ),
+                _ => format!("line {line}: {}", e.message()),
             }
-            None => e.message().to_owned(),
         })
     }
 
@@ -498,7 +528,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     use super::*;
@@ -634,6 +663,42 @@ mod tests {
         let token = config.telegram.bot_token.unwrap();
         assert_eq!(token.to_string(), "[redacted]");
         assert_eq!(token.expose(), "123:token-sekrit");
+    }
+
+    #[test]
+    fn a_bad_secret_value_is_never_echoed() {
+        for text in [
+            "[telegram]\nbot_token = 12345\n",
+            "[telegram]\napi_hash = 987654\n",
+            "[webhook]\nsecret = 555555\n",
+            "[telegram]\nbot_token = [\"123:abcdef\"]\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains("line 2"), "{err}");
+            assert!(err.contains("secret and not shown"), "{err}");
+            for value in ["12345", "987654", "555555", "abcdef"] {
+                assert!(!err.contains(value), "{err}");
+            }
+        }
+        // Other keys still say what was wrong with the value.
+        let err = Config::parse("[limits]\nbot_per_second = \"fast\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn an_existing_open_state_dir_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        fs::create_dir_all(root.join("sessions")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("sessions"), fs::Permissions::from_mode(0o750)).unwrap();
+        let state = StateDir::new(&root);
+        state.prepare().unwrap();
+        for path in [state.root().to_owned(), state.sessions()] {
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", path.display());
+        }
     }
 
     #[test]

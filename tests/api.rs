@@ -282,6 +282,140 @@ async fn raw_exchange(socket: &Path, request: &[u8]) -> String {
     String::from_utf8_lossy(&reply).into_owned()
 }
 
+/// A raw reply's status and JSON body, checking the body's `request_id`
+/// is the header's.
+fn raw_contract(reply: &str) -> (u16, Value) {
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a whole answer");
+    let status = head[9..12].parse().unwrap();
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let id = body["request_id"].as_str().expect("request_id in body");
+    assert!(id.starts_with("req_"), "{reply}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("x-request-id: {id}")),
+        "{reply}"
+    );
+    assert!(body["error"].is_string(), "{reply}");
+    (status, body)
+}
+
+#[tokio::test]
+async fn protocol_errors_answer_in_the_error_contract() {
+    let server = Server::start().await;
+    let many_headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let long_query = format!(
+        "GET /api/v1/jobs?after={} HTTP/1.1\r\n\r\n",
+        "1".repeat(65536)
+    );
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("GARBAGE\r\n\r\n".into(), 400, "request line"),
+        (
+            format!("POST {INTERACTIVE} HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400,
+            "got `-1`",
+        ),
+        (
+            format!(
+                "POST {INTERACTIVE} HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"
+            ),
+            400,
+            "more than once",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            431,
+            "more than 100 headers",
+        ),
+        (long_query, 414, "longer than"),
+    ];
+    for (request, status, mentions) in cases {
+        let reply = raw_exchange(&server.socket(), request.as_bytes()).await;
+        let (got, body) = raw_contract(&reply);
+        assert_eq!(got, status, "{reply}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(mentions), "`{error}` lacks `{mentions}`");
+    }
+    // The connection that refused nothing still serves several requests.
+    let mut connection = server.client.connect().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(connection.get("/healthz").await.unwrap().status, 200);
+    }
+}
+
+#[tokio::test]
+async fn encoded_bodies_are_415_and_never_read_as_plain() {
+    let server = Server::start().await;
+    let answer = server
+        .post(INTERACTIVE, &[("Content-Encoding", "gzip")], body("5", "x"))
+        .await;
+    assert_eq!(answer.status, 415);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("Content-Encoding: gzip"), "{error}");
+    let text = body("5", "x");
+    let raw = format!(
+        "POST {INTERACTIVE} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\
+         Connection: close\r\n\r\n{:x}\r\n{text}\r\n0\r\n\r\n",
+        text.len()
+    );
+    let reply = raw_exchange(&server.socket(), raw.as_bytes()).await;
+    let (status, body) = raw_contract(&reply);
+    assert_eq!(status, 415, "{reply}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Transfer-Encoding: gzip")
+    );
+    assert!(
+        server
+            .queue
+            .jobs(Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn shared_parameters_are_judged_alike_on_every_endpoint() {
+    let server = Server::start().await;
+    // `wait` takes fractions on the event stream as on enqueue.
+    let answer = server.get("/api/v1/events?wait=0.2").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answer = server
+        .post(&format!("{INTERACTIVE}?wait=0.2"), &[], body("5", "x"))
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    for endpoint in ["/api/v1/jobs", "/api/v1/events"] {
+        for (query, code, mentions) in [
+            ("after=-1", 5, "`after` must be 0 or more"),
+            ("after=x", 4, "`after`"),
+            ("limit=0", 5, "`limit` must be between 1 and"),
+            ("limit=100000", 5, "`limit` must be between 1 and"),
+            ("limit=ten", 4, "`limit`"),
+            (
+                "wait=61",
+                if endpoint == "/api/v1/jobs" { 4 } else { 5 },
+                "`wait`",
+            ),
+        ] {
+            let answer = server.get(&format!("{endpoint}?{query}")).await;
+            assert_seed_error(&answer, code, mentions);
+        }
+    }
+    for path in [INTERACTIVE, "/api/v1/telegram/messages"] {
+        let answer = server.post(path, &[], "[1]".into()).await;
+        assert_seed_error(
+            &answer,
+            4,
+            "the request body must be a JSON object, got an array",
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_paths_jobs_and_methods_answer_json() {
     let server = Server::start().await;

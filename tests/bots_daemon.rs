@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
 use telegate::config::{BotName, Secret, StateDir};
 use telegate::sandbox::server::Sandbox;
-use telegate::sandbox::telegram::{Click, DC_ID, Pressed};
+use telegate::sandbox::telegram::{DC_ID, Pressed, UserClick};
 use telegate::session::SessionStore;
 use tokio::time::{Instant, sleep};
 use worker_support::{PATIENCE, Pace, World, body};
@@ -175,7 +175,7 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
         .telegram()
         .click(
             user,
-            Click::Callback {
+            UserClick::Callback {
                 message_id,
                 data: b"yes".to_vec(),
             },

@@ -17,7 +17,7 @@ use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
 use telegate::queue::{JobId, Queue, Timestamp};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
-use telegate::sandbox::telegram::{Click, ClickOutcome, NewUser, Pressed, UserMessage};
+use telegate::sandbox::telegram::{ClickOutcome, NewUser, Pressed, UserClick, UserMessage};
 use telegate::session::SessionStore;
 use telegate::telegram::{Credentials, Telegram};
 use tempfile::TempDir;
@@ -194,7 +194,7 @@ impl Daemon {
             PATIENCE,
             self.sandbox.telegram().click(
                 user,
-                Click::Callback {
+                UserClick::Callback {
                     message_id,
                     data: data.as_bytes().to_vec(),
                 },
@@ -309,7 +309,7 @@ async fn clicks_are_answered_by_consumer_stored_answer_or_empty() {
             telegram
                 .click(
                     user,
-                    Click::Callback {
+                    UserClick::Callback {
                         message_id: message,
                         data: b"ask".to_vec(),
                     },
@@ -392,7 +392,7 @@ async fn a_thousand_concurrent_clicks_across_a_hundred_users_are_all_answered() 
                 telegram
                     .click(
                         user,
-                        Click::Callback {
+                        UserClick::Callback {
                             message_id: message,
                             data: data.into(),
                         },
@@ -488,7 +488,7 @@ async fn every_inbound_kind_becomes_its_event() {
     } = telegram
         .click(
             user,
-            Click::Keyboard {
+            UserClick::Keyboard {
                 message_id: keyboard,
                 text: "Track my order".into(),
                 location: None,

@@ -14,7 +14,9 @@ use telegate::api::socket;
 use telegate::config::ApiConfig;
 use telegate::queue::Queue;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
-use telegate::sandbox::telegram::{AccountId, ChatFault, Media, NewUser, TgError, UserMessage};
+use telegate::sandbox::telegram::{
+    AccountId, ChatFault, NewUser, StoredMedia, TgError, UserMessage,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -398,7 +400,7 @@ where
 struct Seen {
     from_bot: bool,
     text: String,
-    media: Option<Media>,
+    media: Option<StoredMedia>,
     has_markup: bool,
 }
 
@@ -406,8 +408,10 @@ impl Seen {
     /// `photo url` or `document url mime`, or `text`.
     fn kind(&self) -> String {
         match &self.media {
-            Some(Media::Photo { url, .. }) => format!("photo {}", url.as_deref().unwrap_or("")),
-            Some(Media::Document { url, mime_type, .. }) => {
+            Some(StoredMedia::Photo { url, .. }) => {
+                format!("photo {}", url.as_deref().unwrap_or(""))
+            }
+            Some(StoredMedia::Document { url, mime_type, .. }) => {
                 format!("document {} {mime_type}", url.as_deref().unwrap_or(""))
             }
             Some(other) => format!("{other:?}"),
@@ -703,7 +707,7 @@ async fn sigkill_in_the_middle_of_a_multi_part_job_loses_and_repeats_nothing() {
         .bot_messages()
         .iter()
         .map(|seen| match &seen.media {
-            Some(Media::Photo { url, .. }) => url.clone().unwrap_or_default(),
+            Some(StoredMedia::Photo { url, .. }) => url.clone().unwrap_or_default(),
             other => panic!("not a photo: {other:?}"),
         })
         .collect();

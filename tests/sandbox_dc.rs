@@ -12,8 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grammers_client::{InvocationError, tl};
-use sandbox_dc_support::{Keys, TestClient, config, key};
-use telegate::sandbox::dc::{Dc, auth_key_id};
+use grammers_mtproto::mtp::Deserialization;
+use sandbox_dc_support::{
+    Keys, RawClient, TestClient, config, dc_parts, get_self, get_self_over, init_connection, key,
+};
+use telegate::sandbox::dc::transport;
+use telegate::sandbox::dc::{Dc, DcLimits, Traffic, auth_key_id};
 use telegate::sandbox::{AuthKeyBytes, Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
 use tl::{Identifiable, Serializable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,6 +82,10 @@ impl Service for Shared {
                         .to_bytes(),
                     )
                 }
+                // The caller's own user, as an empty user with a known id.
+                tl::functions::users::GetUsers::CONSTRUCTOR_ID => RpcOutcome::Ok(
+                    vec![tl::enums::User::Empty(tl::types::UserEmpty { id: SELF_ID })].to_bytes(),
+                ),
                 tl::functions::help::GetNearestDc::CONSTRUCTOR_ID => RpcOutcome::Err {
                     code: 420,
                     message: "FLOOD_WAIT_3".into(),
@@ -107,33 +115,44 @@ impl Service for Shared {
     }
 }
 
+/// What `users.getUsers([inputUserSelf])` answers in these tests.
+const SELF_ID: i64 = 4242;
+
 /// A DC on a free loopback port that knows the keys made from `seeds`.
 struct Sandbox {
     dc: Dc,
     service: Arc<TestService>,
     outbox: Arc<Outbox>,
     faults: Arc<Faults>,
+    traffic: Arc<Traffic>,
 }
 
 impl Sandbox {
     async fn start(seeds: &[u8]) -> Sandbox {
+        Sandbox::with_limits(seeds, DcLimits::default()).await
+    }
+
+    async fn with_limits(seeds: &[u8], limits: DcLimits) -> Sandbox {
         let service = Arc::new(TestService::default());
-        let outbox = Arc::new(Outbox::default());
-        let faults = Arc::new(Faults::default());
-        let dc = Dc::bind(
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        let mut parts = dc_parts(
             Arc::new(Shared(Arc::clone(&service))),
             Arc::new(Keys::from_seeds(seeds)),
-            Arc::clone(&outbox),
-            Arc::clone(&faults),
-        )
-        .await
-        .expect("bind on loopback");
+        );
+        parts.limits = limits;
+        let (outbox, faults, traffic) = (
+            Arc::clone(&parts.outbox),
+            Arc::clone(&parts.faults),
+            Arc::clone(&parts.traffic),
+        );
+        let dc = Dc::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), parts)
+            .await
+            .expect("bind on loopback");
         Sandbox {
             dc,
             service,
             outbox,
             faults,
+            traffic,
         }
     }
 
@@ -374,7 +393,9 @@ async fn an_unknown_key_gets_telegrams_404() {
     socket.write_all(&packet(0, &payload)).await.unwrap();
     let mut reply = Vec::new();
     within(socket.read_to_end(&mut reply)).await.unwrap();
-    assert_eq!(reply, (-404i32).to_le_bytes());
+    // On the full transport Telegram repeats the code where seq and the
+    // payload would be.
+    assert_eq!(reply, (-404i32).to_le_bytes().repeat(3));
 }
 
 #[tokio::test]
@@ -473,4 +494,134 @@ async fn ping_delay_disconnect_gets_a_pong_and_sets_the_idle_limit() {
     let mut rest = Vec::new();
     within(socket.read_to_end(&mut rest)).await.unwrap();
     assert!(rest.is_empty());
+}
+
+fn expect_self(users: Vec<tl::enums::User>) {
+    assert_eq!(
+        users,
+        vec![tl::enums::User::Empty(tl::types::UserEmpty { id: SELF_ID })]
+    );
+}
+
+/// The `rpc_result` body in one packet of results.
+fn only_result(results: &[Deserialization]) -> Vec<u8> {
+    match results {
+        [Deserialization::RpcResult(result)] => result.body.clone(),
+        other => panic!("expected one rpc_result, got {} messages", other.len()),
+    }
+}
+
+#[tokio::test]
+async fn every_transport_serves_init_connection_and_get_users() {
+    use grammers_mtproto::transport::{Abridged, Full, Intermediate, Obfuscated};
+    let sandbox = Sandbox::start(&[1]).await;
+    let addr = sandbox.dc.local_addr();
+    expect_self(
+        within(get_self_over(Abridged::new(), addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    expect_self(
+        within(get_self_over(Intermediate::new(), addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    expect_self(
+        within(get_self_over(Full::new(), addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    let obfuscated = Obfuscated::new(Abridged::new());
+    expect_self(
+        within(get_self_over(obfuscated, addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    let obfuscated = Obfuscated::new(Intermediate::new());
+    expect_self(
+        within(get_self_over(obfuscated, addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    // grammers has no padded intermediate: framed by the sandbox's codec.
+    let padded = Box::new(transport::PaddedIntermediate);
+    let mut raw = RawClient::connect(addr, key(1), &[0xdd; 4], padded).await;
+    raw.send(&[init_connection(get_self()).to_bytes()])
+        .await
+        .unwrap();
+    let body = only_result(&within(raw.next_results()).await);
+    expect_self(<Vec<tl::enums::User> as tl::Deserializable>::from_bytes(&body).unwrap());
+
+    let counts = sandbox.traffic.counts();
+    for name in [
+        "abridged",
+        "intermediate",
+        "full",
+        "obfuscated_abridged",
+        "obfuscated_intermediate",
+        "padded_intermediate",
+    ] {
+        assert_eq!(
+            counts.connections_by_transport.get(name),
+            Some(&1),
+            "{name}"
+        );
+    }
+    assert_eq!(counts.connections_by_dc.get(&2), Some(&6));
+}
+
+#[tokio::test]
+async fn transport_errors_are_framed_per_transport() {
+    use grammers_mtproto::transport::{Abridged, Error, Full, Intermediate, Obfuscated};
+    use grammers_mtsender::InvocationError as SenderError;
+    let sandbox = Sandbox::start(&[1]).await;
+    let addr = sandbox.dc.local_addr();
+    let is_404 = |result: Result<Vec<tl::enums::User>, SenderError>| {
+        assert!(
+            matches!(
+                result,
+                Err(SenderError::Transport(Error::BadStatus { status: 404 }))
+            ),
+            "{result:?}"
+        );
+    };
+    is_404(within(get_self_over(Abridged::new(), addr, key(9))).await);
+    is_404(within(get_self_over(Intermediate::new(), addr, key(9))).await);
+    is_404(within(get_self_over(Full::new(), addr, key(9))).await);
+    is_404(
+        within(get_self_over(
+            Obfuscated::new(Abridged::new()),
+            addr,
+            key(9),
+        ))
+        .await,
+    );
+    is_404(
+        within(get_self_over(
+            Obfuscated::new(Intermediate::new()),
+            addr,
+            key(9),
+        ))
+        .await,
+    );
+    assert_eq!(
+        sandbox.traffic.counts().refused.get("unknown_auth_key"),
+        Some(&5)
+    );
+}
+
+#[tokio::test]
+async fn a_quick_ack_comes_before_the_answer() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    let mut packet = raw.packet(&[tl::functions::Ping { ping_id: 5 }.to_bytes()]);
+    packet[3] |= 0x80; // the length's top bit asks for a quick ack
+    raw.socket.write_all(&packet).await.unwrap();
+    let mut ack = [0u8; 4];
+    within(raw.socket.read_exact(&mut ack)).await.unwrap();
+    assert_ne!(u32::from_le_bytes(ack) & 0x8000_0000, 0, "{ack:02x?}");
+    let pong = only_result(&within(raw.next_results()).await);
+    let tl::enums::Pong::Pong(pong) =
+        <tl::enums::Pong as tl::Deserializable>::from_bytes(&pong).unwrap();
+    assert_eq!(pong.ping_id, 5);
 }

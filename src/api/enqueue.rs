@@ -24,10 +24,9 @@ use crate::bots::Caller;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
+use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
-/// The longest `?wait=` in seconds.
-pub const MAX_WAIT_SECS: f64 = 60.0;
 /// The longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The request header naming an idempotent enqueue.
@@ -44,6 +43,8 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
+    /// Those messages' requests, in `outgoing`'s stored form.
+    pub wire: Vec<u8>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -78,25 +79,42 @@ pub struct Enqueue<'a> {
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    Validated::new(request.destination(), JobKind::Interactive, &request, 1)
+    let requests = outgoing::interactive(&request);
+    Validated::new(
+        request.destination(),
+        JobKind::Interactive,
+        &request,
+        &requests,
+    )
 }
 
 impl Validated {
     /// A job of `kind` for `chat` whose normalized payload is `request`,
-    /// making `parts` Telegram messages.
+    /// sending `requests` (one Telegram message each).
     pub fn new(
         chat: ChatId,
         kind: JobKind,
         request: &impl serde::Serialize,
-        parts: u16,
+        requests: &[Outgoing],
     ) -> Result<Self, ApiError> {
         let payload = serde_json::to_string(request)
             .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        let parts = u16::try_from(requests.len())
+            .ok()
+            .filter(|&parts| parts > 0)
+            .ok_or_else(|| {
+                ApiError::rejected(format!(
+                    "the request makes {} messages; a job sends 1 to {}",
+                    requests.len(),
+                    u16::MAX
+                ))
+            })?;
         Ok(Validated {
             chat,
             kind,
             payload,
             parts,
+            wire: outgoing::encode(requests),
         })
     }
 }
@@ -146,7 +164,7 @@ impl Enqueue<'_> {
         let (api, request_id) = (self.api, self.request_id);
         let query = Query::parse(query.as_deref(), &["wait"])?;
         let bot = self.bot(&query)?;
-        let wait = wait(&query)?;
+        let wait = query.wait()?;
         enqueue(api, request_id, bot, wait, headers, body, validate).await
     }
 }
@@ -171,6 +189,7 @@ async fn enqueue(
         payload: validated.payload,
         parts: validated.parts,
         idempotency_key,
+        wire: Some(validated.wire),
     };
     let enqueued = api.queue.enqueue(job).await?;
     let mut response = match wait {
@@ -183,22 +202,6 @@ async fn enqueue(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// `?wait=SECONDS`: a number from 0 to [`MAX_WAIT_SECS`].
-fn wait(query: &Query) -> Result<Option<Duration>, ApiError> {
-    let Some(raw) = query.get("wait") else {
-        return Ok(None);
-    };
-    let secs: f64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid("query parameter `wait` must be a number of seconds"))?;
-    if !(0.0..=MAX_WAIT_SECS).contains(&secs) {
-        return Err(ApiError::rejected(format!(
-            "query parameter `wait` must be between 0 and {MAX_WAIT_SECS} seconds"
-        )));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.

@@ -125,17 +125,8 @@ fn filter(query: Query) -> Result<JobFilter, ApiError> {
                 .map_err(|e| ApiError::invalid(format!("query parameter `state`: {e}")))
         })
         .transpose()?;
-    let after = query.integer("after")?.map(JobId::new);
-    let limit = match query.integer("limit")? {
-        None => None,
-        Some(n) if (1..=JobFilter::MAX_LIMIT as i64).contains(&n) => Some(n as usize),
-        Some(_) => {
-            return Err(ApiError::rejected(format!(
-                "query parameter `limit` must be between 1 and {}",
-                JobFilter::MAX_LIMIT
-            )));
-        }
-    };
+    let after = Some(JobId::new(query.after()?));
+    let limit = Some(query.limit(JobFilter::DEFAULT_LIMIT, JobFilter::MAX_LIMIT)?);
     Ok(JobFilter {
         bot: None,
         state,

@@ -28,11 +28,13 @@ pub mod auth;
 mod bots;
 mod callbacks;
 pub mod client;
+mod contract;
 pub mod enqueue;
 mod events;
 pub mod jobs;
 mod media;
 mod messages;
+mod protocol;
 mod query;
 pub mod request_id;
 pub mod socket;
@@ -170,7 +172,7 @@ pub async fn serve_services(
 ) -> io::Result<()> {
     let (stop, mut stopping) = watch::channel(false);
     let app = router_for(services, config, stopping.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(protocol::Guarded(listener), app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop.send(true);
     });

@@ -25,7 +25,7 @@ use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
 use crate::sandbox::telegram::{
-    AccountId, DC_ID, NewUser, SandboxError, Telegram as SandboxTelegram, UserMessage,
+    AccountId, DC_ID, FakeTelegram, NewUser, SandboxError, UserMessage,
 };
 use crate::session::{SessionError, SessionStore};
 
@@ -47,6 +47,10 @@ pub struct SandboxArgs {
     /// BOT_RESPONSE_TIMEOUT.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub callback_timeout_ms: u64,
+    /// Start with Telegram's rate limits off (as `POST /faults
+    /// {"limits": false}` would turn them, but before any client connects).
+    #[arg(long)]
+    pub no_limits: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,9 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     })
     .await
     .map_err(SandboxCliError::from)?;
+    if args.no_limits {
+        sandbox.telegram().set_limits_enabled(false);
+    }
     write_worker_files(&dir, &sandbox)?;
     info!(
         dc_addr = %sandbox.dc_addr(),
@@ -109,7 +116,7 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
 
 /// The user to try the sandbox with: on first start (no users yet) a new one
 /// who has written to the bot, so the bot may write back.
-fn demo_user(telegram: &SandboxTelegram) -> Result<Option<AccountId>, SandboxCliError> {
+fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliError> {
     if !telegram.users().is_empty() {
         return Ok(None);
     }

@@ -36,6 +36,8 @@ pub use job::{
 };
 pub use read::{JobFilter, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
+#[cfg(test)]
+pub(crate) use schema::migrate_to;
 
 use store::Readers;
 use writer::Writer;
@@ -244,8 +246,8 @@ fn insert(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
-                               attempts, not_before, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7)
+                               attempts, not_before, created_at, updated_at, wire)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, ?8)
              ON CONFLICT (bot, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -256,6 +258,7 @@ fn insert(
             job.payload,
             job.idempotency_key,
             now.as_millis(),
+            job.wire,
         ])?;
     if inserted == 0 {
         return first_with_key(conn, job);

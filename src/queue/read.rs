@@ -31,8 +31,19 @@ impl JobFilter {
     }
 }
 
-const JOB_COLUMNS: &str = "id, request_id, bot, chat, kind, payload, state, attempts, not_before, \
-     error_code, error_text, error_name, idempotency_key, created_at, updated_at";
+/// The columns [`job_from_row`] reads, as a literal for `concat!` (so
+/// every statement is a `&'static str`, prepared once per connection).
+macro_rules! job_columns {
+    () => {
+        "id, request_id, bot, chat, kind, payload, state, attempts, not_before, \
+         error_code, error_text, error_name, idempotency_key, created_at, updated_at, wire"
+    };
+    (j) => {
+        "j.id, j.request_id, j.bot, j.chat, j.kind, j.payload, j.state, j.attempts, \
+         j.not_before, j.error_code, j.error_text, j.error_name, j.idempotency_key, \
+         j.created_at, j.updated_at, j.wire"
+    };
+}
 
 fn bad_column(index: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, message.into())
@@ -72,6 +83,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         idempotency_key: row.get(12)?,
         created_at: Timestamp::from_millis(row.get(13)?),
         updated_at: Timestamp::from_millis(row.get(14)?),
+        wire: row.get(15)?,
     })
 }
 
@@ -95,9 +107,9 @@ fn with_parts(conn: &Connection, mut job: Job) -> Result<Job, QueueError> {
 
 /// One job with its parts, if it exists.
 pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    const SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
     let job = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row([id.get()], job_from_row)
         .optional()?;
     job.map(|job| with_parts(conn, job)).transpose()
@@ -105,16 +117,17 @@ pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
 
 /// Jobs in id order, as `filter` says.
 pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE (?1 IS NULL OR state = ?1) AND id > ?2 AND (?4 IS NULL OR bot = ?4)
-         ORDER BY id LIMIT ?3"
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND id > ?2 AND (?4 IS NULL OR bot = ?4)
+          ORDER BY id LIMIT ?3"
     );
     let state = filter.state.map(JobState::as_str);
     let after = filter.after.map_or(0, JobId::get);
     let limit = i64::try_from(filter.limit()).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_map(params![state, after, limit, filter.bot], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
@@ -124,7 +137,9 @@ pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueErro
 /// of bot `?1`. A skip-scan over the partial index `jobs_active` (bot, chat,
 /// id): one seek per chat, so the cost grows with the bot's chats, not with
 /// waiting jobs or other bots.
-const LINE_HEADS: &str = "
+macro_rules! line_heads {
+    () => {
+        "
     WITH RECURSIVE lines(chat) AS (
         SELECT min(chat) FROM jobs INDEXED BY jobs_active
         WHERE bot = ?1 AND state IN ('queued', 'sending')
@@ -136,10 +151,9 @@ const LINE_HEADS: &str = "
         SELECT (SELECT min(id) FROM jobs INDEXED BY jobs_active
                 WHERE bot = ?1 AND state IN ('queued', 'sending') AND chat = lines.chat)
         FROM lines WHERE lines.chat IS NOT NULL
-    )";
-
-/// The hold on the whole of job `j`'s bot.
-const BOT_HOLD: &str = "coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0)";
+    )"
+    };
+}
 
 /// The first queued job of every chat whose line is free (nothing of that
 /// chat in `sending`) and that may go out at `now`, oldest first. (`CROSS
@@ -151,19 +165,20 @@ pub fn due(
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Job>, QueueError> {
-    let columns = prefixed_columns();
-    let sql = format!(
-        "{LINE_HEADS}
-         SELECT {columns} FROM heads CROSS JOIN jobs AS j ON j.id = heads.id
+    const SQL: &str = concat!(
+        line_heads!(),
+        " SELECT ",
+        job_columns!(j),
+        " FROM heads CROSS JOIN jobs AS j ON j.id = heads.id
          LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
          WHERE j.state = 'queued' AND j.not_before <= ?2
            AND coalesce(c.not_before, 0) <= ?2
-           AND {BOT_HOLD} <= ?2
+           AND coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0) <= ?2
          ORDER BY j.id LIMIT ?3"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_map(params![bot, now.as_millis(), limit], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
@@ -173,18 +188,19 @@ pub fn due(
 /// oldest active job of its chat, its own and any hold over. A few index
 /// seeks, however many chats wait.
 pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
-    let sql = format!(
-        "SELECT {columns} FROM jobs AS j
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(j),
+        " FROM jobs AS j
          LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
          WHERE j.id = ?1 AND j.state = 'queued' AND j.not_before <= ?2
            AND coalesce(c.not_before, 0) <= ?2
-           AND {BOT_HOLD} <= ?2
+           AND coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0) <= ?2
            AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                       WHERE bot = j.bot AND state IN ('queued', 'sending') AND chat = j.chat)",
-        columns = prefixed_columns()
+                       WHERE bot = j.bot AND state IN ('queued', 'sending') AND chat = j.chat)"
     );
     let job = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row(params![id.get(), now.as_millis()], job_from_row)
         .optional()?;
     job.map(|job| with_parts(conn, job)).transpose()
@@ -197,12 +213,14 @@ pub fn queued_since(
     bot: &str,
     cutoff: Timestamp,
 ) -> Result<Vec<Job>, QueueError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_by_state
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs INDEXED BY jobs_by_state
          WHERE state = 'queued' AND created_at <= ?1 AND bot = ?2 ORDER BY id"
     );
     let found = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_map(params![cutoff.as_millis(), bot], job_from_row)?
         .collect::<Result<_, _>>()?;
     Ok(found)
@@ -249,21 +267,13 @@ pub fn next_due_of_chat(
     }
 }
 
-fn prefixed_columns() -> String {
-    JOB_COLUMNS
-        .split(", ")
-        .map(|column| format!("j.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// When the next job may go out, counting holds: `None` when nothing waits
 /// (or every waiting chat has a job in `sending`). SQLite's two-argument
 /// `max` is NULL when the aggregate found no row.
 pub fn next_due_at(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, QueueError> {
-    let sql = format!(
-        "{LINE_HEADS}
-         SELECT max(
+    const SQL: &str = concat!(
+        line_heads!(),
+        " SELECT max(
              min(max(j.not_before, coalesce(c.not_before, 0))),
              coalesce((SELECT not_before FROM holds WHERE bot = ?1 AND chat = 0), 0))
          FROM heads JOIN jobs AS j ON j.id = heads.id
@@ -271,7 +281,7 @@ pub fn next_due_at(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, Qu
          WHERE j.state = 'queued'"
     );
     let at: Option<i64> = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row([bot], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
 }

@@ -32,9 +32,10 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
 use super::Faults;
+use super::dc::Traffic;
 use super::telegram::{
-    AccountId, ChatFault, Click, NewUser, Pressed, SandboxError, Telegram, TgError, UserMessage,
-    to_hex,
+    AccountId, ChatFault, FakeTelegram, NewUser, Pressed, SandboxError, TgError, UserClick,
+    UserMessage, to_hex,
 };
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
@@ -44,8 +45,9 @@ const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 /// What the control API works on.
 #[derive(Clone)]
 pub struct Control {
-    pub telegram: Telegram,
+    pub telegram: FakeTelegram,
     pub faults: Arc<Faults>,
+    pub traffic: Arc<Traffic>,
     pub dc_addr: SocketAddr,
 }
 
@@ -106,7 +108,7 @@ impl From<SandboxError> for Failure {
     }
 }
 
-type Answer = Result<Response, Failure>;
+type ControlReply = Result<Response, Failure>;
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     serde_json::from_slice(body)
@@ -133,7 +135,7 @@ struct CreateUser {
     username: Option<String>,
 }
 
-async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
+async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: CreateUser = parse(&body)?;
     let created = control.telegram.create_user(NewUser {
         id: request.id,
@@ -148,7 +150,7 @@ async fn create_user(State(control): State<Control>, body: Bytes) -> Answer {
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list_users(State(control): State<Control>) -> Answer {
+async fn list_users(State(control): State<Control>) -> ControlReply {
     Ok(axum::Json(control.telegram.users()).into_response())
 }
 
@@ -262,7 +264,7 @@ async fn user_message(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
-) -> Answer {
+) -> ControlReply {
     let user = user_id(&id)?;
     let body = parse::<SendBody>(&body)?;
     let reply_to = body.reply_to;
@@ -284,11 +286,11 @@ async fn click(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
-) -> Answer {
+) -> ControlReply {
     let user = user_id(&id)?;
     let request: ClickBody = parse(&body)?;
     let click = match (request.data, request.text) {
-        (Some(data), None) => Click::Callback {
+        (Some(data), None) => UserClick::Callback {
             message_id: request.message_id,
             data: data.into_bytes(),
         },
@@ -296,7 +298,7 @@ async fn click(
             if let Some(l) = &request.location {
                 check_coordinates(l)?;
             }
-            Click::Keyboard {
+            UserClick::Keyboard {
                 message_id: request.message_id,
                 text,
                 location: request.location.map(|l| (l.latitude, l.longitude)),
@@ -321,7 +323,7 @@ async fn click(
     Ok(axum::Json(body).into_response())
 }
 
-async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> Answer {
+async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
     let user = user_id(&id)?;
     Ok(axum::Json(control.telegram.chat(user)?).into_response())
 }
@@ -362,7 +364,7 @@ fn check_error_name(name: &str) -> Result<(), Failure> {
     }
 }
 
-async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
+async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: FaultsBody = parse(&body)?;
     // Check everything before changing anything.
     if request.user_id.is_some() && request.error.is_none() {
@@ -416,11 +418,11 @@ async fn faults(State(control): State<Control>, body: Bytes) -> Answer {
     Ok(axum::Json(body).into_response())
 }
 
-async fn stats(State(control): State<Control>) -> Answer {
+async fn stats(State(control): State<Control>) -> ControlReply {
     Ok(axum::Json(control.telegram.stats()).into_response())
 }
 
-async fn dc(State(control): State<Control>) -> Answer {
+async fn dc(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "dc_id": super::telegram::DC_ID,
         "host": control.dc_addr.ip().to_string(),
@@ -429,7 +431,7 @@ async fn dc(State(control): State<Control>) -> Answer {
     Ok(axum::Json(body).into_response())
 }
 
-async fn bot(State(control): State<Control>) -> Answer {
+async fn bot(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "id": control.telegram.bot_id(),
         "username": super::telegram::BOT_USERNAME,

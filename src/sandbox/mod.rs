@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod dc;
+mod faults;
 pub mod server;
 pub mod state_file;
 pub mod telegram;
@@ -23,10 +24,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+pub use faults::{Faults, InjectedError};
 
 /// Who is calling: the auth key the request was encrypted with. The
 /// `telegram` half maps keys to accounts (the bot, or a user client).
@@ -100,42 +101,5 @@ impl Outbox {
         self.connections
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Transport faults the control API can inject and the `dc` half obeys.
-pub struct Faults {
-    latency_ms: AtomicU64,
-    drops: watch::Sender<u64>,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            latency_ms: AtomicU64::new(0),
-            drops: watch::channel(0).0,
-        }
-    }
-}
-
-impl Faults {
-    /// Closes every live connection now (clients reconnect on their next call).
-    pub fn drop_connections(&self) {
-        self.drops.send_modify(|generation| *generation += 1);
-    }
-
-    /// Changes whenever [`Faults::drop_connections`] is called.
-    pub fn drops(&self) -> watch::Receiver<u64> {
-        self.drops.subscribe()
-    }
-
-    /// Delay added before each reply the DC sends.
-    pub fn set_latency(&self, latency: Duration) {
-        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.latency_ms.store(ms, Ordering::Relaxed);
-    }
-
-    pub fn latency(&self) -> Duration {
-        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
     }
 }

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::Dc;
+use super::dc::{Dc, DcLimits, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
-use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, Telegram, World};
+use super::telegram::{DC_ID, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
 
@@ -55,7 +55,7 @@ pub enum StartError {
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
 /// file gets its last write; dropping it stops the DC too.
 pub struct Sandbox {
-    telegram: Telegram,
+    telegram: FakeTelegram,
     faults: Arc<Faults>,
     dc: Dc,
     dc_addr: SocketAddrV4,
@@ -75,13 +75,23 @@ impl Sandbox {
         };
         let outbox = Arc::new(Outbox::default());
         let faults = Arc::new(Faults::default());
-        let telegram = Telegram::new(world, Arc::clone(&outbox));
+        let telegram = FakeTelegram::new(world, Arc::clone(&outbox));
         telegram.set_callback_timeout(options.callback_timeout);
 
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
         let service: Arc<dyn Service> = Arc::new(telegram.clone());
         let keys: Arc<dyn KeyRing> = Arc::new(telegram.clone());
-        let dc = Dc::bind(addr, service, keys, outbox, Arc::clone(&faults))
+        let traffic = Arc::new(Traffic::default());
+        let parts = DcParts {
+            dc_id: DC_ID,
+            service,
+            keys,
+            outbox,
+            faults: Arc::clone(&faults),
+            traffic: Arc::clone(&traffic),
+            limits: DcLimits::default(),
+        };
+        let dc = Dc::bind(addr, parts)
             .await
             .map_err(|source| StartError::Dc {
                 port: options.port,
@@ -109,6 +119,7 @@ impl Sandbox {
             let control = Control {
                 telegram: telegram.clone(),
                 faults,
+                traffic,
                 dc_addr: SocketAddr::V4(dc_addr),
             };
             sandbox.control_task = Some(tokio::spawn(control::serve(
@@ -125,7 +136,7 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    pub fn telegram(&self) -> &Telegram {
+    pub fn telegram(&self) -> &FakeTelegram {
         &self.telegram
     }
 

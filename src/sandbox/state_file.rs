@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::telegram::{Telegram, World};
+use super::telegram::{FakeTelegram, World};
 use crate::private_file;
 
 pub const FILE_NAME: &str = "sandbox.json";
@@ -103,7 +103,7 @@ impl StateFile {
     /// the last one's error is returned.
     pub async fn keep_saved(
         self,
-        telegram: Telegram,
+        telegram: FakeTelegram,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), StateFileError> {
         tokio::pin!(shutdown);
@@ -155,7 +155,8 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::in_dir(dir.path());
-        let telegram = Telegram::new(file.load_or_create().unwrap(), Arc::new(Outbox::default()));
+        let telegram =
+            FakeTelegram::new(file.load_or_create().unwrap(), Arc::new(Outbox::default()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let saver = tokio::spawn(file.clone().keep_saved(telegram.clone(), async {
             let _ = stopped.await;

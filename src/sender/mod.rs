@@ -509,6 +509,7 @@ mod tests {
             idempotency_key: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
+            wire: None,
         }
     }
 

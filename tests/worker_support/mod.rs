@@ -111,38 +111,7 @@ impl World {
     /// Enqueues `texts` in order (per user), over a few connections at once;
     /// returns the job ids in the same order.
     pub async fn enqueue_all(&self, jobs: &[(AccountId, String)]) -> Vec<i64> {
-        const CONNECTIONS: usize = 8;
-        let mut lanes: Vec<Vec<(usize, AccountId, String)>> = vec![Vec::new(); CONNECTIONS];
-        for (index, (user, text)) in jobs.iter().enumerate() {
-            let lane = usize::try_from(*user).unwrap() % CONNECTIONS;
-            lanes[lane].push((index, *user, text.clone()));
-        }
-        let tasks: Vec<_> = lanes
-            .into_iter()
-            .map(|lane| {
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    let mut connection = client.connect().await.unwrap();
-                    let mut ids = Vec::new();
-                    for (index, user, text) in lane {
-                        let answer = connection
-                            .post(INTERACTIVE, &[], body(user, &text))
-                            .await
-                            .unwrap();
-                        assert_eq!(answer.status, 202, "{:?}", answer.body);
-                        ids.push((index, answer.json().unwrap()["job_id"].as_i64().unwrap()));
-                    }
-                    ids
-                })
-            })
-            .collect();
-        let mut ids = vec![0; jobs.len()];
-        for task in tasks {
-            for (index, id) in task.await.unwrap() {
-                ids[index] = id;
-            }
-        }
-        ids
+        post_all(&self.client, jobs).await
     }
 
     pub async fn job(&self, id: i64) -> Value {
@@ -228,6 +197,46 @@ impl World {
         }
         self.sandbox.shutdown().await.unwrap();
     }
+}
+
+/// Connections [`post_all`] spreads its jobs over.
+pub const CONNECTIONS: usize = 8;
+
+/// Posts `jobs` to the socket of `client` in order (per user) over
+/// [`CONNECTIONS`] keep-alive connections at once (a user's jobs on one of
+/// them); returns the job ids in the same order.
+pub async fn post_all(client: &Client, jobs: &[(AccountId, String)]) -> Vec<i64> {
+    let mut lanes: Vec<Vec<(usize, AccountId, String)>> = vec![Vec::new(); CONNECTIONS];
+    for (index, (user, text)) in jobs.iter().enumerate() {
+        let lane = usize::try_from(*user).unwrap() % CONNECTIONS;
+        lanes[lane].push((index, *user, text.clone()));
+    }
+    let tasks: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut connection = client.connect().await.unwrap();
+                let mut ids = Vec::new();
+                for (index, user, text) in lane {
+                    let answer = connection
+                        .post(INTERACTIVE, &[], body(user, &text))
+                        .await
+                        .unwrap();
+                    assert_eq!(answer.status, 202, "{:?}", answer.body);
+                    ids.push((index, answer.json().unwrap()["job_id"].as_i64().unwrap()));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = vec![0; jobs.len()];
+    for task in tasks {
+        for (index, id) in task.await.unwrap() {
+            ids[index] = id;
+        }
+    }
+    ids
 }
 
 /// A minimal interactive job for `user`.

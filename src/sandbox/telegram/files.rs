@@ -7,7 +7,7 @@
 
 use grammers_tl_types as tl;
 
-use super::store::{Media, World};
+use super::world::{StoredMedia, World};
 use super::{TgError, render};
 
 /// Telegram's largest `upload.getFile` chunk.
@@ -31,13 +31,13 @@ fn find(world: &World, id: i64, access_hash: i64) -> Option<i64> {
         .values()
         .filter_map(|m| m.media.as_ref())
         .find_map(|media| match media {
-            Media::Photo {
+            StoredMedia::Photo {
                 id: i,
                 access_hash: h,
                 size,
                 ..
             }
-            | Media::Document {
+            | StoredMedia::Document {
                 id: i,
                 access_hash: h,
                 size,

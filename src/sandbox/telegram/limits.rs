@@ -71,7 +71,7 @@ pub enum ChatKind {
 
 /// The bot-wide bucket plus one bucket per chat.
 #[derive(Debug)]
-pub struct Limits {
+pub struct FloodRules {
     enabled: bool,
     bot_rate: Rate,
     private_rate: Rate,
@@ -80,15 +80,15 @@ pub struct Limits {
     chats: HashMap<ChatKind, Bucket>,
 }
 
-impl Default for Limits {
+impl Default for FloodRules {
     fn default() -> Self {
-        Limits::new(Rate::BOT, Rate::PRIVATE_CHAT, Rate::GROUP)
+        FloodRules::new(Rate::BOT, Rate::PRIVATE_CHAT, Rate::GROUP)
     }
 }
 
-impl Limits {
+impl FloodRules {
     pub fn new(bot_rate: Rate, private_rate: Rate, group_rate: Rate) -> Self {
-        Limits {
+        FloodRules {
             enabled: true,
             bot_rate,
             private_rate,
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn private_chat_allows_a_burst_of_three_then_one_a_second() {
         let start = Instant::now();
-        let mut limits = Limits::default();
+        let mut limits = FloodRules::default();
         let chat = ChatKind::Private(7);
         for _ in 0..3 {
             assert_eq!(limits.take(chat, start), Ok(()));
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn bot_wide_limit_spans_chats() {
         let start = Instant::now();
-        let mut limits = Limits::default();
+        let mut limits = FloodRules::default();
         for chat in 0..30 {
             assert_eq!(limits.take(ChatKind::Private(chat), start), Ok(()));
         }
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn group_allows_twenty_a_minute() {
         let start = Instant::now();
-        let mut limits = Limits::default();
+        let mut limits = FloodRules::default();
         let group = ChatKind::Group(-5);
         for i in 0..20 {
             // Spread over a second so the bot-wide bucket never empties.
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn a_refused_send_takes_no_token() {
         let start = Instant::now();
-        let mut limits = Limits::default();
+        let mut limits = FloodRules::default();
         let busy = ChatKind::Private(1);
         for _ in 0..3 {
             limits.take(busy, start).unwrap();
@@ -223,7 +223,7 @@ mod tests {
             burst: 1.0,
             per_second: 0.1,
         };
-        let mut limits = Limits::new(Rate::BOT, slow, Rate::GROUP);
+        let mut limits = FloodRules::new(Rate::BOT, slow, Rate::GROUP);
         let chat = ChatKind::Private(1);
         limits.take(chat, start).unwrap();
         assert_eq!(limits.take(chat, at(start, 1)), Err(10));
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn disabled_limits_pass_everything_and_reenabling_starts_full() {
         let start = Instant::now();
-        let mut limits = Limits::default();
+        let mut limits = FloodRules::default();
         limits.set_enabled(false);
         for _ in 0..1000 {
             assert_eq!(limits.take(ChatKind::Private(1), start), Ok(()));

@@ -4,23 +4,23 @@
 //! Everything lives in one [`World`] behind one lock: it is small, and a
 //! single lock makes each RPC atomic, so pts are handed out and pushed in one
 //! order. Nothing awaits while holding it. Files by concept: `accounts`
-//! (keys, tokens), `store` (chats, messages, pts), `updates` (pushes and
+//! (keys, tokens), `world` (chats, messages, pts), `updates` (pushes and
 //! `getDifference`), `limits` (flood limits), `markup` (keyboards),
-//! `messages` (sending rules), `callbacks` (button clicks), `files` (media
+//! `sending` (sending rules), `queries` (button clicks), `files` (media
 //! content), `users` (simulated users), `render` (TL objects), `rpc`
 //! (dispatch).
 
 mod accounts;
-mod callbacks;
 mod files;
 mod limits;
 mod markup;
-mod messages;
+mod queries;
 mod render;
 mod rpc;
-mod store;
+mod sending;
 mod updates;
 mod users;
+mod world;
 
 pub use render::config;
 
@@ -32,18 +32,18 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
-pub use callbacks::{Answer, ClickOutcome};
 pub use files::content as file_content;
-pub use limits::{ChatKind, Limits, Rate};
-pub use messages::UserMessage;
+pub use limits::{ChatKind, FloodRules, Rate};
+pub use queries::{BotAnswer, ClickOutcome};
 pub use render::DC_ID;
-pub use store::{BOT_ID, BOT_USERNAME, Media, World};
-pub use users::{Click, Pressed};
+pub use sending::UserMessage;
+pub use users::{Pressed, UserClick};
+pub use world::{BOT_ID, BOT_USERNAME, StoredMedia, World};
 
 use crate::sandbox::{AuthKeyBytes, Caller, KeyRing, Outbox, RpcFuture, Service};
 use accounts::{KeyRecord, Profile};
-use callbacks::Callbacks;
-use store::{ChatState, UserRecord};
+use queries::Callbacks;
+use world::{ChatState, UserRecord};
 
 /// How long a click waits for the bot's answer by default (Telegram's apps
 /// give up after about 10 s).
@@ -166,7 +166,7 @@ impl SandboxError {
 
 struct Inner {
     world: World,
-    limits: Limits,
+    limits: FloodRules,
     callbacks: Callbacks,
     /// Injected send errors by user (`None`: every chat).
     chat_faults: HashMap<Option<AccountId>, ChatFault>,
@@ -183,14 +183,14 @@ struct Shared {
 
 /// The sandbox's Telegram: cheap to clone, one per DC.
 #[derive(Clone)]
-pub struct Telegram(Arc<Shared>);
+pub struct FakeTelegram(Arc<Shared>);
 
-impl Telegram {
+impl FakeTelegram {
     pub fn new(world: World, outbox: Arc<Outbox>) -> Self {
-        Telegram(Arc::new(Shared {
+        FakeTelegram(Arc::new(Shared {
             inner: Mutex::new(Inner {
                 world,
-                limits: Limits::default(),
+                limits: FloodRules::default(),
                 callbacks: Callbacks::default(),
                 chat_faults: HashMap::new(),
                 stats: Stats::default(),
@@ -385,14 +385,14 @@ fn check_username(name: &str) -> Result<(), SandboxError> {
     }
 }
 
-impl Service for Telegram {
+impl Service for FakeTelegram {
     fn call(&self, caller: Caller, request: Vec<u8>) -> RpcFuture {
         let telegram = self.clone();
         Box::pin(async move { telegram.dispatch(caller, request).await })
     }
 }
 
-impl KeyRing for Telegram {
+impl KeyRing for FakeTelegram {
     fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
         self.lock().world.key(auth_key_id).map(|k| k.key)
     }

@@ -9,7 +9,7 @@ use grammers_tl_types as tl;
 use grammers_tl_types::Deserializable;
 
 use super::accounts::{AccountId, Profile};
-use super::store::{Media, StoredMessage};
+use super::world::{StoredMedia, StoredMessage};
 
 /// The DC id the sandbox claims to be (grammers' default home DC).
 pub const DC_ID: i32 = 2;
@@ -164,9 +164,9 @@ fn reply_header(msg_id: i32) -> tl::enums::MessageReplyHeader {
     .into()
 }
 
-pub fn media(media: &Media) -> tl::enums::MessageMedia {
+pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
     match media {
-        Media::Photo {
+        StoredMedia::Photo {
             id,
             access_hash,
             size,
@@ -201,7 +201,7 @@ pub fn media(media: &Media) -> tl::enums::MessageMedia {
             video: None,
         }
         .into(),
-        Media::Document {
+        StoredMedia::Document {
             id,
             access_hash,
             file_name,
@@ -240,7 +240,7 @@ pub fn media(media: &Media) -> tl::enums::MessageMedia {
             ttl_seconds: None,
         }
         .into(),
-        Media::Location {
+        StoredMedia::Location {
             latitude,
             longitude,
         } => tl::types::MessageMediaGeo {
@@ -253,7 +253,7 @@ pub fn media(media: &Media) -> tl::enums::MessageMedia {
             .into(),
         }
         .into(),
-        Media::Contact {
+        StoredMedia::Contact {
             phone_number,
             first_name,
             last_name,
@@ -364,7 +364,7 @@ mod tests {
             to: 6,
             date: 100,
             text: "hello".into(),
-            media: Some(Media::photo(None, "image/jpeg".into(), 10)),
+            media: Some(StoredMedia::photo(None, "image/jpeg".into(), 10)),
             reply_markup: None,
             reply_to: Some(2),
             edit_date: None,

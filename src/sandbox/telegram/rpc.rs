@@ -10,9 +10,9 @@ use grammers_tl_types::{Deserializable, Identifiable, RemoteCall, Serializable};
 use tl::functions;
 
 use super::accounts::AccountId;
-use super::callbacks::Answer;
-use super::messages::{self, Draft};
-use super::{Telegram, TgError, files, markup, render, updates};
+use super::queries::BotAnswer;
+use super::sending::{self, Draft};
+use super::{FakeTelegram, TgError, files, markup, render, updates};
 use crate::sandbox::{Caller, RpcOutcome};
 
 /// Who an auth key is signed in as.
@@ -44,7 +44,7 @@ where
     Ok(value.to_bytes())
 }
 
-impl Telegram {
+impl FakeTelegram {
     pub(super) async fn dispatch(&self, caller: Caller, request: Vec<u8>) -> RpcOutcome {
         let id = request
             .get(..4)
@@ -266,7 +266,7 @@ impl Telegram {
         let peer = self.chat_peer(who, &request.peer)?;
         let draft = Draft {
             text: request.message,
-            media: Some(messages::media_from_input(&request.media)?),
+            media: Some(sending::media_from_input(&request.media)?),
             reply_markup: Self::bot_markup(who, request.reply_markup.as_ref())?,
             reply_to: reply_to(request.reply_to.as_ref()),
             random_id: Some(request.random_id),
@@ -326,7 +326,7 @@ impl Telegram {
         {
             return Err(TgError::bad_request("MESSAGE_TOO_LONG"));
         }
-        let answer = Answer {
+        let answer = BotAnswer {
             message: request.message.clone(),
             alert: request.alert,
             url: request.url.clone(),

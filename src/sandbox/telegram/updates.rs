@@ -13,7 +13,7 @@ use grammers_tl_types::Serializable;
 
 use super::accounts::AccountId;
 use super::render;
-use super::store::{BoxEvent, StoredMessage, World};
+use super::world::{BoxEvent, StoredMessage, World};
 use crate::sandbox::Outbox;
 
 /// At most this many box events per `updates.difference`; the rest come in
@@ -191,13 +191,13 @@ pub fn difference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::telegram::store::BOT_ID;
+    use crate::sandbox::telegram::world::BOT_ID;
 
     fn world_with(messages: usize) -> World {
         let mut world = World::new();
         world.users.insert(
             1_000_001,
-            crate::sandbox::telegram::store::UserRecord {
+            crate::sandbox::telegram::world::UserRecord {
                 profile: crate::sandbox::telegram::accounts::Profile {
                     id: 1_000_001,
                     access_hash: 3,

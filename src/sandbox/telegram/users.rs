@@ -5,16 +5,16 @@ use grammers_tl_types as tl;
 use serde_json::{Value, json};
 
 use super::accounts::{AccountId, to_hex};
-use super::callbacks::ClickOutcome;
-use super::messages::UserMessage;
-use super::{SandboxError, Telegram, markup, render};
+use super::queries::ClickOutcome;
+use super::sending::UserMessage;
+use super::{FakeTelegram, SandboxError, markup, render};
 
 /// Where a location-request button reports the user to be, unless told.
 const DEFAULT_LOCATION: (f64, f64) = (52.5200, 13.4050);
 
 /// A button press by a simulated user.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Click {
+pub enum UserClick {
     /// An inline callback button, by its data.
     Callback { message_id: i32, data: Vec<u8> },
     /// A reply-keyboard button, by its label.
@@ -34,7 +34,7 @@ pub enum Pressed {
     Sent { message_id: i32 },
 }
 
-impl Telegram {
+impl FakeTelegram {
     /// `user` sends a message to the bot, as a reply to `reply_to` if given
     /// — or to the bot's pending force-reply message, as the user's app
     /// does; returns its id.
@@ -89,16 +89,16 @@ impl Telegram {
     }
 
     /// `user` presses a button.
-    pub async fn click(&self, user: AccountId, click: Click) -> Result<Pressed, SandboxError> {
+    pub async fn click(&self, user: AccountId, click: UserClick) -> Result<Pressed, SandboxError> {
         if !self.lock().world.users.contains_key(&user) {
             return Err(SandboxError::UnknownUser(user));
         }
         match click {
-            Click::Callback { message_id, data } => {
+            UserClick::Callback { message_id, data } => {
                 let outcome = self.press_callback(user, message_id, data).await?;
                 Ok(Pressed::Answered(outcome))
             }
-            Click::Keyboard {
+            UserClick::Keyboard {
                 message_id,
                 text,
                 location,

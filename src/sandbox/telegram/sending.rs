@@ -9,8 +9,8 @@ use grammers_tl_types as tl;
 use super::accounts::AccountId;
 use super::limits::ChatKind;
 use super::render;
-use super::store::{BoxEvent, Media, StoredMessage, World};
 use super::updates;
+use super::world::{BoxEvent, StoredMedia, StoredMessage, World};
 use super::{Inner, TgError};
 use crate::sandbox::Outbox;
 
@@ -49,7 +49,7 @@ impl UserMessage {
                 longitude,
             } => (
                 String::new(),
-                Some(Media::Location {
+                Some(StoredMedia::Location {
                     latitude,
                     longitude,
                 }),
@@ -59,23 +59,24 @@ impl UserMessage {
                 first_name,
             } => (
                 String::new(),
-                Some(Media::Contact {
+                Some(StoredMedia::Contact {
                     phone_number,
                     first_name,
                     last_name: String::new(),
                     user_id: sender,
                 }),
             ),
-            UserMessage::Photo { mime_type, size } => {
-                (String::new(), Some(Media::photo(None, mime_type, size)))
-            }
+            UserMessage::Photo { mime_type, size } => (
+                String::new(),
+                Some(StoredMedia::photo(None, mime_type, size)),
+            ),
             UserMessage::Document {
                 file_name,
                 mime_type,
                 size,
             } => (
                 String::new(),
-                Some(Media::document(None, file_name, mime_type, size)),
+                Some(StoredMedia::document(None, file_name, mime_type, size)),
             ),
         };
         Draft {
@@ -91,7 +92,7 @@ impl UserMessage {
 /// A message about to be posted.
 pub(super) struct Draft {
     pub text: String,
-    pub media: Option<Media>,
+    pub media: Option<StoredMedia>,
     /// A validated, serialized boxed `ReplyMarkup`.
     pub reply_markup: Option<Vec<u8>>,
     pub reply_to: Option<i32>,
@@ -124,11 +125,11 @@ pub(super) fn check_content(text: &str, has_media: bool) -> Result<(), TgError> 
 
 /// Turns an `InputMedia` from `sendMedia` into stored media. External URLs
 /// are recorded, never downloaded.
-pub(super) fn media_from_input(input: &tl::enums::InputMedia) -> Result<Media, TgError> {
+pub(super) fn media_from_input(input: &tl::enums::InputMedia) -> Result<StoredMedia, TgError> {
     match input {
         tl::enums::InputMedia::PhotoExternal(photo) => {
             let url = external_url(&photo.url)?;
-            Ok(Media::photo(Some(url), "image/jpeg".into(), 10_240))
+            Ok(StoredMedia::photo(Some(url), "image/jpeg".into(), 10_240))
         }
         tl::enums::InputMedia::DocumentExternal(document) => {
             let url = external_url(&document.url)?;
@@ -139,16 +140,21 @@ pub(super) fn media_from_input(input: &tl::enums::InputMedia) -> Result<Media, T
                 .unwrap_or("file")
                 .to_string();
             let mime_type = mime_for(&file_name).to_string();
-            Ok(Media::document(Some(url), file_name, mime_type, 10_240))
+            Ok(StoredMedia::document(
+                Some(url),
+                file_name,
+                mime_type,
+                10_240,
+            ))
         }
         tl::enums::InputMedia::GeoPoint(geo) => match &geo.geo_point {
-            tl::enums::InputGeoPoint::Point(point) => Ok(Media::Location {
+            tl::enums::InputGeoPoint::Point(point) => Ok(StoredMedia::Location {
                 latitude: point.lat,
                 longitude: point.long,
             }),
             tl::enums::InputGeoPoint::Empty => Err(TgError::bad_request("MEDIA_EMPTY")),
         },
-        tl::enums::InputMedia::Contact(contact) => Ok(Media::Contact {
+        tl::enums::InputMedia::Contact(contact) => Ok(StoredMedia::Contact {
             phone_number: contact.phone_number.clone(),
             first_name: contact.first_name.clone(),
             last_name: contact.last_name.clone(),
@@ -429,7 +435,7 @@ mod tests {
             video_timestamp: None,
         }
         .into();
-        let Media::Document {
+        let StoredMedia::Document {
             file_name,
             mime_type,
             url,

@@ -15,11 +15,11 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::accounts::AccountId;
-use super::{Inner, Telegram, TgError, markup, render, updates};
+use super::{FakeTelegram, Inner, TgError, markup, render, updates};
 
 /// The bot's answer to a click, as the user's app shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Answer {
+pub struct BotAnswer {
     pub message: Option<String>,
     pub alert: bool,
     pub url: Option<String>,
@@ -29,7 +29,7 @@ pub struct Answer {
 /// What a click came to: the answer, or the error the user's app shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickOutcome {
-    pub result: Result<Answer, TgError>,
+    pub result: Result<BotAnswer, TgError>,
     pub elapsed: Duration,
 }
 
@@ -37,14 +37,14 @@ pub struct ClickOutcome {
 #[derive(Default)]
 pub(super) struct Callbacks {
     /// Where each open query's answer goes.
-    pending: HashMap<i64, oneshot::Sender<Answer>>,
+    pending: HashMap<i64, oneshot::Sender<BotAnswer>>,
     /// Queries no bot connection took when they were pushed; the next
     /// `getDifference` hands them over.
     undelivered: Vec<(i64, tl::enums::Update)>,
 }
 
 impl Callbacks {
-    fn open(&mut self) -> (i64, oneshot::Receiver<Answer>) {
+    fn open(&mut self) -> (i64, oneshot::Receiver<BotAnswer>) {
         let (tx, rx) = oneshot::channel();
         let mut query_id: i64 = rand::random();
         while query_id == 0 || self.pending.contains_key(&query_id) {
@@ -55,7 +55,7 @@ impl Callbacks {
     }
 
     /// Takes the bot's answer; the query is then closed.
-    pub fn answer(&mut self, query_id: i64, answer: Answer) -> Result<(), TgError> {
+    pub fn answer(&mut self, query_id: i64, answer: BotAnswer) -> Result<(), TgError> {
         let pending = self
             .pending
             .remove(&query_id)
@@ -87,7 +87,7 @@ impl Inner {
         user: AccountId,
         msg_id: i32,
         data: Vec<u8>,
-    ) -> (i64, oneshot::Receiver<Answer>) {
+    ) -> (i64, oneshot::Receiver<BotAnswer>) {
         let (query_id, rx) = self.callbacks.open();
         let bot = self.world.bot.id;
         let update: tl::enums::Update = tl::types::UpdateBotCallbackQuery {
@@ -109,7 +109,7 @@ impl Inner {
     }
 }
 
-impl Telegram {
+impl FakeTelegram {
     /// `user` presses the inline button with `data` under message `msg_id`:
     /// waits for the bot's answer or the callback timeout.
     pub(super) async fn press_callback(
@@ -166,7 +166,7 @@ impl Telegram {
 /// An open query of a waiting click; dropping it closes the query, so a
 /// click abandoned mid-wait (its HTTP client gone) leaves nothing behind.
 struct OpenQuery<'a> {
-    telegram: &'a Telegram,
+    telegram: &'a FakeTelegram,
     query_id: i64,
 }
 
@@ -185,11 +185,11 @@ mod tests {
     use super::*;
     use crate::sandbox::Outbox;
     use crate::sandbox::telegram::NewUser;
-    use crate::sandbox::telegram::store::{StoredMessage, World};
+    use crate::sandbox::telegram::world::{StoredMessage, World};
 
     /// A sandbox with one user and one bot message carrying a `go` button.
-    fn with_button() -> (Telegram, AccountId) {
-        let telegram = Telegram::new(World::new(), Arc::new(Outbox::default()));
+    fn with_button() -> (FakeTelegram, AccountId) {
+        let telegram = FakeTelegram::new(World::new(), Arc::new(Outbox::default()));
         let user = telegram
             .create_user(NewUser {
                 first_name: "Ann".into(),
@@ -268,11 +268,11 @@ mod tests {
         })
         .await
         .unwrap();
-        let answer = Answer {
+        let answer = BotAnswer {
             message: Some("ok".into()),
-            ..Answer::default()
+            ..BotAnswer::default()
         };
-        let callbacks = |a: Answer| telegram.lock().callbacks.answer(query_id, a);
+        let callbacks = |a: BotAnswer| telegram.lock().callbacks.answer(query_id, a);
         assert_eq!(callbacks(answer.clone()), Ok(()));
         assert_eq!(
             callbacks(answer.clone()),
