@@ -26,7 +26,7 @@ use crate::events::webhook::Webhook;
 use crate::inbound::{self, Inbound};
 use crate::limits::{Limits, Rates};
 use crate::queue::{Expiry, Queue};
-use crate::sender::{self, Backoff, Sender, Stopped, Verdict, judge};
+use crate::sender::{self, Backoff, Connection, Sender, Stopped, Verdict, judge};
 use crate::session::SessionStore;
 use crate::telegram::{Credentials, Telegram, TelegramError};
 
@@ -271,10 +271,14 @@ async fn work(
         "ready: connected to Telegram and signed in"
     );
     entry.set_state(BotState::Ready);
+    let connection_io = Arc::new(Connection {
+        telegram: Arc::clone(telegram),
+        queue: shared.queue.clone(),
+    });
     let sender = Sender::new(
         shared.queue.clone(),
         bot,
-        Arc::clone(telegram),
+        connection_io,
         limits,
         shared.sender,
     );

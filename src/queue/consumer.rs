@@ -214,6 +214,7 @@ impl Queue {
                 id,
                 chat,
                 state: JobState::Queued,
+                bot: None,
             });
             Ok(())
         })
@@ -340,6 +341,7 @@ fn take(
                 id: job.id,
                 chat: job.chat,
                 state: JobState::Sending,
+                bot: Some(job.bot.as_str().into()),
             });
             taken.push(job);
         }
@@ -383,7 +385,12 @@ fn settle(
         error.and_then(|e| e.telegram.as_deref()),
         now.as_millis(),
     ])?;
-    events.push(JobEvent { id, chat, state });
+    events.push(JobEvent {
+        id,
+        chat,
+        state,
+        bot: None,
+    });
     Ok(())
 }
 

@@ -273,6 +273,7 @@ fn insert(
         id,
         chat: job.chat,
         state: JobState::Queued,
+        bot: Some(job.bot.as_str().into()),
     });
     Ok(Enqueued {
         id,
