@@ -261,3 +261,202 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
     }
     world.stop().await;
 }
+
+/// `telegate sandbox --bots 3`'s files (one DC and model per bot, a key
+/// each) under `telegate run`: each bot's key reaches its own users, jobs,
+/// clicks and events only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
+    use telegate::cli::sandbox::write_fleet_files;
+    use telegate::sandbox::server::SandboxOptions;
+    use telegate::sandbox::telegram::{NewUser, UserMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandboxes = Vec::new();
+    for bot in 1..=3 {
+        let state_dir = match bot {
+            1 => dir.path().to_owned(),
+            _ => dir.path().join(format!("sandboxes/bot{bot}")),
+        };
+        StateDir::new(&state_dir).prepare().unwrap();
+        let sandbox = Sandbox::start(SandboxOptions {
+            state_dir: Some(state_dir),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        sandbox.telegram().set_limits_enabled(false);
+        sandboxes.push(sandbox);
+    }
+    let keys = write_fleet_files(dir.path(), &sandboxes).unwrap();
+    let names: Vec<&str> = keys.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["bot1", "bot2", "bot3"]);
+    // The keys are kept when the files are written again (a restart).
+    assert_eq!(write_fleet_files(dir.path(), &sandboxes).unwrap(), keys);
+    let mut worker = worker_support::Worker::start(dir.path()).await;
+    let client = Client::new(dir.path().join("telegate.sock"));
+    let key = |bot: usize| keys[bot - 1].1.as_str();
+
+    // Every bot gets ready; its key sees itself only.
+    for bot in 1..=3 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let answer = call(
+                &client,
+                Method::GET,
+                "/api/v1/bots",
+                key(bot),
+                String::new(),
+            )
+            .await;
+            let seen = answer.json().unwrap()["bots"].clone();
+            assert_eq!(seen.as_array().map(Vec::len), Some(1), "{seen}");
+            if seen[0]["state"] == "ready" {
+                assert_eq!(seen[0]["name"], format!("bot{bot}"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "bot{bot} never ready: {seen}");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Each bot's user (each model has its own) gets that bot's message.
+    let mut users = Vec::new();
+    for (bot, sandbox) in (1..).zip(&sandboxes) {
+        let telegram = sandbox.telegram();
+        let user = telegram
+            .create_user(NewUser {
+                id: None,
+                first_name: format!("User of bot{bot}"),
+                username: None,
+            })
+            .unwrap();
+        telegram
+            .user_sends(user.id, UserMessage::Text("/start".into()), None)
+            .unwrap();
+        let text = format!("hello from bot{bot}");
+        let path = "/api/v1/telegram/interactive?wait=30";
+        let answer = call(&client, Method::POST, path, key(bot), body(user.id, &text)).await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        users.push(user.id);
+    }
+    for (bot, sandbox) in (1..).zip(&sandboxes) {
+        let chat = sandbox.telegram().chat(users[bot - 1]).unwrap();
+        let texts: Vec<&str> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        assert_eq!(texts, [format!("hello from bot{bot}")], "bot{bot}'s chat");
+    }
+
+    // bot2's user clicks; the click is bot2's event, answerable by bot2 only.
+    let buttons = json!({
+        "destination_user_id": users[1].to_string(),
+        "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "Yes", "callback_data": "yes", "answer": {"text": "Noted"}}]]}}
+    });
+    let path = "/api/v1/telegram/interactive?wait=30";
+    let answer = call(&client, Method::POST, path, key(2), buttons.to_string()).await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let job_id = answer.json().unwrap()["job_id"].as_i64().unwrap();
+    let message_id: i32 = answer.json().unwrap()["channel_message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pressed = sandboxes[1]
+        .telegram()
+        .click(
+            users[1],
+            UserClick::Callback {
+                message_id,
+                data: b"yes".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(format!("{pressed:?}").contains("Noted"), "{pressed:?}");
+    let clicked = |bot: usize| {
+        let client = client.clone();
+        let key = key(bot).to_owned();
+        async move {
+            let answer = call(
+                &client,
+                Method::GET,
+                "/api/v1/events?after=0",
+                &key,
+                String::new(),
+            )
+            .await;
+            String::from_utf8(answer.body.to_vec())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap()["event"].clone())
+                .filter(|event| {
+                    event["body"]["type"] == "clicked" || event.to_string().contains("query_id")
+                })
+                .collect::<Vec<Value>>()
+        }
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let click_event = loop {
+        if let Some(event) = clicked(2).await.pop() {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bot2's click never became an event"
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    assert!(clicked(3).await.is_empty());
+    assert!(clicked(1).await.is_empty());
+    let text = click_event.to_string();
+    let query_id = text
+        .split("\"query_id\":")
+        .nth(1)
+        .map(|rest| {
+            rest.trim_start_matches('"')
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .expect("the click event names its query");
+    let answer_path = format!("/api/v1/callbacks/{query_id}/answer");
+    let answer = call(&client, Method::POST, &answer_path, key(3), "{}".into()).await;
+    assert_eq!(
+        answer.status, 404,
+        "bot3 answered bot2's click: {:?}",
+        answer.body
+    );
+    let answer = call(&client, Method::POST, &answer_path, key(2), "{}".into()).await;
+    assert_eq!(answer.status, 409, "{:?}", answer.body);
+    // One bot's job is nobody else's.
+    let path = format!("/api/v1/jobs/{job_id}");
+    assert_eq!(
+        call(&client, Method::GET, &path, key(3), String::new())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(&client, Method::GET, &path, key(2), String::new())
+            .await
+            .status,
+        200
+    );
+
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+    let log = worker.log();
+    for (_, key) in &keys {
+        assert!(!log.contains(key.as_str()), "the log shows an API key");
+    }
+    for sandbox in sandboxes {
+        sandbox.shutdown().await.unwrap();
+    }
+}

@@ -38,6 +38,7 @@ pub struct Shared {
     pub events: EventStore,
     pub api_id: i32,
     pub api_hash: Secret,
+    /// `telegram.dc_addr`, for bots without their own.
     pub dc_addr: Option<SocketAddrV4>,
     pub callback_deadline: Duration,
     pub sender: sender::Settings,
@@ -78,16 +79,20 @@ pub struct BotSpec {
     pub token: Secret,
     pub limits: LimitsConfig,
     pub webhook: WebhookConfig,
+    /// The bot's own DC address (`None`: the global one).
+    pub dc_addr: Option<SocketAddrV4>,
 }
 
 impl BotSpec {
-    /// The spec of an enabled `bot` of `config` (its token resolved).
+    /// The spec of an enabled `bot` of `config` (its token resolved; the
+    /// config checked, so its `dc_addr` parses).
     pub fn of(bot: &BotConfig, config: &Config) -> Result<Self, TokenError> {
         Ok(BotSpec {
             name: bot.name.clone(),
             token: bot.token()?,
             limits: bot.limits(&config.limits),
             webhook: bot.webhook(&config.webhook).clone(),
+            dc_addr: bot.dc_addr.as_deref().and_then(|addr| addr.parse().ok()),
         })
     }
 }
@@ -168,7 +173,7 @@ async fn connect_and_work(
         Ok(session) => Arc::new(session),
         Err(error) => return Ended::Halted(format!("session {}: {error}", path.display())),
     };
-    if let Some(addr) = shared.dc_addr
+    if let Some(addr) = spec.dc_addr.or(shared.dc_addr)
         && let Err(error) = session.set_home_addr(addr)
     {
         return Ended::Halted(format!("session {}: {error}", path.display()));

@@ -142,6 +142,10 @@ pub struct BotConfig {
     /// This bot's webhook; unset: the global `[webhook]`.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// `host:port` of this bot's data centre; unset: `telegram.dc_addr`
+    /// (the sandbox with `--bots N` runs one DC per bot).
+    #[serde(default)]
+    pub dc_addr: Option<String>,
 }
 
 /// Why a bot's token cannot be had.
@@ -172,6 +176,7 @@ impl BotConfig {
             interactive: true,
             limits: LimitsOverride::default(),
             webhook: None,
+            dc_addr: None,
         }
     }
 
@@ -228,6 +233,13 @@ impl BotConfig {
                     "bot `{name}`: `limits.{key}` must be greater than 0"
                 ));
             }
+        }
+        if let Some(addr) = &self.dc_addr
+            && addr.parse::<std::net::SocketAddrV4>().is_err()
+        {
+            return Err(format!(
+                "bot `{name}`: `dc_addr` must be IPv4 `host:port`, got `{addr}`"
+            ));
         }
         if let Some(webhook) = &self.webhook {
             webhook
