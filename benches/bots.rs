@@ -118,9 +118,21 @@ async fn users(dir: &Path, bot: usize, count: usize) -> Vec<i64> {
     let client = Client::new(control_socket(dir, bot));
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {
-        let user = request(&client, Method::POST, "/users", json!({"first_name": format!("u{i}")}).to_string()).await;
+        let user = request(
+            &client,
+            Method::POST,
+            "/users",
+            json!({"first_name": format!("u{i}")}).to_string(),
+        )
+        .await;
         let id = user["id"].as_i64().expect("user id");
-        request(&client, Method::POST, &format!("/users/{id}/messages"), json!({"text": "/start"}).to_string()).await;
+        request(
+            &client,
+            Method::POST,
+            &format!("/users/{id}/messages"),
+            json!({"text": "/start"}).to_string(),
+        )
+        .await;
         ids.push(id);
     }
     ids
@@ -137,7 +149,10 @@ async fn all_ready(client: &Client, bots: usize) -> Duration {
         if ready == bots {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "{ready} of {bots} ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{ready} of {bots} ready"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -150,9 +165,13 @@ async fn limits_on(bots: usize, seconds: usize) {
         people.push(users(dir.path(), bot, CHATS_PER_BOT).await);
     }
     let mut worker = Worker::start(dir.path()).await;
-    let client = Client::new(dir.path().join("telegate.sock")).with_key(Some(Secret::new(OPERATOR)));
+    let client =
+        Client::new(dir.path().join("telegate.sock")).with_key(Some(Secret::new(OPERATOR)));
     let ready = all_ready(&client, bots).await;
-    println!("{bots} bots: start to all ready {:.2} s", ready.as_secs_f64());
+    println!(
+        "{bots} bots: start to all ready {:.2} s",
+        ready.as_secs_f64()
+    );
 
     // Each second, every bot is offered its 30 messages over its chats.
     let started = Instant::now();
@@ -171,7 +190,12 @@ async fn limits_on(bots: usize, seconds: usize) {
                     let user = users[(second * RATE_PER_BOT + i) % users.len()];
                     let path = format!("/api/v1/telegram/interactive?bot=bot{bot}");
                     let answer = connection
-                        .send(Method::POST, &path, &[], Bytes::from(body(user, &format!("m{second}-{i}"))))
+                        .send(
+                            Method::POST,
+                            &path,
+                            &[],
+                            Bytes::from(body(user, &format!("m{second}-{i}"))),
+                        )
                         .await
                         .expect("enqueue");
                     ids.push(answer.json().unwrap()["job_id"].as_i64().expect("job id"));
@@ -190,7 +214,13 @@ async fn limits_on(bots: usize, seconds: usize) {
         let mut jobs = Vec::with_capacity(offered);
         let mut after = 0;
         loop {
-            let page = request(&client, Method::GET, &format!("/api/v1/jobs?after={after}&limit=1000"), String::new()).await;
+            let page = request(
+                &client,
+                Method::GET,
+                &format!("/api/v1/jobs?after={after}&limit=1000"),
+                String::new(),
+            )
+            .await;
             let page = page["jobs"].as_array().cloned().unwrap_or_default();
             let Some(last) = page.last() else { break };
             after = last["job_id"].as_i64().unwrap();
@@ -207,20 +237,42 @@ async fn limits_on(bots: usize, seconds: usize) {
         chrono_millis(text)
     };
     let sent: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "sent").collect();
-    let mut latency: Vec<i64> = sent.iter().map(|j| millis(j, "updated_at") - millis(j, "created_at")).collect();
+    let mut latency: Vec<i64> = sent
+        .iter()
+        .map(|j| millis(j, "updated_at") - millis(j, "created_at"))
+        .collect();
     latency.sort_unstable();
-    let first = sent.iter().map(|j| millis(j, "created_at")).min().unwrap_or(0);
-    let last = sent.iter().map(|j| millis(j, "updated_at")).max().unwrap_or(0);
+    let first = sent
+        .iter()
+        .map(|j| millis(j, "created_at"))
+        .min()
+        .unwrap_or(0);
+    let last = sent
+        .iter()
+        .map(|j| millis(j, "updated_at"))
+        .max()
+        .unwrap_or(0);
     let span = (last - first).max(1) as f64 / 1e3;
     let rate = sent.len() as f64 / span;
     let target = (bots * RATE_PER_BOT) as f64;
     let mut floods = 0;
     for bot in 1..=bots {
-        let stats = request(&Client::new(control_socket(dir.path(), bot)), Method::GET, "/stats", String::new()).await;
+        let stats = request(
+            &Client::new(control_socket(dir.path(), bot)),
+            Method::GET,
+            "/stats",
+            String::new(),
+        )
+        .await;
         floods += stats["flood_waits"].as_u64().unwrap_or(0)
             + stats["rpc_errors"]["FLOOD_WAIT"].as_u64().unwrap_or(0);
     }
-    let pct = |p: f64| latency.get(((latency.len() as f64 * p) as usize).min(latency.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latency
+            .get(((latency.len() as f64 * p) as usize).min(latency.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "{bots} bots, limits on: {} of {offered} sent, {rate:.0} msg/s = {:.3} of {target:.0} msg/s, {floods} FLOOD_WAITs; enqueue -> sent p50 {} ms, p99 {} ms",
         sent.len(),
@@ -236,7 +288,9 @@ async fn limits_on(bots: usize, seconds: usize) {
 /// Milliseconds since the epoch of an RFC 3339 UTC time (`...Z`, ms).
 fn chrono_millis(text: &str) -> i64 {
     // YYYY-MM-DDTHH:MM:SS.mmmZ
-    let num = |range: std::ops::Range<usize>| -> i64 { text.get(range).and_then(|s| s.parse().ok()).unwrap_or(0) };
+    let num = |range: std::ops::Range<usize>| -> i64 {
+        text.get(range).and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
     let (y, m, d) = (num(0..4), num(5..7), num(8..10));
     let (hh, mm, ss) = (num(11..13), num(14..16), num(17..19));
     let ms = text.get(20..23).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -257,7 +311,8 @@ async fn idle(bots: usize) {
         let mut dc = sandbox(dir.path(), bots, false);
         let started = Instant::now();
         let mut worker = Worker::start(dir.path()).await;
-        let client = Client::new(dir.path().join("telegate.sock")).with_key(Some(Secret::new(OPERATOR)));
+        let client =
+            Client::new(dir.path().join("telegate.sock")).with_key(Some(Secret::new(OPERATOR)));
         let ready = started.elapsed().max(all_ready(&client, bots).await);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = rss_kib(worker.child.id()).unwrap_or(0);

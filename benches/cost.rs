@@ -19,7 +19,9 @@
 //! in the same run.
 //!
 //! Run: `cargo bench --bench cost` (`TELEGATE_COST_ROUNDS`, default 3;
-//! `TELEGATE_COST_JOBS` per phase, default 3000). With `TELEGATE_COST_PERF`
+//! `TELEGATE_COST_JOBS` per phase, default 3000; `TELEGATE_COST_LOG`, the
+//! worker's log filter, e.g. `info,telegate::queue::writer=debug` to print
+//! how many commits its store made for how many changes). With `TELEGATE_COST_PERF`
 //! naming a directory, the first round records the worker's phases with
 //! `perf record` there (`enqueue.data`, `send.data`, `e2e.data`).
 
@@ -246,6 +248,14 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>
         "failed jobs: {failed}"
     );
     worker.stop();
+    // With TELEGATE_COST_LOG=telegate::queue::writer=debug: commits and ops.
+    for line in worker
+        .log()
+        .lines()
+        .filter(|l| l.contains("store writer closing"))
+    {
+        println!("  worker: {line}");
+    }
 
     let raw = raw.then(|| {
         let output = Command::new(std::env::current_exe().expect("this binary"))
@@ -348,7 +358,10 @@ impl Process {
     fn spawn(mut command: Command, dir: &Path, name: &str) -> Process {
         let log = dir.join(format!("{name}-{}.log", rand::random::<u32>()));
         let child = command
-            .env("TELEGATE_LOG", "info")
+            .env(
+                "TELEGATE_LOG",
+                std::env::var("TELEGATE_COST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("TELEGATE_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -379,7 +392,17 @@ impl Process {
     fn record(&self, dir: Option<&Path>, name: &str) -> Option<Recording> {
         let dir = dir?;
         let child = Command::new("perf")
-            .args(["record", "-q", "-e", "cpu-clock", "-F", "4000", "-p"])
+            .args([
+                "record",
+                "-q",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "1000",
+                "--call-graph",
+                "dwarf,16384",
+                "-p",
+            ])
             .arg(self.child.id().to_string())
             .arg("-o")
             .arg(dir.join(format!("{name}.data")))

@@ -199,6 +199,47 @@ pub struct Config {
     /// `[[bots]]`; after [`Config::load`] it also holds the `default` bot
     /// of `[telegram] bot_token`, if set.
     pub bots: Vec<BotConfig>,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+/// `[metrics]`: Prometheus scraping beyond the socket's `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A loopback `host:port` serving `/metrics`, `/healthz` and `/readyz`
+    /// over TCP (e.g. `127.0.0.1:9464`); unset: the socket only.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[log]`: how log lines look.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default) or `json`, one object per line;
+    /// `TELEGATE_LOG_FORMAT` wins.
+    pub format: LogFormat,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be `text` or `json`".into()),
+        }
+    }
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -255,6 +296,13 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Operator keys: they see every bot (and may filter with `?bot=NAME`).
     pub admin_keys: Vec<Secret>,
+    /// A connection that takes longer than this to send a request head, or
+    /// sits idle this long between requests, is closed.
+    pub header_timeout_ms: u64,
+    /// A request body that pauses longer than this is answered 408.
+    pub body_timeout_ms: u64,
+    /// Connections beyond this many open at once are answered 503.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -262,6 +310,9 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: 256 * 1024,
             admin_keys: Vec::new(),
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 256,
         }
     }
 }
@@ -349,6 +400,9 @@ pub fn is_secret_key(key: &str) -> bool {
         .iter()
         .any(|word| key.contains(word))
 }
+
+/// The variable choosing the log format (`text` or `json`).
+pub const LOG_FORMAT_ENV: &str = "TELEGATE_LOG_FORMAT";
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -445,6 +499,13 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("`{key}` must be greater than 0"));
         }
+        if let Some(addr) = self.metrics.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "`metrics.listen` must be a loopback address (127.0.0.1 or ::1), got `{addr}`"
+            ));
+        }
         self.webhook.check()?;
         let legacy_default = self.telegram.bot_token.is_some()
             && self
@@ -515,6 +576,12 @@ impl Config {
         }
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
+        }
+        if let Some(value) = env(LOG_FORMAT_ENV) {
+            self.log.format = value.parse().map_err(|message| ConfigError::Env {
+                name: LOG_FORMAT_ENV,
+                message,
+            })?;
         }
         if let Some(value) = env("TELEGATE_JOB_EXPIRY_SECS") {
             self.sender.job_expiry_secs = value.trim().parse().map_err(|_| ConfigError::Env {
@@ -640,6 +707,21 @@ mod tests {
         assert!(err.contains("webhook.url"), "{err}");
         let err = check("[webhook]\nurl = \"http://127.0.0.1:9/\"\n").unwrap_err();
         assert!(err.contains("webhook.secret"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_only_on_loopback_and_log_format_by_name() {
+        let check = |text: &str| Config::parse(text).unwrap().check();
+        assert!(check("[metrics]\nlisten = \"127.0.0.1:9464\"\n").is_ok());
+        let err = check("[metrics]\nlisten = \"0.0.0.0:9464\"\n").unwrap_err();
+        assert!(err.contains("metrics.listen"), "{err}");
+        let config = Config::parse("[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(Config::parse("[log]\nformat = \"xml\"\n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| (name == LOG_FORMAT_ENV).then(|| "yaml".to_owned());
+        let err = Config::load_with_env(None, &StateDir::new(dir.path()), env).unwrap_err();
+        assert!(err.to_string().contains(LOG_FORMAT_ENV), "{err}");
     }
 
     #[test]

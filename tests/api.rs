@@ -379,6 +379,115 @@ async fn encoded_bodies_are_415_and_never_read_as_plain() {
     );
 }
 
+/// Bounds small enough to reach in a test.
+fn tight(header_ms: u64, body_ms: u64, max_connections: usize) -> ApiConfig {
+    ApiConfig {
+        header_timeout_ms: header_ms,
+        body_timeout_ms: body_ms,
+        max_connections,
+        ..ApiConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_dripped_request_head_and_an_idle_connection_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(tight(200, 30_000, 64)).await;
+    // Half a head, then nothing: closed by the header timeout (no answer is
+    // owed for a request that never arrived).
+    let reply = raw_exchange(&server.socket(), b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // A keep-alive connection that answered one request and then sits idle
+    // is closed too, after its answer.
+    let mut stream = tokio::net::UnixStream::connect(server.socket())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut reply))
+        .await
+        .expect("an idle keep-alive connection was never closed")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_in_the_contract() {
+    let server = Server::start_with(tight(30_000, 200, 64)).await;
+    let reply = raw_exchange(
+        &server.socket(),
+        b"POST /api/v1/telegram/interactive HTTP/1.1\r\nhost: x\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"destination",
+    )
+    .await;
+    let (status, body) = raw_contract(&reply);
+    assert_eq!(status, 408, "{reply}");
+    assert!(
+        body["error"].as_str().unwrap().contains("stalled"),
+        "{body}"
+    );
+    assert_eq!(
+        server.queue.jobs(Default::default()).await.unwrap().len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_answered_503_and_slots_come_back() {
+    let server = Server::start_with(tight(30_000, 30_000, 3)).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(
+            tokio::net::UnixStream::connect(server.socket())
+                .await
+                .unwrap(),
+        );
+    }
+    // The three idle connections hold every slot (accepted in order, so
+    // once a fourth is refused they are all being served).
+    let reply = raw_exchange(
+        &server.socket(),
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    let (status, body) = raw_contract(&reply);
+    assert_eq!(status, 503, "{reply}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many open connections"),
+        "{body}"
+    );
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = server.get("/healthz").await;
+        if answer.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slots never came back: {}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_poll_outlives_the_header_timeout() {
+    let server = Server::start_with(tight(200, 200, 64)).await;
+    let started = tokio::time::Instant::now();
+    let answer = server.get("/api/v1/events?after=0&wait=1").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
 #[tokio::test]
 async fn shared_parameters_are_judged_alike_on_every_endpoint() {
     let server = Server::start().await;
@@ -631,7 +740,19 @@ async fn a_closed_store_answers_503() {
     );
     let answer = server.get("/healthz").await;
     assert_eq!(answer.status, 503);
-    json_with_request_id(&answer);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("the job store is closed"), "{error}");
+    // Without a bot, the daemon is live but never ready.
+    let answer = server.get("/readyz").await;
+    assert_eq!(answer.status, 503);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("no bot is running"), "{error}");
 }
 
 #[tokio::test]

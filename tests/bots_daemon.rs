@@ -110,6 +110,7 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
     let mut world = World::start_prepared(
         Pace::Unlimited,
         &config("unreachable-key", true, true),
+        &[],
         provision,
     )
     .await;

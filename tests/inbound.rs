@@ -74,12 +74,7 @@ impl Daemon {
 
         let queue = Queue::open(&state.database()).unwrap();
         let events = EventStore::new(queue.clone());
-        let callbacks = CallbackAnswerer::new(
-            telegram.client().clone(),
-            queue.clone(),
-            BotName::DEFAULT,
-            deadline,
-        );
+        let callbacks = CallbackAnswerer::new(telegram.client().clone(), queue.clone(), deadline);
         let inbound = Inbound {
             bot_id: bot.id,
             events: events.clone(),

@@ -625,3 +625,232 @@ async fn a_quick_ack_comes_before_the_answer() {
         <tl::enums::Pong as tl::Deserializable>::from_bytes(&pong).unwrap();
     assert_eq!(pong.ping_id, 5);
 }
+
+/// `messages.sendMessage` whose `peer` nests `inputPeerUserFromMessage`
+/// `depth` deep: a request that overflowed the stack before the bound.
+fn deeply_nested_send_message(depth: usize) -> Vec<u8> {
+    let mut body = tl::functions::messages::SendMessage::CONSTRUCTOR_ID
+        .to_le_bytes()
+        .to_vec();
+    0u32.serialize(&mut body); // flags
+    for _ in 0..depth {
+        tl::types::InputPeerUserFromMessage::CONSTRUCTOR_ID.serialize(&mut body);
+    }
+    tl::types::InputPeerSelf::CONSTRUCTOR_ID.serialize(&mut body);
+    for _ in 0..depth {
+        7i32.serialize(&mut body); // msg_id
+        9i64.serialize(&mut body); // user_id
+    }
+    "hi".to_string().serialize(&mut body);
+    1i64.serialize(&mut body); // random_id
+    body
+}
+
+/// The `rpc_error` in one packet of results: code and message.
+fn only_error(results: &[Deserialization]) -> (i32, String) {
+    match results {
+        [Deserialization::RpcError(error)] => {
+            (error.error.error_code, error.error.error_message.clone())
+        }
+        other => panic!("expected one rpc_error, got {} messages", other.len()),
+    }
+}
+
+#[tokio::test]
+async fn hostile_requests_get_rpc_errors_and_the_connection_lives_on() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    // A ping before any initConnection.
+    raw.send(&[tl::functions::Ping { ping_id: 1 }.to_bytes()])
+        .await
+        .unwrap();
+    let pong = only_result(&within(raw.next_results()).await);
+    assert!(!pong.is_empty());
+
+    let hostile = deeply_nested_send_message(20_000);
+    assert!(hostile.len() > 300_000);
+    raw.send(&[hostile]).await.unwrap();
+    let (code, message) = only_error(&within(raw.next_results()).await);
+    assert_eq!((code, message.as_str()), (400, "INPUT_FETCH_FAIL"));
+
+    raw.send(&[0x0bad_f00d_u32.to_le_bytes().to_vec()])
+        .await
+        .unwrap();
+    let (code, message) = only_error(&within(raw.next_results()).await);
+    assert_eq!((code, message.as_str()), (400, "INPUT_CONSTRUCTOR_INVALID"));
+
+    // Still the same, working connection; nothing reached the service.
+    raw.send(&[init_connection(get_self()).to_bytes()])
+        .await
+        .unwrap();
+    let body = only_result(&within(raw.next_results()).await);
+    expect_self(<Vec<tl::enums::User> as tl::Deserializable>::from_bytes(&body).unwrap());
+    let send = tl::functions::messages::SendMessage::CONSTRUCTOR_ID;
+    assert_eq!(sandbox.service.count(send), 0);
+}
+
+/// This process's resident memory, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test]
+async fn connections_declaring_huge_packets_cost_no_memory_and_meet_the_address_cap() {
+    let limits = DcLimits {
+        connections_per_address: 200,
+        ..DcLimits::default()
+    };
+    let sandbox = Sandbox::with_limits(&[1], limits).await;
+    let before = resident_bytes();
+    let mut sockets = Vec::new();
+    for _ in 0..500 {
+        let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+            .await
+            .unwrap();
+        // Intermediate, a packet of 1 MiB declared, 8 bytes of it sent.
+        let mut head = vec![0xee; 4];
+        head.extend((1u32 << 20).to_le_bytes());
+        head.extend([0; 8]);
+        socket.write_all(&head).await.unwrap();
+        sockets.push(socket);
+    }
+    // Beyond the cap the DC answers -429 in the client's framing and closes.
+    let mut refused = 0;
+    for socket in sockets.iter_mut().skip(200) {
+        let mut reply = Vec::new();
+        let _ = within(socket.read_to_end(&mut reply)).await;
+        assert_eq!(reply, [4, 0, 0, 0, 0x53, 0xfe, 0xff, 0xff]);
+        refused += 1;
+    }
+    assert_eq!(refused, 300);
+    // 500 MiB were declared; the DC holds what arrived (and read buffers).
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 100 << 20, "resident memory grew by {grown} bytes");
+    drop(sockets.split_off(200));
+    // The held connections do not stop a good one once the cap has room.
+    drop(sockets.pop());
+    let test = sandbox.client(key(1));
+    within(async {
+        loop {
+            match test.client.is_authorized().await {
+                Ok(authorized) => break assert!(authorized),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    let counts = sandbox.traffic.counts();
+    assert!(counts.refused.get("connections_per_address") >= Some(&300));
+}
+
+/// A `msg_container` of `count` pings, built by hand (grammers puts at
+/// most 100 messages in one).
+fn ping_container(count: i64) -> Vec<u8> {
+    let mut body = 0x73f1f8dc_u32.to_le_bytes().to_vec();
+    (count as i32).serialize(&mut body);
+    for i in 0..count {
+        let ping = tl::functions::Ping { ping_id: i }.to_bytes();
+        (i * 4 + 4).serialize(&mut body); // msg_id
+        (i as i32 * 2 + 1).serialize(&mut body); // seqno
+        (ping.len() as i32).serialize(&mut body);
+        body.extend(ping);
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_disconnected() {
+    let limits = DcLimits {
+        queued_bytes: 256 * 1024,
+        ..DcLimits::default()
+    };
+    let sandbox = Sandbox::with_limits(&[1], limits).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    let container = ping_container(1000);
+    let closed = within(async {
+        // Far more pongs than the socket buffers and the queue hold.
+        for _ in 0..100_000 {
+            if raw.send(std::slice::from_ref(&container)).await.is_err() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(closed, "the DC kept reading without bound");
+    let counts = sandbox.traffic.counts();
+    assert_eq!(counts.refused.get("send_queue_full"), Some(&1));
+    // Others are still served.
+    let test = sandbox.client(key(1));
+    assert!(within(test.client.is_authorized()).await.unwrap());
+}
+
+#[test]
+fn fuzzed_transports_never_crash_the_dc_or_stop_a_good_client() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = runtime.block_on(Sandbox::start(&[1]));
+    let addr = sandbox.dc.local_addr();
+    let good = runtime.block_on(async { sandbox.client(key(1)) });
+    assert!(
+        runtime
+            .block_on(within(good.client.is_authorized()))
+            .unwrap()
+    );
+
+    let tags: [&[u8]; 5] = [
+        &[0xef],
+        &[0xee; 4],
+        &[0xdd; 4],
+        &[16, 0, 0, 0, 0, 0, 0, 0],
+        &[],
+    ];
+    let huge: [&[u8]; 4] = [
+        &[0x7f, 0xff, 0xff, 0x7f],
+        &[0xff, 0xff, 0xff, 0x7f],
+        &[],
+        &[0x10, 0, 0, 0x10],
+    ];
+    let strategy = (
+        0..tags.len(),
+        0..huge.len(),
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&strategy, |(tag, length, junk, truncate)| {
+            runtime.block_on(async {
+                let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let mut wire = tags[tag].to_vec();
+                wire.extend(huge[length]);
+                wire.extend(&junk);
+                if truncate {
+                    wire.truncate(wire.len() / 2);
+                }
+                let _ = socket.write_all(&wire).await;
+                let _ = socket.shutdown().await;
+                let mut reply = Vec::new();
+                // The DC closes (or answers a transport error) instead of hanging.
+                let _ = within(socket.read_to_end(&mut reply)).await;
+                prop_assert!(
+                    reply.len() <= 12,
+                    "{} bytes answered to garbage",
+                    reply.len()
+                );
+                Ok(())
+            })
+        })
+        .unwrap();
+    // The good connection was served throughout and still is.
+    let state = runtime.block_on(within(
+        good.client.invoke(&tl::functions::updates::GetState {}),
+    ));
+    assert!(state.is_ok(), "{state:?}");
+    drop(good);
+    runtime.block_on(sandbox.dc.shutdown());
+}

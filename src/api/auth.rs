@@ -38,14 +38,17 @@ fn presented(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| value[7..].trim_ascii())
 }
 
+/// The probes and the scrape need no key: they show no bot's data.
+const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
 /// Middleware: puts the request's [`Caller`] in its extensions, or answers
-/// the refusal. `/healthz` needs no key.
+/// the refusal. The probes and `/metrics` need no key.
 pub async fn authenticate(
     State(api): State<ApiState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/healthz" {
+    if OPEN_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
     match api.bots.authenticate(presented(request.headers())) {

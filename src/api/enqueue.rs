@@ -191,7 +191,14 @@ async fn enqueue(
         idempotency_key,
         wire: Some(validated.wire),
     };
+    let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
+    if !enqueued.duplicate {
+        crate::metrics::metrics()
+            .jobs_enqueued
+            .get_or_create(&crate::metrics::bot_label(&bot))
+            .inc();
+    }
     let mut response = match wait {
         Some(wait) => settle(api, request_id, enqueued, wait).await?,
         None => queued(request_id, enqueued),
@@ -237,12 +244,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Failure::TooLarge(limit))
         }
+        Err(err) if super::connections::is_stall(err.as_ref()) => Err(Failure::Protocol {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: err.to_string(),
+        }),
         Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
     }
 }
 
 /// 202: the job is stored (or, for a repeat, was stored before).
-fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
+pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     answer::json(
         request_id,
         StatusCode::ACCEPTED,
@@ -252,7 +263,7 @@ fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
 
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
-async fn settle(
+pub(super) async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,

@@ -28,23 +28,6 @@ const MAX_HEADERS: usize = 100;
 /// hyper's limit on the request target, in bytes.
 const MAX_TARGET: usize = u16::MAX as usize - 1;
 
-/// A listener whose connections answer protocol errors in JSON.
-pub struct Guarded<L>(pub L);
-
-impl<L: axum::serve::Listener> axum::serve::Listener for Guarded<L> {
-    type Io = GuardedIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.0.accept().await;
-        (GuardedIo::new(io), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
 /// One connection's stream, see the module doc.
 pub struct GuardedIo<S> {
     inner: S,
@@ -56,7 +39,7 @@ pub struct GuardedIo<S> {
 }
 
 impl<S> GuardedIo<S> {
-    fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         GuardedIo {
             inner,
             head: Vec::new(),

@@ -87,6 +87,8 @@ impl Fleet {
             if wanted.contains_key(&name) {
                 applied.restarted.push(name);
             } else {
+                // Whatever its worker reported last is no part of readiness.
+                self.bots.states().remove(name.as_str());
                 applied.stopped.push(name);
             }
         }

@@ -1,9 +1,11 @@
 //! The bots one daemon holds, as the API and the operator see them.
 //!
 //! [`Bots`] is the registry: each bot's settings (enabled, interactive),
-//! its live state (`connecting`, `ready`, `halted: REASON`, `disabled`, the
-//! last error) and the parts of its worker the API reaches (its callback
-//! answerer, its downloads, its webhook's progress), plus the keyring that
+//! its session state (kept in `bot_state`'s [`BotStates`], which `/readyz`
+//! and the metrics read too; shown as `connecting`, `ready`,
+//! `halted: REASON` or `disabled`), its last error and the parts of its
+//! worker the API reaches (its callback answerer, its downloads, its
+//! webhook's progress), plus the keyring that
 //! turns a request's API key into a [`Caller`]. The daemon's fleet
 //! (`fleet`) runs one worker per bot (`worker`) and updates the registry
 //! when the config is reloaded; an entry whose bot is unchanged is kept, so
@@ -19,41 +21,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::bot_state::{BotState, BotStates};
 use crate::callbacks::CallbackAnswerer;
 use crate::config::{BotName, Config};
 use crate::download::Downloads;
 use crate::events::webhook::WebhookMonitor;
 use keys::{Holder, KeyStatus, Keyring};
 
-/// Where a bot's worker is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BotState {
-    /// Reaching Telegram or signing in (also between retries).
-    Connecting,
-    /// Signed in: sending and receiving.
-    Ready,
-    /// Stopped by something that will not pass by itself (a revoked token,
-    /// a refused session), or waiting out a sign-in `FLOOD_WAIT`.
-    Halted(String),
-    /// `enabled = false`.
-    Disabled,
-}
-
-impl std::fmt::Display for BotState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BotState::Connecting => f.write_str("connecting"),
-            BotState::Ready => f.write_str("ready"),
-            BotState::Halted(reason) => write!(f, "halted: {reason}"),
-            BotState::Disabled => f.write_str("disabled"),
-        }
-    }
-}
-
 /// What the worker of a bot has made known.
 #[derive(Default)]
 struct Live {
-    state: Option<BotState>,
     last_error: Option<String>,
     /// Telegram's id of the bot, once signed in.
     telegram_id: Option<i64>,
@@ -68,6 +45,8 @@ pub struct BotEntry {
     name: BotName,
     settings: Mutex<Settings>,
     live: Mutex<Live>,
+    /// Where its session state is kept.
+    states: BotStates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +74,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl BotEntry {
-    fn new(name: BotName, enabled: bool, interactive: bool) -> Self {
+    fn new(name: BotName, enabled: bool, interactive: bool, states: BotStates) -> Self {
         BotEntry {
             name,
             settings: Mutex::new(Settings {
@@ -103,6 +82,7 @@ impl BotEntry {
                 interactive,
             }),
             live: Mutex::new(Live::default()),
+            states,
         }
     }
 
@@ -118,19 +98,33 @@ impl BotEntry {
         lock(&self.settings).interactive
     }
 
-    pub fn state(&self) -> BotState {
+    /// The session's state (`None`: not running).
+    pub fn state(&self) -> Option<BotState> {
+        self.states.get(self.name.as_str())
+    }
+
+    /// The state as the API shows it: `connecting`, `ready`,
+    /// `halted: REASON` or `disabled`.
+    pub fn state_text(&self) -> String {
         if !self.is_enabled() {
-            return BotState::Disabled;
+            return "disabled".into();
         }
-        lock(&self.live)
-            .state
-            .clone()
-            .unwrap_or(BotState::Connecting)
+        match self.state() {
+            Some(BotState::Ready { .. }) => "ready".into(),
+            Some(BotState::Halted { reason }) => format!("halted: {reason}"),
+            Some(BotState::Stopped) => "stopped".into(),
+            _ => "connecting".into(),
+        }
     }
 
     /// The bot's worker moved to `state`.
     pub fn set_state(&self, state: BotState) {
-        lock(&self.live).state = Some(state);
+        self.states.set(self.name.as_str(), state);
+    }
+
+    /// Where the session reports its state (for its connection).
+    pub fn states(&self) -> &BotStates {
+        &self.states
     }
 
     /// The worker's latest failure (kept after it recovers).
@@ -173,7 +167,7 @@ impl BotEntry {
 
     pub fn status(&self) -> BotStatus {
         let settings = *lock(&self.settings);
-        let state = self.state().to_string();
+        let state = self.state_text();
         let live = lock(&self.live);
         BotStatus {
             name: self.name.clone(),
@@ -224,6 +218,7 @@ pub type ReloadRequest = oneshot::Sender<Result<fleet::Applied, String>>;
 pub struct Bots {
     registry: Arc<RwLock<Arc<Registry>>>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    states: BotStates,
 }
 
 impl Bots {
@@ -231,14 +226,17 @@ impl Bots {
     /// (for a store and API without a daemon around them).
     pub fn single() -> Self {
         let name = BotName::default_bot();
+        let states = BotStates::new();
         let mut bots = BTreeMap::new();
-        bots.insert(name.clone(), Arc::new(BotEntry::new(name, true, true)));
+        let entry = BotEntry::new(name.clone(), true, true, states.clone());
+        bots.insert(name, Arc::new(entry));
         Bots {
             registry: Arc::new(RwLock::new(Arc::new(Registry {
                 keyring: Keyring::default(),
                 bots,
             }))),
             reload: None,
+            states,
         }
     }
 
@@ -250,9 +248,15 @@ impl Bots {
                 bots: BTreeMap::new(),
             }))),
             reload: None,
+            states: BotStates::new(),
         };
         bots.update(config);
         bots
+    }
+
+    /// Every running bot's session state (`/readyz`, the metrics).
+    pub fn states(&self) -> &BotStates {
+        &self.states
     }
 
     /// Lets `POST /api/v1/reload` ask for a reload on `requests`.
@@ -283,9 +287,16 @@ impl Bots {
                     bot.name.clone(),
                     bot.enabled,
                     bot.interactive,
+                    self.states.clone(),
                 )),
             };
+            if !bot.enabled {
+                self.states.remove(bot.name.as_str());
+            }
             bots.insert(bot.name.clone(), entry);
+        }
+        for gone in old.bots.keys().filter(|name| !bots.contains_key(*name)) {
+            self.states.remove(gone.as_str());
         }
         let registry = Arc::new(Registry {
             keyring: Keyring::from_config(config),
@@ -372,7 +383,7 @@ mod tests {
             bots.authenticate(Some(b"kb")).err(),
             Some(Refusal::Disabled(name)) if name.as_str() == "b"
         ));
-        assert_eq!(bots.get("b").unwrap().state(), BotState::Disabled);
+        assert_eq!(bots.get("b").unwrap().state_text(), "disabled");
         let message = Refusal::Deprecated(BotName::new("a").unwrap()).to_string();
         assert!(message.contains("deprecated"), "{message}");
     }
@@ -393,17 +404,24 @@ mod tests {
             "[[bots]]\nname = \"a\"\napi_keys = [\"k1\"]\n[[bots]]\nname = \"b\"\n",
         ));
         let a = bots.get("a").unwrap();
-        a.set_state(BotState::Ready);
+        a.set_state(BotState::Ready {
+            bot_id: 1,
+            username: None,
+        });
+        bots.get("b").unwrap().set_state(BotState::Starting);
         bots.update(&config(
             "[[bots]]\nname = \"a\"\napi_keys = [\"k2\"]\ninteractive = false\n\
              [[bots]]\nname = \"c\"\n",
         ));
         let again = bots.get("a").unwrap();
         assert!(Arc::ptr_eq(&a, &again));
-        assert_eq!(again.state(), BotState::Ready);
+        assert_eq!(again.state_text(), "ready");
         assert!(!again.is_interactive());
         assert!(bots.get("b").is_none());
-        assert_eq!(bots.get("c").unwrap().state(), BotState::Connecting);
+        // A removed bot is no part of readiness any more.
+        let running: Vec<String> = bots.states().all().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(running, ["a"]);
+        assert_eq!(bots.get("c").unwrap().state_text(), "connecting");
         // Re-keyed: the old key is gone, the new one names the bot.
         assert_eq!(
             bots.authenticate(Some(b"k1")).err(),
@@ -416,10 +434,12 @@ mod tests {
 
     #[test]
     fn states_read_as_the_api_shows_them() {
-        assert_eq!(BotState::Connecting.to_string(), "connecting");
-        assert_eq!(
-            BotState::Halted("AUTH_KEY_UNREGISTERED".into()).to_string(),
-            "halted: AUTH_KEY_UNREGISTERED"
-        );
+        let bots = Bots::single();
+        let entry = bots.get("default").unwrap();
+        assert_eq!(entry.state_text(), "connecting");
+        entry.set_state(BotState::Halted {
+            reason: "AUTH_KEY_UNREGISTERED".into(),
+        });
+        assert_eq!(entry.state_text(), "halted: AUTH_KEY_UNREGISTERED");
     }
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{BotEntry, BotState};
+use super::BotEntry;
+use crate::bot_state::BotState;
 use crate::callbacks::CallbackAnswerer;
 use crate::config::{
     BotConfig, BotName, Config, LimitsConfig, Secret, StateDir, TokenError, WebhookConfig,
@@ -127,8 +128,12 @@ pub async fn run(
         cap: MAX_RETRY,
         ..Backoff::default()
     };
+    let mut last_error = None;
     for attempt in 1.. {
-        entry.set_state(BotState::Connecting);
+        entry.set_state(BotState::SigningIn {
+            attempt,
+            last_error: last_error.take(),
+        });
         let ended = connect_and_work(&shared, &spec, &entry, &cancel, &tracker).await;
         entry.attach(None, None, None);
         let pause = match ended {
@@ -136,7 +141,7 @@ pub async fn run(
             Ended::Halted(reason) => {
                 tracing::error!(bot = %spec.name, %reason, "bot halted until its config changes");
                 entry.set_error(&reason);
-                entry.set_state(BotState::Halted(reason));
+                entry.set_state(BotState::Halted { reason });
                 cancel.cancelled().await;
                 return;
             }
@@ -144,12 +149,13 @@ pub async fn run(
                 let pause = backoff.delay(attempt, rand::random());
                 tracing::warn!(bot = %spec.name, %error, retry_in = ?pause, "bot connection failed");
                 entry.set_error(&error);
+                last_error = Some(error);
                 pause
             }
             Ended::Wait { reason, wait } => {
                 tracing::warn!(bot = %spec.name, %reason, "bot halted for a while");
                 entry.set_error(&reason);
-                entry.set_state(BotState::Halted(reason));
+                entry.set_state(BotState::Halted { reason });
                 wait
             }
         };
@@ -179,6 +185,7 @@ async fn connect_and_work(
         return Ended::Halted(format!("session {}: {error}", path.display()));
     }
     let telegram = Arc::new(Telegram::start(Arc::clone(&session), shared.api_id));
+    telegram.report_to(entry.states().clone(), spec.name.as_str());
     let ended = tokio::select! {
         ended = work(shared, spec, entry, &telegram, session, cancel, tracker) => ended,
         () = cancel.cancelled() => Ended::Cancelled,
@@ -213,11 +220,11 @@ async fn work(
     };
     let bot = spec.name.as_str();
     let events = shared.events.scoped(Some(bot));
-    let callbacks = CallbackAnswerer::new(
+    let callbacks = CallbackAnswerer::for_bot(
         telegram.client().clone(),
         shared.queue.clone(),
-        bot,
         shared.callback_deadline,
+        bot,
     );
     let webhook = match Webhook::from_config(&spec.webhook, events.clone(), shared.queue.clone()) {
         Ok(webhook) => webhook,
@@ -275,7 +282,10 @@ async fn work(
         username = me.username.as_deref().unwrap_or(""),
         "ready: connected to Telegram and signed in"
     );
-    entry.set_state(BotState::Ready);
+    entry.set_state(BotState::Ready {
+        bot_id: me.id,
+        username: me.username.clone(),
+    });
     let connection_io = Arc::new(Connection {
         telegram: Arc::clone(telegram),
         queue: shared.queue.clone(),

@@ -50,6 +50,11 @@ pub enum RunError {
     DcAddr(String),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub async fn run(global: &Global) -> Result<Outcome, CliError> {
@@ -110,6 +115,19 @@ pub async fn daemon(
         events: events.clone(),
         bots,
     };
+    let scraping = match config.metrics.listen {
+        Some(addr) => Some(
+            api::serve_metrics(
+                addr,
+                services.clone(),
+                &config.api,
+                stop.clone().cancelled_owned(),
+            )
+            .await
+            .map_err(|source| RunError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
     let api_config = config.api.clone();
     let serving =
         tasks.spawn({
@@ -137,6 +155,9 @@ pub async fn daemon(
     fleet.stop().await;
     tasks.close();
     let served = serving.await;
+    if let Some(scraping) = scraping {
+        let _ = scraping.await;
+    }
     tasks.wait().await;
     queue.close().await;
     drop(socket);

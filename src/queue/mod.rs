@@ -13,6 +13,7 @@ mod consumer;
 mod expiry;
 pub mod job;
 mod read;
+mod retry;
 mod schema;
 mod store;
 mod writer;
@@ -67,6 +68,8 @@ pub enum QueueError {
     NoSuchJob(JobId),
     #[error("job {id} is {state}, not sending")]
     NotSending { id: JobId, state: JobState },
+    #[error("job {id} is {state}; only a failed job can be retried")]
+    NotFailed { id: JobId, state: JobState },
     #[error("job {id} has {expected} part(s), {given} given")]
     PartCount {
         id: JobId,
@@ -205,6 +208,13 @@ impl Queue {
             Ok(())
         })
         .await
+    }
+
+    /// Whether the store takes writes as well as reads: [`Queue::check`],
+    /// then an (empty) transaction through the writer.
+    pub async fn probe(&self) -> Result<(), QueueError> {
+        self.check().await?;
+        self.write(|_, _| Ok(())).await
     }
 
     /// Commits what was handed in and stops taking work; later calls fail

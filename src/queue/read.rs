@@ -87,22 +87,41 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
+/// A `parts` row: `seq, random_id, message_id, channel_message_id`.
+pub(super) fn part_from_row(row: &Row<'_>) -> rusqlite::Result<Part> {
+    Ok(Part {
+        seq: row.get(0)?,
+        random_id: row.get(1)?,
+        message_id: row.get(2)?,
+        channel_message_id: row.get(3)?,
+    })
+}
+
 fn with_parts(conn: &Connection, mut job: Job) -> Result<Job, QueueError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, random_id, message_id, channel_message_id FROM parts
          WHERE job_id = ?1 ORDER BY seq",
     )?;
     job.parts = stmt
-        .query_map([job.id.get()], |row| {
-            Ok(Part {
-                seq: row.get(0)?,
-                random_id: row.get(1)?,
-                message_id: row.get(2)?,
-                channel_message_id: row.get(3)?,
-            })
-        })?
+        .query_map([job.id.get()], part_from_row)?
         .collect::<Result<_, _>>()?;
     Ok(job)
+}
+
+/// Marks job `id` sent at `now` (its error cleared) and returns it as
+/// stored then, without its parts.
+pub(super) fn mark_sent(conn: &Connection, id: JobId, now: Timestamp) -> Result<Job, QueueError> {
+    const SQL: &str = concat!(
+        "UPDATE jobs SET state = 'sent', error_code = NULL, error_text = NULL,
+                         error_name = NULL, updated_at = ?2
+         WHERE id = ?1 RETURNING ",
+        job_columns!()
+    );
+    let job = conn
+        .prepare_cached(SQL)?
+        .query_row(params![id.get(), now.as_millis()], job_from_row)
+        .optional()?;
+    job.ok_or(QueueError::NoSuchJob(id))
 }
 
 /// One job with its parts, if it exists.
@@ -184,23 +203,34 @@ pub fn due(
     found.into_iter().map(|job| with_parts(conn, job)).collect()
 }
 
-/// Job `id` if it is the due head of its chat's line at `now`: queued, the
-/// oldest active job of its chat, its own and any hold over. A few index
-/// seeks, however many chats wait.
-pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        job_columns!(j),
+/// A due line head: `j` is queued, may go at `?2`, no hold stops it, and
+/// it is the oldest active job of its chat. Completed by what picks `j`.
+macro_rules! due_head_where {
+    () => {
         " FROM jobs AS j
          LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
-         WHERE j.id = ?1 AND j.state = 'queued' AND j.not_before <= ?2
+         WHERE j.state = 'queued' AND j.not_before <= ?2
            AND coalesce(c.not_before, 0) <= ?2
            AND coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0) <= ?2
            AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
                        WHERE bot = j.bot AND state IN ('queued', 'sending') AND chat = j.chat)"
-    );
+    };
+}
+
+/// [`due_head`]'s statement.
+pub(super) const DUE_HEAD_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(j),
+    due_head_where!(),
+    " AND j.id = ?1"
+);
+
+/// Job `id` if it is the due head of its chat's line at `now`: queued, the
+/// oldest active job of its chat, its own and any hold over. A few index
+/// seeks, however many chats wait.
+pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
     let job = conn
-        .prepare_cached(SQL)?
+        .prepare_cached(DUE_HEAD_SQL)?
         .query_row(params![id.get(), now.as_millis()], job_from_row)
         .optional()?;
     job.map(|job| with_parts(conn, job)).transpose()
@@ -248,23 +278,26 @@ pub fn depth(conn: &Connection, bot: &str) -> Result<u64, QueueError> {
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// The head of `chat`'s line if it is due at `now` (see [`due_head`]).
+/// The head of `chat`'s line if it is due at `now` (see [`due_head`]), in
+/// one statement.
 pub fn next_due_of_chat(
     conn: &Connection,
     bot: &str,
     chat: ChatId,
     now: Timestamp,
 ) -> Result<Option<Job>, QueueError> {
-    let head: Option<i64> = conn
-        .prepare_cached(
-            "SELECT min(id) FROM jobs INDEXED BY jobs_active
-             WHERE bot = ?2 AND state IN ('queued', 'sending') AND chat = ?1",
-        )?
-        .query_row(params![chat.get(), bot], |row| row.get(0))?;
-    match head {
-        Some(id) => due_head(conn, JobId::new(id), now),
-        None => Ok(None),
-    }
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(j),
+        due_head_where!(),
+        " AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
+                      WHERE bot = ?3 AND state IN ('queued', 'sending') AND chat = ?1)"
+    );
+    let job = conn
+        .prepare_cached(SQL)?
+        .query_row(params![chat.get(), now.as_millis(), bot], job_from_row)
+        .optional()?;
+    job.map(|job| with_parts(conn, job)).transpose()
 }
 
 /// When the next job may go out, counting holds: `None` when nothing waits

@@ -152,16 +152,19 @@ fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Send
         size: 1,
         took: Duration::ZERO,
     };
+    let (mut commits, mut ops) = (0_u64, 0_u64);
     while let Ok(first) = rx.recv() {
         let closing = gather(rx, first, &mut batch, &previous);
         let started = Instant::now();
         previous.size = batch.len();
+        (commits, ops) = (commits + 1, ops + batch.len() as u64);
         commit(conn, batch.drain(..), events);
         previous.took = started.elapsed();
         if closing {
             break;
         }
     }
+    tracing::debug!(commits, ops, "store writer closing");
 }
 
 /// After a close: commits each op already handed in, then drops the

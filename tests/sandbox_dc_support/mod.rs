@@ -177,7 +177,10 @@ impl RawClient {
         tag: &[u8],
         codec: Box<dyn Codec>,
     ) -> RawClient {
-        let mut socket = tokio::net::TcpStream::connect(dc).await.expect("connect");
+        // A small receive buffer: a client that does not read fills it soon.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+        let mut socket = socket.connect(dc).await.expect("connect");
         socket.write_all(tag).await.expect("send tag");
         RawClient {
             socket,

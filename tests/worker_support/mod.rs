@@ -46,15 +46,21 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
-        World::start_prepared(pace, config, |_, _| {}).await
+        World::start_prepared(pace, config, &[], |_, _| {}).await
     }
 
-    /// [`World::start_with`], calling `prepare` with the state directory
-    /// and the sandbox once the worker's files are written, before it starts
-    /// (e.g. to provision more bots' sessions).
+    /// [`World::start_with`], the worker's environment given `env` too.
+    pub async fn start_with_env(pace: Pace, config: &str, env: &[(&str, &str)]) -> World {
+        World::start_prepared(pace, config, env, |_, _| {}).await
+    }
+
+    /// [`World::start_with_env`], calling `prepare` with the state
+    /// directory and the sandbox once the worker's files are written, before
+    /// it starts (e.g. to provision more bots' sessions).
     pub async fn start_prepared(
         pace: Pace,
         config: &str,
+        env: &[(&str, &str)],
         prepare: impl FnOnce(&Path, &Sandbox),
     ) -> World {
         let dir = tempfile::tempdir().unwrap();
@@ -78,7 +84,7 @@ impl World {
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
         write_worker_files(dir.path(), &sandbox).unwrap();
         prepare(dir.path(), &sandbox);
-        let worker = Worker::start(dir.path()).await;
+        let worker = Worker::start_with_env(dir.path(), env).await;
         let client = Client::new(dir.path().join("telegate.sock"));
         World {
             dir,
@@ -262,23 +268,12 @@ impl Worker {
     /// Starts it and waits until it logs that it is ready.
     /// (Polls its log often: the benchmark times start to ready with it.)
     pub async fn start(dir: &Path) -> Worker {
-        let log = dir.join(format!("worker-{}.log", rand_suffix()));
-        let child = Command::new(env!("CARGO_BIN_EXE_telegate"))
-            .arg("--state-dir")
-            .arg(dir)
-            .arg("run")
-            .env("TELEGATE_LOG", "info")
-            .env_remove("TELEGATE_BOT_TOKEN")
-            .env_remove("TELEGATE_API_ID")
-            .env_remove("TELEGATE_API_HASH")
-            .env_remove("TELEGATE_DC_ADDR")
-            .env_remove("TELEGATE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut worker = Worker { child, log };
+        Worker::start_with_env(dir, &[]).await
+    }
+
+    /// [`Worker::start`] with `env` set for it (`TELEGATE_LOG` among them).
+    pub async fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let mut worker = Worker::spawn(dir, env);
         let deadline = Instant::now() + PATIENCE;
         while !worker.log().contains("ready: connected") {
             if let Ok(Some(status)) = worker.child.try_wait() {
@@ -292,6 +287,29 @@ impl Worker {
             sleep(Duration::from_millis(2)).await;
         }
         worker
+    }
+
+    /// Starts `telegate run` over `dir` without waiting for it.
+    pub fn spawn(dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let log = dir.join(format!("worker-{}.log", rand_suffix()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
+        command
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("run")
+            .env("TELEGATE_LOG", "info")
+            .env_remove("TELEGATE_LOG_FORMAT")
+            .env_remove("TELEGATE_BOT_TOKEN")
+            .env_remove("TELEGATE_API_ID")
+            .env_remove("TELEGATE_API_HASH")
+            .env_remove("TELEGATE_DC_ADDR")
+            .env_remove("TELEGATE_CONFIG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let child = command.spawn().unwrap();
+        Worker { child, log }
     }
 
     pub fn log(&self) -> String {

@@ -281,6 +281,43 @@ pub(crate) mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, in whatever pieces: no panic, and no frame or
+        /// leftover beyond what arrived and the packet bound.
+        #[test]
+        fn random_bytes_never_panic_any_codec(
+            wire in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            split in 1usize..64,
+        ) {
+            let framings = [
+                Framing::Abridged,
+                Framing::Intermediate,
+                Framing::PaddedIntermediate,
+                Framing::Full,
+            ];
+            let mut codecs: Vec<Box<dyn Codec>> = framings.into_iter().map(codec).collect();
+            if let Ok(Detection::Found { detected, .. }) = detect(&wire) {
+                codecs.push(detected.reader);
+            }
+            for codec in &mut codecs {
+                let mut buffer = BytesMut::new();
+                'feed: for piece in wire.chunks(split) {
+                    buffer.extend_from_slice(piece);
+                    loop {
+                        match codec.decode(&mut buffer) {
+                            Ok(Some(frame)) => {
+                                proptest::prop_assert!(frame.payload.len() <= MAX_PACKET_LEN + 15)
+                            }
+                            Ok(None) => break,
+                            Err(_) => break 'feed,
+                        }
+                    }
+                    proptest::prop_assert!(buffer.len() <= wire.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn refuses_http_and_tls() {
         for head in [&b"GET / HTTP/1.1"[..], b"POST /x", b"HEAD /", b"OPTIONS *"] {
