@@ -29,6 +29,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::limits::{FloodScope, Limits};
 use crate::queue::{Expiry, Job, JobId, JobState, Queue, QueueError, Timestamp};
@@ -297,9 +298,10 @@ impl Sender {
                 };
                 let invoke = Arc::clone(&self.invoke);
                 let abandon = self.abandon.clone();
+                let span = job_span(&job);
                 self.tasks.spawn(async move {
                     let attempt = tokio::select! {
-                        attempt = invoke.attempt(&job) => match attempt {
+                        attempt = invoke.attempt(&job).instrument(span) => match attempt {
                             Ok(attempt) => Some(attempt),
                             Err(error) => {
                                 // Left in `sending`: the next start resends
@@ -334,7 +336,8 @@ impl Sender {
         let report = self.reports.remove(&id);
         let queue = self.queue.clone();
         let expiry = self.settings.expiry;
-        self.tasks.spawn(async move {
+        let span = job_span(&job);
+        let committing = async move {
             let now = Timestamp::now();
             let next = match report {
                 Some(Report::Sent(ids)) => {
@@ -343,7 +346,10 @@ impl Sender {
                         follow.filter(|_| !expired)
                     };
                     match queue.mark_sent_then_take(id, ids, now, admit).await {
-                        Ok((_, next)) => next.map(|(next, _)| next),
+                        Ok((sent, next)) => {
+                            tracing::debug!(job = %id, chat = %sent.chat, "sent");
+                            next.map(|(next, _)| next)
+                        }
                         Err(error) => {
                             tracing::error!(job = %id, %error, "cannot record the outcome of a send");
                             None
@@ -361,13 +367,16 @@ impl Sender {
                     match queue.release(id, now).await {
                         Ok(()) | Err(QueueError::NotSending { .. }) => {}
                         // Still `sending`: the next start resends it.
-                        Err(error) => tracing::warn!(job = %id, %error, "cannot put a job back in line"),
+                        Err(error) => {
+                            tracing::warn!(job = %id, %error, "cannot put a job back in line")
+                        }
                     }
                     None
                 }
             };
             Done::Committed { job: id, next }
-        });
+        };
+        self.tasks.spawn(committing.instrument(span));
     }
 
     /// Feeds a task's result to the core.
@@ -413,6 +422,7 @@ impl Sender {
                 let outcome = match attempt {
                     None => Outcome::Dropped,
                     Some(attempt) => {
+                        let now = Timestamp::now();
                         let report = Report::of(
                             attempt,
                             &job,
@@ -420,8 +430,9 @@ impl Sender {
                             self.settings.backoff,
                             self.settings.expiry,
                             rand::random(),
-                            Timestamp::now(),
+                            now,
                         );
+                        report.count(&job, now);
                         let outcome = outcome_of(&report, |at| self.at(at));
                         self.reports.insert(job.id, report);
                         outcome
@@ -501,6 +512,11 @@ impl Sender {
             self.perform_all();
         }
     }
+}
+
+/// The span of everything logged about one job.
+fn job_span(job: &Job) -> tracing::Span {
+    tracing::info_span!("job", job_id = job.id.get(), bot = %job.bot, chat = %job.chat)
 }
 
 /// The core's view of a job.
