@@ -29,7 +29,7 @@ use crate::limits::{Limits, Rates};
 use crate::queue::{Expiry, Queue};
 use crate::sender::{self, Backoff, Connection, Sender, Stopped, Verdict, judge};
 use crate::session::SessionStore;
-use crate::telegram::{Credentials, Telegram, TelegramError};
+use crate::telegram::{Credentials, Liveness, Telegram, TelegramError};
 
 /// What every bot's worker shares: the store and the global settings.
 pub struct Shared {
@@ -43,6 +43,8 @@ pub struct Shared {
     pub dc_addr: Option<SocketAddrV4>,
     pub callback_deadline: Duration,
     pub sender: sender::Settings,
+    /// How each connection is judged alive (`[connection]`).
+    pub liveness: Liveness,
 }
 
 impl Shared {
@@ -64,6 +66,7 @@ impl Shared {
             api_hash,
             dc_addr,
             callback_deadline: Duration::from_millis(config.callbacks.deadline_ms),
+            liveness: config.connection.liveness(),
             sender: sender::Settings {
                 expiry: config.sender.job_expiry().and_then(Expiry::new),
                 ..sender::Settings::default()
@@ -184,7 +187,11 @@ async fn connect_and_work(
     {
         return Ended::Halted(format!("session {}: {error}", path.display()));
     }
-    let telegram = Arc::new(Telegram::start(Arc::clone(&session), shared.api_id));
+    let telegram = Arc::new(Telegram::start_with(
+        Arc::clone(&session),
+        shared.api_id,
+        shared.liveness,
+    ));
     telegram.report_to(entry.states().clone(), spec.name.as_str());
     let ended = tokio::select! {
         ended = work(shared, spec, entry, &telegram, session, cancel, tracker) => ended,
