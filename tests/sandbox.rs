@@ -1412,7 +1412,8 @@ async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
 
     // What `telegate run` does with those files: open the session, sign in.
     let session =
-        telegate::session::SessionStore::open(&dir.path().join("sessions/bot.session")).unwrap();
+        telegate::session::SessionStore::open(&dir.path().join("sessions/default.session"))
+            .unwrap();
     let worker = telegate::telegram::Telegram::start(
         Arc::new(session),
         i32::try_from(telegram["api_id"].as_integer().unwrap()).unwrap(),

@@ -11,8 +11,9 @@ use axum::response::Response;
 
 use super::ApiState;
 use super::answer::Failure;
-use super::enqueue::{Validated, accept};
+use super::enqueue::{Enqueue, Validated};
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::operations::{DeleteRequest, EditRequest};
@@ -22,6 +23,7 @@ use crate::queue::JobKind;
 pub async fn post_edit(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(message_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -31,17 +33,25 @@ pub async fn post_edit(
         Ok(found) => found,
         Err(failure) => return failure.answer(&request_id),
     };
-    accept(&api, &request_id, query, &headers, body, move |bytes| {
-        let edit = EditRequest::from_json(id, bytes)?;
-        Validated::built_at_send(chat, JobKind::Edit, &edit)
-    })
-    .await
+    let request = Enqueue {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
+        interactive: false,
+    };
+    request
+        .accept(query, &headers, body, move |bytes| {
+            let edit = EditRequest::from_json(id, bytes)?;
+            Validated::built_at_send(chat, JobKind::Edit, &edit)
+        })
+        .await
 }
 
 /// `DELETE /api/v1/telegram/messages/{message_id}` (no body).
 pub async fn delete_message(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(message_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -51,15 +61,22 @@ pub async fn delete_message(
         Ok(found) => found,
         Err(failure) => return failure.answer(&request_id),
     };
-    accept(&api, &request_id, query, &headers, body, move |bytes| {
-        if !bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid(
-                "DELETE of a message takes no body: the path names the message",
-            ));
-        }
-        Validated::built_at_send(chat, JobKind::Delete, &DeleteRequest { message_id: id })
-    })
-    .await
+    let request = Enqueue {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
+        interactive: false,
+    };
+    request
+        .accept(query, &headers, body, move |bytes| {
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(ApiError::invalid(
+                    "DELETE of a message takes no body: the path names the message",
+                ));
+            }
+            Validated::built_at_send(chat, JobKind::Delete, &DeleteRequest { message_id: id })
+        })
+        .await
 }
 
 /// telegate's message `message_id` and its chat; 404 unless it is a message

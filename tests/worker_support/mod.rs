@@ -46,11 +46,23 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
-        World::start_with_env(pace, config, &[]).await
+        World::start_prepared(pace, config, &[], |_, _| {}).await
     }
 
     /// [`World::start_with`], the worker's environment given `env` too.
     pub async fn start_with_env(pace: Pace, config: &str, env: &[(&str, &str)]) -> World {
+        World::start_prepared(pace, config, env, |_, _| {}).await
+    }
+
+    /// [`World::start_with_env`], calling `prepare` with the state
+    /// directory and the sandbox once the worker's files are written, before
+    /// it starts (e.g. to provision more bots' sessions).
+    pub async fn start_prepared(
+        pace: Pace,
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path, &Sandbox),
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let limits = match pace {
             Pace::Unlimited => {
@@ -71,6 +83,7 @@ impl World {
         .unwrap();
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
         write_worker_files(dir.path(), &sandbox).unwrap();
+        prepare(dir.path(), &sandbox);
         let worker = Worker::start_with_env(dir.path(), env).await;
         let client = Client::new(dir.path().join("telegate.sock"));
         World {
