@@ -340,8 +340,14 @@ fn seed_markups() -> Vec<tl::enums::ReplyMarkup> {
     seeds().into_iter().map(|(_, markup)| markup).collect()
 }
 
-/// The message id in a send's result, checking the shape grammers relies on.
+/// The message id in a send's result, checking the shape grammers relies on:
+/// `updateShortSentMessage` (a text in a private chat, as Telegram answers)
+/// or `updateMessageID` + `updateNewMessage`.
 fn sent_id(updates: &tl::enums::Updates, random_id: i64) -> i32 {
+    if let tl::enums::Updates::UpdateShortSentMessage(sent) = updates {
+        assert!(sent.out && sent.pts_count == 1, "{sent:?}");
+        return sent.id;
+    }
     let tl::enums::Updates::Updates(updates) = updates else {
         panic!("expected updates, got {updates:?}")
     };

@@ -117,6 +117,7 @@ fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliErr
         id: None,
         first_name: "Ada".into(),
         username: Some("ada_demo".into()),
+        lang_code: Some("en".into()),
     })?;
     telegram.user_sends(user.id, UserMessage::Text("/start".into()), None)?;
     Ok(Some(user.id))

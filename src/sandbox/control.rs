@@ -12,8 +12,18 @@
 //! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?}` → the settings now |
-//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
+//! | `POST /users/{id}/block`, `/unblock` | → `{blocked}` (the bot gets `updateBotStopped`) |
+//! | `POST /users/{id}/messages/{message_id}/edit` | `{text}` → `{}` |
+//! | `POST /users/{id}/messages/{message_id}/delete` | → `{}` |
+//! | `POST /groups` | `{title, kind: group\|supergroup\|channel, members: [ids], bot: none\|member\|admin}` → `201 {id}` (`-N`, `-100N`) |
+//! | `GET /groups` | → `[{id, kind, title, bot}]` |
+//! | `POST /groups/{id}/messages` | `{from, text \| photo \| …, reply_to?}` → `{message_id}` |
+//! | `POST /groups/{id}/messages/{message_id}/edit`, `/delete` | `{from, text}`, `{from}` → `{}` |
+//! | `GET /groups/{id}/chat` | → members, the bot's role, messages |
+//! | `POST /groups/{id}/bot` | `{action: add\|remove\|ban\|promote\|demote}` → `{bot: role}` |
+//! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
+//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username, privacy}` |
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,8 +43,8 @@ use tokio::net::UnixListener;
 
 use super::Faults;
 use super::telegram::{
-    AccountId, ChatFault, FakeTelegram, NewUser, Pressed, SandboxError, TgError, UserClick,
-    UserMessage, to_hex,
+    AccountId, BotAction, ChatFault, DifferenceRules, FakeTelegram, GroupKind, NewGroup, NewUser,
+    Pressed, Role, SandboxError, TgError, UserClick, UserMessage, to_hex,
 };
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
@@ -66,10 +76,26 @@ pub fn router(control: Control) -> Router {
         .route("/users/{id}/messages", post(user_message))
         .route("/users/{id}/click", post(click))
         .route("/users/{id}/chat", get(chat))
+        .route("/users/{id}/block", post(block))
+        .route("/users/{id}/unblock", post(unblock))
+        .route("/users/{id}/messages/{message_id}/edit", post(user_edit))
+        .route(
+            "/users/{id}/messages/{message_id}/delete",
+            post(user_delete),
+        )
+        .route("/groups", post(create_group).get(list_groups))
+        .route("/groups/{id}/messages", post(group_message))
+        .route("/groups/{id}/messages/{message_id}/edit", post(group_edit))
+        .route(
+            "/groups/{id}/messages/{message_id}/delete",
+            post(group_delete),
+        )
+        .route("/groups/{id}/chat", get(group_chat))
+        .route("/groups/{id}/bot", post(group_bot))
         .route("/faults", post(faults))
         .route("/stats", get(stats))
         .route("/dc", get(dc))
-        .route("/bot", get(bot))
+        .route("/bot", get(bot).post(set_bot))
         .fallback(not_found)
         .with_state(control)
 }
@@ -92,9 +118,10 @@ impl Failure {
 impl From<SandboxError> for Failure {
     fn from(error: SandboxError) -> Self {
         let status = match &error {
-            SandboxError::UnknownUser(_) | SandboxError::UnknownMessage { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            SandboxError::UnknownUser(_)
+            | SandboxError::UnknownMessage { .. }
+            | SandboxError::UnknownGroup(_)
+            | SandboxError::UnknownGroupMessage { .. } => StatusCode::NOT_FOUND,
             SandboxError::UserExists(_) | SandboxError::UsernameTaken(_) => StatusCode::CONFLICT,
             SandboxError::Invalid { .. } | SandboxError::Telegram(_) => StatusCode::BAD_REQUEST,
         };
@@ -131,6 +158,7 @@ struct CreateUser {
     id: Option<AccountId>,
     first_name: String,
     username: Option<String>,
+    lang_code: Option<String>,
 }
 
 async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
@@ -139,6 +167,7 @@ async fn create_user(State(control): State<Control>, body: Bytes) -> ControlRepl
         id: request.id,
         first_name: request.first_name,
         username: request.username,
+        lang_code: request.lang_code,
     })?;
     let body = json!({
         "id": created.id,
@@ -184,7 +213,11 @@ struct Document {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
+    /// Who posts (group messages only).
+    from: Option<AccountId>,
     text: Option<String>,
+    /// `/start PAYLOAD`: the user opened a deep link to the bot.
+    start: Option<String>,
     location: Option<Location>,
     contact: Option<Contact>,
     photo: Option<Photo>,
@@ -195,10 +228,24 @@ struct SendBody {
 
 impl SendBody {
     fn into_message(self) -> Result<UserMessage, Failure> {
-        let one_of = "exactly one of text, location, contact, photo, document is required";
+        let one_of = "exactly one of text, start, location, contact, photo, document is required";
         let mut found = Vec::new();
         if let Some(text) = self.text {
             found.push(UserMessage::Text(text));
+        }
+        if let Some(payload) = self.start {
+            let valid = payload.len() <= 64
+                && payload
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(Failure::bad_request(
+                    "start must be at most 64 characters: letters, digits, _ and -",
+                ));
+            }
+            found.push(UserMessage::Text(
+                format!("/start {payload}").trim_end().to_owned(),
+            ));
         }
         if let Some(l) = self.location {
             check_coordinates(&l)?;
@@ -265,6 +312,11 @@ async fn user_message(
 ) -> ControlReply {
     let user = user_id(&id)?;
     let body = parse::<SendBody>(&body)?;
+    if body.from.is_some() {
+        return Err(Failure::bad_request(
+            "from is for group messages; a user's own messages are sent by the path's user",
+        ));
+    }
     let reply_to = body.reply_to;
     let message = body.into_message()?;
     let message_id = control.telegram.user_sends(user, message, reply_to)?;
@@ -328,6 +380,215 @@ async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> C
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+}
+
+fn message_id(raw: &str) -> Result<i32, Failure> {
+    raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "message id must be a positive integer, not {raw:?}"
+        ))
+    })
+}
+
+fn group_id(raw: &str) -> Result<i64, Failure> {
+    raw.parse().ok().filter(|id: &i64| *id < 0).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "group id must be a Bot API id (-N for a group, -100N for a supergroup or channel), not {raw:?}"
+        ))
+    })
+}
+
+async fn set_blocked(control: &Control, id: &str, blocked: bool) -> ControlReply {
+    let user = user_id(id)?;
+    control.telegram.set_blocked(user, blocked)?;
+    Ok(axum::Json(json!({"blocked": blocked})).into_response())
+}
+
+async fn block(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+    set_blocked(&control, &id, true).await
+}
+
+async fn unblock(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+    set_blocked(&control, &id, false).await
+}
+
+async fn user_edit(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    let request: TextBody = parse(&body)?;
+    control
+        .telegram
+        .user_edits(user, message_id, request.text)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn user_delete(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+) -> ControlReply {
+    let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    control.telegram.user_deletes(user, message_id)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroup {
+    title: String,
+    kind: GroupKind,
+    members: Vec<AccountId>,
+    #[serde(default = "no_bot")]
+    bot: BotMembership,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum BotMembership {
+    None,
+    Member,
+    Admin,
+}
+
+fn no_bot() -> BotMembership {
+    BotMembership::None
+}
+
+async fn create_group(State(control): State<Control>, body: Bytes) -> ControlReply {
+    let request: CreateGroup = parse(&body)?;
+    let id = control.telegram.create_group(NewGroup {
+        title: request.title,
+        kind: request.kind,
+        members: request.members,
+        bot: match request.bot {
+            BotMembership::None => None,
+            BotMembership::Member => Some(Role::Member),
+            BotMembership::Admin => Some(Role::Admin),
+        },
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response())
+}
+
+async fn list_groups(State(control): State<Control>) -> ControlReply {
+    Ok(axum::Json(control.telegram.groups()).into_response())
+}
+
+async fn group_message(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ControlReply {
+    let group = group_id(&id)?;
+    let mut body = parse::<SendBody>(&body)?;
+    let Some(from) = body.from.take() else {
+        return Err(Failure::bad_request(
+            "from (the posting user's id) is required",
+        ));
+    };
+    let reply_to = body.reply_to;
+    let message = body.into_message()?;
+    let message_id = control
+        .telegram
+        .group_sends(group, from, message, reply_to)?;
+    Ok(axum::Json(json!({"message_id": message_id})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupChange {
+    from: AccountId,
+    text: Option<String>,
+}
+
+async fn group_edit(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let request: GroupChange = parse(&body)?;
+    let Some(text) = request.text else {
+        return Err(Failure::bad_request("text (the new text) is required"));
+    };
+    control
+        .telegram
+        .group_edits(group, request.from, message_id, text)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn group_delete(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let request: GroupChange = parse(&body)?;
+    if request.text.is_some() {
+        return Err(Failure::bad_request("a delete takes no text"));
+    }
+    control
+        .telegram
+        .group_deletes(group, request.from, message_id)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn group_chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+    let group = group_id(&id)?;
+    Ok(axum::Json(control.telegram.group_chat(group)?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotActionBody {
+    action: Action,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Add,
+    Remove,
+    Ban,
+    Promote,
+    Demote,
+}
+
+async fn group_bot(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ControlReply {
+    let group = group_id(&id)?;
+    let request: BotActionBody = parse(&body)?;
+    let action = match request.action {
+        Action::Add => BotAction::Add,
+        Action::Remove => BotAction::Remove,
+        Action::Ban => BotAction::Ban,
+        Action::Promote => BotAction::Promote,
+        Action::Demote => BotAction::Demote,
+    };
+    let role = control.telegram.bot_action(group, action)?;
+    Ok(axum::Json(json!({"bot": role})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotBody {
+    privacy: bool,
+}
+
+async fn set_bot(State(control): State<Control>, body: Bytes) -> ControlReply {
+    let request: BotBody = parse(&body)?;
+    control.telegram.set_privacy(request.privacy);
+    bot(State(control)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FaultsBody {
     #[serde(default)]
     drop_connections: bool,
@@ -341,6 +602,12 @@ struct FaultsBody {
     error: Option<Option<String>>,
     /// With `error`: how many sends fail (default: all until cleared).
     times: Option<u32>,
+    /// At most this many events per difference answer.
+    difference_slice: Option<usize>,
+    /// A client further behind than this many pts gets "too long".
+    difference_too_long: Option<i32>,
+    /// Unread pushes a connection may have before it gets `updatesTooLong`.
+    push_backlog: Option<usize>,
 }
 
 /// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
@@ -386,6 +653,24 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
             "callback_timeout_ms must be 1..{MAX_CALLBACK_TIMEOUT_MS}"
         )));
     }
+    if request.difference_slice == Some(0)
+        || request.difference_too_long.is_some_and(|n| n < 1)
+        || request.push_backlog == Some(0)
+    {
+        return Err(Failure::bad_request(
+            "difference_slice, difference_too_long and push_backlog must be ≥ 1",
+        ));
+    }
+    if request.difference_slice.is_some() || request.difference_too_long.is_some() {
+        let current = control.telegram.difference_rules();
+        control.telegram.set_difference_rules(DifferenceRules {
+            slice: request.difference_slice.unwrap_or(current.slice),
+            too_long: request.difference_too_long.unwrap_or(current.too_long),
+        });
+    }
+    if let Some(limit) = request.push_backlog {
+        control.telegram.set_push_backlog_limit(limit);
+    }
     if let Some(error) = request.error {
         let user = request.user_id;
         let fault = error.map(|name| ChatFault {
@@ -412,6 +697,9 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
         "latency_ms": u64::try_from(control.faults.latency().as_millis()).unwrap_or(u64::MAX),
         "limits": control.telegram.limits_enabled(),
         "callback_timeout_ms": u64::try_from(control.telegram.callback_timeout().as_millis()).unwrap_or(u64::MAX),
+        "difference_slice": control.telegram.difference_rules().slice,
+        "difference_too_long": control.telegram.difference_rules().too_long,
+        "push_backlog": control.telegram.push_backlog_limit(),
     });
     Ok(axum::Json(body).into_response())
 }
@@ -433,6 +721,7 @@ async fn bot(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "id": control.telegram.bot_id(),
         "username": super::telegram::BOT_USERNAME,
+        "privacy": control.telegram.privacy(),
     });
     Ok(axum::Json(body).into_response())
 }

@@ -86,6 +86,7 @@ impl World {
                         id: None,
                         first_name: format!("User {i}"),
                         username: None,
+                        lang_code: None,
                     })
                     .unwrap();
                 telegram

@@ -164,7 +164,7 @@ async fn write_loop(
     mut writer: PacketWriter<OwnedWriteHalf>,
     mut session: ServerSession,
     mut answers: mpsc::UnboundedReceiver<Outgoing>,
-    mut updates: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut updates: crate::sandbox::Pushes,
 ) -> Result<(), ConnectionError> {
     let mut carried = None;
     loop {
