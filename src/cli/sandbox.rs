@@ -28,6 +28,7 @@ use crate::sandbox::telegram::{
     AccountId, DC_ID, FakeTelegram, NewUser, SandboxError, UserMessage,
 };
 use crate::session::{SessionError, SessionStore};
+use grammers_session::types::{PeerAuth, PeerInfo, UpdatesState};
 
 /// The api id and hash written for the worker; the sandbox accepts any
 /// non-empty pair, these just make the config complete.
@@ -147,10 +148,31 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>) {
 }
 
 /// Writes `DIR/telegate.toml` and `DIR/sessions/bot.session` for a worker.
+/// A new session is signed in as the bot already, at the update state the
+/// sandbox made the bot at: the worker's first start fetches everything
+/// sent to the bot since (the demo user's `/start` included) instead of
+/// starting from "now".
 pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
     let session = crate::config::StateDir::new(dir).bot_session();
-    SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    let store =
+        SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    let bot = telegram.sign_in_bot();
+    store.record_sign_in(
+        PeerInfo::User {
+            id: bot.id,
+            auth: Some(PeerAuth::from_hash(bot.access_hash)),
+            bot: Some(true),
+            is_self: Some(true),
+        },
+        UpdatesState {
+            pts: 1,
+            qts: 1,
+            date: bot.created.max(1),
+            seq: 0,
+            channels: Vec::new(),
+        },
+    )?;
     write_config(
         &dir.join("telegate.toml"),
         telegram.bot_token().expose(),

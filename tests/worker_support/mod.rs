@@ -46,6 +46,13 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
+        let mut world = World::offline(pace, config).await;
+        world.start_worker().await;
+        world
+    }
+
+    /// The sandbox and the worker's files, the worker not started yet.
+    pub async fn offline(pace: Pace, config: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let limits = match pace {
             Pace::Unlimited => {
@@ -66,14 +73,18 @@ impl World {
         .unwrap();
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
         write_worker_files(dir.path(), &sandbox).unwrap();
-        let worker = Worker::start(dir.path()).await;
         let client = Client::new(dir.path().join("telegate.sock"));
         World {
             dir,
             sandbox,
-            worker: Some(worker),
+            worker: None,
             client,
         }
+    }
+
+    /// Starts (or restarts) the worker and waits until it is ready.
+    pub async fn start_worker(&mut self) {
+        self.worker = Some(Worker::start(self.dir.path()).await);
     }
 
     /// `n` users who have each written to the bot.
@@ -203,6 +214,46 @@ impl World {
         }
     }
 
+    /// The inbound events after `cursor`, over the socket, waiting up to
+    /// `wait` seconds for the first (nothing while no worker answers).
+    pub async fn events(&self, cursor: i64, wait: u32) -> Vec<Value> {
+        let path = format!("/api/v1/events?after={cursor}&wait={wait}&limit=1000");
+        let Ok(answer) = self.client.get(&path).await else {
+            return Vec::new();
+        };
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        std::str::from_utf8(&answer.body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Reads events from `cursor` on until `done` says the ones read so far
+    /// are enough; returns them (and moves `cursor` past them).
+    pub async fn read_events_until(
+        &self,
+        cursor: &mut i64,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut read = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        while !done(&read) {
+            assert!(
+                Instant::now() < deadline,
+                "events never came: {} read, the last {:?}; the worker's log:\n{}",
+                read.len(),
+                read.last(),
+                self.worker.as_ref().map(Worker::log).unwrap_or_default()
+            );
+            for line in self.events(*cursor, 1).await {
+                *cursor = line["cursor"].as_i64().unwrap();
+                read.push(line["event"].clone());
+            }
+        }
+        read
+    }
+
     pub fn worker(&mut self) -> &mut Worker {
         self.worker.as_mut().unwrap()
     }
@@ -247,7 +298,10 @@ impl Worker {
             .arg("--state-dir")
             .arg(dir)
             .arg("run")
-            .env("TELEGATE_LOG", "info")
+            .env(
+                "TELEGATE_LOG",
+                std::env::var("WORKER_LOG").unwrap_or("info".into()),
+            )
             .env_remove("TELEGATE_BOT_TOKEN")
             .env_remove("TELEGATE_API_ID")
             .env_remove("TELEGATE_API_HASH")

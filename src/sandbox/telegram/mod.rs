@@ -139,6 +139,15 @@ pub struct Stats {
     pub updates_too_long: u64,
 }
 
+/// The bot as signed in by [`FakeTelegram::sign_in_bot`]: its boxes were
+/// at pts 1 and qts 1 at `created`.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedInBot {
+    pub id: AccountId,
+    pub access_hash: i64,
+    pub created: i32,
+}
+
 /// A new sandbox user, as `POST /users` describes it.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
@@ -281,6 +290,28 @@ impl FakeTelegram {
         drop(inner);
         self.changed();
         key
+    }
+
+    /// Signs the bot's first key in as the bot (what
+    /// `auth.importBotAuthorization` does) and tells where its boxes stood
+    /// when the sandbox made it: the state a session written for the bot
+    /// starts from, so nothing sent to the bot since is lost.
+    pub fn sign_in_bot(&self) -> SignedInBot {
+        let key = self.bot_auth_key();
+        let mut inner = self.lock();
+        let world = &mut inner.world;
+        let bot = world.bot.id;
+        if let Some(record) = world.keys.iter_mut().find(|k| k.key == key) {
+            record.account = Some(bot);
+        }
+        let signed_in = SignedInBot {
+            id: bot,
+            access_hash: world.bot.access_hash,
+            created: world.created,
+        };
+        drop(inner);
+        self.changed();
+        signed_in
     }
 
     pub fn set_callback_timeout(&self, timeout: Duration) {

@@ -4,10 +4,11 @@
 //! Every change to a box has its `pts` (or `qts`), so a client that missed
 //! pushes (offline, dropped connection) gets exactly the missed events from
 //! a difference, in slices of [`DifferenceRules::slice`], and one too far
-//! behind is told to start over. Each `updates` pushed to an account carries
-//! the next `seq` of that account (a push that leaves out the caller's own
-//! connection carries 0, as the caller got it as its RPC result), so a
-//! client that lost a push sees the gap at the next one.
+//! behind is told to start over. Each `updates` of common-box events pushed
+//! to an account carries the next `seq` of that account, so a client that
+//! lost one sees the gap at the next; the rest carry 0: channel updates
+//! (their own pts), updates without pts, and a push that leaves out the
+//! caller's own connection (the caller got it as its RPC result).
 
 use std::collections::BTreeSet;
 
@@ -99,6 +100,8 @@ pub struct Batch {
     pub chats: BTreeSet<i64>,
     /// Channel boxes whose pts this batch hands over.
     channels: Vec<(i64, i32)>,
+    /// It carries common-box (pts or qts) events.
+    sequenced: bool,
 }
 
 impl Batch {
@@ -129,9 +132,12 @@ impl Batch {
         pts: i32,
         event: &BoxEvent,
     ) {
-        if let Place::Channel(channel) = place {
-            self.channels.push((channel, pts));
-            self.chats.insert(channel);
+        match place {
+            Place::Channel(channel) => {
+                self.channels.push((channel, pts));
+                self.chats.insert(channel);
+            }
+            Place::Common => self.sequenced = true,
         }
         if let Some(update) = render_event(world, viewer, place, pts, event, self) {
             self.updates.push(update);
@@ -308,7 +314,10 @@ pub fn deliver(
     except_key: Option<i64>,
     batch: &Batch,
 ) -> usize {
-    let seq = if except_key.is_none() {
+    // Only the common sequence is numbered: channel updates have their own
+    // pts and travel with seq 0, as do updates without pts (a client that
+    // loses one of those to a seq gap could not get it back).
+    let seq = if except_key.is_none() && batch.sequenced && batch.channels.is_empty() {
         let seq = world.seqs.entry(account).or_insert(0);
         *seq += 1;
         *seq
