@@ -440,35 +440,38 @@ async fn user_delete(
 #[serde(deny_unknown_fields)]
 struct CreateGroup {
     title: String,
-    kind: GroupKind,
+    kind: String,
     members: Vec<AccountId>,
-    #[serde(default = "no_bot")]
-    bot: BotMembership,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum BotMembership {
-    None,
-    Member,
-    Admin,
-}
-
-fn no_bot() -> BotMembership {
-    BotMembership::None
+    bot: Option<String>,
 }
 
 async fn create_group(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: CreateGroup = parse(&body)?;
+    let kind = match request.kind.as_str() {
+        "group" => GroupKind::Group,
+        "supergroup" => GroupKind::Supergroup,
+        "channel" => GroupKind::Channel,
+        other => {
+            return Err(Failure::bad_request(format!(
+                "kind must be group, supergroup or channel, not {other:?}"
+            )));
+        }
+    };
+    let bot = match request.bot.as_deref().unwrap_or("none") {
+        "none" => None,
+        "member" => Some(Role::Member),
+        "admin" => Some(Role::Admin),
+        other => {
+            return Err(Failure::bad_request(format!(
+                "bot must be none, member or admin, not {other:?}"
+            )));
+        }
+    };
     let id = control.telegram.create_group(NewGroup {
         title: request.title,
-        kind: request.kind,
+        kind,
         members: request.members,
-        bot: match request.bot {
-            BotMembership::None => None,
-            BotMembership::Member => Some(Role::Member),
-            BotMembership::Admin => Some(Role::Admin),
-        },
+        bot,
     })?;
     Ok((StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response())
 }
@@ -544,17 +547,7 @@ async fn group_chat(State(control): State<Control>, UrlPath(id): UrlPath<String>
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BotActionBody {
-    action: Action,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum Action {
-    Add,
-    Remove,
-    Ban,
-    Promote,
-    Demote,
+    action: String,
 }
 
 async fn group_bot(
@@ -564,12 +557,17 @@ async fn group_bot(
 ) -> ControlReply {
     let group = group_id(&id)?;
     let request: BotActionBody = parse(&body)?;
-    let action = match request.action {
-        Action::Add => BotAction::Add,
-        Action::Remove => BotAction::Remove,
-        Action::Ban => BotAction::Ban,
-        Action::Promote => BotAction::Promote,
-        Action::Demote => BotAction::Demote,
+    let action = match request.action.as_str() {
+        "add" => BotAction::Add,
+        "remove" => BotAction::Remove,
+        "ban" => BotAction::Ban,
+        "promote" => BotAction::Promote,
+        "demote" => BotAction::Demote,
+        other => {
+            return Err(Failure::bad_request(format!(
+                "action must be add, remove, ban, promote or demote, not {other:?}"
+            )));
+        }
     };
     let role = control.telegram.bot_action(group, action)?;
     Ok(axum::Json(json!({"bot": role})).into_response())
