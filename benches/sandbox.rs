@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use grammers_client::tl::{self, Identifiable, Serializable};
-use sandbox_dc_support::{Keys, TestClient, config, key};
+use sandbox_dc_support::{Keys, TestClient, config, dc_parts, key};
 use telegate::sandbox::dc::Dc;
-use telegate::sandbox::{Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
+use telegate::sandbox::{Caller, RpcFuture, RpcOutcome, Service};
 
 const ROUND: Duration = Duration::from_secs(1);
 /// (clients, calls in flight per client)
@@ -64,10 +64,7 @@ fn main() {
         };
         let dc = Dc::bind(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            Arc::new(service),
-            Arc::new(Keys::from_seeds(&seeds)),
-            Arc::new(Outbox::default()),
-            Arc::new(Faults::default()),
+            dc_parts(Arc::new(service), Arc::new(Keys::from_seeds(&seeds))),
         )
         .await
         .expect("bind on loopback");

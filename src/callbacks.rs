@@ -94,6 +94,8 @@ struct Inner {
     queue: Queue,
     deadline: Duration,
     queries: Mutex<Queries>,
+    /// The bot's name, for the metrics.
+    bot: String,
 }
 
 /// Answers clicks; clones share the same queries.
@@ -106,8 +108,14 @@ impl CallbackAnswerer {
     /// Answers through `client`, looking stored answers up in `queue`;
     /// consumers have `deadline` to answer.
     pub fn new(client: Client, queue: Queue, deadline: Duration) -> Self {
+        Self::for_bot(client, queue, deadline, crate::queue::DEFAULT_BOT)
+    }
+
+    /// [`CallbackAnswerer::new`] for the bot named `bot` (in the metrics).
+    pub fn for_bot(client: Client, queue: Queue, deadline: Duration, bot: &str) -> Self {
         CallbackAnswerer {
             inner: Arc::new(Inner {
+                bot: bot.to_owned(),
                 client,
                 queue,
                 deadline,
@@ -140,7 +148,16 @@ impl CallbackAnswerer {
             queries.seen.push_back((now, query.query_id));
         }
         let answerer = self.clone();
-        tokio::spawn(async move { answerer.answer_in_time(query, rx).await });
+        let span = tracing::info_span!(
+            "click",
+            bot = %self.inner.bot,
+            chat = %query.chat,
+            query_id = query.query_id
+        );
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { answerer.answer_in_time(query, rx).await },
+            span,
+        ));
         true
     }
 
@@ -161,6 +178,10 @@ impl CallbackAnswerer {
             }
             Query::Settled(source) => {
                 *query = Query::Settled(source);
+                crate::metrics::metrics()
+                    .callback_answers_late
+                    .get_or_create(&crate::metrics::bot_label(&self.inner.bot))
+                    .inc();
                 Err(AnswerRefused::Late {
                     query_id,
                     deadline_ms: self.inner.deadline.as_millis(),
@@ -172,6 +193,7 @@ impl CallbackAnswerer {
     }
 
     async fn answer_in_time(&self, query: ClickQuery, mut rx: oneshot::Receiver<CallbackAnswer>) {
+        let clicked = Instant::now();
         let query_id = query.query_id;
         // The stored answer is looked up while the consumer has its chance,
         // so that the deadline passing costs no store read.
@@ -198,10 +220,27 @@ impl CallbackAnswerer {
         {
             *s = source;
         }
-        match self.send(query_id, &answer).await {
-            Ok(()) => tracing::debug!(query_id, source = source.as_str(), "click answered"),
+        let sent = self.send(query_id, &answer).await;
+        let metrics = crate::metrics::metrics();
+        let bot = &self.inner.bot;
+        match sent {
+            Ok(()) => {
+                tracing::debug!(query_id, source = source.as_str(), "click answered");
+                metrics
+                    .callback_answers
+                    .get_or_create(&[("bot", bot.clone()), ("source", source.as_str().to_owned())])
+                    .inc();
+                metrics
+                    .callback_answer_latency
+                    .get_or_create(&[("source", source.as_str().to_owned())])
+                    .observe(clicked.elapsed().as_secs_f64());
+            }
             Err(error) => {
-                tracing::warn!(query_id, source = source.as_str(), %error, "click answer failed")
+                tracing::warn!(query_id, source = source.as_str(), %error, "click answer failed");
+                metrics
+                    .callback_answers_failed
+                    .get_or_create(&crate::metrics::bot_label(bot))
+                    .inc();
             }
         }
     }

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -47,13 +47,16 @@ impl StateDir {
         StateDir { root: root.into() }
     }
 
-    /// Creates the directory (mode 0700 when new) and its `sessions/`.
+    /// Creates the directory and its `sessions/` mode 0700; one that
+    /// already exists with group or other permissions is tightened to 0700.
     pub fn prepare(&self) -> Result<(), StateError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
         builder
             .create(&self.root)
             .and_then(|()| builder.create(self.sessions()))
+            .and_then(|()| tighten(&self.root))
+            .and_then(|()| tighten(&self.sessions()))
             .map_err(|source| StateError::Io {
                 path: self.root.clone(),
                 source,
@@ -111,6 +114,16 @@ impl StateDir {
     }
 }
 
+/// Takes group and other permissions off directory `path`.
+fn tighten(path: &Path) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "tightening to 0700");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
 /// A value that must never be printed: Debug and Display show `[redacted]`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -150,6 +163,47 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhook: WebhookConfig,
     pub sender: SenderConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+/// `[metrics]`: Prometheus scraping beyond the socket's `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A loopback `host:port` serving `/metrics`, `/healthz` and `/readyz`
+    /// over TCP (e.g. `127.0.0.1:9464`); unset: the socket only.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[log]`: how log lines look.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default) or `json`, one object per line;
+    /// `TELEGATE_LOG_FORMAT` wins.
+    pub format: LogFormat,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be `text` or `json`".into()),
+        }
+    }
 }
 
 /// `[telegram]`: the bot's credentials and, for the sandbox, the DC to use.
@@ -204,12 +258,22 @@ impl SenderConfig {
 pub struct ApiConfig {
     /// Request bodies larger than this are answered 413.
     pub max_body_bytes: usize,
+    /// A connection that takes longer than this to send a request head, or
+    /// sits idle this long between requests, is closed.
+    pub header_timeout_ms: u64,
+    /// A request body that pauses longer than this is answered 408.
+    pub body_timeout_ms: u64,
+    /// Connections beyond this many open at once are answered 503.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 256 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 256,
         }
     }
 }
@@ -289,6 +353,18 @@ impl WebhookConfig {
     }
 }
 
+/// Whether a config key holds a secret (a token, a hash, a key), so that
+/// no error message may echo its value.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.trim_matches(['"', '\'']).to_ascii_lowercase();
+    ["token", "hash", "secret", "key", "password"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// The variable choosing the log format (`text` or `json`).
+pub const LOG_FORMAT_ENV: &str = "TELEGATE_LOG_FORMAT";
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -353,10 +429,17 @@ impl Config {
             ("webhook.timeout_ms", self.webhook.timeout_ms),
             ("webhook.max_backoff_ms", self.webhook.max_backoff_ms),
         ];
-        match positive.iter().find(|(_, value)| *value == 0) {
-            Some((key, _)) => Err(format!("`{key}` must be greater than 0")),
-            None => self.webhook.check(),
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("`{key}` must be greater than 0"));
         }
+        if let Some(addr) = self.metrics.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "`metrics.listen` must be a loopback address (127.0.0.1 or ::1), got `{addr}`"
+            ));
+        }
+        self.webhook.check()
     }
 
     /// Parses one TOML file; an unknown key is an error that names it.
@@ -371,14 +454,22 @@ impl Config {
         })
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. An error on a secret-bearing key (see
+    /// [`is_secret_key`]) names the key and the rule, never the value.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => {
-                let line = text[..span.start].matches('\n').count() + 1;
-                format!("line {line}: {}", e.message())
+        toml::from_str(text).map_err(|e| {
+            let Some(span) = e.span() else {
+                return e.message().to_owned();
+            };
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let line_text = text.lines().nth(line - 1).unwrap_or("");
+            match line_text.split_once('=').map(|(key, _)| key.trim()) {
+                Some(key) if is_secret_key(key) => format!(
+                    "line {line}: `{key}` must be a string (its value is a secret and not shown)"
+                ),
+                _ => format!("line {line}: {}", e.message()),
             }
-            None => e.message().to_owned(),
         })
     }
 
@@ -400,6 +491,12 @@ impl Config {
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
         }
+        if let Some(value) = env(LOG_FORMAT_ENV) {
+            self.log.format = value.parse().map_err(|message| ConfigError::Env {
+                name: LOG_FORMAT_ENV,
+                message,
+            })?;
+        }
         if let Some(value) = env("TELEGATE_JOB_EXPIRY_SECS") {
             self.sender.job_expiry_secs = value.trim().parse().map_err(|_| ConfigError::Env {
                 name: "TELEGATE_JOB_EXPIRY_SECS",
@@ -412,7 +509,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
     use super::*;
@@ -528,6 +624,21 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_only_on_loopback_and_log_format_by_name() {
+        let check = |text: &str| Config::parse(text).unwrap().check();
+        assert!(check("[metrics]\nlisten = \"127.0.0.1:9464\"\n").is_ok());
+        let err = check("[metrics]\nlisten = \"0.0.0.0:9464\"\n").unwrap_err();
+        assert!(err.contains("metrics.listen"), "{err}");
+        let config = Config::parse("[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(Config::parse("[log]\nformat = \"xml\"\n").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let env = |name: &str| (name == LOG_FORMAT_ENV).then(|| "yaml".to_owned());
+        let err = Config::load_with_env(None, &StateDir::new(dir.path()), env).unwrap_err();
+        assert!(err.to_string().contains(LOG_FORMAT_ENV), "{err}");
+    }
+
+    #[test]
     fn a_missing_named_file_is_an_error_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("absent.toml");
@@ -548,6 +659,42 @@ mod tests {
         let token = config.telegram.bot_token.unwrap();
         assert_eq!(token.to_string(), "[redacted]");
         assert_eq!(token.expose(), "123:token-sekrit");
+    }
+
+    #[test]
+    fn a_bad_secret_value_is_never_echoed() {
+        for text in [
+            "[telegram]\nbot_token = 12345\n",
+            "[telegram]\napi_hash = 987654\n",
+            "[webhook]\nsecret = 555555\n",
+            "[telegram]\nbot_token = [\"123:abcdef\"]\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains("line 2"), "{err}");
+            assert!(err.contains("secret and not shown"), "{err}");
+            for value in ["12345", "987654", "555555", "abcdef"] {
+                assert!(!err.contains(value), "{err}");
+            }
+        }
+        // Other keys still say what was wrong with the value.
+        let err = Config::parse("[limits]\nbot_per_second = \"fast\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("string"), "{err}");
+    }
+
+    #[test]
+    fn an_existing_open_state_dir_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        fs::create_dir_all(root.join("sessions")).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("sessions"), fs::Permissions::from_mode(0o750)).unwrap();
+        let state = StateDir::new(&root);
+        state.prepare().unwrap();
+        for path in [state.root().to_owned(), state.sessions()] {
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", path.display());
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use grammers_session::types::{PeerId, UpdateState};
 use grammers_session::updates::{MessageBox, State};
 use grammers_tl_types as tl;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
@@ -38,6 +39,8 @@ use crate::telegram::tl_name;
 const BACKLOG: usize = 16_384;
 /// Updates recorded in one commit at most.
 const BATCH: usize = 1024;
+/// The longest a state covering no event waits to be saved.
+const QUIET_SAVE: Duration = Duration::from_secs(1);
 
 /// The first wait after the update stream fails; it grows by this much per
 /// failure in a row, up to [`MAX_RETRY_STEPS`] times.
@@ -122,11 +125,36 @@ pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), Inbou
 }
 
 /// The recorder: events first, then the state that covers them.
+///
+/// A state is saved once every update it covers is recorded, never before.
+/// A batch with events saves its state at once; one with none (the echoes
+/// of the bot's own sends, one per message sent) may wait up to
+/// [`QUIET_SAVE`] to be saved with later ones, so a busy sender does not
+/// cost a session write per message. What such a wait loses in a crash is
+/// only updates that make no event, fetched again and dropped again.
 async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), InboundError> {
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    let mut covered = Covered::default();
+    let mut unsaved_since: Option<Instant> = None;
+    loop {
+        let received = match unsaved_since {
+            Some(since) => {
+                let next = rx.recv_many(&mut batch, BATCH);
+                match tokio::time::timeout_at(since + QUIET_SAVE, next).await {
+                    Ok(received) => received,
+                    Err(_quiet) => {
+                        std::mem::take(&mut covered).save(&inbound.session).await?;
+                        unsaved_since = None;
+                        continue;
+                    }
+                }
+            }
+            None => rx.recv_many(&mut batch, BATCH).await,
+        };
+        if received == 0 {
+            break;
+        }
         let mut events = Vec::with_capacity(batch.len());
-        let mut covered = Covered::default();
         for taken in batch.drain(..) {
             if let Some(event) = inbound.event_for(&taken).await {
                 events.push(event);
@@ -135,8 +163,15 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
         }
         let count = events.len();
         inbound.events.append(events).await?;
-        covered.save(&inbound.session).await?;
+        let since = *unsaved_since.get_or_insert_with(Instant::now);
+        if count > 0 || since.elapsed() >= QUIET_SAVE {
+            std::mem::take(&mut covered).save(&inbound.session).await?;
+            unsaved_since = None;
+        }
         tracing::trace!(events = count, "inbound events recorded");
+    }
+    if unsaved_since.is_some() {
+        covered.save(&inbound.session).await?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! click is answered in time. See `README.md` for the pipeline.
 
 pub mod api;
+pub mod bot_state;
 pub mod callbacks;
 pub mod chat;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod interactive;
 pub mod limits;
 pub mod media;
 pub mod messages;
+pub mod metrics;
 pub mod outgoing;
 pub mod private_file;
 pub mod queue;

@@ -6,7 +6,7 @@ use telegate::cli::{self, Cli, Outcome};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging();
+    cli::init_logging(&cli.global);
     match cli::run(cli).await {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),

@@ -1,17 +1,30 @@
 //! What a stored job becomes on the wire: one raw MTProto request per part.
 //!
-//! The queue keeps payloads as normalized JSON and never looks inside; the
-//! sender only knows how to invoke requests and read their replies. This
-//! module is the one place between them that knows, per job kind, which
-//! Telegram requests a job turns into — each carrying the `random_id` the
-//! store chose for that part, so every attempt is the same request.
+//! The sender only knows how to invoke requests and read their replies.
+//! This module is the one place that knows, per job kind, which Telegram
+//! requests a job turns into — each carrying the `random_id` the store
+//! chose for that part, so every attempt is the same request.
+//!
+//! The requests are built once, at enqueue, from the request the API has
+//! just validated, and stored beside the job's payload in a versioned
+//! binary form (`jobs.wire`, see [`encode`]): a byte [`WIRE_VERSION`], then
+//! each part's request as Telegram's own TL serialization, with an empty
+//! peer and a zero `random_id` that are filled in at send time. So a job
+//! accepted by one release is sent as it was accepted, never re-parsed nor
+//! re-validated by a later release's rules, and sending costs no JSON. A
+//! job stored before there was a stored form (`wire` NULL), or whose form
+//! this build cannot read (another version, a TL layer it does not know),
+//! is built from its payload as before.
 
-use grammers_tl_types as tl;
+use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
 
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::messages::{Content, MessagesRequest};
 use crate::queue::{Job, JobKind};
+
+/// The first byte of the stored form this build writes.
+pub const WIRE_VERSION: u8 = 1;
 
 /// One Telegram message to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +39,14 @@ impl Outgoing {
         match self {
             Outgoing::Message(request) => request.random_id,
             Outgoing::Media(request) => request.random_id,
+        }
+    }
+
+    /// Addresses the message to `peer` with the part's `random_id`.
+    fn aim(&mut self, peer: tl::enums::InputPeer, random_id: i64) {
+        match self {
+            Outgoing::Message(request) => (request.peer, request.random_id) = (peer, random_id),
+            Outgoing::Media(request) => (request.peer, request.random_id) = (peer, random_id),
         }
     }
 }
@@ -51,78 +72,117 @@ impl OutgoingError {
     }
 }
 
-/// The requests job `job` sends to `peer`, one per stored part, in order.
+/// The requests job `job` sends to `peer`, one per stored part, in order:
+/// from its stored form, else from its payload.
 pub fn requests(job: &Job, peer: tl::enums::InputPeer) -> Result<Vec<Outgoing>, OutgoingError> {
-    let random_ids: Vec<i64> = job.parts.iter().map(|part| part.random_id).collect();
-    let built = match job.kind {
-        JobKind::Interactive => interactive(job, peer, &random_ids)?,
-        JobKind::Messages => messages(job, peer, &random_ids)?,
+    let stored = job.wire.as_deref().and_then(|wire| match decode(wire) {
+        Ok(requests) => Some(requests),
+        Err(reason) => {
+            tracing::warn!(job = %job.id, %reason, "stored requests unreadable; building them from the payload");
+            None
+        }
+    });
+    let mut built = match stored {
+        Some(requests) => requests,
+        None => from_payload(job)?,
     };
-    if built.len() != random_ids.len() {
+    if built.len() != job.parts.len() {
         return Err(OutgoingError::Parts {
             job: job.id.get(),
-            stored: random_ids.len(),
+            stored: job.parts.len(),
             built: built.len(),
         });
+    }
+    for (request, part) in built.iter_mut().zip(&job.parts) {
+        request.aim(peer.clone(), part.random_id);
     }
     Ok(built)
 }
 
-fn interactive(
-    job: &Job,
-    peer: tl::enums::InputPeer,
-    random_ids: &[i64],
-) -> Result<Vec<Outgoing>, OutgoingError> {
-    let request: InteractiveRequest = payload(job)?;
-    let Some(&random_id) = random_ids.first() else {
-        return Ok(Vec::new());
-    };
-    Ok(vec![Outgoing::Message(text_message(
-        peer,
-        request.text().to_owned(),
-        Some(request.reply_markup()),
-        random_id,
-    ))])
+/// The requests of a job stored without its requests, from its payload.
+fn from_payload(job: &Job) -> Result<Vec<Outgoing>, OutgoingError> {
+    Ok(match job.kind {
+        JobKind::Interactive => interactive(&payload(job)?),
+        JobKind::Messages => messages(&payload(job)?),
+    })
 }
 
-/// A text/media job: one message per planned part, in order, each with its
-/// part's `random_id`.
-fn messages(
-    job: &Job,
-    peer: tl::enums::InputPeer,
-    random_ids: &[i64],
-) -> Result<Vec<Outgoing>, OutgoingError> {
-    let request: MessagesRequest = payload(job)?;
-    let parts = request.parts();
-    if parts.len() != random_ids.len() {
-        return Err(OutgoingError::Parts {
-            job: job.id.get(),
-            stored: random_ids.len(),
-            built: parts.len(),
-        });
-    }
-    Ok(parts
+/// The one message of an interactive request (peer and `random_id` still
+/// to be aimed).
+pub fn interactive(request: &InteractiveRequest) -> Vec<Outgoing> {
+    vec![Outgoing::Message(text_message(
+        tl::enums::InputPeer::Empty,
+        request.text().to_owned(),
+        Some(request.reply_markup()),
+        0,
+    ))]
+}
+
+/// A text/media request: one message per planned part, in order (peer and
+/// `random_id`s still to be aimed).
+pub fn messages(request: &MessagesRequest) -> Vec<Outgoing> {
+    request
+        .parts()
         .iter()
-        .zip(random_ids)
-        .map(|(part, &random_id)| {
+        .map(|part| {
             let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
+            let peer = tl::enums::InputPeer::Empty;
             match part.content {
-                Content::Text(text) => Outgoing::Message(text_message(
-                    peer.clone(),
-                    text.to_owned(),
-                    reply_markup,
-                    random_id,
-                )),
+                Content::Text(text) => {
+                    Outgoing::Message(text_message(peer, text.to_owned(), reply_markup, 0))
+                }
                 Content::Media { media, caption } => Outgoing::Media(media_message(
-                    peer.clone(),
+                    peer,
                     media.to_tl(),
                     caption.unwrap_or_default().to_owned(),
                     reply_markup,
-                    random_id,
+                    0,
                 )),
             }
         })
-        .collect())
+        .collect()
+}
+
+/// The stored form of `requests` ([`WIRE_VERSION`], then each request's TL
+/// bytes).
+pub fn encode(requests: &[Outgoing]) -> Vec<u8> {
+    let mut wire = vec![WIRE_VERSION];
+    for request in requests {
+        match request {
+            Outgoing::Message(request) => request.serialize(&mut wire),
+            Outgoing::Media(request) => request.serialize(&mut wire),
+        }
+    }
+    wire
+}
+
+/// The requests in a stored form, or why it cannot be read.
+fn decode(wire: &[u8]) -> Result<Vec<Outgoing>, String> {
+    use tl::functions::messages::{SendMedia, SendMessage};
+    let Some((&version, body)) = wire.split_first() else {
+        return Err("empty".into());
+    };
+    if version != WIRE_VERSION {
+        return Err(format!(
+            "version {version}, this build reads {WIRE_VERSION}"
+        ));
+    }
+    let mut cursor = tl::deserialize::Cursor::from_slice(body);
+    let mut requests = Vec::new();
+    while cursor.pos() < body.len() {
+        let bad = |e: tl::deserialize::Error| format!("request {}: {e}", requests.len());
+        let request = match u32::deserialize(&mut cursor).map_err(bad)? {
+            SendMessage::CONSTRUCTOR_ID => {
+                Outgoing::Message(SendMessage::deserialize(&mut cursor).map_err(bad)?)
+            }
+            SendMedia::CONSTRUCTOR_ID => {
+                Outgoing::Media(SendMedia::deserialize(&mut cursor).map_err(bad)?)
+            }
+            other => return Err(format!("unknown request {other:#010x}")),
+        };
+        requests.push(request);
+    }
+    Ok(requests)
 }
 
 /// The stored payload of `job`, read back through every check.
@@ -231,6 +291,7 @@ mod tests {
             idempotency_key: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
+            wire: None,
         }
     }
 
@@ -258,6 +319,105 @@ mod tests {
             send.reply_markup,
             Some(tl::enums::ReplyMarkup::ReplyKeyboardForceReply(_))
         ));
+    }
+
+    #[test]
+    fn a_job_is_sent_from_its_stored_form_without_reading_its_payload() {
+        let request = InteractiveRequest::from_json(
+            br#"{"destination_user_id":"42","telegram_interactive_message":{
+            "type":"highlight_reply","text":"Rate us","reply_markup":{"force_reply":true}}}"#,
+        )
+        .unwrap();
+        let wire = encode(&interactive(&request));
+        assert_eq!(wire[0], WIRE_VERSION);
+        let peer = ChatId::user(42).input_peer(0);
+        let from_payload = requests(
+            &job(JobKind::Interactive, &interactive_payload(), &[99]),
+            peer.clone(),
+        )
+        .unwrap();
+        // A payload no rule of this build accepts: only the stored form is read.
+        let mut stored = job(JobKind::Interactive, "not json", &[99]);
+        stored.wire = Some(wire);
+        assert_eq!(requests(&stored, peer).unwrap(), from_payload);
+    }
+
+    #[test]
+    fn every_part_of_a_messages_job_round_trips_through_the_stored_form() {
+        let request = MessagesRequest::from_json(
+            br#"{"destination_user_id":42,"text":"Look","media":[
+                {"mediaName":"a.jpg","mediaUri":"https://x.example/a.jpg","mimeType":"image/jpeg"},
+                {"mediaName":"b.pdf","mediaUri":"https://x.example/b.pdf","mimeType":"application/pdf"}],
+                "reply_markup":{"inline_keyboard":[[{"text":"Ok","callback_data":"ok"}]]}}"#,
+        )
+        .unwrap();
+        let built = messages(&request);
+        assert_eq!(decode(&encode(&built)).unwrap(), built);
+        let mut stored = job(JobKind::Messages, "not json", &[11, 22]);
+        stored.wire = Some(encode(&built));
+        let sent = requests(&stored, ChatId::user(42).input_peer(0)).unwrap();
+        assert_eq!(
+            sent.iter().map(Outgoing::random_id).collect::<Vec<_>>(),
+            [11, 22]
+        );
+    }
+
+    #[test]
+    fn a_stored_form_this_build_cannot_read_falls_back_to_the_payload() {
+        let peer = ChatId::user(42).input_peer(0);
+        let expected = requests(
+            &job(JobKind::Interactive, &interactive_payload(), &[5]),
+            peer.clone(),
+        )
+        .unwrap();
+        let mut future = encode(&expected);
+        future[0] = WIRE_VERSION + 1;
+        for wire in [future, vec![WIRE_VERSION, 1, 2, 3], Vec::new()] {
+            assert!(decode(&wire).is_err(), "{wire:?}");
+            let mut stored = job(JobKind::Interactive, &interactive_payload(), &[5]);
+            stored.wire = Some(wire);
+            assert_eq!(requests(&stored, peer.clone()).unwrap(), expected);
+        }
+    }
+
+    /// A store written by the release before the stored form (schema 2: no
+    /// `wire` column), opened by this one: the job is migrated, claimed
+    /// and sent from its payload with its stored `random_id`.
+    #[tokio::test]
+    async fn a_row_in_the_previous_format_is_migrated_and_sent() {
+        use crate::queue::{Queue, migrate_to};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("telegate.db");
+        {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            migrate_to(&mut conn, 2).unwrap();
+            conn.execute(
+                "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, attempts,
+                                   not_before, created_at, updated_at)
+                 VALUES (1, 'req_old', 'default', 42, 'interactive', ?1, 'queued', 0, 0, 0, 0)",
+                [interactive_payload()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO parts (job_id, seq, random_id) VALUES (1, 0, 4242)",
+                [],
+            )
+            .unwrap();
+        }
+        let queue = Queue::open(&path).unwrap();
+        let claimed = queue.claim_due(Timestamp::now(), 10).await.unwrap();
+        let [old] = claimed.as_slice() else {
+            panic!("{claimed:?}");
+        };
+        assert_eq!(old.wire, None);
+        let peer = ChatId::user(42).input_peer(0);
+        let built = requests(old, peer.clone()).unwrap();
+        let [Outgoing::Message(send)] = built.as_slice() else {
+            panic!("one message");
+        };
+        assert_eq!((send.random_id, &send.peer), (4242, &peer));
+        assert_eq!(send.message, "Rate us");
+        queue.close().await;
     }
 
     #[test]

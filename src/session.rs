@@ -59,6 +59,11 @@ pub struct SessionStore {
     /// `home_dc_id` and `dc_option` are called on every request: served from
     /// memory, written through to the file.
     dcs: Mutex<DcCache>,
+    /// Peers read or written so far, by Bot API dialog id, written through
+    /// to the file. grammers caches every user of every update it sees and
+    /// the sender looks up each chat's access hash per message: from
+    /// memory, an unchanged peer costs no SQL and no write transaction.
+    peers: Mutex<HashMap<i64, PeerRow>>,
 }
 
 struct DcCache {
@@ -155,6 +160,7 @@ impl SessionStore {
         Ok(SessionStore {
             db: Mutex::new(conn),
             dcs: Mutex::new(dcs),
+            peers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,6 +171,10 @@ impl SessionStore {
 
     fn dcs(&self) -> MutexGuard<'_, DcCache> {
         self.dcs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn peers(&self) -> MutexGuard<'_, HashMap<i64, PeerRow>> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write_home_dc(&self, dc_id: i32) -> Result<(), SessionError> {
@@ -192,23 +202,29 @@ impl SessionStore {
     }
 
     fn read_peer(&self, peer: PeerId) -> Result<Option<PeerInfo>, SessionError> {
-        let db = self.db();
-        let row = match peer.bot_api_dialog_id() {
-            Some(id) => db
-                .query_row(
-                    "SELECT peer_id, hash, bot, is_self, channel_kind FROM peer WHERE peer_id = ?1",
-                    params![id],
-                    PeerRow::read,
-                )
-                .optional()?,
-            None => db
-                .query_row(
+        let Some(id) = peer.bot_api_dialog_id() else {
+            let row = self
+                .db()
+                .prepare_cached(
                     "SELECT peer_id, hash, bot, is_self, channel_kind FROM peer WHERE is_self = 1",
-                    [],
-                    PeerRow::read,
-                )
-                .optional()?,
+                )?
+                .query_row([], PeerRow::read)
+                .optional()?;
+            return row.map(PeerRow::into_info).transpose();
         };
+        if let Some(row) = self.peers().get(&id) {
+            return row.clone().into_info().map(Some);
+        }
+        let row = self
+            .db()
+            .prepare_cached(
+                "SELECT peer_id, hash, bot, is_self, channel_kind FROM peer WHERE peer_id = ?1",
+            )?
+            .query_row(params![id], PeerRow::read)
+            .optional()?;
+        if let Some(row) = &row {
+            self.peers().insert(id, row.clone());
+        }
         row.map(PeerRow::into_info).transpose()
     }
 
@@ -221,25 +237,31 @@ impl SessionStore {
             None => info,
         };
         let row = PeerRow::from_info(&merged);
+        if self.peers().get(&row.peer_id) == Some(&row) {
+            return Ok(()); // already on file as it is
+        }
         let db = self.db();
         if row.is_self == Some(true) {
             // Only one self user: a re-sign-in as another bot replaces it.
-            db.execute(
-                "UPDATE peer SET is_self = 0 WHERE is_self = 1 AND peer_id != ?1",
-                params![row.peer_id],
-            )?;
+            let demoted = db
+                .prepare_cached("UPDATE peer SET is_self = 0 WHERE is_self = 1 AND peer_id != ?1")?
+                .execute(params![row.peer_id])?;
+            if demoted > 0 {
+                self.peers().clear();
+            }
         }
-        db.execute(
+        db.prepare_cached(
             "INSERT OR REPLACE INTO peer (peer_id, hash, bot, is_self, channel_kind)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                row.peer_id,
-                row.hash,
-                row.bot,
-                row.is_self,
-                row.channel_kind
-            ],
-        )?;
+        )?
+        .execute(params![
+            row.peer_id,
+            row.hash,
+            row.bot,
+            row.is_self,
+            row.channel_kind
+        ])?;
+        self.peers().insert(row.peer_id, row);
         Ok(())
     }
 
@@ -387,6 +409,7 @@ fn load_dcs(conn: &Connection) -> Result<DcCache, SessionError> {
 }
 
 /// One row of the `peer` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerRow {
     peer_id: i64,
     hash: Option<i64>,

@@ -11,7 +11,8 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use grammers_client::Client;
 
@@ -26,6 +27,7 @@ use grammers_tl_types as tl;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::bot_state::{BotState, BotStates};
 use crate::session::{SessionError, SessionStore};
 
 /// Updates buffered between the network and the inbound pipeline before
@@ -78,6 +80,8 @@ pub struct Telegram {
     session: Arc<SessionStore>,
     runner: Mutex<Option<JoinHandle<()>>>,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
+    /// Where this connection reports its state, and under which bot name.
+    reporting: OnceLock<(BotStates, String)>,
 }
 
 impl Telegram {
@@ -101,6 +105,20 @@ impl Telegram {
             session,
             runner: Mutex::new(Some(runner)),
             updates: Mutex::new(Some(pool.updates)),
+            reporting: OnceLock::new(),
+        }
+    }
+
+    /// Reports this connection's state to `states` as bot `name` from now
+    /// on (the first call wins).
+    pub fn report_to(&self, states: BotStates, name: &str) {
+        let _ = self.reporting.set((states, name.to_owned()));
+    }
+
+    /// Sets the reported state, if reporting.
+    pub fn set_state(&self, state: BotState) {
+        if let Some((states, name)) = self.reporting.get() {
+            states.set(name, state);
         }
     }
 
@@ -134,12 +152,19 @@ impl Telegram {
         })
     }
 
-    /// Sends one raw request (telegate picks `random_id`s itself).
-    pub async fn invoke<R: tl::RemoteCall>(
+    /// Sends one raw request (telegate picks `random_id`s itself), timed
+    /// in the `rpc_duration_seconds` metric.
+    pub async fn invoke<R: tl::RemoteCall + tl::Identifiable>(
         &self,
         request: &R,
     ) -> Result<R::Return, InvocationError> {
-        self.client.invoke(request).await
+        let started = Instant::now();
+        let outcome = self.client.invoke(request).await;
+        crate::metrics::rpc(tl::name_for_id(R::CONSTRUCTOR_ID), started.elapsed());
+        if let Some((states, name)) = self.reporting.get() {
+            states.observe(name, &outcome);
+        }
+        outcome
     }
 
     /// The access hash cached for a user, or 0 (which bots may use).

@@ -241,6 +241,7 @@ async fn invalid_bodies_get_the_models_seed_error() {
 async fn bodies_over_the_limit_are_413() {
     let server = Server::start_with(ApiConfig {
         max_body_bytes: 1024,
+        ..ApiConfig::default()
     })
     .await;
     let text = "x".repeat(1100);
@@ -279,6 +280,249 @@ async fn raw_exchange(socket: &Path, request: &[u8]) -> String {
         .expect("server did not close")
         .unwrap();
     String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// A raw reply's status and JSON body, checking the body's `request_id`
+/// is the header's.
+fn raw_contract(reply: &str) -> (u16, Value) {
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a whole answer");
+    let status = head[9..12].parse().unwrap();
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let id = body["request_id"].as_str().expect("request_id in body");
+    assert!(id.starts_with("req_"), "{reply}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("x-request-id: {id}")),
+        "{reply}"
+    );
+    assert!(body["error"].is_string(), "{reply}");
+    (status, body)
+}
+
+#[tokio::test]
+async fn protocol_errors_answer_in_the_error_contract() {
+    let server = Server::start().await;
+    let many_headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let long_query = format!(
+        "GET /api/v1/jobs?after={} HTTP/1.1\r\n\r\n",
+        "1".repeat(65536)
+    );
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("GARBAGE\r\n\r\n".into(), 400, "request line"),
+        (
+            format!("POST {INTERACTIVE} HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            400,
+            "got `-1`",
+        ),
+        (
+            format!(
+                "POST {INTERACTIVE} HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"
+            ),
+            400,
+            "more than once",
+        ),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            431,
+            "more than 100 headers",
+        ),
+        (long_query, 414, "longer than"),
+    ];
+    for (request, status, mentions) in cases {
+        let reply = raw_exchange(&server.socket(), request.as_bytes()).await;
+        let (got, body) = raw_contract(&reply);
+        assert_eq!(got, status, "{reply}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(mentions), "`{error}` lacks `{mentions}`");
+    }
+    // The connection that refused nothing still serves several requests.
+    let mut connection = server.client.connect().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(connection.get("/healthz").await.unwrap().status, 200);
+    }
+}
+
+#[tokio::test]
+async fn encoded_bodies_are_415_and_never_read_as_plain() {
+    let server = Server::start().await;
+    let answer = server
+        .post(INTERACTIVE, &[("Content-Encoding", "gzip")], body("5", "x"))
+        .await;
+    assert_eq!(answer.status, 415);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("Content-Encoding: gzip"), "{error}");
+    let text = body("5", "x");
+    let raw = format!(
+        "POST {INTERACTIVE} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\
+         Connection: close\r\n\r\n{:x}\r\n{text}\r\n0\r\n\r\n",
+        text.len()
+    );
+    let reply = raw_exchange(&server.socket(), raw.as_bytes()).await;
+    let (status, body) = raw_contract(&reply);
+    assert_eq!(status, 415, "{reply}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Transfer-Encoding: gzip")
+    );
+    assert!(
+        server
+            .queue
+            .jobs(Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Bounds small enough to reach in a test.
+fn tight(header_ms: u64, body_ms: u64, max_connections: usize) -> ApiConfig {
+    ApiConfig {
+        header_timeout_ms: header_ms,
+        body_timeout_ms: body_ms,
+        max_connections,
+        ..ApiConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_dripped_request_head_and_an_idle_connection_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(tight(200, 30_000, 64)).await;
+    // Half a head, then nothing: closed by the header timeout (no answer is
+    // owed for a request that never arrived).
+    let reply = raw_exchange(&server.socket(), b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // A keep-alive connection that answered one request and then sits idle
+    // is closed too, after its answer.
+    let mut stream = tokio::net::UnixStream::connect(server.socket())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut reply))
+        .await
+        .expect("an idle keep-alive connection was never closed")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_in_the_contract() {
+    let server = Server::start_with(tight(30_000, 200, 64)).await;
+    let reply = raw_exchange(
+        &server.socket(),
+        b"POST /api/v1/telegram/interactive HTTP/1.1\r\nhost: x\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n{\"destination",
+    )
+    .await;
+    let (status, body) = raw_contract(&reply);
+    assert_eq!(status, 408, "{reply}");
+    assert!(
+        body["error"].as_str().unwrap().contains("stalled"),
+        "{body}"
+    );
+    assert_eq!(
+        server.queue.jobs(Default::default()).await.unwrap().len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_answered_503_and_slots_come_back() {
+    let server = Server::start_with(tight(30_000, 30_000, 3)).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(
+            tokio::net::UnixStream::connect(server.socket())
+                .await
+                .unwrap(),
+        );
+    }
+    // The three idle connections hold every slot (accepted in order, so
+    // once a fourth is refused they are all being served).
+    let reply = raw_exchange(
+        &server.socket(),
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    let (status, body) = raw_contract(&reply);
+    assert_eq!(status, 503, "{reply}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many open connections"),
+        "{body}"
+    );
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = server.get("/healthz").await;
+        if answer.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slots never came back: {}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_poll_outlives_the_header_timeout() {
+    let server = Server::start_with(tight(200, 200, 64)).await;
+    let started = tokio::time::Instant::now();
+    let answer = server.get("/api/v1/events?after=0&wait=1").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn shared_parameters_are_judged_alike_on_every_endpoint() {
+    let server = Server::start().await;
+    // `wait` takes fractions on the event stream as on enqueue.
+    let answer = server.get("/api/v1/events?wait=0.2").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answer = server
+        .post(&format!("{INTERACTIVE}?wait=0.2"), &[], body("5", "x"))
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    for endpoint in ["/api/v1/jobs", "/api/v1/events"] {
+        for (query, code, mentions) in [
+            ("after=-1", 5, "`after` must be 0 or more"),
+            ("after=x", 4, "`after`"),
+            ("limit=0", 5, "`limit` must be between 1 and"),
+            ("limit=100000", 5, "`limit` must be between 1 and"),
+            ("limit=ten", 4, "`limit`"),
+            (
+                "wait=61",
+                if endpoint == "/api/v1/jobs" { 4 } else { 5 },
+                "`wait`",
+            ),
+        ] {
+            let answer = server.get(&format!("{endpoint}?{query}")).await;
+            assert_seed_error(&answer, code, mentions);
+        }
+    }
+    for path in [INTERACTIVE, "/api/v1/telegram/messages"] {
+        let answer = server.post(path, &[], "[1]".into()).await;
+        assert_seed_error(
+            &answer,
+            4,
+            "the request body must be a JSON object, got an array",
+        );
+    }
 }
 
 #[tokio::test]
@@ -496,7 +740,19 @@ async fn a_closed_store_answers_503() {
     );
     let answer = server.get("/healthz").await;
     assert_eq!(answer.status, 503);
-    json_with_request_id(&answer);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("the job store is closed"), "{error}");
+    // Without a bot, the daemon is live but never ready.
+    let answer = server.get("/readyz").await;
+    assert_eq!(answer.status, 503);
+    let error = json_with_request_id(&answer)["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("no bot is running"), "{error}");
 }
 
 #[tokio::test]

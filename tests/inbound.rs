@@ -105,6 +105,7 @@ impl Daemon {
             downloads: Some(telegate::download::Downloads::new(
                 telegram.client().clone(),
             )),
+            bots: None,
         };
         let api_config = config.api.clone();
         tasks.push(tokio::spawn(async move {

@@ -577,7 +577,8 @@ fn code_4_wrong_json_type_says_expected_and_got() {
     let err = error_of(&json!(["not", "an", "object"]));
     assert_eq!(err.code, ErrorCode::Invalid);
     assert!(
-        err.message.contains("must be an object, got an array"),
+        err.message
+            .contains("the request body must be a JSON object, got an array"),
         "{err}"
     );
 }

@@ -2082,3 +2082,183 @@ async fn pts_now(bot: &Grammers) -> i32 {
         .unwrap();
     state.pts
 }
+
+/// `GET /stats`' count of a served fault.
+async fn served(harness: &Harness, fault: &str) -> u64 {
+    let (status, stats) = harness.control("GET", "/stats", None).await;
+    assert_eq!(status, 200, "{stats}");
+    stats["faults_served"][fault].as_u64().unwrap_or(0)
+}
+
+async fn inject(harness: &Harness, fault: Value) {
+    let (status, body) = harness.control("POST", "/faults", Some(fault)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn revoke_bot_session_answers_401_until_the_bot_signs_in_again() {
+    let harness = Harness::start().await;
+    let bot = harness.bot().await;
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    inject(&harness, json!({"revoke_bot_session": true})).await;
+    let error = bot.invoke(&tl::functions::updates::GetState {}).await;
+    assert_eq!(rpc_error(error).1, "AUTH_KEY_UNREGISTERED");
+    let token = harness.sandbox().telegram().bot_token();
+    bot.client
+        .bot_sign_in(token.expose(), API_HASH)
+        .await
+        .unwrap();
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    assert_eq!(served(&harness, "revoke_bot_session").await, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_bot_token_cannot_sign_in() {
+    let harness = Harness::start().await;
+    let old = harness.sandbox().telegram().bot_token();
+    let bot = harness.bot().await;
+    inject(&harness, json!({"revoke_bot_token": true})).await;
+    let error = bot.invoke(&tl::functions::updates::GetState {}).await;
+    assert_eq!(rpc_error(error).1, "AUTH_KEY_UNREGISTERED");
+    let error = bot.client.bot_sign_in(old.expose(), API_HASH).await;
+    assert_eq!(rpc_error(error).1, "ACCESS_TOKEN_INVALID");
+    assert_eq!(served(&harness, "revoke_bot_token").await, 1);
+}
+
+#[tokio::test]
+async fn sign_in_flood_wait_hits_the_next_sign_in_once() {
+    let harness = Harness::start().await;
+    let telegram = harness.sandbox().telegram();
+    let bot = Grammers::connect(harness.sandbox().dc_addr(), telegram.bot_auth_key());
+    inject(&harness, json!({"sign_in_flood_wait_s": 7})).await;
+    let token = telegram.bot_token();
+    let error = bot.client.bot_sign_in(token.expose(), API_HASH).await;
+    assert_eq!(rpc_error(error), (420, "FLOOD_WAIT".to_string(), Some(7)));
+    bot.client
+        .bot_sign_in(token.expose(), API_HASH)
+        .await
+        .unwrap();
+    assert_eq!(served(&harness, "sign_in_flood_wait").await, 1);
+}
+
+#[tokio::test]
+async fn injected_rpc_errors_hit_a_named_method_k_times() {
+    let harness = Harness::start().await;
+    let bot = harness.bot().await;
+    let method = "updates.getState";
+    inject(
+        &harness,
+        json!({"rpc_error": {"method": method, "error": "INTERNAL_SERVER_ERROR", "times": 2}}),
+    )
+    .await;
+    for _ in 0..2 {
+        let error = bot.invoke(&tl::functions::updates::GetState {}).await;
+        assert_eq!(rpc_error(error).0, 500);
+    }
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    inject(
+        &harness,
+        json!({"rpc_error": {"method": method, "error": "-503 Timeout"}}),
+    )
+    .await;
+    let error = bot.invoke(&tl::functions::updates::GetState {}).await;
+    assert_eq!(rpc_error(error).0, -503);
+    assert_eq!(served(&harness, "rpc_error").await, 3);
+
+    let (status, body) = harness
+        .control(
+            "POST",
+            "/faults",
+            Some(json!({"rpc_error": {"method": "x y", "error": "E"}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("rpc_error.method"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_blackholed_bot_is_read_but_never_answered() {
+    let harness = Harness::start().await;
+    let bot = harness.bot().await;
+    inject(&harness, json!({"blackhole": true})).await;
+    let silent = tokio::time::timeout(
+        Duration::from_secs(1),
+        bot.client.invoke(&tl::functions::updates::GetState {}),
+    )
+    .await;
+    assert!(
+        silent.is_err(),
+        "answered through the blackhole: {silent:?}"
+    );
+    assert!(served(&harness, "blackhole").await >= 1);
+    inject(&harness, json!({"blackhole": false})).await;
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn reset_mid_frame_cuts_one_reply_and_the_next_call_works() {
+    let harness = Harness::start().await;
+    let bot = harness.bot().await;
+    inject(&harness, json!({"reset_mid_frame": true})).await;
+    let cut = bot
+        .client
+        .invoke(&tl::functions::updates::GetState {})
+        .await;
+    assert!(
+        matches!(
+            cut,
+            Err(InvocationError::Dropped(_) | InvocationError::Io(_))
+        ),
+        "{cut:?}"
+    );
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    assert_eq!(served(&harness, "reset_mid_frame").await, 1);
+}
+
+#[tokio::test]
+async fn max_connections_answers_429_beyond_n_per_key() {
+    let harness = Harness::start().await;
+    let bot = harness.bot().await;
+    bot.invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    inject(&harness, json!({"max_connections": 1})).await;
+    let key = harness.sandbox().telegram().bot_auth_key();
+    let second = Grammers::connect(harness.sandbox().dc_addr(), key);
+    let refused = second
+        .client
+        .invoke(&tl::functions::updates::GetState {})
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(InvocationError::Transport(
+                grammers_mtproto::transport::Error::BadStatus { status: 429 }
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(served(&harness, "max_connections").await, 1);
+    let (_, stats) = harness.control("GET", "/stats", None).await;
+    assert!(
+        stats["connections_by_transport"]["full"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+    assert!(
+        stats["connections_by_dc"]["2"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+}

@@ -12,8 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grammers_client::{InvocationError, tl};
-use sandbox_dc_support::{Keys, TestClient, config, key};
-use telegate::sandbox::dc::{Dc, auth_key_id};
+use grammers_mtproto::mtp::Deserialization;
+use sandbox_dc_support::{
+    Keys, RawClient, TestClient, config, dc_parts, get_self, get_self_over, init_connection, key,
+};
+use telegate::sandbox::dc::transport;
+use telegate::sandbox::dc::{Dc, DcLimits, Traffic, auth_key_id};
 use telegate::sandbox::{AuthKeyBytes, Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
 use tl::{Identifiable, Serializable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,6 +82,10 @@ impl Service for Shared {
                         .to_bytes(),
                     )
                 }
+                // The caller's own user, as an empty user with a known id.
+                tl::functions::users::GetUsers::CONSTRUCTOR_ID => RpcOutcome::Ok(
+                    vec![tl::enums::User::Empty(tl::types::UserEmpty { id: SELF_ID })].to_bytes(),
+                ),
                 tl::functions::help::GetNearestDc::CONSTRUCTOR_ID => RpcOutcome::Err {
                     code: 420,
                     message: "FLOOD_WAIT_3".into(),
@@ -107,33 +115,44 @@ impl Service for Shared {
     }
 }
 
+/// What `users.getUsers([inputUserSelf])` answers in these tests.
+const SELF_ID: i64 = 4242;
+
 /// A DC on a free loopback port that knows the keys made from `seeds`.
 struct Sandbox {
     dc: Dc,
     service: Arc<TestService>,
     outbox: Arc<Outbox>,
     faults: Arc<Faults>,
+    traffic: Arc<Traffic>,
 }
 
 impl Sandbox {
     async fn start(seeds: &[u8]) -> Sandbox {
+        Sandbox::with_limits(seeds, DcLimits::default()).await
+    }
+
+    async fn with_limits(seeds: &[u8], limits: DcLimits) -> Sandbox {
         let service = Arc::new(TestService::default());
-        let outbox = Arc::new(Outbox::default());
-        let faults = Arc::new(Faults::default());
-        let dc = Dc::bind(
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        let mut parts = dc_parts(
             Arc::new(Shared(Arc::clone(&service))),
             Arc::new(Keys::from_seeds(seeds)),
-            Arc::clone(&outbox),
-            Arc::clone(&faults),
-        )
-        .await
-        .expect("bind on loopback");
+        );
+        parts.limits = limits;
+        let (outbox, faults, traffic) = (
+            Arc::clone(&parts.outbox),
+            Arc::clone(&parts.faults),
+            Arc::clone(&parts.traffic),
+        );
+        let dc = Dc::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), parts)
+            .await
+            .expect("bind on loopback");
         Sandbox {
             dc,
             service,
             outbox,
             faults,
+            traffic,
         }
     }
 
@@ -374,7 +393,9 @@ async fn an_unknown_key_gets_telegrams_404() {
     socket.write_all(&packet(0, &payload)).await.unwrap();
     let mut reply = Vec::new();
     within(socket.read_to_end(&mut reply)).await.unwrap();
-    assert_eq!(reply, (-404i32).to_le_bytes());
+    // On the full transport Telegram repeats the code where seq and the
+    // payload would be.
+    assert_eq!(reply, (-404i32).to_le_bytes().repeat(3));
 }
 
 #[tokio::test]
@@ -473,4 +494,363 @@ async fn ping_delay_disconnect_gets_a_pong_and_sets_the_idle_limit() {
     let mut rest = Vec::new();
     within(socket.read_to_end(&mut rest)).await.unwrap();
     assert!(rest.is_empty());
+}
+
+fn expect_self(users: Vec<tl::enums::User>) {
+    assert_eq!(
+        users,
+        vec![tl::enums::User::Empty(tl::types::UserEmpty { id: SELF_ID })]
+    );
+}
+
+/// The `rpc_result` body in one packet of results.
+fn only_result(results: &[Deserialization]) -> Vec<u8> {
+    match results {
+        [Deserialization::RpcResult(result)] => result.body.clone(),
+        other => panic!("expected one rpc_result, got {} messages", other.len()),
+    }
+}
+
+#[tokio::test]
+async fn every_transport_serves_init_connection_and_get_users() {
+    use grammers_mtproto::transport::{Abridged, Full, Intermediate, Obfuscated};
+    let sandbox = Sandbox::start(&[1]).await;
+    let addr = sandbox.dc.local_addr();
+    expect_self(
+        within(get_self_over(Abridged::new(), addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    expect_self(
+        within(get_self_over(Intermediate::new(), addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    expect_self(
+        within(get_self_over(Full::new(), addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    let obfuscated = Obfuscated::new(Abridged::new());
+    expect_self(
+        within(get_self_over(obfuscated, addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    let obfuscated = Obfuscated::new(Intermediate::new());
+    expect_self(
+        within(get_self_over(obfuscated, addr, key(1)))
+            .await
+            .unwrap(),
+    );
+    // grammers has no padded intermediate: framed by the sandbox's codec.
+    let padded = Box::new(transport::PaddedIntermediate);
+    let mut raw = RawClient::connect(addr, key(1), &[0xdd; 4], padded).await;
+    raw.send(&[init_connection(get_self()).to_bytes()])
+        .await
+        .unwrap();
+    let body = only_result(&within(raw.next_results()).await);
+    expect_self(<Vec<tl::enums::User> as tl::Deserializable>::from_bytes(&body).unwrap());
+
+    let counts = sandbox.traffic.counts();
+    for name in [
+        "abridged",
+        "intermediate",
+        "full",
+        "obfuscated_abridged",
+        "obfuscated_intermediate",
+        "padded_intermediate",
+    ] {
+        assert_eq!(
+            counts.connections_by_transport.get(name),
+            Some(&1),
+            "{name}"
+        );
+    }
+    assert_eq!(counts.connections_by_dc.get(&2), Some(&6));
+}
+
+#[tokio::test]
+async fn transport_errors_are_framed_per_transport() {
+    use grammers_mtproto::transport::{Abridged, Error, Full, Intermediate, Obfuscated};
+    use grammers_mtsender::InvocationError as SenderError;
+    let sandbox = Sandbox::start(&[1]).await;
+    let addr = sandbox.dc.local_addr();
+    let is_404 = |result: Result<Vec<tl::enums::User>, SenderError>| {
+        assert!(
+            matches!(
+                result,
+                Err(SenderError::Transport(Error::BadStatus { status: 404 }))
+            ),
+            "{result:?}"
+        );
+    };
+    is_404(within(get_self_over(Abridged::new(), addr, key(9))).await);
+    is_404(within(get_self_over(Intermediate::new(), addr, key(9))).await);
+    is_404(within(get_self_over(Full::new(), addr, key(9))).await);
+    is_404(
+        within(get_self_over(
+            Obfuscated::new(Abridged::new()),
+            addr,
+            key(9),
+        ))
+        .await,
+    );
+    is_404(
+        within(get_self_over(
+            Obfuscated::new(Intermediate::new()),
+            addr,
+            key(9),
+        ))
+        .await,
+    );
+    assert_eq!(
+        sandbox.traffic.counts().refused.get("unknown_auth_key"),
+        Some(&5)
+    );
+}
+
+#[tokio::test]
+async fn a_quick_ack_comes_before_the_answer() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    let mut packet = raw.packet(&[tl::functions::Ping { ping_id: 5 }.to_bytes()]);
+    packet[3] |= 0x80; // the length's top bit asks for a quick ack
+    raw.socket.write_all(&packet).await.unwrap();
+    let mut ack = [0u8; 4];
+    within(raw.socket.read_exact(&mut ack)).await.unwrap();
+    assert_ne!(u32::from_le_bytes(ack) & 0x8000_0000, 0, "{ack:02x?}");
+    let pong = only_result(&within(raw.next_results()).await);
+    let tl::enums::Pong::Pong(pong) =
+        <tl::enums::Pong as tl::Deserializable>::from_bytes(&pong).unwrap();
+    assert_eq!(pong.ping_id, 5);
+}
+
+/// `messages.sendMessage` whose `peer` nests `inputPeerUserFromMessage`
+/// `depth` deep: a request that overflowed the stack before the bound.
+fn deeply_nested_send_message(depth: usize) -> Vec<u8> {
+    let mut body = tl::functions::messages::SendMessage::CONSTRUCTOR_ID
+        .to_le_bytes()
+        .to_vec();
+    0u32.serialize(&mut body); // flags
+    for _ in 0..depth {
+        tl::types::InputPeerUserFromMessage::CONSTRUCTOR_ID.serialize(&mut body);
+    }
+    tl::types::InputPeerSelf::CONSTRUCTOR_ID.serialize(&mut body);
+    for _ in 0..depth {
+        7i32.serialize(&mut body); // msg_id
+        9i64.serialize(&mut body); // user_id
+    }
+    "hi".to_string().serialize(&mut body);
+    1i64.serialize(&mut body); // random_id
+    body
+}
+
+/// The `rpc_error` in one packet of results: code and message.
+fn only_error(results: &[Deserialization]) -> (i32, String) {
+    match results {
+        [Deserialization::RpcError(error)] => {
+            (error.error.error_code, error.error.error_message.clone())
+        }
+        other => panic!("expected one rpc_error, got {} messages", other.len()),
+    }
+}
+
+#[tokio::test]
+async fn hostile_requests_get_rpc_errors_and_the_connection_lives_on() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    // A ping before any initConnection.
+    raw.send(&[tl::functions::Ping { ping_id: 1 }.to_bytes()])
+        .await
+        .unwrap();
+    let pong = only_result(&within(raw.next_results()).await);
+    assert!(!pong.is_empty());
+
+    let hostile = deeply_nested_send_message(20_000);
+    assert!(hostile.len() > 300_000);
+    raw.send(&[hostile]).await.unwrap();
+    let (code, message) = only_error(&within(raw.next_results()).await);
+    assert_eq!((code, message.as_str()), (400, "INPUT_FETCH_FAIL"));
+
+    raw.send(&[0x0bad_f00d_u32.to_le_bytes().to_vec()])
+        .await
+        .unwrap();
+    let (code, message) = only_error(&within(raw.next_results()).await);
+    assert_eq!((code, message.as_str()), (400, "INPUT_CONSTRUCTOR_INVALID"));
+
+    // Still the same, working connection; nothing reached the service.
+    raw.send(&[init_connection(get_self()).to_bytes()])
+        .await
+        .unwrap();
+    let body = only_result(&within(raw.next_results()).await);
+    expect_self(<Vec<tl::enums::User> as tl::Deserializable>::from_bytes(&body).unwrap());
+    let send = tl::functions::messages::SendMessage::CONSTRUCTOR_ID;
+    assert_eq!(sandbox.service.count(send), 0);
+}
+
+/// This process's resident memory, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test]
+async fn connections_declaring_huge_packets_cost_no_memory_and_meet_the_address_cap() {
+    let limits = DcLimits {
+        connections_per_address: 200,
+        ..DcLimits::default()
+    };
+    let sandbox = Sandbox::with_limits(&[1], limits).await;
+    let before = resident_bytes();
+    let mut sockets = Vec::new();
+    for _ in 0..500 {
+        let mut socket = tokio::net::TcpStream::connect(sandbox.dc.local_addr())
+            .await
+            .unwrap();
+        // Intermediate, a packet of 1 MiB declared, 8 bytes of it sent.
+        let mut head = vec![0xee; 4];
+        head.extend((1u32 << 20).to_le_bytes());
+        head.extend([0; 8]);
+        socket.write_all(&head).await.unwrap();
+        sockets.push(socket);
+    }
+    // Beyond the cap the DC answers -429 in the client's framing and closes.
+    let mut refused = 0;
+    for socket in sockets.iter_mut().skip(200) {
+        let mut reply = Vec::new();
+        let _ = within(socket.read_to_end(&mut reply)).await;
+        assert_eq!(reply, [4, 0, 0, 0, 0x53, 0xfe, 0xff, 0xff]);
+        refused += 1;
+    }
+    assert_eq!(refused, 300);
+    // 500 MiB were declared; the DC holds what arrived (and read buffers).
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(grown < 100 << 20, "resident memory grew by {grown} bytes");
+    drop(sockets.split_off(200));
+    // The held connections do not stop a good one once the cap has room.
+    drop(sockets.pop());
+    let test = sandbox.client(key(1));
+    within(async {
+        loop {
+            match test.client.is_authorized().await {
+                Ok(authorized) => break assert!(authorized),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    let counts = sandbox.traffic.counts();
+    assert!(counts.refused.get("connections_per_address") >= Some(&300));
+}
+
+/// A `msg_container` of `count` pings, built by hand (grammers puts at
+/// most 100 messages in one).
+fn ping_container(count: i64) -> Vec<u8> {
+    let mut body = 0x73f1f8dc_u32.to_le_bytes().to_vec();
+    (count as i32).serialize(&mut body);
+    for i in 0..count {
+        let ping = tl::functions::Ping { ping_id: i }.to_bytes();
+        (i * 4 + 4).serialize(&mut body); // msg_id
+        (i as i32 * 2 + 1).serialize(&mut body); // seqno
+        (ping.len() as i32).serialize(&mut body);
+        body.extend(ping);
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_disconnected() {
+    let limits = DcLimits {
+        queued_bytes: 256 * 1024,
+        ..DcLimits::default()
+    };
+    let sandbox = Sandbox::with_limits(&[1], limits).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    let container = ping_container(1000);
+    let closed = within(async {
+        // Far more pongs than the socket buffers and the queue hold.
+        for _ in 0..100_000 {
+            if raw.send(std::slice::from_ref(&container)).await.is_err() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(closed, "the DC kept reading without bound");
+    let counts = sandbox.traffic.counts();
+    assert_eq!(counts.refused.get("send_queue_full"), Some(&1));
+    // Others are still served.
+    let test = sandbox.client(key(1));
+    assert!(within(test.client.is_authorized()).await.unwrap());
+}
+
+#[test]
+fn fuzzed_transports_never_crash_the_dc_or_stop_a_good_client() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = runtime.block_on(Sandbox::start(&[1]));
+    let addr = sandbox.dc.local_addr();
+    let good = runtime.block_on(async { sandbox.client(key(1)) });
+    assert!(
+        runtime
+            .block_on(within(good.client.is_authorized()))
+            .unwrap()
+    );
+
+    let tags: [&[u8]; 5] = [
+        &[0xef],
+        &[0xee; 4],
+        &[0xdd; 4],
+        &[16, 0, 0, 0, 0, 0, 0, 0],
+        &[],
+    ];
+    let huge: [&[u8]; 4] = [
+        &[0x7f, 0xff, 0xff, 0x7f],
+        &[0xff, 0xff, 0xff, 0x7f],
+        &[],
+        &[0x10, 0, 0, 0x10],
+    ];
+    let strategy = (
+        0..tags.len(),
+        0..huge.len(),
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        any::<bool>(),
+    );
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&strategy, |(tag, length, junk, truncate)| {
+            runtime.block_on(async {
+                let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let mut wire = tags[tag].to_vec();
+                wire.extend(huge[length]);
+                wire.extend(&junk);
+                if truncate {
+                    wire.truncate(wire.len() / 2);
+                }
+                let _ = socket.write_all(&wire).await;
+                let _ = socket.shutdown().await;
+                let mut reply = Vec::new();
+                // The DC closes (or answers a transport error) instead of hanging.
+                let _ = within(socket.read_to_end(&mut reply)).await;
+                prop_assert!(
+                    reply.len() <= 12,
+                    "{} bytes answered to garbage",
+                    reply.len()
+                );
+                Ok(())
+            })
+        })
+        .unwrap();
+    // The good connection was served throughout and still is.
+    let state = runtime.block_on(within(
+        good.client.invoke(&tl::functions::updates::GetState {}),
+    ));
+    assert!(state.is_ok(), "{state:?}");
+    drop(good);
+    runtime.block_on(sandbox.dc.shutdown());
 }

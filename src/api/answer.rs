@@ -11,6 +11,19 @@ use crate::queue::QueueError;
 
 /// A JSON answer: `body`'s fields plus `request_id`.
 pub fn json(request_id: &RequestId, status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        with_request_id(request_id, body),
+    )
+        .into_response()
+}
+
+/// `body`'s fields plus `request_id`, serialized.
+fn with_request_id(request_id: &RequestId, body: Value) -> Vec<u8> {
     let mut fields = match body {
         Value::Object(fields) => fields,
         other => {
@@ -20,16 +33,7 @@ pub fn json(request_id: &RequestId, status: StatusCode, body: Value) -> Response
         }
     };
     fields.insert("request_id".into(), Value::String(request_id.to_string()));
-    let bytes = serde_json::to_vec(&Value::Object(fields)).unwrap_or_default();
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        bytes,
-    )
-        .into_response()
+    serde_json::to_vec(&Value::Object(fields)).unwrap_or_default()
 }
 
 /// Every way a request can fail.
@@ -45,8 +49,12 @@ pub enum Failure {
     Conflict(String),
     /// 413: the body is over the limit (in bytes).
     TooLarge(usize),
+    /// 415: a body coding telegate does not decode.
+    UnsupportedEncoding(String),
     /// 503: the store cannot take work.
     Unavailable(String),
+    /// Refused by the HTTP layer (hyper or axum) before a handler judged it.
+    Protocol { status: StatusCode, message: String },
 }
 
 impl Failure {
@@ -57,14 +65,19 @@ impl Failure {
             Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Conflict(_) => StatusCode::CONFLICT,
             Failure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Protocol { status, .. } => *status,
         }
     }
 
     fn body(&self) -> Value {
         match self {
             Failure::BadRequest(err) => err.to_json(),
-            Failure::NotFound(what) | Failure::Conflict(what) => json!({ "error": what }),
+            Failure::NotFound(what)
+            | Failure::Conflict(what)
+            | Failure::UnsupportedEncoding(what)
+            | Failure::Protocol { message: what, .. } => json!({ "error": what }),
             Failure::MethodNotAllowed => json!({ "error": "method not allowed for this path" }),
             Failure::TooLarge(limit) => {
                 json!({ "error": format!("request body is larger than {limit} bytes") })
@@ -81,6 +94,11 @@ impl Failure {
             tracing::error!(error = %why, "store unavailable");
         }
         json(request_id, self.status(), self.body())
+    }
+
+    /// The answer's body alone, for answers written below the router.
+    pub fn to_bytes(&self, request_id: &RequestId) -> Vec<u8> {
+        with_request_id(request_id, self.body())
     }
 }
 

@@ -23,10 +23,9 @@ use super::request_id::RequestId;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
+use crate::outgoing::{self, Outgoing};
 use crate::queue::{Enqueued, JobKind, JobState, NewJob};
 
-/// The longest `?wait=` in seconds.
-pub const MAX_WAIT_SECS: f64 = 60.0;
 /// The longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The request header naming an idempotent enqueue.
@@ -43,6 +42,8 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
+    /// Those messages' requests, in `outgoing`'s stored form.
+    pub wire: Vec<u8>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -66,25 +67,42 @@ pub async fn post_interactive(
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
-    Validated::new(request.destination(), JobKind::Interactive, &request, 1)
+    let requests = outgoing::interactive(&request);
+    Validated::new(
+        request.destination(),
+        JobKind::Interactive,
+        &request,
+        &requests,
+    )
 }
 
 impl Validated {
     /// A job of `kind` for `chat` whose normalized payload is `request`,
-    /// making `parts` Telegram messages.
+    /// sending `requests` (one Telegram message each).
     pub fn new(
         chat: ChatId,
         kind: JobKind,
         request: &impl serde::Serialize,
-        parts: u16,
+        requests: &[Outgoing],
     ) -> Result<Self, ApiError> {
         let payload = serde_json::to_string(request)
             .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        let parts = u16::try_from(requests.len())
+            .ok()
+            .filter(|&parts| parts > 0)
+            .ok_or_else(|| {
+                ApiError::rejected(format!(
+                    "the request makes {} messages; a job sends 1 to {}",
+                    requests.len(),
+                    u16::MAX
+                ))
+            })?;
         Ok(Validated {
             chat,
             kind,
             payload,
             parts,
+            wire: outgoing::encode(requests),
         })
     }
 }
@@ -112,7 +130,7 @@ async fn enqueue(
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
 ) -> Result<Response, Failure> {
-    let wait = wait(&Query::parse(query.as_deref(), &["wait"])?)?;
+    let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
@@ -124,8 +142,16 @@ async fn enqueue(
         payload: validated.payload,
         parts: validated.parts,
         idempotency_key,
+        wire: Some(validated.wire),
     };
+    let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
+    if !enqueued.duplicate {
+        crate::metrics::metrics()
+            .jobs_enqueued
+            .get_or_create(&crate::metrics::bot_label(&bot))
+            .inc();
+    }
     let mut response = match wait {
         Some(wait) => settle(api, request_id, enqueued, wait).await?,
         None => queued(request_id, enqueued),
@@ -136,22 +162,6 @@ async fn enqueue(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
-}
-
-/// `?wait=SECONDS`: a number from 0 to [`MAX_WAIT_SECS`].
-fn wait(query: &Query) -> Result<Option<Duration>, ApiError> {
-    let Some(raw) = query.get("wait") else {
-        return Ok(None);
-    };
-    let secs: f64 = raw
-        .parse()
-        .map_err(|_| ApiError::invalid("query parameter `wait` must be a number of seconds"))?;
-    if !(0.0..=MAX_WAIT_SECS).contains(&secs) {
-        return Err(ApiError::rejected(format!(
-            "query parameter `wait` must be between 0 and {MAX_WAIT_SECS} seconds"
-        )));
-    }
-    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
@@ -187,12 +197,16 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
             Err(Failure::TooLarge(limit))
         }
+        Err(err) if super::connections::is_stall(err.as_ref()) => Err(Failure::Protocol {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: err.to_string(),
+        }),
         Err(err) => Err(ApiError::invalid(format!("cannot read the request body: {err}")).into()),
     }
 }
 
 /// 202: the job is stored (or, for a repeat, was stored before).
-fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
+pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     answer::json(
         request_id,
         StatusCode::ACCEPTED,
@@ -202,7 +216,7 @@ fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
 
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
-async fn settle(
+pub(super) async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,

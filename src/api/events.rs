@@ -18,13 +18,9 @@ use super::ApiState;
 use super::answer::{self, Failure};
 use super::query::Query;
 use super::request_id::RequestId;
-use crate::error::ApiError;
 use crate::events::StoredEvent;
 
-/// The longest long poll.
-const MAX_WAIT_SECONDS: i64 = 60;
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = crate::events::MAX_BATCH as i64;
+const DEFAULT_LIMIT: usize = 100;
 pub const CURSOR_HEADER: &str = "x-telegate-cursor";
 
 pub async fn stream(
@@ -40,25 +36,9 @@ pub async fn stream(
 
 async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
     let query = Query::parse(raw, &["after", "wait", "limit"])?;
-    let after = query.integer("after")?.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::invalid("query parameter `after` must be 0 or more").into());
-    }
-    let wait = query.integer("wait")?.unwrap_or(0);
-    if !(0..=MAX_WAIT_SECONDS).contains(&wait) {
-        return Err(ApiError::invalid(format!(
-            "query parameter `wait` must be 0 to {MAX_WAIT_SECONDS} seconds"
-        ))
-        .into());
-    }
-    let limit = query.integer("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(
-            ApiError::invalid(format!("query parameter `limit` must be 1 to {MAX_LIMIT}")).into(),
-        );
-    }
-    let limit = limit as usize;
-    let wait = Duration::from_secs(wait as u64);
+    let after = query.after()?;
+    let wait = query.wait()?.unwrap_or(Duration::ZERO);
+    let limit = query.limit(DEFAULT_LIMIT, crate::events::MAX_BATCH)?;
     let mut stopping = api.stopping.clone();
     let stopped = async move {
         // Dropping the sender (server gone) counts as stopping too.

@@ -1,5 +1,5 @@
-//! Reading jobs over the socket: `GET /api/v1/jobs/{job_id}`,
-//! `GET /api/v1/jobs?state=&after=&limit=`, and `GET /healthz`.
+//! Jobs over the socket: `GET /api/v1/jobs/{job_id}`,
+//! `POST /api/v1/jobs/{job_id}/retry` and `GET /api/v1/jobs?state=&after=&limit=`.
 
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::answer::{self, Failure};
+use super::enqueue;
 use super::query::Query;
 use super::request_id::RequestId;
 use crate::error::ApiError;
-use crate::queue::{Job, JobFilter, JobId, JobState, SCHEMA_VERSION};
+use crate::queue::{Enqueued, Job, JobFilter, JobId, JobState, QueueError, Timestamp};
 
 /// What a client sees of a job in a listing (without its payload, which
 /// may be large).
@@ -89,6 +90,43 @@ pub async fn get_job(
     }
 }
 
+/// `POST /api/v1/jobs/{job_id}/retry[?wait=S]`: a failed job back in line
+/// with its `random_id`s (see `queue::retry`); answers like an enqueue.
+pub async fn retry_job(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(job_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let retried = async {
+        let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
+        let id = job_id
+            .parse::<JobId>()
+            .map_err(|_| Failure::NotFound(format!("no job `{job_id}`")))?;
+        api.queue
+            .retry_failed(id, Timestamp::now())
+            .await
+            .map_err(|err| match err {
+                QueueError::NoSuchJob(_) => Failure::NotFound(format!("no job `{job_id}`")),
+                QueueError::NotFailed { .. } => Failure::Conflict(err.to_string()),
+                other => Failure::from(other),
+            })?;
+        tracing::info!(job = %id, "failed job put back in line");
+        let enqueued = Enqueued {
+            id,
+            state: JobState::Queued,
+            duplicate: false,
+        };
+        Ok::<_, Failure>(match wait {
+            Some(wait) => enqueue::settle(&api, &request_id, enqueued, wait).await?,
+            None => enqueue::queued(&request_id, enqueued),
+        })
+    };
+    retried
+        .await
+        .unwrap_or_else(|failure| failure.answer(&request_id))
+}
+
 pub async fn list_jobs(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
@@ -118,35 +156,11 @@ fn filter(query: Query) -> Result<JobFilter, ApiError> {
                 .map_err(|e| ApiError::invalid(format!("query parameter `state`: {e}")))
         })
         .transpose()?;
-    let after = query.integer("after")?.map(JobId::new);
-    let limit = match query.integer("limit")? {
-        None => None,
-        Some(n) if (1..=JobFilter::MAX_LIMIT as i64).contains(&n) => Some(n as usize),
-        Some(_) => {
-            return Err(ApiError::rejected(format!(
-                "query parameter `limit` must be between 1 and {}",
-                JobFilter::MAX_LIMIT
-            )));
-        }
-    };
+    let after = Some(JobId::new(query.after()?));
+    let limit = Some(query.limit(JobFilter::DEFAULT_LIMIT, JobFilter::MAX_LIMIT)?);
     Ok(JobFilter {
         state,
         after,
         limit,
     })
-}
-
-/// Liveness and readiness: 200 while the store takes work, else 503.
-pub async fn health(
-    State(api): State<ApiState>,
-    Extension(request_id): Extension<RequestId>,
-) -> Response {
-    match api.queue.check().await {
-        Ok(()) => answer::json(
-            &request_id,
-            StatusCode::OK,
-            json!({ "status": "ok", "schema_version": SCHEMA_VERSION }),
-        ),
-        Err(err) => Failure::from(err).answer(&request_id),
-    }
 }

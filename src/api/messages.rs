@@ -15,6 +15,7 @@ use super::enqueue::{Validated, accept};
 use super::request_id::RequestId;
 use crate::error::ApiError;
 use crate::messages::MessagesRequest;
+use crate::outgoing;
 use crate::queue::JobKind;
 
 /// `POST /api/v1/telegram/messages`.
@@ -30,10 +31,11 @@ pub async fn post_messages(
 
 fn validate(body: &[u8]) -> Result<Validated, ApiError> {
     let request = MessagesRequest::from_json(body)?;
+    let requests = outgoing::messages(&request);
     Validated::new(
         request.destination(),
         JobKind::Messages,
         &request,
-        request.part_count(),
+        &requests,
     )
 }

@@ -21,16 +21,20 @@
 mod answer;
 mod callbacks;
 pub mod client;
+mod connections;
+mod contract;
 pub mod enqueue;
 mod events;
+mod health;
 pub mod jobs;
 mod media;
 mod messages;
+mod protocol;
 mod query;
 pub mod request_id;
 pub mod socket;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -44,6 +48,7 @@ pub use answer::Failure;
 pub use enqueue::Validated;
 pub use request_id::RequestId;
 
+use crate::bot_state::BotStates;
 use crate::callbacks::CallbackAnswerer;
 use crate::config::ApiConfig;
 use crate::download::Downloads;
@@ -63,6 +68,8 @@ pub struct Services {
     pub webhook: Option<WebhookMonitor>,
     /// `None` while there is no Telegram connection to fetch files with.
     pub downloads: Option<Downloads>,
+    /// The bots' session states (`/readyz`); `None`: no bot runs.
+    pub bots: Option<BotStates>,
 }
 
 impl Services {
@@ -74,6 +81,7 @@ impl Services {
             callbacks: None,
             webhook: None,
             downloads: None,
+            bots: None,
         }
     }
 }
@@ -86,6 +94,7 @@ pub struct ApiState {
     pub callbacks: Option<CallbackAnswerer>,
     pub webhook: Option<WebhookMonitor>,
     pub downloads: Option<Downloads>,
+    pub bots: Option<BotStates>,
     pub max_body_bytes: usize,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
@@ -103,15 +112,7 @@ pub fn router_for(
     config: &ApiConfig,
     stopping: watch::Receiver<bool>,
 ) -> Router {
-    let state = ApiState {
-        queue: services.queue,
-        events: services.events,
-        callbacks: services.callbacks,
-        webhook: services.webhook,
-        downloads: services.downloads,
-        max_body_bytes: config.max_body_bytes,
-        stopping,
-    };
+    let state = api_state(services, config, stopping);
     Router::new()
         .route(
             "/api/v1/telegram/interactive",
@@ -120,7 +121,10 @@ pub fn router_for(
         .route("/api/v1/telegram/messages", post(messages::post_messages))
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
-        .route("/healthz", get(jobs::health))
+        .route("/api/v1/jobs/{job_id}/retry", post(jobs::retry_job))
+        .route("/healthz", get(health::health))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .route("/api/v1/events", get(events::stream))
         .route(
             "/api/v1/callbacks/{query_id}/answer",
@@ -134,6 +138,19 @@ pub fn router_for(
         .layer(middleware::from_fn(request_id::assign))
 }
 
+fn api_state(services: Services, config: &ApiConfig, stopping: watch::Receiver<bool>) -> ApiState {
+    ApiState {
+        queue: services.queue,
+        events: services.events,
+        callbacks: services.callbacks,
+        webhook: services.webhook,
+        downloads: services.downloads,
+        bots: services.bots,
+        max_body_bytes: config.max_body_bytes,
+        stopping,
+    }
+}
+
 async fn not_found(
     Extension(id): Extension<RequestId>,
     request: Request,
@@ -143,6 +160,45 @@ async fn not_found(
 
 async fn method_not_allowed(Extension(id): Extension<RequestId>) -> axum::response::Response {
     Failure::MethodNotAllowed.answer(&id)
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` (nothing else) on TCP
+/// `addr` until `shutdown` completes; the returned task ends then.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    services: Services,
+    config: &ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<tokio::task::JoinHandle<io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving metrics over TCP");
+    let (stop, stopping) = watch::channel(false);
+    let state = api_state(services, config, stopping.clone());
+    let app = Router::new()
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(health::health))
+        .route("/readyz", get(health::ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(request_id::assign));
+    let limits = connection_limits(config);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    Ok(tokio::spawn(async move {
+        connections::serve(listener, app, limits, stopping).await;
+        Ok(())
+    }))
+}
+
+fn connection_limits(config: &ApiConfig) -> connections::ConnectionLimits {
+    connections::ConnectionLimits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        body_timeout: Duration::from_millis(config.body_timeout_ms),
+        max_connections: config.max_connections,
+    }
 }
 
 /// How long in-flight requests may take to finish after shutdown begins.
@@ -169,16 +225,18 @@ pub async fn serve_services(
 ) -> io::Result<()> {
     let (stop, mut stopping) = watch::channel(false);
     let app = router_for(services, config, stopping.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = connection_limits(config);
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
+    let server = connections::serve(listener, app, limits, stopping.clone());
     let overdue = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = server.into_future() => served,
+        () = server => Ok(()),
         () = overdue => {
             tracing::warn!("in-flight requests did not finish in time; closing them");
             Ok(())

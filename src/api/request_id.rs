@@ -44,7 +44,13 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     );
     request.extensions_mut().insert(id.clone());
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = match super::contract::screen(&request) {
+        Some(refusal) => refusal.answer(&id),
+        None => {
+            let response = next.run(request).instrument(span.clone()).await;
+            super::contract::conform(&id, response).await
+        }
+    };
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
     // Successes are the bulk (tens of thousands a second): debug. Anything

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::StateDir;
+use crate::config::{Config, LOG_FORMAT_ENV, LogFormat, StateDir};
 
 /// A Telegram bot worker that speaks MTProto.
 #[derive(Debug, Parser)]
@@ -131,14 +131,35 @@ pub enum CliError {
 const LOG_ENV: &str = "TELEGATE_LOG";
 
 /// Logs go to stderr, filtered by `TELEGATE_LOG` (e.g. `debug`,
-/// `telegate=debug`); stdout is kept for command output.
-pub fn init_logging() {
+/// `telegate=debug`); stdout is kept for command output. The format is
+/// `TELEGATE_LOG_FORMAT`, else the config's `[log] format`, else text; a
+/// config that does not load is reported by the command itself.
+pub fn init_logging(global: &Global) {
+    let format = match Config::load(global.config.as_deref(), &global.state()) {
+        Ok(config) => config.log.format,
+        Err(_) => std::env::var(LOG_FORMAT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default(),
+    };
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // One object per line: the event's fields at the top level, the
+        // innermost span's fields (`request_id`, `job_id`, `bot`, `chat`)
+        // under `span`, every open span's under `spans`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
+use crate::bot_state::{BotState, BotStates};
 use crate::callbacks::CallbackAnswerer;
 use crate::config::{Config, StateDir, StateLock, TelegramConfig};
 use crate::download::Downloads;
@@ -29,7 +30,7 @@ use crate::events::webhook::{Webhook, WebhookError};
 use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, RateError, Rates};
 
-use crate::queue::{Expiry, Queue};
+use crate::queue::{DEFAULT_BOT, Expiry, Queue};
 use crate::sender::{self, Backoff, Sender, Verdict, judge};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::{Bot, Credentials, Telegram, TelegramError};
@@ -59,6 +60,11 @@ pub enum RunError {
     Inbound(#[from] InboundError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub async fn run(global: &Global) -> Result<Outcome, CliError> {
@@ -100,6 +106,9 @@ pub async fn daemon(
         session.set_home_addr(addr).map_err(RunError::from)?;
     }
     let telegram = Arc::new(Telegram::start(Arc::clone(&session), credentials.api_id));
+    let bots = BotStates::new();
+    bots.set(DEFAULT_BOT, BotState::Starting);
+    telegram.report_to(bots.clone(), DEFAULT_BOT);
     let events = EventStore::new(queue.clone());
     let callbacks = CallbackAnswerer::new(
         telegram.client().clone(),
@@ -127,6 +136,20 @@ pub async fn daemon(
         callbacks: Some(callbacks.clone()),
         webhook: monitor,
         downloads: Some(Downloads::new(telegram.client().clone())),
+        bots: Some(bots.clone()),
+    };
+    let scraping = match config.metrics.listen {
+        Some(addr) => Some(
+            api::serve_metrics(
+                addr,
+                services.clone(),
+                &config.api,
+                stopped(stopping.clone()),
+            )
+            .await
+            .map_err(|source| RunError::MetricsListen { addr, source })?,
+        ),
+        None => None,
     };
     let serving = api::serve_services(listener, services, &config.api, stopped(stopping.clone()));
 
@@ -156,6 +179,10 @@ pub async fn daemon(
         worked
     };
     let (served, worked) = tokio::join!(serving, working);
+    telegram.set_state(BotState::Stopped);
+    if let Some(scraping) = scraping {
+        let _ = scraping.await;
+    }
     pruning.abort();
     if let Some(delivering) = delivering {
         delivering.abort();
@@ -183,6 +210,10 @@ async fn work(
     let Some(bot) = sign_in(telegram, credentials, &mut stopping).await? else {
         return Ok(());
     };
+    telegram.set_state(BotState::Ready {
+        bot_id: bot.id,
+        username: bot.username.clone(),
+    });
     tracing::info!(
         bot_id = bot.id,
         username = bot.username.as_deref().unwrap_or(""),
@@ -219,7 +250,12 @@ async fn sign_in(
     stopping: &mut watch::Receiver<bool>,
 ) -> Result<Option<Bot>, RunError> {
     let backoff = Backoff::default();
+    let mut last_error = None;
     for attempt in 1.. {
+        telegram.set_state(BotState::SigningIn {
+            attempt,
+            last_error: last_error.take(),
+        });
         let error = tokio::select! {
             signed = telegram.sign_in(credentials) => match signed {
                 Ok(bot) => return Ok(Some(bot)),
@@ -230,6 +266,7 @@ async fn sign_in(
         };
         let delay = backoff.delay(attempt, rand::random());
         tracing::warn!(%error, retry_in = ?delay, "cannot reach Telegram to sign in");
+        last_error = Some(error.to_string());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = stopping.wait_for(|stop| *stop) => return Ok(None),

@@ -48,6 +48,10 @@ pub struct SandboxArgs {
     /// BOT_RESPONSE_TIMEOUT.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub callback_timeout_ms: u64,
+    /// Start with Telegram's rate limits off (as `POST /faults
+    /// {"limits": false}` would turn them, but before any client connects).
+    #[arg(long)]
+    pub no_limits: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,9 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     })
     .await
     .map_err(SandboxCliError::from)?;
+    if args.no_limits {
+        sandbox.telegram().set_limits_enabled(false);
+    }
     write_worker_files(&dir, &sandbox)?;
     info!(
         dc_addr = %sandbox.dc_addr(),

@@ -186,7 +186,37 @@ pub(super) fn insert(
             event.body.to_string(),
             now.as_millis()
         ])?;
+    if inserted > 0 {
+        count(event);
+    }
     Ok(inserted)
+}
+
+/// Counts a newly written event by its type (`text`, `clicked`, ...,
+/// `job.sent`), and an `unsupported` one by its TL name too.
+fn count(event: &NewEvent) {
+    let metrics = crate::metrics::metrics();
+    let body = &event.body["body"];
+    let kind = match (
+        body["type"].as_str(),
+        event.body["results"][0]["type"].as_str(),
+        event.body["status"].as_str(),
+    ) {
+        (Some(kind), _, _) | (None, Some(kind), _) => kind.to_owned(),
+        (None, None, Some(status)) => format!("job.{status}"),
+        (None, None, None) => "unknown".to_owned(),
+    };
+    if kind == "unsupported" {
+        let name = body["unsupported"]["tl"].as_str().unwrap_or("unknown");
+        metrics
+            .unsupported_updates
+            .get_or_create(&[("tl", name.to_owned())])
+            .inc();
+    }
+    metrics
+        .events_written
+        .get_or_create(&[("type", kind)])
+        .inc();
 }
 
 fn read_after(

@@ -276,6 +276,7 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
     loop {
         match post(shared, event).await {
             Ok(()) => {
+                crate::metrics::metrics().webhook_deliveries.inc();
                 {
                     let mut status = shared.status();
                     status.delivered += 1;
@@ -287,6 +288,7 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
                 return;
             }
             Err(error) => {
+                crate::metrics::metrics().webhook_failures.inc();
                 attempts = attempts.saturating_add(1);
                 let delay = shared.backoff.delay(attempts, rand::random::<f64>());
                 tracing::warn!(

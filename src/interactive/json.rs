@@ -602,6 +602,16 @@ mod tests {
         let err = object.str("text").unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
         assert_eq!(err.message, "`m.text` must be a string, got a number");
+        let body = Path::root("");
+        let document = doc("[1]");
+        let Err(err) = Object::new(document.root(), &body, &["text"]) else {
+            panic!("an array taken for an object");
+        };
+        assert_eq!(err.code, ErrorCode::Invalid);
+        assert_eq!(
+            err.message,
+            "the request body must be a JSON object, got an array"
+        );
     }
 
     #[test]

@@ -59,6 +59,13 @@ impl<'a> Path<'a> {
 
     /// Code 4: the value here has the wrong JSON type.
     pub fn wrong_type(&self, expected: &str, got: Json<'_>) -> ApiError {
+        if self.is_empty() {
+            return ApiError::invalid(format!(
+                "the request body must be a JSON {}, got {}",
+                expected.trim_start_matches("an ").trim_start_matches("a "),
+                got.type_name()
+            ));
+        }
         ApiError::invalid(format!(
             "`{self}` must be {expected}, got {}",
             got.type_name()

@@ -244,16 +244,25 @@ fn settle_sent(
             given: channel_message_ids.len(),
         });
     }
-    // An unknown id keeps the one `mark_part_sent` may have recorded.
+    // An unknown id keeps the one `mark_part_sent` may have recorded. The
+    // statements hand the rows back as they leave them (RETURNING), so the
+    // sent job costs no read after its writes.
     let mut part = conn.prepare_cached(
         "UPDATE parts SET channel_message_id = coalesce(?3, channel_message_id)
-         WHERE job_id = ?1 AND seq = ?2",
+         WHERE job_id = ?1 AND seq = ?2
+         RETURNING seq, random_id, message_id, channel_message_id",
     )?;
+    let mut parts = Vec::with_capacity(channel_message_ids.len());
     for (seq, channel_id) in (0_i64..).zip(&channel_message_ids) {
-        part.execute(params![id.get(), seq, channel_id])?;
+        parts.push(part.query_row(params![id.get(), seq, channel_id], read::part_from_row)?);
     }
-    settle(conn, id, chat, JobState::Sent, None, now, events)?;
-    let job = read::job(conn, id)?.ok_or(QueueError::NoSuchJob(id))?;
+    let mut job = read::mark_sent(conn, id, now)?;
+    job.parts = parts;
+    events.push(JobEvent {
+        id,
+        chat,
+        state: JobState::Sent,
+    });
     // The result joins the event stream in this same transaction.
     crate::events::record_job_result(conn, &job)?;
     Ok(job)

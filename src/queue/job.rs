@@ -204,6 +204,8 @@ pub struct NewJob {
     pub parts: u16,
     /// A repeat with the same key returns the first job.
     pub idempotency_key: Option<String>,
+    /// The requests it sends, in `outgoing`'s stored form (see [`Job::wire`]).
+    pub wire: Option<Vec<u8>>,
 }
 
 impl NewJob {
@@ -222,6 +224,7 @@ impl NewJob {
             payload,
             parts: 1,
             idempotency_key: None,
+            wire: None,
         }
     }
 }
@@ -326,6 +329,10 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The requests the job sends, built and checked at enqueue, in the
+    /// versioned form of `outgoing` (`None`: a job stored before there was
+    /// one, sent from its payload).
+    pub wire: Option<Vec<u8>>,
 }
 
 /// A job's state changed (after the change is durable).

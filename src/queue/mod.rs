@@ -13,6 +13,7 @@ mod consumer;
 mod expiry;
 pub mod job;
 mod read;
+mod retry;
 mod schema;
 mod store;
 mod writer;
@@ -36,6 +37,8 @@ pub use job::{
 };
 pub use read::{JobFilter, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
+#[cfg(test)]
+pub(crate) use schema::migrate_to;
 
 use store::Readers;
 use writer::Writer;
@@ -65,6 +68,8 @@ pub enum QueueError {
     NoSuchJob(JobId),
     #[error("job {id} is {state}, not sending")]
     NotSending { id: JobId, state: JobState },
+    #[error("job {id} is {state}; only a failed job can be retried")]
+    NotFailed { id: JobId, state: JobState },
     #[error("job {id} has {expected} part(s), {given} given")]
     PartCount {
         id: JobId,
@@ -203,6 +208,13 @@ impl Queue {
         .await
     }
 
+    /// Whether the store takes writes as well as reads: [`Queue::check`],
+    /// then an (empty) transaction through the writer.
+    pub async fn probe(&self) -> Result<(), QueueError> {
+        self.check().await?;
+        self.write(|_, _| Ok(())).await
+    }
+
     /// Commits what was handed in and stops taking work; later calls fail
     /// with [`QueueError::Closed`].
     pub async fn close(&self) {
@@ -242,8 +254,8 @@ fn insert(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
-                               attempts, not_before, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7)
+                               attempts, not_before, created_at, updated_at, wire)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, ?8)
              ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -254,6 +266,7 @@ fn insert(
             job.payload,
             job.idempotency_key,
             now.as_millis(),
+            job.wire,
         ])?;
     if inserted == 0 {
         return first_with_key(conn, job);

@@ -29,8 +29,19 @@ impl JobFilter {
     }
 }
 
-const JOB_COLUMNS: &str = "id, request_id, bot, chat, kind, payload, state, attempts, not_before, \
-     error_code, error_text, error_name, idempotency_key, created_at, updated_at";
+/// The columns [`job_from_row`] reads, as a literal for `concat!` (so
+/// every statement is a `&'static str`, prepared once per connection).
+macro_rules! job_columns {
+    () => {
+        "id, request_id, bot, chat, kind, payload, state, attempts, not_before, \
+         error_code, error_text, error_name, idempotency_key, created_at, updated_at, wire"
+    };
+    (j) => {
+        "j.id, j.request_id, j.bot, j.chat, j.kind, j.payload, j.state, j.attempts, \
+         j.not_before, j.error_code, j.error_text, j.error_name, j.idempotency_key, \
+         j.created_at, j.updated_at, j.wire"
+    };
+}
 
 fn bad_column(index: usize, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, message.into())
@@ -70,6 +81,17 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         idempotency_key: row.get(12)?,
         created_at: Timestamp::from_millis(row.get(13)?),
         updated_at: Timestamp::from_millis(row.get(14)?),
+        wire: row.get(15)?,
+    })
+}
+
+/// A `parts` row: `seq, random_id, message_id, channel_message_id`.
+pub(super) fn part_from_row(row: &Row<'_>) -> rusqlite::Result<Part> {
+    Ok(Part {
+        seq: row.get(0)?,
+        random_id: row.get(1)?,
+        message_id: row.get(2)?,
+        channel_message_id: row.get(3)?,
     })
 }
 
@@ -79,23 +101,32 @@ fn with_parts(conn: &Connection, mut job: Job) -> Result<Job, QueueError> {
          WHERE job_id = ?1 ORDER BY seq",
     )?;
     job.parts = stmt
-        .query_map([job.id.get()], |row| {
-            Ok(Part {
-                seq: row.get(0)?,
-                random_id: row.get(1)?,
-                message_id: row.get(2)?,
-                channel_message_id: row.get(3)?,
-            })
-        })?
+        .query_map([job.id.get()], part_from_row)?
         .collect::<Result<_, _>>()?;
     Ok(job)
 }
 
+/// Marks job `id` sent at `now` (its error cleared) and returns it as
+/// stored then, without its parts.
+pub(super) fn mark_sent(conn: &Connection, id: JobId, now: Timestamp) -> Result<Job, QueueError> {
+    const SQL: &str = concat!(
+        "UPDATE jobs SET state = 'sent', error_code = NULL, error_text = NULL,
+                         error_name = NULL, updated_at = ?2
+         WHERE id = ?1 RETURNING ",
+        job_columns!()
+    );
+    let job = conn
+        .prepare_cached(SQL)?
+        .query_row(params![id.get(), now.as_millis()], job_from_row)
+        .optional()?;
+    job.ok_or(QueueError::NoSuchJob(id))
+}
+
 /// One job with its parts, if it exists.
 pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    const SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
     let job = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_row([id.get()], job_from_row)
         .optional()?;
     job.map(|job| with_parts(conn, job)).transpose()
@@ -103,16 +134,16 @@ pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
 
 /// Jobs in id order, as `filter` says.
 pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE (?1 IS NULL OR state = ?1) AND id > ?2
-         ORDER BY id LIMIT ?3"
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
     );
     let state = filter.state.map(JobState::as_str);
     let after = filter.after.map_or(0, JobId::get);
     let limit = i64::try_from(filter.limit()).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_map(params![state, after, limit], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
@@ -121,7 +152,9 @@ pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueErro
 /// `heads(id)`: the oldest active (`queued` or `sending`) job of every chat.
 /// A skip-scan over the partial index `jobs_active`: one seek per chat, so
 /// the cost grows with the number of chats, not of waiting jobs.
-const LINE_HEADS: &str = "
+macro_rules! line_heads {
+    () => {
+        "
     WITH RECURSIVE lines(chat) AS (
         SELECT min(chat) FROM jobs INDEXED BY jobs_active
         WHERE state IN ('queued', 'sending')
@@ -133,17 +166,20 @@ const LINE_HEADS: &str = "
         SELECT (SELECT min(id) FROM jobs INDEXED BY jobs_active
                 WHERE state IN ('queued', 'sending') AND chat = lines.chat)
         FROM lines WHERE lines.chat IS NOT NULL
-    )";
+    )"
+    };
+}
 
 /// The first queued job of every chat whose line is free (nothing of that
 /// chat in `sending`) and that may go out at `now`, oldest first. (`CROSS
 /// JOIN` keeps the heads the outer loop: left to itself, SQLite walks every
 /// queued job in id order to spare the sort, and runs the heads for each.)
 pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
-    let columns = prefixed_columns();
-    let sql = format!(
-        "{LINE_HEADS}
-         SELECT {columns} FROM heads CROSS JOIN jobs AS j ON j.id = heads.id
+    const SQL: &str = concat!(
+        line_heads!(),
+        " SELECT ",
+        job_columns!(j),
+        " FROM heads CROSS JOIN jobs AS j ON j.id = heads.id
          LEFT JOIN holds AS c ON c.chat = j.chat
          WHERE j.state = 'queued' AND j.not_before <= ?1
            AND coalesce(c.not_before, 0) <= ?1
@@ -152,28 +188,40 @@ pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, 
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_map(params![now.as_millis(), limit], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
 }
 
+/// A due line head: `j` is queued, may go at `?2`, no hold stops it, and
+/// it is the oldest active job of its chat. Completed by what picks `j`.
+macro_rules! due_head_where {
+    () => {
+        " FROM jobs AS j
+         LEFT JOIN holds AS c ON c.chat = j.chat
+         WHERE j.state = 'queued' AND j.not_before <= ?2
+           AND coalesce(c.not_before, 0) <= ?2
+           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?2
+           AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
+                       WHERE state IN ('queued', 'sending') AND chat = j.chat)"
+    };
+}
+
+/// [`due_head`]'s statement.
+pub(super) const DUE_HEAD_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(j),
+    due_head_where!(),
+    " AND j.id = ?1"
+);
+
 /// Job `id` if it is the due head of its chat's line at `now`: queued, the
 /// oldest active job of its chat, its own and any hold over. A few index
 /// seeks, however many chats wait.
 pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
-    let sql = format!(
-        "SELECT {columns} FROM jobs AS j
-         LEFT JOIN holds AS c ON c.chat = j.chat
-         WHERE j.id = ?1 AND j.state = 'queued' AND j.not_before <= ?2
-           AND coalesce(c.not_before, 0) <= ?2
-           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?2
-           AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                       WHERE state IN ('queued', 'sending') AND chat = j.chat)",
-        columns = prefixed_columns()
-    );
     let job = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(DUE_HEAD_SQL)?
         .query_row(params![id.get(), now.as_millis()], job_from_row)
         .optional()?;
     job.map(|job| with_parts(conn, job)).transpose()
@@ -182,12 +230,14 @@ pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<J
 /// Queued jobs enqueued at or before `cutoff` (without their parts: an
 /// expired job is failed, not sent), oldest first.
 pub fn queued_since(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Job>, QueueError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_by_state
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs INDEXED BY jobs_by_state
          WHERE state = 'queued' AND created_at <= ?1 ORDER BY id"
     );
     let found = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SQL)?
         .query_map([cutoff.as_millis()], job_from_row)?
         .collect::<Result<_, _>>()?;
     Ok(found)
@@ -203,46 +253,41 @@ pub fn oldest_queued(conn: &Connection) -> Result<Option<Timestamp>, QueueError>
     Ok(at.map(Timestamp::from_millis))
 }
 
-/// The head of `chat`'s line if it is due at `now` (see [`due_head`]).
+/// The head of `chat`'s line if it is due at `now` (see [`due_head`]), in
+/// one statement.
 pub fn next_due_of_chat(
     conn: &Connection,
     chat: ChatId,
     now: Timestamp,
 ) -> Result<Option<Job>, QueueError> {
-    let head: Option<i64> = conn
-        .prepare_cached(
-            "SELECT min(id) FROM jobs INDEXED BY jobs_active
-             WHERE state IN ('queued', 'sending') AND chat = ?1",
-        )?
-        .query_row([chat.get()], |row| row.get(0))?;
-    match head {
-        Some(id) => due_head(conn, JobId::new(id), now),
-        None => Ok(None),
-    }
-}
-
-fn prefixed_columns() -> String {
-    JOB_COLUMNS
-        .split(", ")
-        .map(|column| format!("j.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    const SQL: &str = concat!(
+        "SELECT ",
+        job_columns!(j),
+        due_head_where!(),
+        " AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
+                      WHERE state IN ('queued', 'sending') AND chat = ?1)"
+    );
+    let job = conn
+        .prepare_cached(SQL)?
+        .query_row(params![chat.get(), now.as_millis()], job_from_row)
+        .optional()?;
+    job.map(|job| with_parts(conn, job)).transpose()
 }
 
 /// When the next job may go out, counting holds: `None` when nothing waits
 /// (or every waiting chat has a job in `sending`). SQLite's two-argument
 /// `max` is NULL when the aggregate found no row.
 pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
-    let sql = format!(
-        "{LINE_HEADS}
-         SELECT max(
+    const SQL: &str = concat!(
+        line_heads!(),
+        " SELECT max(
              min(max(j.not_before, coalesce(c.not_before, 0))),
              coalesce((SELECT not_before FROM holds WHERE chat = 0), 0))
          FROM heads JOIN jobs AS j ON j.id = heads.id
          LEFT JOIN holds AS c ON c.chat = j.chat
          WHERE j.state = 'queued'"
     );
-    let at: Option<i64> = conn.prepare_cached(&sql)?.query_row([], |row| row.get(0))?;
+    let at: Option<i64> = conn.prepare_cached(SQL)?.query_row([], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
 }
 

@@ -643,3 +643,36 @@ async fn a_sent_job_hands_its_line_to_the_chats_next_job_in_the_same_commit() {
         JobState::Queued
     );
 }
+
+/// SQLite re-prepares a statement whose plan may depend on a bound value
+/// (a `?` checked against a partial index) each time that value changes:
+/// the store's connections ask for plans that never do, so a cached
+/// statement is parsed once.
+#[tokio::test]
+async fn hot_statements_are_never_prepared_again() {
+    let s = store();
+    for chat in 40..44 {
+        enqueue(&s.queue, chat, "x").await;
+    }
+    s.queue.close().await;
+    let conn = super::store::open_writer(&s.path).unwrap();
+    let statements = [
+        read::DUE_HEAD_SQL,
+        "SELECT min(id) FROM jobs INDEXED BY jobs_active
+         WHERE state IN ('queued', 'sending') AND chat = ?1",
+        "SELECT seq, random_id FROM parts WHERE job_id = ?1 ORDER BY seq",
+        "SELECT id, state FROM jobs WHERE idempotency_key = ?1",
+    ];
+    for sql in statements {
+        let mut statement = conn.prepare(sql).unwrap();
+        for value in 1..=4_i64 {
+            for index in 1..=statement.parameter_count() {
+                statement.raw_bind_parameter(index, value).unwrap();
+            }
+            let mut rows = statement.raw_query();
+            while rows.next().unwrap().is_some() {}
+        }
+        let again = statement.get_status(rusqlite::StatementStatus::RePrepare);
+        assert_eq!(again, 0, "re-prepared {again} times: {sql}");
+    }
+}

@@ -13,25 +13,27 @@
 //! to arrive alone. So the writer gathers: while its batch is smaller than
 //! the previous one, it waits for more ops, at most half as long as the last
 //! commit took (the idea of PostgreSQL's `commit_delay`, sized by the disk
-//! itself). A lone caller never waits: its previous batch was one op.
+//! itself). A lone caller never waits: its previous batch was one op. The
+//! thread sleeps in the channel while it waits (one wake-up per op that
+//! arrives, none to poll), and callers never block: each awaits its own
+//! answer, so the ops in the channel are bounded by the callers waiting.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use super::QueueError;
 use super::job::JobEvent;
 
 /// Ops committed together at most.
 const MAX_BATCH: usize = 1024;
-/// Ops that may wait for the writer before callers wait to hand theirs in.
-const CHANNEL_DEPTH: usize = 8192;
 /// The longest the writer gathers ops for one batch.
 const MAX_GATHER: Duration = Duration::from_millis(2);
-/// How often it looks for more while gathering.
-const GATHER_POLL: Duration = Duration::from_micros(20);
 
 /// Tells a caller how its op ended, once the batch's fate is known.
 type Finish = Box<dyn FnOnce(Result<(), QueueError>) + Send>;
@@ -48,18 +50,32 @@ enum Message {
 /// The handle to the writer thread.
 pub struct Writer {
     ops: mpsc::Sender<Message>,
+    /// False once the thread stopped taking work.
+    open: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
     /// Starts the thread; committed [`JobEvent`]s go to `events`.
     pub fn spawn(conn: Connection, events: broadcast::Sender<JobEvent>) -> std::io::Result<Self> {
-        let (ops, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (ops, rx) = mpsc::channel();
+        let open = Arc::new(AtomicBool::new(true));
         let thread = thread::Builder::new()
             .name("telegate-store-writer".into())
-            .spawn(move || run(conn, rx, events))?;
+            .spawn({
+                let open = Arc::clone(&open);
+                move || {
+                    run(&conn, &rx, &events);
+                    open.store(false, Ordering::Release);
+                    // Ops that raced with close find the channel closed;
+                    // answer the ones already queued rather than leaving
+                    // them waiting.
+                    drop_pending(&conn, rx, &events);
+                }
+            })?;
         Ok(Writer {
             ops,
+            open,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -86,21 +102,23 @@ impl Writer {
             });
             (finish, events)
         });
+        if !self.is_open() {
+            return Err(QueueError::Closed);
+        }
         self.ops
             .send(Message::Op(op))
-            .await
             .map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
     }
 
     /// Whether the thread still takes work.
     pub fn is_open(&self) -> bool {
-        !self.ops.is_closed()
+        self.open.load(Ordering::Acquire)
     }
 
     /// Commits what was sent before, stops the thread and waits for it.
     pub async fn close(&self) {
-        let _ = self.ops.send(Message::Close).await;
+        let _ = self.ops.send(Message::Close);
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -127,28 +145,41 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Message>, events: broadcast::Sender<JobEvent>) {
+/// Commits batches until a close is asked for (or every handle is gone).
+fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Sender<JobEvent>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut previous = Batch {
         size: 1,
         took: Duration::ZERO,
     };
-    while let Some(first) = rx.blocking_recv() {
-        let closing = gather(&mut rx, first, &mut batch, &previous);
+    let (mut commits, mut ops) = (0_u64, 0_u64);
+    while let Ok(first) = rx.recv() {
+        let closing = gather(rx, first, &mut batch, &previous);
         let started = Instant::now();
         previous.size = batch.len();
-        commit(&conn, batch.drain(..), &events);
+        (commits, ops) = (commits + 1, ops + batch.len() as u64);
+        commit(conn, batch.drain(..), events);
         previous.took = started.elapsed();
         if closing {
             break;
         }
     }
-    rx.close();
-    // Ops that raced with close find the channel closed; answer the ones
-    // already queued rather than leaving them waiting.
-    while let Ok(Message::Op(op)) = rx.try_recv() {
-        commit(&conn, std::iter::once(op), &events);
+    tracing::debug!(commits, ops, "store writer closing");
+}
+
+/// After a close: commits each op already handed in, then drops the
+/// channel, so later writes find it closed.
+fn drop_pending(
+    conn: &Connection,
+    rx: mpsc::Receiver<Message>,
+    events: &broadcast::Sender<JobEvent>,
+) {
+    while let Ok(message) = rx.try_recv() {
+        if let Message::Op(op) = message {
+            commit(conn, std::iter::once(op), events);
+        }
     }
+    drop(rx);
     tracing::debug!("store writer stopped");
 }
 
@@ -162,37 +193,40 @@ struct Batch {
 /// than the previous batch) what arrives within half the last commit's
 /// time. Returns whether a close was asked for.
 fn gather(
-    rx: &mut mpsc::Receiver<Message>,
+    rx: &mpsc::Receiver<Message>,
     first: Message,
     batch: &mut Vec<Op>,
     previous: &Batch,
 ) -> bool {
     let deadline = Instant::now() + (previous.took / 2).min(MAX_GATHER);
-    let mut next = Some(first);
+    let mut next = first;
     loop {
-        match next.take() {
-            Some(Message::Op(op)) => batch.push(op),
-            Some(Message::Close) => return true,
-            None => {}
+        match next {
+            Message::Op(op) => batch.push(op),
+            Message::Close => return true,
         }
         if batch.len() >= MAX_BATCH {
             return false;
         }
-        match rx.try_recv() {
-            Ok(message) => next = Some(message),
-            Err(mpsc::error::TryRecvError::Empty)
-                if batch.len() < previous.size && Instant::now() < deadline =>
-            {
-                thread::sleep(GATHER_POLL);
+        next = match rx.try_recv() {
+            Ok(message) => message,
+            Err(TryRecvError::Empty) if batch.len() < previous.size => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(message) => message,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                        return false;
+                    }
+                }
             }
             Err(_) => return false,
-        }
+        };
     }
 }
 
 /// One transaction for `ops`; every finisher learns whether it committed.
 fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::Sender<JobEvent>) {
-    let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| {
+    let began = run_cached(conn, "BEGIN IMMEDIATE").map_err(|err| {
         tracing::error!(error = %err, "store cannot begin a transaction");
         err.to_string()
     });
@@ -204,7 +238,7 @@ fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::
         committed_events.extend(op_events);
     }
     let committed = began.and_then(|()| {
-        conn.execute_batch("COMMIT").map_err(|err| {
+        run_cached(conn, "COMMIT").map_err(|err| {
             tracing::error!(error = %err, "store commit failed");
             let _ = conn.execute_batch("ROLLBACK");
             err.to_string()
@@ -220,6 +254,11 @@ fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::
     }
 }
 
+/// Runs the one statement `sql` through the statement cache.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,22 +268,22 @@ mod tests {
     }
 
     fn channel_with(messages: Vec<Message>) -> (mpsc::Sender<Message>, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel();
         for message in messages {
-            assert!(tx.try_send(message).is_ok());
+            assert!(tx.send(message).is_ok());
         }
         (tx, rx)
     }
 
     #[test]
     fn gathers_what_waits_and_stops_at_close() {
-        let (_tx, mut rx) = channel_with(vec![noop(), noop(), Message::Close, noop()]);
+        let (_tx, rx) = channel_with(vec![noop(), noop(), Message::Close, noop()]);
         let mut batch = Vec::new();
         let previous = Batch {
             size: 1,
             took: Duration::ZERO,
         };
-        assert!(gather(&mut rx, noop(), &mut batch, &previous));
+        assert!(gather(&rx, noop(), &mut batch, &previous));
         assert_eq!(batch.len(), 3);
         assert!(
             matches!(rx.try_recv(), Ok(Message::Op(_))),
@@ -256,28 +295,28 @@ mod tests {
     fn does_not_wait_past_its_deadline() {
         // The previous batch was bigger, but its commit took no time: no
         // gathering window, so what is there is what gets committed.
-        let (_tx, mut rx) = channel_with(vec![noop()]);
+        let (_tx, rx) = channel_with(vec![noop()]);
         let mut batch = Vec::new();
         let previous = Batch {
             size: 50,
             took: Duration::ZERO,
         };
-        assert!(!gather(&mut rx, noop(), &mut batch, &previous));
+        assert!(!gather(&rx, noop(), &mut batch, &previous));
         assert_eq!(batch.len(), 2);
     }
 
     #[test]
     fn stops_at_the_batch_limit() {
-        let (tx, mut rx) = mpsc::channel(MAX_BATCH + 8);
+        let (tx, rx) = mpsc::channel();
         for _ in 0..MAX_BATCH + 5 {
-            assert!(tx.try_send(noop()).is_ok());
+            assert!(tx.send(noop()).is_ok());
         }
         let mut batch = Vec::new();
         let previous = Batch {
             size: 1,
             took: Duration::ZERO,
         };
-        assert!(!gather(&mut rx, noop(), &mut batch, &previous));
+        assert!(!gather(&rx, noop(), &mut batch, &previous));
         assert_eq!(batch.len(), MAX_BATCH);
     }
 }

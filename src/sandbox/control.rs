@@ -22,7 +22,7 @@
 //! | `GET /groups/{id}/chat` | → members, the bot's role, messages |
 //! | `POST /groups/{id}/bot` | `{action: add\|remove\|ban\|promote\|demote}` → `{bot: role}` |
 //! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username, privacy}` |
 
 use std::io;
@@ -41,11 +41,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
-use super::Faults;
+use super::dc::Traffic;
 use super::telegram::{
     AccountId, BotAction, ChatFault, DifferenceRules, FakeTelegram, GroupKind, NewGroup, NewUser,
     Pressed, Role, SandboxError, TgError, UserClick, UserMessage, to_hex,
 };
+use super::{Faults, InjectedError};
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
 /// A callback timeout above this is surely a typo.
@@ -56,6 +57,7 @@ const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 pub struct Control {
     pub telegram: FakeTelegram,
     pub faults: Arc<Faults>,
+    pub traffic: Arc<Traffic>,
     pub dc_addr: SocketAddr,
 }
 
@@ -606,6 +608,112 @@ struct FaultsBody {
     difference_too_long: Option<i32>,
     /// Unread pushes a connection may have before it gets `updatesTooLong`.
     push_backlog: Option<usize>,
+    /// The bot's connections are read but never answered (`false` ends it).
+    blackhole: Option<bool>,
+    /// The next reply to the bot is cut mid-frame and the connection reset.
+    #[serde(default)]
+    reset_mid_frame: bool,
+    /// The bot's authorization is dropped: 401 until it signs in again.
+    #[serde(default)]
+    revoke_bot_session: bool,
+    /// The bot token is revoked: signing in with it fails.
+    #[serde(default)]
+    revoke_bot_token: bool,
+    /// The next `auth.importBotAuthorization` gets `FLOOD_WAIT_N`.
+    sign_in_flood_wait_s: Option<u32>,
+    /// An `rpc_error` for a named method, `times` times (default 1).
+    rpc_error: Option<RpcErrorFault>,
+    /// Connections allowed per auth key, beyond them `-429`; `null` clears.
+    #[serde(default, deserialize_with = "present_count")]
+    max_connections: Option<Option<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpcErrorFault {
+    /// A TL method name such as `messages.sendMessage`.
+    method: String,
+    /// A Telegram error name (`INTERNAL_SERVER_ERROR`) or `-503 Timeout`.
+    error: String,
+    times: Option<u32>,
+}
+
+fn present_count<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<usize>>, D::Error> {
+    Option::<usize>::deserialize(d).map(Some)
+}
+
+/// The injected error an `rpc_error` fault names, checked.
+fn injected_error(fault: &RpcErrorFault) -> Result<InjectedError, Failure> {
+    let valid_method = fault.method.split('.').all(|part| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if !valid_method {
+        return Err(Failure::bad_request(
+            "rpc_error.method must be a TL method name such as messages.sendMessage",
+        ));
+    }
+    let times = fault.times.unwrap_or(1);
+    if times == 0 {
+        return Err(Failure::bad_request("rpc_error.times must be ≥ 1"));
+    }
+    // `-503 Timeout`: a negative code and its message, as Telegram sends it.
+    let (code, message) = match fault.error.split_once(' ') {
+        Some((code, message)) if code.starts_with('-') => {
+            let code = code.parse::<i32>().ok().filter(|c| *c < 0).ok_or_else(|| {
+                Failure::bad_request("rpc_error.error: a negative code such as -503 Timeout")
+            })?;
+            (code, message.to_owned())
+        }
+        _ => {
+            check_error_name(&fault.error)?;
+            (TgError::named(&fault.error).code, fault.error.clone())
+        }
+    };
+    Ok(InjectedError {
+        code,
+        message,
+        remaining: times,
+        label: "rpc_error",
+    })
+}
+
+/// Applies the DC-level faults of a `POST /faults` (all checked already).
+fn apply_dc_faults(control: &Control, request: &FaultsBody, injected: Option<InjectedError>) {
+    let bot_keys = control.telegram.bot_key_ids();
+    if let Some(on) = request.blackhole {
+        control
+            .faults
+            .set_blackhole(if on { bot_keys.clone() } else { Vec::new() });
+    }
+    if request.reset_mid_frame {
+        control.faults.arm_reset_mid_frame(bot_keys);
+    }
+    if request.revoke_bot_token {
+        control.telegram.revoke_bot_token();
+        control.faults.served("revoke_bot_token");
+    } else if request.revoke_bot_session {
+        control.telegram.revoke_bot_session();
+        control.faults.served("revoke_bot_session");
+    }
+    if let Some(seconds) = request.sign_in_flood_wait_s {
+        let error = InjectedError {
+            code: 420,
+            message: format!("FLOOD_WAIT_{seconds}"),
+            remaining: 1,
+            label: "sign_in_flood_wait",
+        };
+        control
+            .faults
+            .set_rpc_error("auth.importBotAuthorization", Some(error));
+    }
+    if let (Some(fault), Some(error)) = (&request.rpc_error, injected) {
+        control.faults.set_rpc_error(&fault.method, Some(error));
+    }
+    if let Some(max) = request.max_connections {
+        control.faults.set_max_connections(max);
+    }
 }
 
 /// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
@@ -659,6 +767,13 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
             "difference_slice, difference_too_long and push_backlog must be ≥ 1",
         ));
     }
+    let injected = request.rpc_error.as_ref().map(injected_error).transpose()?;
+    if request.max_connections == Some(Some(0)) {
+        return Err(Failure::bad_request(
+            "max_connections must be ≥ 1 (null clears it)",
+        ));
+    }
+    apply_dc_faults(&control, &request, injected);
     if request.difference_slice.is_some() || request.difference_too_long.is_some() {
         let current = control.telegram.difference_rules();
         control.telegram.set_difference_rules(DifferenceRules {
@@ -698,12 +813,27 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
         "difference_slice": control.telegram.difference_rules().slice,
         "difference_too_long": control.telegram.difference_rules().too_long,
         "push_backlog": control.telegram.push_backlog_limit(),
+        "blackhole": control.faults.blackholed(),
+        "max_connections": control.faults.max_connections(),
+        "rpc_errors": control.faults.rpc_errors(),
     });
     Ok(axum::Json(body).into_response())
 }
 
+/// The model's counters, the DCs' traffic and the faults served.
 async fn stats(State(control): State<Control>) -> ControlReply {
-    Ok(axum::Json(control.telegram.stats()).into_response())
+    let mut body = serde_json::to_value(control.telegram.stats()).map_err(|e| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        )
+    })?;
+    let traffic = control.traffic.counts();
+    body["connections_by_transport"] = json!(traffic.connections_by_transport);
+    body["connections_by_dc"] = json!(traffic.connections_by_dc);
+    body["connections_refused"] = json!(traffic.refused);
+    body["faults_served"] = json!(control.faults.served_counts());
+    Ok(axum::Json(body).into_response())
 }
 
 async fn dc(State(control): State<Control>) -> ControlReply {

@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod dc;
+mod faults;
 pub mod server;
 pub mod state_file;
 pub mod telegram;
@@ -24,9 +25,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+pub use faults::{Faults, InjectedError};
 
 /// Who is calling: the auth key the request was encrypted with. The
 /// `telegram` half maps keys to accounts (the bot, or a user client).
@@ -154,16 +156,23 @@ impl Outbox {
             if line.too_long {
                 return !line.tx.is_closed();
             }
-            let payload = if line.queued.load(Ordering::Relaxed) >= limit {
-                line.too_long = true;
-                self.too_long_pushed.fetch_add(1, Ordering::Relaxed);
+            let over = line.queued.load(Ordering::Relaxed) >= limit;
+            let payload = if over {
                 too_long_bytes()
             } else {
-                taken += 1;
                 updates.to_vec()
             };
+            if line.tx.send(payload).is_err() {
+                return false;
+            }
             line.queued.fetch_add(1, Ordering::Relaxed);
-            line.tx.send(payload).is_ok()
+            if over {
+                line.too_long = true;
+                self.too_long_pushed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                taken += 1;
+            }
+            true
         });
         taken
     }
@@ -197,47 +206,9 @@ impl Outbox {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
-
 /// `updatesTooLong#e317af7e`, boxed.
 fn too_long_bytes() -> Vec<u8> {
     0xe317_af7e_u32.to_le_bytes().to_vec()
-}
-
-/// Transport faults the control API can inject and the `dc` half obeys.
-pub struct Faults {
-    latency_ms: AtomicU64,
-    drops: watch::Sender<u64>,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            latency_ms: AtomicU64::new(0),
-            drops: watch::channel(0).0,
-        }
-    }
-}
-
-impl Faults {
-    /// Closes every live connection now (clients reconnect on their next call).
-    pub fn drop_connections(&self) {
-        self.drops.send_modify(|generation| *generation += 1);
-    }
-
-    /// Changes whenever [`Faults::drop_connections`] is called.
-    pub fn drops(&self) -> watch::Receiver<u64> {
-        self.drops.subscribe()
-    }
-
-    /// Delay added before each reply the DC sends.
-    pub fn set_latency(&self, latency: Duration) {
-        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.latency_ms.store(ms, Ordering::Relaxed);
-    }
-
-    pub fn latency(&self) -> Duration {
-        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
-    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::Dc;
+use super::dc::{Dc, DcLimits, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
-use super::telegram::{DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
+use super::telegram::{DC_ID, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
 
@@ -81,7 +81,17 @@ impl Sandbox {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
         let service: Arc<dyn Service> = Arc::new(telegram.clone());
         let keys: Arc<dyn KeyRing> = Arc::new(telegram.clone());
-        let dc = Dc::bind(addr, service, keys, outbox, Arc::clone(&faults))
+        let traffic = Arc::new(Traffic::default());
+        let parts = DcParts {
+            dc_id: DC_ID,
+            service,
+            keys,
+            outbox,
+            faults: Arc::clone(&faults),
+            traffic: Arc::clone(&traffic),
+            limits: DcLimits::default(),
+        };
+        let dc = Dc::bind(addr, parts)
             .await
             .map_err(|source| StartError::Dc {
                 port: options.port,
@@ -109,6 +119,7 @@ impl Sandbox {
             let control = Control {
                 telegram: telegram.clone(),
                 faults,
+                traffic,
                 dc_addr: SocketAddr::V4(dc_addr),
             };
             sandbox.control_task = Some(tokio::spawn(control::serve(

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 use tokio::task::{self, JoinError, JoinSet};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::limits::{FloodScope, Limits};
 use crate::queue::{Expiry, Job, JobId, JobState, Queue, QueueError, Timestamp};
@@ -252,6 +253,10 @@ impl Sender {
                 }
                 self.halted = true;
                 self.lane.open.store(false, Ordering::Relaxed);
+                self.telegram.set_state(crate::bot_state::BotState::Halted {
+                    reason: "Telegram refused the session; fix the session or token and restart"
+                        .into(),
+                });
             }
             Err(error) => {
                 if error.is_panic() {
@@ -405,7 +410,12 @@ async fn deliver(
     holding: Arc<AtomicI64>,
 ) -> Ended {
     loop {
-        let attempt = match attempt::send(&telegram, &queue, &job).await {
+        let span =
+            tracing::info_span!("job", job_id = job.id.get(), bot = %job.bot, chat = %job.chat);
+        let attempt = match attempt::send(&telegram, &queue, &job)
+            .instrument(span.clone())
+            .await
+        {
             Ok(attempt) => attempt,
             Err(error) => {
                 // Left in `sending`: the next start resends it (same random_id).
@@ -423,12 +433,13 @@ async fn deliver(
             rand::random(),
             now,
         );
+        report.count(&job, now);
         if let Report::Sent(ids) = report {
             let next_lane = lane.clone();
             let admit = move |next: &Job| next_lane.admit(next, now);
             match queue.mark_sent_then_take(job.id, ids, now, admit).await {
                 Ok((_, next)) => {
-                    tracing::debug!(job = %job.id, chat = %job.chat, "sent");
+                    span.in_scope(|| tracing::debug!(job = %job.id, chat = %job.chat, "sent"));
                     let Some((next, next_scope)) = next else {
                         return Ended::Done;
                     };
@@ -446,8 +457,14 @@ async fn deliver(
             Report::Halt { .. } => Ended::Halt,
             _ => Ended::Done,
         };
-        if let Err(error) = report.apply(&queue, &job, now).await {
-            tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
+        if let Err(error) = report
+            .apply(&queue, &job, now)
+            .instrument(span.clone())
+            .await
+        {
+            span.in_scope(
+                || tracing::error!(job = %job.id, %error, "cannot record the outcome of a send"),
+            );
         }
         return ended;
     }
@@ -483,6 +500,7 @@ mod tests {
             idempotency_key: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
+            wire: None,
         }
     }
 

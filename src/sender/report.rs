@@ -110,6 +110,76 @@ impl Report {
         }
     }
 
+    /// Counts the report in the metrics (`now`: when it was made).
+    pub fn count(&self, job: &Job, now: Timestamp) {
+        let metrics = crate::metrics::metrics();
+        let bot = crate::metrics::bot_label(&job.bot);
+        let outcome = |outcome: &str| [("bot", job.bot.clone()), ("outcome", outcome.to_owned())];
+        let failed = |error: &JobError| {
+            let name = error.telegram.clone().unwrap_or_else(|| {
+                if error.message.starts_with("expired") {
+                    "expired"
+                } else {
+                    "invalid"
+                }
+                .to_owned()
+            });
+            metrics
+                .jobs_failed
+                .get_or_create(&[("bot", job.bot.clone()), ("error", name)])
+                .inc();
+        };
+        match self {
+            Report::Sent(_) => {
+                metrics.send_attempts.get_or_create(&outcome("sent")).inc();
+                metrics.jobs_sent.get_or_create(&bot).inc();
+                metrics
+                    .send_latency
+                    .get_or_create(&bot)
+                    .observe(until(now, job.created_at).as_secs_f64());
+            }
+            Report::Failed(error) => {
+                metrics
+                    .send_attempts
+                    .get_or_create(&outcome("failed"))
+                    .inc();
+                failed(error);
+            }
+            Report::Retry { .. } => {
+                metrics.send_attempts.get_or_create(&outcome("retry")).inc();
+            }
+            Report::Flood {
+                until: held,
+                scope,
+                expired,
+                ..
+            } => {
+                metrics
+                    .send_attempts
+                    .get_or_create(&outcome("flood_wait"))
+                    .inc();
+                let scope = match scope {
+                    FloodScope::Chat => "chat",
+                    FloodScope::Bot => "bot",
+                };
+                metrics
+                    .flood_waits
+                    .get_or_create(&[("bot", job.bot.clone()), ("scope", scope.to_owned())])
+                    .inc();
+                metrics
+                    .flood_wait_seconds
+                    .get_or_create(&bot)
+                    .inc_by(until(*held, now).as_secs());
+                if let Some(error) = expired {
+                    failed(error);
+                }
+            }
+            Report::Halt { .. } => {
+                metrics.send_attempts.get_or_create(&outcome("halt")).inc();
+            }
+        }
+    }
+
     /// Records the report for `job` in the store.
     pub async fn apply(self, queue: &Queue, job: &Job, now: Timestamp) -> Result<(), QueueError> {
         let id = job.id;
@@ -188,6 +258,7 @@ mod tests {
             idempotency_key: None,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),
+            wire: None,
         }
     }
 

@@ -46,8 +46,13 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
+        World::start_with_env(pace, config, &[]).await
+    }
+
+    /// [`World::start_with`], the worker's environment given `env` too.
+    pub async fn start_with_env(pace: Pace, config: &str, env: &[(&str, &str)]) -> World {
         let mut world = World::offline(pace, config).await;
-        world.start_worker().await;
+        world.worker = Some(Worker::start_with_env(world.dir.path(), env).await);
         world
     }
 
@@ -111,38 +116,7 @@ impl World {
     /// Enqueues `texts` in order (per user), over a few connections at once;
     /// returns the job ids in the same order.
     pub async fn enqueue_all(&self, jobs: &[(AccountId, String)]) -> Vec<i64> {
-        const CONNECTIONS: usize = 8;
-        let mut lanes: Vec<Vec<(usize, AccountId, String)>> = vec![Vec::new(); CONNECTIONS];
-        for (index, (user, text)) in jobs.iter().enumerate() {
-            let lane = usize::try_from(*user).unwrap() % CONNECTIONS;
-            lanes[lane].push((index, *user, text.clone()));
-        }
-        let tasks: Vec<_> = lanes
-            .into_iter()
-            .map(|lane| {
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    let mut connection = client.connect().await.unwrap();
-                    let mut ids = Vec::new();
-                    for (index, user, text) in lane {
-                        let answer = connection
-                            .post(INTERACTIVE, &[], body(user, &text))
-                            .await
-                            .unwrap();
-                        assert_eq!(answer.status, 202, "{:?}", answer.body);
-                        ids.push((index, answer.json().unwrap()["job_id"].as_i64().unwrap()));
-                    }
-                    ids
-                })
-            })
-            .collect();
-        let mut ids = vec![0; jobs.len()];
-        for task in tasks {
-            for (index, id) in task.await.unwrap() {
-                ids[index] = id;
-            }
-        }
-        ids
+        post_all(&self.client, jobs).await
     }
 
     pub async fn job(&self, id: i64) -> Value {
@@ -270,6 +244,46 @@ impl World {
     }
 }
 
+/// Connections [`post_all`] spreads its jobs over.
+pub const CONNECTIONS: usize = 8;
+
+/// Posts `jobs` to the socket of `client` in order (per user) over
+/// [`CONNECTIONS`] keep-alive connections at once (a user's jobs on one of
+/// them); returns the job ids in the same order.
+pub async fn post_all(client: &Client, jobs: &[(AccountId, String)]) -> Vec<i64> {
+    let mut lanes: Vec<Vec<(usize, AccountId, String)>> = vec![Vec::new(); CONNECTIONS];
+    for (index, (user, text)) in jobs.iter().enumerate() {
+        let lane = usize::try_from(*user).unwrap() % CONNECTIONS;
+        lanes[lane].push((index, *user, text.clone()));
+    }
+    let tasks: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut connection = client.connect().await.unwrap();
+                let mut ids = Vec::new();
+                for (index, user, text) in lane {
+                    let answer = connection
+                        .post(INTERACTIVE, &[], body(user, &text))
+                        .await
+                        .unwrap();
+                    assert_eq!(answer.status, 202, "{:?}", answer.body);
+                    ids.push((index, answer.json().unwrap()["job_id"].as_i64().unwrap()));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = vec![0; jobs.len()];
+    for task in tasks {
+        for (index, id) in task.await.unwrap() {
+            ids[index] = id;
+        }
+    }
+    ids
+}
+
 /// A minimal interactive job for `user`.
 pub fn body(user: AccountId, text: &str) -> String {
     json!({
@@ -293,26 +307,12 @@ impl Worker {
     /// Starts it and waits until it logs that it is ready.
     /// (Polls its log often: the benchmark times start to ready with it.)
     pub async fn start(dir: &Path) -> Worker {
-        let log = dir.join(format!("worker-{}.log", rand_suffix()));
-        let child = Command::new(env!("CARGO_BIN_EXE_telegate"))
-            .arg("--state-dir")
-            .arg(dir)
-            .arg("run")
-            .env(
-                "TELEGATE_LOG",
-                std::env::var("WORKER_LOG").unwrap_or("info".into()),
-            )
-            .env_remove("TELEGATE_BOT_TOKEN")
-            .env_remove("TELEGATE_API_ID")
-            .env_remove("TELEGATE_API_HASH")
-            .env_remove("TELEGATE_DC_ADDR")
-            .env_remove("TELEGATE_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut worker = Worker { child, log };
+        Worker::start_with_env(dir, &[]).await
+    }
+
+    /// [`Worker::start`] with `env` set for it (`TELEGATE_LOG` among them).
+    pub async fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let mut worker = Worker::spawn(dir, env);
         let deadline = Instant::now() + PATIENCE;
         while !worker.log().contains("ready: connected") {
             if let Ok(Some(status)) = worker.child.try_wait() {
@@ -326,6 +326,29 @@ impl Worker {
             sleep(Duration::from_millis(2)).await;
         }
         worker
+    }
+
+    /// Starts `telegate run` over `dir` without waiting for it.
+    pub fn spawn(dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let log = dir.join(format!("worker-{}.log", rand_suffix()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
+        command
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("run")
+            .env("TELEGATE_LOG", "info")
+            .env_remove("TELEGATE_LOG_FORMAT")
+            .env_remove("TELEGATE_BOT_TOKEN")
+            .env_remove("TELEGATE_API_ID")
+            .env_remove("TELEGATE_API_HASH")
+            .env_remove("TELEGATE_DC_ADDR")
+            .env_remove("TELEGATE_CONFIG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap());
+        let child = command.spawn().unwrap();
+        Worker { child, log }
     }
 
     pub fn log(&self) -> String {

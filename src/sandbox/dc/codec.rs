@@ -31,6 +31,78 @@ const MAX_WRAPPERS: usize = 8;
 /// Nesting allowed in `initConnection.params` (a JSON value): parsing it
 /// recursively without a bound would let a client overflow the stack.
 const MAX_JSON_DEPTH: usize = 32;
+/// Ids a `msgs_state_req` may ask about at once.
+const MAX_STATE_REQUEST_IDS: u32 = 8192;
+/// Occurrences of self-nesting constructors one API call may hold: real
+/// requests hold a handful (an `inputPeerUserFromMessage`, a poll), a
+/// hostile one thousands, which would overflow the parser's stack.
+const MAX_RECURSIVE_CONSTRUCTORS: usize = 64;
+/// Every constructor of the layer's API schema that can contain, directly
+/// or not, a value of its own type: the only way TL nests without a bound.
+/// Derived from grammers-tl-types' `api.tl` (types reachable from one of
+/// their own fields); the test `recursive_constructors_are_of_this_layer`
+/// checks each id still names a constructor.
+const RECURSIVE: [u32; 59] = [
+    0xa87b0a1c, // inputPeerUserFromMessage
+    0xbd2a0840, // inputPeerChannelFromMessage
+    0x405fef0d, // inputMediaInvoice
+    0x883a4108, // inputMediaPoll
+    0xc4103386, // inputMediaPaidMedia
+    0xddf10c3b, // messageMediaWebPage
+    0xf6a548d3, // messageMediaInvoice
+    0x773f4e66, // messageMediaPoll
+    0x68cb6283, // messageMediaStory
+    0xa8852491, // messageMediaPaidMedia
+    0xe89c45b2, // webPage
+    0x6724abc4, // textBold
+    0xd912a59c, // textItalic
+    0xc12622c4, // textUnderline
+    0x9bf8bb95, // textStrike
+    0x6c3f19b9, // textFixed
+    0x3c2884c1, // textUrl
+    0xde5a0dd6, // textEmail
+    0x7e6260d7, // textConcat
+    0xed6a8504, // textSubscript
+    0xc7fb5e01, // textSuperscript
+    0x034b8621, // textMarked
+    0x1ccb966a, // textPhone
+    0x35553762, // textAnchor
+    0x4c2a5d62, // textSpoiler
+    0xcd24cf44, // textMention
+    0x519524ea, // textHashtag
+    0x02ff29d3, // textBotCommand
+    0x7b9e1801, // textCashtag
+    0xac6a83aa, // textAutoUrl
+    0xc556a45d, // textAutoEmail
+    0x24c26789, // textAutoPhone
+    0xb956812d, // textBankCard
+    0x01a9fbfc, // textMentionName
+    0xa5b45e2b, // textDate
+    0x9686cb50, // textDiff
+    0xafc79cd6, // textButton
+    0x3cd2a36a, // textTonAddress
+    0xe4e88011, // pageBlockList
+    0x39f23300, // pageBlockCover
+    0xf259a80b, // pageBlockEmbedPost
+    0x65a0fa4d, // pageBlockCollage
+    0x031f9590, // pageBlockSlideshow
+    0x1fd6f6c1, // pageBlockOrderedList
+    0x76768bed, // pageBlockDetails
+    0x0e6e47c4, // pageBlockBlockquoteBlocks
+    0x027477b4, // secureRequiredTypeOneOf
+    0xc0de1bd9, // jsonObjectValue
+    0xf7444763, // jsonArray
+    0x99c1d49d, // jsonObject
+    0x63ca67aa, // pageListItemBlocks
+    0x8ff2d5f0, // pageListOrderedItemBlocks
+    0x4b7d786a, // pollAnswer
+    0x199fed96, // inputPollAnswer
+    0x966e2dbf, // poll
+    0xba7bb15e, // pollResults
+    0x2e94c3e7, // webPageAttributeStory
+    0xee479c64, // messageExtendedMedia
+    0x16a4b93c, // storyItem
+];
 /// `vector#1cb5c415`, the boxed vector constructor.
 const VECTOR: u32 = 0x1cb5c415;
 
@@ -55,8 +127,24 @@ pub enum DecodeError {
     TooManyWrappers,
     #[error("initConnection params nested deeper than {MAX_JSON_DEPTH}")]
     JsonTooDeep,
+    #[error("{0} self-nesting TL objects in one call, at most {MAX_RECURSIVE_CONSTRUCTORS}")]
+    TooDeep(usize),
+    #[error("constructor {0:#010x} is not of this layer")]
+    UnknownConstructor(u32),
+    #[error("{0} message ids in one request, at most {MAX_STATE_REQUEST_IDS}")]
+    TooManyIds(u32),
     #[error("malformed TL: {0}")]
     Tl(String),
+}
+
+impl DecodeError {
+    /// The `rpc_error` a request that fails this way gets.
+    pub fn rpc_error_name(&self) -> &'static str {
+        match self {
+            DecodeError::UnknownConstructor(_) => "INPUT_CONSTRUCTOR_INVALID",
+            _ => "INPUT_FETCH_FAIL",
+        }
+    }
 }
 
 impl From<tl::deserialize::Error> for DecodeError {
@@ -151,23 +239,42 @@ impl Envelope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// An API call, wrappers peeled: for the [`Service`](crate::sandbox::Service).
-    Call(Vec<u8>),
+    /// `without_updates`: it came in `invokeWithoutUpdates`, so it does not
+    /// subscribe its connection to pushed updates.
+    Call {
+        body: Vec<u8>,
+        without_updates: bool,
+    },
     /// `ping` or `ping_delay_disconnect`; the latter asks the server to
     /// close the connection after `disconnect_delay` seconds of silence.
     Ping {
         ping_id: i64,
         disconnect_delay: Option<i32>,
     },
-    /// Something to answer with `rpc_error 400 INPUT_FETCH_FAIL`.
+    /// `get_future_salts`: answered with `future_salts`.
+    FutureSalts { num: i32 },
+    /// `destroy_session`: answered `destroy_session_ok` or `_none`.
+    DestroySession { session_id: i64 },
+    /// `msgs_state_req` or `msg_resend_req`: answered with
+    /// `msgs_state_info` (the sandbox keeps no sent messages to resend).
+    MsgsState { msg_ids: Vec<i64>, resend: bool },
+    /// Something to answer with `rpc_error 400` (named by the error).
     Malformed(DecodeError),
-    /// Needs no answer (`msgs_ack`, `http_wait`, status requests).
+    /// Needs no answer (`msgs_ack`, `http_wait`).
     Notice,
 }
 
 /// Unpacks a client's message into its requests, each with the `msg_id`
 /// its answer refers to. Errors here are fatal to the connection: the
 /// message boundaries themselves cannot be trusted.
-pub fn unpack(message: Message) -> Result<Vec<(i64, Request)>, DecodeError> {
+pub fn unpack(mut message: Message) -> Result<Vec<(i64, Request)>, DecodeError> {
+    // grammers (like most clients) gzips any large body, containers too.
+    // (Bad gzip is left for `classify`: an rpc_error, not a closed socket.)
+    if constructor(&message.body) == Some(GZIP_PACKED)
+        && let Ok(unpacked) = gunzip(&message.body[4..])
+    {
+        message.body = unpacked;
+    }
     if constructor(&message.body) != Some(MSG_CONTAINER) {
         return Ok(vec![(message.msg_id, classify(message.body))]);
     }
@@ -190,45 +297,88 @@ pub fn unpack(message: Message) -> Result<Vec<(i64, Request)>, DecodeError> {
 }
 
 fn classify(body: Vec<u8>) -> Request {
+    match try_classify(body) {
+        Ok(request) => request,
+        Err(error) => Request::Malformed(error),
+    }
+}
+
+fn try_classify(body: Vec<u8>) -> Result<Request, DecodeError> {
+    use tl::functions::{DestroySession, GetFutureSalts, Ping, PingDelayDisconnect};
+    use tl::types::{HttpWait, MsgResendReq, MsgsAck, MsgsStateReq};
+
     let body = match constructor(&body) {
-        Some(GZIP_PACKED) => match gunzip(&body[4..]) {
-            Ok(unpacked) => unpacked,
-            Err(error) => return Request::Malformed(error),
-        },
+        Some(GZIP_PACKED) => gunzip(&body[4..])?,
         _ => body,
     };
-    let Some(id) = constructor(&body) else {
-        return Request::Malformed(DecodeError::Tl("empty message body".into()));
-    };
+    let id = constructor(&body).ok_or_else(|| DecodeError::Tl("empty message body".into()))?;
     let mut cursor = Cursor::from_slice(&body[4..]);
-    match id {
-        tl::functions::Ping::CONSTRUCTOR_ID => {
-            match tl::functions::Ping::deserialize(&mut cursor) {
-                Ok(ping) => Request::Ping {
-                    ping_id: ping.ping_id,
-                    disconnect_delay: None,
-                },
-                Err(error) => Request::Malformed(error.into()),
-            }
-        }
-        tl::functions::PingDelayDisconnect::CONSTRUCTOR_ID => {
-            match tl::functions::PingDelayDisconnect::deserialize(&mut cursor) {
-                Ok(ping) => Request::Ping {
-                    ping_id: ping.ping_id,
-                    disconnect_delay: Some(ping.disconnect_delay),
-                },
-                Err(error) => Request::Malformed(error.into()),
-            }
-        }
-        tl::types::MsgsAck::CONSTRUCTOR_ID
-        | tl::types::HttpWait::CONSTRUCTOR_ID
-        | tl::types::MsgsStateReq::CONSTRUCTOR_ID
-        | tl::types::MsgResendReq::CONSTRUCTOR_ID => Request::Notice,
-        _ => match peel_wrappers(body) {
-            Ok(call) => Request::Call(call),
-            Err(error) => Request::Malformed(error),
+    Ok(match id {
+        Ping::CONSTRUCTOR_ID => Request::Ping {
+            ping_id: Ping::deserialize(&mut cursor)?.ping_id,
+            disconnect_delay: None,
         },
+        PingDelayDisconnect::CONSTRUCTOR_ID => {
+            let ping = PingDelayDisconnect::deserialize(&mut cursor)?;
+            Request::Ping {
+                ping_id: ping.ping_id,
+                disconnect_delay: Some(ping.disconnect_delay),
+            }
+        }
+        GetFutureSalts::CONSTRUCTOR_ID => Request::FutureSalts {
+            num: GetFutureSalts::deserialize(&mut cursor)?.num,
+        },
+        DestroySession::CONSTRUCTOR_ID => Request::DestroySession {
+            session_id: DestroySession::deserialize(&mut cursor)?.session_id,
+        },
+        MsgsStateReq::CONSTRUCTOR_ID | MsgResendReq::CONSTRUCTOR_ID => Request::MsgsState {
+            msg_ids: read_msg_ids(&mut cursor)?,
+            resend: id == MsgResendReq::CONSTRUCTOR_ID,
+        },
+        MsgsAck::CONSTRUCTOR_ID | HttpWait::CONSTRUCTOR_ID => Request::Notice,
+        _ => {
+            let (body, without_updates) = peel_wrappers(body)?;
+            check_call(&body)?;
+            Request::Call {
+                body,
+                without_updates,
+            }
+        }
+    })
+}
+
+/// `msg_ids:Vector<long>`, bounded before anything is allocated.
+fn read_msg_ids(cursor: &mut Cursor) -> Result<Vec<i64>, DecodeError> {
+    expect_constructor(cursor, VECTOR)?;
+    let count = u32::deserialize(cursor)?;
+    if count > MAX_STATE_REQUEST_IDS {
+        return Err(DecodeError::TooManyIds(count));
     }
+    (0..count).map(|_| Ok(i64::deserialize(cursor)?)).collect()
+}
+
+/// Checks an API call before any generated (recursive, unbounded) parser
+/// sees it: its constructor must be one of this layer, and the
+/// constructors that can nest inside themselves ([`RECURSIVE`]) must not
+/// occur more than [`MAX_RECURSIVE_CONSTRUCTORS`] times. TL objects are
+/// 4-byte aligned, so scanning the aligned words finds every nested one
+/// (and, rarely, data that happens to look like one: harmless below the
+/// bound); the nesting depth can never exceed that count.
+fn check_call(body: &[u8]) -> Result<(), DecodeError> {
+    let id = constructor(body).unwrap_or_default();
+    if matches!(tl::name_for_id(id), "(unknown)" | "") {
+        return Err(DecodeError::UnknownConstructor(id));
+    }
+    let nested = body
+        .chunks_exact(4)
+        .filter(|word| {
+            RECURSIVE.contains(&u32::from_le_bytes([word[0], word[1], word[2], word[3]]))
+        })
+        .count();
+    if nested > MAX_RECURSIVE_CONSTRUCTORS {
+        return Err(DecodeError::TooDeep(nested));
+    }
+    Ok(())
 }
 
 /// The constructor id a TL object starts with.
@@ -276,8 +426,12 @@ impl Deserializable for Query {
 }
 
 /// Strips `invokeWithLayer`, `initConnection`, `invokeWithoutUpdates` and
-/// `invokeAfterMsg(s)` off an API call, in any order and nesting.
-pub fn peel_wrappers(mut body: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
+/// `invokeAfterMsg(s)` off an API call, in any order and nesting; says
+/// whether `invokeWithoutUpdates` was among them. (The sandbox answers in
+/// order of completion; `invokeAfterMsg` only orders calls that a client
+/// already sends one after the other on one connection.)
+pub fn peel_wrappers(mut body: Vec<u8>) -> Result<(Vec<u8>, bool), DecodeError> {
+    let mut without_updates = false;
     use tl::functions::{InitConnection, InvokeAfterMsg, InvokeAfterMsgs};
     use tl::functions::{InvokeWithLayer, InvokeWithoutUpdates};
 
@@ -290,6 +444,7 @@ pub fn peel_wrappers(mut body: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
             Some(InitConnection::<Query>::CONSTRUCTOR_ID) => skip_init_connection(&mut cursor)?,
             Some(InvokeWithoutUpdates::<Query>::CONSTRUCTOR_ID) => {
                 InvokeWithoutUpdates::<Query>::deserialize(&mut cursor)?;
+                without_updates = true;
             }
             Some(InvokeAfterMsg::<Query>::CONSTRUCTOR_ID) => {
                 InvokeAfterMsg::<Query>::deserialize(&mut cursor)?;
@@ -297,7 +452,7 @@ pub fn peel_wrappers(mut body: Vec<u8>) -> Result<Vec<u8>, DecodeError> {
             Some(InvokeAfterMsgs::<Query>::CONSTRUCTOR_ID) => {
                 InvokeAfterMsgs::<Query>::deserialize(&mut cursor)?;
             }
-            _ => return Ok(body),
+            _ => return Ok((body, without_updates)),
         }
         body.drain(..4 + cursor.pos());
     }
@@ -395,6 +550,44 @@ pub fn pong(msg_id: i64, ping_id: i64) -> Vec<u8> {
     tl::enums::Pong::Pong(tl::types::Pong { msg_id, ping_id }).to_bytes()
 }
 
+/// `future_salts#ae500895 req_msg_id now salts`, sent bare: `num` (1..=64)
+/// hour-long salts from now. The sandbox accepts any salt (0 included), so
+/// these are for clients that insist on asking.
+pub fn future_salts(req_msg_id: i64, num: i32, now: i32) -> Vec<u8> {
+    let salts = tl::RawVec(
+        (0..num.clamp(1, 64))
+            .map(|i| tl::types::FutureSalt {
+                valid_since: now.saturating_add(i * 3600),
+                valid_until: now.saturating_add((i + 1) * 3600),
+                salt: rand::random(),
+            })
+            .collect(),
+    );
+    tl::enums::FutureSalts::Salts(tl::types::FutureSalts {
+        req_msg_id,
+        now,
+        salts,
+    })
+    .to_bytes()
+}
+
+/// `destroy_session_ok` or `destroy_session_none`, sent bare.
+pub fn destroy_session(session_id: i64, existed: bool) -> Vec<u8> {
+    use tl::enums::DestroySessionRes;
+    if existed {
+        DestroySessionRes::DestroySessionOk(tl::types::DestroySessionOk { session_id })
+    } else {
+        DestroySessionRes::DestroySessionNone(tl::types::DestroySessionNone { session_id })
+    }
+    .to_bytes()
+}
+
+/// `msgs_state_info#04deb57d req_msg_id:long info:string`, sent bare: one
+/// state byte per asked id.
+pub fn msgs_state_info(req_msg_id: i64, info: Vec<u8>) -> Vec<u8> {
+    tl::enums::MsgsStateInfo::Info(tl::types::MsgsStateInfo { req_msg_id, info }).to_bytes()
+}
+
 /// `msg_container#73f1f8dc messages:vector<message>`
 pub fn container(messages: &[Message]) -> Vec<u8> {
     let len = messages.iter().map(Message::encoded_len).sum::<usize>();
@@ -444,7 +637,10 @@ mod tests {
     }
 
     fn call(body: &[u8]) -> Request {
-        Request::Call(body.to_vec())
+        Request::Call {
+            body: body.to_vec(),
+            without_updates: false,
+        }
     }
 
     /// What grammers' client-side MTP sends for these requests, decrypted.
@@ -512,7 +708,10 @@ mod tests {
                 },
             },
         };
-        assert_eq!(peel_wrappers(wrapped.to_bytes()), Ok(inner.to_bytes()));
+        assert_eq!(
+            peel_wrappers(wrapped.to_bytes()),
+            Ok((inner.to_bytes(), true))
+        );
     }
 
     /// `{"tz": [1.5, true, null, "x"]}`
@@ -600,6 +799,108 @@ mod tests {
             classify(truncated),
             Request::Malformed(DecodeError::Tl(_))
         ));
+    }
+
+    #[test]
+    fn recursive_constructors_are_of_this_layer() {
+        for id in RECURSIVE {
+            assert!(!tl::name_for_id(id).is_empty(), "{id:#010x}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        // A call whose words hold self-nesting constructors past the bound
+        // (the end-to-end test sends a real 20 000-deep sendMessage).
+        let call = |nested: usize| {
+            let mut body = tl::functions::messages::SendMessage::CONSTRUCTOR_ID
+                .to_le_bytes()
+                .to_vec();
+            for _ in 0..nested {
+                tl::types::InputPeerUserFromMessage::CONSTRUCTOR_ID.serialize(&mut body);
+            }
+            body
+        };
+        assert_eq!(
+            classify(call(MAX_RECURSIVE_CONSTRUCTORS + 1)),
+            Request::Malformed(DecodeError::TooDeep(MAX_RECURSIVE_CONSTRUCTORS + 1))
+        );
+        let fine = call(3);
+        assert_eq!(classify(fine.clone()), self::call(&fine));
+    }
+
+    #[test]
+    fn unknown_constructors_are_named_errors() {
+        let unknown = 0x0bad_f00d_u32.to_le_bytes().to_vec();
+        let request = classify(unknown);
+        assert_eq!(
+            request,
+            Request::Malformed(DecodeError::UnknownConstructor(0x0bad_f00d))
+        );
+        let Request::Malformed(error) = request else {
+            unreachable!()
+        };
+        assert_eq!(error.rpc_error_name(), "INPUT_CONSTRUCTOR_INVALID");
+    }
+
+    #[test]
+    fn service_requests_are_recognised() {
+        let salts = tl::functions::GetFutureSalts { num: 3 };
+        assert_eq!(classify(salts.to_bytes()), Request::FutureSalts { num: 3 });
+        let destroy = tl::functions::DestroySession { session_id: 5 };
+        assert_eq!(
+            classify(destroy.to_bytes()),
+            Request::DestroySession { session_id: 5 }
+        );
+        let state = tl::enums::MsgsStateReq::Req(tl::types::MsgsStateReq {
+            msg_ids: vec![1, 2],
+        });
+        assert_eq!(
+            classify(state.to_bytes()),
+            Request::MsgsState {
+                msg_ids: vec![1, 2],
+                resend: false
+            }
+        );
+        let resend = tl::enums::MsgResendReq::Req(tl::types::MsgResendReq { msg_ids: vec![3] });
+        assert_eq!(
+            classify(resend.to_bytes()),
+            Request::MsgsState {
+                msg_ids: vec![3],
+                resend: true
+            }
+        );
+        let wait = tl::enums::HttpWait::Wait(tl::types::HttpWait {
+            max_delay: 0,
+            wait_after: 0,
+            max_wait: 25_000,
+        });
+        assert_eq!(classify(wait.to_bytes()), Request::Notice);
+        let mut huge = tl::types::MsgsStateReq::CONSTRUCTOR_ID
+            .to_le_bytes()
+            .to_vec();
+        VECTOR.serialize(&mut huge);
+        u32::MAX.serialize(&mut huge);
+        assert_eq!(
+            classify(huge),
+            Request::Malformed(DecodeError::TooManyIds(u32::MAX))
+        );
+    }
+
+    #[test]
+    fn service_answers_parse_as_their_tl_types() {
+        let salts = future_salts(9, 3, 1_700_000_000);
+        let tl::enums::FutureSalts::Salts(salts) =
+            tl::enums::FutureSalts::from_bytes(&salts).unwrap();
+        assert_eq!((salts.req_msg_id, salts.salts.0.len()), (9, 3));
+        assert!(salts.salts.0[0].valid_until <= salts.salts.0[1].valid_since);
+        assert!(matches!(
+            tl::enums::DestroySessionRes::from_bytes(&destroy_session(4, false)),
+            Ok(tl::enums::DestroySessionRes::DestroySessionNone(_))
+        ));
+        let tl::enums::MsgsStateInfo::Info(info) =
+            tl::enums::MsgsStateInfo::from_bytes(&msgs_state_info(3, vec![4, 1])).unwrap();
+        assert_eq!(info.info, [4, 1]);
     }
 
     #[test]

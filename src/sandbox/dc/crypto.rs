@@ -123,15 +123,28 @@ impl ServerKey {
         message
     }
 
-    /// `msg_key = substr(SHA256(substr(auth_key, 88+x, 32) + plaintext), 8, 16)`
-    fn msg_key(&self, padded_plaintext: &[u8], direction: Direction) -> [u8; 16] {
+    /// The quick ack a client asked for with a packet (MTProto 2.0): the
+    /// first 32 bits of `msg_key_large` of its decrypted message.
+    pub fn quick_ack_token(&self, padded_plaintext: &[u8]) -> u32 {
+        let large = self.msg_key_large(padded_plaintext, Direction::ClientToServer);
+        u32::from_le_bytes(large[..4].try_into().expect("4 bytes"))
+    }
+
+    /// `msg_key_large = SHA256(substr(auth_key, 88+x, 32) + plaintext)`
+    fn msg_key_large(&self, padded_plaintext: &[u8], direction: Direction) -> [u8; 32] {
         let x = direction.x();
-        let large: [u8; 32] = Sha256::new()
+        Sha256::new()
             .chain_update(&self.data[88 + x..88 + x + 32])
             .chain_update(padded_plaintext)
             .finalize()
-            .into();
-        large[8..24].try_into().expect("16 bytes")
+            .into()
+    }
+
+    /// `msg_key = substr(msg_key_large, 8, 16)`
+    fn msg_key(&self, padded_plaintext: &[u8], direction: Direction) -> [u8; 16] {
+        self.msg_key_large(padded_plaintext, direction)[8..24]
+            .try_into()
+            .expect("16 bytes")
     }
 
     /// The AES-256-IGE key and iv for one message, per MTProto 2.0.

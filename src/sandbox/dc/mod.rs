@@ -1,18 +1,22 @@
-//! The sandbox's MTProto server: the transport half of the local DC.
+//! The sandbox's MTProto server: the transport half of a local DC.
 //!
-//! It speaks exactly what the unmodified grammers client speaks — the "full"
-//! TCP transport, MTProto 2.0 encryption with pre-provisioned auth keys,
-//! containers, gzip, pings — and knows nothing of Telegram's semantics:
+//! It speaks what Telegram's front end speaks — every TCP transport
+//! (abridged, intermediate, padded, full, obfuscated2), MTProto 2.0
+//! encryption with pre-provisioned auth keys, containers, gzip, quick acks
+//! and the service messages — and knows nothing of Telegram's semantics:
 //! every API call goes to a [`Service`], every pushed update comes from the
 //! [`Outbox`]. Split by layer: [`transport`] (framing), [`crypto`] (message
 //! keys), [`codec`] (MTProto's TL service objects), [`session`] (numbering
-//! and sealing what the server sends), [`connection`] (one client).
+//! and sealing what the server sends), [`connection`] (one client),
+//! [`admission`] (bounds), [`traffic`] (counters).
 
+mod admission;
 mod codec;
 mod connection;
 mod crypto;
 mod session;
-mod transport;
+mod traffic;
+pub mod transport;
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,18 +28,34 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
+pub use admission::DcLimits;
 pub use connection::ConnectionError;
 pub use crypto::auth_key_id;
+pub use traffic::{Traffic, TrafficCounts};
 
 use super::{Faults, KeyRing, Outbox, Service};
+use admission::{Admission, Counts};
 use connection::Context;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What a DC serves with; several DCs of one sandbox share all but the id.
+pub struct DcParts {
+    /// The id clients know this DC by (Telegram's are 1–5).
+    pub dc_id: i32,
+    pub service: Arc<dyn Service>,
+    pub keys: Arc<dyn KeyRing>,
+    pub outbox: Arc<Outbox>,
+    pub faults: Arc<Faults>,
+    pub traffic: Arc<Traffic>,
+    pub limits: DcLimits,
+}
+
 /// A running DC. It serves until [`Dc::shutdown`] or until dropped; either
 /// closes every connection.
 pub struct Dc {
+    dc_id: i32,
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
@@ -43,30 +63,34 @@ pub struct Dc {
 
 impl Dc {
     /// Listens on `addr` (`127.0.0.1:0` picks a free port) and serves every
-    /// connection with `service`, accepting the auth keys `keys` knows.
-    pub async fn bind(
-        addr: SocketAddr,
-        service: Arc<dyn Service>,
-        keys: Arc<dyn KeyRing>,
-        outbox: Arc<Outbox>,
-        faults: Arc<Faults>,
-    ) -> io::Result<Dc> {
+    /// connection with `parts`.
+    pub async fn bind(addr: SocketAddr, parts: DcParts) -> io::Result<Dc> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
+        let dc_id = parts.dc_id;
         let context = Arc::new(Context {
-            service,
-            keys,
-            outbox,
-            faults,
+            dc_id,
+            service: parts.service,
+            keys: parts.keys,
+            outbox: parts.outbox,
+            faults: parts.faults,
+            traffic: parts.traffic,
+            admission: Admission::new(parts.limits),
+            sessions: Counts::default(),
         });
         let server = tokio::spawn(accept_loop(listener, context, stop));
-        info!(%local_addr, "sandbox DC listening");
+        info!(%local_addr, dc_id, "sandbox DC listening");
         Ok(Dc {
+            dc_id,
             local_addr,
             shutdown,
             server: Some(server),
         })
+    }
+
+    pub fn dc_id(&self) -> i32 {
+        self.dc_id
     }
 
     /// Where clients connect: put it in the session's `DcOption.ipv4`.
@@ -103,9 +127,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     debug!(%peer, "connection accepted");
+                    context.traffic.accepted(context.dc_id);
                     // Subscribed before the task starts, so no drop is missed.
                     let drops = context.faults.drops();
-                    connections.spawn(connection::serve(stream, Arc::clone(&context), drops, stop.clone()));
+                    connections.spawn(connection::serve(stream, peer, Arc::clone(&context), drops, stop.clone()));
                 }
                 Err(error) => {
                     warn!(%error, "accept failed");

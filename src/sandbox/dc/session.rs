@@ -19,7 +19,7 @@ pub const MAX_BATCH_LEN: usize = 100;
 
 /// Why the server sends a message; decides the low bits of its `msg_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub enum ServerMessageKind {
     /// An answer to something the client sent (`rpc_result`, `pong`).
     Answer,
     /// Something the server sends on its own (pushed updates).
@@ -28,23 +28,23 @@ pub enum Origin {
 
 /// One message waiting to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
+pub struct ServerMessage {
     pub body: Vec<u8>,
-    pub origin: Origin,
+    pub kind: ServerMessageKind,
 }
 
-impl Outgoing {
+impl ServerMessage {
     pub fn answer(body: Vec<u8>) -> Self {
-        Outgoing {
+        ServerMessage {
             body,
-            origin: Origin::Answer,
+            kind: ServerMessageKind::Answer,
         }
     }
 
     pub fn push(body: Vec<u8>) -> Self {
-        Outgoing {
+        ServerMessage {
             body,
-            origin: Origin::Push,
+            kind: ServerMessageKind::Push,
         }
     }
 
@@ -74,11 +74,11 @@ impl ServerSession {
 
     /// Encrypts a batch (at most [`MAX_BATCH_LEN`] messages, about
     /// [`MAX_BATCH_BYTES`]) into one transport payload.
-    pub fn seal(&mut self, batch: Vec<Outgoing>) -> Vec<u8> {
+    pub fn seal(&mut self, batch: Vec<ServerMessage>) -> Vec<u8> {
         let mut messages: Vec<Message> = batch
             .into_iter()
             .map(|outgoing| Message {
-                msg_id: self.next_msg_id(outgoing.origin),
+                msg_id: self.next_msg_id(outgoing.kind),
                 // Everything the server sends from here is content-related:
                 // answers and updates (containers are numbered below).
                 seqno: self.next_seqno(true),
@@ -89,7 +89,7 @@ impl ServerSession {
             messages.remove(0)
         } else {
             Message {
-                msg_id: self.next_msg_id(Origin::Answer),
+                msg_id: self.next_msg_id(ServerMessageKind::Answer),
                 seqno: self.next_seqno(false),
                 body: codec::container(&messages),
             }
@@ -101,16 +101,16 @@ impl ServerSession {
         self.key.encrypt(&envelope.encode())
     }
 
-    /// `(unix_time << 32) | counter * 4 + origin`, strictly increasing.
-    fn next_msg_id(&mut self, origin: Origin) -> i64 {
+    /// `(unix_time << 32) | counter * 4 + kind`, strictly increasing.
+    fn next_msg_id(&mut self, kind: ServerMessageKind) -> i64 {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs() as i64);
         let base = (now << 32).max((self.last_msg_id | 3) + 1);
         self.last_msg_id = base
-            | match origin {
-                Origin::Answer => 1,
-                Origin::Push => 3,
+            | match kind {
+                ServerMessageKind::Answer => 1,
+                ServerMessageKind::Push => 3,
             };
         self.last_msg_id
     }
@@ -177,8 +177,8 @@ mod tests {
         let update = tl::enums::Updates::TooLong.to_bytes();
         let mut server = ServerSession::new(ServerKey::new(KEY), session_id);
         let mut wire = server.seal(vec![
-            Outgoing::answer(rpc_result(id, &state.to_bytes())),
-            Outgoing::push(update.clone()),
+            ServerMessage::answer(rpc_result(id, &state.to_bytes())),
+            ServerMessage::push(update.clone()),
         ]);
 
         let results = client.deserialize(&mut wire).unwrap();
@@ -201,11 +201,15 @@ mod tests {
         let id = req_msg_id(msg_id);
         let mut server = ServerSession::new(ServerKey::new(KEY), session_id);
 
-        let mut wire = server.seal(vec![Outgoing::answer(pong(id, 3))]);
+        let mut wire = server.seal(vec![ServerMessage::answer(pong(id, 3))]);
         let results = client.deserialize(&mut wire).unwrap();
         assert!(matches!(&results[..], [Deserialization::RpcResult(r)] if r.msg_id == msg_id));
 
-        let mut wire = server.seal(vec![Outgoing::answer(rpc_error(id, 420, "FLOOD_WAIT_3"))]);
+        let mut wire = server.seal(vec![ServerMessage::answer(rpc_error(
+            id,
+            420,
+            "FLOOD_WAIT_3",
+        ))]);
         let results = client.deserialize(&mut wire).unwrap();
         let [Deserialization::RpcError(error)] = &results[..] else {
             panic!("expected one rpc error");
@@ -219,10 +223,22 @@ mod tests {
     fn msg_ids_increase_with_the_right_low_bits_and_seqnos_count() {
         let mut server = ServerSession::new(ServerKey::new(KEY), 1);
         let mut last = 0;
-        for origin in [Origin::Answer, Origin::Push, Origin::Push, Origin::Answer] {
-            let id = server.next_msg_id(origin);
+        for kind in [
+            ServerMessageKind::Answer,
+            ServerMessageKind::Push,
+            ServerMessageKind::Push,
+            ServerMessageKind::Answer,
+        ] {
+            let id = server.next_msg_id(kind);
             assert!(id > last);
-            assert_eq!(id & 3, if origin == Origin::Answer { 1 } else { 3 });
+            assert_eq!(
+                id & 3,
+                if kind == ServerMessageKind::Answer {
+                    1
+                } else {
+                    3
+                }
+            );
             last = id;
         }
         assert_eq!(server.next_seqno(true), 1);

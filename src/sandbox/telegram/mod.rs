@@ -314,6 +314,47 @@ impl FakeTelegram {
         signed_in
     }
 
+    /// The auth keys the bot signs in with (bound to it, or not yet to
+    /// anyone): what connection faults aimed at the bot hit.
+    pub fn bot_key_ids(&self) -> Vec<i64> {
+        let inner = self.lock();
+        let bot = inner.world.bot.id;
+        inner
+            .world
+            .keys
+            .iter()
+            .filter(|k| k.account.is_none() || k.account == Some(bot))
+            .map(|k| k.key_id())
+            .collect()
+    }
+
+    /// Fault `revoke_bot_session`: the bot's keys are signed out and answer
+    /// `401 AUTH_KEY_UNREGISTERED` until `auth.importBotAuthorization`.
+    pub fn revoke_bot_session(&self) {
+        let mut inner = self.lock();
+        let bot = inner.world.bot.id;
+        for key in inner
+            .world
+            .keys
+            .iter_mut()
+            .filter(|k| k.account == Some(bot))
+        {
+            key.account = None;
+        }
+        drop(inner);
+        self.changed();
+    }
+
+    /// Fault `revoke_bot_token`: the session is dropped and the token
+    /// replaced, so signing in again fails with `ACCESS_TOKEN_INVALID`.
+    pub fn revoke_bot_token(&self) {
+        self.revoke_bot_session();
+        let mut inner = self.lock();
+        inner.world.bot_token = BotToken::mint(inner.world.bot.id);
+        drop(inner);
+        self.changed();
+    }
+
     pub fn set_callback_timeout(&self, timeout: Duration) {
         self.lock().callback_timeout = timeout;
     }

@@ -1,0 +1,529 @@
+//! The worker's CPU per job, every piece in its own process: the sandbox DC
+//! (`telegate sandbox --dc-only --no-limits`), the worker (`telegate run`,
+//! limits off), 8 local clients in this process posting
+//! `remove_reply_keyboard` jobs to 100 chats over the socket, and a raw
+//! grammers client (this binary again, as `raw-client`) invoking
+//! `messages.sendMessage` against the same DC with one message in flight
+//! per chat. The worker's CPU is read from `/proc/PID/stat` (utime+stime)
+//! around each phase of a round:
+//!
+//! - enqueue only: jobs posted while the DC is down (the worker takes jobs
+//!   while it cannot reach Telegram; its sender has not started);
+//! - send only: the DC started, those jobs drained;
+//! - end to end: jobs posted while everything runs, until the last is sent.
+//!
+//! Each round uses a fresh state directory. With `TELEGATE_COST_BASELINE`
+//! naming another `telegate` binary (e.g. main's release build), each round
+//! also runs the same phases with it as the worker (the DC and the raw
+//! client stay this build's), so the two are compared on the same machine
+//! in the same run.
+//!
+//! Run: `cargo bench --bench cost` (`TELEGATE_COST_ROUNDS`, default 3;
+//! `TELEGATE_COST_JOBS` per phase, default 3000; `TELEGATE_COST_LOG`, the
+//! worker's log filter, e.g. `info,telegate::queue::writer=debug` to print
+//! how many commits its store made for how many changes). With `TELEGATE_COST_PERF`
+//! naming a directory, the first round records the worker's phases with
+//! `perf record` there (`enqueue.data`, `send.data`, `e2e.data`).
+
+#[path = "../tests/worker_support/mod.rs"]
+mod worker_support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use telegate::api::client::Client;
+use telegate::chat::ChatId;
+use telegate::outgoing::text_message;
+use telegate::sandbox::telegram::AccountId;
+use telegate::session::SessionStore;
+use telegate::telegram::Telegram;
+use worker_support::{CONNECTIONS, PATIENCE, post_all};
+
+const CHATS: usize = 100;
+const RAW_INVOKES: usize = 20_000;
+const UNLIMITED: &str = "[limits]\nbot_per_second = 1000000\nprivate_chat_per_second = 1000000\n\
+                         group_per_minute = 1000000\n";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if args.get(1).map(String::as_str) == Some("raw-client") {
+        let dir = PathBuf::from(&args[2]);
+        let invokes: usize = args[3].parse().expect("invoke count");
+        runtime.block_on(raw_client(&dir, invokes));
+        return;
+    }
+    let rounds = env_number("TELEGATE_COST_ROUNDS", 3);
+    let jobs = env_number("TELEGATE_COST_JOBS", 3000);
+    let mut workers = vec![("this build", PathBuf::from(env!("CARGO_BIN_EXE_telegate")))];
+    if let Ok(baseline) = std::env::var("TELEGATE_COST_BASELINE") {
+        workers.push(("baseline", PathBuf::from(baseline)));
+    }
+    println!(
+        "cost: {rounds} rounds, {jobs} jobs a phase, {CHATS} chats, {CONNECTIONS} clients, \
+         {RAW_INVOKES} raw invokes a round"
+    );
+    let mut figures: Vec<Vec<Round>> = vec![Vec::new(); workers.len()];
+    let mut raw = Vec::new();
+    let perf = std::env::var_os("TELEGATE_COST_PERF").map(PathBuf::from);
+    runtime.block_on(async {
+        for round in 0..rounds {
+            for (index, (name, binary)) in workers.iter().enumerate() {
+                let perf = perf.as_deref().filter(|_| round == 0 && index == 0);
+                let measured = worker_round(binary, jobs, index == 0, perf).await;
+                println!("round {round} {name}: {measured}");
+                if let Some(invoke) = measured.raw.clone() {
+                    raw.push(invoke);
+                }
+                figures[index].push(measured);
+            }
+        }
+    });
+    let raw_cpu = median(raw.iter().map(|r| r.cpu_us).collect());
+    let raw_rate = median(raw.iter().map(|r| r.rate).collect());
+    println!();
+    println!("medians of {rounds} rounds:");
+    println!(
+        "| worker | enqueue only µs/job | send only µs/job | end to end µs/job | end to end jobs/s | enqueue jobs/s |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut summaries = Vec::new();
+    for ((name, _), rounds) in workers.iter().zip(&figures) {
+        let summary = Summary::of(rounds);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} |",
+            summary.enqueue_cpu,
+            summary.send_cpu,
+            summary.e2e_cpu,
+            summary.e2e_rate,
+            summary.enqueue_rate
+        );
+        summaries.push(summary);
+    }
+    println!("| raw grammers client | | {raw_cpu:.1} per invoke | | {raw_rate:.0} invokes/s | |");
+    let this = &summaries[0];
+    println!();
+    println!(
+        "this build: send only / raw = {:.2}x, end to end / raw = {:.2}x (target ≤ 2x); \
+         enqueue only {:.1} µs/job (target ≤ 25)",
+        this.send_cpu / raw_cpu,
+        this.e2e_cpu / raw_cpu,
+        this.enqueue_cpu
+    );
+    if let Some(baseline) = summaries.get(1) {
+        println!(
+            "this build / baseline: end to end jobs/s {:.1}x (target ≥ 10x), CPU per job: \
+             enqueue {:.2}x, send {:.2}x, end to end {:.2}x",
+            this.e2e_rate / baseline.e2e_rate,
+            this.enqueue_cpu / baseline.enqueue_cpu,
+            this.send_cpu / baseline.send_cpu,
+            this.e2e_cpu / baseline.e2e_cpu
+        );
+    }
+}
+
+/// One round's figures for one worker binary.
+#[derive(Clone)]
+struct Round {
+    enqueue_cpu: f64,
+    enqueue_rate: f64,
+    send_cpu: f64,
+    send_rate: f64,
+    e2e_cpu: f64,
+    e2e_rate: f64,
+    raw: Option<RawFigures>,
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "enqueue {:.1} µs/job ({:.0}/s), send {:.1} µs/job ({:.0}/s), end to end {:.1} µs/job ({:.0}/s)",
+            self.enqueue_cpu,
+            self.enqueue_rate,
+            self.send_cpu,
+            self.send_rate,
+            self.e2e_cpu,
+            self.e2e_rate
+        )?;
+        if let Some(raw) = &self.raw {
+            write!(f, "; raw {:.1} µs/invoke ({:.0}/s)", raw.cpu_us, raw.rate)?;
+        }
+        Ok(())
+    }
+}
+
+struct Summary {
+    enqueue_cpu: f64,
+    enqueue_rate: f64,
+    send_cpu: f64,
+    e2e_cpu: f64,
+    e2e_rate: f64,
+}
+
+impl Summary {
+    fn of(rounds: &[Round]) -> Summary {
+        let of = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+        Summary {
+            enqueue_cpu: of(|r| r.enqueue_cpu),
+            enqueue_rate: of(|r| r.enqueue_rate),
+            send_cpu: of(|r| r.send_cpu),
+            e2e_cpu: of(|r| r.e2e_cpu),
+            e2e_rate: of(|r| r.e2e_rate),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RawFigures {
+    cpu_us: f64,
+    rate: f64,
+}
+
+/// The three phases with `binary` as the worker, in a fresh state
+/// directory; then (with `raw`) the raw client against the same DC.
+async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>) -> Round {
+    let dir = tempfile::tempdir().expect("state dir");
+    let dir = dir.path();
+    fs::write(dir.join("telegate.toml"), UNLIMITED).expect("config");
+    let port = free_port();
+    let mut dc = Process::dc(dir, port).await;
+    let control = Client::new(dir.join("sandbox.sock"));
+    let users = create_users(&control).await;
+    dc.stop();
+
+    let mut worker = Process::worker(binary, dir).await;
+    let socket = Client::new(dir.join("telegate.sock"));
+    let batch = |tag: &str| -> Vec<(AccountId, String)> {
+        (0..jobs)
+            .map(|i| (users[i % users.len()], format!("{tag} {i}")))
+            .collect()
+    };
+
+    // Enqueue only: the DC is down, so nothing is sent.
+    let recording = worker.record(perf, "enqueue");
+    let cpu = worker.cpu();
+    let started = Instant::now();
+    post_all(&socket, &batch("queued")).await;
+    let enqueue_time = started.elapsed();
+    let enqueue_cpu = worker.cpu() - cpu;
+    drop(recording);
+
+    // Send only: the DC comes up, the worker signs in and drains.
+    let recording = worker.record(perf, "send");
+    let cpu = worker.cpu();
+    let mut dc = Process::dc(dir, port).await;
+    worker.wait_for_log("ready: connected").await;
+    let started = Instant::now();
+    delivered(&control, jobs as u64).await;
+    let send_time = started.elapsed();
+    let send_cpu = worker.cpu() - cpu;
+    drop(recording);
+
+    // End to end.
+    let recording = worker.record(perf, "e2e");
+    let cpu = worker.cpu();
+    let started = Instant::now();
+    post_all(&socket, &batch("live")).await;
+    delivered(&control, 2 * jobs as u64).await;
+    let e2e_time = started.elapsed();
+    let e2e_cpu = worker.cpu() - cpu;
+    drop(recording);
+    let failed = socket
+        .get("/api/v1/jobs?state=failed&limit=1")
+        .await
+        .expect("jobs")
+        .json()
+        .expect("json");
+    assert_eq!(
+        failed["jobs"],
+        serde_json::json!([]),
+        "failed jobs: {failed}"
+    );
+    worker.stop();
+    // With TELEGATE_COST_LOG=telegate::queue::writer=debug: commits and ops.
+    for line in worker
+        .log()
+        .lines()
+        .filter(|l| l.contains("store writer closing"))
+    {
+        println!("  worker: {line}");
+    }
+
+    let raw = raw.then(|| {
+        let output = Command::new(std::env::current_exe().expect("this binary"))
+            .arg("raw-client")
+            .arg(dir)
+            .arg(RAW_INVOKES.to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("raw client");
+        assert!(output.status.success(), "raw client: {}", output.status);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().unwrap());
+        let (cpu_us, secs) = (fields.next().unwrap(), fields.next().unwrap());
+        RawFigures {
+            cpu_us: cpu_us / RAW_INVOKES as f64,
+            rate: RAW_INVOKES as f64 / secs,
+        }
+    });
+    dc.stop();
+    let per_job = |cpu: Duration| cpu.as_secs_f64() * 1e6 / jobs as f64;
+    let rate = |time: Duration| jobs as f64 / time.as_secs_f64();
+    Round {
+        enqueue_cpu: per_job(enqueue_cpu),
+        enqueue_rate: rate(enqueue_time),
+        send_cpu: per_job(send_cpu),
+        send_rate: rate(send_time),
+        e2e_cpu: per_job(e2e_cpu),
+        e2e_rate: rate(e2e_time),
+        raw,
+    }
+}
+
+/// [`CHATS`] sandbox users who have each written `/start` to the bot.
+async fn create_users(control: &Client) -> Vec<AccountId> {
+    let mut users = Vec::with_capacity(CHATS);
+    for i in 0..CHATS {
+        let body = serde_json::json!({ "first_name": format!("User {i}") }).to_string();
+        let created = control.post("/users", &[], body).await.expect("user");
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        let id = created.json().expect("json")["id"].as_i64().expect("id");
+        let start = serde_json::json!({ "text": "/start" }).to_string();
+        let sent = control
+            .post(&format!("/users/{id}/messages"), &[], start)
+            .await
+            .expect("/start");
+        assert!(sent.status.is_success(), "{:?}", sent.body);
+        users.push(id);
+    }
+    users
+}
+
+/// Waits until the bot has posted `count` messages.
+async fn delivered(control: &Client, count: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let stats = control.get("/stats").await.expect("stats");
+        let sent = stats.json().expect("json")["messages_from_bot"]
+            .as_u64()
+            .expect("count");
+        if sent >= count {
+            assert_eq!(sent, count, "the bot posted more than it was asked to");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bot posted {sent} of {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A child process of the benchmark, with its log in the state directory.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    async fn dc(dir: &Path, port: u16) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
+        command
+            .arg("--state-dir")
+            .arg(dir)
+            .args(["sandbox", "--dc-only", "--no-limits", "--port"])
+            .arg(port.to_string());
+        let process = Process::spawn(command, dir, "dc");
+        process.wait_for_log("sandbox ready").await;
+        process
+    }
+
+    /// `telegate run` from `binary`, once it serves its socket.
+    async fn worker(binary: &Path, dir: &Path) -> Process {
+        let mut command = Command::new(binary);
+        command.arg("--state-dir").arg(dir).arg("run");
+        let process = Process::spawn(command, dir, "worker");
+        process.wait_for_log("serving the socket API").await;
+        process
+    }
+
+    fn spawn(mut command: Command, dir: &Path, name: &str) -> Process {
+        let log = dir.join(format!("{name}-{}.log", rand::random::<u32>()));
+        let child = command
+            .env(
+                "TELEGATE_LOG",
+                std::env::var("TELEGATE_COST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("TELEGATE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn telegate");
+        Process { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_for_log(&self, line: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self.log().contains(line) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{line}` in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// `perf record` of this process into `DIR/NAME.data` until dropped
+    /// (nothing without a directory).
+    fn record(&self, dir: Option<&Path>, name: &str) -> Option<Recording> {
+        let dir = dir?;
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "1000",
+                "--call-graph",
+                "dwarf,16384",
+                "-p",
+            ])
+            .arg(self.child.id().to_string())
+            .arg("-o")
+            .arg(dir.join(format!("{name}.data")))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("perf");
+        std::thread::sleep(Duration::from_millis(300));
+        Some(Recording(child))
+    }
+
+    /// utime + stime so far.
+    fn cpu(&self) -> Duration {
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(&mut self) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "exited with {status}:\n{}", self.log());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `perf record` running; stopped (SIGINT, so it writes its file) on drop.
+struct Recording(Child);
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        let pid = i32::try_from(self.0.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let _ = self.0.wait();
+    }
+}
+
+/// utime + stime of the process whose `stat` file is `path`.
+fn cpu_of(path: &str) -> Duration {
+    let stat = fs::read_to_string(path).expect("stat");
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("ticks"))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Duration::from_secs_f64((fields[0] + fields[1]) as f64 / ticks)
+}
+
+/// The raw client: one `sendMessage` after another in each chat, all
+/// chats at once; prints its own CPU (µs) and wall time (s) for `invokes`.
+async fn raw_client(dir: &Path, invokes: usize) {
+    let control = Client::new(dir.join("sandbox.sock"));
+    let users: Vec<AccountId> = control
+        .get("/users")
+        .await
+        .expect("users")
+        .json()
+        .expect("json")
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| u["id"].as_i64().expect("id"))
+        .collect();
+    let session = SessionStore::open(&dir.join("sessions/bot.session")).expect("session");
+    let telegram = Arc::new(Telegram::start(Arc::new(session), 1));
+    let send = |user: AccountId, count: usize| {
+        let telegram = Arc::clone(&telegram);
+        tokio::spawn(async move {
+            let peer = ChatId::user(user).input_peer(0);
+            for _ in 0..count {
+                let request = text_message(peer.clone(), "raw".into(), None, rand::random());
+                telegram.invoke(&request).await.expect("raw send");
+            }
+        })
+    };
+    // Warm up: connected, every chat touched once.
+    for task in users.iter().map(|&u| send(u, 1)).collect::<Vec<_>>() {
+        task.await.expect("warm-up");
+    }
+    let cpu = cpu_of("/proc/self/stat");
+    let started = Instant::now();
+    let per_chat = invokes / users.len();
+    for task in users.iter().map(|&u| send(u, per_chat)).collect::<Vec<_>>() {
+        task.await.expect("raw task");
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_of("/proc/self/stat") - cpu;
+    telegram.shutdown().await;
+    println!(
+        "{} {}",
+        cpu.as_secs_f64() * 1e6 * invokes as f64 / (per_chat * users.len()) as f64,
+        elapsed.as_secs_f64() * invokes as f64 / (per_chat * users.len()) as f64
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    listener.local_addr().expect("addr").port()
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
