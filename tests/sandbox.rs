@@ -1932,14 +1932,7 @@ async fn differences_come_in_configured_slices_and_too_long_past_the_backlog() {
     let mut texts = Vec::new();
     loop {
         let difference = bot
-            .invoke(&tl::functions::updates::GetDifference {
-                pts,
-                pts_limit: None,
-                pts_total_limit: None,
-                date: start.date,
-                qts: start.qts,
-                qts_limit: None,
-            })
+            .invoke(&get_difference(pts, start.date, start.qts))
             .await
             .unwrap();
         let (messages, state, last) = match difference {
@@ -1995,14 +1988,7 @@ async fn differences_come_in_configured_slices_and_too_long_past_the_backlog() {
         assert!(found.chats.is_empty());
         // The hash comes with the updates: read it from a difference.
         let tl::enums::updates::Difference::Difference(d) = bot
-            .invoke(&tl::functions::updates::GetDifference {
-                pts: common_pts,
-                pts_limit: None,
-                pts_total_limit: None,
-                date: start.date,
-                qts: start.qts - 1,
-                qts_limit: None,
-            })
+            .invoke(&get_difference(common_pts, start.date, start.qts - 1))
             .await
             .unwrap()
         else {
@@ -2048,14 +2034,7 @@ async fn differences_come_in_configured_slices_and_too_long_past_the_backlog() {
         tl::enums::updates::ChannelDifference::TooLong(_)
     ));
     let too_long = bot
-        .invoke(&tl::functions::updates::GetDifference {
-            pts: start.pts,
-            pts_limit: None,
-            pts_total_limit: None,
-            date: start.date,
-            qts: start.qts,
-            qts_limit: None,
-        })
+        .invoke(&get_difference(start.pts, start.date, start.qts))
         .await
         .unwrap();
     assert!(
@@ -2072,6 +2051,18 @@ async fn differences_come_in_configured_slices_and_too_long_past_the_backlog() {
             stats["differences"][kind].as_u64().unwrap() >= 1,
             "{kind}: {stats}"
         );
+    }
+}
+
+/// `updates.getDifference` from `pts` and `qts`.
+fn get_difference(pts: i32, date: i32, qts: i32) -> tl::functions::updates::GetDifference {
+    tl::functions::updates::GetDifference {
+        pts,
+        pts_limit: None,
+        pts_total_limit: None,
+        date,
+        qts,
+        qts_limit: None,
     }
 }
 

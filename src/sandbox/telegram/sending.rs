@@ -495,10 +495,7 @@ impl Inner {
         };
         let caller = caller_key.map(|key| (from, key));
         updates::deliver_each(outbox, &mut self.world, place, &event, &pts, caller);
-        let sender_pts = pts
-            .iter()
-            .find(|(account, _)| *account == from)
-            .map_or(0, |(_, pts)| *pts);
+        let sender_pts = pts_in(&pts, from);
         Posted {
             message,
             sender_pts,
@@ -580,11 +577,7 @@ impl Inner {
         let event = BoxEvent::EditMessage { message_id: id };
         let caller = caller_key.map(|key| (author, key));
         updates::deliver_each(outbox, &mut self.world, place, &event, &pts, caller);
-        let author_pts = pts
-            .iter()
-            .find(|(account, _)| *account == author)
-            .map_or(0, |(_, pts)| *pts);
-        Ok((edited, author_pts))
+        Ok((edited, pts_in(&pts, author)))
     }
 
     /// `who` deletes messages of `place` (unknown ids are skipped, as
@@ -635,6 +628,13 @@ impl Inner {
         }
         Ok(result)
     }
+}
+
+/// The pts `account` got, among what an event gave each account.
+fn pts_in(pts: &[(AccountId, i32)], account: AccountId) -> i32 {
+    pts.iter()
+        .find(|(who, _)| *who == account)
+        .map_or(0, |(_, pts)| *pts)
 }
 
 /// What an edit changes.

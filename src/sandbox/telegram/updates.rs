@@ -263,17 +263,17 @@ fn render_event(
 }
 
 pub fn new_message(message: &StoredMessage, viewer: AccountId, pts: i32) -> tl::enums::Update {
-    let rendered = render::message(message, viewer);
-    if message.in_channel {
+    let (message, channel) = (render::message(message, viewer), message.in_channel);
+    if channel {
         tl::types::UpdateNewChannelMessage {
-            message: rendered,
+            message,
             pts,
             pts_count: 1,
         }
         .into()
     } else {
         tl::types::UpdateNewMessage {
-            message: rendered,
+            message,
             pts,
             pts_count: 1,
         }
@@ -282,17 +282,17 @@ pub fn new_message(message: &StoredMessage, viewer: AccountId, pts: i32) -> tl::
 }
 
 pub fn edit_message(message: &StoredMessage, viewer: AccountId, pts: i32) -> tl::enums::Update {
-    let rendered = render::message(message, viewer);
-    if message.in_channel {
+    let (message, channel) = (render::message(message, viewer), message.in_channel);
+    if channel {
         tl::types::UpdateEditChannelMessage {
-            message: rendered,
+            message,
             pts,
             pts_count: 1,
         }
         .into()
     } else {
         tl::types::UpdateEditMessage {
-            message: rendered,
+            message,
             pts,
             pts_count: 1,
         }
