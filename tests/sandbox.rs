@@ -2253,3 +2253,68 @@ async fn max_connections_answers_429_beyond_n_per_key() {
         "{stats}"
     );
 }
+
+#[tokio::test]
+async fn users_send_voice_video_sticker_and_venue() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Vic").await;
+    let mut bot = harness.bot().await;
+    let path = format!("/users/{user}/messages");
+    for body in [
+        json!({"voice": {"duration": 3, "size": 4000}}),
+        json!({"video": {"duration": 2.5, "width": 640, "height": 360, "size": 90000}}),
+        json!({"sticker": {"emoji": "👍"}}),
+        json!({"venue": {"latitude": 1.5, "longitude": 2.5, "title": "Cafe", "address": "Main St 1"}}),
+    ] {
+        let (status, sent) = harness.control("POST", &path, Some(body)).await;
+        assert_eq!(status, 200, "{sent}");
+    }
+    let (status, refused) = harness
+        .control(
+            "POST",
+            &path,
+            Some(json!({"voice": {"duration": 0, "size": 1}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        let media = bot
+            .next_update(|u| match u {
+                tl::enums::Update::NewMessage(n) => match &n.message {
+                    tl::enums::Message::Message(m) => m.media.clone(),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .await;
+        kinds.push(match media {
+            tl::enums::MessageMedia::Document(d) if d.voice => "voice".to_owned(),
+            tl::enums::MessageMedia::Document(d) if d.video => "video".to_owned(),
+            tl::enums::MessageMedia::Document(d) => match d.document {
+                Some(tl::enums::Document::Document(doc)) => doc
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        tl::enums::DocumentAttribute::Sticker(s) => {
+                            Some(format!("sticker {}", s.alt))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                _ => String::new(),
+            },
+            tl::enums::MessageMedia::Venue(v) => format!("venue {}", v.title),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(kinds, ["voice", "video", "sticker 👍", "venue Cafe"]);
+    let chat = harness.chat(user).await;
+    let shown: Vec<Value> = chat["messages"].as_array().unwrap()[1..]
+        .iter()
+        .map(|m| m["media"].clone())
+        .collect();
+    assert_eq!(shown[0]["shown_as"]["as"], "voice");
+    assert_eq!(shown[2]["shown_as"]["emoji"], "👍");
+    assert_eq!(shown[3]["kind"], "venue");
+}

@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `POST /users` | `{id?, first_name, username?}` → `201 {id, access_hash, auth_key}` |
 //! | `GET /users` | → `[{id, first_name, username, started}]` |
-//! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
+//! | `POST /users/{id}/messages` | one of `text`, `start`, `location`, `contact`, `photo`, `document`, `voice`, `video`, `sticker`, `venue`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
 //! | `POST /users/{id}/block`, `/unblock` | → `{blocked}` (the bot gets `updateBotStopped`) |
@@ -214,6 +214,37 @@ struct Document {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Voice {
+    duration: i32,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Video {
+    duration: f64,
+    width: i32,
+    height: i32,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sticker {
+    emoji: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Venue {
+    latitude: f64,
+    longitude: f64,
+    title: String,
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendBody {
     /// Who posts (group messages only).
     from: Option<AccountId>,
@@ -224,13 +255,18 @@ struct SendBody {
     contact: Option<Contact>,
     photo: Option<Photo>,
     document: Option<Document>,
+    voice: Option<Voice>,
+    video: Option<Video>,
+    sticker: Option<Sticker>,
+    venue: Option<Venue>,
     /// The message this one replies to (default: a pending force reply).
     reply_to: Option<i32>,
 }
 
 impl SendBody {
     fn into_message(self) -> Result<UserMessage, Failure> {
-        let one_of = "exactly one of text, start, location, contact, photo, document is required";
+        let one_of = "exactly one of text, start, location, contact, photo, document, voice, \
+                      video, sticker, venue is required";
         let mut found = Vec::new();
         if let Some(text) = self.text {
             found.push(UserMessage::Text(text));
@@ -278,6 +314,53 @@ impl SendBody {
                 file_name: d.file_name,
                 mime_type: d.mime_type,
                 size: d.size,
+            });
+        }
+        if let Some(v) = self.voice {
+            check_size("voice.size", v.size)?;
+            if v.duration < 1 {
+                return Err(Failure::bad_request("voice.duration must be ≥ 1 second"));
+            }
+            found.push(UserMessage::Voice {
+                duration: v.duration,
+                size: v.size,
+            });
+        }
+        if let Some(v) = self.video {
+            check_size("video.size", v.size)?;
+            if !(v.duration > 0.0 && v.width > 0 && v.height > 0) {
+                return Err(Failure::bad_request(
+                    "video: duration, width and height must be positive",
+                ));
+            }
+            found.push(UserMessage::Video {
+                duration: v.duration,
+                width: v.width,
+                height: v.height,
+                size: v.size,
+            });
+        }
+        if let Some(sticker) = self.sticker {
+            if sticker.emoji.is_empty() || sticker.emoji.chars().count() > 8 {
+                return Err(Failure::bad_request("sticker.emoji must be 1-8 characters"));
+            }
+            found.push(UserMessage::Sticker {
+                emoji: sticker.emoji,
+            });
+        }
+        if let Some(v) = self.venue {
+            check_coordinates(&Location {
+                latitude: v.latitude,
+                longitude: v.longitude,
+            })?;
+            if v.title.trim().is_empty() {
+                return Err(Failure::bad_request("venue.title must not be empty"));
+            }
+            found.push(UserMessage::Venue {
+                latitude: v.latitude,
+                longitude: v.longitude,
+                title: v.title,
+                address: v.address,
             });
         }
         match found.len() {

@@ -10,7 +10,7 @@ use grammers_tl_types::Deserializable;
 
 use super::accounts::{AccountId, Profile};
 use super::boxes::Role;
-use super::world::{GroupKind, GroupRecord, ServiceAction, StoredMedia, StoredMessage};
+use super::world::{GroupKind, GroupRecord, ServiceAction, ShownAs, StoredMedia, StoredMessage};
 
 /// The DC id the sandbox claims to be (grammers' default home DC).
 pub const DC_ID: i32 = 2;
@@ -505,13 +505,14 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             file_name,
             mime_type,
             size,
+            shown_as,
             ..
         } => tl::types::MessageMediaDocument {
             nopremium: false,
             spoiler: false,
-            video: false,
+            video: matches!(shown_as, Some(ShownAs::Video { .. })),
             round: false,
-            voice: false,
+            voice: matches!(shown_as, Some(ShownAs::Voice { .. })),
             document: Some(
                 tl::types::Document {
                     id: *id,
@@ -523,12 +524,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
                     thumbs: None,
                     video_thumbs: None,
                     dc_id: DC_ID,
-                    attributes: vec![
-                        tl::types::DocumentAttributeFilename {
-                            file_name: file_name.clone(),
-                        }
-                        .into(),
-                    ],
+                    attributes: document_attributes(file_name, shown_as.as_ref()),
                 }
                 .into(),
             ),
@@ -551,6 +547,26 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             .into(),
         }
         .into(),
+        StoredMedia::Venue {
+            latitude,
+            longitude,
+            title,
+            address,
+        } => tl::types::MessageMediaVenue {
+            geo: tl::types::GeoPoint {
+                long: *longitude,
+                lat: *latitude,
+                access_hash: 0,
+                accuracy_radius: None,
+            }
+            .into(),
+            title: title.clone(),
+            address: address.clone(),
+            provider: String::new(),
+            venue_id: String::new(),
+            venue_type: String::new(),
+        }
+        .into(),
         StoredMedia::Contact {
             phone_number,
             first_name,
@@ -565,6 +581,50 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
         }
         .into(),
     }
+}
+
+fn document_attributes(
+    file_name: &str,
+    shown_as: Option<&ShownAs>,
+) -> Vec<tl::enums::DocumentAttribute> {
+    let name = tl::types::DocumentAttributeFilename {
+        file_name: file_name.to_owned(),
+    }
+    .into();
+    let shown: Option<tl::enums::DocumentAttribute> = shown_as.map(|shown| match shown {
+        ShownAs::Voice { duration } => tl::types::DocumentAttributeAudio {
+            voice: true,
+            duration: *duration,
+            title: None,
+            performer: None,
+            waveform: None,
+        }
+        .into(),
+        ShownAs::Video {
+            duration,
+            width,
+            height,
+        } => tl::types::DocumentAttributeVideo {
+            round_message: false,
+            supports_streaming: true,
+            nosound: false,
+            duration: *duration,
+            w: *width,
+            h: *height,
+            preload_prefix_size: None,
+            video_start_ts: None,
+            video_codec: None,
+        }
+        .into(),
+        ShownAs::Sticker { emoji } => tl::types::DocumentAttributeSticker {
+            mask: false,
+            alt: emoji.clone(),
+            stickerset: tl::enums::InputStickerSet::Empty,
+            mask_coords: None,
+        }
+        .into(),
+    });
+    std::iter::once(name).chain(shown).collect()
 }
 
 fn file_reference(id: i64) -> Vec<u8> {

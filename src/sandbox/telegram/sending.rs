@@ -13,7 +13,7 @@ use super::boxes::{BoxEvent, Role};
 use super::limits::ChatKind;
 use super::render;
 use super::updates;
-use super::world::{GroupKind, Place, ServiceAction, StoredMedia, StoredMessage, World};
+use super::world::{GroupKind, Place, ServiceAction, ShownAs, StoredMedia, StoredMessage, World};
 use super::{Inner, TgError};
 use crate::sandbox::Outbox;
 
@@ -41,46 +41,32 @@ pub enum UserMessage {
         mime_type: String,
         size: i64,
     },
+    Voice {
+        duration: i32,
+        size: i64,
+    },
+    Video {
+        duration: f64,
+        width: i32,
+        height: i32,
+        size: i64,
+    },
+    Sticker {
+        emoji: String,
+    },
+    Venue {
+        latitude: f64,
+        longitude: f64,
+        title: String,
+        address: String,
+    },
 }
 
 impl UserMessage {
     pub(super) fn into_draft(self, sender: AccountId, reply_to: Option<i32>) -> Draft {
         let (text, media) = match self {
             UserMessage::Text(text) => (text, None),
-            UserMessage::Location {
-                latitude,
-                longitude,
-            } => (
-                String::new(),
-                Some(StoredMedia::Location {
-                    latitude,
-                    longitude,
-                }),
-            ),
-            UserMessage::Contact {
-                phone_number,
-                first_name,
-            } => (
-                String::new(),
-                Some(StoredMedia::Contact {
-                    phone_number,
-                    first_name,
-                    last_name: String::new(),
-                    user_id: sender,
-                }),
-            ),
-            UserMessage::Photo { mime_type, size } => (
-                String::new(),
-                Some(StoredMedia::photo(None, mime_type, size)),
-            ),
-            UserMessage::Document {
-                file_name,
-                mime_type,
-                size,
-            } => (
-                String::new(),
-                Some(StoredMedia::document(None, file_name, mime_type, size)),
-            ),
+            other => (String::new(), other.media(sender)),
         };
         Draft {
             text,
@@ -88,6 +74,73 @@ impl UserMessage {
             reply_to,
             ..Draft::default()
         }
+    }
+
+    /// The media a message carries (a text: none).
+    fn media(self, sender: AccountId) -> Option<StoredMedia> {
+        let document = |name: &str, mime: &str, size, shown_as| {
+            StoredMedia::shown_as(None, name.into(), mime.into(), size, Some(shown_as))
+        };
+        Some(match self {
+            UserMessage::Text(_) => return None,
+            UserMessage::Location {
+                latitude,
+                longitude,
+            } => StoredMedia::Location {
+                latitude,
+                longitude,
+            },
+            UserMessage::Contact {
+                phone_number,
+                first_name,
+            } => StoredMedia::Contact {
+                phone_number,
+                first_name,
+                last_name: String::new(),
+                user_id: sender,
+            },
+            UserMessage::Photo { mime_type, size } => StoredMedia::photo(None, mime_type, size),
+            UserMessage::Document {
+                file_name,
+                mime_type,
+                size,
+            } => StoredMedia::document(None, file_name, mime_type, size),
+            UserMessage::Voice { duration, size } => {
+                document("voice.ogg", "audio/ogg", size, ShownAs::Voice { duration })
+            }
+            UserMessage::Video {
+                duration,
+                width,
+                height,
+                size,
+            } => document(
+                "video.mp4",
+                "video/mp4",
+                size,
+                ShownAs::Video {
+                    duration,
+                    width,
+                    height,
+                },
+            ),
+            UserMessage::Sticker { emoji } => document(
+                "sticker.webp",
+                "image/webp",
+                20_480,
+                ShownAs::Sticker { emoji },
+            ),
+            UserMessage::Venue {
+                latitude,
+                longitude,
+                title,
+                address,
+            } => StoredMedia::Venue {
+                latitude,
+                longitude,
+                title,
+                address,
+            },
+        })
     }
 }
 

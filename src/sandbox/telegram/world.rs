@@ -62,6 +62,9 @@ pub enum StoredMedia {
         file_name: String,
         mime_type: String,
         size: i64,
+        /// How apps show it (none: a file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shown_as: Option<ShownAs>,
     },
     Location {
         latitude: f64,
@@ -74,6 +77,29 @@ pub enum StoredMedia {
         last_name: String,
         #[serde(default)]
         user_id: i64,
+    },
+    Venue {
+        latitude: f64,
+        longitude: f64,
+        title: String,
+        address: String,
+    },
+}
+
+/// A document that apps show as something else than a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum ShownAs {
+    Voice {
+        duration: i32,
+    },
+    Video {
+        duration: f64,
+        width: i32,
+        height: i32,
+    },
+    Sticker {
+        emoji: String,
     },
 }
 
@@ -92,6 +118,17 @@ impl StoredMedia {
     }
 
     pub fn document(url: Option<String>, file_name: String, mime_type: String, size: i64) -> Self {
+        StoredMedia::shown_as(url, file_name, mime_type, size, None)
+    }
+
+    /// A document that apps show as a voice note, video or sticker.
+    pub fn shown_as(
+        url: Option<String>,
+        file_name: String,
+        mime_type: String,
+        size: i64,
+        shown_as: Option<ShownAs>,
+    ) -> Self {
         let mut rng = rand::rng();
         StoredMedia::Document {
             id: rng.random_range(1..i64::MAX),
@@ -100,6 +137,7 @@ impl StoredMedia {
             file_name,
             mime_type,
             size,
+            shown_as,
         }
     }
 }
