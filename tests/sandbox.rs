@@ -1002,6 +1002,12 @@ async fn state_survives_a_sandbox_restart() {
             1,
         );
     }
+    // A supergroup the bot is in, with a message, and a block.
+    let supergroup = harness.group("supergroup", &[user], "member").await;
+    harness.group_says(supergroup, user, "/in_group").await;
+    harness
+        .control("POST", &format!("/users/{user}/block"), None)
+        .await;
     harness.sandbox.take().unwrap().shutdown().await.unwrap();
 
     let sandbox = Sandbox::start(SandboxOptions {
@@ -1027,6 +1033,19 @@ async fn state_survives_a_sandbox_restart() {
         .await
         .unwrap();
     assert_eq!(state.pts, 3, "hello and before, each one pts");
+    assert_eq!(state.qts, 3, "the bot's add and the block, each one qts");
+    let (_, group) = harness
+        .control("GET", &format!("/groups/{supergroup}/chat"), None)
+        .await;
+    assert_eq!(group["bot"], "member");
+    let texts: Vec<&str> = group["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str().filter(|t| !t.is_empty()))
+        .collect();
+    assert_eq!(texts, ["/in_group"]);
+    assert_eq!(harness.chat(user).await["blocked"], true);
 }
 
 #[tokio::test]
