@@ -27,6 +27,11 @@ use crate::queue::{JobKind, Queue};
 /// How long an answered query id is remembered (well past Telegram's own
 /// validity of a query).
 const REMEMBER: Duration = Duration::from_secs(15 * 60);
+/// How long after a click its answer is still worth delivering (a user's
+/// app gives up after about 10 s; Telegram refuses answers some time later).
+const ANSWER_WINDOW: Duration = Duration::from_secs(15);
+/// One try at delivering an answer; past it the connection is presumed dead.
+const ANSWER_TRY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One click to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,15 +295,36 @@ impl CallbackAnswerer {
         request.callback_answer(&query.data).cloned()
     }
 
-    /// `messages.setBotCallbackAnswer`, tried once more if the connection
-    /// had just dropped.
+    /// `messages.setBotCallbackAnswer`, retried while the connection is
+    /// down (each try bounded by [`ANSWER_TRY_TIMEOUT`], so a dead
+    /// connection that the watchdog replaces does not hold the answer) and
+    /// through a `FLOOD_WAIT`, until [`ANSWER_WINDOW`] after the click.
+    /// Telegram's own refusals (`QUERY_ID_INVALID`, ...) are final.
     async fn send(&self, query_id: i64, answer: &CallbackAnswer) -> Result<(), InvocationError> {
         let request = answer.to_tl(query_id);
-        match self.inner.client.invoke(&request).await {
-            Err(InvocationError::Dropped(_) | InvocationError::Io(_)) => {
-                self.inner.client.invoke(&request).await.map(drop)
+        let give_up = Instant::now() + ANSWER_WINDOW;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let tried =
+                tokio::time::timeout(ANSWER_TRY_TIMEOUT, self.inner.client.invoke(&request)).await;
+            let error = match tried {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) => error,
+                Err(_) => InvocationError::Dropped(crate::telegram::CALL_TIMED_OUT),
+            };
+            let wait = match &error {
+                InvocationError::Rpc(rpc) if rpc.name == "FLOOD_WAIT" => {
+                    Duration::from_secs(u64::from(rpc.value.unwrap_or(1)))
+                }
+                InvocationError::Dropped(_) | InvocationError::Io(_) => pause,
+                _ => return Err(error),
+            };
+            if Instant::now() + wait >= give_up {
+                return Err(error);
             }
-            other => other.map(drop),
+            tracing::debug!(query_id, %error, "click answer not delivered yet; retrying");
+            tokio::time::sleep(wait).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 

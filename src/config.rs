@@ -165,6 +165,45 @@ pub struct Config {
     pub sender: SenderConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub connection: ConnectionConfig,
+}
+
+/// `[connection]`: how a dead MTProto connection is found out (see
+/// [`crate::telegram::Liveness`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Every call to Telegram that takes longer fails as transient.
+    pub call_timeout_ms: u64,
+    /// How often the home DC is pinged.
+    pub ping_interval_ms: u64,
+    /// A ping unanswered this long drops the connection.
+    pub ping_timeout_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        let liveness = crate::telegram::Liveness::default();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        ConnectionConfig {
+            call_timeout_ms: ms(liveness.call_timeout),
+            ping_interval_ms: ms(liveness.ping_interval),
+            ping_timeout_ms: ms(liveness.ping_timeout),
+        }
+    }
+}
+
+impl ConnectionConfig {
+    pub fn liveness(&self) -> crate::telegram::Liveness {
+        use std::time::Duration;
+        // Zero would make every call fail at once.
+        let ms = |v: u64| Duration::from_millis(v.max(1));
+        crate::telegram::Liveness {
+            call_timeout: ms(self.call_timeout_ms),
+            ping_interval: ms(self.ping_interval_ms),
+            ping_timeout: ms(self.ping_timeout_ms),
+        }
+    }
 }
 
 /// `[metrics]`: Prometheus scraping beyond the socket's `GET /metrics`.

@@ -12,13 +12,14 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use grammers_client::Client;
 
 use grammers_client::client::UpdateStream;
 use grammers_mtsender::{
-    ConnectionParams, InvocationError, NoRetries, SenderPool, UpdatesConfiguration,
+    ConnectionParams, InvocationError, NoRetries, SenderPool, SenderPoolHandle,
+    UpdatesConfiguration,
 };
 use grammers_session::Session;
 use grammers_session::types::{PeerId, PeerInfo};
@@ -26,6 +27,7 @@ use grammers_session::updates::UpdatesLike;
 use grammers_tl_types as tl;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::bot_state::{BotState, BotStates};
 use crate::session::{SessionError, SessionStore};
@@ -72,6 +74,35 @@ pub enum TelegramError {
     NotABot,
 }
 
+/// How telegate tells a live connection from a dead one.
+///
+/// grammers puts no deadline on a call and does not check that pings are
+/// answered, so after a NAT or network change silently kills the TCP
+/// connection every call waits for the kernel to notice (minutes). So every
+/// call has `call_timeout` (a timed-out call is transient: the stored
+/// `random_id` makes its retry safe), and a watchdog pings the home DC every
+/// `ping_interval`: no pong within `ping_timeout` drops the connection, and
+/// the next call (or ping) opens a fresh one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub call_timeout: Duration,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            call_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(3),
+            ping_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What a timed-out call fails with (judged transient, like a drop).
+pub const CALL_TIMED_OUT: &str = "no answer within the call timeout";
+
 /// A running grammers client for one bot session. Shared as
 /// `Arc<Telegram>` by the sender and the inbound side: every method takes
 /// `&self`.
@@ -79,6 +110,10 @@ pub struct Telegram {
     client: Client,
     session: Arc<SessionStore>,
     runner: Mutex<Option<JoinHandle<()>>>,
+    /// The liveness watchdog, ended with `stop` at shutdown.
+    watchdog: Mutex<Option<JoinHandle<()>>>,
+    stop: CancellationToken,
+    liveness: Liveness,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
     /// Where this connection reports its state, and under which bot name.
     reporting: OnceLock<(BotStates, String)>,
@@ -88,6 +123,11 @@ impl Telegram {
     /// Starts the connection machinery over `session`. Nothing is sent
     /// until the first request (grammers connects lazily).
     pub fn start(session: Arc<SessionStore>, api_id: i32) -> Self {
+        Telegram::start_with(session, api_id, Liveness::default())
+    }
+
+    /// [`Telegram::start`] with the connection judged by `liveness`.
+    pub fn start_with(session: Arc<SessionStore>, api_id: i32, liveness: Liveness) -> Self {
         let params = ConnectionParams {
             device_model: "telegate".into(),
             system_version: std::env::consts::OS.into(),
@@ -98,12 +138,23 @@ impl Telegram {
             ..ConnectionParams::default()
         };
         let pool = SenderPool::with_configuration(Arc::clone(&session), api_id, params);
+        let handle = pool.handle.thin.clone();
         let client = Client::new(pool.handle);
         let runner = tokio::spawn(pool.runner.run());
+        let stop = CancellationToken::new();
+        let watchdog = tokio::spawn(watch_liveness(
+            handle,
+            Arc::clone(&session),
+            liveness,
+            stop.clone(),
+        ));
         Telegram {
             client,
             session,
             runner: Mutex::new(Some(runner)),
+            watchdog: Mutex::new(Some(watchdog)),
+            stop,
+            liveness,
             updates: Mutex::new(Some(pool.updates)),
             reporting: OnceLock::new(),
         }
@@ -159,7 +210,9 @@ impl Telegram {
         request: &R,
     ) -> Result<R::Return, InvocationError> {
         let started = Instant::now();
-        let outcome = self.client.invoke(request).await;
+        let outcome = tokio::time::timeout(self.liveness.call_timeout, self.client.invoke(request))
+            .await
+            .unwrap_or(Err(InvocationError::Dropped(CALL_TIMED_OUT)));
         crate::metrics::rpc(tl::name_for_id(R::CONSTRUCTOR_ID), started.elapsed());
         if let Some((states, name)) = self.reporting.get() {
             states.observe(name, &outcome);
@@ -203,6 +256,15 @@ impl Telegram {
     /// Closes the connection and waits for the I/O task to end (the first
     /// call does; later ones return at once).
     pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let watchdog = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(watchdog) = watchdog {
+            let _ = watchdog.await;
+        }
         self.client.disconnect();
         let runner = self
             .runner
@@ -215,6 +277,101 @@ impl Telegram {
             let _ = runner.await;
         }
     }
+}
+
+/// Pings the home DC every `ping_interval` until `stop`. A ping left
+/// unanswered for `ping_timeout` marks the connection dead; it is replaced
+/// once a probe on a fresh connection of its own gets a pong, so that the
+/// next call reconnects.
+///
+/// Why probe first: grammers opens a connection inside its runner loop and
+/// waits for `initConnection`'s answer with no deadline, so dropping the
+/// connection while the DC still swallows everything would leave the runner
+/// stuck in that wait for good, even once the network is back. The old
+/// connection is left alone meanwhile: calls on it end at the call timeout.
+async fn watch_liveness(
+    pool: SenderPoolHandle,
+    session: Arc<SessionStore>,
+    liveness: Liveness,
+    stop: CancellationToken,
+) {
+    use grammers_session::Session as _;
+    let mut dead = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(liveness.ping_interval) => {}
+        }
+        let Ok(home) = session.home_dc_id() else {
+            continue;
+        };
+        let ping = tl::functions::Ping {
+            ping_id: rand::random(),
+        };
+        let answered = tokio::select! {
+            () = stop.cancelled() => return,
+            answered = tokio::time::timeout(liveness.ping_timeout, pool.invoke_in_dc(home, &ping)) => answered,
+        };
+        match answered {
+            Ok(Ok(_)) => {
+                if dead {
+                    tracing::info!(dc = home, "the connection answers again");
+                }
+                dead = false;
+            }
+            // A refused or dropped ping means grammers already knows the
+            // connection is gone and reconnects on the next call.
+            Ok(Err(error)) => tracing::debug!(dc = home, %error, "ping failed"),
+            Err(_) => {
+                if !dead {
+                    tracing::warn!(
+                        dc = home,
+                        timeout_ms = liveness.ping_timeout.as_millis(),
+                        "no pong in time: the connection is dead"
+                    );
+                }
+                dead = true;
+                let fresh = tokio::select! {
+                    () = stop.cancelled() => return,
+                    fresh = probe(&session, home, liveness.ping_timeout) => fresh,
+                };
+                if fresh {
+                    tracing::info!(
+                        dc = home,
+                        "a fresh connection answers: replacing the dead one"
+                    );
+                    pool.disconnect_from_dc(home);
+                }
+            }
+        }
+    }
+}
+
+/// Whether DC `dc` answers a ping on a new connection of its own (with the
+/// session's key for it) within `timeout`.
+async fn probe(session: &SessionStore, dc: i32, timeout: std::time::Duration) -> bool {
+    use grammers_session::Session as _;
+    let Ok(Some(option)) = session.dc_option(dc) else {
+        return false;
+    };
+    let Some(key) = option.auth_key else {
+        return false;
+    };
+    let address = std::net::SocketAddr::V4(option.ipv4);
+    let attempt = async {
+        let mut sender = grammers_mtsender::connect_with_auth(
+            grammers_mtproto::transport::Full::new(),
+            grammers_mtsender::ServerAddr::Tcp { address },
+            key,
+        )
+        .await
+        .ok()?;
+        let ping = tl::functions::Ping {
+            ping_id: rand::random(),
+        };
+        sender.invoke(&ping).await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))
 }
 
 /// The TL constructor name of any boxed object (`messageMediaGeo`, ...), for

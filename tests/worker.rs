@@ -334,3 +334,114 @@ async fn unsent_jobs_expire_with_code_5_whether_retrying_or_held() {
     assert!(world.bot_texts(flooded).is_empty());
     world.stop().await;
 }
+
+/// Liveness settings short enough for a test to reach.
+const QUICK_LIVENESS: &str = "[connection]\ncall_timeout_ms = 2000\nping_interval_ms = 300\n\
+                              ping_timeout_ms = 700\n[callbacks]\ndeadline_ms = 300\n";
+
+/// Turns the black hole over the bot's connections on or off.
+fn black_hole(world: &World, on: bool) {
+    let keys = if on {
+        world.sandbox.telegram().bot_key_ids()
+    } else {
+        Vec::new()
+    };
+    world.sandbox.faults().set_blackhole(keys);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_sent_into_a_black_hole_is_delivered_soon_after_it_ends() {
+    let world = World::start_with(Pace::Unlimited, QUICK_LIVENESS).await;
+    let user = world.users(1)[0];
+    let before = world.enqueue_all(&[(user, "before".into())]).await;
+    assert_eq!(world.settled(before[0]).await["state"], "sent");
+
+    black_hole(&world, true);
+    let during = world.enqueue_all(&[(user, "during".into())]).await;
+    // Long enough for calls and pings to die in the hole several times.
+    sleep(Duration::from_secs(4)).await;
+    assert_ne!(world.job(during[0]).await["state"], "sent");
+    black_hole(&world, false);
+    let ended = Instant::now();
+    let job = world.settled(during[0]).await;
+    assert_eq!(job["state"], "sent", "{job}");
+    assert!(
+        ended.elapsed() < Duration::from_secs(10),
+        "delivered {:?} after the black hole ended",
+        ended.elapsed()
+    );
+    assert_eq!(world.bot_texts(user), ["before", "during"]);
+    assert!(
+        world
+            .worker
+            .as_ref()
+            .unwrap()
+            .log()
+            .contains("no pong in time"),
+        "the watchdog never noticed the dead connection"
+    );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_answered_into_a_black_hole_reaches_the_user_after_it() {
+    let world = World::start_with(Pace::Unlimited, QUICK_LIVENESS).await;
+    let user = world.users(1)[0];
+    let keyboard = json!({
+        "destination_user_id": user.to_string(),
+        "telegram_interactive_message": {
+            "type": "reply_buttons",
+            "text": "Pick",
+            "reply_markup": {"inline_keyboard": [[{"text": "A", "callback_data": "a"}]]}
+        }
+    });
+    let answer = world
+        .client
+        .post(INTERACTIVE, &[], keyboard.to_string())
+        .await
+        .unwrap();
+    let job = answer.json().unwrap()["job_id"].as_i64().unwrap();
+    assert_eq!(world.settled(job).await["state"], "sent");
+    let message_id = world.bot_posts(user)[0]["id"].as_i64().unwrap() as i32;
+
+    let click = {
+        let telegram = world.sandbox.telegram().clone();
+        tokio::spawn(async move {
+            telegram
+                .click(
+                    user,
+                    telegate::sandbox::telegram::UserClick::Callback {
+                        message_id,
+                        data: b"a".to_vec(),
+                    },
+                )
+                .await
+        })
+    };
+    // The bot has the click (its event is stored) before the hole opens, so
+    // only its answer falls in.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let events = world.client.get("/api/v1/events?after=0").await.unwrap();
+        if String::from_utf8_lossy(&events.body).contains("callback:") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the click never became an event");
+        sleep(Duration::from_millis(20)).await;
+    }
+    black_hole(&world, true);
+    sleep(Duration::from_secs(3)).await;
+    black_hole(&world, false);
+    let pressed = tokio::time::timeout(PATIENCE, click)
+        .await
+        .expect("the click never ended")
+        .unwrap()
+        .unwrap();
+    match pressed {
+        telegate::sandbox::telegram::Pressed::Answered(outcome) => {
+            assert!(outcome.result.is_ok(), "{:?}", outcome.result)
+        }
+        other => panic!("{other:?}"),
+    }
+    world.stop().await;
+}

@@ -105,7 +105,11 @@ pub async fn daemon(
     if let Some(addr) = dc_addr {
         session.set_home_addr(addr).map_err(RunError::from)?;
     }
-    let telegram = Arc::new(Telegram::start(Arc::clone(&session), credentials.api_id));
+    let telegram = Arc::new(Telegram::start_with(
+        Arc::clone(&session),
+        credentials.api_id,
+        config.connection.liveness(),
+    ));
     let bots = BotStates::new();
     bots.set(DEFAULT_BOT, BotState::Starting);
     telegram.report_to(bots.clone(), DEFAULT_BOT);

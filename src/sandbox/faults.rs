@@ -6,8 +6,8 @@
 //! working. Each fault served is counted for `GET /stats`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,6 +22,38 @@ pub struct InjectedError {
     /// The counter in `GET /stats` that serving it bumps.
     #[serde(skip)]
     pub label: &'static str,
+}
+
+/// One connection's NAT mapping, as the black hole sees it: once the hole
+/// has swallowed the connection's traffic it stays dead for good, even after
+/// the black hole ends, as a NAT that forgot the mapping does. Only a new
+/// connection gets through again.
+pub struct NatMapping {
+    faults: Arc<Faults>,
+    key: i64,
+    dead: AtomicBool,
+}
+
+impl NatMapping {
+    pub fn new(faults: Arc<Faults>, key: i64) -> Self {
+        NatMapping {
+            faults,
+            key,
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this connection's traffic is lost.
+    pub fn is_dead(&self) -> bool {
+        if self.dead.load(Ordering::Relaxed) {
+            return true;
+        }
+        let holed = self.faults.is_blackholed(self.key);
+        if holed {
+            self.dead.store(true, Ordering::Relaxed);
+        }
+        holed
+    }
 }
 
 #[derive(Default)]

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-pub use faults::{Faults, InjectedError};
+pub use faults::{Faults, InjectedError, NatMapping};
 
 /// Who is calling: the auth key the request was encrypted with. The
 /// `telegram` half maps keys to accounts (the bot, or a user client).

@@ -32,6 +32,7 @@ use super::crypto::{self, DecryptError, ServerKey};
 use super::session::{MAX_BATCH_BYTES, MAX_BATCH_LEN, ServerMessage, ServerSession};
 use super::traffic::Traffic;
 use super::transport::{self, Codec, Detected, Detection, Frame, FrameError};
+use crate::sandbox::NatMapping;
 use crate::sandbox::{Caller, Faults, KeyRing, Outbox, RpcOutcome, Service};
 
 /// How long a new connection may take to send its first packet.
@@ -229,13 +230,15 @@ async fn run(
         subscribe: Some(subscribe),
         received: RecentIds::default(),
     };
+    let mapping = Arc::new(NatMapping::new(Arc::clone(&context.faults), key.id()));
     let reading = ReadState {
+        mapping: Arc::clone(&mapping),
         key: key.clone(),
         session_id,
         quick_acks,
         queue_limit: limits.queued_bytes,
     };
-    if context.faults.is_blackholed(key.id()) {
+    if mapping.is_dead() {
         context.faults.served("blackhole");
     } else {
         if let Some(token) = quick_ack {
@@ -254,6 +257,7 @@ async fn run(
         updates: None,
         faults: Arc::clone(&context.faults),
         key_id: key.id(),
+        mapping,
     };
     tokio::select! {
         result = read_loop(reader, reading, dispatcher) => result,
@@ -397,6 +401,7 @@ impl PacketWriter {
 
 /// What the read loop needs beside the dispatcher.
 struct ReadState {
+    mapping: Arc<NatMapping>,
     key: ServerKey,
     session_id: i64,
     quick_acks: mpsc::UnboundedSender<u32>,
@@ -410,7 +415,7 @@ async fn read_loop(
 ) -> Result<(), ConnectionError> {
     let faults = Arc::clone(&dispatcher.context.faults);
     while let Some(mut frame) = reader.next(dispatcher.idle).await? {
-        if faults.is_blackholed(state.key.id()) {
+        if state.mapping.is_dead() {
             faults.served("blackhole");
             continue;
         }
@@ -436,6 +441,7 @@ async fn read_loop(
 
 /// What the write loop works with.
 struct WriteState {
+    mapping: Arc<NatMapping>,
     session: ServerSession,
     answers: mpsc::UnboundedReceiver<ServerMessage>,
     /// Bytes in `answers`, shared with the [`AnswerQueue`].
@@ -477,7 +483,7 @@ async fn write_loop(
             None => tokio::select! {
                 biased;
                 Some(token) = state.quick_acks.recv() => {
-                    if !state.faults.is_blackholed(state.key_id) {
+                    if !state.mapping.is_dead() {
                         writer.send_quick_ack(token).await.map_err(ConnectionError::Write)?;
                     }
                     continue;
@@ -516,7 +522,7 @@ async fn write_loop(
             size += next.batch_len();
             batch.push(next);
         }
-        if state.faults.is_blackholed(state.key_id) {
+        if state.mapping.is_dead() {
             // A dead NAT: whatever the server sends is lost.
             continue;
         }
