@@ -2211,7 +2211,20 @@ async fn a_blackholed_bot_is_read_but_never_answered() {
     );
     assert!(served(&harness, "blackhole").await >= 1);
     inject(&harness, json!({"blackhole": false})).await;
-    bot.invoke(&tl::functions::updates::GetState {})
+    // Like a NAT that forgot the mapping, the swallowed connection stays
+    // dead after the hole ends; only a new connection gets through.
+    let still = tokio::time::timeout(
+        Duration::from_secs(1),
+        bot.client.invoke(&tl::functions::updates::GetState {}),
+    )
+    .await;
+    assert!(
+        still.is_err(),
+        "a swallowed connection came back: {still:?}"
+    );
+    let fresh = harness.bot().await;
+    fresh
+        .invoke(&tl::functions::updates::GetState {})
         .await
         .unwrap();
 }
