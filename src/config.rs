@@ -40,11 +40,24 @@ pub struct StateLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
+    /// The socket's path when it is not `DIR/telegate.sock` (`--socket`).
+    socket: Option<PathBuf>,
 }
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            socket: None,
+        }
+    }
+
+    /// The socket at `path` instead of `DIR/telegate.sock` (e.g. under
+    /// systemd's `RuntimeDirectory`, which other services' group can reach
+    /// while the state directory stays 0700).
+    pub fn with_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
     }
 
     /// Creates the directory and its `sessions/` mode 0700; one that
@@ -88,9 +101,11 @@ impl StateDir {
         &self.root
     }
 
-    /// `DIR/telegate.sock`: the local socket API.
+    /// `DIR/telegate.sock` (or the `--socket` path): the local socket API.
     pub fn socket(&self) -> PathBuf {
-        self.root.join(SOCKET_FILE)
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.root.join(SOCKET_FILE))
     }
 
     /// `DIR/telegate.db`: the job store (with its `-wal` and `-shm` files).
@@ -304,6 +319,14 @@ pub struct ApiConfig {
     pub body_timeout_ms: u64,
     /// Connections beyond this many open at once are answered 503.
     pub max_connections: usize,
+    /// When an enqueueing request without `?wait=` is answered.
+    pub respond: Respond,
+    /// With `respond = "sent"`: how long to wait for the job's outcome
+    /// before answering 202 anyway (at most 60).
+    pub respond_timeout_s: u64,
+    /// STAND-IN until per-bot `api_keys` land: the product tokens
+    /// `POST /v1.0/message` takes for the one bot (empty: any token).
+    pub product_tokens: Vec<Secret>,
 }
 
 impl Default for ApiConfig {
@@ -313,8 +336,32 @@ impl Default for ApiConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             max_connections: 256,
+            respond: Respond::Queued,
+            respond_timeout_s: 10,
+            product_tokens: Vec::new(),
         }
     }
+}
+
+impl ApiConfig {
+    /// The longest `respond_timeout_s` (the longest `?wait=` too).
+    pub const MAX_RESPOND_TIMEOUT_S: u64 = 60;
+
+    /// `respond_timeout_s` as a duration.
+    pub fn respond_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.respond_timeout_s)
+    }
+}
+
+/// `[api] respond`: answer an enqueue once the job is stored (`queued`,
+/// 202) or once Telegram has it or refused it (`sent`, 201 or 400 as the
+/// Octopods seed answers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Respond {
+    #[default]
+    Queued,
+    Sent,
 }
 
 /// `[callbacks]`: answering button clicks.
@@ -351,23 +398,34 @@ impl Default for EventsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// An `http://` URL; unset: no webhook.
+    /// An `http://` or `https://` URL; unset: no webhook.
     pub url: Option<String>,
+    /// PEM file of the CA(s) to trust for an `https://` URL instead of the
+    /// built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// The HMAC-SHA256 key of `X-Telegate-Signature` (required with `url`).
     pub secret: Option<Secret>,
     /// One delivery attempt may take this long.
     pub timeout_ms: u64,
     /// The longest wait between attempts.
     pub max_backoff_ms: u64,
+    /// An event that failed this many times is a dead letter (0: no limit).
+    pub dead_after_attempts: u32,
+    /// An event still undelivered this long after its first attempt is a
+    /// dead letter (0: no limit).
+    pub dead_after_secs: u64,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             url: None,
+            ca_file: None,
             secret: None,
             timeout_ms: 5000,
             max_backoff_ms: 60_000,
+            dead_after_attempts: 0,
+            dead_after_secs: 24 * 3600,
         }
     }
 }
@@ -379,10 +437,9 @@ impl WebhookConfig {
         };
         let parsed = url::Url::parse(url)
             .map_err(|e| format!("`webhook.url` is not a URL ({e}): `{url}`"))?;
-        if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(format!(
-                "`webhook.url` must be an http:// URL with a host, got `{url}` \
-                 (https is not built in: put a TLS proxy on the same host)"
+                "`webhook.url` must be an http:// or https:// URL with a host, got `{url}`"
             ));
         }
         if self.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
@@ -463,6 +520,7 @@ impl Config {
                 u64::from(self.limits.group_per_minute),
             ),
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.respond_timeout_s", self.api.respond_timeout_s),
             ("callbacks.deadline_ms", self.callbacks.deadline_ms),
             ("events.retention_hours", self.events.retention_hours),
             ("webhook.timeout_ms", self.webhook.timeout_ms),
@@ -470,6 +528,12 @@ impl Config {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("`{key}` must be greater than 0"));
+        }
+        if self.api.respond_timeout_s > ApiConfig::MAX_RESPOND_TIMEOUT_S {
+            return Err(format!(
+                "`api.respond_timeout_s` must be at most {} seconds",
+                ApiConfig::MAX_RESPOND_TIMEOUT_S
+            ));
         }
         if let Some(addr) = self.metrics.listen
             && !addr.ip().is_loopback()
@@ -651,10 +715,29 @@ mod tests {
     }
 
     #[test]
+    fn the_response_mode_is_queued_unless_set_to_sent() {
+        let config = Config::default();
+        assert_eq!(config.api.respond, Respond::Queued);
+        assert_eq!(config.api.respond_timeout(), Duration::from_secs(10));
+        let config = Config::parse("[api]\nrespond = \"sent\"\nrespond_timeout_s = 3\n").unwrap();
+        assert_eq!(config.api.respond, Respond::Sent);
+        assert_eq!(config.api.respond_timeout_s, 3);
+        config.check().unwrap();
+        let err = Config::parse("[api]\nrespond = \"delivered\"\n").unwrap_err();
+        assert!(err.contains("delivered") && err.contains("sent"), "{err}");
+        for bad in ["0", "61"] {
+            let config = Config::parse(&format!("[api]\nrespond_timeout_s = {bad}\n")).unwrap();
+            let err = config.check().unwrap_err();
+            assert!(err.contains("api.respond_timeout_s"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_webhook_needs_an_http_url_and_a_secret() {
         let check = |text: &str| Config::parse(text).unwrap().check();
         assert!(check("[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n").is_ok());
-        let err = check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").unwrap_err();
+        assert!(check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").is_ok());
+        let err = check("[webhook]\nurl = \"ftp://example.com/\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");
         let err = check("[webhook]\nurl = \"not a url\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");

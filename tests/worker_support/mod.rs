@@ -331,7 +331,7 @@ impl Worker {
     /// Starts `telegate run` over `dir` without waiting for it.
     pub fn spawn(dir: &Path, env: &[(&str, &str)]) -> Worker {
         let log = dir.join(format!("worker-{}.log", rand_suffix()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
+        let mut command = Command::new(telegate_bin());
         command
             .arg("--state-dir")
             .arg(dir)
@@ -377,4 +377,14 @@ impl Drop for Worker {
 fn rand_suffix() -> u32 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     u32::try_from(NEXT.fetch_add(1, Ordering::Relaxed)).unwrap()
+}
+
+/// The `telegate` binary to run: `TELEGATE_TEST_BIN` if set (worktrees that
+/// share one target directory overwrite each other's
+/// `target/debug/telegate`; a copy of one's own is safe), else Cargo's.
+pub fn telegate_bin() -> PathBuf {
+    std::env::var_os("TELEGATE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_telegate")),
+        PathBuf::from,
+    )
 }

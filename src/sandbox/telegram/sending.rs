@@ -32,14 +32,20 @@ pub enum UserMessage {
         phone_number: String,
         first_name: String,
     },
+    /// `dc_id`: where the file lives; `content`: its bytes (else
+    /// generated, `size` long).
     Photo {
         mime_type: String,
         size: i64,
+        dc_id: i32,
+        content: Option<Vec<u8>>,
     },
     Document {
         file_name: String,
         mime_type: String,
         size: i64,
+        dc_id: i32,
+        content: Option<Vec<u8>>,
     },
     Voice {
         duration: i32,
@@ -99,12 +105,19 @@ impl UserMessage {
                 last_name: String::new(),
                 user_id: sender,
             },
-            UserMessage::Photo { mime_type, size } => StoredMedia::photo(None, mime_type, size),
+            UserMessage::Photo {
+                mime_type,
+                size,
+                dc_id,
+                content,
+            } => StoredMedia::photo(None, mime_type, size).stored_on(dc_id, content),
             UserMessage::Document {
                 file_name,
                 mime_type,
                 size,
-            } => StoredMedia::document(None, file_name, mime_type, size),
+                dc_id,
+                content,
+            } => StoredMedia::document(None, file_name, mime_type, size).stored_on(dc_id, content),
             UserMessage::Voice { duration, size } => {
                 document("voice.ogg", "audio/ogg", size, ShownAs::Voice { duration })
             }
