@@ -124,7 +124,10 @@ impl Pushes {
     }
 }
 
-/// How many unread pushes a connection may have by default.
+/// How many unread pushes a connection may have by default. It is above
+/// [`PUSH_QUEUE_LEN`], so by default a client that stops reading loses its
+/// connection; a lower limit (the `push_backlog` fault) sends
+/// `updatesTooLong` first.
 pub const DEFAULT_PUSH_BACKLOG: usize = 10_000;
 
 impl Default for Outbox {
