@@ -330,6 +330,7 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
                 id: None,
                 first_name: format!("User of bot{bot}"),
                 username: None,
+                lang_code: None,
             })
             .unwrap();
         telegram

@@ -34,6 +34,7 @@ use crate::sandbox::telegram::{
     AccountId, DC_ID, FakeTelegram, NewUser, SandboxError, UserMessage,
 };
 use crate::session::{SessionError, SessionStore};
+use grammers_session::types::{PeerAuth, PeerInfo, UpdatesState};
 
 /// The api id and hash written for the worker; the sandbox accepts any
 /// non-empty pair, these just make the config complete.
@@ -252,6 +253,7 @@ fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliErr
         id: None,
         first_name: "Ada".into(),
         username: Some("ada_demo".into()),
+        lang_code: Some("en".into()),
     })?;
     telegram.user_sends(user.id, UserMessage::Text("/start".into()), None)?;
     Ok(Some(user.id))
@@ -287,10 +289,29 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>, keyed: bool) {
 }
 
 /// Writes the bot session at `path` with the sandbox's bot key for every DC
-/// (grammers cannot make a key against the sandbox).
+/// (grammers cannot make a key against the sandbox). A new session is signed
+/// in as the bot already, at the update state the sandbox made the bot at:
+/// the worker's first start fetches everything sent to the bot since (the
+/// demo user's `/start` included) instead of starting from "now".
 fn provision_session(path: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
     let store = SessionStore::provision(path, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    let bot = telegram.sign_in_bot();
+    store.record_sign_in(
+        PeerInfo::User {
+            id: bot.id,
+            auth: Some(PeerAuth::from_hash(bot.access_hash)),
+            bot: Some(true),
+            is_self: Some(true),
+        },
+        UpdatesState {
+            pts: 1,
+            qts: 1,
+            date: bot.created.max(1),
+            seq: 0,
+            channels: Vec::new(),
+        },
+    )?;
     for (&dc_id, &addr) in sandbox.dc_addrs() {
         if dc_id != DC_ID {
             store.add_dc(dc_id, addr, telegram.bot_auth_key_on(dc_id))?;
