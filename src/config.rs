@@ -13,11 +13,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod bots;
+
+pub use bots::{BadBotName, BotConfig, BotName, LimitsOverride, TokenError};
+
 /// File names inside the state directory.
 const SOCKET_FILE: &str = "telegate.sock";
 const DATABASE_FILE: &str = "telegate.db";
 const SESSIONS_DIR: &str = "sessions";
-const BOT_SESSION_FILE: &str = "bot.session";
+/// The single bot's session file before bots had names; migrated to
+/// `sessions/default.session` on start.
+const LEGACY_SESSION_FILE: &str = "bot.session";
 const CONFIG_FILE: &str = "telegate.toml";
 const LOCK_FILE: &str = "telegate.lock";
 
@@ -40,11 +46,24 @@ pub struct StateLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
+    /// The socket's path when it is not `DIR/telegate.sock` (`--socket`).
+    socket: Option<PathBuf>,
 }
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            socket: None,
+        }
+    }
+
+    /// The socket at `path` instead of `DIR/telegate.sock` (e.g. under
+    /// systemd's `RuntimeDirectory`, which other services' group can reach
+    /// while the state directory stays 0700).
+    pub fn with_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
     }
 
     /// Creates the directory and its `sessions/` mode 0700; one that
@@ -88,9 +107,11 @@ impl StateDir {
         &self.root
     }
 
-    /// `DIR/telegate.sock`: the local socket API.
+    /// `DIR/telegate.sock` (or the `--socket` path): the local socket API.
     pub fn socket(&self) -> PathBuf {
-        self.root.join(SOCKET_FILE)
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.root.join(SOCKET_FILE))
     }
 
     /// `DIR/telegate.db`: the job store (with its `-wal` and `-shm` files).
@@ -103,9 +124,30 @@ impl StateDir {
         self.root.join(SESSIONS_DIR)
     }
 
-    /// `DIR/sessions/bot.session`: the bot's MTProto session.
-    pub fn bot_session(&self) -> PathBuf {
-        self.sessions().join(BOT_SESSION_FILE)
+    /// `DIR/sessions/NAME.session`: bot `name`'s MTProto session.
+    pub fn bot_session(&self, name: &BotName) -> PathBuf {
+        self.sessions().join(format!("{name}.session"))
+    }
+
+    /// Moves the one-bot layout's `sessions/bot.session` to the `default`
+    /// bot's `sessions/default.session` (once; a session already there
+    /// wins and the old file is left alone).
+    pub fn migrate_legacy_session(&self) -> Result<(), StateError> {
+        let legacy = self.sessions().join(LEGACY_SESSION_FILE);
+        let target = self.bot_session(&BotName::default_bot());
+        if !legacy.exists() || target.exists() {
+            return Ok(());
+        }
+        fs::rename(&legacy, &target).map_err(|source| StateError::Io {
+            path: legacy.clone(),
+            source,
+        })?;
+        tracing::info!(
+            from = %legacy.display(),
+            to = %target.display(),
+            "bot session moved to its named file"
+        );
+        Ok(())
     }
 
     /// `DIR/telegate.toml`, the config file used when none is named.
@@ -140,6 +182,12 @@ impl Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -164,6 +212,9 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub sender: SenderConfig,
     pub sandbox: SandboxConfig,
+    /// `[[bots]]`; after [`Config::load`] it also holds the `default` bot
+    /// of `[telegram] bot_token`, if set.
+    pub bots: Vec<BotConfig>,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub connection: ConnectionConfig,
@@ -310,6 +361,8 @@ impl SenderConfig {
 pub struct ApiConfig {
     /// Request bodies larger than this are answered 413.
     pub max_body_bytes: usize,
+    /// Operator keys: they see every bot (and may filter with `?bot=NAME`).
+    pub admin_keys: Vec<Secret>,
     /// A connection that takes longer than this to send a request head, or
     /// sits idle this long between requests, is closed.
     pub header_timeout_ms: u64,
@@ -317,17 +370,50 @@ pub struct ApiConfig {
     pub body_timeout_ms: u64,
     /// Connections beyond this many open at once are answered 503.
     pub max_connections: usize,
+    /// When an enqueueing request without `?wait=` is answered.
+    pub respond: Respond,
+    /// With `respond = "sent"`: how long to wait for the job's outcome
+    /// before answering 202 anyway (at most 60).
+    pub respond_timeout_s: u64,
+    /// STAND-IN until per-bot `api_keys` land: the product tokens
+    /// `POST /v1.0/message` takes for the one bot (empty: any token).
+    pub product_tokens: Vec<Secret>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 256 * 1024,
+            admin_keys: Vec::new(),
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             max_connections: 256,
+            respond: Respond::Queued,
+            respond_timeout_s: 10,
+            product_tokens: Vec::new(),
         }
     }
+}
+
+impl ApiConfig {
+    /// The longest `respond_timeout_s` (the longest `?wait=` too).
+    pub const MAX_RESPOND_TIMEOUT_S: u64 = 60;
+
+    /// `respond_timeout_s` as a duration.
+    pub fn respond_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.respond_timeout_s)
+    }
+}
+
+/// `[api] respond`: answer an enqueue once the job is stored (`queued`,
+/// 202) or once Telegram has it or refused it (`sent`, 201 or 400 as the
+/// Octopods seed answers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Respond {
+    #[default]
+    Queued,
+    Sent,
 }
 
 /// `[callbacks]`: answering button clicks.
@@ -364,38 +450,48 @@ impl Default for EventsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// An `http://` URL; unset: no webhook.
+    /// An `http://` or `https://` URL; unset: no webhook.
     pub url: Option<String>,
+    /// PEM file of the CA(s) to trust for an `https://` URL instead of the
+    /// built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// The HMAC-SHA256 key of `X-Telegate-Signature` (required with `url`).
     pub secret: Option<Secret>,
     /// One delivery attempt may take this long.
     pub timeout_ms: u64,
     /// The longest wait between attempts.
     pub max_backoff_ms: u64,
+    /// An event that failed this many times is a dead letter (0: no limit).
+    pub dead_after_attempts: u32,
+    /// An event still undelivered this long after its first attempt is a
+    /// dead letter (0: no limit).
+    pub dead_after_secs: u64,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             url: None,
+            ca_file: None,
             secret: None,
             timeout_ms: 5000,
             max_backoff_ms: 60_000,
+            dead_after_attempts: 0,
+            dead_after_secs: 24 * 3600,
         }
     }
 }
 
 impl WebhookConfig {
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let Some(url) = &self.url else {
             return Ok(());
         };
         let parsed = url::Url::parse(url)
             .map_err(|e| format!("`webhook.url` is not a URL ({e}): `{url}`"))?;
-        if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(format!(
-                "`webhook.url` must be an http:// URL with a host, got `{url}` \
-                 (https is not built in: put a TLS proxy on the same host)"
+                "`webhook.url` must be an http:// or https:// URL with a host, got `{url}`"
             ));
         }
         if self.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
@@ -457,7 +553,35 @@ impl Config {
         config
             .check()
             .map_err(|message| ConfigError::Invalid { message })?;
+        config.adopt_default_bot();
         Ok(config)
+    }
+
+    /// The one-bot configuration, `[telegram] bot_token`, is the bot
+    /// `default` (beside any `[[bots]]`; a `[[bots]]` table named `default`
+    /// takes its place).
+    fn adopt_default_bot(&mut self) {
+        let Some(token) = self.telegram.bot_token.clone() else {
+            return;
+        };
+        if self
+            .bots
+            .iter()
+            .any(|bot| bot.name.as_str() == BotName::DEFAULT)
+        {
+            return;
+        }
+        self.bots
+            .insert(0, BotConfig::new(BotName::default_bot(), Some(token)));
+    }
+
+    /// Whether any API key is configured: without one, requests need none.
+    pub fn has_api_keys(&self) -> bool {
+        !self.api.admin_keys.is_empty()
+            || self
+                .bots
+                .iter()
+                .any(|bot| !bot.api_keys.is_empty() || !bot.deprecated_api_keys.is_empty())
     }
 
     /// Rules a parsed file can still break; the message names the key.
@@ -476,6 +600,7 @@ impl Config {
                 u64::from(self.limits.group_per_minute),
             ),
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.respond_timeout_s", self.api.respond_timeout_s),
             ("callbacks.deadline_ms", self.callbacks.deadline_ms),
             ("events.retention_hours", self.events.retention_hours),
             ("webhook.timeout_ms", self.webhook.timeout_ms),
@@ -484,6 +609,12 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("`{key}` must be greater than 0"));
         }
+        if self.api.respond_timeout_s > ApiConfig::MAX_RESPOND_TIMEOUT_S {
+            return Err(format!(
+                "`api.respond_timeout_s` must be at most {} seconds",
+                ApiConfig::MAX_RESPOND_TIMEOUT_S
+            ));
+        }
         if let Some(addr) = self.metrics.listen
             && !addr.ip().is_loopback()
         {
@@ -491,7 +622,20 @@ impl Config {
                 "`metrics.listen` must be a loopback address (127.0.0.1 or ::1), got `{addr}`"
             ));
         }
-        self.webhook.check()
+        self.webhook.check()?;
+        let legacy_default = self.telegram.bot_token.is_some()
+            && self
+                .bots
+                .iter()
+                .any(|bot| bot.name.as_str() == BotName::DEFAULT);
+        if legacy_default {
+            return Err(
+                "`telegram.bot_token` is the bot `default`, and a [[bots]] table is named \
+                 `default` too: keep one"
+                    .into(),
+            );
+        }
+        bots::check_all(&self.bots, &self.api.admin_keys, &self.limits)
     }
 
     /// Parses one TOML file; an unknown key is an error that names it.
@@ -539,6 +683,12 @@ impl Config {
         }
         if let Some(value) = env("TELEGATE_BOT_TOKEN") {
             telegram.bot_token = Some(Secret::new(value));
+        }
+        for bot in &mut self.bots {
+            if let Some(value) = env(&bot.name.token_variable()) {
+                bot.bot_token = Some(Secret::new(value));
+                bot.bot_token_file = None;
+            }
         }
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
@@ -667,10 +817,29 @@ mod tests {
     }
 
     #[test]
+    fn the_response_mode_is_queued_unless_set_to_sent() {
+        let config = Config::default();
+        assert_eq!(config.api.respond, Respond::Queued);
+        assert_eq!(config.api.respond_timeout(), Duration::from_secs(10));
+        let config = Config::parse("[api]\nrespond = \"sent\"\nrespond_timeout_s = 3\n").unwrap();
+        assert_eq!(config.api.respond, Respond::Sent);
+        assert_eq!(config.api.respond_timeout_s, 3);
+        config.check().unwrap();
+        let err = Config::parse("[api]\nrespond = \"delivered\"\n").unwrap_err();
+        assert!(err.contains("delivered") && err.contains("sent"), "{err}");
+        for bad in ["0", "61"] {
+            let config = Config::parse(&format!("[api]\nrespond_timeout_s = {bad}\n")).unwrap();
+            let err = config.check().unwrap_err();
+            assert!(err.contains("api.respond_timeout_s"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_webhook_needs_an_http_url_and_a_secret() {
         let check = |text: &str| Config::parse(text).unwrap().check();
         assert!(check("[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n").is_ok());
-        let err = check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").unwrap_err();
+        assert!(check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").is_ok());
+        let err = check("[webhook]\nurl = \"ftp://example.com/\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");
         let err = check("[webhook]\nurl = \"not a url\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");
@@ -773,5 +942,182 @@ mod tests {
         assert!(matches!(err, StateError::Locked(_)), "{err}");
         drop(held);
         state.lock().unwrap();
+    }
+
+    fn load_text(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(state.default_config(), text).unwrap();
+        Config::load_with_env(None, &state, env)
+    }
+
+    #[test]
+    fn bots_tables_take_names_keys_and_their_own_limits() {
+        let config = load_text(
+            "[limits]\nbot_per_second = 20\n\
+             [[bots]]\nname = \"shop\"\nbot_token = \"1:a\"\napi_keys = [\"k1\", \"k2\"]\n\
+             deprecated_api_keys = [\"old\"]\ninteractive = false\n\
+             [bots.limits]\nprivate_chat_per_second = 2\n\
+             [[bots]]\nname = \"news-2\"\nbot_token = \"2:b\"\nenabled = false\n",
+            no_env,
+        )
+        .unwrap();
+        let [shop, news] = &config.bots[..] else {
+            panic!("two bots expected: {:?}", config.bots);
+        };
+        assert_eq!(shop.name.as_str(), "shop");
+        assert_eq!(shop.api_keys.len(), 2);
+        assert_eq!(shop.deprecated_api_keys.len(), 1);
+        assert!(shop.enabled && !shop.interactive);
+        let limits = shop.limits(&config.limits);
+        assert_eq!(
+            (
+                limits.bot_per_second,
+                limits.private_chat_per_second,
+                limits.group_per_minute
+            ),
+            (20, 2, 20)
+        );
+        assert!(!news.enabled && news.interactive);
+        assert!(config.has_api_keys());
+    }
+
+    #[test]
+    fn the_telegram_token_is_the_default_bot() {
+        let config = load_text("[telegram]\nbot_token = \"1:legacy\"\n", no_env).unwrap();
+        assert_eq!(config.bots.len(), 1);
+        assert_eq!(config.bots[0].name.as_str(), "default");
+        assert_eq!(config.bots[0].token().unwrap().expose(), "1:legacy");
+        assert!(!config.has_api_keys());
+        let err = load_text(
+            "[telegram]\nbot_token = \"1:x\"\n[[bots]]\nname = \"default\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`default`"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_bot_name_is_named_with_the_rule() {
+        for name in ["Shop", "", "a b", &"x".repeat(33)] {
+            let err = load_text(&format!("[[bots]]\nname = \"{name}\"\n"), no_env).unwrap_err();
+            assert!(err.to_string().contains("a-z, 0-9"), "{name}: {err}");
+        }
+        let err =
+            load_text("[[bots]]\nname = \"a\"\n[[bots]]\nname = \"a\"\n", no_env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("two [[bots]] tables are named `a`"),
+            "{err}"
+        );
+        let err = load_text(
+            "[[bots]]\nname = \"a-b\"\n[[bots]]\nname = \"a_b\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("TELEGATE_BOTS__A_B__BOT_TOKEN"),
+            "{err}"
+        );
+        let err = load_text("[[bots]]\nname = \"a\"\ntokn = \"x\"\n", no_env).unwrap_err();
+        assert!(err.to_string().contains("tokn"), "{err}");
+    }
+
+    #[test]
+    fn a_key_on_two_bots_names_both_bots_but_not_the_key() {
+        let err = load_text(
+            "[[bots]]\nname = \"a\"\napi_keys = [\"sekrit-key\"]\n\
+             [[bots]]\nname = \"b\"\ndeprecated_api_keys = [\"sekrit-key\"]\n",
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bot `a`") && err.contains("bot `b`"), "{err}");
+        assert!(!err.contains("sekrit"), "{err}");
+        let err = load_text(
+            "[api]\nadmin_keys = [\"sekrit-key\"]\n[[bots]]\nname = \"a\"\napi_keys = [\"sekrit-key\"]\n",
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("bot `a`") && err.contains("admin_keys"),
+            "{err}"
+        );
+        assert!(!err.contains("sekrit"), "{err}");
+        let err = load_text("[[bots]]\nname = \"a\"\napi_keys = [\"\"]\n", no_env).unwrap_err();
+        assert!(err.to_string().contains("empty API key"), "{err}");
+    }
+
+    #[test]
+    fn a_bot_token_comes_from_the_file_the_token_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("shop.token");
+        fs::write(&token_file, "7:from-file\n").unwrap();
+        let text = format!(
+            "[[bots]]\nname = \"shop\"\nbot_token_file = \"{}\"\n[[bots]]\nname = \"news\"\n",
+            token_file.display()
+        );
+        let config = load_text(&text, no_env).unwrap();
+        assert_eq!(config.bots[0].token().unwrap().expose(), "7:from-file");
+        let err = config.bots[1].token().unwrap_err().to_string();
+        assert!(err.contains("TELEGATE_BOTS__NEWS__BOT_TOKEN"), "{err}");
+        let env =
+            |name: &str| (name == "TELEGATE_BOTS__SHOP__BOT_TOKEN").then(|| "8:env".to_owned());
+        let config = load_text(&text, env).unwrap();
+        assert_eq!(config.bots[0].token().unwrap().expose(), "8:env");
+        let missing = BotConfig {
+            bot_token_file: Some(dir.path().join("absent")),
+            ..BotConfig::new(BotName::new("x").unwrap(), None)
+        };
+        let err = missing.token().unwrap_err().to_string();
+        assert!(err.contains("bot `x`") && err.contains("absent"), "{err}");
+        let err = load_text(
+            "[[bots]]\nname = \"a\"\nbot_token = \"1:x\"\nbot_token_file = \"/f\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_bot_limit_of_zero_is_named_with_its_bot() {
+        let err = load_text(
+            "[[bots]]\nname = \"a\"\n[bots.limits]\nbot_per_second = 0\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("bot `a`: `limits.bot_per_second`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bot_keys_never_print() {
+        let config = Config::parse(
+            "[api]\nadmin_keys = [\"adm-sekrit\"]\n[[bots]]\nname = \"a\"\napi_keys = [\"key-sekrit\"]\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sekrit"), "{debug}");
+    }
+
+    #[test]
+    fn the_legacy_session_moves_to_the_default_bots_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.prepare().unwrap();
+        let legacy = state.sessions().join("bot.session");
+        fs::write(&legacy, "old").unwrap();
+        state.migrate_legacy_session().unwrap();
+        let target = state.bot_session(&BotName::default_bot());
+        assert_eq!(target, dir.path().join("sessions/default.session"));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
+        assert!(!legacy.exists());
+        // A second run (or a session already in place) changes nothing.
+        fs::write(&legacy, "stale").unwrap();
+        state.migrate_legacy_session().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
     }
 }

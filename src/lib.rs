@@ -7,25 +7,32 @@
 
 pub mod api;
 pub mod bot_state;
+pub mod bots;
 pub mod callbacks;
 pub mod chat;
+pub mod chat_action;
 pub mod cli;
+pub mod cm;
 pub mod config;
 pub mod download;
 pub mod error;
 pub mod events;
+pub mod formatting;
 pub mod inbound;
 pub mod interactive;
 pub mod limits;
 pub mod media;
 pub mod messages;
 pub mod metrics;
+pub mod operations;
 pub mod outgoing;
 pub mod private_file;
 pub mod queue;
 pub mod sandbox;
+pub mod send_options;
 pub mod sender;
 pub mod session;
+pub mod systemd;
 pub mod telegram;
 pub mod whatsapp;
 

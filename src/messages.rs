@@ -30,6 +30,7 @@ use crate::chat::ChatId;
 use crate::error::{ApiError, ErrorCode};
 use crate::interactive::{self, Document, Json, Markup, Object, Path};
 use crate::media::Media;
+use crate::send_options::{self, SendOptions};
 
 /// A caption (text under a media item): at most 1024 UTF-16 code units.
 pub const CAPTION_MAX: usize = 1024;
@@ -52,7 +53,12 @@ pub struct MessagesRequest {
     reply_markup: Option<Markup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     intercom_teammate_id: Option<String>,
+    #[serde(flatten)]
+    options: SendOptions,
 }
+
+/// A client reference: at most this many characters (CM.com's limit).
+pub const REFERENCE_MAX: usize = 32;
 
 /// One Telegram message of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +81,13 @@ pub enum Content<'a> {
 }
 
 impl MessagesRequest {
-    const FIELDS: &[&str] = &[
+    const OWN_FIELDS: &[&str] = &[
         "destination_user_id",
         "text",
         "media",
         "reply_markup",
         "intercom_teammate_id",
+        "reference",
     ];
 
     /// Parses and validates a request body (seed error codes 1, 4, 5).
@@ -95,33 +102,92 @@ impl MessagesRequest {
 
     fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
         let root = Path::root("");
-        let body = Object::new(value, &root, Self::FIELDS)?;
+        let body = Object::any_fields(value, &root)?;
+        body.deny_unknown(&[Self::OWN_FIELDS, send_options::FIELDS].concat())?;
         let destination_user_id = interactive::read_chat_id(&body, "destination_user_id")?;
-        let text = body.opt_str("text")?;
-        if let Some(text) = text {
-            interactive::message_text(text, &body.path_of("text"))?;
+        let mode = SendOptions::parse_mode(&body)?;
+        let formatted = body
+            .opt_str("text")?
+            .map(|text| {
+                let path = body.path_of("text");
+                let formatted = SendOptions::format(mode, text, &path)?;
+                interactive::message_text(&formatted.text, &path)?;
+                Ok::<_, ApiError>(formatted)
+            })
+            .transpose()?;
+        if mode.is_some() && formatted.is_none() {
+            return Err(body
+                .path_of("parse_mode")
+                .broken("needs a `text` to apply to"));
         }
+        let options = SendOptions::read(&body, formatted.as_ref())?;
+        let text = formatted.map(|formatted| formatted.text);
         let media = match body.get("media") {
             Some(media) => read_media(media, &body.path_of("media"))?,
             None => Vec::new(),
         };
-        if text.is_none() && media.is_empty() {
-            return Err(ApiError {
-                code: ErrorCode::Missing,
-                message: "missing required field: give `text` or `media` (or both)".to_owned(),
-            });
-        }
         let reply_markup = body
             .get("reply_markup")
             .map(|markup| Markup::from_reply_markup_tree(markup, &body.path_of("reply_markup")))
             .transpose()?;
+        let mut request = Self::compose(destination_user_id, text, media, &["text", "media"])?;
+        request.reply_markup = reply_markup;
+        request.intercom_teammate_id = body.opt_str("intercom_teammate_id")?.map(str::to_owned);
+        request.options = options;
+        Ok(request)
+    }
+
+    /// Formatting, reply, flags, correlation and schedule.
+    pub fn options(&self) -> &SendOptions {
+        &self.options
+    }
+
+    /// A request of already checked `text` and `media` for `destination`,
+    /// as another envelope (CM.com's, [`crate::cm`]) maps onto it: at least
+    /// one of them, at most [`MEDIA_MAX`] media items. `names` are the two
+    /// fields as the envelope calls them, for the error.
+    pub(crate) fn compose(
+        destination: ChatId,
+        text: Option<String>,
+        media: Vec<Media>,
+        names: &[&str; 2],
+    ) -> Result<Self, ApiError> {
+        if text.is_none() && media.is_empty() {
+            return Err(ApiError {
+                code: ErrorCode::Missing,
+                message: format!(
+                    "missing required field: give `{}` or `{}` (or both)",
+                    names[0], names[1]
+                ),
+            });
+        }
+        if media.len() > MEDIA_MAX {
+            return Err(ApiError::rejected(format!(
+                "`{}` must hold 1–{MEDIA_MAX} media items, got {}",
+                names[1],
+                media.len()
+            )));
+        }
         Ok(MessagesRequest {
-            destination_user_id,
-            text: text.map(str::to_owned),
+            destination_user_id: destination,
+            text,
             media,
-            reply_markup,
-            intercom_teammate_id: body.opt_str("intercom_teammate_id")?.map(str::to_owned),
+            reply_markup: None,
+            intercom_teammate_id: None,
+            options: SendOptions::default(),
         })
+    }
+
+    /// The same request with the client's `reference` (checked by
+    /// [`reference_rule`]).
+    pub(crate) fn with_reference(mut self, reference: Option<String>) -> Self {
+        self.options.set_reference(reference);
+        self
+    }
+
+    /// The client's reference, if it gave one.
+    pub fn reference(&self) -> Option<&str> {
+        self.options.reference()
     }
 
     /// The chat the messages go to.
@@ -192,6 +258,18 @@ impl MessagesRequest {
     pub fn part_count(&self) -> u16 {
         u16::try_from(self.parts().len()).unwrap_or(u16::MAX)
     }
+}
+
+/// A client reference: not blank, at most [`REFERENCE_MAX`] characters.
+pub(crate) fn reference_rule(reference: &str, path: &Path<'_>) -> Result<String, ApiError> {
+    interactive::not_blank(reference, path)?;
+    let chars = reference.chars().count();
+    if chars > REFERENCE_MAX {
+        return Err(path.broken(format_args!(
+            "is {chars} characters; a reference is at most {REFERENCE_MAX}"
+        )));
+    }
+    Ok(reference.to_owned())
 }
 
 /// `media`: a list of 1–[`MEDIA_MAX`] media objects, or one media object

@@ -108,13 +108,24 @@ impl SessionStore {
     ) -> Result<Self, SessionError> {
         let store = Self::open(path)?;
         store.write_home_dc(dc_id)?;
-        store.write_dc_option(&DcOption {
+        store.add_dc(dc_id, addr, auth_key)?;
+        Ok(store)
+    }
+
+    /// Records DC `dc_id` at `addr` with a provisioned auth key (the
+    /// sandbox's other DCs), leaving the home DC as it is.
+    pub fn add_dc(
+        &self,
+        dc_id: i32,
+        addr: SocketAddrV4,
+        auth_key: [u8; 256],
+    ) -> Result<(), SessionError> {
+        self.write_dc_option(&DcOption {
             id: dc_id,
             ipv4: addr,
             ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
             auth_key: Some(auth_key),
-        })?;
-        Ok(store)
+        })
     }
 
     /// Points the home DC at `addr`, keeping its auth key (the config's
@@ -128,6 +139,20 @@ impl SessionStore {
             ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
             auth_key,
         })
+    }
+
+    /// Records a sign-in done elsewhere: `me` as the signed-in account and
+    /// `state` as its update state, unless the session already has an
+    /// update state (it is never moved back). Returns whether it wrote. The
+    /// sandbox uses it so that a worker's first start catches up from the
+    /// moment the sandbox made the bot.
+    pub fn record_sign_in(&self, me: PeerInfo, state: UpdatesState) -> Result<bool, SessionError> {
+        if self.read_updates_state()?.pts != 0 {
+            return Ok(false);
+        }
+        self.write_peer(me)?;
+        self.write_update_state(UpdateState::All(state))?;
+        Ok(true)
     }
 
     /// Whether a user (the bot) is signed in with this session.

@@ -20,7 +20,9 @@ use super::answer::{self, Failure};
 use super::jobs;
 use super::query::Query;
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::chat::ChatId;
+use crate::config::Respond;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::outgoing::{self, Outgoing};
@@ -42,38 +44,53 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
-    /// Those messages' requests, in `outgoing`'s stored form.
-    pub wire: Vec<u8>,
+    /// Those messages' requests, in `outgoing`'s stored form (`None`: built
+    /// when the job goes out, as an edit or delete is).
+    pub wire: Option<Vec<u8>>,
+    /// `send_at`: not before then.
+    pub not_before: Option<crate::queue::Timestamp>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
 pub async fn post_interactive(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept(
-        &api,
-        &request_id,
-        query,
-        &headers,
-        body,
-        validate_interactive,
-    )
-    .await
+    let request = Enqueue {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
+        interactive: true,
+    };
+    request
+        .accept(query, &headers, body, validate_interactive)
+        .await
+}
+
+/// One enqueueing request, before its body is read.
+pub struct Enqueue<'a> {
+    pub api: &'a ApiState,
+    pub request_id: &'a RequestId,
+    pub caller: &'a Caller,
+    /// `POST /api/v1/telegram/interactive`, which a bot with
+    /// `interactive = false` may not use.
+    pub interactive: bool,
 }
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
     let requests = outgoing::interactive(&request);
-    Validated::new(
+    Ok(Validated::new(
         request.destination(),
         JobKind::Interactive,
         &request,
         &requests,
-    )
+    )?
+    .held_until(request.options().send_at()))
 }
 
 impl Validated {
@@ -102,48 +119,122 @@ impl Validated {
             kind,
             payload,
             parts,
-            wire: outgoing::encode(requests),
+            wire: Some(outgoing::encode(requests)),
+            not_before: None,
         })
+    }
+
+    /// A one-part job of `kind` for `chat` whose request is built when it
+    /// goes out (it names a message whose Telegram id is not known yet).
+    pub fn built_at_send(
+        chat: ChatId,
+        kind: JobKind,
+        request: &impl serde::Serialize,
+    ) -> Result<Self, ApiError> {
+        let payload = serde_json::to_string(request)
+            .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        Ok(Validated {
+            chat,
+            kind,
+            payload,
+            parts: 1,
+            wire: None,
+            not_before: None,
+        })
+    }
+
+    /// Held until `at` (`send_at`), if given.
+    pub fn held_until(mut self, at: Option<crate::queue::Timestamp>) -> Self {
+        self.not_before = at;
+        self
     }
 }
 
-/// Everything an enqueueing endpoint does once it knows how to `validate`.
-pub async fn accept(
-    api: &ApiState,
-    request_id: &RequestId,
-    query: Option<String>,
-    headers: &HeaderMap,
-    body: Body,
-    validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
-) -> Response {
-    match enqueue(api, request_id, query, headers, body, validate).await {
-        Ok(response) => response,
-        Err(failure) => failure.answer(request_id),
+impl Validated {
+    /// The job to store for `bot`, made by the request `request_id`.
+    pub fn into_job(
+        self,
+        request_id: &RequestId,
+        bot: String,
+        idempotency_key: Option<String>,
+    ) -> NewJob {
+        NewJob {
+            request_id: request_id.to_string(),
+            bot,
+            chat: self.chat,
+            kind: self.kind,
+            payload: self.payload,
+            parts: self.parts,
+            idempotency_key,
+            wire: self.wire,
+            not_before: self.not_before,
+        }
+    }
+}
+
+impl Enqueue<'_> {
+    /// Everything an enqueueing endpoint does once it knows how to
+    /// `validate`.
+    pub async fn accept(
+        &self,
+        query: Option<String>,
+        headers: &HeaderMap,
+        body: Body,
+        validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
+    ) -> Response {
+        match self.enqueue(query, headers, body, validate).await {
+            Ok(response) => response,
+            Err(failure) => failure.answer(self.request_id),
+        }
+    }
+
+    /// The bot the job goes to: the caller's, enabled, and allowed
+    /// interactive messages if this is one.
+    fn bot(&self, query: &Query) -> Result<String, Failure> {
+        let entry = self.caller.bot(&self.api.bots, query)?;
+        if !entry.is_enabled() {
+            return Err(Failure::Forbidden(format!(
+                "bot `{}` is disabled",
+                entry.name()
+            )));
+        }
+        if self.interactive && !entry.is_interactive() {
+            return Err(Failure::Forbidden(format!(
+                "interactive messages are not enabled for bot `{}` (`interactive = false`)",
+                entry.name()
+            )));
+        }
+        Ok(entry.name().to_string())
+    }
+
+    async fn enqueue(
+        &self,
+        query: Option<String>,
+        headers: &HeaderMap,
+        body: Body,
+        validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
+    ) -> Result<Response, Failure> {
+        let (api, request_id) = (self.api, self.request_id);
+        let query = Query::parse(query.as_deref(), &["wait"])?;
+        let bot = self.bot(&query)?;
+        let wait = query.wait()?;
+        enqueue(api, request_id, bot, wait, headers, body, validate).await
     }
 }
 
 async fn enqueue(
     api: &ApiState,
     request_id: &RequestId,
-    query: Option<String>,
+    bot: String,
+    wait: Option<Duration>,
     headers: &HeaderMap,
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
 ) -> Result<Response, Failure> {
-    let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
-    let job = NewJob {
-        request_id: request_id.to_string(),
-        bot: crate::queue::DEFAULT_BOT.to_owned(),
-        chat: validated.chat,
-        kind: validated.kind,
-        payload: validated.payload,
-        parts: validated.parts,
-        idempotency_key,
-        wire: Some(validated.wire),
-    };
+    let job = validated.into_job(request_id, bot, idempotency_key);
     let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
     if !enqueued.duplicate {
@@ -152,9 +243,12 @@ async fn enqueue(
             .get_or_create(&crate::metrics::bot_label(&bot))
             .inc();
     }
-    let mut response = match wait {
-        Some(wait) => settle(api, request_id, enqueued, wait).await?,
-        None => queued(request_id, enqueued),
+    let mut response = match (wait, api.respond) {
+        (Some(wait), _) => settle(api, request_id, enqueued, wait).await?,
+        (None, Respond::Sent) => {
+            settle_as(api, request_id, enqueued, api.respond_timeout, Shape::Seed).await?
+        }
+        (None, Respond::Queued) => queued(request_id, enqueued),
     };
     if enqueued.duplicate {
         response
@@ -184,7 +278,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The whole body, or 413 past `limit` bytes.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, Failure> {
+pub(super) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -214,13 +312,38 @@ pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     )
 }
 
+/// How a settled job's 201 or 400 reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `?wait=`: the seed's fields plus `job_id` (and `telegram_error`).
+    WithJob,
+    /// `[api] respond = "sent"`: exactly the Octopods seed's fields, so its
+    /// clients see what they were written for.
+    Seed,
+}
+
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
+/// (`?wait=`'s answer: with `job_id`).
 pub(super) async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,
     wait: Duration,
+) -> Result<Response, Failure> {
+    settle_as(api, request_id, enqueued, wait, Shape::WithJob).await
+}
+
+/// [`settle`], answering in `shape`.
+///
+/// The job is already durable when this starts: a client that gives up
+/// waiting loses nothing, and a 201 is never work the store could lose.
+async fn settle_as(
+    api: &ApiState,
+    request_id: &RequestId,
+    enqueued: Enqueued,
+    wait: Duration,
+    shape: Shape,
 ) -> Result<Response, Failure> {
     let mut stopping = api.stopping.clone();
     let stopped = async move {
@@ -240,12 +363,20 @@ pub(super) async fn settle(
     Ok(match (job.state, &job.error) {
         (JobState::Sent, _) => {
             let mut body = jobs::sent(&job);
-            body["job_id"] = json!(job.id);
+            if shape == Shape::WithJob {
+                body["job_id"] = json!(job.id);
+            }
             answer::json(request_id, StatusCode::CREATED, body)
         }
         (JobState::Failed, Some(error)) => {
-            let mut body = json!(error);
-            body["job_id"] = json!(job.id);
+            let body = match shape {
+                Shape::WithJob => {
+                    let mut body = json!(error);
+                    body["job_id"] = json!(job.id);
+                    body
+                }
+                Shape::Seed => error.to_api_error().to_json(),
+            };
             answer::json(request_id, StatusCode::BAD_REQUEST, body)
         }
         (state, _) => queued(

@@ -9,10 +9,12 @@
 //! is announced on a broadcast channel, so waiters and the worker wake
 //! without polling.
 
+mod cancel;
 mod consumer;
 mod expiry;
 pub mod job;
 mod read;
+mod recent;
 mod retry;
 mod schema;
 mod store;
@@ -40,6 +42,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 #[cfg(test)]
 pub(crate) use schema::migrate_to;
 
+use recent::RecentSent;
 use store::Readers;
 use writer::Writer;
 
@@ -78,6 +81,15 @@ pub enum QueueError {
     },
     #[error("a job needs at least one part")]
     NoParts,
+    #[error(
+        "job {id} is {state}{}: only a queued job with nothing sent yet can be cancelled",
+        if *sent_parts > 0 { format!(" with {sent_parts} part(s) sent") } else { String::new() }
+    )]
+    NotCancellable {
+        id: JobId,
+        state: JobState,
+        sent_parts: i64,
+    },
 }
 
 impl QueueError {
@@ -106,6 +118,8 @@ struct Inner {
     writer: Writer,
     readers: Readers,
     events: broadcast::Sender<JobEvent>,
+    /// Messages just sent, for clicks on them.
+    recent: RecentSent,
 }
 
 impl Queue {
@@ -129,6 +143,7 @@ impl Queue {
                 writer,
                 readers: Readers::new(path),
                 events,
+                recent: RecentSent::default(),
             }),
         })
     }
@@ -146,6 +161,23 @@ impl Queue {
             .await
     }
 
+    /// Stores every job of `jobs` in one commit: all of them durable, or
+    /// none (a request naming several recipients is acknowledged whole).
+    pub async fn enqueue_all(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, QueueError> {
+        if jobs.iter().any(|job| job.parts == 0) {
+            return Err(QueueError::NoParts);
+        }
+        let now = Timestamp::now();
+        self.inner
+            .writer
+            .write(move |conn, events| {
+                jobs.iter()
+                    .map(|job| insert(conn, job, now, events))
+                    .collect()
+            })
+            .await
+    }
+
     /// One job, if it exists.
     pub async fn job(&self, id: JobId) -> Result<Option<Job>, QueueError> {
         self.read(move |conn| read::job(conn, id)).await
@@ -156,14 +188,40 @@ impl Queue {
         self.read(move |conn| read::jobs(conn, &filter)).await
     }
 
-    /// The sent message Telegram knows as `channel_message_id` in `chat`, and
-    /// the job it belongs to.
+    /// The message `bot` sent that Telegram knows as `channel_message_id` in
+    /// `chat`, and the job it belongs to.
     pub async fn sent_message(
         &self,
+        bot: &str,
         chat: ChatId,
         channel_message_id: i64,
     ) -> Result<Option<SentMessage>, QueueError> {
-        self.read(move |conn| read::sent_message(conn, chat, channel_message_id))
+        if let Some(sent) = self.inner.recent.get(bot, chat, channel_message_id) {
+            return Ok(Some(sent));
+        }
+        let bot = bot.to_owned();
+        self.read(move |conn| read::sent_message(conn, &bot, chat, channel_message_id))
+            .await
+    }
+
+    /// The job, chat and kind of telegate's message `message_id`.
+    pub async fn message(
+        &self,
+        message_id: i64,
+    ) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+        self.read(move |conn| read::message(conn, message_id)).await
+    }
+
+    /// Telegram's ids of telegate's messages `message_ids` sent to `chat`.
+    pub async fn channel_message_ids(
+        &self,
+        chat: ChatId,
+        message_ids: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, i64>, QueueError> {
+        if message_ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        self.read(move |conn| read::channel_message_ids(conn, chat, &message_ids))
             .await
     }
 
@@ -255,8 +313,8 @@ fn insert(
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
                                attempts, not_before, created_at, updated_at, wire)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, ?8)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?9, ?7, ?7, ?8)
+             ON CONFLICT (bot, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
             job.request_id,
@@ -267,6 +325,7 @@ fn insert(
             job.idempotency_key,
             now.as_millis(),
             job.wire,
+            job.not_before.map_or(now, |at| at.max(now)).as_millis(),
         ])?;
     if inserted == 0 {
         return first_with_key(conn, job);
@@ -281,6 +340,7 @@ fn insert(
         id,
         chat: job.chat,
         state: JobState::Queued,
+        bot: Some(job.bot.as_str().into()),
     });
     Ok(Enqueued {
         id,
@@ -291,8 +351,10 @@ fn insert(
 
 fn first_with_key(conn: &Connection, job: &NewJob) -> Result<Enqueued, QueueError> {
     let found = conn
-        .prepare_cached("SELECT id, state FROM jobs WHERE idempotency_key = ?1")?
-        .query_row([&job.idempotency_key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .prepare_cached("SELECT id, state FROM jobs WHERE bot = ?1 AND idempotency_key = ?2")?
+        .query_row(params![job.bot, job.idempotency_key], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
     let Some((id, state)) = found else {
         return Err(QueueError::Commit(

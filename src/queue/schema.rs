@@ -4,7 +4,7 @@
 //! open, the missing ones run in order, each in its own transaction. A
 //! migration is never edited once released: changes are new entries.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::QueueError;
 
@@ -90,6 +90,101 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE jobs ADD COLUMN wire BLOB;
     ",
+    // 4: a client may cancel a queued job: the state `cancelled`. SQLite
+    // cannot change a CHECK in place, so `jobs` is rebuilt (the documented
+    // way: new table, copy, drop, rename; foreign keys checked before the
+    // commit, see `run`).
+    "
+    CREATE TABLE jobs_with_cancel (
+        id              INTEGER PRIMARY KEY,
+        request_id      TEXT    NOT NULL,
+        bot             TEXT    NOT NULL,
+        chat            INTEGER NOT NULL,
+        kind            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL,
+        idempotency_key TEXT,
+        state           TEXT    NOT NULL
+                        CHECK (state IN ('queued', 'sending', 'sent', 'failed', 'cancelled')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        not_before      INTEGER NOT NULL,
+        error_code      INTEGER,
+        error_text      TEXT,
+        error_name      TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        wire            BLOB
+    );
+    INSERT INTO jobs_with_cancel
+        SELECT id, request_id, bot, chat, kind, payload, idempotency_key, state, attempts,
+               not_before, error_code, error_text, error_name, created_at, updated_at, wire
+        FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_with_cancel RENAME TO jobs;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_active ON jobs (chat, id) WHERE state IN ('queued', 'sending');
+    CREATE INDEX jobs_by_state ON jobs (state, id);
+    ",
+    // 5: many bots. Events, flood holds, idempotency keys and webhook
+    // progress name their bot; what was there belongs to `default` (jobs
+    // had their `bot` column from the start). A bot's line heads come from
+    // (bot, chat, id).
+    "
+    CREATE TABLE events_of_bots (
+        cursor     INTEGER PRIMARY KEY AUTOINCREMENT,
+        bot        TEXT    NOT NULL,
+        event_id   TEXT    NOT NULL,
+        chat       INTEGER NOT NULL,
+        body       TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (bot, event_id)
+    );
+    INSERT INTO events_of_bots (cursor, bot, event_id, chat, body, created_at)
+        SELECT cursor, 'default', event_id, chat, body, created_at FROM events;
+    -- Keep cursors of pruned events from being handed out again.
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'events_of_bots', seq FROM sqlite_sequence WHERE name = 'events'
+        AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events_of_bots');
+    UPDATE sqlite_sequence
+        SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))
+        WHERE name = 'events_of_bots';
+    DROP TABLE events;
+    ALTER TABLE events_of_bots RENAME TO events;
+    CREATE INDEX events_by_time ON events (created_at);
+    CREATE INDEX events_by_bot ON events (bot, cursor);
+
+    CREATE TABLE holds_of_bots (
+        bot        TEXT    NOT NULL,
+        chat       INTEGER NOT NULL,
+        not_before INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat)
+    );
+    INSERT INTO holds_of_bots SELECT 'default', chat, not_before FROM holds;
+    DROP TABLE holds;
+    ALTER TABLE holds_of_bots RENAME TO holds;
+
+    DROP INDEX jobs_idempotency_key;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (bot, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    DROP INDEX jobs_active;
+    CREATE INDEX jobs_active ON jobs (bot, chat, id) WHERE state IN ('queued', 'sending');
+
+    CREATE TABLE webhook_chats_of_bots (
+        bot       TEXT    NOT NULL,
+        chat      INTEGER NOT NULL,
+        delivered INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat)
+    );
+    INSERT INTO webhook_chats_of_bots SELECT 'default', chat, delivered FROM webhook_chats;
+    DROP TABLE webhook_chats;
+    ALTER TABLE webhook_chats_of_bots RENAME TO webhook_chats;
+    CREATE TABLE webhook_marks (
+        bot       TEXT    PRIMARY KEY,
+        delivered INTEGER NOT NULL
+    );
+    INSERT INTO webhook_marks SELECT 'default', delivered FROM webhook_mark;
+    DROP TABLE webhook_mark;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -110,10 +205,29 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), QueueError> 
             known: VERSION,
         });
     }
+    // A migration that rebuilds a table drops it first, which foreign keys
+    // would refuse (SQLite's way to change a table: keys off around the
+    // transaction, checked before it commits).
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = run(conn, found, target);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    migrated
+}
+
+fn run(conn: &mut Connection, found: u32, target: u32) -> Result<(), QueueError> {
     let migrations = MIGRATIONS.iter().take(target as usize);
     for (version, sql) in (1..).zip(migrations).skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(QueueError::Commit(format!(
+                "migration {version} left rows of `{table}` without their parent"
+            )));
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "store schema migrated");
@@ -139,5 +253,100 @@ mod tests {
             .unwrap();
         let err = migrate(&mut conn).unwrap_err();
         assert!(matches!(err, QueueError::SchemaTooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn jobs_and_parts_survive_the_rebuild_that_allows_cancelled_v4() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, not_before,
+                               created_at, updated_at)
+             VALUES (7, 'r', 'default', 42, 'interactive', '{}', 'queued', 0, 0, 0);
+             INSERT INTO parts (job_id, seq, random_id) VALUES (7, 0, 99);",
+        )
+        .unwrap();
+        let refused = conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 7", []);
+        assert!(refused.is_err(), "v3 has no cancelled state");
+
+        migrate(&mut conn).unwrap();
+        conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 7", [])
+            .unwrap();
+        let (state, random_id): (String, i64) = conn
+            .query_row(
+                "SELECT j.state, p.random_id FROM jobs j JOIN parts p ON p.job_id = j.id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), random_id), ("cancelled", 99));
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .unwrap();
+        assert!(enforced, "foreign keys are on again after migrating");
+        let orphan = conn.execute(
+            "INSERT INTO parts (job_id, seq, random_id) VALUES (8, 0, 1)",
+            [],
+        );
+        assert!(orphan.is_err(), "parts still need their job");
+    }
+
+    #[test]
+    fn rows_of_the_one_bot_store_belong_to_default_after_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
+                               not_before, created_at, updated_at)
+                 VALUES ('r', 'default', 5, 'interactive', '{}', 'key-1', 'queued', 0, 0, 0);
+             INSERT INTO events (event_id, chat, body, created_at) VALUES ('e1', 5, '{}', 0);
+             INSERT INTO events (event_id, chat, body, created_at) VALUES ('e2', 5, '{}', 0);
+             DELETE FROM events WHERE event_id = 'e2';
+             INSERT INTO holds (chat, not_before) VALUES (5, 99);
+             INSERT INTO webhook_chats (chat, delivered) VALUES (5, 1);
+             INSERT INTO webhook_mark (id, delivered) VALUES (0, 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let bot_of = |sql: &str| -> String { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(
+            bot_of("SELECT bot FROM events WHERE event_id = 'e1'"),
+            "default"
+        );
+        assert_eq!(bot_of("SELECT bot FROM holds WHERE chat = 5"), "default");
+        assert_eq!(
+            bot_of("SELECT bot FROM webhook_chats WHERE chat = 5"),
+            "default"
+        );
+        assert_eq!(bot_of("SELECT bot FROM webhook_marks"), "default");
+        // The pruned event's cursor (2) is not handed out again.
+        conn.execute(
+            "INSERT INTO events (bot, event_id, chat, body, created_at) VALUES ('a', 'e3', 5, '{}', 0)",
+            [],
+        )
+        .unwrap();
+        let cursor: i64 = conn
+            .query_row(
+                "SELECT cursor FROM events WHERE event_id = 'e3'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(cursor, 3);
+        // An idempotency key is per bot now.
+        conn.execute(
+            "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
+                               not_before, created_at, updated_at)
+                 VALUES ('r', 'other', 5, 'interactive', '{}', 'key-1', 'queued', 0, 0, 0)",
+            [],
+        )
+        .unwrap();
     }
 }

@@ -46,11 +46,31 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
-        World::start_with_env(pace, config, &[]).await
+        World::start_prepared(pace, config, &[], |_, _| {}).await
     }
 
     /// [`World::start_with`], the worker's environment given `env` too.
     pub async fn start_with_env(pace: Pace, config: &str, env: &[(&str, &str)]) -> World {
+        World::start_prepared(pace, config, env, |_, _| {}).await
+    }
+
+    /// [`World::start_with_env`], calling `prepare` with the state
+    /// directory and the sandbox once the worker's files are written, before
+    /// it starts (e.g. to provision more bots' sessions).
+    pub async fn start_prepared(
+        pace: Pace,
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path, &Sandbox),
+    ) -> World {
+        let mut world = World::offline(pace, config).await;
+        prepare(world.dir.path(), &world.sandbox);
+        world.worker = Some(Worker::start_with_env(world.dir.path(), env).await);
+        world
+    }
+
+    /// The sandbox and the worker's files, the worker not started yet.
+    pub async fn offline(pace: Pace, config: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let limits = match pace {
             Pace::Unlimited => {
@@ -71,14 +91,18 @@ impl World {
         .unwrap();
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
         write_worker_files(dir.path(), &sandbox).unwrap();
-        let worker = Worker::start_with_env(dir.path(), env).await;
         let client = Client::new(dir.path().join("telegate.sock"));
         World {
             dir,
             sandbox,
-            worker: Some(worker),
+            worker: None,
             client,
         }
+    }
+
+    /// Starts (or restarts) the worker and waits until it is ready.
+    pub async fn start_worker(&mut self) {
+        self.worker = Some(Worker::start(self.dir.path()).await);
     }
 
     /// `n` users who have each written to the bot.
@@ -91,6 +115,7 @@ impl World {
                         id: None,
                         first_name: format!("User {i}"),
                         username: None,
+                        lang_code: None,
                     })
                     .unwrap();
                 telegram
@@ -174,6 +199,46 @@ impl World {
         for (user, texts) in expected {
             assert_eq!(self.bot_texts(user), texts, "chat of user {user}");
         }
+    }
+
+    /// The inbound events after `cursor`, over the socket, waiting up to
+    /// `wait` seconds for the first (nothing while no worker answers).
+    pub async fn events(&self, cursor: i64, wait: u32) -> Vec<Value> {
+        let path = format!("/api/v1/events?after={cursor}&wait={wait}&limit=1000");
+        let Ok(answer) = self.client.get(&path).await else {
+            return Vec::new();
+        };
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        std::str::from_utf8(&answer.body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Reads events from `cursor` on until `done` says the ones read so far
+    /// are enough; returns them (and moves `cursor` past them).
+    pub async fn read_events_until(
+        &self,
+        cursor: &mut i64,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut read = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        while !done(&read) {
+            assert!(
+                Instant::now() < deadline,
+                "events never came: {} read, the last {:?}; the worker's log:\n{}",
+                read.len(),
+                read.last(),
+                self.worker.as_ref().map(Worker::log).unwrap_or_default()
+            );
+            for line in self.events(*cursor, 1).await {
+                *cursor = line["cursor"].as_i64().unwrap();
+                read.push(line["event"].clone());
+            }
+        }
+        read
     }
 
     pub fn worker(&mut self) -> &mut Worker {
@@ -279,7 +344,7 @@ impl Worker {
     /// Starts `telegate run` over `dir` without waiting for it.
     pub fn spawn(dir: &Path, env: &[(&str, &str)]) -> Worker {
         let log = dir.join(format!("worker-{}.log", rand_suffix()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
+        let mut command = Command::new(telegate_bin());
         command
             .arg("--state-dir")
             .arg(dir)
@@ -325,4 +390,14 @@ impl Drop for Worker {
 fn rand_suffix() -> u32 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     u32::try_from(NEXT.fetch_add(1, Ordering::Relaxed)).unwrap()
+}
+
+/// The `telegate` binary to run: `TELEGATE_TEST_BIN` if set (worktrees that
+/// share one target directory overwrite each other's
+/// `target/debug/telegate`; a copy of one's own is safe), else Cargo's.
+pub fn telegate_bin() -> PathBuf {
+    std::env::var_os("TELEGATE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_telegate")),
+        PathBuf::from,
+    )
 }
