@@ -207,6 +207,7 @@ fn demo_user(world: &World) -> AccountId {
             id: None,
             first_name: "Ada".into(),
             username: Some("ada_demo".into()),
+            lang_code: None,
         })
         .unwrap()
         .id;

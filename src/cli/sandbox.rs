@@ -18,7 +18,7 @@
 //! (kept across restarts), and `sessions/botK.session`.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -425,16 +425,7 @@ fn write_document(path: &Path, document: &toml::Table) -> Result<(), SandboxCliE
         reason,
     };
     let text = toml::to_string(document).map_err(|e| config_error(e.to_string()))?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(private_file::MODE)
-        .open(path)
-        .map_err(|e| config_error(e.to_string()))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| config_error(e.to_string()))?;
-    private_file::create(path).map_err(|e| config_error(e.to_string()))
+    private_file::write(path, text.as_bytes()).map_err(|e| config_error(e.to_string()))
 }
 
 /// Sets the `[telegram]` table of the TOML config at `path`, keeping the rest.
@@ -495,6 +486,7 @@ mod tests {
             web: web.map(str::to_owned),
             web_public: public,
             no_limits: false,
+            bots: 1,
         }
     }
 

@@ -141,7 +141,7 @@ impl Sandbox {
                 traffic,
                 dc_addrs,
             };
-                        if let Some(options) = options.web {
+            if let Some(options) = options.web {
                 let worker_socket = crate::config::StateDir::new(&dir).socket();
                 let running =
                     web::start(options, control.clone(), worker_socket, stopped.clone()).await?;
