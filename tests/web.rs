@@ -299,7 +299,8 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
                 "reply_markup": {"inline_keyboard": [
                     [{"text": "Yes", "callback_data": "yes", "answer": {"text": "Great, enjoy it!"}},
                      {"text": "No", "callback_data": "no", "answer": {"text": "Sorry! We'll look into it.", "alert": true}}],
-                    [{"text": "Track it", "url": "https://example.com/track"}]
+                    [{"text": "Track it", "url": "https://example.com/track"},
+                     {"text": "Later", "callback_data": "later"}]
                 ]}
             }
         }),
@@ -312,15 +313,30 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         Some("https://example.com/track")
     );
 
-    // A click spins until the stored answer comes, shown as a toast.
+    // A click spins while it waits for the bot: a button without a stored
+    // answer waits for a consumer until the deadline.
+    click(browser, ".ikb[data-data='later']").await;
+    element(browser, ".ikb.pending[data-data='later']").await;
+    // A stored answer comes at once, shown as a toast.
     yes.click().await.unwrap();
-    element(browser, ".ikb.pending[data-data='yes']").await;
     text_until(browser, "#toast.show", |t| t == "Great, enjoy it!").await;
     save_screenshot(browser, shots, "sandbox-web-chat.png").await;
     assert!(
-        browser.find(Locator::Css(".ikb.pending")).await.is_err(),
+        browser
+            .find(Locator::Css(".ikb.pending[data-data='yes']"))
+            .await
+            .is_err(),
         "the spinner stops with the answer"
     );
+    // The unanswered click ends too (empty answer at the deadline).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.find(Locator::Css(".ikb.pending")).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the spinner never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // An alert answer is a dialog.
     click(browser, ".ikb[data-data='no']").await;
     text_until(browser, "dialog#alert[open] #alert-text", |t| {
