@@ -12,6 +12,12 @@
 //! `CallbackQuery::answer`, carries a `url`). Query ids already seen are
 //! remembered for a while, so a repeated update is not answered twice and a
 //! consumer that is too late learns so.
+//!
+//! Every click's task runs on the answerer's own [`TaskTracker`]. When the
+//! connection closes (its `closing` token), a click still waiting for a
+//! consumer is answered at once (empty, unless a consumer answered), so no
+//! user is left with a spinner by a stop; [`CallbackAnswerer::answered_all`]
+//! waits for the last answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +26,8 @@ use std::time::{Duration, Instant};
 use grammers_client::Client;
 use grammers_mtsender::InvocationError;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::chat::ChatId;
 use crate::interactive::{CallbackAnswer, InteractiveRequest};
@@ -104,6 +112,10 @@ struct Inner {
     queries: Mutex<Queries>,
     /// The bot whose clicks these are (its stored answers, its metrics).
     bot: String,
+    /// Cancelled when the connection closes: nobody waits for consumers.
+    closing: CancellationToken,
+    /// Every click's task.
+    tasks: TaskTracker,
 }
 
 /// Answers clicks; clones share the same queries.
@@ -116,13 +128,24 @@ impl CallbackAnswerer {
     /// Answers through `client`, looking stored answers up in `queue`;
     /// consumers have `deadline` to answer.
     pub fn new(client: Client, queue: Queue, deadline: Duration) -> Self {
-        Self::for_bot(client, queue, deadline, crate::queue::DEFAULT_BOT)
+        let closing = CancellationToken::new();
+        Self::for_bot(client, queue, deadline, crate::queue::DEFAULT_BOT, closing)
     }
 
-    /// [`CallbackAnswerer::new`] for the bot named `bot` (in the metrics).
-    pub fn for_bot(client: Client, queue: Queue, deadline: Duration, bot: &str) -> Self {
+    /// [`CallbackAnswerer::new`] for the bot named `bot` (in the metrics),
+    /// until `closing`: from then on every click is answered without
+    /// waiting for a consumer.
+    pub fn for_bot(
+        client: Client,
+        queue: Queue,
+        deadline: Duration,
+        bot: &str,
+        closing: CancellationToken,
+    ) -> Self {
         CallbackAnswerer {
             inner: Arc::new(Inner {
+                closing,
+                tasks: TaskTracker::new(),
                 bot: bot.to_owned(),
                 client,
                 queue,
@@ -162,11 +185,24 @@ impl CallbackAnswerer {
             chat = %query.chat,
             query_id = query.query_id
         );
-        tokio::spawn(tracing::Instrument::instrument(
+        self.inner.tasks.spawn(tracing::Instrument::instrument(
             async move { answerer.answer_in_time(query, rx).await },
             span,
         ));
         true
+    }
+
+    /// Waits until every click taken so far is answered (or its answer
+    /// given up). Once `closing` is cancelled that is soon: nothing waits
+    /// for a consumer, and a failed answer is not retried.
+    pub async fn answered_all(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Clicks taken and not answered yet.
+    pub fn pending(&self) -> usize {
+        self.inner.tasks.len()
     }
 
     /// A consumer's answer to `query_id`, taken if the deadline has not
@@ -216,14 +252,23 @@ impl CallbackAnswerer {
                 Some(consumer) => (consumer, Source::Consumer),
                 None => (answer, source),
             },
-            // No stored answer: the consumer has until the deadline.
-            None => match tokio::time::timeout(self.inner.deadline, &mut rx).await {
-                Ok(Ok(answer)) => (answer, Source::Consumer),
-                Ok(Err(_)) | Err(_) => match self.settle(query_id, Source::Empty, &mut rx) {
-                    Some(consumer) => (consumer, Source::Consumer),
-                    None => (CallbackAnswer::default(), Source::Empty),
-                },
-            },
+            // No stored answer: the consumer has until the deadline (or
+            // until the connection closes).
+            None => {
+                let waited = tokio::select! {
+                    waited = tokio::time::timeout(self.inner.deadline, &mut rx) => {
+                        waited.ok().and_then(Result::ok)
+                    }
+                    () = self.inner.closing.cancelled() => None,
+                };
+                match waited {
+                    Some(answer) => (answer, Source::Consumer),
+                    None => match self.settle(query_id, Source::Empty, &mut rx) {
+                        Some(consumer) => (consumer, Source::Consumer),
+                        None => (CallbackAnswer::default(), Source::Empty),
+                    },
+                }
+            }
         };
         let sent = self.send(query_id, &answer).await;
         let metrics = crate::metrics::metrics();
@@ -292,7 +337,8 @@ impl CallbackAnswerer {
     /// down (each try bounded by [`ANSWER_TRY_TIMEOUT`], so a dead
     /// connection that the watchdog replaces does not hold the answer) and
     /// through a `FLOOD_WAIT`, until [`ANSWER_WINDOW`] after the click.
-    /// Telegram's own refusals (`QUERY_ID_INVALID`, ...) are final.
+    /// Telegram's own refusals (`QUERY_ID_INVALID`, ...) are final, and so
+    /// is any failure once the connection is closing.
     async fn send(&self, query_id: i64, answer: &CallbackAnswer) -> Result<(), InvocationError> {
         let request = answer.to_tl(query_id);
         let give_up = Instant::now() + ANSWER_WINDOW;
@@ -312,7 +358,8 @@ impl CallbackAnswerer {
                 InvocationError::Dropped(_) | InvocationError::Io(_) => pause,
                 _ => return Err(error),
             };
-            if Instant::now() + wait >= give_up {
+            // Closing: one try left, the connection is about to go.
+            if Instant::now() + wait >= give_up || self.inner.closing.is_cancelled() {
                 return Err(error);
             }
             tracing::debug!(query_id, %error, "click answer not delivered yet; retrying");

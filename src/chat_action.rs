@@ -21,7 +21,7 @@ use grammers_tl_types as tl;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::chat::{ChatId, Peer};
+use crate::chat::ChatId;
 use crate::queue::{JobEvent, JobState, Queue};
 use crate::telegram::Telegram;
 
@@ -304,12 +304,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// `messages.setTyping` with `action` in `chat`.
 async fn send(telegram: &Telegram, chat: ChatId, action: ChatAction) {
-    let access_hash = match chat.peer() {
-        Peer::User(user_id) => telegram.user_access_hash(user_id).await,
-        Peer::Group(_) | Peer::Channel(_) => 0,
-    };
     let request = tl::functions::messages::SetTyping {
-        peer: chat.input_peer(access_hash),
+        peer: telegram.input_peer(chat).await,
         top_msg_id: None,
         action: action.to_tl(),
     };

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use grammers_client::client::UpdateStream;
 use grammers_client::peer::{Peer as PeerInfo, PeerMap};
+use grammers_mtsender::InvocationError;
 use grammers_session::Session;
 use grammers_session::types::{PeerId, UpdateState};
 use grammers_session::updates::{MessageBox, State};
 use grammers_tl_types as tl;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
@@ -56,6 +58,8 @@ pub enum InboundError {
     Session(#[from] SessionError),
     #[error("the inbound pipeline stopped unexpectedly")]
     Stopped,
+    #[error("Telegram signed the session out ({0})")]
+    SignedOut(String),
 }
 
 /// What the pipeline works with.
@@ -77,19 +81,35 @@ struct Taken {
     peers: PeerMap,
 }
 
-/// Runs until the store fails (stream failures are retried); shutting down
-/// is dropping the future (everything recorded is durable, the rest is
-/// fetched again on the next start).
-pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), InboundError> {
+/// Runs until the store fails, Telegram signs the session out, or `stop`
+/// (other stream failures are retried). At `stop` the reader takes no
+/// more updates and the recorder commits what it was handed and saves the
+/// state that covers it before this returns; nothing runs on after it.
+/// Dropping the future instead loses nothing either (what was not
+/// recorded is fetched again on the next start).
+pub async fn run(
+    mut stream: UpdateStream,
+    inbound: Inbound,
+    stop: CancellationToken,
+) -> Result<(), InboundError> {
     let (tx, rx) = mpsc::channel(BACKLOG);
-    let recorder = tokio::spawn(record(rx, inbound.clone()));
-    let read = async {
+    let recorder = record(rx, inbound.clone());
+    // Owns the sending half: when it ends, the recorder drains and ends.
+    let read = async move {
         let mut failures = 0u32;
         loop {
-            let (update, state, peers) = match stream.next_raw().await {
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                next = stream.next_raw() => next,
+            };
+            let (update, state, peers) = match next {
                 Ok(next) => {
                     failures = 0;
                     next
+                }
+                Err(InvocationError::Rpc(rpc)) if rpc.code == 401 => {
+                    return Err(InboundError::SignedOut(rpc.name));
                 }
                 Err(error) => {
                     // A lost connection or a failed getDifference: grammers
@@ -97,32 +117,27 @@ pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), Inbou
                     failures = failures.saturating_add(1);
                     let delay = STREAM_RETRY.saturating_mul(failures.min(MAX_RETRY_STEPS));
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "update stream failed");
-                    tokio::time::sleep(delay).await;
-                    continue;
+                    tokio::select! {
+                        () = stop.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(delay) => continue,
+                    }
                 }
             };
             if let Some(click) = click_query(&update) {
                 inbound.callbacks.take(click);
             }
-            if tx
-                .send(Taken {
-                    update,
-                    state,
-                    peers,
-                })
-                .await
-                .is_err()
-            {
+            let taken = Taken {
+                update,
+                state,
+                peers,
+            };
+            if tx.send(taken).await.is_err() {
                 return Ok::<(), InboundError>(());
             }
         }
     };
-    let result = read.await;
-    drop(tx);
-    match recorder.await {
-        Ok(Err(error)) => Err(error),
-        _ => result,
-    }
+    let (read, recorded) = tokio::join!(read, recorder);
+    recorded.and(read)
 }
 
 /// The recorder: events first, then the state that covers them.

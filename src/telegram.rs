@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bot_state::{BotState, BotStates};
+use crate::chat::{ChatId, Peer};
 use crate::session::{SessionError, SessionStore};
 
 /// Updates buffered between the network and the inbound pipeline before
@@ -68,6 +69,11 @@ pub enum TelegramError {
     Session(#[from] SessionError),
     #[error("Telegram refused the bot token ({0}); check telegram.bot_token")]
     BadToken(String),
+    #[error(
+        "Telegram refused the app's credentials ({0}); check telegram.api_id and \
+         telegram.api_hash (the bot token was not judged)"
+    )]
+    BadApp(String),
     #[error("cannot reach Telegram: {0}")]
     Invocation(#[from] InvocationError),
     #[error("the signed-in account is not a bot")]
@@ -113,6 +119,8 @@ pub struct Telegram {
     /// The liveness watchdog, ended with `stop` at shutdown.
     watchdog: Mutex<Option<JoinHandle<()>>>,
     stop: CancellationToken,
+    /// Cancelled when the runner task ends, however it ends.
+    runner_stopped: CancellationToken,
     liveness: Liveness,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
     /// Where this connection reports its state, and under which bot name.
@@ -140,7 +148,13 @@ impl Telegram {
         let pool = SenderPool::with_configuration(Arc::clone(&session), api_id, params);
         let handle = pool.handle.thin.clone();
         let client = Client::new(pool.handle);
-        let runner = tokio::spawn(pool.runner.run());
+        let runner_stopped = CancellationToken::new();
+        let ended = runner_stopped.clone().drop_guard();
+        let runner = tokio::spawn(async move {
+            // Dropped when the runner returns or unwinds from a panic.
+            let _ended = ended;
+            pool.runner.run().await;
+        });
         let stop = CancellationToken::new();
         let watchdog = tokio::spawn(watch_liveness(
             handle,
@@ -154,6 +168,7 @@ impl Telegram {
             runner: Mutex::new(Some(runner)),
             watchdog: Mutex::new(Some(watchdog)),
             stop,
+            runner_stopped,
             liveness,
             updates: Mutex::new(Some(pool.updates)),
             reporting: OnceLock::new(),
@@ -182,13 +197,15 @@ impl Telegram {
         self.client
             .bot_sign_in(&credentials.bot_token, &credentials.api_hash)
             .await
-            .map_err(|e| match e {
-                InvocationError::Rpc(rpc) if rpc.code == 400 || rpc.code == 401 => {
-                    TelegramError::BadToken(rpc.name)
-                }
-                other => TelegramError::Invocation(other),
-            })?;
+            .map_err(sign_in_refusal)?;
         self.me().await
+    }
+
+    /// Resolves once grammers' connection runner has ended: it quit (at
+    /// [`Telegram::shutdown`]) or it panicked. After that every call fails
+    /// with `Dropped`, so a client whose runner died must be rebuilt.
+    pub async fn runner_stopped(&self) {
+        self.runner_stopped.cancelled().await;
     }
 
     /// The bot this session is signed in as.
@@ -220,15 +237,31 @@ impl Telegram {
         outcome
     }
 
-    /// The access hash cached for a user, or 0 (which bots may use).
-    pub async fn user_access_hash(&self, user_id: i64) -> i64 {
-        let Some(peer) = PeerId::user(user_id) else {
+    /// The access hash cached for the peer of `chat`, or 0 when none is
+    /// known (bots may address users so; a basic group needs none). A
+    /// supergroup's or channel's hash comes with the first update that
+    /// shows the bot the chat (grammers caches the peers of every update),
+    /// and Telegram refuses a wrong one (`CHANNEL_INVALID`).
+    pub async fn access_hash(&self, chat: ChatId) -> i64 {
+        let peer = match chat.peer() {
+            Peer::User(id) => PeerId::user(id),
+            Peer::Channel(id) => PeerId::channel(id),
+            Peer::Group(_) => return 0,
+        };
+        let Some(peer) = peer else {
             return 0;
         };
         match self.session.peer(peer).await {
-            Ok(Some(info @ PeerInfo::User { .. })) => info.auth().map_or(0, |a| a.hash()),
+            Ok(Some(info @ (PeerInfo::User { .. } | PeerInfo::Channel { .. }))) => {
+                info.auth().map_or(0, |a| a.hash())
+            }
             _ => 0,
         }
+    }
+
+    /// The `InputPeer` of `chat`, with its cached access hash.
+    pub async fn input_peer(&self, chat: ChatId) -> tl::enums::InputPeer {
+        chat.input_peer(self.access_hash(chat).await)
     }
 
     /// The update stream, catching up on what was missed while offline.
@@ -276,6 +309,24 @@ impl Telegram {
             // panicked, which there is nothing left to do about.
             let _ = runner.await;
         }
+    }
+}
+
+/// What a refused `auth.importBotAuthorization` means: the token, or the
+/// app's `api_id`/`api_hash` (`API_ID_INVALID`, `API_ID_PUBLISHED_FLOOD`),
+/// which is not the token's fault. Anything else (a `FLOOD_WAIT`, a lost
+/// connection, a 401 of the key) is left for the caller to judge.
+fn sign_in_refusal(error: InvocationError) -> TelegramError {
+    match error {
+        InvocationError::Rpc(rpc) if rpc.name.starts_with("API_ID_") => {
+            TelegramError::BadApp(rpc.name)
+        }
+        InvocationError::Rpc(rpc)
+            if rpc.code == 400 && (rpc.name.contains("TOKEN") || rpc.name.contains("BOT")) =>
+        {
+            TelegramError::BadToken(rpc.name)
+        }
+        other => TelegramError::Invocation(other),
     }
 }
 
@@ -400,6 +451,43 @@ mod tests {
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("api_id: 1"), "{shown}");
+    }
+
+    fn rpc(code: i32, message: &str) -> InvocationError {
+        InvocationError::Rpc(grammers_mtsender::RpcError::from(tl::types::RpcError {
+            error_code: code,
+            error_message: message.to_owned(),
+        }))
+    }
+
+    #[test]
+    fn a_refused_api_id_is_not_a_bad_token() {
+        for name in ["API_ID_INVALID", "API_ID_PUBLISHED_FLOOD"] {
+            let refused = sign_in_refusal(rpc(400, name));
+            assert!(
+                matches!(&refused, TelegramError::BadApp(n) if n == name),
+                "{refused:?}"
+            );
+            let message = refused.to_string();
+            assert!(message.contains("telegram.api_id"), "{message}");
+            assert!(!message.contains("bot_token"), "{message}");
+        }
+        for name in [
+            "ACCESS_TOKEN_INVALID",
+            "ACCESS_TOKEN_EXPIRED",
+            "BOT_INVALID",
+        ] {
+            assert!(matches!(
+                sign_in_refusal(rpc(400, name)),
+                TelegramError::BadToken(n) if n == name
+            ));
+        }
+        for error in [rpc(420, "FLOOD_WAIT_30"), rpc(401, "AUTH_KEY_UNREGISTERED")] {
+            assert!(matches!(
+                sign_in_refusal(error),
+                TelegramError::Invocation(_)
+            ));
+        }
     }
 
     #[test]

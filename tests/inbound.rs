@@ -83,7 +83,8 @@ impl Daemon {
             callbacks: callbacks.clone(),
         };
         let pipeline = tokio::spawn(async move {
-            if let Err(error) = inbound::run(stream, inbound).await {
+            let stop = tokio_util::sync::CancellationToken::new();
+            if let Err(error) = inbound::run(stream, inbound, stop).await {
                 panic!("inbound stopped: {error}");
             }
         });
@@ -165,10 +166,9 @@ impl Daemon {
             .unwrap()
             .pop()
             .unwrap();
-        let hash = self.telegram.user_access_hash(user).await;
         let requests = telegate::outgoing::requests(
             &job,
-            ChatId::user(user).input_peer(hash),
+            self.telegram.input_peer(ChatId::user(user)).await,
             &Default::default(),
         )
         .unwrap();

@@ -58,6 +58,9 @@ async fn accept(
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     let token = envelope.product_token.clone().or(header_token);
     let bot = sender::token_bot(api, token.as_deref()).map_err(bad)?;
+    if let Some(entry) = api.bots.get(&bot.name) {
+        super::enqueue::refuse_if_halted(&entry).map_err(failure)?;
+    }
     let outcomes: Vec<Outcome> = envelope
         .messages
         .iter()

@@ -198,6 +198,7 @@ impl Enqueue<'_> {
                 entry.name()
             )));
         }
+        refuse_if_halted(&entry)?;
         if self.interactive && !entry.is_interactive() {
             return Err(Failure::Forbidden(format!(
                 "interactive messages are not enabled for bot `{}` (`interactive = false`)",
@@ -219,6 +220,19 @@ impl Enqueue<'_> {
         let bot = self.bot(&query)?;
         let wait = query.wait()?;
         enqueue(api, request_id, bot, wait, headers, body, validate).await
+    }
+}
+
+/// 503 naming why for a halted bot (a revoked token, say): nothing new is
+/// taken for it, and the jobs it already has stay queued.
+pub(super) fn refuse_if_halted(entry: &crate::bots::BotEntry) -> Result<(), Failure> {
+    match entry.halted() {
+        Some(reason) => Err(Failure::Unavailable(format!(
+            "bot `{}` is halted: {reason}. Nothing was stored; the jobs already queued \
+             for it are kept and go out once it is signed in again",
+            entry.name()
+        ))),
+        None => Ok(()),
     }
 }
 

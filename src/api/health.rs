@@ -4,7 +4,7 @@
 //!
 //! Liveness is the process and its store: 200 while the store's writer
 //! takes a transaction and a read succeeds, else 503 with the store's
-//! reason. Readiness is every bot connected and signed in; a 503 names
+//! reason; halted bots are listed with why (`status: "degraded"`). Readiness is every bot connected and signed in; a 503 names
 //! those that are not and why (see `bot_state`).
 
 use axum::Extension;
@@ -24,11 +24,24 @@ pub async fn health(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
 ) -> Response {
+    // A halted bot is named with its reason, but liveness stays the
+    // process and its store: restarting does not bring a revoked token
+    // back (readiness fails meanwhile).
+    let halted: Vec<Value> = api
+        .bots
+        .list()
+        .iter()
+        .filter_map(|bot| {
+            let reason = bot.halted()?;
+            Some(json!({ "bot": bot.name(), "reason": reason }))
+        })
+        .collect();
+    let status = if halted.is_empty() { "ok" } else { "degraded" };
     match api.queue.probe().await {
         Ok(()) => answer::json(
             &request_id,
             StatusCode::OK,
-            json!({ "status": "ok", "schema_version": SCHEMA_VERSION }),
+            json!({ "status": status, "schema_version": SCHEMA_VERSION, "halted": halted }),
         ),
         Err(err) => Failure::from(err).answer(&request_id),
     }

@@ -118,6 +118,15 @@ impl BotEntry {
         }
     }
 
+    /// Why the bot is halted (its token or app refused, its session file
+    /// unusable), if it is: enqueues for it are refused meanwhile.
+    pub fn halted(&self) -> Option<String> {
+        match self.state() {
+            Some(BotState::Halted { reason }) if self.is_enabled() => Some(reason),
+            _ => None,
+        }
+    }
+
     /// The bot's worker moved to `state`.
     pub fn set_state(&self, state: BotState) {
         self.states.set(self.name.as_str(), state);

@@ -24,9 +24,9 @@ use crate::config::{
 use crate::download::Downloads;
 use crate::events::EventStore;
 use crate::events::webhook::Webhook;
-use crate::inbound::{self, Inbound};
+use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, Rates};
-use crate::queue::{Expiry, Queue};
+use crate::queue::{Expiry, Queue, Timestamp};
 use crate::sender::{self, Backoff, Connection, Sender, Stopped, Verdict, judge};
 use crate::session::SessionStore;
 use crate::telegram::{Credentials, Liveness, Telegram, TelegramError};
@@ -104,11 +104,20 @@ impl BotSpec {
 /// How one connection of the worker ended.
 enum Ended {
     Cancelled,
-    /// Not to be retried until the config changes.
+    /// Not to be retried until the config changes (a session file that
+    /// cannot be opened, a webhook or limits that cannot be used).
     Halted(String),
+    /// Telegram refused to sign the bot in (a revoked token, a refused
+    /// `api_id`): the bot is halted, and sign-in is retried with backoff
+    /// (a token can be reinstated, an operator may fix the app).
+    Refused(String),
+    /// Telegram signed the session out (a 401 such as
+    /// `AUTH_KEY_UNREGISTERED` or `SESSION_REVOKED`): sign in again with
+    /// the token, at once.
+    SignedOut(String),
     /// Retried after a pause.
     Retry(String),
-    /// Halted for `wait` (a sign-in `FLOOD_WAIT`), then retried.
+    /// A sign-in `FLOOD_WAIT`: sign in again once `wait` is over.
     Wait {
         reason: String,
         wait: Duration,
@@ -117,6 +126,12 @@ enum Ended {
 
 /// The longest pause between two connections of a bot that failed.
 const MAX_RETRY: Duration = Duration::from_secs(60);
+
+/// The pauses between sign-ins Telegram refused (1 s, doubling, to 60 s).
+const REFUSED_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: MAX_RETRY,
+};
 
 /// Runs bot `spec` until `cancel`, retrying its connection with backoff;
 /// its state is kept in `entry`. Its tasks go on `tracker`.
@@ -132,33 +147,85 @@ pub async fn run(
         ..Backoff::default()
     };
     let mut last_error = None;
-    for attempt in 1.. {
-        entry.set_state(BotState::SigningIn {
-            attempt,
-            last_error: last_error.take(),
-        });
-        let ended = connect_and_work(&shared, &spec, &entry, &cancel, &tracker).await;
+    // Connections that failed in a row (a connection that got ready ends
+    // the row), and sign-outs in a row (only the first is redone at once).
+    let mut failures = 0u32;
+    let mut sign_outs = 0u32;
+    // While halted the state stays halted through the retried sign-ins, so
+    // enqueues keep being refused until one succeeds.
+    let mut halted = false;
+    loop {
+        if !halted {
+            entry.set_state(BotState::SigningIn {
+                attempt: failures + 1,
+                last_error: last_error.take(),
+            });
+        }
+        let mut ready = false;
+        let ended = connect_and_work(&shared, &spec, &entry, &cancel, &tracker, &mut ready).await;
         entry.attach(None, None, None, None);
+        failures = if ready { 1 } else { failures.saturating_add(1) };
+        if !matches!(ended, Ended::SignedOut(_)) {
+            sign_outs = 0;
+        }
+        halted = false;
+        let name = &spec.name;
         let pause = match ended {
             Ended::Cancelled => return,
             Ended::Halted(reason) => {
-                tracing::error!(bot = %spec.name, %reason, "bot halted until its config changes");
+                tracing::error!(bot = %name, %reason, "bot halted until its config changes");
                 entry.set_error(&reason);
                 entry.set_state(BotState::Halted { reason });
                 cancel.cancelled().await;
                 return;
             }
+            Ended::Refused(refusal) => {
+                let pause = REFUSED_BACKOFF.delay(failures, rand::random());
+                let until = Timestamp::now().saturating_add(pause);
+                let reason = format!("{refusal}; signing in again at {until}");
+                tracing::error!(
+                    bot = %name, %refusal, retry_at = %until,
+                    "bot halted: Telegram refused to sign it in; its jobs stay queued"
+                );
+                entry.set_error(&reason);
+                entry.set_state(BotState::Halted { reason });
+                halted = true;
+                pause
+            }
+            Ended::SignedOut(reason) => {
+                sign_outs = sign_outs.saturating_add(1);
+                tracing::warn!(
+                    bot = %name, %reason,
+                    "Telegram signed the session out: signing in again with the token"
+                );
+                entry.set_error(&reason);
+                last_error = Some(reason);
+                match sign_outs {
+                    1 => Duration::ZERO,
+                    n => backoff.delay(n, rand::random()),
+                }
+            }
             Ended::Retry(error) => {
-                let pause = backoff.delay(attempt, rand::random());
-                tracing::warn!(bot = %spec.name, %error, retry_in = ?pause, "bot connection failed");
+                let pause = backoff.delay(failures, rand::random());
+                tracing::warn!(bot = %name, %error, retry_in = ?pause, "bot connection failed");
                 entry.set_error(&error);
                 last_error = Some(error);
                 pause
             }
             Ended::Wait { reason, wait } => {
-                tracing::warn!(bot = %spec.name, %reason, "bot halted for a while");
+                let until = Timestamp::now().saturating_add(wait);
+                tracing::warn!(
+                    bot = %name, %reason, wait_s = wait.as_secs(), until = %until,
+                    "Telegram asked to wait before signing in again; waiting it out"
+                );
+                let reason = format!("{reason}: signing in again at {until}");
                 entry.set_error(&reason);
-                entry.set_state(BotState::Halted { reason });
+                last_error = Some(reason);
+                // The state says so while waiting, not only at the next try.
+                entry.set_state(BotState::SigningIn {
+                    attempt: failures + 1,
+                    last_error: last_error.clone(),
+                });
                 wait
             }
         };
@@ -169,13 +236,15 @@ pub async fn run(
     }
 }
 
-/// One connection: sign in, then send and receive until it ends.
+/// One connection: sign in, then send and receive until it ends. `ready`
+/// is set once it got that far.
 async fn connect_and_work(
     shared: &Shared,
     spec: &BotSpec,
     entry: &BotEntry,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
+    ready: &mut bool,
 ) -> Ended {
     let path = shared.state.bot_session(&spec.name);
     let session = match SessionStore::open(&path) {
@@ -193,14 +262,21 @@ async fn connect_and_work(
         shared.liveness,
     ));
     telegram.report_to(entry.states().clone(), spec.name.as_str());
-    let ended = tokio::select! {
-        ended = work(shared, spec, entry, &telegram, session, cancel, tracker) => ended,
-        () = cancel.cancelled() => Ended::Cancelled,
-    };
+    // `work` ends by itself when `cancel` is: it stops intake and lets
+    // what is in flight finish first.
+    let ended = work(
+        shared, spec, entry, &telegram, session, cancel, tracker, ready,
+    )
+    .await;
     telegram.shutdown().await;
     ended
 }
 
+/// What the runner's death is reported as.
+const RUNNER_STOPPED: &str =
+    "grammers' connection runner stopped (it panicked); rebuilding the client";
+
+#[allow(clippy::too_many_arguments)]
 async fn work(
     shared: &Shared,
     spec: &BotSpec,
@@ -209,37 +285,51 @@ async fn work(
     session: Arc<SessionStore>,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
+    ready: &mut bool,
 ) -> Ended {
     let credentials = Credentials {
         api_id: shared.api_id,
         api_hash: shared.api_hash.expose().to_owned(),
         bot_token: spec.token.expose().to_owned(),
     };
-    let me = match telegram.sign_in(&credentials).await {
+    let signed_in = tokio::select! {
+        signed_in = telegram.sign_in(&credentials) => signed_in,
+        () = cancel.cancelled() => return Ended::Cancelled,
+    };
+    let me = match signed_in {
         Ok(me) => me,
-        Err(error) => return sign_in_failed(error),
+        Err(error) => return sign_in_failed(error, &spec.name),
     };
     entry.set_signed_in(me.id, me.username.clone());
-    let stream = match telegram.updates().await {
+    let updates = tokio::select! {
+        updates = telegram.updates() => updates,
+        () = cancel.cancelled() => return Ended::Cancelled,
+    };
+    let stream = match updates {
         Some(Ok(stream)) => stream,
         Some(Err(error)) => return Ended::Retry(format!("cannot receive updates: {error}")),
         None => return Ended::Retry("the update stream was already taken".into()),
     };
     let bot = spec.name.as_str();
     let events = shared.events.scoped(Some(bot));
+    // This connection's tasks stop with it (or with the bot).
+    let connection = cancel.child_token();
+    let _stop_tasks = connection.clone().drop_guard();
     let callbacks = CallbackAnswerer::for_bot(
         telegram.client().clone(),
         shared.queue.clone(),
         shared.callback_deadline,
         bot,
+        connection.clone(),
     );
     let webhook = match Webhook::from_config(&spec.webhook, events.clone(), shared.queue.clone()) {
         Ok(webhook) => webhook,
         Err(error) => return Ended::Halted(format!("webhook: {error}")),
     };
-    // This connection's tasks stop with it (or with the bot).
-    let connection = cancel.child_token();
-    let _stop_tasks = connection.clone().drop_guard();
+    let limits = match Limits::new(Rates::from(&spec.limits)) {
+        Ok(limits) => limits,
+        Err(error) => return Ended::Halted(error.to_string()),
+    };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (chat_actions, showing) =
         crate::chat_action::ChatActions::new(Arc::clone(telegram), &shared.queue, stopping);
@@ -269,31 +359,34 @@ async fn work(
             }
         });
     }
+    // The inbound pipeline stops with the connection and flushes what it
+    // holds; `abandon` ends it if that takes longer than the drain time.
+    let abandon = CancellationToken::new();
     let (inbound_failed, mut failure) = tokio::sync::oneshot::channel();
-    {
+    let inbound_task = {
         let inbound = Inbound {
             bot_id: me.id,
             events,
             queue: shared.queue.clone(),
             session,
-            callbacks,
+            callbacks: callbacks.clone(),
         };
-        let stop = connection.clone();
+        let (stop, abandon) = (connection.clone(), abandon.clone());
         tracker.spawn(async move {
             tokio::select! {
-                ended = inbound::run(stream, inbound) => {
-                    let _ = inbound_failed.send(match ended {
-                        Ok(()) => "the inbound pipeline stopped".to_owned(),
-                        Err(error) => error.to_string(),
-                    });
+                ended = inbound::run(stream, inbound, stop) => {
+                    let ended = match ended {
+                        Ok(()) => return,
+                        Err(InboundError::SignedOut(name)) => Ended::SignedOut(format!(
+                            "Telegram refused the session: {name}"
+                        )),
+                        Err(error) => Ended::Retry(error.to_string()),
+                    };
+                    let _ = inbound_failed.send(ended);
                 }
-                () = stop.cancelled() => {}
+                () = abandon.cancelled() => {}
             }
-        });
-    }
-    let limits = match Limits::new(Rates::from(&spec.limits)) {
-        Ok(limits) => limits,
-        Err(error) => return Ended::Halted(error.to_string()),
+        })
     };
     tracing::info!(
         bot = %spec.name,
@@ -301,6 +394,7 @@ async fn work(
         username = me.username.as_deref().unwrap_or(""),
         "ready: connected to Telegram and signed in"
     );
+    *ready = true;
     entry.set_state(BotState::Ready {
         bot_id: me.id,
         username: me.username.clone(),
@@ -316,34 +410,91 @@ async fn work(
         limits,
         shared.sender,
     );
-    let sending = connection.clone();
-    tokio::select! {
-        sent = sender.run(sending) => match sent {
-            Ok(Stopped::Told) => Ended::Cancelled,
-            Ok(Stopped::Halted(reason)) => Ended::Halted(reason),
-            Err(error) => Ended::Retry(format!("the job store failed: {error}")),
-        },
-        failed = &mut failure => Ended::Retry(
-            failed.unwrap_or_else(|_| "the inbound pipeline stopped".into())
-        ),
+    // The sender always runs to its end: told to stop (the connection's
+    // token), it claims nothing more and lets in-flight sends finish.
+    let sending = sender.run(connection.clone());
+    tokio::pin!(sending);
+    let mut cause = None;
+    let mut inbound_ended = false;
+    let mut stopping_since = None;
+    let sent = loop {
+        tokio::select! {
+            sent = &mut sending => break sent,
+            failed = &mut failure, if !inbound_ended => {
+                inbound_ended = true;
+                // No message: the pipeline ended because it was told to.
+                if let Ok(ended) = failed
+                    && cause.is_none()
+                {
+                    cause = Some(ended);
+                    connection.cancel();
+                }
+            }
+            () = telegram.runner_stopped(), if cause.is_none() => {
+                cause = Some(Ended::Retry(RUNNER_STOPPED.into()));
+                connection.cancel();
+            }
+            () = connection.cancelled(), if stopping_since.is_none() => {
+                stopping_since = Some(tokio::time::Instant::now());
+                let pending = callbacks.pending();
+                if pending > 0 {
+                    tracing::info!(
+                        bot = %spec.name, clicks = pending,
+                        "answering the clicks still pending at once"
+                    );
+                }
+            }
+        }
+    };
+    connection.cancel();
+    // Clicks still waiting were answered when the connection closed; the
+    // last answers and the inbound flush get what is left of the drain time.
+    let deadline =
+        stopping_since.unwrap_or_else(tokio::time::Instant::now) + shared.sender.drain_timeout;
+    let drained = async {
+        callbacks.answered_all().await;
+        let _ = inbound_task.await;
+    };
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
+        tracing::warn!(
+            bot = %spec.name,
+            "clicks or inbound events were not done within the drain time; left to the next start"
+        );
+        abandon.cancel();
+    }
+    if let Some(cause) = cause {
+        return cause;
+    }
+    match sent {
+        Ok(Stopped::Told) => Ended::Cancelled,
+        // A 401 (or no usable home DC): sign in again; a refused token
+        // halts the bot there.
+        Ok(Stopped::Halted(reason)) => Ended::SignedOut(reason),
+        Err(error) => Ended::Retry(format!("the job store failed: {error}")),
     }
 }
 
 /// What a failed sign-in means for the bot.
-fn sign_in_failed(error: TelegramError) -> Ended {
+fn sign_in_failed(error: TelegramError, bot: &BotName) -> Ended {
     match error {
+        TelegramError::BadToken(name) => Ended::Refused(format!(
+            "Telegram refused the bot token ({name}): it was revoked or is wrong; \
+             put the bot's current token in bots.{bot}.bot_token (or telegram.bot_token) and reload"
+        )),
+        error @ TelegramError::BadApp(_) => Ended::Refused(error.to_string()),
         TelegramError::Invocation(invocation) => match judge(&invocation) {
             Verdict::Transient { reason } => {
                 Ended::Retry(format!("cannot reach Telegram: {reason}"))
             }
             Verdict::FloodWait { wait, name } => Ended::Wait {
-                reason: format!("{name} at sign-in, retrying in {} s", wait.as_secs()),
+                reason: format!("{name}_{} at sign-in", wait.as_secs()),
                 wait,
             },
-            Verdict::Permanent { name, .. } => Ended::Halted(format!("sign-in refused: {name}")),
-            Verdict::Halt { reason } => Ended::Halted(format!("sign-in refused: {reason}")),
+            Verdict::Permanent { name, .. } => Ended::Refused(format!("sign-in refused: {name}")),
+            Verdict::Halt { reason } => Ended::Refused(format!("sign-in refused: {reason}")),
             Verdict::AlreadySent => Ended::Retry("sign-in: unexpected answer".into()),
         },
-        other => Ended::Halted(other.to_string()),
+        TelegramError::NotABot => Ended::Halted(TelegramError::NotABot.to_string()),
+        other => Ended::Retry(other.to_string()),
     }
 }

@@ -22,7 +22,7 @@
 //! | `GET /groups/{id}/chat` | → members, the bot's role, messages |
 //! | `POST /groups/{id}/bot` | `{action: add\|remove\|ban\|promote\|demote}` → `{bot: role}` |
 //! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, restore_bot_token?, bad_dc_config?, group_burst?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username, privacy}` |
 
 use std::collections::BTreeMap;
@@ -757,6 +757,14 @@ struct FaultsBody {
     /// The bot token is revoked: signing in with it fails.
     #[serde(default)]
     revoke_bot_token: bool,
+    /// The token `revoke_bot_token` revoked is valid again.
+    #[serde(default)]
+    restore_bot_token: bool,
+    /// The next `help.getConfig` lists a DC address that is no IP address.
+    #[serde(default)]
+    bad_dc_config: bool,
+    /// Messages a group takes back to back (1..=20; Telegram's 20).
+    group_burst: Option<u32>,
     /// The next `auth.importBotAuthorization` gets `FLOOD_WAIT_N`.
     sign_in_flood_wait_s: Option<u32>,
     /// An `rpc_error` for a named method, `times` times (default 1).
@@ -835,6 +843,13 @@ fn apply_dc_faults(control: &Control, request: &FaultsBody, injected: Option<Inj
         control.telegram.revoke_bot_session();
         control.faults.served("revoke_bot_session");
     }
+    if request.restore_bot_token && control.telegram.restore_bot_token() {
+        control.faults.served("restore_bot_token");
+    }
+    if request.bad_dc_config {
+        control.telegram.arm_bad_dc_config();
+        control.faults.served("bad_dc_config");
+    }
     if let Some(seconds) = request.sign_in_flood_wait_s {
         let error = InjectedError {
             code: 420,
@@ -905,6 +920,9 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
             "difference_slice, difference_too_long and push_backlog must be ≥ 1",
         ));
     }
+    if request.group_burst.is_some_and(|n| !(1..=20).contains(&n)) {
+        return Err(Failure::bad_request("group_burst must be 1..=20"));
+    }
     let injected = request.rpc_error.as_ref().map(injected_error).transpose()?;
     if request.max_connections == Some(Some(0)) {
         return Err(Failure::bad_request(
@@ -935,6 +953,9 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
     }
     if let Some(enabled) = request.limits {
         control.telegram.set_limits_enabled(enabled);
+    }
+    if let Some(burst) = request.group_burst {
+        control.telegram.set_group_burst(burst);
     }
     if let Some(ms) = request.callback_timeout_ms {
         control

@@ -9,7 +9,6 @@
 use grammers_tl_types as tl;
 
 use super::verdict::{Verdict, judge};
-use crate::chat::Peer;
 use crate::outgoing::{self, Outgoing, OutgoingError};
 use crate::queue::{Job, Queue, QueueError};
 use crate::telegram::Telegram;
@@ -28,16 +27,12 @@ pub enum Attempt {
 
 /// Sends `job`'s parts not yet recorded as sent.
 pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attempt, QueueError> {
-    let access_hash = match job.chat.peer() {
-        Peer::User(user_id) => telegram.user_access_hash(user_id).await,
-        Peer::Group(_) | Peer::Channel(_) => 0,
-    };
     let references = match outgoing::references(job) {
         Ok(references) => references,
         Err(error) => return Ok(Attempt::Unbuildable(error)),
     };
     let resolved = queue.channel_message_ids(job.chat, references).await?;
-    let requests = match outgoing::requests(job, job.chat.input_peer(access_hash), &resolved) {
+    let requests = match outgoing::requests(job, telegram.input_peer(job.chat).await, &resolved) {
         Ok(requests) => requests,
         Err(error) => return Ok(Attempt::Unbuildable(error)),
     };

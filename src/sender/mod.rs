@@ -73,8 +73,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub enum Stopped {
     /// It was told to.
     Told,
-    /// Telegram refused the session (e.g. a revoked token): sending cannot
-    /// go on with it. Jobs stay queued. Telegram's reason.
+    /// Telegram refused the session (a 401: the key was signed out or
+    /// revoked): sending cannot go on with it, the worker signs in again.
+    /// Jobs stay queued. Telegram's reason.
     Halted(String),
 }
 
@@ -317,10 +318,10 @@ impl Sender {
             }
             Action::Commit { job, follow, .. } => self.commit(job, follow),
             Action::Halted { reason, .. } => {
-                tracing::error!(
+                tracing::warn!(
                     bot = %self.bot, %reason,
-                    "sending is halted: Telegram refused the session. Jobs stay queued; \
-                     fix the session or token and reload telegate"
+                    "sending stopped: Telegram refused the session; jobs stay queued \
+                     while the bot signs in again"
                 );
                 self.halted = Some(reason);
             }

@@ -216,7 +216,7 @@ impl Report {
                 }
             }
             Report::Halt { reason } => {
-                tracing::error!(job = %id, %reason, "the session is unusable: sending stops until telegate is restarted");
+                tracing::warn!(job = %id, %reason, "Telegram refused the session: the job goes back in line until the bot is signed in again");
                 queue.release(id, now).await?;
             }
         }

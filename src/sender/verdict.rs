@@ -26,7 +26,8 @@ pub enum Verdict {
     /// had trouble, or the reply was lost.
     Transient { reason: String },
     /// The session itself is unusable (a revoked or unregistered key, no
-    /// home DC): stop sending until an operator fixes it.
+    /// home DC): stop sending; the worker signs in again (and halts the bot
+    /// if Telegram refuses its token).
     Halt { reason: String },
 }
 

@@ -241,6 +241,21 @@ impl World {
         read
     }
 
+    /// `POST /faults` on the sandbox's control socket (so the control API's
+    /// checks run too); the settings it answers.
+    pub async fn faults(&self, body: Value) -> Value {
+        let socket = self
+            .sandbox
+            .control_socket()
+            .expect("the sandbox serves its control socket");
+        let answer = Client::new(socket.to_owned())
+            .post("/faults", &[], body.to_string())
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{:?}", answer.json());
+        answer.json().unwrap()
+    }
+
     pub fn worker(&mut self) -> &mut Worker {
         self.worker.as_mut().unwrap()
     }

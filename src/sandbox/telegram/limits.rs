@@ -109,6 +109,14 @@ impl FloodRules {
         self.chats.clear();
     }
 
+    /// A group's burst (its refill stays 20 a minute); groups start over
+    /// with full buckets.
+    pub fn set_group_burst(&mut self, burst: f64) {
+        self.group_rate.burst = burst;
+        self.chats
+            .retain(|chat, _| matches!(chat, ChatKind::Private(_)));
+    }
+
     fn chat_rate(&self, chat: ChatKind) -> Rate {
         match chat {
             ChatKind::Private(_) => self.private_rate,

@@ -215,6 +215,10 @@ struct Inner {
     chat_faults: HashMap<Option<AccountId>, ChatFault>,
     stats: Stats,
     callback_timeout: Duration,
+    /// The token `revoke_bot_token` replaced, until `restore_bot_token`.
+    revoked_token: Option<BotToken>,
+    /// The next `help.getConfig` lists a DC whose address is no IP address.
+    bad_dc_config: bool,
 }
 
 struct Shared {
@@ -246,6 +250,8 @@ impl FakeTelegram {
                 chat_faults: HashMap::new(),
                 stats: Stats::default(),
                 callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+                revoked_token: None,
+                bad_dc_config: false,
             }),
             outbox,
             changed: Notify::new(),
@@ -376,9 +382,44 @@ impl FakeTelegram {
     pub fn revoke_bot_token(&self) {
         self.revoke_bot_session();
         let mut inner = self.lock();
-        inner.world.bot_token = BotToken::mint(inner.world.bot.id);
+        let fresh = BotToken::mint(inner.world.bot.id);
+        let revoked = std::mem::replace(&mut inner.world.bot_token, fresh);
+        // Revoked twice: the first token is the one to bring back.
+        inner.revoked_token.get_or_insert(revoked);
         drop(inner);
         self.changed();
+    }
+
+    /// Fault `restore_bot_token`: the token revoked last is valid again
+    /// (as if the operator had put the new one in the bot's config), so
+    /// signing in with it works. `false` when no token was revoked.
+    pub fn restore_bot_token(&self) -> bool {
+        let mut inner = self.lock();
+        let Some(token) = inner.revoked_token.take() else {
+            return false;
+        };
+        inner.world.bot_token = token;
+        drop(inner);
+        self.changed();
+        true
+    }
+
+    /// Fault `bad_dc_config`: the next `help.getConfig` (grammers asks it
+    /// on every new connection) lists a DC whose address is not an IP
+    /// address, which grammers 0.11's connection runner panics on.
+    pub fn arm_bad_dc_config(&self) {
+        self.lock().bad_dc_config = true;
+    }
+
+    /// Whether this `help.getConfig` gets the bad DC list; disarms it.
+    fn take_bad_dc_config(&self) -> bool {
+        std::mem::take(&mut self.lock().bad_dc_config)
+    }
+
+    /// Fault `group_burst`: how many messages a group takes back to back
+    /// before its 20-a-minute refill applies (Telegram's documented 20).
+    pub fn set_group_burst(&self, burst: u32) {
+        self.lock().flood.set_group_burst(f64::from(burst));
     }
 
     /// Where the sandbox's DCs listen, as `help.getConfig` lists them.

@@ -710,6 +710,27 @@ pub fn config(this_dc: i32, dcs: &[(i32, SocketAddrV4)]) -> tl::enums::Config {
     .into()
 }
 
+/// Adds to `config` a static DC option whose `ip_address` is a host name,
+/// not an IP address (fault `bad_dc_config`).
+pub fn spoil_dc_addresses(config: &mut tl::enums::Config) {
+    let tl::enums::Config::Config(config) = config;
+    config.dc_options.push(
+        tl::types::DcOption {
+            ipv6: false,
+            media_only: false,
+            tcpo_only: false,
+            cdn: false,
+            r#static: true,
+            this_port_only: false,
+            id: DC_ID,
+            ip_address: "dc.sandbox.invalid".into(),
+            port: 443,
+            secret: None,
+        }
+        .into(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use grammers_tl_types::Serializable;

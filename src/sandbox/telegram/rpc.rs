@@ -98,7 +98,11 @@ impl FakeTelegram {
         let key = caller.auth_key_id;
         match id {
             help::GetConfig::CONSTRUCTOR_ID => {
-                Ok(render::config(caller.dc_id, &self.dc_addresses()).to_bytes())
+                let mut config = render::config(caller.dc_id, &self.dc_addresses());
+                if self.take_bad_dc_config() {
+                    render::spoil_dc_addresses(&mut config);
+                }
+                Ok(config.to_bytes())
             }
             auth::ImportBotAuthorization::CONSTRUCTOR_ID => self.import_bot(key, parse(body)?),
             auth::ImportAuthorization::CONSTRUCTOR_ID => {
