@@ -188,7 +188,8 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
     };
     assert!(format!("{outcome:?}").contains("Noted"), "{outcome:?}");
 
-    // The refused bot's jobs wait for it; nothing else is held up.
+    // The refused (halted) bot takes no new work and says why; nothing
+    // else is held up.
     let refused = call(
         client,
         Method::POST,
@@ -197,9 +198,14 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
         json!({"destination_user_id": user.to_string(), "text": "later"}).to_string(),
     )
     .await;
-    assert_eq!(refused.status, 202, "{:?}", refused.body);
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    let error = refused.json().unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("`refused` is halted") && error.contains("ACCESS_TOKEN_INVALID"),
+        "{error}"
+    );
     let seen = bots(client).await;
-    assert_eq!(seen["refused"]["queue_depth"], 1, "{seen}");
+    assert_eq!(seen["refused"]["queue_depth"], 0, "{seen}");
 
     // Reload: `refused` removed, `unreachable` re-keyed (not restarted).
     let file = world.dir.path().join("telegate.toml");
