@@ -20,6 +20,7 @@ use std::time::Duration;
 use grammers_tl_types as tl;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::chat::ChatId;
 use crate::queue::{JobEvent, JobState, Queue};
@@ -266,6 +267,21 @@ impl ChatActions {
 
 async fn run(
     telegram: Arc<Telegram>,
+    incoming: mpsc::Receiver<Start>,
+    sent: broadcast::Receiver<JobEvent>,
+    stopping: watch::Receiver<bool>,
+) {
+    // Each "typing…" goes out on its own task (a lost one is not worth a
+    // retry); they end before the loop's future does, none outlives it.
+    let sends = TaskTracker::new();
+    show(&telegram, &sends, incoming, sent, stopping).await;
+    sends.close();
+    sends.wait().await;
+}
+
+async fn show(
+    telegram: &Arc<Telegram>,
+    sends: &TaskTracker,
     mut incoming: mpsc::Receiver<Start>,
     mut sent: broadcast::Receiver<JobEvent>,
     mut stopping: watch::Receiver<bool>,
@@ -273,9 +289,8 @@ async fn run(
     let mut actions = Actions::default();
     loop {
         for (chat, action) in actions.due(Instant::now()) {
-            let telegram = Arc::clone(&telegram);
-            // Fire and forget: a lost "typing…" is not worth a retry.
-            tokio::spawn(async move { send(&telegram, chat, action).await });
+            let telegram = Arc::clone(telegram);
+            sends.spawn(async move { send(&telegram, chat, action).await });
         }
         let wake = actions.next_wake();
         tokio::select! {

@@ -199,7 +199,10 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
     )
     .await;
     assert_eq!(refused.status, 503, "{:?}", refused.body);
-    let error = refused.json().unwrap()["error"].as_str().unwrap().to_owned();
+    let error = refused.json().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
         error.contains("`refused` is halted") && error.contains("ACCESS_TOKEN_INVALID"),
         "{error}"

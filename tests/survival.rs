@@ -28,6 +28,15 @@ async fn enqueue(world: &World, chat: i64, text: &str) -> i64 {
     answer.json().unwrap()["job_id"].as_i64().unwrap()
 }
 
+/// A worker (limits off) whose job `text` to its one user is sent.
+async fn world_with_a_sent_job(text: &str) -> (World, AccountId) {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let first = enqueue(&world, user, text).await;
+    assert_eq!(world.settled(first).await["state"], "sent");
+    (world, user)
+}
+
 /// Polls `probe` until it gives something, or fails the test naming `what`.
 async fn eventually<T>(world: &World, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -58,6 +67,11 @@ async fn bot_state_until(world: &World, what: &str, wanted: impl Fn(&str) -> boo
         wanted(status["state"].as_str().unwrap_or_default()).then_some(status)
     })
     .await
+}
+
+/// The bot's entry once its state is `halted: ...`.
+async fn halted(world: &World) -> Value {
+    bot_state_until(world, "the bot halted", |state| state.starts_with("halted")).await
 }
 
 /// The access hash the worker's session holds for the chat `chat_id`
@@ -184,10 +198,7 @@ async fn groups_supergroups_and_channels_are_sent_to_within_20_a_minute_and_refu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_telegram_signed_out_is_signed_in_again_with_the_token() {
-    let world = World::start(Pace::Unlimited).await;
-    let user = world.users(1)[0];
-    let first = enqueue(&world, user, "before").await;
-    assert_eq!(world.settled(first).await["state"], "sent");
+    let (world, user) = world_with_a_sent_job("before").await;
     let imports = |stats: &Value| {
         stats["rpc_counts"]["auth.importBotAuthorization"]
             .as_u64()
@@ -236,10 +247,7 @@ async fn a_revoked_token_halts_the_bot_until_it_works_again_and_nothing_is_lost(
     // Accepted: nothing has told the worker yet. Its send draws the 401,
     // the sign-in with the token ACCESS_TOKEN_INVALID.
     let queued = enqueue(&world, user, "kept while halted").await;
-    let status = bot_state_until(&world, "the bot halted", |state| {
-        state.starts_with("halted")
-    })
-    .await;
+    let status = halted(&world).await;
     let state = status["state"].as_str().unwrap();
     assert!(state.contains("ACCESS_TOKEN_INVALID"), "{status}");
     assert!(state.contains("signing in again at"), "{status}");
@@ -297,10 +305,7 @@ async fn a_revoked_token_halts_the_bot_until_it_works_again_and_nothing_is_lost(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_grammers_runner_is_replaced_by_a_new_client() {
-    let world = World::start(Pace::Unlimited).await;
-    let user = world.users(1)[0];
-    let first = enqueue(&world, user, "one").await;
-    assert_eq!(world.settled(first).await["state"], "sent");
+    let (world, user) = world_with_a_sent_job("one").await;
     // The next connection's help.getConfig lists a DC address that is no
     // IP address: grammers' runner panics on it, and every call of that
     // client would fail as `Dropped` from then on.
@@ -372,10 +377,7 @@ async fn a_refused_api_id_at_sign_in_is_not_reported_as_a_bad_token() {
         }))
         .await;
     let id = enqueue(&world, user, "after the app is fixed").await;
-    let status = bot_state_until(&world, "the bot halted", |state| {
-        state.starts_with("halted")
-    })
-    .await;
+    let status = halted(&world).await;
     let state = status["state"].as_str().unwrap();
     assert!(state.contains("API_ID_INVALID"), "{status}");
     assert!(state.contains("telegram.api_id"), "{status}");

@@ -102,6 +102,7 @@ impl BotSpec {
 }
 
 /// How one connection of the worker ended.
+#[derive(Debug)]
 enum Ended {
     Cancelled,
     /// Not to be retried until the config changes (a session file that
@@ -496,5 +497,63 @@ fn sign_in_failed(error: TelegramError, bot: &BotName) -> Ended {
         },
         TelegramError::NotABot => Ended::Halted(TelegramError::NotABot.to_string()),
         other => Ended::Retry(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use grammers_mtsender::{InvocationError, RpcError};
+    use grammers_tl_types as tl;
+
+    use super::*;
+
+    fn rpc(code: i32, message: &str) -> TelegramError {
+        TelegramError::Invocation(InvocationError::Rpc(RpcError::from(tl::types::RpcError {
+            error_code: code,
+            error_message: message.to_owned(),
+        })))
+    }
+
+    fn judged(error: TelegramError) -> Ended {
+        sign_in_failed(error, &BotName::new("shop").unwrap())
+    }
+
+    #[test]
+    fn a_flood_wait_at_sign_in_is_waited_out_not_a_halt() {
+        match judged(rpc(420, "FLOOD_WAIT_42")) {
+            Ended::Wait { reason, wait } => {
+                assert_eq!(wait, Duration::from_secs(42));
+                assert_eq!(reason, "FLOOD_WAIT_42 at sign-in");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refused_credentials_halt_with_the_key_to_fix_and_are_retried() {
+        match judged(TelegramError::BadToken("ACCESS_TOKEN_INVALID".into())) {
+            Ended::Refused(reason) => {
+                assert!(reason.contains("ACCESS_TOKEN_INVALID"), "{reason}");
+                assert!(reason.contains("bots.shop.bot_token"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match judged(TelegramError::BadApp("API_ID_INVALID".into())) {
+            Ended::Refused(reason) => {
+                assert!(reason.contains("telegram.api_id"), "{reason}");
+                assert!(!reason.contains("bot_token"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_at_sign_in_is_retried_and_a_user_account_halts() {
+        assert!(matches!(
+            judged(TelegramError::Invocation(InvocationError::Dropped("gone"))),
+            Ended::Retry(_)
+        ));
+        assert!(matches!(judged(rpc(500, "INTERNAL")), Ended::Retry(_)));
+        assert!(matches!(judged(TelegramError::NotABot), Ended::Halted(_)));
     }
 }

@@ -194,6 +194,22 @@ mod tests {
     }
 
     #[test]
+    fn a_smaller_group_burst_keeps_the_refill_of_twenty_a_minute() {
+        let start = Instant::now();
+        let mut limits = FloodRules::default();
+        let group = ChatKind::Group(-5);
+        assert_eq!(limits.take(group, start), Ok(()));
+        limits.set_group_burst(2.0);
+        // Groups start over, full: two back to back, then one per 3 s.
+        assert_eq!(limits.take(group, start), Ok(()));
+        assert_eq!(limits.take(group, at(start, 10)), Ok(()));
+        assert_eq!(limits.take(group, at(start, 20)), Err(3));
+        assert_eq!(limits.take(group, at(start, 3_020)), Ok(()));
+        assert_eq!(limits.take(group, at(start, 4_000)), Err(2));
+        assert_eq!(limits.take(ChatKind::Private(1), at(start, 4_000)), Ok(()));
+    }
+
+    #[test]
     fn group_allows_twenty_a_minute() {
         let start = Instant::now();
         let mut limits = FloodRules::default();

@@ -642,21 +642,7 @@ pub fn config(this_dc: i32, dcs: &[(i32, SocketAddrV4)]) -> tl::enums::Config {
     let date = now();
     let dc_options = dcs
         .iter()
-        .map(|&(id, addr)| {
-            tl::types::DcOption {
-                ipv6: false,
-                media_only: false,
-                tcpo_only: false,
-                cdn: false,
-                r#static: true,
-                this_port_only: false,
-                id,
-                ip_address: addr.ip().to_string(),
-                port: i32::from(addr.port()),
-                secret: None,
-            }
-            .into()
-        })
+        .map(|&(id, addr)| static_dc_option(id, addr.ip().to_string(), i32::from(addr.port())))
         .collect();
     tl::types::Config {
         default_p2p_contacts: false,
@@ -710,25 +696,29 @@ pub fn config(this_dc: i32, dcs: &[(i32, SocketAddrV4)]) -> tl::enums::Config {
     .into()
 }
 
+/// A DC option grammers takes (IPv4, not media-only, static).
+fn static_dc_option(id: i32, ip_address: String, port: i32) -> tl::enums::DcOption {
+    tl::types::DcOption {
+        ipv6: false,
+        media_only: false,
+        tcpo_only: false,
+        cdn: false,
+        r#static: true,
+        this_port_only: false,
+        id,
+        ip_address,
+        port,
+        secret: None,
+    }
+    .into()
+}
+
 /// Adds to `config` a static DC option whose `ip_address` is a host name,
 /// not an IP address (fault `bad_dc_config`).
 pub fn spoil_dc_addresses(config: &mut tl::enums::Config) {
     let tl::enums::Config::Config(config) = config;
-    config.dc_options.push(
-        tl::types::DcOption {
-            ipv6: false,
-            media_only: false,
-            tcpo_only: false,
-            cdn: false,
-            r#static: true,
-            this_port_only: false,
-            id: DC_ID,
-            ip_address: "dc.sandbox.invalid".into(),
-            port: 443,
-            secret: None,
-        }
-        .into(),
-    );
+    let option = static_dc_option(DC_ID, "dc.sandbox.invalid".into(), 443);
+    config.dc_options.push(option);
 }
 
 #[cfg(test)]
