@@ -231,6 +231,9 @@ pub struct ConnectionConfig {
     pub ping_interval_ms: u64,
     /// A ping unanswered this long drops the connection.
     pub ping_timeout_ms: u64,
+    /// How often an idle connection checks that Telegram has not signed
+    /// its session out (`updates.getState`; a 401 signs in again).
+    pub auth_check_ms: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -241,6 +244,7 @@ impl Default for ConnectionConfig {
             call_timeout_ms: ms(liveness.call_timeout),
             ping_interval_ms: ms(liveness.ping_interval),
             ping_timeout_ms: ms(liveness.ping_timeout),
+            auth_check_ms: ms(liveness.auth_check_interval),
         }
     }
 }
@@ -254,6 +258,7 @@ impl ConnectionConfig {
             call_timeout: ms(self.call_timeout_ms),
             ping_interval: ms(self.ping_interval_ms),
             ping_timeout: ms(self.ping_timeout_ms),
+            auth_check_interval: ms(self.auth_check_ms),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -88,12 +89,16 @@ pub enum TelegramError {
 /// call has `call_timeout` (a timed-out call is transient: the stored
 /// `random_id` makes its retry safe), and a watchdog pings the home DC every
 /// `ping_interval`: no pong within `ping_timeout` drops the connection, and
-/// the next call (or ping) opens a fresh one.
+/// the next call (or ping) opens a fresh one. A session Telegram signed out
+/// gets no more updates, so an idle bot would not notice: every
+/// `auth_check_interval` the watchdog also asks `updates.getState`, and a
+/// 401 says the session is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Liveness {
     pub call_timeout: Duration,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    pub auth_check_interval: Duration,
 }
 
 impl Default for Liveness {
@@ -102,6 +107,33 @@ impl Default for Liveness {
             call_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(3),
             ping_timeout: Duration::from_secs(3),
+            auth_check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Whether Telegram signed this connection's session out: a 401 answer to
+/// a call made once [`Telegram::watch_sign_out`] armed it (a 401 during
+/// sign-in is sign-in's business). Clones share it.
+#[derive(Clone, Default)]
+struct SignOut {
+    armed: Arc<AtomicBool>,
+    reason: Arc<OnceLock<String>>,
+    seen: CancellationToken,
+}
+
+impl SignOut {
+    fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
+    fn observe<T>(&self, outcome: &Result<T, InvocationError>) {
+        if let Err(InvocationError::Rpc(rpc)) = outcome
+            && rpc.code == 401
+            && self.is_armed()
+        {
+            let _ = self.reason.set(rpc.name.clone());
+            self.seen.cancel();
         }
     }
 }
@@ -121,6 +153,7 @@ pub struct Telegram {
     stop: CancellationToken,
     /// Cancelled when the runner task ends, however it ends.
     runner_stopped: CancellationToken,
+    sign_out: SignOut,
     liveness: Liveness,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
     /// Where this connection reports its state, and under which bot name.
@@ -156,10 +189,12 @@ impl Telegram {
             pool.runner.run().await;
         });
         let stop = CancellationToken::new();
+        let sign_out = SignOut::default();
         let watchdog = tokio::spawn(watch_liveness(
             handle,
             Arc::clone(&session),
             liveness,
+            sign_out.clone(),
             stop.clone(),
         ));
         Telegram {
@@ -169,6 +204,7 @@ impl Telegram {
             watchdog: Mutex::new(Some(watchdog)),
             stop,
             runner_stopped,
+            sign_out,
             liveness,
             updates: Mutex::new(Some(pool.updates)),
             reporting: OnceLock::new(),
@@ -208,6 +244,20 @@ impl Telegram {
         self.runner_stopped.cancelled().await;
     }
 
+    /// From now on (the bot signed in), a 401 on any call of this
+    /// connection, or on the watchdog's authorization check, means Telegram
+    /// signed the session out: [`Telegram::signed_out`] resolves.
+    pub fn watch_sign_out(&self) {
+        self.sign_out.armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves with Telegram's error once the session was signed out
+    /// (after [`Telegram::watch_sign_out`]).
+    pub async fn signed_out(&self) -> String {
+        self.sign_out.seen.cancelled().await;
+        self.sign_out.reason.get().cloned().unwrap_or_default()
+    }
+
     /// The bot this session is signed in as.
     pub async fn me(&self) -> Result<Bot, TelegramError> {
         let me = self.client.get_me().await?;
@@ -234,6 +284,7 @@ impl Telegram {
         if let Some((states, name)) = self.reporting.get() {
             states.observe(name, &outcome);
         }
+        self.sign_out.observe(&outcome);
         outcome
     }
 
@@ -344,10 +395,12 @@ async fn watch_liveness(
     pool: SenderPoolHandle,
     session: Arc<SessionStore>,
     liveness: Liveness,
+    sign_out: SignOut,
     stop: CancellationToken,
 ) {
     use grammers_session::Session as _;
     let mut dead = false;
+    let mut authorization_checked = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -369,6 +422,19 @@ async fn watch_liveness(
                     tracing::info!(dc = home, "the connection answers again");
                 }
                 dead = false;
+                if sign_out.is_armed()
+                    && authorization_checked.elapsed() >= liveness.auth_check_interval
+                {
+                    authorization_checked = tokio::time::Instant::now();
+                    let state = tl::functions::updates::GetState {};
+                    let checked = tokio::select! {
+                        () = stop.cancelled() => return,
+                        checked = tokio::time::timeout(liveness.call_timeout, pool.invoke_in_dc(home, &state)) => checked,
+                    };
+                    if let Ok(outcome) = checked {
+                        sign_out.observe(&outcome);
+                    }
+                }
             }
             // A refused or dropped ping means grammers already knows the
             // connection is gone and reconnects on the next call.

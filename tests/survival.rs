@@ -37,6 +37,22 @@ async fn world_with_a_sent_job(text: &str) -> (World, AccountId) {
     (world, user)
 }
 
+/// `user` writes `text` to the bot; waits for its event.
+async fn user_writes_and_it_is_an_event(world: &World, user: AccountId, text: &str) {
+    let mut cursor = 0;
+    let message = UserMessage::Text(text.into());
+    world
+        .sandbox
+        .telegram()
+        .user_sends(user, message, None)
+        .unwrap();
+    world
+        .read_events_until(&mut cursor, |events| {
+            events.iter().any(|e| e.to_string().contains(text))
+        })
+        .await;
+}
+
 /// Polls `probe` until it gives something, or fails the test naming `what`.
 async fn eventually<T>(world: &World, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -223,19 +239,25 @@ async fn a_session_telegram_signed_out_is_signed_in_again_with_the_token() {
     assert_eq!(bot_status(&world).await["state"], "ready");
 
     // The update stream came back with the new sign-in.
-    let mut cursor = 0;
-    world
-        .sandbox
-        .telegram()
-        .user_sends(user, UserMessage::Text("still there?".into()), None)
-        .unwrap();
-    world
-        .read_events_until(&mut cursor, |events| {
-            events
-                .iter()
-                .any(|e| e.to_string().contains("still there?"))
-        })
-        .await;
+    user_writes_and_it_is_an_event(&world, user, "still there?").await;
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_bot_notices_its_session_signed_out_and_signs_in_again() {
+    let world = World::start_with(Pace::Unlimited, "[connection]\nauth_check_ms = 300\n").await;
+    let user = world.users(1)[0];
+    world.faults(json!({"revoke_bot_session": true})).await;
+    // Nothing is sent: the authorization check finds the 401.
+    eventually(&world, "a new sign-in", async || {
+        let imports = stats(&world)["rpc_counts"]["auth.importBotAuthorization"].as_u64();
+        (imports == Some(1)).then_some(())
+    })
+    .await;
+    bot_state_until(&world, "the bot ready again", |state| state == "ready").await;
+    user_writes_and_it_is_an_event(&world, user, "anyone?").await;
+    let log = world.worker.as_ref().unwrap().log();
+    assert!(log.contains("AUTH_KEY_UNREGISTERED"), "{log}");
     world.stop().await;
 }
 

@@ -7,6 +7,15 @@
 //! others go on. The worker's tasks live in its own [`TaskTracker`] under
 //! its own [`CancellationToken`] (a child of the daemon's): stopping a bot
 //! is cancelling its token and waiting for its tracker.
+//!
+//! Each connection ends in an `Ended` that says what comes next: a 401
+//! (the session signed out) signs in again at once; a refused token or app
+//! halts the bot and signs in again with backoff; a dead grammers runner,
+//! a lost connection or a failed inbound pipeline reconnect with a new
+//! client. However it ends, a connection first stops intake and lets what
+//! is in flight finish within the drain time: the sender's sends, the
+//! click answers (waiting clicks are answered at once) and the inbound
+//! recorder's last commit.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -396,6 +405,7 @@ async fn work(
         "ready: connected to Telegram and signed in"
     );
     *ready = true;
+    telegram.watch_sign_out();
     entry.set_state(BotState::Ready {
         bot_id: me.id,
         username: me.username.clone(),
@@ -430,6 +440,10 @@ async fn work(
                     cause = Some(ended);
                     connection.cancel();
                 }
+            }
+            error = telegram.signed_out(), if cause.is_none() => {
+                cause = Some(Ended::SignedOut(format!("Telegram refused the session: {error}")));
+                connection.cancel();
             }
             () = telegram.runner_stopped(), if cause.is_none() => {
                 cause = Some(Ended::Retry(RUNNER_STOPPED.into()));
