@@ -159,6 +159,8 @@ async fn groups_supergroups_and_channels_are_sent_to_within_20_a_minute_and_refu
     let without_bot = group("without the bot", GroupKind::Group, None);
     let banned = group("banned", GroupKind::Supergroup, Some(Role::Member));
     let not_admin = group("not admin", GroupKind::Channel, Some(Role::Member));
+    // No update ever showed the bot this one: no access hash is known.
+    let never_shown = group("never shown", GroupKind::Supergroup, None);
     assert!(basic < 0 && basic > -1_000_000_000_000, "{basic}");
     assert!(supergroup < -1_000_000_000_000, "{supergroup}");
     // The update that showed the bot each supergroup and channel carried
@@ -192,11 +194,36 @@ async fn groups_supergroups_and_channels_are_sent_to_within_20_a_minute_and_refu
         assert_eq!(group_texts(&world, chat), expected, "chat {chat}");
     }
 
+    // A delete in a supergroup goes out as channels.deleteMessages with
+    // the channel's access hash.
+    let answer = world
+        .client
+        .post(
+            &format!("{INTERACTIVE}?wait=30"),
+            &[],
+            body(supergroup, "to delete"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 201, "{:?}", answer.json());
+    let message_id = answer.json().unwrap()["message_id"].as_i64().unwrap();
+    assert!(group_texts(&world, supergroup).contains(&"to delete".to_owned()));
+    let path = format!("/api/v1/telegram/messages/{message_id}?wait=30");
+    let mut connection = world.client.connect().await.unwrap();
+    let deleted = connection
+        .send(hyper::Method::DELETE, &path, &[], Default::default())
+        .await
+        .unwrap();
+    assert!(deleted.status.is_success(), "{:?}", deleted.json());
+    let texts = group_texts(&world, supergroup);
+    assert!(!texts.contains(&"to delete".to_owned()), "{texts:?}");
+
     // Telegram's refusals in groups fail the job for good, code 5, named.
     for (chat, name) in [
         (without_bot, "CHAT_WRITE_FORBIDDEN"),
         (banned, "CHANNEL_PRIVATE"),
         (not_admin, "CHAT_ADMIN_REQUIRED"),
+        (never_shown, "CHANNEL_INVALID"),
     ] {
         let id = enqueue(&world, chat, "refused").await;
         let job = world.settled(id).await;
