@@ -91,8 +91,18 @@ enum Query {
     AnsweredByConsumer,
 }
 
+/// Whether a click of a `once` button counted, as its recorder decided.
+enum Verdict {
+    /// The answer waits for it.
+    Awaited(oneshot::Sender<bool>),
+    /// Decided (`true`: a repeat) before the answer asked.
+    Known(bool),
+}
+
 struct Queries {
     by_id: HashMap<i64, Query>,
+    /// Verdicts on clicks of buttons with an `on_click`, by query id.
+    verdicts: HashMap<i64, Verdict>,
     /// Ids in arrival order, to forget old ones.
     seen: VecDeque<(Instant, i64)>,
 }
@@ -129,6 +139,7 @@ impl CallbackAnswerer {
                 deadline,
                 queries: Mutex::new(Queries {
                     by_id: HashMap::new(),
+                    verdicts: HashMap::new(),
                     seen: VecDeque::new(),
                 }),
             }),
@@ -167,6 +178,42 @@ impl CallbackAnswerer {
             span,
         ));
         true
+    }
+
+    /// The recorder's verdict on click `query_id` of a button with an
+    /// `on_click`, made in the commit that recorded it: `repeat` (a `once`
+    /// button clicked before) or counted.
+    pub fn decided(&self, query_id: i64, repeat: bool) {
+        let mut queries = self.queries();
+        match queries.verdicts.remove(&query_id) {
+            Some(Verdict::Awaited(tx)) => {
+                let _ = tx.send(repeat);
+            }
+            _ if queries.by_id.contains_key(&query_id) => {
+                queries.verdicts.insert(query_id, Verdict::Known(repeat));
+            }
+            // A click recorded again after a restart, answered long ago.
+            _ => {}
+        }
+    }
+
+    /// Whether click `query_id` of a `once` button is a repeat, waiting up
+    /// to the deadline for the recorder (which has not decided then: taken
+    /// as the first).
+    async fn is_repeat(&self, query_id: i64) -> bool {
+        let rx = {
+            let mut queries = self.queries();
+            if let Some(Verdict::Known(repeat)) = queries.verdicts.get(&query_id) {
+                return *repeat;
+            }
+            let (tx, rx) = oneshot::channel();
+            queries.verdicts.insert(query_id, Verdict::Awaited(tx));
+            rx
+        };
+        matches!(
+            tokio::time::timeout(self.inner.deadline, rx).await,
+            Ok(Ok(true))
+        )
     }
 
     /// A consumer's answer to `query_id`, taken if the deadline has not
@@ -268,6 +315,8 @@ impl CallbackAnswerer {
         }
     }
 
+    /// The clicked button's stored answer: its `answer`, or for a repeated
+    /// click of a `once` button, its `answer_after_first`.
     async fn stored_answer(&self, query: &ClickQuery) -> Option<CallbackAnswer> {
         let sent = match self
             .inner
@@ -285,6 +334,11 @@ impl CallbackAnswerer {
             return None;
         }
         let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+        if let Some(on_click) = request.on_click(&query.data).filter(|c| c.once())
+            && self.is_repeat(query.query_id).await
+        {
+            return Some(on_click.answer_after_first());
+        }
         request.callback_answer(&query.data).cloned()
     }
 
@@ -338,6 +392,7 @@ fn forget_old(queries: &mut Queries, now: Instant) {
         queries.seen.pop_front();
         if !matches!(queries.by_id.get(&id), Some(Query::Open(_))) {
             queries.by_id.remove(&id);
+            queries.verdicts.remove(&id);
         }
     }
 }

@@ -375,8 +375,9 @@ pub struct ApiConfig {
     /// With `respond = "sent"`: how long to wait for the job's outcome
     /// before answering 202 anyway (at most 60).
     pub respond_timeout_s: u64,
-    /// STAND-IN until per-bot `api_keys` land: the product tokens
-    /// `POST /v1.0/message` takes for the one bot (empty: any token).
+    /// Replaced by per-bot `api_keys` (a CM.com product token is a bot's
+    /// API key); still read so that a file that sets it gets an error
+    /// saying where the tokens go, not "unknown key".
     pub product_tokens: Vec<Secret>,
 }
 
@@ -623,6 +624,13 @@ impl Config {
             ));
         }
         self.webhook.check()?;
+        if !self.api.product_tokens.is_empty() {
+            return Err(
+                "`api.product_tokens` is replaced by per-bot API keys: a CM.com product token \
+                 is a key of its bot, so move each token into that bot's `[[bots]] api_keys`"
+                    .into(),
+            );
+        }
         let legacy_default = self.telegram.bot_token.is_some()
             && self
                 .bots

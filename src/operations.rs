@@ -125,6 +125,24 @@ impl EditRequest {
         })
     }
 
+    /// An edit of message `message_id` to `text` (with `entities`) and
+    /// `keyboard` (`None`: the message is left without one, as Telegram
+    /// does with an edit that gives no markup), all already checked.
+    pub(crate) fn new(
+        message_id: i64,
+        text: String,
+        entities: Vec<Entity>,
+        keyboard: Option<Markup>,
+    ) -> Self {
+        EditRequest {
+            message_id,
+            text: Some(text),
+            entities,
+            reply_markup: keyboard,
+            link_preview: true,
+        }
+    }
+
     /// telegate's id of the message to edit.
     pub fn message_id(&self) -> i64 {
         self.message_id

@@ -248,11 +248,17 @@ impl Queue {
             .await
     }
 
-    /// When `bot`'s next job may be taken (for the worker to sleep until),
-    /// or `None` when no chat of it has a job waiting that is free to go.
-    pub async fn next_due_at(&self, bot: &str) -> Result<Option<Timestamp>, QueueError> {
+    /// When `bot`'s next job may be taken, seen at `now` (for the worker to
+    /// sleep until), or `None` when no chat of it has a job waiting that is
+    /// free to go.
+    pub async fn next_due_at(
+        &self,
+        bot: &str,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, QueueError> {
         let bot = bot.to_owned();
-        self.read(move |conn| read::next_due_at(conn, &bot)).await
+        self.read(move |conn| read::next_due_at(conn, &bot, now))
+            .await
     }
 
     /// Jobs of `bot` waiting to be sent (`queued` or `sending`).
