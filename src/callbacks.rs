@@ -4,7 +4,9 @@
 //! answers, and gives up after a few seconds (`BOT_RESPONSE_TIMEOUT`). So a
 //! click never waits behind the send queue, the event store or a consumer:
 //! each `updateBotCallbackQuery` gets its own task. A clicked button with a
-//! stored `answer` is answered with it at once (one indexed store read); a
+//! stored `answer` is answered with it at once (one indexed store read;
+//! a `once` button waits for its click's recorder to say whether the click
+//! is its first, then answers `answer` or `answer_after_first`); a
 //! button without one waits at most the answer deadline for a consumer's
 //! answer (posted to `POST /api/v1/callbacks/{query_id}/answer`), then
 //! falls back to an empty answer, and sends it

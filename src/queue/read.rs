@@ -236,7 +236,7 @@ pub fn due(
 }
 
 /// A due line head: `j` is queued, may go at `?2`, no hold stops it, and
-/// it is the oldest active job of its chat. Completed by what picks `j`.
+/// it is the oldest active job of its chat that no `send_at` holds. Completed by what picks `j`.
 macro_rules! due_head_where {
     () => {
         concat!(
