@@ -517,7 +517,7 @@ async fn clicks(world: &World) -> Vec<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_click_changes_the_message_right_after_the_answer() {
-    let world = World::start(Pace::Unlimited).await;
+    let mut world = World::start(Pace::Unlimited).await;
     let user = world.users(1)[0];
 
     // remove_keyboard + edit_text: the answer, then the text changes and
@@ -617,6 +617,13 @@ async fn on_click_changes_the_message_right_after_the_answer() {
         labels(&world, user, fourth) == Some(vec!["✓ Confirm".to_owned(), "Later".to_owned()])
     })
     .await;
+    // The first click stays the first across a restart of the worker.
+    world.worker().kill();
+    world.start_worker().await;
+    assert_eq!(
+        click(&world, user, fourth, "confirm").await.as_deref(),
+        Some("Already confirmed")
+    );
     let deadline = Instant::now() + PATIENCE;
     let want = [
         ("yes", false),
@@ -628,6 +635,7 @@ async fn on_click_changes_the_message_right_after_the_answer() {
         ("confirm", true),
         ("later", false),
         ("later", true),
+        ("confirm", true),
     ];
     loop {
         let seen = clicks(&world).await;
