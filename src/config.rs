@@ -843,6 +843,32 @@ mod tests {
     }
 
     #[test]
+    fn a_bot_may_have_its_own_response_mode() {
+        let config = Config::parse(
+            "[[bots]]\nname = \"shop\"\nrespond = \"sent\"\n[[bots]]\nname = \"news\"\n",
+        )
+        .unwrap();
+        config.check().unwrap();
+        assert_eq!(config.bots[0].respond, Some(Respond::Sent));
+        assert_eq!(config.bots[1].respond, None);
+        let err = Config::parse("[[bots]]\nname = \"shop\"\nrespond = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn the_product_token_stand_in_is_refused_saying_where_tokens_go() {
+        let config = Config::parse("[api]\nproduct_tokens = [\"t\"]\n").unwrap();
+        let err = config.check().unwrap_err();
+        assert!(
+            err.contains("api.product_tokens") && err.contains("[[bots]] api_keys"),
+            "{err}"
+        );
+        assert!(!err.contains("\"t\""), "{err}");
+        let empty = Config::parse("[api]\nproduct_tokens = []\n").unwrap();
+        empty.check().unwrap();
+    }
+
+    #[test]
     fn a_webhook_needs_an_http_url_and_a_secret() {
         let check = |text: &str| Config::parse(text).unwrap().check();
         assert!(check("[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n").is_ok());
