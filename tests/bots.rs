@@ -401,6 +401,11 @@ async fn the_operator_names_the_bot_and_idempotency_keys_are_per_bot() {
 }
 
 impl Api {
+    /// `POST /v1.0/message` with `body` and no key header.
+    async fn cm(&self, body: &str) -> Answer {
+        self.send(Method::POST, "/v1.0/message", &[], body).await
+    }
+
     /// Enqueues with the idempotency key `same`.
     async fn enqueue_once(&self, key: &str) -> i64 {
         let headers = [("x-octopods-auth", key), ("idempotency-key", "same")];
@@ -541,4 +546,47 @@ async fn another_bots_message_can_be_neither_edited_nor_deleted() {
         )
         .await;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
+}
+
+#[tokio::test]
+async fn a_cm_product_token_is_its_bots_api_key() {
+    let api = Api::start().await;
+    let envelope = |token: &str, from: &str| {
+        json!({"messages": {"authentication": {"producttoken": token}, "msg": [{
+            "from": from, "to": [{"number": "1000001"}],
+            "body": {"type": "auto", "content": "Your parcel is on its way"}}]}})
+        .to_string()
+    };
+    // No X-Octopods-Auth on this path: the envelope's token is the key.
+    let answer = api.cm(&envelope("alpha-key", "alpha")).await;
+    let body = answer.json().unwrap();
+    assert_eq!(answer.status, 200, "{body}");
+    let job = body["messages"][0]["job_id"].as_i64().unwrap();
+    assert_eq!(api.job_ids("/api/v1/jobs", "alpha-key").await, [job]);
+    // `from` must be the token's bot.
+    let answer = api.cm(&envelope("alpha-key", "beta")).await;
+    let body = error_of(&answer);
+    assert_eq!(answer.status, 400, "{body}");
+    assert_eq!(body["messages"][0]["messageErrorCode"], 301, "{body}");
+    let details = body["messages"][0]["messageDetails"].as_str().unwrap();
+    assert!(
+        details.contains("`beta`") && details.contains("`alpha`"),
+        "{details}"
+    );
+    // A deprecated, a disabled bot's or an unknown key is CM's 101; an
+    // operator key sends as the bot `from` names.
+    for token in ["alpha-old", "gamma-key", "nope"] {
+        let answer = api.cm(&envelope(token, "alpha")).await;
+        let body = error_of(&answer);
+        assert_eq!(
+            (answer.status.as_u16(), &body["errorCode"]),
+            (400, &json!(101)),
+            "{token}: {body}"
+        );
+    }
+    let answer = api.cm(&envelope("op-key", "beta")).await;
+    let body = answer.json().unwrap();
+    assert_eq!(answer.status, 200, "{body}");
+    let job = body["messages"][0]["job_id"].as_i64().unwrap();
+    assert_eq!(api.job_ids("/api/v1/jobs", "beta-key").await, [job]);
 }
