@@ -21,9 +21,9 @@ use crate::interactive::{InlineButton, InlineKeyboard, InteractiveRequest, Marku
 use crate::operations::EditRequest;
 use crate::queue::{JobEvent, JobKind, NewJob, QueueError, Timestamp};
 
-/// How one click on a button with an `on_click` is taken.
+/// What one click on a button with an `on_click` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ClickEffect {
     /// A `once` button clicked before: answered `answer_after_first`,
     /// nothing changes, the event is flagged `repeat`.
     Repeat,
@@ -32,7 +32,7 @@ pub enum Verdict {
     Counted { edit: Option<EditRequest> },
 }
 
-/// The verdict on a click of the button with `data` under the message
+/// The effect of a click of the button with `data` under the message
 /// `request` (telegate's id `message_id`), after the clicks `earlier` (their
 /// data, in order) counted. `None` when the button has no `on_click`.
 pub fn decide(
@@ -40,13 +40,13 @@ pub fn decide(
     message_id: i64,
     earlier: &[Vec<u8>],
     data: &[u8],
-) -> Option<Verdict> {
+) -> Option<ClickEffect> {
     let on_click = request.on_click(data)?;
     if on_click.once() && earlier.iter().any(|clicked| clicked == data) {
-        return Some(Verdict::Repeat);
+        return Some(ClickEffect::Repeat);
     }
     if !on_click.edits() {
-        return Some(Verdict::Counted { edit: None });
+        return Some(ClickEffect::Counted { edit: None });
     }
     let mut shown = Shown::as_sent(request);
     for clicked in earlier {
@@ -55,7 +55,7 @@ pub fn decide(
         }
     }
     shown.apply(on_click, data);
-    Some(Verdict::Counted {
+    Some(ClickEffect::Counted {
         edit: Some(shown.into_edit(message_id)),
     })
 }
@@ -107,7 +107,7 @@ impl Shown {
 
 /// A click to apply, as the recorder found it.
 #[derive(Debug, Clone)]
-pub struct Click {
+pub struct ButtonClick {
     pub query_id: i64,
     pub chat: ChatId,
     /// Telegram's id of the clicked message.
@@ -124,7 +124,7 @@ pub struct Click {
 pub(crate) fn apply(
     conn: &Connection,
     bot: &str,
-    click: &Click,
+    click: &ButtonClick,
     now: Timestamp,
     events: &mut Vec<JobEvent>,
 ) -> Result<bool, QueueError> {
@@ -148,10 +148,10 @@ pub(crate) fn apply(
         )?
         .query_map(params![bot, chat, click.msg_id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    let Some(verdict) = decide(&click.request, click.message_id, &earlier, &click.data) else {
+    let Some(effect) = decide(&click.request, click.message_id, &earlier, &click.data) else {
         return Ok(false);
     };
-    let Verdict::Counted { edit } = verdict else {
+    let ClickEffect::Counted { edit } = effect else {
         return Ok(true);
     };
     conn.prepare_cached(
@@ -192,9 +192,9 @@ mod tests {
         .unwrap()
     }
 
-    fn edit_of(verdict: Option<Verdict>) -> serde_json::Value {
-        match verdict {
-            Some(Verdict::Counted { edit: Some(edit) }) => serde_json::to_value(edit).unwrap(),
+    fn edit_of(effect: Option<ClickEffect>) -> serde_json::Value {
+        match effect {
+            Some(ClickEffect::Counted { edit: Some(edit) }) => serde_json::to_value(edit).unwrap(),
             other => panic!("no edit: {other:?}"),
         }
     }
@@ -260,16 +260,16 @@ mod tests {
         ]]));
         assert_eq!(
             decide(&sent, 1, &[], b"v"),
-            Some(Verdict::Counted { edit: None })
+            Some(ClickEffect::Counted { edit: None })
         );
         assert_eq!(
             decide(&sent, 1, &[b"v".to_vec()], b"v"),
-            Some(Verdict::Repeat)
+            Some(ClickEffect::Repeat)
         );
         // Per button: another button's first click still counts.
         assert_eq!(
             decide(&sent, 1, &[b"v".to_vec()], b"o"),
-            Some(Verdict::Counted { edit: None })
+            Some(ClickEffect::Counted { edit: None })
         );
         let on_click = sent.on_click(b"v").unwrap();
         assert_eq!(

@@ -93,8 +93,8 @@ enum Query {
     AnsweredByConsumer,
 }
 
-/// Whether a click of a `once` button counted, as its recorder decided.
-enum Verdict {
+/// Whether a click of a `once` button counted, as its recorder decided it.
+enum Decision {
     /// The answer waits for it.
     Awaited(oneshot::Sender<bool>),
     /// Decided (`true`: a repeat) before the answer asked.
@@ -103,8 +103,8 @@ enum Verdict {
 
 struct Queries {
     by_id: HashMap<i64, Query>,
-    /// Verdicts on clicks of buttons with an `on_click`, by query id.
-    verdicts: HashMap<i64, Verdict>,
+    /// Decisions on clicks of buttons with an `on_click`, by query id.
+    decisions: HashMap<i64, Decision>,
     /// Ids in arrival order, to forget old ones.
     seen: VecDeque<(Instant, i64)>,
 }
@@ -141,7 +141,7 @@ impl CallbackAnswerer {
                 deadline,
                 queries: Mutex::new(Queries {
                     by_id: HashMap::new(),
-                    verdicts: HashMap::new(),
+                    decisions: HashMap::new(),
                     seen: VecDeque::new(),
                 }),
             }),
@@ -182,17 +182,17 @@ impl CallbackAnswerer {
         true
     }
 
-    /// The recorder's verdict on click `query_id` of a button with an
+    /// The recorder's decision on click `query_id` of a button with an
     /// `on_click`, made in the commit that recorded it: `repeat` (a `once`
     /// button clicked before) or counted.
     pub fn decided(&self, query_id: i64, repeat: bool) {
         let mut queries = self.queries();
-        match queries.verdicts.remove(&query_id) {
-            Some(Verdict::Awaited(tx)) => {
+        match queries.decisions.remove(&query_id) {
+            Some(Decision::Awaited(tx)) => {
                 let _ = tx.send(repeat);
             }
             _ if queries.by_id.contains_key(&query_id) => {
-                queries.verdicts.insert(query_id, Verdict::Known(repeat));
+                queries.decisions.insert(query_id, Decision::Known(repeat));
             }
             // A click recorded again after a restart, answered long ago.
             _ => {}
@@ -205,11 +205,11 @@ impl CallbackAnswerer {
     async fn is_repeat(&self, query_id: i64) -> bool {
         let rx = {
             let mut queries = self.queries();
-            if let Some(Verdict::Known(repeat)) = queries.verdicts.get(&query_id) {
+            if let Some(Decision::Known(repeat)) = queries.decisions.get(&query_id) {
                 return *repeat;
             }
             let (tx, rx) = oneshot::channel();
-            queries.verdicts.insert(query_id, Verdict::Awaited(tx));
+            queries.decisions.insert(query_id, Decision::Awaited(tx));
             rx
         };
         matches!(
@@ -394,7 +394,7 @@ fn forget_old(queries: &mut Queries, now: Instant) {
         queries.seen.pop_front();
         if !matches!(queries.by_id.get(&id), Some(Query::Open(_))) {
             queries.by_id.remove(&id);
-            queries.verdicts.remove(&id);
+            queries.decisions.remove(&id);
         }
     }
 }

@@ -172,13 +172,13 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
         if clicks.is_empty() {
             inbound.events.append(events).await?;
         } else {
-            let (_, verdicts) = inbound
+            let (_, decisions) = inbound
                 .events
                 .append_with(events, move |conn, bot, events, jobs| {
                     apply_clicks(conn, bot, &clicks, events, jobs)
                 })
                 .await?;
-            for (query_id, repeat) in verdicts {
+            for (query_id, repeat) in decisions {
                 inbound.callbacks.decided(query_id, repeat);
             }
         }
@@ -197,30 +197,33 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
 
 /// Applies the `on_click`s of a batch's clicks (each with the index of its
 /// event) in the commit that records the events, flags the events of
-/// repeated clicks, and returns each click's verdict (repeat or not).
+/// repeated clicks, and returns each click's decision (repeat or not).
 fn apply_clicks(
     conn: &rusqlite::Connection,
     bot: &str,
-    clicks: &[(usize, after_click::Click)],
+    clicks: &[(usize, after_click::ButtonClick)],
     events: &mut [NewEvent],
     jobs: &mut Vec<crate::queue::JobEvent>,
 ) -> Result<Vec<(i64, bool)>, QueueError> {
     let now = Timestamp::now();
-    let mut verdicts = Vec::with_capacity(clicks.len());
+    let mut decisions = Vec::with_capacity(clicks.len());
     for (index, click) in clicks {
         let repeat = after_click::apply(conn, bot, click, now, jobs)?;
         if repeat && let Some(event) = events.get_mut(*index) {
             bird::flag_repeat(event);
         }
-        verdicts.push((click.query_id, repeat));
+        decisions.push((click.query_id, repeat));
     }
-    Ok(verdicts)
+    Ok(decisions)
 }
 
 impl Inbound {
     /// The event for one update (`None`: the bot's own doing), and for a
     /// click on a button with an `on_click`, what that does.
-    async fn event_for(&self, taken: &Taken) -> Option<(NewEvent, Option<after_click::Click>)> {
+    async fn event_for(
+        &self,
+        taken: &Taken,
+    ) -> Option<(NewEvent, Option<after_click::ButtonClick>)> {
         use tl::enums::Update as U;
         let bot_id = self.bot_id;
         match &taken.update {
@@ -237,7 +240,7 @@ impl Inbound {
     async fn click_event(
         &self,
         query: &tl::types::UpdateBotCallbackQuery,
-    ) -> (NewEvent, Option<after_click::Click>) {
+    ) -> (NewEvent, Option<after_click::ButtonClick>) {
         let chat = chat_of(&query.peer);
         let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
         let sent = match self
@@ -261,7 +264,7 @@ impl Inbound {
             .and_then(|sent| {
                 let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
                 request.on_click(&data)?;
-                Some(after_click::Click {
+                Some(after_click::ButtonClick {
                     query_id: query.query_id,
                     chat,
                     msg_id: query.msg_id,
