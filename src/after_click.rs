@@ -100,7 +100,7 @@ impl Shown {
     fn into_edit(self, message_id: i64) -> EditRequest {
         let keyboard = self
             .keyboard
-            .map(|rows| Markup::ReplyButtons(InlineKeyboard::from_rows(rows)));
+            .map(|rows| Markup::ReplyButtons(InlineKeyboard::without_on_click(rows)));
         EditRequest::new(message_id, self.text, self.entities, keyboard)
     }
 }
@@ -344,5 +344,36 @@ mod tests {
         });
         let err = InteractiveRequest::from_value(&url).unwrap_err();
         assert!(err.message.contains("callback_data"), "{}", err.message);
+        // Where clicks are not followed up, `on_click` is refused, not dropped.
+        let keyboard = json!({"inline_keyboard": [[{"text": "A", "callback_data": "a"},
+            {"text": "B", "callback_data": "b", "on_click": {"once": true}}]]});
+        let message = json!({"destination_user_id": 7, "text": "x", "reply_markup": keyboard});
+        let err = crate::messages::MessagesRequest::from_json(message.to_string().as_bytes())
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("reply_markup.inline_keyboard[0][1].on_click")
+                && err.message.contains("/api/v1/telegram/interactive"),
+            "{}",
+            err.message
+        );
+        let edit = json!({"text": "x", "reply_markup": keyboard});
+        let err = EditRequest::from_json(3, edit.to_string().as_bytes()).unwrap_err();
+        assert!(err.message.contains("[0][1].on_click"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_on_click_edit_reads_back_from_its_stored_form() {
+        let sent = request(json!([[
+            {"text": "A", "callback_data": "a", "on_click": {"mark": "✓ "}},
+            {"text": "B", "callback_data": "b", "on_click": {"once": true}}
+        ]]));
+        let Some(ClickEffect::Counted { edit: Some(edit) }) = decide(&sent, 4, &[], b"a") else {
+            panic!("no edit");
+        };
+        let stored = serde_json::to_string(&edit).unwrap();
+        assert!(!stored.contains("on_click"), "{stored}");
+        let back: EditRequest = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, edit);
     }
 }

@@ -97,11 +97,12 @@ impl EditRequest {
             .map(|markup| {
                 let path = body.path_of("reply_markup");
                 let markup = Markup::from_reply_markup_tree(markup, &path)?;
-                if !matches!(markup, Markup::ReplyButtons(_)) {
+                let Markup::ReplyButtons(keyboard) = &markup else {
                     return Err(path.broken(
                         "must be an `inline_keyboard`: Telegram edits only inline keyboards",
                     ));
-                }
+                };
+                keyboard.refuse_on_click(&path, interactive::ON_CLICK_ONLY)?;
                 Ok(markup)
             })
             .transpose()?;

@@ -118,6 +118,41 @@ impl InlineKeyboard {
         })
     }
 
+    /// Code 5 naming the first button with an `on_click`, in a keyboard at
+    /// `path` where `on_click` means nothing (`where_not`: why).
+    pub(crate) fn refuse_on_click(&self, path: &Path<'_>, where_not: &str) -> Result<(), ApiError> {
+        for (r, row) in self.inline_keyboard.iter().enumerate() {
+            for (c, button) in row.iter().enumerate() {
+                if button.on_click().is_some() {
+                    let grid = path.key("inline_keyboard");
+                    let row_path = grid.index(r);
+                    let button_path = row_path.index(c);
+                    return Err(button_path.key("on_click").broken(where_not));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The same keyboard without any `on_click` (what an edit shows: only
+    /// the message as first sent carries them).
+    pub(crate) fn without_on_click(rows: Vec<Vec<InlineButton>>) -> Self {
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|mut button| {
+                        if let InlineAction::Callback { on_click, .. } = &mut button.action {
+                            *on_click = None;
+                        }
+                        button
+                    })
+                    .collect()
+            })
+            .collect();
+        InlineKeyboard::from_rows(rows)
+    }
+
     /// The `answer` of the callback button whose data is `data`.
     pub fn callback_answer(&self, data: &[u8]) -> Option<&CallbackAnswer> {
         match &self.callback_button(data)?.action {

@@ -35,7 +35,7 @@ pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
 pub(crate) use json::{Array, Document, Json, Object, as_array, as_bool, as_i64, as_str, to_value};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
-pub use on_click::{ALREADY_ANSWERED, OnClick};
+pub use on_click::{ALREADY_ANSWERED, ON_CLICK_ONLY, OnClick};
 pub(crate) use path::{Path, echo};
 pub use rules::{
     ANSWER_TEXT_MAX, BUTTONS_MAX, CALLBACK_DATA_MAX, PLACEHOLDER_MAX, TEXT_MAX, utf16_len,

@@ -37,6 +37,10 @@ pub struct OnClick {
     answer_after_first: Option<CallbackAnswer>,
 }
 
+/// Why `on_click` is refused outside `POST /api/v1/telegram/interactive`.
+pub const ON_CLICK_ONLY: &str = "is only taken on the buttons of `POST /api/v1/telegram/interactive`: \
+     clicks are answered and followed up from the interactive message as first sent";
+
 /// The answer of a click that does not count (`once`) when the button
 /// gives no `answer_after_first`.
 pub const ALREADY_ANSWERED: &str = "already answered";
