@@ -137,11 +137,57 @@ enum Ended {
 /// The longest pause between two connections of a bot that failed.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
+/// The pauses after connections that failed (200 ms, doubling, to 60 s).
+const RETRY_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    cap: MAX_RETRY,
+};
+
 /// The pauses between sign-ins Telegram refused (1 s, doubling, to 60 s).
 const REFUSED_BACKOFF: Backoff = Backoff {
     base: Duration::from_secs(1),
     cap: MAX_RETRY,
 };
+
+/// How long a bot waits before its next connection: a pure policy (the
+/// jitter is given), so its rules are tested on their own.
+#[derive(Debug, Default)]
+struct Pauses {
+    /// Connections that failed in a row (one that got ready ends the row).
+    failures: u32,
+    /// Sign-outs in a row: only the first is signed in again at once, so a
+    /// session Telegram keeps refusing cannot spin.
+    sign_outs: u32,
+}
+
+impl Pauses {
+    /// The pause after a connection that ended as `ended` (`ready`: it got
+    /// that far); `None` when there is no next connection.
+    fn after(&mut self, ended: &Ended, ready: bool, jitter: f64) -> Option<Duration> {
+        self.failures = if ready {
+            1
+        } else {
+            self.failures.saturating_add(1)
+        };
+        self.sign_outs = match ended {
+            Ended::SignedOut(_) => self.sign_outs.saturating_add(1),
+            _ => 0,
+        };
+        match ended {
+            Ended::Cancelled | Ended::Halted(_) => None,
+            Ended::Refused(_) => Some(REFUSED_BACKOFF.delay(self.failures, jitter)),
+            Ended::SignedOut(_) if self.sign_outs == 1 => Some(Duration::ZERO),
+            Ended::SignedOut(_) => Some(RETRY_BACKOFF.delay(self.sign_outs, jitter)),
+            Ended::Retry(_) => Some(RETRY_BACKOFF.delay(self.failures, jitter)),
+            Ended::Wait { wait, .. } => Some(*wait),
+        }
+    }
+
+    /// The number of the next sign-in attempt, as `/readyz` shows it.
+    fn attempt(&self) -> u32 {
+        self.failures.saturating_add(1)
+    }
+}
 
 /// Runs bot `spec` until `cancel`, retrying its connection with backoff;
 /// its state is kept in `entry`. Its tasks go on `tracker`.
@@ -152,35 +198,27 @@ pub async fn run(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let backoff = Backoff {
-        cap: MAX_RETRY,
-        ..Backoff::default()
-    };
+    let mut pauses = Pauses::default();
     let mut last_error = None;
-    // Connections that failed in a row (a connection that got ready ends
-    // the row), and sign-outs in a row (only the first is redone at once).
-    let mut failures = 0u32;
-    let mut sign_outs = 0u32;
     // While halted the state stays halted through the retried sign-ins, so
     // enqueues keep being refused until one succeeds.
     let mut halted = false;
     loop {
         if !halted {
             entry.set_state(BotState::SigningIn {
-                attempt: failures + 1,
+                attempt: pauses.attempt(),
                 last_error: last_error.take(),
             });
         }
         let mut ready = false;
         let ended = connect_and_work(&shared, &spec, &entry, &cancel, &tracker, &mut ready).await;
         entry.attach(None, None, None, None);
-        failures = if ready { 1 } else { failures.saturating_add(1) };
-        if !matches!(ended, Ended::SignedOut(_)) {
-            sign_outs = 0;
-        }
+        let pause = pauses
+            .after(&ended, ready, rand::random())
+            .unwrap_or_default();
         halted = false;
         let name = &spec.name;
-        let pause = match ended {
+        match ended {
             Ended::Cancelled => return,
             Ended::Halted(reason) => {
                 tracing::error!(bot = %name, %reason, "bot halted until its config changes");
@@ -190,7 +228,6 @@ pub async fn run(
                 return;
             }
             Ended::Refused(refusal) => {
-                let pause = REFUSED_BACKOFF.delay(failures, rand::random());
                 let until = Timestamp::now().saturating_add(pause);
                 let reason = format!("{refusal}; signing in again at {until}");
                 tracing::error!(
@@ -200,27 +237,19 @@ pub async fn run(
                 entry.set_error(&reason);
                 entry.set_state(BotState::Halted { reason });
                 halted = true;
-                pause
             }
             Ended::SignedOut(reason) => {
-                sign_outs = sign_outs.saturating_add(1);
                 tracing::warn!(
-                    bot = %name, %reason,
+                    bot = %name, %reason, retry_in = ?pause,
                     "Telegram signed the session out: signing in again with the token"
                 );
                 entry.set_error(&reason);
                 last_error = Some(reason);
-                match sign_outs {
-                    1 => Duration::ZERO,
-                    n => backoff.delay(n, rand::random()),
-                }
             }
             Ended::Retry(error) => {
-                let pause = backoff.delay(failures, rand::random());
                 tracing::warn!(bot = %name, %error, retry_in = ?pause, "bot connection failed");
                 entry.set_error(&error);
                 last_error = Some(error);
-                pause
             }
             Ended::Wait { reason, wait } => {
                 let until = Timestamp::now().saturating_add(wait);
@@ -230,15 +259,14 @@ pub async fn run(
                 );
                 let reason = format!("{reason}: signing in again at {until}");
                 entry.set_error(&reason);
-                last_error = Some(reason);
                 // The state says so while waiting, not only at the next try.
                 entry.set_state(BotState::SigningIn {
-                    attempt: failures + 1,
-                    last_error: last_error.clone(),
+                    attempt: pauses.attempt(),
+                    last_error: Some(reason.clone()),
                 });
-                wait
+                last_error = Some(reason);
             }
-        };
+        }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = cancel.cancelled() => return,
@@ -530,6 +558,62 @@ mod tests {
 
     fn judged(error: TelegramError) -> Ended {
         sign_in_failed(error, &BotName::new("shop").unwrap())
+    }
+
+    #[test]
+    fn pauses_grow_while_connections_fail_and_a_first_sign_out_is_redone_at_once() {
+        let mut pauses = Pauses::default();
+        let retry = || Ended::Retry("gone".into());
+        assert_eq!(pauses.attempt(), 1);
+        assert_eq!(
+            pauses.after(&retry(), false, 0.0),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            pauses.after(&retry(), false, 0.0),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(pauses.attempt(), 3);
+        // A connection that got ready ends the row.
+        assert_eq!(
+            pauses.after(&retry(), true, 0.0),
+            Some(Duration::from_millis(100))
+        );
+        let signed_out = || Ended::SignedOut("AUTH_KEY_UNREGISTERED".into());
+        assert_eq!(pauses.after(&signed_out(), true, 0.0), Some(Duration::ZERO));
+        // Signed out again right after: no spinning.
+        assert_eq!(
+            pauses.after(&signed_out(), true, 0.0),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            pauses.after(&signed_out(), true, 0.0),
+            Some(Duration::from_millis(400))
+        );
+        let refused = || Ended::Refused("ACCESS_TOKEN_INVALID".into());
+        // Refused sign-ins: 1 s, doubling (half fixed, half jitter).
+        assert_eq!(
+            pauses.after(&refused(), false, 0.0),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            pauses.after(&refused(), false, 1.0),
+            Some(Duration::from_secs(4))
+        );
+        for _ in 0..10 {
+            pauses.after(&refused(), false, 1.0);
+        }
+        assert_eq!(pauses.after(&refused(), false, 1.0), Some(MAX_RETRY));
+        let wait = Ended::Wait {
+            reason: "FLOOD_WAIT_7 at sign-in".into(),
+            wait: Duration::from_secs(7),
+        };
+        assert_eq!(
+            pauses.after(&wait, false, 0.5),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(pauses.after(&Ended::Cancelled, true, 0.0), None);
+        assert_eq!(pauses.after(&Ended::Halted("x".into()), false, 0.0), None);
     }
 
     #[test]
