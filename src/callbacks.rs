@@ -208,13 +208,13 @@ impl CallbackAnswerer {
     /// Waits until every click taken so far is answered (or its answer
     /// given up). Once `closing` is cancelled that is soon: nothing waits
     /// for a consumer, and a failed answer is not retried.
-    pub async fn answered_all(&self) {
+    pub(crate) async fn answered_all(&self) {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
 
     /// Clicks taken and not answered yet.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.inner.tasks.len()
     }
 

@@ -240,20 +240,20 @@ impl Telegram {
     /// Resolves once grammers' connection runner has ended: it quit (at
     /// [`Telegram::shutdown`]) or it panicked. After that every call fails
     /// with `Dropped`, so a client whose runner died must be rebuilt.
-    pub async fn runner_stopped(&self) {
+    pub(crate) async fn runner_stopped(&self) {
         self.runner_stopped.cancelled().await;
     }
 
     /// From now on (the bot signed in), a 401 on any call of this
     /// connection, or on the watchdog's authorization check, means Telegram
     /// signed the session out: [`Telegram::signed_out`] resolves.
-    pub fn watch_sign_out(&self) {
+    pub(crate) fn watch_sign_out(&self) {
         self.sign_out.armed.store(true, Ordering::Relaxed);
     }
 
     /// Resolves with Telegram's error once the session was signed out
     /// (after [`Telegram::watch_sign_out`]).
-    pub async fn signed_out(&self) -> String {
+    pub(crate) async fn signed_out(&self) -> String {
         self.sign_out.seen.cancelled().await;
         self.sign_out.reason.get().cloned().unwrap_or_default()
     }
@@ -293,7 +293,7 @@ impl Telegram {
     /// supergroup's or channel's hash comes with the first update that
     /// shows the bot the chat (grammers caches the peers of every update),
     /// and Telegram refuses a wrong one (`CHANNEL_INVALID`).
-    pub async fn access_hash(&self, chat: ChatId) -> i64 {
+    async fn access_hash(&self, chat: ChatId) -> i64 {
         let peer = match chat.peer() {
             Peer::User(id) => PeerId::user(id),
             Peer::Channel(id) => PeerId::channel(id),

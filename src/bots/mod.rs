@@ -124,7 +124,7 @@ impl BotEntry {
 
     /// Why the bot is halted (its token or app refused, its session file
     /// unusable), if it is: enqueues for it are refused meanwhile.
-    pub fn halted(&self) -> Option<String> {
+    pub(crate) fn halted(&self) -> Option<String> {
         match self.state() {
             Some(BotState::Halted { reason }) if self.is_enabled() => Some(reason),
             _ => None,

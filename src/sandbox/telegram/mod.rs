@@ -393,7 +393,7 @@ impl FakeTelegram {
     /// Fault `restore_bot_token`: the token revoked last is valid again
     /// (as if the operator had put the new one in the bot's config), so
     /// signing in with it works. `false` when no token was revoked.
-    pub fn restore_bot_token(&self) -> bool {
+    pub(crate) fn restore_bot_token(&self) -> bool {
         let mut inner = self.lock();
         let Some(token) = inner.revoked_token.take() else {
             return false;
@@ -407,7 +407,7 @@ impl FakeTelegram {
     /// Fault `bad_dc_config`: the next `help.getConfig` (grammers asks it
     /// on every new connection) lists a DC whose address is not an IP
     /// address, which grammers 0.11's connection runner panics on.
-    pub fn arm_bad_dc_config(&self) {
+    pub(crate) fn arm_bad_dc_config(&self) {
         self.lock().bad_dc_config = true;
     }
 
@@ -418,7 +418,7 @@ impl FakeTelegram {
 
     /// Fault `group_burst`: how many messages a group takes back to back
     /// before its 20-a-minute refill applies (Telegram's documented 20).
-    pub fn set_group_burst(&self, burst: u32) {
+    pub(crate) fn set_group_burst(&self, burst: u32) {
         self.lock().flood.set_group_burst(f64::from(burst));
     }
 
