@@ -333,6 +333,25 @@ async fn a_revoked_token_halts_the_bot_until_it_works_again_and_nothing_is_lost(
         error.contains("halted") && error.contains("ACCESS_TOKEN_INVALID"),
         "{error}"
     );
+    // CM's gateway path refuses it the same way.
+    let cm = json!({"messages": {"authentication": {"producttoken": "any"}, "msg": [{
+        "from": "default", "to": [{"number": user.to_string()}],
+        "body": {"type": "auto", "content": "refused too"}}]}});
+    let refused = world
+        .client
+        .post("/v1.0/message", &[], cm.to_string())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503, "{:?}", refused.json());
+    assert!(
+        refused
+            .json()
+            .unwrap()
+            .to_string()
+            .contains("ACCESS_TOKEN_INVALID"),
+        "{:?}",
+        refused.json()
+    );
     assert_eq!(world.job(queued).await["state"], "queued");
     assert!(world.bot_texts(user).is_empty());
     let token = world.sandbox.telegram().bot_token();
