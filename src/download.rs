@@ -3,22 +3,42 @@
 //! Inbound events do not carry file bytes: their `mediaUrl` is
 //! `/api/v1/media/{chat}:{message_id}`. Resolving it reads the message
 //! again (`messages.getMessages`, or `channels.getMessages` in a channel),
-//! which also yields a fresh `file_reference`, and streams the photo or
-//! document with `upload.getFile` chunk by chunk, so nothing is held in
-//! memory or on disk beyond one chunk.
+//! which also yields a fresh `file_reference` and the DC the file lives on,
+//! and streams the photo or document with `upload.getFile` chunk by chunk,
+//! so nothing is held in memory or on disk beyond one chunk.
+//!
+//! Users' files live on every DC, not only the bot's. grammers' download
+//! iterator asks the file's DC, follows `FILE_MIGRATE_X` and copies the
+//! bot's authorization there (`auth.exportAuthorization` at home,
+//! `auth.importAuthorization` there) on `AUTH_KEY_UNREGISTERED`; telegate
+//! drives it one chunk at a time and adds what it lacks: a file reference
+//! that expires mid-way is fetched again (by reading the message again)
+//! and the download goes on at the same offset, a chunk that takes too long
+//! is asked again, and any part of a file can be asked for (a `Range`).
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use grammers_client::Client;
+use grammers_client::client::DownloadIter;
+use grammers_client::media::Downloadable;
 use grammers_mtsender::InvocationError;
 use grammers_tl_types as tl;
 use http_body_util::channel::{Channel, Sender};
 
 use crate::chat::{ChatId, Peer};
 
-/// `upload.getFile` chunk size: a multiple of 4 KiB that divides 1 MiB.
+/// `upload.getFile` chunk size: a multiple of 4 KiB that divides 1 MiB, so a
+/// chunk at a multiple of it never crosses a 1 MiB boundary (Telegram's
+/// rule for non-`precise` requests).
 const CHUNK: i32 = 512 * 1024;
+/// The longest one chunk may take (its DC may need a connection, a key and
+/// an imported authorization first).
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries at a chunk that timed out or whose fresh file reference expired
+/// again before the download gives up.
+const CHUNK_TRIES: u32 = 3;
 
 /// A message's media, as named in a `mediaUrl`: `{chat}:{message_id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +80,12 @@ pub enum DownloadError {
     NoMedia(MediaId),
     #[error("Telegram: {0}")]
     Telegram(#[from] InvocationError),
+    #[error("Telegram did not answer for chunk at byte {offset} of {media} in time")]
+    TimedOut { media: MediaId, offset: i64 },
+    #[error("the file reference of {0} kept expiring")]
+    ReferenceExpired(MediaId),
+    #[error("Telegram ended {media} at byte {at}, before its {size} bytes")]
+    Short { media: MediaId, at: i64, size: i64 },
 }
 
 /// A file ready to stream.
@@ -68,7 +94,40 @@ pub struct File {
     pub content_type: String,
     pub filename: Option<String>,
     pub size: i64,
+    /// The DC the file lives on.
+    pub dc_id: i32,
     location: tl::enums::InputFileLocation,
+}
+
+impl Downloadable for File {
+    fn to_raw_input_location(&self) -> Option<tl::enums::InputFileLocation> {
+        Some(self.location.clone())
+    }
+
+    fn size(&self) -> Option<usize> {
+        usize::try_from(self.size).ok()
+    }
+
+    fn dc_id(&self) -> Option<i32> {
+        Some(self.dc_id)
+    }
+}
+
+/// The bytes `start..start + len` of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl Span {
+    /// All of a `size`-byte file.
+    pub fn whole(size: i64) -> Span {
+        Span {
+            start: 0,
+            len: u64::try_from(size).unwrap_or(0),
+        }
+    }
 }
 
 /// Fetches files through the bot's connection.
@@ -118,49 +177,148 @@ impl Downloads {
             .ok_or(DownloadError::NoMedia(media))
     }
 
-    /// The file's bytes as an HTTP body, fetched chunk by chunk as it is
-    /// read; a failure mid-way ends the body with an error.
-    pub fn stream(&self, file: &File) -> Channel<Bytes, std::io::Error> {
+    /// Starts fetching `span` of `file` (of `media`): its first chunk is
+    /// fetched before this returns, so a file Telegram will not serve fails
+    /// here, before anything of an answer is sent.
+    pub async fn open(
+        &self,
+        media: MediaId,
+        file: File,
+        span: Span,
+    ) -> Result<Download, DownloadError> {
+        let mut fetch = Fetch::new(self.clone(), media, file, span);
+        let first = fetch.next().await?;
+        Ok(Download { first, fetch })
+    }
+}
+
+/// A download whose first chunk is in hand.
+pub struct Download {
+    first: Option<Bytes>,
+    fetch: Fetch,
+}
+
+impl Download {
+    /// The rest as an HTTP body, fetched chunk by chunk as it is read; a
+    /// failure mid-way ends the body with an error (never a short body
+    /// that looks complete).
+    pub fn into_body(self) -> Channel<Bytes, std::io::Error> {
         let (tx, body) = Channel::new(2);
-        tokio::spawn(feed(self.client.clone(), file.location.clone(), tx));
+        tokio::spawn(feed(self, tx));
         body
     }
 }
 
-async fn feed(
-    client: Client,
-    location: tl::enums::InputFileLocation,
-    mut tx: Sender<Bytes, std::io::Error>,
-) {
-    let mut offset = 0i64;
+async fn feed(download: Download, mut tx: Sender<Bytes, std::io::Error>) {
+    let Download { first, mut fetch } = download;
+    let mut next = first;
     loop {
-        let request = tl::functions::upload::GetFile {
-            precise: false,
-            cdn_supported: false,
-            location: location.clone(),
-            offset,
-            limit: CHUNK,
+        let Some(bytes) = next else {
+            return;
         };
-        let bytes = match client.invoke(&request).await {
-            Ok(tl::enums::upload::File::File(file)) => file.bytes,
-            Ok(tl::enums::upload::File::CdnRedirect(_)) => {
-                tx.abort(std::io::Error::other("Telegram redirected to a CDN"));
-                return;
-            }
+        if tx.send_data(bytes).await.is_err() {
+            return; // the client went away
+        }
+        next = match fetch.next().await {
+            Ok(next) => next,
             Err(error) => {
                 tracing::warn!(%error, "file download failed");
                 tx.abort(std::io::Error::other(error.to_string()));
                 return;
             }
         };
-        let len = bytes.len();
-        if len > 0 && tx.send_data(Bytes::from(bytes)).await.is_err() {
-            return; // the client went away
+    }
+}
+
+/// Where a download is, and how it goes on after a chunk failed.
+struct Fetch {
+    downloads: Downloads,
+    media: MediaId,
+    file: File,
+    /// The next chunk's offset, a multiple of [`CHUNK`].
+    offset: i64,
+    /// Bytes of the next chunk before the span starts.
+    skip: usize,
+    /// Bytes of the span not yet handed out.
+    left: u64,
+    /// grammers' iterator from `offset` on (none: make one).
+    chunks: Option<DownloadIter>,
+    /// Failed tries at the chunk at `offset`.
+    tries: u32,
+}
+
+impl Fetch {
+    fn new(downloads: Downloads, media: MediaId, file: File, span: Span) -> Fetch {
+        let chunk = u64::from(CHUNK.unsigned_abs());
+        let aligned = span.start - span.start % chunk;
+        Fetch {
+            downloads,
+            media,
+            file,
+            offset: i64::try_from(aligned).unwrap_or(i64::MAX),
+            skip: usize::try_from(span.start - aligned).unwrap_or(0),
+            left: span.len,
+            chunks: None,
+            tries: 0,
         }
-        if len < CHUNK as usize {
-            return;
+    }
+
+    /// The span's next bytes (`None`: all handed out).
+    async fn next(&mut self) -> Result<Option<Bytes>, DownloadError> {
+        while self.left > 0 {
+            let chunks = self.chunks.get_or_insert_with(|| {
+                self.downloads
+                    .client
+                    .iter_download(&self.file)
+                    .chunk_size(CHUNK)
+                    .skip_chunks(i32::try_from(self.offset / i64::from(CHUNK)).unwrap_or(i32::MAX))
+            });
+            let failure = match tokio::time::timeout(CHUNK_TIMEOUT, chunks.next()).await {
+                Ok(Ok(Some(bytes))) => return Ok(Some(self.take(bytes))),
+                Ok(Ok(None)) => {
+                    return Err(DownloadError::Short {
+                        media: self.media,
+                        at: self.offset,
+                        size: self.file.size,
+                    });
+                }
+                Ok(Err(InvocationError::Rpc(rpc))) if rpc.name.starts_with("FILE_REFERENCE_") => {
+                    DownloadError::ReferenceExpired(self.media)
+                }
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_elapsed) => DownloadError::TimedOut {
+                    media: self.media,
+                    offset: self.offset,
+                },
+            };
+            // grammers' iterator is spent after a failure: go on with a new
+            // one at the same offset.
+            self.chunks = None;
+            self.tries += 1;
+            if self.tries >= CHUNK_TRIES {
+                return Err(failure);
+            }
+            if let DownloadError::ReferenceExpired(_) = failure {
+                tracing::debug!(media = %self.media, offset = self.offset, "file reference expired: reading the message again");
+                self.file = self.downloads.locate(self.media).await?;
+            }
         }
-        offset += i64::from(CHUNK);
+        Ok(None)
+    }
+
+    /// The part of the chunk at `offset` that is in the span.
+    fn take(&mut self, chunk: Vec<u8>) -> Bytes {
+        self.tries = 0;
+        self.offset += i64::from(CHUNK);
+        let mut bytes = Bytes::from(chunk);
+        let skip = std::mem::take(&mut self.skip).min(bytes.len());
+        let _ = bytes.split_to(skip);
+        let len = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        bytes.truncate(len);
+        self.left -= len as u64;
+        bytes
     }
 }
 
@@ -173,6 +331,7 @@ fn file_of(media: tl::enums::MessageMedia) -> Option<File> {
                     content_type: "image/jpeg".into(),
                     filename: None,
                     size,
+                    dc_id: photo.dc_id,
                     location: tl::types::InputPhotoFileLocation {
                         id: photo.id,
                         access_hash: photo.access_hash,
@@ -192,6 +351,7 @@ fn file_of(media: tl::enums::MessageMedia) -> Option<File> {
                     _ => None,
                 }),
                 size: document.size,
+                dc_id: document.dc_id,
                 location: tl::types::InputDocumentFileLocation {
                     id: document.id,
                     access_hash: document.access_hash,

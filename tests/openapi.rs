@@ -324,6 +324,28 @@ async fn every_described_response_is_produced() {
         );
         sleep(Duration::from_millis(50)).await;
     }
+    // A part of it, and a part it does not have.
+    let part = seen
+        .send(
+            &client,
+            "GET",
+            &media,
+            &[("range", "bytes=10-19")],
+            String::new(),
+        )
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body.len(), 10);
+    let beyond = seen
+        .send(
+            &client,
+            "GET",
+            &media,
+            &[("range", "bytes=4096-")],
+            String::new(),
+        )
+        .await;
+    assert_eq!(beyond.status, 416);
     let text = telegram
         .user_sends(cy, UserMessage::Text("no media".into()), None)
         .unwrap();

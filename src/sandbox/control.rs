@@ -22,7 +22,7 @@
 //! | `GET /groups/{id}/chat` | → members, the bot's role, messages |
 //! | `POST /groups/{id}/bot` | `{action: add\|remove\|ban\|promote\|demote}` → `{bot: role}` |
 //! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?, expire_file_references_after?}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username, privacy}` |
 
 use std::collections::BTreeMap;
@@ -764,6 +764,9 @@ struct FaultsBody {
     /// Connections allowed per auth key, beyond them `-429`; `null` clears.
     #[serde(default, deserialize_with = "present_count")]
     max_connections: Option<Option<usize>>,
+    /// Every file reference handed out so far expires after this many more
+    /// `upload.getFile` chunks (0: now).
+    expire_file_references_after: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -921,6 +924,9 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
     }
     if let Some(limit) = request.push_backlog {
         control.telegram.set_push_backlog_limit(limit);
+    }
+    if let Some(chunks) = request.expire_file_references_after {
+        control.telegram.expire_file_references_after(chunks);
     }
     if let Some(error) = request.error {
         let user = request.user_id;

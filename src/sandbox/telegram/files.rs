@@ -4,11 +4,18 @@
 //! the sandbox is an id, an access hash and a size. Its content is a
 //! deterministic function of the id, so a client that downloads it can check
 //! what it got with [`content`].
+//!
+//! Each file has a file reference, handed out with the message, that
+//! `upload.getFile` checks as Telegram does: once it has expired (the
+//! `expire_file_references_after` fault) it is refused with
+//! `FILE_REFERENCE_EXPIRED` and the message must be read again for a fresh
+//! one. (An empty reference is taken, for clients that build a location by
+//! hand.)
 
 use grammers_tl_types as tl;
 
 use super::world::{StoredMedia, World};
-use super::{TgError, render};
+use super::{FakeTelegram, TgError, render};
 
 /// Telegram's largest `upload.getFile` chunk.
 const MAX_CHUNK: i32 = 1024 * 1024;
@@ -24,10 +31,18 @@ pub fn content(id: i64, offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A stored file: its size, DC and given bytes.
+/// The file reference of file `id` after its `reference`-th expiry.
+pub(super) fn file_reference(id: i64, reference: u32) -> Vec<u8> {
+    let mut bytes = id.to_le_bytes().to_vec();
+    bytes.extend(reference.to_le_bytes());
+    bytes
+}
+
+/// A stored file: its size, DC, reference and given bytes.
 struct Found<'w> {
     size: i64,
     dc_id: i32,
+    reference: Vec<u8>,
     content: Option<&'w [u8]>,
 }
 
@@ -43,6 +58,7 @@ fn find(world: &World, id: i64, access_hash: i64) -> Option<Found<'_>> {
                 access_hash: h,
                 size,
                 dc_id,
+                reference,
                 content,
                 ..
             }
@@ -51,11 +67,13 @@ fn find(world: &World, id: i64, access_hash: i64) -> Option<Found<'_>> {
                 access_hash: h,
                 size,
                 dc_id,
+                reference,
                 content,
                 ..
             } if *i == id && *h == access_hash => Some(Found {
                 size: *size,
                 dc_id: *dc_id,
+                reference: file_reference(id, *reference),
                 content: content.as_deref(),
             }),
             _ => None,
@@ -70,15 +88,22 @@ pub fn get_file(
     dc_id: i32,
     request: &tl::functions::upload::GetFile,
 ) -> Result<tl::enums::upload::File, TgError> {
-    let (id, access_hash) = match &request.location {
-        tl::enums::InputFileLocation::InputPhotoFileLocation(l) => (l.id, l.access_hash),
-        tl::enums::InputFileLocation::InputDocumentFileLocation(l) => (l.id, l.access_hash),
+    let (id, access_hash, reference) = match &request.location {
+        tl::enums::InputFileLocation::InputPhotoFileLocation(l) => {
+            (l.id, l.access_hash, &l.file_reference)
+        }
+        tl::enums::InputFileLocation::InputDocumentFileLocation(l) => {
+            (l.id, l.access_hash, &l.file_reference)
+        }
         _ => return Err(TgError::bad_request("LOCATION_INVALID")),
     };
     let found =
         find(world, id, access_hash).ok_or_else(|| TgError::bad_request("LOCATION_INVALID"))?;
     if found.dc_id != dc_id {
         return Err(TgError::new(303, format!("FILE_MIGRATE_{}", found.dc_id)));
+    }
+    if !reference.is_empty() && *reference != found.reference {
+        return Err(TgError::bad_request("FILE_REFERENCE_EXPIRED"));
     }
     let size = found.size;
     if request.limit <= 0 || request.limit > MAX_CHUNK {
@@ -101,6 +126,77 @@ pub fn get_file(
     .into())
 }
 
+/// When the file references handed out so far expire: after this many
+/// more chunks served (the `expire_file_references_after` fault).
+#[derive(Debug, Default)]
+pub(super) struct ReferenceExpiry {
+    after_chunks: Option<u32>,
+}
+
+impl ReferenceExpiry {
+    /// Counts one chunk served; `true` when the references expire now.
+    fn chunk_served(&mut self) -> bool {
+        match &mut self.after_chunks {
+            Some(0) | None => false,
+            Some(left) => {
+                *left -= 1;
+                let now = *left == 0;
+                if now {
+                    self.after_chunks = None;
+                }
+                now
+            }
+        }
+    }
+}
+
+/// Every file's reference expires: the ones handed out so far are refused.
+fn expire_references(world: &mut World) {
+    for media in world.messages.values_mut().filter_map(|m| m.media.as_mut()) {
+        if let StoredMedia::Photo { reference, .. } | StoredMedia::Document { reference, .. } =
+            media
+        {
+            *reference += 1;
+        }
+    }
+}
+
+impl FakeTelegram {
+    /// `upload.getFile` at DC `dc_id`, counted for the reference expiry.
+    pub(super) fn serve_file_chunk(
+        &self,
+        dc_id: i32,
+        request: &tl::functions::upload::GetFile,
+    ) -> Result<tl::enums::upload::File, TgError> {
+        let mut inner = self.lock();
+        let file = get_file(&inner.world, dc_id, request)?;
+        let expired = inner.reference_expiry.chunk_served();
+        if expired {
+            expire_references(&mut inner.world);
+            inner.stats.file_references_expired += 1;
+        }
+        drop(inner);
+        if expired {
+            self.changed();
+        }
+        Ok(file)
+    }
+
+    /// The file references handed out so far expire after `chunks` more
+    /// chunks are served (0: now).
+    pub fn expire_file_references_after(&self, chunks: u32) {
+        let mut inner = self.lock();
+        if chunks == 0 {
+            expire_references(&mut inner.world);
+            inner.stats.file_references_expired += 1;
+        } else {
+            inner.reference_expiry.after_chunks = Some(chunks);
+        }
+        drop(inner);
+        self.changed();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +207,16 @@ mod tests {
         assert_eq!(whole, content(42, 0, 100));
         assert_eq!(&whole[10..30], &content(42, 10, 20)[..]);
         assert_ne!(whole, content(43, 0, 100));
+    }
+
+    #[test]
+    fn references_expire_after_the_chunks_asked() {
+        let mut expiry = ReferenceExpiry::default();
+        assert!(!expiry.chunk_served(), "no fault, no expiry");
+        expiry.after_chunks = Some(2);
+        assert!(!expiry.chunk_served());
+        assert!(expiry.chunk_served());
+        assert!(!expiry.chunk_served(), "once");
+        assert_ne!(file_reference(7, 0), file_reference(7, 1));
     }
 }

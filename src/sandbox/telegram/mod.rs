@@ -138,6 +138,8 @@ pub struct Stats {
     /// Differences served, by kind (`difference`, `differenceSlice`,
     /// `channelDifferenceEmpty`, ...).
     pub differences: BTreeMap<String, u64>,
+    /// Times every file reference handed out expired.
+    pub file_references_expired: u64,
     /// `updatesTooLong` pushed to clients whose backlog passed the limit.
     pub updates_too_long: u64,
 }
@@ -211,6 +213,7 @@ struct Inner {
     flood: FloodRules,
     differences: DifferenceRules,
     callbacks: Callbacks,
+    reference_expiry: files::ReferenceExpiry,
     /// Injected send errors by user (`None`: every chat).
     chat_faults: HashMap<Option<AccountId>, ChatFault>,
     stats: Stats,
@@ -243,6 +246,7 @@ impl FakeTelegram {
                 flood: FloodRules::default(),
                 differences: DifferenceRules::default(),
                 callbacks: Callbacks::default(),
+                reference_expiry: files::ReferenceExpiry::default(),
                 chat_faults: HashMap::new(),
                 stats: Stats::default(),
                 callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
