@@ -98,7 +98,8 @@ struct Taken {
 
 /// What the reader hands the recorder, in stream order.
 enum Passed {
-    Update(Taken),
+    /// Boxed: an update is kilobytes, and the backlog holds thousands.
+    Update(Box<Taken>),
     /// The stream had nothing more ready: every update that shares a state
     /// with one passed on so far has been passed on too.
     Settled,
@@ -147,7 +148,7 @@ pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), Inbou
                 state,
                 peers,
             };
-            if tx.send(Passed::Update(taken)).await.is_err() {
+            if tx.send(Passed::Update(Box::new(taken))).await.is_err() {
                 return Ok(());
             }
         }
