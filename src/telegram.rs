@@ -117,11 +117,9 @@ pub struct Telegram {
     client: Client,
     session: Arc<SessionStore>,
     runner: Mutex<Option<JoinHandle<()>>>,
-    /// The liveness watchdog, ended with `stop` at shutdown.
-    watchdog: Mutex<Option<JoinHandle<()>>>,
-    /// The click tap between the network and the update stream (once the
-    /// stream is taken), ended with `stop` too.
-    tap: Mutex<Option<JoinHandle<()>>>,
+    /// The liveness watchdog and (once the update stream is taken) the
+    /// click tap in front of it, ended with `stop` at shutdown.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
     liveness: Liveness,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
@@ -162,8 +160,7 @@ impl Telegram {
             client,
             session,
             runner: Mutex::new(Some(runner)),
-            watchdog: Mutex::new(Some(watchdog)),
-            tap: Mutex::new(None),
+            tasks: Mutex::new(vec![watchdog]),
             stop,
             liveness,
             updates: Mutex::new(Some(pool.updates)),
@@ -272,7 +269,10 @@ impl Telegram {
             clicks_tx,
             self.stop.clone(),
         ));
-        *self.tap.lock().unwrap_or_else(PoisonError::into_inner) = Some(tap);
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tap);
         let config = UpdatesConfiguration { catch_up: true };
         Some(
             self.client
@@ -292,21 +292,9 @@ impl Telegram {
     /// call does; later ones return at once).
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        let watchdog = self
-            .watchdog
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(watchdog) = watchdog {
-            let _ = watchdog.await;
-        }
-        let tap = self
-            .tap
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(tap) = tap {
-            let _ = tap.await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            let _ = task.await;
         }
         self.client.disconnect();
         let runner = self

@@ -52,6 +52,22 @@ async fn stored_events(world: &World) -> Vec<Value> {
     events
 }
 
+/// Reads events into `stream` until it has `count` backlog messages.
+async fn read_backlog_until(
+    world: &World,
+    cursor: &mut i64,
+    stream: &mut Vec<Value>,
+    count: usize,
+) {
+    let before = counted(stream.iter(), "backlog ").len();
+    let read = world
+        .read_events_until(cursor, |read| {
+            before + counted(read, "backlog ").len() >= count
+        })
+        .await;
+    stream.extend(read);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_killed_five_times_mid_catch_up_arrives_exactly_once() {
     const USERS: usize = 50;
@@ -64,11 +80,8 @@ async fn a_backlog_killed_five_times_mid_catch_up_arrives_exactly_once() {
     // Kill once the worker has recorded this many (mid-slice, every time).
     const KILL_AT: [usize; 5] = [1_500, 3_000, 4_500, 6_500, 8_000];
     let mut world = World::start(Pace::Unlimited).await;
-    let users = world.users(USERS);
     let mut cursor = 0;
-    world
-        .read_events_until(&mut cursor, |read| read.len() >= USERS)
-        .await;
+    let users = world.users_recorded(USERS, &mut cursor).await;
     assert!(world.worker().terminate().success());
 
     let telegram = world.sandbox.telegram().clone();
@@ -88,12 +101,7 @@ async fn a_backlog_killed_five_times_mid_catch_up_arrives_exactly_once() {
     let mut stream = Vec::new();
     for kill_at in KILL_AT {
         world.start_worker().await;
-        let read = world
-            .read_events_until(&mut cursor, |read| {
-                counted(read, "backlog ").len() + counted(&stream, "backlog ").len() >= kill_at
-            })
-            .await;
-        stream.extend(read);
+        read_backlog_until(&world, &mut cursor, &mut stream, kill_at).await;
         world.worker().kill(); // SIGKILL
         let recorded = counted(&stored_events(&world).await, "backlog ").len();
         assert!(
@@ -102,12 +110,7 @@ async fn a_backlog_killed_five_times_mid_catch_up_arrives_exactly_once() {
         );
     }
     world.start_worker().await;
-    let read = world
-        .read_events_until(&mut cursor, |read| {
-            counted(read, "backlog ").len() + counted(&stream, "backlog ").len() >= BACKLOG
-        })
-        .await;
-    stream.extend(read);
+    read_backlog_until(&world, &mut cursor, &mut stream, BACKLOG).await;
     // Anything late (a repeat) would come right after.
     stream.extend(
         world

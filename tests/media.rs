@@ -45,6 +45,11 @@ fn send_document(world: &World, user: AccountId, size: usize, dc: i32) -> (i32, 
     (message_id, media["id"].as_i64().unwrap())
 }
 
+/// The answer's body as text, for failure messages.
+fn shown(answer: &Answer) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&answer.body)
+}
+
 /// `GET path` with a `Range` header.
 async fn ranged(world: &World, path: &str, range: &str) -> Answer {
     let mut connection = world.client.connect().await.unwrap();
@@ -88,12 +93,7 @@ async fn a_document_on_another_dc_downloads_whole_in_parts_and_after_its_referen
 
     // On DC 4: the bot's authorization is copied there first.
     let whole = world.client.get(&path).await.unwrap();
-    assert_eq!(
-        whole.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&whole.body)
-    );
+    assert_eq!(whole.status, 200, "{:?}", shown(&whole));
     assert_eq!(whole.headers["content-length"], SIZE.to_string());
     assert_eq!(whole.headers["accept-ranges"], "bytes");
     assert_eq!(whole.body.len(), SIZE);
@@ -153,12 +153,7 @@ async fn a_document_on_another_dc_downloads_whole_in_parts_and_after_its_referen
         }),
     );
     let refused = world.client.get(&path).await.unwrap();
-    assert_eq!(
-        refused.status,
-        503,
-        "{:?}",
-        String::from_utf8_lossy(&refused.body)
-    );
+    assert_eq!(refused.status, 503, "{:?}", shown(&refused));
     let error = refused.json().unwrap();
     assert!(
         error["error"].as_str().unwrap().contains("FILE_ID_INVALID"),
