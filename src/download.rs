@@ -7,22 +7,25 @@
 //! and streams the photo or document with `upload.getFile` chunk by chunk,
 //! so nothing is held in memory or on disk beyond one chunk.
 //!
-//! Users' files live on every DC, not only the bot's. grammers' download
-//! iterator asks the file's DC, follows `FILE_MIGRATE_X` and copies the
-//! bot's authorization there (`auth.exportAuthorization` at home,
-//! `auth.importAuthorization` there) on `AUTH_KEY_UNREGISTERED`; telegate
-//! drives it one chunk at a time and adds what it lacks: a file reference
-//! that expires mid-way is fetched again (by reading the message again)
-//! and the download goes on at the same offset, a chunk that takes too long
-//! is asked again, and any part of a file can be asked for (a `Range`).
+//! Users' files live on every DC, not only the bot's. telegate asks the
+//! file's DC (the message says which), follows `FILE_MIGRATE_X`, and on
+//! `AUTH_KEY_UNREGISTERED` there copies the bot's authorization over once
+//! (`auth.exportAuthorization` at home, `auth.importAuthorization` there)
+//! — what grammers' download iterator does too. That iterator is not used:
+//! it cannot go on after a failed chunk, and at the home DC it answers
+//! `AUTH_KEY_UNREGISTERED` (a revoked session) by retrying without end.
+//! A file reference that expires mid-way is fetched again (by reading the
+//! message again) and the download goes on at the same offset, a chunk
+//! that takes too long is asked again, and any part of a file can be asked
+//! for (a `Range`).
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use grammers_client::Client;
-use grammers_client::client::DownloadIter;
-use grammers_client::media::Downloadable;
 use grammers_mtsender::InvocationError;
 use grammers_tl_types as tl;
 use http_body_util::channel::{Channel, Sender};
@@ -39,6 +42,8 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries at a chunk that timed out or whose fresh file reference expired
 /// again before the download gives up.
 const CHUNK_TRIES: u32 = 3;
+/// `FILE_MIGRATE_X` redirects followed for one chunk at most.
+const MAX_MIGRATIONS: u32 = 4;
 
 /// A message's media, as named in a `mediaUrl`: `{chat}:{message_id}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,10 @@ pub enum DownloadError {
     ReferenceExpired(MediaId),
     #[error("Telegram ended {media} at byte {at}, before its {size} bytes")]
     Short { media: MediaId, at: i64, size: i64 },
+    #[error("Telegram redirected {0} to a CDN, which telegate does not fetch from")]
+    CdnRedirect(MediaId),
+    #[error("Telegram kept moving {0} to another DC")]
+    Migrating(MediaId),
 }
 
 /// A file ready to stream.
@@ -97,20 +106,6 @@ pub struct File {
     /// The DC the file lives on.
     pub dc_id: i32,
     location: tl::enums::InputFileLocation,
-}
-
-impl Downloadable for File {
-    fn to_raw_input_location(&self) -> Option<tl::enums::InputFileLocation> {
-        Some(self.location.clone())
-    }
-
-    fn size(&self) -> Option<usize> {
-        usize::try_from(self.size).ok()
-    }
-
-    fn dc_id(&self) -> Option<i32> {
-        Some(self.dc_id)
-    }
 }
 
 /// The bytes `start..start + len` of a file.
@@ -134,11 +129,16 @@ impl Span {
 #[derive(Clone)]
 pub struct Downloads {
     client: Client,
+    /// DCs the bot's authorization was copied to.
+    authorized: Arc<tokio::sync::Mutex<HashSet<i32>>>,
 }
 
 impl Downloads {
     pub fn new(client: Client) -> Self {
-        Downloads { client }
+        Downloads {
+            client,
+            authorized: Arc::default(),
+        }
     }
 
     /// Finds the photo or document of `media` (with a fresh file reference).
@@ -190,6 +190,58 @@ impl Downloads {
         let first = fetch.next().await?;
         Ok(Download { first, fetch })
     }
+
+    /// One chunk, asked at DC `dc` first; `dc` follows `FILE_MIGRATE_X`.
+    async fn chunk(
+        &self,
+        media: MediaId,
+        dc: &mut i32,
+        request: &tl::functions::upload::GetFile,
+    ) -> Result<Vec<u8>, DownloadError> {
+        let mut authorized_now = false;
+        for _ in 0..MAX_MIGRATIONS {
+            match self.client.invoke_in_dc(*dc, request).await {
+                Ok(tl::enums::upload::File::File(file)) => return Ok(file.bytes),
+                Ok(tl::enums::upload::File::CdnRedirect(_)) => {
+                    return Err(DownloadError::CdnRedirect(media));
+                }
+                Err(InvocationError::Rpc(rpc)) if rpc.code == 303 && rpc.value.is_some() => {
+                    let to = rpc.value.and_then(|to| i32::try_from(to).ok());
+                    *dc = to.ok_or(DownloadError::Migrating(media))?;
+                }
+                Err(InvocationError::Rpc(rpc))
+                    if rpc.name == "AUTH_KEY_UNREGISTERED" && !authorized_now =>
+                {
+                    self.authorize(*dc).await?;
+                    authorized_now = true;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(DownloadError::Migrating(media))
+    }
+
+    /// Copies the bot's authorization to DC `dc` (once per DC; at the
+    /// home DC, `auth.exportAuthorization` refuses: the session itself is
+    /// not signed in).
+    async fn authorize(&self, dc: i32) -> Result<(), InvocationError> {
+        let mut authorized = self.authorized.lock().await;
+        if authorized.contains(&dc) {
+            return Ok(());
+        }
+        let tl::enums::auth::ExportedAuthorization::Authorization(exported) = self
+            .client
+            .invoke(&tl::functions::auth::ExportAuthorization { dc_id: dc })
+            .await?;
+        let import = tl::functions::auth::ImportAuthorization {
+            id: exported.id,
+            bytes: exported.bytes,
+        };
+        self.client.invoke_in_dc(dc, &import).await?;
+        authorized.insert(dc);
+        tracing::debug!(dc, "the bot's authorization is copied to the file's DC");
+        Ok(())
+    }
 }
 
 /// A download whose first chunk is in hand.
@@ -235,14 +287,15 @@ struct Fetch {
     downloads: Downloads,
     media: MediaId,
     file: File,
+    /// Where the chunks are asked for (the file's DC, or where Telegram
+    /// moved it).
+    dc: i32,
     /// The next chunk's offset, a multiple of [`CHUNK`].
     offset: i64,
     /// Bytes of the next chunk before the span starts.
     skip: usize,
     /// Bytes of the span not yet handed out.
     left: u64,
-    /// grammers' iterator from `offset` on (none: make one).
-    chunks: Option<DownloadIter>,
     /// Failed tries at the chunk at `offset`.
     tries: u32,
 }
@@ -254,11 +307,11 @@ impl Fetch {
         Fetch {
             downloads,
             media,
+            dc: file.dc_id,
             file,
             offset: i64::try_from(aligned).unwrap_or(i64::MAX),
             skip: usize::try_from(span.start - aligned).unwrap_or(0),
             left: span.len,
-            chunks: None,
             tries: 0,
         }
     }
@@ -266,34 +319,34 @@ impl Fetch {
     /// The span's next bytes (`None`: all handed out).
     async fn next(&mut self) -> Result<Option<Bytes>, DownloadError> {
         while self.left > 0 {
-            let chunks = self.chunks.get_or_insert_with(|| {
-                self.downloads
-                    .client
-                    .iter_download(&self.file)
-                    .chunk_size(CHUNK)
-                    .skip_chunks(i32::try_from(self.offset / i64::from(CHUNK)).unwrap_or(i32::MAX))
-            });
-            let failure = match tokio::time::timeout(CHUNK_TIMEOUT, chunks.next()).await {
-                Ok(Ok(Some(bytes))) => return Ok(Some(self.take(bytes))),
-                Ok(Ok(None)) => {
+            let request = tl::functions::upload::GetFile {
+                precise: false,
+                cdn_supported: false,
+                location: self.file.location.clone(),
+                offset: self.offset,
+                limit: CHUNK,
+            };
+            let asked = self.downloads.chunk(self.media, &mut self.dc, &request);
+            let failure = match tokio::time::timeout(CHUNK_TIMEOUT, asked).await {
+                Ok(Ok(bytes)) if bytes.is_empty() => {
                     return Err(DownloadError::Short {
                         media: self.media,
                         at: self.offset,
                         size: self.file.size,
                     });
                 }
-                Ok(Err(InvocationError::Rpc(rpc))) if rpc.name.starts_with("FILE_REFERENCE_") => {
+                Ok(Ok(bytes)) => return Ok(Some(self.take(bytes))),
+                Ok(Err(DownloadError::Telegram(InvocationError::Rpc(rpc))))
+                    if rpc.name.starts_with("FILE_REFERENCE_") =>
+                {
                     DownloadError::ReferenceExpired(self.media)
                 }
-                Ok(Err(error)) => return Err(error.into()),
+                Ok(Err(error)) => return Err(error),
                 Err(_elapsed) => DownloadError::TimedOut {
                     media: self.media,
                     offset: self.offset,
                 },
             };
-            // grammers' iterator is spent after a failure: go on with a new
-            // one at the same offset.
-            self.chunks = None;
             self.tries += 1;
             if self.tries >= CHUNK_TRIES {
                 return Err(failure);
@@ -301,6 +354,7 @@ impl Fetch {
             if let DownloadError::ReferenceExpired(_) = failure {
                 tracing::debug!(media = %self.media, offset = self.offset, "file reference expired: reading the message again");
                 self.file = self.downloads.locate(self.media).await?;
+                self.dc = self.file.dc_id;
             }
         }
         Ok(None)

@@ -1,7 +1,8 @@
 //! `GET /api/v1/media/{chat}:{message_id}` against the sandbox's five DCs,
 //! with `telegate run` as a child process: users' files on a DC other than
-//! the bot's, a file reference that expires mid-download, `Range`
-//! requests, and a file Telegram will not serve.
+//! the bot's, a file reference that expires mid-download, a file that moves
+//! to another DC mid-download, `Range` requests, and a file Telegram will
+//! not serve.
 
 mod worker_support;
 
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use telegate::api::client::Answer;
 use telegate::sandbox::InjectedError;
-use telegate::sandbox::telegram::{AccountId, DC_ID, UserMessage, file_content};
+use telegate::sandbox::telegram::{AccountId, DC_ID, FileChange, UserMessage, file_content};
 use worker_support::{Pace, World};
 
 const MIB: usize = 1024 * 1024;
@@ -82,7 +83,8 @@ fn rpc_errors(world: &World, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_document_on_another_dc_downloads_whole_in_parts_and_after_its_reference_expires() {
+async fn a_document_on_another_dc_downloads_whole_in_parts_after_its_reference_expires_and_when_it_moves()
+ {
     const SIZE: usize = 3 * MIB;
     assert_ne!(FILE_DC, DC_ID);
     let world = World::start(Pace::Unlimited).await;
@@ -103,7 +105,10 @@ async fn a_document_on_another_dc_downloads_whole_in_parts_and_after_its_referen
 
     // The reference expires after two chunks: read again, resumed there.
     let expired_before = rpc_errors(&world, "FILE_REFERENCE_EXPIRED");
-    world.sandbox.telegram().expire_file_references_after(2);
+    world
+        .sandbox
+        .telegram()
+        .change_files_after(2, FileChange::ExpireReferences);
     let again = world.client.get(&path).await.unwrap();
     assert_eq!(again.status, 200);
     assert_eq!(again.body.len(), SIZE);
@@ -117,6 +122,24 @@ async fn a_document_on_another_dc_downloads_whole_in_parts_and_after_its_referen
         1,
         "the expired reference was refused once, then a fresh one used"
     );
+
+    // The file moves to DC 3 mid-download: FILE_MIGRATE_3 is followed, the
+    // bot's authorization copied there too, the download goes on.
+    let moved_to = 3;
+    assert!(![DC_ID, FILE_DC].contains(&moved_to));
+    world
+        .sandbox
+        .telegram()
+        .change_files_after(3, FileChange::MoveTo(moved_to));
+    let moved = world.client.get(&path).await.unwrap();
+    assert_eq!(moved.status, 200);
+    assert!(
+        moved.body[..] == expected[..],
+        "the bytes differ after the move"
+    );
+    assert_eq!(world.sandbox.telegram().stats().files_moved, 1);
+    assert_eq!(rpc_errors(&world, "FILE_MIGRATE"), 1);
+    assert_eq!(rpc_count(&world, "auth.importAuthorization"), 2);
 
     // A range across chunk boundaries, a suffix, one beyond the file.
     let (start, end) = (MIB / 2 - 100, 2 * MIB + 7);

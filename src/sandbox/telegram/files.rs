@@ -10,7 +10,8 @@
 //! `expire_file_references_after` fault) it is refused with
 //! `FILE_REFERENCE_EXPIRED` and the message must be read again for a fresh
 //! one. (An empty reference is taken, for clients that build a location by
-//! hand.)
+//! hand.) The `move_files` fault moves every file to another DC, which a
+//! client that located a file before then learns from `FILE_MIGRATE_X`.
 
 use grammers_tl_types as tl;
 
@@ -126,43 +127,63 @@ pub fn get_file(
     .into())
 }
 
-/// When the file references handed out so far expire: after this many
-/// more chunks served (the `expire_file_references_after` fault).
-#[derive(Debug, Default)]
-pub(super) struct ReferenceExpiry {
-    after_chunks: Option<u32>,
+/// What happens to every stored file (the file faults of `POST /faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChange {
+    /// The file references handed out so far expire.
+    ExpireReferences,
+    /// The files move to this DC (`upload.getFile` at the old one then
+    /// answers `FILE_MIGRATE_X`).
+    MoveTo(i32),
 }
 
-impl ReferenceExpiry {
-    /// Counts one chunk served; `true` when the references expire now.
-    fn chunk_served(&mut self) -> bool {
-        match &mut self.after_chunks {
-            Some(0) | None => false,
-            Some(left) => {
-                *left -= 1;
-                let now = *left == 0;
-                if now {
-                    self.after_chunks = None;
-                }
-                now
-            }
+/// File changes waiting for a number of chunks to be served first.
+#[derive(Debug, Default)]
+pub(super) struct FileChanges {
+    pending: Vec<(u32, FileChange)>,
+}
+
+impl FileChanges {
+    /// Counts one chunk served; the changes due now.
+    fn chunk_served(&mut self) -> Vec<FileChange> {
+        for (left, _) in &mut self.pending {
+            *left = left.saturating_sub(1);
         }
+        let (due, pending) = self.pending.iter().partition(|(left, _)| *left == 0);
+        self.pending = pending;
+        due.into_iter().map(|(_, change)| change).collect()
     }
 }
 
-/// Every file's reference expires: the ones handed out so far are refused.
-fn expire_references(world: &mut World) {
-    for media in world.messages.values_mut().filter_map(|m| m.media.as_mut()) {
-        if let StoredMedia::Photo { reference, .. } | StoredMedia::Document { reference, .. } =
-            media
-        {
-            *reference += 1;
+/// Applies `change` to every stored file.
+fn apply(inner: &mut super::Inner, change: FileChange) {
+    let files = inner
+        .world
+        .messages
+        .values_mut()
+        .filter_map(|m| m.media.as_mut());
+    for media in files {
+        if let StoredMedia::Photo {
+            reference, dc_id, ..
         }
+        | StoredMedia::Document {
+            reference, dc_id, ..
+        } = media
+        {
+            match change {
+                FileChange::ExpireReferences => *reference += 1,
+                FileChange::MoveTo(dc) => *dc_id = dc,
+            }
+        }
+    }
+    match change {
+        FileChange::ExpireReferences => inner.stats.file_references_expired += 1,
+        FileChange::MoveTo(_) => inner.stats.files_moved += 1,
     }
 }
 
 impl FakeTelegram {
-    /// `upload.getFile` at DC `dc_id`, counted for the reference expiry.
+    /// `upload.getFile` at DC `dc_id`, counted for the file changes due.
     pub(super) fn serve_file_chunk(
         &self,
         dc_id: i32,
@@ -170,27 +191,25 @@ impl FakeTelegram {
     ) -> Result<tl::enums::upload::File, TgError> {
         let mut inner = self.lock();
         let file = get_file(&inner.world, dc_id, request)?;
-        let expired = inner.reference_expiry.chunk_served();
-        if expired {
-            expire_references(&mut inner.world);
-            inner.stats.file_references_expired += 1;
+        let due = inner.file_changes.chunk_served();
+        for change in &due {
+            apply(&mut inner, *change);
         }
         drop(inner);
-        if expired {
+        if !due.is_empty() {
             self.changed();
         }
         Ok(file)
     }
 
-    /// The file references handed out so far expire after `chunks` more
-    /// chunks are served (0: now).
-    pub fn expire_file_references_after(&self, chunks: u32) {
+    /// `change` happens to every stored file once `chunks` more chunks are
+    /// served (0: now).
+    pub fn change_files_after(&self, chunks: u32, change: FileChange) {
         let mut inner = self.lock();
         if chunks == 0 {
-            expire_references(&mut inner.world);
-            inner.stats.file_references_expired += 1;
+            apply(&mut inner, change);
         } else {
-            inner.reference_expiry.after_chunks = Some(chunks);
+            inner.file_changes.pending.push((chunks, change));
         }
         drop(inner);
         self.changed();
@@ -210,13 +229,16 @@ mod tests {
     }
 
     #[test]
-    fn references_expire_after_the_chunks_asked() {
-        let mut expiry = ReferenceExpiry::default();
-        assert!(!expiry.chunk_served(), "no fault, no expiry");
-        expiry.after_chunks = Some(2);
-        assert!(!expiry.chunk_served());
-        assert!(expiry.chunk_served());
-        assert!(!expiry.chunk_served(), "once");
+    fn file_changes_come_after_the_chunks_asked() {
+        let mut changes = FileChanges::default();
+        assert!(changes.chunk_served().is_empty(), "no fault, no change");
+        changes.pending = vec![
+            (2, FileChange::ExpireReferences),
+            (1, FileChange::MoveTo(3)),
+        ];
+        assert_eq!(changes.chunk_served(), [FileChange::MoveTo(3)]);
+        assert_eq!(changes.chunk_served(), [FileChange::ExpireReferences]);
+        assert!(changes.chunk_served().is_empty(), "once each");
         assert_ne!(file_reference(7, 0), file_reference(7, 1));
     }
 }
