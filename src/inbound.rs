@@ -601,3 +601,45 @@ impl Covered {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_now_tells_a_ready_future_from_one_still_waiting() {
+        assert_eq!(ready_now(std::future::ready(7)).await, Some(7));
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        tokio::pin!(rx);
+        assert_eq!(ready_now(rx.as_mut()).await, None, "nothing sent yet");
+        tx.send(3).unwrap();
+        assert_eq!(rx.await, Ok(3), "the future is still there to await");
+    }
+
+    #[test]
+    fn later_states_win_and_events_add_up() {
+        let state = |message_box| State {
+            date: 1,
+            seq: 2,
+            message_box: Some(message_box),
+        };
+        let mut settled = Covered::default();
+        assert!(settled.is_empty());
+        settled.add(&state(MessageBox::Common { pts: 5 }), true);
+        settled.add(
+            &state(MessageBox::Channel {
+                channel_id: 9,
+                pts: 3,
+            }),
+            false,
+        );
+        let mut later = Covered::default();
+        later.add(&state(MessageBox::Common { pts: 8 }), true);
+        later.add(&state(MessageBox::Secondary { qts: 4 }), true);
+        settled.absorb(later);
+        assert_eq!(settled.primary, Some((8, 1, 2)));
+        assert_eq!(settled.qts, Some(4));
+        assert_eq!(settled.channels, HashMap::from([(9, 3)]));
+        assert_eq!(settled.events, 3);
+    }
+}
