@@ -340,11 +340,11 @@ async fn work(
     };
     entry.set_signed_in(me.id, me.username.clone());
     let updates = tokio::select! {
-        updates = telegram.updates() => updates,
+        updates = telegram.updates_with_live_clicks() => updates,
         () = cancel.cancelled() => return Ended::Cancelled,
     };
-    let stream = match updates {
-        Some(Ok(stream)) => stream,
+    let (stream, live_clicks) = match updates {
+        Some(Ok(taken)) => taken,
         Some(Err(error)) => return Ended::Retry(format!("cannot receive updates: {error}")),
         None => return Ended::Retry("the update stream was already taken".into()),
     };
@@ -409,6 +409,14 @@ async fn work(
             session,
             callbacks: callbacks.clone(),
         };
+        let stop = connection.clone();
+        let clicks = inbound.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = inbound::answer_live_clicks(live_clicks, clicks) => {}
+                () = stop.cancelled() => {}
+            }
+        });
         let (stop, abandon) = (connection.clone(), abandon.clone());
         tracker.spawn(async move {
             tokio::select! {
