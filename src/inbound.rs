@@ -28,7 +28,9 @@ use tokio::time::Instant;
 
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
-use crate::events::bird::{self, Body, Origin};
+use crate::events::bird::{
+    self, Body, ChatType, Context, FileKind, Origin, Person, ReplyTo, SentBy, Standing,
+};
 use crate::events::{EventStore, NewEvent};
 use crate::queue::{Queue, QueueError, Timestamp};
 use crate::session::{SessionError, SessionStore};
@@ -182,15 +184,145 @@ impl Inbound {
     async fn event_for(&self, taken: &Taken) -> Option<NewEvent> {
         use tl::enums::Update as U;
         let bot_id = self.bot_id;
+        let place = || place(&taken.state);
         match &taken.update {
             U::NewMessage(tl::types::UpdateNewMessage { message, .. })
             | U::NewChannelMessage(tl::types::UpdateNewChannelMessage { message, .. }) => {
-                message_event(bot_id, message, &taken.peers)
+                self.message_event(message, &taken.peers).await
+            }
+            U::EditMessage(tl::types::UpdateEditMessage { message, .. })
+            | U::EditChannelMessage(tl::types::UpdateEditChannelMessage { message, .. }) => {
+                edit_event(bot_id, message, &taken.peers, &place())
+            }
+            U::DeleteMessages(delete) => Some(bird::deleted(
+                bot_id,
+                None,
+                &delete.messages,
+                Timestamp::now(),
+                &place(),
+            )),
+            U::DeleteChannelMessages(delete) => Some(bird::deleted(
+                bot_id,
+                Some(ChatId::from_peer(Peer::Channel(delete.channel_id)).get()),
+                &delete.messages,
+                Timestamp::now(),
+                &place(),
+            )),
+            U::BotStopped(stop) => Some(bird::blocked(
+                bot_id,
+                stop.user_id,
+                stop.stopped,
+                date(stop.date),
+                &place(),
+            )),
+            U::ChatParticipant(change) if change.user_id == bot_id => bird::membership(
+                bot_id,
+                ChatId::from_peer(Peer::Group(change.chat_id)).get(),
+                change.actor_id,
+                chat_standing(change.prev_participant.as_ref()),
+                chat_standing(change.new_participant.as_ref()),
+                date(change.date),
+                &place(),
+            ),
+            U::ChannelParticipant(change) if change.user_id == bot_id => bird::membership(
+                bot_id,
+                ChatId::from_peer(Peer::Channel(change.channel_id)).get(),
+                change.actor_id,
+                channel_standing(change.prev_participant.as_ref()),
+                channel_standing(change.new_participant.as_ref()),
+                date(change.date),
+                &place(),
+            ),
+            U::BotMessageReaction(reaction) => {
+                let reaction = bird::Reaction {
+                    chat: chat_of(&reaction.peer).get(),
+                    message_id: reaction.msg_id,
+                    user: chat_of(&reaction.actor).get(),
+                    now: reaction.new_reactions.iter().map(emoji).collect(),
+                    before: reaction.old_reactions.iter().map(emoji).collect(),
+                };
+                Some(bird::reacted(bot_id, &reaction, Timestamp::now(), &place()))
             }
             U::BotCallbackQuery(query) => Some(self.click_event(query).await),
             U::MessageId(_) => None,
             other => Some(unsupported(bot_id, other, &taken.state)),
         }
+    }
+
+    /// The event of a message users sent (`None` for the bot's own).
+    async fn message_event(
+        &self,
+        message: &tl::enums::Message,
+        peers: &PeerMap,
+    ) -> Option<NewEvent> {
+        let bot_id = self.bot_id;
+        let message = match message {
+            tl::enums::Message::Message(message) => message,
+            tl::enums::Message::Service(service) => {
+                if service.out {
+                    return None;
+                }
+                let origin = origin(
+                    bot_id,
+                    &service.peer_id,
+                    service.from_id.as_ref(),
+                    service.id,
+                    service.date,
+                    peers,
+                );
+                let body = Body::Unsupported(tl_name(&service.action));
+                return Some(bird::message(&origin, &body, &Context::default()));
+            }
+            tl::enums::Message::Empty(_) => return None,
+        };
+        if message.out {
+            return None;
+        }
+        let origin = origin(
+            bot_id,
+            &message.peer_id,
+            message.from_id.as_ref(),
+            message.id,
+            message.date,
+            peers,
+        );
+        let context = Context {
+            reply_to: self.reply_to(&origin, message).await,
+            start_payload: start_payload(message),
+        };
+        Some(bird::message(&origin, &body_of(message, &origin), &context))
+    }
+
+    /// The message `message` replies to, with the job that sent it if
+    /// telegate did.
+    async fn reply_to(&self, origin: &Origin, message: &tl::types::Message) -> Option<ReplyTo> {
+        let Some(tl::enums::MessageReplyHeader::Header(header)) = &message.reply_to else {
+            return None;
+        };
+        let message_id = header.reply_to_msg_id?;
+        let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
+        let chat = ChatId::new(origin.chat).ok()?;
+        let sent = match self
+            .queue
+            .sent_message(bot, chat, i64::from(message_id))
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up a replied-to message");
+                None
+            }
+        };
+        let sent = sent.map(|sent| {
+            let (reference, metadata) = crate::send_options::correlation(&sent.payload);
+            SentBy {
+                job_id: sent.job_id.get(),
+                message_id: sent.message_id,
+                reference,
+                metadata,
+            }
+        });
+        Some(ReplyTo { message_id, sent })
     }
 
     async fn click_event(&self, query: &tl::types::UpdateBotCallbackQuery) -> NewEvent {
@@ -247,28 +379,15 @@ pub fn chat_of(peer: &tl::enums::Peer) -> ChatId {
     })
 }
 
-/// The event of a message users sent (`None` for the bot's own).
-fn message_event(bot_id: i64, message: &tl::enums::Message, peers: &PeerMap) -> Option<NewEvent> {
-    let message = match message {
-        tl::enums::Message::Message(message) => message,
-        tl::enums::Message::Service(service) => {
-            if service.out {
-                return None;
-            }
-            let origin = origin(
-                bot_id,
-                &service.peer_id,
-                service.from_id.as_ref(),
-                service.id,
-                service.date,
-                peers,
-            );
-            return Some(bird::message(
-                &origin,
-                &Body::Unsupported(tl_name(&service.action)),
-            ));
-        }
-        tl::enums::Message::Empty(_) => return None,
+/// The `edited` event of a user's edit (`None` for the bot's own).
+fn edit_event(
+    bot_id: i64,
+    message: &tl::enums::Message,
+    peers: &PeerMap,
+    place: &str,
+) -> Option<NewEvent> {
+    let tl::enums::Message::Message(message) = message else {
+        return None;
     };
     if message.out {
         return None;
@@ -281,7 +400,52 @@ fn message_event(bot_id: i64, message: &tl::enums::Message, peers: &PeerMap) -> 
         message.date,
         peers,
     );
-    Some(bird::message(&origin, &body_of(message, &origin)))
+    let at = date(message.edit_date.unwrap_or(message.date));
+    Some(bird::edited(&origin, &body_of(message, &origin), at, place))
+}
+
+/// A Telegram date (seconds) as a timestamp.
+fn date(seconds: i32) -> Timestamp {
+    Timestamp::from_millis(i64::from(seconds) * 1000)
+}
+
+/// The payload of a `/start PAYLOAD` deep link (`/start@bot PAYLOAD` in a
+/// group).
+fn start_payload(message: &tl::types::Message) -> Option<String> {
+    if message.media.is_some() {
+        return None;
+    }
+    let (command, payload) = message.message.split_once(' ')?;
+    let is_start = command == "/start" || command.starts_with("/start@");
+    let payload = payload.trim();
+    (is_start && !payload.is_empty()).then(|| payload.to_owned())
+}
+
+fn chat_standing(participant: Option<&tl::enums::ChatParticipant>) -> Standing {
+    use tl::enums::ChatParticipant as P;
+    match participant {
+        None => Standing::Out,
+        Some(P::Participant(_)) => Standing::Member,
+        Some(P::Creator(_) | P::Admin(_)) => Standing::Admin,
+    }
+}
+
+fn channel_standing(participant: Option<&tl::enums::ChannelParticipant>) -> Standing {
+    use tl::enums::ChannelParticipant as P;
+    match participant {
+        None | Some(P::Banned(_) | P::Left(_)) => Standing::Out,
+        Some(P::Participant(_) | P::ParticipantSelf(_)) => Standing::Member,
+        Some(P::Creator(_) | P::Admin(_)) => Standing::Admin,
+    }
+}
+
+/// A reaction as text: its emoji (custom emoji by document id).
+fn emoji(reaction: &tl::enums::Reaction) -> String {
+    match reaction {
+        tl::enums::Reaction::Emoji(emoji) => emoji.emoticon.clone(),
+        tl::enums::Reaction::CustomEmoji(custom) => format!("custom:{}", custom.document_id),
+        other => tl_name(other).to_owned(),
+    }
 }
 
 fn origin(
@@ -294,20 +458,49 @@ fn origin(
 ) -> Origin {
     let chat = chat_of(peer).get();
     let sender = from.map_or(chat, |from| chat_of(from).get());
-    let sender_name =
-        PeerId::user(sender)
-            .and_then(|id| peers.get(id))
-            .and_then(|peer| match peer {
-                PeerInfo::User(user) => Some(user.full_name()),
-                other => other.name().map(str::to_owned),
-            });
+    let person = PeerId::user(sender)
+        .and_then(|id| peers.get(id))
+        .map_or_else(Person::default, person);
+    let chat_type = match peer {
+        tl::enums::Peer::User(_) => ChatType::Private,
+        tl::enums::Peer::Chat(_) => ChatType::Group,
+        tl::enums::Peer::Channel(channel) => {
+            match PeerId::channel(channel.channel_id).and_then(|id| peers.get(id)) {
+                Some(PeerInfo::Channel(_)) => ChatType::Channel,
+                _ => ChatType::Supergroup,
+            }
+        }
+    };
     Origin {
         bot_id,
         chat,
+        chat_type,
         sender,
-        sender_name,
+        person,
         message_id,
-        date: Timestamp::from_millis(i64::from(date) * 1000),
+        date: self::date(date),
+    }
+}
+
+/// What a sender's profile says about them.
+fn person(peer: &PeerInfo) -> Person {
+    let PeerInfo::User(user) = peer else {
+        return Person {
+            name: peer.name().map(str::to_owned),
+            ..Person::default()
+        };
+    };
+    let premium = match &user.raw {
+        tl::enums::User::User(raw) => raw.premium,
+        tl::enums::User::Empty(_) => false,
+    };
+    Person {
+        name: Some(user.full_name()),
+        first_name: user.first_name().map(str::to_owned),
+        last_name: user.last_name().map(str::to_owned),
+        username: user.username().map(str::to_owned),
+        lang_code: user.lang_code().map(str::to_owned),
+        premium: Some(premium),
     }
 }
 
@@ -326,21 +519,38 @@ fn body_of(message: &tl::types::Message, origin: &Origin) -> Body {
             media_url: media_url(),
             caption,
         },
-        Some(M::Document(media)) => {
-            let document = match &media.document {
-                Some(tl::enums::Document::Document(document)) => Some(document),
-                _ => None,
+        Some(M::Document(media)) => document_body(media, media_url(), caption),
+        Some(M::Venue(venue)) => match &venue.geo {
+            tl::enums::GeoPoint::Point(point) => Body::Venue {
+                latitude: point.lat,
+                longitude: point.long,
+                title: venue.title.clone(),
+                address: venue.address.clone(),
+            },
+            tl::enums::GeoPoint::Empty => Body::Unsupported("geoPointEmpty"),
+        },
+        Some(M::Poll(poll)) => {
+            let tl::enums::Poll::Poll(poll) = &poll.poll;
+            let text = |text: &tl::enums::TextWithEntities| {
+                let tl::enums::TextWithEntities::Entities(text) = text;
+                text.text.clone()
             };
-            Body::File {
-                media_url: media_url(),
-                content_type: document.map_or_else(
-                    || "application/octet-stream".to_owned(),
-                    |d| d.mime_type.clone(),
-                ),
-                filename: document.and_then(file_name),
-                caption,
+            Body::Poll {
+                question: text(&poll.question),
+                options: poll
+                    .answers
+                    .iter()
+                    .map(|answer| match answer {
+                        tl::enums::PollAnswer::Answer(answer) => text(&answer.text),
+                        tl::enums::PollAnswer::InputPollAnswer(answer) => text(&answer.text),
+                    })
+                    .collect(),
             }
         }
+        Some(M::Dice(dice)) => Body::Dice {
+            emoji: dice.emoticon.clone(),
+            value: dice.value,
+        },
         Some(M::Geo(geo)) => match &geo.geo {
             tl::enums::GeoPoint::Point(point) => Body::Location {
                 latitude: point.lat,
@@ -358,6 +568,71 @@ fn body_of(message: &tl::types::Message, origin: &Origin) -> Body {
     }
 }
 
+/// A document as what apps show it as: a sticker, or a file of its kind
+/// (voice, audio, video, video note, animation, any other).
+fn document_body(
+    media: &tl::types::MessageMediaDocument,
+    media_url: String,
+    caption: Option<String>,
+) -> Body {
+    use tl::enums::DocumentAttribute as A;
+    let document = match &media.document {
+        Some(tl::enums::Document::Document(document)) => Some(document),
+        _ => None,
+    };
+    let content_type = document.map_or_else(
+        || "application/octet-stream".to_owned(),
+        |d| d.mime_type.clone(),
+    );
+    let attributes = document.map_or(&[][..], |d| &d.attributes[..]);
+    let mut kind = FileKind::Document;
+    let mut duration = None;
+    for attribute in attributes {
+        match attribute {
+            A::Sticker(sticker) => {
+                return Body::Sticker {
+                    media_url,
+                    content_type,
+                    emoji: sticker.alt.clone(),
+                };
+            }
+            A::Audio(audio) => {
+                kind = if audio.voice {
+                    FileKind::Voice
+                } else {
+                    FileKind::Audio
+                };
+                duration = Some(f64::from(audio.duration));
+            }
+            A::Video(video) => {
+                if kind == FileKind::Document {
+                    kind = if video.round_message {
+                        FileKind::VideoNote
+                    } else {
+                        FileKind::Video
+                    };
+                }
+                duration = Some(video.duration);
+            }
+            A::Animated => kind = FileKind::Animation,
+            _ => {}
+        }
+    }
+    if media.voice {
+        kind = FileKind::Voice;
+    } else if media.round {
+        kind = FileKind::VideoNote;
+    }
+    Body::File {
+        media_url,
+        content_type,
+        filename: document.and_then(file_name),
+        caption,
+        kind,
+        duration,
+    }
+}
+
 fn file_name(document: &tl::types::Document) -> Option<String> {
     document
         .attributes
@@ -371,15 +646,7 @@ fn file_name(document: &tl::types::Document) -> Option<String> {
 /// An update telegate has no event shape for, kept under its TL name.
 fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEvent {
     let name = tl_name(update);
-    let place = match state.message_box {
-        Some(MessageBox::Common { pts }) => format!("pts{pts}"),
-        Some(MessageBox::Secondary { qts }) => format!("qts{qts}"),
-        Some(MessageBox::Channel { channel_id, pts }) => format!("channel{channel_id}pts{pts}"),
-        // Not covered by any update state: never replayed, so unique is
-        // enough.
-        None => format!("r{:016x}", rand::random::<u64>()),
-    };
-    let id = format!("telegram:{bot_id}:{name}:{place}");
+    let id = format!("telegram:{bot_id}:{name}:{}", place(state));
     let now = Timestamp::now().to_string();
     NewEvent {
         id: id.clone(),
@@ -391,6 +658,19 @@ fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEve
             "direction": "incoming",
             "createdAt": now,
         }),
+    }
+}
+
+/// Where an update is in its box (`pts7`, `qts3`, `channel5pts9`): with
+/// the chat, what makes the id of an event that is not a new message.
+fn place(state: &State) -> String {
+    match state.message_box {
+        Some(MessageBox::Common { pts }) => format!("pts{pts}"),
+        Some(MessageBox::Secondary { qts }) => format!("qts{qts}"),
+        Some(MessageBox::Channel { channel_id, pts }) => format!("channel{channel_id}pts{pts}"),
+        // Not covered by any update state: never replayed, so unique is
+        // enough.
+        None => format!("r{:016x}", rand::random::<u64>()),
     }
 }
 

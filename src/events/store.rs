@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
-use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp};
+use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp, blocked};
 
 /// How often old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -81,19 +81,28 @@ impl EventStore {
         }
         let now = Timestamp::now();
         let bot = self.bot.clone();
-        let stored = self
+        let (stored, blocks) = self
             .queue
             .write(move |conn, _| {
                 let bot = bot.as_deref().unwrap_or(DEFAULT_BOT);
-                let mut stored = 0;
+                let (mut stored, mut blocks) = (0, 0);
                 for event in &events {
-                    stored += insert(conn, bot, event, now)?;
+                    let new = insert(conn, bot, event, now)?;
+                    // A block is recorded with its event, once.
+                    if let Some(blocked) = super::bird::blocks(event).filter(|_| new > 0) {
+                        blocked::record(conn, bot, event.chat, blocked, now)?;
+                        blocks += 1;
+                    }
+                    stored += new;
                 }
-                Ok(stored)
+                Ok((stored, blocks))
             })
             .await?;
         if stored > 0 {
             self.appended.send_modify(|n| *n += 1);
+        }
+        if blocks > 0 {
+            self.queue.blocked_changed();
         }
         Ok(stored)
     }

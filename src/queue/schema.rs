@@ -185,6 +185,16 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO webhook_marks SELECT 'default', delivered FROM webhook_mark;
     DROP TABLE webhook_mark;
     ",
+    // 6: users who blocked a bot (`updateBotStopped`): their jobs fail at
+    // once, without a call to Telegram, until they unblock it.
+    "
+    CREATE TABLE blocked_chats (
+        bot        TEXT    NOT NULL,
+        chat       INTEGER NOT NULL,
+        blocked_at INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat)
+    );
+    ",
 ];
 
 /// The schema version this build writes.

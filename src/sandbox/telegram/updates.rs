@@ -644,6 +644,8 @@ mod tests {
                     username: None,
                     phone: None,
                     lang_code: None,
+                    last_name: None,
+                    premium: false,
                 },
                 chat: Default::default(),
                 blocked: false,

@@ -279,6 +279,36 @@ pub(super) fn message_json(m: &StoredMessage, bot: AccountId) -> Value {
 }
 
 impl FakeTelegram {
+    /// Sets the parts of `user`'s profile that [`super::NewUser`] leaves
+    /// out: a last name, and whether the user has Telegram Premium.
+    pub fn set_profile(
+        &self,
+        user: AccountId,
+        last_name: Option<String>,
+        premium: bool,
+    ) -> Result<(), SandboxError> {
+        if last_name
+            .as_deref()
+            .is_some_and(|name| name.chars().count() > 64)
+        {
+            return Err(SandboxError::invalid(
+                "last_name",
+                "must be at most 64 characters",
+            ));
+        }
+        let mut inner = self.lock();
+        let record = inner
+            .world
+            .users
+            .get_mut(&user)
+            .ok_or(SandboxError::UnknownUser(user))?;
+        record.profile.last_name = last_name.filter(|name| !name.is_empty());
+        record.profile.premium = premium;
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+
     /// `user` blocks (or unblocks) the bot: the bot gets `updateBotStopped`
     /// in its qts box; while blocked, its sends get `USER_IS_BLOCKED`.
     pub fn set_blocked(&self, user: AccountId, blocked: bool) -> Result<(), SandboxError> {

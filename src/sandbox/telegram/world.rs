@@ -94,6 +94,15 @@ pub enum StoredMedia {
         title: String,
         address: String,
     },
+    Poll {
+        id: i64,
+        question: String,
+        options: Vec<String>,
+    },
+    Dice {
+        emoji: String,
+        value: i32,
+    },
 }
 
 /// A document that apps show as something else than a file.
@@ -110,6 +119,22 @@ pub enum ShownAs {
     },
     Sticker {
         emoji: String,
+    },
+    Audio {
+        duration: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        performer: Option<String>,
+    },
+    VideoNote {
+        duration: f64,
+        length: i32,
+    },
+    Animation {
+        duration: f64,
+        width: i32,
+        height: i32,
     },
 }
 
@@ -435,6 +460,8 @@ impl World {
                 username: Some(BOT_USERNAME.into()),
                 phone: None,
                 lang_code: None,
+                last_name: None,
+                premium: false,
             },
             bot_token: BotToken::mint(BOT_ID),
             users: BTreeMap::new(),
