@@ -98,11 +98,12 @@ impl EventStore {
                 Ok((stored, blocks))
             })
             .await?;
-        if stored > 0 {
-            self.appended.send_modify(|n| *n += 1);
-        }
+        // The sender hears of a block before any reader of the event.
         if blocks > 0 {
             self.queue.blocked_changed();
+        }
+        if stored > 0 {
+            self.appended.send_modify(|n| *n += 1);
         }
         Ok(stored)
     }

@@ -15,6 +15,7 @@
 //! | `POST /users/{id}/block`, `/unblock` | → `{blocked}` (the bot gets `updateBotStopped`) |
 //! | `POST /users/{id}/messages/{message_id}/edit` | `{text}` → `{}` |
 //! | `POST /users/{id}/messages/{message_id}/delete` | → `{}` |
+//! | `POST /users/{id}/messages/{message_id}/react`, `/groups/{id}/messages/{message_id}/react` | `{emoji \| null}`, `{from, emoji \| null}` → `{}` (the bot gets `updateBotMessageReaction`) |
 //! | `POST /groups` | `{title, kind: group\|supergroup\|channel, members: [ids], bot: none\|member\|admin}` → `201 {id}` (`-N`, `-100N`) |
 //! | `GET /groups` | → `[{id, kind, title, bot}]` |
 //! | `POST /groups/{id}/messages` | `{from, text \| photo \| …, reply_to?}` → `{message_id}` |
@@ -87,12 +88,17 @@ pub fn router(control: Control) -> Router {
             "/users/{id}/messages/{message_id}/delete",
             post(user_delete),
         )
+        .route("/users/{id}/messages/{message_id}/react", post(user_react))
         .route("/groups", post(create_group).get(list_groups))
         .route("/groups/{id}/messages", post(group_message))
         .route("/groups/{id}/messages/{message_id}/edit", post(group_edit))
         .route(
             "/groups/{id}/messages/{message_id}/delete",
             post(group_delete),
+        )
+        .route(
+            "/groups/{id}/messages/{message_id}/react",
+            post(group_react),
         )
         .route("/groups/{id}/chat", get(group_chat))
         .route("/groups/{id}/bot", post(group_bot))
@@ -704,6 +710,51 @@ async fn user_delete(
 ) -> ControlReply {
     let (user, message_id) = (user_id(&id)?, message_id(&message)?);
     control.telegram.user_deletes(user, message_id)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReactBody {
+    /// The posting user, in a group.
+    from: Option<AccountId>,
+    /// The reaction; `null` takes it back.
+    emoji: Option<String>,
+}
+
+async fn user_react(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    let request: ReactBody = parse(&body)?;
+    if request.from.is_some() {
+        return Err(Failure::bad_request(
+            "from is for group messages; the path names the reacting user",
+        ));
+    }
+    control
+        .telegram
+        .react(user, None, message_id, request.emoji)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn group_react(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let request: ReactBody = parse(&body)?;
+    let Some(from) = request.from else {
+        return Err(Failure::bad_request(
+            "from (the reacting user's id) is required",
+        ));
+    };
+    control
+        .telegram
+        .react(from, Some(group), message_id, request.emoji)?;
     Ok(axum::Json(json!({})).into_response())
 }
 

@@ -217,15 +217,17 @@ impl Sender {
                 biased;
                 () = stop.cancelled() => break Ok(Stopped::Told),
                 Some(done) = self.tasks.join_next() => Some(done),
-                event = events.recv() => {
-                    self.wake_on(event);
-                    None
-                }
+                // Before new jobs: a job enqueued after a block was seen
+                // is refused.
                 Ok(()) = blocked.changed() => {
                     blocked.mark_unchanged();
                     if let Err(error) = self.load_blocked().await {
                         break Err(error);
                     }
+                    None
+                }
+                event = events.recv() => {
+                    self.wake_on(event);
                     None
                 }
                 () = sleep => {

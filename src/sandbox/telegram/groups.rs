@@ -42,7 +42,7 @@ pub enum BotAction {
 }
 
 /// The group a Bot API id names, if its form matches its kind.
-fn by_api_id(world: &World, api_id: i64) -> Result<&GroupRecord, SandboxError> {
+pub(super) fn by_api_id(world: &World, api_id: i64) -> Result<&GroupRecord, SandboxError> {
     bare_group_id(api_id)
         .and_then(|id| world.groups.get(&id))
         .filter(|group| group.bot_api_id() == api_id)

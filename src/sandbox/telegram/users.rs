@@ -337,6 +337,72 @@ impl FakeTelegram {
         Ok(())
     }
 
+    /// `user` reacts with `emoji` (none: takes its reaction back) to
+    /// message `message_id` of its chat with the bot, or of the group
+    /// `group` (a Bot API id). The bot gets `updateBotMessageReaction` in
+    /// its qts box: in a private chat, or in a group where it is admin (as
+    /// Telegram tells bots).
+    pub fn react(
+        &self,
+        user: AccountId,
+        group: Option<i64>,
+        message_id: i32,
+        emoji: Option<String>,
+    ) -> Result<(), SandboxError> {
+        if emoji
+            .as_deref()
+            .is_some_and(|e| e.is_empty() || e.chars().count() > 8)
+        {
+            return Err(SandboxError::invalid("emoji", "must be 1-8 characters"));
+        }
+        let mut inner = self.lock();
+        let bot = inner.world.bot.id;
+        let (target, bare_group, bot_told) = match group {
+            None => (Target::User(user), None, true),
+            Some(api_id) => {
+                let record = super::groups::by_api_id(&inner.world, api_id)?;
+                let admin = record.role(bot).is_some_and(super::boxes::Role::is_admin);
+                (Target::Group(record.id), Some(record.id), admin)
+            }
+        };
+        if !inner.world.users.contains_key(&user) {
+            return Err(SandboxError::UnknownUser(user));
+        }
+        let Some((place, _)) = inner.find(target, message_id) else {
+            return Err(SandboxError::UnknownMessage {
+                user_id: user,
+                message_id,
+            });
+        };
+        let new: Vec<String> = emoji.into_iter().collect();
+        let Some(message) = inner.world.message_mut(place, message_id) else {
+            return Ok(());
+        };
+        let old = if new.is_empty() {
+            message.reactions.remove(&user)
+        } else {
+            message.reactions.insert(user, new.clone())
+        }
+        .unwrap_or_default();
+        if old != new && bot_told {
+            let event = BoxEvent::Reaction {
+                group: bare_group,
+                message_id,
+                user_id: user,
+                old,
+                new,
+                date: render::now(),
+            };
+            let qts = inner.world.qts_box(bot).record(event.clone());
+            let mut batch = updates::Batch::new();
+            batch.event(&inner.world, bot, Place::Common, qts, &event);
+            updates::deliver(&self.0.outbox, &mut inner.world, bot, None, &batch);
+        }
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+
     /// `user` edits its message `message_id` in its chat with the bot.
     pub fn user_edits(
         &self,

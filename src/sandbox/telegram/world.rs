@@ -267,6 +267,9 @@ pub struct StoredMessage {
     /// A service message (e.g. `messageActionChatAddUser`), as its TL name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ServiceAction>,
+    /// Each user's reactions to it (emoji).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<AccountId, Vec<String>>,
     /// The accounts in whose boxes it is (empty: a private chat's two
     /// sides), so edits and deletes reach exactly them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -544,6 +547,10 @@ impl World {
             Place::Common => self.messages.get(&id),
             Place::Channel(channel) => self.groups.get(&channel)?.messages.get(&id),
         }
+    }
+
+    pub fn message_mut(&mut self, place: Place, id: i32) -> Option<&mut StoredMessage> {
+        self.messages_mut(place)?.get_mut(&id)
     }
 
     fn messages_mut(&mut self, place: Place) -> Option<&mut BTreeMap<i32, StoredMessage>> {
