@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
 use crate::events::bird::{
-    self, Body, ChatType, Context, FileKind, Origin, Person, ReplyTo, SentBy, Standing,
+    self, Body, ChatType, Context, FileKind, Membership, Origin, Person, ReplyTo, SentBy, Standing,
 };
 use crate::events::{EventStore, NewEvent};
 use crate::queue::{Queue, QueueError, Timestamp};
@@ -215,24 +215,12 @@ impl Inbound {
                 date(stop.date),
                 &place(),
             )),
-            U::ChatParticipant(change) if change.user_id == bot_id => bird::membership(
-                bot_id,
-                ChatId::from_peer(Peer::Group(change.chat_id)).get(),
-                change.actor_id,
-                chat_standing(change.prev_participant.as_ref()),
-                chat_standing(change.new_participant.as_ref()),
-                date(change.date),
-                &place(),
-            ),
-            U::ChannelParticipant(change) if change.user_id == bot_id => bird::membership(
-                bot_id,
-                ChatId::from_peer(Peer::Channel(change.channel_id)).get(),
-                change.actor_id,
-                channel_standing(change.prev_participant.as_ref()),
-                channel_standing(change.new_participant.as_ref()),
-                date(change.date),
-                &place(),
-            ),
+            U::ChatParticipant(_) | U::ChannelParticipant(_) => {
+                match bot_membership(bot_id, &taken.update) {
+                    Some(change) => bird::membership(bot_id, &change, &place()),
+                    None => Some(unsupported(bot_id, &taken.update, &taken.state)),
+                }
+            }
             U::BotMessageReaction(reaction) => {
                 let reaction = bird::Reaction {
                     chat: chat_of(&reaction.peer).get(),
@@ -275,17 +263,7 @@ impl Inbound {
             }
             tl::enums::Message::Empty(_) => return None,
         };
-        if message.out {
-            return None;
-        }
-        let origin = origin(
-            bot_id,
-            &message.peer_id,
-            message.from_id.as_ref(),
-            message.id,
-            message.date,
-            peers,
-        );
+        let origin = user_origin(bot_id, message, peers)?;
         let context = Context {
             reply_to: self.reply_to(&origin, message).await,
             start_payload: start_payload(message),
@@ -389,19 +367,24 @@ fn edit_event(
     let tl::enums::Message::Message(message) = message else {
         return None;
     };
+    let origin = user_origin(bot_id, message, peers)?;
+    let at = date(message.edit_date.unwrap_or(message.date));
+    Some(bird::edited(&origin, &body_of(message, &origin), at, place))
+}
+
+/// Where a user's message came from (`None` for the bot's own).
+fn user_origin(bot_id: i64, message: &tl::types::Message, peers: &PeerMap) -> Option<Origin> {
     if message.out {
         return None;
     }
-    let origin = origin(
+    Some(origin(
         bot_id,
         &message.peer_id,
         message.from_id.as_ref(),
         message.id,
         message.date,
         peers,
-    );
-    let at = date(message.edit_date.unwrap_or(message.date));
-    Some(bird::edited(&origin, &body_of(message, &origin), at, place))
+    ))
 }
 
 /// A Telegram date (seconds) as a timestamp.
@@ -419,6 +402,35 @@ fn start_payload(message: &tl::types::Message) -> Option<String> {
     let is_start = command == "/start" || command.starts_with("/start@");
     let payload = payload.trim();
     (is_start && !payload.is_empty()).then(|| payload.to_owned())
+}
+
+/// A change of the bot's own membership in a group (`None`: another
+/// member's, or not a participant update).
+fn bot_membership(bot_id: i64, update: &tl::enums::Update) -> Option<Membership> {
+    let (chat, actor, before, after, at) = match update {
+        tl::enums::Update::ChatParticipant(change) if change.user_id == bot_id => (
+            Peer::Group(change.chat_id),
+            change.actor_id,
+            chat_standing(change.prev_participant.as_ref()),
+            chat_standing(change.new_participant.as_ref()),
+            change.date,
+        ),
+        tl::enums::Update::ChannelParticipant(change) if change.user_id == bot_id => (
+            Peer::Channel(change.channel_id),
+            change.actor_id,
+            channel_standing(change.prev_participant.as_ref()),
+            channel_standing(change.new_participant.as_ref()),
+            change.date,
+        ),
+        _ => return None,
+    };
+    Some(Membership {
+        chat: ChatId::from_peer(chat).get(),
+        actor,
+        before,
+        after,
+        at: date(at),
+    })
 }
 
 fn chat_standing(participant: Option<&tl::enums::ChatParticipant>) -> Standing {

@@ -808,24 +808,21 @@ fn act(
             emoji: "🎲".into(),
             value: 3,
         },
-        10 => {
+        kind @ (10 | 11) => {
             let Some(&id) = last.get(&user) else {
                 return Vec::new();
             };
-            telegram
-                .user_edits(user, id, format!("edited {n}"))
-                .unwrap();
-            return vec![Expected::Prefix(format!(
-                "telegram:{bot}:{user}:{id}:edited:"
-            ))];
-        }
-        11 => {
-            let Some(&id) = last.get(&user) else {
-                return Vec::new();
+            let done = if kind == 10 {
+                telegram
+                    .user_edits(user, id, format!("edited {n}"))
+                    .unwrap();
+                "edited"
+            } else {
+                telegram.react(user, None, id, Some("🔥".into())).unwrap();
+                "reacted"
             };
-            telegram.react(user, None, id, Some("🔥".into())).unwrap();
             return vec![Expected::Prefix(format!(
-                "telegram:{bot}:{user}:{id}:reacted:"
+                "telegram:{bot}:{user}:{id}:{done}:"
             ))];
         }
         12 => {

@@ -600,17 +600,27 @@ impl Standing {
     }
 }
 
+/// A change of the bot's standing in a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Membership {
+    pub chat: i64,
+    /// Who changed it.
+    pub actor: i64,
+    pub before: Standing,
+    pub after: Standing,
+    pub at: Timestamp,
+}
+
 /// The bot was added to, removed from, promoted or demoted in a group
 /// (`None`: the update changed nothing telegate reports).
-pub fn membership(
-    bot_id: i64,
-    chat: i64,
-    actor_id: i64,
-    before: Standing,
-    after: Standing,
-    at: Timestamp,
-    place: &str,
-) -> Option<NewEvent> {
+pub fn membership(bot_id: i64, change: &Membership, place: &str) -> Option<NewEvent> {
+    let Membership {
+        chat,
+        actor: actor_id,
+        before,
+        after,
+        at,
+    } = *change;
     let kind = match (before, after) {
         (Standing::Out, Standing::Member | Standing::Admin) => "bot-added",
         (Standing::Member | Standing::Admin, Standing::Out) => "bot-removed",

@@ -78,6 +78,12 @@ impl Inner {
             new: Some(new),
             date: render::now(),
         };
+        self.tell_bot(outbox, event);
+    }
+
+    /// Records `event` in the bot's qts box and pushes it.
+    pub(super) fn tell_bot(&mut self, outbox: &crate::sandbox::Outbox, event: BoxEvent) {
+        let bot = self.world.bot.id;
         let qts = self.world.qts_box(bot).record(event.clone());
         let mut batch = updates::Batch::new();
         batch.event(&self.world, bot, Place::Common, qts, &event);

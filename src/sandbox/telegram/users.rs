@@ -8,7 +8,6 @@ use super::accounts::{AccountId, to_hex};
 use super::boxes::BoxEvent;
 use super::queries::ClickOutcome;
 use super::sending::{Edit, Target, UserMessage};
-use super::updates;
 use super::world::{Place, StoredMessage};
 use super::{FakeTelegram, SandboxError, markup, render};
 
@@ -313,7 +312,6 @@ impl FakeTelegram {
     /// in its qts box; while blocked, its sends get `USER_IS_BLOCKED`.
     pub fn set_blocked(&self, user: AccountId, blocked: bool) -> Result<(), SandboxError> {
         let mut inner = self.lock();
-        let bot = inner.world.bot.id;
         let record = inner
             .world
             .users
@@ -328,10 +326,7 @@ impl FakeTelegram {
             stopped: blocked,
             date: render::now(),
         };
-        let qts = inner.world.qts_box(bot).record(event.clone());
-        let mut batch = updates::Batch::new();
-        batch.event(&inner.world, bot, Place::Common, qts, &event);
-        updates::deliver(&self.0.outbox, &mut inner.world, bot, None, &batch);
+        inner.tell_bot(&self.0.outbox, event);
         drop(inner);
         self.changed();
         Ok(())
@@ -393,10 +388,7 @@ impl FakeTelegram {
                 new,
                 date: render::now(),
             };
-            let qts = inner.world.qts_box(bot).record(event.clone());
-            let mut batch = updates::Batch::new();
-            batch.event(&inner.world, bot, Place::Common, qts, &event);
-            updates::deliver(&self.0.outbox, &mut inner.world, bot, None, &batch);
+            inner.tell_bot(&self.0.outbox, event);
         }
         drop(inner);
         self.changed();
