@@ -266,7 +266,9 @@ impl Inbound {
         let origin = user_origin(bot_id, message, peers)?;
         let context = Context {
             reply_to: self.reply_to(&origin, message).await,
-            start_payload: start_payload(message),
+            start_payload: Some(&message.message)
+                .filter(|_| message.media.is_none())
+                .and_then(|text| start_payload(text)),
         };
         Some(bird::message(&origin, &body_of(message, &origin), &context))
     }
@@ -393,12 +395,9 @@ fn date(seconds: i32) -> Timestamp {
 }
 
 /// The payload of a `/start PAYLOAD` deep link (`/start@bot PAYLOAD` in a
-/// group).
-fn start_payload(message: &tl::types::Message) -> Option<String> {
-    if message.media.is_some() {
-        return None;
-    }
-    let (command, payload) = message.message.split_once(' ')?;
+/// group), in a text without media.
+fn start_payload(text: &str) -> Option<String> {
+    let (command, payload) = text.split_once(' ')?;
     let is_start = command == "/start" || command.starts_with("/start@");
     let payload = payload.trim();
     (is_start && !payload.is_empty()).then(|| payload.to_owned())
@@ -724,5 +723,23 @@ impl Covered {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deep_link_payload_follows_start_and_nothing_else() {
+        assert_eq!(start_payload("/start promo-1").as_deref(), Some("promo-1"));
+        assert_eq!(
+            start_payload("/start@telegate_bot ref_2 ").as_deref(),
+            Some("ref_2")
+        );
+        assert_eq!(start_payload("/start"), None);
+        assert_eq!(start_payload("/start "), None);
+        assert_eq!(start_payload("/started x"), None);
+        assert_eq!(start_payload("hello /start x"), None);
     }
 }

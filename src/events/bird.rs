@@ -770,6 +770,97 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_and_a_deep_link_are_the_messages_context() {
+        let context = Context {
+            reply_to: Some(ReplyTo {
+                message_id: 180,
+                sent: Some(SentBy {
+                    job_id: 4,
+                    message_id: 9,
+                    reference: Some("case-1".into()),
+                    metadata: Some(json!({"crm": 2})),
+                }),
+            }),
+            start_payload: Some("promo".into()),
+        };
+        let event = message(&origin(), &Body::Text("/start promo".into()), &context);
+        let context = &event.body["context"];
+        assert_eq!(context["startPayload"], "promo");
+        let replied = &context["replyTo"];
+        assert_eq!(
+            replied["platformReference"],
+            "telegram:7933779519:1033247360:180"
+        );
+        assert_eq!(
+            (&replied["jobId"], &replied["messageId"]),
+            (&json!("4"), &json!("9"))
+        );
+        assert_eq!(replied["reference"], "case-1");
+        assert_eq!(replied["metadata"], json!({"crm": 2}));
+    }
+
+    #[test]
+    fn a_group_message_names_the_member_as_sender_and_the_group_as_chat() {
+        let origin = Origin {
+            chat: -1001234,
+            chat_type: ChatType::Supergroup,
+            sender: 42,
+            ..origin()
+        };
+        let event = message(&origin, &Body::Text("hi".into()), &Context::default());
+        assert_eq!(event.chat, -1001234);
+        assert_eq!(event.body["sender"]["contact"]["identifierValue"], "42");
+        let extra = &event.body["meta"]["extraInformation"];
+        assert_eq!(
+            (&extra["ChatID"], &extra["ChatType"]),
+            (&json!("-1001234"), &json!("supergroup"))
+        );
+    }
+
+    #[test]
+    fn blocks_are_told_apart_from_other_interactions() {
+        let at = Timestamp::from_millis(0);
+        assert_eq!(blocks(&blocked(1, 5, true, at, "qts2")), Some(true));
+        assert_eq!(blocks(&blocked(1, 5, false, at, "qts3")), Some(false));
+        let text = message(
+            &origin(),
+            &Body::Text("blocked".into()),
+            &Context::default(),
+        );
+        assert_eq!(blocks(&text), None);
+        assert_eq!(
+            blocked(1, 5, true, at, "qts2").id,
+            "telegram:1:5:blocked:qts2"
+        );
+    }
+
+    #[test]
+    fn the_bots_standing_changes_name_their_kind() {
+        let change = |before, after| Membership {
+            chat: -7,
+            actor: 3,
+            before,
+            after,
+            at: Timestamp::from_millis(0),
+        };
+        let kind = |before, after| {
+            membership(1, &change(before, after), "qts9").map(|event| {
+                event.body["results"][0]["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        };
+        use Standing::{Admin, Member, Out};
+        assert_eq!(kind(Out, Member).as_deref(), Some("bot-added"));
+        assert_eq!(kind(Out, Admin).as_deref(), Some("bot-added"));
+        assert_eq!(kind(Admin, Out).as_deref(), Some("bot-removed"));
+        assert_eq!(kind(Member, Admin).as_deref(), Some("bot-promoted"));
+        assert_eq!(kind(Admin, Member).as_deref(), Some("bot-demoted"));
+        assert_eq!(kind(Member, Member), None);
+    }
+
+    #[test]
     fn a_location_is_labelled_like_the_seed() {
         assert_eq!(
             label(52.377486, 4.901026),

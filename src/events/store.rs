@@ -326,6 +326,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_block_is_stored_with_its_event_once_and_an_unblock_lifts_it() {
+        use crate::chat::ChatId;
+        use crate::events::bird;
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let store = EventStore::new(queue.clone()).scoped(Some("shop"));
+        let mut changes = queue.watch_blocked();
+        let at = Timestamp::from_millis(0);
+        let (block, unblock) = (
+            bird::blocked(1, 5, true, at, "qts2"),
+            bird::blocked(1, 5, false, at, "qts3"),
+        );
+        store.append(vec![block.clone()]).await.unwrap();
+        assert!(changes.has_changed().unwrap(), "the sender is told");
+        changes.mark_unchanged();
+        let blocked = queue.blocked_chats("shop").await.unwrap();
+        assert_eq!(blocked, [ChatId::user(5)].into_iter().collect());
+        assert!(queue.blocked_chats("other").await.unwrap().is_empty());
+
+        store.append(vec![unblock.clone()]).await.unwrap();
+        assert!(queue.blocked_chats("shop").await.unwrap().is_empty());
+        // A replay of the block (a crash before the update state was
+        // saved) is a stored event already: it changes nothing.
+        changes.mark_unchanged();
+        assert_eq!(store.append(vec![block]).await.unwrap(), 0);
+        assert!(queue.blocked_chats("shop").await.unwrap().is_empty());
+        assert!(!changes.has_changed().unwrap());
+    }
+
+    #[tokio::test]
     async fn a_waiter_wakes_on_append() {
         let dir = tempfile::tempdir().unwrap();
         let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());

@@ -51,6 +51,8 @@ use super::telegram::{
 use super::{Faults, InjectedError};
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
+/// Telegram's longest last name.
+const MAX_LAST_NAME: usize = 64;
 /// A callback timeout above this is surely a typo.
 const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 
@@ -178,6 +180,15 @@ struct CreateUser {
 
 async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: CreateUser = parse(&body)?;
+    if request
+        .last_name
+        .as_deref()
+        .is_some_and(|name| name.chars().count() > MAX_LAST_NAME)
+    {
+        return Err(Failure::bad_request(format!(
+            "last_name must be at most {MAX_LAST_NAME} characters"
+        )));
+    }
     let created = control.telegram.create_user(NewUser {
         id: request.id,
         first_name: request.first_name,
