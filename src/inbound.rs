@@ -26,13 +26,15 @@ use grammers_tl_types as tl;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::after_click;
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
 use crate::events::bird::{
     self, Body, ChatType, Context, FileKind, Membership, Origin, Person, ReplyTo, SentBy, Standing,
 };
 use crate::events::{EventStore, NewEvent};
-use crate::queue::{Queue, QueueError, Timestamp};
+use crate::interactive::InteractiveRequest;
+use crate::queue::{JobKind, Queue, QueueError, Timestamp};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::tl_name;
 
@@ -158,14 +160,30 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
             break;
         }
         let mut events = Vec::with_capacity(batch.len());
+        let mut clicks = Vec::new();
         for taken in batch.drain(..) {
-            if let Some(event) = inbound.event_for(&taken).await {
+            if let Some((event, click)) = inbound.event_for(&taken).await {
+                if let Some(click) = click {
+                    clicks.push((events.len(), click));
+                }
                 events.push(event);
             }
             covered.add(&taken.state);
         }
         let count = events.len();
-        inbound.events.append(events).await?;
+        if clicks.is_empty() {
+            inbound.events.append(events).await?;
+        } else {
+            let (_, decisions) = inbound
+                .events
+                .append_with(events, move |conn, bot, events, jobs| {
+                    apply_clicks(conn, bot, &clicks, events, jobs)
+                })
+                .await?;
+            for (query_id, repeat) in decisions {
+                inbound.callbacks.decided(query_id, repeat);
+            }
+        }
         let since = *unsaved_since.get_or_insert_with(Instant::now);
         if count > 0 || since.elapsed() >= QUIET_SAVE {
             std::mem::take(&mut covered).save(&inbound.session).await?;
@@ -179,9 +197,43 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
     Ok(())
 }
 
+/// Applies the `on_click`s of a batch's clicks (each with the index of its
+/// event) in the commit that records the events, flags the events of
+/// repeated clicks, and returns each click's decision (repeat or not).
+fn apply_clicks(
+    conn: &rusqlite::Connection,
+    bot: &str,
+    clicks: &[(usize, after_click::ButtonClick)],
+    events: &mut [NewEvent],
+    jobs: &mut Vec<crate::queue::JobEvent>,
+) -> Result<Vec<(i64, bool)>, QueueError> {
+    let now = Timestamp::now();
+    let mut decisions = Vec::with_capacity(clicks.len());
+    for (index, click) in clicks {
+        let repeat = after_click::apply(conn, bot, click, now, jobs)?;
+        if repeat && let Some(event) = events.get_mut(*index) {
+            bird::flag_repeat(event);
+        }
+        decisions.push((click.query_id, repeat));
+    }
+    Ok(decisions)
+}
+
 impl Inbound {
-    /// The event for one update (`None`: the bot's own doing).
-    async fn event_for(&self, taken: &Taken) -> Option<NewEvent> {
+    /// The event for one update (`None`: the bot's own doing), and for a
+    /// click on a button with an `on_click`, what that does.
+    async fn event_for(
+        &self,
+        taken: &Taken,
+    ) -> Option<(NewEvent, Option<after_click::ButtonClick>)> {
+        match &taken.update {
+            tl::enums::Update::BotCallbackQuery(query) => Some(self.click_event(query).await),
+            _ => self.event_of(taken).await.map(|event| (event, None)),
+        }
+    }
+
+    /// The event for an update other than a click.
+    async fn event_of(&self, taken: &Taken) -> Option<NewEvent> {
         use tl::enums::Update as U;
         let bot_id = self.bot_id;
         let place = || place(&taken.state);
@@ -231,8 +283,7 @@ impl Inbound {
                 };
                 Some(bird::reacted(bot_id, &reaction, Timestamp::now(), &place()))
             }
-            U::BotCallbackQuery(query) => Some(self.click_event(query).await),
-            U::MessageId(_) => None,
+            U::MessageId(_) | U::BotCallbackQuery(_) => None,
             other => Some(unsupported(bot_id, other, &taken.state)),
         }
     }
@@ -305,7 +356,10 @@ impl Inbound {
         Some(ReplyTo { message_id, sent })
     }
 
-    async fn click_event(&self, query: &tl::types::UpdateBotCallbackQuery) -> NewEvent {
+    async fn click_event(
+        &self,
+        query: &tl::types::UpdateBotCallbackQuery,
+    ) -> (NewEvent, Option<after_click::ButtonClick>) {
         let chat = chat_of(&query.peer);
         let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
         let sent = match self
@@ -322,18 +376,35 @@ impl Inbound {
         let (reference, job_metadata) = sent.as_ref().map_or((None, None), |sent| {
             crate::send_options::correlation(&sent.payload)
         });
-        bird::clicked(&bird::Click {
+        let data = query.data.clone().unwrap_or_default();
+        let click = sent
+            .as_ref()
+            .filter(|sent| sent.kind == JobKind::Interactive)
+            .and_then(|sent| {
+                let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+                request.on_click(&data)?;
+                Some(after_click::ButtonClick {
+                    query_id: query.query_id,
+                    chat,
+                    msg_id: query.msg_id,
+                    data: data.clone(),
+                    message_id: sent.message_id,
+                    request,
+                })
+            });
+        let event = bird::clicked(&bird::Click {
             bot_id: self.bot_id,
             chat: chat.get(),
             user_id: query.user_id,
             query_id: query.query_id,
             msg_id: query.msg_id,
-            data: query.data.clone().unwrap_or_default(),
+            data,
             message_id: sent.map(|sent| sent.message_id),
             reference,
             job_metadata,
             at: Timestamp::now(),
-        })
+        });
+        (event, click)
     }
 }
 
