@@ -30,7 +30,8 @@ use crate::after_click;
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
 use crate::events::bird::{
-    self, Body, ChatType, Context, FileKind, Membership, Origin, Person, ReplyTo, SentBy, Standing,
+    self, Body, ChatType, FileKind, Membership, MessageContext, Origin, Person, ReplyTo, SentBy,
+    Standing,
 };
 use crate::events::{EventStore, NewEvent};
 use crate::interactive::InteractiveRequest;
@@ -274,7 +275,7 @@ impl Inbound {
                 }
             }
             U::BotMessageReaction(reaction) => {
-                let reaction = bird::Reaction {
+                let reaction = bird::ReactionChange {
                     chat: chat_of(&reaction.peer).get(),
                     message_id: reaction.msg_id,
                     user: chat_of(&reaction.actor).get(),
@@ -310,12 +311,12 @@ impl Inbound {
                     peers,
                 );
                 let body = Body::Unsupported(tl_name(&service.action));
-                return Some(bird::message(&origin, &body, &Context::default()));
+                return Some(bird::message(&origin, &body, &MessageContext::default()));
             }
             tl::enums::Message::Empty(_) => return None,
         };
         let origin = user_origin(bot_id, message, peers)?;
-        let context = Context {
+        let context = MessageContext {
             reply_to: self.reply_to(&origin, message).await,
             start_payload: Some(&message.message)
                 .filter(|_| message.media.is_none())

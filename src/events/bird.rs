@@ -87,7 +87,7 @@ impl Person {
 
 /// What a message answers: `context` of its event.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Context {
+pub struct MessageContext {
     pub reply_to: Option<ReplyTo>,
     /// The payload of a `/start PAYLOAD` deep link.
     pub start_payload: Option<String>,
@@ -112,7 +112,7 @@ pub struct SentBy {
     pub metadata: Option<Value>,
 }
 
-impl Context {
+impl MessageContext {
     fn to_json(&self, bot_id: i64, chat: i64) -> Value {
         let mut context = json!({});
         if let Some(reply) = &self.reply_to {
@@ -369,7 +369,7 @@ pub fn label(latitude: f64, longitude: f64) -> String {
 }
 
 /// An inbound message event.
-pub fn message(origin: &Origin, body: &Body, context: &Context) -> NewEvent {
+pub fn message(origin: &Origin, body: &Body, context: &MessageContext) -> NewEvent {
     let id = origin.platform_reference();
     let at = origin.date.to_string();
     let event = json!({
@@ -646,7 +646,7 @@ pub fn membership(bot_id: i64, change: &Membership, place: &str) -> Option<NewEv
 
 /// A user's reactions to a message, changed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reaction {
+pub struct ReactionChange {
     pub chat: i64,
     pub message_id: i32,
     pub user: i64,
@@ -656,7 +656,7 @@ pub struct Reaction {
 }
 
 /// `reacted`: a user's reactions to a message changed.
-pub fn reacted(bot_id: i64, reaction: &Reaction, at: Timestamp, place: &str) -> NewEvent {
+pub fn reacted(bot_id: i64, reaction: &ReactionChange, at: Timestamp, place: &str) -> NewEvent {
     let (chat, message_id) = (reaction.chat, reaction.message_id);
     Interaction {
         id: format!("telegram:{bot_id}:{chat}:{message_id}:reacted:{place}"),
@@ -754,7 +754,7 @@ mod tests {
         let event = message(
             &origin(),
             &Body::Text("Sample text message".into()),
-            &Context::default(),
+            &MessageContext::default(),
         );
         assert_eq!(event.id, "telegram:7933779519:1033247360:182");
         assert_eq!(event.chat, 1033247360);
@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn a_reply_and_a_deep_link_are_the_messages_context() {
-        let context = Context {
+        let context = MessageContext {
             reply_to: Some(ReplyTo {
                 message_id: 180,
                 sent: Some(SentBy {
@@ -815,7 +815,11 @@ mod tests {
             sender: 42,
             ..origin()
         };
-        let event = message(&origin, &Body::Text("hi".into()), &Context::default());
+        let event = message(
+            &origin,
+            &Body::Text("hi".into()),
+            &MessageContext::default(),
+        );
         assert_eq!(event.chat, -1001234);
         assert_eq!(event.body["sender"]["contact"]["identifierValue"], "42");
         let extra = &event.body["meta"]["extraInformation"];
@@ -833,7 +837,7 @@ mod tests {
         let text = message(
             &origin(),
             &Body::Text("blocked".into()),
-            &Context::default(),
+            &MessageContext::default(),
         );
         assert_eq!(blocks(&text), None);
         assert_eq!(
