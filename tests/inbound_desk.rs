@@ -571,3 +571,54 @@ async fn a_reaction_is_a_reacted_interaction_on_its_message() {
     );
     desk.world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactions_missed_while_down_each_arrive_through_sliced_differences() {
+    let mut desk = Desk::start().await;
+    let user = desk.user(json!({"first_name": "Cat"})).await;
+    let id = desk.say(user, json!({"text": "first"})).await;
+    desk.message(user, id).await;
+    // Two events per difference answer: a slice gives each of its updates
+    // the slice's final state, so ids must come from the updates.
+    desk.play("/faults", json!({"difference_slice": 2})).await;
+    let status = desk.world.worker().terminate();
+    assert!(status.success());
+
+    for text in ["second", "third", "fourth"] {
+        let path = format!("/users/{user}/messages/{id}/edit");
+        desk.play(&path, json!({ "text": text })).await;
+    }
+    let react = format!("/users/{user}/messages/{id}/react");
+    for emoji in ["👍", "🔥"] {
+        desk.play(&react, json!({ "emoji": emoji })).await;
+    }
+    for action in ["block", "unblock", "block", "unblock"] {
+        desk.play(&format!("/users/{user}/{action}"), json!({})).await;
+    }
+    desk.world.start_worker().await;
+    let count = |read: &[Value], kind: &str| {
+        read.iter()
+            .filter(|e| e["results"][0]["type"] == kind)
+            .count()
+    };
+    let mut cursor = desk.cursor;
+    let read = desk
+        .world
+        .read_events_until(&mut cursor, |read| {
+            count(read, "edited") >= 3
+                && count(read, "reacted") >= 2
+                && count(read, "blocked") >= 2
+                && count(read, "unblocked") >= 2
+        })
+        .await;
+    let ids: std::collections::BTreeSet<&str> =
+        read.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), read.len(), "each once: {ids:?}");
+    for (kind, n) in [("edited", 3), ("reacted", 2), ("blocked", 2), ("unblocked", 2)] {
+        assert_eq!(count(&read, kind), n, "{kind}: {ids:?}");
+    }
+    // The last word was an unblock: jobs go out.
+    let job = desk.enqueue(user, "back again").await;
+    assert_eq!(desk.world.settled(job).await["state"], "sent");
+    desk.world.stop().await;
+}
