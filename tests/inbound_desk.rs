@@ -593,7 +593,8 @@ async fn interactions_missed_while_down_each_arrive_through_sliced_differences()
         desk.play(&react, json!({ "emoji": emoji })).await;
     }
     for action in ["block", "unblock", "block", "unblock"] {
-        desk.play(&format!("/users/{user}/{action}"), json!({})).await;
+        desk.play(&format!("/users/{user}/{action}"), json!({}))
+            .await;
     }
     desk.world.start_worker().await;
     let count = |read: &[Value], kind: &str| {
@@ -614,7 +615,12 @@ async fn interactions_missed_while_down_each_arrive_through_sliced_differences()
     let ids: std::collections::BTreeSet<&str> =
         read.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), read.len(), "each once: {ids:?}");
-    for (kind, n) in [("edited", 3), ("reacted", 2), ("blocked", 2), ("unblocked", 2)] {
+    for (kind, n) in [
+        ("edited", 3),
+        ("reacted", 2),
+        ("blocked", 2),
+        ("unblocked", 2),
+    ] {
         assert_eq!(count(&read, kind), n, "{kind}: {ids:?}");
     }
     // The last word was an unblock: jobs go out.
