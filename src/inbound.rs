@@ -30,7 +30,7 @@ use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
 use crate::events::bird::{self, Body, Origin};
 use crate::events::{EventStore, NewEvent};
-use crate::queue::{Queue, QueueError, Timestamp};
+use crate::queue::{Queue, QueueError, Timestamp, until_stored};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::tl_name;
 
@@ -162,7 +162,9 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
             covered.add(&taken.state);
         }
         let count = events.len();
-        inbound.events.append(events).await?;
+        // A full disk holds the pipeline here (the updates after these wait
+        // in the channel, then in grammers), never drops or skips them.
+        until_stored("inbound events", || inbound.events.append(events.clone())).await?;
         let since = *unsaved_since.get_or_insert_with(Instant::now);
         if count > 0 || since.elapsed() >= QUIET_SAVE {
             std::mem::take(&mut covered).save(&inbound.session).await?;
@@ -403,8 +405,13 @@ impl Covered {
         }
     }
 
-    /// Writes it to the session (after the events are durable).
+    /// Writes it to the session (after the events are durable), retrying
+    /// while the storage refuses.
     async fn save(self, session: &SessionStore) -> Result<(), SessionError> {
+        until_stored("the update state", || self.write(session)).await
+    }
+
+    async fn write(&self, session: &SessionStore) -> Result<(), SessionError> {
         if let Some((pts, date, seq)) = self.primary {
             session
                 .set_update_state(UpdateState::Primary { pts, date, seq })
@@ -415,7 +422,7 @@ impl Covered {
                 .set_update_state(UpdateState::Secondary { qts })
                 .await?;
         }
-        for (id, pts) in self.channels {
+        for (&id, &pts) in &self.channels {
             session
                 .set_update_state(UpdateState::Channel { id, pts })
                 .await?;

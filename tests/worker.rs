@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use telegate::interactive::InteractiveRequest;
 use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, to_hex};
 use tokio::time::{Instant, sleep};
-use worker_support::{INTERACTIVE, PATIENCE, Pace, Worker, World, body};
+use worker_support::{INTERACTIVE, PATIENCE, Pace, Tmpfs, Worker, World, body};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_type_arrives_with_its_exact_keyboard() {
@@ -443,5 +443,123 @@ async fn a_click_answered_into_a_black_hole_reaches_the_user_after_it() {
         }
         other => panic!("{other:?}"),
     }
+    world.stop().await;
+}
+
+/// Polls `check` until it returns `Some`, or fails naming `what`.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How often `text` occurs in the stored events.
+async fn events_with(world: &World, text: &str) -> usize {
+    let events = world
+        .client
+        .get("/api/v1/events?after=0&limit=1000")
+        .await
+        .unwrap();
+    assert_eq!(events.status, 200);
+    String::from_utf8_lossy(&events.body).matches(text).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stalls_nothing_for_good() {
+    // Declared first: unmounted after the worker is gone.
+    let tmpfs = Tmpfs::mount("3m");
+    // Answers come 3 s late, so sends are in flight when the disk fills;
+    // pings and calls wait longer than that.
+    let config = "[connection]\ncall_timeout_ms = 30000\nping_interval_ms = 3000\n\
+                  ping_timeout_ms = 10000\n";
+    let world = World::start_with_state(Pace::Unlimited, config, tmpfs.path()).await;
+    let users = world.users(3);
+    let before: Vec<(AccountId, String)> = users.iter().map(|u| (*u, "before".into())).collect();
+    for id in world.enqueue_all(&before).await {
+        assert_eq!(world.settled(id).await["state"], "sent");
+    }
+
+    // Sends Telegram takes while the disk fills: their outcome cannot be
+    // recorded.
+    world.sandbox.faults().set_latency(Duration::from_secs(3));
+    let in_flight: Vec<(AccountId, String)> =
+        users.iter().map(|u| (*u, "in flight".into())).collect();
+    let in_flight_ids = world.enqueue_all(&in_flight).await;
+    for id in &in_flight_ids {
+        eventually("the job is claimed", async || {
+            (world.job(*id).await["state"] == "sending").then_some(())
+        })
+        .await;
+    }
+    let filler = tmpfs.fill("filler");
+    assert!(filler > 0);
+    world.sandbox.faults().set_latency(Duration::ZERO);
+    world.bot_messages(6).await;
+
+    // While full: health says why, enqueues are refused (nothing unstored
+    // acknowledged), an inbound message waits in grammers, and the worker
+    // stays up.
+    let health = eventually("/healthz is 503", async || {
+        let health = world.client.get("/healthz").await.unwrap();
+        (health.status == 503).then_some(health)
+    })
+    .await;
+    let reason = health.json().unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(reason.contains("full"), "{reason}");
+    let refused = world
+        .client
+        .post(INTERACTIVE, &[], body(users[0], "refused"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503, "{:?}", refused.json());
+    world
+        .sandbox
+        .telegram()
+        .user_sends(
+            users[1],
+            telegate::sandbox::telegram::UserMessage::Text("sent while full".into()),
+            None,
+        )
+        .unwrap();
+    sleep(Duration::from_secs(2)).await;
+    for id in &in_flight_ids {
+        assert_eq!(world.job(*id).await["state"], "sending");
+    }
+    let mut world = world;
+    assert!(
+        world.worker().child.try_wait().unwrap().is_none(),
+        "the worker exited on a full disk:\n{}",
+        world.worker().log()
+    );
+    assert_eq!(events_with(&world, "sent while full").await, 0);
+
+    // Space is back: everything flows again by itself.
+    fs::remove_file(tmpfs.path().join("filler")).unwrap();
+    for id in &in_flight_ids {
+        assert_eq!(world.settled(*id).await["state"], "sent");
+    }
+    eventually("/healthz is 200", async || {
+        (world.client.get("/healthz").await.unwrap().status == 200).then_some(())
+    })
+    .await;
+    eventually("the inbound message is an event", async || {
+        (events_with(&world, "sent while full").await > 0).then_some(())
+    })
+    .await;
+    let after: Vec<(AccountId, String)> = users.iter().map(|u| (*u, "after".into())).collect();
+    for id in world.enqueue_all(&after).await {
+        assert_eq!(world.settled(id).await["state"], "sent");
+    }
+    for user in &users {
+        assert_eq!(world.bot_texts(*user), ["before", "in flight", "after"]);
+    }
+    assert_eq!(events_with(&world, "sent while full").await, 1);
+    let log = world.worker().log();
+    assert!(log.contains("the store refuses writes"), "{log}");
     world.stop().await;
 }

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{EventStore, StoredEvent};
 use crate::config::{Secret, WebhookConfig};
-use crate::queue::{Queue, QueueError, Timestamp};
+use crate::queue::{Queue, QueueError, Timestamp, until_stored};
 use crate::sender::Backoff;
 
 pub const SIGNATURE_HEADER: &str = "x-telegate-signature";
@@ -229,10 +229,11 @@ impl Webhook {
                 line.send(event);
             }
             if shared.in_flight().is_empty() {
-                shared
-                    .queue
-                    .write(move |conn, _| save_mark(conn, scan))
-                    .await?;
+                // Waits out a full disk rather than stopping deliveries.
+                until_stored("webhook progress", || {
+                    shared.queue.write(move |conn, _| save_mark(conn, scan))
+                })
+                .await?;
             }
         }
     }

@@ -11,7 +11,7 @@ use grammers_tl_types as tl;
 use super::verdict::{Verdict, judge};
 use crate::chat::Peer;
 use crate::outgoing::{self, Outgoing, OutgoingError};
-use crate::queue::{Job, Queue, QueueError};
+use crate::queue::{Job, Queue, QueueError, until_stored};
 use crate::telegram::Telegram;
 
 /// How one attempt at a job ended.
@@ -60,7 +60,7 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
         if index < last
             && let Some(id) = sent
         {
-            queue.mark_part_sent(job.id, part.seq, id).await?;
+            until_stored("a sent part", || queue.mark_part_sent(job.id, part.seq, id)).await?;
         }
     }
     Ok(Attempt::Sent(ids))

@@ -27,7 +27,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::limits::{FloodScope, Limits};
-use crate::queue::{Expiry, Job, JobId, JobState, Queue, QueueError, Timestamp};
+use crate::queue::{
+    Expiry, Job, JobId, JobState, Queue, QueueError, StorageRefusal, Timestamp, until_stored,
+};
 use crate::telegram::Telegram;
 use report::Report;
 
@@ -64,6 +66,9 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 /// The longest between two sweeps for expired jobs while expiry is on: a
 /// job that leaves `sending` for a retry is failed at most this late.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How soon the loop looks again after the store refused a write.
+const STORE_RETRY: Duration = Duration::from_millis(500);
 
 /// How a send task ended, as far as the loop cares.
 enum Ended {
@@ -113,15 +118,23 @@ impl Sender {
         let mut events = self.queue.subscribe();
         let mut look = true;
         let mut wake = None;
+        let mut refused = false;
         let result = loop {
-            if let Err(error) = self.sweep().await {
-                break Err(error);
-            }
-            if look && !self.halted {
-                match self.dispatch().await {
-                    Ok(next) => wake = next,
-                    Err(error) => break Err(error),
+            let looked = match self.sweep().await {
+                Ok(()) if look && !self.halted => self.dispatch().await.map(|next| wake = next),
+                other => other,
+            };
+            match looked {
+                Ok(()) => refused = false,
+                // A full disk: nothing is claimed meanwhile; look again soon.
+                Err(error) if error.is_storage() => {
+                    if !refused {
+                        tracing::warn!(%error, "the store refuses writes; the sender waits");
+                    }
+                    refused = true;
+                    wake = Some(Instant::now() + STORE_RETRY);
                 }
+                Err(error) => break Err(error),
             }
             let mut idle = Instant::now() + MAX_IDLE;
             if self.settings.expiry.is_some() {
@@ -418,7 +431,8 @@ async fn deliver(
         {
             Ok(attempt) => attempt,
             Err(error) => {
-                // Left in `sending`: the next start resends it (same random_id).
+                // The store is closed (a full disk is waited out): left in
+                // `sending`, the next start resends it (same random_id).
                 tracing::error!(job = %job.id, %error, "cannot record a part as sent");
                 return Ended::Done;
             }
@@ -434,10 +448,17 @@ async fn deliver(
             now,
         );
         report.count(&job, now);
+        // Telegram has taken (or refused) the job: its outcome is recorded
+        // however long the store refuses writes, so that the chat's line
+        // moves on by itself once it takes them again.
         if let Report::Sent(ids) = report {
-            let next_lane = lane.clone();
-            let admit = move |next: &Job| next_lane.admit(next, now);
-            match queue.mark_sent_then_take(job.id, ids, now, admit).await {
+            let recorded = until_stored("the outcome of a send", || {
+                let next_lane = lane.clone();
+                let admit = move |next: &Job| next_lane.admit(next, now);
+                queue.mark_sent_then_take(job.id, ids.clone(), now, admit)
+            })
+            .await;
+            match recorded {
                 Ok((_, next)) => {
                     span.in_scope(|| tracing::debug!(job = %job.id, chat = %job.chat, "sent"));
                     let Some((next, next_scope)) = next else {
@@ -457,11 +478,12 @@ async fn deliver(
             Report::Halt { .. } => Ended::Halt,
             _ => Ended::Done,
         };
-        if let Err(error) = report
-            .apply(&queue, &job, now)
-            .instrument(span.clone())
-            .await
-        {
+        let recorded = until_stored("the outcome of a send", || {
+            report.clone().apply(&queue, &job, now)
+        })
+        .instrument(span.clone())
+        .await;
+        if let Err(error) = recorded {
             span.in_scope(
                 || tracing::error!(job = %job.id, %error, "cannot record the outcome of a send"),
             );
