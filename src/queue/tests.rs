@@ -676,3 +676,40 @@ async fn hot_statements_are_never_prepared_again() {
         assert_eq!(again, 0, "re-prepared {again} times: {sql}");
     }
 }
+
+/// Caps the store at its current size plus `extra_pages` (SQLite then
+/// refuses growth with `SQLITE_FULL`, as a full disk does).
+async fn cap_pages(queue: &Queue, extra_pages: i64) {
+    queue
+        .write(move |conn, _| {
+            let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+            conn.pragma_update(None, "max_page_count", pages + extra_pages)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_full_store_is_reported_until_a_write_goes_through_again() {
+    let s = store();
+    enqueue(&s.queue, 1, "before").await;
+    cap_pages(&s.queue, 0).await;
+    let big = "x".repeat(64 * 1024);
+    let refused = s.queue.enqueue(new_job(2, &big)).await.unwrap_err();
+    assert!(refused.is_storage(), "{refused}");
+    assert!(refused.is_unavailable(), "{refused}");
+    let why = s.queue.refusal().expect("the refusal is remembered");
+    assert!(why.contains("full"), "{why}");
+    // An empty transaction commits on a full store: it changes nothing.
+    s.queue.write(|_, _| Ok(())).await.unwrap();
+    assert!(s.queue.refusal().is_some());
+    // Reads still work, and nothing refused was stored.
+    let jobs = s.queue.jobs(JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+
+    cap_pages(&s.queue, 1_000_000).await;
+    s.queue.probe().await.unwrap();
+    assert_eq!(s.queue.refusal(), None);
+    enqueue(&s.queue, 2, &big).await;
+}

@@ -198,8 +198,12 @@ fn in_savepoint<T>(
             Ok(value)
         }
         Err(err) => {
-            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
-            Err(err)
+            // Fails when SQLite already rolled the whole transaction back
+            // (a full disk): the change's own error is then the one to tell.
+            match conn.execute_batch("ROLLBACK TO op; RELEASE op") {
+                Err(rollback) if !conn.is_autocommit() => Err(rollback.into()),
+                _ => Err(err),
+            }
         }
     }
 }
