@@ -561,5 +561,9 @@ async fn a_full_disk_stalls_nothing_for_good() {
     assert_eq!(events_with(&world, "sent while full").await, 1);
     let log = world.worker().log();
     assert!(log.contains("the store refuses writes"), "{log}");
+    assert!(
+        log.contains("recorded after the store refused it") && log.contains("outcome of a send"),
+        "{log}"
+    );
     world.stop().await;
 }
