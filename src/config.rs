@@ -304,6 +304,14 @@ pub struct ApiConfig {
     pub body_timeout_ms: u64,
     /// Connections beyond this many open at once are answered 503.
     pub max_connections: usize,
+    /// When an enqueueing request without `?wait=` is answered.
+    pub respond: Respond,
+    /// With `respond = "sent"`: how long to wait for the job's outcome
+    /// before answering 202 anyway (at most 60).
+    pub respond_timeout_s: u64,
+    /// STAND-IN until per-bot `api_keys` land: the product tokens
+    /// `POST /v1.0/message` takes for the one bot (empty: any token).
+    pub product_tokens: Vec<Secret>,
 }
 
 impl Default for ApiConfig {
@@ -313,8 +321,32 @@ impl Default for ApiConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             max_connections: 256,
+            respond: Respond::Queued,
+            respond_timeout_s: 10,
+            product_tokens: Vec::new(),
         }
     }
+}
+
+impl ApiConfig {
+    /// The longest `respond_timeout_s` (the longest `?wait=` too).
+    pub const MAX_RESPOND_TIMEOUT_S: u64 = 60;
+
+    /// `respond_timeout_s` as a duration.
+    pub fn respond_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.respond_timeout_s)
+    }
+}
+
+/// `[api] respond`: answer an enqueue once the job is stored (`queued`,
+/// 202) or once Telegram has it or refused it (`sent`, 201 or 400 as the
+/// Octopods seed answers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Respond {
+    #[default]
+    Queued,
+    Sent,
 }
 
 /// `[callbacks]`: answering button clicks.
@@ -463,6 +495,7 @@ impl Config {
                 u64::from(self.limits.group_per_minute),
             ),
             ("api.max_body_bytes", self.api.max_body_bytes as u64),
+            ("api.respond_timeout_s", self.api.respond_timeout_s),
             ("callbacks.deadline_ms", self.callbacks.deadline_ms),
             ("events.retention_hours", self.events.retention_hours),
             ("webhook.timeout_ms", self.webhook.timeout_ms),
@@ -470,6 +503,12 @@ impl Config {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("`{key}` must be greater than 0"));
+        }
+        if self.api.respond_timeout_s > ApiConfig::MAX_RESPOND_TIMEOUT_S {
+            return Err(format!(
+                "`api.respond_timeout_s` must be at most {} seconds",
+                ApiConfig::MAX_RESPOND_TIMEOUT_S
+            ));
         }
         if let Some(addr) = self.metrics.listen
             && !addr.ip().is_loopback()
@@ -648,6 +687,24 @@ mod tests {
         fs::write(state.default_config(), "[api]\nmax_body_bytes = 0\n").unwrap();
         let err = Config::load_with_env(None, &state, no_env).unwrap_err();
         assert!(err.to_string().contains("api.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_response_mode_is_queued_unless_set_to_sent() {
+        let config = Config::default();
+        assert_eq!(config.api.respond, Respond::Queued);
+        assert_eq!(config.api.respond_timeout(), Duration::from_secs(10));
+        let config = Config::parse("[api]\nrespond = \"sent\"\nrespond_timeout_s = 3\n").unwrap();
+        assert_eq!(config.api.respond, Respond::Sent);
+        assert_eq!(config.api.respond_timeout_s, 3);
+        config.check().unwrap();
+        let err = Config::parse("[api]\nrespond = \"delivered\"\n").unwrap_err();
+        assert!(err.contains("delivered") && err.contains("sent"), "{err}");
+        for bad in ["0", "61"] {
+            let config = Config::parse(&format!("[api]\nrespond_timeout_s = {bad}\n")).unwrap();
+            let err = config.check().unwrap_err();
+            assert!(err.contains("api.respond_timeout_s"), "{err}");
+        }
     }
 
     #[test]

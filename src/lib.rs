@@ -10,6 +10,7 @@ pub mod bot_state;
 pub mod callbacks;
 pub mod chat;
 pub mod cli;
+pub mod cm;
 pub mod config;
 pub mod download;
 pub mod error;

@@ -52,7 +52,14 @@ pub struct MessagesRequest {
     reply_markup: Option<Markup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     intercom_teammate_id: Option<String>,
+    /// The client's own reference (CM.com's `reference`), carried into the
+    /// job's result event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
 }
+
+/// A client reference: at most this many characters (CM.com's limit).
+pub const REFERENCE_MAX: usize = 32;
 
 /// One Telegram message of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,7 @@ impl MessagesRequest {
         "media",
         "reply_markup",
         "intercom_teammate_id",
+        "reference",
     ];
 
     /// Parses and validates a request body (seed error codes 1, 4, 5).
@@ -105,23 +113,70 @@ impl MessagesRequest {
             Some(media) => read_media(media, &body.path_of("media"))?,
             None => Vec::new(),
         };
-        if text.is_none() && media.is_empty() {
-            return Err(ApiError {
-                code: ErrorCode::Missing,
-                message: "missing required field: give `text` or `media` (or both)".to_owned(),
-            });
-        }
         let reply_markup = body
             .get("reply_markup")
             .map(|markup| Markup::from_reply_markup_tree(markup, &body.path_of("reply_markup")))
             .transpose()?;
-        Ok(MessagesRequest {
+        let mut request = Self::compose(
             destination_user_id,
-            text: text.map(str::to_owned),
+            text.map(str::to_owned),
             media,
-            reply_markup,
-            intercom_teammate_id: body.opt_str("intercom_teammate_id")?.map(str::to_owned),
+            &["text", "media"],
+        )?;
+        request.reply_markup = reply_markup;
+        request.intercom_teammate_id = body.opt_str("intercom_teammate_id")?.map(str::to_owned);
+        if let Some(reference) = body.opt_str("reference")? {
+            request.reference = Some(reference_rule(reference, &body.path_of("reference"))?);
+        }
+        Ok(request)
+    }
+
+    /// A request of already checked `text` and `media` for `destination`,
+    /// as another envelope (CM.com's, [`crate::cm`]) maps onto it: at least
+    /// one of them, at most [`MEDIA_MAX`] media items. `names` are the two
+    /// fields as the envelope calls them, for the error.
+    pub(crate) fn compose(
+        destination: ChatId,
+        text: Option<String>,
+        media: Vec<Media>,
+        names: &[&str; 2],
+    ) -> Result<Self, ApiError> {
+        if text.is_none() && media.is_empty() {
+            return Err(ApiError {
+                code: ErrorCode::Missing,
+                message: format!(
+                    "missing required field: give `{}` or `{}` (or both)",
+                    names[0], names[1]
+                ),
+            });
+        }
+        if media.len() > MEDIA_MAX {
+            return Err(ApiError::rejected(format!(
+                "`{}` must hold 1–{MEDIA_MAX} media items, got {}",
+                names[1],
+                media.len()
+            )));
+        }
+        Ok(MessagesRequest {
+            destination_user_id: destination,
+            text,
+            media,
+            reply_markup: None,
+            intercom_teammate_id: None,
+            reference: None,
         })
+    }
+
+    /// The same request with the client's `reference` (checked by
+    /// [`reference_rule`]).
+    pub(crate) fn with_reference(mut self, reference: Option<String>) -> Self {
+        self.reference = reference;
+        self
+    }
+
+    /// The client's reference, if it gave one.
+    pub fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
     }
 
     /// The chat the messages go to.
@@ -192,6 +247,18 @@ impl MessagesRequest {
     pub fn part_count(&self) -> u16 {
         u16::try_from(self.parts().len()).unwrap_or(u16::MAX)
     }
+}
+
+/// A client reference: not blank, at most [`REFERENCE_MAX`] characters.
+pub(crate) fn reference_rule(reference: &str, path: &Path<'_>) -> Result<String, ApiError> {
+    interactive::not_blank(reference, path)?;
+    let chars = reference.chars().count();
+    if chars > REFERENCE_MAX {
+        return Err(path.broken(format_args!(
+            "is {chars} characters; a reference is at most {REFERENCE_MAX}"
+        )));
+    }
+    Ok(reference.to_owned())
 }
 
 /// `media`: a list of 1–[`MEDIA_MAX`] media objects, or one media object

@@ -114,13 +114,24 @@ impl SessionStore {
     ) -> Result<Self, SessionError> {
         let store = Self::open(path)?;
         store.write_home_dc(dc_id)?;
-        store.write_dc_option(&DcOption {
+        store.add_dc(dc_id, addr, auth_key)?;
+        Ok(store)
+    }
+
+    /// Records DC `dc_id` at `addr` with a provisioned auth key (the
+    /// sandbox's other DCs), leaving the home DC as it is.
+    pub fn add_dc(
+        &self,
+        dc_id: i32,
+        addr: SocketAddrV4,
+        auth_key: [u8; 256],
+    ) -> Result<(), SessionError> {
+        self.write_dc_option(&DcOption {
             id: dc_id,
             ipv4: addr,
             ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
             auth_key: Some(auth_key),
-        })?;
-        Ok(store)
+        })
     }
 
     /// Points the home DC at `addr`, keeping its auth key (the config's

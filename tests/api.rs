@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
 use telegate::api::socket::{self, BindError};
-use telegate::config::ApiConfig;
+use telegate::config::{ApiConfig, Respond};
 use telegate::interactive::InteractiveRequest;
 use telegate::queue::{JobError, JobEvent, JobId, JobState, Queue, Timestamp};
 use tokio::sync::oneshot;
@@ -700,6 +700,89 @@ async fn wait_that_runs_out_answers_202_queued() {
         .await;
     assert_eq!(answer.status, 202);
     assert_eq!(json_with_request_id(&answer)["status"], "queued");
+}
+
+/// `[api] respond = "sent"` with `timeout_s`.
+fn respond_sent(timeout_s: u64) -> ApiConfig {
+    ApiConfig {
+        respond: Respond::Sent,
+        respond_timeout_s: timeout_s,
+        ..ApiConfig::default()
+    }
+}
+
+fn field_names(body: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[tokio::test]
+async fn respond_sent_answers_exactly_the_seeds_201_without_wait() {
+    let server = Server::start_with(respond_sent(30)).await;
+    let mut events = server.queue.subscribe();
+    let client = server.client.clone();
+    let post = tokio::spawn(async move { client.post(INTERACTIVE, &[], body("81", "hi")).await });
+    let id = next_queued(&mut events).await;
+    assert_eq!(send_next(&server.queue, 4343).await, id);
+    let answer = post.await.unwrap().unwrap();
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let sent = json_with_request_id(&answer);
+    assert_eq!(
+        field_names(&sent),
+        ["channel_message_id", "message_id", "request_id"]
+    );
+    assert_eq!(sent["channel_message_id"], "4343");
+    let job = server.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(sent["message_id"], job.parts[0].message_id);
+}
+
+#[tokio::test]
+async fn respond_sent_answers_exactly_the_seeds_400_once_failed() {
+    let server = Server::start_with(respond_sent(30)).await;
+    let mut events = server.queue.subscribe();
+    let client = server.client.clone();
+    let post = tokio::spawn(async move { client.post(INTERACTIVE, &[], body("82", "hi")).await });
+    let id = next_queued(&mut events).await;
+    let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
+    server.queue.claim_due(far, 1).await.unwrap();
+    let error = JobError::telegram("USER_IS_BLOCKED", "Telegram: USER_IS_BLOCKED");
+    server
+        .queue
+        .mark_failed(id, error, Timestamp::now())
+        .await
+        .unwrap();
+    let answer = post.await.unwrap().unwrap();
+    assert_seed_error(&answer, 5, "USER_IS_BLOCKED");
+    let body = answer.json().unwrap();
+    assert_eq!(field_names(&body), ["error", "error_code", "request_id"]);
+}
+
+#[tokio::test]
+async fn respond_sent_that_runs_out_answers_202_with_the_job() {
+    // Nothing sends: the job stays queued, stored, and the answer says so.
+    let server = Server::start_with(respond_sent(1)).await;
+    let answer = server.post(INTERACTIVE, &[], body("83", "hi")).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let queued = json_with_request_id(&answer);
+    assert_eq!(queued["status"], "queued");
+    let id = JobId::new(queued["job_id"].as_i64().unwrap());
+    let job = server.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    // `?wait=` still decides when it is given.
+    let answer = server
+        .post(&format!("{INTERACTIVE}?wait=0"), &[], body("83", "again"))
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    // The default answers at once.
+    let server = Server::start().await;
+    let answer = server.post(INTERACTIVE, &[], body("84", "hi")).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
 }
 
 #[tokio::test]

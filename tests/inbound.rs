@@ -17,7 +17,7 @@ use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
 use telegate::queue::{JobId, Queue, Timestamp};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
-use telegate::sandbox::telegram::{ClickOutcome, NewUser, Pressed, UserClick, UserMessage};
+use telegate::sandbox::telegram::{ClickOutcome, DC_ID, NewUser, Pressed, UserClick, UserMessage};
 use telegate::session::SessionStore;
 use telegate::telegram::{Credentials, Telegram};
 use tempfile::TempDir;
@@ -618,11 +618,15 @@ async fn every_inbound_kind_becomes_its_event() {
     let photo = say(UserMessage::Photo {
         mime_type: "image/jpeg".into(),
         size: 2048,
+        dc_id: DC_ID,
+        content: None,
     });
     let file = say(UserMessage::Document {
         file_name: "Ticket.pdf".into(),
         mime_type: "application/pdf".into(),
         size: 4096,
+        dc_id: DC_ID,
+        content: None,
     });
     let place = say(UserMessage::Location {
         latitude: 52.377486,

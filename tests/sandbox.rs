@@ -2,7 +2,6 @@
 //! the local DC, signs in as the sandbox bot (or as a sandbox user), and the
 //! control API plays the users.
 
-use std::collections::HashMap;
 use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 use std::sync::Arc;
@@ -140,15 +139,26 @@ impl Drop for Grammers {
 
 impl Grammers {
     fn connect(addr: SocketAddrV4, auth_key: [u8; 256]) -> Grammers {
-        let option = DcOption {
-            id: DC_ID,
-            ipv4: addr,
-            ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
-            auth_key: Some(auth_key),
-        };
+        Grammers::connect_dcs(vec![(DC_ID, addr, auth_key)])
+    }
+
+    /// A client whose session knows these DCs, each with its auth key.
+    fn connect_dcs(dcs: Vec<(i32, SocketAddrV4, [u8; 256])>) -> Grammers {
+        let dc_options = dcs
+            .into_iter()
+            .map(|(id, addr, auth_key)| {
+                let option = DcOption {
+                    id,
+                    ipv4: addr,
+                    ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
+                    auth_key: Some(auth_key),
+                };
+                (id, option)
+            })
+            .collect();
         let data = SessionData {
             home_dc: DC_ID,
-            dc_options: HashMap::from([(DC_ID, option)]),
+            dc_options,
             ..SessionData::default()
         };
         let params = ConnectionParams {
@@ -1253,6 +1263,7 @@ async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
     let telegram = harness.sandbox().telegram().clone();
     let caller = Caller {
         auth_key_id: key_id(&telegram.bot_auth_key()),
+        dc_id: DC_ID,
     };
     let call = |request: Vec<u8>| {
         let telegram = telegram.clone();
@@ -1566,7 +1577,20 @@ async fn a_blackholed_bot_is_read_but_never_answered() {
     );
     assert!(served(&harness, "blackhole").await >= 1);
     inject(&harness, json!({"blackhole": false})).await;
-    bot.invoke(&tl::functions::updates::GetState {})
+    // Like a NAT that forgot the mapping, the swallowed connection stays
+    // dead after the hole ends; only a new connection gets through.
+    let still = tokio::time::timeout(
+        Duration::from_secs(1),
+        bot.client.invoke(&tl::functions::updates::GetState {}),
+    )
+    .await;
+    assert!(
+        still.is_err(),
+        "a swallowed connection came back: {still:?}"
+    );
+    let fresh = harness.bot().await;
+    fresh
+        .invoke(&tl::functions::updates::GetState {})
         .await
         .unwrap();
 }
@@ -1626,4 +1650,175 @@ async fn max_connections_answers_429_beyond_n_per_key() {
         stats["connections_by_dc"]["2"].as_u64().unwrap() >= 2,
         "{stats}"
     );
+}
+
+#[tokio::test]
+async fn files_live_on_a_dc_and_are_fetched_there_after_exporting_the_authorization() {
+    use base64::Engine;
+    use tl::functions::auth::{ExportAuthorization, ImportAuthorization};
+
+    let harness = Harness::start().await;
+    let user = harness.started_user("Ola").await;
+    let sandbox = harness.sandbox();
+    let telegram = sandbox.telegram();
+    let dcs = sandbox
+        .dc_addrs()
+        .iter()
+        .map(|(&id, &addr)| (id, addr, telegram.bot_auth_key_on(id)))
+        .collect();
+    let bot = Grammers::connect_dcs(dcs);
+    let token = telegram.bot_token();
+    bot.client
+        .bot_sign_in(token.expose(), API_HASH)
+        .await
+        .unwrap();
+
+    let tl::enums::Config::Config(config) = bot
+        .invoke(&tl::functions::help::GetConfig {})
+        .await
+        .unwrap();
+    let mut listed: Vec<(i32, i32)> = config
+        .dc_options
+        .iter()
+        .map(|tl::enums::DcOption::Option(o)| (o.id, o.port))
+        .collect();
+    listed.sort();
+    let expected: Vec<(i32, i32)> = sandbox
+        .dc_addrs()
+        .iter()
+        .map(|(&id, addr)| (id, i32::from(addr.port())))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(listed.len(), 5);
+
+    // The user sends a photo of given bytes, stored on DC 4.
+    let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let body = json!({"photo": {"mime_type": "image/png", "base64": encoded}, "dc_id": 4});
+    let (status, sent) = harness
+        .control("POST", &format!("/users/{user}/messages"), Some(body))
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let chat = harness.chat(user).await;
+    let media = chat["messages"].as_array().unwrap().last().unwrap()["media"].clone();
+    assert_eq!(media["size"], 70_000);
+    assert_eq!(media["dc_id"], 4);
+    let (id, access_hash) = (
+        media["id"].as_i64().unwrap(),
+        media["access_hash"].as_i64().unwrap(),
+    );
+    let chunk = |offset| tl::functions::upload::GetFile {
+        precise: false,
+        cdn_supported: false,
+        location: tl::types::InputPhotoFileLocation {
+            id,
+            access_hash,
+            file_reference: Vec::new(),
+            thumb_size: "x".into(),
+        }
+        .into(),
+        offset,
+        limit: 64 * 1024,
+    };
+
+    // Asked at the home DC: Telegram's redirect to the file's DC.
+    let error = bot.invoke(&chunk(0)).await;
+    assert_eq!(rpc_error(error), (303, "FILE_MIGRATE".into(), Some(4)));
+    // DC 4 does not know the bot until its authorization is imported there.
+    let error = bot.client.invoke_in_dc(4, &chunk(0)).await;
+    assert_eq!(rpc_error(error).1, "AUTH_KEY_UNREGISTERED");
+    let tl::enums::auth::ExportedAuthorization::Authorization(exported) =
+        bot.invoke(&ExportAuthorization { dc_id: 4 }).await.unwrap();
+    let import = ImportAuthorization {
+        id: exported.id,
+        bytes: exported.bytes,
+    };
+    bot.client.invoke_in_dc(4, &import).await.unwrap();
+    let error = bot.client.invoke_in_dc(4, &import).await;
+    assert_eq!(
+        rpc_error(error).1,
+        "AUTH_BYTES_INVALID",
+        "bytes are single-use"
+    );
+
+    let mut downloaded = Vec::new();
+    for offset in [0, 64 * 1024] {
+        let tl::enums::upload::File::File(file) =
+            bot.client.invoke_in_dc(4, &chunk(offset)).await.unwrap()
+        else {
+            panic!("expected a file");
+        };
+        downloaded.extend(file.bytes);
+    }
+    assert_eq!(downloaded, bytes, "byte for byte");
+
+    // Given content and size must agree.
+    let body = json!({"document": {"file_name": "a", "mime_type": "text/plain", "size": 4, "base64": "AAAA"}});
+    let (status, error) = harness
+        .control("POST", &format!("/users/{user}/messages"), Some(body))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("document.size must match"),
+        "{error}"
+    );
+}
+
+/// A third-party client, unmodified: Telethon (Python) over its default
+/// transport, with a session whose DC address and auth key come from the
+/// control API, asks `get_me()`. `.ci/run` installs Telethon.
+#[tokio::test]
+async fn a_stock_telethon_client_gets_itself() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let probe = Command::new("python3")
+        .args(["-c", "import telethon"])
+        .output()
+        .expect("python3 is needed for this test (the stock third-party client)");
+    assert!(
+        probe.status.success(),
+        "Telethon is not installed: `pip install telethon` (.ci/run does): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let harness = Harness::start().await;
+    let (status, user) = harness
+        .control("POST", "/users", Some(json!({"first_name": "Tess"})))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let (_, dc) = harness.control("GET", "/dc", None).await;
+    let target = json!({
+        "dc_id": dc["dc_id"],
+        "host": dc["host"],
+        "port": dc["port"],
+        "auth_key": user["auth_key"],
+    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/telethon_get_me.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{target}").unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "telethon failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let me: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(me["id"], user["id"]);
+    assert_eq!(me["first_name"], "Tess");
 }

@@ -17,7 +17,7 @@ use sandbox_dc_support::{
     Keys, RawClient, TestClient, config, dc_parts, get_self, get_self_over, init_connection, key,
 };
 use telegate::sandbox::dc::transport;
-use telegate::sandbox::dc::{Dc, DcLimits, Traffic, auth_key_id};
+use telegate::sandbox::dc::{Dc, DcAdmission, DcLimits, Traffic, auth_key_id};
 use telegate::sandbox::{AuthKeyBytes, Caller, Faults, Outbox, RpcFuture, RpcOutcome, Service};
 use tl::{Identifiable, Serializable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,7 +138,7 @@ impl Sandbox {
             Arc::new(Shared(Arc::clone(&service))),
             Arc::new(Keys::from_seeds(seeds)),
         );
-        parts.limits = limits;
+        parts.admission = DcAdmission::new(limits);
         let (outbox, faults, traffic) = (
             Arc::clone(&parts.outbox),
             Arc::clone(&parts.faults),
@@ -182,6 +182,7 @@ async fn grammers_connects_and_gets_answers() {
     let calls = sandbox.service.calls.lock().unwrap().clone();
     let expected_caller = Caller {
         auth_key_id: auth_key_id(&key(1)),
+        dc_id: sandbox_dc_support::HOME_DC,
     };
     assert!(calls.iter().all(|(caller, _)| *caller == expected_caller));
     assert_eq!(
@@ -853,4 +854,151 @@ fn fuzzed_transports_never_crash_the_dc_or_stop_a_good_client() {
     assert!(state.is_ok(), "{state:?}");
     drop(good);
     runtime.block_on(sandbox.dc.shutdown());
+}
+
+#[tokio::test]
+async fn service_messages_get_telegrams_answers() {
+    use tl::Deserializable;
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+
+    raw.send(&[tl::functions::GetFutureSalts { num: 3 }.to_bytes()])
+        .await
+        .unwrap();
+    let bodies = within(raw.next_bodies(key(1))).await;
+    let tl::enums::FutureSalts::Salts(salts) =
+        tl::enums::FutureSalts::from_bytes(&bodies[0]).unwrap();
+    assert_eq!(salts.salts.0.len(), 3);
+
+    raw.send(&[tl::functions::DestroySession { session_id: 12345 }.to_bytes()])
+        .await
+        .unwrap();
+    let bodies = within(raw.next_bodies(key(1))).await;
+    assert!(matches!(
+        tl::enums::DestroySessionRes::from_bytes(&bodies[0]),
+        Ok(tl::enums::DestroySessionRes::DestroySessionNone(none)) if none.session_id == 12345
+    ));
+
+    // Ids around the ones sent: older than all, never sent, newer than all.
+    let state = tl::enums::MsgsStateReq::Req(tl::types::MsgsStateReq {
+        msg_ids: vec![1, i64::MAX],
+    });
+    raw.send(&[state.to_bytes()]).await.unwrap();
+    let bodies = within(raw.next_bodies(key(1))).await;
+    let tl::enums::MsgsStateInfo::Info(info) =
+        tl::enums::MsgsStateInfo::from_bytes(&bodies[0]).unwrap();
+    assert_eq!(info.info, [1, 3]);
+
+    // A call wrapped in invokeWithoutUpdates does not subscribe the
+    // connection to pushed updates; a plain call does.
+    let key_id = auth_key_id(&key(1));
+    let quiet = tl::functions::InvokeWithoutUpdates {
+        query: tl::functions::updates::GetState {},
+    };
+    raw.send(&[quiet.to_bytes()]).await.unwrap();
+    within(raw.next_bodies(key(1))).await;
+    assert_eq!(
+        sandbox
+            .outbox
+            .push(key_id, &tl::enums::Updates::TooLong.to_bytes()),
+        0
+    );
+    raw.send(&[tl::functions::updates::GetState {}.to_bytes()])
+        .await
+        .unwrap();
+    within(raw.next_bodies(key(1))).await;
+    within(async {
+        while sandbox
+            .outbox
+            .push(key_id, &tl::enums::Updates::TooLong.to_bytes())
+            == 0
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dcs_given_one_admission_share_its_bounds() {
+    let admission = DcAdmission::new(DcLimits {
+        connections_per_address: 1,
+        ..DcLimits::default()
+    });
+    let mut dcs = Vec::new();
+    let mut traffic = Vec::new();
+    for dc_id in [1, 2] {
+        let mut parts = dc_parts(
+            Arc::new(Shared(Arc::new(TestService::default()))),
+            Arc::new(Keys::from_seeds(&[1])),
+        );
+        parts.dc_id = dc_id;
+        parts.admission = admission.clone();
+        traffic.push(Arc::clone(&parts.traffic));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        dcs.push(Dc::bind(addr, parts).await.unwrap());
+    }
+    // One connection held open at DC 1 (the transport is known, so its
+    // place is taken)...
+    let mut held = tokio::net::TcpStream::connect(dcs[0].local_addr())
+        .await
+        .unwrap();
+    held.write_all(&[0xee; 4]).await.unwrap();
+    within(async {
+        while traffic[0].counts().connections_by_transport.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // ...and DC 2 refuses the address's second one with -429, framed.
+    let mut refused = tokio::net::TcpStream::connect(dcs[1].local_addr())
+        .await
+        .unwrap();
+    refused.write_all(&[0xef]).await.unwrap();
+    let mut reply = Vec::new();
+    within(refused.read_to_end(&mut reply)).await.unwrap();
+    assert_eq!(reply, [1, 0x53, 0xfe, 0xff, 0xff]);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_updates_is_let_go() {
+    let sandbox = Sandbox::start(&[1]).await;
+    let mut raw = RawClient::intermediate(sandbox.dc.local_addr(), key(1)).await;
+    raw.send(&[tl::functions::updates::GetState {}.to_bytes()])
+        .await
+        .unwrap();
+    within(raw.next_bodies(key(1))).await;
+    // Subscribed now; then updates pile up while the client reads nothing.
+    let key_id = auth_key_id(&key(1));
+    let large: Vec<u8> = {
+        // Many updates in one `updates` object.
+        let many = tl::enums::Updates::Updates(tl::types::Updates {
+            updates: vec![
+                tl::enums::Update::UserStatus(tl::types::UpdateUserStatus {
+                    user_id: 1,
+                    status: tl::enums::UserStatus::Empty,
+                });
+                64
+            ],
+            users: Vec::new(),
+            chats: Vec::new(),
+            date: 1,
+            seq: 0,
+        });
+        many.to_bytes()
+    };
+    let mut pushed = 0;
+    within(async {
+        while sandbox.outbox.push(key_id, &large) == 1 {
+            pushed += 1;
+            if pushed % 256 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+    .await;
+    assert!(pushed >= telegate::sandbox::PUSH_QUEUE_LEN, "{pushed}");
+    // The DC closes the connection: the client reads what was sent, then EOF.
+    let mut rest = Vec::new();
+    within(raw.socket.read_to_end(&mut rest)).await.unwrap();
 }

@@ -21,6 +21,7 @@ use super::jobs;
 use super::query::Query;
 use super::request_id::RequestId;
 use crate::chat::ChatId;
+use crate::config::Respond;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::outgoing::{self, Outgoing};
@@ -107,6 +108,27 @@ impl Validated {
     }
 }
 
+impl Validated {
+    /// The job to store for `bot`, made by the request `request_id`.
+    pub fn into_job(
+        self,
+        request_id: &RequestId,
+        bot: String,
+        idempotency_key: Option<String>,
+    ) -> NewJob {
+        NewJob {
+            request_id: request_id.to_string(),
+            bot,
+            chat: self.chat,
+            kind: self.kind,
+            payload: self.payload,
+            parts: self.parts,
+            idempotency_key,
+            wire: Some(self.wire),
+        }
+    }
+}
+
 /// Everything an enqueueing endpoint does once it knows how to `validate`.
 pub async fn accept(
     api: &ApiState,
@@ -134,16 +156,11 @@ async fn enqueue(
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
-    let job = NewJob {
-        request_id: request_id.to_string(),
-        bot: crate::queue::DEFAULT_BOT.to_owned(),
-        chat: validated.chat,
-        kind: validated.kind,
-        payload: validated.payload,
-        parts: validated.parts,
+    let job = validated.into_job(
+        request_id,
+        crate::queue::DEFAULT_BOT.to_owned(),
         idempotency_key,
-        wire: Some(validated.wire),
-    };
+    );
     let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
     if !enqueued.duplicate {
@@ -152,9 +169,12 @@ async fn enqueue(
             .get_or_create(&crate::metrics::bot_label(&bot))
             .inc();
     }
-    let mut response = match wait {
-        Some(wait) => settle(api, request_id, enqueued, wait).await?,
-        None => queued(request_id, enqueued),
+    let mut response = match (wait, api.respond) {
+        (Some(wait), _) => settle(api, request_id, enqueued, wait).await?,
+        (None, Respond::Sent) => {
+            settle_as(api, request_id, enqueued, api.respond_timeout, Shape::Seed).await?
+        }
+        (None, Respond::Queued) => queued(request_id, enqueued),
     };
     if enqueued.duplicate {
         response
@@ -184,7 +204,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The whole body, or 413 past `limit` bytes.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, Failure> {
+pub(super) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Vec<u8>, Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -214,13 +238,38 @@ pub(super) fn queued(request_id: &RequestId, enqueued: Enqueued) -> Response {
     )
 }
 
+/// How a settled job's 201 or 400 reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `?wait=`: the seed's fields plus `job_id` (and `telegram_error`).
+    WithJob,
+    /// `[api] respond = "sent"`: exactly the Octopods seed's fields, so its
+    /// clients see what they were written for.
+    Seed,
+}
+
 /// Waits for the job's outcome: 201 once sent, 400 with its error once
 /// failed, else (time up, or the server stopping) 202 as it stands.
+/// (`?wait=`'s answer: with `job_id`).
 pub(super) async fn settle(
     api: &ApiState,
     request_id: &RequestId,
     enqueued: Enqueued,
     wait: Duration,
+) -> Result<Response, Failure> {
+    settle_as(api, request_id, enqueued, wait, Shape::WithJob).await
+}
+
+/// [`settle`], answering in `shape`.
+///
+/// The job is already durable when this starts: a client that gives up
+/// waiting loses nothing, and a 201 is never work the store could lose.
+async fn settle_as(
+    api: &ApiState,
+    request_id: &RequestId,
+    enqueued: Enqueued,
+    wait: Duration,
+    shape: Shape,
 ) -> Result<Response, Failure> {
     let mut stopping = api.stopping.clone();
     let stopped = async move {
@@ -240,12 +289,20 @@ pub(super) async fn settle(
     Ok(match (job.state, &job.error) {
         (JobState::Sent, _) => {
             let mut body = jobs::sent(&job);
-            body["job_id"] = json!(job.id);
+            if shape == Shape::WithJob {
+                body["job_id"] = json!(job.id);
+            }
             answer::json(request_id, StatusCode::CREATED, body)
         }
         (JobState::Failed, Some(error)) => {
-            let mut body = json!(error);
-            body["job_id"] = json!(job.id);
+            let body = match shape {
+                Shape::WithJob => {
+                    let mut body = json!(error);
+                    body["job_id"] = json!(job.id);
+                    body
+                }
+                Shape::Seed => error.to_api_error().to_json(),
+            };
             answer::json(request_id, StatusCode::BAD_REQUEST, body)
         }
         (state, _) => queued(

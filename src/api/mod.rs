@@ -9,6 +9,7 @@
 //! | method, path | answer |
 //! | --- | --- |
 //! | `POST /api/v1/telegram/interactive[?wait=S]` | 202 `{job_id, status}`; with `wait`, 201 `{message_id, channel_message_id}` once sent, 400 once failed, 202 if `S` seconds (≤ 60) pass first |
+//! | `POST /v1.0/message` | CM.com's Business Messaging envelope (see `cm`): one job per recipient, CM's answer |
 //! | `POST /api/v1/telegram/messages[?wait=S]` | the same, for text and media; a job of several messages answers 201 with the first one's ids and all of them in `messages` |
 //! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
@@ -21,6 +22,7 @@
 mod answer;
 mod callbacks;
 pub mod client;
+mod cm;
 mod connections;
 mod contract;
 pub mod enqueue;
@@ -50,7 +52,7 @@ pub use request_id::RequestId;
 
 use crate::bot_state::BotStates;
 use crate::callbacks::CallbackAnswerer;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, Respond};
 use crate::download::Downloads;
 use crate::events::EventStore;
 use crate::events::webhook::WebhookMonitor;
@@ -96,6 +98,12 @@ pub struct ApiState {
     pub downloads: Option<Downloads>,
     pub bots: Option<BotStates>,
     pub max_body_bytes: usize,
+    /// When an enqueue without `?wait=` is answered, and how long `sent`
+    /// waits at most.
+    pub respond: Respond,
+    pub respond_timeout: Duration,
+    /// STAND-IN until per-bot API keys land (see `cm`).
+    pub product_tokens: Vec<crate::config::Secret>,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
 }
@@ -119,6 +127,7 @@ pub fn router_for(
             post(enqueue::post_interactive),
         )
         .route("/api/v1/telegram/messages", post(messages::post_messages))
+        .route("/v1.0/message", post(cm::post_message))
         .route("/api/v1/jobs", get(jobs::list_jobs))
         .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/api/v1/jobs/{job_id}/retry", post(jobs::retry_job))
@@ -147,6 +156,9 @@ fn api_state(services: Services, config: &ApiConfig, stopping: watch::Receiver<b
         downloads: services.downloads,
         bots: services.bots,
         max_body_bytes: config.max_body_bytes,
+        respond: config.respond,
+        respond_timeout: config.respond_timeout(),
+        product_tokens: config.product_tokens.clone(),
         stopping,
     }
 }

@@ -40,7 +40,8 @@ pub struct SandboxArgs {
     /// beside it).
     #[arg(long)]
     pub dc_only: bool,
-    /// The DC's port on 127.0.0.1 (0: any free port).
+    /// The home DC's (2) port on 127.0.0.1 (0: any free port); DCs 1, 3, 4
+    /// and 5 take free ports.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// How long a click waits for the bot's answer before the user gets
@@ -156,7 +157,14 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>) {
 pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
     let session = crate::config::StateDir::new(dir).bot_session();
-    SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    let store =
+        SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    // A key per DC, as grammers cannot make one against the sandbox.
+    for (&dc_id, &addr) in sandbox.dc_addrs() {
+        if dc_id != DC_ID {
+            store.add_dc(dc_id, addr, telegram.bot_auth_key_on(dc_id))?;
+        }
+    }
     write_config(
         &dir.join("telegate.toml"),
         telegram.bot_token().expose(),

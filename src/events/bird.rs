@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::NewEvent;
-use crate::queue::{Job, JobState, Timestamp};
+use crate::queue::{Job, JobKind, JobState, Timestamp};
 
 /// Where a message came from and went to.
 #[derive(Debug, Clone, PartialEq)]
@@ -224,6 +224,15 @@ pub fn clicked(click: &Click) -> NewEvent {
     }
 }
 
+/// The `reference` a client gave its text and media job (CM.com's), if any.
+fn client_reference(job: &Job) -> Option<String> {
+    if job.kind != JobKind::Messages {
+        return None;
+    }
+    let payload: Value = serde_json::from_str(&job.payload).ok()?;
+    payload.get("reference")?.as_str().map(str::to_owned)
+}
+
 /// The result of an outbound job, `sent` or `failed`; its id is
 /// `job:{job_id}:{state}`. `None` for a job that has not settled.
 pub fn job_result(job: &Job) -> Option<NewEvent> {
@@ -247,7 +256,7 @@ pub fn job_result(job: &Job) -> Option<NewEvent> {
     let event = json!({
         "id": id,
         "jobId": job.id.get().to_string(),
-        "reference": job.request_id,
+        "reference": client_reference(job).unwrap_or_else(|| job.request_id.clone()),
         "receiver": {"contacts": [{"identifierValue": chat.to_string()}]},
         "meta": {"extraInformation": {"ChatID": chat.to_string()}},
         "parts": parts,

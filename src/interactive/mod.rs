@@ -31,7 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
-pub(crate) use json::{Document, Json, Object, as_array, as_i64};
+pub(crate) use json::{Document, Json, Object, as_array, as_i64, as_str};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
 pub(crate) use path::{Path, echo};

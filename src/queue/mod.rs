@@ -148,6 +148,23 @@ impl Queue {
             .await
     }
 
+    /// Stores every job of `jobs` in one commit: all of them durable, or
+    /// none (a request naming several recipients is acknowledged whole).
+    pub async fn enqueue_all(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, QueueError> {
+        if jobs.iter().any(|job| job.parts == 0) {
+            return Err(QueueError::NoParts);
+        }
+        let now = Timestamp::now();
+        self.inner
+            .writer
+            .write(move |conn, events| {
+                jobs.iter()
+                    .map(|job| insert(conn, job, now, events))
+                    .collect()
+            })
+            .await
+    }
+
     /// One job, if it exists.
     pub async fn job(&self, id: JobId) -> Result<Option<Job>, QueueError> {
         self.read(move |conn| read::job(conn, id)).await

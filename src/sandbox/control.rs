@@ -13,10 +13,11 @@
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
 //! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?}` → the settings now |
-//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port}`; `{id, username}` |
+//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username}` |
 
+use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,8 @@ use tokio::net::UnixListener;
 
 use super::dc::Traffic;
 use super::telegram::{
-    AccountId, ChatFault, FakeTelegram, NewUser, Pressed, SandboxError, TgError, UserClick,
-    UserMessage, to_hex,
+    AccountId, ChatFault, DC_ID, DC_IDS, FakeTelegram, NewUser, Pressed, SandboxError, TgError,
+    UserClick, UserMessage, to_hex,
 };
 use super::{Faults, InjectedError};
 
@@ -48,7 +49,8 @@ pub struct Control {
     pub telegram: FakeTelegram,
     pub faults: Arc<Faults>,
     pub traffic: Arc<Traffic>,
-    pub dc_addr: SocketAddr,
+    /// Where each DC listens.
+    pub dc_addrs: BTreeMap<i32, SocketAddrV4>,
 }
 
 /// Serves the control API until `shutdown` resolves.
@@ -73,6 +75,8 @@ pub fn router(control: Control) -> Router {
         .route("/dc", get(dc))
         .route("/bot", get(bot))
         .fallback(not_found)
+        // Room for a photo or document of 8 MiB in base64.
+        .layer(axum::extract::DefaultBodyLimit::max(12 << 20))
         .with_state(control)
 }
 
@@ -172,7 +176,9 @@ struct Contact {
 #[serde(deny_unknown_fields)]
 struct Photo {
     mime_type: String,
-    size: i64,
+    size: Option<i64>,
+    /// The file's bytes (standard base64); without them they are generated.
+    base64: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,7 +186,42 @@ struct Photo {
 struct Document {
     file_name: String,
     mime_type: String,
-    size: i64,
+    size: Option<i64>,
+    base64: Option<String>,
+}
+
+/// Given file content can be at most this large.
+const MAX_CONTENT_BYTES: usize = 8 << 20;
+
+/// A file's size and given bytes, from its `size` and `base64` fields.
+fn file_content(
+    field: &str,
+    size: Option<i64>,
+    base64: Option<&str>,
+) -> Result<(i64, Option<Vec<u8>>), Failure> {
+    use base64::Engine;
+    let Some(text) = base64 else {
+        let size = size.ok_or_else(|| {
+            Failure::bad_request(format!("{field}: size or base64 content is required"))
+        })?;
+        check_size(&format!("{field}.size"), size)?;
+        return Ok((size, None));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Failure::bad_request(format!("{field}.base64 is not base64: {e}")))?;
+    if bytes.is_empty() || bytes.len() > MAX_CONTENT_BYTES {
+        return Err(Failure::bad_request(format!(
+            "{field}.base64 must hold 1..{MAX_CONTENT_BYTES} bytes"
+        )));
+    }
+    let len = bytes.len() as i64;
+    if size.is_some_and(|size| size != len) {
+        return Err(Failure::bad_request(format!(
+            "{field}.size must match the {len} bytes of {field}.base64 (or be left out)"
+        )));
+    }
+    Ok((len, Some(bytes)))
 }
 
 #[derive(Deserialize)]
@@ -193,12 +234,22 @@ struct SendBody {
     document: Option<Document>,
     /// The message this one replies to (default: a pending force reply).
     reply_to: Option<i32>,
+    /// The DC a photo or document is stored on (default: the user's home DC).
+    dc_id: Option<i32>,
 }
 
 impl SendBody {
     fn into_message(self) -> Result<UserMessage, Failure> {
         let one_of = "exactly one of text, location, contact, photo, document is required";
         let mut found = Vec::new();
+        let dc_id = match self.dc_id {
+            None => DC_ID,
+            Some(dc) if DC_IDS.contains(&dc) => dc,
+            Some(_) => return Err(Failure::bad_request("dc_id must be 1..5")),
+        };
+        if self.dc_id.is_some() && self.photo.is_none() && self.document.is_none() {
+            return Err(Failure::bad_request("dc_id needs a photo or a document"));
+        }
         if let Some(text) = self.text {
             found.push(UserMessage::Text(text));
         }
@@ -216,21 +267,25 @@ impl SendBody {
             });
         }
         if let Some(p) = self.photo {
-            check_size("photo.size", p.size)?;
+            let (size, content) = file_content("photo", p.size, p.base64.as_deref())?;
             found.push(UserMessage::Photo {
                 mime_type: p.mime_type,
-                size: p.size,
+                size,
+                dc_id,
+                content,
             });
         }
         if let Some(d) = self.document {
-            check_size("document.size", d.size)?;
+            let (size, content) = file_content("document", d.size, d.base64.as_deref())?;
             if d.file_name.is_empty() {
                 return Err(Failure::bad_request("document.file_name must not be empty"));
             }
             found.push(UserMessage::Document {
                 file_name: d.file_name,
                 mime_type: d.mime_type,
-                size: d.size,
+                size,
+                dc_id,
+                content,
             });
         }
         match found.len() {
@@ -551,10 +606,17 @@ async fn stats(State(control): State<Control>) -> ControlReply {
 }
 
 async fn dc(State(control): State<Control>) -> ControlReply {
+    let home = control.dc_addrs.get(&DC_ID);
+    let dcs: Vec<Value> = control
+        .dc_addrs
+        .iter()
+        .map(|(id, addr)| json!({"dc_id": id, "host": addr.ip().to_string(), "port": addr.port()}))
+        .collect();
     let body = json!({
-        "dc_id": super::telegram::DC_ID,
-        "host": control.dc_addr.ip().to_string(),
-        "port": control.dc_addr.port(),
+        "dc_id": DC_ID,
+        "host": home.map(|addr| addr.ip().to_string()),
+        "port": home.map(|addr| addr.port()),
+        "dcs": dcs,
     });
     Ok(axum::Json(body).into_response())
 }

@@ -4,6 +4,7 @@
 //! `telegate sandbox` runs one; tests start one in-process the same way and
 //! point a grammers client (or a worker) at [`Sandbox::dc_addr`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -15,9 +16,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::{Dc, DcLimits, DcParts, Traffic};
+use super::dc::{Dc, DcAdmission, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
-use super::telegram::{DC_ID, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
+use super::telegram::{DC_ID, DC_IDS, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
 
@@ -27,7 +28,8 @@ pub struct SandboxOptions {
     /// Where the state file and control socket live; `None`: in memory,
     /// without a control socket (use [`Sandbox::telegram`] directly).
     pub state_dir: Option<PathBuf>,
-    /// The DC's port on 127.0.0.1; 0 picks a free one.
+    /// The home DC's port on 127.0.0.1 (0 picks a free one); the other
+    /// DCs take free ports.
     pub port: u16,
     pub callback_timeout: Duration,
 }
@@ -57,8 +59,9 @@ pub enum StartError {
 pub struct Sandbox {
     telegram: FakeTelegram,
     faults: Arc<Faults>,
-    dc: Dc,
-    dc_addr: SocketAddrV4,
+    /// DCs 1–5; the home DC (2) listens on the configured port.
+    dcs: Vec<Dc>,
+    dc_addrs: BTreeMap<i32, SocketAddrV4>,
     /// Removed from disk when dropped.
     control_socket: Option<SocketFile>,
     stop: watch::Sender<bool>,
@@ -78,36 +81,42 @@ impl Sandbox {
         let telegram = FakeTelegram::new(world, Arc::clone(&outbox));
         telegram.set_callback_timeout(options.callback_timeout);
 
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
         let service: Arc<dyn Service> = Arc::new(telegram.clone());
         let keys: Arc<dyn KeyRing> = Arc::new(telegram.clone());
         let traffic = Arc::new(Traffic::default());
-        let parts = DcParts {
-            dc_id: DC_ID,
-            service,
-            keys,
-            outbox,
-            faults: Arc::clone(&faults),
-            traffic: Arc::clone(&traffic),
-            limits: DcLimits::default(),
-        };
-        let dc = Dc::bind(addr, parts)
-            .await
-            .map_err(|source| StartError::Dc {
-                port: options.port,
-                source,
-            })?;
-        let dc_addr = match dc.local_addr() {
-            SocketAddr::V4(v4) => v4,
-            SocketAddr::V6(v6) => SocketAddrV4::new(Ipv4Addr::LOCALHOST, v6.port()),
-        };
+        let mut dcs = Vec::new();
+        let mut dc_addrs = BTreeMap::new();
+        let admission = DcAdmission::default();
+        for dc_id in DC_IDS {
+            let port = if dc_id == DC_ID { options.port } else { 0 };
+            let parts = DcParts {
+                dc_id,
+                service: Arc::clone(&service),
+                keys: Arc::clone(&keys),
+                outbox: Arc::clone(&outbox),
+                faults: Arc::clone(&faults),
+                traffic: Arc::clone(&traffic),
+                admission: admission.clone(),
+            };
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let dc = Dc::bind(addr, parts)
+                .await
+                .map_err(|source| StartError::Dc { port, source })?;
+            let addr = match dc.local_addr() {
+                SocketAddr::V4(v4) => v4,
+                SocketAddr::V6(v6) => SocketAddrV4::new(Ipv4Addr::LOCALHOST, v6.port()),
+            };
+            dc_addrs.insert(dc_id, addr);
+            dcs.push(dc);
+        }
+        telegram.set_dc_addresses(dc_addrs.iter().map(|(&id, &addr)| (id, addr)).collect());
 
         let (stop, stopped) = watch::channel(false);
         let mut sandbox = Sandbox {
             telegram: telegram.clone(),
             faults: Arc::clone(&faults),
-            dc,
-            dc_addr,
+            dcs,
+            dc_addrs: dc_addrs.clone(),
             control_socket: None,
             stop,
             control_task: None,
@@ -120,7 +129,7 @@ impl Sandbox {
                 telegram: telegram.clone(),
                 faults,
                 traffic,
-                dc_addr: SocketAddr::V4(dc_addr),
+                dc_addrs,
             };
             sandbox.control_task = Some(tokio::spawn(control::serve(
                 listener,
@@ -146,7 +155,12 @@ impl Sandbox {
 
     /// Where MTProto clients connect.
     pub fn dc_addr(&self) -> SocketAddrV4 {
-        self.dc_addr
+        self.dc_addrs[&DC_ID]
+    }
+
+    /// Where each DC (1–5) listens.
+    pub fn dc_addrs(&self) -> &BTreeMap<i32, SocketAddrV4> {
+        &self.dc_addrs
     }
 
     pub fn control_socket(&self) -> Option<&Path> {
@@ -173,8 +187,10 @@ impl Sandbox {
             None => Ok(()),
         };
         drop(self.control_socket.take());
-        let Sandbox { dc, .. } = self;
-        dc.shutdown().await;
+        let Sandbox { dcs, .. } = self;
+        for dc in dcs {
+            dc.shutdown().await;
+        }
         saved
     }
 }

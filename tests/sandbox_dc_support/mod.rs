@@ -18,7 +18,7 @@ use grammers_client::session::updates::UpdatesLike;
 use grammers_client::tl;
 use grammers_mtproto::mtp::{Deserialization, Mtp};
 use telegate::sandbox::dc::transport::{self, Codec};
-use telegate::sandbox::dc::{DcLimits, DcParts, Traffic, auth_key_id};
+use telegate::sandbox::dc::{DcAdmission, DcParts, Traffic, auth_key_id};
 use telegate::sandbox::{AuthKeyBytes, Faults, KeyRing, Outbox, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -46,12 +46,12 @@ impl Keys {
 }
 
 impl KeyRing for Keys {
-    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
+    fn auth_key(&self, _dc_id: i32, auth_key_id: i64) -> Option<AuthKeyBytes> {
         self.0.get(&auth_key_id).copied()
     }
 }
 
-/// The parts of a DC with id [`HOME_DC`], default limits and fresh
+/// The parts of a DC with id [`HOME_DC`], default bounds and fresh
 /// outbox, faults and counters around `service` and `keys`.
 pub fn dc_parts(service: Arc<dyn Service>, keys: Arc<dyn KeyRing>) -> DcParts {
     DcParts {
@@ -61,7 +61,7 @@ pub fn dc_parts(service: Arc<dyn Service>, keys: Arc<dyn KeyRing>) -> DcParts {
         outbox: Arc::new(Outbox::default()),
         faults: Arc::new(Faults::default()),
         traffic: Arc::new(Traffic::default()),
-        limits: DcLimits::default(),
+        admission: DcAdmission::default(),
     }
 }
 
@@ -118,7 +118,7 @@ impl Drop for TestClient {
 /// `help.getConfig`'s answer, as the sandbox gives it (empty `dc_options`,
 /// so the client keeps the session's loopback address).
 pub fn config() -> tl::enums::Config {
-    telegate::sandbox::telegram::config()
+    telegate::sandbox::telegram::config(HOME_DC, &[])
 }
 
 /// `invokeWithLayer(initConnection(query))`, as a stock client opens with.
@@ -228,6 +228,28 @@ impl RawClient {
         }
     }
 
+    /// The next packet decrypted by hand: the bodies of its messages (a
+    /// container's, one by one), for service answers grammers keeps to itself.
+    pub async fn next_bodies(&mut self, key: AuthKeyBytes) -> Vec<Vec<u8>> {
+        let mut payload = self.next_payload().await.expect("a packet, not a close");
+        let auth_key = grammers_crypto::AuthKey::from_bytes(key);
+        let plaintext = grammers_crypto::decrypt_data_v2(&mut payload, &auth_key).expect("ours");
+        // salt, session_id, then one message: msg_id, seqno, bytes, body.
+        let body = message_body(&plaintext[16..]);
+        if body[..4] != 0x73f1f8dc_u32.to_le_bytes() {
+            return vec![body.to_vec()];
+        }
+        let count = u32::from_le_bytes(body[4..8].try_into().unwrap());
+        let mut rest = &body[8..];
+        (0..count)
+            .map(|_| {
+                let inner = message_body(rest).to_vec();
+                rest = &rest[16 + inner.len()..];
+                inner
+            })
+            .collect()
+    }
+
     /// The next packet, decrypted into what grammers makes of it.
     pub async fn next_results(&mut self) -> Vec<Deserialization> {
         let mut payload = self.next_payload().await.expect("a packet, not a close");
@@ -235,4 +257,10 @@ impl RawClient {
             .deserialize(&mut payload)
             .expect("a valid server message")
     }
+}
+
+/// The body of the MTProto message at the start of `message`.
+fn message_body(message: &[u8]) -> &[u8] {
+    let len = u32::from_le_bytes(message[12..16].try_into().unwrap()) as usize;
+    &message[16..16 + len]
 }

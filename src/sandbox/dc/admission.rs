@@ -80,7 +80,24 @@ impl Drop for Slot {
     }
 }
 
-/// Admission state shared by a DC's connections.
+/// The bounds and live counts that several DCs share, so that the limits
+/// hold for the whole sandbox and not for each DC alone.
+#[derive(Clone)]
+pub struct DcAdmission(pub(crate) Arc<Admission>);
+
+impl DcAdmission {
+    pub fn new(limits: DcLimits) -> Self {
+        DcAdmission(Arc::new(Admission::new(limits)))
+    }
+}
+
+impl Default for DcAdmission {
+    fn default() -> Self {
+        DcAdmission::new(DcLimits::default())
+    }
+}
+
+/// Admission state shared by the connections of one or more DCs.
 #[derive(Default)]
 pub(crate) struct Admission {
     pub limits: DcLimits,

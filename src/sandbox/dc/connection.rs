@@ -32,8 +32,9 @@ use super::crypto::{self, DecryptError, ServerKey};
 use super::session::{MAX_BATCH_BYTES, MAX_BATCH_LEN, ServerMessage, ServerSession};
 use super::traffic::Traffic;
 use super::transport::{self, Codec, Detected, Detection, Frame, FrameError};
-use crate::sandbox::NatMapping;
-use crate::sandbox::{Caller, Faults, KeyRing, Outbox, RpcOutcome, Service};
+use crate::sandbox::{
+    Caller, Faults, KeyRing, NatMapping, Outbox, PUSH_QUEUE_LEN, RpcOutcome, Service,
+};
 
 /// How long a new connection may take to send its first packet.
 const FIRST_PACKET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,7 +59,7 @@ pub struct Context {
     pub outbox: Arc<Outbox>,
     pub faults: Arc<Faults>,
     pub traffic: Arc<Traffic>,
-    pub(crate) admission: Admission,
+    pub(crate) admission: Arc<Admission>,
     /// Live `(auth_key_id, session_id)`s, for `destroy_session`.
     pub(crate) sessions: Counts<(i64, i64)>,
 }
@@ -101,6 +102,8 @@ pub enum ConnectionError {
     SessionChanged { expected: i64, got: i64 },
     #[error("more than {0} bytes of answers wait for a client that does not read them")]
     SendQueueFull(usize),
+    #[error("more than {0} pushed updates wait for a client that does not read them")]
+    UpdatesOverflow(usize),
     #[error("reset in the middle of a frame (fault injected)")]
     ResetByFault,
 }
@@ -192,7 +195,7 @@ async fn run(
     };
     let key = match crypto::peek_auth_key_id(&first.payload) {
         None | Some(0) => return Err(ConnectionError::Unencrypted),
-        Some(id) => match context.keys.auth_key(id) {
+        Some(id) => match context.keys.auth_key(context.dc_id, id) {
             Some(bytes) => ServerKey::new(bytes),
             None => {
                 // Telegram's answer to an unknown key; the socket closes next.
@@ -220,6 +223,7 @@ async fn run(
         context: Arc::clone(context),
         caller: Caller {
             auth_key_id: key.id(),
+            dc_id: context.dc_id,
         },
         session_id,
         answers: AnswerQueue {
@@ -448,8 +452,8 @@ struct WriteState {
     queued: Arc<AtomicUsize>,
     quick_acks: mpsc::UnboundedReceiver<u32>,
     /// Delivers the connection's update stream once it makes an API call.
-    subscription: Option<oneshot::Receiver<mpsc::UnboundedReceiver<Vec<u8>>>>,
-    updates: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+    subscription: Option<oneshot::Receiver<mpsc::Receiver<Vec<u8>>>>,
+    updates: Option<mpsc::Receiver<Vec<u8>>>,
     faults: Arc<Faults>,
     key_id: i64,
 }
@@ -495,8 +499,11 @@ async fn write_loop(
                     continue;
                 }
                 Some(answer) = state.answers.recv() => state.take_answer(answer),
-                Some(update) = async { state.updates.as_mut().expect("guarded").recv().await },
-                    if state.updates.is_some() => ServerMessage::push(update),
+                update = async { state.updates.as_mut().expect("guarded").recv().await },
+                    if state.updates.is_some() => match update {
+                        Some(update) => ServerMessage::push(update),
+                        None => return Err(ConnectionError::UpdatesOverflow(PUSH_QUEUE_LEN)),
+                    },
                 else => return Ok(()),
             },
         };
@@ -606,7 +613,7 @@ struct Dispatcher {
     idle: Duration,
     /// Subscribes the connection to pushed updates, at its first API call
     /// not wrapped in `invokeWithoutUpdates` (as Telegram does).
-    subscribe: Option<oneshot::Sender<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    subscribe: Option<oneshot::Sender<mpsc::Receiver<Vec<u8>>>>,
     received: RecentIds,
 }
 

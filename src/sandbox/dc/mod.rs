@@ -28,13 +28,13 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
-pub use admission::DcLimits;
+pub use admission::{DcAdmission, DcLimits};
 pub use connection::ConnectionError;
 pub use crypto::auth_key_id;
 pub use traffic::{Traffic, TrafficCounts};
 
 use super::{Faults, KeyRing, Outbox, Service};
-use admission::{Admission, Counts};
+use admission::Counts;
 use connection::Context;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors).
@@ -49,7 +49,8 @@ pub struct DcParts {
     pub outbox: Arc<Outbox>,
     pub faults: Arc<Faults>,
     pub traffic: Arc<Traffic>,
-    pub limits: DcLimits,
+    /// Bounds, shared with the other DCs given the same one.
+    pub admission: DcAdmission,
 }
 
 /// A running DC. It serves until [`Dc::shutdown`] or until dropped; either
@@ -76,7 +77,7 @@ impl Dc {
             outbox: parts.outbox,
             faults: parts.faults,
             traffic: parts.traffic,
-            admission: Admission::new(parts.limits),
+            admission: parts.admission.0,
             sessions: Counts::default(),
         });
         let server = tokio::spawn(accept_loop(listener, context, stop));

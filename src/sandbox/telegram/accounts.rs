@@ -36,6 +36,8 @@ pub struct Profile {
 pub struct KeyRecord {
     pub key: AuthKeyBytes,
     pub account: Option<AccountId>,
+    /// The DC the key was made with (keys are per DC, as in Telegram).
+    pub dc_id: i32,
     /// `key_id(key)`, computed once: every RPC looks keys up by it.
     id: i64,
 }
@@ -46,11 +48,18 @@ struct StoredKey {
     #[serde(with = "hex_key")]
     key: AuthKeyBytes,
     account: Option<AccountId>,
+    #[serde(default = "home_dc")]
+    dc_id: i32,
+}
+
+/// The DC of keys saved before there were several.
+fn home_dc() -> i32 {
+    super::DC_ID
 }
 
 impl From<StoredKey> for KeyRecord {
     fn from(stored: StoredKey) -> Self {
-        KeyRecord::new(stored.key, stored.account)
+        KeyRecord::new(stored.key, stored.account, stored.dc_id)
     }
 }
 
@@ -59,6 +68,7 @@ impl From<KeyRecord> for StoredKey {
         StoredKey {
             key: record.key,
             account: record.account,
+            dc_id: record.dc_id,
         }
     }
 }
@@ -68,23 +78,31 @@ impl fmt::Debug for KeyRecord {
         f.debug_struct("KeyRecord")
             .field("key_id", &self.id)
             .field("account", &self.account)
+            .field("dc_id", &self.dc_id)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyRecord {
-    fn new(key: AuthKeyBytes, account: Option<AccountId>) -> Self {
+    fn new(key: AuthKeyBytes, account: Option<AccountId>, dc_id: i32) -> Self {
         KeyRecord {
             id: key_id(&key),
             key,
             account,
+            dc_id,
         }
     }
 
+    /// A new key on the home DC.
     pub fn mint(account: Option<AccountId>) -> Self {
+        KeyRecord::mint_on(super::DC_ID, account)
+    }
+
+    /// A new key on DC `dc_id`.
+    pub fn mint_on(dc_id: i32, account: Option<AccountId>) -> Self {
         let mut key = [0u8; 256];
         rand::rng().fill(&mut key[..]);
-        KeyRecord::new(key, account)
+        KeyRecord::new(key, account, dc_id)
     }
 
     pub fn key_id(&self) -> i64 {

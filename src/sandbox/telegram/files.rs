@@ -24,8 +24,15 @@ pub fn content(id: i64, offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The size of the photo or document `id` with `access_hash`, if any.
-fn find(world: &World, id: i64, access_hash: i64) -> Option<i64> {
+/// A stored file: its size, DC and given bytes.
+struct Found<'w> {
+    size: i64,
+    dc_id: i32,
+    content: Option<&'w [u8]>,
+}
+
+/// The photo or document `id` with `access_hash`, if any.
+fn find(world: &World, id: i64, access_hash: i64) -> Option<Found<'_>> {
     world
         .messages
         .values()
@@ -35,21 +42,32 @@ fn find(world: &World, id: i64, access_hash: i64) -> Option<i64> {
                 id: i,
                 access_hash: h,
                 size,
+                dc_id,
+                content,
                 ..
             }
             | StoredMedia::Document {
                 id: i,
                 access_hash: h,
                 size,
+                dc_id,
+                content,
                 ..
-            } if *i == id && *h == access_hash => Some(*size),
+            } if *i == id && *h == access_hash => Some(Found {
+                size: *size,
+                dc_id: *dc_id,
+                content: content.as_deref(),
+            }),
             _ => None,
         })
 }
 
-/// `upload.getFile`: a chunk of a photo's or document's generated content.
+/// `upload.getFile` at DC `dc_id`: a chunk of a photo's or document's
+/// content (given, or generated); `303 FILE_MIGRATE_X` from a DC other
+/// than the file's, as Telegram answers.
 pub fn get_file(
     world: &World,
+    dc_id: i32,
     request: &tl::functions::upload::GetFile,
 ) -> Result<tl::enums::upload::File, TgError> {
     let (id, access_hash) = match &request.location {
@@ -57,8 +75,12 @@ pub fn get_file(
         tl::enums::InputFileLocation::InputDocumentFileLocation(l) => (l.id, l.access_hash),
         _ => return Err(TgError::bad_request("LOCATION_INVALID")),
     };
-    let size =
+    let found =
         find(world, id, access_hash).ok_or_else(|| TgError::bad_request("LOCATION_INVALID"))?;
+    if found.dc_id != dc_id {
+        return Err(TgError::new(303, format!("FILE_MIGRATE_{}", found.dc_id)));
+    }
+    let size = found.size;
     if request.limit <= 0 || request.limit > MAX_CHUNK {
         return Err(TgError::bad_request("LIMIT_INVALID"));
     }
@@ -70,7 +92,11 @@ pub fn get_file(
     Ok(tl::types::upload::File {
         r#type: tl::enums::storage::FileType::FileUnknown,
         mtime: render::now(),
-        bytes: content(id, offset, len),
+        bytes: match found.content {
+            // Within bounds: `end` is at most the content's length.
+            Some(given) => given[offset.min(end) as usize..end as usize].to_vec(),
+            None => content(id, offset, len),
+        },
     }
     .into())
 }

@@ -11,6 +11,7 @@
 //! (dispatch).
 
 mod accounts;
+mod dcs;
 mod files;
 mod limits;
 mod markup;
@@ -25,6 +26,7 @@ mod world;
 pub use render::config;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
+pub use dcs::DC_IDS;
 pub use files::content as file_content;
 pub use limits::{ChatKind, FloodRules, Rate};
 pub use queries::{BotAnswer, ClickOutcome};
@@ -179,6 +182,10 @@ struct Shared {
     outbox: Arc<Outbox>,
     /// Signalled after every change to the world (the state file listens).
     changed: Notify,
+    /// The sandbox's DCs, for `help.getConfig`.
+    dc_addresses: Mutex<Vec<(i32, SocketAddrV4)>>,
+    /// Authorizations exported for another DC, not imported yet.
+    exports: Mutex<dcs::Exports>,
 }
 
 /// The sandbox's Telegram: cheap to clone, one per DC.
@@ -198,6 +205,8 @@ impl FakeTelegram {
             }),
             outbox,
             changed: Notify::new(),
+            dc_addresses: Mutex::default(),
+            exports: Mutex::default(),
         }))
     }
 
@@ -231,18 +240,25 @@ impl FakeTelegram {
     /// The bot's first auth key: the one written into the worker's session.
     /// (A world without one, e.g. an edited state file, gets a new one.)
     pub fn bot_auth_key(&self) -> AuthKeyBytes {
+        self.bot_auth_key_on(DC_ID)
+    }
+
+    /// The bot's auth key on DC `dc_id` (minted the first time). Only the
+    /// home DC's is signed in by `auth.importBotAuthorization`; the others
+    /// get the bot's authorization by `auth.importAuthorization`.
+    pub fn bot_auth_key_on(&self, dc_id: i32) -> AuthKeyBytes {
         let mut inner = self.lock();
         let world = &mut inner.world;
         let bot = world.bot.id;
         let existing = world
             .keys
             .iter()
-            .find(|k| k.account.is_none() || k.account == Some(bot))
+            .find(|k| k.dc_id == dc_id && (k.account.is_none() || k.account == Some(bot)))
             .map(|k| k.key);
         if let Some(key) = existing {
             return key;
         }
-        let record = KeyRecord::mint(None);
+        let record = KeyRecord::mint_on(dc_id, None);
         let key = record.key;
         world.keys.push(record);
         drop(inner);
@@ -289,6 +305,23 @@ impl FakeTelegram {
         inner.world.bot_token = BotToken::mint(inner.world.bot.id);
         drop(inner);
         self.changed();
+    }
+
+    /// Where the sandbox's DCs listen, as `help.getConfig` lists them.
+    pub fn set_dc_addresses(&self, dcs: Vec<(i32, SocketAddrV4)>) {
+        *self
+            .0
+            .dc_addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = dcs;
+    }
+
+    fn dc_addresses(&self) -> Vec<(i32, SocketAddrV4)> {
+        self.0
+            .dc_addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_callback_timeout(&self, timeout: Duration) {
@@ -434,7 +467,9 @@ impl Service for FakeTelegram {
 }
 
 impl KeyRing for FakeTelegram {
-    fn auth_key(&self, auth_key_id: i64) -> Option<AuthKeyBytes> {
-        self.lock().world.key(auth_key_id).map(|k| k.key)
+    fn auth_key(&self, dc_id: i32, auth_key_id: i64) -> Option<AuthKeyBytes> {
+        let inner = self.lock();
+        let record = inner.world.key(auth_key_id)?;
+        (record.dc_id == dc_id).then_some(record.key)
     }
 }

@@ -5,6 +5,8 @@
 //! sandbox sends is one a real client would accept (e.g. a bot `user` must
 //! carry `bot_info_version`, since it shares its flag bit with `bot`).
 
+use std::net::SocketAddrV4;
+
 use grammers_tl_types as tl;
 use grammers_tl_types::Deserializable;
 
@@ -172,6 +174,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             size,
             width,
             height,
+            dc_id,
             ..
         } => tl::types::MessageMediaPhoto {
             spoiler: false,
@@ -193,7 +196,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
                         .into(),
                     ],
                     video_sizes: None,
-                    dc_id: DC_ID,
+                    dc_id: *dc_id,
                 }
                 .into(),
             ),
@@ -207,6 +210,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             file_name,
             mime_type,
             size,
+            dc_id,
             ..
         } => tl::types::MessageMediaDocument {
             nopremium: false,
@@ -224,7 +228,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
                     size: *size,
                     thumbs: None,
                     video_thumbs: None,
-                    dc_id: DC_ID,
+                    dc_id: *dc_id,
                     attributes: vec![
                         tl::types::DocumentAttributeFilename {
                             file_name: file_name.clone(),
@@ -273,10 +277,29 @@ fn file_reference(id: i64) -> Vec<u8> {
     id.to_le_bytes().to_vec()
 }
 
-/// `help.getConfig`'s answer. `dc_options` stays empty: grammers replaces its
-/// DC list with it, and the sandbox must remain the only DC it knows.
-pub fn config() -> tl::enums::Config {
+/// `help.getConfig`'s answer from DC `this_dc`: `dc_options` lists the
+/// sandbox's DCs (static, loopback), which grammers takes into its session
+/// keeping its keys. Without DCs it stays empty.
+pub fn config(this_dc: i32, dcs: &[(i32, SocketAddrV4)]) -> tl::enums::Config {
     let date = now();
+    let dc_options = dcs
+        .iter()
+        .map(|&(id, addr)| {
+            tl::types::DcOption {
+                ipv6: false,
+                media_only: false,
+                tcpo_only: false,
+                cdn: false,
+                r#static: true,
+                this_port_only: false,
+                id,
+                ip_address: addr.ip().to_string(),
+                port: i32::from(addr.port()),
+                secret: None,
+            }
+            .into()
+        })
+        .collect();
     tl::types::Config {
         default_p2p_contacts: false,
         preload_featured_stickers: false,
@@ -286,8 +309,8 @@ pub fn config() -> tl::enums::Config {
         date,
         expires: date.saturating_add(3600),
         test_mode: false,
-        this_dc: DC_ID,
-        dc_options: Vec::new(),
+        this_dc,
+        dc_options,
         dc_txt_domain_name: String::new(),
         chat_size_max: 200,
         megagroup_size_max: 200_000,
@@ -386,8 +409,16 @@ mod tests {
     #[test]
     fn config_round_trips_with_no_dc_options() {
         let tl::enums::Config::Config(back) =
-            tl::enums::Config::from_bytes(&config().to_bytes()).unwrap();
+            tl::enums::Config::from_bytes(&config(DC_ID, &[]).to_bytes()).unwrap();
         assert!(back.dc_options.is_empty());
         assert_eq!(back.this_dc, DC_ID);
+        let dc4 = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 4404);
+        let tl::enums::Config::Config(back) =
+            tl::enums::Config::from_bytes(&config(4, &[(4, dc4)]).to_bytes()).unwrap();
+        let [tl::enums::DcOption::Option(option)] = &back.dc_options[..] else {
+            panic!("one DC option");
+        };
+        assert_eq!((option.id, option.port, back.this_dc), (4, 4404, 4));
+        assert_eq!(option.ip_address, "127.0.0.1");
     }
 }

@@ -61,7 +61,7 @@ impl FakeTelegram {
             .entry(name.clone())
             .or_default() += 1;
         let body = request.get(4..).unwrap_or_default();
-        match self.handle(caller.auth_key_id, id, &name, body).await {
+        match self.handle(caller, id, &name, body).await {
             Ok(bytes) => RpcOutcome::Ok(bytes),
             Err(error) => {
                 // `FLOOD_WAIT_7` counts as `FLOOD_WAIT`.
@@ -90,14 +90,23 @@ impl FakeTelegram {
         })
     }
 
-    async fn handle(&self, key: i64, id: u32, name: &str, body: &[u8]) -> Reply {
+    async fn handle(&self, caller: Caller, id: u32, name: &str, body: &[u8]) -> Reply {
         use functions::{auth, contacts, help, messages as m, updates as u, upload, users};
+        let key = caller.auth_key_id;
         match id {
-            help::GetConfig::CONSTRUCTOR_ID => Ok(render::config().to_bytes()),
+            help::GetConfig::CONSTRUCTOR_ID => {
+                Ok(render::config(caller.dc_id, &self.dc_addresses()).to_bytes())
+            }
             auth::ImportBotAuthorization::CONSTRUCTOR_ID => self.import_bot(key, parse(body)?),
+            auth::ImportAuthorization::CONSTRUCTOR_ID => {
+                self.import_authorization(caller, parse(body)?)
+            }
             _ => {
                 let who = self.who(key)?;
                 match id {
+                    auth::ExportAuthorization::CONSTRUCTOR_ID => {
+                        self.export_authorization(who.id(), caller.dc_id, parse(body)?)
+                    }
                     u::GetState::CONSTRUCTOR_ID => ok(
                         &u::GetState {},
                         updates::state(&self.lock().world, who.id()),
@@ -120,7 +129,7 @@ impl FakeTelegram {
                     }
                     upload::GetFile::CONSTRUCTOR_ID => {
                         let request: upload::GetFile = parse(body)?;
-                        let file = files::get_file(&self.lock().world, &request)?;
+                        let file = files::get_file(&self.lock().world, caller.dc_id, &request)?;
                         ok(&request, file)
                     }
                     _ => Err(TgError::bad_request(format!(

@@ -29,14 +29,20 @@ pub enum UserMessage {
         phone_number: String,
         first_name: String,
     },
+    /// `dc_id`: where the file lives; `content`: its bytes (else
+    /// generated, `size` long).
     Photo {
         mime_type: String,
         size: i64,
+        dc_id: i32,
+        content: Option<Vec<u8>>,
     },
     Document {
         file_name: String,
         mime_type: String,
         size: i64,
+        dc_id: i32,
+        content: Option<Vec<u8>>,
     },
 }
 
@@ -66,17 +72,27 @@ impl UserMessage {
                     user_id: sender,
                 }),
             ),
-            UserMessage::Photo { mime_type, size } => (
+            UserMessage::Photo {
+                mime_type,
+                size,
+                dc_id,
+                content,
+            } => (
                 String::new(),
-                Some(StoredMedia::photo(None, mime_type, size)),
+                Some(StoredMedia::photo(None, mime_type, size).stored_on(dc_id, content)),
             ),
             UserMessage::Document {
                 file_name,
                 mime_type,
                 size,
+                dc_id,
+                content,
             } => (
                 String::new(),
-                Some(StoredMedia::document(None, file_name, mime_type, size)),
+                Some(
+                    StoredMedia::document(None, file_name, mime_type, size)
+                        .stored_on(dc_id, content),
+                ),
             ),
         };
         Draft {

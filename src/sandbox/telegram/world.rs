@@ -47,6 +47,12 @@ pub enum StoredMedia {
         size: i64,
         width: i32,
         height: i32,
+        /// The DC the file lives on.
+        #[serde(default = "home_dc")]
+        dc_id: i32,
+        /// Given bytes (else generated from the id), hex in the state file.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_content")]
+        content: Option<Vec<u8>>,
     },
     Document {
         id: i64,
@@ -56,6 +62,10 @@ pub enum StoredMedia {
         file_name: String,
         mime_type: String,
         size: i64,
+        #[serde(default = "home_dc")]
+        dc_id: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_content")]
+        content: Option<Vec<u8>>,
     },
     Location {
         latitude: f64,
@@ -82,7 +92,34 @@ impl StoredMedia {
             size,
             width: 800,
             height: 600,
+            dc_id: home_dc(),
+            content: None,
         }
+    }
+
+    /// Places a photo or document on DC `dc`, with the given bytes if any
+    /// (its size then follows them).
+    pub fn stored_on(mut self, dc: i32, bytes: Option<Vec<u8>>) -> Self {
+        if let StoredMedia::Photo {
+            dc_id,
+            content,
+            size,
+            ..
+        }
+        | StoredMedia::Document {
+            dc_id,
+            content,
+            size,
+            ..
+        } = &mut self
+        {
+            *dc_id = dc;
+            if let Some(bytes) = bytes {
+                *size = bytes.len() as i64;
+                *content = Some(bytes);
+            }
+        }
+        self
     }
 
     pub fn document(url: Option<String>, file_name: String, mime_type: String, size: i64) -> Self {
@@ -94,7 +131,32 @@ impl StoredMedia {
             file_name,
             mime_type,
             size,
+            dc_id: home_dc(),
+            content: None,
         }
+    }
+}
+
+/// The DC of media saved before there were several.
+fn home_dc() -> i32 {
+    super::DC_ID
+}
+
+/// `Option<Vec<u8>>` as hex.
+mod hex_content {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => super::hex_bytes::serialize(bytes, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Hex(#[serde(with = "super::hex_bytes")] Vec<u8>);
+        Ok(Option::<Hex>::deserialize(d)?.map(|hex| hex.0))
     }
 }
 
