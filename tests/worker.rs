@@ -483,6 +483,26 @@ async fn a_full_disk_stalls_nothing_for_good() {
     for id in world.enqueue_all(&before).await {
         assert_eq!(world.settled(id).await["state"], "sent");
     }
+    // A button with a stored answer, for a click while the disk is full.
+    let clicker = world.users(1)[0];
+    let buttons = json!({
+        "destination_user_id": clicker.to_string(),
+        "telegram_interactive_message": {
+            "type": "reply_buttons",
+            "text": "Pick",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "A", "callback_data": "a", "answer": {"text": "Noted"}}
+            ]]}
+        }
+    });
+    let posted = world
+        .client
+        .post(INTERACTIVE, &[], buttons.to_string())
+        .await
+        .unwrap();
+    let buttons_job = posted.json().unwrap()["job_id"].as_i64().unwrap();
+    assert_eq!(world.settled(buttons_job).await["state"], "sent");
+    let buttons_message = world.bot_posts(clicker)[0]["id"].as_i64().unwrap() as i32;
 
     // Sends Telegram takes while the disk fills: their outcome cannot be
     // recorded.
@@ -499,7 +519,7 @@ async fn a_full_disk_stalls_nothing_for_good() {
     let filler = tmpfs.fill("filler");
     assert!(filler > 0);
     world.sandbox.faults().set_latency(Duration::ZERO);
-    world.bot_messages(6).await;
+    world.bot_messages(7).await;
 
     // While full: health says why, enqueues are refused (nothing unstored
     // acknowledged), an inbound message waits in grammers, and the worker
@@ -526,7 +546,27 @@ async fn a_full_disk_stalls_nothing_for_good() {
             None,
         )
         .unwrap();
-    sleep(Duration::from_secs(2)).await;
+    // A click is answered all the same (its event waits for the disk).
+    let pressed = tokio::time::timeout(
+        PATIENCE,
+        world.sandbox.telegram().click(
+            clicker,
+            telegate::sandbox::telegram::UserClick::Callback {
+                message_id: buttons_message,
+                data: b"a".to_vec(),
+            },
+        ),
+    )
+    .await
+    .expect("the click never ended")
+    .unwrap();
+    match pressed {
+        telegate::sandbox::telegram::Pressed::Answered(outcome) => {
+            let answer = outcome.result.expect("answered while the disk is full");
+            assert_eq!(answer.message.as_deref(), Some("Noted"));
+        }
+        other => panic!("{other:?}"),
+    }
     for id in &in_flight_ids {
         assert_eq!(world.job(*id).await["state"], "sending");
     }
@@ -547,8 +587,10 @@ async fn a_full_disk_stalls_nothing_for_good() {
         (world.client.get("/healthz").await.unwrap().status == 200).then_some(())
     })
     .await;
-    eventually("the inbound message is an event", async || {
-        (events_with(&world, "sent while full").await > 0).then_some(())
+    eventually("the inbound message and the click are events", async || {
+        let message = events_with(&world, "sent while full").await > 0;
+        let click = events_with(&world, "\"clicked\"").await > 0;
+        (message && click).then_some(())
     })
     .await;
     let after: Vec<(AccountId, String)> = users.iter().map(|u| (*u, "after".into())).collect();
@@ -559,6 +601,7 @@ async fn a_full_disk_stalls_nothing_for_good() {
         assert_eq!(world.bot_texts(*user), ["before", "in flight", "after"]);
     }
     assert_eq!(events_with(&world, "sent while full").await, 1);
+    assert_eq!(events_with(&world, "\"clicked\"").await, 1);
     let log = world.worker().log();
     assert!(log.contains("the store refuses writes"), "{log}");
     assert!(
