@@ -40,11 +40,24 @@ pub struct StateLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     root: PathBuf,
+    /// The socket's path when it is not `DIR/telegate.sock` (`--socket`).
+    socket: Option<PathBuf>,
 }
 
 impl StateDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            socket: None,
+        }
+    }
+
+    /// The socket at `path` instead of `DIR/telegate.sock` (e.g. under
+    /// systemd's `RuntimeDirectory`, which other services' group can reach
+    /// while the state directory stays 0700).
+    pub fn with_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
     }
 
     /// Creates the directory and its `sessions/` mode 0700; one that
@@ -88,9 +101,11 @@ impl StateDir {
         &self.root
     }
 
-    /// `DIR/telegate.sock`: the local socket API.
+    /// `DIR/telegate.sock` (or the `--socket` path): the local socket API.
     pub fn socket(&self) -> PathBuf {
-        self.root.join(SOCKET_FILE)
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.root.join(SOCKET_FILE))
     }
 
     /// `DIR/telegate.db`: the job store (with its `-wal` and `-shm` files).
@@ -383,23 +398,34 @@ impl Default for EventsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// An `http://` URL; unset: no webhook.
+    /// An `http://` or `https://` URL; unset: no webhook.
     pub url: Option<String>,
+    /// PEM file of the CA(s) to trust for an `https://` URL instead of the
+    /// built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// The HMAC-SHA256 key of `X-Telegate-Signature` (required with `url`).
     pub secret: Option<Secret>,
     /// One delivery attempt may take this long.
     pub timeout_ms: u64,
     /// The longest wait between attempts.
     pub max_backoff_ms: u64,
+    /// An event that failed this many times is a dead letter (0: no limit).
+    pub dead_after_attempts: u32,
+    /// An event still undelivered this long after its first attempt is a
+    /// dead letter (0: no limit).
+    pub dead_after_secs: u64,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             url: None,
+            ca_file: None,
             secret: None,
             timeout_ms: 5000,
             max_backoff_ms: 60_000,
+            dead_after_attempts: 0,
+            dead_after_secs: 24 * 3600,
         }
     }
 }
@@ -411,10 +437,9 @@ impl WebhookConfig {
         };
         let parsed = url::Url::parse(url)
             .map_err(|e| format!("`webhook.url` is not a URL ({e}): `{url}`"))?;
-        if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(format!(
-                "`webhook.url` must be an http:// URL with a host, got `{url}` \
-                 (https is not built in: put a TLS proxy on the same host)"
+                "`webhook.url` must be an http:// or https:// URL with a host, got `{url}`"
             ));
         }
         if self.secret.as_ref().is_none_or(|s| s.expose().is_empty()) {
@@ -711,7 +736,8 @@ mod tests {
     fn a_webhook_needs_an_http_url_and_a_secret() {
         let check = |text: &str| Config::parse(text).unwrap().check();
         assert!(check("[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"s\"\n").is_ok());
-        let err = check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").unwrap_err();
+        assert!(check("[webhook]\nurl = \"https://example.com/\"\nsecret = \"s\"\n").is_ok());
+        let err = check("[webhook]\nurl = \"ftp://example.com/\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");
         let err = check("[webhook]\nurl = \"not a url\"\nsecret = \"s\"\n").unwrap_err();
         assert!(err.contains("webhook.url"), "{err}");

@@ -27,6 +27,7 @@ pub mod queue;
 pub mod sandbox;
 pub mod sender;
 pub mod session;
+pub mod systemd;
 pub mod telegram;
 pub mod whatsapp;
 

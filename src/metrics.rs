@@ -50,6 +50,7 @@ pub struct Metrics {
     pub events_written: Counters<1>,
     pub webhook_deliveries: Counter,
     pub webhook_failures: Counter,
+    pub webhook_dead: Counter,
     webhook_backlog: Gauge,
     pub mtproto_connected: Gauges<1>,
     pub mtproto_reconnects: Counters<1>,
@@ -154,6 +155,11 @@ impl Metrics {
             webhook_failures: register!(
                 "webhook_failures",
                 "Webhook attempts that failed (non-2xx, timeout, connection)",
+                Counter::default()
+            ),
+            webhook_dead: register!(
+                "webhook_dead_letters",
+                "Events the webhook gave up on (dead letters)",
                 Counter::default()
             ),
             webhook_backlog: register!(

@@ -1035,20 +1035,38 @@ struct Hook {
 
 const SECRET: &str = "webhook-test-secret";
 
-async fn hook(
-    axum::extract::State(hook): axum::extract::State<Hook>,
-    headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
-) -> axum::http::StatusCode {
+/// Stripe's check, by hand: `t=T,v1=HEX` with HEX the HMAC-SHA256 of
+/// `T.body`, and T within five minutes of now.
+fn signed(header: &str, body: &[u8]) -> bool {
     use hmac::{KeyInit, Mac};
+    let Some((t, v1)) = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+    else {
+        return false;
+    };
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(&body);
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
     let expected: String = mac
         .finalize()
         .into_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let fresh = t.parse::<i64>().is_ok_and(|t| (now - t).abs() <= 300);
+    fresh && v1 == expected
+}
+
+async fn hook(
+    axum::extract::State(hook): axum::extract::State<Hook>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> axum::http::StatusCode {
     let header = |name: &str| {
         headers
             .get(name)
@@ -1064,7 +1082,7 @@ async fn hook(
     let accepted = hook.refuse.lock().unwrap().as_deref() != Some(chat.as_str());
     hook.attempts.lock().unwrap().push(Attempt {
         event_id: header("x-telegate-event-id"),
-        signed: header("x-telegate-signature") == format!("sha256={expected}")
+        signed: signed(&header("x-telegate-signature"), &body)
             && event["id"] == header("x-telegate-event-id").as_str(),
         text: event["body"]["text"]["text"].as_str().map(str::to_owned),
         chat,
@@ -1092,6 +1110,7 @@ async fn the_webhook_gets_signed_retried_per_chat_ordered_deliveries() {
         secret: Some(Secret::new(SECRET)),
         timeout_ms: 5000,
         max_backoff_ms: 200,
+        ..WebhookConfig::default()
     };
     let daemon = Daemon::start_with(Duration::from_millis(1500), Some(config)).await;
     let telegram = daemon.sandbox.telegram();

@@ -295,6 +295,30 @@ async fn metrics_count_real_traffic_through_the_sandbox() {
     );
     assert_eq!(get("telegate_webhook_backlog", &[]), 0.0);
 
+    // `telegate status`: one screen for a person.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+        .arg("--state-dir")
+        .arg(world.dir.path())
+        .arg("status")
+        .env_remove("TELEGATE_SOCKET")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{screen} {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for expected in [
+        "bot default",
+        "ready",
+        "queue:          empty",
+        "7 sent in the last minute",
+        "USER_IS_BLOCKED",
+    ] {
+        assert!(screen.contains(expected), "{expected:?} not in\n{screen}");
+    }
+
     // The same exposition over the loopback TCP port, with liveness and
     // readiness beside it and nothing else.
     let reply = tcp_get(port, "/metrics").await;
@@ -581,5 +605,94 @@ async fn a_retried_job_keeps_its_random_ids_and_posts_nothing_twice() {
         .await
         .unwrap();
     assert_eq!(unknown.status, 404);
+    world.stop().await;
+}
+
+#[test]
+fn the_unit_file_passes_systemd_analyze_verify() {
+    let Ok(found) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: nothing to check the unit with");
+        return;
+    };
+    assert!(found.status.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/telegate.service"
+    ))
+    .unwrap();
+    for line in [
+        "Type=notify",
+        "WatchdogSec=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=",
+        "RuntimeDirectory=",
+        "UMask=0007",
+    ] {
+        assert!(unit.contains(line), "the unit lacks {line}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("telegate.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/telegate", env!("CARGO_BIN_EXE_telegate")),
+    )
+    .unwrap();
+    let verified = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(
+        verified.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_pings_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    // Read from the start, so the daemon never finds the (small) datagram
+    // queue full while the test waits for it to get ready.
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = socket.recv(&mut buf).await {
+            if tx
+                .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let env = [
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "200000"),
+    ];
+    let mut world = World::start_with_env(Pace::Unlimited, "", &env).await;
+    let deadline = Instant::now() + PATIENCE;
+    let mut next = async || {
+        tokio::time::timeout_at(deadline, heard.recv())
+            .await
+            .expect("a notification in time")
+            .expect("the reader runs")
+    };
+    let first = next().await;
+    assert!(first.contains("READY=1"), "{first}");
+    let mut pings = 0;
+    while pings < 2 {
+        pings += usize::from(next().await.contains("WATCHDOG=1"));
+    }
+    let status = world.worker().terminate();
+    assert!(status.success(), "{status}");
+    world.worker = None;
+    while !next().await.contains("STOPPING=1") {}
     world.stop().await;
 }

@@ -143,10 +143,13 @@ fn refusal(request_id: &RequestId, status: StatusCode, refused: &Refused) -> Res
     answer::json(
         request_id,
         status,
+        // CM's fields, plus telegate's `error` so the answer also keeps the
+        // error contract of every other endpoint.
         json!({
             "details": refused.details,
             "errorCode": refused.code.as_u16(),
             "messages": [],
+            "error": refused.details,
         }),
     )
 }

@@ -67,6 +67,76 @@ pub async fn webhook(
     answer::json(&request_id, StatusCode::OK, body)
 }
 
+/// `GET /api/v1/webhook/dead[?after=&limit=]`: the dead letters.
+pub async fn dead(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let listed = async {
+        let query = Query::parse(raw.as_deref(), &["after", "limit"])?;
+        let (after, limit) = (
+            query.after()?,
+            query.limit(DEFAULT_LIMIT, crate::events::MAX_BATCH)?,
+        );
+        let monitor = webhook_of(&api)?;
+        Ok::<_, Failure>(monitor.dead(after, limit).await?)
+    };
+    match listed.await {
+        Ok(dead) => answer::json(
+            &request_id,
+            StatusCode::OK,
+            serde_json::json!({ "dead": dead }),
+        ),
+        Err(failure) => failure.answer(&request_id),
+    }
+}
+
+/// The body of `POST /api/v1/webhook/replay`: an inclusive cursor range.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayRange {
+    from: i64,
+    to: i64,
+}
+
+/// `POST /api/v1/webhook/replay` `{from, to}`: dead letters back to the webhook.
+pub async fn replay(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    body: axum::body::Bytes,
+) -> Response {
+    let replayed = async {
+        let range: ReplayRange = serde_json::from_slice(&body).map_err(|e| {
+            crate::error::ApiError::invalid(format!(
+                "the replay body must be {{\"from\": N, \"to\": M}}: {e}"
+            ))
+        })?;
+        if range.from < 0 || range.from > range.to {
+            return Err(crate::error::ApiError::rejected(
+                "`from` must be 0 or more and not after `to`",
+            )
+            .into());
+        }
+        let monitor = webhook_of(&api)?;
+        Ok::<_, Failure>(monitor.replay(range.from, range.to).await?)
+    };
+    match replayed.await {
+        Ok(ids) => answer::json(
+            &request_id,
+            StatusCode::OK,
+            serde_json::json!({ "replayed": ids.len(), "event_ids": ids }),
+        ),
+        Err(failure) => failure.answer(&request_id),
+    }
+}
+
+fn webhook_of(api: &ApiState) -> Result<&crate::events::webhook::WebhookMonitor, Failure> {
+    api.webhook
+        .as_ref()
+        .ok_or_else(|| Failure::NotFound("no webhook is configured".into()))
+}
+
 fn ndjson(after: i64, events: &[StoredEvent]) -> Response {
     let mut body = String::new();
     for event in events {

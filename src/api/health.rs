@@ -1,5 +1,6 @@
 //! What an operator's probes and scrapers ask: `GET /healthz` (liveness),
-//! `GET /readyz` (readiness) and `GET /metrics` (Prometheus).
+//! `GET /readyz` (readiness), `GET /metrics` (Prometheus), and what a person
+//! asks with `telegate status` (`GET /api/v1/status`).
 //!
 //! Liveness is the process and its store: 200 while the store's writer
 //! takes a transaction and a read succeeds, else 503 with the store's
@@ -108,4 +109,69 @@ pub async fn metrics(
         }
         Err(err) => Failure::from(err).answer(&request_id),
     }
+}
+
+/// How many recent failures `/api/v1/status` lists.
+const RECENT_ERRORS: i64 = 5;
+
+/// `GET /api/v1/status`: one summary for a person.
+pub async fn status(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+) -> Response {
+    let now = crate::queue::Timestamp::now().as_millis();
+    let read = api.queue.read(move |conn| {
+        let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), min(created_at) FROM jobs WHERE state IN ('queued', 'sending')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let sent_last_minute: i64 = conn.query_row(
+            "SELECT count(*) FROM jobs WHERE state = 'sent' AND updated_at > ?1",
+            [now - 60_000],
+            |row| row.get(0),
+        )?;
+        let mut statement = conn.prepare_cached(
+            "SELECT id, chat, error_name, error_text, updated_at FROM jobs
+             WHERE state = 'failed' ORDER BY updated_at DESC LIMIT ?1",
+        )?;
+        let errors = statement
+            .query_map([RECENT_ERRORS], |row| {
+                Ok(json!({
+                    "job_id": row.get::<_, i64>(0)?,
+                    "chat": row.get::<_, i64>(1)?.to_string(),
+                    "telegram": row.get::<_, Option<String>>(2)?,
+                    "error": row.get::<_, Option<String>>(3)?,
+                    "at": crate::queue::Timestamp::from_millis(row.get(4)?),
+                }))
+            })?
+            .collect::<Result<Vec<Value>, _>>()?;
+        Ok((waiting, oldest, sent_last_minute, errors))
+    });
+    let (waiting, oldest, sent, errors) = match read.await {
+        Ok(read) => read,
+        Err(err) => return Failure::from(err).answer(&request_id),
+    };
+    let bots = api.bots.as_ref().map(|b| b.all()).unwrap_or_default();
+    let bots: Vec<Value> = bots.iter().map(|(name, state)| bot(name, state)).collect();
+    let webhook = api.webhook.as_ref().map(|w| {
+        let status = w.status();
+        json!({"backlog": status.pending, "delivered": status.delivered,
+               "failed_attempts": status.failed_attempts, "dead": status.dead,
+               "last_error": status.last_error})
+    });
+    answer::json(
+        &request_id,
+        StatusCode::OK,
+        json!({
+            "bots": bots,
+            "queue": {
+                "waiting": waiting,
+                "oldest_age_seconds": oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
+            },
+            "sent_last_minute": sent,
+            "webhook": webhook,
+            "recent_errors": errors,
+        }),
+    )
 }

@@ -13,7 +13,13 @@
 //! | `POST /api/v1/telegram/messages[?wait=S]` | the same, for text and media; a job of several messages answers 201 with the first one's ids and all of them in `messages` |
 //! | `GET /api/v1/jobs/{job_id}` | the job: state, attempts, parts (with `random_id`s), result or error, timestamps, normalized payload |
 //! | `GET /api/v1/jobs[?state=&after=&limit=]` | `{jobs: [...]}` in id order (no payloads), at most 1000 |
-//! | `GET /healthz` | 200 while the store takes work, else 503 |
+//! | `POST /api/v1/jobs/{job_id}/retry[?wait=S]` | a failed job back in line with its `random_id`s: 202 (201 with `wait`), 409 unless failed |
+//! | `GET /api/v1/webhook/dead[?after=&limit=]` | events the webhook gave up on |
+//! | `POST /api/v1/webhook/replay` | `{from, to}`: the dead events of that cursor range delivered again |
+//! | `GET /healthz` | 200 while the store takes reads and writes, else 503 with the reason |
+//! | `GET /readyz` | 200 when every bot is connected and signed in, else 503 naming those that are not and why |
+//! | `GET /metrics` | Prometheus (OpenMetrics) text |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 description of all of this (`openapi.json`, checked by `tests/openapi.rs`) |
 //! | `GET /api/v1/events[?after=&wait=&limit=]` | NDJSON `{"cursor":N,"event":{...}}` lines after cursor `after`; with `wait`, waits up to `S` seconds (≤ 60) for the first |
 //! | `GET /api/v1/media/{chat}:{message_id}` | the photo or document of an inbound message, streamed from Telegram |
 //! | `GET /api/v1/webhook` | the webhook's progress: deliveries, failed attempts, chats retrying and why (`{"configured": false}` without one) |
@@ -41,6 +47,8 @@ use std::io;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router, middleware};
 use tokio::net::UnixListener;
@@ -121,30 +129,58 @@ pub fn router_for(
     stopping: watch::Receiver<bool>,
 ) -> Router {
     let state = api_state(services, config, stopping);
-    Router::new()
-        .route(
-            "/api/v1/telegram/interactive",
-            post(enqueue::post_interactive),
-        )
-        .route("/api/v1/telegram/messages", post(messages::post_messages))
-        .route("/v1.0/message", post(cm::post_message))
-        .route("/api/v1/jobs", get(jobs::list_jobs))
-        .route("/api/v1/jobs/{job_id}", get(jobs::get_job))
-        .route("/api/v1/jobs/{job_id}/retry", post(jobs::retry_job))
-        .route("/healthz", get(health::health))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/api/v1/events", get(events::stream))
-        .route(
-            "/api/v1/callbacks/{query_id}/answer",
-            post(callbacks::post_answer),
-        )
-        .route("/api/v1/webhook", get(events::webhook))
-        .route("/api/v1/media/{id}", get(media::get_media))
+    served(Router::new())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(middleware::from_fn(request_id::assign))
+}
+
+/// Declares the routes once: the router serves exactly [`ROUTES`], which
+/// the OpenAPI test holds against `openapi.json`. Add a route here.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every `(method, path)` the socket router serves.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn served(router: Router<ApiState>) -> Router<ApiState> {
+            router$(.route($path, $method($handler)))*
+        }
+    };
+}
+
+routes! {
+    post "/api/v1/telegram/interactive" => enqueue::post_interactive,
+    post "/api/v1/telegram/messages" => messages::post_messages,
+    post "/v1.0/message" => cm::post_message,
+    get "/api/v1/jobs" => jobs::list_jobs,
+    get "/api/v1/jobs/{job_id}" => jobs::get_job,
+    post "/api/v1/jobs/{job_id}/retry" => jobs::retry_job,
+    get "/api/v1/events" => events::stream,
+    post "/api/v1/callbacks/{query_id}/answer" => callbacks::post_answer,
+    get "/api/v1/webhook" => events::webhook,
+    get "/api/v1/webhook/dead" => events::dead,
+    post "/api/v1/webhook/replay" => events::replay,
+    get "/api/v1/media/{media_id}" => media::get_media,
+    get "/api/v1/openapi.json" => openapi,
+    get "/healthz" => health::health,
+    get "/readyz" => health::ready,
+    get "/metrics" => health::metrics,
+    get "/api/v1/status" => health::status,
+}
+
+/// The OpenAPI 3.1 description of this API, checked in beside the code.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 fn api_state(services: Services, config: &ApiConfig, stopping: watch::Receiver<bool>) -> ApiState {

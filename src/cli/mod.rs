@@ -8,6 +8,7 @@ mod jobs;
 pub mod run;
 pub mod sandbox;
 mod send;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -38,11 +39,18 @@ pub struct Global {
     /// TOML config file [default: STATE_DIR/telegate.toml if present].
     #[arg(long, global = true, env = "TELEGATE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The socket API's path [default: STATE_DIR/telegate.sock].
+    #[arg(long, global = true, env = "TELEGATE_SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 impl Global {
     pub fn state(&self) -> StateDir {
-        StateDir::new(&self.state_dir)
+        let state = StateDir::new(&self.state_dir);
+        match &self.socket {
+            Some(socket) => state.with_socket(socket),
+            None => state,
+        }
     }
 }
 
@@ -68,6 +76,8 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Show one job.
     Job(jobs::JobArgs),
+    /// One screen for a person: bots, queue, send rate, webhook, recent errors.
+    Status,
     /// Run the local Telegram sandbox (an MTProto DC and its control API)
     /// with a worker attached.
     Sandbox(sandbox::SandboxArgs),
@@ -91,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Jobs(args) => jobs::list(&cli.global, args).await,
         Command::Events(args) => events::run(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
+        Command::Status => status::run(&cli.global).await,
         Command::Sandbox(args) => sandbox::run(&cli.global, args).await,
     }
 }

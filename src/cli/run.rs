@@ -94,6 +94,7 @@ pub async fn daemon(
         let stop = Arc::clone(&stop);
         async move {
             shutdown.await;
+            crate::systemd::stopping();
             let _ = stop.send(true);
         }
     });
@@ -134,6 +135,8 @@ pub async fn daemon(
 
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
+    crate::systemd::ready();
+    let watchdog = tokio::spawn(crate::systemd::watchdog(queue.clone(), stopping.clone()));
     let services = api::Services {
         queue: queue.clone(),
         events: events.clone(),
@@ -184,6 +187,7 @@ pub async fn daemon(
     };
     let (served, worked) = tokio::join!(serving, working);
     telegram.set_state(BotState::Stopped);
+    let _ = watchdog.await;
     if let Some(scraping) = scraping {
         let _ = scraping.await;
     }

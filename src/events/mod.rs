@@ -9,7 +9,9 @@
 //! without polling ([`EventStore::wait_after`]).
 
 pub mod bird;
+pub mod dead_letter;
 mod store;
+mod tls;
 pub mod webhook;
 
 pub use store::{EventStore, MAX_BATCH, StoredEvent};

@@ -4,14 +4,15 @@
 //! A dispatcher reads the stream by cursor and hands each event to its
 //! chat's delivery task, so a chat whose deliveries fail waits alone while
 //! other chats go on. A delivery is a `POST` of the event JSON with
-//! `X-Telegate-Signature: sha256=<hex HMAC-SHA256 of the body>` and
-//! `X-Telegate-Event-Id`; anything but a 2xx within the timeout is retried
-//! with capped exponential backoff, forever (the event stays in the store
-//! meanwhile). Progress is stored — the last cursor delivered per chat and
+//! `X-Telegate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`
+//! (Stripe's scheme: the timestamp is signed, so a consumer can refuse a
+//! replayed delivery by its age) and `X-Telegate-Event-Id`; anything but a 2xx within the timeout is retried
+//! with capped exponential backoff until it is delivered or, past
+//! `webhook.dead_after_attempts` or `dead_after_secs`, a dead letter (see
+//! `dead_letter`; the event stays in the store meanwhile). Progress is stored — the last cursor delivered per chat and
 //! a cursor below which everything is delivered — so a restart resumes
-//! where it stopped, repeating at most the deliveries in flight. HTTP only:
-//! consumers are local services; a TLS proxy beside them covers the rest
-//! without a TLS stack in telegate.
+//! where it stopped, repeating at most the deliveries in flight. `https://`
+//! URLs are reached with rustls (see `tls`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,6 +30,8 @@ use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 
+use super::dead_letter::{self, DeadEvent, DeadLetterPolicy};
+use super::tls::TlsTarget;
 use super::{EventStore, StoredEvent};
 use crate::config::{Secret, WebhookConfig};
 use crate::queue::{Queue, QueueError, Timestamp, until_stored};
@@ -50,6 +53,8 @@ pub enum WebhookError {
     Url(String),
     #[error("`webhook.secret` is required with `webhook.url`")]
     NoSecret,
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Where deliveries go.
@@ -61,15 +66,21 @@ struct Target {
     /// The `Host` header.
     host: String,
     path: String,
+    /// For `https://`.
+    tls: Option<TlsTarget>,
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Self, WebhookError> {
+    fn parse(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self, WebhookError> {
         let parsed = url::Url::parse(url).map_err(|e| WebhookError::Url(e.to_string()))?;
         let host = parsed
             .host_str()
-            .filter(|_| parsed.scheme() == "http")
-            .ok_or_else(|| WebhookError::Url(format!("must be http://HOST..., got `{url}`")))?;
+            .filter(|_| matches!(parsed.scheme(), "http" | "https"))
+            .ok_or_else(|| WebhookError::Url(format!("must be http(s)://HOST..., got `{url}`")))?;
+        let tls = match parsed.scheme() {
+            "https" => Some(TlsTarget::new(host, ca_file)?),
+            _ => None,
+        };
         let port = parsed.port_or_known_default().unwrap_or(80);
         let mut path = parsed.path().to_owned();
         if let Some(query) = parsed.query() {
@@ -84,6 +95,7 @@ impl Target {
                 None => host.to_owned(),
             },
             path,
+            tls,
         })
     }
 }
@@ -100,6 +112,8 @@ pub struct WebhookStatus {
     pub pending: usize,
     /// Chats waiting to retry, with why.
     pub retrying: Vec<Retrying>,
+    /// Events given up on since start (listed at `/api/v1/webhook/dead`).
+    pub dead: u64,
     pub last_delivered_event: Option<String>,
     pub last_delivered_at: Option<Timestamp>,
     pub last_error: Option<String>,
@@ -126,10 +140,37 @@ impl WebhookMonitor {
         status.pending = self.shared.in_flight().len();
         status
     }
+
+    /// Dead events after cursor `after`, at most `limit`.
+    pub async fn dead(&self, after: i64, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
+        self.shared
+            .queue
+            .write(move |conn, _| dead_letter::list(conn, after, limit))
+            .await
+    }
+
+    /// Hands the dead events with cursors in `from..=to` to the webhook
+    /// again; returns their ids.
+    pub async fn replay(&self, from: i64, to: i64) -> Result<Vec<String>, QueueError> {
+        let events = self
+            .shared
+            .queue
+            .write(move |conn, _| dead_letter::take(conn, from, to))
+            .await?;
+        let ids = events.iter().map(|e| e.id.clone()).collect();
+        for event in events {
+            // The receiver lives as long as the webhook runs.
+            let _ = self.shared.replays.send(event);
+        }
+        Ok(ids)
+    }
 }
 
 struct Shared {
     target: Target,
+    dead_letter: DeadLetterPolicy,
+    /// Dead events to deliver again.
+    replays: mpsc::UnboundedSender<StoredEvent>,
     secret: Secret,
     timeout: Duration,
     backoff: Backoff,
@@ -157,6 +198,7 @@ impl Shared {
 pub struct Webhook {
     shared: Arc<Shared>,
     events: EventStore,
+    replayed: mpsc::UnboundedReceiver<StoredEvent>,
 }
 
 impl Webhook {
@@ -169,14 +211,22 @@ impl Webhook {
         let Some(url) = &config.url else {
             return Ok(None);
         };
-        let target = Target::parse(url)?;
+        let target = Target::parse(url, config.ca_file.as_deref())?;
         let secret = config.secret.clone().ok_or(WebhookError::NoSecret)?;
         let status = WebhookStatus {
             url: target.url.clone(),
             ..WebhookStatus::default()
         };
+        let (replays, replayed) = mpsc::unbounded_channel();
+        let limit = |n: u64| (n > 0).then_some(n);
         Ok(Some(Webhook {
+            replayed,
             shared: Arc::new(Shared {
+                dead_letter: DeadLetterPolicy {
+                    max_attempts: limit(u64::from(config.dead_after_attempts)).map(|n| n as u32),
+                    max_age: limit(config.dead_after_secs).map(Duration::from_secs),
+                },
+                replays,
                 target,
                 secret,
                 timeout: Duration::from_millis(config.timeout_ms),
@@ -201,8 +251,12 @@ impl Webhook {
 
     /// Delivers until the store fails; stop it by dropping the future (the
     /// chat tasks end with it).
-    pub async fn run(self) -> Result<(), QueueError> {
+    pub async fn run(mut self) -> Result<(), QueueError> {
         let shared = &self.shared;
+        shared
+            .queue
+            .write(|conn, _| dead_letter::create_table(conn))
+            .await?;
         let (mut scan, delivered) = shared.queue.read(load_progress).await?;
         tracing::info!(url = %shared.target.url, after = scan, "webhook delivering");
         let mut chats: HashMap<i64, ChatLine> = HashMap::new();
@@ -210,10 +264,18 @@ impl Webhook {
             while shared.in_flight().len() >= MAX_IN_FLIGHT {
                 shared.delivered.notified().await;
             }
-            let batch = self
-                .events
-                .wait_after(scan, crate::events::MAX_BATCH, POLL)
-                .await?;
+            let batch = tokio::select! {
+                batch = self.events.wait_after(scan, crate::events::MAX_BATCH, POLL) => batch?,
+                Some(event) = self.replayed.recv() => {
+                    tracing::info!(event_id = %event.id, chat = event.chat, "webhook replaying a dead event");
+                    shared.in_flight().insert(event.cursor);
+                    chats
+                        .entry(event.chat)
+                        .or_insert_with(|| ChatLine::start(Arc::clone(shared)))
+                        .send(event);
+                    continue;
+                }
+            };
             for event in batch {
                 scan = event.cursor;
                 if delivered
@@ -271,8 +333,9 @@ impl Drop for ChatLine {
     }
 }
 
-/// Tries `event` until the webhook answers 2xx.
+/// Tries `event` until the webhook answers 2xx or the event is dead.
 async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
+    let first = tokio::time::Instant::now();
     let mut attempts = 0u32;
     loop {
         match post(shared, event).await {
@@ -291,6 +354,10 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
             Err(error) => {
                 crate::metrics::metrics().webhook_failures.inc();
                 attempts = attempts.saturating_add(1);
+                if shared.dead_letter.is_dead(attempts, first.elapsed()) {
+                    bury(shared, event, attempts, error).await;
+                    return;
+                }
                 let delay = shared.backoff.delay(attempts, rand::random::<f64>());
                 tracing::warn!(
                     event_id = %event.id,
@@ -318,6 +385,34 @@ async fn deliver_until_taken(shared: &Shared, event: &StoredEvent) {
     }
 }
 
+/// Gives `event` up: listed as dead, its chat's line goes on.
+async fn bury(shared: &Shared, event: &StoredEvent, attempts: u32, error: String) {
+    tracing::warn!(event_id = %event.id, chat = event.chat, attempts, %error, "webhook gave up: dead letter");
+    crate::metrics::metrics().webhook_dead.inc();
+    {
+        let mut status = shared.status();
+        status.dead += 1;
+        status.failed_attempts += 1;
+        status.last_error = Some(format!("{}: {error}", event.id));
+        status.retrying.retain(|r| r.chat != event.chat);
+    }
+    let dead = DeadEvent {
+        cursor: event.cursor,
+        event_id: event.id.clone(),
+        chat: event.chat,
+        attempts,
+        error,
+        died_at: Timestamp::now(),
+    };
+    if let Err(error) = shared
+        .queue
+        .write(move |conn, _| dead_letter::insert(conn, &dead))
+        .await
+    {
+        tracing::error!(%error, "cannot record a dead letter");
+    }
+}
+
 /// One attempt: `Err` says why it did not count as delivered.
 async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
     let body = Bytes::from(event.body.clone());
@@ -326,7 +421,11 @@ async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
         .header(CONTENT_TYPE, "application/json")
         .header(
             SIGNATURE_HEADER,
-            signature(shared.secret.expose().as_bytes(), &body),
+            signature(
+                shared.secret.expose().as_bytes(),
+                Timestamp::now().as_millis() / 1000,
+                &body,
+            ),
         )
         .header(EVENT_ID_HEADER, event.id.as_str())
         .body(Full::new(body))
@@ -335,17 +434,12 @@ async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
         let stream = TcpStream::connect(&shared.target.address)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::spawn(connection);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(format!("answered {status}")),
+        match &shared.target.tls {
+            Some(tls) => {
+                let stream = tls.connect(stream).await.map_err(|e| format!("TLS: {e}"))?;
+                exchange(stream, request).await
+            }
+            None => exchange(stream, request).await,
         }
     };
     tokio::time::timeout(shared.timeout, attempt)
@@ -353,19 +447,69 @@ async fn post(shared: &Shared, event: &StoredEvent) -> Result<(), String> {
         .map_err(|_| format!("no answer within {} ms", shared.timeout.as_millis()))?
 }
 
-/// `sha256=<hex HMAC-SHA256 of body>`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
+/// One request over `io`: `Ok` for a 2xx.
+async fn exchange<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<(), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    match response.status() {
+        status if status.is_success() => Ok(()),
+        status => Err(format!("answered {status}")),
+    }
+}
+
+/// `t=<unix_secs>,v1=<hex HMAC-SHA256 of "<unix_secs>.<body>">`.
+pub fn signature(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
+    format!("t={unix_secs},v1={}", hmac_hex(secret, unix_secs, body))
+}
+
+fn hmac_hex(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(unix_secs.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(7 + digest.len() * 2);
-    hex.push_str("sha256=");
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// What a consumer checks: `header` signs `body` with `secret`, and its
+/// timestamp is at most `tolerance_secs` from `now_unix_secs`.
+pub fn verify(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now_unix_secs: i64,
+    tolerance_secs: i64,
+) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for item in header.split(',') {
+        match item.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", v1)) => signatures.push(v1),
+            _ => {}
+        }
     }
-    hex
+    let Some(t) = timestamp else {
+        return false;
+    };
+    let expected = hmac_hex(secret, t, body);
+    // Not constant-time; telegate only verifies in tests, consumers use
+    // their HMAC library's comparison.
+    (now_unix_secs - t).abs() <= tolerance_secs && signatures.contains(&expected.as_str())
 }
 
 /// Marks `event` delivered: its chat's cursor, and the mark below which
@@ -416,35 +560,252 @@ fn load_progress(conn: &Connection) -> Result<(i64, HashMap<i64, i64>), QueueErr
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     #[test]
-    fn the_signature_is_hex_hmac_sha256() {
-        // RFC 4231 test case 2.
+    fn the_signature_signs_the_timestamp_and_the_body() {
+        // HMAC-SHA256("whsec", "1700000000.{}"), as Python's hmac computes it.
+        let header = signature(b"whsec", 1_700_000_000, b"{}");
         assert_eq!(
-            signature(b"Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            header,
+            "t=1700000000,v1=7d44587dddbaf4c7f70fef20f48cd594834ffea1641e3ac227b84408298738af"
         );
+        assert!(verify(b"whsec", &header, b"{}", 1_700_000_100, 300));
+        // Too old, another body, another secret, no timestamp.
+        assert!(!verify(b"whsec", &header, b"{}", 1_700_000_301, 300));
+        assert!(!verify(b"whsec", &header, b"{ }", 1_700_000_000, 300));
+        assert!(!verify(b"other", &header, b"{}", 1_700_000_000, 300));
+        let bare = header.split_once(',').unwrap().1;
+        assert!(!verify(b"whsec", bare, b"{}", 1_700_000_000, 300));
     }
 
     /// A webhook server on 127.0.0.1 that records the event ids it took.
     async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+        let (url, seen, _) = refusing_receiver(true).await;
+        (url, seen)
+    }
+
+    /// [`receiver`] that answers 500 (and records nothing) while its flag
+    /// is false.
+    async fn refusing_receiver(
+        accepting: bool,
+    ) -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepting = Arc::new(AtomicBool::new(accepting));
+        let seen = serve_receiver_with(listener, Arc::clone(&accepting));
+        (url, seen, accepting)
+    }
+
+    /// Serves the recording webhook on `listener`.
+    fn serve_receiver<L: axum::serve::Listener>(listener: L) -> Arc<Mutex<Vec<String>>>
+    where
+        L::Addr: std::fmt::Debug,
+    {
+        serve_receiver_with(listener, Arc::new(AtomicBool::new(true)))
+    }
+
+    fn serve_receiver_with<L: axum::serve::Listener>(
+        listener: L,
+        accepting: Arc<AtomicBool>,
+    ) -> Arc<Mutex<Vec<String>>>
+    where
+        L::Addr: std::fmt::Debug,
+    {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new().route(
             "/",
             axum::routing::post({
                 let seen = Arc::clone(&seen);
                 move |headers: axum::http::HeaderMap| async move {
+                    if !accepting.load(Ordering::Relaxed) {
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
                     let id = headers[EVENT_ID_HEADER].to_str().unwrap_or("").to_owned();
                     seen.lock().unwrap().push(id);
                     axum::http::StatusCode::OK
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (url, seen)
+        seen
+    }
+
+    /// TLS over a TCP listener, for a local https webhook.
+    struct TlsListener {
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = tokio_rustls::server::TlsStream<TcpStream>;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((stream, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                // A client that refuses our certificate just goes away.
+                if let Ok(tls) = self.acceptor.accept(stream).await {
+                    return (tls, addr);
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
+
+    /// An https webhook on 127.0.0.1 with a certificate from a fresh test
+    /// CA; returns its URL, the CA's PEM and what it took.
+    async fn tls_receiver() -> (String, String, Arc<Mutex<Vec<String>>>) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/", tcp.local_addr().unwrap());
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        (url, ca.pem(), serve_receiver(listener))
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_frees_its_chat_and_replays_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let events = EventStore::new(queue.clone());
+        let (url, seen, accepting) = refusing_receiver(false).await;
+        let config = WebhookConfig {
+            url: Some(url),
+            secret: Some(Secret::new("s")),
+            max_backoff_ms: 5,
+            dead_after_attempts: 2,
+            ..WebhookConfig::default()
+        };
+        let event = |id: &str| super::super::NewEvent {
+            id: id.into(),
+            chat: 1,
+            body: serde_json::json!({"id": id}),
+        };
+        events.append(vec![event("doomed")]).await.unwrap();
+        let webhook = Webhook::from_config(&config, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        let monitor = webhook.monitor();
+        let running = tokio::spawn(webhook.run());
+        let dead = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let dead = monitor.dead(0, 10).await.unwrap();
+                if !dead.is_empty() {
+                    return dead;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a dead letter");
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].event_id.as_str(), dead[0].attempts), ("doomed", 2));
+        assert!(dead[0].error.contains("500"), "{}", dead[0].error);
+        assert_eq!(monitor.status().dead, 1);
+
+        // The chat is not held: its next event goes through.
+        accepting.store(true, Ordering::Relaxed);
+        events.append(vec![event("next")]).await.unwrap();
+        assert_eq!(delivered(&seen, 1).await, ["next"]);
+
+        // A replay outside the range does nothing; over it, delivers.
+        assert!(
+            monitor
+                .replay(dead[0].cursor + 1, dead[0].cursor + 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let replayed = monitor.replay(0, dead[0].cursor).await.unwrap();
+        assert_eq!(replayed, ["doomed"]);
+        assert_eq!(delivered(&seen, 2).await, ["next", "doomed"]);
+        assert!(monitor.dead(0, 10).await.unwrap().is_empty());
+        running.abort();
+    }
+
+    #[tokio::test]
+    async fn https_deliveries_trust_the_configured_ca_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let events = EventStore::new(queue.clone());
+        let (url, ca_pem, seen) = tls_receiver().await;
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        events
+            .append(vec![super::super::NewEvent {
+                id: "tls".into(),
+                chat: 1,
+                body: serde_json::json!({"id": "tls"}),
+            }])
+            .await
+            .unwrap();
+
+        // Without the CA (Mozilla's roots only) the certificate is refused.
+        let untrusted = WebhookConfig {
+            url: Some(url.clone()),
+            secret: Some(Secret::new("s")),
+            ..WebhookConfig::default()
+        };
+        let webhook = Webhook::from_config(&untrusted, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        let monitor = webhook.monitor();
+        let running = tokio::spawn(webhook.run());
+        let error = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(error) = monitor.status().last_error {
+                    return error;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a failed attempt");
+        running.abort();
+        assert!(
+            error.contains("TLS") && error.contains("certificate"),
+            "{error}"
+        );
+        assert!(seen.lock().unwrap().is_empty());
+
+        let trusted = WebhookConfig {
+            ca_file: Some(ca_file),
+            ..untrusted
+        };
+        let webhook = Webhook::from_config(&trusted, events, queue)
+            .unwrap()
+            .unwrap();
+        let running = tokio::spawn(webhook.run());
+        assert_eq!(delivered(&seen, 1).await, ["tls"]);
+        running.abort();
     }
 
     async fn delivered(seen: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
@@ -536,16 +897,24 @@ mod tests {
     }
 
     #[test]
-    fn targets_are_http_only() {
-        let target = Target::parse("http://127.0.0.1:8080/hooks/tg?x=1").unwrap();
+    fn targets_are_http_or_https() {
+        let target = Target::parse("http://127.0.0.1:8080/hooks/tg?x=1", None).unwrap();
         assert_eq!(target.address, "127.0.0.1:8080");
         assert_eq!(target.host, "127.0.0.1:8080");
         assert_eq!(target.path, "/hooks/tg?x=1");
         assert_eq!(
-            Target::parse("http://localhost").unwrap().address,
+            Target::parse("http://localhost", None).unwrap().address,
             "localhost:80"
         );
-        assert!(Target::parse("https://example.com/").is_err());
-        assert!(Target::parse("nope").is_err());
+        let https = Target::parse("https://127.0.0.1/", None).unwrap();
+        assert_eq!(https.address, "127.0.0.1:443");
+        assert!(https.tls.is_some());
+        assert!(Target::parse("ftp://example.com/", None).is_err());
+        assert!(Target::parse("nope", None).is_err());
+        let missing = Target::parse(
+            "https://127.0.0.1/",
+            Some(std::path::Path::new("/nonexistent.pem")),
+        );
+        assert!(matches!(missing, Err(WebhookError::Tls(_))));
     }
 }
