@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn a_field_given_twice_counts_once_the_last_as_cms_gateway_reads_it() {
         let example =
-            include_str!("../tests/fixtures/cm_text.json").replace("Recipients Identifier", "42");
+            include_str!("../tests/fixtures/cm/text.json").replace("Recipients Identifier", "42");
         let envelope = Envelope::parse(example.as_bytes()).unwrap();
         assert_eq!(
             envelope.product_token.as_deref(),

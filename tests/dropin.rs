@@ -20,8 +20,8 @@ const OCTOPODS_CURL: &str = include_str!("fixtures/octopods_curl_reply_buttons.j
 /// The header value of the seed's `curl` example.
 const OCTOPODS_KEY: &str = "YOUR_TELEGRAM_CHANNEL_API_KEY";
 /// CM.com's fact-sheet examples, byte for byte (`body` given twice included).
-const CM_TEXT: &str = include_str!("fixtures/cm_text.json");
-const CM_TEXT_AND_IMAGE: &str = include_str!("fixtures/cm_text_and_image.json");
+const CM_TEXT: &str = include_str!("fixtures/cm/text.json");
+const CM_TEXT_AND_IMAGE: &str = include_str!("fixtures/cm/text_and_image.json");
 /// The product token of the fact sheet's examples.
 const CM_TOKEN: &str = "Your product token";
 /// The sandbox's one bot, as `from` names it.
