@@ -3,10 +3,11 @@
 //! A user's app shows a spinner on a clicked inline button until the bot
 //! answers, and gives up after a few seconds (`BOT_RESPONSE_TIMEOUT`). So a
 //! click never waits behind the send queue, the event store or a consumer:
-//! each `updateBotCallbackQuery` gets its own task that waits at most the
-//! answer deadline for a consumer's answer (posted to
-//! `POST /api/v1/callbacks/{query_id}/answer`), then falls back to the
-//! clicked button's stored `answer`, then to an empty answer, and sends it
+//! each `updateBotCallbackQuery` gets its own task. A clicked button with a
+//! stored `answer` is answered with it at once (one indexed store read); a
+//! button without one waits at most the answer deadline for a consumer's
+//! answer (posted to `POST /api/v1/callbacks/{query_id}/answer`), then
+//! falls back to an empty answer, and sends it
 //! with a raw `messages.setBotCallbackAnswer` (which, unlike grammers'
 //! `CallbackQuery::answer`, carries a `url`). Query ids already seen are
 //! remembered for a while, so a repeated update is not answered twice and a
@@ -68,8 +69,9 @@ pub enum AnswerRefused {
     #[error("no click with query id {0} is known")]
     Unknown(i64),
     #[error(
-        "the answer deadline of {deadline_ms} ms for query {query_id} has passed; \
-         telegate already answered it with the {answered_with} answer"
+        "query {query_id} is closed to consumers: telegate already answered it with the \
+         {answered_with} answer (a stored answer goes out at once, an empty one after the \
+         {deadline_ms} ms deadline)"
     )]
     Late {
         query_id: i64,
@@ -81,9 +83,10 @@ pub enum AnswerRefused {
 }
 
 enum Query {
-    /// Waiting for a consumer until the deadline.
+    /// Waiting for a consumer (while the store is read, and until the
+    /// deadline if the button has no stored answer).
     Open(oneshot::Sender<CallbackAnswer>),
-    /// The deadline passed; telegate answers (or answered) by itself.
+    /// telegate answers (or answered) by itself.
     Settled(Source),
     AnsweredByConsumer,
 }
@@ -200,31 +203,28 @@ impl CallbackAnswerer {
     async fn answer_in_time(&self, query: ClickQuery, mut rx: oneshot::Receiver<CallbackAnswer>) {
         let clicked = Instant::now();
         let query_id = query.query_id;
-        // The stored answer is looked up while the consumer has its chance,
-        // so that the deadline passing costs no store read.
-        let fallback = {
-            let answerer = self.clone();
-            let query = query.clone();
-            tokio::spawn(async move { answerer.fallback(&query).await })
+        // A button with a stored answer is answered as soon as the store
+        // says so; a consumer that answers while the store is read wins.
+        let stored = tokio::select! {
+            biased;
+            consumer = &mut rx => consumer.ok().map(|answer| (answer, Source::Consumer)),
+            stored = self.stored_answer(&query) => stored.map(|answer| (answer, Source::Stored)),
         };
-        let consumer = match tokio::time::timeout(self.inner.deadline, &mut rx).await {
-            Ok(Ok(answer)) => Some(answer),
-            Ok(Err(_)) | Err(_) => self.settle(query_id, &mut rx),
+        let (answer, source) = match stored {
+            Some((answer, Source::Consumer)) => (answer, Source::Consumer),
+            Some((answer, source)) => match self.settle(query_id, source, &mut rx) {
+                Some(consumer) => (consumer, Source::Consumer),
+                None => (answer, source),
+            },
+            // No stored answer: the consumer has until the deadline.
+            None => match tokio::time::timeout(self.inner.deadline, &mut rx).await {
+                Ok(Ok(answer)) => (answer, Source::Consumer),
+                Ok(Err(_)) | Err(_) => match self.settle(query_id, Source::Empty, &mut rx) {
+                    Some(consumer) => (consumer, Source::Consumer),
+                    None => (CallbackAnswer::default(), Source::Empty),
+                },
+            },
         };
-        let (answer, source) = match consumer {
-            Some(answer) => {
-                fallback.abort();
-                (answer, Source::Consumer)
-            }
-            None => fallback
-                .await
-                .unwrap_or_else(|_| (CallbackAnswer::default(), Source::Empty)),
-        };
-        if source != Source::Consumer
-            && let Some(Query::Settled(s)) = self.queries().by_id.get_mut(&query_id)
-        {
-            *s = source;
-        }
         let sent = self.send(query_id, &answer).await;
         let metrics = crate::metrics::metrics();
         let bot = &self.inner.bot;
@@ -250,28 +250,21 @@ impl CallbackAnswerer {
         }
     }
 
-    /// The deadline passed: closes the query to consumers, unless one
+    /// Closes the query to consumers as answered by `source`, unless one
     /// answered in the meantime (then returns that answer).
     fn settle(
         &self,
         query_id: i64,
+        source: Source,
         rx: &mut oneshot::Receiver<CallbackAnswer>,
     ) -> Option<CallbackAnswer> {
         let mut queries = self.queries();
         match queries.by_id.get_mut(&query_id) {
             Some(query @ Query::Open(_)) => {
-                *query = Query::Settled(Source::Empty);
+                *query = Query::Settled(source);
                 None
             }
             _ => rx.try_recv().ok(),
-        }
-    }
-
-    /// The clicked button's stored answer, else an empty one.
-    async fn fallback(&self, query: &ClickQuery) -> (CallbackAnswer, Source) {
-        match self.stored_answer(query).await {
-            Some(answer) => (answer, Source::Stored),
-            None => (CallbackAnswer::default(), Source::Empty),
         }
     }
 

@@ -196,13 +196,16 @@ impl Inbound {
 
     async fn click_event(&self, query: &tl::types::UpdateBotCallbackQuery) -> NewEvent {
         let chat = chat_of(&query.peer);
-        let message_id = match self.queue.sent_message(chat, i64::from(query.msg_id)).await {
-            Ok(found) => found.map(|sent| sent.message_id),
+        let sent = match self.queue.sent_message(chat, i64::from(query.msg_id)).await {
+            Ok(found) => found,
             Err(error) => {
                 tracing::warn!(%error, "cannot look up a clicked message");
                 None
             }
         };
+        let (reference, job_metadata) = sent.as_ref().map_or((None, None), |sent| {
+            crate::send_options::correlation(&sent.payload)
+        });
         bird::clicked(&bird::Click {
             bot_id: self.bot_id,
             chat: chat.get(),
@@ -210,7 +213,9 @@ impl Inbound {
             query_id: query.query_id,
             msg_id: query.msg_id,
             data: query.data.clone().unwrap_or_default(),
-            message_id,
+            message_id: sent.map(|sent| sent.message_id),
+            reference,
+            job_metadata,
             at: Timestamp::now(),
         })
     }

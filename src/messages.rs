@@ -30,6 +30,7 @@ use crate::chat::ChatId;
 use crate::error::{ApiError, ErrorCode};
 use crate::interactive::{self, Document, Json, Markup, Object, Path};
 use crate::media::Media;
+use crate::send_options::{self, SendOptions};
 
 /// A caption (text under a media item): at most 1024 UTF-16 code units.
 pub const CAPTION_MAX: usize = 1024;
@@ -52,10 +53,8 @@ pub struct MessagesRequest {
     reply_markup: Option<Markup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     intercom_teammate_id: Option<String>,
-    /// The client's own reference (CM.com's `reference`), carried into the
-    /// job's result event.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reference: Option<String>,
+    #[serde(flatten)]
+    options: SendOptions,
 }
 
 /// A client reference: at most this many characters (CM.com's limit).
@@ -82,7 +81,7 @@ pub enum Content<'a> {
 }
 
 impl MessagesRequest {
-    const FIELDS: &[&str] = &[
+    const OWN_FIELDS: &[&str] = &[
         "destination_user_id",
         "text",
         "media",
@@ -103,12 +102,26 @@ impl MessagesRequest {
 
     fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
         let root = Path::root("");
-        let body = Object::new(value, &root, Self::FIELDS)?;
+        let body = Object::any_fields(value, &root)?;
+        body.deny_unknown(&[Self::OWN_FIELDS, send_options::FIELDS].concat())?;
         let destination_user_id = interactive::read_chat_id(&body, "destination_user_id")?;
-        let text = body.opt_str("text")?;
-        if let Some(text) = text {
-            interactive::message_text(text, &body.path_of("text"))?;
+        let mode = SendOptions::parse_mode(&body)?;
+        let formatted = body
+            .opt_str("text")?
+            .map(|text| {
+                let path = body.path_of("text");
+                let formatted = SendOptions::format(mode, text, &path)?;
+                interactive::message_text(&formatted.text, &path)?;
+                Ok::<_, ApiError>(formatted)
+            })
+            .transpose()?;
+        if mode.is_some() && formatted.is_none() {
+            return Err(body
+                .path_of("parse_mode")
+                .broken("needs a `text` to apply to"));
         }
+        let options = SendOptions::read(&body, formatted.as_ref())?;
+        let text = formatted.map(|formatted| formatted.text);
         let media = match body.get("media") {
             Some(media) => read_media(media, &body.path_of("media"))?,
             None => Vec::new(),
@@ -117,18 +130,16 @@ impl MessagesRequest {
             .get("reply_markup")
             .map(|markup| Markup::from_reply_markup_tree(markup, &body.path_of("reply_markup")))
             .transpose()?;
-        let mut request = Self::compose(
-            destination_user_id,
-            text.map(str::to_owned),
-            media,
-            &["text", "media"],
-        )?;
+        let mut request = Self::compose(destination_user_id, text, media, &["text", "media"])?;
         request.reply_markup = reply_markup;
         request.intercom_teammate_id = body.opt_str("intercom_teammate_id")?.map(str::to_owned);
-        if let Some(reference) = body.opt_str("reference")? {
-            request.reference = Some(reference_rule(reference, &body.path_of("reference"))?);
-        }
+        request.options = options;
         Ok(request)
+    }
+
+    /// Formatting, reply, flags, correlation and schedule.
+    pub fn options(&self) -> &SendOptions {
+        &self.options
     }
 
     /// A request of already checked `text` and `media` for `destination`,
@@ -163,20 +174,20 @@ impl MessagesRequest {
             media,
             reply_markup: None,
             intercom_teammate_id: None,
-            reference: None,
+            options: SendOptions::default(),
         })
     }
 
     /// The same request with the client's `reference` (checked by
     /// [`reference_rule`]).
     pub(crate) fn with_reference(mut self, reference: Option<String>) -> Self {
-        self.reference = reference;
+        self.options.set_reference(reference);
         self
     }
 
     /// The client's reference, if it gave one.
     pub fn reference(&self) -> Option<&str> {
-        self.reference.as_deref()
+        self.options.reference()
     }
 
     /// The chat the messages go to.

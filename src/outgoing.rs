@@ -5,54 +5,94 @@
 //! requests a job turns into — each carrying the `random_id` the store
 //! chose for that part, so every attempt is the same request.
 //!
-//! The requests are built once, at enqueue, from the request the API has
-//! just validated, and stored beside the job's payload in a versioned
-//! binary form (`jobs.wire`, see [`encode`]): a byte [`WIRE_VERSION`], then
-//! each part's request as Telegram's own TL serialization, with an empty
-//! peer and a zero `random_id` that are filled in at send time. So a job
-//! accepted by one release is sent as it was accepted, never re-parsed nor
-//! re-validated by a later release's rules, and sending costs no JSON. A
-//! job stored before there was a stored form (`wire` NULL), or whose form
-//! this build cannot read (another version, a TL layer it does not know),
-//! is built from its payload as before.
+//! The requests of a send are built once, at enqueue, from the request the
+//! API has just validated (send options included: entities, flags, reply),
+//! and stored beside the job's payload in a versioned binary form
+//! (`jobs.wire`, see [`encode`]): a byte [`WIRE_VERSION`], then each part's
+//! request as Telegram's own TL serialization, with an empty peer and a
+//! zero `random_id` that are filled in at send time. So a job accepted by
+//! one release is sent as it was accepted, never re-parsed nor re-validated
+//! by a later release's rules, and sending costs no JSON. A job stored
+//! before there was a stored form (`wire` NULL), or whose form this build
+//! cannot read (another version, a TL layer it does not know), is built
+//! from its payload as before.
+//!
+//! Some requests name a message telegate sent by telegate's id, whose
+//! Telegram id is only known once that message is out: a reply to it, an
+//! edit or a delete of it. The sender looks those ids up ([`references`])
+//! right before sending — the named message's job is ahead in the same
+//! chat's line, so it is out by then — and [`requests`] fills them in.
+//! Edits and deletes are always built at send time, from their payload.
+
+use std::collections::HashMap;
 
 use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
 
+use crate::chat::Peer;
 use crate::error::ApiError;
 use crate::interactive::InteractiveRequest;
 use crate::messages::{Content, MessagesRequest};
+use crate::operations::{DeleteRequest, EditRequest};
 use crate::queue::{Job, JobKind};
+use crate::send_options::{ReplyTarget, SendOptions};
 
 /// The first byte of the stored form this build writes.
 pub const WIRE_VERSION: u8 = 1;
 
-/// One Telegram message to send.
+/// Telegram's ids of the telegate messages a job refers to (see
+/// [`references`]), as the store had them when the job went out.
+pub type Resolved = HashMap<i64, i64>;
+
+/// One Telegram request of a job: a message to send, or a change to one
+/// sent before.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     Message(tl::functions::messages::SendMessage),
     Media(tl::functions::messages::SendMedia),
+    Edit(tl::functions::messages::EditMessage),
+    /// In a private chat or basic group, for both sides (`revoke`).
+    Delete(tl::functions::messages::DeleteMessages),
+    /// In a supergroup or channel.
+    DeleteInChannel(tl::functions::channels::DeleteMessages),
 }
 
 impl Outgoing {
-    /// The `random_id` Telegram de-duplicates this message by.
-    pub fn random_id(&self) -> i64 {
+    /// The `random_id` Telegram de-duplicates this message by (a change to
+    /// a message has none: doing it twice changes nothing more).
+    pub fn random_id(&self) -> Option<i64> {
         match self {
-            Outgoing::Message(request) => request.random_id,
-            Outgoing::Media(request) => request.random_id,
+            Outgoing::Message(request) => Some(request.random_id),
+            Outgoing::Media(request) => Some(request.random_id),
+            Outgoing::Edit(_) | Outgoing::Delete(_) | Outgoing::DeleteInChannel(_) => None,
         }
     }
 
-    /// Addresses the message to `peer` with the part's `random_id`.
+    /// Addresses the request to `peer` with the part's `random_id`.
     fn aim(&mut self, peer: tl::enums::InputPeer, random_id: i64) {
         match self {
             Outgoing::Message(request) => (request.peer, request.random_id) = (peer, random_id),
             Outgoing::Media(request) => (request.peer, request.random_id) = (peer, random_id),
+            Outgoing::Edit(request) => request.peer = peer,
+            Outgoing::Delete(_) | Outgoing::DeleteInChannel(_) => {}
+        }
+    }
+
+    /// Points a reply at Telegram's message `id`.
+    fn reply_to(&mut self, id: i32) {
+        let reply_to = match self {
+            Outgoing::Message(request) => request.reply_to.as_mut(),
+            Outgoing::Media(request) => request.reply_to.as_mut(),
+            _ => None,
+        };
+        if let Some(tl::enums::InputReplyTo::Message(reply)) = reply_to {
+            reply.reply_to_msg_id = id;
         }
     }
 }
 
 /// Why a stored job cannot be turned into requests (a payload written by an
-/// incompatible version, or a part count that does not match).
+/// incompatible version, a part count that does not match, a message named
+/// that was never sent).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutgoingError {
     #[error("stored payload of job {job} is unreadable: {reason}")]
@@ -63,6 +103,11 @@ pub enum OutgoingError {
         stored: usize,
         built: usize,
     },
+    #[error("message {message_id} was never sent to this chat by telegate (`{field}`)")]
+    Unresolved {
+        message_id: i64,
+        field: &'static str,
+    },
 }
 
 impl OutgoingError {
@@ -72,9 +117,31 @@ impl OutgoingError {
     }
 }
 
+/// telegate's message ids job `job` refers to, which the sender resolves
+/// to Telegram's before [`requests`]. A send is only read for them when its
+/// payload mentions a reply by telegate id.
+pub fn references(job: &Job) -> Result<Vec<i64>, OutgoingError> {
+    let reply_target = |options: &SendOptions| match options.reply_target() {
+        Some(ReplyTarget::Telegate(id)) => vec![id],
+        _ => Vec::new(),
+    };
+    Ok(match job.kind {
+        JobKind::Edit => vec![payload::<EditRequest>(job)?.message_id()],
+        JobKind::Delete => vec![payload::<DeleteRequest>(job)?.message_id],
+        _ if !job.payload.contains("\"reply_to_message_id\"") => Vec::new(),
+        JobKind::Interactive => reply_target(payload::<InteractiveRequest>(job)?.options()),
+        JobKind::Messages => reply_target(payload::<MessagesRequest>(job)?.options()),
+    })
+}
+
 /// The requests job `job` sends to `peer`, one per stored part, in order:
-/// from its stored form, else from its payload.
-pub fn requests(job: &Job, peer: tl::enums::InputPeer) -> Result<Vec<Outgoing>, OutgoingError> {
+/// from its stored form, else from its payload; `resolved` has Telegram's
+/// ids of its [`references`].
+pub fn requests(
+    job: &Job,
+    peer: tl::enums::InputPeer,
+    resolved: &Resolved,
+) -> Result<Vec<Outgoing>, OutgoingError> {
     let stored = job.wire.as_deref().and_then(|wire| match decode(wire) {
         Ok(requests) => Some(requests),
         Err(reason) => {
@@ -84,7 +151,7 @@ pub fn requests(job: &Job, peer: tl::enums::InputPeer) -> Result<Vec<Outgoing>, 
     });
     let mut built = match stored {
         Some(requests) => requests,
-        None => from_payload(job)?,
+        None => from_payload(job, &peer, resolved)?,
     };
     if built.len() != job.parts.len() {
         return Err(OutgoingError::Parts {
@@ -96,61 +163,184 @@ pub fn requests(job: &Job, peer: tl::enums::InputPeer) -> Result<Vec<Outgoing>, 
     for (request, part) in built.iter_mut().zip(&job.parts) {
         request.aim(peer.clone(), part.random_id);
     }
+    if matches!(job.kind, JobKind::Interactive | JobKind::Messages)
+        && let [message_id] = references(job)?.as_slice()
+        && let Some(first) = built.first_mut()
+    {
+        first.reply_to(resolve(resolved, *message_id, "reply_to_message_id")?);
+    }
     Ok(built)
 }
 
 /// The requests of a job stored without its requests, from its payload.
-fn from_payload(job: &Job) -> Result<Vec<Outgoing>, OutgoingError> {
+fn from_payload(
+    job: &Job,
+    peer: &tl::enums::InputPeer,
+    resolved: &Resolved,
+) -> Result<Vec<Outgoing>, OutgoingError> {
     Ok(match job.kind {
         JobKind::Interactive => interactive(&payload(job)?),
         JobKind::Messages => messages(&payload(job)?),
+        JobKind::Edit => vec![edit(&payload(job)?, resolved)?],
+        JobKind::Delete => vec![delete(job, &payload(job)?, peer, resolved)?],
     })
 }
 
 /// The one message of an interactive request (peer and `random_id` still
-/// to be aimed).
+/// to be aimed, a reply by telegate id still to be resolved).
 pub fn interactive(request: &InteractiveRequest) -> Vec<Outgoing> {
-    vec![Outgoing::Message(text_message(
-        tl::enums::InputPeer::Empty,
-        request.text().to_owned(),
-        Some(request.reply_markup()),
-        0,
+    let options = request.options();
+    vec![Outgoing::Message(with_options(
+        text_message(
+            tl::enums::InputPeer::Empty,
+            request.text().to_owned(),
+            Some(request.reply_markup()),
+            0,
+        ),
+        options,
+        reply_to(options),
     ))]
 }
 
 /// A text/media request: one message per planned part, in order (peer and
-/// `random_id`s still to be aimed).
+/// `random_id`s still to be aimed). The first part is the reply; every part
+/// carries the flags; the text's entities go with the text.
 pub fn messages(request: &MessagesRequest) -> Vec<Outgoing> {
+    let options = request.options();
     request
         .parts()
         .iter()
-        .map(|part| {
+        .enumerate()
+        .map(|(index, part)| {
             let reply_markup = part.reply_markup.map(|markup| markup.to_tl());
             let peer = tl::enums::InputPeer::Empty;
+            let reply_to = reply_to(options).filter(|_| index == 0);
             match part.content {
-                Content::Text(text) => {
-                    Outgoing::Message(text_message(peer, text.to_owned(), reply_markup, 0))
-                }
-                Content::Media { media, caption } => Outgoing::Media(media_message(
-                    peer,
-                    media.to_tl(),
-                    caption.unwrap_or_default().to_owned(),
-                    reply_markup,
-                    0,
+                Content::Text(text) => Outgoing::Message(with_options(
+                    text_message(peer, text.to_owned(), reply_markup, 0),
+                    options,
+                    reply_to,
                 )),
+                Content::Media { media, caption } => {
+                    let mut send = media_message(
+                        peer,
+                        media.to_tl(),
+                        caption.unwrap_or_default().to_owned(),
+                        reply_markup,
+                        0,
+                    );
+                    send.silent = options.silent();
+                    send.noforwards = options.noforwards();
+                    send.reply_to = reply_to;
+                    if caption.is_some() {
+                        send.entities = options.tl_entities();
+                    }
+                    Outgoing::Media(send)
+                }
             }
         })
         .collect()
 }
 
+/// The reply a message carries: to Telegram's id as given, or (a telegate
+/// id) to one filled in at send time.
+fn reply_to(options: &SendOptions) -> Option<tl::enums::InputReplyTo> {
+    match options.reply_target()? {
+        ReplyTarget::Channel(id) => Some(options.reply_to(id)),
+        ReplyTarget::Telegate(_) => Some(options.reply_to(0)),
+    }
+}
+
+fn with_options(
+    mut send: tl::functions::messages::SendMessage,
+    options: &SendOptions,
+    reply_to: Option<tl::enums::InputReplyTo>,
+) -> tl::functions::messages::SendMessage {
+    send.silent = options.silent();
+    send.noforwards = options.noforwards();
+    send.no_webpage = options.no_webpage();
+    send.reply_to = reply_to;
+    send.entities = options.tl_entities();
+    send
+}
+
+/// Telegram's id of telegate's message `message_id`, as resolved.
+fn resolve(
+    resolved: &Resolved,
+    message_id: i64,
+    field: &'static str,
+) -> Result<i32, OutgoingError> {
+    resolved
+        .get(&message_id)
+        .and_then(|&id| i32::try_from(id).ok())
+        .ok_or(OutgoingError::Unresolved { message_id, field })
+}
+
+/// `messages.editMessage` of the target's text and/or inline keyboard
+/// (peer still to be aimed).
+fn edit(request: &EditRequest, resolved: &Resolved) -> Result<Outgoing, OutgoingError> {
+    let id = resolve(resolved, request.message_id(), "message_id")?;
+    let entities = request.text().map(|_| {
+        request
+            .entities()
+            .iter()
+            .map(crate::formatting::Entity::to_tl)
+            .collect()
+    });
+    Ok(Outgoing::Edit(tl::functions::messages::EditMessage {
+        no_webpage: request.no_webpage(),
+        invert_media: false,
+        peer: tl::enums::InputPeer::Empty,
+        id,
+        message: request.text().map(str::to_owned),
+        media: None,
+        reply_markup: request.markup().map(|markup| markup.to_tl()),
+        entities,
+        schedule_date: None,
+        schedule_repeat_period: None,
+        quick_reply_shortcut_id: None,
+        rich_message: None,
+    }))
+}
+
+/// `messages.deleteMessages` (for both sides), or `channels.deleteMessages`
+/// in a supergroup.
+fn delete(
+    job: &Job,
+    request: &DeleteRequest,
+    peer: &tl::enums::InputPeer,
+    resolved: &Resolved,
+) -> Result<Outgoing, OutgoingError> {
+    let id = resolve(resolved, request.message_id, "message_id")?;
+    Ok(match (job.chat.peer(), peer) {
+        (Peer::Channel(_), tl::enums::InputPeer::Channel(channel)) => {
+            Outgoing::DeleteInChannel(tl::functions::channels::DeleteMessages {
+                channel: tl::types::InputChannel {
+                    channel_id: channel.channel_id,
+                    access_hash: channel.access_hash,
+                }
+                .into(),
+                id: vec![id],
+            })
+        }
+        _ => Outgoing::Delete(tl::functions::messages::DeleteMessages {
+            revoke: true,
+            id: vec![id],
+        }),
+    })
+}
+
 /// The stored form of `requests` ([`WIRE_VERSION`], then each request's TL
-/// bytes).
+/// bytes). Only sends have one; edits and deletes are built at send time.
 pub fn encode(requests: &[Outgoing]) -> Vec<u8> {
     let mut wire = vec![WIRE_VERSION];
     for request in requests {
         match request {
             Outgoing::Message(request) => request.serialize(&mut wire),
             Outgoing::Media(request) => request.serialize(&mut wire),
+            Outgoing::Edit(request) => request.serialize(&mut wire),
+            Outgoing::Delete(request) => request.serialize(&mut wire),
+            Outgoing::DeleteInChannel(request) => request.serialize(&mut wire),
         }
     }
     wire
@@ -307,6 +497,7 @@ mod tests {
         let built = requests(
             &job(JobKind::Interactive, &interactive_payload(), &[99]),
             peer.clone(),
+            &Resolved::new(),
         )
         .unwrap();
         let [Outgoing::Message(send)] = built.as_slice() else {
@@ -334,12 +525,16 @@ mod tests {
         let from_payload = requests(
             &job(JobKind::Interactive, &interactive_payload(), &[99]),
             peer.clone(),
+            &Resolved::new(),
         )
         .unwrap();
         // A payload no rule of this build accepts: only the stored form is read.
         let mut stored = job(JobKind::Interactive, "not json", &[99]);
         stored.wire = Some(wire);
-        assert_eq!(requests(&stored, peer).unwrap(), from_payload);
+        assert_eq!(
+            requests(&stored, peer, &Resolved::new()).unwrap(),
+            from_payload
+        );
     }
 
     #[test]
@@ -355,10 +550,10 @@ mod tests {
         assert_eq!(decode(&encode(&built)).unwrap(), built);
         let mut stored = job(JobKind::Messages, "not json", &[11, 22]);
         stored.wire = Some(encode(&built));
-        let sent = requests(&stored, ChatId::user(42).input_peer(0)).unwrap();
+        let sent = requests(&stored, ChatId::user(42).input_peer(0), &Resolved::new()).unwrap();
         assert_eq!(
             sent.iter().map(Outgoing::random_id).collect::<Vec<_>>(),
-            [11, 22]
+            [Some(11), Some(22)]
         );
     }
 
@@ -368,6 +563,7 @@ mod tests {
         let expected = requests(
             &job(JobKind::Interactive, &interactive_payload(), &[5]),
             peer.clone(),
+            &Resolved::new(),
         )
         .unwrap();
         let mut future = encode(&expected);
@@ -376,7 +572,10 @@ mod tests {
             assert!(decode(&wire).is_err(), "{wire:?}");
             let mut stored = job(JobKind::Interactive, &interactive_payload(), &[5]);
             stored.wire = Some(wire);
-            assert_eq!(requests(&stored, peer.clone()).unwrap(), expected);
+            assert_eq!(
+                requests(&stored, peer.clone(), &Resolved::new()).unwrap(),
+                expected
+            );
         }
     }
 
@@ -411,7 +610,7 @@ mod tests {
         };
         assert_eq!(old.wire, None);
         let peer = ChatId::user(42).input_peer(0);
-        let built = requests(old, peer.clone()).unwrap();
+        let built = requests(old, peer.clone(), &Resolved::new()).unwrap();
         let [Outgoing::Message(send)] = built.as_slice() else {
             panic!("one message");
         };
@@ -424,13 +623,18 @@ mod tests {
     fn unreadable_payloads_and_part_mismatches_are_errors() {
         let peer = ChatId::user(42).input_peer(0);
         assert!(matches!(
-            requests(&job(JobKind::Interactive, "{", &[1]), peer.clone()),
+            requests(
+                &job(JobKind::Interactive, "{", &[1]),
+                peer.clone(),
+                &Resolved::new()
+            ),
             Err(OutgoingError::Payload { job: 7, .. })
         ));
         assert_eq!(
             requests(
                 &job(JobKind::Interactive, &interactive_payload(), &[1, 2]),
-                peer
+                peer,
+                &Resolved::new()
             ),
             Err(OutgoingError::Parts {
                 job: 7,
@@ -453,7 +657,12 @@ mod tests {
                 {"mediaName":"b.pdf","mediaUri":"https://x.example/b.pdf","mimeType":"application/pdf"}],
                 "reply_markup":{"inline_keyboard":[[{"text":"Ok","callback_data":"ok"}]]}}"#,
         );
-        let built = requests(&job(JobKind::Messages, &payload, &[11, 22]), peer.clone()).unwrap();
+        let built = requests(
+            &job(JobKind::Messages, &payload, &[11, 22]),
+            peer.clone(),
+            &Resolved::new(),
+        )
+        .unwrap();
         let [Outgoing::Media(photo), Outgoing::Media(document)] = built.as_slice() else {
             panic!("{built:?}");
         };
@@ -484,7 +693,12 @@ mod tests {
             r#"{{"destination_user_id":42,"text":"{text}","media":
                 {{"mediaName":"a.gif","mediaUri":"https://x.example/a.gif","mimeType":"image/gif"}}}}"#
         ));
-        let built = requests(&job(JobKind::Messages, &payload, &[1, 2]), peer).unwrap();
+        let built = requests(
+            &job(JobKind::Messages, &payload, &[1, 2]),
+            peer,
+            &Resolved::new(),
+        )
+        .unwrap();
         let [Outgoing::Media(gif), Outgoing::Message(message)] = built.as_slice() else {
             panic!("{built:?}");
         };
@@ -494,7 +708,8 @@ mod tests {
         assert!(matches!(
             requests(
                 &job(JobKind::Messages, &payload, &[1]),
-                ChatId::user(42).input_peer(0)
+                ChatId::user(42).input_peer(0),
+                &Resolved::new()
             ),
             Err(OutgoingError::Parts {
                 stored: 1,

@@ -392,6 +392,103 @@ async fn every_described_response_is_produced() {
         404
     );
     clicking.await.unwrap().unwrap();
+    // Operations on a sent message, cancelling a held job, chat actions.
+    let sent = seen
+        .post(
+            &client,
+            &format!("{MESSAGES}?wait=30"),
+            json!({"destination_user_id": bob, "text": "v1"}).to_string(),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+    let message_id = sent.json().unwrap()["message_id"].as_i64().unwrap();
+    let edit = format!("/api/v1/telegram/messages/{message_id}/edit");
+    assert_eq!(
+        seen.post(&client, &edit, r#"{"text":"v2"}"#).await.status,
+        202
+    );
+    let waited = seen
+        .post(&client, &format!("{edit}?wait=30"), r#"{"text":"v3"}"#)
+        .await;
+    assert_eq!(waited.status, 201, "{:?}", waited.body);
+    assert_eq!(
+        seen.post(&client, &edit, r#"{"txt":"v4"}"#).await.status,
+        400
+    );
+    let unknown = "/api/v1/telegram/messages/987654";
+    assert_eq!(
+        seen.post(&client, &format!("{unknown}/edit"), r#"{"text":"x"}"#)
+            .await
+            .status,
+        404
+    );
+    let message = format!("/api/v1/telegram/messages/{message_id}");
+    assert_eq!(
+        seen.send(&client, "DELETE", &message, &[], "{\"x\":1}".into())
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        seen.send(&client, "DELETE", unknown, &[], String::new())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        seen.send(&client, "DELETE", &message, &[], String::new())
+            .await
+            .status,
+        202
+    );
+    let held = seen
+        .post(
+            &client,
+            MESSAGES,
+            json!({"destination_user_id": cy, "text": "later",
+            "send_at": "2099-01-01T00:00:00Z"})
+            .to_string(),
+        )
+        .await;
+    // More than 30 days ahead: refused; an hour ahead is held.
+    assert_eq!(held.status, 400);
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600)).to_string();
+    let held = seen
+        .post(
+            &client,
+            MESSAGES,
+            json!({"destination_user_id": cy, "text": "later", "send_at": later}).to_string(),
+        )
+        .await;
+    assert_eq!(held.status, 202);
+    let job = format!("/api/v1/jobs/{}", held.json().unwrap()["job_id"]);
+    assert_eq!(
+        seen.send(&client, "DELETE", &job, &[], String::new())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        seen.send(&client, "DELETE", &job, &[], String::new())
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        seen.send(&client, "DELETE", "/api/v1/jobs/987654", &[], String::new())
+            .await
+            .status,
+        404
+    );
+    let action = "/api/v1/telegram/chat_action";
+    let typing = json!({"destination_user_id": cy, "action": "typing"}).to_string();
+    assert_eq!(seen.post(&client, action, typing.clone()).await.status, 200);
+    assert_eq!(
+        seen.post(&client, action, r#"{"action":"typing"}"#)
+            .await
+            .status,
+        400
+    );
     world.stop().await;
 
     // A server whose store is closed and unreadable, with no bot: the 503s.
@@ -431,6 +528,13 @@ async fn every_described_response_is_produced() {
         assert_eq!(seen.get(&closed, path).await.status, 503, "{path}");
     }
     assert_eq!(seen.post(&closed, &retry(1, ""), "").await.status, 503);
+    let typing = json!({"destination_user_id": 1, "action": "typing"}).to_string();
+    assert_eq!(
+        seen.post(&closed, "/api/v1/telegram/chat_action", typing)
+            .await
+            .status,
+        503
+    );
     assert_eq!(seen.get(&closed, "/api/v1/webhook/dead").await.status, 404);
     let replay = seen
         .post(&closed, "/api/v1/webhook/replay", r#"{"from":0,"to":1}"#)

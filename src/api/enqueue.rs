@@ -43,8 +43,11 @@ pub struct Validated {
     pub payload: String,
     /// Telegram messages the job becomes (at least 1).
     pub parts: u16,
-    /// Those messages' requests, in `outgoing`'s stored form.
-    pub wire: Vec<u8>,
+    /// Those messages' requests, in `outgoing`'s stored form (`None`: built
+    /// when the job goes out, as an edit or delete is).
+    pub wire: Option<Vec<u8>>,
+    /// `send_at`: not before then.
+    pub not_before: Option<crate::queue::Timestamp>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -69,12 +72,13 @@ pub async fn post_interactive(
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
     let request = InteractiveRequest::from_json(body)?;
     let requests = outgoing::interactive(&request);
-    Validated::new(
+    Ok(Validated::new(
         request.destination(),
         JobKind::Interactive,
         &request,
         &requests,
-    )
+    )?
+    .held_until(request.options().send_at()))
 }
 
 impl Validated {
@@ -103,8 +107,34 @@ impl Validated {
             kind,
             payload,
             parts,
-            wire: outgoing::encode(requests),
+            wire: Some(outgoing::encode(requests)),
+            not_before: None,
         })
+    }
+
+    /// A one-part job of `kind` for `chat` whose request is built when it
+    /// goes out (it names a message whose Telegram id is not known yet).
+    pub fn built_at_send(
+        chat: ChatId,
+        kind: JobKind,
+        request: &impl serde::Serialize,
+    ) -> Result<Self, ApiError> {
+        let payload = serde_json::to_string(request)
+            .map_err(|e| ApiError::rejected(format!("cannot store the request: {e}")))?;
+        Ok(Validated {
+            chat,
+            kind,
+            payload,
+            parts: 1,
+            wire: None,
+            not_before: None,
+        })
+    }
+
+    /// Held until `at` (`send_at`), if given.
+    pub fn held_until(mut self, at: Option<crate::queue::Timestamp>) -> Self {
+        self.not_before = at;
+        self
     }
 }
 
@@ -124,7 +154,8 @@ impl Validated {
             payload: self.payload,
             parts: self.parts,
             idempotency_key,
-            wire: Some(self.wire),
+            wire: self.wire,
+            not_before: self.not_before,
         }
     }
 }

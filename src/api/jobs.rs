@@ -53,6 +53,13 @@ pub fn view(job: &Job) -> Value {
 /// The job with the normalized payload it will send.
 pub fn view_with_payload(job: &Job) -> Value {
     let mut view = view(job);
+    let (reference, metadata) = crate::send_options::correlation(&job.payload);
+    if let Some(reference) = reference {
+        view["reference"] = json!(reference);
+    }
+    if let Some(metadata) = metadata {
+        view["metadata"] = metadata;
+    }
     view["payload"] = serde_json::from_str::<Value>(&job.payload)
         .unwrap_or_else(|_| Value::String(job.payload.clone()));
     view
@@ -87,6 +94,30 @@ pub async fn get_job(
         Ok(Some(job)) => answer::json(&request_id, StatusCode::OK, view_with_payload(&job)),
         Ok(None) => Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id),
         Err(failure) => failure.answer(&request_id),
+    }
+}
+
+/// `DELETE /api/v1/jobs/{job_id}`: cancels a queued job nothing of which
+/// was sent; 409 naming its state otherwise.
+pub async fn cancel_job(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(job_id): Path<String>,
+) -> Response {
+    let Ok(id) = job_id.parse::<JobId>() else {
+        return Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id);
+    };
+    match api.queue.cancel(id, crate::queue::Timestamp::now()).await {
+        Ok(job) => answer::json(&request_id, StatusCode::OK, view(&job)),
+        Err(QueueError::NoSuchJob(_)) => {
+            Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id)
+        }
+        Err(refused @ QueueError::NotCancellable { state, .. }) => {
+            let mut body = json!({"error": refused.to_string(), "state": state});
+            body["job_id"] = json!(id);
+            answer::json(&request_id, StatusCode::CONFLICT, body)
+        }
+        Err(error) => Failure::from(error).answer(&request_id),
     }
 }
 

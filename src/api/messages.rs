@@ -32,10 +32,11 @@ pub async fn post_messages(
 fn validate(body: &[u8]) -> Result<Validated, ApiError> {
     let request = MessagesRequest::from_json(body)?;
     let requests = outgoing::messages(&request);
-    Validated::new(
+    Ok(Validated::new(
         request.destination(),
         JobKind::Messages,
         &request,
         &requests,
-    )
+    )?
+    .held_until(request.options().send_at()))
 }

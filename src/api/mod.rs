@@ -27,6 +27,7 @@
 
 mod answer;
 mod callbacks;
+mod chat_action;
 pub mod client;
 mod cm;
 mod connections;
@@ -37,6 +38,7 @@ mod health;
 pub mod jobs;
 mod media;
 mod messages;
+mod operations;
 mod protocol;
 mod query;
 pub mod request_id;
@@ -49,7 +51,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Router, middleware};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -60,6 +62,7 @@ pub use request_id::RequestId;
 
 use crate::bot_state::BotStates;
 use crate::callbacks::CallbackAnswerer;
+use crate::chat_action::ChatActions;
 use crate::config::{ApiConfig, Respond};
 use crate::download::Downloads;
 use crate::events::EventStore;
@@ -78,6 +81,8 @@ pub struct Services {
     pub webhook: Option<WebhookMonitor>,
     /// `None` while there is no Telegram connection to fetch files with.
     pub downloads: Option<Downloads>,
+    /// `None` while there is no Telegram connection to show actions with.
+    pub chat_actions: Option<ChatActions>,
     /// The bots' session states (`/readyz`); `None`: no bot runs.
     pub bots: Option<BotStates>,
 }
@@ -91,6 +96,7 @@ impl Services {
             callbacks: None,
             webhook: None,
             downloads: None,
+            chat_actions: None,
             bots: None,
         }
     }
@@ -104,6 +110,7 @@ pub struct ApiState {
     pub callbacks: Option<CallbackAnswerer>,
     pub webhook: Option<WebhookMonitor>,
     pub downloads: Option<Downloads>,
+    pub chat_actions: Option<ChatActions>,
     pub bots: Option<BotStates>,
     pub max_body_bytes: usize,
     /// When an enqueue without `?wait=` is answered, and how long `sent`
@@ -152,9 +159,13 @@ macro_rules! routes {
 routes! {
     post "/api/v1/telegram/interactive" => enqueue::post_interactive,
     post "/api/v1/telegram/messages" => messages::post_messages,
+    post "/api/v1/telegram/messages/{message_id}/edit" => operations::post_edit,
+    delete "/api/v1/telegram/messages/{message_id}" => operations::delete_message,
+    post "/api/v1/telegram/chat_action" => chat_action::post_chat_action,
     post "/v1.0/message" => cm::post_message,
     get "/api/v1/jobs" => jobs::list_jobs,
     get "/api/v1/jobs/{job_id}" => jobs::get_job,
+    delete "/api/v1/jobs/{job_id}" => jobs::cancel_job,
     post "/api/v1/jobs/{job_id}/retry" => jobs::retry_job,
     get "/api/v1/events" => events::stream,
     post "/api/v1/callbacks/{query_id}/answer" => callbacks::post_answer,
@@ -190,6 +201,7 @@ fn api_state(services: Services, config: &ApiConfig, stopping: watch::Receiver<b
         callbacks: services.callbacks,
         webhook: services.webhook,
         downloads: services.downloads,
+        chat_actions: services.chat_actions,
         bots: services.bots,
         max_body_bytes: config.max_body_bytes,
         respond: config.respond,

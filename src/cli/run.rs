@@ -23,6 +23,7 @@ use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
 use crate::bot_state::{BotState, BotStates};
 use crate::callbacks::CallbackAnswerer;
+use crate::chat_action::ChatActions;
 use crate::config::{Config, StateDir, StateLock, TelegramConfig};
 use crate::download::Downloads;
 use crate::events::EventStore;
@@ -133,6 +134,9 @@ pub async fn daemon(
         })
     });
 
+    let (chat_actions, showing) = ChatActions::new(Arc::clone(&telegram), &queue, stopping.clone());
+    let showing = tokio::spawn(showing);
+
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
     crate::systemd::ready();
@@ -143,6 +147,7 @@ pub async fn daemon(
         callbacks: Some(callbacks.clone()),
         webhook: monitor,
         downloads: Some(Downloads::new(telegram.client().clone())),
+        chat_actions: Some(chat_actions),
         bots: Some(bots.clone()),
     };
     let scraping = match config.metrics.listen {
@@ -186,6 +191,8 @@ pub async fn daemon(
         worked
     };
     let (served, worked) = tokio::join!(serving, working);
+    // The action loop ends once `stopping` is true (as it is now).
+    let _ = showing.await;
     telegram.set_state(BotState::Stopped);
     let _ = watchdog.await;
     if let Some(scraping) = scraping {

@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::NewEvent;
-use crate::queue::{Job, JobKind, JobState, Timestamp};
+use crate::queue::{Job, JobState, Timestamp};
 
 /// Where a message came from and went to.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +186,9 @@ pub struct Click {
     pub data: Vec<u8>,
     /// telegate's id of that message, when telegate sent it.
     pub message_id: Option<i64>,
+    /// The `reference` and `metadata` of the job that sent it.
+    pub reference: Option<String>,
+    pub job_metadata: Option<Value>,
     pub at: Timestamp,
 }
 
@@ -213,7 +216,8 @@ pub fn clicked(click: &Click) -> NewEvent {
                 "platformAddress": click.bot_id.to_string(),
             }]},
             "details": format!("{payload}_clicked"),
-            "metadata": {"button": {"payload": payload}},
+            "metadata": {"button": {"payload": payload}, "job": click.job_metadata},
+            "reference": click.reference,
             "query_id": click.query_id.to_string(),
         }],
     });
@@ -224,20 +228,11 @@ pub fn clicked(click: &Click) -> NewEvent {
     }
 }
 
-/// The `reference` a client gave its text and media job (CM.com's), if any.
-fn client_reference(job: &Job) -> Option<String> {
-    if job.kind != JobKind::Messages {
-        return None;
-    }
-    let payload: Value = serde_json::from_str(&job.payload).ok()?;
-    payload.get("reference")?.as_str().map(str::to_owned)
-}
-
 /// The result of an outbound job, `sent` or `failed`; its id is
 /// `job:{job_id}:{state}`. `None` for a job that has not settled.
 pub fn job_result(job: &Job) -> Option<NewEvent> {
     let status = match job.state {
-        JobState::Sent | JobState::Failed => job.state.as_str(),
+        JobState::Sent | JobState::Failed | JobState::Cancelled => job.state.as_str(),
         JobState::Queued | JobState::Sending => return None,
     };
     let id = format!("job:{}:{status}", job.id.get());
@@ -253,10 +248,14 @@ pub fn job_result(job: &Job) -> Option<NewEvent> {
         })
         .collect();
     let at = job.updated_at.to_string();
+    // The client's own `reference` if it gave one, else the enqueue's
+    // request id.
+    let (reference, metadata) = crate::send_options::correlation(&job.payload);
     let event = json!({
         "id": id,
         "jobId": job.id.get().to_string(),
-        "reference": client_reference(job).unwrap_or_else(|| job.request_id.clone()),
+        "reference": reference.unwrap_or_else(|| job.request_id.clone()),
+        "metadata": metadata,
         "receiver": {"contacts": [{"identifierValue": chat.to_string()}]},
         "meta": {"extraInformation": {"ChatID": chat.to_string()}},
         "parts": parts,
@@ -333,6 +332,8 @@ mod tests {
             msg_id: 174,
             data: b"postback-payload-2".to_vec(),
             message_id: Some(9),
+            reference: Some("order-7".into()),
+            job_metadata: Some(json!({"crm": 1})),
             at: Timestamp::from_millis(0),
         });
         assert_eq!(event.id, "callback:-42");
@@ -348,5 +349,7 @@ mod tests {
         );
         assert_eq!(result["messageId"], "9");
         assert_eq!(result["query_id"], "-42");
+        assert_eq!(result["reference"], "order-7");
+        assert_eq!(result["metadata"]["job"], json!({"crm": 1}));
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
-use crate::queue::{JobState, Queue, QueueError, Timestamp};
+use crate::queue::{Queue, QueueError, Timestamp};
 
 /// How often old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -159,7 +159,7 @@ impl EventStore {
 async fn settled(jobs: &mut broadcast::Receiver<crate::queue::JobEvent>) -> bool {
     loop {
         match jobs.recv().await {
-            Ok(event) if matches!(event.state, JobState::Sent | JobState::Failed) => return true,
+            Ok(event) if event.state.is_final() => return true,
             Ok(_) => continue,
             Err(broadcast::error::RecvError::Lagged(_)) => return true,
             Err(broadcast::error::RecvError::Closed) => {

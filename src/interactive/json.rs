@@ -477,6 +477,43 @@ pub fn as_i64(value: Json<'_>, path: &Path<'_>) -> Result<i64, ApiError> {
     }
 }
 
+/// `value` as a `serde_json::Value` (for free-form client data such as a
+/// job's `metadata`).
+pub fn to_value(value: Json<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    match value.node() {
+        Node::Null | Node::Key(_) => Value::Null,
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Int(i) => Value::from(*i),
+        Node::UInt(u) => Value::from(*u),
+        Node::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Node::String(s) => Value::String(s.as_ref().to_owned()),
+        Node::Array { len, .. } => Value::Array(
+            Array {
+                array: value,
+                len: *len,
+            }
+            .iter()
+            .map(to_value)
+            .collect(),
+        ),
+        Node::Object { len, .. } => {
+            let root = Path::root("");
+            let object = Object {
+                object: value,
+                len: *len,
+                path: &root,
+            };
+            Value::Object(
+                object
+                    .fields()
+                    .map(|(key, value)| (key.to_owned(), to_value(value)))
+                    .collect(),
+            )
+        }
+    }
+}
+
 /// `value` as an array at `path` (code 4 otherwise).
 pub fn as_array<'v>(value: Json<'v>, path: &Path<'_>) -> Result<Array<'v>, ApiError> {
     match value.node() {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
-pub(crate) use json::{Document, Json, Object, as_array, as_i64, as_str};
+pub(crate) use json::{Array, Document, Json, Object, as_array, as_bool, as_i64, as_str, to_value};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
 pub(crate) use path::{Path, echo};
@@ -45,6 +45,8 @@ pub use summary::Summary;
 
 use crate::chat::{ChatId, ChatIdError};
 use crate::error::{ApiError, ErrorCode};
+use crate::formatting::{FormattedText, ParseMode};
+use crate::send_options::{self, SendOptions};
 
 /// A validated `POST /api/v1/telegram/interactive` body, WhatsApp shapes
 /// already translated into Telegram's.
@@ -57,6 +59,8 @@ pub struct InteractiveRequest {
     telegram_interactive_message: InteractiveMessage,
     #[serde(skip_serializing_if = "Option::is_none")]
     intercom_teammate_id: Option<String>,
+    #[serde(flatten)]
+    options: SendOptions,
 }
 
 /// The text of an interactive message and its markup; serializes as the
@@ -69,7 +73,7 @@ pub struct InteractiveMessage {
 }
 
 impl InteractiveRequest {
-    const FIELDS: &[&str] = &[
+    const OWN_FIELDS: &[&str] = &[
         "destination_user_id",
         "telegram_interactive_message",
         "waba_interactive_message",
@@ -90,8 +94,10 @@ impl InteractiveRequest {
 
     fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
         let root = Path::root("");
-        let body = Object::new(value, &root, Self::FIELDS)?;
+        let body = Object::any_fields(value, &root)?;
+        body.deny_unknown(&[Self::OWN_FIELDS, send_options::FIELDS].concat())?;
         let destination_user_id = read_chat_id(&body, "destination_user_id")?;
+        let mode = SendOptions::parse_mode(&body)?;
         let telegram_interactive_message = match (
             body.get("telegram_interactive_message"),
             body.get("waba_interactive_message"),
@@ -99,9 +105,19 @@ impl InteractiveRequest {
             (Some(telegram), None) => InteractiveMessage::from_tree(
                 telegram,
                 &body.path_of("telegram_interactive_message"),
+                mode,
             )?,
             (None, Some(whatsapp)) => {
-                crate::whatsapp::translate(whatsapp, &body.path_of("waba_interactive_message"))?
+                if mode.is_some() {
+                    return Err(body.path_of("parse_mode").broken(
+                        "applies to `telegram_interactive_message.text`; a WhatsApp body's text is composed by telegate",
+                    ));
+                }
+                let message = crate::whatsapp::translate(
+                    whatsapp,
+                    &body.path_of("waba_interactive_message"),
+                )?;
+                (message, FormattedText::default())
             }
             (None, None) => {
                 return Err(ApiError {
@@ -117,11 +133,20 @@ impl InteractiveRequest {
                 ));
             }
         };
+        let (telegram_interactive_message, mut formatted) = telegram_interactive_message;
+        formatted.text = telegram_interactive_message.text.clone();
+        let options = SendOptions::read(&body, Some(&formatted))?;
         Ok(InteractiveRequest {
             destination_user_id,
             telegram_interactive_message,
             intercom_teammate_id: body.opt_str("intercom_teammate_id")?.map(str::to_owned),
+            options,
         })
+    }
+
+    /// Formatting, reply, flags, correlation and schedule.
+    pub fn options(&self) -> &SendOptions {
+        &self.options
     }
 
     /// The chat the message goes to.
@@ -168,15 +193,23 @@ impl InteractiveMessage {
         InteractiveMessage { text, markup }
     }
 
-    /// Reads and checks `{"type", "text", "reply_markup"}` at `path`.
-    fn from_tree(value: Json<'_>, path: &Path<'_>) -> Result<Self, ApiError> {
+    /// Reads and checks `{"type", "text", "reply_markup"}` at `path`, the
+    /// text written in `mode`; the message (with plain text) and the
+    /// text's entities.
+    fn from_tree(
+        value: Json<'_>,
+        path: &Path<'_>,
+        mode: Option<ParseMode>,
+    ) -> Result<(Self, FormattedText), ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
-        let text = object.str("text")?;
-        rules::message_text(text, &object.path_of("text"))?;
-        Ok(InteractiveMessage {
-            text: text.to_owned(),
+        let text_path = object.path_of("text");
+        let formatted = SendOptions::format(mode, object.str("text")?, &text_path)?;
+        rules::message_text(&formatted.text, &text_path)?;
+        let message = InteractiveMessage {
+            text: formatted.text.clone(),
             markup: Markup::from_object(&object)?,
-        })
+        };
+        Ok((message, formatted))
     }
 
     /// The message text.

@@ -109,8 +109,11 @@ impl Queue {
         channel_message_ids: Vec<Option<i64>>,
         now: Timestamp,
     ) -> Result<Job, QueueError> {
-        self.write(move |conn, events| settle_sent(conn, id, channel_message_ids, now, events))
-            .await
+        let sent = self
+            .write(move |conn, events| settle_sent(conn, id, channel_message_ids, now, events))
+            .await?;
+        self.inner.recent.remember(&sent);
+        Ok(sent)
     }
 
     /// [`Queue::mark_sent`], then, in the same commit, takes the next due
@@ -128,18 +131,21 @@ impl Queue {
         S: Send + 'static,
         F: FnOnce(&Job) -> Option<S> + Send + 'static,
     {
-        self.write(move |conn, events| {
-            let sent = settle_sent(conn, id, channel_message_ids, now, events)?;
-            let Some(next) = read::next_due_of_chat(conn, sent.chat, now)? else {
-                return Ok((sent, None));
-            };
-            let Some(admitted) = admit(&next) else {
-                return Ok((sent, None));
-            };
-            let next = take(conn, vec![next], now, events)?.pop();
-            Ok((sent, next.map(|job| (job, admitted))))
-        })
-        .await
+        let taken = self
+            .write(move |conn, events| {
+                let sent = settle_sent(conn, id, channel_message_ids, now, events)?;
+                let Some(next) = read::next_due_of_chat(conn, sent.chat, now)? else {
+                    return Ok((sent, None));
+                };
+                let Some(admitted) = admit(&next) else {
+                    return Ok((sent, None));
+                };
+                let next = take(conn, vec![next], now, events)?.pop();
+                Ok((sent, next.map(|job| (job, admitted))))
+            })
+            .await?;
+        self.inner.recent.remember(&taken.0);
+        Ok(taken)
     }
 
     /// The job failed for good with `error`.
@@ -338,7 +344,7 @@ fn expect_sending(conn: &Connection, id: JobId) -> Result<ChatId, QueueError> {
 }
 
 /// Moves job `id` to `state` and records `error` (cleared when `None`).
-fn settle(
+pub(super) fn settle(
     conn: &Connection,
     id: JobId,
     chat: ChatId,

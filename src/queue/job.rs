@@ -41,7 +41,8 @@ impl FromStr for JobId {
 }
 
 /// Where a job is in its life: `queued → sending → sent | failed`, and back
-/// to `queued` for a retry or after a crash.
+/// to `queued` for a retry or after a crash; `queued → cancelled` when a
+/// client cancels it before any part went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -49,14 +50,16 @@ pub enum JobState {
     Sending,
     Sent,
     Failed,
+    Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 4] = [
+    pub const ALL: [JobState; 5] = [
         JobState::Queued,
         JobState::Sending,
         JobState::Sent,
         JobState::Failed,
+        JobState::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,13 +68,17 @@ impl JobState {
             JobState::Sending => "sending",
             JobState::Sent => "sent",
             JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
         }
     }
 
     /// Whether the job is done for good (Telegram has no delivery receipts,
     /// so `sent` is as far as it goes).
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Sent | JobState::Failed)
+        matches!(
+            self,
+            JobState::Sent | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -83,7 +90,7 @@ impl fmt::Display for JobState {
 
 /// Why a string is not a job state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job state `{0}` (expected queued, sending, sent or failed)")]
+#[error("unknown job state `{0}` (expected queued, sending, sent, failed or cancelled)")]
 pub struct UnknownState(pub String);
 
 impl FromStr for JobState {
@@ -114,6 +121,10 @@ pub enum JobKind {
     Interactive,
     /// Text and media (`POST /api/v1/telegram/messages`).
     Messages,
+    /// An edit of a sent message (`crate::operations::EditRequest`).
+    Edit,
+    /// A delete of a sent message (`crate::operations::DeleteRequest`).
+    Delete,
 }
 
 impl JobKind {
@@ -121,13 +132,20 @@ impl JobKind {
         match self {
             JobKind::Interactive => "interactive",
             JobKind::Messages => "messages",
+            JobKind::Edit => "edit",
+            JobKind::Delete => "delete",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [JobKind::Interactive, JobKind::Messages]
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
+        [
+            JobKind::Interactive,
+            JobKind::Messages,
+            JobKind::Edit,
+            JobKind::Delete,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == s)
     }
 }
 
@@ -206,6 +224,8 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// The requests it sends, in `outgoing`'s stored form (see [`Job::wire`]).
     pub wire: Option<Vec<u8>>,
+    /// Held until then (`send_at`); `None`: due at once.
+    pub not_before: Option<Timestamp>,
 }
 
 impl NewJob {
@@ -225,6 +245,7 @@ impl NewJob {
             parts: 1,
             idempotency_key: None,
             wire: None,
+            not_before: None,
         }
     }
 }

@@ -9,11 +9,13 @@
 //! is announced on a broadcast channel, so waiters and the worker wake
 //! without polling.
 
+mod cancel;
 mod consumer;
 mod expiry;
 pub mod job;
 mod persist;
 mod read;
+mod recent;
 mod retry;
 mod schema;
 mod store;
@@ -42,6 +44,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 #[cfg(test)]
 pub(crate) use schema::migrate_to;
 
+use recent::RecentSent;
 use store::Readers;
 use writer::Writer;
 
@@ -80,6 +83,15 @@ pub enum QueueError {
     },
     #[error("a job needs at least one part")]
     NoParts,
+    #[error(
+        "job {id} is {state}{}: only a queued job with nothing sent yet can be cancelled",
+        if *sent_parts > 0 { format!(" with {sent_parts} part(s) sent") } else { String::new() }
+    )]
+    NotCancellable {
+        id: JobId,
+        state: JobState,
+        sent_parts: i64,
+    },
 }
 
 impl QueueError {
@@ -108,6 +120,8 @@ struct Inner {
     writer: Writer,
     readers: Readers,
     events: broadcast::Sender<JobEvent>,
+    /// Messages just sent, for clicks on them.
+    recent: RecentSent,
 }
 
 impl Queue {
@@ -131,6 +145,7 @@ impl Queue {
                 writer,
                 readers: Readers::new(path),
                 events,
+                recent: RecentSent::default(),
             }),
         })
     }
@@ -176,13 +191,37 @@ impl Queue {
     }
 
     /// The sent message Telegram knows as `channel_message_id` in `chat`, and
-    /// the job it belongs to.
+    /// the job it belongs to (from memory if it was sent recently).
     pub async fn sent_message(
         &self,
         chat: ChatId,
         channel_message_id: i64,
     ) -> Result<Option<SentMessage>, QueueError> {
+        if let Some(sent) = self.inner.recent.get(chat, channel_message_id) {
+            return Ok(Some(sent));
+        }
         self.read(move |conn| read::sent_message(conn, chat, channel_message_id))
+            .await
+    }
+
+    /// The job, chat and kind of telegate's message `message_id`.
+    pub async fn message(
+        &self,
+        message_id: i64,
+    ) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+        self.read(move |conn| read::message(conn, message_id)).await
+    }
+
+    /// Telegram's ids of telegate's messages `message_ids` sent to `chat`.
+    pub async fn channel_message_ids(
+        &self,
+        chat: ChatId,
+        message_ids: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, i64>, QueueError> {
+        if message_ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        self.read(move |conn| read::channel_message_ids(conn, chat, &message_ids))
             .await
     }
 
@@ -299,7 +338,7 @@ fn insert(
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
                                attempts, not_before, created_at, updated_at, wire)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7, ?7, ?8)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?9, ?7, ?7, ?8)
              ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -311,6 +350,7 @@ fn insert(
             job.idempotency_key,
             now.as_millis(),
             job.wire,
+            job.not_before.map_or(now, |at| at.max(now)).as_millis(),
         ])?;
     if inserted == 0 {
         return first_with_key(conn, job);

@@ -328,3 +328,48 @@ pub(super) fn sent_message(
         .optional()?;
     Ok(found)
 }
+
+/// Telegram's ids of telegate's messages `message_ids` that were sent to
+/// `chat` (others are left out).
+pub(super) fn channel_message_ids(
+    conn: &Connection,
+    chat: ChatId,
+    message_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, i64>, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.channel_message_id FROM parts p JOIN jobs j ON j.id = p.job_id
+         WHERE p.message_id = ?1 AND j.chat = ?2 AND p.channel_message_id IS NOT NULL",
+    )?;
+    let mut found = std::collections::HashMap::new();
+    for &message_id in message_ids {
+        if let Some(channel_id) = stmt
+            .query_row(params![message_id, chat.get()], |row| row.get::<_, i64>(0))
+            .optional()?
+        {
+            found.insert(message_id, channel_id);
+        }
+    }
+    Ok(found)
+}
+
+/// The chat and kind of the job telegate's message `message_id` belongs to.
+pub(super) fn message(
+    conn: &Connection,
+    message_id: i64,
+) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT j.id, j.chat, j.kind FROM parts p JOIN jobs j ON j.id = p.job_id
+             WHERE p.message_id = ?1",
+        )?
+        .query_row([message_id], |row| {
+            let kind: String = row.get(2)?;
+            Ok((
+                JobId::new(row.get(0)?),
+                chat(row, 1)?,
+                JobKind::parse(&kind).ok_or_else(|| bad_column(2, format!("job kind `{kind}`")))?,
+            ))
+        })
+        .optional()?;
+    Ok(found)
+}

@@ -4,7 +4,7 @@
 //! open, the missing ones run in order, each in its own transaction. A
 //! migration is never edited once released: changes are new entries.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::QueueError;
 
@@ -90,6 +90,41 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE jobs ADD COLUMN wire BLOB;
     ",
+    // 4: a client may cancel a queued job: the state `cancelled`. SQLite
+    // cannot change a CHECK in place, so `jobs` is rebuilt (the documented
+    // way: new table, copy, drop, rename; foreign keys checked before the
+    // commit, see `run`).
+    "
+    CREATE TABLE jobs_with_cancel (
+        id              INTEGER PRIMARY KEY,
+        request_id      TEXT    NOT NULL,
+        bot             TEXT    NOT NULL,
+        chat            INTEGER NOT NULL,
+        kind            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL,
+        idempotency_key TEXT,
+        state           TEXT    NOT NULL
+                        CHECK (state IN ('queued', 'sending', 'sent', 'failed', 'cancelled')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        not_before      INTEGER NOT NULL,
+        error_code      INTEGER,
+        error_text      TEXT,
+        error_name      TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        wire            BLOB
+    );
+    INSERT INTO jobs_with_cancel
+        SELECT id, request_id, bot, chat, kind, payload, idempotency_key, state, attempts,
+               not_before, error_code, error_text, error_name, created_at, updated_at, wire
+        FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_with_cancel RENAME TO jobs;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX jobs_active ON jobs (chat, id) WHERE state IN ('queued', 'sending');
+    CREATE INDEX jobs_by_state ON jobs (state, id);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -110,10 +145,29 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), QueueError> 
             known: VERSION,
         });
     }
+    // A migration that rebuilds a table drops it first, which foreign keys
+    // would refuse (SQLite's way to change a table: keys off around the
+    // transaction, checked before it commits).
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migrated = run(conn, found, target);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    migrated
+}
+
+fn run(conn: &mut Connection, found: u32, target: u32) -> Result<(), QueueError> {
     let migrations = MIGRATIONS.iter().take(target as usize);
     for (version, sql) in (1..).zip(migrations).skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(QueueError::Commit(format!(
+                "migration {version} left rows of `{table}` without their parent"
+            )));
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "store schema migrated");
@@ -139,5 +193,45 @@ mod tests {
             .unwrap();
         let err = migrate(&mut conn).unwrap_err();
         assert!(matches!(err, QueueError::SchemaTooNew { .. }), "{err}");
+    }
+
+    #[test]
+    fn jobs_and_parts_survive_the_rebuild_that_allows_cancelled_v4() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, not_before,
+                               created_at, updated_at)
+             VALUES (7, 'r', 'default', 42, 'interactive', '{}', 'queued', 0, 0, 0);
+             INSERT INTO parts (job_id, seq, random_id) VALUES (7, 0, 99);",
+        )
+        .unwrap();
+        let refused = conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 7", []);
+        assert!(refused.is_err(), "v3 has no cancelled state");
+
+        migrate(&mut conn).unwrap();
+        conn.execute("UPDATE jobs SET state = 'cancelled' WHERE id = 7", [])
+            .unwrap();
+        let (state, random_id): (String, i64) = conn
+            .query_row(
+                "SELECT j.state, p.random_id FROM jobs j JOIN parts p ON p.job_id = j.id",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), random_id), ("cancelled", 99));
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .unwrap();
+        assert!(enforced, "foreign keys are on again after migrating");
+        let orphan = conn.execute(
+            "INSERT INTO parts (job_id, seq, random_id) VALUES (8, 0, 1)",
+            [],
+        );
+        assert!(orphan.is_err(), "parts still need their job");
     }
 }

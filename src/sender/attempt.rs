@@ -32,7 +32,12 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
         Peer::User(user_id) => telegram.user_access_hash(user_id).await,
         Peer::Group(_) | Peer::Channel(_) => 0,
     };
-    let requests = match outgoing::requests(job, job.chat.input_peer(access_hash)) {
+    let references = match outgoing::references(job) {
+        Ok(references) => references,
+        Err(error) => return Ok(Attempt::Unbuildable(error)),
+    };
+    let resolved = queue.channel_message_ids(job.chat, references).await?;
+    let requests = match outgoing::requests(job, job.chat.input_peer(access_hash), &resolved) {
         Ok(requests) => requests,
         Err(error) => return Ok(Attempt::Unbuildable(error)),
     };
@@ -43,7 +48,7 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
             continue;
         }
         let sent = match invoke(telegram, request).await {
-            Ok(updates) => sent_message_id(&updates, request.random_id()).map(i64::from),
+            Ok(sent) => sent.map(i64::from),
             Err(error) => match judge(&error) {
                 Verdict::AlreadySent => {
                     tracing::info!(
@@ -66,13 +71,28 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
     Ok(Attempt::Sent(ids))
 }
 
+/// Sends one request; Telegram's id of the message it sent, if it sent
+/// one and said which.
 async fn invoke(
     telegram: &Telegram,
     request: &Outgoing,
-) -> Result<tl::enums::Updates, grammers_mtsender::InvocationError> {
+) -> Result<Option<i32>, grammers_mtsender::InvocationError> {
     match request {
-        Outgoing::Message(request) => telegram.invoke(request).await,
-        Outgoing::Media(request) => telegram.invoke(request).await,
+        Outgoing::Message(send) => telegram
+            .invoke(send)
+            .await
+            .map(|updates| sent_message_id(&updates, send.random_id)),
+        Outgoing::Media(send) => telegram
+            .invoke(send)
+            .await
+            .map(|updates| sent_message_id(&updates, send.random_id)),
+        // An edit that changes nothing (a repeat, say) has done its work.
+        Outgoing::Edit(edit) => match telegram.invoke(edit).await {
+            Err(error) if error.is("MESSAGE_NOT_MODIFIED") => Ok(None),
+            done => done.map(|_| None),
+        },
+        Outgoing::Delete(delete) => telegram.invoke(delete).await.map(|_| None),
+        Outgoing::DeleteInChannel(delete) => telegram.invoke(delete).await.map(|_| None),
     }
 }
 

@@ -310,7 +310,7 @@ impl Worker {
 
     fn spawn_logged(dir: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Worker {
         let log = log_dir.join(format!("worker-{}.log", rand_suffix()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
+        let mut command = Command::new(telegate_bin());
         command
             .arg("--state-dir")
             .arg(dir)
@@ -356,6 +356,16 @@ impl Drop for Worker {
 fn rand_suffix() -> u32 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     u32::try_from(NEXT.fetch_add(1, Ordering::Relaxed)).unwrap()
+}
+
+/// The `telegate` binary to run: `TELEGATE_TEST_BIN` if set (worktrees that
+/// share one target directory overwrite each other's
+/// `target/debug/telegate`; a copy of one's own is safe), else Cargo's.
+pub fn telegate_bin() -> PathBuf {
+    std::env::var_os("TELEGATE_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_telegate")),
+        PathBuf::from,
+    )
 }
 
 /// A tmpfs of a given size mounted over a fresh directory, unmounted on

@@ -1,0 +1,74 @@
+//! `POST /api/v1/telegram/messages/{message_id}/edit` and `DELETE
+//! /api/v1/telegram/messages/{message_id}`: changes to a message telegate
+//! sent, enqueued in that message's chat like any send (same body limit,
+//! `Idempotency-Key` and `?wait=`).
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::ApiState;
+use super::answer::Failure;
+use super::enqueue::{Validated, accept};
+use super::request_id::RequestId;
+use crate::chat::ChatId;
+use crate::error::ApiError;
+use crate::operations::{DeleteRequest, EditRequest};
+use crate::queue::JobKind;
+
+/// `POST /api/v1/telegram/messages/{message_id}/edit`.
+pub async fn post_edit(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(message_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (id, chat) = match target(&api, &message_id).await {
+        Ok(found) => found,
+        Err(failure) => return failure.answer(&request_id),
+    };
+    accept(&api, &request_id, query, &headers, body, move |bytes| {
+        let edit = EditRequest::from_json(id, bytes)?;
+        Validated::built_at_send(chat, JobKind::Edit, &edit)
+    })
+    .await
+}
+
+/// `DELETE /api/v1/telegram/messages/{message_id}` (no body).
+pub async fn delete_message(
+    State(api): State<ApiState>,
+    Extension(request_id): Extension<RequestId>,
+    Path(message_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (id, chat) = match target(&api, &message_id).await {
+        Ok(found) => found,
+        Err(failure) => return failure.answer(&request_id),
+    };
+    accept(&api, &request_id, query, &headers, body, move |bytes| {
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::invalid(
+                "DELETE of a message takes no body: the path names the message",
+            ));
+        }
+        Validated::built_at_send(chat, JobKind::Delete, &DeleteRequest { message_id: id })
+    })
+    .await
+}
+
+/// telegate's message `message_id` and its chat; 404 unless it is a message
+/// a send job of telegate made.
+async fn target(api: &ApiState, message_id: &str) -> Result<(i64, ChatId), Failure> {
+    let unknown = || Failure::NotFound(format!("no message `{message_id}` sent by telegate"));
+    let id: i64 = message_id.parse().map_err(|_| unknown())?;
+    match api.queue.message(id).await? {
+        Some((_, chat, JobKind::Interactive | JobKind::Messages)) => Ok((id, chat)),
+        _ => Err(unknown()),
+    }
+}

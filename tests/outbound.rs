@@ -1,0 +1,633 @@
+//! What a support desk does with a message after it is queued, end to end
+//! against the sandbox with `telegate run` as a child process: send options
+//! (formatting, reply, flags, correlation, schedule), edit, delete and
+//! cancel through the durable queue, each checked in what the user's chat
+//! shows.
+
+mod worker_support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use telegate::sandbox::telegram::{AccountId, Pressed, UserClick};
+use tokio::time::{Instant, sleep};
+use worker_support::{PATIENCE, Pace, World};
+
+const MESSAGES: &str = "/api/v1/telegram/messages";
+const INTERACTIVE: &str = "/api/v1/telegram/interactive";
+
+async fn post(world: &World, path: &str, body: Value) -> (u16, Value) {
+    let answer = world
+        .client
+        .post(path, &[], body.to_string())
+        .await
+        .unwrap();
+    (answer.status.as_u16(), answer.json().unwrap_or(Value::Null))
+}
+
+async fn delete(world: &World, path: &str) -> (u16, Value) {
+    let mut connection = world.client.connect().await.unwrap();
+    let answer = connection
+        .send(hyper::Method::DELETE, path, &[], Default::default())
+        .await
+        .unwrap();
+    (answer.status.as_u16(), answer.json().unwrap_or(Value::Null))
+}
+
+/// The user's chat as the sandbox shows it.
+fn chat(world: &World, user: AccountId) -> Value {
+    world.sandbox.telegram().chat(user).unwrap()
+}
+
+/// The chat's message with Telegram id `id`, if it is there.
+fn message(world: &World, user: AccountId, id: i64) -> Option<Value> {
+    chat(world, user)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"].as_i64() == Some(id))
+        .cloned()
+}
+
+/// Polls until `done` holds for the user's chat.
+async fn chat_until(world: &World, user: AccountId, what: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let chat = chat(world, user);
+        if done(&chat) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened: {chat}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until job `id` is final (`sent`, `failed` or `cancelled`).
+async fn settled(world: &World, id: i64) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let job = world.job(id).await;
+        if ["sent", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} never settled: {job}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `body` to `path` and waits until it is sent: (telegate id,
+/// Telegram id).
+async fn sent(world: &World, path: &str, body: Value) -> (i64, i64) {
+    let (status, answer) = post(world, &format!("{path}?wait=30"), body).await;
+    assert_eq!(status, 201, "{answer}");
+    let channel: i64 = answer["channel_message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (answer["message_id"].as_i64().unwrap(), channel)
+}
+
+/// Telegram's id of a sent job's first message (a string, like the seed's).
+fn channel_id(job: &Value) -> i64 {
+    let id = &job["parts"][0]["channel_message_id"];
+    id.as_i64()
+        .or_else(|| id.as_str().and_then(|id| id.parse().ok()))
+        .unwrap_or_else(|| panic!("no channel_message_id in {job}"))
+}
+
+/// The event whose `id` is `event_id`, waited for.
+async fn event(world: &World, event_id: &str) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = world
+            .client
+            .get("/api/v1/events?after=0&limit=1000")
+            .await
+            .unwrap();
+        let body = String::from_utf8(answer.body.to_vec()).unwrap();
+        for line in body.lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            if line["event"]["id"] == event_id {
+                return line["event"].clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no event {event_id}: {body}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formatting_and_replies_reach_the_users_chat() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let users_message = chat(&world, user)["messages"][0]["id"].as_i64().unwrap();
+
+    // HTML, a reply to the user's own message by Telegram's id.
+    let (first, first_channel) = sent(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "parse_mode": "HTML",
+               "text": "<b>Order 42</b> is on its way &amp; <i>insured</i>",
+               "reply_to_channel_message_id": users_message, "quote": "where"}),
+    )
+    .await;
+    let shown = message(&world, user, first_channel).unwrap();
+    assert_eq!(shown["text"], "Order 42 is on its way & insured");
+    assert_eq!(shown["reply_to"], users_message);
+
+    // MarkdownV2 on an interactive body, replying to telegate's own message
+    // by telegate's id.
+    let (_, second_channel) = sent(
+        &world,
+        INTERACTIVE,
+        json!({"destination_user_id": user.to_string(), "parse_mode": "MarkdownV2",
+               "reply_to_message_id": first,
+               "telegram_interactive_message": {"type": "reply_buttons",
+                   "text": "Rate the *delivery*\\!",
+                   "reply_markup": {"inline_keyboard": [[{"text": "👍", "callback_data": "up"}]]}}}),
+    )
+    .await;
+    let shown = message(&world, user, second_channel).unwrap();
+    assert_eq!(shown["text"], "Rate the delivery!");
+    assert_eq!(shown["reply_to"], first_channel);
+
+    // Markup Telegram would refuse is refused at enqueue, naming offset
+    // and rule; lengths count after parsing.
+    let (status, error) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "parse_mode": "MarkdownV2", "text": "Done."}),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error_code"], 5);
+    let text = error["error"].as_str().unwrap();
+    assert!(
+        text.contains("character 4") && text.contains("reserved"),
+        "{text}"
+    );
+    let long = format!("<b>{}</b>", "x".repeat(4096));
+    let (status, error) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "parse_mode": "HTML", "text": long}),
+    )
+    .await;
+    assert_eq!(status, 202, "4096 units after parsing fit: {error}");
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_and_metadata_come_back_with_the_job_its_result_and_its_clicks() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let (status, queued) = post(
+        &world,
+        INTERACTIVE,
+        json!({"destination_user_id": user.to_string(),
+               "reference": "ticket-981", "metadata": {"crm": {"case": 981}, "agent": "ann"},
+               "telegram_interactive_message": {"type": "reply_buttons", "text": "Solved?",
+                   "reply_markup": {"inline_keyboard": [[
+                       {"text": "Yes", "callback_data": "yes", "answer": {"text": "Thanks!"}}]]}}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let job_id = queued["job_id"].as_i64().unwrap();
+    let job = settled(&world, job_id).await;
+    assert_eq!(job["state"], "sent", "{job}");
+    assert_eq!(job["reference"], "ticket-981");
+    assert_eq!(job["metadata"]["crm"]["case"], 981);
+
+    let result = event(&world, &format!("job:{job_id}:sent")).await;
+    assert_eq!(result["reference"], "ticket-981");
+    assert_eq!(result["metadata"]["agent"], "ann");
+
+    let channel = i32::try_from(channel_id(&job)).unwrap();
+    let pressed = world
+        .sandbox
+        .telegram()
+        .click(
+            user,
+            UserClick::Callback {
+                message_id: channel,
+                data: b"yes".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    let Pressed::Answered(outcome) = pressed else {
+        panic!("not answered");
+    };
+    assert_eq!(outcome.result.unwrap().message.as_deref(), Some("Thanks!"));
+    let deadline = Instant::now() + PATIENCE;
+    let clicked = loop {
+        let answer = world
+            .client
+            .get("/api/v1/events?after=0&limit=1000")
+            .await
+            .unwrap();
+        let body = String::from_utf8(answer.body.to_vec()).unwrap();
+        let found = body
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .find(|line| line["event"]["results"][0]["type"] == "clicked");
+        if let Some(line) = found {
+            break line["event"]["results"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "no click event: {body}");
+        sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(clicked["reference"], "ticket-981");
+    assert_eq!(clicked["metadata"]["job"]["crm"]["case"], 981);
+    assert_eq!(clicked["metadata"]["button"]["payload"], "yes");
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_goes_out_after_its_message_even_when_queued_before_it_was_sent() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    // The send and its edit are queued back to back: the edit waits for
+    // the send, in the chat's line.
+    let (status, queued) = post(
+        &world,
+        INTERACTIVE,
+        json!({"destination_user_id": user.to_string(),
+               "telegram_interactive_message": {"type": "reply_buttons", "text": "Pick a slot",
+                   "reply_markup": {"inline_keyboard": [[{"text": "9:00", "callback_data": "9"}]]}}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let send_job = world.job(queued["job_id"].as_i64().unwrap()).await;
+    let message_id = send_job["parts"][0]["message_id"].as_i64().unwrap();
+    let (status, edit) = post(
+        &world,
+        &format!("/api/v1/telegram/messages/{message_id}/edit"),
+        json!({"text": "Booked for <b>9:00</b>", "parse_mode": "HTML",
+               "reply_markup": {"inline_keyboard": [[{"text": "Cancel", "callback_data": "x"}]]}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{edit}");
+    let edit_job = settled(&world, edit["job_id"].as_i64().unwrap()).await;
+    assert_eq!(edit_job["state"], "sent", "{edit_job}");
+    let sent_job = settled(&world, send_job["job_id"].as_i64().unwrap()).await;
+    let channel = channel_id(&sent_job);
+    let shown = message(&world, user, channel).unwrap();
+    assert_eq!(shown["text"], "Booked for 9:00");
+    assert!(shown["edit_date"].is_i64(), "{shown}");
+    assert_eq!(
+        shown["reply_markup"]["rows"][0][0]["text"], "Cancel",
+        "{shown}"
+    );
+
+    // The same edit again changes nothing: Telegram's MESSAGE_NOT_MODIFIED
+    // counts as done.
+    let path = format!("/api/v1/telegram/messages/{message_id}/edit?wait=30");
+    let (status, again) = post(
+        &world,
+        &path,
+        json!({"text": "Booked for <b>9:00</b>", "parse_mode": "HTML",
+               "reply_markup": {"inline_keyboard": [[{"text": "Cancel", "callback_data": "x"}]]}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+
+    // An unknown message, a bad body, a keyboard Telegram cannot edit in.
+    let (status, _) = post(
+        &world,
+        "/api/v1/telegram/messages/999999/edit",
+        json!({"text": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, error) = post(
+        &world,
+        &path,
+        json!({"reply_markup": {"remove_keyboard": true}}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error_code"].as_i64()),
+        (400, Some(5)),
+        "{error}"
+    );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_of_a_message_that_was_never_sent_fails_with_code_5() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    // A send held for a minute, cancelled; its edit then has nothing to edit.
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    let (status, queued) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "Later", "send_at": at.to_string()}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let job_id = queued["job_id"].as_i64().unwrap();
+    let message_id = world.job(job_id).await["parts"][0]["message_id"]
+        .as_i64()
+        .unwrap();
+    let (status, cancelled) = delete(&world, &format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(
+        (status, &cancelled["state"]),
+        (200, &json!("cancelled")),
+        "{cancelled}"
+    );
+    let (status, edit) = post(
+        &world,
+        &format!("/api/v1/telegram/messages/{message_id}/edit?wait=30"),
+        json!({"text": "Sooner"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{edit}");
+    assert_eq!(edit["error_code"], 5);
+    assert!(
+        edit["error"].as_str().unwrap().contains("never sent"),
+        "{edit}"
+    );
+    assert!(
+        chat(&world, user)["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["from"] != "bot")
+    );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_held_until_send_at_and_can_be_cancelled_until_it_goes_out() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let (status, queued) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "Your appointment is now",
+               "send_at": at.to_string()}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let held = queued["job_id"].as_i64().unwrap();
+    let job = settled(&world, held).await;
+    assert_eq!(job["state"], "sent", "{job}");
+    let sent_at: jiff::Timestamp = job["updated_at"].as_str().unwrap().parse().unwrap();
+    assert!(sent_at >= at, "sent at {sent_at}, held until {at}");
+    chat_until(&world, user, "the held message", |chat| {
+        chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["text"] == "Your appointment is now")
+    })
+    .await;
+
+    // Cancelled while held: never sent, `cancelled` in the stream, and a
+    // second cancel (or one of a sent job) is 409 naming the state.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+    let (_, queued) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "Never", "send_at": later.to_string()}),
+    )
+    .await;
+    let cancelled = queued["job_id"].as_i64().unwrap();
+    let (status, answer) = delete(&world, &format!("/api/v1/jobs/{cancelled}")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["state"], "cancelled");
+    let (status, answer) = delete(&world, &format!("/api/v1/jobs/{cancelled}")).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("is cancelled"),
+        "{answer}"
+    );
+    let (status, answer) = delete(&world, &format!("/api/v1/jobs/{held}")).await;
+    assert_eq!(
+        (status, &answer["state"]),
+        (409, &json!("sent")),
+        "{answer}"
+    );
+    let (status, _) = delete(&world, "/api/v1/jobs/987654").await;
+    assert_eq!(status, 404);
+    let result = event(&world, &format!("job:{cancelled}:cancelled")).await;
+    assert_eq!(result["status"], "cancelled");
+    assert!(
+        chat(&world, user)["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["text"] != "Never")
+    );
+
+    // More than 30 days ahead is refused.
+    let far = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 31);
+    let (status, error) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "x", "send_at": far.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error_code"].as_i64()),
+        (400, Some(5)),
+        "{error}"
+    );
+    world.stop().await;
+}
+
+/// One step of a chat's sequence in the property test.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A send; `cancel`: held an hour and cancelled right after enqueue.
+    Send { text: String, cancel: bool },
+    /// An edit of the chat's `target`-th send (modulo the sends so far).
+    Edit { target: usize, text: String },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => ("[a-z]{1,6}", proptest::bool::weighted(0.25))
+            .prop_map(|(text, cancel)| Step::Send { text, cancel }),
+        2 => (0usize..8, "[a-z]{1,6}").prop_map(|(target, text)| Step::Edit { target, text }),
+    ]
+}
+
+/// What a chat's sequence implies: each send's final text, `None` for a
+/// cancelled one.
+struct Expected {
+    texts: Vec<Option<String>>,
+}
+
+impl Expected {
+    fn new() -> Self {
+        Expected { texts: Vec::new() }
+    }
+}
+
+/// Runs `steps` for `user`: enqueues them in order (cancelling as told);
+/// returns every job with whether it must end `sent`.
+async fn run_steps(
+    world: &World,
+    user: AccountId,
+    steps: &[Step],
+    expected: &mut Expected,
+    sends: &mut Vec<i64>,
+) -> Vec<(i64, bool)> {
+    let mut jobs = Vec::new();
+    for step in steps {
+        match step {
+            Step::Send { text, cancel } => {
+                let mut body = json!({"destination_user_id": user, "text": text});
+                if *cancel {
+                    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+                    body["send_at"] = json!(later.to_string());
+                }
+                let (status, queued) = post(world, MESSAGES, body).await;
+                assert_eq!(status, 202, "{queued}");
+                let id = queued["job_id"].as_i64().unwrap();
+                let message_id = world.job(id).await["parts"][0]["message_id"]
+                    .as_i64()
+                    .unwrap();
+                if *cancel {
+                    let (status, answer) = delete(world, &format!("/api/v1/jobs/{id}")).await;
+                    assert_eq!(status, 200, "{answer}");
+                    expected.texts.push(None);
+                } else {
+                    jobs.push((id, true));
+                    expected.texts.push(Some(text.clone()));
+                }
+                sends.push(message_id);
+            }
+            Step::Edit { target, text } => {
+                if sends.is_empty() {
+                    continue;
+                }
+                let target = target % sends.len();
+                let (status, queued) = post(
+                    world,
+                    &format!("/api/v1/telegram/messages/{}/edit", sends[target]),
+                    json!({"text": text}),
+                )
+                .await;
+                assert_eq!(status, 202, "{queued}");
+                let alive = expected.texts[target].is_some();
+                if alive {
+                    expected.texts[target] = Some(text.clone());
+                }
+                jobs.push((queued["job_id"].as_i64().unwrap(), alive));
+            }
+        }
+    }
+    jobs
+}
+
+#[test]
+fn random_sends_edits_and_cancels_end_as_the_sequence_implies_across_a_sigkill() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = ProptestConfig {
+        cases: 8,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let chats = proptest::collection::vec(proptest::collection::vec(step(), 1..10), 2..4);
+    proptest!(config, |(sequences in chats)| {
+        runtime.block_on(async {
+            let mut world = World::start(Pace::Unlimited).await;
+            let users = world.users(sequences.len());
+            let mut expected: Vec<Expected> = users.iter().map(|_| Expected::new()).collect();
+            let mut sends: Vec<Vec<i64>> = users.iter().map(|_| Vec::new()).collect();
+            let mut jobs = Vec::new();
+            // The first half of every chat's steps, then a SIGKILL while
+            // they go out, a restart, and the rest.
+            for (index, steps) in sequences.iter().enumerate() {
+                let half = &steps[..steps.len() / 2];
+                jobs.extend(run_steps(&world, users[index], half, &mut expected[index], &mut sends[index]).await);
+            }
+            world.worker().kill();
+            world.worker = Some(worker_support::Worker::start(world.dir.path()).await);
+            for (index, steps) in sequences.iter().enumerate() {
+                let rest = &steps[steps.len() / 2..];
+                jobs.extend(run_steps(&world, users[index], rest, &mut expected[index], &mut sends[index]).await);
+            }
+            for (id, must_send) in &jobs {
+                let job = settled(&world, *id).await;
+                let want = if *must_send { "sent" } else { "failed" };
+                assert_eq!(job["state"], want, "{job}");
+            }
+            for (index, user) in users.iter().enumerate() {
+                let seen: Vec<String> = world.bot_texts(*user);
+                let implied: Vec<String> = expected[index].texts.iter().flatten().cloned().collect();
+                assert_eq!(seen, implied, "chat {index}: {:?}", sequences[index]);
+            }
+            world.stop().await;
+        });
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_action_is_taken_and_bad_ones_are_refused_by_field() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let path = "/api/v1/telegram/chat_action";
+    let (status, taken) = post(
+        &world,
+        path,
+        json!({"destination_user_id": user, "action": "typing", "duration_s": 10}),
+    )
+    .await;
+    assert_eq!(status, 200, "{taken}");
+    assert_eq!(taken["duration_s"], 10);
+    let cases = [
+        (
+            json!({"destination_user_id": user, "action": "dancing"}),
+            4,
+            "`action`",
+        ),
+        (
+            json!({"destination_user_id": user, "action": "typing", "duration_s": 61}),
+            5,
+            "1–60",
+        ),
+        (
+            json!({"destination_user_id": user, "action": "typing", "duration_s": 0}),
+            5,
+            "1–60",
+        ),
+        (json!({"action": "typing"}), 1, "destination_user_id"),
+        (
+            json!({"destination_user_id": user, "action": "typing", "for": 3}),
+            4,
+            "`for`",
+        ),
+    ];
+    for (body, code, needle) in cases {
+        let (status, error) = post(&world, path, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error_code"], code, "{body}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().contains(needle),
+            "{body}: {error}"
+        );
+    }
+    // Ephemeral: nothing is queued for it.
+    let jobs = world
+        .client
+        .get("/api/v1/jobs")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "{jobs}");
+    world.stop().await;
+}
