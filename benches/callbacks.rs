@@ -113,7 +113,10 @@ async fn run() {
 
     // Baseline: a bare bot on the same session, answering at once.
     let baseline = {
-        let session = Arc::new(SessionStore::open(&state.bot_session()).expect("session"));
+        let session = Arc::new(
+            SessionStore::open(&state.bot_session(&telegate::config::BotName::default_bot()))
+                .expect("session"),
+        );
         let bot = Telegram::start(session, 1);
         let config = telegate::config::Config::load(None, &state).expect("config");
         let telegram = config.telegram;

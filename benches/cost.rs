@@ -339,7 +339,14 @@ impl Process {
         command
             .arg("--state-dir")
             .arg(dir)
-            .args(["sandbox", "--dc-only", "--no-limits", "--port"])
+            .args([
+                "sandbox",
+                "--dc-only",
+                "--no-limits",
+                "--web",
+                "off",
+                "--port",
+            ])
             .arg(port.to_string());
         let process = Process::spawn(command, dir, "dc");
         process.wait_for_log("sandbox ready").await;

@@ -117,6 +117,20 @@ impl BotStates {
         }
     }
 
+    /// `bot`'s state, if it is registered.
+    pub fn get(&self, bot: &str) -> Option<BotState> {
+        self.bots().get(bot).map(|entry| entry.state.clone())
+    }
+
+    /// Forgets `bot` (removed or disabled: not part of readiness).
+    pub fn remove(&self, bot: &str) {
+        self.bots().remove(bot);
+        metrics()
+            .mtproto_connected
+            .get_or_create(&bot_label(bot))
+            .set(0);
+    }
+
     /// Every bot and its state, by name.
     pub fn all(&self) -> Vec<(String, BotState)> {
         self.bots()

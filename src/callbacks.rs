@@ -102,7 +102,7 @@ struct Inner {
     queue: Queue,
     deadline: Duration,
     queries: Mutex<Queries>,
-    /// The bot's name, for the metrics.
+    /// The bot whose clicks these are (its stored answers, its metrics).
     bot: String,
 }
 
@@ -272,7 +272,7 @@ impl CallbackAnswerer {
         let sent = match self
             .inner
             .queue
-            .sent_message(query.chat, i64::from(query.msg_id))
+            .sent_message(&self.inner.bot, query.chat, i64::from(query.msg_id))
             .await
         {
             Ok(sent) => sent?,

@@ -13,11 +13,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod bots;
+
+pub use bots::{BadBotName, BotConfig, BotName, LimitsOverride, TokenError};
+
 /// File names inside the state directory.
 const SOCKET_FILE: &str = "telegate.sock";
 const DATABASE_FILE: &str = "telegate.db";
 const SESSIONS_DIR: &str = "sessions";
-const BOT_SESSION_FILE: &str = "bot.session";
+/// The single bot's session file before bots had names; migrated to
+/// `sessions/default.session` on start.
+const LEGACY_SESSION_FILE: &str = "bot.session";
 const CONFIG_FILE: &str = "telegate.toml";
 const LOCK_FILE: &str = "telegate.lock";
 
@@ -118,9 +124,30 @@ impl StateDir {
         self.root.join(SESSIONS_DIR)
     }
 
-    /// `DIR/sessions/bot.session`: the bot's MTProto session.
-    pub fn bot_session(&self) -> PathBuf {
-        self.sessions().join(BOT_SESSION_FILE)
+    /// `DIR/sessions/NAME.session`: bot `name`'s MTProto session.
+    pub fn bot_session(&self, name: &BotName) -> PathBuf {
+        self.sessions().join(format!("{name}.session"))
+    }
+
+    /// Moves the one-bot layout's `sessions/bot.session` to the `default`
+    /// bot's `sessions/default.session` (once; a session already there
+    /// wins and the old file is left alone).
+    pub fn migrate_legacy_session(&self) -> Result<(), StateError> {
+        let legacy = self.sessions().join(LEGACY_SESSION_FILE);
+        let target = self.bot_session(&BotName::default_bot());
+        if !legacy.exists() || target.exists() {
+            return Ok(());
+        }
+        fs::rename(&legacy, &target).map_err(|source| StateError::Io {
+            path: legacy.clone(),
+            source,
+        })?;
+        tracing::info!(
+            from = %legacy.display(),
+            to = %target.display(),
+            "bot session moved to its named file"
+        );
+        Ok(())
     }
 
     /// `DIR/telegate.toml`, the config file used when none is named.
@@ -155,6 +182,12 @@ impl Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -178,6 +211,10 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhook: WebhookConfig,
     pub sender: SenderConfig,
+    pub sandbox: SandboxConfig,
+    /// `[[bots]]`; after [`Config::load`] it also holds the `default` bot
+    /// of `[telegram] bot_token`, if set.
+    pub bots: Vec<BotConfig>,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub connection: ConnectionConfig,
@@ -219,6 +256,18 @@ impl ConnectionConfig {
             ping_timeout: ms(self.ping_timeout_ms),
         }
     }
+}
+
+/// `[sandbox]`: what `telegate sandbox` serves besides the DC.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Where the chat page listens (`host:port`), or `off`; unset:
+    /// 127.0.0.1:8080.
+    pub web: Option<String>,
+    /// The token a public page (`--web-public`) asks for; also
+    /// `TELEGATE_WEB_TOKEN`.
+    pub web_token: Option<Secret>,
 }
 
 /// `[metrics]`: Prometheus scraping beyond the socket's `GET /metrics`.
@@ -312,6 +361,8 @@ impl SenderConfig {
 pub struct ApiConfig {
     /// Request bodies larger than this are answered 413.
     pub max_body_bytes: usize,
+    /// Operator keys: they see every bot (and may filter with `?bot=NAME`).
+    pub admin_keys: Vec<Secret>,
     /// A connection that takes longer than this to send a request head, or
     /// sits idle this long between requests, is closed.
     pub header_timeout_ms: u64,
@@ -333,6 +384,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             max_body_bytes: 256 * 1024,
+            admin_keys: Vec::new(),
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             max_connections: 256,
@@ -431,7 +483,7 @@ impl Default for WebhookConfig {
 }
 
 impl WebhookConfig {
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let Some(url) = &self.url else {
             return Ok(());
         };
@@ -501,7 +553,35 @@ impl Config {
         config
             .check()
             .map_err(|message| ConfigError::Invalid { message })?;
+        config.adopt_default_bot();
         Ok(config)
+    }
+
+    /// The one-bot configuration, `[telegram] bot_token`, is the bot
+    /// `default` (beside any `[[bots]]`; a `[[bots]]` table named `default`
+    /// takes its place).
+    fn adopt_default_bot(&mut self) {
+        let Some(token) = self.telegram.bot_token.clone() else {
+            return;
+        };
+        if self
+            .bots
+            .iter()
+            .any(|bot| bot.name.as_str() == BotName::DEFAULT)
+        {
+            return;
+        }
+        self.bots
+            .insert(0, BotConfig::new(BotName::default_bot(), Some(token)));
+    }
+
+    /// Whether any API key is configured: without one, requests need none.
+    pub fn has_api_keys(&self) -> bool {
+        !self.api.admin_keys.is_empty()
+            || self
+                .bots
+                .iter()
+                .any(|bot| !bot.api_keys.is_empty() || !bot.deprecated_api_keys.is_empty())
     }
 
     /// Rules a parsed file can still break; the message names the key.
@@ -542,7 +622,20 @@ impl Config {
                 "`metrics.listen` must be a loopback address (127.0.0.1 or ::1), got `{addr}`"
             ));
         }
-        self.webhook.check()
+        self.webhook.check()?;
+        let legacy_default = self.telegram.bot_token.is_some()
+            && self
+                .bots
+                .iter()
+                .any(|bot| bot.name.as_str() == BotName::DEFAULT);
+        if legacy_default {
+            return Err(
+                "`telegram.bot_token` is the bot `default`, and a [[bots]] table is named \
+                 `default` too: keep one"
+                    .into(),
+            );
+        }
+        bots::check_all(&self.bots, &self.api.admin_keys, &self.limits)
     }
 
     /// Parses one TOML file; an unknown key is an error that names it.
@@ -591,8 +684,17 @@ impl Config {
         if let Some(value) = env("TELEGATE_BOT_TOKEN") {
             telegram.bot_token = Some(Secret::new(value));
         }
+        for bot in &mut self.bots {
+            if let Some(value) = env(&bot.name.token_variable()) {
+                bot.bot_token = Some(Secret::new(value));
+                bot.bot_token_file = None;
+            }
+        }
         if let Some(value) = env("TELEGATE_DC_ADDR") {
             telegram.dc_addr = Some(value);
+        }
+        if let Some(value) = env("TELEGATE_WEB_TOKEN") {
+            self.sandbox.web_token = Some(Secret::new(value));
         }
         if let Some(value) = env(LOG_FORMAT_ENV) {
             self.log.format = value.parse().map_err(|message| ConfigError::Env {
@@ -840,5 +942,182 @@ mod tests {
         assert!(matches!(err, StateError::Locked(_)), "{err}");
         drop(held);
         state.lock().unwrap();
+    }
+
+    fn load_text(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        fs::write(state.default_config(), text).unwrap();
+        Config::load_with_env(None, &state, env)
+    }
+
+    #[test]
+    fn bots_tables_take_names_keys_and_their_own_limits() {
+        let config = load_text(
+            "[limits]\nbot_per_second = 20\n\
+             [[bots]]\nname = \"shop\"\nbot_token = \"1:a\"\napi_keys = [\"k1\", \"k2\"]\n\
+             deprecated_api_keys = [\"old\"]\ninteractive = false\n\
+             [bots.limits]\nprivate_chat_per_second = 2\n\
+             [[bots]]\nname = \"news-2\"\nbot_token = \"2:b\"\nenabled = false\n",
+            no_env,
+        )
+        .unwrap();
+        let [shop, news] = &config.bots[..] else {
+            panic!("two bots expected: {:?}", config.bots);
+        };
+        assert_eq!(shop.name.as_str(), "shop");
+        assert_eq!(shop.api_keys.len(), 2);
+        assert_eq!(shop.deprecated_api_keys.len(), 1);
+        assert!(shop.enabled && !shop.interactive);
+        let limits = shop.limits(&config.limits);
+        assert_eq!(
+            (
+                limits.bot_per_second,
+                limits.private_chat_per_second,
+                limits.group_per_minute
+            ),
+            (20, 2, 20)
+        );
+        assert!(!news.enabled && news.interactive);
+        assert!(config.has_api_keys());
+    }
+
+    #[test]
+    fn the_telegram_token_is_the_default_bot() {
+        let config = load_text("[telegram]\nbot_token = \"1:legacy\"\n", no_env).unwrap();
+        assert_eq!(config.bots.len(), 1);
+        assert_eq!(config.bots[0].name.as_str(), "default");
+        assert_eq!(config.bots[0].token().unwrap().expose(), "1:legacy");
+        assert!(!config.has_api_keys());
+        let err = load_text(
+            "[telegram]\nbot_token = \"1:x\"\n[[bots]]\nname = \"default\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`default`"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_bot_name_is_named_with_the_rule() {
+        for name in ["Shop", "", "a b", &"x".repeat(33)] {
+            let err = load_text(&format!("[[bots]]\nname = \"{name}\"\n"), no_env).unwrap_err();
+            assert!(err.to_string().contains("a-z, 0-9"), "{name}: {err}");
+        }
+        let err =
+            load_text("[[bots]]\nname = \"a\"\n[[bots]]\nname = \"a\"\n", no_env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("two [[bots]] tables are named `a`"),
+            "{err}"
+        );
+        let err = load_text(
+            "[[bots]]\nname = \"a-b\"\n[[bots]]\nname = \"a_b\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("TELEGATE_BOTS__A_B__BOT_TOKEN"),
+            "{err}"
+        );
+        let err = load_text("[[bots]]\nname = \"a\"\ntokn = \"x\"\n", no_env).unwrap_err();
+        assert!(err.to_string().contains("tokn"), "{err}");
+    }
+
+    #[test]
+    fn a_key_on_two_bots_names_both_bots_but_not_the_key() {
+        let err = load_text(
+            "[[bots]]\nname = \"a\"\napi_keys = [\"sekrit-key\"]\n\
+             [[bots]]\nname = \"b\"\ndeprecated_api_keys = [\"sekrit-key\"]\n",
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("bot `a`") && err.contains("bot `b`"), "{err}");
+        assert!(!err.contains("sekrit"), "{err}");
+        let err = load_text(
+            "[api]\nadmin_keys = [\"sekrit-key\"]\n[[bots]]\nname = \"a\"\napi_keys = [\"sekrit-key\"]\n",
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("bot `a`") && err.contains("admin_keys"),
+            "{err}"
+        );
+        assert!(!err.contains("sekrit"), "{err}");
+        let err = load_text("[[bots]]\nname = \"a\"\napi_keys = [\"\"]\n", no_env).unwrap_err();
+        assert!(err.to_string().contains("empty API key"), "{err}");
+    }
+
+    #[test]
+    fn a_bot_token_comes_from_the_file_the_token_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("shop.token");
+        fs::write(&token_file, "7:from-file\n").unwrap();
+        let text = format!(
+            "[[bots]]\nname = \"shop\"\nbot_token_file = \"{}\"\n[[bots]]\nname = \"news\"\n",
+            token_file.display()
+        );
+        let config = load_text(&text, no_env).unwrap();
+        assert_eq!(config.bots[0].token().unwrap().expose(), "7:from-file");
+        let err = config.bots[1].token().unwrap_err().to_string();
+        assert!(err.contains("TELEGATE_BOTS__NEWS__BOT_TOKEN"), "{err}");
+        let env =
+            |name: &str| (name == "TELEGATE_BOTS__SHOP__BOT_TOKEN").then(|| "8:env".to_owned());
+        let config = load_text(&text, env).unwrap();
+        assert_eq!(config.bots[0].token().unwrap().expose(), "8:env");
+        let missing = BotConfig {
+            bot_token_file: Some(dir.path().join("absent")),
+            ..BotConfig::new(BotName::new("x").unwrap(), None)
+        };
+        let err = missing.token().unwrap_err().to_string();
+        assert!(err.contains("bot `x`") && err.contains("absent"), "{err}");
+        let err = load_text(
+            "[[bots]]\nname = \"a\"\nbot_token = \"1:x\"\nbot_token_file = \"/f\"\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_bot_limit_of_zero_is_named_with_its_bot() {
+        let err = load_text(
+            "[[bots]]\nname = \"a\"\n[bots.limits]\nbot_per_second = 0\n",
+            no_env,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("bot `a`: `limits.bot_per_second`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bot_keys_never_print() {
+        let config = Config::parse(
+            "[api]\nadmin_keys = [\"adm-sekrit\"]\n[[bots]]\nname = \"a\"\napi_keys = [\"key-sekrit\"]\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sekrit"), "{debug}");
+    }
+
+    #[test]
+    fn the_legacy_session_moves_to_the_default_bots_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.prepare().unwrap();
+        let legacy = state.sessions().join("bot.session");
+        fs::write(&legacy, "old").unwrap();
+        state.migrate_legacy_session().unwrap();
+        let target = state.bot_session(&BotName::default_bot());
+        assert_eq!(target, dir.path().join("sessions/default.session"));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
+        assert!(!legacy.exists());
+        // A second run (or a session already in place) changes nothing.
+        fs::write(&legacy, "stale").unwrap();
+        state.migrate_legacy_session().unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "old");
     }
 }

@@ -62,6 +62,7 @@ pub enum InboundError {
 #[derive(Clone)]
 pub struct Inbound {
     pub bot_id: i64,
+    /// Scoped to the bot ([`EventStore::scoped`]): events are stored as its.
     pub events: EventStore,
     /// For the telegate message id of a clicked message.
     pub queue: Queue,
@@ -196,7 +197,12 @@ impl Inbound {
 
     async fn click_event(&self, query: &tl::types::UpdateBotCallbackQuery) -> NewEvent {
         let chat = chat_of(&query.peer);
-        let sent = match self.queue.sent_message(chat, i64::from(query.msg_id)).await {
+        let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
+        let sent = match self
+            .queue
+            .sent_message(bot, chat, i64::from(query.msg_id))
+            .await
+        {
             Ok(found) => found,
             Err(error) => {
                 tracing::warn!(%error, "cannot look up a clicked message");

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bot_state;
+pub mod bots;
 pub mod callbacks;
 pub mod chat;
 pub mod chat_action;

@@ -170,6 +170,16 @@ impl Limits {
             .record(now, interval);
     }
 
+    /// Gives back one slot [`Limits::record`] took for `chat` (reserved for
+    /// a message that did not go out), on both meters.
+    pub fn refund(&mut self, chat: ChatId) {
+        self.bot.tat = self.bot.tat.saturating_sub(self.bot_interval);
+        let interval = self.chat_interval(chat);
+        if let Some(meter) = self.chats.get_mut(&chat) {
+            meter.tat = meter.tat.saturating_sub(interval);
+        }
+    }
+
     /// Guesses which limit a `FLOOD_WAIT` for `chat` at `now` came from,
     /// asked before the send: the bot-wide limit only if the chat had been
     /// quiet while the whole bot was sending at its full rate; otherwise the

@@ -604,7 +604,10 @@ mod tests {
             .unwrap();
         }
         let queue = Queue::open(&path).unwrap();
-        let claimed = queue.claim_due(Timestamp::now(), 10).await.unwrap();
+        let claimed = queue
+            .claim_due(crate::queue::DEFAULT_BOT, Timestamp::now(), 10)
+            .await
+            .unwrap();
         let [old] = claimed.as_slice() else {
             panic!("{claimed:?}");
         };

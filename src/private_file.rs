@@ -28,6 +28,19 @@ pub fn create(path: &Path) -> io::Result<()> {
     fs::set_permissions(path, Permissions::from_mode(MODE))
 }
 
+/// Writes `contents` to `path` (replacing what was there), mode 0600.
+pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(MODE)
+        .open(path)?;
+    file.write_all(contents)?;
+    create(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,6 +147,20 @@ impl SessionStore {
         })
     }
 
+    /// Records a sign-in done elsewhere: `me` as the signed-in account and
+    /// `state` as its update state, unless the session already has an
+    /// update state (it is never moved back). Returns whether it wrote. The
+    /// sandbox uses it so that a worker's first start catches up from the
+    /// moment the sandbox made the bot.
+    pub fn record_sign_in(&self, me: PeerInfo, state: UpdatesState) -> Result<bool, SessionError> {
+        if self.read_updates_state()?.pts != 0 {
+            return Ok(false);
+        }
+        self.write_peer(me)?;
+        self.write_update_state(UpdateState::All(state))?;
+        Ok(true)
+    }
+
     /// Whether a user (the bot) is signed in with this session.
     pub fn is_signed_in(&self) -> Result<bool, SessionError> {
         Ok(self.read_peer(PeerId::self_user())?.is_some())

@@ -14,7 +14,7 @@ use telegate::api::client::{Answer, Client};
 use telegate::api::socket::{self, BindError};
 use telegate::config::{ApiConfig, Respond};
 use telegate::interactive::InteractiveRequest;
-use telegate::queue::{JobError, JobEvent, JobId, JobState, Queue, Timestamp};
+use telegate::queue::{DEFAULT_BOT, JobError, JobEvent, JobId, JobState, Queue, Timestamp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -151,7 +151,7 @@ fn assert_seed_error(answer: &Answer, code: u8, mentions: &str) {
 /// would.
 async fn send_next(queue: &Queue, channel_id: i64) -> JobId {
     let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    let taken = queue.claim_due(far, 1).await.unwrap();
+    let taken = queue.claim_due(DEFAULT_BOT, far, 1).await.unwrap();
     let id = taken[0].id;
     queue
         .mark_sent(id, vec![Some(channel_id)], Timestamp::now())
@@ -663,20 +663,24 @@ async fn wait_answers_201_once_sent() {
     assert_eq!(view["result"]["channel_message_id"], "4242");
 }
 
+/// Claims queued job `id` and records Telegram's `USER_IS_BLOCKED` for it.
+async fn fail_as_blocked(queue: &Queue, id: JobId) {
+    let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
+    queue.claim_due(DEFAULT_BOT, far, 1).await.unwrap();
+    let error = JobError::telegram("USER_IS_BLOCKED", "Telegram: USER_IS_BLOCKED");
+    queue
+        .mark_failed(id, error, Timestamp::now())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn wait_answers_the_jobs_error_once_failed() {
     let server = Server::start().await;
     let mut events = server.queue.subscribe();
     let post = post_waiting(&server, 30, "78");
     let id = next_queued(&mut events).await;
-    let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    server.queue.claim_due(far, 1).await.unwrap();
-    let error = JobError::telegram("USER_IS_BLOCKED", "Telegram: USER_IS_BLOCKED");
-    server
-        .queue
-        .mark_failed(id, error, Timestamp::now())
-        .await
-        .unwrap();
+    fail_as_blocked(&server.queue, id).await;
     let answer = post.await.unwrap().unwrap();
     assert_seed_error(&answer, 5, "USER_IS_BLOCKED");
     let body = answer.json().unwrap();
@@ -749,14 +753,7 @@ async fn respond_sent_answers_exactly_the_seeds_400_once_failed() {
     let client = server.client.clone();
     let post = tokio::spawn(async move { client.post(INTERACTIVE, &[], body("82", "hi")).await });
     let id = next_queued(&mut events).await;
-    let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    server.queue.claim_due(far, 1).await.unwrap();
-    let error = JobError::telegram("USER_IS_BLOCKED", "Telegram: USER_IS_BLOCKED");
-    server
-        .queue
-        .mark_failed(id, error, Timestamp::now())
-        .await
-        .unwrap();
+    fail_as_blocked(&server.queue, id).await;
     let answer = post.await.unwrap().unwrap();
     assert_seed_error(&answer, 5, "USER_IS_BLOCKED");
     let body = answer.json().unwrap();

@@ -40,6 +40,7 @@ fn user(world: &World, id: AccountId) -> AccountId {
             id: Some(id),
             first_name: format!("User {id}"),
             username: None,
+            lang_code: None,
         })
         .unwrap();
     telegram

@@ -11,7 +11,7 @@ use telegate::api::client::Client as ApiClient;
 use telegate::callbacks::CallbackAnswerer;
 use telegate::chat::ChatId;
 use telegate::cli::sandbox::write_worker_files;
-use telegate::config::{Config, Secret, StateDir, WebhookConfig};
+use telegate::config::{BotName, Config, Secret, StateDir, WebhookConfig};
 use telegate::events::EventStore;
 use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
@@ -65,7 +65,8 @@ impl Daemon {
             api_hash: telegram_config.api_hash.as_ref().unwrap().expose().into(),
             bot_token: telegram_config.bot_token.as_ref().unwrap().expose().into(),
         };
-        let session = Arc::new(SessionStore::open(&state.sessions().join("bot.session")).unwrap());
+        let session =
+            Arc::new(SessionStore::open(&state.bot_session(&BotName::default_bot())).unwrap());
         let telegram = Telegram::start(Arc::clone(&session), credentials.api_id);
         let bot = telegram.sign_in(&credentials).await.unwrap();
         let stream = telegram.updates().await.unwrap().unwrap();
@@ -97,16 +98,19 @@ impl Daemon {
             tasks.push(tokio::spawn(async move { webhook.run().await.unwrap() }));
         }
         let (listener, socket) = telegate::api::socket::bind(&state.socket()).await.unwrap();
-        let services = Services {
-            queue: queue.clone(),
-            events: events.clone(),
-            callbacks: Some(callbacks),
-            webhook: monitor,
-            downloads: Some(telegate::download::Downloads::new(
+        let services = Services::new(queue.clone());
+        let bot = services.bots.get(BotName::DEFAULT).unwrap();
+        bot.attach(
+            Some(callbacks),
+            Some(telegate::download::Downloads::new(
                 telegram.client().clone(),
             )),
-            chat_actions: None,
-            bots: None,
+            monitor,
+            None,
+        );
+        let services = Services {
+            events: events.clone(),
+            ..services
         };
         let api_config = config.api.clone();
         tasks.push(tokio::spawn(async move {

@@ -182,6 +182,15 @@ async fn every_described_response_is_produced() {
     let big = format!("{{\"text\": \"{}\"}}", "x".repeat(8 * 1024));
     let gzip = [("Content-Encoding", "gzip")];
 
+    // The bots and a reload that changes nothing.
+    assert_eq!(seen.get(&client, "/api/v1/bots").await.status, 200);
+    assert_eq!(
+        seen.post(&client, "/api/v1/reload", String::new())
+            .await
+            .status,
+        200
+    );
+
     // CM.com's envelope: stored, and refused for a bad body.
     let cm = json!({"messages": {"authentication": {"producttoken": "t"}, "msg": [{
         "from": "default", "to": [{"number": ann.to_string()}],

@@ -194,19 +194,27 @@ impl Grammers {
 
     /// The next raw update pushed to this client matching `pick`.
     async fn next_update<T>(&mut self, mut pick: impl FnMut(&tl::enums::Update) -> Option<T>) -> T {
+        self.next_pushed(|update, _| pick(update)).await
+    }
+
+    /// [`Grammers::next_update`], `pick` also seeing the chats pushed with it.
+    async fn next_pushed<T>(
+        &mut self,
+        mut pick: impl FnMut(&tl::enums::Update, &[tl::enums::Chat]) -> Option<T>,
+    ) -> T {
         let updates = self.updates.as_mut().expect("updates taken by a stream");
         tokio::time::timeout(PATIENCE, async {
             loop {
                 let Some(UpdatesLike::Updates(batch)) = updates.recv().await else {
                     continue;
                 };
-                let list = match batch {
-                    tl::enums::Updates::Updates(u) => u.updates,
-                    tl::enums::Updates::Combined(u) => u.updates,
-                    tl::enums::Updates::UpdateShort(u) => vec![u.update],
+                let (list, chats) = match batch {
+                    tl::enums::Updates::Updates(u) => (u.updates, u.chats),
+                    tl::enums::Updates::Combined(u) => (u.updates, u.chats),
+                    tl::enums::Updates::UpdateShort(u) => (vec![u.update], Vec::new()),
                     _ => continue,
                 };
-                if let Some(found) = list.iter().find_map(&mut pick) {
+                if let Some(found) = list.iter().find_map(|u| pick(u, &chats)) {
                     return found;
                 }
             }
@@ -350,8 +358,14 @@ fn seed_markups() -> Vec<tl::enums::ReplyMarkup> {
     seeds().into_iter().map(|(_, markup)| markup).collect()
 }
 
-/// The message id in a send's result, checking the shape grammers relies on.
+/// The message id in a send's result, checking the shape grammers relies on:
+/// `updateShortSentMessage` (a text in a private chat, as Telegram answers)
+/// or `updateMessageID` + `updateNewMessage`.
 fn sent_id(updates: &tl::enums::Updates, random_id: i64) -> i32 {
+    if let tl::enums::Updates::UpdateShortSentMessage(sent) = updates {
+        assert!(sent.out && sent.pts_count == 1, "{sent:?}");
+        return sent.id;
+    }
     let tl::enums::Updates::Updates(updates) = updates else {
         panic!("expected updates, got {updates:?}")
     };
@@ -998,6 +1012,12 @@ async fn state_survives_a_sandbox_restart() {
             1,
         );
     }
+    // A supergroup the bot is in, with a message, and a block.
+    let supergroup = harness.group("supergroup", &[user], "member").await;
+    harness.group_says(supergroup, user, "/in_group").await;
+    harness
+        .control("POST", &format!("/users/{user}/block"), None)
+        .await;
     harness.sandbox.take().unwrap().shutdown().await.unwrap();
 
     let sandbox = Sandbox::start(SandboxOptions {
@@ -1023,6 +1043,19 @@ async fn state_survives_a_sandbox_restart() {
         .await
         .unwrap();
     assert_eq!(state.pts, 3, "hello and before, each one pts");
+    assert_eq!(state.qts, 3, "the bot's add and the block, each one qts");
+    let (_, group) = harness
+        .control("GET", &format!("/groups/{supergroup}/chat"), None)
+        .await;
+    assert_eq!(group["bot"], "member");
+    let texts: Vec<&str> = group["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str().filter(|t| !t.is_empty()))
+        .collect();
+    assert_eq!(texts, ["/in_group"]);
+    assert_eq!(harness.chat(user).await["blocked"], true);
 }
 
 #[tokio::test]
@@ -1373,7 +1406,13 @@ impl Drop for SandboxProcess {
 async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
-        .args(["sandbox", "--dc-only", "--state-dir"])
+        .args([
+            "sandbox",
+            "--dc-only",
+            "--web",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
         .arg(dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1412,7 +1451,8 @@ async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
 
     // What `telegate run` does with those files: open the session, sign in.
     let session =
-        telegate::session::SessionStore::open(&dir.path().join("sessions/bot.session")).unwrap();
+        telegate::session::SessionStore::open(&dir.path().join("sessions/default.session"))
+            .unwrap();
     let worker = telegate::telegram::Telegram::start(
         Arc::new(session),
         i32::try_from(telegram["api_id"].as_integer().unwrap()).unwrap(),
@@ -1445,6 +1485,7 @@ async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut process.child.stderr.take().unwrap(), &mut logs).unwrap();
     assert!(logs.contains("sandbox ready"), "{logs}");
+    assert!(logs.contains("web=http://127.0.0.1:"), "{logs}");
     let token = telegram["bot_token"].as_str().unwrap();
     let secret = token.split_once(':').unwrap().1;
     assert!(!logs.contains(secret), "the bot token leaked into the logs");
@@ -1457,6 +1498,618 @@ async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
         saved["keys"][0]["account"]
     );
     assert!(!socket.exists(), "the control socket is removed on stop");
+}
+
+/// The text of a pushed new message (private, group or channel).
+fn new_text(update: &tl::enums::Update) -> Option<(tl::enums::Peer, String)> {
+    let message = match update {
+        tl::enums::Update::NewMessage(u) => &u.message,
+        tl::enums::Update::NewChannelMessage(u) => &u.message,
+        _ => return None,
+    };
+    match message {
+        tl::enums::Message::Message(m) if !m.out => Some((m.peer_id.clone(), m.message.clone())),
+        _ => None,
+    }
+}
+
+impl Harness {
+    async fn user(&self, name: &str) -> i64 {
+        let (status, user) = self
+            .control("POST", "/users", Some(json!({"first_name": name})))
+            .await;
+        assert_eq!(status, 201, "{user}");
+        user["id"].as_i64().unwrap()
+    }
+
+    async fn group(&self, kind: &str, members: &[i64], bot: &str) -> i64 {
+        let body =
+            json!({"title": format!("A {kind}"), "kind": kind, "members": members, "bot": bot});
+        let (status, created) = self.control("POST", "/groups", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_i64().unwrap()
+    }
+
+    async fn group_says(&self, group: i64, from: i64, text: &str) -> (u16, Value) {
+        let body = json!({"from": from, "text": text});
+        self.control("POST", &format!("/groups/{group}/messages"), Some(body))
+            .await
+    }
+
+    async fn bot_action(&self, group: i64, action: &str) -> (u16, Value) {
+        let body = json!({"action": action});
+        self.control("POST", &format!("/groups/{group}/bot"), Some(body))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn groups_supergroups_and_channels_with_privacy_mode_and_telegram_s_sending_rules() {
+    let harness = Harness::start().await;
+    let (ann, bob) = (harness.user("Ann").await, harness.user("Bob").await);
+    let mut bot = harness.bot().await;
+
+    // Bad input is named.
+    for (body, status, needle) in [
+        (
+            json!({"title": "x", "kind": "club", "members": [ann]}),
+            400,
+            "kind",
+        ),
+        (
+            json!({"title": "x", "kind": "group", "members": []}),
+            400,
+            "members",
+        ),
+        (
+            json!({"title": " ", "kind": "group", "members": [ann]}),
+            400,
+            "title",
+        ),
+        (
+            json!({"title": "x", "kind": "group", "members": [42]}),
+            404,
+            "42",
+        ),
+    ] {
+        let (got, answer) = harness.control("POST", "/groups", Some(body)).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{answer}"
+        );
+    }
+
+    let group = harness.group("group", &[ann, bob], "member").await;
+    assert!((-1_000_000_000_000..0).contains(&group), "{group}");
+    let supergroup = harness.group("supergroup", &[ann, bob], "member").await;
+    assert!(supergroup < -1_000_000_000_000, "{supergroup}");
+    let chat_id = -group;
+
+    // Privacy mode: the bot sees commands, mentions and replies only.
+    assert_eq!(harness.group_says(group, ann, "just chatting").await.0, 200);
+    assert_eq!(harness.group_says(group, bob, "/help").await.0, 200);
+    let (peer, text) = bot.next_update(new_text).await;
+    assert_eq!(text, "/help", "the plain message did not reach the bot");
+    assert_eq!(peer, tl::types::PeerChat { chat_id }.into());
+    harness
+        .group_says(group, ann, "thanks @telegate_sandbox_bot")
+        .await;
+    assert_eq!(
+        bot.next_update(new_text).await.1,
+        "thanks @telegate_sandbox_bot"
+    );
+    let (status, privacy) = harness
+        .control("POST", "/bot", Some(json!({"privacy": false})))
+        .await;
+    assert_eq!((status, privacy["privacy"].clone()), (200, json!(false)));
+    harness.group_says(group, ann, "now everything").await;
+    assert_eq!(bot.next_update(new_text).await.1, "now everything");
+
+    // The bot writes to the basic group; the history shows it.
+    let peer: tl::enums::InputPeer = tl::types::InputPeerChat { chat_id }.into();
+    bot.invoke(&send(peer.clone(), "hello group", 501))
+        .await
+        .unwrap();
+    let (_, history) = harness
+        .control("GET", &format!("/groups/{group}/chat"), None)
+        .await;
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str().filter(|t| !t.is_empty()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "just chatting",
+            "/help",
+            "thanks @telegate_sandbox_bot",
+            "now everything",
+            "hello group"
+        ]
+    );
+    assert_eq!(history["bot"], "member");
+    assert_eq!(history["kind"], "group");
+    // 20 messages a minute per group, then FLOOD_WAIT.
+    for n in 0..19 {
+        bot.invoke(&send(peer.clone(), &format!("burst {n}"), 600 + n))
+            .await
+            .unwrap();
+    }
+    let (code, name, wait) = rpc_error(bot.invoke(&send(peer.clone(), "one too many", 700)).await);
+    assert_eq!((code, name.as_str()), (420, "FLOOD_WAIT"));
+    assert!(wait.unwrap() >= 1);
+
+    // A supergroup's message comes with the channel and its access hash.
+    harness
+        .group_says(supergroup, bob, "in the supergroup")
+        .await;
+    let channel_id = -supergroup - 1_000_000_000_000;
+    let access_hash = bot
+        .next_pushed(|update, chats| {
+            new_text(update)?;
+            chats.iter().find_map(|chat| match chat {
+                tl::enums::Chat::Channel(c) if c.id == channel_id && c.megagroup => c.access_hash,
+                _ => None,
+            })
+        })
+        .await;
+    let channel_peer: tl::enums::InputPeer = tl::types::InputPeerChannel {
+        channel_id,
+        access_hash,
+    }
+    .into();
+    let wrong_hash: tl::enums::InputPeer = tl::types::InputPeerChannel {
+        channel_id,
+        access_hash: access_hash ^ 1,
+    }
+    .into();
+    assert_eq!(
+        rpc_error(bot.invoke(&send(wrong_hash, "x", 801)).await).1,
+        "CHANNEL_INVALID"
+    );
+    let sent = bot
+        .invoke(&send(channel_peer.clone(), "bot in supergroup", 802))
+        .await
+        .unwrap();
+    let tl::enums::Updates::Updates(sent) = sent else {
+        panic!("a group send answers with updates: {sent:?}")
+    };
+    assert!(sent.updates.iter().any(|u| matches!(u,
+        tl::enums::Update::NewChannelMessage(m) if m.pts_count == 1)));
+
+    // Ban: a participant update (qts), then the channel is private to it.
+    let (status, role) = harness.bot_action(supergroup, "ban").await;
+    assert_eq!((status, role["bot"].clone()), (200, json!("banned")));
+    let banned = bot
+        .next_update(|u| match u {
+            tl::enums::Update::ChannelParticipant(p) if p.channel_id == channel_id => {
+                Some(p.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(matches!(
+        banned.new_participant,
+        Some(tl::enums::ChannelParticipant::Banned(_))
+    ));
+    assert_eq!(
+        rpc_error(bot.invoke(&send(channel_peer.clone(), "x", 803)).await).1,
+        "CHANNEL_PRIVATE"
+    );
+    assert_eq!(harness.bot_action(supergroup, "ban").await.0, 400);
+    assert_eq!(
+        harness.bot_action(supergroup, "add").await.1["bot"],
+        "member"
+    );
+    assert_eq!(
+        harness.bot_action(supergroup, "promote").await.1["bot"],
+        "admin"
+    );
+    assert_eq!(
+        harness.bot_action(supergroup, "demote").await.1["bot"],
+        "member"
+    );
+    assert_eq!(
+        harness.bot_action(supergroup, "remove").await.1["bot"],
+        "left"
+    );
+    let (status, refused) = harness.bot_action(supergroup, "remove").await;
+    assert_eq!(status, 400, "{refused}");
+
+    // Removed from the basic group: CHAT_WRITE_FORBIDDEN. A user banned
+    // from the supergroup cannot post there.
+    harness.bot_action(group, "remove").await;
+    assert_eq!(
+        rpc_error(bot.invoke(&send(peer, "x", 804)).await).1,
+        "CHAT_WRITE_FORBIDDEN"
+    );
+    // A channel: only admins post.
+    let channel = harness.group("channel", &[ann, bob], "none").await;
+    let (status, refused) = harness.group_says(channel, bob, "hi").await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["telegram_error"]["name"], "CHAT_ADMIN_REQUIRED");
+    assert_eq!(
+        harness.group_says(channel, ann, "announcement").await.0,
+        200
+    );
+    let (_, groups) = harness.control("GET", "/groups", None).await;
+    assert_eq!(groups.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn users_block_edit_delete_and_start_with_a_payload_and_the_bot_edits_deletes_and_types() {
+    let harness = Harness::start().await;
+    let (status, created) = harness
+        .control(
+            "POST",
+            "/users",
+            Some(json!({"first_name": "Lia", "lang_code": "pt-br"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (lia, lia_hash) = (
+        created["id"].as_i64().unwrap(),
+        created["access_hash"].as_i64().unwrap(),
+    );
+    let mut bot = harness.bot().await;
+    let (_, started) = harness
+        .control(
+            "POST",
+            &format!("/users/{lia}/messages"),
+            Some(json!({"start": "ref_42"})),
+        )
+        .await;
+    let start_id = started["message_id"].as_i64().unwrap();
+    assert_eq!(bot.next_update(new_text).await.1, "/start ref_42");
+    let (_, users) = harness.control("GET", "/users", None).await;
+    assert_eq!(users[0]["lang_code"], "pt-br");
+
+    // The user edits and deletes; the bot is told.
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{lia}/messages/{start_id}/edit"),
+            Some(json!({"text": "/start ref_43"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let edited = bot
+        .next_update(|u| match u {
+            tl::enums::Update::EditMessage(e) => match &e.message {
+                tl::enums::Message::Message(m) => Some((m.message.clone(), m.edit_date)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!(edited.0, "/start ref_43");
+    assert!(edited.1.is_some());
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{lia}/messages/{start_id}/delete"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deleted = bot
+        .next_update(|u| match u {
+            tl::enums::Update::DeleteMessages(d) => Some(d.messages.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(deleted, [start_id as i32]);
+    let (status, _) = harness
+        .control(
+            "POST",
+            &format!("/users/{lia}/messages/{start_id}/edit"),
+            Some(json!({"text": "x"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The bot sends with flags, entities and a reply; the chat shows them.
+    let (_, hello) = harness
+        .control(
+            "POST",
+            &format!("/users/{lia}/messages"),
+            Some(json!({"text": "hello"})),
+        )
+        .await;
+    let hello_id = hello["message_id"].as_i64().unwrap() as i32;
+    let peer = user_peer(lia, lia_hash);
+    let mut request = send(peer.clone(), "bold reply", 900);
+    request.silent = true;
+    request.noforwards = true;
+    request.no_webpage = true;
+    request.entities = Some(vec![
+        tl::types::MessageEntityBold {
+            offset: 0,
+            length: 4,
+        }
+        .into(),
+    ]);
+    request.reply_to = Some(
+        tl::types::InputReplyToMessage {
+            reply_to_msg_id: hello_id,
+            top_msg_id: None,
+            reply_to_peer_id: None,
+            quote_text: None,
+            quote_entities: None,
+            quote_offset: None,
+            monoforum_peer_id: None,
+            todo_item_id: None,
+            poll_option: None,
+        }
+        .into(),
+    );
+    let sent = bot.invoke(&request).await.unwrap();
+    let sent_id = sent_id(&sent, 900);
+    let last = |chat: &Value| chat["messages"].as_array().unwrap().last().unwrap().clone();
+    let shown = last(&harness.chat(lia).await);
+    assert_eq!(shown["id"], sent_id);
+    assert_eq!(shown["reply_to"], hello_id);
+    assert_eq!(
+        (
+            shown["silent"].clone(),
+            shown["noforwards"].clone(),
+            shown["no_webpage"].clone()
+        ),
+        (json!(true), json!(true), json!(true))
+    );
+    assert_eq!(
+        shown["entities"],
+        json!([{"type": "messageEntityBold", "offset": 0, "length": 4}])
+    );
+
+    // The bot edits (text and entities), types, and deletes.
+    let mut change = edit(peer.clone(), sent_id);
+    change.message = Some("bold edited".into());
+    change.entities = Some(vec![
+        tl::types::MessageEntityItalic {
+            offset: 5,
+            length: 6,
+        }
+        .into(),
+    ]);
+    bot.invoke(&change).await.unwrap();
+    let shown = last(&harness.chat(lia).await);
+    assert_eq!(shown["text"], "bold edited");
+    assert!(shown["edit_date"].is_i64());
+    assert_eq!(shown["entities"][0]["type"], "messageEntityItalic");
+    bot.invoke(&tl::functions::messages::SetTyping {
+        peer: peer.clone(),
+        top_msg_id: None,
+        action: tl::enums::SendMessageAction::SendMessageTypingAction,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        harness.chat(lia).await["typing"]["action"],
+        "sendMessageTypingAction"
+    );
+    let tl::enums::messages::AffectedMessages::Messages(affected) = bot
+        .invoke(&tl::functions::messages::DeleteMessages {
+            revoke: true,
+            id: vec![sent_id],
+        })
+        .await
+        .unwrap();
+    assert_eq!(affected.pts_count, 1);
+    assert_ne!(last(&harness.chat(lia).await)["id"], sent_id);
+
+    // Block: updateBotStopped with the next qts; the chat refuses sends.
+    let state = bot
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    let tl::enums::updates::State::State(state) = state;
+    let (status, blocked) = harness
+        .control("POST", &format!("/users/{lia}/block"), None)
+        .await;
+    assert_eq!((status, blocked["blocked"].clone()), (200, json!(true)));
+    let stopped = bot
+        .next_update(|u| match u {
+            tl::enums::Update::BotStopped(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (stopped.user_id, stopped.stopped, stopped.qts),
+        (lia, true, state.qts + 1)
+    );
+    assert_eq!(
+        rpc_error(bot.invoke(&send(peer.clone(), "x", 901)).await).1,
+        "USER_IS_BLOCKED"
+    );
+    harness
+        .control("POST", &format!("/users/{lia}/unblock"), None)
+        .await;
+    let unstopped = bot
+        .next_update(|u| match u {
+            tl::enums::Update::BotStopped(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((unstopped.stopped, unstopped.qts), (false, state.qts + 2));
+    bot.invoke(&send(peer, "welcome back", 902)).await.unwrap();
+}
+
+#[tokio::test]
+async fn differences_come_in_configured_slices_and_too_long_past_the_backlog() {
+    let harness = Harness::start().await;
+    let ann = harness.user("Ann").await;
+    let bot = harness.bot().await;
+    let supergroup = harness.group("supergroup", &[ann], "admin").await;
+    let tl::enums::updates::State::State(start) = bot
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    let (status, settings) = harness
+        .control("POST", "/faults", Some(json!({"difference_slice": 7})))
+        .await;
+    assert_eq!(
+        (status, settings["difference_slice"].clone()),
+        (200, json!(7))
+    );
+    for n in 0..20 {
+        harness
+            .control(
+                "POST",
+                &format!("/users/{ann}/messages"),
+                Some(json!({"text": format!("p{n}")})),
+            )
+            .await;
+        harness.group_says(supergroup, ann, &format!("g{n}")).await;
+    }
+    // The common box: 20 messages in slices of 7.
+    let mut pts = start.pts;
+    let mut texts = Vec::new();
+    loop {
+        let difference = bot
+            .invoke(&get_difference(pts, start.date, start.qts))
+            .await
+            .unwrap();
+        let (messages, state, last) = match difference {
+            tl::enums::updates::Difference::Slice(s) => {
+                (s.new_messages, s.intermediate_state, false)
+            }
+            tl::enums::updates::Difference::Difference(d) => (d.new_messages, d.state, true),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(messages.len() <= 7);
+        texts.extend(messages.iter().map(|m| match m {
+            tl::enums::Message::Message(m) => m.message.clone(),
+            _ => String::new(),
+        }));
+        let tl::enums::updates::State::State(state) = state;
+        pts = state.pts;
+        if last {
+            break;
+        }
+    }
+    assert_eq!(texts, (0..20).map(|n| format!("p{n}")).collect::<Vec<_>>());
+    let common_pts = pts;
+
+    // The supergroup's box: its own pts, its own slices.
+    let channel_id = -supergroup - 1_000_000_000_000;
+    let (_, stats) = harness.control("GET", "/stats", None).await;
+    assert_eq!(stats["differences"]["differenceSlice"], 2, "{stats}");
+    assert_eq!(stats["differences"]["difference"], 1, "{stats}");
+    let channel = |pts: i32, access_hash: i64| tl::functions::updates::GetChannelDifference {
+        force: false,
+        channel: tl::types::InputChannel {
+            channel_id,
+            access_hash,
+        }
+        .into(),
+        filter: tl::enums::ChannelMessagesFilter::Empty,
+        pts,
+        limit: 100,
+    };
+    assert_eq!(
+        rpc_error(bot.invoke(&channel(1, 0)).await).1,
+        "CHANNEL_INVALID",
+        "a channel needs its access hash"
+    );
+    let access_hash = {
+        let tl::enums::messages::Chats::Chats(found) = bot
+            .invoke(&tl::functions::messages::GetChats { id: vec![] })
+            .await
+            .unwrap()
+        else {
+            panic!("chats")
+        };
+        assert!(found.chats.is_empty());
+        // The hash comes with the updates: read it from a difference.
+        let tl::enums::updates::Difference::Difference(d) = bot
+            .invoke(&get_difference(common_pts, start.date, start.qts - 1))
+            .await
+            .unwrap()
+        else {
+            panic!("the participant update")
+        };
+        d.chats
+            .iter()
+            .find_map(|c| match c {
+                tl::enums::Chat::Channel(c) if c.id == channel_id => c.access_hash,
+                _ => None,
+            })
+            .expect("the supergroup in the difference's chats")
+    };
+    let mut pts = 1;
+    let mut got = Vec::new();
+    loop {
+        let tl::enums::updates::ChannelDifference::Difference(d) =
+            bot.invoke(&channel(pts, access_hash)).await.unwrap()
+        else {
+            panic!("a channel difference")
+        };
+        assert!(d.new_messages.len() <= 7);
+        got.extend(d.new_messages.iter().filter_map(|m| match m {
+            tl::enums::Message::Message(m) => Some(m.message.clone()),
+            _ => None,
+        }));
+        pts = d.pts;
+        if d.r#final {
+            break;
+        }
+    }
+    assert_eq!(got, (0..20).map(|n| format!("g{n}")).collect::<Vec<_>>());
+    assert!(matches!(
+        bot.invoke(&channel(pts, access_hash)).await.unwrap(),
+        tl::enums::updates::ChannelDifference::Empty(e) if e.r#final && e.pts == pts
+    ));
+    // Past the configured backlog: too long, both boxes.
+    harness
+        .control("POST", "/faults", Some(json!({"difference_too_long": 5})))
+        .await;
+    assert!(matches!(
+        bot.invoke(&channel(1, access_hash)).await.unwrap(),
+        tl::enums::updates::ChannelDifference::TooLong(_)
+    ));
+    let too_long = bot
+        .invoke(&get_difference(start.pts, start.date, start.qts))
+        .await
+        .unwrap();
+    assert!(
+        matches!(too_long, tl::enums::updates::Difference::TooLong(t) if t.pts == pts_now(&bot).await)
+    );
+    let (_, stats) = harness.control("GET", "/stats", None).await;
+    for kind in [
+        "channelDifference",
+        "channelDifferenceEmpty",
+        "channelDifferenceTooLong",
+        "differenceTooLong",
+    ] {
+        assert!(
+            stats["differences"][kind].as_u64().unwrap() >= 1,
+            "{kind}: {stats}"
+        );
+    }
+}
+
+/// `updates.getDifference` from `pts` and `qts`.
+fn get_difference(pts: i32, date: i32, qts: i32) -> tl::functions::updates::GetDifference {
+    tl::functions::updates::GetDifference {
+        pts,
+        pts_limit: None,
+        pts_total_limit: None,
+        date,
+        qts,
+        qts_limit: None,
+    }
+}
+
+async fn pts_now(bot: &Grammers) -> i32 {
+    let tl::enums::updates::State::State(state) = bot
+        .invoke(&tl::functions::updates::GetState {})
+        .await
+        .unwrap();
+    state.pts
 }
 
 /// `GET /stats`' count of a served fault.
@@ -1650,6 +2303,71 @@ async fn max_connections_answers_429_beyond_n_per_key() {
         stats["connections_by_dc"]["2"].as_u64().unwrap() >= 2,
         "{stats}"
     );
+}
+
+#[tokio::test]
+async fn users_send_voice_video_sticker_and_venue() {
+    let harness = Harness::start().await;
+    let user = harness.started_user("Vic").await;
+    let mut bot = harness.bot().await;
+    let path = format!("/users/{user}/messages");
+    for body in [
+        json!({"voice": {"duration": 3, "size": 4000}}),
+        json!({"video": {"duration": 2.5, "width": 640, "height": 360, "size": 90000}}),
+        json!({"sticker": {"emoji": "👍"}}),
+        json!({"venue": {"latitude": 1.5, "longitude": 2.5, "title": "Cafe", "address": "Main St 1"}}),
+    ] {
+        let (status, sent) = harness.control("POST", &path, Some(body)).await;
+        assert_eq!(status, 200, "{sent}");
+    }
+    let (status, refused) = harness
+        .control(
+            "POST",
+            &path,
+            Some(json!({"voice": {"duration": 0, "size": 1}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        let media = bot
+            .next_update(|u| match u {
+                tl::enums::Update::NewMessage(n) => match &n.message {
+                    tl::enums::Message::Message(m) => m.media.clone(),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .await;
+        kinds.push(match media {
+            tl::enums::MessageMedia::Document(d) if d.voice => "voice".to_owned(),
+            tl::enums::MessageMedia::Document(d) if d.video => "video".to_owned(),
+            tl::enums::MessageMedia::Document(d) => match d.document {
+                Some(tl::enums::Document::Document(doc)) => doc
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        tl::enums::DocumentAttribute::Sticker(s) => {
+                            Some(format!("sticker {}", s.alt))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                _ => String::new(),
+            },
+            tl::enums::MessageMedia::Venue(v) => format!("venue {}", v.title),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(kinds, ["voice", "video", "sticker 👍", "venue Cafe"]);
+    let chat = harness.chat(user).await;
+    let shown: Vec<Value> = chat["messages"].as_array().unwrap()[1..]
+        .iter()
+        .map(|m| m["media"].clone())
+        .collect();
+    assert_eq!(shown[0]["shown_as"]["as"], "voice");
+    assert_eq!(shown[2]["shown_as"]["emoji"], "👍");
+    assert_eq!(shown[3]["kind"], "venue");
 }
 
 #[tokio::test]

@@ -41,6 +41,10 @@ fn with_request_id(request_id: &RequestId, body: Value) -> Vec<u8> {
 pub enum Failure {
     /// 400 with the seed's code.
     BadRequest(ApiError),
+    /// 401: no API key, or an unknown one.
+    Unauthorized(String),
+    /// 403: the key's bot may not do this (disabled, not interactive).
+    Forbidden(String),
     /// 404: an unknown path or job.
     NotFound(String),
     /// 405: the path exists, the method does not.
@@ -61,6 +65,8 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Failure::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Failure::Forbidden(_) => StatusCode::FORBIDDEN,
             Failure::NotFound(_) => StatusCode::NOT_FOUND,
             Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failure::Conflict(_) => StatusCode::CONFLICT,
@@ -76,6 +82,8 @@ impl Failure {
             Failure::BadRequest(err) => err.to_json(),
             Failure::NotFound(what)
             | Failure::Conflict(what)
+            | Failure::Unauthorized(what)
+            | Failure::Forbidden(what)
             | Failure::UnsupportedEncoding(what)
             | Failure::Protocol { message: what, .. } => json!({ "error": what }),
             Failure::MethodNotAllowed => json!({ "error": "method not allowed for this path" }),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
@@ -24,15 +24,28 @@ const DEFAULT_DURATION_S: u64 = 5;
 pub async fn post_chat_action(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<crate::bots::Caller>,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    match start(&api, &body).await {
+    let entry = super::query::Query::parse(raw.as_deref(), &["bot"])
+        .map_err(Failure::from)
+        .and_then(|query| caller.bot(&api.bots, &query));
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(failure) => return failure.answer(&request_id),
+    };
+    match start(&api, &entry, &body).await {
         Ok(body) => answer::json(&request_id, StatusCode::OK, body),
         Err(failure) => failure.answer(&request_id),
     }
 }
 
-async fn start(api: &ApiState, body: &[u8]) -> Result<serde_json::Value, Failure> {
+async fn start(
+    api: &ApiState,
+    entry: &crate::bots::BotEntry,
+    body: &[u8],
+) -> Result<serde_json::Value, Failure> {
     if body.len() > api.max_body_bytes {
         return Err(Failure::TooLarge(api.max_body_bytes));
     }
@@ -60,7 +73,7 @@ async fn start(api: &ApiState, body: &[u8]) -> Result<serde_json::Value, Failure
                 })?
         }
     };
-    let Some(actions) = &api.chat_actions else {
+    let Some(actions) = entry.chat_actions() else {
         return Err(Failure::Unavailable(ActionRefused::Unavailable.to_string()));
     };
     actions

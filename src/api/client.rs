@@ -3,6 +3,7 @@
 //! The CLI (`telegate send`, `jobs`, `job`) and the tests speak to a running
 //! telegate through it, so they exercise the same socket a service would.
 
+use crate::config::Secret;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -35,6 +36,8 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    /// The API key sent with every request, if any.
+    key: Option<Secret>,
 }
 
 /// One answer, read whole.
@@ -62,7 +65,14 @@ impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Client {
             socket: socket.into(),
+            key: None,
         }
+    }
+
+    /// Sends `key` with every request (`X-Octopods-Auth`).
+    pub fn with_key(mut self, key: Option<Secret>) -> Self {
+        self.key = key;
+        self
     }
 
     pub fn socket(&self) -> &Path {
@@ -87,6 +97,7 @@ impl Client {
         Ok(Connection {
             sender,
             socket: self.socket.clone(),
+            key: self.key.clone(),
         })
     }
 
@@ -117,6 +128,7 @@ impl Client {
 pub struct Connection {
     sender: http1::SendRequest<Full<Bytes>>,
     socket: PathBuf,
+    key: Option<Secret>,
 }
 
 impl Connection {
@@ -147,6 +159,9 @@ impl Connection {
             .header(HOST, HeaderValue::from_static("localhost"));
         if !body.is_empty() {
             request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(key) = &self.key {
+            request = request.header(crate::api::auth::KEY_HEADER, key.expose());
         }
         for (name, value) in headers {
             request = request.header(*name, *value);

@@ -20,6 +20,7 @@ use super::answer::{self, Failure};
 use super::jobs;
 use super::query::Query;
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::chat::ChatId;
 use crate::config::Respond;
 use crate::error::ApiError;
@@ -54,19 +55,30 @@ pub struct Validated {
 pub async fn post_interactive(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept(
-        &api,
-        &request_id,
-        query,
-        &headers,
-        body,
-        validate_interactive,
-    )
-    .await
+    let request = Enqueue {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
+        interactive: true,
+    };
+    request
+        .accept(query, &headers, body, validate_interactive)
+        .await
+}
+
+/// One enqueueing request, before its body is read.
+pub struct Enqueue<'a> {
+    pub api: &'a ApiState,
+    pub request_id: &'a RequestId,
+    pub caller: &'a Caller,
+    /// `POST /api/v1/telegram/interactive`, which a bot with
+    /// `interactive = false` may not use.
+    pub interactive: bool,
 }
 
 fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
@@ -160,38 +172,69 @@ impl Validated {
     }
 }
 
-/// Everything an enqueueing endpoint does once it knows how to `validate`.
-pub async fn accept(
-    api: &ApiState,
-    request_id: &RequestId,
-    query: Option<String>,
-    headers: &HeaderMap,
-    body: Body,
-    validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
-) -> Response {
-    match enqueue(api, request_id, query, headers, body, validate).await {
-        Ok(response) => response,
-        Err(failure) => failure.answer(request_id),
+impl Enqueue<'_> {
+    /// Everything an enqueueing endpoint does once it knows how to
+    /// `validate`.
+    pub async fn accept(
+        &self,
+        query: Option<String>,
+        headers: &HeaderMap,
+        body: Body,
+        validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
+    ) -> Response {
+        match self.enqueue(query, headers, body, validate).await {
+            Ok(response) => response,
+            Err(failure) => failure.answer(self.request_id),
+        }
+    }
+
+    /// The bot the job goes to: the caller's, enabled, and allowed
+    /// interactive messages if this is one.
+    fn bot(&self, query: &Query) -> Result<String, Failure> {
+        let entry = self.caller.bot(&self.api.bots, query)?;
+        if !entry.is_enabled() {
+            return Err(Failure::Forbidden(format!(
+                "bot `{}` is disabled",
+                entry.name()
+            )));
+        }
+        if self.interactive && !entry.is_interactive() {
+            return Err(Failure::Forbidden(format!(
+                "interactive messages are not enabled for bot `{}` (`interactive = false`)",
+                entry.name()
+            )));
+        }
+        Ok(entry.name().to_string())
+    }
+
+    async fn enqueue(
+        &self,
+        query: Option<String>,
+        headers: &HeaderMap,
+        body: Body,
+        validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
+    ) -> Result<Response, Failure> {
+        let (api, request_id) = (self.api, self.request_id);
+        let query = Query::parse(query.as_deref(), &["wait"])?;
+        let bot = self.bot(&query)?;
+        let wait = query.wait()?;
+        enqueue(api, request_id, bot, wait, headers, body, validate).await
     }
 }
 
 async fn enqueue(
     api: &ApiState,
     request_id: &RequestId,
-    query: Option<String>,
+    bot: String,
+    wait: Option<Duration>,
     headers: &HeaderMap,
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
 ) -> Result<Response, Failure> {
-    let wait = Query::parse(query.as_deref(), &["wait"])?.wait()?;
     let idempotency_key = idempotency_key(headers)?;
     let body = read_body(body, headers, api.max_body_bytes).await?;
     let validated = validate(&body)?;
-    let job = validated.into_job(
-        request_id,
-        crate::queue::DEFAULT_BOT.to_owned(),
-        idempotency_key,
-    );
+    let job = validated.into_job(request_id, bot, idempotency_key);
     let bot = job.bot.clone();
     let enqueued = api.queue.enqueue(job).await?;
     if !enqueued.duplicate {

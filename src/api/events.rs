@@ -18,6 +18,7 @@ use super::ApiState;
 use super::answer::{self, Failure};
 use super::query::Query;
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::events::StoredEvent;
 
 const DEFAULT_LIMIT: usize = 100;
@@ -26,16 +27,20 @@ pub const CURSOR_HEADER: &str = "x-telegate-cursor";
 pub async fn stream(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    match read(&api, raw.as_deref()).await {
+    match read(&api, &caller, raw.as_deref()).await {
         Ok(response) => response,
         Err(failure) => failure.answer(&request_id),
     }
 }
 
-async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
+async fn read(api: &ApiState, caller: &Caller, raw: Option<&str>) -> Result<Response, Failure> {
     let query = Query::parse(raw, &["after", "wait", "limit"])?;
+    let events = api
+        .events
+        .scoped(caller.scope(&api.bots, &query)?.as_deref());
     let after = query.after()?;
     let wait = query.wait()?.unwrap_or(Duration::ZERO);
     let limit = query.limit(DEFAULT_LIMIT, crate::events::MAX_BATCH)?;
@@ -45,18 +50,27 @@ async fn read(api: &ApiState, raw: Option<&str>) -> Result<Response, Failure> {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let events = tokio::select! {
-        events = api.events.wait_after(after, limit, wait) => events?,
-        () = stopped => api.events.after(after, limit).await?,
+        events = events.wait_after(after, limit, wait) => events?,
+        () = stopped => events.after(after, limit).await?,
     };
     Ok(ndjson(after, &events))
 }
 
-/// `GET /api/v1/webhook`: how deliveries go.
+/// `GET /api/v1/webhook`: how the bot's deliveries go.
 pub async fn webhook(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let body = match &api.webhook {
+    let entry = Query::parse(raw.as_deref(), &[])
+        .map_err(Failure::from)
+        .and_then(|query| caller.bot(&api.bots, &query));
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(failure) => return failure.answer(&request_id),
+    };
+    let body = match &entry.webhook() {
         Some(monitor) => {
             let mut body = serde_json::to_value(monitor.status()).unwrap_or_default();
             body["configured"] = serde_json::Value::Bool(true);
@@ -71,15 +85,17 @@ pub async fn webhook(
 pub async fn dead(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Response {
     let listed = async {
-        let query = Query::parse(raw.as_deref(), &["after", "limit"])?;
+        let query = Query::parse(raw.as_deref(), &["after", "limit", "bot"])?;
+        let entry = caller.bot(&api.bots, &query)?;
         let (after, limit) = (
             query.after()?,
             query.limit(DEFAULT_LIMIT, crate::events::MAX_BATCH)?,
         );
-        let monitor = webhook_of(&api)?;
+        let monitor = webhook_of(&entry)?;
         Ok::<_, Failure>(monitor.dead(after, limit).await?)
     };
     match listed.await {
@@ -104,9 +120,12 @@ struct ReplayRange {
 pub async fn replay(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(raw): RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
     let replayed = async {
+        let entry = caller.bot(&api.bots, &Query::parse(raw.as_deref(), &["bot"])?)?;
         let range: ReplayRange = serde_json::from_slice(&body).map_err(|e| {
             crate::error::ApiError::invalid(format!(
                 "the replay body must be {{\"from\": N, \"to\": M}}: {e}"
@@ -118,7 +137,7 @@ pub async fn replay(
             )
             .into());
         }
-        let monitor = webhook_of(&api)?;
+        let monitor = webhook_of(&entry)?;
         Ok::<_, Failure>(monitor.replay(range.from, range.to).await?)
     };
     match replayed.await {
@@ -131,9 +150,11 @@ pub async fn replay(
     }
 }
 
-fn webhook_of(api: &ApiState) -> Result<&crate::events::webhook::WebhookMonitor, Failure> {
-    api.webhook
-        .as_ref()
+fn webhook_of(
+    entry: &crate::bots::BotEntry,
+) -> Result<crate::events::webhook::WebhookMonitor, Failure> {
+    entry
+        .webhook()
         .ok_or_else(|| Failure::NotFound("no webhook is configured".into()))
 }
 

@@ -40,7 +40,7 @@ pub async fn ready(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
 ) -> Response {
-    let bots = api.bots.as_ref().map(|b| b.all()).unwrap_or_default();
+    let bots = api.bots.states().all();
     let listed: Vec<Value> = bots.iter().map(|(name, state)| bot(name, state)).collect();
     match readiness(&bots) {
         Ok(()) => answer::json(
@@ -97,7 +97,14 @@ pub async fn metrics(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
 ) -> Response {
-    let backlog = api.webhook.as_ref().map(|w| w.status().pending);
+    // Every bot's webhook backlog together.
+    let backlog = api
+        .bots
+        .list()
+        .iter()
+        .filter_map(|bot| bot.webhook())
+        .map(|webhook| webhook.status().pending)
+        .reduce(|a, b| a + b);
     match crate::metrics::metrics().render(&api.queue, backlog).await {
         Ok(text) => {
             let mut response = (StatusCode::OK, text).into_response();
@@ -152,9 +159,10 @@ pub async fn status(
         Ok(read) => read,
         Err(err) => return Failure::from(err).answer(&request_id),
     };
-    let bots = api.bots.as_ref().map(|b| b.all()).unwrap_or_default();
+    let bots = api.bots.states().all();
     let bots: Vec<Value> = bots.iter().map(|(name, state)| bot(name, state)).collect();
-    let webhook = api.webhook.as_ref().map(|w| {
+    let webhook = api.bots.list().iter().find_map(|entry| entry.webhook());
+    let webhook = webhook.as_ref().map(|w| {
         let status = w.status();
         json!({"backlog": status.pending, "delivered": status.delivered,
                "failed_attempts": status.failed_attempts, "dead": status.dead,

@@ -12,6 +12,7 @@ use super::answer::{self, Failure};
 use super::enqueue;
 use super::query::Query;
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::error::ApiError;
 use crate::queue::{Enqueued, Job, JobFilter, JobId, JobState, QueueError, Timestamp};
 
@@ -84,12 +85,15 @@ pub fn sent(job: &Job) -> Value {
 pub async fn get_job(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
 ) -> Response {
     let found = match job_id.parse::<JobId>() {
         Ok(id) => api.queue.job(id).await.map_err(Failure::from),
         Err(_) => Ok(None),
     };
+    // Another bot's job does not exist for this key.
+    let found = found.map(|job| job.filter(|job| caller.may_see(&job.bot)));
     match found {
         Ok(Some(job)) => answer::json(&request_id, StatusCode::OK, view_with_payload(&job)),
         Ok(None) => Failure::NotFound(format!("no job `{job_id}`")).answer(&request_id),
@@ -161,13 +165,16 @@ pub async fn retry_job(
 pub async fn list_jobs(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let listed = async {
-        let filter = filter(Query::parse(
-            query.as_deref(),
-            &["state", "after", "limit"],
-        )?)?;
+        let query = Query::parse(query.as_deref(), &["state", "after", "limit"])?;
+        let bot = caller.scope(&api.bots, &query)?;
+        let filter = JobFilter {
+            bot,
+            ..filter(query)?
+        };
         Ok::<_, Failure>(api.queue.jobs(filter).await?)
     };
     match listed.await {
@@ -190,6 +197,7 @@ fn filter(query: Query) -> Result<JobFilter, ApiError> {
     let after = Some(JobId::new(query.after()?));
     let limit = Some(query.limit(JobFilter::DEFAULT_LIMIT, JobFilter::MAX_LIMIT)?);
     Ok(JobFilter {
+        bot: None,
         state,
         after,
         limit,

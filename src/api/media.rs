@@ -3,30 +3,41 @@
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
 use super::answer::Failure;
+use super::query::Query;
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::download::{DownloadError, MediaId};
 use crate::error::ApiError;
 
 pub async fn get_media(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    match fetch(&api, &id).await {
+    match fetch(&api, &caller, raw.as_deref(), &id).await {
         Ok(response) => response,
         Err(failure) => failure.answer(&request_id),
     }
 }
 
-async fn fetch(api: &ApiState, id: &str) -> Result<Response, Failure> {
+async fn fetch(
+    api: &ApiState,
+    caller: &Caller,
+    raw: Option<&str>,
+    id: &str,
+) -> Result<Response, Failure> {
     let media = MediaId::parse(id).map_err(ApiError::invalid)?;
-    let Some(downloads) = &api.downloads else {
+    // Through the bot's own connection: it reaches its own chats only.
+    let bot = caller.bot(&api.bots, &Query::parse(raw, &[])?)?;
+    let Some(downloads) = &bot.downloads() else {
         return Err(Failure::Unavailable(
             "no Telegram connection to fetch files with".into(),
         ));

@@ -11,8 +11,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::ApiState;
-use super::enqueue::{Validated, accept};
+use super::enqueue::{Enqueue, Validated};
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::error::ApiError;
 use crate::messages::MessagesRequest;
 use crate::outgoing;
@@ -22,11 +23,18 @@ use crate::queue::JobKind;
 pub async fn post_messages(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accept(&api, &request_id, query, &headers, body, validate).await
+    let request = Enqueue {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
+        interactive: false,
+    };
+    request.accept(query, &headers, body, validate).await
 }
 
 fn validate(body: &[u8]) -> Result<Validated, ApiError> {

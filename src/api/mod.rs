@@ -24,8 +24,15 @@
 //! | `GET /api/v1/media/{chat}:{message_id}` | the photo or document of an inbound message, streamed from Telegram |
 //! | `GET /api/v1/webhook` | the webhook's progress: deliveries, failed attempts, chats retrying and why (`{"configured": false}` without one) |
 //! | `POST /api/v1/callbacks/{query_id}/answer` | `{text?, alert?, url?, cache_time?}` → 200 if taken before the deadline; 409 after it; 404 unknown query |
+//! | `GET /api/v1/bots` | `{bots: [...]}`: each bot's state, queue depth, last error |
+//! | `POST /api/v1/reload` | re-reads the config and applies the difference (operators) |
+//!
+//! Every request but `/healthz` is for the bot its API key names (see
+//! `auth`); what it reaches is that bot's alone.
 
 mod answer;
+pub mod auth;
+mod bots;
 mod callbacks;
 mod chat_action;
 pub mod client;
@@ -60,44 +67,31 @@ pub use answer::Failure;
 pub use enqueue::Validated;
 pub use request_id::RequestId;
 
-use crate::bot_state::BotStates;
-use crate::callbacks::CallbackAnswerer;
-use crate::chat_action::ChatActions;
+use crate::bots::Bots;
 use crate::config::{ApiConfig, Respond};
-use crate::download::Downloads;
 use crate::events::EventStore;
-use crate::events::webhook::WebhookMonitor;
 use crate::queue::Queue;
 
 /// The daemon's parts the API reaches.
 #[derive(Clone)]
 pub struct Services {
     pub queue: Queue,
-    /// Share this one with whatever appends events, so waiters wake.
+    /// Unscoped; share this one with whatever appends events, so waiters
+    /// wake.
     pub events: EventStore,
-    /// `None` while no Telegram connection answers clicks.
-    pub callbacks: Option<CallbackAnswerer>,
-    /// `None` when no webhook is configured.
-    pub webhook: Option<WebhookMonitor>,
-    /// `None` while there is no Telegram connection to fetch files with.
-    pub downloads: Option<Downloads>,
-    /// `None` while there is no Telegram connection to show actions with.
-    pub chat_actions: Option<ChatActions>,
-    /// The bots' session states (`/readyz`); `None`: no bot runs.
-    pub bots: Option<BotStates>,
+    /// The bots, their keys and their workers' parts (click answerers,
+    /// downloads, webhooks).
+    pub bots: Bots,
 }
 
 impl Services {
-    /// The store alone (no Telegram connection).
+    /// The store alone: one bot, `default`, without a Telegram connection
+    /// and without keys.
     pub fn new(queue: Queue) -> Self {
         Services {
             events: EventStore::new(queue.clone()),
             queue,
-            callbacks: None,
-            webhook: None,
-            downloads: None,
-            chat_actions: None,
-            bots: None,
+            bots: Bots::single(),
         }
     }
 }
@@ -107,11 +101,7 @@ impl Services {
 pub struct ApiState {
     pub queue: Queue,
     pub events: EventStore,
-    pub callbacks: Option<CallbackAnswerer>,
-    pub webhook: Option<WebhookMonitor>,
-    pub downloads: Option<Downloads>,
-    pub chat_actions: Option<ChatActions>,
-    pub bots: Option<BotStates>,
+    pub bots: Bots,
     pub max_body_bytes: usize,
     /// When an enqueue without `?wait=` is answered, and how long `sent`
     /// waits at most.
@@ -139,7 +129,8 @@ pub fn router_for(
     served(Router::new())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, auth::authenticate))
         .layer(middleware::from_fn(request_id::assign))
 }
 
@@ -177,6 +168,8 @@ routes! {
     get "/healthz" => health::health,
     get "/readyz" => health::ready,
     get "/metrics" => health::metrics,
+    get "/api/v1/bots" => bots::list_bots,
+    post "/api/v1/reload" => bots::reload,
     get "/api/v1/status" => health::status,
 }
 
@@ -198,10 +191,6 @@ fn api_state(services: Services, config: &ApiConfig, stopping: watch::Receiver<b
     ApiState {
         queue: services.queue,
         events: services.events,
-        callbacks: services.callbacks,
-        webhook: services.webhook,
-        downloads: services.downloads,
-        chat_actions: services.chat_actions,
         bots: services.bots,
         max_body_bytes: config.max_body_bytes,
         respond: config.respond,

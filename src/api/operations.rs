@@ -11,8 +11,9 @@ use axum::response::Response;
 
 use super::ApiState;
 use super::answer::Failure;
-use super::enqueue::{Validated, accept};
+use super::enqueue::{Enqueue, Validated};
 use super::request_id::RequestId;
+use crate::bots::Caller;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::operations::{DeleteRequest, EditRequest};
@@ -22,16 +23,18 @@ use crate::queue::JobKind;
 pub async fn post_edit(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(message_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (id, chat) = match target(&api, &message_id).await {
-        Ok(found) => found,
-        Err(failure) => return failure.answer(&request_id),
+    let on = Target {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
     };
-    accept(&api, &request_id, query, &headers, body, move |bytes| {
+    on.enqueue(&message_id, query, &headers, body, |id, chat, bytes| {
         let edit = EditRequest::from_json(id, bytes)?;
         Validated::built_at_send(chat, JobKind::Edit, &edit)
     })
@@ -42,16 +45,18 @@ pub async fn post_edit(
 pub async fn delete_message(
     State(api): State<ApiState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     Path(message_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (id, chat) = match target(&api, &message_id).await {
-        Ok(found) => found,
-        Err(failure) => return failure.answer(&request_id),
+    let on = Target {
+        api: &api,
+        request_id: &request_id,
+        caller: &caller,
     };
-    accept(&api, &request_id, query, &headers, body, move |bytes| {
+    on.enqueue(&message_id, query, &headers, body, |id, chat, bytes| {
         if !bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::invalid(
                 "DELETE of a message takes no body: the path names the message",
@@ -60,6 +65,40 @@ pub async fn delete_message(
         Validated::built_at_send(chat, JobKind::Delete, &DeleteRequest { message_id: id })
     })
     .await
+}
+
+/// An operation on a message telegate sent, queued in that message's chat.
+struct Target<'a> {
+    api: &'a ApiState,
+    request_id: &'a RequestId,
+    caller: &'a Caller,
+}
+
+impl Target<'_> {
+    /// Finds the message named in the path, then enqueues what `build`
+    /// makes of it and the body.
+    async fn enqueue(
+        &self,
+        message_id: &str,
+        query: Option<String>,
+        headers: &HeaderMap,
+        body: Body,
+        build: impl FnOnce(i64, ChatId, &[u8]) -> Result<Validated, ApiError>,
+    ) -> Response {
+        let (id, chat) = match target(self.api, message_id).await {
+            Ok(found) => found,
+            Err(failure) => return failure.answer(self.request_id),
+        };
+        let request = Enqueue {
+            api: self.api,
+            request_id: self.request_id,
+            caller: self.caller,
+            interactive: false,
+        };
+        request
+            .accept(query, headers, body, move |bytes| build(id, chat, bytes))
+            .await
+    }
 }
 
 /// telegate's message `message_id` and its chat; 404 unless it is a message

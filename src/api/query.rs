@@ -18,14 +18,17 @@ pub struct Query {
 }
 
 impl Query {
-    /// Parses `raw`, accepting only the parameters in `known`.
+    /// Parses `raw`, accepting only the parameters in `known` and `bot`
+    /// (which every endpoint takes: an operator's choice of bot).
     pub fn parse(raw: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
         let mut params = HashMap::new();
         for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            if !known.contains(&name.as_ref()) {
+            if name != "bot" && !known.contains(&name.as_ref()) {
+                let mut expected = known.to_vec();
+                expected.push("bot");
                 return Err(ApiError::invalid(format!(
                     "unknown query parameter `{name}` (expected one of: {})",
-                    known.join(", ")
+                    expected.join(", ")
                 )));
             }
             if params

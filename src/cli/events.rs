@@ -13,7 +13,6 @@ use clap::Args;
 
 use super::jobs::ok;
 use super::{CliError, Global, Outcome};
-use crate::api::client::Client;
 
 /// How long one long poll waits for an event.
 const POLL_SECONDS: u32 = 30;
@@ -34,7 +33,7 @@ pub struct EventsArgs {
 }
 
 pub async fn run(global: &Global, args: EventsArgs) -> Result<Outcome, CliError> {
-    let client = Client::new(global.state().socket());
+    let client = global.client();
     let mut cursor = args.after;
     let wait = if args.follow { POLL_SECONDS } else { 0 };
     loop {

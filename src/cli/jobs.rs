@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::{CliError, Global, Outcome};
-use crate::api::client::{Answer, Client};
+use crate::api::client::Answer;
 use crate::queue::JobState;
 
 #[derive(Debug, Args)]
@@ -35,7 +35,7 @@ pub async fn list(global: &Global, args: JobsArgs) -> Result<Outcome, CliError> 
     if let Some(after) = args.after {
         path.push_str(&format!("&after={after}"));
     }
-    let answer = ok(Client::new(global.state().socket()).get(&path).await?)?;
+    let answer = ok(global.client().get(&path).await?)?;
     let body = answer.json()?;
     let jobs = body["jobs"]
         .as_array()
@@ -59,7 +59,7 @@ pub async fn list(global: &Global, args: JobsArgs) -> Result<Outcome, CliError> 
 /// Prints the job as the API shows it, pretty.
 pub async fn show(global: &Global, args: JobArgs) -> Result<Outcome, CliError> {
     let path = format!("/api/v1/jobs/{}", urlencode(&args.id));
-    let answer = ok(Client::new(global.state().socket()).get(&path).await?)?;
+    let answer = ok(global.client().get(&path).await?)?;
     let body = answer.json()?;
     println!(
         "{}",
@@ -81,7 +81,7 @@ pub(super) fn ok(answer: Answer) -> Result<Answer, CliError> {
     Err(CliError::Input(format!("{}: {detail}", answer.status)))
 }
 
-fn text(value: &Value) -> String {
+pub(super) fn text(value: &Value) -> String {
     value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_owned)

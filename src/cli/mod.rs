@@ -3,6 +3,7 @@
 //! Commands return errors and exit codes; only `main` prints fatal errors and
 //! exits.
 
+mod bots;
 mod events;
 mod jobs;
 pub mod run;
@@ -18,7 +19,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LOG_FORMAT_ENV, LogFormat, StateDir};
+use crate::api::client::Client;
+use crate::config::{Config, LOG_FORMAT_ENV, LogFormat, Secret, StateDir};
 
 /// A Telegram bot worker that speaks MTProto.
 #[derive(Debug, Parser)]
@@ -42,6 +44,10 @@ pub struct Global {
     /// The socket API's path [default: STATE_DIR/telegate.sock].
     #[arg(long, global = true, env = "TELEGATE_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// The API key socket clients send (a bot's, or an operator's), when
+    /// keys are configured.
+    #[arg(long, global = true, env = "TELEGATE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
 }
 
 impl Global {
@@ -51,6 +57,11 @@ impl Global {
             Some(socket) => state.with_socket(socket),
             None => state,
         }
+    }
+
+    /// A client of the daemon's socket, sending the API key if one is set.
+    pub fn client(&self) -> Client {
+        Client::new(self.state().socket()).with_key(self.api_key.clone())
     }
 }
 
@@ -78,6 +89,11 @@ pub enum Command {
     Job(jobs::JobArgs),
     /// One screen for a person: bots, queue, send rate, webhook, recent errors.
     Status,
+    /// List the bots with their state, queue depth and last error.
+    Bots,
+    /// Make the running daemon re-read its config and apply the difference
+    /// (like SIGHUP).
+    Reload,
     /// Run the local Telegram sandbox (an MTProto DC and its control API)
     /// with a worker attached.
     Sandbox(sandbox::SandboxArgs),
@@ -102,6 +118,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Events(args) => events::run(&cli.global, args).await,
         Command::Job(args) => jobs::show(&cli.global, args).await,
         Command::Status => status::run(&cli.global).await,
+        Command::Bots => bots::list(&cli.global).await,
+        Command::Reload => bots::reload(&cli.global).await,
         Command::Sandbox(args) => sandbox::run(&cli.global, args).await,
     }
 }

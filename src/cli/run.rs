@@ -3,39 +3,35 @@
 //! Wires the pieces in one place, in the order they depend on each other:
 //! config and credentials (a missing one is named before anything starts),
 //! the store (putting jobs a crash left in `sending` back in line), the
-//! socket API (enqueueing works while Telegram is still being reached), the
-//! bot session in `DIR/sessions/bot.session` and its one connection, sign-in,
-//! then the sender and, beside it, the inbound pipeline (updates → events,
-//! clicks answered; see `inbound`). On SIGTERM or SIGINT the API stops accepting, the sender
-//! stops claiming and lets in-flight sends finish (bounded), the store is
-//! closed and the connection shut. `telegate sandbox` runs the same
-//! [`daemon`] beside its DC.
+//! socket API (enqueueing works while Telegram is still being reached), then
+//! one worker per configured bot (`bots::worker`: its session in
+//! `DIR/sessions/NAME.session`, its connection, sign-in, sender and inbound
+//! pipeline). SIGHUP (or `telegate reload`, `POST /api/v1/reload`) re-reads
+//! the config and applies the difference (`bots::fleet`). On SIGTERM or
+//! SIGINT one cancellation token stops everything: the API stops accepting,
+//! the senders stop claiming and let in-flight sends finish (bounded), the
+//! store is closed and the connections shut. `telegate sandbox` runs the
+//! same [`daemon`] beside its DC.
 
 use std::future::Future;
 use std::net::SocketAddrV4;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
-use crate::bot_state::{BotState, BotStates};
-use crate::callbacks::CallbackAnswerer;
-use crate::chat_action::ChatActions;
-use crate::config::{Config, StateDir, StateLock, TelegramConfig};
-use crate::download::Downloads;
+use crate::bots::fleet::{Applied, Fleet};
+use crate::bots::worker::Shared;
+use crate::bots::{Bots, ReloadRequest};
+use crate::config::{Config, StateDir, StateLock, TelegramConfig, TokenError};
 use crate::events::EventStore;
-use crate::events::webhook::{Webhook, WebhookError};
-use crate::inbound::{self, Inbound, InboundError};
-use crate::limits::{Limits, RateError, Rates};
-
-use crate::queue::{DEFAULT_BOT, Expiry, Queue};
-use crate::sender::{self, Backoff, Sender, Verdict, judge};
-use crate::session::{SessionError, SessionStore};
-use crate::telegram::{Bot, Credentials, Telegram, TelegramError};
-use grammers_mtsender::InvocationError;
+use crate::queue::Queue;
+use crate::telegram::Credentials;
 
 /// Why the worker could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
@@ -45,22 +41,15 @@ pub enum RunError {
         key: &'static str,
         env: &'static str,
     },
+    #[error(
+        "no bot is configured: set `telegram.bot_token` (or TELEGATE_BOT_TOKEN), \
+         or add [[bots]] tables"
+    )]
+    NoBots,
     #[error("`telegram.dc_addr` must be IPv4 `host:port`, got `{0}`")]
     DcAddr(String),
     #[error(transparent)]
-    Rates(#[from] RateError),
-    #[error("bot session: {0}")]
-    Session(#[from] SessionError),
-    #[error("cannot sign in: {0}")]
-    SignIn(#[from] TelegramError),
-    #[error("cannot receive updates: {0}")]
-    Updates(TelegramError),
-    #[error("the update stream was already taken")]
-    UpdatesTaken,
-    #[error(transparent)]
-    Inbound(#[from] InboundError),
-    #[error(transparent)]
-    Webhook(#[from] WebhookError),
+    Token(#[from] TokenError),
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen {
         addr: std::net::SocketAddr,
@@ -85,70 +74,57 @@ pub async fn daemon(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Outcome, CliError> {
     let config = Config::load(config_file, state)?;
-    let credentials = credentials(&config.telegram)?;
+    let (api_id, api_hash) = global_credentials(&config.telegram)?;
     let dc_addr = dc_addr(&config.telegram)?;
-    let limits = Limits::new(Rates::from(&config.limits)).map_err(RunError::from)?;
+    if config.bots.is_empty() {
+        return Err(RunError::NoBots.into());
+    }
+    state.migrate_legacy_session()?;
 
-    let (stop, stopping) = watch::channel(false);
-    let stop = Arc::new(stop);
-    tokio::spawn({
-        let stop = Arc::clone(&stop);
-        async move {
-            shutdown.await;
-            crate::systemd::stopping();
-            let _ = stop.send(true);
-        }
-    });
-
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let database = state.database();
     let queue = Queue::open(&database)
         .map_err(|err| CliError::Input(format!("{}: {err}", database.display())))?;
-    let session = Arc::new(SessionStore::open(&state.bot_session()).map_err(RunError::from)?);
-    if let Some(addr) = dc_addr {
-        session.set_home_addr(addr).map_err(RunError::from)?;
-    }
-    let telegram = Arc::new(Telegram::start_with(
-        Arc::clone(&session),
-        credentials.api_id,
-        config.connection.liveness(),
-    ));
-    let bots = BotStates::new();
-    bots.set(DEFAULT_BOT, BotState::Starting);
-    telegram.report_to(bots.clone(), DEFAULT_BOT);
     let events = EventStore::new(queue.clone());
-    let callbacks = CallbackAnswerer::new(
-        telegram.client().clone(),
-        queue.clone(),
-        Duration::from_millis(config.callbacks.deadline_ms),
-    );
     let retention = Duration::from_secs(config.events.retention_hours.saturating_mul(3600));
-    let pruning = tokio::spawn(events.clone().keep_pruned(retention));
-    let webhook = Webhook::from_config(&config.webhook, events.clone(), queue.clone())
-        .map_err(RunError::from)?;
-    let monitor = webhook.as_ref().map(Webhook::monitor);
-    let delivering = webhook.map(|webhook| {
-        tokio::spawn(async move {
-            if let Err(error) = webhook.run().await {
-                tracing::error!(%error, "the webhook stopped");
-            }
-        })
-    });
+    tasks.spawn(stopped_by(
+        stop.clone(),
+        events.clone().keep_pruned(retention),
+    ));
 
-    let (chat_actions, showing) = ChatActions::new(Arc::clone(&telegram), &queue, stopping.clone());
-    let showing = tokio::spawn(showing);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let bots = Bots::from_config(&config).with_reload(reload_tx);
+    let shared = Shared::new(
+        &config,
+        state.clone(),
+        queue.clone(),
+        events.clone(),
+        api_id,
+        api_hash,
+        dc_addr,
+    );
+    let mut fleet = Fleet::new(shared, bots.clone(), stop.child_token());
+    let applied = fleet.apply(&config).await.map_err(RunError::from)?;
+    tracing::info!(bots = applied.started.len(), "bots starting");
 
     let (listener, socket) = api::socket::bind(&state.socket()).await?;
     tracing::info!(socket = %socket.path().display(), "serving the socket API");
     crate::systemd::ready();
-    let watchdog = tokio::spawn(crate::systemd::watchdog(queue.clone(), stopping.clone()));
+    // systemd's watchdog pings while the store answers, until the stop.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    tasks.spawn({
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            let _ = stopping_tx.send(true);
+        }
+    });
+    tasks.spawn(crate::systemd::watchdog(queue.clone(), stopping));
     let services = api::Services {
         queue: queue.clone(),
         events: events.clone(),
-        callbacks: Some(callbacks.clone()),
-        webhook: monitor,
-        downloads: Some(Downloads::new(telegram.client().clone())),
-        chat_actions: Some(chat_actions),
-        bots: Some(bots.clone()),
+        bots,
     };
     let scraping = match config.metrics.listen {
         Some(addr) => Some(
@@ -156,166 +132,114 @@ pub async fn daemon(
                 addr,
                 services.clone(),
                 &config.api,
-                stopped(stopping.clone()),
+                stop.clone().cancelled_owned(),
             )
             .await
             .map_err(|source| RunError::MetricsListen { addr, source })?,
         ),
         None => None,
     };
-    let serving = api::serve_services(listener, services, &config.api, stopped(stopping.clone()));
+    let api_config = config.api.clone();
+    let serving =
+        tasks.spawn({
+            let stop = stop.clone();
+            async move {
+                api::serve_services(listener, services, &api_config, stop.cancelled_owned()).await
+            }
+        });
 
-    let working = async {
-        let inbound = Inbound {
-            bot_id: 0, // set once signed in
-            events,
-            queue: queue.clone(),
-            session: Arc::clone(&session),
-            callbacks,
-        };
-        let worked = work(
-            &telegram,
-            &queue,
-            limits,
-            sender::Settings {
-                expiry: config.sender.job_expiry().and_then(Expiry::new),
-                ..sender::Settings::default()
-            },
-            &credentials,
-            inbound,
-            stopping.clone(),
-        )
-        .await;
-        // The API has nothing to serve without a worker: stop it too.
-        let _ = stop.send(true);
-        worked
-    };
-    let (served, worked) = tokio::join!(serving, working);
-    // The action loop ends once `stopping` is true (as it is now).
-    let _ = showing.await;
-    telegram.set_state(BotState::Stopped);
-    let _ = watchdog.await;
+    let mut hangup = signal(SignalKind::hangup()).map_err(CliError::Signals)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = reload(&mut fleet, config_file, state).await;
+            }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(reload(&mut fleet, config_file, state).await);
+            }
+        }
+    }
+    crate::systemd::stopping();
+    stop.cancel();
+    fleet.stop().await;
+    tasks.close();
+    let served = serving.await;
     if let Some(scraping) = scraping {
         let _ = scraping.await;
     }
-    pruning.abort();
-    if let Some(delivering) = delivering {
-        delivering.abort();
-    }
-
+    tasks.wait().await;
     queue.close().await;
     drop(socket);
-    telegram.shutdown().await;
-    worked?;
-    served.map_err(CliError::Serve)?;
+    match served {
+        Ok(Err(error)) => return Err(CliError::Serve(error)),
+        Err(error) => return Err(CliError::Serve(std::io::Error::other(error))),
+        Ok(Ok(())) => {}
+    }
     tracing::info!("stopped");
     Ok(Outcome::Success)
 }
 
-/// Signs in, then sends and receives until told to stop.
-async fn work(
-    telegram: &Arc<Telegram>,
-    queue: &Queue,
-    limits: Limits,
-    settings: sender::Settings,
-    credentials: &Credentials,
-    mut inbound: Inbound,
-    mut stopping: watch::Receiver<bool>,
-) -> Result<(), CliError> {
-    let Some(bot) = sign_in(telegram, credentials, &mut stopping).await? else {
-        return Ok(());
+/// Re-reads the config and applies it; a config that does not load changes
+/// nothing (the error says why, without secrets).
+async fn reload(
+    fleet: &mut Fleet,
+    config_file: Option<&Path>,
+    state: &StateDir,
+) -> Result<Applied, String> {
+    let applied = match Config::load(config_file, state) {
+        Ok(config) => fleet.apply(&config).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
     };
-    telegram.set_state(BotState::Ready {
-        bot_id: bot.id,
-        username: bot.username.clone(),
-    });
-    tracing::info!(
-        bot_id = bot.id,
-        username = bot.username.as_deref().unwrap_or(""),
-        "ready: connected to Telegram and signed in"
-    );
-    // After sign-in, so that grammers starts from the session's update
-    // state (and catches up with getDifference).
-    let stream = telegram
-        .updates()
-        .await
-        .ok_or(RunError::UpdatesTaken)?
-        .map_err(RunError::Updates)?;
-    inbound.bot_id = bot.id;
-    let mut receiving = tokio::spawn(inbound::run(stream, inbound));
-    let sender = Sender::new(queue.clone(), Arc::clone(telegram), limits, settings);
-    let sent = tokio::select! {
-        sent = sender.run(stopping) => sent.map_err(CliError::from),
-        received = &mut receiving => Err(match received {
-            Ok(Err(error)) => RunError::Inbound(error).into(),
-            // The pipeline only ends with an error; a panic is one too.
-            _ => RunError::Inbound(InboundError::Stopped).into(),
-        }),
-    };
-    // What was recorded is durable; the rest is fetched again next time.
-    receiving.abort();
-    sent
-}
-
-/// Signs in, retrying with backoff while Telegram cannot be reached (the
-/// API keeps taking jobs meanwhile). `None`: told to stop first.
-async fn sign_in(
-    telegram: &Telegram,
-    credentials: &Credentials,
-    stopping: &mut watch::Receiver<bool>,
-) -> Result<Option<Bot>, RunError> {
-    let backoff = Backoff::default();
-    let mut last_error = None;
-    for attempt in 1.. {
-        telegram.set_state(BotState::SigningIn {
-            attempt,
-            last_error: last_error.take(),
-        });
-        let error = tokio::select! {
-            signed = telegram.sign_in(credentials) => match signed {
-                Ok(bot) => return Ok(Some(bot)),
-                Err(TelegramError::Invocation(error)) if unreachable(&error) => error,
-                Err(error) => return Err(error.into()),
-            },
-            _ = stopping.wait_for(|stop| *stop) => return Ok(None),
-        };
-        let delay = backoff.delay(attempt, rand::random());
-        tracing::warn!(%error, retry_in = ?delay, "cannot reach Telegram to sign in");
-        last_error = Some(error.to_string());
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = stopping.wait_for(|stop| *stop) => return Ok(None),
-        }
+    match &applied {
+        Ok(applied) => tracing::info!(
+            started = ?applied.started,
+            stopped = ?applied.stopped,
+            restarted = ?applied.restarted,
+            unchanged = applied.unchanged.len(),
+            "config reloaded"
+        ),
+        Err(error) => tracing::error!(%error, "config not reloaded; nothing changed"),
     }
-    Ok(None)
+    applied
 }
 
-/// Whether a failed sign-in may succeed later by itself.
-fn unreachable(error: &InvocationError) -> bool {
-    matches!(judge(error), Verdict::Transient { .. })
+/// Runs `work` until `stop` is cancelled.
+async fn stopped_by(stop: CancellationToken, work: impl Future<Output = ()>) {
+    tokio::select! {
+        () = work => {}
+        () = stop.cancelled() => {}
+    }
 }
 
-async fn stopped(mut stopping: watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means stop.
-    let _ = stopping.wait_for(|stop| *stop).await;
-}
-
-/// The credentials from the config (environment variables already applied).
-pub fn credentials(telegram: &TelegramConfig) -> Result<Credentials, RunError> {
+/// The app credentials every bot shares.
+fn global_credentials(telegram: &TelegramConfig) -> Result<(i32, crate::config::Secret), RunError> {
     let missing = |key, env| RunError::MissingCredential { key, env };
     let api_id = telegram
         .api_id
         .ok_or_else(|| missing("api_id", "TELEGATE_API_ID"))?;
     let api_hash = telegram
         .api_hash
-        .as_ref()
+        .clone()
         .filter(|hash| !hash.expose().is_empty())
         .ok_or_else(|| missing("api_hash", "TELEGATE_API_HASH"))?;
+    Ok((api_id, api_hash))
+}
+
+/// The credentials of the one-bot configuration (`[telegram]`, environment
+/// variables already applied), for tools that drive a single bot.
+pub fn credentials(telegram: &TelegramConfig) -> Result<Credentials, RunError> {
+    let (api_id, api_hash) = global_credentials(telegram)?;
     let bot_token = telegram
         .bot_token
         .as_ref()
         .filter(|token| !token.expose().is_empty())
-        .ok_or_else(|| missing("bot_token", "TELEGATE_BOT_TOKEN"))?;
+        .ok_or(RunError::MissingCredential {
+            key: "bot_token",
+            env: "TELEGATE_BOT_TOKEN",
+        })?;
     Ok(Credentials {
         api_id,
         api_hash: api_hash.expose().to_owned(),

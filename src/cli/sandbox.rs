@@ -8,12 +8,17 @@
 //! the commands to send it a message and read its chat. With `--dc-only`
 //! nothing else runs: start `telegate run --state-dir DIR` beside it. The worker's files in `DIR`: `telegate.toml` gets a
 //! `[telegram]` table with the sandbox's `api_id`, `api_hash`, `bot_token`
-//! and `dc_addr` (other tables are kept), and `sessions/bot.session` gets the
-//! DC address and the bot's pre-provisioned auth key. Both are mode 0600.
+//! and `dc_addr` (other tables are kept), and `sessions/default.session` gets
+//! the DC address and the bot's pre-provisioned auth key. Both are mode 0600.
+//!
+//! With `--bots N` (N > 1) there are N bots, `bot1`…`botN`, each with a DC
+//! and Telegram model of its own (its own users, updates and limits; `bot1`'s
+//! state and control socket in `DIR`, the others' in `DIR/sandboxes/botK/`),
+//! a `[[bots]]` table with its token, `dc_addr` and a generated API key
+//! (kept across restarts), and `sessions/botK.session`.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,13 +26,16 @@ use clap::Args;
 use tracing::info;
 
 use super::{CliError, Global, Outcome, shutdown_signal};
+use crate::config::{Config, SandboxConfig};
 use crate::private_file;
 use crate::sandbox::server::{Sandbox, SandboxOptions, StartError};
 use crate::sandbox::state_file::StateFileError;
 use crate::sandbox::telegram::{
     AccountId, DC_ID, FakeTelegram, NewUser, SandboxError, UserMessage,
 };
+use crate::sandbox::web::WebOptions;
 use crate::session::{SessionError, SessionStore};
+use grammers_session::types::{PeerAuth, PeerInfo, UpdatesState};
 
 /// The api id and hash written for the worker; the sandbox accepts any
 /// non-empty pair, these just make the config complete.
@@ -48,11 +56,29 @@ pub struct SandboxArgs {
     /// BOT_RESPONSE_TIMEOUT.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub callback_timeout_ms: u64,
+    /// Where the chat page listens, or `off` [default: `[sandbox] web` of
+    /// the config, else 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR|off")]
+    pub web: Option<String>,
+    /// Allow the chat page on a non-loopback address; every request then
+    /// needs the token (TELEGATE_WEB_TOKEN, `[sandbox] web_token`, or a new
+    /// one written to STATE_DIR/web.token).
+    #[arg(long)]
+    pub web_public: bool,
     /// Start with Telegram's rate limits off (as `POST /faults
     /// {"limits": false}` would turn them, but before any client connects).
     #[arg(long)]
     pub no_limits: bool,
+    /// How many bots (`bot1`…`botN`), each with its own DC and a generated
+    /// API key in `telegate.toml`; 1: the one `default` bot, no keys.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub bots: u16,
 }
+
+/// The chat page's address when nothing says otherwise.
+pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
+/// Where a generated web token is written (mode 0600).
+pub const WEB_TOKEN_FILE: &str = "web.token";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxCliError {
@@ -68,6 +94,10 @@ pub enum SandboxCliError {
     Config { path: PathBuf, reason: String },
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
+    #[error("{key} must be a socket address such as 127.0.0.1:8080, or off; got {value:?}")]
+    WebAddr { key: &'static str, value: String },
+    #[error("cannot write the web token to {path}: {source}")]
+    WebToken { path: PathBuf, source: io::Error },
 }
 
 /// Runs the sandbox until SIGINT or SIGTERM.
@@ -82,37 +112,205 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     } else {
         Some(state.lock()?)
     };
+    let config = Config::load(global.config.as_deref(), &state)?;
+    let web = web_options(&args, &config.sandbox, &dir)?;
     let shutdown = shutdown_signal().map_err(SandboxCliError::Signals)?;
-    let sandbox = Sandbox::start(SandboxOptions {
-        state_dir: Some(dir.clone()),
-        port: args.port,
-        callback_timeout: Duration::from_millis(args.callback_timeout_ms),
-    })
-    .await
-    .map_err(SandboxCliError::from)?;
-    if args.no_limits {
-        sandbox.telegram().set_limits_enabled(false);
+    let mut sandboxes = Vec::with_capacity(usize::from(args.bots));
+    for bot in 1..=args.bots {
+        let (state_dir, port) = match bot {
+            1 => (dir.clone(), args.port),
+            _ => {
+                let own = dir.join("sandboxes").join(format!("bot{bot}"));
+                crate::config::StateDir::new(&own).prepare()?;
+                (own, 0)
+            }
+        };
+        let sandbox = Sandbox::start(SandboxOptions {
+            state_dir: Some(state_dir),
+            port,
+            callback_timeout: Duration::from_millis(args.callback_timeout_ms),
+            // The chat page plays the first bot's users.
+            web: if bot == 1 { web.clone() } else { None },
+        })
+        .await
+        .map_err(SandboxCliError::from)?;
+        if args.no_limits {
+            sandbox.telegram().set_limits_enabled(false);
+        }
+        sandboxes.push(sandbox);
     }
-    write_worker_files(&dir, &sandbox)?;
+    let keys = match &sandboxes[..] {
+        [one] => {
+            write_worker_files(&dir, one)?;
+            Vec::new()
+        }
+        many => write_fleet_files(&dir, many)?,
+    };
+    let web = sandboxes[0]
+        .web_addr()
+        .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/"));
     info!(
-        dc_addr = %sandbox.dc_addr(),
+        bots = sandboxes.len(),
+        dc_addr = %sandboxes[0].dc_addr(),
         control = %dir.join(crate::sandbox::control::SOCKET_NAME).display(),
+        web = %web,
         "sandbox ready"
     );
+    show_keys(&dir, &keys);
     let outcome = match &lock {
         None => {
             shutdown.await;
             Ok(Outcome::Success)
         }
         Some(lock) => {
-            let demo = demo_user(sandbox.telegram())?;
-            log_try_it(&dir, demo);
+            let demo = demo_user(sandboxes[0].telegram())?;
+            log_try_it(&dir, demo, !keys.is_empty());
             super::run::daemon(&state, lock, global.config.as_deref(), shutdown).await
         }
     };
     info!("sandbox stopping");
-    sandbox.shutdown().await.map_err(SandboxCliError::from)?;
+    for sandbox in sandboxes {
+        sandbox.shutdown().await.map_err(SandboxCliError::from)?;
+    }
     outcome
+}
+
+/// The chat page's options: `--web`, else `[sandbox] web`, else
+/// [`DEFAULT_WEB`]; `off` turns it off. A public page gets its token from
+/// the environment or the config, else a new one in `DIR/web.token`.
+fn web_options(
+    args: &SandboxArgs,
+    config: &SandboxConfig,
+    dir: &Path,
+) -> Result<Option<WebOptions>, SandboxCliError> {
+    let (key, value) = match (&args.web, &config.web) {
+        (Some(value), _) => ("--web", value.as_str()),
+        (None, Some(value)) => ("sandbox.web", value.as_str()),
+        (None, None) => ("--web", DEFAULT_WEB),
+    };
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let addr = value.parse().map_err(|_| SandboxCliError::WebAddr {
+        key,
+        value: value.to_owned(),
+    })?;
+    let token = match (&config.web_token, args.web_public) {
+        (Some(token), _) => Some(token.clone()),
+        (None, true) => {
+            let token = crate::sandbox::web::new_token();
+            let path = dir.join(WEB_TOKEN_FILE);
+            private_file::write(&path, token.expose().as_bytes()).map_err(|source| {
+                SandboxCliError::WebToken {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            info!(file = %path.display(), "the web page's token is in this file");
+            Some(token)
+        }
+        (None, false) => None,
+    };
+    Ok(Some(WebOptions {
+        addr,
+        public: args.web_public,
+        token,
+    }))
+}
+
+/// The ready message's keys: printed on standard output for the operator
+/// at the terminal, never logged (they are in `DIR/telegate.toml`, 0600).
+fn show_keys(dir: &Path, keys: &[(String, String)]) {
+    if keys.is_empty() {
+        return;
+    }
+    let mut out = format!(
+        "sandbox ready with {} bots; send requests with `X-Octopods-Auth: KEY` \
+         (the keys are also in {}):\n",
+        keys.len(),
+        dir.join("telegate.toml").display()
+    );
+    for (bot, key) in keys {
+        out.push_str(&format!("  {bot}\t{key}\n"));
+    }
+    print!("{out}");
+    let _ = io::stdout().flush();
+}
+
+/// A new API key: 32 random bytes in hex, after `tg_`.
+fn generate_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let mut key = String::with_capacity(3 + 64);
+    key.push_str("tg_");
+    for byte in bytes {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key
+}
+
+/// Writes a `[[bots]]` table per sandbox (`bot1`…) with its token, DC and
+/// an API key (the one already in the file, else a new one), and each
+/// bot's session; returns the bots' names and keys.
+pub fn write_fleet_files(
+    dir: &Path,
+    sandboxes: &[Sandbox],
+) -> Result<Vec<(String, String)>, SandboxCliError> {
+    let path = dir.join("telegate.toml");
+    let mut document = read_document(&path)?;
+    let kept_keys: std::collections::HashMap<String, toml::Value> = match document.get("bots") {
+        Some(toml::Value::Array(bots)) => bots
+            .iter()
+            .filter_map(|bot| {
+                let name = bot.get("name")?.as_str()?.to_owned();
+                Some((name, bot.get("api_keys")?.clone()))
+            })
+            .collect(),
+        _ => std::collections::HashMap::new(),
+    };
+    let state = crate::config::StateDir::new(dir);
+    let mut tables = Vec::with_capacity(sandboxes.len());
+    let mut keys = Vec::with_capacity(sandboxes.len());
+    for (number, sandbox) in (1..).zip(sandboxes) {
+        let name = format!("bot{number}");
+        let telegram = sandbox.telegram();
+        let bot_name =
+            crate::config::BotName::new(name.clone()).map_err(|e| SandboxCliError::Config {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        provision_session(&state.bot_session(&bot_name), sandbox)?;
+        let api_keys = kept_keys
+            .get(&name)
+            .cloned()
+            .filter(|keys| keys.as_array().is_some_and(|keys| !keys.is_empty()))
+            .unwrap_or_else(|| toml::Value::Array(vec![generate_key().into()]));
+        if let Some(key) = api_keys
+            .as_array()
+            .and_then(|k| k.first())
+            .and_then(|k| k.as_str())
+        {
+            keys.push((name.clone(), key.to_owned()));
+        }
+        let mut table = toml::Table::new();
+        table.insert("name".into(), name.into());
+        table.insert("bot_token".into(), telegram.bot_token().expose().into());
+        table.insert("dc_addr".into(), sandbox.dc_addr().to_string().into());
+        table.insert("api_keys".into(), api_keys);
+        tables.push(toml::Value::Table(table));
+    }
+    document.insert("bots".into(), toml::Value::Array(tables));
+    // The bots are all in [[bots]]: no `default` bot beside them.
+    let mut telegram = match document.remove("telegram") {
+        Some(toml::Value::Table(old)) => old,
+        _ => toml::Table::new(),
+    };
+    telegram.remove("bot_token");
+    telegram.remove("dc_addr");
+    telegram.insert("api_id".into(), i64::from(SANDBOX_API_ID).into());
+    telegram.insert("api_hash".into(), SANDBOX_API_HASH.into());
+    document.insert("telegram".into(), telegram.into());
+    write_document(&path, &document)?;
+    Ok(keys)
 }
 
 /// The user to try the sandbox with: on first start (no users yet) a new one
@@ -125,6 +323,7 @@ fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliErr
         id: None,
         first_name: "Ada".into(),
         username: Some("ada_demo".into()),
+        lang_code: Some("en".into()),
     })?;
     telegram.user_sends(user.id, UserMessage::Text("/start".into()), None)?;
     Ok(Some(user.id))
@@ -132,7 +331,13 @@ fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliErr
 
 /// Logs ready-to-paste commands that send the demo user a message and show
 /// it arriving.
-fn log_try_it(dir: &Path, demo: Option<AccountId>) {
+fn log_try_it(dir: &Path, demo: Option<AccountId>, keyed: bool) {
+    // With several bots, a request names its bot by key (not logged).
+    let auth = if keyed {
+        " -H \"X-Octopods-Auth: $BOT1_KEY\""
+    } else {
+        ""
+    };
     let Some(user) = demo else {
         info!(
             "sandbox users are listed by: curl --unix-socket {}/sandbox.sock http://localhost/users",
@@ -147,24 +352,50 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>) {
     info!(
         user_id = user,
         "demo user created; try:\n  \
-         curl --unix-socket {dir}/telegate.sock -H 'content-type: application/json' \
+         curl --unix-socket {dir}/telegate.sock{auth} -H 'content-type: application/json' \
          'http://localhost/api/v1/telegram/interactive?wait=10' -d '{body}'\n  \
          curl --unix-socket {dir}/sandbox.sock http://localhost/users/{user}/chat"
     );
 }
 
-/// Writes `DIR/telegate.toml` and `DIR/sessions/bot.session` for a worker.
-pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
+/// Writes the bot session at `path` with the sandbox's bot key for every DC
+/// (grammers cannot make a key against the sandbox). A new session is signed
+/// in as the bot already, at the update state the sandbox made the bot at:
+/// the worker's first start fetches everything sent to the bot since (the
+/// demo user's `/start` included) instead of starting from "now".
+fn provision_session(path: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
-    let session = crate::config::StateDir::new(dir).bot_session();
-    let store =
-        SessionStore::provision(&session, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
-    // A key per DC, as grammers cannot make one against the sandbox.
+    let store = SessionStore::provision(path, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
+    let bot = telegram.sign_in_bot();
+    store.record_sign_in(
+        PeerInfo::User {
+            id: bot.id,
+            auth: Some(PeerAuth::from_hash(bot.access_hash)),
+            bot: Some(true),
+            is_self: Some(true),
+        },
+        UpdatesState {
+            pts: 1,
+            qts: 1,
+            date: bot.created.max(1),
+            seq: 0,
+            channels: Vec::new(),
+        },
+    )?;
     for (&dc_id, &addr) in sandbox.dc_addrs() {
         if dc_id != DC_ID {
             store.add_dc(dc_id, addr, telegram.bot_auth_key_on(dc_id))?;
         }
     }
+    Ok(())
+}
+
+/// Writes `DIR/telegate.toml` and `DIR/sessions/default.session` for a worker.
+pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
+    let telegram = sandbox.telegram();
+    let session =
+        crate::config::StateDir::new(dir).bot_session(&crate::config::BotName::default_bot());
+    provision_session(&session, sandbox)?;
     write_config(
         &dir.join("telegate.toml"),
         telegram.bot_token().expose(),
@@ -172,19 +403,34 @@ pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCl
     )
 }
 
-/// Sets the `[telegram]` table of the TOML config at `path`, keeping the rest.
-fn write_config(path: &Path, bot_token: &str, dc_addr: &str) -> Result<(), SandboxCliError> {
+/// The TOML config at `path` (empty if there is none).
+fn read_document(path: &Path) -> Result<toml::Table, SandboxCliError> {
     let config_error = |reason: String| SandboxCliError::Config {
         path: path.to_owned(),
         reason,
     };
-    let mut document: toml::Table = match fs::read_to_string(path) {
+    match fs::read_to_string(path) {
         Ok(text) => text
             .parse()
-            .map_err(|e| config_error(format!("it is not valid TOML: {e}")))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => toml::Table::new(),
-        Err(e) => return Err(config_error(e.to_string())),
+            .map_err(|e| config_error(format!("it is not valid TOML: {e}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(toml::Table::new()),
+        Err(e) => Err(config_error(e.to_string())),
+    }
+}
+
+/// Writes `document` to `path`, mode 0600.
+fn write_document(path: &Path, document: &toml::Table) -> Result<(), SandboxCliError> {
+    let config_error = |reason: String| SandboxCliError::Config {
+        path: path.to_owned(),
+        reason,
     };
+    let text = toml::to_string(document).map_err(|e| config_error(e.to_string()))?;
+    private_file::write(path, text.as_bytes()).map_err(|e| config_error(e.to_string()))
+}
+
+/// Sets the `[telegram]` table of the TOML config at `path`, keeping the rest.
+fn write_config(path: &Path, bot_token: &str, dc_addr: &str) -> Result<(), SandboxCliError> {
+    let mut document = read_document(path)?;
     let mut telegram = toml::Table::new();
     telegram.insert("api_id".into(), i64::from(SANDBOX_API_ID).into());
     telegram.insert("api_hash".into(), SANDBOX_API_HASH.into());
@@ -198,17 +444,7 @@ fn write_config(path: &Path, bot_token: &str, dc_addr: &str) -> Result<(), Sandb
         _ => telegram,
     };
     document.insert("telegram".into(), merged.into());
-    let text = toml::to_string(&document).map_err(|e| config_error(e.to_string()))?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(private_file::MODE)
-        .open(path)
-        .map_err(|e| config_error(e.to_string()))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| config_error(e.to_string()))?;
-    private_file::create(path).map_err(|e| config_error(e.to_string()))
+    write_document(path, &document)
 }
 
 #[cfg(test)]
@@ -240,6 +476,90 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    fn args(web: Option<&str>, public: bool) -> SandboxArgs {
+        SandboxArgs {
+            dc_only: true,
+            port: 0,
+            callback_timeout_ms: 10_000,
+            web: web.map(str::to_owned),
+            web_public: public,
+            no_limits: false,
+            bots: 1,
+        }
+    }
+
+    #[test]
+    fn the_web_page_is_on_by_default_and_the_flag_wins_over_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = SandboxConfig::default();
+        let page = web_options(&args(None, false), &none, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.addr.to_string(), DEFAULT_WEB);
+        assert!(!page.public && page.token.is_none());
+        let config = SandboxConfig {
+            web: Some("127.0.0.1:9999".into()),
+            web_token: None,
+        };
+        let page = web_options(&args(None, false), &config, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.addr.port(), 9999);
+        let page = web_options(&args(Some("127.0.0.1:7"), false), &config, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.addr.port(), 7);
+        assert!(
+            web_options(&args(Some("off"), false), &config, dir.path())
+                .unwrap()
+                .is_none()
+        );
+        let off = SandboxConfig {
+            web: Some("OFF".into()),
+            web_token: None,
+        };
+        assert!(
+            web_options(&args(None, false), &off, dir.path())
+                .unwrap()
+                .is_none()
+        );
+        let bad = SandboxConfig {
+            web: Some("localhost".into()),
+            web_token: None,
+        };
+        let error = web_options(&args(None, false), &bad, dir.path()).unwrap_err();
+        assert!(error.to_string().contains("sandbox.web"), "{error}");
+    }
+
+    #[test]
+    fn a_public_page_gets_a_token_file_unless_one_is_configured() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let none = SandboxConfig::default();
+        let page = web_options(&args(Some("0.0.0.0:0"), true), &none, dir.path())
+            .unwrap()
+            .unwrap();
+        let file = dir.path().join(WEB_TOKEN_FILE);
+        let written = fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            page.token.as_ref().map(|t| t.expose()),
+            Some(written.as_str())
+        );
+        assert_eq!(written.len(), 32);
+        let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::remove_file(&file).unwrap();
+        let config = SandboxConfig {
+            web: None,
+            web_token: Some(crate::config::Secret::new("configured-token-123")),
+        };
+        let page = web_options(&args(Some("0.0.0.0:0"), true), &config, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.token.unwrap().expose(), "configured-token-123");
+        assert!(!file.exists());
     }
 
     #[test]

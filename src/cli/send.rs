@@ -56,7 +56,7 @@ pub async fn send(global: &Global, args: SendArgs) -> Result<Outcome, CliError> 
     if let Some(wait) = args.wait {
         path.push_str(&format!("?wait={wait}"));
     }
-    let client = Client::new(global.state().socket());
+    let client = global.client();
     client.connect().await?; // fail early, with the socket's path
 
     let progress = progress_bar(bodies.len());

@@ -102,7 +102,7 @@ pub(super) fn list(
 pub(super) fn take(conn: &Connection, from: i64, to: i64) -> Result<Vec<StoredEvent>, QueueError> {
     create_table(conn)?;
     let mut statement = conn.prepare_cached(
-        "SELECT e.cursor, e.event_id, e.chat, e.body FROM webhook_dead d
+        "SELECT e.cursor, e.event_id, e.chat, e.body, e.bot FROM webhook_dead d
          JOIN events e ON e.cursor = d.cursor
          WHERE d.cursor BETWEEN ?1 AND ?2 ORDER BY d.cursor",
     )?;
@@ -113,6 +113,7 @@ pub(super) fn take(conn: &Connection, from: i64, to: i64) -> Result<Vec<StoredEv
                 id: row.get(1)?,
                 chat: row.get(2)?,
                 body: row.get(3)?,
+                bot: row.get(4)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

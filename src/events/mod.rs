@@ -35,7 +35,7 @@ pub struct NewEvent {
 /// the queue when a job becomes `sent` or `failed`.
 pub(crate) fn record_job_result(conn: &Connection, job: &Job) -> Result<(), QueueError> {
     if let Some(event) = bird::job_result(job) {
-        store::insert(conn, &event, Timestamp::now())?;
+        store::insert(conn, &job.bot, &event, Timestamp::now())?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
-use crate::queue::{Queue, QueueError, Timestamp};
+use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp};
 
 /// How often old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -20,6 +20,8 @@ pub const MAX_BATCH: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub cursor: i64,
+    /// The bot it happened to.
+    pub bot: String,
     pub id: String,
     pub chat: i64,
     /// The event JSON, as stored.
@@ -34,12 +36,15 @@ impl StoredEvent {
     }
 }
 
-/// A handle to the event stream; clones share it.
+/// A handle to the event stream; clones share it. A handle may be scoped to
+/// one bot ([`EventStore::scoped`]): it then appends as that bot and reads
+/// only that bot's events.
 #[derive(Clone)]
 pub struct EventStore {
     queue: Queue,
     /// Bumped after every append that stored something.
     appended: Arc<watch::Sender<u64>>,
+    bot: Option<Arc<str>>,
 }
 
 impl EventStore {
@@ -50,7 +55,22 @@ impl EventStore {
         EventStore {
             queue,
             appended: Arc::new(watch::channel(0).0),
+            bot: None,
         }
+    }
+
+    /// This store seen by `bot` alone (`None`: every bot), sharing its
+    /// waiters.
+    pub fn scoped(&self, bot: Option<&str>) -> EventStore {
+        EventStore {
+            bot: bot.map(Arc::from),
+            ..self.clone()
+        }
+    }
+
+    /// The bot this handle is scoped to.
+    pub fn bot(&self) -> Option<&str> {
+        self.bot.as_deref()
     }
 
     /// Stores `events` durably, in order, skipping ids already stored.
@@ -60,12 +80,14 @@ impl EventStore {
             return Ok(0);
         }
         let now = Timestamp::now();
+        let bot = self.bot.clone();
         let stored = self
             .queue
             .write(move |conn, _| {
+                let bot = bot.as_deref().unwrap_or(DEFAULT_BOT);
                 let mut stored = 0;
                 for event in &events {
-                    stored += insert(conn, event, now)?;
+                    stored += insert(conn, bot, event, now)?;
                 }
                 Ok(stored)
             })
@@ -79,8 +101,9 @@ impl EventStore {
     /// Up to `limit` (≤ [`MAX_BATCH`]) events after `cursor`, in order.
     pub async fn after(&self, cursor: i64, limit: usize) -> Result<Vec<StoredEvent>, QueueError> {
         let limit = limit.clamp(1, MAX_BATCH);
+        let bot = self.bot.clone();
         self.queue
-            .read(move |conn| read_after(conn, cursor, limit))
+            .read(move |conn| read_after(conn, bot.as_deref(), cursor, limit))
             .await
     }
 
@@ -172,19 +195,22 @@ async fn settled(jobs: &mut broadcast::Receiver<crate::queue::JobEvent>) -> bool
 /// Inserts one event unless its id is stored; returns 1 if it was new.
 pub(super) fn insert(
     conn: &Connection,
+    bot: &str,
     event: &NewEvent,
     now: Timestamp,
 ) -> Result<usize, QueueError> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO events (event_id, chat, body, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO events (bot, event_id, chat, body, created_at)
+             VALUES (?5, ?1, ?2, ?3, ?4)
+             ON CONFLICT (bot, event_id) DO NOTHING",
         )?
         .execute(params![
             event.id,
             event.chat,
             event.body.to_string(),
-            now.as_millis()
+            now.as_millis(),
+            bot
         ])?;
     if inserted > 0 {
         count(event);
@@ -221,19 +247,29 @@ fn count(event: &NewEvent) {
 
 fn read_after(
     conn: &Connection,
+    bot: Option<&str>,
     cursor: i64,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, QueueError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT cursor, event_id, chat, body FROM events WHERE cursor > ?1
-         ORDER BY cursor LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![cursor, limit as i64], |row| {
+    // Two statements, so each uses its own index.
+    let sql = match bot {
+        Some(_) => {
+            "SELECT cursor, event_id, chat, body, bot FROM events INDEXED BY events_by_bot
+             WHERE bot = ?3 AND cursor > ?1 ORDER BY cursor LIMIT ?2"
+        }
+        None => {
+            "SELECT cursor, event_id, chat, body, bot FROM events
+             WHERE cursor > ?1 AND ?3 IS NULL ORDER BY cursor LIMIT ?2"
+        }
+    };
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(params![cursor, limit as i64, bot], |row| {
         Ok(StoredEvent {
             cursor: row.get(0)?,
             id: row.get(1)?,
             chat: row.get(2)?,
             body: row.get(3)?,
+            bot: row.get(4)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -34,7 +34,7 @@ use super::dead_letter::{self, DeadEvent, DeadLetterPolicy};
 use super::tls::TlsTarget;
 use super::{EventStore, StoredEvent};
 use crate::config::{Secret, WebhookConfig};
-use crate::queue::{Queue, QueueError, Timestamp, until_stored};
+use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp, until_stored};
 use crate::sender::Backoff;
 
 pub const SIGNATURE_HEADER: &str = "x-telegate-signature";
@@ -243,6 +243,11 @@ impl Webhook {
         }))
     }
 
+    /// The bot whose events this webhook delivers (its event store's scope).
+    fn bot(&self) -> String {
+        self.events.bot().unwrap_or(DEFAULT_BOT).to_owned()
+    }
+
     pub fn monitor(&self) -> WebhookMonitor {
         WebhookMonitor {
             shared: Arc::clone(&self.shared),
@@ -257,7 +262,14 @@ impl Webhook {
             .queue
             .write(|conn, _| dead_letter::create_table(conn))
             .await?;
-        let (mut scan, delivered) = shared.queue.read(load_progress).await?;
+        let bot = self.bot();
+        let (mut scan, delivered) = {
+            let bot = bot.clone();
+            shared
+                .queue
+                .read(move |conn| load_progress(conn, &bot))
+                .await?
+        };
         tracing::info!(url = %shared.target.url, after = scan, "webhook delivering");
         let mut chats: HashMap<i64, ChatLine> = HashMap::new();
         loop {
@@ -293,7 +305,10 @@ impl Webhook {
             if shared.in_flight().is_empty() {
                 // Waits out a full disk rather than stopping deliveries.
                 until_stored("webhook progress", || {
-                    shared.queue.write(move |conn, _| save_mark(conn, scan))
+                    let bot = bot.clone();
+                    shared
+                        .queue
+                        .write(move |conn, _| save_mark(conn, &bot, scan))
                 })
                 .await?;
             }
@@ -521,39 +536,41 @@ async fn record_delivered(shared: &Shared, event: &StoredEvent) -> Result<(), Qu
         in_flight.first().map_or(event.cursor, |oldest| oldest - 1)
     };
     shared.delivered.notify_one();
-    let (chat, cursor) = (event.chat, event.cursor);
+    let (chat, cursor, bot) = (event.chat, event.cursor, event.bot.clone());
     shared
         .queue
         .write(move |conn, _| {
             conn.prepare_cached(
-                "INSERT INTO webhook_chats (chat, delivered) VALUES (?1, ?2)
-                 ON CONFLICT (chat) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
+                "INSERT INTO webhook_chats (bot, chat, delivered) VALUES (?3, ?1, ?2)
+                 ON CONFLICT (bot, chat)
+                 DO UPDATE SET delivered = max(delivered, excluded.delivered)",
             )?
-            .execute(params![chat, cursor])?;
-            save_mark(conn, mark)
+            .execute(params![chat, cursor, bot])?;
+            save_mark(conn, &bot, mark)
         })
         .await
 }
 
-fn save_mark(conn: &Connection, mark: i64) -> Result<(), QueueError> {
+fn save_mark(conn: &Connection, bot: &str, mark: i64) -> Result<(), QueueError> {
     conn.prepare_cached(
-        "INSERT INTO webhook_mark (id, delivered) VALUES (0, ?1)
-         ON CONFLICT (id) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
+        "INSERT INTO webhook_marks (bot, delivered) VALUES (?1, ?2)
+         ON CONFLICT (bot) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
     )?
-    .execute([mark])?;
+    .execute(params![bot, mark])?;
     Ok(())
 }
 
 /// Where to resume: the mark, and each chat's last delivered cursor.
-fn load_progress(conn: &Connection) -> Result<(i64, HashMap<i64, i64>), QueueError> {
+fn load_progress(conn: &Connection, bot: &str) -> Result<(i64, HashMap<i64, i64>), QueueError> {
     let mark = conn
-        .prepare_cached("SELECT delivered FROM webhook_mark WHERE id = 0")?
-        .query_row([], |row| row.get(0))
+        .prepare_cached("SELECT delivered FROM webhook_marks WHERE bot = ?1")?
+        .query_row([bot], |row| row.get(0))
         .optional()?
         .unwrap_or(0);
-    let mut statement = conn.prepare_cached("SELECT chat, delivered FROM webhook_chats")?;
+    let mut statement =
+        conn.prepare_cached("SELECT chat, delivered FROM webhook_chats WHERE bot = ?1")?;
     let chats = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map([bot], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok((mark, chats))
 }
@@ -854,7 +871,10 @@ mod tests {
         // to commit before stopping, as a shutdown would.
         tokio::time::timeout(Duration::from_secs(30), async {
             loop {
-                let (_, chats) = queue.read(load_progress).await.unwrap();
+                let (_, chats) = queue
+                    .read(|conn| load_progress(conn, DEFAULT_BOT))
+                    .await
+                    .unwrap();
                 if chats.get(&1) == Some(&3) && chats.get(&2) == Some(&2) {
                     break;
                 }

@@ -21,14 +21,28 @@ const WHOLE_BOT: i64 = 0;
 impl Queue {
     /// The jobs that could be taken at `now` (at most one per chat, oldest
     /// first), without taking them.
-    pub async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
-        self.read(move |conn| read::due(conn, now, limit)).await
+    pub async fn due(
+        &self,
+        bot: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Job>, QueueError> {
+        let bot = bot.to_owned();
+        self.read(move |conn| read::due(conn, &bot, now, limit))
+            .await
     }
 
-    /// Takes up to `limit` due jobs, one per chat, marking them `sending`.
-    pub async fn claim_due(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
+    /// Takes up to `limit` due jobs of `bot`, one per chat, marking them
+    /// `sending`.
+    pub async fn claim_due(
+        &self,
+        bot: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Job>, QueueError> {
+        let bot = bot.to_owned();
         self.write(move |conn, events| {
-            let due = read::due(conn, now, limit)?;
+            let due = read::due(conn, &bot, now, limit)?;
             take(conn, due, now, events)
         })
         .await
@@ -67,15 +81,17 @@ impl Queue {
     /// the oldest job still queued expires.
     pub async fn expire(
         &self,
+        bot: &str,
         expiry: Expiry,
         now: Timestamp,
     ) -> Result<(usize, Option<Timestamp>), QueueError> {
+        let bot = bot.to_owned();
         self.write(move |conn, events| {
-            let expired = read::queued_since(conn, expiry.cutoff(now))?;
+            let expired = read::queued_since(conn, &bot, expiry.cutoff(now))?;
             for job in &expired {
                 fail_expired(conn, job, expiry, now, events)?;
             }
-            let next = read::oldest_queued(conn)?.map(|at| expiry.deadline(at));
+            let next = read::oldest_queued(conn, &bot)?.map(|at| expiry.deadline(at));
             Ok((expired.len(), next))
         })
         .await
@@ -134,7 +150,7 @@ impl Queue {
         let taken = self
             .write(move |conn, events| {
                 let sent = settle_sent(conn, id, channel_message_ids, now, events)?;
-                let Some(next) = read::next_due_of_chat(conn, sent.chat, now)? else {
+                let Some(next) = read::next_due_of_chat(conn, &sent.bot, sent.chat, now)? else {
                     return Ok((sent, None));
                 };
                 let Some(admitted) = admit(&next) else {
@@ -204,28 +220,45 @@ impl Queue {
                 id,
                 chat,
                 state: JobState::Queued,
+                bot: None,
             });
             Ok(())
         })
         .await
     }
 
-    /// Nothing goes to `chat` before `until` (a per-chat `FLOOD_WAIT`).
-    pub async fn defer_chat(&self, chat: ChatId, until: Timestamp) -> Result<(), QueueError> {
-        self.write(move |conn, _| hold(conn, chat.get(), until))
+    /// Nothing of `bot` goes to `chat` before `until` (a per-chat
+    /// `FLOOD_WAIT`).
+    pub async fn defer_chat(
+        &self,
+        bot: &str,
+        chat: ChatId,
+        until: Timestamp,
+    ) -> Result<(), QueueError> {
+        let bot = bot.to_owned();
+        self.write(move |conn, _| hold(conn, &bot, chat.get(), until))
             .await
     }
 
-    /// Nothing goes anywhere before `until` (a bot-wide `FLOOD_WAIT`).
-    pub async fn defer_all(&self, until: Timestamp) -> Result<(), QueueError> {
-        self.write(move |conn, _| hold(conn, WHOLE_BOT, until))
+    /// Nothing of `bot` goes anywhere before `until` (a bot-wide
+    /// `FLOOD_WAIT`).
+    pub async fn defer_all(&self, bot: &str, until: Timestamp) -> Result<(), QueueError> {
+        let bot = bot.to_owned();
+        self.write(move |conn, _| hold(conn, &bot, WHOLE_BOT, until))
             .await
     }
 
-    /// When the next job may be taken (for the worker to sleep until), or
-    /// `None` when no chat has a job waiting that is free to go.
-    pub async fn next_due_at(&self) -> Result<Option<Timestamp>, QueueError> {
-        self.read(read::next_due_at).await
+    /// When `bot`'s next job may be taken (for the worker to sleep until),
+    /// or `None` when no chat of it has a job waiting that is free to go.
+    pub async fn next_due_at(&self, bot: &str) -> Result<Option<Timestamp>, QueueError> {
+        let bot = bot.to_owned();
+        self.read(move |conn| read::next_due_at(conn, &bot)).await
+    }
+
+    /// Jobs of `bot` waiting to be sent (`queued` or `sending`).
+    pub async fn depth(&self, bot: &str) -> Result<u64, QueueError> {
+        let bot = bot.to_owned();
+        self.read(move |conn| read::depth(conn, &bot)).await
     }
 }
 
@@ -268,6 +301,7 @@ fn settle_sent(
         id,
         chat,
         state: JobState::Sent,
+        bot: Some(job.bot.as_str().into()),
     });
     // The result joins the event stream in this same transaction.
     crate::events::record_job_result(conn, &job)?;
@@ -323,6 +357,7 @@ fn take(
                 id: job.id,
                 chat: job.chat,
                 state: JobState::Sending,
+                bot: Some(job.bot.as_str().into()),
             });
             taken.push(job);
         }
@@ -366,16 +401,21 @@ pub(super) fn settle(
         error.and_then(|e| e.telegram.as_deref()),
         now.as_millis(),
     ])?;
-    events.push(JobEvent { id, chat, state });
+    events.push(JobEvent {
+        id,
+        chat,
+        state,
+        bot: None,
+    });
     Ok(())
 }
 
-fn hold(conn: &Connection, chat: i64, until: Timestamp) -> Result<(), QueueError> {
+fn hold(conn: &Connection, bot: &str, chat: i64, until: Timestamp) -> Result<(), QueueError> {
     conn.prepare_cached(
-        "INSERT INTO holds (chat, not_before) VALUES (?1, ?2)
-         ON CONFLICT (chat) DO UPDATE SET not_before = max(not_before, excluded.not_before)",
+        "INSERT INTO holds (bot, chat, not_before) VALUES (?1, ?2, ?3)
+         ON CONFLICT (bot, chat) DO UPDATE SET not_before = max(not_before, excluded.not_before)",
     )?
-    .execute(params![chat, until.as_millis()])?;
+    .execute(params![bot, chat, until.as_millis()])?;
     Ok(())
 }
 

@@ -357,11 +357,14 @@ pub struct Job {
 }
 
 /// A job's state changed (after the change is durable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEvent {
     pub id: JobId,
     pub chat: ChatId,
     pub state: JobState,
+    /// The job's bot, where the change names it (an enqueue, a claim);
+    /// `None`: any bot's (look at the job).
+    pub bot: Option<std::sync::Arc<str>>,
 }
 
 #[cfg(test)]

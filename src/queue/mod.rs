@@ -190,17 +190,19 @@ impl Queue {
         self.read(move |conn| read::jobs(conn, &filter)).await
     }
 
-    /// The sent message Telegram knows as `channel_message_id` in `chat`, and
-    /// the job it belongs to (from memory if it was sent recently).
+    /// The message `bot` sent that Telegram knows as `channel_message_id` in
+    /// `chat`, and the job it belongs to.
     pub async fn sent_message(
         &self,
+        bot: &str,
         chat: ChatId,
         channel_message_id: i64,
     ) -> Result<Option<SentMessage>, QueueError> {
-        if let Some(sent) = self.inner.recent.get(chat, channel_message_id) {
+        if let Some(sent) = self.inner.recent.get(bot, chat, channel_message_id) {
             return Ok(Some(sent));
         }
-        self.read(move |conn| read::sent_message(conn, chat, channel_message_id))
+        let bot = bot.to_owned();
+        self.read(move |conn| read::sent_message(conn, &bot, chat, channel_message_id))
             .await
     }
 
@@ -276,14 +278,17 @@ impl Queue {
             return self.write(|_, _| Ok(())).await;
         }
         self.write(|conn, _| {
-            // `i64::MIN` is no chat (0 is the bot-wide hold): the row lives
-            // only inside this transaction.
-            let chat = i64::MIN;
+            // No bot is named "" and `i64::MIN` is no chat (0 is the
+            // bot-wide hold): the row lives only inside this transaction.
+            let (bot, chat) = ("", i64::MIN);
             conn.execute(
-                "INSERT INTO holds (chat, not_before) VALUES (?1, 0)",
-                [chat],
+                "INSERT INTO holds (bot, chat, not_before) VALUES (?1, ?2, 0)",
+                rusqlite::params![bot, chat],
             )?;
-            conn.execute("DELETE FROM holds WHERE chat = ?1", [chat])?;
+            conn.execute(
+                "DELETE FROM holds WHERE bot = ?1 AND chat = ?2",
+                rusqlite::params![bot, chat],
+            )?;
             Ok(())
         })
         .await?;
@@ -339,7 +344,7 @@ fn insert(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
                                attempts, not_before, created_at, updated_at, wire)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?9, ?7, ?7, ?8)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+             ON CONFLICT (bot, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
             job.request_id,
@@ -365,6 +370,7 @@ fn insert(
         id,
         chat: job.chat,
         state: JobState::Queued,
+        bot: Some(job.bot.as_str().into()),
     });
     Ok(Enqueued {
         id,
@@ -375,8 +381,10 @@ fn insert(
 
 fn first_with_key(conn: &Connection, job: &NewJob) -> Result<Enqueued, QueueError> {
     let found = conn
-        .prepare_cached("SELECT id, state FROM jobs WHERE idempotency_key = ?1")?
-        .query_row([&job.idempotency_key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .prepare_cached("SELECT id, state FROM jobs WHERE bot = ?1 AND idempotency_key = ?2")?
+        .query_row(params![job.bot, job.idempotency_key], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
     let Some((id, state)) = found else {
         return Err(QueueError::Commit(

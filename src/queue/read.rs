@@ -11,6 +11,8 @@ use crate::error::ErrorCode;
 /// Which jobs a listing shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
+    /// Only this bot's jobs (`None`: every bot's).
+    pub bot: Option<String>,
     pub state: Option<JobState>,
     /// Only jobs with a larger id (for paging).
     pub after: Option<JobId>,
@@ -137,34 +139,36 @@ pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueErro
     const SQL: &str = concat!(
         "SELECT ",
         job_columns!(),
-        " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
+        " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND id > ?2 AND (?4 IS NULL OR bot = ?4)
+          ORDER BY id LIMIT ?3"
     );
     let state = filter.state.map(JobState::as_str);
     let after = filter.after.map_or(0, JobId::get);
     let limit = i64::try_from(filter.limit()).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
         .prepare_cached(SQL)?
-        .query_map(params![state, after, limit], job_from_row)?
+        .query_map(params![state, after, limit, filter.bot], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
 }
 
-/// `heads(id)`: the oldest active (`queued` or `sending`) job of every chat.
-/// A skip-scan over the partial index `jobs_active`: one seek per chat, so
-/// the cost grows with the number of chats, not of waiting jobs.
+/// `heads(id)`: the oldest active (`queued` or `sending`) job of every chat
+/// of bot `?1`. A skip-scan over the partial index `jobs_active` (bot, chat,
+/// id): one seek per chat, so the cost grows with the bot's chats, not with
+/// waiting jobs or other bots.
 macro_rules! line_heads {
     () => {
         "
     WITH RECURSIVE lines(chat) AS (
         SELECT min(chat) FROM jobs INDEXED BY jobs_active
-        WHERE state IN ('queued', 'sending')
+        WHERE bot = ?1 AND state IN ('queued', 'sending')
         UNION ALL
         SELECT (SELECT min(chat) FROM jobs INDEXED BY jobs_active
-                WHERE state IN ('queued', 'sending') AND chat > lines.chat)
+                WHERE bot = ?1 AND state IN ('queued', 'sending') AND chat > lines.chat)
         FROM lines WHERE lines.chat IS NOT NULL
     ), heads(id) AS (
         SELECT (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                WHERE state IN ('queued', 'sending') AND chat = lines.chat)
+                WHERE bot = ?1 AND state IN ('queued', 'sending') AND chat = lines.chat)
         FROM lines WHERE lines.chat IS NOT NULL
     )"
     };
@@ -174,22 +178,27 @@ macro_rules! line_heads {
 /// chat in `sending`) and that may go out at `now`, oldest first. (`CROSS
 /// JOIN` keeps the heads the outer loop: left to itself, SQLite walks every
 /// queued job in id order to spare the sort, and runs the heads for each.)
-pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
+pub fn due(
+    conn: &Connection,
+    bot: &str,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<Job>, QueueError> {
     const SQL: &str = concat!(
         line_heads!(),
         " SELECT ",
         job_columns!(j),
         " FROM heads CROSS JOIN jobs AS j ON j.id = heads.id
-         LEFT JOIN holds AS c ON c.chat = j.chat
-         WHERE j.state = 'queued' AND j.not_before <= ?1
-           AND coalesce(c.not_before, 0) <= ?1
-           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?1
-         ORDER BY j.id LIMIT ?2"
+         LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
+         WHERE j.state = 'queued' AND j.not_before <= ?2
+           AND coalesce(c.not_before, 0) <= ?2
+           AND coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0) <= ?2
+         ORDER BY j.id LIMIT ?3"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let found: Vec<Job> = conn
         .prepare_cached(SQL)?
-        .query_map(params![now.as_millis(), limit], job_from_row)?
+        .query_map(params![bot, now.as_millis(), limit], job_from_row)?
         .collect::<Result<_, _>>()?;
     found.into_iter().map(|job| with_parts(conn, job)).collect()
 }
@@ -199,12 +208,12 @@ pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Job>, 
 macro_rules! due_head_where {
     () => {
         " FROM jobs AS j
-         LEFT JOIN holds AS c ON c.chat = j.chat
+         LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
          WHERE j.state = 'queued' AND j.not_before <= ?2
            AND coalesce(c.not_before, 0) <= ?2
-           AND coalesce((SELECT not_before FROM holds WHERE chat = 0), 0) <= ?2
+           AND coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0) <= ?2
            AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                       WHERE state IN ('queued', 'sending') AND chat = j.chat)"
+                       WHERE bot = j.bot AND state IN ('queued', 'sending') AND chat = j.chat)"
     };
 }
 
@@ -229,34 +238,51 @@ pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<J
 
 /// Queued jobs enqueued at or before `cutoff` (without their parts: an
 /// expired job is failed, not sent), oldest first.
-pub fn queued_since(conn: &Connection, cutoff: Timestamp) -> Result<Vec<Job>, QueueError> {
+pub fn queued_since(
+    conn: &Connection,
+    bot: &str,
+    cutoff: Timestamp,
+) -> Result<Vec<Job>, QueueError> {
     const SQL: &str = concat!(
         "SELECT ",
         job_columns!(),
         " FROM jobs INDEXED BY jobs_by_state
-         WHERE state = 'queued' AND created_at <= ?1 ORDER BY id"
+         WHERE state = 'queued' AND created_at <= ?1 AND bot = ?2 ORDER BY id"
     );
     let found = conn
         .prepare_cached(SQL)?
-        .query_map([cutoff.as_millis()], job_from_row)?
+        .query_map(params![cutoff.as_millis(), bot], job_from_row)?
         .collect::<Result<_, _>>()?;
     Ok(found)
 }
 
-/// When the oldest queued job was enqueued.
-pub fn oldest_queued(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
+/// When `bot`'s oldest queued job was enqueued.
+pub fn oldest_queued(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, QueueError> {
     let at: Option<i64> = conn
         .prepare_cached(
-            "SELECT min(created_at) FROM jobs INDEXED BY jobs_by_state WHERE state = 'queued'",
+            "SELECT min(created_at) FROM jobs INDEXED BY jobs_by_state
+             WHERE state = 'queued' AND bot = ?1",
         )?
-        .query_row([], |row| row.get(0))?;
+        .query_row([bot], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
+}
+
+/// How many jobs of `bot` are `queued` or `sending`.
+pub fn depth(conn: &Connection, bot: &str) -> Result<u64, QueueError> {
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM jobs INDEXED BY jobs_active
+             WHERE bot = ?1 AND state IN ('queued', 'sending')",
+        )?
+        .query_row([bot], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// The head of `chat`'s line if it is due at `now` (see [`due_head`]), in
 /// one statement.
 pub fn next_due_of_chat(
     conn: &Connection,
+    bot: &str,
     chat: ChatId,
     now: Timestamp,
 ) -> Result<Option<Job>, QueueError> {
@@ -265,11 +291,11 @@ pub fn next_due_of_chat(
         job_columns!(j),
         due_head_where!(),
         " AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                      WHERE state IN ('queued', 'sending') AND chat = ?1)"
+                      WHERE bot = ?3 AND state IN ('queued', 'sending') AND chat = ?1)"
     );
     let job = conn
         .prepare_cached(SQL)?
-        .query_row(params![chat.get(), now.as_millis()], job_from_row)
+        .query_row(params![chat.get(), now.as_millis(), bot], job_from_row)
         .optional()?;
     job.map(|job| with_parts(conn, job)).transpose()
 }
@@ -277,17 +303,19 @@ pub fn next_due_of_chat(
 /// When the next job may go out, counting holds: `None` when nothing waits
 /// (or every waiting chat has a job in `sending`). SQLite's two-argument
 /// `max` is NULL when the aggregate found no row.
-pub fn next_due_at(conn: &Connection) -> Result<Option<Timestamp>, QueueError> {
+pub fn next_due_at(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, QueueError> {
     const SQL: &str = concat!(
         line_heads!(),
         " SELECT max(
              min(max(j.not_before, coalesce(c.not_before, 0))),
-             coalesce((SELECT not_before FROM holds WHERE chat = 0), 0))
+             coalesce((SELECT not_before FROM holds WHERE bot = ?1 AND chat = 0), 0))
          FROM heads JOIN jobs AS j ON j.id = heads.id
-         LEFT JOIN holds AS c ON c.chat = j.chat
+         LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
          WHERE j.state = 'queued'"
     );
-    let at: Option<i64> = conn.prepare_cached(SQL)?.query_row([], |row| row.get(0))?;
+    let at: Option<i64> = conn
+        .prepare_cached(SQL)?
+        .query_row([bot], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
 }
 
@@ -305,6 +333,7 @@ pub struct SentMessage {
 /// The part of a job in `chat` that Telegram knows as `channel_message_id`.
 pub(super) fn sent_message(
     conn: &Connection,
+    bot: &str,
     chat: ChatId,
     channel_message_id: i64,
 ) -> Result<Option<SentMessage>, QueueError> {
@@ -312,10 +341,10 @@ pub(super) fn sent_message(
         .prepare_cached(
             "SELECT j.id, p.message_id, j.kind, j.payload
              FROM parts p JOIN jobs j ON j.id = p.job_id
-             WHERE p.channel_message_id = ?1 AND j.chat = ?2
+             WHERE p.channel_message_id = ?1 AND j.chat = ?2 AND j.bot = ?3
              ORDER BY p.message_id DESC LIMIT 1",
         )?
-        .query_row(params![channel_message_id, chat.get()], |row| {
+        .query_row(params![channel_message_id, chat.get(), bot], |row| {
             let kind: String = row.get(2)?;
             Ok(SentMessage {
                 job_id: JobId::new(row.get(0)?),

@@ -14,7 +14,8 @@ use crate::chat::ChatId;
 /// Messages remembered at most (oldest forgotten first).
 const CAPACITY: usize = 16_384;
 
-/// `(chat, Telegram's message id)` → the sent message.
+/// `(bot, chat, Telegram's message id)` → the sent message (message ids
+/// are per bot: two bots' chats with one user number their messages apart).
 #[derive(Default)]
 pub struct RecentSent {
     inner: Mutex<Recent>,
@@ -22,8 +23,8 @@ pub struct RecentSent {
 
 #[derive(Default)]
 struct Recent {
-    by_message: HashMap<(ChatId, i64), SentMessage>,
-    order: VecDeque<(ChatId, i64)>,
+    by_message: HashMap<(String, ChatId, i64), SentMessage>,
+    order: VecDeque<(String, ChatId, i64)>,
 }
 
 impl RecentSent {
@@ -34,14 +35,14 @@ impl RecentSent {
             let Some(channel_message_id) = part.channel_message_id else {
                 continue;
             };
-            let key = (job.chat, channel_message_id);
+            let key = (job.bot.clone(), job.chat, channel_message_id);
             let sent = SentMessage {
                 job_id: job.id,
                 message_id: part.message_id,
                 kind: job.kind,
                 payload: job.payload.clone(),
             };
-            if recent.by_message.insert(key, sent).is_none() {
+            if recent.by_message.insert(key.clone(), sent).is_none() {
                 recent.order.push_back(key);
             }
         }
@@ -53,10 +54,10 @@ impl RecentSent {
     }
 
     /// The message, if it is one of the recent ones.
-    pub fn get(&self, chat: ChatId, channel_message_id: i64) -> Option<SentMessage> {
+    pub fn get(&self, bot: &str, chat: ChatId, channel_message_id: i64) -> Option<SentMessage> {
         self.lock()
             .by_message
-            .get(&(chat, channel_message_id))
+            .get(&(bot.to_owned(), chat, channel_message_id))
             .cloned()
     }
 
@@ -106,16 +107,16 @@ mod tests {
     fn remembers_sent_parts_and_forgets_the_oldest_beyond_capacity_first() {
         let recent = RecentSent::default();
         recent.remember(&job(1, &[Some(100), None]));
-        let found = recent.get(ChatId::user(5), 100).unwrap();
+        let found = recent.get("default", ChatId::user(5), 100).unwrap();
         assert_eq!((found.job_id, found.message_id), (JobId::new(1), 10));
-        assert!(recent.get(ChatId::user(6), 100).is_none());
+        assert!(recent.get("default", ChatId::user(6), 100).is_none());
         for n in 0..CAPACITY as i64 {
             recent.remember(&job(2 + n, &[Some(1000 + n)]));
         }
-        assert!(recent.get(ChatId::user(5), 100).is_none());
+        assert!(recent.get("default", ChatId::user(5), 100).is_none());
         assert!(
             recent
-                .get(ChatId::user(5), 1000 + CAPACITY as i64 - 1)
+                .get("default", ChatId::user(5), 1000 + CAPACITY as i64 - 1)
                 .is_some()
         );
     }

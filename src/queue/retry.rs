@@ -36,6 +36,7 @@ impl Queue {
                 id,
                 chat,
                 state: JobState::Queued,
+                bot: None,
             });
             Ok(())
         })

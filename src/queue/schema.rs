@@ -125,6 +125,66 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_active ON jobs (chat, id) WHERE state IN ('queued', 'sending');
     CREATE INDEX jobs_by_state ON jobs (state, id);
     ",
+    // 5: many bots. Events, flood holds, idempotency keys and webhook
+    // progress name their bot; what was there belongs to `default` (jobs
+    // had their `bot` column from the start). A bot's line heads come from
+    // (bot, chat, id).
+    "
+    CREATE TABLE events_of_bots (
+        cursor     INTEGER PRIMARY KEY AUTOINCREMENT,
+        bot        TEXT    NOT NULL,
+        event_id   TEXT    NOT NULL,
+        chat       INTEGER NOT NULL,
+        body       TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (bot, event_id)
+    );
+    INSERT INTO events_of_bots (cursor, bot, event_id, chat, body, created_at)
+        SELECT cursor, 'default', event_id, chat, body, created_at FROM events;
+    -- Keep cursors of pruned events from being handed out again.
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'events_of_bots', seq FROM sqlite_sequence WHERE name = 'events'
+        AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events_of_bots');
+    UPDATE sqlite_sequence
+        SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))
+        WHERE name = 'events_of_bots';
+    DROP TABLE events;
+    ALTER TABLE events_of_bots RENAME TO events;
+    CREATE INDEX events_by_time ON events (created_at);
+    CREATE INDEX events_by_bot ON events (bot, cursor);
+
+    CREATE TABLE holds_of_bots (
+        bot        TEXT    NOT NULL,
+        chat       INTEGER NOT NULL,
+        not_before INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat)
+    );
+    INSERT INTO holds_of_bots SELECT 'default', chat, not_before FROM holds;
+    DROP TABLE holds;
+    ALTER TABLE holds_of_bots RENAME TO holds;
+
+    DROP INDEX jobs_idempotency_key;
+    CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (bot, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    DROP INDEX jobs_active;
+    CREATE INDEX jobs_active ON jobs (bot, chat, id) WHERE state IN ('queued', 'sending');
+
+    CREATE TABLE webhook_chats_of_bots (
+        bot       TEXT    NOT NULL,
+        chat      INTEGER NOT NULL,
+        delivered INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat)
+    );
+    INSERT INTO webhook_chats_of_bots SELECT 'default', chat, delivered FROM webhook_chats;
+    DROP TABLE webhook_chats;
+    ALTER TABLE webhook_chats_of_bots RENAME TO webhook_chats;
+    CREATE TABLE webhook_marks (
+        bot       TEXT    PRIMARY KEY,
+        delivered INTEGER NOT NULL
+    );
+    INSERT INTO webhook_marks SELECT 'default', delivered FROM webhook_mark;
+    DROP TABLE webhook_mark;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -233,5 +293,60 @@ mod tests {
             [],
         );
         assert!(orphan.is_err(), "parts still need their job");
+    }
+
+    #[test]
+    fn rows_of_the_one_bot_store_belong_to_default_after_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
+                               not_before, created_at, updated_at)
+                 VALUES ('r', 'default', 5, 'interactive', '{}', 'key-1', 'queued', 0, 0, 0);
+             INSERT INTO events (event_id, chat, body, created_at) VALUES ('e1', 5, '{}', 0);
+             INSERT INTO events (event_id, chat, body, created_at) VALUES ('e2', 5, '{}', 0);
+             DELETE FROM events WHERE event_id = 'e2';
+             INSERT INTO holds (chat, not_before) VALUES (5, 99);
+             INSERT INTO webhook_chats (chat, delivered) VALUES (5, 1);
+             INSERT INTO webhook_mark (id, delivered) VALUES (0, 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let bot_of = |sql: &str| -> String { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(
+            bot_of("SELECT bot FROM events WHERE event_id = 'e1'"),
+            "default"
+        );
+        assert_eq!(bot_of("SELECT bot FROM holds WHERE chat = 5"), "default");
+        assert_eq!(
+            bot_of("SELECT bot FROM webhook_chats WHERE chat = 5"),
+            "default"
+        );
+        assert_eq!(bot_of("SELECT bot FROM webhook_marks"), "default");
+        // The pruned event's cursor (2) is not handed out again.
+        conn.execute(
+            "INSERT INTO events (bot, event_id, chat, body, created_at) VALUES ('a', 'e3', 5, '{}', 0)",
+            [],
+        )
+        .unwrap();
+        let cursor: i64 = conn
+            .query_row(
+                "SELECT cursor FROM events WHERE event_id = 'e3'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(cursor, 3);
+        // An idempotency key is per bot now.
+        conn.execute(
+            "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
+                               not_before, created_at, updated_at)
+                 VALUES ('r', 'other', 5, 'interactive', '{}', 'key-1', 'queued', 0, 0, 0)",
+            [],
+        )
+        .unwrap();
     }
 }

@@ -141,12 +141,18 @@ async fn one_chat_comes_out_in_enqueue_order_others_in_parallel() {
     let mut order_a = Vec::new();
     let mut order_b = Vec::new();
     for _ in 0..5 {
-        let taken = s.queue.claim_due(later(), 10).await.unwrap();
+        let taken = s.queue.claim_due(DEFAULT_BOT, later(), 10).await.unwrap();
         // One per chat, both chats at once.
         assert_eq!(taken.len(), 2, "{taken:?}");
         assert!(taken.iter().all(|job| job.state == JobState::Sending));
         // Nothing more while both lines have a job in flight.
-        assert!(s.queue.claim_due(later(), 10).await.unwrap().is_empty());
+        assert!(
+            s.queue
+                .claim_due(DEFAULT_BOT, later(), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         for job in taken {
             if job.chat == ChatId::user(100) {
                 order_a.push(job.id);
@@ -161,7 +167,13 @@ async fn one_chat_comes_out_in_enqueue_order_others_in_parallel() {
     }
     assert_eq!(order_a, chat_a);
     assert_eq!(order_b, chat_b);
-    assert!(s.queue.claim_due(later(), 10).await.unwrap().is_empty());
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, later(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -169,7 +181,11 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     let s = store();
     let first = enqueue(&s.queue, 9, "first").await;
     let second = enqueue(&s.queue, 9, "second").await;
-    let taken = s.queue.claim_due(at(i64::MAX / 2), 10).await.unwrap();
+    let taken = s
+        .queue
+        .claim_due(DEFAULT_BOT, at(i64::MAX / 2), 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].id, first);
     let random_id = taken[0].parts[0].random_id;
@@ -187,17 +203,17 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     // Before the retry time nothing of this chat is due, not even `second`.
     assert!(
         s.queue
-            .claim_due(Timestamp::now(), 10)
+            .claim_due(DEFAULT_BOT, Timestamp::now(), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(retry));
+    assert_eq!(s.queue.next_due_at(DEFAULT_BOT).await.unwrap(), Some(retry));
     let waiting = s.queue.job(first).await.unwrap().unwrap();
     assert_eq!(waiting.state, JobState::Queued);
     assert_eq!(waiting.error, Some(error));
 
-    let again = s.queue.claim_due(retry, 10).await.unwrap();
+    let again = s.queue.claim_due(DEFAULT_BOT, retry, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, first);
     assert_eq!(again[0].attempts, 2);
@@ -210,7 +226,7 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     assert_eq!(sent.state, JobState::Sent);
     assert_eq!(sent.error, None);
     assert_eq!(sent.parts[0].channel_message_id, Some(555));
-    let next = s.queue.claim_due(retry, 10).await.unwrap();
+    let next = s.queue.claim_due(DEFAULT_BOT, retry, 10).await.unwrap();
     assert_eq!(next[0].id, second);
 }
 
@@ -219,7 +235,7 @@ async fn a_failed_job_does_not_block_its_chat() {
     let s = store();
     let first = enqueue(&s.queue, 3, "first").await;
     let second = enqueue(&s.queue, 3, "second").await;
-    s.queue.claim_due(later(), 10).await.unwrap();
+    s.queue.claim_due(DEFAULT_BOT, later(), 10).await.unwrap();
     let error = JobError::telegram("USER_IS_BLOCKED", "the user blocked the bot");
     s.queue
         .mark_failed(first, error.clone(), Timestamp::now())
@@ -228,7 +244,7 @@ async fn a_failed_job_does_not_block_its_chat() {
     let failed = s.queue.job(first).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.error, Some(error));
-    let next = s.queue.claim_due(later(), 10).await.unwrap();
+    let next = s.queue.claim_due(DEFAULT_BOT, later(), 10).await.unwrap();
     assert_eq!(next[0].id, second);
 }
 
@@ -239,17 +255,36 @@ async fn holds_pause_a_chat_or_the_whole_bot() {
     let two = enqueue(&s.queue, 2, "two").await;
     let now = Timestamp::now();
     let soon = now.saturating_add(Duration::from_secs(30));
-    s.queue.defer_chat(ChatId::user(1), soon).await.unwrap();
-    let taken = s.queue.claim_due(now, 10).await.unwrap();
+    s.queue
+        .defer_chat(DEFAULT_BOT, ChatId::user(1), soon)
+        .await
+        .unwrap();
+    let taken = s.queue.claim_due(DEFAULT_BOT, now, 10).await.unwrap();
     assert_eq!(taken.iter().map(|j| j.id).collect::<Vec<_>>(), vec![two]);
-    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(soon));
+    assert_eq!(s.queue.next_due_at(DEFAULT_BOT).await.unwrap(), Some(soon));
 
     enqueue(&s.queue, 3, "three").await;
     let later_still = soon.saturating_add(Duration::from_secs(30));
-    s.queue.defer_all(later_still).await.unwrap();
-    assert!(s.queue.claim_due(soon, 10).await.unwrap().is_empty());
-    assert_eq!(s.queue.next_due_at().await.unwrap(), Some(later_still));
-    assert_eq!(s.queue.claim_due(later_still, 10).await.unwrap().len(), 2);
+    s.queue.defer_all(DEFAULT_BOT, later_still).await.unwrap();
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, soon, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.queue.next_due_at(DEFAULT_BOT).await.unwrap(),
+        Some(later_still)
+    );
+    assert_eq!(
+        s.queue
+            .claim_due(DEFAULT_BOT, later_still, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -258,7 +293,7 @@ async fn claim_takes_only_due_heads() {
     let a1 = enqueue(&s.queue, 1, "a1").await;
     let a2 = enqueue(&s.queue, 1, "a2").await;
     let b1 = enqueue(&s.queue, 2, "b1").await;
-    let due = s.queue.due(later(), 10).await.unwrap();
+    let due = s.queue.due(DEFAULT_BOT, later(), 10).await.unwrap();
     assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a1, b1]);
     // a2 is behind a1: not taken even when named.
     let taken = s.queue.claim(vec![a2, b1], later(), None).await.unwrap();
@@ -281,7 +316,7 @@ async fn marks_need_a_job_in_sending() {
         .await
         .unwrap_err();
     assert!(matches!(err, QueueError::NoSuchJob(_)), "{err}");
-    s.queue.claim_due(later(), 1).await.unwrap();
+    s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
     let err = s
         .queue
         .mark_sent(id, vec![Some(1), Some(2)], later())
@@ -301,7 +336,7 @@ async fn multi_part_jobs_keep_a_random_id_per_part() {
     let mut new = new_job(1, "album");
     new.parts = 3;
     let id = s.queue.enqueue(new).await.unwrap().id;
-    let taken = s.queue.claim_due(later(), 1).await.unwrap();
+    let taken = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
     let randoms: Vec<i64> = taken[0].parts.iter().map(|p| p.random_id).collect();
     assert_eq!(randoms.len(), 3);
     assert_ne!(randoms[0], randoms[1]);
@@ -328,7 +363,7 @@ async fn multi_part_jobs_keep_a_random_id_per_part() {
 async fn jobs_left_sending_are_due_again_after_reopening() {
     let s = store();
     let id = enqueue(&s.queue, 1, "x").await;
-    let taken = s.queue.claim_due(later(), 1).await.unwrap();
+    let taken = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
     let random_id = taken[0].parts[0].random_id;
     s.queue.close().await;
     drop(s.queue);
@@ -337,7 +372,7 @@ async fn jobs_left_sending_are_due_again_after_reopening() {
     let job = reopened.job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.attempts, 1);
-    let again = reopened.claim_due(later(), 1).await.unwrap();
+    let again = reopened.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
     assert_eq!(again[0].id, id);
     assert_eq!(again[0].parts[0].random_id, random_id);
     assert_eq!(again[0].attempts, 2);
@@ -363,7 +398,7 @@ async fn settled_waits_for_the_outcome_or_the_timeout() {
         tokio::spawn(async move { queue.settled(id, Duration::from_secs(60)).await })
     };
     let mut events = s.queue.subscribe();
-    s.queue.claim_due(later(), 1).await.unwrap();
+    s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
     assert_eq!(events.recv().await.unwrap().state, JobState::Sending);
     s.queue
         .mark_sent(id, vec![Some(12)], later())
@@ -440,7 +475,7 @@ async fn many_chats_each_keep_their_order() {
     // Leave some jobs in `sending` across claims to interleave the lines.
     let mut in_flight: Vec<JobId> = Vec::new();
     while seen.values().map(Vec::len).sum::<usize>() < 200 {
-        let taken = s.queue.claim_due(later(), 7).await.unwrap();
+        let taken = s.queue.claim_due(DEFAULT_BOT, later(), 7).await.unwrap();
         let chats_taken: std::collections::HashSet<_> = taken.iter().map(|j| j.chat).collect();
         assert_eq!(
             chats_taken.len(),
@@ -472,13 +507,13 @@ async fn many_chats_each_keep_their_order() {
 async fn a_released_job_is_due_again_without_counting_the_attempt() {
     let s = store();
     let id = enqueue(&s.queue, 8, "flooded").await;
-    let taken = s.queue.claim_due(later(), 10).await.unwrap();
+    let taken = s.queue.claim_due(DEFAULT_BOT, later(), 10).await.unwrap();
     assert_eq!(taken[0].attempts, 1);
     s.queue.release(id, later()).await.unwrap();
     let job = s.queue.job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.attempts, 0);
-    let again = s.queue.claim_due(later(), 10).await.unwrap();
+    let again = s.queue.claim_due(DEFAULT_BOT, later(), 10).await.unwrap();
     assert_eq!(again[0].id, id);
     assert_eq!(again[0].parts[0].random_id, taken[0].parts[0].random_id);
     // Only a job in `sending` can be released.
@@ -498,7 +533,14 @@ async fn expired_jobs_waiting_for_a_retry_or_a_hold_fail_and_a_job_in_flight_doe
     let before = created.saturating_add(Duration::from_secs(59));
     let after = created.saturating_add(Duration::from_secs(61));
 
-    assert_eq!(s.queue.claim_due(before, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        s.queue
+            .claim_due(DEFAULT_BOT, before, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     let error = JobError {
         code: ErrorCode::Rejected,
         message: "attempt 1 failed, will retry: Telegram error 500 INTERNAL".into(),
@@ -508,14 +550,17 @@ async fn expired_jobs_waiting_for_a_retry_or_a_hold_fail_and_a_job_in_flight_doe
         .retry_at(retrying, later(), Some(error), before)
         .await
         .unwrap();
-    s.queue.defer_chat(ChatId::user(2), later()).await.unwrap();
+    s.queue
+        .defer_chat(DEFAULT_BOT, ChatId::user(2), later())
+        .await
+        .unwrap();
     s.queue.release(held, before).await.unwrap();
 
-    let (expired, next) = s.queue.expire(expiry, before).await.unwrap();
+    let (expired, next) = s.queue.expire(DEFAULT_BOT, expiry, before).await.unwrap();
     assert_eq!(expired, 0, "nothing expires before its deadline");
     assert_eq!(next, Some(expiry.deadline(created)));
 
-    let (expired, next) = s.queue.expire(expiry, after).await.unwrap();
+    let (expired, next) = s.queue.expire(DEFAULT_BOT, expiry, after).await.unwrap();
     assert_eq!(expired, 2);
     assert_eq!(next, None, "nothing is left queued");
     let failed = s.queue.job(retrying).await.unwrap().unwrap();

@@ -9,11 +9,21 @@
 //! | --- | --- |
 //! | `POST /users` | `{id?, first_name, username?}` → `201 {id, access_hash, auth_key}` |
 //! | `GET /users` | → `[{id, first_name, username, started}]` |
-//! | `POST /users/{id}/messages` | one of `text`, `location`, `contact`, `photo`, `document`; `reply_to?` → `{message_id}` |
+//! | `POST /users/{id}/messages` | one of `text`, `start`, `location`, `contact`, `photo`, `document`, `voice`, `video`, `sticker`, `venue`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?}` → the settings now |
-//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username}` |
+//! | `POST /users/{id}/block`, `/unblock` | → `{blocked}` (the bot gets `updateBotStopped`) |
+//! | `POST /users/{id}/messages/{message_id}/edit` | `{text}` → `{}` |
+//! | `POST /users/{id}/messages/{message_id}/delete` | → `{}` |
+//! | `POST /groups` | `{title, kind: group\|supergroup\|channel, members: [ids], bot: none\|member\|admin}` → `201 {id}` (`-N`, `-100N`) |
+//! | `GET /groups` | → `[{id, kind, title, bot}]` |
+//! | `POST /groups/{id}/messages` | `{from, text \| photo \| …, reply_to?}` → `{message_id}` |
+//! | `POST /groups/{id}/messages/{message_id}/edit`, `/delete` | `{from, text}`, `{from}` → `{}` |
+//! | `GET /groups/{id}/chat` | → members, the bot's role, messages |
+//! | `POST /groups/{id}/bot` | `{action: add\|remove\|ban\|promote\|demote}` → `{bot: role}` |
+//! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
+//! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username, privacy}` |
 
 use std::collections::BTreeMap;
 use std::io;
@@ -34,8 +44,8 @@ use tokio::net::UnixListener;
 
 use super::dc::Traffic;
 use super::telegram::{
-    AccountId, ChatFault, DC_ID, DC_IDS, FakeTelegram, NewUser, Pressed, SandboxError, TgError,
-    UserClick, UserMessage, to_hex,
+    AccountId, BotAction, ChatFault, DC_ID, DC_IDS, DifferenceRules, FakeTelegram, GroupKind,
+    NewGroup, NewUser, Pressed, Role, SandboxError, TgError, UserClick, UserMessage, to_hex,
 };
 use super::{Faults, InjectedError};
 
@@ -70,10 +80,26 @@ pub fn router(control: Control) -> Router {
         .route("/users/{id}/messages", post(user_message))
         .route("/users/{id}/click", post(click))
         .route("/users/{id}/chat", get(chat))
+        .route("/users/{id}/block", post(block))
+        .route("/users/{id}/unblock", post(unblock))
+        .route("/users/{id}/messages/{message_id}/edit", post(user_edit))
+        .route(
+            "/users/{id}/messages/{message_id}/delete",
+            post(user_delete),
+        )
+        .route("/groups", post(create_group).get(list_groups))
+        .route("/groups/{id}/messages", post(group_message))
+        .route("/groups/{id}/messages/{message_id}/edit", post(group_edit))
+        .route(
+            "/groups/{id}/messages/{message_id}/delete",
+            post(group_delete),
+        )
+        .route("/groups/{id}/chat", get(group_chat))
+        .route("/groups/{id}/bot", post(group_bot))
         .route("/faults", post(faults))
         .route("/stats", get(stats))
         .route("/dc", get(dc))
-        .route("/bot", get(bot))
+        .route("/bot", get(bot).post(set_bot))
         .fallback(not_found)
         // Room for a photo or document of 8 MiB in base64.
         .layer(axum::extract::DefaultBodyLimit::max(12 << 20))
@@ -98,9 +124,10 @@ impl Failure {
 impl From<SandboxError> for Failure {
     fn from(error: SandboxError) -> Self {
         let status = match &error {
-            SandboxError::UnknownUser(_) | SandboxError::UnknownMessage { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            SandboxError::UnknownUser(_)
+            | SandboxError::UnknownMessage { .. }
+            | SandboxError::UnknownGroup(_)
+            | SandboxError::UnknownGroupMessage { .. } => StatusCode::NOT_FOUND,
             SandboxError::UserExists(_) | SandboxError::UsernameTaken(_) => StatusCode::CONFLICT,
             SandboxError::Invalid { .. } | SandboxError::Telegram(_) => StatusCode::BAD_REQUEST,
         };
@@ -137,6 +164,7 @@ struct CreateUser {
     id: Option<AccountId>,
     first_name: String,
     username: Option<String>,
+    lang_code: Option<String>,
 }
 
 async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
@@ -145,6 +173,7 @@ async fn create_user(State(control): State<Control>, body: Bytes) -> ControlRepl
         id: request.id,
         first_name: request.first_name,
         username: request.username,
+        lang_code: request.lang_code,
     })?;
     let body = json!({
         "id": created.id,
@@ -226,12 +255,51 @@ fn file_content(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Voice {
+    duration: i32,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Video {
+    duration: f64,
+    width: i32,
+    height: i32,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sticker {
+    emoji: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Venue {
+    latitude: f64,
+    longitude: f64,
+    title: String,
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendBody {
+    /// Who posts (group messages only).
+    from: Option<AccountId>,
     text: Option<String>,
+    /// `/start PAYLOAD`: the user opened a deep link to the bot.
+    start: Option<String>,
     location: Option<Location>,
     contact: Option<Contact>,
     photo: Option<Photo>,
     document: Option<Document>,
+    voice: Option<Voice>,
+    video: Option<Video>,
+    sticker: Option<Sticker>,
+    venue: Option<Venue>,
     /// The message this one replies to (default: a pending force reply).
     reply_to: Option<i32>,
     /// The DC a photo or document is stored on (default: the user's home DC).
@@ -240,7 +308,8 @@ struct SendBody {
 
 impl SendBody {
     fn into_message(self) -> Result<UserMessage, Failure> {
-        let one_of = "exactly one of text, location, contact, photo, document is required";
+        let one_of = "exactly one of text, start, location, contact, photo, document, voice, \
+                      video, sticker, venue is required";
         let mut found = Vec::new();
         let dc_id = match self.dc_id {
             None => DC_ID,
@@ -252,6 +321,20 @@ impl SendBody {
         }
         if let Some(text) = self.text {
             found.push(UserMessage::Text(text));
+        }
+        if let Some(payload) = self.start {
+            let valid = payload.len() <= 64
+                && payload
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(Failure::bad_request(
+                    "start must be at most 64 characters: letters, digits, _ and -",
+                ));
+            }
+            found.push(UserMessage::Text(
+                format!("/start {payload}").trim_end().to_owned(),
+            ));
         }
         if let Some(l) = self.location {
             check_coordinates(&l)?;
@@ -288,6 +371,53 @@ impl SendBody {
                 content,
             });
         }
+        if let Some(v) = self.voice {
+            check_size("voice.size", v.size)?;
+            if v.duration < 1 {
+                return Err(Failure::bad_request("voice.duration must be ≥ 1 second"));
+            }
+            found.push(UserMessage::Voice {
+                duration: v.duration,
+                size: v.size,
+            });
+        }
+        if let Some(v) = self.video {
+            check_size("video.size", v.size)?;
+            if !(v.duration > 0.0 && v.width > 0 && v.height > 0) {
+                return Err(Failure::bad_request(
+                    "video: duration, width and height must be positive",
+                ));
+            }
+            found.push(UserMessage::Video {
+                duration: v.duration,
+                width: v.width,
+                height: v.height,
+                size: v.size,
+            });
+        }
+        if let Some(sticker) = self.sticker {
+            if sticker.emoji.is_empty() || sticker.emoji.chars().count() > 8 {
+                return Err(Failure::bad_request("sticker.emoji must be 1-8 characters"));
+            }
+            found.push(UserMessage::Sticker {
+                emoji: sticker.emoji,
+            });
+        }
+        if let Some(v) = self.venue {
+            check_coordinates(&Location {
+                latitude: v.latitude,
+                longitude: v.longitude,
+            })?;
+            if v.title.trim().is_empty() {
+                return Err(Failure::bad_request("venue.title must not be empty"));
+            }
+            found.push(UserMessage::Venue {
+                latitude: v.latitude,
+                longitude: v.longitude,
+                title: v.title,
+                address: v.address,
+            });
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
             _ => Err(Failure::bad_request(one_of)),
@@ -322,6 +452,11 @@ async fn user_message(
 ) -> ControlReply {
     let user = user_id(&id)?;
     let body = parse::<SendBody>(&body)?;
+    if body.from.is_some() {
+        return Err(Failure::bad_request(
+            "from is for group messages; a user's own messages are sent by the path's user",
+        ));
+    }
     let reply_to = body.reply_to;
     let message = body.into_message()?;
     let message_id = control.telegram.user_sends(user, message, reply_to)?;
@@ -385,6 +520,213 @@ async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> C
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+}
+
+fn message_id(raw: &str) -> Result<i32, Failure> {
+    raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "message id must be a positive integer, not {raw:?}"
+        ))
+    })
+}
+
+fn group_id(raw: &str) -> Result<i64, Failure> {
+    raw.parse().ok().filter(|id: &i64| *id < 0).ok_or_else(|| {
+        Failure::bad_request(format!(
+            "group id must be a Bot API id (-N for a group, -100N for a supergroup or channel), not {raw:?}"
+        ))
+    })
+}
+
+async fn set_blocked(control: &Control, id: &str, blocked: bool) -> ControlReply {
+    let user = user_id(id)?;
+    control.telegram.set_blocked(user, blocked)?;
+    Ok(axum::Json(json!({"blocked": blocked})).into_response())
+}
+
+async fn block(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+    set_blocked(&control, &id, true).await
+}
+
+async fn unblock(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+    set_blocked(&control, &id, false).await
+}
+
+async fn user_edit(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    let request: TextBody = parse(&body)?;
+    control
+        .telegram
+        .user_edits(user, message_id, request.text)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn user_delete(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+) -> ControlReply {
+    let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    control.telegram.user_deletes(user, message_id)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroup {
+    title: String,
+    kind: String,
+    members: Vec<AccountId>,
+    bot: Option<String>,
+}
+
+async fn create_group(State(control): State<Control>, body: Bytes) -> ControlReply {
+    let request: CreateGroup = parse(&body)?;
+    let kind = match request.kind.as_str() {
+        "group" => GroupKind::Group,
+        "supergroup" => GroupKind::Supergroup,
+        "channel" => GroupKind::Channel,
+        other => {
+            return Err(Failure::bad_request(format!(
+                "kind must be group, supergroup or channel, not {other:?}"
+            )));
+        }
+    };
+    let bot = match request.bot.as_deref().unwrap_or("none") {
+        "none" => None,
+        "member" => Some(Role::Member),
+        "admin" => Some(Role::Admin),
+        other => {
+            return Err(Failure::bad_request(format!(
+                "bot must be none, member or admin, not {other:?}"
+            )));
+        }
+    };
+    let id = control.telegram.create_group(NewGroup {
+        title: request.title,
+        kind,
+        members: request.members,
+        bot,
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response())
+}
+
+async fn list_groups(State(control): State<Control>) -> ControlReply {
+    Ok(axum::Json(control.telegram.groups()).into_response())
+}
+
+async fn group_message(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ControlReply {
+    let group = group_id(&id)?;
+    let mut body = parse::<SendBody>(&body)?;
+    let Some(from) = body.from.take() else {
+        return Err(Failure::bad_request(
+            "from (the posting user's id) is required",
+        ));
+    };
+    let reply_to = body.reply_to;
+    let message = body.into_message()?;
+    let message_id = control
+        .telegram
+        .group_sends(group, from, message, reply_to)?;
+    Ok(axum::Json(json!({"message_id": message_id})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupChange {
+    from: AccountId,
+    text: Option<String>,
+}
+
+async fn group_edit(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let request: GroupChange = parse(&body)?;
+    let Some(text) = request.text else {
+        return Err(Failure::bad_request("text (the new text) is required"));
+    };
+    control
+        .telegram
+        .group_edits(group, request.from, message_id, text)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn group_delete(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    body: Bytes,
+) -> ControlReply {
+    let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let request: GroupChange = parse(&body)?;
+    if request.text.is_some() {
+        return Err(Failure::bad_request("a delete takes no text"));
+    }
+    control
+        .telegram
+        .group_deletes(group, request.from, message_id)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn group_chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+    let group = group_id(&id)?;
+    Ok(axum::Json(control.telegram.group_chat(group)?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotActionBody {
+    action: String,
+}
+
+async fn group_bot(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ControlReply {
+    let group = group_id(&id)?;
+    let request: BotActionBody = parse(&body)?;
+    let action = match request.action.as_str() {
+        "add" => BotAction::Add,
+        "remove" => BotAction::Remove,
+        "ban" => BotAction::Ban,
+        "promote" => BotAction::Promote,
+        "demote" => BotAction::Demote,
+        other => {
+            return Err(Failure::bad_request(format!(
+                "action must be add, remove, ban, promote or demote, not {other:?}"
+            )));
+        }
+    };
+    let role = control.telegram.bot_action(group, action)?;
+    Ok(axum::Json(json!({"bot": role})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotBody {
+    privacy: bool,
+}
+
+async fn set_bot(State(control): State<Control>, body: Bytes) -> ControlReply {
+    let request: BotBody = parse(&body)?;
+    control.telegram.set_privacy(request.privacy);
+    bot(State(control)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FaultsBody {
     #[serde(default)]
     drop_connections: bool,
@@ -398,6 +740,12 @@ struct FaultsBody {
     error: Option<Option<String>>,
     /// With `error`: how many sends fail (default: all until cleared).
     times: Option<u32>,
+    /// At most this many events per difference answer.
+    difference_slice: Option<usize>,
+    /// A client further behind than this many pts gets "too long".
+    difference_too_long: Option<i32>,
+    /// Unread pushes a connection may have before it gets `updatesTooLong`.
+    push_backlog: Option<usize>,
     /// The bot's connections are read but never answered (`false` ends it).
     blackhole: Option<bool>,
     /// The next reply to the bot is cut mid-frame and the connection reset.
@@ -549,6 +897,14 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
             "callback_timeout_ms must be 1..{MAX_CALLBACK_TIMEOUT_MS}"
         )));
     }
+    if request.difference_slice == Some(0)
+        || request.difference_too_long.is_some_and(|n| n < 1)
+        || request.push_backlog == Some(0)
+    {
+        return Err(Failure::bad_request(
+            "difference_slice, difference_too_long and push_backlog must be ≥ 1",
+        ));
+    }
     let injected = request.rpc_error.as_ref().map(injected_error).transpose()?;
     if request.max_connections == Some(Some(0)) {
         return Err(Failure::bad_request(
@@ -556,6 +912,16 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
         ));
     }
     apply_dc_faults(&control, &request, injected);
+    if request.difference_slice.is_some() || request.difference_too_long.is_some() {
+        let current = control.telegram.difference_rules();
+        control.telegram.set_difference_rules(DifferenceRules {
+            slice: request.difference_slice.unwrap_or(current.slice),
+            too_long: request.difference_too_long.unwrap_or(current.too_long),
+        });
+    }
+    if let Some(limit) = request.push_backlog {
+        control.telegram.set_push_backlog_limit(limit);
+    }
     if let Some(error) = request.error {
         let user = request.user_id;
         let fault = error.map(|name| ChatFault {
@@ -578,31 +944,51 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
     if request.drop_connections {
         control.faults.drop_connections();
     }
-    let body = json!({
-        "latency_ms": u64::try_from(control.faults.latency().as_millis()).unwrap_or(u64::MAX),
-        "limits": control.telegram.limits_enabled(),
-        "callback_timeout_ms": u64::try_from(control.telegram.callback_timeout().as_millis()).unwrap_or(u64::MAX),
-        "blackhole": control.faults.blackholed(),
-        "max_connections": control.faults.max_connections(),
-        "rpc_errors": control.faults.rpc_errors(),
-    });
-    Ok(axum::Json(body).into_response())
+    Ok(axum::Json(control.settings()).into_response())
+}
+
+impl Control {
+    /// The fault settings now, as `POST /faults` answers them (the web
+    /// page shows them too).
+    pub fn settings(&self) -> Value {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        json!({
+            "latency_ms": ms(self.faults.latency()),
+            "limits": self.telegram.limits_enabled(),
+            "callback_timeout_ms": ms(self.telegram.callback_timeout()),
+            "difference_slice": self.telegram.difference_rules().slice,
+            "difference_too_long": self.telegram.difference_rules().too_long,
+            "push_backlog": self.telegram.push_backlog_limit(),
+            "blackhole": self.faults.blackholed(),
+            "max_connections": self.faults.max_connections(),
+            "rpc_errors": self.faults.rpc_errors(),
+        })
+    }
 }
 
 /// The model's counters, the DCs' traffic and the faults served.
 async fn stats(State(control): State<Control>) -> ControlReply {
-    let mut body = serde_json::to_value(control.telegram.stats()).map_err(|e| {
+    let body = control.stats().map_err(|e| {
         Failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"error": e.to_string()}),
         )
     })?;
-    let traffic = control.traffic.counts();
-    body["connections_by_transport"] = json!(traffic.connections_by_transport);
-    body["connections_by_dc"] = json!(traffic.connections_by_dc);
-    body["connections_refused"] = json!(traffic.refused);
-    body["faults_served"] = json!(control.faults.served_counts());
     Ok(axum::Json(body).into_response())
+}
+
+impl Control {
+    /// `GET /stats`: the model's counters, then the DC's (connections,
+    /// faults served).
+    pub fn stats(&self) -> Result<Value, serde_json::Error> {
+        let mut body = serde_json::to_value(self.telegram.stats())?;
+        let traffic = self.traffic.counts();
+        body["connections_by_transport"] = json!(traffic.connections_by_transport);
+        body["connections_by_dc"] = json!(traffic.connections_by_dc);
+        body["connections_refused"] = json!(traffic.refused);
+        body["faults_served"] = json!(self.faults.served_counts());
+        Ok(body)
+    }
 }
 
 async fn dc(State(control): State<Control>) -> ControlReply {
@@ -625,6 +1011,7 @@ async fn bot(State(control): State<Control>) -> ControlReply {
     let body = json!({
         "id": control.telegram.bot_id(),
         "username": super::telegram::BOT_USERNAME,
+        "privacy": control.telegram.privacy(),
     });
     Ok(axum::Json(body).into_response())
 }

@@ -19,6 +19,7 @@ use super::control::{self, Control};
 use super::dc::{Dc, DcAdmission, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
 use super::telegram::{DC_ID, DC_IDS, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
+use super::web::{self, RunningWeb, WebError, WebOptions};
 use super::{Faults, KeyRing, Outbox, Service};
 use crate::api::socket::{BindError, SocketFile};
 
@@ -32,6 +33,8 @@ pub struct SandboxOptions {
     /// DCs take free ports.
     pub port: u16,
     pub callback_timeout: Duration,
+    /// Serve the chat page (needs `state_dir`: the worker's socket is there).
+    pub web: Option<WebOptions>,
 }
 
 impl Default for SandboxOptions {
@@ -40,6 +43,7 @@ impl Default for SandboxOptions {
             state_dir: None,
             port: 0,
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            web: None,
         }
     }
 }
@@ -52,6 +56,8 @@ pub enum StartError {
     Dc { port: u16, source: io::Error },
     #[error("control socket: {0}")]
     Control(#[from] BindError),
+    #[error(transparent)]
+    Web(#[from] WebError),
 }
 
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] so that the state
@@ -59,6 +65,7 @@ pub enum StartError {
 pub struct Sandbox {
     telegram: FakeTelegram,
     faults: Arc<Faults>,
+    traffic: Arc<Traffic>,
     /// DCs 1–5; the home DC (2) listens on the configured port.
     dcs: Vec<Dc>,
     dc_addrs: BTreeMap<i32, SocketAddrV4>,
@@ -67,6 +74,7 @@ pub struct Sandbox {
     stop: watch::Sender<bool>,
     control_task: Option<JoinHandle<io::Result<()>>>,
     saver_task: Option<JoinHandle<Result<(), StateFileError>>>,
+    web: Option<RunningWeb>,
 }
 
 impl Sandbox {
@@ -115,12 +123,14 @@ impl Sandbox {
         let mut sandbox = Sandbox {
             telegram: telegram.clone(),
             faults: Arc::clone(&faults),
+            traffic: Arc::clone(&traffic),
             dcs,
             dc_addrs: dc_addrs.clone(),
             control_socket: None,
             stop,
             control_task: None,
             saver_task: None,
+            web: None,
         };
         if let (Some(dir), Some(file)) = (options.state_dir, state_file) {
             let path = dir.join(control::SOCKET_NAME);
@@ -131,6 +141,13 @@ impl Sandbox {
                 traffic,
                 dc_addrs,
             };
+            if let Some(options) = options.web {
+                let worker_socket = crate::config::StateDir::new(&dir).socket();
+                let running =
+                    web::start(options, control.clone(), worker_socket, stopped.clone()).await?;
+                info!(url = %format!("http://{}/", running.local_addr()), "sandbox web page listening");
+                sandbox.web = Some(running);
+            }
             sandbox.control_task = Some(tokio::spawn(control::serve(
                 listener,
                 control,
@@ -163,6 +180,21 @@ impl Sandbox {
         &self.dc_addrs
     }
 
+    /// What the control API (and the web page) work on.
+    pub fn control(&self) -> Control {
+        Control {
+            telegram: self.telegram.clone(),
+            faults: Arc::clone(&self.faults),
+            traffic: Arc::clone(&self.traffic),
+            dc_addrs: self.dc_addrs.clone(),
+        }
+    }
+
+    /// Where the chat page listens, if it is served.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(RunningWeb::local_addr)
+    }
+
     pub fn control_socket(&self) -> Option<&Path> {
         self.control_socket.as_ref().map(SocketFile::path)
     }
@@ -176,6 +208,11 @@ impl Sandbox {
                 Err(error) => warn!(%error, "control API task failed"),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(web) = self.web.take()
+            && let Err(error) = web.join().await
+        {
+            warn!(%error, "web page stopped with an error");
         }
         let saved = match self.saver_task.take() {
             Some(task) => task.await.unwrap_or_else(|e| {

@@ -4,26 +4,31 @@
 //! [`crate::limits`], and every attempt reuses the job's stored `random_id`
 //! so a resend after a lost reply cannot post twice.
 //!
-//! The [`Sender`] is one loop that owns the limiter. It asks the queue for
-//! the due head of every chat, asks the limiter about each, claims those
-//! allowed and spawns one task per claimed job ([`attempt`] sends it,
-//! [`report`] records the outcome). It sleeps until something can change
-//! what is due — a queue event, a finished task, the limiter's next slot, the
-//! next retry or hold expiring, or shutdown — and never sleeps holding a job:
-//! a flood wait is a hold in the store, and the job goes back in line.
+//! Every decision is the [`core::Core`]'s: a deterministic state machine
+//! that takes events and `now` and returns actions (look at the store, claim
+//! these jobs, invoke that one, commit this outcome) and when to wake it.
+//! [`Sender`] is its async shell: it performs each action as a task (store
+//! reads and commits through the [`Queue`], sends through an [`Invoke`]),
+//! feeds each task's result back as an event, and sleeps until a task ends,
+//! the queue announces work, or the core's timeout. It never sleeps holding
+//! a job: a flood wait is a hold in the store, and the job goes back in line.
+//! [`attempt`] sends one job, [`report`] says what an attempt means for it.
 
 pub mod attempt;
+pub mod core;
 pub mod report;
 pub mod verdict;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
-use tokio::task::{self, JoinError, JoinSet};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::limits::{FloodScope, Limits};
@@ -31,6 +36,8 @@ use crate::queue::{
     Expiry, Job, JobId, JobState, Queue, QueueError, StorageRefusal, Timestamp, until_stored,
 };
 use crate::telegram::Telegram;
+use attempt::Attempt;
+use core::{Action, Core, Event, Head, Outcome};
 use report::Report;
 
 pub use verdict::{Backoff, Verdict, judge};
@@ -59,152 +66,432 @@ impl Default for Settings {
     }
 }
 
-/// The longest the loop sleeps without a reason: a guard against the wall
-/// clock (the store's) jumping while it waits on the monotonic one.
-const MAX_IDLE: Duration = Duration::from_secs(5);
-
 /// The longest between two sweeps for expired jobs while expiry is on: a
 /// job that leaves `sending` for a retry is failed at most this late.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// How soon the loop looks again after the store refused a write.
+/// How soon the sender looks again after the store refused a write (a full
+/// disk): nothing is claimed meanwhile.
 const STORE_RETRY: Duration = Duration::from_millis(500);
 
-/// How a send task ended, as far as the loop cares.
-enum Ended {
-    Done,
-    Halt,
+/// Why [`Sender::run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was told to.
+    Told,
+    /// Telegram refused the session (e.g. a revoked token): sending cannot
+    /// go on with it. Jobs stay queued. Telegram's reason.
+    Halted(String),
 }
 
-/// The loop that drains the queue.
+/// Sends one job's parts through a bot's connection (the sender's only
+/// I/O with Telegram).
+pub trait Invoke: Send + Sync + 'static {
+    fn attempt<'a>(
+        &'a self,
+        job: &'a Job,
+    ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>>;
+}
+
+/// A bot's grammers connection, recording sent parts in the store.
+pub struct Connection {
+    pub telegram: Arc<Telegram>,
+    pub queue: Queue,
+}
+
+impl Invoke for Connection {
+    fn attempt<'a>(
+        &'a self,
+        job: &'a Job,
+    ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>> {
+        Box::pin(attempt::send(&self.telegram, &self.queue, job))
+    }
+}
+
+/// A task's result, for the core.
+enum Done {
+    Due(Result<(Vec<Job>, Option<Timestamp>), QueueError>),
+    Claimed {
+        asked: Vec<JobId>,
+        taken: Result<Vec<Job>, QueueError>,
+    },
+    Attempted {
+        job: Job,
+        scope: FloodScope,
+        attempt: Option<Attempt>,
+    },
+    Committed {
+        job: JobId,
+        next: Option<Job>,
+    },
+}
+
+/// The shell around the core for one bot: drains its queue.
 pub struct Sender {
     queue: Queue,
-    telegram: Arc<Telegram>,
+    bot: String,
+    invoke: Arc<dyn Invoke>,
     settings: Settings,
-    /// The limiter, shared with the send tasks (see [`Lane`]).
-    lane: Lane,
-    tasks: JoinSet<Ended>,
-    /// The job each send task holds now.
-    in_flight: HashMap<task::Id, Arc<AtomicI64>>,
-    halted: bool,
+    core: Core,
+    /// The one clock: the core's `now` is time since this.
+    origin: Instant,
+    tasks: JoinSet<Done>,
+    /// Claimed jobs, until their commit.
+    jobs: HashMap<JobId, Job>,
+    /// Attempts' reports waiting for their commit.
+    reports: HashMap<JobId, Report>,
+    /// Ends the attempts still running when the drain time is up.
+    abandon: CancellationToken,
+    halted: Option<String>,
     /// When to look for expired jobs next (with expiry on).
     next_sweep: Instant,
 }
 
 impl Sender {
-    pub fn new(queue: Queue, telegram: Arc<Telegram>, limits: Limits, settings: Settings) -> Self {
+    /// The sender of `bot`'s jobs through `invoke`, its connection.
+    pub fn new(
+        queue: Queue,
+        bot: impl Into<String>,
+        invoke: Arc<dyn Invoke>,
+        limits: Limits,
+        settings: Settings,
+    ) -> Self {
+        let bot = bot.into();
+        let mut core = Core::new(settings.max_in_flight);
+        core.add_bot(bot.clone(), limits);
+        let origin = Instant::now();
         Sender {
             queue,
-            telegram,
-            lane: Lane {
-                limits: Arc::new(Mutex::new(limits)),
-                origin: Instant::now(),
-                open: Arc::new(AtomicBool::new(true)),
-                backoff: settings.backoff,
-                expiry: settings.expiry,
-            },
+            bot,
+            invoke,
             settings,
+            core,
+            origin,
             tasks: JoinSet::new(),
-            in_flight: HashMap::new(),
-            halted: false,
-            next_sweep: Instant::now(),
+            jobs: HashMap::new(),
+            reports: HashMap::new(),
+            abandon: CancellationToken::new(),
+            halted: None,
+            next_sweep: origin,
         }
     }
 
-    /// Sends until `stop` turns true (or its sender is dropped), then lets
-    /// in-flight sends finish for up to `drain_timeout` and puts the rest
-    /// back in line. An error means the store failed.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), QueueError> {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// The core's time of a store timestamp.
+    fn at(&self, at: Timestamp) -> Duration {
+        self.now() + report::until(at, Timestamp::now())
+    }
+
+    /// Sends until `stop` is cancelled or Telegram refuses the session, then
+    /// lets in-flight sends finish for up to `drain_timeout` and puts the
+    /// rest back in line. An error means the store failed.
+    pub async fn run(mut self, stop: CancellationToken) -> Result<Stopped, QueueError> {
         let mut events = self.queue.subscribe();
-        let mut look = true;
-        let mut wake = None;
-        let mut refused = false;
+        let up = Event::Connection {
+            bot: self.bot.clone(),
+            up: true,
+        };
+        self.core.handle(self.now(), up);
         let result = loop {
-            let looked = match self.sweep().await {
-                Ok(()) if look && !self.halted => self.dispatch().await.map(|next| wake = next),
-                other => other,
-            };
-            match looked {
-                Ok(()) => refused = false,
-                // A full disk: nothing is claimed meanwhile; look again soon.
-                Err(error) if error.is_storage() => {
-                    if !refused {
-                        tracing::warn!(%error, "the store refuses writes; the sender waits");
-                    }
-                    refused = true;
-                    wake = Some(Instant::now() + STORE_RETRY);
-                }
-                Err(error) => break Err(error),
+            if let Err(error) = self.sweep().await {
+                break Err(error);
             }
-            let mut idle = Instant::now() + MAX_IDLE;
+            self.perform_all();
+            if let Some(reason) = &self.halted {
+                break Ok(Stopped::Halted(reason.clone()));
+            }
+            let mut wake = self
+                .core
+                .poll_timeout(self.now())
+                .map(|at| self.origin + at);
             if self.settings.expiry.is_some() {
-                idle = idle.min(self.next_sweep);
+                wake = Some(wake.map_or(self.next_sweep, |at| at.min(self.next_sweep)));
             }
-            let sleep_until = wake.map_or(idle, |at: Instant| at.min(idle));
-            look = tokio::select! {
-                biased;
-                _ = stop.wait_for(|stop| *stop) => break Ok(()),
-                Some(done) = self.tasks.join_next_with_id() => {
-                    self.finished(done).await;
-                    true
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
-                event = events.recv() => wakes(event),
-                () = tokio::time::sleep_until(sleep_until) => true,
             };
+            let done = tokio::select! {
+                biased;
+                () = stop.cancelled() => break Ok(Stopped::Told),
+                Some(done) = self.tasks.join_next() => Some(done),
+                event = events.recv() => {
+                    self.wake_on(event);
+                    None
+                }
+                () = sleep => {
+                    self.core.handle_timeout(self.now());
+                    None
+                }
+            };
+            if let Some(done) = done
+                && let Err(error) = self.completed(done)
+            {
+                break Err(error);
+            }
             // Take in everything else that happened meanwhile, so that one
-            // look at the queue serves a burst of events and ended sends.
-            while let Some(done) = self.tasks.try_join_next_with_id() {
-                self.finished(done).await;
-                look = true;
+            // look at the queue serves a burst.
+            let mut failed = None;
+            while let Some(done) = self.tasks.try_join_next() {
+                if let Err(error) = self.completed(done) {
+                    failed = Some(error);
+                    break;
+                }
+            }
+            if let Some(error) = failed {
+                break Err(error);
             }
             loop {
                 match events.try_recv() {
-                    Ok(event) => look |= wakes(Ok(event)),
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => look = true,
+                    Ok(event) => self.wake_on(Ok(event)),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.wake_on(Err(broadcast::error::RecvError::Lagged(n)))
+                    }
                     Err(_) => break,
                 }
             }
         };
-        self.lane.open.store(false, Ordering::Relaxed);
+        self.core.handle(self.now(), Event::Stop);
         self.drain().await;
         result
     }
 
-    /// Claims what is due and allowed; returns when to look again (`None`:
-    /// only an event can change anything).
-    async fn dispatch(&mut self) -> Result<Option<Instant>, QueueError> {
-        let room = self.settings.max_in_flight.saturating_sub(self.tasks.len());
-        if room == 0 {
-            return Ok(None);
+    fn wake_on(&mut self, event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) {
+        if wakes(&self.bot, event) {
+            let wake = Event::Wake {
+                bot: self.bot.clone(),
+            };
+            self.core.handle(self.now(), wake);
         }
-        let now = Timestamp::now();
-        let origin = self.lane.origin;
-        let mut wake = None;
-        let bot_ready = self.lane.limits().bot_ready_at();
-        if bot_ready > origin.elapsed() {
-            return Ok(Some(origin + bot_ready));
+    }
+
+    /// Performs every action the core has now.
+    fn perform_all(&mut self) {
+        while let Some(action) = self.core.poll_action(self.now()) {
+            self.perform(action);
         }
-        let due = self.queue.due(now, room).await?;
-        let plan = Plan::make(&mut self.lane.limits(), &due, origin.elapsed());
-        if let Some(ready) = plan.next_slot {
-            wake = Some(origin + ready);
-        }
-        if !plan.allowed.is_empty() {
-            let ids = plan.allowed.iter().map(|(id, _)| *id).collect();
-            let scopes: HashMap<JobId, FloodScope> = plan.allowed.into_iter().collect();
-            let claimed = self.queue.claim(ids, now, self.settings.expiry).await?;
-            for job in claimed {
-                let scope = scopes.get(&job.id).copied().unwrap_or(FloodScope::Chat);
-                self.spawn(job, scope);
+    }
+
+    fn perform(&mut self, action: Action) {
+        let queue = self.queue.clone();
+        match action {
+            Action::Look { room, .. } => {
+                let bot = self.bot.clone();
+                self.tasks.spawn(async move {
+                    let due = async {
+                        let due = queue.due(&bot, Timestamp::now(), room).await?;
+                        let next = queue.next_due_at(&bot).await?;
+                        Ok((due, next))
+                    };
+                    Done::Due(due.await)
+                });
+            }
+            Action::Claim { jobs, .. } => {
+                let expiry = self.settings.expiry;
+                let abandon = self.abandon.clone();
+                self.tasks.spawn(async move {
+                    let claim = || queue.claim(jobs.clone(), Timestamp::now(), expiry);
+                    // Through a full disk: nothing is claimed until the store
+                    // takes the claim (at shutdown, nothing is).
+                    let taken = until_stored_or(&abandon, "a claim", claim)
+                        .await
+                        .map(Option::unwrap_or_default);
+                    Done::Claimed { asked: jobs, taken }
+                });
+            }
+            Action::Invoke { job, scope, .. } => {
+                let Some(job) = self.jobs.get(&job).cloned() else {
+                    return;
+                };
+                let invoke = Arc::clone(&self.invoke);
+                let abandon = self.abandon.clone();
+                let span = job_span(&job);
+                self.tasks.spawn(async move {
+                    let attempt = tokio::select! {
+                        attempt = invoke.attempt(&job).instrument(span) => match attempt {
+                            Ok(attempt) => Some(attempt),
+                            Err(error) => {
+                                // Left in `sending`: the next start resends
+                                // it (same random_id).
+                                tracing::error!(job = %job.id, %error, "cannot record a part as sent");
+                                None
+                            }
+                        },
+                        () = abandon.cancelled() => None,
+                    };
+                    Done::Attempted { job, scope, attempt }
+                });
+            }
+            Action::Commit { job, follow, .. } => self.commit(job, follow),
+            Action::Halted { reason, .. } => {
+                tracing::error!(
+                    bot = %self.bot, %reason,
+                    "sending is halted: Telegram refused the session. Jobs stay queued; \
+                     fix the session or token and reload telegate"
+                );
+                self.halted = Some(reason);
             }
         }
-        if let Some(at) = self.queue.next_due_at().await? {
+    }
+
+    /// Makes an attempt's report durable; after a sent job, takes the
+    /// chat's next one too if the core reserved it a slot.
+    fn commit(&mut self, id: JobId, follow: Option<FloodScope>) {
+        let Some(job) = self.jobs.remove(&id) else {
+            return;
+        };
+        let report = self.reports.remove(&id);
+        let queue = self.queue.clone();
+        let expiry = self.settings.expiry;
+        let abandon = self.abandon.clone();
+        let span = job_span(&job);
+        // Telegram has taken (or refused) the job: its outcome is recorded
+        // however long the store refuses writes, so that the chat's line
+        // moves on by itself once it takes them again. (Abandoned at
+        // shutdown, the job stays `sending`: the next start resends it with
+        // the same random_id.)
+        let committing = async move {
             let now = Timestamp::now();
-            if at > now {
-                wake = earliest(wake, Instant::now() + report::until(at, now));
+            let outcome = "the outcome of a send";
+            let next = match report {
+                Some(Report::Sent(ids)) => {
+                    let admit = move |next: &Job| {
+                        let expired = expiry.is_some_and(|e| e.has_expired(next.created_at, now));
+                        follow.filter(|_| !expired)
+                    };
+                    let mark = || queue.mark_sent_then_take(id, ids.clone(), now, admit);
+                    match until_stored_or(&abandon, outcome, mark).await {
+                        Ok(Some((sent, next))) => {
+                            tracing::debug!(job = %id, chat = %sent.chat, "sent");
+                            next.map(|(next, _)| next)
+                        }
+                        Ok(None) => None,
+                        Err(error) => {
+                            tracing::error!(job = %id, %error, "cannot record the outcome of a send");
+                            None
+                        }
+                    }
+                }
+                Some(report) => {
+                    let apply = || report.clone().apply(&queue, &job, now);
+                    if let Err(error) = until_stored_or(&abandon, outcome, apply).await {
+                        tracing::error!(job = %id, %error, "cannot record the outcome of a send");
+                    }
+                    None
+                }
+                // The attempt did not finish: back in line, not counted.
+                None => {
+                    let release = || queue.release(id, now);
+                    match until_stored_or(&abandon, "a job back in line", release).await {
+                        Ok(_) | Err(QueueError::NotSending { .. }) => {}
+                        // Still `sending`: the next start resends it.
+                        Err(error) => {
+                            tracing::warn!(job = %id, %error, "cannot put a job back in line")
+                        }
+                    }
+                    None
+                }
+            };
+            Done::Committed { job: id, next }
+        };
+        self.tasks.spawn(committing.instrument(span));
+    }
+
+    /// Feeds a task's result to the core.
+    fn completed(&mut self, done: Result<Done, tokio::task::JoinError>) -> Result<(), QueueError> {
+        let bot = self.bot.clone();
+        let done = match done {
+            Ok(done) => done,
+            Err(error) => {
+                // A task panicked: its job is found again on the next look
+                // (or, left in `sending`, at the next start).
+                tracing::error!(%error, "a send task failed");
+                return Ok(());
             }
-        }
-        Ok(wake)
+        };
+        let now = self.now();
+        let event = match done {
+            Done::Due(Err(error)) if error.is_storage() => {
+                // Reads that fail on the storage: look again soon.
+                tracing::warn!(bot = %bot, %error, "cannot look at the queue; looking again soon");
+                Event::Due {
+                    bot,
+                    heads: Vec::new(),
+                    next_due: Some(now + STORE_RETRY),
+                }
+            }
+            Done::Due(due) => {
+                let (jobs, next) = due?;
+                let heads = jobs.iter().map(head).collect();
+                Event::Due {
+                    bot,
+                    heads,
+                    next_due: next.map(|at| self.at(at)),
+                }
+            }
+            Done::Claimed { asked, taken } => {
+                let taken = taken?;
+                let ids = taken.iter().map(|job| job.id).collect();
+                for job in taken {
+                    self.jobs.insert(job.id, job);
+                }
+                Event::Claimed {
+                    bot,
+                    asked,
+                    taken: ids,
+                }
+            }
+            Done::Attempted {
+                job,
+                scope,
+                attempt,
+            } => {
+                let outcome = match attempt {
+                    None => Outcome::Dropped,
+                    Some(attempt) => {
+                        let now = Timestamp::now();
+                        let report = Report::of(
+                            attempt,
+                            &job,
+                            scope,
+                            self.settings.backoff,
+                            self.settings.expiry,
+                            rand::random(),
+                            now,
+                        );
+                        report.count(&job, now);
+                        let outcome = outcome_of(&report, |at| self.at(at));
+                        self.reports.insert(job.id, report);
+                        outcome
+                    }
+                };
+                let id = job.id;
+                self.jobs.insert(id, job);
+                Event::Attempted {
+                    bot,
+                    job: id,
+                    outcome,
+                }
+            }
+            Done::Committed { job, next } => {
+                let head = next.as_ref().map(head);
+                if let Some(next) = next {
+                    self.jobs.insert(next.id, next);
+                }
+                Event::Committed {
+                    bot,
+                    job,
+                    next: head,
+                }
+            }
+        };
+        self.core.handle(now, event);
+        Ok(())
     }
 
     /// Fails the queued jobs that have expired, when it is time to look.
@@ -216,9 +503,18 @@ impl Sender {
             return Ok(());
         }
         let now = Timestamp::now();
-        let (expired, next) = self.queue.expire(expiry, now).await?;
+        let (expired, next) = match self.queue.expire(&self.bot, expiry, now).await {
+            Ok(swept) => swept,
+            // A full disk: expiry waits for space like everything else.
+            Err(error) if error.is_storage() => {
+                tracing::warn!(bot = %self.bot, %error, "cannot expire jobs now");
+                self.next_sweep = Instant::now() + STORE_RETRY;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         if expired > 0 {
-            tracing::info!(jobs = expired, "expired jobs failed");
+            tracing::info!(bot = %self.bot, jobs = expired, "expired jobs failed");
         }
         self.next_sweep = Instant::now() + SWEEP_EVERY;
         if let Some(at) = next {
@@ -229,266 +525,97 @@ impl Sender {
         Ok(())
     }
 
-    fn spawn(&mut self, job: Job, scope: FloodScope) {
-        let holding = Arc::new(AtomicI64::new(job.id.get()));
-        let telegram = Arc::clone(&self.telegram);
-        let queue = self.queue.clone();
-        let lane = self.lane.clone();
-        let handle = self.tasks.spawn(deliver(
-            telegram,
-            queue,
-            job,
-            scope,
-            lane,
-            Arc::clone(&holding),
-        ));
-        self.in_flight.insert(handle.id(), holding);
-    }
-
-    /// A send task ended.
-    async fn finished(&mut self, done: Result<(task::Id, Ended), JoinError>) {
-        let task = match &done {
-            Ok((task, _)) => *task,
-            Err(error) => error.id(),
-        };
-        let job = self
-            .in_flight
-            .remove(&task)
-            .map(|holding| JobId::new(holding.load(Ordering::Relaxed)));
-        match done {
-            Ok((_, Ended::Done)) => {}
-            Ok((_, Ended::Halt)) => {
-                if !self.halted {
-                    tracing::error!(
-                        "sending is halted: Telegram refused the session. Jobs stay queued; \
-                         fix the session or token and restart telegate"
-                    );
-                }
-                self.halted = true;
-                self.lane.open.store(false, Ordering::Relaxed);
-                self.telegram.set_state(crate::bot_state::BotState::Halted {
-                    reason: "Telegram refused the session; fix the session or token and restart"
-                        .into(),
-                });
-            }
-            Err(error) => {
-                if error.is_panic() {
-                    tracing::error!(job = ?job, "a send task panicked; its job goes back in line");
-                }
-                if let Some(job) = job {
-                    self.release(job).await;
-                }
-            }
-        }
-    }
-
-    /// Waits for in-flight sends, up to the drain timeout; puts the jobs of
-    /// those still running back in line.
+    /// Lets in-flight attempts and commits finish, up to the drain timeout;
+    /// then the attempts still running are abandoned and their jobs put
+    /// back in line.
     async fn drain(&mut self) {
-        if !self.tasks.is_empty() {
-            tracing::info!(jobs = self.tasks.len(), "waiting for in-flight sends");
+        if self.core.in_flight() > 0 {
+            tracing::info!(jobs = self.core.in_flight(), "waiting for in-flight sends");
         }
         let deadline = Instant::now() + self.settings.drain_timeout;
         while !self.tasks.is_empty() {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
-                Ok(Some(done)) => self.finished(done).await,
-                Ok(None) => break,
-                Err(_elapsed) => {
+            let done = tokio::select! {
+                done = self.tasks.join_next() => done,
+                () = tokio::time::sleep_until(deadline), if !self.abandon.is_cancelled() => {
                     tracing::warn!(
-                        jobs = self.tasks.len(),
+                        jobs = self.core.in_flight(),
                         "in-flight sends did not finish in time; they go back in line"
                     );
-                    self.tasks.abort_all();
+                    self.abandon.cancel();
+                    continue;
                 }
+            };
+            let Some(done) = done else { break };
+            if let Err(error) = self.completed(done) {
+                tracing::warn!(%error, "the store failed while stopping");
             }
-        }
-    }
-
-    async fn release(&self, job: JobId) {
-        match self.queue.release(job, Timestamp::now()).await {
-            Ok(()) | Err(QueueError::NotSending { .. }) => {}
-            // Still `sending` in the store: the next start resends it.
-            Err(error) => tracing::warn!(%job, %error, "cannot put a job back in line"),
+            // Commits the core asks for while stopping (no new claims).
+            self.perform_all();
         }
     }
 }
 
-/// Which due jobs the limits let go now.
-#[derive(Debug, PartialEq)]
-struct Plan {
-    /// Jobs to claim, each with the limiter's guess (taken before its send
-    /// counted) of which limit a flood wait for it would come from.
-    allowed: Vec<(JobId, FloodScope)>,
-    /// When the limits let the first refused job go.
-    next_slot: Option<Duration>,
-}
-
-impl Plan {
-    /// Takes a slot per message for each job of `due` the limits allow at
-    /// `now` (in order: the oldest job first).
-    fn make(limits: &mut Limits, due: &[Job], now: Duration) -> Plan {
-        let mut plan = Plan {
-            allowed: Vec::with_capacity(due.len()),
-            next_slot: None,
-        };
-        for job in due {
-            match admit(limits, job, now) {
-                Ok(scope) => plan.allowed.push((job.id, scope)),
-                Err(ready) => {
-                    plan.next_slot = Some(plan.next_slot.map_or(ready, |at| at.min(ready)));
-                }
-            }
-        }
-        plan
+/// [`until_stored`], given up (`None`) once `abandon` is cancelled: the
+/// drain time is up, and what was not stored is found again at the next
+/// start.
+async fn until_stored_or<T, F, Fut>(
+    abandon: &CancellationToken,
+    what: &str,
+    write: F,
+) -> Result<Option<T>, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    tokio::select! {
+        stored = until_stored(what, write) => stored.map(Some),
+        () = abandon.cancelled() => Ok(None),
     }
 }
 
-/// Takes the slots `job` needs at `now` (one per message), with the
-/// limiter's guess of the scope of a flood wait for it; or says when the
-/// limits let it go.
-fn admit(limits: &mut Limits, job: &Job, now: Duration) -> Result<FloodScope, Duration> {
-    let scope = limits.flood_scope(job.chat, now);
-    limits.try_acquire(job.chat, now)?;
-    // The job's other messages go out right behind it.
-    for _ in 1..job.parts.len() {
-        limits.record(job.chat, now);
-    }
-    Ok(scope)
+/// The span of everything logged about one job.
+fn job_span(job: &Job) -> tracing::Span {
+    tracing::info_span!("job", job_id = job.id.get(), bot = %job.bot, chat = %job.chat)
 }
 
-/// What a send task needs to go on with its chat's next job by itself: when
-/// a job is sent, the same commit takes the chat's next due job if the
-/// limits allow, so a busy chat costs one commit per job and no look at the
-/// whole queue.
-#[derive(Clone)]
-struct Lane {
-    limits: Arc<Mutex<Limits>>,
-    /// The limiter's clock origin.
-    origin: Instant,
-    /// False once the sender stops or halts: tasks take no further job.
-    open: Arc<AtomicBool>,
-    backoff: Backoff,
-    expiry: Option<Expiry>,
-}
-
-impl Lane {
-    fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
-        // The limiter's state stays consistent whatever panicked holding it.
-        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether `next` may follow at once (taking its slots if so): the
-    /// sender still sends, `next` has not expired at `now`, the limits allow.
-    fn admit(&self, next: &Job, now: Timestamp) -> Option<FloodScope> {
-        if !self.open.load(Ordering::Relaxed) {
-            return None;
-        }
-        if self
-            .expiry
-            .is_some_and(|expiry| expiry.has_expired(next.created_at, now))
-        {
-            return None; // the sender's claim fails it
-        }
-        admit(&mut self.limits(), next, self.origin.elapsed()).ok()
+/// The core's view of a job.
+fn head(job: &Job) -> Head {
+    Head {
+        id: job.id,
+        chat: job.chat,
+        parts: u16::try_from(job.parts.len()).unwrap_or(u16::MAX).max(1),
     }
 }
 
-/// Whether a queue event can make something due: a new or returned job, or
-/// a chat whose line was freed by a failure (an expired job). `sending` is
-/// the loop's own doing, and `sent` only comes from a send task, which then
-/// either holds the chat's line with its next job or ends, and its end wakes
-/// the loop: a burst of sends costs no look at the queue per job.
-fn wakes(event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) -> bool {
+/// What a report means for scheduling; `at` turns a store time into the
+/// core's.
+fn outcome_of(report: &Report, at: impl Fn(Timestamp) -> Duration) -> Outcome {
+    match report {
+        Report::Sent(_) => Outcome::Sent,
+        Report::Failed(_) | Report::Retry { .. } => Outcome::Settled,
+        Report::Flood { until, scope, .. } => Outcome::FloodWait {
+            scope: *scope,
+            until: at(*until),
+        },
+        Report::Halt { reason } => Outcome::Halt(reason.clone()),
+    }
+}
+
+/// Whether a queue event can make something of `bot` due: a new or
+/// returned job, or a chat whose line was freed by a failure (an expired
+/// job). `sending` is the sender's own doing, and `sent` only comes from its
+/// commits, which then hold the chat's line with its next job or end (and
+/// the core looks again): a burst of sends costs no look per job. An event
+/// naming another bot is not this sender's business.
+fn wakes(bot: &str, event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) -> bool {
     match event {
-        Ok(event) => !matches!(event.state, JobState::Sending | JobState::Sent),
+        Ok(event) => {
+            !matches!(event.state, JobState::Sending | JobState::Sent)
+                && event.bot.as_deref().is_none_or(|of| of == bot)
+        }
         Err(broadcast::error::RecvError::Lagged(_)) => true,
         // The queue is gone; the next look at it will say so.
         Err(broadcast::error::RecvError::Closed) => true,
-    }
-}
-
-fn earliest(current: Option<Instant>, at: Instant) -> Option<Instant> {
-    Some(current.map_or(at, |current| current.min(at)))
-}
-
-/// One chat's send task: an attempt at a job, then its report to the
-/// store; after a sent job, the chat's next one if [`Lane::admit`] lets it
-/// follow. `holding` tells the loop which job the task holds.
-async fn deliver(
-    telegram: Arc<Telegram>,
-    queue: Queue,
-    mut job: Job,
-    mut scope: FloodScope,
-    lane: Lane,
-    holding: Arc<AtomicI64>,
-) -> Ended {
-    loop {
-        let span =
-            tracing::info_span!("job", job_id = job.id.get(), bot = %job.bot, chat = %job.chat);
-        let attempt = match attempt::send(&telegram, &queue, &job)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(attempt) => attempt,
-            Err(error) => {
-                // The store is closed (a full disk is waited out): left in
-                // `sending`, the next start resends it (same random_id).
-                tracing::error!(job = %job.id, %error, "cannot record a part as sent");
-                return Ended::Done;
-            }
-        };
-        let now = Timestamp::now();
-        let report = Report::of(
-            attempt,
-            &job,
-            scope,
-            lane.backoff,
-            lane.expiry,
-            rand::random(),
-            now,
-        );
-        report.count(&job, now);
-        // Telegram has taken (or refused) the job: its outcome is recorded
-        // however long the store refuses writes, so that the chat's line
-        // moves on by itself once it takes them again.
-        if let Report::Sent(ids) = report {
-            let recorded = until_stored("the outcome of a send", || {
-                let next_lane = lane.clone();
-                let admit = move |next: &Job| next_lane.admit(next, now);
-                queue.mark_sent_then_take(job.id, ids.clone(), now, admit)
-            })
-            .await;
-            match recorded {
-                Ok((_, next)) => {
-                    span.in_scope(|| tracing::debug!(job = %job.id, chat = %job.chat, "sent"));
-                    let Some((next, next_scope)) = next else {
-                        return Ended::Done;
-                    };
-                    holding.store(next.id.get(), Ordering::Relaxed);
-                    (job, scope) = (next, next_scope);
-                    continue;
-                }
-                Err(error) => {
-                    tracing::error!(job = %job.id, %error, "cannot record the outcome of a send");
-                    return Ended::Done;
-                }
-            }
-        }
-        let ended = match report {
-            Report::Halt { .. } => Ended::Halt,
-            _ => Ended::Done,
-        };
-        let recorded = until_stored("the outcome of a send", || {
-            report.clone().apply(&queue, &job, now)
-        })
-        .instrument(span.clone())
-        .await;
-        if let Err(error) = recorded {
-            span.in_scope(
-                || tracing::error!(job = %job.id, %error, "cannot record the outcome of a send"),
-            );
-        }
-        return ended;
     }
 }
 
@@ -496,94 +623,24 @@ async fn deliver(
 mod tests {
     use super::*;
     use crate::chat::ChatId;
-    use crate::limits::Rates;
-    use crate::queue::{JobKind, Part};
-
-    fn job(id: i64, chat: i64, parts: u16) -> Job {
-        Job {
-            id: JobId::new(id),
-            request_id: format!("r{id}"),
-            bot: "default".into(),
-            chat: ChatId::user(chat),
-            kind: JobKind::Interactive,
-            payload: "{}".into(),
-            state: JobState::Queued,
-            attempts: 0,
-            not_before: Timestamp::from_millis(0),
-            parts: (0..parts)
-                .map(|seq| Part {
-                    seq,
-                    random_id: id * 10 + i64::from(seq),
-                    message_id: id,
-                    channel_message_id: None,
-                })
-                .collect(),
-            error: None,
-            idempotency_key: None,
-            created_at: Timestamp::from_millis(0),
-            updated_at: Timestamp::from_millis(0),
-            wire: None,
-        }
-    }
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     #[test]
-    fn the_bot_wide_limit_lets_a_burst_through_then_names_the_next_slot() {
-        let mut limits = Limits::new(Rates::default()).unwrap();
-        let due: Vec<Job> = (1..=5).map(|i| job(i, i, 1)).collect();
-        let plan = Plan::make(&mut limits, &due, ms(0));
-        // Burst 3 at 30/s: three go, the fourth may go one interval later.
-        let ids: Vec<i64> = plan.allowed.iter().map(|(id, _)| id.get()).collect();
-        assert_eq!(ids, [1, 2, 3]);
-        assert_eq!(plan.next_slot, Some(Duration::from_micros(33_334)));
-    }
-
-    #[test]
-    fn a_chat_that_just_sent_waits_for_its_own_slot_while_others_go() {
-        let mut limits = Limits::new(Rates {
-            bot_per_second: 1000.0,
-            ..Rates::default()
-        })
-        .unwrap();
-        let first = Plan::make(&mut limits, &[job(1, 7, 1)], ms(0));
-        assert_eq!(first.allowed, [(JobId::new(1), FloodScope::Chat)]);
-        let second = Plan::make(&mut limits, &[job(2, 7, 1), job(3, 8, 1)], ms(10));
-        assert_eq!(second.allowed, [(JobId::new(3), FloodScope::Chat)]);
-        assert_eq!(second.next_slot, Some(ms(1000)));
-    }
-
-    #[test]
-    fn every_part_of_a_job_takes_a_slot() {
-        let mut limits = Limits::new(Rates {
-            bot_per_second: 1000.0,
-            ..Rates::default()
-        })
-        .unwrap();
-        let plan = Plan::make(&mut limits, &[job(1, 7, 3)], ms(0));
-        assert_eq!(plan.allowed.len(), 1);
-        // Three messages to the chat at 1/s: its next slot is 3 s away.
-        let next = Plan::make(&mut limits, &[job(2, 7, 1)], ms(1));
-        assert!(next.allowed.is_empty());
-        assert_eq!(next.next_slot, Some(ms(3000)));
-    }
-
-    #[test]
-    fn only_state_changes_that_can_free_a_line_wake_the_loop() {
-        let event = |state| {
+    fn only_state_changes_that_can_free_one_of_its_lines_wake_a_bots_sender() {
+        let event = |state, bot: Option<&str>| {
             Ok(crate::queue::JobEvent {
                 id: JobId::new(1),
                 chat: ChatId::user(1),
                 state,
+                bot: bot.map(Arc::from),
             })
         };
-        assert!(!wakes(event(JobState::Sending)));
-        assert!(!wakes(event(JobState::Sent)));
+        assert!(!wakes("a", event(JobState::Sending, None)));
+        assert!(!wakes("a", event(JobState::Sent, None)));
         for state in [JobState::Queued, JobState::Failed] {
-            assert!(wakes(event(state)));
+            assert!(wakes("a", event(state, None)));
+            assert!(wakes("a", event(state, Some("a"))));
+            assert!(!wakes("a", event(state, Some("b"))));
         }
-        assert!(wakes(Err(broadcast::error::RecvError::Lagged(3))));
+        assert!(wakes("a", Err(broadcast::error::RecvError::Lagged(3))));
     }
 }

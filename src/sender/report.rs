@@ -203,8 +203,8 @@ impl Report {
                 expired,
             } => {
                 match scope {
-                    FloodScope::Chat => queue.defer_chat(job.chat, until).await?,
-                    FloodScope::Bot => queue.defer_all(until).await?,
+                    FloodScope::Chat => queue.defer_chat(&job.bot, job.chat, until).await?,
+                    FloodScope::Bot => queue.defer_all(&job.bot, until).await?,
                 }
                 tracing::warn!(job = %id, chat = %job.chat, %name, ?scope, until = %until, "flood wait");
                 match expired {

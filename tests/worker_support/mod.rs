@@ -50,26 +50,44 @@ impl World {
 
     /// [`World::start`] with `config` (TOML) added to the worker's file.
     pub async fn start_with(pace: Pace, config: &str) -> World {
-        World::start_with_env(pace, config, &[]).await
+        World::start_prepared(pace, config, &[], |_, _| {}).await
     }
 
     /// [`World::start_with`], the worker's environment given `env` too.
     pub async fn start_with_env(pace: Pace, config: &str, env: &[(&str, &str)]) -> World {
-        World::start_in(pace, config, env, None).await
+        World::start_prepared(pace, config, env, |_, _| {}).await
     }
 
     /// [`World::start_with`], the worker's state directory at `state` (an
     /// existing empty directory, a small tmpfs say) instead of in `dir`.
     pub async fn start_with_state(pace: Pace, config: &str, state: &Path) -> World {
-        World::start_in(pace, config, &[], Some(state)).await
+        let mut world = World::offline_in(pace, config, Some(state)).await;
+        world.start_worker().await;
+        world
     }
 
-    async fn start_in(
+    /// [`World::start_with_env`], calling `prepare` with the state
+    /// directory and the sandbox once the worker's files are written, before
+    /// it starts (e.g. to provision more bots' sessions).
+    pub async fn start_prepared(
         pace: Pace,
         config: &str,
         env: &[(&str, &str)],
-        state: Option<&Path>,
+        prepare: impl FnOnce(&Path, &Sandbox),
     ) -> World {
+        let mut world = World::offline(pace, config).await;
+        prepare(&world.state, &world.sandbox);
+        world.worker = Some(Worker::start_logged(&world.state, world.dir.path(), env).await);
+        world
+    }
+
+    /// The sandbox and the worker's files, the worker not started yet.
+    pub async fn offline(pace: Pace, config: &str) -> World {
+        World::offline_in(pace, config, None).await
+    }
+
+    /// [`World::offline`], the worker's state directory at `state` if given.
+    async fn offline_in(pace: Pace, config: &str, state: Option<&Path>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let state = state.unwrap_or(dir.path()).to_owned();
         let limits = match pace {
@@ -91,15 +109,19 @@ impl World {
         .unwrap();
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
         write_worker_files(&state, &sandbox).unwrap();
-        let worker = Worker::start_logged(&state, dir.path(), env).await;
         let client = Client::new(state.join("telegate.sock"));
         World {
             dir,
             state,
             sandbox,
-            worker: Some(worker),
+            worker: None,
             client,
         }
+    }
+
+    /// Starts (or restarts) the worker and waits until it is ready.
+    pub async fn start_worker(&mut self) {
+        self.worker = Some(Worker::start_logged(&self.state, self.dir.path(), &[]).await);
     }
 
     /// `n` users who have each written to the bot.
@@ -112,6 +134,7 @@ impl World {
                         id: None,
                         first_name: format!("User {i}"),
                         username: None,
+                        lang_code: None,
                     })
                     .unwrap();
                 telegram
@@ -195,6 +218,46 @@ impl World {
         for (user, texts) in expected {
             assert_eq!(self.bot_texts(user), texts, "chat of user {user}");
         }
+    }
+
+    /// The inbound events after `cursor`, over the socket, waiting up to
+    /// `wait` seconds for the first (nothing while no worker answers).
+    pub async fn events(&self, cursor: i64, wait: u32) -> Vec<Value> {
+        let path = format!("/api/v1/events?after={cursor}&wait={wait}&limit=1000");
+        let Ok(answer) = self.client.get(&path).await else {
+            return Vec::new();
+        };
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        std::str::from_utf8(&answer.body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Reads events from `cursor` on until `done` says the ones read so far
+    /// are enough; returns them (and moves `cursor` past them).
+    pub async fn read_events_until(
+        &self,
+        cursor: &mut i64,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut read = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        while !done(&read) {
+            assert!(
+                Instant::now() < deadline,
+                "events never came: {} read, the last {:?}; the worker's log:\n{}",
+                read.len(),
+                read.last(),
+                self.worker.as_ref().map(Worker::log).unwrap_or_default()
+            );
+            for line in self.events(*cursor, 1).await {
+                *cursor = line["cursor"].as_i64().unwrap();
+                read.push(line["event"].clone());
+            }
+        }
+        read
     }
 
     pub fn worker(&mut self) -> &mut Worker {

@@ -452,8 +452,8 @@ struct WriteState {
     queued: Arc<AtomicUsize>,
     quick_acks: mpsc::UnboundedReceiver<u32>,
     /// Delivers the connection's update stream once it makes an API call.
-    subscription: Option<oneshot::Receiver<mpsc::Receiver<Vec<u8>>>>,
-    updates: Option<mpsc::Receiver<Vec<u8>>>,
+    subscription: Option<oneshot::Receiver<crate::sandbox::Pushes>>,
+    updates: Option<crate::sandbox::Pushes>,
     faults: Arc<Faults>,
     key_id: i64,
 }
@@ -613,7 +613,7 @@ struct Dispatcher {
     idle: Duration,
     /// Subscribes the connection to pushed updates, at its first API call
     /// not wrapped in `invokeWithoutUpdates` (as Telegram does).
-    subscribe: Option<oneshot::Sender<mpsc::Receiver<Vec<u8>>>>,
+    subscribe: Option<oneshot::Sender<crate::sandbox::Pushes>>,
     received: RecentIds,
 }
 

@@ -27,6 +27,9 @@ pub struct Profile {
     pub username: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// The language the user's app runs in (`lang_code` on `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang_code: Option<String>,
 }
 
 /// An auth key minted by the sandbox, and who it is signed in as (`None`:

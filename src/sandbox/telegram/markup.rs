@@ -153,6 +153,36 @@ pub fn keyboard_button<'a>(
         .map(|b| &b.r#type)
 }
 
+/// A message entity as JSON: its TL `type`, `offset`, `length` and what
+/// else it carries (`url`, `user_id`, `language`).
+pub fn entity_json(entity: &tl::enums::MessageEntity) -> Value {
+    use tl::enums::MessageEntity as E;
+    let (offset, length, extra) = match entity {
+        E::Bold(e) => (e.offset, e.length, json!({})),
+        E::Italic(e) => (e.offset, e.length, json!({})),
+        E::Underline(e) => (e.offset, e.length, json!({})),
+        E::Strike(e) => (e.offset, e.length, json!({})),
+        E::Spoiler(e) => (e.offset, e.length, json!({})),
+        E::Code(e) => (e.offset, e.length, json!({})),
+        E::Pre(e) => (e.offset, e.length, json!({"language": e.language})),
+        E::TextUrl(e) => (e.offset, e.length, json!({"url": e.url})),
+        E::Url(e) => (e.offset, e.length, json!({})),
+        E::Mention(e) => (e.offset, e.length, json!({})),
+        E::MentionName(e) => (e.offset, e.length, json!({"user_id": e.user_id})),
+        E::BotCommand(e) => (e.offset, e.length, json!({})),
+        E::Hashtag(e) => (e.offset, e.length, json!({})),
+        E::Email(e) => (e.offset, e.length, json!({})),
+        E::Phone(e) => (e.offset, e.length, json!({})),
+        E::Blockquote(e) => (e.offset, e.length, json!({"collapsed": e.collapsed})),
+        other => return json!({"type": tl_name(other)}),
+    };
+    let mut value = json!({"type": tl_name(entity), "offset": offset, "length": length});
+    if let (Some(map), Value::Object(extra)) = (value.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    value
+}
+
 /// The markup as JSON: `kind`, and `rows` of buttons with `type` and data.
 pub fn to_json(markup: &tl::enums::ReplyMarkup) -> Value {
     match markup {

@@ -4,15 +4,18 @@
 //! Everything lives in one [`World`] behind one lock: it is small, and a
 //! single lock makes each RPC atomic, so pts are handed out and pushed in one
 //! order. Nothing awaits while holding it. Files by concept: `accounts`
-//! (keys, tokens), `world` (chats, messages, pts), `updates` (pushes and
-//! `getDifference`), `limits` (flood limits), `markup` (keyboards),
-//! `sending` (sending rules), `queries` (button clicks), `files` (media
-//! content), `users` (simulated users), `render` (TL objects), `rpc`
+//! (keys, tokens), `world` (chats, groups, messages), `boxes` (pts/qts
+//! arithmetic), `updates` (pushes and differences), `limits` (flood
+//! limits), `markup` (keyboards), `sending` (sending rules), `queries`
+//! (button clicks), `files` (media content), `users` (simulated users),
+//! `groups` (groups, supergroups, channels), `render` (TL objects), `rpc`
 //! (dispatch).
 
 mod accounts;
+mod boxes;
 mod dcs;
 mod files;
+mod groups;
 mod limits;
 mod markup;
 mod queries;
@@ -31,17 +34,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
+pub use boxes::{DifferenceRules, Role};
 pub use dcs::DC_IDS;
 pub use files::content as file_content;
+pub use groups::{BotAction, NewGroup};
 pub use limits::{ChatKind, FloodRules, Rate};
 pub use queries::{BotAnswer, ClickOutcome};
 pub use render::DC_ID;
 pub use sending::UserMessage;
 pub use users::{Pressed, UserClick};
 pub use world::{BOT_ID, BOT_USERNAME, StoredMedia, World};
+pub use world::{GroupKind, bare_group_id};
 
 use crate::sandbox::{AuthKeyBytes, Caller, KeyRing, Outbox, RpcFuture, Service};
 use accounts::{KeyRecord, Profile};
@@ -83,7 +89,12 @@ impl TgError {
             420
         } else if matches!(
             name,
-            "CHAT_WRITE_FORBIDDEN" | "USER_BOT_INVALID" | "USER_RESTRICTED" | "CHAT_ADMIN_REQUIRED"
+            "CHAT_WRITE_FORBIDDEN"
+                | "USER_BOT_INVALID"
+                | "USER_RESTRICTED"
+                | "CHAT_ADMIN_REQUIRED"
+                | "MESSAGE_DELETE_FORBIDDEN"
+                | "MESSAGE_AUTHOR_REQUIRED"
         ) {
             403
         } else if matches!(
@@ -124,6 +135,20 @@ pub struct Stats {
     pub messages_from_users: u64,
     pub callback_queries: u64,
     pub callback_timeouts: u64,
+    /// Differences served, by kind (`difference`, `differenceSlice`,
+    /// `channelDifferenceEmpty`, ...).
+    pub differences: BTreeMap<String, u64>,
+    /// `updatesTooLong` pushed to clients whose backlog passed the limit.
+    pub updates_too_long: u64,
+}
+
+/// The bot as signed in by [`FakeTelegram::sign_in_bot`]: its boxes were
+/// at pts 1 and qts 1 at `created`.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedInBot {
+    pub id: AccountId,
+    pub access_hash: i64,
+    pub created: i32,
 }
 
 /// A new sandbox user, as `POST /users` describes it.
@@ -132,6 +157,7 @@ pub struct NewUser {
     pub id: Option<AccountId>,
     pub first_name: String,
     pub username: Option<String>,
+    pub lang_code: Option<String>,
 }
 
 /// A created user and the auth key its MTProto client signs in with.
@@ -152,6 +178,10 @@ pub enum SandboxError {
     UsernameTaken(String),
     #[error("no message {message_id} in the chat of user {user_id}")]
     UnknownMessage { user_id: AccountId, message_id: i32 },
+    #[error("no group with id {0}")]
+    UnknownGroup(i64),
+    #[error("no message {message_id} in group {group_id}")]
+    UnknownGroupMessage { group_id: i64, message_id: i32 },
     #[error("invalid {field}: {rule}")]
     Invalid { field: &'static str, rule: String },
     #[error("Telegram refused: {0}")]
@@ -159,7 +189,7 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
-    fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
         SandboxError::Invalid {
             field,
             rule: rule.into(),
@@ -167,9 +197,19 @@ impl SandboxError {
     }
 }
 
+/// The last chat action someone set in a chat (`messages.setTyping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Typing {
+    pub action: &'static str,
+    pub date: i32,
+}
+
 struct Inner {
     world: World,
-    limits: FloodRules,
+    /// By chat: a user's id (private chat) or a group's bare id, negated.
+    typing: HashMap<i64, Typing>,
+    flood: FloodRules,
+    differences: DifferenceRules,
     callbacks: Callbacks,
     /// Injected send errors by user (`None`: every chat).
     chat_faults: HashMap<Option<AccountId>, ChatFault>,
@@ -182,6 +222,8 @@ struct Shared {
     outbox: Arc<Outbox>,
     /// Signalled after every change to the world (the state file listens).
     changed: Notify,
+    /// Counts changes to the world, for any number of watchers (the web page).
+    generation: watch::Sender<u64>,
     /// The sandbox's DCs, for `help.getConfig`.
     dc_addresses: Mutex<Vec<(i32, SocketAddrV4)>>,
     /// Authorizations exported for another DC, not imported yet.
@@ -197,7 +239,9 @@ impl FakeTelegram {
         FakeTelegram(Arc::new(Shared {
             inner: Mutex::new(Inner {
                 world,
-                limits: FloodRules::default(),
+                typing: HashMap::new(),
+                flood: FloodRules::default(),
+                differences: DifferenceRules::default(),
                 callbacks: Callbacks::default(),
                 chat_faults: HashMap::new(),
                 stats: Stats::default(),
@@ -205,6 +249,7 @@ impl FakeTelegram {
             }),
             outbox,
             changed: Notify::new(),
+            generation: watch::channel(0).0,
             dc_addresses: Mutex::default(),
             exports: Mutex::default(),
         }))
@@ -217,6 +262,13 @@ impl FakeTelegram {
 
     fn changed(&self) {
         self.0.changed.notify_one();
+        self.0.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// Marks itself changed after every change to the world; a chat view
+    /// re-reads what it shows when it is.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.0.generation.subscribe()
     }
 
     /// Resolves after the world changed (for the state file's writer).
@@ -264,6 +316,28 @@ impl FakeTelegram {
         drop(inner);
         self.changed();
         key
+    }
+
+    /// Signs the bot's first key in as the bot (what
+    /// `auth.importBotAuthorization` does) and tells where its boxes stood
+    /// when the sandbox made it: the state a session written for the bot
+    /// starts from, so nothing sent to the bot since is lost.
+    pub fn sign_in_bot(&self) -> SignedInBot {
+        let key = self.bot_auth_key();
+        let mut inner = self.lock();
+        let world = &mut inner.world;
+        let bot = world.bot.id;
+        if let Some(record) = world.keys.iter_mut().find(|k| k.key == key) {
+            record.account = Some(bot);
+        }
+        let signed_in = SignedInBot {
+            id: bot,
+            access_hash: world.bot.access_hash,
+            created: world.created,
+        };
+        drop(inner);
+        self.changed();
+        signed_in
     }
 
     /// The auth keys the bot signs in with (bound to it, or not yet to
@@ -333,11 +407,11 @@ impl FakeTelegram {
     }
 
     pub fn set_limits_enabled(&self, enabled: bool) {
-        self.lock().limits.set_enabled(enabled);
+        self.lock().flood.set_enabled(enabled);
     }
 
     pub fn limits_enabled(&self) -> bool {
-        self.lock().limits.enabled()
+        self.lock().flood.enabled()
     }
 
     /// Makes the bot's sends to `user` (`None`: to anyone) fail with
@@ -360,8 +434,29 @@ impl FakeTelegram {
         Ok(())
     }
 
+    /// How differences are cut (slice size, too-long backlog).
+    pub fn set_difference_rules(&self, rules: DifferenceRules) {
+        self.lock().differences = rules;
+    }
+
+    pub fn difference_rules(&self) -> DifferenceRules {
+        self.lock().differences
+    }
+
+    /// Pushes past this many unread by a connection become one
+    /// `updatesTooLong` (the client then fetches a difference).
+    pub fn set_push_backlog_limit(&self, limit: usize) {
+        self.0.outbox.set_backlog_limit(limit);
+    }
+
+    pub fn push_backlog_limit(&self) -> usize {
+        self.0.outbox.backlog_limit()
+    }
+
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        let mut stats = self.lock().stats.clone();
+        stats.updates_too_long = self.0.outbox.too_long_pushed();
+        stats
     }
 
     /// Creates a user, signed in on a fresh auth key of its own.
@@ -371,6 +466,16 @@ impl FakeTelegram {
         }
         if let Some(name) = &new.username {
             check_username(name)?;
+        }
+        if let Some(code) = &new.lang_code {
+            let valid = (2..=10).contains(&code.len())
+                && code.chars().all(|c| c.is_ascii_alphabetic() || c == '-');
+            if !valid {
+                return Err(SandboxError::invalid(
+                    "lang_code",
+                    "an IETF language tag such as en or pt-br (2-10 letters and -)",
+                ));
+            }
         }
         let mut inner = self.lock();
         let world = &mut inner.world;
@@ -406,6 +511,7 @@ impl FakeTelegram {
             first_name: new.first_name,
             username: new.username,
             phone: Some(format!("+1555{id:07}")),
+            lang_code: new.lang_code,
         };
         let access_hash = profile.access_hash;
         world.users.insert(
@@ -413,6 +519,7 @@ impl FakeTelegram {
             UserRecord {
                 profile,
                 chat: ChatState::default(),
+                blocked: false,
             },
         );
         let key = KeyRecord::mint(Some(id));
@@ -438,7 +545,9 @@ impl FakeTelegram {
                     "id": u.profile.id,
                     "first_name": u.profile.first_name,
                     "username": u.profile.username,
+                    "lang_code": u.profile.lang_code,
                     "started": u.chat.started,
+                    "blocked": u.blocked,
                 })
             })
             .collect()

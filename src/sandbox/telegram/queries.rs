@@ -120,8 +120,10 @@ impl Inner {
             game_short_name: None,
         }
         .into();
-        if updates::deliver_update(outbox, &self.world, bot, update.clone(), [user, bot], None) == 0
-        {
+        let mut batch = updates::Batch::new();
+        batch.users.insert(user);
+        batch.push(update.clone());
+        if updates::deliver(outbox, &mut self.world, bot, None, &batch) == 0 {
             self.callbacks.undelivered.push((query_id, update));
         }
         self.stats.callback_queries += 1;
@@ -241,16 +243,12 @@ mod tests {
         let mut inner = telegram.lock();
         let bot = inner.world.bot.id;
         inner.world.insert_message(StoredMessage {
-            id: 0,
             from: bot,
             to: user,
             date: 1,
             text: "Go?".into(),
-            media: None,
             reply_markup: Some(markup.to_bytes()),
-            reply_to: None,
-            edit_date: None,
-            random_id: None,
+            ..StoredMessage::default()
         });
         drop(inner);
         (telegram, user)

@@ -11,7 +11,8 @@ use grammers_tl_types as tl;
 use grammers_tl_types::Deserializable;
 
 use super::accounts::{AccountId, Profile};
-use super::world::{StoredMedia, StoredMessage};
+use super::boxes::Role;
+use super::world::{GroupKind, GroupRecord, ServiceAction, ShownAs, StoredMedia, StoredMessage};
 
 /// The DC id the sandbox claims to be (grammers' default home DC).
 pub const DC_ID: i32 = 2;
@@ -71,7 +72,7 @@ pub fn user(profile: &Profile, is_bot: bool, viewer: AccountId) -> tl::enums::Us
         bot_info_version: is_bot.then_some(1),
         restriction_reason: None,
         bot_inline_placeholder: None,
-        lang_code: None,
+        lang_code: profile.lang_code.clone(),
         emoji_status: None,
         usernames: None,
         stories_max_id: None,
@@ -85,19 +86,61 @@ pub fn user(profile: &Profile, is_bot: bool, viewer: AccountId) -> tl::enums::Us
     .into()
 }
 
-/// A stored message as `viewer` (one of its two participants) sees it.
+/// Where a stored message is, as a `Peer` seen by `viewer`.
+pub fn message_peer(stored: &StoredMessage, viewer: AccountId) -> tl::enums::Peer {
+    match stored.chat {
+        Some(id) if stored.in_channel => peer_channel(id),
+        Some(id) => tl::types::PeerChat { chat_id: id }.into(),
+        None => peer_user(stored.peer_of(viewer)),
+    }
+}
+
+pub fn peer_channel(id: i64) -> tl::enums::Peer {
+    tl::types::PeerChannel { channel_id: id }.into()
+}
+
+/// The entities a message was stored with.
+pub fn entities(stored: &StoredMessage) -> Option<Vec<tl::enums::MessageEntity>> {
+    stored
+        .entities
+        .as_deref()
+        .and_then(|bytes| Vec::<tl::enums::MessageEntity>::from_bytes(bytes).ok())
+}
+
+/// A stored message as `viewer` (one who has it in its box) sees it.
 pub fn message(stored: &StoredMessage, viewer: AccountId) -> tl::enums::Message {
+    if let Some(action) = &stored.action {
+        return tl::types::MessageService {
+            out: stored.from == viewer,
+            mentioned: false,
+            media_unread: false,
+            reactions_are_possible: false,
+            silent: stored.silent,
+            post: false,
+            legacy: false,
+            id: stored.id,
+            from_id: Some(peer_user(stored.from)),
+            peer_id: message_peer(stored, viewer),
+            saved_peer_id: None,
+            reply_to: None,
+            date: stored.date,
+            action: service_action(action),
+            reactions: None,
+            ttl_period: None,
+        }
+        .into();
+    }
     tl::types::Message {
         out: stored.from == viewer,
         mentioned: false,
         media_unread: false,
-        silent: false,
+        silent: stored.silent,
         post: false,
         from_scheduled: false,
         legacy: false,
         edit_hide: false,
         pinned: false,
-        noforwards: false,
+        noforwards: stored.noforwards,
         invert_media: false,
         offline: false,
         video_processing_pending: false,
@@ -107,7 +150,7 @@ pub fn message(stored: &StoredMessage, viewer: AccountId) -> tl::enums::Message 
         from_id: Some(peer_user(stored.from)),
         from_boosts_applied: None,
         from_rank: None,
-        peer_id: peer_user(stored.peer_of(viewer)),
+        peer_id: message_peer(stored, viewer),
         saved_peer_id: None,
         fwd_from: None,
         via_bot_id: None,
@@ -118,7 +161,7 @@ pub fn message(stored: &StoredMessage, viewer: AccountId) -> tl::enums::Message 
         message: stored.text.clone(),
         media: stored.media.as_ref().map(media),
         reply_markup: stored.reply_markup.as_deref().and_then(reply_markup),
-        entities: None,
+        entities: entities(stored),
         views: None,
         forwards: None,
         replies: None,
@@ -139,6 +182,261 @@ pub fn message(stored: &StoredMessage, viewer: AccountId) -> tl::enums::Message 
         rich_message: None,
     }
     .into()
+}
+
+fn service_action(action: &ServiceAction) -> tl::enums::MessageAction {
+    match action {
+        ServiceAction::ChatCreate { title } => tl::types::MessageActionChatCreate {
+            title: title.clone(),
+            users: Vec::new(),
+        }
+        .into(),
+        ServiceAction::AddUser { user_id } => tl::types::MessageActionChatAddUser {
+            users: vec![*user_id],
+        }
+        .into(),
+        ServiceAction::DeleteUser { user_id } => {
+            tl::types::MessageActionChatDeleteUser { user_id: *user_id }.into()
+        }
+    }
+}
+
+/// The admin rights the sandbox gives an admin: everything a bot may use.
+fn admin_rights() -> tl::enums::ChatAdminRights {
+    tl::types::ChatAdminRights {
+        change_info: true,
+        post_messages: true,
+        edit_messages: true,
+        delete_messages: true,
+        ban_users: true,
+        invite_users: true,
+        pin_messages: true,
+        add_admins: false,
+        anonymous: false,
+        manage_call: false,
+        other: true,
+        manage_topics: false,
+        post_stories: false,
+        edit_stories: false,
+        delete_stories: false,
+        manage_direct_messages: false,
+        manage_ranks: false,
+        manage_linked_peers: false,
+        manage_welcome_messages: false,
+    }
+    .into()
+}
+
+fn banned_rights() -> tl::enums::ChatBannedRights {
+    tl::types::ChatBannedRights {
+        view_messages: true,
+        send_messages: true,
+        send_media: true,
+        send_stickers: true,
+        send_gifs: true,
+        send_games: true,
+        send_inline: true,
+        embed_links: true,
+        send_polls: true,
+        change_info: true,
+        invite_users: true,
+        pin_messages: true,
+        manage_topics: true,
+        send_photos: true,
+        send_videos: true,
+        send_roundvideos: true,
+        send_audios: true,
+        send_voices: true,
+        send_docs: true,
+        send_plain: true,
+        edit_rank: true,
+        send_reactions: true,
+        manage_linked_peers: true,
+        until_date: 0,
+    }
+    .into()
+}
+
+/// A group as `viewer` sees it: `chat`/`channel`, or the forbidden form
+/// once it was removed or banned.
+pub fn chat(group: &GroupRecord, viewer: AccountId) -> tl::enums::Chat {
+    let role = group.role(viewer);
+    let count = i32::try_from(group.current_members().count()).unwrap_or(i32::MAX);
+    let in_it = role.is_some_and(Role::is_in);
+    let admin = role.is_some_and(Role::is_admin).then(admin_rights);
+    match group.kind {
+        GroupKind::Group if !in_it && role.is_some() => tl::types::ChatForbidden {
+            id: group.id,
+            title: group.title.clone(),
+        }
+        .into(),
+        GroupKind::Group => tl::types::Chat {
+            creator: role == Some(Role::Creator),
+            left: !in_it,
+            deactivated: false,
+            call_active: false,
+            call_not_empty: false,
+            noforwards: false,
+            id: group.id,
+            title: group.title.clone(),
+            photo: tl::enums::ChatPhoto::Empty,
+            participants_count: count,
+            date: group.date,
+            version: 1,
+            migrated_to: None,
+            admin_rights: admin,
+            default_banned_rights: None,
+        }
+        .into(),
+        kind if role == Some(Role::Banned) => tl::types::ChannelForbidden {
+            broadcast: kind == GroupKind::Channel,
+            megagroup: kind == GroupKind::Supergroup,
+            monoforum: false,
+            id: group.id,
+            access_hash: group.access_hash,
+            title: group.title.clone(),
+            until_date: None,
+        }
+        .into(),
+        kind => tl::types::Channel {
+            creator: role == Some(Role::Creator),
+            left: !in_it,
+            broadcast: kind == GroupKind::Channel,
+            verified: false,
+            megagroup: kind == GroupKind::Supergroup,
+            restricted: false,
+            signatures: false,
+            min: false,
+            scam: false,
+            has_link: false,
+            has_geo: false,
+            slowmode_enabled: false,
+            call_active: false,
+            call_not_empty: false,
+            fake: false,
+            gigagroup: false,
+            noforwards: false,
+            join_to_send: false,
+            join_request: false,
+            forum: false,
+            stories_hidden: false,
+            stories_hidden_min: false,
+            stories_unavailable: false,
+            signature_profiles: false,
+            autotranslation: false,
+            broadcast_messages_allowed: false,
+            monoforum: false,
+            forum_tabs: false,
+            id: group.id,
+            access_hash: Some(group.access_hash),
+            title: group.title.clone(),
+            username: None,
+            photo: tl::enums::ChatPhoto::Empty,
+            date: group.date,
+            restriction_reason: None,
+            admin_rights: admin,
+            banned_rights: None,
+            default_banned_rights: None,
+            participants_count: Some(count),
+            usernames: None,
+            stories_max_id: None,
+            color: None,
+            profile_color: None,
+            emoji_status: None,
+            level: None,
+            subscription_until_date: None,
+            bot_verification_icon: None,
+            send_paid_messages_stars: None,
+            linked_monoforum_id: None,
+            linked_community_id: None,
+        }
+        .into(),
+    }
+}
+
+/// A basic group member's `ChatParticipant` (none once out).
+pub fn chat_participant(
+    user_id: AccountId,
+    role: Role,
+    date: i32,
+    inviter: AccountId,
+) -> Option<tl::enums::ChatParticipant> {
+    match role {
+        Role::Creator => Some(
+            tl::types::ChatParticipantCreator {
+                user_id,
+                rank: None,
+            }
+            .into(),
+        ),
+        Role::Admin => Some(
+            tl::types::ChatParticipantAdmin {
+                user_id,
+                inviter_id: inviter,
+                date,
+                rank: None,
+            }
+            .into(),
+        ),
+        Role::Member => Some(
+            tl::types::ChatParticipant {
+                user_id,
+                inviter_id: inviter,
+                date,
+                rank: None,
+            }
+            .into(),
+        ),
+        Role::Banned | Role::Left => None,
+    }
+}
+
+/// A supergroup or channel member's `ChannelParticipant`.
+pub fn channel_participant(
+    user_id: AccountId,
+    role: Role,
+    date: i32,
+    actor: AccountId,
+) -> tl::enums::ChannelParticipant {
+    match role {
+        Role::Creator => tl::types::ChannelParticipantCreator {
+            user_id,
+            admin_rights: admin_rights(),
+            rank: None,
+        }
+        .into(),
+        Role::Admin => tl::types::ChannelParticipantAdmin {
+            can_edit: false,
+            is_self: false,
+            user_id,
+            inviter_id: None,
+            promoted_by: actor,
+            date,
+            admin_rights: admin_rights(),
+            rank: None,
+        }
+        .into(),
+        Role::Member => tl::types::ChannelParticipant {
+            user_id,
+            date,
+            subscription_until_date: None,
+            rank: None,
+        }
+        .into(),
+        Role::Banned => tl::types::ChannelParticipantBanned {
+            left: true,
+            peer: peer_user(user_id),
+            kicked_by: actor,
+            date,
+            banned_rights: banned_rights(),
+            rank: None,
+        }
+        .into(),
+        Role::Left => tl::types::ChannelParticipantLeft {
+            peer: peer_user(user_id),
+        }
+        .into(),
+    }
 }
 
 /// Parses a stored boxed `ReplyMarkup` (stored only after it parsed once).
@@ -210,14 +508,15 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             file_name,
             mime_type,
             size,
+            shown_as,
             dc_id,
             ..
         } => tl::types::MessageMediaDocument {
             nopremium: false,
             spoiler: false,
-            video: false,
+            video: matches!(shown_as, Some(ShownAs::Video { .. })),
             round: false,
-            voice: false,
+            voice: matches!(shown_as, Some(ShownAs::Voice { .. })),
             document: Some(
                 tl::types::Document {
                     id: *id,
@@ -229,12 +528,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
                     thumbs: None,
                     video_thumbs: None,
                     dc_id: *dc_id,
-                    attributes: vec![
-                        tl::types::DocumentAttributeFilename {
-                            file_name: file_name.clone(),
-                        }
-                        .into(),
-                    ],
+                    attributes: document_attributes(file_name, shown_as.as_ref()),
                 }
                 .into(),
             ),
@@ -257,6 +551,26 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             .into(),
         }
         .into(),
+        StoredMedia::Venue {
+            latitude,
+            longitude,
+            title,
+            address,
+        } => tl::types::MessageMediaVenue {
+            geo: tl::types::GeoPoint {
+                long: *longitude,
+                lat: *latitude,
+                access_hash: 0,
+                accuracy_radius: None,
+            }
+            .into(),
+            title: title.clone(),
+            address: address.clone(),
+            provider: String::new(),
+            venue_id: String::new(),
+            venue_type: String::new(),
+        }
+        .into(),
         StoredMedia::Contact {
             phone_number,
             first_name,
@@ -271,6 +585,50 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
         }
         .into(),
     }
+}
+
+fn document_attributes(
+    file_name: &str,
+    shown_as: Option<&ShownAs>,
+) -> Vec<tl::enums::DocumentAttribute> {
+    let name = tl::types::DocumentAttributeFilename {
+        file_name: file_name.to_owned(),
+    }
+    .into();
+    let shown: Option<tl::enums::DocumentAttribute> = shown_as.map(|shown| match shown {
+        ShownAs::Voice { duration } => tl::types::DocumentAttributeAudio {
+            voice: true,
+            duration: *duration,
+            title: None,
+            performer: None,
+            waveform: None,
+        }
+        .into(),
+        ShownAs::Video {
+            duration,
+            width,
+            height,
+        } => tl::types::DocumentAttributeVideo {
+            round_message: false,
+            supports_streaming: true,
+            nosound: false,
+            duration: *duration,
+            w: *width,
+            h: *height,
+            preload_prefix_size: None,
+            video_start_ts: None,
+            video_codec: None,
+        }
+        .into(),
+        ShownAs::Sticker { emoji } => tl::types::DocumentAttributeSticker {
+            mask: false,
+            alt: emoji.clone(),
+            stickerset: tl::enums::InputStickerSet::Empty,
+            mask_coords: None,
+        }
+        .into(),
+    });
+    std::iter::once(name).chain(shown).collect()
 }
 
 fn file_reference(id: i64) -> Vec<u8> {
@@ -365,6 +723,7 @@ mod tests {
             first_name: "Ann".into(),
             username: Some("ann".into()),
             phone: None,
+            lang_code: None,
         }
     }
 
@@ -388,10 +747,8 @@ mod tests {
             date: 100,
             text: "hello".into(),
             media: Some(StoredMedia::photo(None, "image/jpeg".into(), 10)),
-            reply_markup: None,
             reply_to: Some(2),
-            edit_date: None,
-            random_id: None,
+            ..StoredMessage::default()
         };
         for (viewer, out, peer) in [(5, true, 6), (6, false, 5)] {
             let bytes = message(&stored, viewer).to_bytes();

@@ -11,7 +11,8 @@ use tl::functions;
 
 use super::accounts::AccountId;
 use super::queries::BotAnswer;
-use super::sending::{self, Draft};
+use super::sending::{self, Draft, Edit, SendFlags, Target};
+use super::world::{Place, StoredMessage};
 use super::{FakeTelegram, TgError, files, markup, render, updates};
 use crate::sandbox::{Caller, RpcOutcome};
 
@@ -91,7 +92,9 @@ impl FakeTelegram {
     }
 
     async fn handle(&self, caller: Caller, id: u32, name: &str, body: &[u8]) -> Reply {
-        use functions::{auth, contacts, help, messages as m, updates as u, upload, users};
+        use functions::{
+            auth, channels, contacts, help, messages as m, updates as u, upload, users,
+        };
         let key = caller.auth_key_id;
         match id {
             help::GetConfig::CONSTRUCTOR_ID => {
@@ -111,11 +114,27 @@ impl FakeTelegram {
                         &u::GetState {},
                         updates::state(&self.lock().world, who.id()),
                     ),
-                    u::GetDifference::CONSTRUCTOR_ID => self.get_difference(who, parse(body)?),
+                    u::GetDifference::CONSTRUCTOR_ID => self.get_difference(who, key, parse(body)?),
+                    u::GetChannelDifference::CONSTRUCTOR_ID => {
+                        self.get_channel_difference(who, parse(body)?)
+                    }
                     users::GetUsers::CONSTRUCTOR_ID => self.get_users(who, parse(body)?),
                     m::SendMessage::CONSTRUCTOR_ID => self.send_message(who, key, parse(body)?),
                     m::SendMedia::CONSTRUCTOR_ID => self.send_media(who, key, parse(body)?),
                     m::EditMessage::CONSTRUCTOR_ID => self.edit_message(who, key, parse(body)?),
+                    m::DeleteMessages::CONSTRUCTOR_ID => {
+                        let request: m::DeleteMessages = parse(body)?;
+                        let affected = self.delete(who, key, Place::Common, &request.id)?;
+                        ok(&request, affected)
+                    }
+                    channels::DeleteMessages::CONSTRUCTOR_ID => {
+                        let request: channels::DeleteMessages = parse(body)?;
+                        let channel = self.channel(&request.channel)?;
+                        let place = Place::Channel(channel);
+                        let affected = self.delete(who, key, place, &request.id)?;
+                        ok(&request, affected)
+                    }
+                    m::SetTyping::CONSTRUCTOR_ID => self.set_typing(who, parse(body)?),
                     m::SetBotCallbackAnswer::CONSTRUCTOR_ID => {
                         self.set_callback_answer(who, parse(body)?)
                     }
@@ -124,6 +143,23 @@ impl FakeTelegram {
                     }
                     m::GetHistory::CONSTRUCTOR_ID => self.get_history(who, parse(body)?),
                     m::GetMessages::CONSTRUCTOR_ID => self.get_messages(who, parse(body)?),
+                    m::GetChats::CONSTRUCTOR_ID => {
+                        let request: m::GetChats = parse(body)?;
+                        let inner = self.lock();
+                        let chats = updates::chats(&inner.world, who.id(), request.id.clone());
+                        ok(&request, tl::types::messages::Chats { chats }.into())
+                    }
+                    channels::GetChannels::CONSTRUCTOR_ID => {
+                        let request: channels::GetChannels = parse(body)?;
+                        let ids: Vec<i64> = request
+                            .id
+                            .iter()
+                            .filter_map(|input| self.channel(input).ok())
+                            .collect();
+                        let inner = self.lock();
+                        let chats = updates::chats(&inner.world, who.id(), ids);
+                        ok(&request, tl::types::messages::Chats { chats }.into())
+                    }
                     contacts::ResolveUsername::CONSTRUCTOR_ID => {
                         self.resolve_username(who, parse(body)?)
                     }
@@ -175,13 +211,65 @@ impl FakeTelegram {
         )
     }
 
-    fn get_difference(&self, who: Who, request: functions::updates::GetDifference) -> Reply {
+    fn count_served(inner: &mut super::Inner, served: updates::Served) {
+        *inner
+            .stats
+            .differences
+            .entry(served.name().to_owned())
+            .or_default() += 1;
+    }
+
+    fn get_difference(
+        &self,
+        who: Who,
+        key: i64,
+        request: functions::updates::GetDifference,
+    ) -> Reply {
         let mut inner = self.lock();
         let extra = match who {
             Who::Bot(_) => inner.callbacks.take_undelivered(),
             Who::User(_) => Vec::new(),
         };
-        let difference = updates::difference(&inner.world, who.id(), request.pts, extra);
+        let from = updates::Position {
+            pts: request.pts,
+            qts: request.qts,
+        };
+        let rules = inner.differences;
+        let (difference, served) = updates::difference(&inner.world, who.id(), from, rules, extra);
+        Self::count_served(&mut inner, served);
+        drop(inner);
+        self.0.outbox.caught_up(key);
+        ok(&request, difference)
+    }
+
+    fn get_channel_difference(
+        &self,
+        who: Who,
+        request: functions::updates::GetChannelDifference,
+    ) -> Reply {
+        let channel = self.channel(&request.channel)?;
+        let mut inner = self.lock();
+        let member = inner
+            .world
+            .groups
+            .get(&channel)
+            .is_some_and(|g| g.is_member(who.id()));
+        if !member {
+            return Err(TgError::bad_request("CHANNEL_PRIVATE"));
+        }
+        let limit = usize::try_from(request.limit).unwrap_or(0).max(1);
+        let rules = inner.differences;
+        let (difference, served) = updates::channel_difference(
+            &mut inner.world,
+            who.id(),
+            channel,
+            request.pts,
+            limit,
+            rules,
+        );
+        Self::count_served(&mut inner, served);
+        drop(inner);
+        self.changed();
         ok(&request, difference)
     }
 
@@ -200,46 +288,90 @@ impl FakeTelegram {
         ok(&request, found)
     }
 
-    /// The other side of a private chat named by `peer`: for the bot, a user
-    /// who exists; for a user, the bot (user-to-user chats are not modelled).
-    fn chat_peer(&self, who: Who, peer: &tl::enums::InputPeer) -> Result<AccountId, TgError> {
+    /// The bare id of the channel `input` names (its access hash checked).
+    fn channel(&self, input: &tl::enums::InputChannel) -> Result<i64, TgError> {
+        let tl::enums::InputChannel::Channel(channel) = input else {
+            return Err(TgError::bad_request("CHANNEL_INVALID"));
+        };
         let inner = self.lock();
-        let world = &inner.world;
+        inner
+            .world
+            .groups
+            .get(&channel.channel_id)
+            .filter(|g| g.kind.is_channel() && g.access_hash == channel.access_hash)
+            .map(|g| g.id)
+            .ok_or_else(|| TgError::bad_request("CHANNEL_INVALID"))
+    }
+
+    /// The chat `peer` names for `who`: for the bot, a user's private chat
+    /// or a group; for a user, its chat with the bot (user-to-user chats are
+    /// not modelled) or a group.
+    fn chat_peer(&self, who: Who, peer: &tl::enums::InputPeer) -> Result<Target, TgError> {
         let (id, hash) = match peer {
             tl::enums::InputPeer::User(user) => (user.user_id, user.access_hash),
             tl::enums::InputPeer::UserFromMessage(from) => (from.user_id, 0),
+            tl::enums::InputPeer::Chat(chat) => {
+                let inner = self.lock();
+                return match inner.world.groups.get(&chat.chat_id) {
+                    Some(group) if !group.kind.is_channel() => Ok(Target::Group(group.id)),
+                    _ => Err(TgError::bad_request("PEER_ID_INVALID")),
+                };
+            }
+            tl::enums::InputPeer::Channel(channel) => {
+                let input: tl::enums::InputChannel = tl::types::InputChannel {
+                    channel_id: channel.channel_id,
+                    access_hash: channel.access_hash,
+                }
+                .into();
+                return self.channel(&input).map(Target::Group);
+            }
             _ => return Err(TgError::bad_request("PEER_ID_INVALID")),
         };
+        let inner = self.lock();
+        let world = &inner.world;
         let profile = world
             .profile(id)
             .filter(|p| hash == 0 || p.access_hash == hash)
             .ok_or_else(|| TgError::bad_request("PEER_ID_INVALID"))?;
         match who {
-            Who::Bot(bot) if profile.id != bot => Ok(profile.id),
-            Who::User(_) if profile.id == world.bot.id => Ok(profile.id),
+            Who::Bot(bot) if profile.id != bot => Ok(Target::User(profile.id)),
+            Who::User(user) if profile.id == world.bot.id => Ok(Target::User(user)),
             _ => Err(TgError::bad_request("PEER_ID_INVALID")),
         }
     }
 
-    /// Posts a draft as `who` to `peer` and builds the sender's RPC result:
-    /// `updateMessageID` + `updateNewMessage`, with the users.
-    fn post(&self, who: Who, key: i64, peer: AccountId, draft: Draft) -> Reply {
+    /// Posts a draft as `who` to `target` and builds the sender's RPC
+    /// result: `updateShortSentMessage` for a text in a private chat (as
+    /// Telegram answers), else `updateMessageID` + the new message.
+    fn post(&self, who: Who, key: i64, target: Target, draft: Draft, short: bool) -> Reply {
         let random_id = draft.random_id.unwrap_or_default();
         let mut inner = self.lock();
         let outbox = &self.0.outbox;
         let posted = match who {
-            Who::Bot(_) => inner.post_from_bot(outbox, peer, draft, Some(key))?,
-            Who::User(user) => inner.post_from_user(outbox, user, draft, Some(key))?,
+            Who::Bot(_) => inner.post_from_bot(outbox, target, draft, Some(key))?,
+            Who::User(user) => inner.post_from_user(outbox, user, target, draft, Some(key))?,
         };
-        let reply = updates::container(
-            &inner.world,
-            who.id(),
-            vec![
-                updates::message_id(posted.message.id, random_id),
-                updates::new_message(&posted.message, who.id(), posted.sender_pts),
-            ],
-            [posted.message.from, posted.message.to],
-        );
+        let message = &posted.message;
+        let reply = if short && message.chat.is_none() {
+            tl::types::UpdateShortSentMessage {
+                out: true,
+                id: message.id,
+                pts: posted.sender_pts,
+                pts_count: 1,
+                date: message.date,
+                media: None,
+                entities: render::entities(message),
+                ttl_period: None,
+            }
+            .into()
+        } else {
+            let mut batch = updates::Batch::new();
+            batch.mention(message);
+            batch.push(updates::message_id(message.id, random_id));
+            batch.push(updates::new_message(message, who.id(), posted.sender_pts));
+            batch.container(&inner.world, who.id(), 0)
+        };
+        let reply: tl::enums::Updates = reply;
         drop(inner);
         self.changed();
         Ok(reply.to_bytes())
@@ -260,34 +392,47 @@ impl FakeTelegram {
     }
 
     fn send_message(&self, who: Who, key: i64, request: functions::messages::SendMessage) -> Reply {
-        let peer = self.chat_peer(who, &request.peer)?;
+        let target = self.chat_peer(who, &request.peer)?;
         let draft = Draft {
             text: request.message,
-            media: None,
             reply_markup: Self::bot_markup(who, request.reply_markup.as_ref())?,
+            entities: request.entities.as_ref().map(Serializable::to_bytes),
             reply_to: reply_to(request.reply_to.as_ref()),
             random_id: Some(request.random_id),
+            flags: SendFlags {
+                silent: request.silent,
+                noforwards: request.noforwards,
+                no_webpage: request.no_webpage,
+            },
+            ..Draft::default()
         };
-        self.post(who, key, peer, draft)
+        self.post(who, key, target, draft, true)
     }
 
     fn send_media(&self, who: Who, key: i64, request: functions::messages::SendMedia) -> Reply {
-        let peer = self.chat_peer(who, &request.peer)?;
+        let target = self.chat_peer(who, &request.peer)?;
         let draft = Draft {
             text: request.message,
             media: Some(sending::media_from_input(&request.media)?),
             reply_markup: Self::bot_markup(who, request.reply_markup.as_ref())?,
+            entities: request.entities.as_ref().map(Serializable::to_bytes),
             reply_to: reply_to(request.reply_to.as_ref()),
             random_id: Some(request.random_id),
+            flags: SendFlags {
+                silent: request.silent,
+                noforwards: request.noforwards,
+                no_webpage: false,
+            },
+            ..Draft::default()
         };
-        self.post(who, key, peer, draft)
+        self.post(who, key, target, draft, false)
     }
 
     fn edit_message(&self, who: Who, key: i64, request: functions::messages::EditMessage) -> Reply {
         let Who::Bot(bot) = who else {
             return Err(TgError::new(403, "MESSAGE_AUTHOR_REQUIRED"));
         };
-        let peer = self.chat_peer(who, &request.peer)?;
+        let target = self.chat_peer(who, &request.peer)?;
         if let Some(media) = &request.media {
             return Err(TgError::bad_request(format!(
                 "MEDIA_NOT_SUPPORTED_IN_SANDBOX: {}",
@@ -299,25 +444,70 @@ impl FakeTelegram {
         {
             return Err(TgError::bad_request("REPLY_MARKUP_INVALID"));
         }
-        let markup = Self::bot_markup(who, request.reply_markup.as_ref())?;
+        let edit = Edit {
+            text: request.message.clone(),
+            markup: Self::bot_markup(who, request.reply_markup.as_ref())?,
+            entities: request.entities.as_ref().map(Serializable::to_bytes),
+        };
         let mut inner = self.lock();
-        let (edited, pts) = inner.edit_from_bot(
-            &self.0.outbox,
-            peer,
-            request.id,
-            request.message,
-            markup,
-            Some(key),
-        )?;
-        let reply = updates::container(
-            &inner.world,
-            bot,
-            vec![updates::edit_message(&edited, bot, pts)],
-            [bot, peer],
-        );
+        let (edited, pts) = inner.edit(&self.0.outbox, bot, target, request.id, edit, Some(key))?;
+        let mut batch = updates::Batch::new();
+        batch.mention(&edited);
+        batch.push(updates::edit_message(&edited, bot, pts));
+        let reply = batch.container(&inner.world, bot, 0);
         drop(inner);
         self.changed();
         Ok(reply.to_bytes())
+    }
+
+    fn delete(
+        &self,
+        who: Who,
+        key: i64,
+        place: Place,
+        ids: &[i32],
+    ) -> Result<tl::enums::messages::AffectedMessages, TgError> {
+        if ids.is_empty() || ids.len() > 100 {
+            return Err(TgError::bad_request("MESSAGE_ID_INVALID"));
+        }
+        let mut inner = self.lock();
+        let (pts, pts_count) = inner.delete(&self.0.outbox, who.id(), place, ids, Some(key))?;
+        drop(inner);
+        self.changed();
+        Ok(tl::types::messages::AffectedMessages { pts, pts_count }.into())
+    }
+
+    /// `messages.setTyping`: remembered for the control API's chat view, and
+    /// pushed to the user of a private chat.
+    fn set_typing(&self, who: Who, request: functions::messages::SetTyping) -> Reply {
+        let target = self.chat_peer(who, &request.peer)?;
+        let mut inner = self.lock();
+        let typing = super::Typing {
+            action: markup::tl_name(&request.action),
+            date: render::now(),
+        };
+        let chat = match target {
+            Target::User(user) => user,
+            Target::Group(group) => -group,
+        };
+        inner.typing.insert(chat, typing);
+        if let (Who::Bot(bot), Target::User(user)) = (who, target) {
+            let update: tl::enums::Updates = tl::types::UpdateShort {
+                update: tl::types::UpdateUserTyping {
+                    user_id: bot,
+                    top_msg_id: None,
+                    action: request.action.clone(),
+                }
+                .into(),
+                date: typing.date,
+            }
+            .into();
+            let bytes = update.to_bytes();
+            for key in inner.world.key_ids_of(user) {
+                self.0.outbox.push(key, &bytes);
+            }
+        }
+        ok(&request, true)
     }
 
     fn set_callback_answer(
@@ -383,7 +573,11 @@ impl FakeTelegram {
             // Telegram does not let bots read history.
             return Err(TgError::bad_request("BOT_METHOD_INVALID"));
         };
-        let peer = self.chat_peer(who, &request.peer)?;
+        let Target::User(_) = self.chat_peer(who, &request.peer)? else {
+            return Err(TgError::bad_request(
+                "METHOD_NOT_SUPPORTED_IN_SANDBOX: group history",
+            ));
+        };
         let inner = self.lock();
         let limit = usize::try_from(request.limit)
             .ok()
@@ -399,7 +593,7 @@ impl FakeTelegram {
             .take(limit)
             .map(|m| render::message(m, who.id()))
             .collect();
-        let users = updates::users(&inner.world, who.id(), [who.id(), peer]);
+        let users = updates::users(&inner.world, who.id(), [who.id(), inner.world.bot.id]);
         ok(
             &request,
             tl::types::messages::Messages {
@@ -412,12 +606,14 @@ impl FakeTelegram {
         )
     }
 
-    /// `messages.getMessages`: messages of the caller's chats by id; ids it
-    /// cannot see come back as `messageEmpty`, as in Telegram.
+    /// `messages.getMessages`: messages of the caller's private chats and
+    /// basic groups by id; ids it cannot see come back as `messageEmpty`,
+    /// as in Telegram.
     fn get_messages(&self, who: Who, request: functions::messages::GetMessages) -> Reply {
         let inner = self.lock();
         let world = &inner.world;
-        let mut peers = vec![who.id()];
+        let mut batch = updates::Batch::new();
+        let sees = |m: &&StoredMessage| m.audience().contains(&who.id());
         let messages: Vec<tl::enums::Message> = request
             .id
             .iter()
@@ -427,27 +623,29 @@ impl FakeTelegram {
                     tl::enums::InputMessage::ReplyTo(m) => world
                         .messages
                         .get(&m.id)
+                        .filter(sees)
                         .and_then(|m| m.reply_to)
                         .unwrap_or(0),
                     tl::enums::InputMessage::CallbackQuery(m) => m.id,
                     tl::enums::InputMessage::Pinned => 0,
                 };
-                match world.messages.get(&id).filter(|m| m.visible_to(who.id())) {
+                match world.messages.get(&id).filter(sees) {
                     Some(message) => {
-                        peers.push(message.peer_of(who.id()));
+                        batch.mention(message);
                         render::message(message, who.id())
                     }
                     None => tl::types::MessageEmpty { id, peer_id: None }.into(),
                 }
             })
             .collect();
+        batch.users.insert(who.id());
         ok(
             &request,
             tl::types::messages::Messages {
                 messages,
                 topics: Vec::new(),
-                chats: Vec::new(),
-                users: updates::users(world, who.id(), peers),
+                chats: updates::chats(world, who.id(), batch.chats.iter().copied()),
+                users: updates::users(world, who.id(), batch.users.iter().copied()),
             }
             .into(),
         )

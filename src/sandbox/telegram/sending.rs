@@ -1,16 +1,19 @@
-//! Posting and editing messages, with Telegram's rules: who may write to
-//! whom, `random_id` de-duplication, length limits, injected chat errors and
-//! flood limits — checked in that order, so a refused send changes nothing.
+//! Posting, editing and deleting messages, with Telegram's rules: who may
+//! write where (a started chat, not blocked, a member of the group, an admin
+//! of a channel), `random_id` de-duplication, length limits, injected chat
+//! errors and flood limits — checked in that order, so a refused send
+//! changes nothing — and who sees a group message (privacy mode).
 
 use std::time::Instant;
 
 use grammers_tl_types as tl;
 
 use super::accounts::AccountId;
+use super::boxes::{BoxEvent, Role};
 use super::limits::ChatKind;
 use super::render;
 use super::updates;
-use super::world::{BoxEvent, StoredMedia, StoredMessage, World};
+use super::world::{GroupKind, Place, ServiceAction, ShownAs, StoredMedia, StoredMessage, World};
 use super::{Inner, TgError};
 use crate::sandbox::Outbox;
 
@@ -44,75 +47,137 @@ pub enum UserMessage {
         dc_id: i32,
         content: Option<Vec<u8>>,
     },
+    Voice {
+        duration: i32,
+        size: i64,
+    },
+    Video {
+        duration: f64,
+        width: i32,
+        height: i32,
+        size: i64,
+    },
+    Sticker {
+        emoji: String,
+    },
+    Venue {
+        latitude: f64,
+        longitude: f64,
+        title: String,
+        address: String,
+    },
 }
 
 impl UserMessage {
     pub(super) fn into_draft(self, sender: AccountId, reply_to: Option<i32>) -> Draft {
         let (text, media) = match self {
             UserMessage::Text(text) => (text, None),
+            other => (String::new(), other.media(sender)),
+        };
+        Draft {
+            text,
+            media,
+            reply_to,
+            ..Draft::default()
+        }
+    }
+
+    /// The media a message carries (a text: none).
+    fn media(self, sender: AccountId) -> Option<StoredMedia> {
+        let document = |name: &str, mime: &str, size, shown_as| {
+            StoredMedia::shown_as(None, name.into(), mime.into(), size, Some(shown_as))
+        };
+        Some(match self {
+            UserMessage::Text(_) => return None,
             UserMessage::Location {
                 latitude,
                 longitude,
-            } => (
-                String::new(),
-                Some(StoredMedia::Location {
-                    latitude,
-                    longitude,
-                }),
-            ),
+            } => StoredMedia::Location {
+                latitude,
+                longitude,
+            },
             UserMessage::Contact {
                 phone_number,
                 first_name,
-            } => (
-                String::new(),
-                Some(StoredMedia::Contact {
-                    phone_number,
-                    first_name,
-                    last_name: String::new(),
-                    user_id: sender,
-                }),
-            ),
+            } => StoredMedia::Contact {
+                phone_number,
+                first_name,
+                last_name: String::new(),
+                user_id: sender,
+            },
             UserMessage::Photo {
                 mime_type,
                 size,
                 dc_id,
                 content,
-            } => (
-                String::new(),
-                Some(StoredMedia::photo(None, mime_type, size).stored_on(dc_id, content)),
-            ),
+            } => StoredMedia::photo(None, mime_type, size).stored_on(dc_id, content),
             UserMessage::Document {
                 file_name,
                 mime_type,
                 size,
                 dc_id,
                 content,
-            } => (
-                String::new(),
-                Some(
-                    StoredMedia::document(None, file_name, mime_type, size)
-                        .stored_on(dc_id, content),
-                ),
+            } => StoredMedia::document(None, file_name, mime_type, size).stored_on(dc_id, content),
+            UserMessage::Voice { duration, size } => {
+                document("voice.ogg", "audio/ogg", size, ShownAs::Voice { duration })
+            }
+            UserMessage::Video {
+                duration,
+                width,
+                height,
+                size,
+            } => document(
+                "video.mp4",
+                "video/mp4",
+                size,
+                ShownAs::Video {
+                    duration,
+                    width,
+                    height,
+                },
             ),
-        };
-        Draft {
-            text,
-            media,
-            reply_markup: None,
-            reply_to,
-            random_id: None,
-        }
+            UserMessage::Sticker { emoji } => document(
+                "sticker.webp",
+                "image/webp",
+                20_480,
+                ShownAs::Sticker { emoji },
+            ),
+            UserMessage::Venue {
+                latitude,
+                longitude,
+                title,
+                address,
+            } => StoredMedia::Venue {
+                latitude,
+                longitude,
+                title,
+                address,
+            },
+        })
     }
 }
 
 /// A message about to be posted.
+#[derive(Debug, Default)]
 pub(super) struct Draft {
     pub text: String,
     pub media: Option<StoredMedia>,
     /// A validated, serialized boxed `ReplyMarkup`.
     pub reply_markup: Option<Vec<u8>>,
+    /// A serialized `Vector<MessageEntity>`.
+    pub entities: Option<Vec<u8>>,
     pub reply_to: Option<i32>,
     pub random_id: Option<i64>,
+    pub flags: SendFlags,
+    pub action: Option<ServiceAction>,
+}
+
+/// The send flags Telegram keeps on a message.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct SendFlags {
+    pub silent: bool,
+    pub noforwards: bool,
+    pub no_webpage: bool,
 }
 
 /// A posted message and the pts it got in the sender's box.
@@ -215,37 +280,78 @@ fn mime_for(file_name: &str) -> &'static str {
     }
 }
 
-/// The pts at which `message_id` entered `account`'s box.
-fn pts_of(world: &World, account: AccountId, message_id: i32) -> i32 {
-    world
-        .boxes
-        .get(&account)
-        .and_then(|b| {
-            b.log
-                .iter()
-                .find(|(_, e)| *e == BoxEvent::NewMessage(message_id))
-        })
-        .map_or(0, |(pts, _)| *pts)
+/// Where a message goes: a user's private chat with the bot, or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    User(AccountId),
+    /// A group by its bare id.
+    Group(i64),
+}
+
+impl Target {
+    /// The peer part of a `random_id`'s de-duplication key.
+    fn dedup_peer(self) -> i64 {
+        match self {
+            Target::User(user) => user,
+            Target::Group(group) => -group,
+        }
+    }
+}
+
+/// Whether the bot, in privacy mode, is addressed by `message`: a command
+/// (for it, if it names a bot), a mention, or a reply to one of its own.
+fn addresses_bot(world: &World, message: &StoredMessage) -> bool {
+    let username = world.bot.username.as_deref().unwrap_or_default();
+    let text = message.text.trim_start();
+    let command = text.strip_prefix('/').is_some_and(|rest| {
+        let word = rest.split_whitespace().next().unwrap_or_default();
+        match word.split_once('@') {
+            Some((_, name)) => name.eq_ignore_ascii_case(username),
+            None => !word.is_empty(),
+        }
+    });
+    let mention = !username.is_empty()
+        && message
+            .text
+            .to_ascii_lowercase()
+            .contains(&format!("@{}", username.to_ascii_lowercase()));
+    let reply = message.reply_to.is_some_and(|id| {
+        world
+            .message(World::place_of(message), id)
+            .is_some_and(|m| m.from == world.bot.id)
+    });
+    command || mention || reply
 }
 
 impl Inner {
     /// The message a repeated `random_id` created, if it is a repeat.
-    fn repeated(&mut self, sender: AccountId, peer: AccountId, draft: &Draft) -> Option<Posted> {
-        let key = World::dedup_key(sender, peer, draft.random_id?);
+    fn repeated(&mut self, sender: AccountId, target: Target, draft: &Draft) -> Option<Posted> {
+        let key = World::dedup_key(sender, target.dedup_peer(), draft.random_id?);
         let id = *self.world.random_ids.get(&key)?;
-        let message = self.world.messages.get(&id)?.clone();
+        let place = match target {
+            Target::Group(group) if self.world.groups.get(&group)?.kind.is_channel() => {
+                Place::Channel(group)
+            }
+            _ => Place::Common,
+        };
+        let message = self.world.message(place, id)?.clone();
         self.stats.duplicates_suppressed += 1;
+        let sender_pts = self
+            .world
+            .update_box(sender, place)
+            .pts_of(|e| *e == BoxEvent::NewMessage { message_id: id })
+            .unwrap_or(0);
         Some(Posted {
-            sender_pts: pts_of(&self.world, sender, id),
             message,
+            sender_pts,
         })
     }
 
     /// The injected error for a send to `user` (its chat's, else the
     /// bot-wide one), used up if it was for a number of sends.
-    fn take_chat_fault(&mut self, user: AccountId) -> Result<(), TgError> {
-        let scope = if self.chat_faults.contains_key(&Some(user)) {
-            Some(user)
+    fn take_chat_fault(&mut self, user: Option<AccountId>) -> Result<(), TgError> {
+        let scope = if user.is_some() && self.chat_faults.contains_key(&user) {
+            user
         } else {
             None
         };
@@ -262,31 +368,66 @@ impl Inner {
         Err(error)
     }
 
-    /// The bot posts `draft` to `user`'s private chat.
+    /// Why the bot may not post in `group` now, if it may not.
+    fn bot_may_post(&self, group: i64) -> Result<(), TgError> {
+        let bot = self.world.bot.id;
+        let Some(record) = self.world.groups.get(&group) else {
+            return Err(TgError::bad_request("PEER_ID_INVALID"));
+        };
+        let role = record.role(bot);
+        match (record.kind, role) {
+            (GroupKind::Group, Some(role)) if role.is_in() => Ok(()),
+            (GroupKind::Group, _) => Err(TgError::named("CHAT_WRITE_FORBIDDEN")),
+            (_, Some(role)) if !role.is_in() => Err(TgError::bad_request("CHANNEL_PRIVATE")),
+            (_, None) => Err(TgError::bad_request("CHANNEL_PRIVATE")),
+            (GroupKind::Channel, Some(role)) if !role.is_admin() => {
+                Err(TgError::named("CHAT_ADMIN_REQUIRED"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The bot posts `draft` to a user's private chat or a group.
     pub(super) fn post_from_bot(
         &mut self,
         outbox: &Outbox,
-        user: AccountId,
+        target: Target,
         draft: Draft,
         caller_key: Option<i64>,
     ) -> Result<Posted, TgError> {
-        let started = self.world.users.get(&user).is_some_and(|u| u.chat.started);
-        if !started {
-            return Err(TgError::bad_request("PEER_ID_INVALID"));
-        }
         let bot = self.world.bot.id;
-        if let Some(posted) = self.repeated(bot, user, &draft) {
+        match target {
+            Target::User(user) => {
+                let Some(record) = self.world.users.get(&user).filter(|u| u.chat.started) else {
+                    return Err(TgError::bad_request("PEER_ID_INVALID"));
+                };
+                if record.blocked {
+                    return Err(TgError::bad_request("USER_IS_BLOCKED"));
+                }
+            }
+            Target::Group(group) => self.bot_may_post(group)?,
+        }
+        if let Some(posted) = self.repeated(bot, target, &draft) {
             return Ok(posted);
         }
-        self.take_chat_fault(user)?;
+        self.take_chat_fault(match target {
+            Target::User(user) => Some(user),
+            Target::Group(_) => None,
+        })?;
         check_content(&draft.text, draft.media.is_some())?;
-        if let Err(seconds) = self.limits.take(ChatKind::Private(user), Instant::now()) {
+        let meter = match target {
+            Target::User(user) => ChatKind::Private(user),
+            Target::Group(group) => ChatKind::Group(group),
+        };
+        if let Err(seconds) = self.flood.take(meter, Instant::now()) {
             self.stats.flood_waits += 1;
             return Err(TgError::flood_wait(seconds));
         }
-        let posted = self.post(outbox, bot, user, draft, caller_key);
+        let posted = self.post(outbox, bot, target, draft, caller_key);
         self.stats.messages_from_bot += 1;
-        if let Some(chat) = self.world.users.get_mut(&user).map(|u| &mut u.chat) {
+        if let Target::User(user) = target
+            && let Some(chat) = self.world.users.get_mut(&user).map(|u| &mut u.chat)
+        {
             let markup = posted.message.reply_markup.as_deref();
             match markup.and_then(render::reply_markup) {
                 Some(tl::enums::ReplyMarkup::ReplyKeyboardMarkup(_)) => {
@@ -302,89 +443,180 @@ impl Inner {
         Ok(posted)
     }
 
-    /// `user` posts `draft` to the bot.
+    /// `user` posts `draft` to the bot, or to a group it is in.
     pub(super) fn post_from_user(
         &mut self,
         outbox: &Outbox,
         user: AccountId,
+        target: Target,
         draft: Draft,
         caller_key: Option<i64>,
     ) -> Result<Posted, TgError> {
-        let bot = self.world.bot.id;
-        if let Some(posted) = self.repeated(user, bot, &draft) {
+        if !self.world.users.contains_key(&user) {
+            return Err(TgError::bad_request("USER_ID_INVALID"));
+        }
+        if let Target::Group(group) = target {
+            let Some(record) = self.world.groups.get(&group) else {
+                return Err(TgError::bad_request("PEER_ID_INVALID"));
+            };
+            match (record.kind, record.role(user)) {
+                (GroupKind::Group, role) if !role.is_some_and(Role::is_in) => {
+                    return Err(TgError::named("CHAT_WRITE_FORBIDDEN"));
+                }
+                (_, Some(Role::Banned)) => {
+                    return Err(TgError::bad_request("USER_BANNED_IN_CHANNEL"));
+                }
+                (_, role) if !role.is_some_and(Role::is_in) => {
+                    return Err(TgError::bad_request("CHANNEL_PRIVATE"));
+                }
+                (GroupKind::Channel, role) if !role.is_some_and(Role::is_admin) => {
+                    return Err(TgError::named("CHAT_ADMIN_REQUIRED"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(posted) = self.repeated(user, target, &draft) {
             return Ok(posted);
         }
         check_content(&draft.text, draft.media.is_some())?;
-        let Some(record) = self.world.users.get_mut(&user) else {
-            return Err(TgError::bad_request("USER_ID_INVALID"));
-        };
-        record.chat.started = true;
-        record.chat.force_reply = None;
+        if let (Target::User(_), Some(record)) = (target, self.world.users.get_mut(&user)) {
+            record.chat.started = true;
+            record.chat.force_reply = None;
+        }
         self.stats.messages_from_users += 1;
-        Ok(self.post(outbox, user, bot, draft, caller_key))
+        Ok(self.post(outbox, user, target, draft, caller_key))
     }
 
-    /// Stores a message and pushes it to both sides (the sender's calling
-    /// connection excepted: it gets the message as its RPC result).
-    fn post(
+    /// Who gets a message `from` posts in `group`: every member in it, the
+    /// bot only if privacy mode lets it see the message.
+    fn audience(&self, group: i64, message: &StoredMessage) -> Vec<AccountId> {
+        let bot = self.world.bot.id;
+        let Some(record) = self.world.groups.get(&group) else {
+            return Vec::new();
+        };
+        let bot_sees = message.from == bot
+            || !self.world.privacy
+            || record.role(bot).is_some_and(Role::is_admin)
+            || message.action.is_some()
+            || addresses_bot(&self.world, message);
+        record
+            .current_members()
+            .filter(|&member| member != bot || bot_sees)
+            .collect()
+    }
+
+    /// Stores a message and pushes it to everyone who gets it (the
+    /// sender's calling connection excepted: it gets the message as its
+    /// RPC result).
+    pub(super) fn post(
         &mut self,
         outbox: &Outbox,
         from: AccountId,
-        to: AccountId,
+        target: Target,
         draft: Draft,
         caller_key: Option<i64>,
     ) -> Posted {
         let random_id = draft.random_id;
-        let (message, sender_pts, receiver_pts) = self.world.insert_message(StoredMessage {
-            id: 0,
+        let mut message = StoredMessage {
             from,
-            to,
             date: render::now(),
             text: draft.text,
             media: draft.media,
             reply_markup: draft.reply_markup,
+            entities: draft.entities,
             reply_to: draft.reply_to,
-            edit_date: None,
             random_id,
-        });
+            silent: draft.flags.silent,
+            noforwards: draft.flags.noforwards,
+            no_webpage: draft.flags.no_webpage,
+            action: draft.action,
+            ..StoredMessage::default()
+        };
+        match target {
+            Target::User(user) => {
+                message.to = if from == user {
+                    self.world.bot.id
+                } else {
+                    user
+                }
+            }
+            Target::Group(group) => {
+                message.chat = Some(group);
+                message.in_channel = self
+                    .world
+                    .groups
+                    .get(&group)
+                    .is_some_and(|g| g.kind.is_channel());
+                message.seen_by = self.audience(group, &message);
+            }
+        }
+        let place = World::place_of(&message);
+        let (message, pts) = self.world.insert_message(message);
         if let Some(random_id) = random_id {
-            let key = World::dedup_key(from, to, random_id);
+            let key = World::dedup_key(from, target.dedup_peer(), random_id);
             self.world.random_ids.insert(key, message.id);
         }
-        let world = &self.world;
-        let chat = [from, to];
-        let to_receiver = updates::new_message(&message, to, receiver_pts);
-        updates::deliver_update(outbox, world, to, to_receiver, chat, None);
-        let to_sender = updates::new_message(&message, from, sender_pts);
-        updates::deliver_update(outbox, world, from, to_sender, chat, caller_key);
+        let event = BoxEvent::NewMessage {
+            message_id: message.id,
+        };
+        let caller = caller_key.map(|key| (from, key));
+        updates::deliver_each(outbox, &mut self.world, place, &event, &pts, caller);
+        let sender_pts = pts_in(&pts, from);
         Posted {
             message,
             sender_pts,
         }
     }
 
-    /// The bot edits its message `id` in `user`'s chat: new text (if given)
-    /// and inline keyboard (none: removed). Returns the message and the bot's pts.
-    pub(super) fn edit_from_bot(
+    /// The stored message `id` that `target`'s chat holds, and its place.
+    pub(super) fn find(&self, target: Target, id: i32) -> Option<(Place, &StoredMessage)> {
+        match target {
+            Target::User(user) => self
+                .world
+                .messages
+                .get(&id)
+                .filter(|m| m.visible_to(user))
+                .map(|m| (Place::Common, m)),
+            Target::Group(group) => {
+                let record = self.world.groups.get(&group)?;
+                let place = if record.kind.is_channel() {
+                    Place::Channel(group)
+                } else {
+                    Place::Common
+                };
+                self.world
+                    .message(place, id)
+                    .filter(|m| m.chat == Some(group))
+                    .map(|m| (place, m))
+            }
+        }
+    }
+
+    /// `author` edits its message `id` in `target`'s chat: new text (if
+    /// given) and inline keyboard (bots only; none: removed). Returns the
+    /// message and the author's pts.
+    pub(super) fn edit(
         &mut self,
         outbox: &Outbox,
-        user: AccountId,
+        author: AccountId,
+        target: Target,
         id: i32,
-        text: Option<String>,
-        markup: Option<Vec<u8>>,
+        change: Edit,
         caller_key: Option<i64>,
     ) -> Result<(StoredMessage, i32), TgError> {
-        let bot = self.world.bot.id;
-        let Some(old) = self.world.messages.get(&id).filter(|m| m.visible_to(user)) else {
+        let Some((place, old)) = self.find(target, id) else {
             return Err(TgError::bad_request("MESSAGE_ID_INVALID"));
         };
-        if old.from != bot {
+        if old.from != author {
             return Err(TgError::new(403, "MESSAGE_AUTHOR_REQUIRED"));
         }
         let mut edited = old.clone();
-        if let Some(text) = text {
+        if let Some(text) = change.text {
             check_content(&text, edited.media.is_some())?;
             edited.text = text;
+        }
+        if change.entities.is_some() {
+            edited.entities = change.entities;
         }
         let old_is_inline = matches!(
             edited
@@ -393,27 +625,90 @@ impl Inner {
                 .and_then(render::reply_markup),
             None | Some(tl::enums::ReplyMarkup::ReplyInlineMarkup(_))
         );
-        if old_is_inline {
-            edited.reply_markup = markup;
-        } else if markup.is_some() {
-            return Err(TgError::bad_request("REPLY_MARKUP_INVALID"));
+        if author == self.world.bot.id {
+            if old_is_inline {
+                edited.reply_markup = change.markup;
+            } else if change.markup.is_some() {
+                return Err(TgError::bad_request("REPLY_MARKUP_INVALID"));
+            }
         }
-        if edited.text == old.text && edited.reply_markup == old.reply_markup {
+        if edited.text == old.text
+            && edited.reply_markup == old.reply_markup
+            && edited.entities == old.entities
+        {
             return Err(TgError::bad_request("MESSAGE_NOT_MODIFIED"));
         }
         edited.edit_date = Some(render::now());
-        self.world.messages.insert(id, edited.clone());
-        let Some((bot_pts, user_pts)) = self.world.record_edit(id) else {
-            return Err(TgError::bad_request("MESSAGE_ID_INVALID"));
-        };
-        let world = &self.world;
-        let chat = [bot, user];
-        let to_user = updates::edit_message(&edited, user, user_pts);
-        updates::deliver_update(outbox, world, user, to_user, chat, None);
-        let to_bot = updates::edit_message(&edited, bot, bot_pts);
-        updates::deliver_update(outbox, world, bot, to_bot, chat, caller_key);
-        Ok((edited, bot_pts))
+        let pts = self.world.record_edit(place, edited.clone());
+        let event = BoxEvent::EditMessage { message_id: id };
+        let caller = caller_key.map(|key| (author, key));
+        updates::deliver_each(outbox, &mut self.world, place, &event, &pts, caller);
+        Ok((edited, pts_in(&pts, author)))
     }
+
+    /// `who` deletes messages of `place` (unknown ids are skipped, as
+    /// Telegram does); returns `(pts, pts_count)` of `who`'s box.
+    pub(super) fn delete(
+        &mut self,
+        outbox: &Outbox,
+        who: AccountId,
+        place: Place,
+        ids: &[i32],
+        caller_key: Option<i64>,
+    ) -> Result<(i32, i32), TgError> {
+        let bot = self.world.bot.id;
+        let mut found = Vec::new();
+        for &id in ids {
+            let Some(message) = self.world.message(place, id) else {
+                continue;
+            };
+            let admin = message
+                .chat
+                .and_then(|g| self.world.groups.get(&g))
+                .is_some_and(|g| g.role(who).is_some_and(Role::is_admin));
+            // Anyone deletes their own; in a private chat the bot deletes
+            // both sides, in a group an admin deletes anyone's.
+            let allowed = message.from == who
+                || (message.chat.is_none() && who == bot && message.visible_to(bot))
+                || admin;
+            let has_it = message.audience().contains(&who);
+            if !has_it {
+                continue;
+            }
+            if !allowed {
+                return Err(TgError::new(403, "MESSAGE_DELETE_FORBIDDEN"));
+            }
+            found.push(id);
+        }
+        let deleted = self.world.delete_messages(place, &found);
+        let mut result = (self.world.update_box(who, place).pts, 0);
+        for (account, message_ids, pts) in deleted {
+            let event = BoxEvent::DeleteMessages { message_ids };
+            if account == who {
+                result = (pts, event.count());
+            }
+            let mut batch = updates::Batch::new();
+            batch.event(&self.world, account, place, pts, &event);
+            let except = caller_key.filter(|_| account == who);
+            updates::deliver(outbox, &mut self.world, account, except, &batch);
+        }
+        Ok(result)
+    }
+}
+
+/// The pts `account` got, among what an event gave each account.
+fn pts_in(pts: &[(AccountId, i32)], account: AccountId) -> i32 {
+    pts.iter()
+        .find(|(who, _)| *who == account)
+        .map_or(0, |(_, pts)| *pts)
+}
+
+/// What an edit changes.
+#[derive(Debug, Default)]
+pub(super) struct Edit {
+    pub text: Option<String>,
+    pub markup: Option<Vec<u8>>,
+    pub entities: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

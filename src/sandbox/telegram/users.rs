@@ -5,8 +5,11 @@ use grammers_tl_types as tl;
 use serde_json::{Value, json};
 
 use super::accounts::{AccountId, to_hex};
+use super::boxes::BoxEvent;
 use super::queries::ClickOutcome;
-use super::sending::UserMessage;
+use super::sending::{Edit, Target, UserMessage};
+use super::updates;
+use super::world::{Place, StoredMessage};
 use super::{FakeTelegram, SandboxError, markup, render};
 
 /// Where a location-request button reports the user to be, unless told.
@@ -82,7 +85,7 @@ impl FakeTelegram {
             return Err(SandboxError::UnknownUser(user));
         }
         let draft = message.into_draft(user, reply_to);
-        let posted = inner.post_from_user(&self.0.outbox, user, draft, None)?;
+        let posted = inner.post_from_user(&self.0.outbox, user, Target::User(user), draft, None)?;
         drop(inner);
         self.changed();
         Ok(posted.message.id)
@@ -223,23 +226,10 @@ impl FakeTelegram {
                 .and_then(|m| m.reply_markup.as_deref())
                 .and_then(render::reply_markup)
         };
+        let bot = world.bot.id;
         let messages: Vec<Value> = world
             .chat_messages(user)
-            .map(|m| {
-                let markup = m.reply_markup.as_deref().and_then(render::reply_markup);
-                json!({
-                    "id": m.id,
-                    "from": if m.from == world.bot.id { "bot" } else { "user" },
-                    "sender_id": m.from,
-                    "date": m.date,
-                    "text": m.text,
-                    "media": m.media,
-                    "reply_markup": markup.as_ref().map(markup::to_json),
-                    "reply_markup_tl": m.reply_markup.as_deref().map(to_hex),
-                    "reply_to": m.reply_to,
-                    "edit_date": m.edit_date,
-                })
-            })
+            .map(|m| message_json(m, bot))
             .collect();
         let reply_keyboard = record.chat.reply_keyboard.and_then(|id| {
             markup_of(id)
@@ -255,9 +245,128 @@ impl FakeTelegram {
         Ok(json!({
             "user_id": user,
             "started": record.chat.started,
+            "blocked": record.blocked,
+            "typing": inner.typing.get(&user).copied(),
             "messages": messages,
             "reply_keyboard": reply_keyboard,
             "force_reply": force_reply,
         }))
+    }
+}
+
+/// A stored message as the control API shows it.
+pub(super) fn message_json(m: &StoredMessage, bot: AccountId) -> Value {
+    let markup = m.reply_markup.as_deref().and_then(render::reply_markup);
+    let entities: Option<Vec<Value>> =
+        render::entities(m).map(|list| list.iter().map(markup::entity_json).collect());
+    json!({
+        "id": m.id,
+        "from": if m.from == bot { "bot" } else { "user" },
+        "sender_id": m.from,
+        "date": m.date,
+        "text": m.text,
+        "media": m.media,
+        "entities": entities,
+        "service": m.action,
+        "reply_markup": markup.as_ref().map(markup::to_json),
+        "reply_markup_tl": m.reply_markup.as_deref().map(to_hex),
+        "reply_to": m.reply_to,
+        "edit_date": m.edit_date,
+        "silent": m.silent,
+        "noforwards": m.noforwards,
+        "no_webpage": m.no_webpage,
+    })
+}
+
+impl FakeTelegram {
+    /// `user` blocks (or unblocks) the bot: the bot gets `updateBotStopped`
+    /// in its qts box; while blocked, its sends get `USER_IS_BLOCKED`.
+    pub fn set_blocked(&self, user: AccountId, blocked: bool) -> Result<(), SandboxError> {
+        let mut inner = self.lock();
+        let bot = inner.world.bot.id;
+        let record = inner
+            .world
+            .users
+            .get_mut(&user)
+            .ok_or(SandboxError::UnknownUser(user))?;
+        if record.blocked == blocked {
+            return Ok(());
+        }
+        record.blocked = blocked;
+        let event = BoxEvent::BotStopped {
+            user_id: user,
+            stopped: blocked,
+            date: render::now(),
+        };
+        let qts = inner.world.qts_box(bot).record(event.clone());
+        let mut batch = updates::Batch::new();
+        batch.event(&inner.world, bot, Place::Common, qts, &event);
+        updates::deliver(&self.0.outbox, &mut inner.world, bot, None, &batch);
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+
+    /// `user` edits its message `message_id` in its chat with the bot.
+    pub fn user_edits(
+        &self,
+        user: AccountId,
+        message_id: i32,
+        text: String,
+    ) -> Result<(), SandboxError> {
+        self.user_changes(user, Target::User(user), message_id, |inner, outbox| {
+            let edit = Edit {
+                text: Some(text),
+                ..Edit::default()
+            };
+            inner
+                .edit(outbox, user, Target::User(user), message_id, edit, None)
+                .map(|_| ())
+        })
+    }
+
+    /// `user` deletes message `message_id` of its chat with the bot (for
+    /// both sides).
+    pub fn user_deletes(&self, user: AccountId, message_id: i32) -> Result<(), SandboxError> {
+        self.user_changes(user, Target::User(user), message_id, |inner, outbox| {
+            inner
+                .delete(outbox, user, Place::Common, &[message_id], None)
+                .map(|_| ())
+        })
+    }
+
+    /// Runs a change by `user` to message `message_id` of `target`, after
+    /// checking both exist.
+    pub(super) fn user_changes(
+        &self,
+        user: AccountId,
+        target: Target,
+        message_id: i32,
+        change: impl FnOnce(&mut super::Inner, &crate::sandbox::Outbox) -> Result<(), super::TgError>,
+    ) -> Result<(), SandboxError> {
+        let mut inner = self.lock();
+        if !inner.world.users.contains_key(&user) {
+            return Err(SandboxError::UnknownUser(user));
+        }
+        if inner.find(target, message_id).is_none() {
+            return Err(match target {
+                Target::User(user_id) => SandboxError::UnknownMessage {
+                    user_id,
+                    message_id,
+                },
+                Target::Group(group) => SandboxError::UnknownGroupMessage {
+                    group_id: inner
+                        .world
+                        .groups
+                        .get(&group)
+                        .map_or(-group, |g| g.bot_api_id()),
+                    message_id,
+                },
+            });
+        }
+        change(&mut inner, &self.0.outbox)?;
+        drop(inner);
+        self.changed();
+        Ok(())
     }
 }

@@ -1,13 +1,15 @@
-//! The sandbox's world: accounts, private chats, messages and each account's
-//! update box.
+//! The sandbox's world: accounts, private chats, groups, messages and each
+//! account's update boxes.
 //!
 //! This is everything that survives a restart (it is what the state file
-//! holds), kept in plain serde types so the file stays readable. Message ids
-//! come from one counter shared by all accounts: Telegram numbers messages per
-//! account, and one global sequence is a valid such numbering (increasing,
-//! unique) in which the bot and the user see a message under the same id —
-//! which keeps the control API simple. Each account has its own `pts`: every
-//! new or edited message in its box adds exactly one.
+//! holds), kept in plain serde types so the file stays readable. Private
+//! chats and basic groups share one message numbering: Telegram numbers
+//! them per account, and one global sequence is a valid such numbering
+//! (increasing, unique) in which every member sees a message under the same
+//! id — which keeps the control API simple. Supergroups and channels number
+//! their messages themselves, as Telegram does. Each account has a common
+//! box (`pts`), a secondary box (`qts`) and a box per channel it is in
+//! (see `boxes`): every event in a box advances it by its count.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{AccountId, BotToken, KeyRecord, Profile, hex_bytes};
+use super::boxes::{BoxEvent, Role, UpdateBox};
 
 /// A private chat between the bot and one user, as the user sees its UI.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +34,9 @@ pub struct ChatState {
 pub struct UserRecord {
     pub profile: Profile,
     pub chat: ChatState,
+    /// The user blocked the bot (its sends get `USER_IS_BLOCKED`).
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// What a message carries besides text. File-like media keep an id, access
@@ -62,6 +68,9 @@ pub enum StoredMedia {
         file_name: String,
         mime_type: String,
         size: i64,
+        /// How apps show it (none: a file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shown_as: Option<ShownAs>,
         #[serde(default = "home_dc")]
         dc_id: i32,
         #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_content")]
@@ -78,6 +87,29 @@ pub enum StoredMedia {
         last_name: String,
         #[serde(default)]
         user_id: i64,
+    },
+    Venue {
+        latitude: f64,
+        longitude: f64,
+        title: String,
+        address: String,
+    },
+}
+
+/// A document that apps show as something else than a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum ShownAs {
+    Voice {
+        duration: i32,
+    },
+    Video {
+        duration: f64,
+        width: i32,
+        height: i32,
+    },
+    Sticker {
+        emoji: String,
     },
 }
 
@@ -123,6 +155,17 @@ impl StoredMedia {
     }
 
     pub fn document(url: Option<String>, file_name: String, mime_type: String, size: i64) -> Self {
+        StoredMedia::shown_as(url, file_name, mime_type, size, None)
+    }
+
+    /// A document that apps show as a voice note, video or sticker.
+    pub fn shown_as(
+        url: Option<String>,
+        file_name: String,
+        mime_type: String,
+        size: i64,
+        shown_as: Option<ShownAs>,
+    ) -> Self {
         let mut rng = rand::rng();
         StoredMedia::Document {
             id: rng.random_range(1..i64::MAX),
@@ -131,6 +174,7 @@ impl StoredMedia {
             file_name,
             mime_type,
             size,
+            shown_as,
             dc_id: home_dc(),
             content: None,
         }
@@ -160,12 +204,19 @@ mod hex_content {
     }
 }
 
-/// One message of a private chat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One message: of a private chat (`chat: None`) or of a group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub id: i32,
     pub from: AccountId,
+    /// The other side of a private chat (0 in a group).
     pub to: AccountId,
+    /// The group's bare id, for a message in a group or channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<i64>,
+    /// The group is a supergroup or channel (its own numbering and box).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub in_channel: bool,
     pub date: i32,
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,18 +224,47 @@ pub struct StoredMessage {
     /// The boxed `ReplyMarkup` exactly as the bot sent it.
     #[serde(default, with = "option_hex", skip_serializing_if = "Option::is_none")]
     pub reply_markup: Option<Vec<u8>>,
+    /// The serialized `Vector<MessageEntity>` the sender gave.
+    #[serde(default, with = "option_hex", skip_serializing_if = "Option::is_none")]
+    pub entities: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit_date: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub silent: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub noforwards: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_webpage: bool,
+    /// A service message (e.g. `messageActionChatAddUser`), as its TL name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ServiceAction>,
+    /// The accounts in whose boxes it is (empty: a private chat's two
+    /// sides), so edits and deletes reach exactly them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen_by: Vec<AccountId>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// What a service message in a group says happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceAction {
+    ChatCreate { title: String },
+    AddUser { user_id: AccountId },
+    DeleteUser { user_id: AccountId },
 }
 
 impl StoredMessage {
-    /// Whether `account` sees this message in its box.
+    /// Whether `account` sees this private-chat message in its box.
     pub fn visible_to(&self, account: AccountId) -> bool {
-        self.from == account || self.to == account
+        self.chat.is_none() && (self.from == account || self.to == account)
     }
 
     /// The other side of the chat, from `viewer`'s point of view.
@@ -195,54 +275,104 @@ impl StoredMessage {
             self.from
         }
     }
+
+    /// The accounts whose boxes hold it.
+    pub fn audience(&self) -> Vec<AccountId> {
+        if self.seen_by.is_empty() {
+            vec![self.from, self.to]
+        } else {
+            self.seen_by.clone()
+        }
+    }
 }
 
-/// What happened at one `pts` of an account's box.
+/// The three kinds of Telegram group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "message_id", rename_all = "snake_case")]
-pub enum BoxEvent {
-    NewMessage(i32),
-    EditMessage(i32),
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    /// A basic group (`chat`): messages in the members' common boxes.
+    Group,
+    /// A supergroup (`channel` with `megagroup`): its own box.
+    Supergroup,
+    /// A broadcast channel: only admins post.
+    Channel,
 }
 
-impl BoxEvent {
-    pub fn message_id(self) -> i32 {
-        match self {
-            BoxEvent::NewMessage(id) | BoxEvent::EditMessage(id) => id,
-        }
+impl GroupKind {
+    pub fn is_channel(self) -> bool {
+        !matches!(self, GroupKind::Group)
     }
 }
 
-/// An account's common update box: its `pts` and what each step was.
+/// Bot API ids of channels are `-100` followed by the bare id.
+const CHANNEL_ID_OFFSET: i64 = 1_000_000_000_000;
+
+/// A group, supergroup or channel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UpdateBox {
-    pub pts: i32,
-    /// `(pts, event)`, in increasing pts order.
-    pub log: Vec<(i32, BoxEvent)>,
+pub struct GroupRecord {
+    pub id: i64,
+    pub kind: GroupKind,
+    pub title: String,
+    pub access_hash: i64,
+    pub date: i32,
+    /// Everyone who is or was in it, the bot included.
+    pub members: BTreeMap<AccountId, Role>,
+    /// A channel's messages, by its own ids (basic groups use the common
+    /// numbering in [`World::messages`]).
+    #[serde(default)]
+    pub messages: BTreeMap<i32, StoredMessage>,
+    #[serde(default = "first_id")]
+    pub next_message_id: i32,
 }
 
-impl Default for UpdateBox {
-    fn default() -> Self {
-        UpdateBox {
-            pts: 1,
-            log: Vec::new(),
+fn first_id() -> i32 {
+    1
+}
+
+impl GroupRecord {
+    /// The id in Bot API form: `-N` for a group, `-100N` for the others.
+    pub fn bot_api_id(&self) -> i64 {
+        match self.kind {
+            GroupKind::Group => -self.id,
+            _ => -(CHANNEL_ID_OFFSET + self.id),
         }
     }
+
+    pub fn role(&self, account: AccountId) -> Option<Role> {
+        self.members.get(&account).copied()
+    }
+
+    pub fn is_member(&self, account: AccountId) -> bool {
+        self.role(account).is_some_and(Role::is_in)
+    }
+
+    /// The members in it now.
+    pub fn current_members(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.members
+            .iter()
+            .filter(|(_, role)| role.is_in())
+            .map(|(id, _)| *id)
+    }
 }
 
-impl UpdateBox {
-    /// Records one event; returns its pts.
-    pub fn record(&mut self, event: BoxEvent) -> i32 {
-        self.pts += 1;
-        self.log.push((self.pts, event));
-        self.pts
+/// The group a Bot API id names: `-N` or `-100N`.
+pub fn bare_group_id(bot_api_id: i64) -> Option<i64> {
+    if bot_api_id <= -CHANNEL_ID_OFFSET {
+        Some(-bot_api_id - CHANNEL_ID_OFFSET)
+    } else if bot_api_id < 0 {
+        Some(-bot_api_id)
+    } else {
+        None
     }
+}
 
-    /// The events after `pts`, oldest first.
-    pub fn since(&self, pts: i32) -> &[(i32, BoxEvent)] {
-        let start = self.log.partition_point(|(at, _)| *at <= pts);
-        &self.log[start..]
-    }
+/// Where a message's id and pts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The common numbering: private chats and basic groups.
+    Common,
+    /// A channel's own numbering and box.
+    Channel(i64),
 }
 
 /// Everything the sandbox persists.
@@ -253,17 +383,46 @@ pub struct World {
     pub users: BTreeMap<AccountId, UserRecord>,
     pub keys: Vec<KeyRecord>,
     pub messages: BTreeMap<i32, StoredMessage>,
+    /// Each account's common box (`pts`).
     pub boxes: BTreeMap<AccountId, UpdateBox>,
+    /// Each account's secondary box (`qts`).
+    #[serde(default)]
+    pub qts_boxes: BTreeMap<AccountId, UpdateBox>,
+    /// Each account's view of each channel it is in.
+    #[serde(default)]
+    pub channel_boxes: BTreeMap<AccountId, BTreeMap<i64, UpdateBox>>,
+    /// Each account's `seq`: one per `updates` pushed to it.
+    #[serde(default)]
+    pub seqs: BTreeMap<AccountId, i32>,
     /// `"{sender}:{peer}:{random_id}"` → the message it created.
     pub random_ids: BTreeMap<String, i32>,
     pub next_message_id: i32,
     pub next_user_id: AccountId,
+    #[serde(default)]
+    pub groups: BTreeMap<i64, GroupRecord>,
+    #[serde(default = "first_group_id")]
+    pub next_group_id: i64,
+    /// The bot's privacy mode (Telegram's default: on).
+    #[serde(default = "privacy_on")]
+    pub privacy: bool,
+    /// When the bot was made: its boxes were fresh then (pts 1, qts 1).
+    #[serde(default)]
+    pub created: i32,
+}
+
+fn first_group_id() -> i64 {
+    FIRST_GROUP_ID
+}
+
+fn privacy_on() -> bool {
+    true
 }
 
 /// The sandbox bot's fixed identity (a fresh token and key per world).
 pub const BOT_ID: AccountId = 7_000_000_001;
 pub const BOT_USERNAME: &str = "telegate_sandbox_bot";
 const FIRST_USER_ID: AccountId = 1_000_001;
+const FIRST_GROUP_ID: i64 = 4_000_001;
 
 impl World {
     /// A new world with the bot and one auth key for it, not yet signed in.
@@ -275,15 +434,23 @@ impl World {
                 first_name: "Sandbox Bot".into(),
                 username: Some(BOT_USERNAME.into()),
                 phone: None,
+                lang_code: None,
             },
             bot_token: BotToken::mint(BOT_ID),
             users: BTreeMap::new(),
             keys: vec![KeyRecord::mint(None)],
             messages: BTreeMap::new(),
             boxes: BTreeMap::new(),
+            qts_boxes: BTreeMap::new(),
+            channel_boxes: BTreeMap::new(),
+            seqs: BTreeMap::new(),
             random_ids: BTreeMap::new(),
             next_message_id: 1,
             next_user_id: FIRST_USER_ID,
+            groups: BTreeMap::new(),
+            next_group_id: FIRST_GROUP_ID,
+            privacy: true,
+            created: super::render::now(),
         }
     }
 
@@ -308,38 +475,149 @@ impl World {
             .collect()
     }
 
-    pub fn update_box(&mut self, account: AccountId) -> &mut UpdateBox {
-        self.boxes.entry(account).or_default()
+    /// `account`'s box for `place`.
+    pub fn update_box(&mut self, account: AccountId, place: Place) -> &mut UpdateBox {
+        match place {
+            Place::Common => self.boxes.entry(account).or_default(),
+            Place::Channel(channel) => self
+                .channel_boxes
+                .entry(account)
+                .or_default()
+                .entry(channel)
+                .or_default(),
+        }
+    }
+
+    pub fn qts_box(&mut self, account: AccountId) -> &mut UpdateBox {
+        self.qts_boxes.entry(account).or_default()
     }
 
     pub fn pts(&self, account: AccountId) -> i32 {
         self.boxes.get(&account).map_or(1, |b| b.pts)
     }
 
-    /// Stores a new message and records it in both participants' boxes;
-    /// returns the pts it got in each `(from_pts, to_pts)`.
-    pub fn insert_message(&mut self, mut message: StoredMessage) -> (StoredMessage, i32, i32) {
-        message.id = self.next_message_id;
-        self.next_message_id += 1;
-        let from_pts = self
-            .update_box(message.from)
-            .record(BoxEvent::NewMessage(message.id));
-        let to_pts = self
-            .update_box(message.to)
-            .record(BoxEvent::NewMessage(message.id));
-        self.messages.insert(message.id, message.clone());
-        (message, from_pts, to_pts)
+    pub fn qts(&self, account: AccountId) -> i32 {
+        self.qts_boxes.get(&account).map_or(1, |b| b.pts)
     }
 
-    /// Records an edit of a stored message in both boxes.
-    pub fn record_edit(&mut self, id: i32) -> Option<(i32, i32)> {
-        let (from, to) = self.messages.get(&id).map(|m| (m.from, m.to))?;
-        let from_pts = self.update_box(from).record(BoxEvent::EditMessage(id));
-        let to_pts = self.update_box(to).record(BoxEvent::EditMessage(id));
-        Some((from_pts, to_pts))
+    pub fn seq(&self, account: AccountId) -> i32 {
+        self.seqs.get(&account).copied().unwrap_or(0)
     }
 
-    /// The messages of the chat between the bot and `user`, oldest first.
+    /// Where `message`'s id and pts come from.
+    pub fn place_of(message: &StoredMessage) -> Place {
+        match message.chat {
+            Some(id) if message.in_channel => Place::Channel(id),
+            _ => Place::Common,
+        }
+    }
+
+    pub fn message(&self, place: Place, id: i32) -> Option<&StoredMessage> {
+        match place {
+            Place::Common => self.messages.get(&id),
+            Place::Channel(channel) => self.groups.get(&channel)?.messages.get(&id),
+        }
+    }
+
+    fn messages_mut(&mut self, place: Place) -> Option<&mut BTreeMap<i32, StoredMessage>> {
+        match place {
+            Place::Common => Some(&mut self.messages),
+            Place::Channel(channel) => self.groups.get_mut(&channel).map(|g| &mut g.messages),
+        }
+    }
+
+    /// Stores a new message and records it in the box of each account of
+    /// its audience; returns it and the pts it got in each box.
+    pub fn insert_message(
+        &mut self,
+        mut message: StoredMessage,
+    ) -> (StoredMessage, Vec<(AccountId, i32)>) {
+        let place = World::place_of(&message);
+        message.id = match place {
+            Place::Common => {
+                self.next_message_id += 1;
+                self.next_message_id - 1
+            }
+            Place::Channel(channel) => match self.groups.get_mut(&channel) {
+                Some(group) => {
+                    group.next_message_id += 1;
+                    group.next_message_id - 1
+                }
+                None => 0,
+            },
+        };
+        let event = BoxEvent::NewMessage {
+            message_id: message.id,
+        };
+        let pts = self.record_for(&message.audience(), place, &event);
+        if let Some(messages) = self.messages_mut(place) {
+            messages.insert(message.id, message.clone());
+        }
+        (message, pts)
+    }
+
+    /// Records `event` in `place`'s box of each of `audience`.
+    pub fn record_for(
+        &mut self,
+        audience: &[AccountId],
+        place: Place,
+        event: &BoxEvent,
+    ) -> Vec<(AccountId, i32)> {
+        audience
+            .iter()
+            .map(|&account| {
+                (
+                    account,
+                    self.update_box(account, place).record(event.clone()),
+                )
+            })
+            .collect()
+    }
+
+    /// Replaces a stored message with its edited version and records the
+    /// edit in its audience's boxes.
+    pub fn record_edit(&mut self, place: Place, edited: StoredMessage) -> Vec<(AccountId, i32)> {
+        let event = BoxEvent::EditMessage {
+            message_id: edited.id,
+        };
+        let pts = self.record_for(&edited.audience(), place, &event);
+        if let Some(messages) = self.messages_mut(place) {
+            messages.insert(edited.id, edited);
+        }
+        pts
+    }
+
+    /// Removes messages and records the delete in the boxes of everyone who
+    /// had them; returns `(account, the ids it had, pts)`.
+    pub fn delete_messages(
+        &mut self,
+        place: Place,
+        ids: &[i32],
+    ) -> Vec<(AccountId, Vec<i32>, i32)> {
+        let mut by_account: BTreeMap<AccountId, Vec<i32>> = BTreeMap::new();
+        let Some(messages) = self.messages_mut(place) else {
+            return Vec::new();
+        };
+        for id in ids {
+            if let Some(message) = messages.remove(id) {
+                for account in message.audience() {
+                    by_account.entry(account).or_default().push(*id);
+                }
+            }
+        }
+        by_account
+            .into_iter()
+            .map(|(account, message_ids)| {
+                let event = BoxEvent::DeleteMessages {
+                    message_ids: message_ids.clone(),
+                };
+                let pts = self.update_box(account, place).record(event);
+                (account, message_ids, pts)
+            })
+            .collect()
+    }
+
+    /// The messages of the private chat between the bot and `user`, oldest first.
     pub fn chat_messages(
         &self,
         user: AccountId,
@@ -347,7 +625,19 @@ impl World {
         self.messages.values().filter(move |m| m.visible_to(user))
     }
 
-    pub fn dedup_key(sender: AccountId, peer: AccountId, random_id: i64) -> String {
+    /// The messages of a group, oldest first.
+    pub fn group_messages<'a>(&'a self, group: &'a GroupRecord) -> Vec<&'a StoredMessage> {
+        if group.kind.is_channel() {
+            group.messages.values().collect()
+        } else {
+            self.messages
+                .values()
+                .filter(|m| m.chat == Some(group.id))
+                .collect()
+        }
+    }
+
+    pub fn dedup_key(sender: AccountId, peer: i64, random_id: i64) -> String {
         format!("{sender}:{peer}:{random_id}")
     }
 }
@@ -381,16 +671,13 @@ mod tests {
 
     fn message(from: AccountId, to: AccountId) -> StoredMessage {
         StoredMessage {
-            id: 0,
             from,
             to,
             date: 1,
             text: "hi".into(),
-            media: None,
             reply_markup: Some(vec![1, 2, 3]),
-            reply_to: None,
-            edit_date: None,
             random_id: Some(5),
+            ..StoredMessage::default()
         }
     }
 
@@ -398,18 +685,69 @@ mod tests {
     fn each_message_adds_one_pts_to_both_boxes() {
         let mut world = World::new();
         let user = 1_000_001;
-        let (first, bot_pts, user_pts) = world.insert_message(message(user, BOT_ID));
-        assert_eq!((first.id, bot_pts, user_pts), (1, 2, 2));
-        let (second, bot_pts, user_pts) = world.insert_message(message(BOT_ID, user));
-        assert_eq!((second.id, bot_pts, user_pts), (2, 3, 3));
-        let (_, bot_pts, other_pts) = world.insert_message(message(BOT_ID, 1_000_002));
-        assert_eq!((bot_pts, other_pts), (4, 2));
-        assert_eq!(world.record_edit(2), Some((5, 4)));
+        let (first, pts) = world.insert_message(message(user, BOT_ID));
+        assert_eq!((first.id, pts), (1, vec![(user, 2), (BOT_ID, 2)]));
+        let (second, pts) = world.insert_message(message(BOT_ID, user));
+        assert_eq!((second.id, pts), (2, vec![(BOT_ID, 3), (user, 3)]));
+        let (_, pts) = world.insert_message(message(BOT_ID, 1_000_002));
+        assert_eq!(pts, vec![(BOT_ID, 4), (1_000_002, 2)]);
+        let mut edited = second.clone();
+        edited.text = "edited".into();
+        assert_eq!(
+            world.record_edit(Place::Common, edited),
+            vec![(BOT_ID, 5), (user, 4)]
+        );
         assert_eq!(
             world.boxes[&BOT_ID].since(3),
-            &[(4, BoxEvent::NewMessage(3)), (5, BoxEvent::EditMessage(2))]
+            &[
+                (4, BoxEvent::NewMessage { message_id: 3 }),
+                (5, BoxEvent::EditMessage { message_id: 2 })
+            ]
         );
         assert_eq!(world.chat_messages(user).count(), 2);
+        assert_eq!(world.messages[&2].text, "edited");
+        let deleted = world.delete_messages(Place::Common, &[1, 2, 99]);
+        assert_eq!(
+            deleted,
+            vec![(user, vec![1, 2], 6), (BOT_ID, vec![1, 2], 7)]
+        );
+        assert_eq!(world.chat_messages(user).count(), 0);
+    }
+
+    #[test]
+    fn channels_number_their_own_messages_in_their_own_boxes() {
+        let mut world = World::new();
+        let user = 1_000_001;
+        world.groups.insert(
+            5,
+            GroupRecord {
+                id: 5,
+                kind: GroupKind::Supergroup,
+                title: "t".into(),
+                access_hash: 1,
+                date: 1,
+                members: BTreeMap::from([(user, Role::Creator), (BOT_ID, Role::Member)]),
+                messages: BTreeMap::new(),
+                next_message_id: 1,
+            },
+        );
+        world.insert_message(message(user, BOT_ID));
+        let in_channel = StoredMessage {
+            chat: Some(5),
+            in_channel: true,
+            to: 0,
+            seen_by: vec![user, BOT_ID],
+            ..message(user, 0)
+        };
+        let (posted, pts) = world.insert_message(in_channel);
+        assert_eq!(posted.id, 1);
+        assert_eq!(pts, vec![(user, 2), (BOT_ID, 2)]);
+        assert_eq!(world.pts(BOT_ID), 2, "the common box did not move");
+        assert_eq!(world.group_messages(&world.groups[&5]).len(), 1);
+        assert_eq!(world.groups[&5].bot_api_id(), -1_000_000_000_005);
+        assert_eq!(bare_group_id(-1_000_000_000_005), Some(5));
+        assert_eq!(bare_group_id(-5), Some(5));
+        assert_eq!(bare_group_id(5), None);
     }
 
     #[test]
@@ -422,5 +760,6 @@ mod tests {
         assert_eq!(back.keys[0].key, world.keys[0].key);
         assert_eq!(back.bot_token, world.bot_token);
         assert_eq!(back.pts(BOT_ID), 2);
+        assert!(back.privacy);
     }
 }

@@ -1,0 +1,134 @@
+//! The running bots, and applying a config to them.
+//!
+//! [`Fleet::apply`] compares the bots a config asks for with those running
+//! and does the difference: a new or re-enabled bot starts, a removed or
+//! disabled one stops (its in-flight sends finish), a bot whose token,
+//! limits or webhook changed restarts, and every other bot is left alone —
+//! its connection stays up and none of its jobs waits. Keys and
+//! `interactive` only change the registry. Every worker runs under a child
+//! of the fleet's cancellation token, in its own task tracker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Bots;
+use super::worker::{self, BotSpec, Shared};
+use crate::config::{BotName, Config, TokenError};
+
+/// What [`Fleet::apply`] did, by bot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub started: Vec<BotName>,
+    pub stopped: Vec<BotName>,
+    pub restarted: Vec<BotName>,
+    pub unchanged: Vec<BotName>,
+}
+
+struct Running {
+    spec: BotSpec,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// The workers of the configured, enabled bots.
+pub struct Fleet {
+    shared: Arc<Shared>,
+    bots: Bots,
+    root: CancellationToken,
+    running: BTreeMap<BotName, Running>,
+}
+
+impl Fleet {
+    /// No bot runs until [`Fleet::apply`]; every worker stops with `root`.
+    pub fn new(shared: Shared, bots: Bots, root: CancellationToken) -> Self {
+        Fleet {
+            shared: Arc::new(shared),
+            bots,
+            root,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Makes the running bots those `config` asks for. A bot whose token
+    /// cannot be had is an error and nothing changes.
+    pub async fn apply(&mut self, config: &Config) -> Result<Applied, TokenError> {
+        let mut wanted = BTreeMap::new();
+        for bot in config.bots.iter().filter(|bot| bot.enabled) {
+            wanted.insert(bot.name.clone(), BotSpec::of(bot, config)?);
+        }
+        self.bots.update(config);
+        let mut applied = Applied::default();
+        let names: Vec<BotName> = self.running.keys().cloned().collect();
+        for name in names {
+            let keep = wanted
+                .get(&name)
+                .is_some_and(|spec| self.running.get(&name).is_some_and(|r| r.spec == *spec));
+            if keep {
+                wanted.remove(&name);
+                applied.unchanged.push(name);
+                continue;
+            }
+            if let Some(running) = self.running.remove(&name) {
+                tracing::info!(bot = %name, "stopping bot");
+                running.stop().await;
+            }
+            if wanted.contains_key(&name) {
+                applied.restarted.push(name);
+            } else {
+                // Whatever its worker reported last is no part of readiness.
+                self.bots.states().remove(name.as_str());
+                applied.stopped.push(name);
+            }
+        }
+        for (name, spec) in wanted {
+            if !applied.restarted.contains(&name) {
+                applied.started.push(name.clone());
+            }
+            self.start(spec);
+        }
+        Ok(applied)
+    }
+
+    fn start(&mut self, spec: BotSpec) {
+        let Some(entry) = self.bots.get(spec.name.as_str()) else {
+            return; // not in the registry: not configured
+        };
+        let cancel = self.root.child_token();
+        let tracker = TaskTracker::new();
+        tracker.spawn(worker::run(
+            Arc::clone(&self.shared),
+            spec.clone(),
+            entry,
+            cancel.clone(),
+            tracker.clone(),
+        ));
+        self.running.insert(
+            spec.name.clone(),
+            Running {
+                spec,
+                cancel,
+                tracker,
+            },
+        );
+    }
+
+    /// Stops every bot and waits for their workers.
+    pub async fn stop(mut self) {
+        self.root.cancel();
+        for (_, running) in std::mem::take(&mut self.running) {
+            running.stop().await;
+        }
+    }
+}

@@ -1,0 +1,929 @@
+//! The sender's decisions, as a deterministic state machine (in the style
+//! of quinn-proto's connection).
+//!
+//! The [`Core`] owns no clock, socket or store. It is told what happened
+//! ([`Event`]: the store has work, the store's answer to a look or a claim,
+//! an attempt's outcome, a commit's result, a connection up or down) and
+//! the time (`now`, one clock: time since the shell's origin), and it says
+//! what to do next ([`Core::poll_action`]: look at the store, claim these
+//! jobs, invoke that one for bot B, commit this outcome) and when to be woken
+//! ([`Core::poll_timeout`]). The async shell (`sender::Sender`) does the
+//! I/O. Its rules, for any number of bots at once:
+//!
+//! - a chat has at most one job in flight, so a chat's jobs go out in the
+//!   order the store hands them (enqueue order);
+//! - a job is invoked once per claim, and claimed again only after the store
+//!   put it back (a retry, a flood wait, a release);
+//! - every message takes a slot of its bot's [`Limits`] before it is
+//!   invoked; a slot reserved for a chat's next job is given back if there
+//!   was none;
+//! - a bot-wide `FLOOD_WAIT` holds that bot only; a halted or disconnected
+//!   bot claims nothing, and other bots go on;
+//! - once stopping, nothing new is claimed or followed.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use crate::chat::ChatId;
+use crate::limits::{FloodScope, Limits};
+use crate::queue::JobId;
+
+/// A bot, by name.
+pub type BotKey = String;
+
+/// What the core needs to know of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub id: JobId,
+    pub chat: ChatId,
+    /// Telegram messages it sends (each takes a slot).
+    pub parts: u16,
+}
+
+/// How an attempt ended, as far as scheduling cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Failed for good, or to be retried later: the store decides when.
+    Settled,
+    /// `FLOOD_WAIT`: the chat (or the bot) is held until `until`.
+    FloodWait {
+        scope: FloodScope,
+        until: Duration,
+    },
+    /// The session is unusable: the bot stops sending.
+    Halt(String),
+    /// The attempt did not finish (its task failed): the job goes back.
+    Dropped,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The bot's connection is up (signed in) or down.
+    Connection { bot: BotKey, up: bool },
+    /// Something in the store may have become due for the bot.
+    Wake { bot: BotKey },
+    /// The answer to [`Action::Look`]: the bot's due heads (oldest first,
+    /// one per chat) and when the next job not yet due becomes due.
+    Due {
+        bot: BotKey,
+        heads: Vec<Head>,
+        next_due: Option<Duration>,
+    },
+    /// The answer to [`Action::Claim`] for `asked`: which of them the store
+    /// took (marked `sending`); the others were no longer due.
+    Claimed {
+        bot: BotKey,
+        asked: Vec<JobId>,
+        taken: Vec<JobId>,
+    },
+    /// An invoked job's attempt ended.
+    Attempted {
+        bot: BotKey,
+        job: JobId,
+        outcome: Outcome,
+    },
+    /// The answer to [`Action::Commit`]: the chat's next job, taken in the
+    /// same commit (only when `follow` was allowed).
+    Committed {
+        bot: BotKey,
+        job: JobId,
+        next: Option<Head>,
+    },
+    /// Stop: claim and follow nothing more.
+    Stop,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Read up to `room` of the bot's due heads; answer [`Event::Due`].
+    Look { bot: BotKey, room: usize },
+    /// Take these jobs; answer [`Event::Claimed`].
+    Claim { bot: BotKey, jobs: Vec<JobId> },
+    /// Send this claimed job through the bot's connection; answer
+    /// [`Event::Attempted`]. `scope` is the limiter's guess of which limit a
+    /// flood wait would come from.
+    Invoke {
+        bot: BotKey,
+        job: JobId,
+        scope: FloodScope,
+    },
+    /// Make the attempt's outcome durable; after a sent job, also take the
+    /// chat's next due job if `follow` (its slot is reserved). Answer
+    /// [`Event::Committed`].
+    Commit {
+        bot: BotKey,
+        job: JobId,
+        follow: Option<FloodScope>,
+    },
+    /// Telegram refused the bot's session.
+    Halted { bot: BotKey, reason: String },
+}
+
+/// The longest the core waits without a reason before looking again: a
+/// guard against the store's wall clock moving apart from `now`.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+
+/// One bot's part of the schedule.
+struct Lane {
+    limits: Limits,
+    connected: bool,
+    halted: bool,
+    /// A bot-wide flood wait: nothing is claimed before this.
+    held_until: Duration,
+    /// A look is wanted (something may be due).
+    look: bool,
+    /// A look is outstanding.
+    looking: bool,
+    /// When to look again by itself (the next due job, the limiter's next
+    /// slot, the idle guard).
+    look_at: Option<Duration>,
+    /// Jobs between claim and commit, with their chat.
+    in_flight: HashMap<JobId, ChatId>,
+    /// Chats with a job in flight or being claimed.
+    busy: HashSet<ChatId>,
+    /// Jobs named in a claim not yet answered, with their head.
+    claiming: HashMap<JobId, (Head, FloodScope)>,
+    /// Next jobs reserved a slot by a commit, by the job committed.
+    following: HashMap<JobId, ChatId>,
+}
+
+impl Lane {
+    fn new(limits: Limits) -> Self {
+        Lane {
+            limits,
+            connected: false,
+            halted: false,
+            held_until: Duration::ZERO,
+            look: true,
+            looking: false,
+            look_at: None,
+            in_flight: HashMap::new(),
+            busy: HashSet::new(),
+            claiming: HashMap::new(),
+            following: HashMap::new(),
+        }
+    }
+
+    fn sends(&self, stopping: bool, now: Duration) -> bool {
+        self.connected && !self.halted && !stopping && self.held_until <= now
+    }
+
+    fn room(&self, max_in_flight: usize) -> usize {
+        max_in_flight.saturating_sub(self.in_flight.len() + self.claiming.len())
+    }
+
+    fn wake_at(&mut self, at: Duration) {
+        self.look_at = Some(self.look_at.map_or(at, |current| current.min(at)));
+    }
+
+    /// Takes the slots `head` needs at `now`, or says when it may go.
+    fn admit(&mut self, head: &Head, now: Duration) -> Result<FloodScope, Duration> {
+        let scope = self.limits.flood_scope(head.chat, now);
+        self.limits.try_acquire(head.chat, now)?;
+        for _ in 1..head.parts {
+            self.limits.record(head.chat, now);
+        }
+        Ok(scope)
+    }
+}
+
+/// The scheduler of every bot's sends.
+pub struct Core {
+    lanes: BTreeMap<BotKey, Lane>,
+    /// Jobs in flight per bot at most.
+    max_in_flight: usize,
+    stopping: bool,
+    actions: VecDeque<Action>,
+}
+
+impl Core {
+    pub fn new(max_in_flight: usize) -> Self {
+        Core {
+            lanes: BTreeMap::new(),
+            max_in_flight: max_in_flight.max(1),
+            stopping: false,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Adds `bot`, sending within `limits` (disconnected until told).
+    pub fn add_bot(&mut self, bot: impl Into<BotKey>, limits: Limits) {
+        self.lanes.insert(bot.into(), Lane::new(limits));
+    }
+
+    /// Jobs between claim and commit, for every bot.
+    pub fn in_flight(&self) -> usize {
+        self.lanes
+            .values()
+            .map(|lane| lane.in_flight.len() + lane.claiming.len())
+            .sum()
+    }
+
+    /// Whether the bot was halted.
+    pub fn is_halted(&self, bot: &str) -> bool {
+        self.lanes.get(bot).is_some_and(|lane| lane.halted)
+    }
+
+    /// Takes in `event` at `now`.
+    pub fn handle(&mut self, now: Duration, event: Event) {
+        let stopping = self.stopping;
+        match event {
+            Event::Stop => self.stopping = true,
+            Event::Connection { bot, up } => {
+                if let Some(lane) = self.lanes.get_mut(&bot) {
+                    lane.connected = up;
+                    lane.look |= up;
+                }
+            }
+            Event::Wake { bot } => {
+                if let Some(lane) = self.lanes.get_mut(&bot) {
+                    lane.look = true;
+                }
+            }
+            Event::Due {
+                bot,
+                heads,
+                next_due,
+            } => {
+                let Some(lane) = self.lanes.get_mut(&bot) else {
+                    return;
+                };
+                lane.looking = false;
+                if let Some(at) = next_due {
+                    lane.wake_at(at.max(now));
+                }
+                if !lane.sends(stopping, now) {
+                    return;
+                }
+                let mut jobs = Vec::new();
+                for head in heads {
+                    if lane.busy.contains(&head.chat) {
+                        continue;
+                    }
+                    match lane.admit(&head, now) {
+                        Ok(scope) => {
+                            lane.busy.insert(head.chat);
+                            lane.claiming.insert(head.id, (head, scope));
+                            jobs.push(head.id);
+                        }
+                        Err(ready) => lane.wake_at(ready),
+                    }
+                }
+                if !jobs.is_empty() {
+                    self.actions.push_back(Action::Claim { bot, jobs });
+                }
+            }
+            Event::Claimed { bot, asked, taken } => {
+                let Some(lane) = self.lanes.get_mut(&bot) else {
+                    return;
+                };
+                let taken: HashSet<JobId> = taken.into_iter().collect();
+                for id in asked {
+                    let Some((head, scope)) = lane.claiming.remove(&id) else {
+                        continue;
+                    };
+                    if taken.contains(&id) {
+                        lane.in_flight.insert(id, head.chat);
+                        self.actions.push_back(Action::Invoke {
+                            bot: bot.clone(),
+                            job: id,
+                            scope,
+                        });
+                    } else {
+                        // No longer due: its slots are given back.
+                        for _ in 0..head.parts {
+                            lane.limits.refund(head.chat);
+                        }
+                        lane.busy.remove(&head.chat);
+                        lane.look = true;
+                    }
+                }
+            }
+            Event::Attempted { bot, job, outcome } => {
+                let Some(lane) = self.lanes.get_mut(&bot) else {
+                    return;
+                };
+                let Some(&chat) = lane.in_flight.get(&job) else {
+                    return;
+                };
+                let mut follow = None;
+                match outcome {
+                    Outcome::Sent if lane.sends(stopping, now) => {
+                        let scope = lane.limits.flood_scope(chat, now);
+                        if lane.limits.try_acquire(chat, now).is_ok() {
+                            lane.following.insert(job, chat);
+                            follow = Some(scope);
+                        }
+                    }
+                    Outcome::FloodWait {
+                        scope: FloodScope::Bot,
+                        until,
+                    } => {
+                        lane.held_until = lane.held_until.max(until);
+                        lane.look = true;
+                    }
+                    Outcome::Halt(reason) if !lane.halted => {
+                        lane.halted = true;
+                        self.actions.push_back(Action::Halted {
+                            bot: bot.clone(),
+                            reason,
+                        });
+                    }
+                    _ => {}
+                }
+                self.actions.push_back(Action::Commit { bot, job, follow });
+            }
+            Event::Committed { bot, job, next } => {
+                let Some(lane) = self.lanes.get_mut(&bot) else {
+                    return;
+                };
+                let Some(chat) = lane.in_flight.remove(&job) else {
+                    return;
+                };
+                let reserved = lane.following.remove(&job).is_some();
+                match next {
+                    Some(head) if reserved && head.chat == chat => {
+                        // Its first slot was reserved; the others follow.
+                        for _ in 1..head.parts {
+                            lane.limits.record(chat, now);
+                        }
+                        let scope = lane.limits.flood_scope(chat, now);
+                        lane.in_flight.insert(head.id, chat);
+                        self.actions.push_back(Action::Invoke {
+                            bot,
+                            job: head.id,
+                            scope,
+                        });
+                    }
+                    _ => {
+                        if reserved {
+                            lane.limits.refund(chat);
+                        }
+                        lane.busy.remove(&chat);
+                        lane.look = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes in that the time `poll_timeout` named has come.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        for lane in self.lanes.values_mut() {
+            if lane.look_at.is_some_and(|at| at <= now) {
+                lane.look_at = None;
+                lane.look = true;
+            }
+        }
+    }
+
+    /// The next thing to do at `now`, if any.
+    pub fn poll_action(&mut self, now: Duration) -> Option<Action> {
+        if let Some(action) = self.actions.pop_front() {
+            return Some(action);
+        }
+        let stopping = self.stopping;
+        let max_in_flight = self.max_in_flight;
+        for (bot, lane) in &mut self.lanes {
+            if !lane.look || lane.looking || !lane.sends(stopping, now) {
+                continue;
+            }
+            let room = lane.room(max_in_flight);
+            if room == 0 {
+                continue;
+            }
+            let bot_ready = lane.limits.bot_ready_at();
+            if bot_ready > now {
+                lane.wake_at(bot_ready);
+                continue;
+            }
+            lane.look = false;
+            lane.looking = true;
+            lane.look_at = Some(now + MAX_IDLE);
+            return Some(Action::Look {
+                bot: bot.clone(),
+                room,
+            });
+        }
+        None
+    }
+
+    /// When to call [`Core::handle_timeout`] next (`None`: only an event
+    /// can change anything).
+    pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
+        let stopping = self.stopping;
+        self.lanes
+            .values()
+            .filter(|lane| lane.connected && !lane.halted && !stopping)
+            .filter_map(|lane| {
+                let held = (lane.held_until > now).then_some(lane.held_until);
+                match (lane.look_at, held) {
+                    (Some(at), Some(held)) => Some(at.max(held)),
+                    (at, held) => at.or(held),
+                }
+            })
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core against a model of the store, on the core's own clock: no
+    //! sockets, no sleeps, many bots at once.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::limits::Rates;
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum State {
+        Queued,
+        Sending,
+        Sent,
+    }
+
+    #[derive(Debug, Clone)]
+    struct StoredJob {
+        head: Head,
+        state: State,
+        not_before: Duration,
+    }
+
+    /// The store's rules as the queue keeps them: a chat's line, holds,
+    /// `sending` marks, the chained take of a chat's next job.
+    #[derive(Default)]
+    struct Store {
+        jobs: BTreeMap<BotKey, Vec<StoredJob>>,
+        chat_holds: HashMap<(BotKey, ChatId), Duration>,
+        bot_holds: HashMap<BotKey, Duration>,
+        next_id: i64,
+    }
+
+    impl Store {
+        fn enqueue(&mut self, bot: &str, chat: i64, parts: u16) -> JobId {
+            self.next_id += 1;
+            let id = JobId::new(self.next_id);
+            self.jobs.entry(bot.into()).or_default().push(StoredJob {
+                head: Head {
+                    id,
+                    chat: ChatId::user(chat),
+                    parts,
+                },
+                state: State::Queued,
+                not_before: Duration::ZERO,
+            });
+            id
+        }
+
+        /// The oldest unsent job of each chat of `bot`.
+        fn heads(&self, bot: &str) -> Vec<&StoredJob> {
+            let mut seen = HashSet::new();
+            self.jobs
+                .get(bot)
+                .into_iter()
+                .flatten()
+                .filter(|job| job.state != State::Sent)
+                .filter(|job| seen.insert(job.head.chat))
+                .collect()
+        }
+
+        fn free_at(&self, bot: &str, job: &StoredJob) -> Duration {
+            let chat = self
+                .chat_holds
+                .get(&(bot.to_owned(), job.head.chat))
+                .copied()
+                .unwrap_or_default();
+            let whole = self.bot_holds.get(bot).copied().unwrap_or_default();
+            job.not_before.max(chat).max(whole)
+        }
+
+        fn due(&self, bot: &str, now: Duration, room: usize) -> (Vec<Head>, Option<Duration>) {
+            let heads: Vec<&StoredJob> = self
+                .heads(bot)
+                .into_iter()
+                .filter(|job| job.state == State::Queued)
+                .collect();
+            let due = heads
+                .iter()
+                .filter(|job| self.free_at(bot, job) <= now)
+                .take(room)
+                .map(|job| job.head)
+                .collect();
+            let next = heads
+                .iter()
+                .map(|job| self.free_at(bot, job))
+                .filter(|at| *at > now)
+                .min();
+            (due, next)
+        }
+
+        fn job(&mut self, bot: &str, id: JobId) -> &mut StoredJob {
+            let jobs = self.jobs.get_mut(bot).unwrap();
+            jobs.iter_mut().find(|job| job.head.id == id).unwrap()
+        }
+
+        /// Makes `outcome` durable, as `Report::apply` and
+        /// `mark_sent_then_take` do.
+        fn commit(
+            &mut self,
+            bot: &str,
+            id: JobId,
+            outcome: &Outcome,
+            follow: bool,
+            now: Duration,
+        ) -> Option<Head> {
+            let chat = self.job(bot, id).head.chat;
+            let job = self.job(bot, id);
+            match outcome {
+                Outcome::Sent => job.state = State::Sent,
+                Outcome::Settled => {
+                    // A retry one second later.
+                    job.state = State::Queued;
+                    job.not_before = now + Duration::from_secs(1);
+                }
+                Outcome::FloodWait { scope, until } => {
+                    job.state = State::Queued;
+                    match scope {
+                        FloodScope::Chat => {
+                            self.chat_holds.insert((bot.to_owned(), chat), *until);
+                        }
+                        FloodScope::Bot => {
+                            self.bot_holds.insert(bot.to_owned(), *until);
+                        }
+                    }
+                }
+                Outcome::Halt(_) | Outcome::Dropped => job.state = State::Queued,
+            }
+            if *outcome != Outcome::Sent || !follow {
+                return None;
+            }
+            let next = self
+                .heads(bot)
+                .into_iter()
+                .find(|job| job.head.chat == chat)
+                .map(|job| job.head.id)?;
+            self.take_if_due(bot, next, now)
+                .then(|| self.job(bot, next).head)
+        }
+
+        fn take_if_due(&mut self, bot: &str, id: JobId, now: Duration) -> bool {
+            let (due, _) = self.due(bot, now, usize::MAX);
+            if !due.iter().any(|head| head.id == id) {
+                return false;
+            }
+            self.job(bot, id).state = State::Sending;
+            true
+        }
+    }
+
+    /// What one attempt comes to, by bot, job and how many attempts it had.
+    type Telegram = dyn FnMut(&str, JobId, u32, Duration) -> Outcome;
+
+    /// One invoke: when, by which bot, of which job and chat.
+    #[derive(Debug, Clone)]
+    struct Sent {
+        at: Duration,
+        bot: BotKey,
+        job: JobId,
+        chat: ChatId,
+        parts: u16,
+    }
+
+    /// Runs `core` against `store` until nothing is left to do or `until`;
+    /// every I/O takes `latency`. Returns every invoke and halt.
+    fn drive(
+        core: &mut Core,
+        store: &mut Store,
+        telegram: &mut Telegram,
+        until: Duration,
+    ) -> (Vec<Sent>, Vec<BotKey>) {
+        let latency = Duration::from_millis(2);
+        let mut now = Duration::ZERO;
+        let mut pending: Vec<(Duration, Event)> = Vec::new();
+        let mut invokes = Vec::new();
+        let mut halted = Vec::new();
+        let mut attempts: HashMap<JobId, u32> = HashMap::new();
+        let mut outcomes: HashMap<JobId, Outcome> = HashMap::new();
+        let mut in_flight_chats: HashSet<(BotKey, ChatId)> = HashSet::new();
+        loop {
+            while let Some(action) = core.poll_action(now) {
+                let done = match action {
+                    Action::Look { bot, room } => {
+                        let (heads, next_due) = store.due(&bot, now, room);
+                        Event::Due {
+                            bot,
+                            heads,
+                            next_due,
+                        }
+                    }
+                    Action::Claim { bot, jobs } => {
+                        let taken = jobs
+                            .iter()
+                            .copied()
+                            .filter(|id| store.take_if_due(&bot, *id, now))
+                            .collect();
+                        Event::Claimed {
+                            bot,
+                            asked: jobs,
+                            taken,
+                        }
+                    }
+                    Action::Invoke { bot, job, .. } => {
+                        let head = store.job(&bot, job).head;
+                        assert_eq!(
+                            store.job(&bot, job).state,
+                            State::Sending,
+                            "invoked unclaimed"
+                        );
+                        assert!(
+                            in_flight_chats.insert((bot.clone(), head.chat)),
+                            "two jobs of chat {} in flight",
+                            head.chat
+                        );
+                        let count = attempts.entry(job).or_default();
+                        *count += 1;
+                        invokes.push(Sent {
+                            at: now,
+                            bot: bot.clone(),
+                            job,
+                            chat: head.chat,
+                            parts: head.parts,
+                        });
+                        let outcome = telegram(&bot, job, *count, now);
+                        outcomes.insert(job, outcome.clone());
+                        Event::Attempted { bot, job, outcome }
+                    }
+                    Action::Commit { bot, job, follow } => {
+                        let chat = store.job(&bot, job).head.chat;
+                        in_flight_chats.remove(&(bot.clone(), chat));
+                        let outcome = outcomes.remove(&job).expect("a commit after an attempt");
+                        let next = store.commit(&bot, job, &outcome, follow.is_some(), now);
+                        Event::Committed { bot, job, next }
+                    }
+                    Action::Halted { bot, .. } => {
+                        halted.push(bot);
+                        continue;
+                    }
+                };
+                pending.push((now + latency, done));
+            }
+            let next_event = pending.iter().map(|(at, _)| *at).min();
+            let next = match (next_event, core.poll_timeout(now)) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(at) => at,
+                    None => break,
+                },
+            };
+            if next > until {
+                break;
+            }
+            now = next.max(now);
+            let (ready, later): (Vec<_>, Vec<_>) =
+                pending.into_iter().partition(|(at, _)| *at <= now);
+            pending = later;
+            for (_, event) in ready {
+                core.handle(now, event);
+            }
+            core.handle_timeout(now);
+        }
+        (invokes, halted)
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// A core with bots `b0`..`b{n-1}`, all connected, at Telegram's
+    /// default limits.
+    fn core_with(bots: usize) -> Core {
+        let mut core = Core::new(128);
+        for bot in 0..bots {
+            let name = format!("b{bot}");
+            core.add_bot(name.clone(), Limits::new(Rates::default()).unwrap());
+            core.handle(
+                Duration::ZERO,
+                Event::Connection {
+                    bot: name,
+                    up: true,
+                },
+            );
+        }
+        core
+    }
+
+    fn always_sent(_: &str, _: JobId, _: u32, _: Duration) -> Outcome {
+        Outcome::Sent
+    }
+
+    /// At most `rate`·window + `burst` messages of `bot` in any window.
+    fn assert_paced(invokes: &[Sent], bot: &str, window: Duration, most: usize) {
+        let times: Vec<Duration> = invokes
+            .iter()
+            .filter(|sent| sent.bot == bot)
+            .flat_map(|sent| std::iter::repeat_n(sent.at, usize::from(sent.parts)))
+            .collect();
+        for (i, start) in times.iter().enumerate() {
+            let within = times[i..]
+                .iter()
+                .take_while(|at| **at < *start + window)
+                .count();
+            assert!(
+                within <= most,
+                "{bot}: {within} messages within {window:?} from {start:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_bots_send_every_job_once_in_order_within_their_limits() {
+        let mut store = Store::default();
+        let mut core = core_with(20);
+        let mut expected: BTreeMap<(BotKey, ChatId), Vec<JobId>> = BTreeMap::new();
+        for round in 0..4 {
+            for bot in 0..20 {
+                for chat in 0..12 {
+                    let name = format!("b{bot}");
+                    let parts = if (round + chat) % 5 == 0 { 2 } else { 1 };
+                    let id = store.enqueue(&name, 100 + chat, parts);
+                    expected
+                        .entry((name, ChatId::user(100 + chat)))
+                        .or_default()
+                        .push(id);
+                }
+            }
+        }
+        let (invokes, halted) = drive(&mut core, &mut store, &mut always_sent, secs(60.0));
+        assert!(halted.is_empty());
+        // Exactly once each, in enqueue order per chat.
+        let mut seen: BTreeMap<(BotKey, ChatId), Vec<JobId>> = BTreeMap::new();
+        for sent in &invokes {
+            seen.entry((sent.bot.clone(), sent.chat))
+                .or_default()
+                .push(sent.job);
+        }
+        assert_eq!(seen, expected);
+        for bot in 0..20 {
+            let name = format!("b{bot}");
+            // 30/s with a burst of 3, per bot; 1/s per private chat.
+            assert_paced(&invokes, &name, secs(1.0), 33);
+            for chat in 0..12 {
+                let chat = ChatId::user(100 + chat);
+                let at: Vec<Duration> = invokes
+                    .iter()
+                    .filter(|sent| sent.bot == name && sent.chat == chat)
+                    .map(|sent| sent.at)
+                    .collect();
+                for pair in at.windows(2) {
+                    assert!(pair[1] - pair[0] >= secs(0.999), "{name} {chat}: {at:?}");
+                }
+            }
+        }
+        // The bots went side by side: 48 chat-seconds of 2-part jobs and
+        // more at 1/s per chat take a few seconds, not 20 bots' worth.
+        let last = invokes.iter().map(|sent| sent.at).max().unwrap();
+        assert!(last < secs(12.0), "{last:?}");
+        assert_eq!(core.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_halted_bot_stops_alone() {
+        let mut store = Store::default();
+        let mut core = core_with(3);
+        for bot in ["b0", "b1", "b2"] {
+            for chat in 0..5 {
+                store.enqueue(bot, chat, 1);
+            }
+        }
+        let mut telegram = |bot: &str, _: JobId, _: u32, _: Duration| match bot {
+            "b1" => Outcome::Halt("AUTH_KEY_UNREGISTERED".into()),
+            _ => Outcome::Sent,
+        };
+        let (invokes, halted) = drive(&mut core, &mut store, &mut telegram, secs(30.0));
+        assert_eq!(halted, ["b1"]);
+        assert!(core.is_halted("b1") && !core.is_halted("b0"));
+        let count = |bot: &str| invokes.iter().filter(|sent| sent.bot == bot).count();
+        assert_eq!((count("b0"), count("b2")), (5, 5));
+        // b1's first claim went out before the halt came back; nothing after.
+        let first_halt = invokes.iter().find(|sent| sent.bot == "b1").unwrap().at;
+        assert!(
+            invokes
+                .iter()
+                .all(|sent| sent.bot != "b1" || sent.at == first_halt)
+        );
+        let unsent = store.jobs["b1"]
+            .iter()
+            .filter(|job| job.state != State::Sent)
+            .count();
+        assert_eq!(unsent, 5);
+    }
+
+    #[test]
+    fn a_bot_wide_flood_wait_holds_that_bot_only_and_a_retry_keeps_the_chats_order() {
+        let mut store = Store::default();
+        let mut core = core_with(2);
+        let first = store.enqueue("b0", 1, 1);
+        let second = store.enqueue("b0", 1, 1);
+        let other = store.enqueue("b1", 1, 1);
+        let retried = store.enqueue("b1", 2, 1);
+        let after_retry = store.enqueue("b1", 2, 1);
+        let mut telegram = move |_: &str, job: JobId, attempt: u32, now: Duration| {
+            if job == first && attempt == 1 {
+                return Outcome::FloodWait {
+                    scope: FloodScope::Bot,
+                    until: now + secs(5.0),
+                };
+            }
+            if job == retried && attempt == 1 {
+                return Outcome::Settled;
+            }
+            Outcome::Sent
+        };
+        let (invokes, _) = drive(&mut core, &mut store, &mut telegram, secs(30.0));
+        let at = |job: JobId| -> Vec<Duration> {
+            invokes
+                .iter()
+                .filter(|sent| sent.job == job)
+                .map(|sent| sent.at)
+                .collect()
+        };
+        let first_at = at(first);
+        assert_eq!(first_at.len(), 2, "{first_at:?}");
+        assert!(first_at[1] >= first_at[0] + secs(5.0), "{first_at:?}");
+        assert!(at(second)[0] > first_at[1]);
+        // b1 was not held: its first job went at once.
+        assert!(at(other)[0] < secs(0.1), "{:?}", at(other));
+        // The retried job went twice, and its chat's next job after it.
+        let retried_at = at(retried);
+        assert_eq!(retried_at.len(), 2);
+        assert!(at(after_retry)[0] > retried_at[1]);
+    }
+
+    #[test]
+    fn a_disconnected_bot_claims_nothing_until_it_is_up() {
+        let mut store = Store::default();
+        let mut core = core_with(2);
+        core.handle(
+            Duration::ZERO,
+            Event::Connection {
+                bot: "b1".into(),
+                up: false,
+            },
+        );
+        store.enqueue("b0", 1, 1);
+        store.enqueue("b1", 1, 1);
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(10.0));
+        assert_eq!(invokes.len(), 1);
+        assert_eq!(invokes[0].bot, "b0");
+        core.handle(
+            secs(10.0),
+            Event::Connection {
+                bot: "b1".into(),
+                up: true,
+            },
+        );
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(20.0));
+        assert_eq!(invokes.len(), 1);
+        assert_eq!(invokes[0].bot, "b1");
+    }
+
+    #[test]
+    fn a_slot_reserved_for_a_next_job_that_was_not_there_is_given_back() {
+        let mut limits = Limits::new(Rates::default()).unwrap();
+        let chat = ChatId::user(1);
+        limits.try_acquire(chat, Duration::ZERO).unwrap();
+        // Reserved for a follower at 0.1 s, then not used.
+        assert!(limits.try_acquire(chat, secs(0.1)).is_err());
+        limits.try_acquire(chat, secs(1.0)).unwrap();
+        limits.refund(chat);
+        // As if the reservation had never been: the chat may send at 1 s.
+        assert!(limits.ready_at(chat) <= secs(1.0));
+
+        // Through the core: one job sent, then a new one a second later
+        // goes at once, not a second after that.
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        store.enqueue("b0", 1, 1);
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(0.5));
+        assert_eq!(invokes.len(), 1);
+        store.enqueue("b0", 1, 1);
+        core.handle(secs(1.0), Event::Wake { bot: "b0".into() });
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(5.0));
+        assert_eq!(invokes.len(), 1);
+        assert!(invokes[0].at <= secs(1.1), "{:?}", invokes[0].at);
+    }
+
+    #[test]
+    fn once_stopping_nothing_new_is_claimed() {
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        core.handle(Duration::ZERO, Event::Stop);
+        store.enqueue("b0", 1, 1);
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(10.0));
+        assert!(invokes.is_empty());
+    }
+}

@@ -1,0 +1,464 @@
+//! Many bots in one `telegate run`: a bot Telegram refuses, or one that
+//! cannot reach Telegram, is halted or retrying on its own while the others
+//! send and answer clicks; a reload applies the config's difference and
+//! leaves unchanged bots alone.
+
+mod worker_support;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::http::Method;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use telegate::api::client::{Answer, Client};
+use telegate::config::{BotName, Secret, StateDir};
+use telegate::sandbox::server::Sandbox;
+use telegate::sandbox::telegram::{DC_ID, Pressed, UserClick};
+use telegate::session::SessionStore;
+use tokio::time::{Instant, sleep};
+use worker_support::{PATIENCE, Pace, World, body};
+
+const OPERATOR: &str = "op-sekrit";
+
+/// Beside the sandbox's own bot (`default`, from `[telegram]`): `refused`,
+/// whose token Telegram rejects, and `unreachable`, whose session has a key
+/// the DC does not know (its connection is refused at once).
+fn config(unreachable_key: &str, unreachable_enabled: bool, with_refused: bool) -> String {
+    let mut text = format!(
+        "[api]\nadmin_keys = [\"{OPERATOR}\"]\n\
+         [[bots]]\nname = \"unreachable\"\nbot_token = \"998:unreachable-sekrit\"\n\
+         api_keys = [\"{unreachable_key}\"]\nenabled = {unreachable_enabled}\n"
+    );
+    if with_refused {
+        text.push_str(
+            "[[bots]]\nname = \"refused\"\nbot_token = \"999:refused-sekrit\"\n\
+             api_keys = [\"refused-key\"]\n",
+        );
+    }
+    text
+}
+
+fn provision(dir: &Path, sandbox: &Sandbox) {
+    let state = StateDir::new(dir);
+    let name = |n: &str| BotName::new(n).unwrap();
+    // The DC's key for bots: it connects, and then the token is refused.
+    SessionStore::provision(
+        &state.bot_session(&name("refused")),
+        DC_ID,
+        sandbox.dc_addr(),
+        sandbox.telegram().bot_auth_key(),
+    )
+    .unwrap();
+    SessionStore::provision(
+        &state.bot_session(&name("unreachable")),
+        DC_ID,
+        sandbox.dc_addr(),
+        [7; 256],
+    )
+    .unwrap();
+}
+
+/// Replaces the `[api]` and `[[bots]]` of the config file with `bots`,
+/// keeping what the sandbox wrote (`[telegram]`, `[limits]`).
+fn rewrite(file: &Path, bots: &str) {
+    let mut table: toml::Table = fs::read_to_string(file).unwrap().parse().unwrap();
+    table.remove("api");
+    table.remove("bots");
+    fs::write(
+        file,
+        format!("{}\n{bots}", toml::to_string(&table).unwrap()),
+    )
+    .unwrap();
+}
+
+async fn call(client: &Client, method: Method, path: &str, key: &str, body: String) -> Answer {
+    let mut connection = client.connect().await.unwrap();
+    connection
+        .send(method, path, &[("x-octopods-auth", key)], Bytes::from(body))
+        .await
+        .unwrap()
+}
+
+/// The bots as the operator sees them, by name.
+async fn bots(client: &Client) -> Value {
+    let answer = call(client, Method::GET, "/api/v1/bots", OPERATOR, String::new()).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let mut by_name = serde_json::Map::new();
+    for bot in answer.json().unwrap()["bots"].as_array().unwrap() {
+        by_name.insert(bot["name"].as_str().unwrap().to_owned(), bot.clone());
+    }
+    Value::Object(by_name)
+}
+
+/// Waits until `check` holds for the bots' view.
+async fn until_bots(client: &Client, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = bots(client).await;
+        if check(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {seen}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applies_the_difference() {
+    let mut world = World::start_prepared(
+        Pace::Unlimited,
+        &config("unreachable-key", true, true),
+        &[],
+        provision,
+    )
+    .await;
+    // Requests below name their key themselves; the harness's own reads go
+    // as the operator.
+    let keyless = Client::new(world.dir.path().join("telegate.sock"));
+    let client = &keyless;
+    world.client = keyless.clone().with_key(Some(Secret::new(OPERATOR)));
+
+    let seen = until_bots(client, "refused halted and unreachable failing", |bots| {
+        bots["refused"]["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("halted:") && s.contains("ACCESS_TOKEN_INVALID"))
+            && bots["unreachable"]["state"] == "connecting"
+            && bots["unreachable"]["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(seen["default"]["state"], "ready", "{seen}");
+
+    // The sandbox's bot sends, in order, while the others fail.
+    let users = world.users(3);
+    let path = "/api/v1/telegram/interactive?bot=default";
+    let mut last = 0;
+    for round in 0..5 {
+        for user in &users {
+            let text = format!("round {round}");
+            let answer = call(client, Method::POST, path, OPERATOR, body(*user, &text)).await;
+            assert_eq!(answer.status, 202, "{:?}", answer.body);
+            last = answer.json().unwrap()["job_id"].as_i64().unwrap();
+        }
+    }
+    let job = world.settled(last).await;
+    assert_eq!(job["state"], "sent", "{job}");
+    for user in &users {
+        let texts: Vec<String> = (0..5).map(|round| format!("round {round}")).collect();
+        assert_eq!(world.bot_texts(*user), texts);
+    }
+
+    // ... and answers a click with the button's stored answer.
+    let user = users[0];
+    let buttons = json!({
+        "destination_user_id": user.to_string(),
+        "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "Yes", "callback_data": "yes", "answer": {"text": "Noted"}}]]}}
+    });
+    let answer = call(
+        client,
+        Method::POST,
+        &format!("{path}&wait=30"),
+        OPERATOR,
+        buttons.to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let message_id: i32 = answer.json().unwrap()["channel_message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pressed = world
+        .sandbox
+        .telegram()
+        .click(
+            user,
+            UserClick::Callback {
+                message_id,
+                data: b"yes".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    let Pressed::Answered(outcome) = pressed else {
+        panic!("a callback press: {pressed:?}");
+    };
+    assert!(format!("{outcome:?}").contains("Noted"), "{outcome:?}");
+
+    // The refused bot's jobs wait for it; nothing else is held up.
+    let refused = call(
+        client,
+        Method::POST,
+        "/api/v1/telegram/messages",
+        "refused-key",
+        json!({"destination_user_id": user.to_string(), "text": "later"}).to_string(),
+    )
+    .await;
+    assert_eq!(refused.status, 202, "{:?}", refused.body);
+    let seen = bots(client).await;
+    assert_eq!(seen["refused"]["queue_depth"], 1, "{seen}");
+
+    // Reload: `refused` removed, `unreachable` re-keyed (not restarted).
+    let file = world.dir.path().join("telegate.toml");
+    rewrite(&file, &config("new-key", true, false));
+    let answer = call(
+        client,
+        Method::POST,
+        "/api/v1/reload",
+        OPERATOR,
+        String::new(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let applied = answer.json().unwrap();
+    assert_eq!(applied["stopped"], json!(["refused"]), "{applied}");
+    assert_eq!(
+        applied["unchanged"],
+        json!(["default", "unreachable"]),
+        "{applied}"
+    );
+    let probe = |key: &'static str| call(client, Method::GET, "/api/v1/jobs", key, String::new());
+    assert_eq!(probe("unreachable-key").await.status, 401);
+    assert_eq!(probe("new-key").await.status, 200);
+    assert_eq!(probe("refused-key").await.status, 401);
+    let seen = bots(client).await;
+    assert!(seen.get("refused").is_none(), "{seen}");
+    assert_eq!(seen["default"]["state"], "ready", "{seen}");
+
+    // Disable `unreachable` with SIGHUP: it stops, its key is refused 403.
+    rewrite(&file, &config("new-key", false, false));
+    let pid = i32::try_from(world.worker.as_ref().unwrap().child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    until_bots(client, "unreachable disabled", |bots| {
+        bots["unreachable"]["state"] == "disabled"
+    })
+    .await;
+    assert_eq!(probe("new-key").await.status, 403);
+
+    // The sandbox's bot was never restarted and still sends.
+    let answer = call(
+        client,
+        Method::POST,
+        &format!("{path}&wait=30"),
+        OPERATOR,
+        body(user, "after"),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let log = world.worker.as_ref().unwrap().log();
+    let stopping = |bot: &str| {
+        log.lines()
+            .any(|line| line.contains("stopping bot") && line.contains(&format!("bot={bot}")))
+    };
+    assert!(stopping("refused") && stopping("unreachable"), "{log}");
+    assert!(!stopping("default"), "{log}");
+    assert_eq!(log.matches("ready: connected").count(), 1, "{log}");
+    for secret in ["sekrit", "new-key", "refused-key"] {
+        assert!(!log.contains(secret), "the log shows {secret}");
+    }
+    world.stop().await;
+}
+
+/// `telegate sandbox --bots 3`'s files (one DC and model per bot, a key
+/// each) under `telegate run`: each bot's key reaches its own users, jobs,
+/// clicks and events only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
+    use telegate::cli::sandbox::write_fleet_files;
+    use telegate::sandbox::server::SandboxOptions;
+    use telegate::sandbox::telegram::{NewUser, UserMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sandboxes = Vec::new();
+    for bot in 1..=3 {
+        let state_dir = match bot {
+            1 => dir.path().to_owned(),
+            _ => dir.path().join(format!("sandboxes/bot{bot}")),
+        };
+        StateDir::new(&state_dir).prepare().unwrap();
+        let sandbox = Sandbox::start(SandboxOptions {
+            state_dir: Some(state_dir),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        sandbox.telegram().set_limits_enabled(false);
+        sandboxes.push(sandbox);
+    }
+    let keys = write_fleet_files(dir.path(), &sandboxes).unwrap();
+    let names: Vec<&str> = keys.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["bot1", "bot2", "bot3"]);
+    // The keys are kept when the files are written again (a restart).
+    assert_eq!(write_fleet_files(dir.path(), &sandboxes).unwrap(), keys);
+    let mut worker = worker_support::Worker::start(dir.path()).await;
+    let client = Client::new(dir.path().join("telegate.sock"));
+    let key = |bot: usize| keys[bot - 1].1.as_str();
+
+    // Every bot gets ready; its key sees itself only.
+    for bot in 1..=3 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let answer = call(
+                &client,
+                Method::GET,
+                "/api/v1/bots",
+                key(bot),
+                String::new(),
+            )
+            .await;
+            let seen = answer.json().unwrap()["bots"].clone();
+            assert_eq!(seen.as_array().map(Vec::len), Some(1), "{seen}");
+            if seen[0]["state"] == "ready" {
+                assert_eq!(seen[0]["name"], format!("bot{bot}"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "bot{bot} never ready: {seen}");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Each bot's user (each model has its own) gets that bot's message.
+    let mut users = Vec::new();
+    for (bot, sandbox) in (1..).zip(&sandboxes) {
+        let telegram = sandbox.telegram();
+        let user = telegram
+            .create_user(NewUser {
+                id: None,
+                first_name: format!("User of bot{bot}"),
+                username: None,
+                lang_code: None,
+            })
+            .unwrap();
+        telegram
+            .user_sends(user.id, UserMessage::Text("/start".into()), None)
+            .unwrap();
+        let text = format!("hello from bot{bot}");
+        let path = "/api/v1/telegram/interactive?wait=30";
+        let answer = call(&client, Method::POST, path, key(bot), body(user.id, &text)).await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        users.push(user.id);
+    }
+    for (bot, sandbox) in (1..).zip(&sandboxes) {
+        let chat = sandbox.telegram().chat(users[bot - 1]).unwrap();
+        let texts: Vec<&str> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        assert_eq!(texts, [format!("hello from bot{bot}")], "bot{bot}'s chat");
+    }
+
+    // bot2's user clicks; the click is bot2's event, answerable by bot2 only.
+    let buttons = json!({
+        "destination_user_id": users[1].to_string(),
+        "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "Yes", "callback_data": "yes", "answer": {"text": "Noted"}}]]}}
+    });
+    let path = "/api/v1/telegram/interactive?wait=30";
+    let answer = call(&client, Method::POST, path, key(2), buttons.to_string()).await;
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    let job_id = answer.json().unwrap()["job_id"].as_i64().unwrap();
+    let message_id: i32 = answer.json().unwrap()["channel_message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pressed = sandboxes[1]
+        .telegram()
+        .click(
+            users[1],
+            UserClick::Callback {
+                message_id,
+                data: b"yes".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(format!("{pressed:?}").contains("Noted"), "{pressed:?}");
+    let clicked = |bot: usize| {
+        let client = client.clone();
+        let key = key(bot).to_owned();
+        async move {
+            let answer = call(
+                &client,
+                Method::GET,
+                "/api/v1/events?after=0",
+                &key,
+                String::new(),
+            )
+            .await;
+            String::from_utf8(answer.body.to_vec())
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap()["event"].clone())
+                .filter(|event| {
+                    event["body"]["type"] == "clicked" || event.to_string().contains("query_id")
+                })
+                .collect::<Vec<Value>>()
+        }
+    };
+    let deadline = Instant::now() + PATIENCE;
+    let click_event = loop {
+        if let Some(event) = clicked(2).await.pop() {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bot2's click never became an event"
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    assert!(clicked(3).await.is_empty());
+    assert!(clicked(1).await.is_empty());
+    let text = click_event.to_string();
+    let query_id = text
+        .split("\"query_id\":")
+        .nth(1)
+        .map(|rest| {
+            rest.trim_start_matches('"')
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '-')
+                .collect::<String>()
+        })
+        .expect("the click event names its query");
+    let answer_path = format!("/api/v1/callbacks/{query_id}/answer");
+    let answer = call(&client, Method::POST, &answer_path, key(3), "{}".into()).await;
+    assert_eq!(
+        answer.status, 404,
+        "bot3 answered bot2's click: {:?}",
+        answer.body
+    );
+    let answer = call(&client, Method::POST, &answer_path, key(2), "{}".into()).await;
+    assert_eq!(answer.status, 409, "{:?}", answer.body);
+    // One bot's job is nobody else's.
+    let path = format!("/api/v1/jobs/{job_id}");
+    assert_eq!(
+        call(&client, Method::GET, &path, key(3), String::new())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(&client, Method::GET, &path, key(2), String::new())
+            .await
+            .status,
+        200
+    );
+
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+    let log = worker.log();
+    for (_, key) in &keys {
+        assert!(!log.contains(key.as_str()), "the log shows an API key");
+    }
+    for sandbox in sandboxes {
+        sandbox.shutdown().await.unwrap();
+    }
+}
