@@ -102,7 +102,7 @@ impl Meter {
 }
 
 /// The limiter: one bot-wide meter and one meter per chat.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     bot_interval: Duration,
     private_interval: Duration,

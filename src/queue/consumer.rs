@@ -255,6 +255,18 @@ impl Queue {
         self.read(move |conn| read::next_due_at(conn, &bot)).await
     }
 
+    /// `bot`'s messages sent at `since` or later, oldest first (see
+    /// [`read::recent_sends`]): what a restarted sender's meters start from.
+    pub async fn recent_sends(
+        &self,
+        bot: &str,
+        since: Timestamp,
+    ) -> Result<Vec<(ChatId, Timestamp, u16)>, QueueError> {
+        let bot = bot.to_owned();
+        self.read(move |conn| read::recent_sends(conn, &bot, since))
+            .await
+    }
+
     /// Jobs of `bot` waiting to be sent (`queued` or `sending`).
     pub async fn depth(&self, bot: &str) -> Result<u64, QueueError> {
         let bot = bot.to_owned();

@@ -14,9 +14,19 @@
 //!   order the store hands them (enqueue order);
 //! - a job is invoked once per claim, and claimed again only after the store
 //!   put it back (a retry, a flood wait, a release);
-//! - every message takes a slot of its bot's [`Limits`] before it is
-//!   invoked; a slot reserved for a chat's next job is given back if there
-//!   was none;
+//! - every message takes a slot of its bot's [`Limits`] twice: once to be
+//!   claimed (a slot reserved for a chat's next job is given back if there
+//!   was none), and once more, on a second set of meters that is never
+//!   given anything back, when it is invoked. Claims and commits take
+//!   store time that varies (a writer busy with a burst of enqueues), so
+//!   jobs claimed at an even pace can come back together, and a refund
+//!   after the bot meter ran idle gives back a slot time had already
+//!   absorbed; either lets a burst through that Telegram answers with
+//!   `FLOOD_WAIT`. The second meters see the invokes themselves, so what
+//!   goes on the wire keeps the pace whatever the store's timing;
+//! - a restarted worker first records the sends of the last minute it finds
+//!   in the store ([`Core::record_sent`]), so its meters start where the
+//!   last run's ended;
 //! - a bot-wide `FLOOD_WAIT` holds that bot only; a halted or disconnected
 //!   bot claims nothing, and other bots go on;
 //! - once stopping, nothing new is claimed or followed.
@@ -145,7 +155,11 @@ struct Lane {
     /// Chats with a job in flight or being claimed.
     busy: HashSet<ChatId>,
     /// Jobs named in a claim not yet answered, with their head.
-    claiming: HashMap<JobId, (Head, FloodScope)>,
+    claiming: HashMap<JobId, Head>,
+    /// Claimed jobs waiting for the wire meters, oldest first.
+    ready: Vec<Head>,
+    /// The limits again, taken as jobs are invoked (never refunded).
+    wire: Limits,
     /// Next jobs reserved a slot by a commit, by the job committed.
     following: HashMap<JobId, ChatId>,
 }
@@ -153,6 +167,8 @@ struct Lane {
 impl Lane {
     fn new(limits: Limits) -> Self {
         Lane {
+            wire: limits.clone(),
+            ready: Vec::new(),
             limits,
             connected: false,
             halted: false,
@@ -179,14 +195,37 @@ impl Lane {
         self.look_at = Some(self.look_at.map_or(at, |current| current.min(at)));
     }
 
-    /// Takes the slots `head` needs at `now`, or says when it may go.
-    fn admit(&mut self, head: &Head, now: Duration) -> Result<FloodScope, Duration> {
-        let scope = self.limits.flood_scope(head.chat, now);
+    /// Takes the slots `head` needs at `now` to be claimed, or says when it
+    /// may be.
+    fn admit(&mut self, head: &Head, now: Duration) -> Result<(), Duration> {
         self.limits.try_acquire(head.chat, now)?;
         for _ in 1..head.parts {
             self.limits.record(head.chat, now);
         }
-        Ok(scope)
+        Ok(())
+    }
+
+    /// The ready job the wire meters let out at `now`, its slots taken, and
+    /// the scope a flood wait for it would have.
+    fn next_on_wire(&mut self, now: Duration) -> Option<(Head, FloodScope)> {
+        let index = self
+            .ready
+            .iter()
+            .position(|head| self.wire.ready_at(head.chat) <= now)?;
+        let head = self.ready.remove(index);
+        let scope = self.wire.flood_scope(head.chat, now);
+        for _ in 0..head.parts {
+            self.wire.record(head.chat, now);
+        }
+        Some((head, scope))
+    }
+
+    /// When the wire meters let the next ready job out.
+    fn wire_ready_at(&self) -> Option<Duration> {
+        self.ready
+            .iter()
+            .map(|head| self.wire.ready_at(head.chat))
+            .min()
     }
 }
 
@@ -222,6 +261,16 @@ impl Core {
             .sum()
     }
 
+    /// Takes in that `bot` sent a message to `chat` at `at` (before this
+    /// core started: a restarted worker's last minute, from the store), in
+    /// time order.
+    pub fn record_sent(&mut self, bot: &str, chat: ChatId, at: Duration) {
+        if let Some(lane) = self.lanes.get_mut(bot) {
+            lane.limits.record(chat, at);
+            lane.wire.record(chat, at);
+        }
+    }
+
     /// Whether the bot was halted.
     pub fn is_halted(&self, bot: &str) -> bool {
         self.lanes.get(bot).is_some_and(|lane| lane.halted)
@@ -231,7 +280,19 @@ impl Core {
     pub fn handle(&mut self, now: Duration, event: Event) {
         let stopping = self.stopping;
         match event {
-            Event::Stop => self.stopping = true,
+            Event::Stop => {
+                self.stopping = true;
+                // Claimed but not invoked: back in line.
+                for (bot, lane) in &mut self.lanes {
+                    for head in lane.ready.drain(..) {
+                        self.actions.push_back(Action::Commit {
+                            bot: bot.clone(),
+                            job: head.id,
+                            follow: None,
+                        });
+                    }
+                }
+            }
             Event::Connection { bot, up } => {
                 if let Some(lane) = self.lanes.get_mut(&bot) {
                     lane.connected = up;
@@ -264,9 +325,9 @@ impl Core {
                         continue;
                     }
                     match lane.admit(&head, now) {
-                        Ok(scope) => {
+                        Ok(()) => {
                             lane.busy.insert(head.chat);
-                            lane.claiming.insert(head.id, (head, scope));
+                            lane.claiming.insert(head.id, head);
                             jobs.push(head.id);
                         }
                         Err(ready) => lane.wake_at(ready),
@@ -282,16 +343,20 @@ impl Core {
                 };
                 let taken: HashSet<JobId> = taken.into_iter().collect();
                 for id in asked {
-                    let Some((head, scope)) = lane.claiming.remove(&id) else {
+                    let Some(head) = lane.claiming.remove(&id) else {
                         continue;
                     };
                     if taken.contains(&id) {
                         lane.in_flight.insert(id, head.chat);
-                        self.actions.push_back(Action::Invoke {
-                            bot: bot.clone(),
-                            job: id,
-                            scope,
-                        });
+                        if stopping {
+                            self.actions.push_back(Action::Commit {
+                                bot: bot.clone(),
+                                job: id,
+                                follow: None,
+                            });
+                        } else {
+                            lane.ready.push(head);
+                        }
                     } else {
                         // No longer due: its slots are given back.
                         for _ in 0..head.parts {
@@ -350,13 +415,16 @@ impl Core {
                         for _ in 1..head.parts {
                             lane.limits.record(chat, now);
                         }
-                        let scope = lane.limits.flood_scope(chat, now);
                         lane.in_flight.insert(head.id, chat);
-                        self.actions.push_back(Action::Invoke {
-                            bot,
-                            job: head.id,
-                            scope,
-                        });
+                        if stopping {
+                            self.actions.push_back(Action::Commit {
+                                bot,
+                                job: head.id,
+                                follow: None,
+                            });
+                        } else {
+                            lane.ready.push(head);
+                        }
                     }
                     _ => {
                         if reserved {
@@ -384,6 +452,26 @@ impl Core {
     pub fn poll_action(&mut self, now: Duration) -> Option<Action> {
         if let Some(action) = self.actions.pop_front() {
             return Some(action);
+        }
+        for (bot, lane) in &mut self.lanes {
+            if lane.halted {
+                // Claimed but not invoked: back in line.
+                if let Some(head) = lane.ready.pop() {
+                    return Some(Action::Commit {
+                        bot: bot.clone(),
+                        job: head.id,
+                        follow: None,
+                    });
+                }
+                continue;
+            }
+            if let Some((head, scope)) = lane.next_on_wire(now) {
+                return Some(Action::Invoke {
+                    bot: bot.clone(),
+                    job: head.id,
+                    scope,
+                });
+            }
         }
         let stopping = self.stopping;
         let max_in_flight = self.max_in_flight;
@@ -415,7 +503,8 @@ impl Core {
     /// can change anything).
     pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
         let stopping = self.stopping;
-        self.lanes
+        let looks = self
+            .lanes
             .values()
             .filter(|lane| lane.connected && !lane.halted && !stopping)
             .filter_map(|lane| {
@@ -424,8 +513,10 @@ impl Core {
                     (Some(at), Some(held)) => Some(at.max(held)),
                     (at, held) => at.or(held),
                 }
-            })
-            .min()
+            });
+        // Claimed jobs go out whatever else holds the bot.
+        let invokes = self.lanes.values().filter_map(Lane::wire_ready_at);
+        looks.chain(invokes).min()
     }
 }
 
@@ -594,15 +685,27 @@ mod tests {
     }
 
     /// Runs `core` against `store` until nothing is left to do or `until`;
-    /// every I/O takes `latency`. Returns every invoke and halt.
+    /// every I/O takes 2 ms. Returns every invoke and halt.
     fn drive(
         core: &mut Core,
         store: &mut Store,
         telegram: &mut Telegram,
         until: Duration,
     ) -> (Vec<Sent>, Vec<BotKey>) {
-        let latency = Duration::from_millis(2);
-        let mut now = Duration::ZERO;
+        let mut two_ms = |_: &Action| Duration::from_millis(2);
+        drive_with(core, store, telegram, until, Duration::ZERO, &mut two_ms)
+    }
+
+    /// [`drive`] from `start`, each action's I/O taking `latency(action)`.
+    fn drive_with(
+        core: &mut Core,
+        store: &mut Store,
+        telegram: &mut Telegram,
+        until: Duration,
+        start: Duration,
+        latency: &mut dyn FnMut(&Action) -> Duration,
+    ) -> (Vec<Sent>, Vec<BotKey>) {
+        let mut now = start;
         let mut pending: Vec<(Duration, Event)> = Vec::new();
         let mut invokes = Vec::new();
         let mut halted = Vec::new();
@@ -611,6 +714,7 @@ mod tests {
         let mut in_flight_chats: HashSet<(BotKey, ChatId)> = HashSet::new();
         loop {
             while let Some(action) = core.poll_action(now) {
+                let latency = latency(&action);
                 let done = match action {
                     Action::Look { bot, room } => {
                         let (heads, next_due) = store.due(&bot, now, room);
@@ -788,6 +892,128 @@ mod tests {
         let last = invokes.iter().map(|sent| sent.at).max().unwrap();
         assert!(last < secs(12.0), "{last:?}");
         assert_eq!(core.in_flight(), 0);
+    }
+
+    /// Replays `invokes` against the sandbox's model of Telegram's flood
+    /// limits (30/s with a burst of 30 per bot, 1/s with a burst of 3 per
+    /// private chat): the `FLOOD_WAIT`s they would draw.
+    fn flood_waits(invokes: &[Sent]) -> Vec<(Duration, ChatId)> {
+        use crate::sandbox::telegram::limits::{ChatKind, FloodRules};
+        let mut rules = FloodRules::default();
+        let origin = std::time::Instant::now();
+        let mut refused = Vec::new();
+        for sent in invokes {
+            for _ in 0..sent.parts {
+                let chat = ChatKind::Private(sent.chat.get());
+                if rules.take(chat, origin + sent.at).is_err() {
+                    refused.push((sent.at, sent.chat));
+                }
+            }
+        }
+        refused
+    }
+
+    /// A store whose claims and commits take anything from 1 ms to 1.2 s
+    /// (a writer busy with a burst of enqueues), reproducibly.
+    fn uneven_latency() -> impl FnMut(&Action) -> Duration {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        move |action| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            match action {
+                Action::Claim { .. } | Action::Commit { .. } => {
+                    Duration::from_millis(1 + seed % 1200)
+                }
+                _ => Duration::from_millis(2),
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_to_many_chats_through_an_uneven_store_draws_no_flood_wait() {
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        // Mostly one job per chat (each sent job reserves a slot for a next
+        // one that is not there), some of two parts, some chats with more.
+        for chat in 0..1500 {
+            store.enqueue("b0", 1000 + chat, if chat % 9 == 0 { 2 } else { 1 });
+        }
+        for chat in 0..30 {
+            for _ in 0..4 {
+                store.enqueue("b0", chat, 1);
+            }
+        }
+        let mut latency = uneven_latency();
+        let (invokes, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut always_sent,
+            secs(600.0),
+            Duration::ZERO,
+            &mut latency,
+        );
+        assert_eq!(invokes.len(), 1500 + 30 * 4);
+        assert_eq!(flood_waits(&invokes), []);
+        assert_paced(&invokes, "b0", secs(1.0), 33);
+        // Near the pace: 1,667 messages at 30/s take 56 s, and the store's
+        // slowness costs some more.
+        let last = invokes.last().unwrap().at;
+        assert!(last < secs(80.0), "{last:?}");
+    }
+
+    /// Every two messages to one private chat at least a second apart.
+    fn assert_chats_paced(invokes: &[Sent]) {
+        let mut last: HashMap<ChatId, Duration> = HashMap::new();
+        for sent in invokes {
+            if let Some(before) = last.insert(sent.chat, sent.at) {
+                assert!(
+                    sent.at - before >= secs(0.999),
+                    "chat {} at {before:?} and {:?}",
+                    sent.chat,
+                    sent.at
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_core_that_records_the_last_runs_sends_keeps_their_pace() {
+        // The last run sent a job to each of 40 chats from 10 s on, at the
+        // bot's full rate; the next one has jobs for them the other way
+        // round (the chat sent to last comes first).
+        let run = |core: &mut Core, from: Duration, chats: &mut dyn Iterator<Item = i64>| {
+            let mut store = Store::default();
+            for chat in chats {
+                store.enqueue("b0", chat, 1);
+            }
+            let mut two_ms = |_: &Action| Duration::from_millis(2);
+            let until = from + secs(10.0);
+            drive_with(core, &mut store, &mut always_sent, until, from, &mut two_ms).0
+        };
+        let last_run = run(&mut core_with(1), secs(10.0), &mut (0..40));
+        assert_eq!(last_run.len(), 40);
+        let ended = last_run.last().unwrap().at;
+        // A restart a moment later sends to the same chats again.
+        let restart = |record: bool| {
+            let mut core = core_with(1);
+            if record {
+                for sent in &last_run {
+                    core.record_sent("b0", sent.chat, sent.at);
+                }
+            }
+            let mut all = last_run.clone();
+            all.extend(run(&mut core, ended + secs(0.1), &mut (0..40).rev()));
+            all
+        };
+        let remembered = restart(true);
+        assert_paced(&remembered, "b0", secs(1.0), 33);
+        assert_chats_paced(&remembered);
+        assert_eq!(flood_waits(&remembered), []);
+        // Forgetting them, it would send to the last chats again at once.
+        let forgot = restart(false);
+        let paced = std::panic::catch_unwind(|| assert_chats_paced(&forgot));
+        assert!(paced.is_err(), "a forgetful restart kept the pace anyway");
     }
 
     #[test]

@@ -70,6 +70,10 @@ impl Default for Settings {
 /// job that leaves `sending` for a retry is failed at most this late.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// How far back a starting sender looks for sends to charge its meters
+/// with (a group's limit is per minute).
+const METER_HISTORY: Duration = Duration::from_secs(60);
+
 /// How soon the sender looks again after the store refused a write (a full
 /// disk): nothing is claimed meanwhile.
 const STORE_RETRY: Duration = Duration::from_millis(500);
@@ -159,7 +163,11 @@ impl Sender {
         let bot = bot.into();
         let mut core = Core::new(settings.max_in_flight);
         core.add_bot(bot.clone(), limits);
-        let origin = Instant::now();
+        // The clock starts a minute back, so the last run's sends have a
+        // time on it (see `remember_recent_sends`).
+        let origin = Instant::now()
+            .checked_sub(METER_HISTORY)
+            .unwrap_or_else(Instant::now);
         Sender {
             queue,
             bot,
@@ -190,6 +198,7 @@ impl Sender {
     /// rest back in line. An error means the store failed.
     pub async fn run(mut self, stop: CancellationToken) -> Result<Stopped, QueueError> {
         let mut events = self.queue.subscribe();
+        self.remember_recent_sends().await;
         let up = Event::Connection {
             bot: self.bot.clone(),
             up: true,
@@ -259,6 +268,34 @@ impl Sender {
         self.core.handle(self.now(), Event::Stop);
         self.drain().await;
         result
+    }
+
+    /// Charges the meters with the sends of the last minute the store holds
+    /// (a restart right after a burst must not burst again).
+    async fn remember_recent_sends(&mut self) {
+        let now = Timestamp::now();
+        let since = Timestamp::from_millis(
+            now.as_millis()
+                .saturating_sub(i64::try_from(METER_HISTORY.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let sends = match self.queue.recent_sends(&self.bot, since).await {
+            Ok(sends) => sends,
+            Err(error) => {
+                tracing::warn!(bot = %self.bot, %error, "cannot read the last sends; the meters start empty");
+                return;
+            }
+        };
+        if !sends.is_empty() {
+            tracing::info!(bot = %self.bot, jobs = sends.len(), "meters charged with the last minute's sends");
+        }
+        let core_now = self.now();
+        for (chat, at, parts) in sends {
+            let age = report::until(now, at);
+            for _ in 0..parts {
+                self.core
+                    .record_sent(&self.bot, chat, core_now.saturating_sub(age));
+            }
+        }
     }
 
     fn wake_on(&mut self, event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) {
@@ -529,6 +566,8 @@ impl Sender {
     /// then the attempts still running are abandoned and their jobs put
     /// back in line.
     async fn drain(&mut self) {
+        // Claimed jobs not yet invoked go back in line.
+        self.perform_all();
         if self.core.in_flight() > 0 {
             tracing::info!(jobs = self.core.in_flight(), "waiting for in-flight sends");
         }
