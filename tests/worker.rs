@@ -436,6 +436,17 @@ async fn a_job_sent_into_a_black_hole_is_delivered_soon_after_it_ends() {
             .contains("no pong in time"),
         "the watchdog never noticed the dead connection"
     );
+    // The sender heard of it too, and of the connection coming back (which
+    // makes the job that failed in the hole due at once).
+    let log = world.worker.as_ref().unwrap().log();
+    assert!(
+        log.contains("the connection is dead: claiming nothing"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the connection is back: sending again"),
+        "{log}"
+    );
     world.stop().await;
 }
 

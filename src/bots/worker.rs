@@ -315,7 +315,8 @@ async fn work(
         connection_io,
         limits,
         shared.sender,
-    );
+    )
+    .with_liveness(telegram.alive());
     let sending = connection.clone();
     tokio::select! {
         sent = sender.run(sending) => match sent {

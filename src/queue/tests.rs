@@ -213,6 +213,18 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     assert_eq!(waiting.state, JobState::Queued);
     assert_eq!(waiting.error, Some(error));
 
+    // The connection is back: the failed job is due now, keeping its
+    // place and random_id; another bot's jobs and unfailed ones are left.
+    let now = Timestamp::now();
+    assert_eq!(s.queue.retry_now("other", now).await.unwrap(), 0);
+    assert_eq!(s.queue.retry_now(DEFAULT_BOT, now).await.unwrap(), 1);
+    assert_eq!(s.queue.retry_now(DEFAULT_BOT, now).await.unwrap(), 0);
+    let due = s.queue.claim_due(DEFAULT_BOT, now, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, first);
+    assert_eq!(due[0].parts[0].random_id, random_id);
+    s.queue.release(first, now).await.unwrap();
+
     let again = s.queue.claim_due(DEFAULT_BOT, retry, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, first);
@@ -226,6 +238,24 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     assert_eq!(sent.state, JobState::Sent);
     assert_eq!(sent.error, None);
     assert_eq!(sent.parts[0].channel_message_id, Some(555));
+    // What a restarted sender charges its meters with.
+    let sends = s.queue.recent_sends(DEFAULT_BOT, retry).await.unwrap();
+    assert_eq!(sends, [(ChatId::user(9), retry, 1)]);
+    let later_on = retry.saturating_add(Duration::from_millis(1));
+    assert!(
+        s.queue
+            .recent_sends(DEFAULT_BOT, later_on)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.queue
+            .recent_sends("other", retry)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let next = s.queue.claim_due(DEFAULT_BOT, retry, 10).await.unwrap();
     assert_eq!(next[0].id, second);
 }

@@ -29,6 +29,9 @@
 //!   last run's ended;
 //! - a bot-wide `FLOOD_WAIT` holds that bot only; a halted or disconnected
 //!   bot claims nothing, and other bots go on;
+//! - when a bot's connection comes back after it was down, the jobs that
+//!   failed meanwhile (waiting out their backoff) are due at once
+//!   ([`Action::Resume`]): their failures were the connection's;
 //! - once stopping, nothing new is claimed or followed.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -130,6 +133,9 @@ pub enum Action {
     },
     /// Telegram refused the bot's session.
     Halted { bot: BotKey, reason: String },
+    /// The bot's connection is back: make its jobs waiting out a transient
+    /// failure due now; answer [`Event::Wake`].
+    Resume { bot: BotKey },
 }
 
 /// The longest the core waits without a reason before looking again: a
@@ -140,6 +146,8 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 struct Lane {
     limits: Limits,
     connected: bool,
+    /// The connection was reported down since it was last up.
+    was_down: bool,
     halted: bool,
     /// A bot-wide flood wait: nothing is claimed before this.
     held_until: Duration,
@@ -171,6 +179,7 @@ impl Lane {
             ready: Vec::new(),
             limits,
             connected: false,
+            was_down: false,
             halted: false,
             held_until: Duration::ZERO,
             look: true,
@@ -295,6 +304,10 @@ impl Core {
             }
             Event::Connection { bot, up } => {
                 if let Some(lane) = self.lanes.get_mut(&bot) {
+                    if up && lane.was_down && !lane.halted {
+                        self.actions.push_back(Action::Resume { bot: bot.clone() });
+                    }
+                    lane.was_down = !up;
                     lane.connected = up;
                     lane.look |= up;
                 }
@@ -552,6 +565,8 @@ mod tests {
         chat_holds: HashMap<(BotKey, ChatId), Duration>,
         bot_holds: HashMap<BotKey, Duration>,
         next_id: i64,
+        /// A failed attempt's backoff (1 s unless set).
+        backoff: Option<Duration>,
     }
 
     impl Store {
@@ -628,13 +643,14 @@ mod tests {
             now: Duration,
         ) -> Option<Head> {
             let chat = self.job(bot, id).head.chat;
+            let backoff = self.backoff.unwrap_or(Duration::from_secs(1));
             let job = self.job(bot, id);
             match outcome {
                 Outcome::Sent => job.state = State::Sent,
                 Outcome::Settled => {
-                    // A retry one second later.
+                    // A retry after the backoff.
                     job.state = State::Queued;
-                    job.not_before = now + Duration::from_secs(1);
+                    job.not_before = now + backoff;
                 }
                 Outcome::FloodWait { scope, until } => {
                     job.state = State::Queued;
@@ -659,6 +675,15 @@ mod tests {
                 .map(|job| job.head.id)?;
             self.take_if_due(bot, next, now)
                 .then(|| self.job(bot, next).head)
+        }
+
+        /// Makes `bot`'s jobs waiting out a backoff due at `now`.
+        fn retry_now(&mut self, bot: &str, now: Duration) {
+            for job in self.jobs.get_mut(bot).into_iter().flatten() {
+                if job.state == State::Queued && job.not_before > now {
+                    job.not_before = now;
+                }
+            }
         }
 
         fn take_if_due(&mut self, bot: &str, id: JobId, now: Duration) -> bool {
@@ -771,6 +796,10 @@ mod tests {
                     Action::Halted { bot, .. } => {
                         halted.push(bot);
                         continue;
+                    }
+                    Action::Resume { bot } => {
+                        store.retry_now(&bot, now);
+                        Event::Wake { bot }
                     }
                 };
                 pending.push((now + latency, done));
@@ -1115,6 +1144,89 @@ mod tests {
         let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(20.0));
         assert_eq!(invokes.len(), 1);
         assert_eq!(invokes[0].bot, "b1");
+    }
+
+    #[test]
+    fn jobs_that_failed_while_the_connection_was_down_go_as_soon_as_it_is_back() {
+        let mut store = Store {
+            backoff: Some(secs(60.0)),
+            ..Store::default()
+        };
+        let mut core = core_with(1);
+        let failed = store.enqueue("b0", 1, 1);
+        // The job's first attempt fails (the connection died under it): a
+        // retry in 60 s.
+        let fails_once = |failing: JobId| {
+            let mut tried = false;
+            move |_: &str, job: JobId, _: u32, _: Duration| {
+                if job == failing && !std::mem::replace(&mut tried, true) {
+                    return Outcome::Settled;
+                }
+                Outcome::Sent
+            }
+        };
+        let mut telegram = fails_once(failed);
+        let mut two_ms = |_: &Action| Duration::from_millis(2);
+        let (first, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(1.0),
+            Duration::ZERO,
+            &mut two_ms,
+        );
+        assert_eq!(first.len(), 1);
+        let connection = |up| Event::Connection {
+            bot: "b0".into(),
+            up,
+        };
+        core.handle(secs(1.0), connection(false));
+        // While it is down, nothing goes, whatever is due.
+        store.enqueue("b0", 2, 1);
+        core.handle(secs(1.0), Event::Wake { bot: "b0".into() });
+        let (down, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(5.0),
+            secs(1.0),
+            &mut two_ms,
+        );
+        assert!(down.is_empty(), "{down:?}");
+        core.handle(secs(5.0), connection(true));
+        let (back, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(100.0),
+            secs(5.0),
+            &mut two_ms,
+        );
+        assert_eq!(back.len(), 2, "{back:?}");
+        let retried = back.iter().find(|sent| sent.job == failed).unwrap();
+        assert!(retried.at < secs(5.1), "retried at {:?}", retried.at);
+        assert!(back.iter().all(|sent| sent.at < secs(5.1)), "{back:?}");
+
+        // A connection that was never down resumes nothing: a failed job
+        // keeps its backoff.
+        let mut store = Store {
+            backoff: Some(secs(60.0)),
+            ..Store::default()
+        };
+        let mut core = core_with(1);
+        core.handle(secs(0.0), connection(true));
+        let failed = store.enqueue("b0", 1, 1);
+        let mut telegram = fails_once(failed);
+        let (sent, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(100.0),
+            Duration::ZERO,
+            &mut two_ms,
+        );
+        assert_eq!(sent.len(), 2);
+        assert!(sent[1].at >= secs(60.0), "{sent:?}");
     }
 
     #[test]

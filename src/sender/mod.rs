@@ -128,6 +128,7 @@ enum Done {
         job: JobId,
         next: Option<Job>,
     },
+    Resumed,
 }
 
 /// The shell around the core for one bot: drains its queue.
@@ -149,6 +150,9 @@ pub struct Sender {
     halted: Option<String>,
     /// When to look for expired jobs next (with expiry on).
     next_sweep: Instant,
+    /// Whether the bot's connection is alive (the liveness watchdog's
+    /// view); `None`: taken as always up.
+    alive: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Sender {
@@ -181,7 +185,17 @@ impl Sender {
             abandon: CancellationToken::new(),
             halted: None,
             next_sweep: origin,
+            alive: None,
         }
+    }
+
+    /// Follows `alive` (the connection's liveness watchdog): nothing is
+    /// claimed while it says the connection is dead, and when it comes
+    /// back the jobs that failed meanwhile go at once rather than after
+    /// their backoff.
+    pub fn with_liveness(mut self, alive: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.alive = Some(alive);
+        self
     }
 
     fn now(&self) -> Duration {
@@ -204,6 +218,7 @@ impl Sender {
             up: true,
         };
         self.core.handle(self.now(), up);
+        let mut alive = self.alive.take();
         let result = loop {
             if let Err(error) = self.sweep().await {
                 break Err(error);
@@ -225,9 +240,28 @@ impl Sender {
                     None => std::future::pending().await,
                 }
             };
+            let connection = async {
+                if let Some(alive) = alive.as_mut()
+                    && alive.changed().await.is_ok()
+                {
+                    return Some(*alive.borrow_and_update());
+                }
+                // No watchdog, or it is gone (its connection shut down).
+                std::future::pending().await
+            };
             let done = tokio::select! {
                 biased;
                 () = stop.cancelled() => break Ok(Stopped::Told),
+                Some(up) = connection => {
+                    if up {
+                        tracing::info!(bot = %self.bot, "the connection is back: sending again");
+                    } else {
+                        tracing::warn!(bot = %self.bot, "the connection is dead: claiming nothing until it is back");
+                    }
+                    let event = Event::Connection { bot: self.bot.clone(), up };
+                    self.core.handle(self.now(), event);
+                    None
+                }
                 Some(done) = self.tasks.join_next() => Some(done),
                 event = events.recv() => {
                     self.wake_on(event);
@@ -365,6 +399,18 @@ impl Sender {
                 });
             }
             Action::Commit { job, follow, .. } => self.commit(job, follow),
+            Action::Resume { .. } => {
+                let bot = self.bot.clone();
+                self.tasks.spawn(async move {
+                    match queue.retry_now(&bot, Timestamp::now()).await {
+                        Ok(0) => {}
+                        Ok(jobs) => tracing::info!(%bot, jobs, "failed jobs retried now that the connection is back"),
+                        // They keep their backoff.
+                        Err(error) => tracing::warn!(%bot, %error, "cannot retry failed jobs early"),
+                    }
+                    Done::Resumed
+                });
+            }
             Action::Halted { reason, .. } => {
                 tracing::error!(
                     bot = %self.bot, %reason,
@@ -515,6 +561,7 @@ impl Sender {
                     outcome,
                 }
             }
+            Done::Resumed => Event::Wake { bot },
             Done::Committed { job, next } => {
                 let head = next.as_ref().map(head);
                 if let Some(next) = next {
