@@ -95,7 +95,10 @@ impl Daemon {
         });
         let monitor = webhook.as_ref().map(Webhook::monitor);
         if let Some(webhook) = webhook {
-            tasks.push(tokio::spawn(async move { webhook.run().await.unwrap() }));
+            let forever = tokio_util::sync::CancellationToken::new();
+            tasks.push(tokio::spawn(
+                async move { webhook.run(forever).await.unwrap() },
+            ));
         }
         let (listener, socket) = telegate::api::socket::bind(&state.socket()).await.unwrap();
         let services = Services::new(queue.clone());
