@@ -26,11 +26,13 @@ use grammers_tl_types as tl;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::after_click;
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
 use crate::events::bird::{self, Body, Origin};
 use crate::events::{EventStore, NewEvent};
-use crate::queue::{Queue, QueueError, Timestamp, until_stored};
+use crate::interactive::InteractiveRequest;
+use crate::queue::{JobKind, Queue, QueueError, Timestamp, until_stored};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::tl_name;
 
@@ -156,8 +158,12 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
             break;
         }
         let mut events = Vec::with_capacity(batch.len());
+        let mut clicks = Vec::new();
         for taken in batch.drain(..) {
-            if let Some(event) = inbound.event_for(&taken).await {
+            if let Some((event, click)) = inbound.event_for(&taken).await {
+                if let Some(click) = click {
+                    clicks.push((events.len(), click));
+                }
                 events.push(event);
             }
             covered.add(&taken.state);
@@ -165,7 +171,22 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
         let count = events.len();
         // A full disk holds the pipeline here (the updates after these wait
         // in the channel, then in grammers), never drops or skips them.
-        until_stored("inbound events", || inbound.events.append(events.clone())).await?;
+        if clicks.is_empty() {
+            until_stored("inbound events", || inbound.events.append(events.clone())).await?;
+        } else {
+            let (_, decisions) = until_stored("inbound events", || {
+                let clicks = clicks.clone();
+                inbound
+                    .events
+                    .append_with(events.clone(), move |conn, bot, events, jobs| {
+                        apply_clicks(conn, bot, &clicks, events, jobs)
+                    })
+            })
+            .await?;
+            for (query_id, repeat) in decisions {
+                inbound.callbacks.decided(query_id, repeat);
+            }
+        }
         let since = *unsaved_since.get_or_insert_with(Instant::now);
         if count > 0 || since.elapsed() >= QUIET_SAVE {
             std::mem::take(&mut covered).save(&inbound.session).await?;
@@ -179,23 +200,52 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
     Ok(())
 }
 
+/// Applies the `on_click`s of a batch's clicks (each with the index of its
+/// event) in the commit that records the events, flags the events of
+/// repeated clicks, and returns each click's decision (repeat or not).
+fn apply_clicks(
+    conn: &rusqlite::Connection,
+    bot: &str,
+    clicks: &[(usize, after_click::ButtonClick)],
+    events: &mut [NewEvent],
+    jobs: &mut Vec<crate::queue::JobEvent>,
+) -> Result<Vec<(i64, bool)>, QueueError> {
+    let now = Timestamp::now();
+    let mut decisions = Vec::with_capacity(clicks.len());
+    for (index, click) in clicks {
+        let repeat = after_click::apply(conn, bot, click, now, jobs)?;
+        if repeat && let Some(event) = events.get_mut(*index) {
+            bird::flag_repeat(event);
+        }
+        decisions.push((click.query_id, repeat));
+    }
+    Ok(decisions)
+}
+
 impl Inbound {
-    /// The event for one update (`None`: the bot's own doing).
-    async fn event_for(&self, taken: &Taken) -> Option<NewEvent> {
+    /// The event for one update (`None`: the bot's own doing), and for a
+    /// click on a button with an `on_click`, what that does.
+    async fn event_for(
+        &self,
+        taken: &Taken,
+    ) -> Option<(NewEvent, Option<after_click::ButtonClick>)> {
         use tl::enums::Update as U;
         let bot_id = self.bot_id;
         match &taken.update {
             U::NewMessage(tl::types::UpdateNewMessage { message, .. })
             | U::NewChannelMessage(tl::types::UpdateNewChannelMessage { message, .. }) => {
-                message_event(bot_id, message, &taken.peers)
+                message_event(bot_id, message, &taken.peers).map(|event| (event, None))
             }
             U::BotCallbackQuery(query) => Some(self.click_event(query).await),
             U::MessageId(_) => None,
-            other => Some(unsupported(bot_id, other, &taken.state)),
+            other => Some((unsupported(bot_id, other, &taken.state), None)),
         }
     }
 
-    async fn click_event(&self, query: &tl::types::UpdateBotCallbackQuery) -> NewEvent {
+    async fn click_event(
+        &self,
+        query: &tl::types::UpdateBotCallbackQuery,
+    ) -> (NewEvent, Option<after_click::ButtonClick>) {
         let chat = chat_of(&query.peer);
         let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
         let sent = match self
@@ -212,18 +262,35 @@ impl Inbound {
         let (reference, job_metadata) = sent.as_ref().map_or((None, None), |sent| {
             crate::send_options::correlation(&sent.payload)
         });
-        bird::clicked(&bird::Click {
+        let data = query.data.clone().unwrap_or_default();
+        let click = sent
+            .as_ref()
+            .filter(|sent| sent.kind == JobKind::Interactive)
+            .and_then(|sent| {
+                let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+                request.on_click(&data)?;
+                Some(after_click::ButtonClick {
+                    query_id: query.query_id,
+                    chat,
+                    msg_id: query.msg_id,
+                    data: data.clone(),
+                    message_id: sent.message_id,
+                    request,
+                })
+            });
+        let event = bird::clicked(&bird::Click {
             bot_id: self.bot_id,
             chat: chat.get(),
             user_id: query.user_id,
             query_id: query.query_id,
             msg_id: query.msg_id,
-            data: query.data.clone().unwrap_or_default(),
+            data,
             message_id: sent.map(|sent| sent.message_id),
             reference,
             job_metadata,
             at: Timestamp::now(),
-        })
+        });
+        (event, click)
     }
 }
 
