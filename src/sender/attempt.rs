@@ -26,8 +26,14 @@ pub enum Attempt {
     Unbuildable(OutgoingError),
 }
 
-/// Sends `job`'s parts not yet recorded as sent.
-pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attempt, QueueError> {
+/// Sends `job`'s parts not yet recorded as sent, each not before its time
+/// in `parts_at` (the limiter's schedule; none given: at once).
+pub async fn send(
+    telegram: &Telegram,
+    queue: &Queue,
+    job: &Job,
+    parts_at: &[tokio::time::Instant],
+) -> Result<Attempt, QueueError> {
     let access_hash = match job.chat.peer() {
         Peer::User(user_id) => telegram.user_access_hash(user_id).await,
         Peer::Group(_) | Peer::Channel(_) => 0,
@@ -46,6 +52,9 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
     for (index, (request, part)) in requests.iter().zip(&job.parts).enumerate() {
         if part.channel_message_id.is_some() {
             continue;
+        }
+        if let Some(at) = parts_at.get(index) {
+            tokio::time::sleep_until(*at).await;
         }
         let sent = match invoke(telegram, request).await {
             Ok(sent) => sent.map(i64::from),

@@ -23,7 +23,9 @@
 //!   after the bot meter ran idle gives back a slot time had already
 //!   absorbed; either lets a burst through that Telegram answers with
 //!   `FLOOD_WAIT`. The second meters see the invokes themselves, so what
-//!   goes on the wire keeps the pace whatever the store's timing;
+//!   goes on the wire keeps the pace whatever the store's timing. A job's
+//!   later parts are scheduled at its chat's pace (one a second to a
+//!   private chat) and charged to the bot meter when they go;
 //! - a restarted worker first records the sends of the last minute it finds
 //!   in the store ([`Core::record_sent`]), so its meters start where the
 //!   last run's ended;
@@ -122,6 +124,10 @@ pub enum Action {
         bot: BotKey,
         job: JobId,
         scope: FloodScope,
+        /// When each of its messages may go out, in order (the first: now).
+        /// A chat takes about one message a second, so a job of several
+        /// parts is spread out rather than sent back to back.
+        parts_at: Vec<Duration>,
     },
     /// Make the attempt's outcome durable; after a sent job, also take the
     /// chat's next due job if `follow` (its slot is reserved). Answer
@@ -168,6 +174,10 @@ struct Lane {
     ready: Vec<Head>,
     /// The limits again, taken as jobs are invoked (never refunded).
     wire: Limits,
+    /// Later parts of invoked jobs, by when they go: charged to the wire's
+    /// bot meter when their time comes (a slot reserved ahead there would
+    /// hold every chat until then).
+    scheduled: Vec<Duration>,
     /// Next jobs reserved a slot by a commit, by the job committed.
     following: HashMap<JobId, ChatId>,
 }
@@ -177,6 +187,7 @@ impl Lane {
         Lane {
             wire: limits.clone(),
             ready: Vec::new(),
+            scheduled: Vec::new(),
             limits,
             connected: false,
             was_down: false,
@@ -214,19 +225,33 @@ impl Lane {
         Ok(())
     }
 
-    /// The ready job the wire meters let out at `now`, its slots taken, and
-    /// the scope a flood wait for it would have.
-    fn next_on_wire(&mut self, now: Duration) -> Option<(Head, FloodScope)> {
+    /// The ready job the wire meters let out at `now`, the scope a flood
+    /// wait for it would have, and when each of its parts may go (each
+    /// part's slot taken at the first time the meters allow it).
+    fn next_on_wire(&mut self, now: Duration) -> Option<(Head, FloodScope, Vec<Duration>)> {
+        let wire = &mut self.wire;
+        self.scheduled.retain(|&at| {
+            let due = at <= now;
+            if due {
+                wire.record_bot(at);
+            }
+            !due
+        });
         let index = self
             .ready
             .iter()
             .position(|head| self.wire.ready_at(head.chat) <= now)?;
         let head = self.ready.remove(index);
         let scope = self.wire.flood_scope(head.chat, now);
-        for _ in 0..head.parts {
-            self.wire.record(head.chat, now);
+        self.wire.record(head.chat, now);
+        let mut parts_at = vec![now];
+        for _ in 1..head.parts {
+            let at = self.wire.chat_ready_at(head.chat).max(now);
+            self.wire.record_chat(head.chat, at);
+            self.scheduled.push(at);
+            parts_at.push(at);
         }
-        Some((head, scope))
+        Some((head, scope, parts_at))
     }
 
     /// When the wire meters let the next ready job out.
@@ -478,11 +503,12 @@ impl Core {
                 }
                 continue;
             }
-            if let Some((head, scope)) = lane.next_on_wire(now) {
+            if let Some((head, scope, parts_at)) = lane.next_on_wire(now) {
                 return Some(Action::Invoke {
                     bot: bot.clone(),
                     job: head.id,
                     scope,
+                    parts_at,
                 });
             }
         }
@@ -706,7 +732,8 @@ mod tests {
         bot: BotKey,
         job: JobId,
         chat: ChatId,
-        parts: u16,
+        /// When each of its messages went out.
+        parts_at: Vec<Duration>,
     }
 
     /// Runs `core` against `store` until nothing is left to do or `until`;
@@ -761,8 +788,12 @@ mod tests {
                             taken,
                         }
                     }
-                    Action::Invoke { bot, job, .. } => {
+                    Action::Invoke {
+                        bot, job, parts_at, ..
+                    } => {
                         let head = store.job(&bot, job).head;
+                        assert_eq!(parts_at.len(), usize::from(head.parts));
+                        assert_eq!(parts_at[0], now);
                         assert_eq!(
                             store.job(&bot, job).state,
                             State::Sending,
@@ -775,16 +806,19 @@ mod tests {
                         );
                         let count = attempts.entry(job).or_default();
                         *count += 1;
+                        // The attempt ends after its last part.
+                        let done_at = *parts_at.last().unwrap_or(&now) + latency;
                         invokes.push(Sent {
                             at: now,
                             bot: bot.clone(),
                             job,
                             chat: head.chat,
-                            parts: head.parts,
+                            parts_at,
                         });
                         let outcome = telegram(&bot, job, *count, now);
                         outcomes.insert(job, outcome.clone());
-                        Event::Attempted { bot, job, outcome }
+                        pending.push((done_at, Event::Attempted { bot, job, outcome }));
+                        continue;
                     }
                     Action::Commit { bot, job, follow } => {
                         let chat = store.job(&bot, job).head.chat;
@@ -855,11 +889,12 @@ mod tests {
 
     /// At most `rate`·window + `burst` messages of `bot` in any window.
     fn assert_paced(invokes: &[Sent], bot: &str, window: Duration, most: usize) {
-        let times: Vec<Duration> = invokes
+        let mut times: Vec<Duration> = invokes
             .iter()
             .filter(|sent| sent.bot == bot)
-            .flat_map(|sent| std::iter::repeat_n(sent.at, usize::from(sent.parts)))
+            .flat_map(|sent| sent.parts_at.iter().copied())
             .collect();
+        times.sort();
         for (i, start) in times.iter().enumerate() {
             let within = times[i..]
                 .iter()
@@ -930,13 +965,18 @@ mod tests {
         use crate::sandbox::telegram::limits::{ChatKind, FloodRules};
         let mut rules = FloodRules::default();
         let origin = std::time::Instant::now();
+        let mut messages: Vec<(Duration, ChatId)> = invokes
+            .iter()
+            .flat_map(|sent| sent.parts_at.iter().map(|at| (*at, sent.chat)))
+            .collect();
+        messages.sort();
         let mut refused = Vec::new();
-        for sent in invokes {
-            for _ in 0..sent.parts {
-                let chat = ChatKind::Private(sent.chat.get());
-                if rules.take(chat, origin + sent.at).is_err() {
-                    refused.push((sent.at, sent.chat));
-                }
+        for (at, chat) in messages {
+            if rules
+                .take(ChatKind::Private(chat.get()), origin + at)
+                .is_err()
+            {
+                refused.push((at, chat));
             }
         }
         refused
@@ -993,17 +1033,41 @@ mod tests {
 
     /// Every two messages to one private chat at least a second apart.
     fn assert_chats_paced(invokes: &[Sent]) {
-        let mut last: HashMap<ChatId, Duration> = HashMap::new();
-        for sent in invokes {
-            if let Some(before) = last.insert(sent.chat, sent.at) {
+        let mut messages: Vec<(ChatId, Duration)> = invokes
+            .iter()
+            .flat_map(|sent| sent.parts_at.iter().map(|at| (sent.chat, *at)))
+            .collect();
+        messages.sort();
+        for pair in messages.windows(2) {
+            let ((chat, before), (next_chat, at)) = (pair[0], pair[1]);
+            if chat == next_chat {
                 assert!(
-                    sent.at - before >= secs(0.999),
-                    "chat {} at {before:?} and {:?}",
-                    sent.chat,
-                    sent.at
+                    at - before >= secs(0.999),
+                    "chat {chat} at {before:?} and {at:?}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_jobs_parts_to_one_chat_go_at_the_chats_pace() {
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        store.enqueue("b0", 1, 5);
+        store.enqueue("b0", 1, 1);
+        store.enqueue("b0", 2, 1);
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(60.0));
+        assert_eq!(invokes.len(), 3);
+        // Five messages back to back would overflow the chat's burst of 3.
+        assert_eq!(flood_waits(&invokes), []);
+        assert_chats_paced(&invokes);
+        let first = &invokes[0];
+        assert_eq!(first.parts_at.len(), 5);
+        assert!(first.parts_at[4] >= secs(3.99), "{:?}", first.parts_at);
+        // Another chat is not held behind them (its claim waits only for
+        // the five bot-wide slots they were claimed with).
+        let other = invokes.iter().find(|sent| sent.chat == ChatId::user(2));
+        assert!(other.unwrap().at < secs(0.5), "{invokes:?}");
     }
 
     #[test]
@@ -1028,7 +1092,9 @@ mod tests {
             let mut core = core_with(1);
             if record {
                 for sent in &last_run {
-                    core.record_sent("b0", sent.chat, sent.at);
+                    for at in &sent.parts_at {
+                        core.record_sent("b0", sent.chat, *at);
+                    }
                 }
             }
             let mut all = last_run.clone();

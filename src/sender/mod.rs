@@ -91,9 +91,11 @@ pub enum Stopped {
 /// Sends one job's parts through a bot's connection (the sender's only
 /// I/O with Telegram).
 pub trait Invoke: Send + Sync + 'static {
+    /// Sends `job`'s parts, the part at index `i` not before `parts_at[i]`.
     fn attempt<'a>(
         &'a self,
         job: &'a Job,
+        parts_at: &'a [Instant],
     ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>>;
 }
 
@@ -107,8 +109,9 @@ impl Invoke for Connection {
     fn attempt<'a>(
         &'a self,
         job: &'a Job,
+        parts_at: &'a [Instant],
     ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>> {
-        Box::pin(attempt::send(&self.telegram, &self.queue, job))
+        Box::pin(attempt::send(&self.telegram, &self.queue, job, parts_at))
     }
 }
 
@@ -376,16 +379,22 @@ impl Sender {
                     Done::Claimed { asked: jobs, taken }
                 });
             }
-            Action::Invoke { job, scope, .. } => {
+            Action::Invoke {
+                job,
+                scope,
+                parts_at,
+                ..
+            } => {
                 let Some(job) = self.jobs.get(&job).cloned() else {
                     return;
                 };
+                let parts_at: Vec<Instant> = parts_at.iter().map(|at| self.origin + *at).collect();
                 let invoke = Arc::clone(&self.invoke);
                 let abandon = self.abandon.clone();
                 let span = job_span(&job);
                 self.tasks.spawn(async move {
                     let attempt = tokio::select! {
-                        attempt = invoke.attempt(&job).instrument(span) => match attempt {
+                        attempt = invoke.attempt(&job, &parts_at).instrument(span) => match attempt {
                             Ok(attempt) => Some(attempt),
                             Err(error) => {
                                 // Left in `sending`: the next start resends
