@@ -171,6 +171,14 @@ impl World {
             .collect()
     }
 
+    /// [`World::users`], once the worker has recorded their `/start`s
+    /// (`cursor` moves past them).
+    pub async fn users_recorded(&self, n: usize, cursor: &mut i64) -> Vec<AccountId> {
+        let users = self.users(n);
+        self.read_events_until(cursor, |read| read.len() >= n).await;
+        users
+    }
+
     /// Enqueues `texts` in order (per user), over a few connections at once;
     /// returns the job ids in the same order.
     pub async fn enqueue_all(&self, jobs: &[(AccountId, String)]) -> Vec<i64> {
