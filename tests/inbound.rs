@@ -17,7 +17,9 @@ use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
 use telegate::queue::{JobId, Queue, Timestamp};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
-use telegate::sandbox::telegram::{ClickOutcome, DC_ID, NewUser, Pressed, UserClick, UserMessage};
+use telegate::sandbox::telegram::{
+    ClickOutcome, DC_ID, GroupKind, NewGroup, NewUser, Pressed, Role, UserClick, UserMessage,
+};
 use telegate::session::SessionStore;
 use telegate::telegram::{Credentials, Telegram};
 use tempfile::TempDir;
@@ -898,6 +900,126 @@ async fn read_all(api: &ApiClient, cursor: &mut i64, seen: &mut Vec<String>) {
     }
 }
 
+/// An event a user's action must become: its id, or the start of it when
+/// the rest is the update's place in its box (edits, reactions, blocks).
+#[derive(Debug, Clone, PartialEq)]
+enum Expected {
+    Id(String),
+    Prefix(String),
+}
+
+/// The expected events `sent` has no match for in `seen` (a prefix
+/// expected k times needs k events).
+fn missing(sent: &[Expected], seen: &[String]) -> Vec<Expected> {
+    let seen_ids: std::collections::HashSet<&str> = seen.iter().map(String::as_str).collect();
+    let mut wanted: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut missing = Vec::new();
+    for expected in sent {
+        match expected {
+            Expected::Id(id) if !seen_ids.contains(id.as_str()) => missing.push(expected.clone()),
+            Expected::Id(_) => {}
+            Expected::Prefix(prefix) => *wanted.entry(prefix).or_default() += 1,
+        }
+    }
+    for (prefix, count) in wanted {
+        if seen.iter().filter(|id| id.starts_with(prefix)).count() < count {
+            missing.push(Expected::Prefix(prefix.to_owned()));
+        }
+    }
+    missing
+}
+
+/// The `n`th thing users do in the SIGKILL test, by `user` (`last`: each
+/// user's latest message); what it must become.
+fn act(
+    telegram: &telegate::sandbox::telegram::FakeTelegram,
+    bot: i64,
+    user: i64,
+    group: i64,
+    n: usize,
+    last: &mut std::collections::HashMap<i64, i32>,
+) -> Vec<Expected> {
+    let media = match n % 14 {
+        0 => UserMessage::Text(format!("message {n}")),
+        1 => UserMessage::Voice {
+            duration: 2,
+            size: 100,
+        },
+        2 => UserMessage::Audio {
+            duration: 60,
+            title: None,
+            performer: None,
+            size: 100,
+        },
+        3 => UserMessage::Video {
+            duration: 1.5,
+            width: 64,
+            height: 48,
+            size: 100,
+        },
+        4 => UserMessage::VideoNote {
+            duration: 1.0,
+            length: 64,
+            size: 100,
+        },
+        5 => UserMessage::Animation {
+            duration: 1.0,
+            width: 64,
+            height: 48,
+            size: 100,
+        },
+        6 => UserMessage::Sticker {
+            emoji: "👍".into()
+        },
+        7 => UserMessage::Venue {
+            latitude: 1.0,
+            longitude: 2.0,
+            title: "Here".into(),
+            address: "Street 1".into(),
+        },
+        8 => UserMessage::Poll {
+            question: "Which?".into(),
+            options: vec!["a".into(), "b".into()],
+        },
+        9 => UserMessage::Dice {
+            emoji: "🎲".into(),
+            value: 3,
+        },
+        kind @ (10 | 11) => {
+            let Some(&id) = last.get(&user) else {
+                return Vec::new();
+            };
+            let done = if kind == 10 {
+                telegram
+                    .user_edits(user, id, format!("edited {n}"))
+                    .unwrap();
+                "edited"
+            } else {
+                telegram.react(user, None, id, Some("🔥".into())).unwrap();
+                "reacted"
+            };
+            return vec![Expected::Prefix(format!(
+                "telegram:{bot}:{user}:{id}:{done}:"
+            ))];
+        }
+        12 => {
+            telegram.set_blocked(user, true).unwrap();
+            telegram.set_blocked(user, false).unwrap();
+            return ["blocked", "unblocked"]
+                .map(|kind| Expected::Prefix(format!("telegram:{bot}:{user}:{kind}:")))
+                .to_vec();
+        }
+        _ => {
+            let text = UserMessage::Text(format!("group message {n}"));
+            let id = telegram.group_sends(group, user, text, None).unwrap();
+            return vec![Expected::Id(format!("telegram:{bot}:{group}:{id}"))];
+        }
+    };
+    let id = telegram.user_sends(user, media, None).unwrap();
+    last.insert(user, id);
+    vec![Expected::Id(format!("telegram:{bot}:{user}:{id}"))]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_worker_loses_no_inbound_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -937,24 +1059,33 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
     })
     .await
     .expect("the worker to start recording");
-    // Users write all along, through the kill and the restart.
+    // Users write all along, through the kill and the restart: every kind
+    // of message, edits, reactions, blocks and unblocks, and supergroup
+    // messages (their own box).
+    telegram.set_privacy(false);
+    let group = telegram
+        .create_group(NewGroup {
+            title: "Desk".into(),
+            kind: GroupKind::Supergroup,
+            members: users.clone(),
+            bot: Some(Role::Member),
+        })
+        .unwrap();
     let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writing = {
         let (telegram, sent, stop, users) =
             (telegram.clone(), sent.clone(), stop.clone(), users.clone());
         tokio::spawn(async move {
+            let mut last = std::collections::HashMap::new();
             for n in 0.. {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
                 let user = users[n % users.len()];
-                let id = telegram
-                    .user_sends(user, UserMessage::Text(format!("message {n}")), None)
-                    .unwrap();
-                sent.lock()
-                    .unwrap()
-                    .push(format!("telegram:{bot}:{user}:{id}"));
+                for expected in act(&telegram, bot, user, group, n, &mut last) {
+                    sent.lock().unwrap().push(expected);
+                }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
@@ -982,14 +1113,13 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
     let result = tokio::time::timeout(PATIENCE, async {
         loop {
             read_all(&api, &mut cursor, &mut seen).await;
-            let missing = sent.iter().filter(|id| !seen.contains(id)).count();
-            if missing == 0 {
+            if missing(&sent, &seen).is_empty() {
                 return;
             }
         }
     })
     .await;
-    let missing: Vec<_> = sent.iter().filter(|id| !seen.contains(id)).collect();
+    let missing = missing(&sent, &seen);
     assert!(
         result.is_ok() && missing.is_empty(),
         "{} of {} messages never became events: {:?}",

@@ -9,6 +9,7 @@
 //! is announced on a broadcast channel, so waiters and the worker wake
 //! without polling.
 
+pub(crate) mod blocked;
 mod cancel;
 mod consumer;
 mod expiry;
@@ -122,6 +123,8 @@ struct Inner {
     events: broadcast::Sender<JobEvent>,
     /// Messages just sent, for clicks on them.
     recent: RecentSent,
+    /// Bumped when a chat is blocked or unblocked.
+    blocked: tokio::sync::watch::Sender<u64>,
 }
 
 impl Queue {
@@ -146,6 +149,7 @@ impl Queue {
                 readers: Readers::new(path),
                 events,
                 recent: RecentSent::default(),
+                blocked: tokio::sync::watch::channel(0).0,
             }),
         })
     }

@@ -34,6 +34,8 @@
 //! - when a bot's connection comes back after it was down, the jobs that
 //!   failed meanwhile (waiting out their backoff) are due at once
 //!   ([`Action::Resume`]): their failures were the connection's;
+//! - a job for a user who blocked the bot is claimed and refused without a
+//!   call to Telegram (and takes no slot), until the user unblocks it;
 //! - once stopping, nothing new is claimed or followed.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -106,6 +108,9 @@ pub enum Event {
         job: JobId,
         next: Option<Head>,
     },
+    /// The chats of the bot whose user blocked it now (all of them: the
+    /// set replaces the one known before).
+    Blocked { bot: BotKey, chats: HashSet<ChatId> },
     /// Stop: claim and follow nothing more.
     Stop,
 }
@@ -137,11 +142,23 @@ pub enum Action {
         job: JobId,
         follow: Option<FloodScope>,
     },
+    /// Fail this claimed job without sending it: its user blocked the bot
+    /// (`USER_IS_BLOCKED`). Answer [`Event::Attempted`] (`Settled`).
+    Refuse { bot: BotKey, job: JobId },
     /// Telegram refused the bot's session.
     Halted { bot: BotKey, reason: String },
     /// The bot's connection is back: make its jobs waiting out a transient
     /// failure due now; answer [`Event::Wake`].
     Resume { bot: BotKey },
+}
+
+/// How a claimed job goes out.
+#[derive(Debug, Clone, Copy)]
+enum Admission {
+    /// Sent, once the wire meters let it.
+    Send,
+    /// Refused: its user blocked the bot.
+    Refuse,
 }
 
 /// The longest the core waits without a reason before looking again: a
@@ -169,7 +186,7 @@ struct Lane {
     /// Chats with a job in flight or being claimed.
     busy: HashSet<ChatId>,
     /// Jobs named in a claim not yet answered, with their head.
-    claiming: HashMap<JobId, Head>,
+    claiming: HashMap<JobId, (Head, Admission)>,
     /// Claimed jobs waiting for the wire meters, oldest first.
     ready: Vec<Head>,
     /// The limits again, taken as jobs are invoked (never refunded).
@@ -180,6 +197,8 @@ struct Lane {
     scheduled: Vec<Duration>,
     /// Next jobs reserved a slot by a commit, by the job committed.
     following: HashMap<JobId, ChatId>,
+    /// Chats whose user blocked the bot.
+    blocked: HashSet<ChatId>,
 }
 
 impl Lane {
@@ -200,6 +219,7 @@ impl Lane {
             busy: HashSet::new(),
             claiming: HashMap::new(),
             following: HashMap::new(),
+            blocked: HashSet::new(),
         }
     }
 
@@ -342,6 +362,13 @@ impl Core {
                     lane.look = true;
                 }
             }
+            Event::Blocked { bot, chats } => {
+                if let Some(lane) = self.lanes.get_mut(&bot) {
+                    // An unblocked chat's jobs may go out now.
+                    lane.look |= lane.blocked.iter().any(|chat| !chats.contains(chat));
+                    lane.blocked = chats;
+                }
+            }
             Event::Due {
                 bot,
                 heads,
@@ -362,10 +389,16 @@ impl Core {
                     if lane.busy.contains(&head.chat) {
                         continue;
                     }
+                    if lane.blocked.contains(&head.chat) {
+                        lane.busy.insert(head.chat);
+                        lane.claiming.insert(head.id, (head, Admission::Refuse));
+                        jobs.push(head.id);
+                        continue;
+                    }
                     match lane.admit(&head, now) {
                         Ok(()) => {
                             lane.busy.insert(head.chat);
-                            lane.claiming.insert(head.id, head);
+                            lane.claiming.insert(head.id, (head, Admission::Send));
                             jobs.push(head.id);
                         }
                         Err(ready) => lane.wake_at(ready),
@@ -381,24 +414,29 @@ impl Core {
                 };
                 let taken: HashSet<JobId> = taken.into_iter().collect();
                 for id in asked {
-                    let Some(head) = lane.claiming.remove(&id) else {
+                    let Some((head, admission)) = lane.claiming.remove(&id) else {
                         continue;
                     };
                     if taken.contains(&id) {
                         lane.in_flight.insert(id, head.chat);
-                        if stopping {
-                            self.actions.push_back(Action::Commit {
+                        match admission {
+                            Admission::Refuse => self.actions.push_back(Action::Refuse {
+                                bot: bot.clone(),
+                                job: id,
+                            }),
+                            Admission::Send if stopping => self.actions.push_back(Action::Commit {
                                 bot: bot.clone(),
                                 job: id,
                                 follow: None,
-                            });
-                        } else {
-                            lane.ready.push(head);
+                            }),
+                            Admission::Send => lane.ready.push(head),
                         }
                     } else {
                         // No longer due: its slots are given back.
-                        for _ in 0..head.parts {
-                            lane.limits.refund(head.chat);
+                        if let Admission::Send = admission {
+                            for _ in 0..head.parts {
+                                lane.limits.refund(head.chat);
+                            }
                         }
                         lane.busy.remove(&head.chat);
                         lane.look = true;
@@ -448,6 +486,12 @@ impl Core {
                 };
                 let reserved = lane.following.remove(&job).is_some();
                 match next {
+                    Some(head) if reserved && head.chat == chat && lane.blocked.contains(&chat) => {
+                        // Blocked since: the reserved slot goes back unused.
+                        lane.limits.refund(chat);
+                        lane.in_flight.insert(head.id, chat);
+                        self.actions.push_back(Action::Refuse { bot, job: head.id });
+                    }
                     Some(head) if reserved && head.chat == chat => {
                         // Its first slot was reserved; the others follow.
                         for _ in 1..head.parts {
@@ -574,6 +618,7 @@ mod tests {
         Queued,
         Sending,
         Sent,
+        Failed,
     }
 
     #[derive(Debug, Clone)]
@@ -593,6 +638,8 @@ mod tests {
         next_id: i64,
         /// A failed attempt's backoff (1 s unless set).
         backoff: Option<Duration>,
+        /// Jobs the core refused (their user blocked the bot), and when.
+        refused: Vec<(Duration, JobId)>,
     }
 
     impl Store {
@@ -618,7 +665,7 @@ mod tests {
                 .get(bot)
                 .into_iter()
                 .flatten()
-                .filter(|job| job.state != State::Sent)
+                .filter(|job| !matches!(job.state, State::Sent | State::Failed))
                 .filter(|job| seen.insert(job.head.chat))
                 .collect()
         }
@@ -671,6 +718,9 @@ mod tests {
             let chat = self.job(bot, id).head.chat;
             let backoff = self.backoff.unwrap_or(Duration::from_secs(1));
             let job = self.job(bot, id);
+            if job.state == State::Failed {
+                return None;
+            }
             match outcome {
                 Outcome::Sent => job.state = State::Sent,
                 Outcome::Settled => {
@@ -826,6 +876,18 @@ mod tests {
                         let outcome = outcomes.remove(&job).expect("a commit after an attempt");
                         let next = store.commit(&bot, job, &outcome, follow.is_some(), now);
                         Event::Committed { bot, job, next }
+                    }
+                    Action::Refuse { bot, job } => {
+                        assert_eq!(store.job(&bot, job).state, State::Sending);
+                        store.refused.push((now, job));
+                        // Failed for good, as `Report::Failed` stores it.
+                        store.job(&bot, job).state = State::Failed;
+                        outcomes.insert(job, Outcome::Settled);
+                        Event::Attempted {
+                            bot,
+                            job,
+                            outcome: Outcome::Settled,
+                        }
                     }
                     Action::Halted { bot, .. } => {
                         halted.push(bot);
@@ -1109,6 +1171,41 @@ mod tests {
         let forgot = restart(false);
         let paced = std::panic::catch_unwind(|| assert_chats_paced(&forgot));
         assert!(paced.is_err(), "a forgetful restart kept the pace anyway");
+    }
+
+    #[test]
+    fn a_blocked_users_jobs_are_refused_without_a_call_or_a_slot_until_unblocked() {
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        let (blocked, other) = (ChatId::user(1), ChatId::user(2));
+        let refused: Vec<JobId> = (0..3).map(|_| store.enqueue("b0", 1, 1)).collect();
+        // One: the bot's meter stays near empty for the second drive (which
+        // starts its clock at zero again).
+        let sent = vec![store.enqueue("b0", 2, 1)];
+        let block = |chats: &[ChatId]| Event::Blocked {
+            bot: "b0".into(),
+            chats: chats.iter().copied().collect(),
+        };
+        core.handle(Duration::ZERO, block(&[blocked]));
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(30.0));
+        let invoked: Vec<JobId> = invokes.iter().map(|sent| sent.job).collect();
+        assert_eq!(invoked, sent, "only the other chat's jobs reach Telegram");
+        let at: Vec<Duration> = store.refused.iter().map(|(at, _)| *at).collect();
+        let ids: Vec<JobId> = store.refused.iter().map(|(_, id)| *id).collect();
+        assert_eq!(ids, refused, "each refused once, in order");
+        // Refusals are not paced like sends (1/s per chat): no slot taken.
+        assert!(at.iter().all(|at| *at < secs(0.1)), "{at:?}");
+        assert!(invokes.iter().all(|sent| sent.chat == other));
+
+        // Unblocked: the chat's next jobs go out, at once.
+        core.handle(Duration::ZERO, block(&[]));
+        let after = store.enqueue("b0", 1, 1);
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(30.0));
+        let invoked: Vec<(JobId, ChatId)> = invokes.iter().map(|s| (s.job, s.chat)).collect();
+        assert_eq!(invoked, [(after, blocked)]);
+        assert!(invokes[0].at < secs(0.1), "{:?}", invokes[0].at);
+        assert_eq!(store.refused.len(), 3);
+        assert_eq!(core.in_flight(), 0);
     }
 
     #[test]

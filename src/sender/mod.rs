@@ -33,7 +33,8 @@ use tracing::Instrument;
 
 use crate::limits::{FloodScope, Limits};
 use crate::queue::{
-    Expiry, Job, JobId, JobState, Queue, QueueError, StorageRefusal, Timestamp, until_stored,
+    Expiry, Job, JobError, JobId, JobState, Queue, QueueError, StorageRefusal, Timestamp,
+    until_stored,
 };
 use crate::telegram::Telegram;
 use attempt::Attempt;
@@ -215,6 +216,9 @@ impl Sender {
     /// rest back in line. An error means the store failed.
     pub async fn run(mut self, stop: CancellationToken) -> Result<Stopped, QueueError> {
         let mut events = self.queue.subscribe();
+        let mut blocked = self.queue.watch_blocked();
+        blocked.mark_unchanged();
+        self.load_blocked().await?;
         self.remember_recent_sends().await;
         let up = Event::Connection {
             bot: self.bot.clone(),
@@ -266,6 +270,15 @@ impl Sender {
                     None
                 }
                 Some(done) = self.tasks.join_next() => Some(done),
+                // Before new jobs: a job enqueued after a block was seen
+                // is refused.
+                Ok(()) = blocked.changed() => {
+                    blocked.mark_unchanged();
+                    if let Err(error) = self.load_blocked().await {
+                        break Err(error);
+                    }
+                    None
+                }
                 event = events.recv() => {
                     self.wake_on(event);
                     None
@@ -333,6 +346,17 @@ impl Sender {
                     .record_sent(&self.bot, chat, core_now.saturating_sub(age));
             }
         }
+    }
+
+    /// Tells the core which chats' users have blocked the bot now.
+    async fn load_blocked(&mut self) -> Result<(), QueueError> {
+        let chats = self.queue.blocked_chats(&self.bot).await?;
+        let event = Event::Blocked {
+            bot: self.bot.clone(),
+            chats,
+        };
+        self.core.handle(self.now(), event);
+        Ok(())
     }
 
     fn wake_on(&mut self, event: Result<crate::queue::JobEvent, broadcast::error::RecvError>) {
@@ -421,6 +445,7 @@ impl Sender {
                     Done::Resumed
                 });
             }
+            Action::Refuse { job, .. } => self.refuse(job),
             Action::Halted { reason, .. } => {
                 tracing::error!(
                     bot = %self.bot, %reason,
@@ -430,6 +455,27 @@ impl Sender {
                 self.halted = Some(reason);
             }
         }
+    }
+
+    /// Fails a claimed job whose user blocked the bot, without sending it.
+    fn refuse(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let now = Timestamp::now();
+        let report = Report::Failed(JobError::telegram(
+            "USER_IS_BLOCKED",
+            "the user has blocked the bot (updateBotStopped): not sent; \
+             the user's jobs go out again once they unblock it",
+        ));
+        report.count(job, now);
+        self.reports.insert(id, report);
+        let attempted = Event::Attempted {
+            bot: self.bot.clone(),
+            job: id,
+            outcome: Outcome::Settled,
+        };
+        self.core.handle(self.now(), attempted);
     }
 
     /// Makes an attempt's report durable; after a sent job, takes the

@@ -518,6 +518,8 @@ impl FakeTelegram {
             username: new.username,
             phone: Some(format!("+1555{id:07}")),
             lang_code: new.lang_code,
+            last_name: None,
+            premium: false,
         };
         let access_hash = profile.access_hash;
         world.users.insert(
