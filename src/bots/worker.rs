@@ -389,11 +389,8 @@ async fn work(
         let stop = connection.clone();
         let name = spec.name.clone();
         tracker.spawn(async move {
-            tokio::select! {
-                run = webhook.run() => if let Err(error) = run {
-                    tracing::error!(bot = %name, %error, "the webhook stopped");
-                },
-                () = stop.cancelled() => {}
+            if let Err(error) = webhook.run(stop).await {
+                tracing::error!(bot = %name, %error, "the webhook stopped");
             }
         });
     }
@@ -456,7 +453,8 @@ async fn work(
         connection_io,
         limits,
         shared.sender,
-    );
+    )
+    .with_liveness(telegram.alive());
     // The sender always runs to its end: told to stop (the connection's
     // token), it claims nothing more and lets in-flight sends finish.
     let sending = sender.run(connection.clone());

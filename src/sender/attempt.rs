@@ -10,7 +10,7 @@ use grammers_tl_types as tl;
 
 use super::verdict::{Verdict, judge};
 use crate::outgoing::{self, Outgoing, OutgoingError};
-use crate::queue::{Job, Queue, QueueError};
+use crate::queue::{Job, Queue, QueueError, until_stored};
 use crate::telegram::Telegram;
 
 /// How one attempt at a job ended.
@@ -25,8 +25,14 @@ pub enum Attempt {
     Unbuildable(OutgoingError),
 }
 
-/// Sends `job`'s parts not yet recorded as sent.
-pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attempt, QueueError> {
+/// Sends `job`'s parts not yet recorded as sent, each not before its time
+/// in `parts_at` (the limiter's schedule; none given: at once).
+pub async fn send(
+    telegram: &Telegram,
+    queue: &Queue,
+    job: &Job,
+    parts_at: &[tokio::time::Instant],
+) -> Result<Attempt, QueueError> {
     let references = match outgoing::references(job) {
         Ok(references) => references,
         Err(error) => return Ok(Attempt::Unbuildable(error)),
@@ -41,6 +47,9 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
     for (index, (request, part)) in requests.iter().zip(&job.parts).enumerate() {
         if part.channel_message_id.is_some() {
             continue;
+        }
+        if let Some(at) = parts_at.get(index) {
+            tokio::time::sleep_until(*at).await;
         }
         let sent = match invoke(telegram, request).await {
             Ok(sent) => sent.map(i64::from),
@@ -60,7 +69,7 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
         if index < last
             && let Some(id) = sent
         {
-            queue.mark_part_sent(job.id, part.seq, id).await?;
+            until_stored("a sent part", || queue.mark_part_sent(job.id, part.seq, id)).await?;
         }
     }
     Ok(Attempt::Sent(ids))
