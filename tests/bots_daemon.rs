@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
 use telegate::config::{BotName, Secret, StateDir};
 use telegate::sandbox::server::Sandbox;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{DC_ID, Pressed, UserClick};
 use telegate::session::SessionStore;
 use tokio::time::{Instant, sleep};
@@ -48,7 +49,7 @@ fn provision(dir: &Path, sandbox: &Sandbox) {
         &state.bot_session(&name("refused")),
         DC_ID,
         sandbox.dc_addr(),
-        sandbox.telegram().bot_auth_key(),
+        sandbox.telegram().bot_auth_key(BOT_ID).unwrap(),
     )
     .unwrap();
     SessionStore::provision(
@@ -263,9 +264,9 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
     world.stop().await;
 }
 
-/// `telegate sandbox --bots 3`'s files (one DC and model per bot, a key
-/// each) under `telegate run`: each bot's key reaches its own users, jobs,
-/// clicks and events only.
+/// `telegate sandbox --bots 3`'s files (one sandbox whose model holds three
+/// bots, a key each) under `telegate run`: one user talks to all three;
+/// each bot's key reaches its own chat, jobs, clicks and events only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     use telegate::cli::sandbox::write_fleet_files;
@@ -273,27 +274,25 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     use telegate::sandbox::telegram::{NewUser, UserMessage};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut sandboxes = Vec::new();
-    for bot in 1..=3 {
-        let state_dir = match bot {
-            1 => dir.path().to_owned(),
-            _ => dir.path().join(format!("sandboxes/bot{bot}")),
-        };
-        StateDir::new(&state_dir).prepare().unwrap();
-        let sandbox = Sandbox::start(SandboxOptions {
-            state_dir: Some(state_dir),
-            ..SandboxOptions::default()
-        })
-        .await
-        .unwrap();
-        sandbox.telegram().set_limits_enabled(false);
-        sandboxes.push(sandbox);
-    }
-    let keys = write_fleet_files(dir.path(), &sandboxes).unwrap();
+    StateDir::new(dir.path()).prepare().unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        state_dir: Some(dir.path().to_owned()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    sandbox.telegram().set_limits_enabled(false);
+    let bots = sandbox.telegram().ensure_bots(3);
+    assert_eq!(bots.len(), 3);
+    assert_eq!(bots[0], BOT_ID);
+    let keys = write_fleet_files(dir.path(), &sandbox, &bots).unwrap();
     let names: Vec<&str> = keys.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["bot1", "bot2", "bot3"]);
     // The keys are kept when the files are written again (a restart).
-    assert_eq!(write_fleet_files(dir.path(), &sandboxes).unwrap(), keys);
+    assert_eq!(
+        write_fleet_files(dir.path(), &sandbox, &bots).unwrap(),
+        keys
+    );
     let mut worker = worker_support::Worker::start(dir.path()).await;
     let client = Client::new(dir.path().join("telegate.sock"));
     let key = |bot: usize| keys[bot - 1].1.as_str();
@@ -321,40 +320,70 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
         }
     }
 
-    // Each bot's user (each model has its own) gets that bot's message.
-    let mut users = Vec::new();
-    for (bot, sandbox) in (1..).zip(&sandboxes) {
-        let telegram = sandbox.telegram();
-        let user = telegram
-            .create_user(NewUser {
-                id: None,
-                first_name: format!("User of bot{bot}"),
-                username: None,
-                lang_code: None,
-            })
-            .unwrap();
+    // One user writes to bots 1 and 2 (not 3), and each of those writes
+    // back in its own chat with that user.
+    let telegram = sandbox.telegram();
+    let user = telegram
+        .create_user(NewUser {
+            id: None,
+            first_name: "Ann".into(),
+            username: None,
+            lang_code: None,
+        })
+        .unwrap()
+        .id;
+    for &bot in &bots[..2] {
         telegram
-            .user_sends(user.id, UserMessage::Text("/start".into()), None)
+            .user_sends(user, bot, UserMessage::Text("/start".into()), None)
             .unwrap();
+    }
+    for bot in 1..=2 {
         let text = format!("hello from bot{bot}");
         let path = "/api/v1/telegram/interactive?wait=30";
-        let answer = call(&client, Method::POST, path, key(bot), body(user.id, &text)).await;
+        let answer = call(&client, Method::POST, path, key(bot), body(user, &text)).await;
         assert_eq!(answer.status, 201, "{:?}", answer.body);
-        users.push(user.id);
     }
-    for (bot, sandbox) in (1..).zip(&sandboxes) {
-        let chat = sandbox.telegram().chat(users[bot - 1]).unwrap();
+    // bot3 was never written to: Telegram refuses it the chat.
+    let path = "/api/v1/telegram/interactive?wait=30";
+    let refused = call(&client, Method::POST, path, key(3), body(user, "hi")).await;
+    assert_ne!(refused.status, 201, "{:?}", refused.body);
+    for bot in 1..=2 {
+        let chat = telegram.chat(user, bots[bot - 1]).unwrap();
         let texts: Vec<&str> = chat["messages"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|m| m["from"] == "bot")
             .filter_map(|m| m["text"].as_str())
             .collect();
-        assert_eq!(texts, [format!("hello from bot{bot}")], "bot{bot}'s chat");
+        assert_eq!(
+            texts,
+            ["/start", &format!("hello from bot{bot}")],
+            "bot{bot}'s chat"
+        );
     }
+    // Each /start is an event of its own bot only.
+    let starts = |bot: usize| {
+        let (client, key) = (client.clone(), key(bot).to_owned());
+        async move {
+            let path = "/api/v1/events?after=0";
+            let answer = call(&client, Method::GET, path, &key, String::new()).await;
+            let body = String::from_utf8(answer.body.to_vec()).unwrap();
+            body.matches("/start").count()
+        }
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while starts(1).await == 0 || starts(2).await == 0 {
+        assert!(Instant::now() < deadline, "the /starts never became events");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (starts(1).await, starts(2).await, starts(3).await),
+        (1, 1, 0)
+    );
 
-    // bot2's user clicks; the click is bot2's event, answerable by bot2 only.
+    // The user clicks bot2's button; the click is bot2's event, answerable
+    // by bot2 only.
+    let users = [user, user];
     let buttons = json!({
         "destination_user_id": users[1].to_string(),
         "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
@@ -370,8 +399,7 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
         .unwrap()
         .parse()
         .unwrap();
-    let pressed = sandboxes[1]
-        .telegram()
+    let pressed = telegram
         .click(
             users[1],
             UserClick::Callback {
@@ -458,7 +486,5 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     for (_, key) in &keys {
         assert!(!log.contains(key.as_str()), "the log shows an API key");
     }
-    for sandbox in sandboxes {
-        sandbox.shutdown().await.unwrap();
-    }
+    sandbox.shutdown().await.unwrap();
 }

@@ -17,6 +17,7 @@ use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
 use telegate::queue::{JobId, Queue, Timestamp};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{ClickOutcome, DC_ID, NewUser, Pressed, UserClick, UserMessage};
 use telegate::session::SessionStore;
 use telegate::telegram::{Credentials, Telegram};
@@ -140,7 +141,7 @@ impl Daemon {
             .unwrap()
             .id;
         telegram
-            .user_sends(id, UserMessage::Text("/start".into()), None)
+            .user_sends(id, BOT_ID, UserMessage::Text("/start".into()), None)
             .unwrap();
         id
     }
@@ -451,7 +452,7 @@ async fn every_inbound_kind_becomes_its_event() {
     let telegram = daemon.sandbox.telegram();
     let user = daemon.user("Bea");
     let bot = telegram.bot_id();
-    let say = |message| telegram.user_sends(user, message, None).unwrap();
+    let say = |message| telegram.user_sends(user, BOT_ID, message, None).unwrap();
     let text = say(UserMessage::Text("hi there".into()));
     let photo = say(UserMessage::Photo {
         mime_type: "image/jpeg".into(),
@@ -535,7 +536,7 @@ async fn every_inbound_kind_becomes_its_event() {
         format!("/api/v1/media/{user}:{photo}")
     );
     // The media URLs serve the files from Telegram (upload.getFile).
-    let chat = telegram.chat(user).unwrap();
+    let chat = telegram.chat(user, BOT_ID).unwrap();
     let media_of = |id: i32| {
         let message = chat["messages"]
             .as_array()
@@ -623,7 +624,7 @@ async fn the_stream_resumes_from_a_cursor_and_long_polls() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     telegram
-        .user_sends(user, UserMessage::Text("one".into()), None)
+        .user_sends(user, BOT_ID, UserMessage::Text("one".into()), None)
         .unwrap();
     let answer = tokio::time::timeout(PATIENCE, polling)
         .await
@@ -644,7 +645,7 @@ async fn the_stream_resumes_from_a_cursor_and_long_polls() {
     );
 
     telegram
-        .user_sends(user, UserMessage::Text("two".into()), None)
+        .user_sends(user, BOT_ID, UserMessage::Text("two".into()), None)
         .unwrap();
     let line = daemon.find(|e| e["body"]["text"]["text"] == "two").await;
     // Resuming from the first cursor again yields both, in order.
@@ -751,7 +752,12 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
         let mut knocks = 0;
         while seen.is_empty() {
             telegram
-                .user_sends(users[0], UserMessage::Text(format!("knock {knocks}")), None)
+                .user_sends(
+                    users[0],
+                    BOT_ID,
+                    UserMessage::Text(format!("knock {knocks}")),
+                    None,
+                )
                 .unwrap();
             knocks += 1;
             read_all(&api, &mut cursor, &mut seen).await;
@@ -773,7 +779,12 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
                 }
                 let user = users[n % users.len()];
                 let id = telegram
-                    .user_sends(user, UserMessage::Text(format!("message {n}")), None)
+                    .user_sends(
+                        user,
+                        BOT_ID,
+                        UserMessage::Text(format!("message {n}")),
+                        None,
+                    )
                     .unwrap();
                 sent.lock()
                     .unwrap()
@@ -965,10 +976,10 @@ async fn the_webhook_gets_signed_retried_per_chat_ordered_deliveries() {
     *server.refuse.lock().unwrap() = Some(blocked.to_string());
     for n in 0..5 {
         telegram
-            .user_sends(blocked, UserMessage::Text(format!("b{n}")), None)
+            .user_sends(blocked, BOT_ID, UserMessage::Text(format!("b{n}")), None)
             .unwrap();
         telegram
-            .user_sends(free, UserMessage::Text(format!("f{n}")), None)
+            .user_sends(free, BOT_ID, UserMessage::Text(format!("f{n}")), None)
             .unwrap();
     }
     let texts_accepted = |chat: i64| -> Vec<String> {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use telegate::config::Secret;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use telegate::sandbox::web::{self, RunningWeb, WebError, WebOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,7 +213,7 @@ fn demo_user(world: &World) -> AccountId {
         .unwrap()
         .id;
     telegram
-        .user_sends(user, UserMessage::Text("/start".into()), None)
+        .user_sends(user, BOT_ID, UserMessage::Text("/start".into()), None)
         .unwrap();
     user
 }
@@ -433,7 +434,7 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         .expect("the typed text is an event");
     assert!(text_event.to_string().contains("\"text\""), "{text_event}");
     // And it answers the force reply.
-    let chat = world.sandbox.telegram().chat(user).unwrap();
+    let chat = world.sandbox.telegram().chat(user, BOT_ID).unwrap();
     let last = chat["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["text"], "order 4711");
     assert!(last["reply_to"].is_i64(), "{last}");
@@ -469,7 +470,12 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     let (status, head, body) = http_raw(addr, &get(&link, &addr.to_string(), "")).await;
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("receipt.pdf"), "{head}");
-    let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
+    let chat = session
+        .world
+        .sandbox
+        .telegram()
+        .chat(session.user, BOT_ID)
+        .unwrap();
     let media = &chat["messages"].as_array().unwrap().last().unwrap()["media"];
     let id = media["id"].as_i64().unwrap();
     assert_eq!(body, telegate::sandbox::telegram::file_content(id, 0, 3000));
@@ -491,7 +497,12 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     payload.send_keys("ref-42").await.unwrap();
     click(browser, "#start button").await;
     text_until(browser, &format!("{last} .text"), |t| t == "/start ref-42").await;
-    let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
+    let chat = session
+        .world
+        .sandbox
+        .telegram()
+        .chat(session.user, BOT_ID)
+        .unwrap();
     let kinds: Vec<&str> = chat["messages"]
         .as_array()
         .unwrap()
@@ -529,7 +540,7 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     })
     .await;
     text_until(browser, "#users .user.selected", |t| t.contains("Grace")).await;
-    assert_eq!(session.world.sandbox.telegram().users().len(), 2);
+    assert_eq!(session.world.sandbox.telegram().users(BOT_ID).len(), 2);
     session.stop().await;
 }
 
@@ -624,7 +635,7 @@ async fn the_page_is_loopback_only_and_a_public_page_needs_its_token() {
     );
     let (status, _, _) = http(addr, &post).await;
     assert_eq!(status, 403);
-    assert!(world.sandbox.telegram().users().is_empty());
+    assert!(world.sandbox.telegram().users(BOT_ID).is_empty());
     page.stop().await;
 
     // A public page needs its token: missing or wrong → 401; in the query →
