@@ -488,3 +488,243 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     }
     sandbox.shutdown().await.unwrap();
 }
+
+/// `POST /faults?bot=NAME` on the sandbox's control socket.
+async fn fault(dir: &Path, bot: &str, body: Value) {
+    let control = Client::new(dir.join("sandbox.sock"));
+    let mut connection = control.connect().await.unwrap();
+    let answer = connection
+        .send(
+            Method::POST,
+            &format!("/faults?bot={bot}"),
+            &[],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+/// Four bots in one sandbox and one daemon: bot2's token is revoked, bot3's
+/// sign-in hits FLOOD_WAIT, bot4's connection is a black hole — and bot1
+/// sends every job and answers a click all the while; bot3 then signs in on
+/// its own and sends what waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_flooded_or_dead_bot_leaves_the_others_sending_and_answering_clicks() {
+    use telegate::cli::sandbox::write_fleet_files;
+    use telegate::sandbox::server::SandboxOptions;
+    use telegate::sandbox::telegram::{NewUser, UserMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    StateDir::new(dir.path()).prepare().unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        state_dir: Some(dir.path().to_owned()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let telegram = sandbox.telegram().clone();
+    telegram.set_limits_enabled(false);
+    let bots = telegram.ensure_bots(4);
+    let keys = write_fleet_files(dir.path(), &sandbox, &bots).unwrap();
+    let key = |bot: usize| keys[bot - 1].1.clone();
+    // bot3 starts signed out: the daemon signs it in with its token, and
+    // that sign-in gets FLOOD_WAIT_5.
+    let bot3_session = StateDir::new(dir.path()).bot_session(&BotName::new("bot3").unwrap());
+    fs::remove_file(&bot3_session).unwrap();
+    SessionStore::provision(
+        &bot3_session,
+        DC_ID,
+        sandbox.dc_addr(),
+        telegram.bot_auth_key(bots[2]).unwrap(),
+    )
+    .unwrap();
+    fault(dir.path(), "bot3", json!({"sign_in_flood_wait_s": 5})).await;
+    let users: Vec<_> = (0..3)
+        .map(|n| {
+            let user = telegram
+                .create_user(NewUser {
+                    first_name: format!("U{n}"),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .id;
+            for &bot in &bots {
+                telegram
+                    .user_sends(user, bot, UserMessage::Text("/start".into()), None)
+                    .unwrap();
+            }
+            user
+        })
+        .collect();
+
+    let mut worker = worker_support::Worker::start(dir.path()).await;
+    let client = Client::new(dir.path().join("telegate.sock"));
+    let state = |bot: usize| {
+        let (client, key) = (client.clone(), key(bot));
+        async move {
+            let answer = call(&client, Method::GET, "/api/v1/bots", &key, String::new()).await;
+            answer.json().unwrap()["bots"][0].clone()
+        }
+    };
+    let until = |bot: usize, what: &'static str, check: fn(&Value) -> bool| {
+        let state = &state;
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let seen = state(bot).await;
+                if check(&seen) {
+                    return seen;
+                }
+                assert!(Instant::now() < deadline, "bot{bot} never {what}: {seen}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // A job of `bot`'s once it is sent or failed.
+    let settled = |bot: usize, job: i64| {
+        let (client, key) = (client.clone(), key(bot));
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let path = format!("/api/v1/jobs/{job}");
+                let answer = call(&client, Method::GET, &path, &key, String::new()).await;
+                let job = answer.json().unwrap();
+                if job["state"] == "sent" || job["state"] == "failed" {
+                    return job;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "bot{bot}'s job never settled: {job}"
+                );
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // (Its halt lasts 5 s: the error stays as its last one after.)
+    until(3, "flood-waited at sign-in", |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("FLOOD_WAIT at sign-in, retrying in 5 s"))
+    })
+    .await;
+    for bot in [1, 2, 4] {
+        until(bot, "ready", |s| s["state"] == "ready").await;
+    }
+
+    // bot2's token is revoked; bot4's connections get no answer.
+    fault(dir.path(), "bot2", json!({"revoke_bot_token": true})).await;
+    fault(dir.path(), "bot4", json!({"blackhole": true})).await;
+    let path = "/api/v1/telegram/interactive";
+    let mut waiting = Vec::new();
+    for bot in [2, 3, 4] {
+        let text = format!("from bot{bot}");
+        let answer = call(
+            &client,
+            Method::POST,
+            path,
+            &key(bot),
+            body(users[0], &text),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        waiting.push((bot, answer.json().unwrap()["job_id"].as_i64().unwrap()));
+    }
+    until(2, "halted by the revoked token", |s| {
+        s["state"].as_str().is_some_and(|s| s.starts_with("halted"))
+    })
+    .await;
+
+    // bot1 sends everything, in order, to every user ...
+    let mut last = 0;
+    for round in 0..5 {
+        for user in &users {
+            let text = format!("round {round}");
+            let answer = call(&client, Method::POST, path, &key(1), body(*user, &text)).await;
+            assert_eq!(answer.status, 202, "{:?}", answer.body);
+            last = answer.json().unwrap()["job_id"].as_i64().unwrap();
+        }
+    }
+    assert_eq!(settled(1, last).await["state"], "sent");
+    for &user in &users {
+        let texts: Vec<String> = telegram.chat(user, bots[0]).unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = (0..5).map(|round| format!("round {round}")).collect();
+        assert_eq!(texts, expected);
+    }
+
+    // ... and answers a click with the button's stored answer.
+    let buttons = json!({
+        "destination_user_id": users[1].to_string(),
+        "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "Yes", "callback_data": "yes", "answer": {"text": "Noted"}}]]}}
+    });
+    let sent = call(
+        &client,
+        Method::POST,
+        &format!("{path}?wait=30"),
+        &key(1),
+        buttons.to_string(),
+    )
+    .await;
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+    let message_id: i32 = sent.json().unwrap()["channel_message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pressed = telegram
+        .click(
+            users[1],
+            UserClick::Callback {
+                message_id,
+                data: b"yes".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    let Pressed::Answered(outcome) = pressed else {
+        panic!("a callback press: {pressed:?}");
+    };
+    assert!(format!("{outcome:?}").contains("Noted"), "{outcome:?}");
+
+    // The broken bots sent nothing meanwhile: their chats hold only /start.
+    for (bot, _) in &waiting {
+        if *bot == 3 {
+            continue;
+        }
+        let chat = telegram.chat(users[0], bots[bot - 1]).unwrap();
+        let from_bot = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .count();
+        assert_eq!(from_bot, 0, "bot{bot} sent: {chat}");
+    }
+    // bot3's flood wait ran out: it signed in by itself and sent its job.
+    until(3, "ready after its flood wait", |s| s["state"] == "ready").await;
+    let (_, bot3_job) = waiting[1];
+    assert_eq!(settled(3, bot3_job).await["state"], "sent");
+    assert_eq!(
+        state(2).await["state"]
+            .as_str()
+            .map(|s| s.starts_with("halted")),
+        Some(true)
+    );
+    assert_ne!(state(4).await["state"], "halted");
+
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+    let log = worker.log();
+    for (_, key) in &keys {
+        assert!(!log.contains(key.as_str()), "the log shows an API key");
+    }
+    sandbox.shutdown().await.unwrap();
+}
