@@ -1412,6 +1412,129 @@ impl Drop for SandboxProcess {
     }
 }
 
+/// `telegate sandbox --bots 2`: one model with two bots, a `[[bots]]` table
+/// and a session per bot, the keys in the ready message; each bot signs in
+/// as itself, and a user writes to both, each chat its own.
+#[tokio::test]
+async fn the_sandbox_command_with_two_bots_writes_a_key_and_session_per_bot() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+        .args([
+            "sandbox",
+            "--dc-only",
+            "--web",
+            "off",
+            "--bots",
+            "2",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _process = SandboxProcess { child };
+    // The ready message: a line per bot, name and key.
+    let shown = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| {
+                let (name, key) = line.trim_start().split_once('\t')?;
+                Some((name.to_owned(), key.to_owned()))
+            })
+            .take(2)
+            .collect::<Vec<_>>()
+    });
+    let shown = tokio::time::timeout(PATIENCE, shown)
+        .await
+        .unwrap()
+        .unwrap();
+    let config: toml::Table = std::fs::read_to_string(dir.path().join("telegate.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tables = config["bots"].as_array().unwrap();
+    let written: Vec<(String, String)> = tables
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap().to_owned();
+            (name, t["api_keys"][0].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(shown, written);
+    assert_eq!(shown[0].0, "bot1");
+    assert_ne!(shown[0].1, shown[1].1);
+    assert!(config["telegram"].get("bot_token").is_none(), "{config:?}");
+    assert_eq!(tables[0]["dc_addr"], tables[1]["dc_addr"], "one sandbox");
+    let socket = dir.path().join("sandbox.sock");
+    let (_, listed) = control(&socket, "GET", "/bots", None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // Each session signs in as its own bot with its own token.
+    let mut usernames = Vec::new();
+    for table in tables {
+        let name = table["name"].as_str().unwrap();
+        let path = dir.path().join(format!("sessions/{name}.session"));
+        let session = telegate::session::SessionStore::open(&path).unwrap();
+        let worker = telegate::telegram::Telegram::start(Arc::new(session), 1);
+        let credentials = telegate::telegram::Credentials {
+            api_id: 1,
+            api_hash: config["telegram"]["api_hash"].as_str().unwrap().into(),
+            bot_token: table["bot_token"].as_str().unwrap().into(),
+        };
+        let bot = worker.sign_in(&credentials).await.unwrap();
+        usernames.push(bot.username.unwrap_or_default());
+        worker.shutdown().await;
+    }
+    assert_eq!(usernames, [BOT_USERNAME, "telegate_sandbox_2_bot"]);
+
+    // One user, two chats.
+    let (_, user) = control(
+        &socket,
+        "POST",
+        "/users",
+        Some(json!({"first_name": "Ann"})),
+    )
+    .await;
+    let user = user["id"].as_i64().unwrap();
+    for (bot, text) in [("bot1", "to one"), ("bot2", "to two")] {
+        let path = format!("/users/{user}/messages?bot={bot}");
+        let (status, _) = control(&socket, "POST", &path, Some(json!({"text": text}))).await;
+        assert_eq!(status, 200);
+    }
+    for (bot, text) in [("bot1", "to one"), ("bot2", "to two")] {
+        let (_, chat) = control(
+            &socket,
+            "GET",
+            &format!("/users/{user}/chat?bot={bot}"),
+            None,
+        )
+        .await;
+        let texts: Vec<&str> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        assert_eq!(texts, [text], "{bot}'s chat");
+    }
+    let (status, error) = control(
+        &socket,
+        "GET",
+        &format!("/users/{user}/chat?bot=bot3"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("bot1..bot2"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn the_sandbox_command_writes_what_a_worker_needs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
