@@ -544,6 +544,146 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     session.stop().await;
 }
 
+/// A second bot and a group, in the browser: the person picks which bot a
+/// private chat is with, creates a group with another user and the bot,
+/// posts in it, sees the other member's and the bot's messages labelled by
+/// sender, and clicks the bot's button in the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_picks_a_bot_and_chats_in_a_group_in_a_browser() {
+    let session = Session::start("").await;
+    let (world, ada, browser) = (&session.world, session.user, &session.browser);
+    let telegram = world.sandbox.telegram().clone();
+    let bot2 = telegram.ensure_bots(2)[1];
+    let grace = telegram
+        .create_user(NewUser {
+            id: None,
+            first_name: "Grace".into(),
+            username: None,
+            lang_code: None,
+        })
+        .unwrap()
+        .id;
+    browser
+        .goto(&session.page.url(&format!("/?user={ada}")))
+        .await
+        .unwrap();
+
+    // Two bots: the private chat is with the one picked.
+    click(browser, &format!("#chats .chat-link[data-bot='{bot2}']")).await;
+    text_until(browser, ".chat-head", |t| t.contains("Sandbox Bot 2")).await;
+    element(browser, "#text")
+        .await
+        .send_keys("hi bot two")
+        .await
+        .unwrap();
+    click(browser, "#send-button").await;
+    text_until(browser, "#messages .msg.from-user:last-child .text", |t| {
+        t == "hi bot two"
+    })
+    .await;
+    let texts = |bot| -> Vec<String> {
+        telegram.chat(ada, bot).unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(texts(bot2), ["hi bot two"]);
+    assert_eq!(texts(BOT_ID), ["/start"]);
+
+    // A group with Grace and the first bot, created from the page.
+    click(browser, &format!("#chats .chat-link[data-bot='{BOT_ID}']")).await;
+    text_until(browser, ".chat-head", |t| t.contains("Sandbox Bot")).await;
+    element(browser, "#new-group [name=title]")
+        .await
+        .send_keys("Team")
+        .await
+        .unwrap();
+    click(
+        browser,
+        &format!("#new-group input[name=member][value='{grace}']"),
+    )
+    .await;
+    click(browser, "#new-group button[type=submit]").await;
+    text_until(browser, ".chat-head", |t| t.contains("Team")).await;
+    text_until(browser, "#chats .chat-link.group.selected", |t| {
+        t.contains("Team")
+    })
+    .await;
+    text_until(browser, "#messages .service", |t| {
+        t.contains("created the group")
+    })
+    .await;
+    let groups = telegram.groups(BOT_ID);
+    let group = groups[0]["id"].as_i64().unwrap();
+    assert_eq!(groups[0]["bot"], "member", "{groups:?}");
+
+    // The person posts as Ada; Grace posts; each labelled by sender.
+    element(browser, "#text")
+        .await
+        .send_keys("hello team")
+        .await
+        .unwrap();
+    click(browser, "#send-button").await;
+    text_until(browser, "#messages .msg.from-user:last-child .text", |t| {
+        t == "hello team"
+    })
+    .await;
+    telegram
+        .group_sends(
+            group,
+            grace,
+            UserMessage::Text("hi from Grace".into()),
+            None,
+        )
+        .unwrap();
+    text_until(browser, "#messages .msg.from-bot:last-child", |t| {
+        t.contains("Grace") && t.contains("hi from Grace")
+    })
+    .await;
+    let chat = telegram.group_chat(group, BOT_ID).unwrap();
+    let senders: Vec<(i64, &str)> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["service"].is_null())
+        .map(|m| {
+            (
+                m["sender_id"].as_i64().unwrap(),
+                m["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(senders, [(ada, "hello team"), (grace, "hi from Grace")]);
+
+    // The bot posts a keyboard in the group; a click gets its stored answer.
+    enqueue(
+        world,
+        json!({
+            "destination_user_id": group.to_string(),
+            "telegram_interactive_message": {
+                "type": "reply_buttons",
+                "text": "Stand-up at ten?",
+                "reply_markup": {"inline_keyboard": [[
+                    {"text": "I'm in", "callback_data": "in", "answer": {"text": "See you there"}}
+                ]]}
+            }
+        }),
+    )
+    .await;
+    text_until(
+        browser,
+        "#messages .msg:last-child .sender.bot-sender",
+        |t| t == "Sandbox Bot",
+    )
+    .await;
+    click(browser, ".ikb[data-data='in']").await;
+    text_until(browser, "#toast.show", |t| t == "See you there").await;
+    save_screenshot(browser, &session.shots, "sandbox-web-group.png").await;
+    session.stop().await;
+}
+
 #[test]
 fn the_sandbox_command_refuses_a_page_off_loopback() {
     let dir = tempfile::tempdir().unwrap();

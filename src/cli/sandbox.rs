@@ -124,6 +124,7 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
         port: args.port,
         callback_timeout: Duration::from_millis(args.callback_timeout_ms),
         web: web.clone(),
+        bots: usize::from(args.bots),
     })
     .await
     .map_err(SandboxCliError::from)?;

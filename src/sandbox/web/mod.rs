@@ -173,9 +173,10 @@ fn viewer(web: &Web, asked: Viewer) -> view::Shown {
         .user
         .filter(|id| exists(*id))
         .or_else(|| users.first().and_then(|u| u["id"].as_i64()));
+    let groups = telegram.groups(first_bot);
     let group = asked
         .group
-        .filter(|id| telegram.group_chat(*id, first_bot).is_ok());
+        .filter(|id| groups.iter().any(|g| g["id"].as_i64() == Some(*id)));
     let chat = match group {
         Some(group) => view::ChatShown::Group(group),
         None => view::ChatShown::Bot(

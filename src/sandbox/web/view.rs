@@ -856,6 +856,47 @@ mod tests {
     }
 
     #[test]
+    fn a_group_labels_each_sender_and_keeps_the_viewers_own_on_the_right() {
+        let group = json!({
+            "id": -4000001, "kind": "group", "title": "Team <1>",
+            "members": [{"user_id": 1, "role": "creator"}, {"user_id": 2, "role": "member"}],
+            "bots": [{"bot_id": 7, "role": "member"}],
+            "messages": [
+                {"id": 1, "from": "user", "sender_id": 1, "date": 0, "text": "mine"},
+                {"id": 2, "from": "user", "sender_id": 2, "date": 0, "text": "hers"},
+                {"id": 3, "from": "bot", "sender_id": 7, "date": 0, "text": "beep",
+                 "media": {"kind": "photo", "mime_type": "image/png", "size": 1}},
+            ],
+        });
+        let names = HashMap::from([
+            (1, "Ada".to_owned()),
+            (2, "Grace".to_owned()),
+            (7, "Bot".to_owned()),
+        ]);
+        let html = group_view(Some(1), Some(&group), &names).into_string();
+        assert!(html.contains("Team &lt;1&gt;"), "{html}");
+        assert!(html.contains("data-chat-group=\"-4000001\""), "{html}");
+        assert!(html.contains("class=\"msg from-user\" id=\"m1\""), "{html}");
+        assert!(html.contains("class=\"msg from-bot\" id=\"m2\""), "{html}");
+        assert!(html.contains("<div class=\"sender\">Grace</div>"), "{html}");
+        assert!(
+            html.contains("<div class=\"sender bot-sender\">Bot</div>"),
+            "{html}"
+        );
+        assert!(
+            !html.contains(">Ada</div>"),
+            "the viewer's own are not labelled: {html}"
+        );
+        assert!(
+            html.contains("/media/3?user=1&amp;group=-4000001"),
+            "{html}"
+        );
+        assert!(html.contains("you are Ada"), "{html}");
+        let outsider = group_view(Some(5), Some(&group), &names).into_string();
+        assert!(outsider.contains("you are not a member"), "{outsider}");
+    }
+
+    #[test]
     fn a_long_chat_shows_its_tail() {
         let messages: Vec<Value> = (1..=CHAT_TAIL + 5)
             .map(|id| json!({"id": id, "from": "user", "date": 0, "text": format!("n{id}")}))
