@@ -615,6 +615,10 @@ async fn a_person_picks_a_bot_and_chats_in_a_group_in_a_browser() {
         t.contains("created the group")
     })
     .await;
+    text_until(browser, "#messages .service:nth-child(2)", |t| {
+        t == "Sandbox Bot joined"
+    })
+    .await;
     let groups = telegram.groups(BOT_ID);
     let group = groups[0]["id"].as_i64().unwrap();
     assert_eq!(groups[0]["bot"], "member", "{groups:?}");

@@ -413,7 +413,7 @@ fn message_view(message: &Value, all: &[Value], seen: &Seen) -> Markup {
     let text = message["text"].as_str().unwrap_or_default();
     let markup = &message["reply_markup"];
     if let Some(service) = message.get("service").filter(|s| !s.is_null()) {
-        return html! { div.service id={ "m" (id) } { (service_text(service)) } };
+        return html! { div.service id={ "m" (id) } { (service_text(service, names)) } };
     }
     html! {
         div.msg.from-bot[from_bot].from-user[!from_bot].deleted[deleted] id={ "m" (id) } data-id=(id) {
@@ -450,16 +450,20 @@ fn message_view(message: &Value, all: &[Value], seen: &Seen) -> Markup {
     }
 }
 
-/// A service message (a group's creation, members joining or leaving).
-fn service_text(service: &Value) -> String {
-    let user = |key: &str| service[key].to_string();
+/// A service message (a group's creation, members joining or leaving),
+/// naming the member if `names` knows them.
+fn service_text(service: &Value, names: Option<&HashMap<i64, String>>) -> String {
+    let user = |key: &str| match names {
+        Some(names) => sender_name(names, &service[key]),
+        None => format!("user {}", service[key]),
+    };
     match service["kind"].as_str().unwrap_or_default() {
         "chat_create" => format!(
             "created the group {:?}",
             service["title"].as_str().unwrap_or("")
         ),
-        "add_user" => format!("user {} joined", user("user_id")),
-        "delete_user" => format!("user {} left", user("user_id")),
+        "add_user" => format!("{} joined", user("user_id")),
+        "delete_user" => format!("{} left", user("user_id")),
         other => other.replace('_', " "),
     }
 }
