@@ -4,7 +4,9 @@
 //! answers, and gives up after a few seconds (`BOT_RESPONSE_TIMEOUT`). So a
 //! click never waits behind the send queue, the event store or a consumer:
 //! each `updateBotCallbackQuery` gets its own task. A clicked button with a
-//! stored `answer` is answered with it at once (one indexed store read); a
+//! stored `answer` is answered with it at once (one indexed store read;
+//! a `once` button waits for its click's recorder to say whether the click
+//! is its first, then answers `answer` or `answer_after_first`); a
 //! button without one waits at most the answer deadline for a consumer's
 //! answer (posted to `POST /api/v1/callbacks/{query_id}/answer`), then
 //! falls back to an empty answer, and sends it
@@ -91,8 +93,18 @@ enum Query {
     AnsweredByConsumer,
 }
 
+/// Whether a click of a `once` button counted, as its recorder decided it.
+enum Decision {
+    /// The answer waits for it.
+    Awaited(oneshot::Sender<bool>),
+    /// Decided (`true`: a repeat) before the answer asked.
+    Known(bool),
+}
+
 struct Queries {
     by_id: HashMap<i64, Query>,
+    /// Decisions on clicks of buttons with an `on_click`, by query id.
+    decisions: HashMap<i64, Decision>,
     /// Ids in arrival order, to forget old ones.
     seen: VecDeque<(Instant, i64)>,
 }
@@ -129,6 +141,7 @@ impl CallbackAnswerer {
                 deadline,
                 queries: Mutex::new(Queries {
                     by_id: HashMap::new(),
+                    decisions: HashMap::new(),
                     seen: VecDeque::new(),
                 }),
             }),
@@ -167,6 +180,42 @@ impl CallbackAnswerer {
             span,
         ));
         true
+    }
+
+    /// The recorder's decision on click `query_id` of a button with an
+    /// `on_click`, made in the commit that recorded it: `repeat` (a `once`
+    /// button clicked before) or counted.
+    pub fn decided(&self, query_id: i64, repeat: bool) {
+        let mut queries = self.queries();
+        match queries.decisions.remove(&query_id) {
+            Some(Decision::Awaited(tx)) => {
+                let _ = tx.send(repeat);
+            }
+            _ if queries.by_id.contains_key(&query_id) => {
+                queries.decisions.insert(query_id, Decision::Known(repeat));
+            }
+            // A click recorded again after a restart, answered long ago.
+            _ => {}
+        }
+    }
+
+    /// Whether click `query_id` of a `once` button is a repeat, waiting up
+    /// to the deadline for the recorder (which has not decided then: taken
+    /// as the first).
+    async fn is_repeat(&self, query_id: i64) -> bool {
+        let rx = {
+            let mut queries = self.queries();
+            if let Some(Decision::Known(repeat)) = queries.decisions.get(&query_id) {
+                return *repeat;
+            }
+            let (tx, rx) = oneshot::channel();
+            queries.decisions.insert(query_id, Decision::Awaited(tx));
+            rx
+        };
+        matches!(
+            tokio::time::timeout(self.inner.deadline, rx).await,
+            Ok(Ok(true))
+        )
     }
 
     /// A consumer's answer to `query_id`, taken if the deadline has not
@@ -268,6 +317,8 @@ impl CallbackAnswerer {
         }
     }
 
+    /// The clicked button's stored answer: its `answer`, or for a repeated
+    /// click of a `once` button, its `answer_after_first`.
     async fn stored_answer(&self, query: &ClickQuery) -> Option<CallbackAnswer> {
         let sent = match self
             .inner
@@ -285,6 +336,11 @@ impl CallbackAnswerer {
             return None;
         }
         let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+        if let Some(on_click) = request.on_click(&query.data).filter(|c| c.once())
+            && self.is_repeat(query.query_id).await
+        {
+            return Some(on_click.answer_after_first());
+        }
         request.callback_answer(&query.data).cloned()
     }
 
@@ -338,6 +394,7 @@ fn forget_old(queries: &mut Queries, now: Instant) {
         queries.seen.pop_front();
         if !matches!(queries.by_id.get(&id), Some(Query::Open(_))) {
             queries.by_id.remove(&id);
+            queries.decisions.remove(&id);
         }
     }
 }

@@ -375,8 +375,9 @@ pub struct ApiConfig {
     /// With `respond = "sent"`: how long to wait for the job's outcome
     /// before answering 202 anyway (at most 60).
     pub respond_timeout_s: u64,
-    /// STAND-IN until per-bot `api_keys` land: the product tokens
-    /// `POST /v1.0/message` takes for the one bot (empty: any token).
+    /// Replaced by per-bot `api_keys` (a CM.com product token is a bot's
+    /// API key); still read so that a file that sets it gets an error
+    /// saying where the tokens go, not "unknown key".
     pub product_tokens: Vec<Secret>,
 }
 
@@ -623,6 +624,13 @@ impl Config {
             ));
         }
         self.webhook.check()?;
+        if !self.api.product_tokens.is_empty() {
+            return Err(
+                "`api.product_tokens` is replaced by per-bot API keys: a CM.com product token \
+                 is a key of its bot, so move each token into that bot's `[[bots]] api_keys`"
+                    .into(),
+            );
+        }
         let legacy_default = self.telegram.bot_token.is_some()
             && self
                 .bots
@@ -832,6 +840,32 @@ mod tests {
             let err = config.check().unwrap_err();
             assert!(err.contains("api.respond_timeout_s"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_bot_may_have_its_own_response_mode() {
+        let config = Config::parse(
+            "[[bots]]\nname = \"shop\"\nrespond = \"sent\"\n[[bots]]\nname = \"news\"\n",
+        )
+        .unwrap();
+        config.check().unwrap();
+        assert_eq!(config.bots[0].respond, Some(Respond::Sent));
+        assert_eq!(config.bots[1].respond, None);
+        let err = Config::parse("[[bots]]\nname = \"shop\"\nrespond = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn the_product_token_stand_in_is_refused_saying_where_tokens_go() {
+        let config = Config::parse("[api]\nproduct_tokens = [\"t\"]\n").unwrap();
+        let err = config.check().unwrap_err();
+        assert!(
+            err.contains("api.product_tokens") && err.contains("[[bots]] api_keys"),
+            "{err}"
+        );
+        assert!(!err.contains("\"t\""), "{err}");
+        let empty = Config::parse("[api]\nproduct_tokens = []\n").unwrap();
+        empty.check().unwrap();
     }
 
     #[test]

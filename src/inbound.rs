@@ -12,9 +12,28 @@
 //!   run ahead of stored events: a crash between the two repeats events on
 //!   the next start (grammers catches up with `updates.getDifference` from
 //!   the session's state), and the store keeps the first of each event id.
+//!
+//! A state an update carries is not always *its own*: grammers stamps every
+//! message of a `getDifference` / `getChannelDifference` answer with the
+//! answer's final state, and hands out the answer's other updates (with
+//! their own, higher pts) before its messages. So the state of an update is
+//! only complete once every update grammers had buffered with it has been
+//! passed on too, which the reader knows when the stream has nothing more
+//! ready (its next update is not there yet): it then passes on a
+//! [`Passed::Settled`] mark, and the recorder saves only states that a mark
+//! has settled, after committing everything before the mark.
+//!
+//! Clicks do not wait for any of this, nor for the difference grammers
+//! fetches before it reads live updates (at start, one per supergroup):
+//! [`answer_live_clicks`] takes them as they arrive on the wire
+//! ([`Telegram::updates`](crate::telegram::Telegram::updates) copies them
+//! out), answers them and records their events at once. The same click
+//! later coming through the stream is recognised and not answered again.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use grammers_client::client::UpdateStream;
@@ -26,13 +45,15 @@ use grammers_tl_types as tl;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::after_click;
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
 use crate::events::bird::{self, Body, Origin};
 use crate::events::{EventStore, NewEvent};
-use crate::queue::{Queue, QueueError, Timestamp};
+use crate::interactive::InteractiveRequest;
+use crate::queue::{JobKind, Queue, QueueError, Timestamp};
 use crate::session::{SessionError, SessionStore};
-use crate::telegram::tl_name;
+use crate::telegram::{LiveClicks, tl_name};
 
 /// Updates taken off the stream but not yet recorded, at most (the reader
 /// waits beyond that; grammers buffers behind it).
@@ -77,6 +98,15 @@ struct Taken {
     peers: PeerMap,
 }
 
+/// What the reader hands the recorder, in stream order.
+enum Passed {
+    /// Boxed: an update is kilobytes, and the backlog holds thousands.
+    Update(Box<Taken>),
+    /// The stream had nothing more ready: every update that shares a state
+    /// with one passed on so far has been passed on too.
+    Settled,
+}
+
 /// Runs until the store fails (stream failures are retried); shutting down
 /// is dropping the future (everything recorded is durable, the rest is
 /// fetched again on the next start).
@@ -86,7 +116,18 @@ pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), Inbou
     let read = async {
         let mut failures = 0u32;
         loop {
-            let (update, state, peers) = match stream.next_raw().await {
+            let pending = stream.next_raw();
+            tokio::pin!(pending);
+            let next = match ready_now(pending.as_mut()).await {
+                Some(next) => next,
+                None => {
+                    if tx.send(Passed::Settled).await.is_err() {
+                        return Ok::<(), InboundError>(());
+                    }
+                    pending.await
+                }
+            };
+            let (update, state, peers) = match next {
                 Ok(next) => {
                     failures = 0;
                     next
@@ -101,19 +142,16 @@ pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), Inbou
                     continue;
                 }
             };
-            if let Some(click) = click_query(&update) {
-                inbound.callbacks.take(click);
+            if let tl::enums::Update::BotCallbackQuery(query) = &update {
+                inbound.callbacks.take(click_query(query));
             }
-            if tx
-                .send(Taken {
-                    update,
-                    state,
-                    peers,
-                })
-                .await
-                .is_err()
-            {
-                return Ok::<(), InboundError>(());
+            let taken = Taken {
+                update,
+                state,
+                peers,
+            };
+            if tx.send(Passed::Update(Box::new(taken))).await.is_err() {
+                return Ok(());
             }
         }
     };
@@ -125,17 +163,52 @@ pub async fn run(mut stream: UpdateStream, inbound: Inbound) -> Result<(), Inbou
     }
 }
 
+/// Answers the clicks copied off the wire as they arrive and records their
+/// events at once, until `clicks` ends. Clicks need no update state (they
+/// are in no message box), so recording one out of the stream's order
+/// loses nothing; when the stream brings it again it is neither answered
+/// nor stored twice (the answerer knows its query id, the store its event
+/// id).
+pub async fn answer_live_clicks(mut clicks: LiveClicks, inbound: Inbound) {
+    while let Some(query) = clicks.recv().await {
+        if !inbound.callbacks.take(click_query(&query)) {
+            continue;
+        }
+        let (event, click) = inbound.click_event(&query).await;
+        let clicks = click.map(|click| (0, click)).into_iter().collect();
+        if let Err(error) = inbound.commit(vec![event], clicks).await {
+            // The stream brings the click again and the recorder retries.
+            tracing::warn!(%error, "cannot store a click event yet");
+        }
+    }
+}
+
+/// The output of `future` if it is ready at its first poll, else `None`
+/// (the future is left to be awaited on).
+async fn ready_now<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
 /// The recorder: events first, then the state that covers them.
 ///
-/// A state is saved once every update it covers is recorded, never before.
-/// A batch with events saves its state at once; one with none (the echoes
-/// of the bot's own sends, one per message sent) may wait up to
-/// [`QUIET_SAVE`] to be saved with later ones, so a busy sender does not
-/// cost a session write per message. What such a wait loses in a crash is
-/// only updates that make no event, fetched again and dropped again.
-async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), InboundError> {
+/// A state is saved once every update it covers is recorded, never before:
+/// only states a [`Passed::Settled`] mark has settled, once everything
+/// before the mark is committed. A batch with such events saves at once;
+/// one with none (the echoes of the bot's own sends, one per message sent)
+/// may wait up to [`QUIET_SAVE`] to be saved with later ones, so a busy
+/// sender does not cost a session write per message. What such a wait
+/// loses in a crash is only updates that make no event, fetched again and
+/// dropped again.
+async fn record(mut rx: mpsc::Receiver<Passed>, inbound: Inbound) -> Result<(), InboundError> {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut covered = Covered::default();
+    // The states of what was passed on since the last mark.
+    let mut unsettled = Covered::default();
+    // Settled states, not saved yet; none of them until the commit.
+    let mut settled = Covered::default();
     let mut unsaved_since: Option<Instant> = None;
     loop {
         let received = match unsaved_since {
@@ -144,7 +217,7 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
                 match tokio::time::timeout_at(since + QUIET_SAVE, next).await {
                     Ok(received) => received,
                     Err(_quiet) => {
-                        std::mem::take(&mut covered).save(&inbound.session).await?;
+                        std::mem::take(&mut settled).save(&inbound.session).await?;
                         unsaved_since = None;
                         continue;
                     }
@@ -156,44 +229,109 @@ async fn record(mut rx: mpsc::Receiver<Taken>, inbound: Inbound) -> Result<(), I
             break;
         }
         let mut events = Vec::with_capacity(batch.len());
-        for taken in batch.drain(..) {
-            if let Some(event) = inbound.event_for(&taken).await {
-                events.push(event);
+        let mut clicks = Vec::new();
+        for passed in batch.drain(..) {
+            match passed {
+                Passed::Update(taken) => {
+                    let found = inbound.event_for(&taken).await;
+                    unsettled.add(&taken.state, found.is_some());
+                    if let Some((event, click)) = found {
+                        if let Some(click) = click {
+                            clicks.push((events.len(), click));
+                        }
+                        events.push(event);
+                    }
+                }
+                Passed::Settled => settled.absorb(std::mem::take(&mut unsettled)),
             }
-            covered.add(&taken.state);
         }
         let count = events.len();
-        inbound.events.append(events).await?;
-        let since = *unsaved_since.get_or_insert_with(Instant::now);
-        if count > 0 || since.elapsed() >= QUIET_SAVE {
-            std::mem::take(&mut covered).save(&inbound.session).await?;
-            unsaved_since = None;
+        inbound.commit(events, clicks).await?;
+        if !settled.is_empty() {
+            let since = *unsaved_since.get_or_insert_with(Instant::now);
+            if settled.events > 0 || since.elapsed() >= QUIET_SAVE {
+                std::mem::take(&mut settled).save(&inbound.session).await?;
+                unsaved_since = None;
+            }
         }
         tracing::trace!(events = count, "inbound events recorded");
     }
-    if unsaved_since.is_some() {
-        covered.save(&inbound.session).await?;
-    }
+    // What was passed on after the last mark may be part of a difference
+    // still being handed out: its state stays unsaved.
+    settled.save(&inbound.session).await?;
     Ok(())
 }
 
+/// Applies the `on_click`s of a batch's clicks (each with the index of its
+/// event) in the commit that records the events, flags the events of
+/// repeated clicks, and returns each click's decision (repeat or not).
+fn apply_clicks(
+    conn: &rusqlite::Connection,
+    bot: &str,
+    clicks: &[(usize, after_click::ButtonClick)],
+    events: &mut [NewEvent],
+    jobs: &mut Vec<crate::queue::JobEvent>,
+) -> Result<Vec<(i64, bool)>, QueueError> {
+    let now = Timestamp::now();
+    let mut decisions = Vec::with_capacity(clicks.len());
+    for (index, click) in clicks {
+        let repeat = after_click::apply(conn, bot, click, now, jobs)?;
+        if repeat && let Some(event) = events.get_mut(*index) {
+            bird::flag_repeat(event);
+        }
+        decisions.push((click.query_id, repeat));
+    }
+    Ok(decisions)
+}
+
 impl Inbound {
-    /// The event for one update (`None`: the bot's own doing).
-    async fn event_for(&self, taken: &Taken) -> Option<NewEvent> {
+    /// Commits `events`, applying the `on_click`s of `clicks` (each with
+    /// the index of its event) in the same commit, and tells the answerer
+    /// what each click came to.
+    async fn commit(
+        &self,
+        events: Vec<NewEvent>,
+        clicks: Vec<(usize, after_click::ButtonClick)>,
+    ) -> Result<(), QueueError> {
+        if clicks.is_empty() {
+            self.events.append(events).await?;
+            return Ok(());
+        }
+        let (_, decisions) = self
+            .events
+            .append_with(events, move |conn, bot, events, jobs| {
+                apply_clicks(conn, bot, &clicks, events, jobs)
+            })
+            .await?;
+        for (query_id, repeat) in decisions {
+            self.callbacks.decided(query_id, repeat);
+        }
+        Ok(())
+    }
+
+    /// The event for one update (`None`: the bot's own doing), and for a
+    /// click on a button with an `on_click`, what that does.
+    async fn event_for(
+        &self,
+        taken: &Taken,
+    ) -> Option<(NewEvent, Option<after_click::ButtonClick>)> {
         use tl::enums::Update as U;
         let bot_id = self.bot_id;
         match &taken.update {
             U::NewMessage(tl::types::UpdateNewMessage { message, .. })
             | U::NewChannelMessage(tl::types::UpdateNewChannelMessage { message, .. }) => {
-                message_event(bot_id, message, &taken.peers)
+                message_event(bot_id, message, &taken.peers).map(|event| (event, None))
             }
             U::BotCallbackQuery(query) => Some(self.click_event(query).await),
             U::MessageId(_) => None,
-            other => Some(unsupported(bot_id, other, &taken.state)),
+            other => Some((unsupported(bot_id, other, &taken.state), None)),
         }
     }
 
-    async fn click_event(&self, query: &tl::types::UpdateBotCallbackQuery) -> NewEvent {
+    async fn click_event(
+        &self,
+        query: &tl::types::UpdateBotCallbackQuery,
+    ) -> (NewEvent, Option<after_click::ButtonClick>) {
         let chat = chat_of(&query.peer);
         let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
         let sent = match self
@@ -210,32 +348,46 @@ impl Inbound {
         let (reference, job_metadata) = sent.as_ref().map_or((None, None), |sent| {
             crate::send_options::correlation(&sent.payload)
         });
-        bird::clicked(&bird::Click {
+        let data = query.data.clone().unwrap_or_default();
+        let click = sent
+            .as_ref()
+            .filter(|sent| sent.kind == JobKind::Interactive)
+            .and_then(|sent| {
+                let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+                request.on_click(&data)?;
+                Some(after_click::ButtonClick {
+                    query_id: query.query_id,
+                    chat,
+                    msg_id: query.msg_id,
+                    data: data.clone(),
+                    message_id: sent.message_id,
+                    request,
+                })
+            });
+        let event = bird::clicked(&bird::Click {
             bot_id: self.bot_id,
             chat: chat.get(),
             user_id: query.user_id,
             query_id: query.query_id,
             msg_id: query.msg_id,
-            data: query.data.clone().unwrap_or_default(),
+            data,
             message_id: sent.map(|sent| sent.message_id),
             reference,
             job_metadata,
             at: Timestamp::now(),
-        })
+        });
+        (event, click)
     }
 }
 
-/// The click in `update`, if it is one.
-fn click_query(update: &tl::enums::Update) -> Option<ClickQuery> {
-    let tl::enums::Update::BotCallbackQuery(query) = update else {
-        return None;
-    };
-    Some(ClickQuery {
+/// The click a callback query is.
+fn click_query(query: &tl::types::UpdateBotCallbackQuery) -> ClickQuery {
+    ClickQuery {
         query_id: query.query_id,
         chat: chat_of(&query.peer),
         msg_id: query.msg_id,
         data: query.data.clone().unwrap_or_default(),
-    })
+    }
 }
 
 /// The Bot API chat id of a peer.
@@ -394,16 +546,19 @@ fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEve
     }
 }
 
-/// The newest update state a batch covers, per message box.
+/// The newest update state some updates carry, per message box, and how
+/// many events they made.
 #[derive(Default)]
 struct Covered {
     primary: Option<(i32, i32, i32)>,
     qts: Option<i32>,
     channels: HashMap<i64, i32>,
+    events: usize,
 }
 
 impl Covered {
-    fn add(&mut self, state: &State) {
+    fn add(&mut self, state: &State, event: bool) {
+        self.events += usize::from(event);
         match state.message_box {
             Some(MessageBox::Common { pts }) => self.primary = Some((pts, state.date, state.seq)),
             Some(MessageBox::Secondary { qts }) => self.qts = Some(qts),
@@ -412,6 +567,18 @@ impl Covered {
             }
             None => {}
         }
+    }
+
+    /// Takes in the states of updates that came after these.
+    fn absorb(&mut self, later: Covered) {
+        self.primary = later.primary.or(self.primary);
+        self.qts = later.qts.or(self.qts);
+        self.channels.extend(later.channels);
+        self.events += later.events;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.primary.is_none() && self.qts.is_none() && self.channels.is_empty()
     }
 
     /// Writes it to the session (after the events are durable).
@@ -432,5 +599,47 @@ impl Covered {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_now_tells_a_ready_future_from_one_still_waiting() {
+        assert_eq!(ready_now(std::future::ready(7)).await, Some(7));
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        tokio::pin!(rx);
+        assert_eq!(ready_now(rx.as_mut()).await, None, "nothing sent yet");
+        tx.send(3).unwrap();
+        assert_eq!(rx.await, Ok(3), "the future is still there to await");
+    }
+
+    #[test]
+    fn later_states_win_and_events_add_up() {
+        let state = |message_box| State {
+            date: 1,
+            seq: 2,
+            message_box: Some(message_box),
+        };
+        let mut settled = Covered::default();
+        assert!(settled.is_empty());
+        settled.add(&state(MessageBox::Common { pts: 5 }), true);
+        settled.add(
+            &state(MessageBox::Channel {
+                channel_id: 9,
+                pts: 3,
+            }),
+            false,
+        );
+        let mut later = Covered::default();
+        later.add(&state(MessageBox::Common { pts: 8 }), true);
+        later.add(&state(MessageBox::Secondary { qts: 4 }), true);
+        settled.absorb(later);
+        assert_eq!(settled.primary, Some((8, 1, 2)));
+        assert_eq!(settled.qts, Some(4));
+        assert_eq!(settled.channels, HashMap::from([(9, 3)]));
+        assert_eq!(settled.events, 3);
     }
 }

@@ -5,6 +5,7 @@
 //! limits. What users send back becomes durable JSON events, and every button
 //! click is answered in time. See `README.md` for the pipeline.
 
+pub(crate) mod after_click;
 pub mod api;
 pub mod bot_state;
 pub mod bots;

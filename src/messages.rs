@@ -128,7 +128,14 @@ impl MessagesRequest {
         };
         let reply_markup = body
             .get("reply_markup")
-            .map(|markup| Markup::from_reply_markup_tree(markup, &body.path_of("reply_markup")))
+            .map(|markup| {
+                let path = body.path_of("reply_markup");
+                let markup = Markup::from_reply_markup_tree(markup, &path)?;
+                if let Markup::ReplyButtons(keyboard) = &markup {
+                    keyboard.refuse_on_click(&path, interactive::ON_CLICK_ONLY)?;
+                }
+                Ok::<_, ApiError>(markup)
+            })
             .transpose()?;
         let mut request = Self::compose(destination_user_id, text, media, &["text", "media"])?;
         request.reply_markup = reply_markup;

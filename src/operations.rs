@@ -97,11 +97,12 @@ impl EditRequest {
             .map(|markup| {
                 let path = body.path_of("reply_markup");
                 let markup = Markup::from_reply_markup_tree(markup, &path)?;
-                if !matches!(markup, Markup::ReplyButtons(_)) {
+                let Markup::ReplyButtons(keyboard) = &markup else {
                     return Err(path.broken(
                         "must be an `inline_keyboard`: Telegram edits only inline keyboards",
                     ));
-                }
+                };
+                keyboard.refuse_on_click(&path, interactive::ON_CLICK_ONLY)?;
                 Ok(markup)
             })
             .transpose()?;
@@ -123,6 +124,24 @@ impl EditRequest {
             reply_markup,
             link_preview,
         })
+    }
+
+    /// An edit of message `message_id` to `text` (with `entities`) and
+    /// `keyboard` (`None`: the message is left without one, as Telegram
+    /// does with an edit that gives no markup), all already checked.
+    pub(crate) fn new(
+        message_id: i64,
+        text: String,
+        entities: Vec<Entity>,
+        keyboard: Option<Markup>,
+    ) -> Self {
+        EditRequest {
+            message_id,
+            text: Some(text),
+            entities,
+            reply_markup: keyboard,
+            link_preview: true,
+        }
     }
 
     /// telegate's id of the message to edit.

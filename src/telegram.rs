@@ -35,6 +35,13 @@ use crate::session::{SessionError, SessionStore};
 /// Updates buffered between the network and the inbound pipeline before
 /// grammers starts dropping them (a gap it then refetches).
 const UPDATES_BUFFER: usize = 10_000;
+/// Clicks copied off the wire and not yet taken, at most (beyond, a click
+/// waits for the update stream).
+const LIVE_CLICKS_BUFFER: usize = 1024;
+
+/// The clicks seen on the wire, as they arrive: ahead of the update stream,
+/// which holds live updates back while grammers fetches differences.
+pub type LiveClicks = mpsc::Receiver<tl::types::UpdateBotCallbackQuery>;
 
 /// What is needed to sign a bot in. Debug output hides the secrets.
 #[derive(Clone)]
@@ -110,8 +117,9 @@ pub struct Telegram {
     client: Client,
     session: Arc<SessionStore>,
     runner: Mutex<Option<JoinHandle<()>>>,
-    /// The liveness watchdog, ended with `stop` at shutdown.
-    watchdog: Mutex<Option<JoinHandle<()>>>,
+    /// The liveness watchdog and (once the update stream is taken) the
+    /// click tap in front of it, ended with `stop` at shutdown.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
     liveness: Liveness,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
@@ -152,7 +160,7 @@ impl Telegram {
             client,
             session,
             runner: Mutex::new(Some(runner)),
-            watchdog: Mutex::new(Some(watchdog)),
+            tasks: Mutex::new(vec![watchdog]),
             stop,
             liveness,
             updates: Mutex::new(Some(pool.updates)),
@@ -234,16 +242,43 @@ impl Telegram {
     /// The update stream, catching up on what was missed while offline.
     /// Can be taken once.
     pub async fn updates(&self) -> Option<Result<UpdateStream, TelegramError>> {
-        let rx = self
+        let taken = self.updates_with_live_clicks().await?;
+        Some(taken.map(|(stream, _clicks)| stream))
+    }
+
+    /// [`Telegram::updates`], and a copy of each click as it arrives.
+    ///
+    /// grammers reads no live update while it fetches a difference (at
+    /// start, one `updates.getChannelDifference` per supergroup the bot is
+    /// in, one after another), so a click in the stream may wait longer
+    /// than the user's app does. A tap between the network and grammers
+    /// copies clicks out first; the stream still gets every update.
+    pub async fn updates_with_live_clicks(
+        &self,
+    ) -> Option<Result<(UpdateStream, LiveClicks), TelegramError>> {
+        let from_network = self
             .updates
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()?;
+        let (to_stream, rx) = mpsc::channel(UPDATES_BUFFER);
+        let (clicks_tx, clicks) = mpsc::channel(LIVE_CLICKS_BUFFER);
+        let tap = tokio::spawn(tap_clicks(
+            from_network,
+            to_stream,
+            clicks_tx,
+            self.stop.clone(),
+        ));
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tap);
         let config = UpdatesConfiguration { catch_up: true };
         Some(
             self.client
                 .stream_updates(rx, config)
                 .await
+                .map(|stream| (stream, clicks))
                 .map_err(|e| TelegramError::Invocation(InvocationError::Session(e))),
         )
     }
@@ -257,13 +292,9 @@ impl Telegram {
     /// call does; later ones return at once).
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        let watchdog = self
-            .watchdog
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(watchdog) = watchdog {
-            let _ = watchdog.await;
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            let _ = task.await;
         }
         self.client.disconnect();
         let runner = self
@@ -277,6 +308,56 @@ impl Telegram {
             let _ = runner.await;
         }
     }
+}
+
+/// Passes every update from the network on to the update stream, copying
+/// the clicks among them to `clicks` first, until `stop` or either side
+/// is gone. Neither send waits: a full stream buffer drops the update, as
+/// grammers does when its own buffer is full (a gap it then fetches; a
+/// click in it was copied already), and a full click buffer leaves the
+/// click to the stream.
+async fn tap_clicks(
+    mut from_network: mpsc::Receiver<UpdatesLike>,
+    to_stream: mpsc::Sender<UpdatesLike>,
+    clicks: mpsc::Sender<tl::types::UpdateBotCallbackQuery>,
+    stop: CancellationToken,
+) {
+    loop {
+        let updates = tokio::select! {
+            () = stop.cancelled() => return,
+            next = from_network.recv() => match next {
+                Some(updates) => updates,
+                None => return,
+            },
+        };
+        for click in clicks_in(&updates) {
+            let _ = clicks.try_send(click);
+        }
+        match to_stream.try_send(updates) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("update buffer full: an update was dropped (a gap, fetched again)");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// The callback queries among pushed updates.
+fn clicks_in(updates: &UpdatesLike) -> Vec<tl::types::UpdateBotCallbackQuery> {
+    use tl::enums::{Update, Updates};
+    let list: &[Update] = match updates {
+        UpdatesLike::Updates(Updates::UpdateShort(short)) => std::slice::from_ref(&short.update),
+        UpdatesLike::Updates(Updates::Updates(many)) => &many.updates,
+        UpdatesLike::Updates(Updates::Combined(many)) => &many.updates,
+        _ => &[],
+    };
+    list.iter()
+        .filter_map(|update| match update {
+            Update::BotCallbackQuery(query) => Some(query.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Pings the home DC every `ping_interval` until `stop`. A ping left
@@ -400,6 +481,39 @@ mod tests {
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("api_id: 1"), "{shown}");
+    }
+
+    #[test]
+    fn clicks_are_found_in_every_kind_of_push() {
+        let click = |query_id| tl::types::UpdateBotCallbackQuery {
+            query_id,
+            user_id: 7,
+            peer: tl::types::PeerUser { user_id: 7 }.into(),
+            msg_id: 3,
+            chat_instance: 0,
+            data: Some(b"yes".to_vec()),
+            game_short_name: None,
+        };
+        let short = tl::types::UpdateShort {
+            update: click(1).into(),
+            date: 0,
+        };
+        let many = tl::types::Updates {
+            updates: vec![tl::types::UpdateConfig {}.into(), click(2).into()],
+            users: Vec::new(),
+            chats: Vec::new(),
+            date: 0,
+            seq: 0,
+        };
+        let ids = |updates| {
+            clicks_in(&UpdatesLike::Updates(updates))
+                .iter()
+                .map(|c| c.query_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(short.into()), [1]);
+        assert_eq!(ids(many.into()), [2]);
+        assert!(clicks_in(&UpdatesLike::ConnectionClosed).is_empty());
     }
 
     #[test]

@@ -33,6 +33,7 @@ name = "beta"
 bot_token = "2:b"
 api_keys = ["beta-key"]
 interactive = false
+respond = "sent"
 
 [[bots]]
 name = "gamma"
@@ -68,7 +69,10 @@ impl Api {
                 telegate::api::serve_services(
                     listener,
                     services,
-                    &ApiConfig::default(),
+                    &ApiConfig {
+                        respond_timeout_s: 30,
+                        ..ApiConfig::default()
+                    },
                     stop.cancelled_owned(),
                 )
                 .await
@@ -107,11 +111,25 @@ impl Api {
             .await
     }
 
-    /// Enqueues a job as `key`'s bot; its id.
+    /// Enqueues a job as `key`'s bot; its id (`?wait=0`: answered at once
+    /// whatever the bot's response mode).
     async fn enqueue(&self, key: &str, text: &str) -> i64 {
-        let answer = self.post(MESSAGES, key, &message(text)).await;
+        let answer = self
+            .post(&format!("{MESSAGES}?wait=0"), key, &message(text))
+            .await;
         assert_eq!(answer.status, 202, "{:?}", answer.body);
         answer.json().unwrap()["job_id"].as_i64().unwrap()
+    }
+
+    /// telegate's message id of job `id`'s first part.
+    async fn message_id(&self, id: i64) -> i64 {
+        let job = self
+            .queue
+            .job(telegate::queue::JobId::new(id))
+            .await
+            .unwrap()
+            .unwrap();
+        job.parts[0].message_id
     }
 
     async fn job_ids(&self, path: &str, key: &str) -> Vec<i64> {
@@ -383,11 +401,21 @@ async fn the_operator_names_the_bot_and_idempotency_keys_are_per_bot() {
 }
 
 impl Api {
+    /// `POST /v1.0/message` with `body` and no key header.
+    async fn cm(&self, body: &str) -> Answer {
+        self.send(Method::POST, "/v1.0/message", &[], body).await
+    }
+
     /// Enqueues with the idempotency key `same`.
     async fn enqueue_once(&self, key: &str) -> i64 {
         let headers = [("x-octopods-auth", key), ("idempotency-key", "same")];
         let answer = self
-            .send(Method::POST, MESSAGES, &headers, &message("once"))
+            .send(
+                Method::POST,
+                &format!("{MESSAGES}?wait=0"),
+                &headers,
+                &message("once"),
+            )
             .await;
         assert_eq!(answer.status, 202, "{:?}", answer.body);
         answer.json().unwrap()["job_id"].as_i64().unwrap()
@@ -396,7 +424,7 @@ impl Api {
     async fn enqueue_as_operator(&self, bot: &str) -> i64 {
         let answer = self
             .post(
-                &format!("{MESSAGES}?bot={bot}"),
+                &format!("{MESSAGES}?bot={bot}&wait=0"),
                 "op-key",
                 &message("by op"),
             )
@@ -404,4 +432,161 @@ impl Api {
         assert_eq!(answer.status, 202, "{:?}", answer.body);
         answer.json().unwrap()["job_id"].as_i64().unwrap()
     }
+}
+
+#[tokio::test]
+async fn a_bots_own_respond_overrides_the_apis() {
+    let api = Api::start().await;
+    // A stand-in for the worker: sends whatever is due, as Telegram id 77.
+    let done = CancellationToken::new();
+    let sender = tokio::spawn({
+        let queue = api.queue.clone();
+        let done = done.clone();
+        async move {
+            while !done.is_cancelled() {
+                for bot in ["alpha", "beta"] {
+                    for job in queue.claim_due(bot, Timestamp::now(), 10).await.unwrap() {
+                        queue
+                            .mark_sent(job.id, vec![Some(77)], Timestamp::now())
+                            .await
+                            .unwrap();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    // beta (`respond = "sent"`) answers as the Octopods seed once sent.
+    let answer = api.post(MESSAGES, "beta-key", &message("for beta")).await;
+    let body = answer.json().unwrap();
+    assert_eq!(answer.status, 201, "{body}");
+    let mut fields: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["channel_message_id", "message_id", "request_id"],
+        "{body}"
+    );
+    assert_eq!(body["channel_message_id"], "77");
+    // alpha keeps `[api] respond`, "queued": 202 at once.
+    let answer = api.post(MESSAGES, "alpha-key", &message("for alpha")).await;
+    let body = answer.json().unwrap();
+    assert_eq!(answer.status, 202, "{body}");
+    assert_eq!(body["status"], "queued", "{body}");
+    assert!(body["job_id"].is_i64(), "{body}");
+    done.cancel();
+    sender.await.unwrap();
+}
+
+#[tokio::test]
+async fn another_bots_message_can_be_neither_edited_nor_deleted() {
+    let api = Api::start().await;
+    let alpha = api.enqueue("alpha-key", "for alpha").await;
+    let beta = api.enqueue("beta-key", "for beta").await;
+    let (alpha_message, beta_message) = (api.message_id(alpha).await, api.message_id(beta).await);
+    let edit = |message: i64| format!("/api/v1/telegram/messages/{message}/edit?wait=0");
+    let delete = |message: i64| format!("/api/v1/telegram/messages/{message}?wait=0");
+    let as_key = |key: &'static str| [("x-octopods-auth", key)];
+    // Another bot's message is as unknown as none (its key learns nothing).
+    let answer = api
+        .post(&edit(beta_message), "alpha-key", r#"{"text":"x"}"#)
+        .await;
+    assert_eq!(answer.status, 404, "{:?}", answer.body);
+    let error = error_of(&answer);
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`{beta_message}`")),
+        "{error}"
+    );
+    let answer = api
+        .send(
+            Method::DELETE,
+            &delete(beta_message),
+            &as_key("alpha-key"),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 404, "{:?}", answer.body);
+    let answer = api
+        .post(
+            &format!("{}&bot=alpha", edit(beta_message)),
+            "op-key",
+            r#"{"text":"x"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 404, "{:?}", answer.body);
+    // Nothing was queued for them.
+    assert_eq!(api.job_ids("/api/v1/jobs", "op-key").await, [alpha, beta]);
+    // Its own bot's key, and the operator naming that bot, may.
+    let answer = api
+        .post(&edit(alpha_message), "alpha-key", r#"{"text":"x"}"#)
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let answer = api
+        .send(
+            Method::DELETE,
+            &delete(beta_message),
+            &as_key("beta-key"),
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let answer = api
+        .post(
+            &format!("{}&bot=beta", edit(beta_message)),
+            "op-key",
+            r#"{"text":"x"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+}
+
+#[tokio::test]
+async fn a_cm_product_token_is_its_bots_api_key() {
+    let api = Api::start().await;
+    let envelope = |token: &str, from: &str| {
+        json!({"messages": {"authentication": {"producttoken": token}, "msg": [{
+            "from": from, "to": [{"number": "1000001"}],
+            "body": {"type": "auto", "content": "Your parcel is on its way"}}]}})
+        .to_string()
+    };
+    // No X-Octopods-Auth on this path: the envelope's token is the key.
+    let answer = api.cm(&envelope("alpha-key", "alpha")).await;
+    let body = answer.json().unwrap();
+    assert_eq!(answer.status, 200, "{body}");
+    let job = body["messages"][0]["job_id"].as_i64().unwrap();
+    assert_eq!(api.job_ids("/api/v1/jobs", "alpha-key").await, [job]);
+    // `from` must be the token's bot.
+    let answer = api.cm(&envelope("alpha-key", "beta")).await;
+    let body = error_of(&answer);
+    assert_eq!(answer.status, 400, "{body}");
+    assert_eq!(body["messages"][0]["messageErrorCode"], 301, "{body}");
+    let details = body["messages"][0]["messageDetails"].as_str().unwrap();
+    assert!(
+        details.contains("`beta`") && details.contains("`alpha`"),
+        "{details}"
+    );
+    // A deprecated, a disabled bot's or an unknown key is CM's 101; an
+    // operator key sends as the bot `from` names.
+    for token in ["alpha-old", "gamma-key", "nope"] {
+        let answer = api.cm(&envelope(token, "alpha")).await;
+        let body = error_of(&answer);
+        assert_eq!(
+            (answer.status.as_u16(), &body["errorCode"]),
+            (400, &json!(101)),
+            "{token}: {body}"
+        );
+    }
+    let answer = api.cm(&envelope("op-key", "beta")).await;
+    let body = answer.json().unwrap();
+    assert_eq!(answer.status, 200, "{body}");
+    let job = body["messages"][0]["job_id"].as_i64().unwrap();
+    assert_eq!(api.job_ids("/api/v1/jobs", "beta-key").await, [job]);
 }

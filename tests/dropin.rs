@@ -28,9 +28,10 @@ const CM_TOKEN: &str = "Your product token";
 /// The sandbox's one bot, as `from` names it.
 const BOT: &str = "default";
 
-/// The keys of the sandbox's bot: the seeds' own placeholders.
-fn keys_config() -> String {
-    format!("[api]\nproduct_tokens = [\"{CM_TOKEN}\"]\n")
+/// A sandbox whose bot's API keys are the seeds' own placeholders: the CM
+/// product token and the Octopods key.
+async fn keyed_world() -> World {
+    World::start_keyed(Pace::Unlimited, "", &[CM_TOKEN, OCTOPODS_KEY]).await
 }
 
 /// A sandbox user with id `id` who has written to the bot.
@@ -147,7 +148,7 @@ async fn respond_sent_answers_the_seeds_400_when_telegram_refuses() {
 
 #[tokio::test]
 async fn cm_fact_sheet_examples_are_accepted_and_reach_the_chat() {
-    let world = World::start_with(Pace::Unlimited, &keys_config()).await;
+    let world = keyed_world().await;
     let user = user(&world, 4_100_001);
 
     let answer = post(&world, CM, &[], cm_example(CM_TEXT, BOT, user)).await;
@@ -191,6 +192,12 @@ async fn cm_fact_sheet_examples_are_accepted_and_reach_the_chat() {
         image["media"]["url"],
         "https://www.cm.com/cdn/web/nl-nl/blog/conversational-commerce.jpg"
     );
+
+    // `from` may name the bot by its Telegram bot id (CM's "Bot ID") too.
+    let bot_id = world.sandbox.telegram().bot_id().to_string();
+    let answer = post(&world, CM, &[], cm_example(CM_TEXT, &bot_id, user)).await;
+    let body = cm_answer(&answer, 200, 0);
+    assert_eq!(body["messages"][0]["status"], "Accepted", "{body}");
     world.stop().await;
 }
 
@@ -279,7 +286,7 @@ fn envelope(msg: Value) -> Value {
 
 #[tokio::test]
 async fn cm_refusals_answer_in_cms_shape_with_a_specific_message() {
-    let world = World::start_with(Pace::Unlimited, &keys_config()).await;
+    let world = keyed_world().await;
     let user = user(&world, 4_300_001);
 
     // The whole request: 400, CM's request-level code, no messages.
@@ -313,6 +320,14 @@ async fn cm_refusals_answer_in_cms_shape_with_a_specific_message() {
                 .to_string(),
             103,
             "product token",
+        ),
+        // A bot's key that is not a product token of this request's bot
+        // is still a key: only unknown keys are 101.
+        (
+            json!({"messages": {"authentication": {"producttoken": "YOUR_TELEGRAM_CHANNEL_API_KEYS"}, "msg": [cm_msg(user)]}})
+                .to_string(),
+            101,
+            "not an API key",
         ),
     ];
     for (body, code, needle) in whole {

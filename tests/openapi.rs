@@ -326,6 +326,16 @@ async fn every_described_response_is_produced() {
         );
         sleep(Duration::from_millis(50)).await;
     }
+    // A part of it, and a part it does not have.
+    for (range, status, len) in [("bytes=10-19", 206, Some(10)), ("bytes=4096-", 416, None)] {
+        let answer = seen
+            .send(&client, "GET", &media, &[("range", range)], String::new())
+            .await;
+        assert_eq!(answer.status, status, "{range}");
+        if let Some(len) = len {
+            assert_eq!(answer.body.len(), len);
+        }
+    }
     let text = telegram
         .user_sends(cy, BOT_ID, UserMessage::Text("no media".into()), None)
         .unwrap();

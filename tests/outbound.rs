@@ -441,6 +441,373 @@ async fn a_job_is_held_until_send_at_and_can_be_cancelled_until_it_goes_out() {
     world.stop().await;
 }
 
+/// The user clicks the button with `data` under message `channel`; the
+/// answer's text.
+async fn click(world: &World, user: AccountId, channel: i64, data: &str) -> Option<String> {
+    let pressed = world
+        .sandbox
+        .telegram()
+        .click(
+            user,
+            UserClick::Callback {
+                message_id: i32::try_from(channel).unwrap(),
+                data: data.as_bytes().to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    let Pressed::Answered(outcome) = pressed else {
+        panic!("the click on `{data}` was not answered");
+    };
+    outcome.result.unwrap().message
+}
+
+/// The labels of the inline keyboard under message `channel` (`None`:
+/// no keyboard).
+fn labels(world: &World, user: AccountId, channel: i64) -> Option<Vec<String>> {
+    let shown = message(world, user, channel).unwrap();
+    let markup = shown["reply_markup"].as_object()?;
+    Some(
+        markup["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap())
+            .map(|button| button["text"].as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+/// Sends an interactive message with `buttons` to `user`; its Telegram id.
+async fn buttons(world: &World, user: AccountId, text: &str, buttons: Value) -> i64 {
+    let (_, channel) = sent(
+        world,
+        INTERACTIVE,
+        json!({"destination_user_id": user.to_string(),
+               "telegram_interactive_message": {"type": "reply_buttons", "text": text,
+                   "reply_markup": {"inline_keyboard": buttons}}}),
+    )
+    .await;
+    channel
+}
+
+/// The click events so far, in order: (button payload, repeat flag).
+async fn clicks(world: &World) -> Vec<(String, bool)> {
+    let answer = world
+        .client
+        .get("/api/v1/events?after=0&limit=1000")
+        .await
+        .unwrap();
+    String::from_utf8(answer.body.to_vec())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["event"]["results"][0]["type"] == "clicked")
+        .map(|line| {
+            let result = &line["event"]["results"][0];
+            (
+                result["metadata"]["button"]["payload"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                result["repeat"] == true,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_click_changes_the_message_right_after_the_answer() {
+    let mut world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+
+    // remove_keyboard + edit_text: the answer, then the text changes and
+    // the keyboard is gone.
+    let first = buttons(
+        &world,
+        user,
+        "Did your package arrive?",
+        json!([[{"text": "Yes", "callback_data": "yes", "answer": {"text": "Great!"},
+                 "on_click": {"remove_keyboard": true, "edit_text": "Thanks for telling us."}},
+                {"text": "No", "callback_data": "no"}]]),
+    )
+    .await;
+    assert_eq!(
+        click(&world, user, first, "yes").await.as_deref(),
+        Some("Great!")
+    );
+    chat_until(&world, user, "the keyboard removed", |_| {
+        let shown = message(&world, user, first).unwrap();
+        shown["text"] == "Thanks for telling us." && shown["reply_markup"].is_null()
+    })
+    .await;
+
+    // replace_keyboard: another keyboard in its place, whose stored answer
+    // is used for its clicks.
+    let second = buttons(
+        &world,
+        user,
+        "Rate us",
+        json!([[{"text": "👍", "callback_data": "up", "answer": {"text": "Noted"},
+                 "on_click": {"replace_keyboard": [[{"text": "Undo", "callback_data": "undo",
+                                                     "answer": {"text": "Undone"}}]]}}]]),
+    )
+    .await;
+    assert_eq!(
+        click(&world, user, second, "up").await.as_deref(),
+        Some("Noted")
+    );
+    chat_until(&world, user, "the keyboard replaced", |_| {
+        labels(&world, user, second) == Some(vec!["Undo".to_owned()])
+    })
+    .await;
+    assert_eq!(
+        click(&world, user, second, "undo").await.as_deref(),
+        Some("Undone")
+    );
+    assert_eq!(message(&world, user, second).unwrap()["text"], "Rate us");
+
+    // mark: the clicked labels get the prefix, click after click.
+    let third = buttons(
+        &world,
+        user,
+        "Toppings?",
+        json!([[{"text": "Cheese", "callback_data": "cheese", "answer": {"text": "ok"},
+                 "on_click": {"mark": "✓ "}},
+                {"text": "Olives", "callback_data": "olives", "answer": {"text": "ok"},
+                 "on_click": {"mark": "✓ "}}]]),
+    )
+    .await;
+    click(&world, user, third, "cheese").await;
+    chat_until(&world, user, "one mark", |_| {
+        labels(&world, user, third) == Some(vec!["✓ Cheese".to_owned(), "Olives".to_owned()])
+    })
+    .await;
+    click(&world, user, third, "olives").await;
+    chat_until(&world, user, "two marks", |_| {
+        labels(&world, user, third) == Some(vec!["✓ Cheese".to_owned(), "✓ Olives".to_owned()])
+    })
+    .await;
+
+    // once: the first click counts; later ones get answer_after_first (or
+    // the default) and are events flagged `repeat`.
+    let fourth = buttons(
+        &world,
+        user,
+        "Confirm the order?",
+        json!([[{"text": "Confirm", "callback_data": "confirm", "answer": {"text": "Confirmed"},
+                 "on_click": {"once": true, "answer_after_first": {"text": "Already confirmed"},
+                              "mark": "✓ "}},
+                {"text": "Later", "callback_data": "later", "on_click": {"once": true}}]]),
+    )
+    .await;
+    assert_eq!(
+        click(&world, user, fourth, "confirm").await.as_deref(),
+        Some("Confirmed")
+    );
+    assert_eq!(
+        click(&world, user, fourth, "confirm").await.as_deref(),
+        Some("Already confirmed")
+    );
+    click(&world, user, fourth, "later").await;
+    assert_eq!(
+        click(&world, user, fourth, "later").await.as_deref(),
+        Some("already answered")
+    );
+    chat_until(&world, user, "the once mark", |_| {
+        labels(&world, user, fourth) == Some(vec!["✓ Confirm".to_owned(), "Later".to_owned()])
+    })
+    .await;
+    // The first click stays the first across a restart of the worker.
+    world.worker().kill();
+    world.start_worker().await;
+    assert_eq!(
+        click(&world, user, fourth, "confirm").await.as_deref(),
+        Some("Already confirmed")
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let want = [
+        ("yes", false),
+        ("up", false),
+        ("undo", false),
+        ("cheese", false),
+        ("olives", false),
+        ("confirm", false),
+        ("confirm", true),
+        ("later", false),
+        ("later", true),
+        ("confirm", true),
+    ];
+    loop {
+        let seen = clicks(&world).await;
+        let seen: Vec<(&str, bool)> = seen.iter().map(|(d, r)| (d.as_str(), *r)).collect();
+        if seen == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "click events: {seen:?}");
+        sleep(Duration::from_millis(20)).await;
+    }
+    // The edits are jobs of the chat like any other; the repeats made none.
+    let jobs = world
+        .client
+        .get("/api/v1/jobs")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let edits = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["kind"] == "edit")
+        .count();
+    assert_eq!(edits, 5, "{jobs}");
+
+    // A bad on_click is refused naming its field and rule.
+    let (status, error) = post(
+        &world,
+        INTERACTIVE,
+        json!({"destination_user_id": user.to_string(),
+               "telegram_interactive_message": {"type": "reply_buttons", "text": "x",
+                   "reply_markup": {"inline_keyboard": [[{"text": "A", "callback_data": "a",
+                       "on_click": {"remove_keyboard": true, "mark": "✓"}}]]}}}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error_code"].as_i64()),
+        (400, Some(5)),
+        "{error}"
+    );
+    let text = error["error"].as_str().unwrap();
+    assert!(
+        text.contains("inline_keyboard[0][0].on_click.mark") && text.contains("remove_keyboard"),
+        "{text}"
+    );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_typing_entities_and_flags_as_the_users_chat_shows_them() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    // Entities given directly, and every flag.
+    let (id, channel) = sent(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "Track order 42 here",
+               "entities": [{"type": "bold", "offset": 12, "length": 2},
+                            {"type": "text_link", "offset": 15, "length": 4,
+                             "url": "https://example.com/t/42"}],
+               "disable_notification": true, "protect_content": true, "link_preview": false}),
+    )
+    .await;
+    let shown = message(&world, user, channel).unwrap();
+    assert_eq!(shown["text"], "Track order 42 here");
+    let entities = shown["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 2, "{shown}");
+    assert!(
+        entities[0]["type"].as_str().unwrap().contains("Bold"),
+        "{shown}"
+    );
+    assert_eq!(
+        (&entities[0]["offset"], &entities[0]["length"]),
+        (&json!(12), &json!(2))
+    );
+    assert_eq!(entities[1]["url"], "https://example.com/t/42", "{shown}");
+    assert_eq!(
+        (&shown["silent"], &shown["noforwards"], &shown["no_webpage"]),
+        (&json!(true), &json!(true), &json!(true)),
+        "{shown}"
+    );
+    // Without the flags, none is set.
+    let (_, plain) = sent(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "plain"}),
+    )
+    .await;
+    let shown = message(&world, user, plain).unwrap();
+    assert_eq!(
+        (&shown["silent"], &shown["noforwards"], &shown["no_webpage"]),
+        (&json!(false), &json!(false), &json!(false)),
+        "{shown}"
+    );
+
+    // Typing: the chat shows the action.
+    let (status, taken) = post(
+        &world,
+        "/api/v1/telegram/chat_action",
+        json!({"destination_user_id": user, "action": "typing", "duration_s": 5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{taken}");
+    chat_until(&world, user, "typing", |chat| {
+        chat["typing"]["action"]
+            .as_str()
+            .is_some_and(|action| action.contains("Typing"))
+    })
+    .await;
+
+    // Delete: gone from the chat; a second delete of it fails.
+    let (status, deleted) =
+        delete(&world, &format!("/api/v1/telegram/messages/{id}?wait=30")).await;
+    assert_eq!(status, 201, "{deleted}");
+    chat_until(&world, user, "the deletion", |_| {
+        message(&world, user, channel).is_none()
+    })
+    .await;
+    assert!(message(&world, user, plain).is_some());
+    let (status, _) = delete(&world, "/api/v1/telegram/messages/987654").await;
+    assert_eq!(status, 404);
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_by_send_at_does_not_hold_its_chats_later_jobs() {
+    let world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    let (status, queued) = post(
+        &world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": "Reminder", "send_at": at.to_string()}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    let held = queued["job_id"].as_i64().unwrap();
+    let held_message = world.job(held).await["parts"][0]["message_id"]
+        .as_i64()
+        .unwrap();
+    // An edit of the held message waits for it; a later send does not.
+    let (status, edit) = post(
+        &world,
+        &format!("/api/v1/telegram/messages/{held_message}/edit"),
+        json!({"text": "Reminder (edited)"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{edit}");
+    let (status, later) = post(
+        &world,
+        &format!("{MESSAGES}?wait=30"),
+        json!({"destination_user_id": user, "text": "Right now"}),
+    )
+    .await;
+    assert_eq!(
+        status, 201,
+        "the later send went out while the first was held: {later}"
+    );
+    assert!(jiff::Timestamp::now() < at, "sent before the hold ended");
+    assert_eq!(world.bot_texts(user), ["Right now"]);
+    let held_job = settled(&world, held).await;
+    assert_eq!(held_job["state"], "sent", "{held_job}");
+    let sent_at: jiff::Timestamp = held_job["updated_at"].as_str().unwrap().parse().unwrap();
+    assert!(sent_at >= at, "sent at {sent_at}, held until {at}");
+    let edit_job = settled(&world, edit["job_id"].as_i64().unwrap()).await;
+    assert_eq!(edit_job["state"], "sent", "{edit_job}");
+    assert_eq!(world.bot_texts(user), ["Right now", "Reminder (edited)"]);
+    world.stop().await;
+}
+
 /// One step of a chat's sequence in the property test.
 #[derive(Debug, Clone)]
 enum Step {
@@ -448,6 +815,8 @@ enum Step {
     Send { text: String, cancel: bool },
     /// An edit of the chat's `target`-th send (modulo the sends so far).
     Edit { target: usize, text: String },
+    /// A delete of the chat's `target`-th send.
+    Delete { target: usize },
 }
 
 fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -456,18 +825,25 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         3 => ("[a-z]{1,6}", proptest::bool::weighted(0.25))
             .prop_map(|(text, cancel)| Step::Send { text, cancel }),
         2 => (0usize..8, "[a-z]{1,6}").prop_map(|(target, text)| Step::Edit { target, text }),
+        1 => (0usize..8).prop_map(|target| Step::Delete { target }),
     ]
 }
 
 /// What a chat's sequence implies: each send's final text, `None` for a
-/// cancelled one.
+/// cancelled or deleted one.
 struct Expected {
     texts: Vec<Option<String>>,
+    /// Whether each send goes out (is not cancelled): its delete then
+    /// succeeds, even a second one (Telegram deletes what is there).
+    sent: Vec<bool>,
 }
 
 impl Expected {
     fn new() -> Self {
-        Expected { texts: Vec::new() }
+        Expected {
+            texts: Vec::new(),
+            sent: Vec::new(),
+        }
     }
 }
 
@@ -503,6 +879,7 @@ async fn run_steps(
                     jobs.push((id, true));
                     expected.texts.push(Some(text.clone()));
                 }
+                expected.sent.push(!cancel);
                 sends.push(message_id);
             }
             Step::Edit { target, text } => {
@@ -523,13 +900,30 @@ async fn run_steps(
                 }
                 jobs.push((queued["job_id"].as_i64().unwrap(), alive));
             }
+            Step::Delete { target } => {
+                if sends.is_empty() {
+                    continue;
+                }
+                let target = target % sends.len();
+                let (status, queued) = delete(
+                    world,
+                    &format!("/api/v1/telegram/messages/{}", sends[target]),
+                )
+                .await;
+                assert_eq!(status, 202, "{queued}");
+                // Gone from the chat; a later edit of it fails, a later
+                // delete finds nothing to do and succeeds; a delete of a
+                // message never sent fails.
+                expected.texts[target] = None;
+                jobs.push((queued["job_id"].as_i64().unwrap(), expected.sent[target]));
+            }
         }
     }
     jobs
 }
 
 #[test]
-fn random_sends_edits_and_cancels_end_as_the_sequence_implies_across_a_sigkill() {
+fn random_sends_edits_deletes_and_cancels_end_as_the_sequence_implies_across_a_sigkill() {
     use proptest::prelude::*;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

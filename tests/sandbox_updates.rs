@@ -41,12 +41,9 @@ async fn a_ten_thousand_message_backlog_arrives_complete_and_in_order_through_sl
     const USERS: usize = 100;
     const BACKLOG: usize = 10_000;
     let mut world = World::start(Pace::Unlimited).await;
-    let users = world.users(USERS);
     let mut cursor = 0;
     // The worker is online: the /starts arrive live.
-    world
-        .read_events_until(&mut cursor, |read| read.len() >= USERS)
-        .await;
+    let users = world.users_recorded(USERS, &mut cursor).await;
     let status = world.worker().terminate();
     assert!(status.success());
 

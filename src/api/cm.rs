@@ -156,42 +156,74 @@ fn refusal(request_id: &RequestId, status: StatusCode, refused: &Refused) -> Res
 
 /// Which bot a product token names, and whether a `msg`'s `from` is it.
 mod sender {
-    use subtle::ConstantTimeEq;
-
     use super::*;
+    use crate::bots::{Caller, Refusal};
 
-    /// The bot a request's product token names.
-    pub(super) struct TokenBot {
+    /// A bot a request's `from` may name.
+    pub(super) struct Candidate {
         pub(super) name: String,
         /// Telegram's id of the bot, once known.
         pub(super) telegram_id: Option<i64>,
     }
 
-    impl TokenBot {
-        /// `from` must name this bot, by name or by Telegram bot id; the
-        /// answer is the bot's name.
-        pub(super) fn check_from(&self, from: &str) -> Result<String, String> {
+    impl Candidate {
+        fn is_named(&self, from: &str) -> bool {
             let by_id = self
                 .telegram_id
                 .is_some_and(|id| from.trim() == id.to_string());
-            if from == self.name || by_id {
-                return Ok(self.name.clone());
-            }
-            let id = self
-                .telegram_id
-                .map_or(String::new(), |id| format!(" (Telegram bot id {id})"));
-            Err(format!(
-                "`from` is `{}`, which is not the bot of this product token: give its name \
-                 `{}`{id}",
-                crate::interactive::echo(from),
-                self.name
-            ))
+            from == self.name || by_id
         }
     }
 
-    /// STAND-IN until the bots' keyring is on main: the one bot,
-    /// `default`, and a token of `[api] product_tokens` (any, while that
-    /// is empty).
+    /// The bots a request's product token lets it send as: the one bot
+    /// whose API key it is, or (an operator key, or a daemon with no key
+    /// configured anywhere) every enabled bot.
+    pub(super) struct TokenBot {
+        pub(super) candidates: Vec<Candidate>,
+        /// The token is one bot's key (its error says which bot).
+        pub(super) own: bool,
+    }
+
+    impl TokenBot {
+        /// `from` must name a bot of this token, by name or by Telegram bot
+        /// id; the answer is the bot's name.
+        pub(super) fn check_from(&self, from: &str) -> Result<String, String> {
+            if let Some(bot) = self.candidates.iter().find(|bot| bot.is_named(from)) {
+                return Ok(bot.name.clone());
+            }
+            let from = crate::interactive::echo(from);
+            match (&self.candidates[..], self.own) {
+                ([bot], true) => {
+                    let id = bot
+                        .telegram_id
+                        .map_or(String::new(), |id| format!(" (Telegram bot id {id})"));
+                    Err(format!(
+                        "`from` is `{from}`, which is not the bot of this product token: give \
+                         its name `{}`{id}",
+                        bot.name
+                    ))
+                }
+                (bots, _) => {
+                    let names: Vec<&str> = bots.iter().map(|bot| bot.name.as_str()).collect();
+                    Err(format!(
+                        "`from` is `{from}`, which names no enabled bot of this gateway: give a \
+                         bot's name ({}) or its Telegram bot id",
+                        names.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+
+    fn candidate(entry: &crate::bots::BotEntry) -> Candidate {
+        Candidate {
+            name: entry.name().to_string(),
+            telegram_id: entry.status().telegram_id,
+        }
+    }
+
+    /// The bots a request's product token names: a bot's API key (the
+    /// keyring's constant-time lookup, as for `X-Octopods-Auth`).
     pub(super) fn token_bot(api: &ApiState, token: Option<&str>) -> Result<TokenBot, Refused> {
         let Some(token) = token.filter(|token| !token.trim().is_empty()) else {
             return Err(Refused::new(
@@ -200,43 +232,67 @@ mod sender {
                  (or the `X-CM-PRODUCTTOKEN` header)",
             ));
         };
-        let known = api.product_tokens.is_empty()
-            || api
-                .product_tokens
-                .iter()
-                .any(|known| bool::from(known.expose().as_bytes().ct_eq(token.as_bytes())));
-        if !known {
-            return Err(Refused::new(
+        let refused = |why: String| {
+            Err(Refused::new(
                 CmCode::AuthenticationFailed,
-                "no account found for the given authentication: the product token is not a \
-                 key of this gateway",
-            ));
+                format!("no account found for the given authentication: {why}"),
+            ))
+        };
+        match api.bots.authenticate(Some(token.as_bytes())) {
+            Ok(Caller::Bot(entry)) => Ok(TokenBot {
+                candidates: vec![candidate(&entry)],
+                own: true,
+            }),
+            Ok(Caller::Operator) => Ok(TokenBot {
+                candidates: api
+                    .bots
+                    .list()
+                    .iter()
+                    .filter(|entry| entry.is_enabled())
+                    .map(|entry| candidate(entry))
+                    .collect(),
+                own: false,
+            }),
+            Err(Refusal::MissingKey | Refusal::UnknownKey) => {
+                refused("the product token is not an API key of any bot".into())
+            }
+            Err(refusal @ (Refusal::Deprecated(_) | Refusal::Disabled(_))) => {
+                refused(refusal.to_string())
+            }
         }
-        Ok(TokenBot {
-            name: crate::queue::DEFAULT_BOT.to_owned(),
-            telegram_id: None,
-        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sender::TokenBot;
+    use super::sender::{Candidate, TokenBot};
+
+    fn token(candidates: &[(&str, Option<i64>)], own: bool) -> TokenBot {
+        TokenBot {
+            candidates: candidates
+                .iter()
+                .map(|&(name, telegram_id)| Candidate {
+                    name: name.into(),
+                    telegram_id,
+                })
+                .collect(),
+            own,
+        }
+    }
 
     #[test]
     fn from_names_the_bot_by_name_or_telegram_id() {
-        let bot = TokenBot {
-            name: "shop".into(),
-            telegram_id: Some(7_933_779_519),
-        };
+        let bot = token(&[("shop", Some(7_933_779_519))], true);
         assert_eq!(bot.check_from("shop").as_deref(), Ok("shop"));
         assert_eq!(bot.check_from("7933779519").as_deref(), Ok("shop"));
         let err = bot.check_from("Shop").unwrap_err();
         assert!(err.contains("`Shop`") && err.contains("`shop`") && err.contains("7933779519"));
-        let unknown = TokenBot {
-            name: "shop".into(),
-            telegram_id: None,
-        };
+        let unknown = token(&[("shop", None)], true);
         assert!(unknown.check_from("7933779519").is_err());
+        // An operator's token sends as any bot `from` names.
+        let any = token(&[("shop", Some(1)), ("news", Some(2))], false);
+        assert_eq!(any.check_from("2").as_deref(), Ok("news"));
+        let err = any.check_from("blog").unwrap_err();
+        assert!(err.contains("shop, news"), "{err}");
     }
 }

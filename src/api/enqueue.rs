@@ -5,6 +5,7 @@
 //! (store, answer 202, or wait and answer like the seed) is the same for
 //! interactive and for text/media messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -20,7 +21,7 @@ use super::answer::{self, Failure};
 use super::jobs;
 use super::query::Query;
 use super::request_id::RequestId;
-use crate::bots::Caller;
+use crate::bots::{BotEntry, Caller};
 use crate::chat::ChatId;
 use crate::config::Respond;
 use crate::error::ApiError;
@@ -49,6 +50,9 @@ pub struct Validated {
     pub wire: Option<Vec<u8>>,
     /// `send_at`: not before then.
     pub not_before: Option<crate::queue::Timestamp>,
+    /// The telegate message it needs sent first (its edit, delete, reply):
+    /// held as long as a `send_at` holds that one.
+    pub follows: Option<i64>,
 }
 
 /// `POST /api/v1/telegram/interactive`.
@@ -90,7 +94,7 @@ fn validate_interactive(body: &[u8]) -> Result<Validated, ApiError> {
         &request,
         &requests,
     )?
-    .held_until(request.options().send_at()))
+    .scheduled_by(request.options()))
 }
 
 impl Validated {
@@ -121,14 +125,17 @@ impl Validated {
             parts,
             wire: Some(outgoing::encode(requests)),
             not_before: None,
+            follows: None,
         })
     }
 
     /// A one-part job of `kind` for `chat` whose request is built when it
-    /// goes out (it names a message whose Telegram id is not known yet).
+    /// goes out: it names telegate's message `target`, whose Telegram id is
+    /// not known yet.
     pub fn built_at_send(
         chat: ChatId,
         kind: JobKind,
+        target: i64,
         request: &impl serde::Serialize,
     ) -> Result<Self, ApiError> {
         let payload = serde_json::to_string(request)
@@ -140,12 +147,17 @@ impl Validated {
             parts: 1,
             wire: None,
             not_before: None,
+            follows: Some(target),
         })
     }
 
-    /// Held until `at` (`send_at`), if given.
-    pub fn held_until(mut self, at: Option<crate::queue::Timestamp>) -> Self {
-        self.not_before = at;
+    /// Scheduled as `options` say: held until their `send_at`, and after
+    /// the telegate message they reply to.
+    pub fn scheduled_by(mut self, options: &crate::send_options::SendOptions) -> Self {
+        self.not_before = options.send_at();
+        if let Some(crate::send_options::ReplyTarget::Telegate(id)) = options.reply_target() {
+            self.follows = Some(id);
+        }
         self
     }
 }
@@ -168,6 +180,7 @@ impl Validated {
             idempotency_key,
             wire: self.wire,
             not_before: self.not_before,
+            follows: self.follows,
         }
     }
 }
@@ -190,7 +203,7 @@ impl Enqueue<'_> {
 
     /// The bot the job goes to: the caller's, enabled, and allowed
     /// interactive messages if this is one.
-    fn bot(&self, query: &Query) -> Result<String, Failure> {
+    fn bot(&self, query: &Query) -> Result<Arc<BotEntry>, Failure> {
         let entry = self.caller.bot(&self.api.bots, query)?;
         if !entry.is_enabled() {
             return Err(Failure::Forbidden(format!(
@@ -204,7 +217,13 @@ impl Enqueue<'_> {
                 entry.name()
             )));
         }
-        Ok(entry.name().to_string())
+        Ok(entry)
+    }
+
+    /// The name of the bot a request with `query` enqueues for.
+    pub fn bot_of(&self, query: Option<&str>) -> Result<String, Failure> {
+        let query = Query::parse(query, &["wait"])?;
+        Ok(self.bot(&query)?.name().to_string())
     }
 
     async fn enqueue(
@@ -216,17 +235,29 @@ impl Enqueue<'_> {
     ) -> Result<Response, Failure> {
         let (api, request_id) = (self.api, self.request_id);
         let query = Query::parse(query.as_deref(), &["wait"])?;
-        let bot = self.bot(&query)?;
-        let wait = query.wait()?;
-        enqueue(api, request_id, bot, wait, headers, body, validate).await
+        let entry = self.bot(&query)?;
+        let respond = entry.respond().unwrap_or(api.respond);
+        let how = match query.wait()? {
+            Some(wait) => Answer::Wait(wait),
+            None => Answer::Mode(respond),
+        };
+        let bot = entry.name().to_string();
+        enqueue(api, request_id, bot, how, headers, body, validate).await
     }
+}
+
+/// How an enqueue is answered: `?wait=`, or the bot's response mode.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Wait(Duration),
+    Mode(Respond),
 }
 
 async fn enqueue(
     api: &ApiState,
     request_id: &RequestId,
     bot: String,
-    wait: Option<Duration>,
+    how: Answer,
     headers: &HeaderMap,
     body: Body,
     validate: impl FnOnce(&[u8]) -> Result<Validated, ApiError>,
@@ -243,12 +274,12 @@ async fn enqueue(
             .get_or_create(&crate::metrics::bot_label(&bot))
             .inc();
     }
-    let mut response = match (wait, api.respond) {
-        (Some(wait), _) => settle(api, request_id, enqueued, wait).await?,
-        (None, Respond::Sent) => {
+    let mut response = match how {
+        Answer::Wait(wait) => settle(api, request_id, enqueued, wait).await?,
+        Answer::Mode(Respond::Sent) => {
             settle_as(api, request_id, enqueued, api.respond_timeout, Shape::Seed).await?
         }
-        (None, Respond::Queued) => queued(request_id, enqueued),
+        Answer::Mode(Respond::Queued) => queued(request_id, enqueued),
     };
     if enqueued.duplicate {
         response

@@ -46,5 +46,5 @@ fn validate(body: &[u8]) -> Result<Validated, ApiError> {
         &request,
         &requests,
     )?
-    .held_until(request.options().send_at()))
+    .scheduled_by(request.options()))
 }

@@ -107,8 +107,6 @@ pub struct ApiState {
     /// waits at most.
     pub respond: Respond,
     pub respond_timeout: Duration,
-    /// STAND-IN until per-bot API keys land (see `cm`).
-    pub product_tokens: Vec<crate::config::Secret>,
     /// Turns true when the server is shutting down, so waiters answer early.
     stopping: watch::Receiver<bool>,
 }
@@ -195,7 +193,6 @@ fn api_state(services: Services, config: &ApiConfig, stopping: watch::Receiver<b
         max_body_bytes: config.max_body_bytes,
         respond: config.respond,
         respond_timeout: config.respond_timeout(),
-        product_tokens: config.product_tokens.clone(),
         stopping,
     }
 }

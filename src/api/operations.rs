@@ -17,7 +17,7 @@ use crate::bots::Caller;
 use crate::chat::ChatId;
 use crate::error::ApiError;
 use crate::operations::{DeleteRequest, EditRequest};
-use crate::queue::JobKind;
+use crate::queue::{JobKind, MessageOwner};
 
 /// `POST /api/v1/telegram/messages/{message_id}/edit`.
 pub async fn post_edit(
@@ -36,7 +36,7 @@ pub async fn post_edit(
     };
     on.enqueue(&message_id, query, &headers, body, |id, chat, bytes| {
         let edit = EditRequest::from_json(id, bytes)?;
-        Validated::built_at_send(chat, JobKind::Edit, &edit)
+        Validated::built_at_send(chat, JobKind::Edit, id, &edit)
     })
     .await
 }
@@ -62,7 +62,7 @@ pub async fn delete_message(
                 "DELETE of a message takes no body: the path names the message",
             ));
         }
-        Validated::built_at_send(chat, JobKind::Delete, &DeleteRequest { message_id: id })
+        Validated::built_at_send(chat, JobKind::Delete, id, &DeleteRequest { message_id: id })
     })
     .await
 }
@@ -75,8 +75,8 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// Finds the message named in the path, then enqueues what `build`
-    /// makes of it and the body.
+    /// Finds the message named in the path (one of the caller's bot's),
+    /// then enqueues what `build` makes of it and the body.
     async fn enqueue(
         &self,
         message_id: &str,
@@ -85,15 +85,19 @@ impl Target<'_> {
         body: Body,
         build: impl FnOnce(i64, ChatId, &[u8]) -> Result<Validated, ApiError>,
     ) -> Response {
-        let (id, chat) = match target(self.api, message_id).await {
-            Ok(found) => found,
-            Err(failure) => return failure.answer(self.request_id),
-        };
         let request = Enqueue {
             api: self.api,
             request_id: self.request_id,
             caller: self.caller,
             interactive: false,
+        };
+        let found = match request.bot_of(query.as_deref()) {
+            Ok(bot) => target(self.api, &bot, message_id).await,
+            Err(failure) => Err(failure),
+        };
+        let (id, chat) = match found {
+            Ok(found) => found,
+            Err(failure) => return failure.answer(self.request_id),
         };
         request
             .accept(query, headers, body, move |bytes| build(id, chat, bytes))
@@ -102,12 +106,18 @@ impl Target<'_> {
 }
 
 /// telegate's message `message_id` and its chat; 404 unless it is a message
-/// a send job of telegate made.
-async fn target(api: &ApiState, message_id: &str) -> Result<(i64, ChatId), Failure> {
+/// a send job of `bot` made (another bot's message is as unknown as none:
+/// its key must not learn that it exists).
+async fn target(api: &ApiState, bot: &str, message_id: &str) -> Result<(i64, ChatId), Failure> {
     let unknown = || Failure::NotFound(format!("no message `{message_id}` sent by telegate"));
     let id: i64 = message_id.parse().map_err(|_| unknown())?;
     match api.queue.message(id).await? {
-        Some((_, chat, JobKind::Interactive | JobKind::Messages)) => Ok((id, chat)),
+        Some(MessageOwner {
+            bot: owner,
+            chat,
+            kind: JobKind::Interactive | JobKind::Messages,
+            ..
+        }) if owner == bot => Ok((id, chat)),
         _ => Err(unknown()),
     }
 }

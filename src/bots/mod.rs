@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bot_state::{BotState, BotStates};
 use crate::callbacks::CallbackAnswerer;
-use crate::config::{BotName, Config};
+use crate::config::{BotName, Config, Respond};
 use crate::download::Downloads;
 use crate::events::webhook::WebhookMonitor;
 use keys::{Holder, KeyStatus, Keyring};
@@ -54,6 +54,8 @@ pub struct BotEntry {
 struct Settings {
     enabled: bool,
     interactive: bool,
+    /// `[[bots]] respond`, if it overrides `[api] respond`.
+    respond: Option<Respond>,
 }
 
 /// A bot's state as `GET /api/v1/bots` shows it (no secrets).
@@ -75,13 +77,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl BotEntry {
-    fn new(name: BotName, enabled: bool, interactive: bool, states: BotStates) -> Self {
+    fn new(name: BotName, settings: Settings, states: BotStates) -> Self {
         BotEntry {
             name,
-            settings: Mutex::new(Settings {
-                enabled,
-                interactive,
-            }),
+            settings: Mutex::new(settings),
             live: Mutex::new(Live::default()),
             states,
         }
@@ -97,6 +96,11 @@ impl BotEntry {
 
     pub fn is_interactive(&self) -> bool {
         lock(&self.settings).interactive
+    }
+
+    /// The bot's own response mode (`None`: `[api] respond`).
+    pub fn respond(&self) -> Option<Respond> {
+        lock(&self.settings).respond
     }
 
     /// The session's state (`None`: not running).
@@ -236,7 +240,12 @@ impl Bots {
         let name = BotName::default_bot();
         let states = BotStates::new();
         let mut bots = BTreeMap::new();
-        let entry = BotEntry::new(name.clone(), true, true, states.clone());
+        let settings = Settings {
+            enabled: true,
+            interactive: true,
+            respond: None,
+        };
+        let entry = BotEntry::new(name.clone(), settings, states.clone());
         bots.insert(name, Arc::new(entry));
         Bots {
             registry: Arc::new(RwLock::new(Arc::new(Registry {
@@ -283,18 +292,19 @@ impl Bots {
         let old = self.current();
         let mut bots = BTreeMap::new();
         for bot in &config.bots {
+            let settings = Settings {
+                enabled: bot.enabled,
+                interactive: bot.interactive,
+                respond: bot.respond,
+            };
             let entry = match old.bots.get(&bot.name) {
                 Some(entry) => {
-                    *lock(&entry.settings) = Settings {
-                        enabled: bot.enabled,
-                        interactive: bot.interactive,
-                    };
+                    *lock(&entry.settings) = settings;
                     Arc::clone(entry)
                 }
                 None => Arc::new(BotEntry::new(
                     bot.name.clone(),
-                    bot.enabled,
-                    bot.interactive,
+                    settings,
                     self.states.clone(),
                 )),
             };

@@ -220,8 +220,8 @@ async fn work(
         Err(error) => return sign_in_failed(error),
     };
     entry.set_signed_in(me.id, me.username.clone());
-    let stream = match telegram.updates().await {
-        Some(Ok(stream)) => stream,
+    let (stream, live_clicks) = match telegram.updates_with_live_clicks().await {
+        Some(Ok(taken)) => taken,
         Some(Err(error)) => return Ended::Retry(format!("cannot receive updates: {error}")),
         None => return Ended::Retry("the update stream was already taken".into()),
     };
@@ -278,6 +278,14 @@ async fn work(
             session,
             callbacks,
         };
+        let stop = connection.clone();
+        let clicks = inbound.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = inbound::answer_live_clicks(live_clicks, clicks) => {}
+                () = stop.cancelled() => {}
+            }
+        });
         let stop = connection.clone();
         tracker.spawn(async move {
             tokio::select! {

@@ -142,6 +142,9 @@ pub struct BotConfig {
     /// This bot's webhook; unset: the global `[webhook]`.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// When this bot's enqueues are answered; unset: `[api] respond`.
+    #[serde(default)]
+    pub respond: Option<super::Respond>,
     /// `host:port` of this bot's data centre; unset: `telegram.dc_addr`
     /// (the sandbox with `--bots N` runs one DC per bot).
     #[serde(default)]
@@ -176,6 +179,7 @@ impl BotConfig {
             interactive: true,
             limits: LimitsOverride::default(),
             webhook: None,
+            respond: None,
             dc_addr: None,
         }
     }

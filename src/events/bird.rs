@@ -228,6 +228,14 @@ pub fn clicked(click: &Click) -> NewEvent {
     }
 }
 
+/// Flags a click event as a repeat: a later click of a `once` button, which
+/// changed nothing.
+pub fn flag_repeat(event: &mut NewEvent) {
+    if let Some(result) = event.body["results"].get_mut(0) {
+        result["repeat"] = Value::Bool(true);
+    }
+}
+
 /// The result of an outbound job, `sent` or `failed`; its id is
 /// `job:{job_id}:{state}`. `None` for a job that has not settled.
 pub fn job_result(job: &Job) -> Option<NewEvent> {

@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
-use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp};
+use crate::queue::{DEFAULT_BOT, JobEvent, Queue, QueueError, Timestamp};
 
 /// How often old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -79,23 +79,44 @@ impl EventStore {
         if events.is_empty() {
             return Ok(0);
         }
+        let (stored, ()) = self.append_with(events, |_, _, _, _| Ok(())).await?;
+        Ok(stored)
+    }
+
+    /// [`EventStore::append`], running `first` in the same commit before
+    /// the events are stored (with the bot, the events, which it may
+    /// change, and the commit's job notices): what an event brings about
+    /// is stored with it or not at all. Returns how many events were new
+    /// and what `first` returned.
+    pub async fn append_with<T, F>(
+        &self,
+        mut events: Vec<NewEvent>,
+        first: F,
+    ) -> Result<(usize, T), QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &str, &mut [NewEvent], &mut Vec<JobEvent>) -> Result<T, QueueError>
+            + Send
+            + 'static,
+    {
         let now = Timestamp::now();
         let bot = self.bot.clone();
-        let stored = self
+        let (stored, done) = self
             .queue
-            .write(move |conn, _| {
+            .write(move |conn, jobs| {
                 let bot = bot.as_deref().unwrap_or(DEFAULT_BOT);
+                let done = first(conn, bot, &mut events, jobs)?;
                 let mut stored = 0;
                 for event in &events {
                     stored += insert(conn, bot, event, now)?;
                 }
-                Ok(stored)
+                Ok((stored, done))
             })
             .await?;
         if stored > 0 {
             self.appended.send_modify(|n| *n += 1);
         }
-        Ok(stored)
+        Ok((stored, done))
     }
 
     /// Up to `limit` (≤ [`MAX_BATCH`]) events after `cursor`, in order.

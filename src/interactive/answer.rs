@@ -54,6 +54,14 @@ impl CallbackAnswer {
         })
     }
 
+    /// A toast of `text`.
+    pub fn with_text(text: &str) -> Self {
+        CallbackAnswer {
+            text: Some(text.to_owned()),
+            ..CallbackAnswer::default()
+        }
+    }
+
     /// Reads and checks a standalone answer body (`{text?, alert?, url?,
     /// cache_time?}`), as a consumer posts it for a click.
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::answer::CallbackAnswer;
 use super::json::{Json, Object};
 use super::markup::read_grid;
+use super::on_click::OnClick;
 use super::path::Path;
 use super::rules::{self, DistinctData};
 use crate::error::ApiError;
@@ -42,6 +43,9 @@ pub enum InlineAction {
         callback_data: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         answer: Option<CallbackAnswer>,
+        /// What the click does to the message (see [`OnClick`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_click: Option<Box<OnClick>>,
     },
     /// Puts `@bot query` into this chat's input field.
     SwitchInlineQueryCurrentChat {
@@ -77,7 +81,7 @@ impl InlineKeyboard {
         let grid = object.required("inline_keyboard")?;
         let mut distinct = DistinctData::default();
         let rows = read_grid(grid, &object.path_of("inline_keyboard"), |button, path| {
-            InlineButton::from_value(button, path, &mut distinct)
+            InlineButton::from_value(button, path, &mut distinct, true)
         })?;
         Ok(InlineKeyboard {
             inline_keyboard: rows,
@@ -97,18 +101,64 @@ impl InlineKeyboard {
         &self.inline_keyboard
     }
 
+    /// The callback button whose data is `data`: one of this keyboard's,
+    /// else one of a keyboard its buttons' `on_click` put in its place.
+    pub fn callback_button(&self, data: &[u8]) -> Option<&InlineButton> {
+        fn find<'k>(rows: &'k [Vec<InlineButton>], data: &[u8]) -> Option<&'k InlineButton> {
+            rows.iter()
+                .flatten()
+                .find(|button| button.callback_data() == Some(data))
+        }
+        find(&self.inline_keyboard, data).or_else(|| {
+            self.inline_keyboard
+                .iter()
+                .flatten()
+                .filter_map(|button| button.on_click()?.replacement())
+                .find_map(|rows| find(rows, data))
+        })
+    }
+
+    /// Code 5 naming the first button with an `on_click`, in a keyboard at
+    /// `path` where `on_click` means nothing (`where_not`: why).
+    pub(crate) fn refuse_on_click(&self, path: &Path<'_>, where_not: &str) -> Result<(), ApiError> {
+        for (r, row) in self.inline_keyboard.iter().enumerate() {
+            for (c, button) in row.iter().enumerate() {
+                if button.on_click().is_some() {
+                    let grid = path.key("inline_keyboard");
+                    let row_path = grid.index(r);
+                    let button_path = row_path.index(c);
+                    return Err(button_path.key("on_click").broken(where_not));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The same keyboard without any `on_click` (what an edit shows: only
+    /// the message as first sent carries them).
+    pub(crate) fn without_on_click(rows: Vec<Vec<InlineButton>>) -> Self {
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|mut button| {
+                        if let InlineAction::Callback { on_click, .. } = &mut button.action {
+                            *on_click = None;
+                        }
+                        button
+                    })
+                    .collect()
+            })
+            .collect();
+        InlineKeyboard::from_rows(rows)
+    }
+
     /// The `answer` of the callback button whose data is `data`.
     pub fn callback_answer(&self, data: &[u8]) -> Option<&CallbackAnswer> {
-        self.inline_keyboard
-            .iter()
-            .flatten()
-            .find_map(|button| match &button.action {
-                InlineAction::Callback {
-                    callback_data,
-                    answer,
-                } if callback_data.as_bytes() == data => answer.as_ref(),
-                _ => None,
-            })
+        match &self.callback_button(data)?.action {
+            InlineAction::Callback { answer, .. } => answer.as_ref(),
+            _ => None,
+        }
     }
 
     /// `replyInlineMarkup`.
@@ -136,6 +186,7 @@ impl InlineButton {
         "url",
         "callback_data",
         "answer",
+        "on_click",
         "switch_inline_query_current_chat",
         "switch_inline_query",
         "copy_text",
@@ -148,28 +199,77 @@ impl InlineButton {
             action: InlineAction::Callback {
                 callback_data: data.to_owned(),
                 answer: None,
+                on_click: None,
             },
         }
+    }
+
+    /// A button of an `on_click.replace_keyboard`: any inline button, but
+    /// without an `on_click` of its own.
+    pub(crate) fn replacement<'v>(
+        value: Json<'v>,
+        path: &Path<'_>,
+        distinct: &mut DistinctData<'v>,
+    ) -> Result<Self, ApiError> {
+        Self::from_value(value, path, distinct, false)
     }
 
     fn from_value<'v>(
         value: Json<'v>,
         path: &Path<'_>,
         distinct: &mut DistinctData<'v>,
+        on_click_allowed: bool,
     ) -> Result<Self, ApiError> {
         let object = Object::new(value, path, Self::FIELDS)?;
         let text = object.str("text")?;
         rules::label(text, &object.path_of("text"))?;
         let action = InlineAction::from_object(&object, distinct)?;
-        if object.has("answer") && !matches!(action, InlineAction::Callback { .. }) {
-            return Err(object
-                .path_of("answer")
-                .broken("is only allowed on a button with callback_data"));
+        for field in ["answer", "on_click"] {
+            if object.has(field) && !matches!(action, InlineAction::Callback { .. }) {
+                return Err(object
+                    .path_of(field)
+                    .broken("is only allowed on a button with callback_data"));
+            }
+        }
+        if object.has("on_click") && !on_click_allowed {
+            return Err(object.path_of("on_click").broken(
+                "is not allowed on a button of `replace_keyboard`: only the message's own buttons carry `on_click`",
+            ));
         }
         Ok(InlineButton {
             text: text.to_owned(),
             action,
         })
+    }
+
+    /// The same button with `mark` before its label (once: a label that
+    /// already starts with it is kept).
+    pub fn marked(&self, mark: &str) -> InlineButton {
+        let text = if self.text.starts_with(mark) {
+            self.text.clone()
+        } else {
+            format!("{mark}{}", self.text)
+        };
+        InlineButton {
+            text,
+            action: self.action.clone(),
+        }
+    }
+
+    /// The `callback_data` of a callback button.
+    pub fn callback_data(&self) -> Option<&[u8]> {
+        match &self.action {
+            InlineAction::Callback { callback_data, .. } => Some(callback_data.as_bytes()),
+            _ => None,
+        }
+    }
+
+    /// The `on_click` of a callback button.
+    pub fn on_click(&self) -> Option<&OnClick> {
+        match &self.action {
+            InlineAction::Callback { on_click, .. } => on_click.as_deref(),
+            _ => None,
+        }
     }
 
     /// The label.
@@ -223,9 +323,15 @@ impl InlineAction {
                     .get("answer")
                     .map(|answer| CallbackAnswer::from_value(answer, &object.path_of("answer")))
                     .transpose()?;
+                let on_click = object
+                    .get("on_click")
+                    .map(|on_click| OnClick::from_value(on_click, &object.path_of("on_click")))
+                    .transpose()?
+                    .map(Box::new);
                 InlineAction::Callback {
                     callback_data: data.to_owned(),
                     answer,
+                    on_click,
                 }
             }
             "switch_inline_query_current_chat" => {

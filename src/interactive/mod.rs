@@ -22,6 +22,7 @@ mod inline;
 mod json;
 mod keyboard;
 mod markup;
+mod on_click;
 mod path;
 mod rules;
 mod summary;
@@ -34,6 +35,7 @@ pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
 pub(crate) use json::{Array, Document, Json, Object, as_array, as_bool, as_i64, as_str, to_value};
 pub use keyboard::{ForceReply, Key, KeyRequest, Keyboard, PollType, RemoveKeyboard};
 pub use markup::Markup;
+pub use on_click::{ALREADY_ANSWERED, ON_CLICK_ONLY, OnClick};
 pub(crate) use path::{Path, echo};
 pub use rules::{
     ANSWER_TEXT_MAX, BUTTONS_MAX, CALLBACK_DATA_MAX, PLACEHOLDER_MAX, TEXT_MAX, utf16_len,
@@ -182,6 +184,19 @@ impl InteractiveRequest {
     /// The `answer` of the callback button whose data is `data`.
     pub fn callback_answer(&self, data: &[u8]) -> Option<&CallbackAnswer> {
         self.markup().callback_answer(data)
+    }
+
+    /// The inline keyboard, if the message has one.
+    pub fn inline_keyboard(&self) -> Option<&InlineKeyboard> {
+        match self.markup() {
+            Markup::ReplyButtons(keyboard) => Some(keyboard),
+            _ => None,
+        }
+    }
+
+    /// The `on_click` of the callback button whose data is `data`.
+    pub fn on_click(&self, data: &[u8]) -> Option<&OnClick> {
+        self.inline_keyboard()?.callback_button(data)?.on_click()
     }
 }
 

@@ -25,6 +25,8 @@ pub const ANSWER_TEXT_MAX: usize = 200;
 pub const INLINE_QUERY_MAX: usize = 256;
 /// `copy_text`: 1–256 UTF-16 code units.
 pub const COPY_TEXT_MAX: usize = 256;
+/// An `on_click.mark`: 1–16 UTF-16 code units.
+pub const MARK_MAX: usize = 16;
 
 /// The length of `text` as Telegram measures it: UTF-16 code units.
 pub fn utf16_len(text: &str) -> usize {
@@ -41,6 +43,13 @@ pub fn message_text(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
 /// A button label: not blank (Telegram refuses an empty label).
 pub fn label(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
     not_blank(text, path)
+}
+
+/// An `on_click.mark`, the prefix of a clicked button's label: not blank,
+/// at most [`MARK_MAX`].
+pub fn mark(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
+    not_blank(text, path)?;
+    at_most(text, MARK_MAX, path)
 }
 
 /// `input_field_placeholder`: at most [`PLACEHOLDER_MAX`].

@@ -1,7 +1,8 @@
 //! The worker's side of the queue.
 //!
 //! A chat's jobs form a line: only its oldest active job may be taken, and
-//! only while nothing of that chat is in `sending`. So one chat's messages go
+//! only while nothing of that chat is in `sending` (a job held by its
+//! `send_at` is out of the line until its time: see `read`). So one chat's messages go
 //! out in enqueue order while different chats proceed in parallel. Taking a
 //! job marks it `sending` (attempts + 1) in the same commit; the worker then
 //! reports `sent`, `failed` or a retry time. Holds (`FLOOD_WAIT`) are kept in
@@ -248,11 +249,17 @@ impl Queue {
             .await
     }
 
-    /// When `bot`'s next job may be taken (for the worker to sleep until),
-    /// or `None` when no chat of it has a job waiting that is free to go.
-    pub async fn next_due_at(&self, bot: &str) -> Result<Option<Timestamp>, QueueError> {
+    /// When `bot`'s next job may be taken, seen at `now` (for the worker to
+    /// sleep until), or `None` when no chat of it has a job waiting that is
+    /// free to go.
+    pub async fn next_due_at(
+        &self,
+        bot: &str,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, QueueError> {
         let bot = bot.to_owned();
-        self.read(move |conn| read::next_due_at(conn, &bot)).await
+        self.read(move |conn| read::next_due_at(conn, &bot, now))
+            .await
     }
 
     /// Jobs of `bot` waiting to be sent (`queued` or `sending`).

@@ -226,6 +226,10 @@ pub struct NewJob {
     pub wire: Option<Vec<u8>>,
     /// Held until then (`send_at`); `None`: due at once.
     pub not_before: Option<Timestamp>,
+    /// telegate's id of a message this job needs sent before it (the
+    /// message it edits, deletes or replies to): while a `send_at` holds
+    /// that message's job, this job is held as long.
+    pub follows: Option<i64>,
 }
 
 impl NewJob {
@@ -246,6 +250,7 @@ impl NewJob {
             idempotency_key: None,
             wire: None,
             not_before: None,
+            follows: None,
         }
     }
 }

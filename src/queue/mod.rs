@@ -37,7 +37,7 @@ pub use job::{
     DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
     Timestamp,
 };
-pub use read::{JobFilter, SentMessage};
+pub use read::{JobFilter, MessageOwner, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
 #[cfg(test)]
 pub(crate) use schema::migrate_to;
@@ -157,7 +157,7 @@ impl Queue {
         let now = Timestamp::now();
         self.inner
             .writer
-            .write(move |conn, events| insert(conn, &job, now, events))
+            .write(move |conn, events| insert_job(conn, &job, now, events))
             .await
     }
 
@@ -172,7 +172,7 @@ impl Queue {
             .writer
             .write(move |conn, events| {
                 jobs.iter()
-                    .map(|job| insert(conn, job, now, events))
+                    .map(|job| insert_job(conn, job, now, events))
                     .collect()
             })
             .await
@@ -204,11 +204,8 @@ impl Queue {
             .await
     }
 
-    /// The job, chat and kind of telegate's message `message_id`.
-    pub async fn message(
-        &self,
-        message_id: i64,
-    ) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+    /// The job, bot, chat and kind of telegate's message `message_id`.
+    pub async fn message(&self, message_id: i64) -> Result<Option<read::MessageOwner>, QueueError> {
         self.read(move |conn| read::message(conn, message_id)).await
     }
 
@@ -302,8 +299,9 @@ impl Queue {
     }
 }
 
-/// Inserts `job` and its parts, or finds the job its idempotency key names.
-fn insert(
+/// Inserts `job` and its parts, or finds the job its idempotency key names
+/// (in a commit under way: [`Queue::write`]).
+pub(crate) fn insert_job(
     conn: &Connection,
     job: &NewJob,
     now: Timestamp,
@@ -313,7 +311,11 @@ fn insert(
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
                                attempts, not_before, created_at, updated_at, wire)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?9, ?7, ?7, ?8)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0,
+                     max(?9, coalesce((SELECT j.not_before FROM parts p JOIN jobs j ON j.id = p.job_id
+                                       WHERE p.message_id = ?10 AND j.state = 'queued'
+                                         AND j.attempts = 0 AND j.not_before > j.created_at), 0)),
+                     ?7, ?7, ?8)
              ON CONFLICT (bot, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )?
         .execute(params![
@@ -326,6 +328,7 @@ fn insert(
             now.as_millis(),
             job.wire,
             job.not_before.map_or(now, |at| at.max(now)).as_millis(),
+            job.follows,
         ])?;
     if inserted == 0 {
         return first_with_key(conn, job);

@@ -158,7 +158,8 @@ pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueErro
 /// waiting jobs or other bots.
 macro_rules! line_heads {
     () => {
-        "
+        concat!(
+            "
     WITH RECURSIVE lines(chat) AS (
         SELECT min(chat) FROM jobs INDEXED BY jobs_active
         WHERE bot = ?1 AND state IN ('queued', 'sending')
@@ -167,10 +168,41 @@ macro_rules! line_heads {
                 WHERE bot = ?1 AND state IN ('queued', 'sending') AND chat > lines.chat)
         FROM lines WHERE lines.chat IS NOT NULL
     ), heads(id) AS (
-        SELECT (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                WHERE bot = ?1 AND state IN ('queued', 'sending') AND chat = lines.chat)
+        SELECT (",
+            line_head!("?1", "lines.chat"),
+            ")
         FROM lines WHERE lines.chat IS NOT NULL
     )"
+        )
+    };
+}
+
+/// A job held by its `send_at` at `?2`: queued, never tried, due later than
+/// it was enqueued and not yet. It is no part of its chat's line until then
+/// (the chat's later jobs go ahead of it); a retry's or a flood wait's
+/// hold, by contrast, keeps the line waiting. The partial index
+/// `jobs_scheduled` holds exactly the jobs the first three terms select.
+macro_rules! held_by_send_at {
+    () => {
+        "(state = 'queued' AND attempts = 0 AND not_before > created_at AND not_before > ?2)"
+    };
+}
+
+/// The head of chat `$chat`'s line of bot `$bot`: its oldest active job
+/// that no `send_at` holds (at `?2`). Walks the chat's active jobs in id
+/// order and stops at the first.
+macro_rules! line_head {
+    ($bot:literal, $chat:literal) => {
+        concat!(
+            "SELECT id FROM jobs INDEXED BY jobs_active
+             WHERE bot = ",
+            $bot,
+            " AND state IN ('queued', 'sending') AND chat = ",
+            $chat,
+            " AND NOT ",
+            held_by_send_at!(),
+            " ORDER BY id LIMIT 1"
+        )
     };
 }
 
@@ -204,16 +236,19 @@ pub fn due(
 }
 
 /// A due line head: `j` is queued, may go at `?2`, no hold stops it, and
-/// it is the oldest active job of its chat. Completed by what picks `j`.
+/// it is the oldest active job of its chat that no `send_at` holds. Completed by what picks `j`.
 macro_rules! due_head_where {
     () => {
-        " FROM jobs AS j
+        concat!(
+            " FROM jobs AS j
          LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
          WHERE j.state = 'queued' AND j.not_before <= ?2
            AND coalesce(c.not_before, 0) <= ?2
            AND coalesce((SELECT not_before FROM holds WHERE bot = j.bot AND chat = 0), 0) <= ?2
-           AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                       WHERE bot = j.bot AND state IN ('queued', 'sending') AND chat = j.chat)"
+           AND j.id = (",
+            line_head!("j.bot", "j.chat"),
+            ")"
+        )
     };
 }
 
@@ -290,8 +325,9 @@ pub fn next_due_of_chat(
         "SELECT ",
         job_columns!(j),
         due_head_where!(),
-        " AND j.id = (SELECT min(id) FROM jobs INDEXED BY jobs_active
-                      WHERE bot = ?3 AND state IN ('queued', 'sending') AND chat = ?1)"
+        " AND j.id = (",
+        line_head!("?3", "?1"),
+        ")"
     );
     let job = conn
         .prepare_cached(SQL)?
@@ -300,22 +336,37 @@ pub fn next_due_of_chat(
     job.map(|job| with_parts(conn, job)).transpose()
 }
 
-/// When the next job may go out, counting holds: `None` when nothing waits
-/// (or every waiting chat has a job in `sending`). SQLite's two-argument
-/// `max` is NULL when the aggregate found no row.
-pub fn next_due_at(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, QueueError> {
+/// When the next job may go out, seen at `now`, counting holds: the
+/// earliest of the line heads (as a hold lets them) and of the jobs held by
+/// their `send_at`; `None` when nothing waits (or every waiting chat has a
+/// job in `sending`). SQLite's two-argument `max` is NULL when the
+/// aggregate found no row, and `min` over the two ignores a NULL.
+pub fn next_due_at(
+    conn: &Connection,
+    bot: &str,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, QueueError> {
     const SQL: &str = concat!(
         line_heads!(),
-        " SELECT max(
-             min(max(j.not_before, coalesce(c.not_before, 0))),
-             coalesce((SELECT not_before FROM holds WHERE bot = ?1 AND chat = 0), 0))
-         FROM heads JOIN jobs AS j ON j.id = heads.id
-         LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
-         WHERE j.state = 'queued'"
+        ", bot_hold(until) AS (
+             SELECT coalesce((SELECT not_before FROM holds WHERE bot = ?1 AND chat = 0), 0)
+         ), due(at) AS (
+             SELECT max(min(max(j.not_before, coalesce(c.not_before, 0))),
+                        (SELECT until FROM bot_hold))
+             FROM heads JOIN jobs AS j ON j.id = heads.id
+             LEFT JOIN holds AS c ON c.bot = j.bot AND c.chat = j.chat
+             WHERE j.state = 'queued'
+             UNION ALL
+             SELECT max(min(not_before), (SELECT until FROM bot_hold))
+             FROM jobs INDEXED BY jobs_scheduled
+             WHERE bot = ?1 AND state = 'queued' AND attempts = 0 AND not_before > created_at
+               AND not_before > ?2
+         )
+         SELECT min(at) FROM due"
     );
     let at: Option<i64> = conn
         .prepare_cached(SQL)?
-        .query_row([bot], |row| row.get(0))?;
+        .query_row(params![bot, now.as_millis()], |row| row.get(0))?;
     Ok(at.map(Timestamp::from_millis))
 }
 
@@ -381,24 +432,37 @@ pub(super) fn channel_message_ids(
     Ok(found)
 }
 
-/// The chat and kind of the job telegate's message `message_id` belongs to.
+/// The job telegate's message `message_id` belongs to: its id, bot, chat
+/// and kind.
 pub(super) fn message(
     conn: &Connection,
     message_id: i64,
-) -> Result<Option<(JobId, ChatId, JobKind)>, QueueError> {
+) -> Result<Option<MessageOwner>, QueueError> {
     let found = conn
         .prepare_cached(
-            "SELECT j.id, j.chat, j.kind FROM parts p JOIN jobs j ON j.id = p.job_id
+            "SELECT j.id, j.bot, j.chat, j.kind FROM parts p JOIN jobs j ON j.id = p.job_id
              WHERE p.message_id = ?1",
         )?
         .query_row([message_id], |row| {
-            let kind: String = row.get(2)?;
-            Ok((
-                JobId::new(row.get(0)?),
-                chat(row, 1)?,
-                JobKind::parse(&kind).ok_or_else(|| bad_column(2, format!("job kind `{kind}`")))?,
-            ))
+            let kind: String = row.get(3)?;
+            Ok(MessageOwner {
+                job_id: JobId::new(row.get(0)?),
+                bot: row.get(1)?,
+                chat: chat(row, 2)?,
+                kind: JobKind::parse(&kind)
+                    .ok_or_else(|| bad_column(3, format!("job kind `{kind}`")))?,
+            })
         })
         .optional()?;
     Ok(found)
+}
+
+/// The job a telegate message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageOwner {
+    pub job_id: JobId,
+    /// The bot that sent (or will send) it.
+    pub bot: String,
+    pub chat: ChatId,
+    pub kind: JobKind,
 }

@@ -208,7 +208,13 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(s.queue.next_due_at(DEFAULT_BOT).await.unwrap(), Some(retry));
+    assert_eq!(
+        s.queue
+            .next_due_at(DEFAULT_BOT, Timestamp::now())
+            .await
+            .unwrap(),
+        Some(retry)
+    );
     let waiting = s.queue.job(first).await.unwrap().unwrap();
     assert_eq!(waiting.state, JobState::Queued);
     assert_eq!(waiting.error, Some(error));
@@ -261,7 +267,13 @@ async fn holds_pause_a_chat_or_the_whole_bot() {
         .unwrap();
     let taken = s.queue.claim_due(DEFAULT_BOT, now, 10).await.unwrap();
     assert_eq!(taken.iter().map(|j| j.id).collect::<Vec<_>>(), vec![two]);
-    assert_eq!(s.queue.next_due_at(DEFAULT_BOT).await.unwrap(), Some(soon));
+    assert_eq!(
+        s.queue
+            .next_due_at(DEFAULT_BOT, Timestamp::now())
+            .await
+            .unwrap(),
+        Some(soon)
+    );
 
     enqueue(&s.queue, 3, "three").await;
     let later_still = soon.saturating_add(Duration::from_secs(30));
@@ -274,7 +286,10 @@ async fn holds_pause_a_chat_or_the_whole_bot() {
             .is_empty()
     );
     assert_eq!(
-        s.queue.next_due_at(DEFAULT_BOT).await.unwrap(),
+        s.queue
+            .next_due_at(DEFAULT_BOT, Timestamp::now())
+            .await
+            .unwrap(),
         Some(later_still)
     );
     assert_eq!(
@@ -720,4 +735,82 @@ async fn hot_statements_are_never_prepared_again() {
         let again = statement.get_status(rusqlite::StatementStatus::RePrepare);
         assert_eq!(again, 0, "re-prepared {again} times: {sql}");
     }
+}
+
+#[tokio::test]
+async fn a_job_held_by_send_at_lets_its_chats_later_jobs_go_but_holds_what_follows_it() {
+    let s = store();
+    let at = later();
+    let held = s
+        .queue
+        .enqueue(NewJob {
+            not_before: Some(at),
+            ..new_job(4, "held")
+        })
+        .await
+        .unwrap()
+        .id;
+    let held_message = s.queue.job(held).await.unwrap().unwrap().parts[0].message_id;
+    let next = enqueue(&s.queue, 4, "next").await;
+    // An edit of the held message waits for it, however late it comes.
+    let edit = s
+        .queue
+        .enqueue(NewJob {
+            follows: Some(held_message),
+            ..new_job(4, "edit")
+        })
+        .await
+        .unwrap()
+        .id;
+    let after = enqueue(&s.queue, 4, "after").await;
+    let now = Timestamp::now();
+    let ids = |jobs: Vec<Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    // The chat's line goes on without the held job: `next`, then `after`,
+    // one at a time as ever.
+    assert_eq!(
+        ids(s.queue.claim_due(DEFAULT_BOT, now, 10).await.unwrap()),
+        [next]
+    );
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.queue.mark_sent(next, vec![Some(10)], now).await.unwrap();
+    assert_eq!(
+        ids(s.queue.claim_due(DEFAULT_BOT, now, 10).await.unwrap()),
+        [after]
+    );
+    s.queue.mark_sent(after, vec![Some(11)], now).await.unwrap();
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing else is due before the hold ends; then the held job, and its
+    // edit after it.
+    assert_eq!(
+        s.queue.next_due_at(DEFAULT_BOT, now).await.unwrap(),
+        Some(at)
+    );
+    assert_eq!(
+        ids(s.queue.claim_due(DEFAULT_BOT, at, 10).await.unwrap()),
+        [held]
+    );
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, at, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.queue.mark_sent(held, vec![Some(12)], at).await.unwrap();
+    assert_eq!(
+        ids(s.queue.claim_due(DEFAULT_BOT, at, 10).await.unwrap()),
+        [edit]
+    );
 }

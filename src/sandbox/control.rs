@@ -28,7 +28,7 @@
 //! | `GET /groups/{id}/chat` | → members, the bot's role, messages |
 //! | `POST /groups/{id}/bot` | `{action: add\|remove\|ban\|promote\|demote}` → `{bot: role}` |
 //! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
-//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?}` → the settings now |
+//! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?, expire_file_references_after?, move_files?: {dc_id, after_chunks?}}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username, privacy}` |
 //! | `GET /bots` | → `[{name: botK, id, username, first_name, privacy}]` |
 
@@ -51,8 +51,9 @@ use tokio::net::UnixListener;
 
 use super::dc::Traffic;
 use super::telegram::{
-    AccountId, BotAction, ChatFault, DC_ID, DC_IDS, DifferenceRules, FakeTelegram, GroupKind,
-    NewGroup, NewUser, Pressed, Role, SandboxError, TgError, UserClick, UserMessage, to_hex,
+    AccountId, BotAction, ChatFault, DC_ID, DC_IDS, DifferenceRules, FakeTelegram, FileChange,
+    GroupKind, NewGroup, NewUser, Pressed, Role, SandboxError, TgError, UserClick, UserMessage,
+    to_hex,
 };
 use super::{Faults, InjectedError};
 
@@ -852,6 +853,20 @@ struct FaultsBody {
     /// Connections allowed per auth key, beyond them `-429`; `null` clears.
     #[serde(default, deserialize_with = "present_count")]
     max_connections: Option<Option<usize>>,
+    /// Every file reference handed out so far expires after this many more
+    /// `upload.getFile` chunks (0: now).
+    expire_file_references_after: Option<u32>,
+    /// Every file moves to another DC (after some chunks).
+    move_files: Option<MoveFiles>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveFiles {
+    dc_id: i32,
+    /// After this many more `upload.getFile` chunks (default 0: now).
+    #[serde(default)]
+    after_chunks: u32,
 }
 
 #[derive(Deserialize)]
@@ -1006,6 +1021,13 @@ async fn faults(
         ));
     }
     let injected = request.rpc_error.as_ref().map(injected_error).transpose()?;
+    if request
+        .move_files
+        .as_ref()
+        .is_some_and(|moved| !DC_IDS.contains(&moved.dc_id))
+    {
+        return Err(Failure::bad_request("move_files.dc_id must be 1..5"));
+    }
     if request.max_connections == Some(Some(0)) {
         return Err(Failure::bad_request(
             "max_connections must be ≥ 1 (null clears it)",
@@ -1021,6 +1043,16 @@ async fn faults(
     }
     if let Some(limit) = request.push_backlog {
         control.telegram.set_push_backlog_limit(limit);
+    }
+    if let Some(chunks) = request.expire_file_references_after {
+        control
+            .telegram
+            .change_files_after(chunks, FileChange::ExpireReferences);
+    }
+    if let Some(moved) = &request.move_files {
+        control
+            .telegram
+            .change_files_after(moved.after_chunks, FileChange::MoveTo(moved.dc_id));
     }
     if let Some(error) = request.error {
         let user = request.user_id;

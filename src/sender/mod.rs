@@ -278,8 +278,9 @@ impl Sender {
                 let bot = self.bot.clone();
                 self.tasks.spawn(async move {
                     let due = async {
-                        let due = queue.due(&bot, Timestamp::now(), room).await?;
-                        let next = queue.next_due_at(&bot).await?;
+                        let now = Timestamp::now();
+                        let due = queue.due(&bot, now, room).await?;
+                        let next = queue.next_due_at(&bot, now).await?;
                         Ok((due, next))
                     };
                     Done::Due(due.await)

@@ -70,6 +70,32 @@ impl World {
         world
     }
 
+    /// [`World::start_with`], the sandbox's bot given `api_keys`: its
+    /// `[telegram] bot_token` becomes a `[[bots]]` table named `default`
+    /// that lists them. The harness's client sends the first.
+    pub async fn start_keyed(pace: Pace, config: &str, api_keys: &[&str]) -> World {
+        let keys: Vec<String> = api_keys.iter().map(|key| (*key).to_owned()).collect();
+        let mut world = World::start_prepared(pace, config, &[], move |dir, _| {
+            let file = dir.join("telegate.toml");
+            let mut table: toml::Table = fs::read_to_string(&file).unwrap().parse().unwrap();
+            let token = table["telegram"]
+                .as_table_mut()
+                .unwrap()
+                .remove("bot_token")
+                .unwrap();
+            let mut bot = toml::Table::new();
+            bot.insert("name".into(), "default".into());
+            bot.insert("bot_token".into(), token);
+            bot.insert("api_keys".into(), keys.into());
+            table.insert("bots".into(), toml::Value::Array(vec![bot.into()]));
+            fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
+        })
+        .await;
+        let key = telegate::config::Secret::new(api_keys[0]);
+        world.client = world.client.clone().with_key(Some(key));
+        world
+    }
+
     /// The sandbox and the worker's files, the worker not started yet.
     pub async fn offline(pace: Pace, config: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
@@ -125,6 +151,14 @@ impl World {
                 user.id
             })
             .collect()
+    }
+
+    /// [`World::users`], once the worker has recorded their `/start`s
+    /// (`cursor` moves past them).
+    pub async fn users_recorded(&self, n: usize, cursor: &mut i64) -> Vec<AccountId> {
+        let users = self.users(n);
+        self.read_events_until(cursor, |read| read.len() >= n).await;
+        users
     }
 
     /// Enqueues `texts` in order (per user), over a few connections at once;

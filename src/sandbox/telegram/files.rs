@@ -4,11 +4,19 @@
 //! the sandbox is an id, an access hash and a size. Its content is a
 //! deterministic function of the id, so a client that downloads it can check
 //! what it got with [`content`].
+//!
+//! Each file has a file reference, handed out with the message, that
+//! `upload.getFile` checks as Telegram does: once it has expired (the
+//! `expire_file_references_after` fault) it is refused with
+//! `FILE_REFERENCE_EXPIRED` and the message must be read again for a fresh
+//! one. (An empty reference is taken, for clients that build a location by
+//! hand.) The `move_files` fault moves every file to another DC, which a
+//! client that located a file before then learns from `FILE_MIGRATE_X`.
 
 use grammers_tl_types as tl;
 
 use super::world::{StoredMedia, World};
-use super::{TgError, render};
+use super::{FakeTelegram, TgError, render};
 
 /// Telegram's largest `upload.getFile` chunk.
 const MAX_CHUNK: i32 = 1024 * 1024;
@@ -24,10 +32,18 @@ pub fn content(id: i64, offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A stored file: its size, DC and given bytes.
+/// The file reference of file `id` after its `reference`-th expiry.
+pub(super) fn file_reference(id: i64, reference: u32) -> Vec<u8> {
+    let mut bytes = id.to_le_bytes().to_vec();
+    bytes.extend(reference.to_le_bytes());
+    bytes
+}
+
+/// A stored file: its size, DC, reference and given bytes.
 struct Found<'w> {
     size: i64,
     dc_id: i32,
+    reference: Vec<u8>,
     content: Option<&'w [u8]>,
 }
 
@@ -43,6 +59,7 @@ fn find(world: &World, id: i64, access_hash: i64) -> Option<Found<'_>> {
                 access_hash: h,
                 size,
                 dc_id,
+                reference,
                 content,
                 ..
             }
@@ -51,11 +68,13 @@ fn find(world: &World, id: i64, access_hash: i64) -> Option<Found<'_>> {
                 access_hash: h,
                 size,
                 dc_id,
+                reference,
                 content,
                 ..
             } if *i == id && *h == access_hash => Some(Found {
                 size: *size,
                 dc_id: *dc_id,
+                reference: file_reference(id, *reference),
                 content: content.as_deref(),
             }),
             _ => None,
@@ -70,15 +89,22 @@ pub fn get_file(
     dc_id: i32,
     request: &tl::functions::upload::GetFile,
 ) -> Result<tl::enums::upload::File, TgError> {
-    let (id, access_hash) = match &request.location {
-        tl::enums::InputFileLocation::InputPhotoFileLocation(l) => (l.id, l.access_hash),
-        tl::enums::InputFileLocation::InputDocumentFileLocation(l) => (l.id, l.access_hash),
+    let (id, access_hash, reference) = match &request.location {
+        tl::enums::InputFileLocation::InputPhotoFileLocation(l) => {
+            (l.id, l.access_hash, &l.file_reference)
+        }
+        tl::enums::InputFileLocation::InputDocumentFileLocation(l) => {
+            (l.id, l.access_hash, &l.file_reference)
+        }
         _ => return Err(TgError::bad_request("LOCATION_INVALID")),
     };
     let found =
         find(world, id, access_hash).ok_or_else(|| TgError::bad_request("LOCATION_INVALID"))?;
     if found.dc_id != dc_id {
         return Err(TgError::new(303, format!("FILE_MIGRATE_{}", found.dc_id)));
+    }
+    if !reference.is_empty() && *reference != found.reference {
+        return Err(TgError::bad_request("FILE_REFERENCE_EXPIRED"));
     }
     let size = found.size;
     if request.limit <= 0 || request.limit > MAX_CHUNK {
@@ -101,6 +127,95 @@ pub fn get_file(
     .into())
 }
 
+/// What happens to every stored file (the file faults of `POST /faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChange {
+    /// The file references handed out so far expire.
+    ExpireReferences,
+    /// The files move to this DC (`upload.getFile` at the old one then
+    /// answers `FILE_MIGRATE_X`).
+    MoveTo(i32),
+}
+
+/// File changes waiting for a number of chunks to be served first.
+#[derive(Debug, Default)]
+pub(super) struct FileChanges {
+    pending: Vec<(u32, FileChange)>,
+}
+
+impl FileChanges {
+    /// Counts one chunk served; the changes due now.
+    fn chunk_served(&mut self) -> Vec<FileChange> {
+        for (left, _) in &mut self.pending {
+            *left = left.saturating_sub(1);
+        }
+        let (due, pending) = self.pending.iter().partition(|(left, _)| *left == 0);
+        self.pending = pending;
+        due.into_iter().map(|(_, change)| change).collect()
+    }
+}
+
+/// Applies `change` to every stored file.
+fn apply(inner: &mut super::Inner, change: FileChange) {
+    let files = inner
+        .world
+        .messages
+        .values_mut()
+        .filter_map(|m| m.media.as_mut());
+    for media in files {
+        if let StoredMedia::Photo {
+            reference, dc_id, ..
+        }
+        | StoredMedia::Document {
+            reference, dc_id, ..
+        } = media
+        {
+            match change {
+                FileChange::ExpireReferences => *reference += 1,
+                FileChange::MoveTo(dc) => *dc_id = dc,
+            }
+        }
+    }
+    match change {
+        FileChange::ExpireReferences => inner.stats.file_references_expired += 1,
+        FileChange::MoveTo(_) => inner.stats.files_moved += 1,
+    }
+}
+
+impl FakeTelegram {
+    /// `upload.getFile` at DC `dc_id`, counted for the file changes due.
+    pub(super) fn serve_file_chunk(
+        &self,
+        dc_id: i32,
+        request: &tl::functions::upload::GetFile,
+    ) -> Result<tl::enums::upload::File, TgError> {
+        let mut inner = self.lock();
+        let file = get_file(&inner.world, dc_id, request)?;
+        let due = inner.file_changes.chunk_served();
+        for change in &due {
+            apply(&mut inner, *change);
+        }
+        drop(inner);
+        if !due.is_empty() {
+            self.changed();
+        }
+        Ok(file)
+    }
+
+    /// `change` happens to every stored file once `chunks` more chunks are
+    /// served (0: now).
+    pub fn change_files_after(&self, chunks: u32, change: FileChange) {
+        let mut inner = self.lock();
+        if chunks == 0 {
+            apply(&mut inner, change);
+        } else {
+            inner.file_changes.pending.push((chunks, change));
+        }
+        drop(inner);
+        self.changed();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +226,19 @@ mod tests {
         assert_eq!(whole, content(42, 0, 100));
         assert_eq!(&whole[10..30], &content(42, 10, 20)[..]);
         assert_ne!(whole, content(43, 0, 100));
+    }
+
+    #[test]
+    fn file_changes_come_after_the_chunks_asked() {
+        let mut changes = FileChanges::default();
+        assert!(changes.chunk_served().is_empty(), "no fault, no change");
+        changes.pending = vec![
+            (2, FileChange::ExpireReferences),
+            (1, FileChange::MoveTo(3)),
+        ];
+        assert_eq!(changes.chunk_served(), [FileChange::MoveTo(3)]);
+        assert_eq!(changes.chunk_served(), [FileChange::ExpireReferences]);
+        assert!(changes.chunk_served().is_empty(), "once each");
+        assert_ne!(file_reference(7, 0), file_reference(7, 1));
     }
 }

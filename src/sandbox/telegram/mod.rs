@@ -39,7 +39,7 @@ use tokio::sync::{Notify, watch};
 pub use accounts::{AccountId, BotToken, auth_key_from_hex, key_id, to_hex};
 pub use boxes::{DifferenceRules, Role};
 pub use dcs::DC_IDS;
-pub use files::content as file_content;
+pub use files::{FileChange, content as file_content};
 pub use groups::{BotAction, NewGroup};
 pub use limits::{ChatKind, FloodRules, Rate};
 pub use queries::{BotAnswer, ClickOutcome};
@@ -138,6 +138,10 @@ pub struct Stats {
     /// Differences served, by kind (`difference`, `differenceSlice`,
     /// `channelDifferenceEmpty`, ...).
     pub differences: BTreeMap<String, u64>,
+    /// Times every file reference handed out expired.
+    pub file_references_expired: u64,
+    /// Times every file moved to another DC.
+    pub files_moved: u64,
     /// `updatesTooLong` pushed to clients whose backlog passed the limit.
     pub updates_too_long: u64,
 }
@@ -214,6 +218,7 @@ struct Inner {
     flood: FloodRules,
     differences: DifferenceRules,
     callbacks: Callbacks,
+    file_changes: files::FileChanges,
     /// Injected send errors by user (`None`: every chat).
     chat_faults: HashMap<Option<AccountId>, ChatFault>,
     stats: Stats,
@@ -246,6 +251,7 @@ impl FakeTelegram {
                 flood: FloodRules::default(),
                 differences: DifferenceRules::default(),
                 callbacks: Callbacks::default(),
+                file_changes: files::FileChanges::default(),
                 chat_faults: HashMap::new(),
                 stats: Stats::default(),
                 callback_timeout: DEFAULT_CALLBACK_TIMEOUT,

@@ -12,6 +12,7 @@ use grammers_tl_types::Deserializable;
 
 use super::accounts::{AccountId, Profile};
 use super::boxes::Role;
+use super::files;
 use super::world::{GroupKind, GroupRecord, ServiceAction, ShownAs, StoredMedia, StoredMessage};
 
 /// The DC id the sandbox claims to be (grammers' default home DC).
@@ -473,6 +474,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             width,
             height,
             dc_id,
+            reference,
             ..
         } => tl::types::MessageMediaPhoto {
             spoiler: false,
@@ -482,7 +484,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
                     has_stickers: false,
                     id: *id,
                     access_hash: *access_hash,
-                    file_reference: file_reference(*id),
+                    file_reference: files::file_reference(*id, *reference),
                     date: now(),
                     sizes: vec![
                         tl::types::PhotoSize {
@@ -510,6 +512,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             size,
             shown_as,
             dc_id,
+            reference,
             ..
         } => tl::types::MessageMediaDocument {
             nopremium: false,
@@ -521,7 +524,7 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
                 tl::types::Document {
                     id: *id,
                     access_hash: *access_hash,
-                    file_reference: file_reference(*id),
+                    file_reference: files::file_reference(*id, *reference),
                     date: now(),
                     mime_type: mime_type.clone(),
                     size: *size,
@@ -629,10 +632,6 @@ fn document_attributes(
         .into(),
     });
     std::iter::once(name).chain(shown).collect()
-}
-
-fn file_reference(id: i64) -> Vec<u8> {
-    id.to_le_bytes().to_vec()
 }
 
 /// `help.getConfig`'s answer from DC `this_dc`: `dc_options` lists the

@@ -13,7 +13,7 @@ use super::accounts::AccountId;
 use super::queries::BotAnswer;
 use super::sending::{self, Draft, Edit, SendFlags, Target};
 use super::world::{Place, StoredMessage};
-use super::{FakeTelegram, TgError, files, markup, render, updates};
+use super::{FakeTelegram, TgError, markup, render, updates};
 use crate::sandbox::{Caller, RpcOutcome};
 
 /// Who an auth key is signed in as.
@@ -165,7 +165,7 @@ impl FakeTelegram {
                     }
                     upload::GetFile::CONSTRUCTOR_ID => {
                         let request: upload::GetFile = parse(body)?;
-                        let file = files::get_file(&self.lock().world, caller.dc_id, &request)?;
+                        let file = self.serve_file_chunk(caller.dc_id, &request)?;
                         ok(&request, file)
                     }
                     _ => Err(TgError::bad_request(format!(

@@ -104,6 +104,10 @@ pub enum StoredMedia {
         /// The DC the file lives on.
         #[serde(default = "home_dc")]
         dc_id: i32,
+        /// How often its file reference expired (the reference handed out
+        /// names it, see `files::file_reference`).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        reference: u32,
         /// Given bytes (else generated from the id), hex in the state file.
         #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_content")]
         content: Option<Vec<u8>>,
@@ -121,6 +125,8 @@ pub enum StoredMedia {
         shown_as: Option<ShownAs>,
         #[serde(default = "home_dc")]
         dc_id: i32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        reference: u32,
         #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_content")]
         content: Option<Vec<u8>>,
     },
@@ -173,6 +179,7 @@ impl StoredMedia {
             width: 800,
             height: 600,
             dc_id: home_dc(),
+            reference: 0,
             content: None,
         }
     }
@@ -224,6 +231,7 @@ impl StoredMedia {
             size,
             shown_as,
             dc_id: home_dc(),
+            reference: 0,
             content: None,
         }
     }
@@ -232,6 +240,10 @@ impl StoredMedia {
 /// The DC of media saved before there were several.
 fn home_dc() -> i32 {
     super::DC_ID
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `Option<Vec<u8>>` as hex.
