@@ -25,9 +25,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use super::QueueError;
+use super::announce::Announcer;
 use super::job::JobEvent;
 
 /// Ops committed together at most.
@@ -57,7 +58,7 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread; committed [`JobEvent`]s go to `events`.
-    pub fn spawn(conn: Connection, events: broadcast::Sender<JobEvent>) -> std::io::Result<Self> {
+    pub fn spawn(conn: Connection, events: Arc<Announcer>) -> std::io::Result<Self> {
         let (ops, rx) = mpsc::channel();
         let open = Arc::new(AtomicBool::new(true));
         let thread = thread::Builder::new()
@@ -146,7 +147,7 @@ fn in_savepoint<T>(
 }
 
 /// Commits batches until a close is asked for (or every handle is gone).
-fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Sender<JobEvent>) {
+fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &Announcer) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut previous = Batch {
         size: 1,
@@ -169,11 +170,7 @@ fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Send
 
 /// After a close: commits each op already handed in, then drops the
 /// channel, so later writes find it closed.
-fn drop_pending(
-    conn: &Connection,
-    rx: mpsc::Receiver<Message>,
-    events: &broadcast::Sender<JobEvent>,
-) {
+fn drop_pending(conn: &Connection, rx: mpsc::Receiver<Message>, events: &Announcer) {
     while let Ok(message) = rx.try_recv() {
         if let Message::Op(op) = message {
             commit(conn, std::iter::once(op), events);
@@ -225,7 +222,7 @@ fn gather(
 }
 
 /// One transaction for `ops`; every finisher learns whether it committed.
-fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::Sender<JobEvent>) {
+fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &Announcer) {
     let began = run_cached(conn, "BEGIN IMMEDIATE").map_err(|err| {
         tracing::error!(error = %err, "store cannot begin a transaction");
         err.to_string()
@@ -246,7 +243,7 @@ fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::
     });
     if committed.is_ok() {
         for event in committed_events {
-            let _ = events.send(event);
+            events.announce(event);
         }
     }
     for finish in finishers {
