@@ -6,8 +6,8 @@
 //! worker drains through the consumer interface ([`Queue::claim_due`] and the
 //! `mark_*` methods, see `consumer.rs`), which keeps each chat's jobs in order
 //! and lets different chats proceed in parallel. Every durable state change
-//! is announced on a broadcast channel, so waiters and the worker wake
-//! without polling.
+//! is announced (`announce.rs`: to every listener, and to the listeners of
+//! the job's bot), so waiters and each bot's sender wake without polling.
 
 mod announce;
 mod cancel;
