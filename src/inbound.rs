@@ -48,10 +48,13 @@ use tokio::time::Instant;
 use crate::after_click;
 use crate::callbacks::{CallbackAnswerer, ClickQuery};
 use crate::chat::{ChatId, Peer};
-use crate::events::bird::{self, Body, Origin};
+use crate::events::bird::{
+    self, Body, ChatType, FileKind, Membership, MessageContext, Origin, Person, ReplyTo, SentBy,
+    Standing,
+};
 use crate::events::{EventStore, NewEvent};
 use crate::interactive::InteractiveRequest;
-use crate::queue::{JobKind, Queue, QueueError, Timestamp};
+use crate::queue::{JobKind, Queue, QueueError, Timestamp, until_stored};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::{LiveClicks, tl_name};
 
@@ -293,16 +296,20 @@ impl Inbound {
         events: Vec<NewEvent>,
         clicks: Vec<(usize, after_click::ButtonClick)>,
     ) -> Result<(), QueueError> {
+        // A full disk holds the pipeline here (the updates after these wait
+        // in the channel, then in grammers), never drops or skips them.
         if clicks.is_empty() {
-            self.events.append(events).await?;
+            until_stored("inbound events", || self.events.append(events.clone())).await?;
             return Ok(());
         }
-        let (_, decisions) = self
-            .events
-            .append_with(events, move |conn, bot, events, jobs| {
-                apply_clicks(conn, bot, &clicks, events, jobs)
-            })
-            .await?;
+        let (_, decisions) = until_stored("inbound events", || {
+            let clicks = clicks.clone();
+            self.events
+                .append_with(events.clone(), move |conn, bot, events, jobs| {
+                    apply_clicks(conn, bot, &clicks, events, jobs)
+                })
+        })
+        .await?;
         for (query_id, repeat) in decisions {
             self.callbacks.decided(query_id, repeat);
         }
@@ -315,17 +322,136 @@ impl Inbound {
         &self,
         taken: &Taken,
     ) -> Option<(NewEvent, Option<after_click::ButtonClick>)> {
+        match &taken.update {
+            tl::enums::Update::BotCallbackQuery(query) => Some(self.click_event(query).await),
+            _ => self.event_of(taken).await.map(|event| (event, None)),
+        }
+    }
+
+    /// The event for an update other than a click.
+    async fn event_of(&self, taken: &Taken) -> Option<NewEvent> {
         use tl::enums::Update as U;
         let bot_id = self.bot_id;
+        // An interaction's place is the pts or qts its update carries: in a
+        // difference, every update comes with the slice's final state.
+        let place = || own_place(&taken.update).unwrap_or_else(|| place(&taken.state));
         match &taken.update {
             U::NewMessage(tl::types::UpdateNewMessage { message, .. })
             | U::NewChannelMessage(tl::types::UpdateNewChannelMessage { message, .. }) => {
-                message_event(bot_id, message, &taken.peers).map(|event| (event, None))
+                self.message_event(message, &taken.peers).await
             }
-            U::BotCallbackQuery(query) => Some(self.click_event(query).await),
-            U::MessageId(_) => None,
-            other => Some((unsupported(bot_id, other, &taken.state), None)),
+            U::EditMessage(tl::types::UpdateEditMessage { message, .. })
+            | U::EditChannelMessage(tl::types::UpdateEditChannelMessage { message, .. }) => {
+                edit_event(bot_id, message, &taken.peers, &place())
+            }
+            U::DeleteMessages(delete) => Some(bird::deleted(
+                bot_id,
+                None,
+                &delete.messages,
+                Timestamp::now(),
+                &place(),
+            )),
+            U::DeleteChannelMessages(delete) => Some(bird::deleted(
+                bot_id,
+                Some(ChatId::from_peer(Peer::Channel(delete.channel_id)).get()),
+                &delete.messages,
+                Timestamp::now(),
+                &place(),
+            )),
+            U::BotStopped(stop) => Some(bird::blocked(
+                bot_id,
+                stop.user_id,
+                stop.stopped,
+                date(stop.date),
+                &place(),
+            )),
+            U::ChatParticipant(_) | U::ChannelParticipant(_) => {
+                match bot_membership(bot_id, &taken.update) {
+                    Some(change) => bird::membership(bot_id, &change, &place()),
+                    None => Some(unsupported(bot_id, &taken.update, &taken.state)),
+                }
+            }
+            U::BotMessageReaction(reaction) => {
+                let reaction = bird::ReactionChange {
+                    chat: chat_of(&reaction.peer).get(),
+                    message_id: reaction.msg_id,
+                    user: chat_of(&reaction.actor).get(),
+                    now: reaction.new_reactions.iter().map(emoji).collect(),
+                    before: reaction.old_reactions.iter().map(emoji).collect(),
+                };
+                Some(bird::reacted(bot_id, &reaction, Timestamp::now(), &place()))
+            }
+            U::MessageId(_) | U::BotCallbackQuery(_) => None,
+            other => Some(unsupported(bot_id, other, &taken.state)),
         }
+    }
+
+    /// The event of a message users sent (`None` for the bot's own).
+    async fn message_event(
+        &self,
+        message: &tl::enums::Message,
+        peers: &PeerMap,
+    ) -> Option<NewEvent> {
+        let bot_id = self.bot_id;
+        let message = match message {
+            tl::enums::Message::Message(message) => message,
+            tl::enums::Message::Service(service) => {
+                if service.out {
+                    return None;
+                }
+                let origin = origin(
+                    bot_id,
+                    &service.peer_id,
+                    service.from_id.as_ref(),
+                    service.id,
+                    service.date,
+                    peers,
+                );
+                let body = Body::Unsupported(tl_name(&service.action));
+                return Some(bird::message(&origin, &body, &MessageContext::default()));
+            }
+            tl::enums::Message::Empty(_) => return None,
+        };
+        let origin = user_origin(bot_id, message, peers)?;
+        let context = MessageContext {
+            reply_to: self.reply_to(&origin, message).await,
+            start_payload: Some(&message.message)
+                .filter(|_| message.media.is_none())
+                .and_then(|text| start_payload(text)),
+        };
+        Some(bird::message(&origin, &body_of(message, &origin), &context))
+    }
+
+    /// The message `message` replies to, with the job that sent it if
+    /// telegate did.
+    async fn reply_to(&self, origin: &Origin, message: &tl::types::Message) -> Option<ReplyTo> {
+        let Some(tl::enums::MessageReplyHeader::Header(header)) = &message.reply_to else {
+            return None;
+        };
+        let message_id = header.reply_to_msg_id?;
+        let bot = self.events.bot().unwrap_or(crate::queue::DEFAULT_BOT);
+        let chat = ChatId::new(origin.chat).ok()?;
+        let sent = match self
+            .queue
+            .sent_message(bot, chat, i64::from(message_id))
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up a replied-to message");
+                None
+            }
+        };
+        let sent = sent.map(|sent| {
+            let (reference, metadata) = crate::send_options::correlation(&sent.payload);
+            SentBy {
+                job_id: sent.job_id.get(),
+                message_id: sent.message_id,
+                reference,
+                metadata,
+            }
+        });
+        Some(ReplyTo { message_id, sent })
     }
 
     async fn click_event(
@@ -399,41 +525,104 @@ pub fn chat_of(peer: &tl::enums::Peer) -> ChatId {
     })
 }
 
-/// The event of a message users sent (`None` for the bot's own).
-fn message_event(bot_id: i64, message: &tl::enums::Message, peers: &PeerMap) -> Option<NewEvent> {
-    let message = match message {
-        tl::enums::Message::Message(message) => message,
-        tl::enums::Message::Service(service) => {
-            if service.out {
-                return None;
-            }
-            let origin = origin(
-                bot_id,
-                &service.peer_id,
-                service.from_id.as_ref(),
-                service.id,
-                service.date,
-                peers,
-            );
-            return Some(bird::message(
-                &origin,
-                &Body::Unsupported(tl_name(&service.action)),
-            ));
-        }
-        tl::enums::Message::Empty(_) => return None,
+/// The `edited` event of a user's edit (`None` for the bot's own).
+fn edit_event(
+    bot_id: i64,
+    message: &tl::enums::Message,
+    peers: &PeerMap,
+    place: &str,
+) -> Option<NewEvent> {
+    let tl::enums::Message::Message(message) = message else {
+        return None;
     };
+    let origin = user_origin(bot_id, message, peers)?;
+    let at = date(message.edit_date.unwrap_or(message.date));
+    Some(bird::edited(&origin, &body_of(message, &origin), at, place))
+}
+
+/// Where a user's message came from (`None` for the bot's own).
+fn user_origin(bot_id: i64, message: &tl::types::Message, peers: &PeerMap) -> Option<Origin> {
     if message.out {
         return None;
     }
-    let origin = origin(
+    Some(origin(
         bot_id,
         &message.peer_id,
         message.from_id.as_ref(),
         message.id,
         message.date,
         peers,
-    );
-    Some(bird::message(&origin, &body_of(message, &origin)))
+    ))
+}
+
+/// A Telegram date (seconds) as a timestamp.
+fn date(seconds: i32) -> Timestamp {
+    Timestamp::from_millis(i64::from(seconds) * 1000)
+}
+
+/// The payload of a `/start PAYLOAD` deep link (`/start@bot PAYLOAD` in a
+/// group), in a text without media.
+fn start_payload(text: &str) -> Option<String> {
+    let (command, payload) = text.split_once(' ')?;
+    let is_start = command == "/start" || command.starts_with("/start@");
+    let payload = payload.trim();
+    (is_start && !payload.is_empty()).then(|| payload.to_owned())
+}
+
+/// A change of the bot's own membership in a group (`None`: another
+/// member's, or not a participant update).
+fn bot_membership(bot_id: i64, update: &tl::enums::Update) -> Option<Membership> {
+    let (chat, actor, before, after, at) = match update {
+        tl::enums::Update::ChatParticipant(change) if change.user_id == bot_id => (
+            Peer::Group(change.chat_id),
+            change.actor_id,
+            chat_standing(change.prev_participant.as_ref()),
+            chat_standing(change.new_participant.as_ref()),
+            change.date,
+        ),
+        tl::enums::Update::ChannelParticipant(change) if change.user_id == bot_id => (
+            Peer::Channel(change.channel_id),
+            change.actor_id,
+            channel_standing(change.prev_participant.as_ref()),
+            channel_standing(change.new_participant.as_ref()),
+            change.date,
+        ),
+        _ => return None,
+    };
+    Some(Membership {
+        chat: ChatId::from_peer(chat).get(),
+        actor,
+        before,
+        after,
+        at: date(at),
+    })
+}
+
+fn chat_standing(participant: Option<&tl::enums::ChatParticipant>) -> Standing {
+    use tl::enums::ChatParticipant as P;
+    match participant {
+        None => Standing::Out,
+        Some(P::Participant(_)) => Standing::Member,
+        Some(P::Creator(_) | P::Admin(_)) => Standing::Admin,
+    }
+}
+
+fn channel_standing(participant: Option<&tl::enums::ChannelParticipant>) -> Standing {
+    use tl::enums::ChannelParticipant as P;
+    match participant {
+        None | Some(P::Banned(_) | P::Left(_)) => Standing::Out,
+        Some(P::Participant(_) | P::ParticipantSelf(_)) => Standing::Member,
+        Some(P::Creator(_) | P::Admin(_)) => Standing::Admin,
+    }
+}
+
+/// A reaction as text: its emoji (custom emoji by document id).
+fn emoji(reaction: &tl::enums::Reaction) -> String {
+    match reaction {
+        tl::enums::Reaction::Emoji(emoji) => emoji.emoticon.clone(),
+        tl::enums::Reaction::CustomEmoji(custom) => format!("custom:{}", custom.document_id),
+        other => tl_name(other).to_owned(),
+    }
 }
 
 fn origin(
@@ -446,20 +635,49 @@ fn origin(
 ) -> Origin {
     let chat = chat_of(peer).get();
     let sender = from.map_or(chat, |from| chat_of(from).get());
-    let sender_name =
-        PeerId::user(sender)
-            .and_then(|id| peers.get(id))
-            .and_then(|peer| match peer {
-                PeerInfo::User(user) => Some(user.full_name()),
-                other => other.name().map(str::to_owned),
-            });
+    let person = PeerId::user(sender)
+        .and_then(|id| peers.get(id))
+        .map_or_else(Person::default, person);
+    let chat_type = match peer {
+        tl::enums::Peer::User(_) => ChatType::Private,
+        tl::enums::Peer::Chat(_) => ChatType::Group,
+        tl::enums::Peer::Channel(channel) => {
+            match PeerId::channel(channel.channel_id).and_then(|id| peers.get(id)) {
+                Some(PeerInfo::Channel(_)) => ChatType::Channel,
+                _ => ChatType::Supergroup,
+            }
+        }
+    };
     Origin {
         bot_id,
         chat,
+        chat_type,
         sender,
-        sender_name,
+        person,
         message_id,
-        date: Timestamp::from_millis(i64::from(date) * 1000),
+        date: self::date(date),
+    }
+}
+
+/// What a sender's profile says about them.
+fn person(peer: &PeerInfo) -> Person {
+    let PeerInfo::User(user) = peer else {
+        return Person {
+            name: peer.name().map(str::to_owned),
+            ..Person::default()
+        };
+    };
+    let premium = match &user.raw {
+        tl::enums::User::User(raw) => raw.premium,
+        tl::enums::User::Empty(_) => false,
+    };
+    Person {
+        name: Some(user.full_name()),
+        first_name: user.first_name().map(str::to_owned),
+        last_name: user.last_name().map(str::to_owned),
+        username: user.username().map(str::to_owned),
+        lang_code: user.lang_code().map(str::to_owned),
+        premium: Some(premium),
     }
 }
 
@@ -478,21 +696,38 @@ fn body_of(message: &tl::types::Message, origin: &Origin) -> Body {
             media_url: media_url(),
             caption,
         },
-        Some(M::Document(media)) => {
-            let document = match &media.document {
-                Some(tl::enums::Document::Document(document)) => Some(document),
-                _ => None,
+        Some(M::Document(media)) => document_body(media, media_url(), caption),
+        Some(M::Venue(venue)) => match &venue.geo {
+            tl::enums::GeoPoint::Point(point) => Body::Venue {
+                latitude: point.lat,
+                longitude: point.long,
+                title: venue.title.clone(),
+                address: venue.address.clone(),
+            },
+            tl::enums::GeoPoint::Empty => Body::Unsupported("geoPointEmpty"),
+        },
+        Some(M::Poll(poll)) => {
+            let tl::enums::Poll::Poll(poll) = &poll.poll;
+            let text = |text: &tl::enums::TextWithEntities| {
+                let tl::enums::TextWithEntities::Entities(text) = text;
+                text.text.clone()
             };
-            Body::File {
-                media_url: media_url(),
-                content_type: document.map_or_else(
-                    || "application/octet-stream".to_owned(),
-                    |d| d.mime_type.clone(),
-                ),
-                filename: document.and_then(file_name),
-                caption,
+            Body::Poll {
+                question: text(&poll.question),
+                options: poll
+                    .answers
+                    .iter()
+                    .map(|answer| match answer {
+                        tl::enums::PollAnswer::Answer(answer) => text(&answer.text),
+                        tl::enums::PollAnswer::InputPollAnswer(answer) => text(&answer.text),
+                    })
+                    .collect(),
             }
         }
+        Some(M::Dice(dice)) => Body::Dice {
+            emoji: dice.emoticon.clone(),
+            value: dice.value,
+        },
         Some(M::Geo(geo)) => match &geo.geo {
             tl::enums::GeoPoint::Point(point) => Body::Location {
                 latitude: point.lat,
@@ -510,6 +745,71 @@ fn body_of(message: &tl::types::Message, origin: &Origin) -> Body {
     }
 }
 
+/// A document as what apps show it as: a sticker, or a file of its kind
+/// (voice, audio, video, video note, animation, any other).
+fn document_body(
+    media: &tl::types::MessageMediaDocument,
+    media_url: String,
+    caption: Option<String>,
+) -> Body {
+    use tl::enums::DocumentAttribute as A;
+    let document = match &media.document {
+        Some(tl::enums::Document::Document(document)) => Some(document),
+        _ => None,
+    };
+    let content_type = document.map_or_else(
+        || "application/octet-stream".to_owned(),
+        |d| d.mime_type.clone(),
+    );
+    let attributes = document.map_or(&[][..], |d| &d.attributes[..]);
+    let mut kind = FileKind::Document;
+    let mut duration = None;
+    for attribute in attributes {
+        match attribute {
+            A::Sticker(sticker) => {
+                return Body::Sticker {
+                    media_url,
+                    content_type,
+                    emoji: sticker.alt.clone(),
+                };
+            }
+            A::Audio(audio) => {
+                kind = if audio.voice {
+                    FileKind::Voice
+                } else {
+                    FileKind::Audio
+                };
+                duration = Some(f64::from(audio.duration));
+            }
+            A::Video(video) => {
+                if kind == FileKind::Document {
+                    kind = if video.round_message {
+                        FileKind::VideoNote
+                    } else {
+                        FileKind::Video
+                    };
+                }
+                duration = Some(video.duration);
+            }
+            A::Animated => kind = FileKind::Animation,
+            _ => {}
+        }
+    }
+    if media.voice {
+        kind = FileKind::Voice;
+    } else if media.round {
+        kind = FileKind::VideoNote;
+    }
+    Body::File {
+        media_url,
+        content_type,
+        filename: document.and_then(file_name),
+        caption,
+        kind,
+        duration,
+    }
+}
+
 fn file_name(document: &tl::types::Document) -> Option<String> {
     document
         .attributes
@@ -523,15 +823,17 @@ fn file_name(document: &tl::types::Document) -> Option<String> {
 /// An update telegate has no event shape for, kept under its TL name.
 fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEvent {
     let name = tl_name(update);
-    let place = match state.message_box {
-        Some(MessageBox::Common { pts }) => format!("pts{pts}"),
-        Some(MessageBox::Secondary { qts }) => format!("qts{qts}"),
-        Some(MessageBox::Channel { channel_id, pts }) => format!("channel{channel_id}pts{pts}"),
-        // Not covered by any update state: never replayed, so unique is
-        // enough.
-        None => format!("r{:016x}", rand::random::<u64>()),
+    // An update without its own pts or qts shares the state with whatever
+    // else came in its difference slice: its bytes tell it apart, and are
+    // the same when Telegram delivers it again.
+    let id = match own_place(update) {
+        Some(place) => format!("telegram:{bot_id}:{name}:{place}"),
+        None => format!(
+            "telegram:{bot_id}:{name}:{}:{:016x}",
+            place(state),
+            fingerprint(update)
+        ),
     };
-    let id = format!("telegram:{bot_id}:{name}:{place}");
     let now = Timestamp::now().to_string();
     NewEvent {
         id: id.clone(),
@@ -543,6 +845,57 @@ fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEve
             "direction": "incoming",
             "createdAt": now,
         }),
+    }
+}
+
+/// FNV-1a over an update's TL bytes: stable across runs and releases, so a
+/// replayed update gets the id it had.
+fn fingerprint(update: &tl::enums::Update) -> u64 {
+    use tl::Serializable;
+    update
+        .to_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+/// Where an update says it is in its box (`pts7`, `qts3`, `channel5pts9`),
+/// for the updates that carry their own pts or qts.
+fn own_place(update: &tl::enums::Update) -> Option<String> {
+    use tl::enums::Update as U;
+    let channel = |message: &tl::enums::Message, pts| match message {
+        tl::enums::Message::Message(tl::types::Message {
+            peer_id: tl::enums::Peer::Channel(channel),
+            ..
+        }) => Some(format!("channel{}pts{pts}", channel.channel_id)),
+        _ => None,
+    };
+    Some(match update {
+        U::EditMessage(edit) => format!("pts{}", edit.pts),
+        U::EditChannelMessage(edit) => channel(&edit.message, edit.pts)?,
+        U::DeleteMessages(delete) => format!("pts{}", delete.pts),
+        U::DeleteChannelMessages(delete) => {
+            format!("channel{}pts{}", delete.channel_id, delete.pts)
+        }
+        U::BotStopped(stop) => format!("qts{}", stop.qts),
+        U::ChatParticipant(change) => format!("qts{}", change.qts),
+        U::ChannelParticipant(change) => format!("qts{}", change.qts),
+        U::BotMessageReaction(reaction) => format!("qts{}", reaction.qts),
+        _ => return None,
+    })
+}
+
+/// Where an update is in its box (`pts7`, `qts3`, `channel5pts9`): with
+/// the chat, what makes the id of an event that is not a new message.
+fn place(state: &State) -> String {
+    match state.message_box {
+        Some(MessageBox::Common { pts }) => format!("pts{pts}"),
+        Some(MessageBox::Secondary { qts }) => format!("qts{qts}"),
+        Some(MessageBox::Channel { channel_id, pts }) => format!("channel{channel_id}pts{pts}"),
+        // Not covered by any update state: never replayed, so unique is
+        // enough.
+        None => format!("r{:016x}", rand::random::<u64>()),
     }
 }
 
@@ -581,8 +934,13 @@ impl Covered {
         self.primary.is_none() && self.qts.is_none() && self.channels.is_empty()
     }
 
-    /// Writes it to the session (after the events are durable).
+    /// Writes it to the session (after the events are durable), retrying
+    /// while the storage refuses.
     async fn save(self, session: &SessionStore) -> Result<(), SessionError> {
+        until_stored("the update state", || self.write(session)).await
+    }
+
+    async fn write(&self, session: &SessionStore) -> Result<(), SessionError> {
         if let Some((pts, date, seq)) = self.primary {
             session
                 .set_update_state(UpdateState::Primary { pts, date, seq })
@@ -593,7 +951,7 @@ impl Covered {
                 .set_update_state(UpdateState::Secondary { qts })
                 .await?;
         }
-        for (id, pts) in self.channels {
+        for (&id, &pts) in &self.channels {
             session
                 .set_update_state(UpdateState::Channel { id, pts })
                 .await?;
@@ -605,6 +963,64 @@ impl Covered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_updates_in_one_slice_get_ids_of_their_own() {
+        let state = State {
+            date: 0,
+            seq: 0,
+            message_box: Some(MessageBox::Common { pts: 40 }),
+        };
+        let status = |user_id| -> tl::enums::Update {
+            tl::types::UpdateUserStatus {
+                user_id,
+                status: tl::enums::UserStatus::Empty,
+            }
+            .into()
+        };
+        let first = unsupported(1, &status(5), &state);
+        let second = unsupported(1, &status(6), &state);
+        assert_ne!(first.id, second.id);
+        assert_eq!(first.id, unsupported(1, &status(5), &state).id);
+        assert!(first.id.starts_with("telegram:1:updateUserStatus:pts40:"));
+    }
+
+    #[test]
+    fn an_interactions_place_is_its_updates_own_pts_or_qts() {
+        let stopped = tl::types::UpdateBotStopped {
+            user_id: 5,
+            date: 0,
+            stopped: true,
+            qts: 7,
+        };
+        assert_eq!(own_place(&stopped.into()).as_deref(), Some("qts7"));
+        let deleted = tl::types::UpdateDeleteChannelMessages {
+            channel_id: 4,
+            messages: vec![1],
+            pts: 9,
+            pts_count: 1,
+        };
+        assert_eq!(own_place(&deleted.into()).as_deref(), Some("channel4pts9"));
+        let deleted = tl::types::UpdateDeleteMessages {
+            messages: vec![1, 2],
+            pts: 12,
+            pts_count: 2,
+        };
+        assert_eq!(own_place(&deleted.into()).as_deref(), Some("pts12"));
+    }
+
+    #[test]
+    fn a_deep_link_payload_follows_start_and_nothing_else() {
+        assert_eq!(start_payload("/start promo-1").as_deref(), Some("promo-1"));
+        assert_eq!(
+            start_payload("/start@telegate_bot ref_2 ").as_deref(),
+            Some("ref_2")
+        );
+        assert_eq!(start_payload("/start"), None);
+        assert_eq!(start_payload("/start "), None);
+        assert_eq!(start_payload("/started x"), None);
+        assert_eq!(start_payload("hello /start x"), None);
+    }
 
     #[tokio::test]
     async fn ready_now_tells_a_ready_future_from_one_still_waiting() {

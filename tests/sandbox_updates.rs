@@ -175,7 +175,7 @@ async fn a_block_is_an_update_bot_stopped_and_what_was_sent_before_the_first_sta
 
     let telegram = world.sandbox.telegram().clone();
     telegram.set_blocked(user, BOT_ID, true).unwrap();
-    let is_stop = |e: &Value| e["body"]["unsupported"]["tl"] == "updateBotStopped";
+    let is_stop = |e: &Value| e["results"][0]["type"] == "blocked";
     let events = world
         .read_events_until(&mut cursor, |read| read.iter().any(is_stop))
         .await;

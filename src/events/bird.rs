@@ -2,10 +2,13 @@
 //! read telegate's stream unchanged.
 //!
 //! Inbound messages are Bird message objects (`body.type` = `text`, `image`,
-//! `file`, `location`, `contact`, `unsupported`); a click is the `clicked`
-//! postback (`results[]`); job results are outgoing message objects with
-//! `status` `sent` or `failed`. Every event carries a top-level `id` derived
-//! from what happened, so a replay after a crash repeats the same id.
+//! `file`, `location`, `contact`, `unsupported`), with what they answer in
+//! `context`; everything else a user does to the bot or its messages is a
+//! Bird interaction (`results[]`): the `clicked` postback, and `edited`,
+//! `deleted`, `reacted`, `blocked`, `unblocked`, `bot-added`, `bot-removed`,
+//! `bot-promoted`, `bot-demoted`. Job results are outgoing message objects
+//! with `status` `sent` or `failed`. Every event carries a top-level `id`
+//! derived from what happened, so a replay after a crash repeats the same id.
 
 use serde_json::{Value, json};
 
@@ -16,14 +19,146 @@ use crate::queue::{Job, JobState, Timestamp};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Origin {
     pub bot_id: i64,
-    /// The Bot API chat id.
+    /// The Bot API chat id (the conversation: a user, or a group).
     pub chat: i64,
-    /// Who wrote it (the chat itself in a private chat).
+    pub chat_type: ChatType,
+    /// Who wrote it (the chat itself in a private chat, a member in a group).
     pub sender: i64,
-    pub sender_name: Option<String>,
+    pub person: Person,
     pub message_id: i32,
     /// When Telegram says it was sent.
     pub date: Timestamp,
+}
+
+/// The kinds of Telegram chat, as the Bot API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatType {
+    Private,
+    Group,
+    Supergroup,
+    Channel,
+}
+
+impl ChatType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatType::Private => "private",
+            ChatType::Group => "group",
+            ChatType::Supergroup => "supergroup",
+            ChatType::Channel => "channel",
+        }
+    }
+}
+
+/// What the sender's profile says about them (`sender.contact.annotations`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Person {
+    /// First and last name.
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    /// The language the user's app runs in.
+    pub lang_code: Option<String>,
+    /// Telegram Premium; `None` when the sender is not a user.
+    pub premium: Option<bool>,
+}
+
+impl Person {
+    fn annotations(&self) -> Value {
+        let mut annotations = json!({"name": self.name});
+        let fields = [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+            ("username", &self.username),
+            ("lang_code", &self.lang_code),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                annotations[key] = json!(value);
+            }
+        }
+        if let Some(premium) = self.premium {
+            annotations["is_premium"] = json!(premium);
+        }
+        annotations
+    }
+}
+
+/// What a message answers: `context` of its event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageContext {
+    pub reply_to: Option<ReplyTo>,
+    /// The payload of a `/start PAYLOAD` deep link.
+    pub start_payload: Option<String>,
+}
+
+/// The message a message replies to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyTo {
+    /// Telegram's id of it, in the same chat.
+    pub message_id: i32,
+    /// The job that sent it, when telegate did.
+    pub sent: Option<SentBy>,
+}
+
+/// A message telegate sent: its job and what the client gave with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentBy {
+    pub job_id: i64,
+    /// telegate's id of the message.
+    pub message_id: i64,
+    pub reference: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+impl MessageContext {
+    fn to_json(&self, bot_id: i64, chat: i64) -> Value {
+        let mut context = json!({});
+        if let Some(reply) = &self.reply_to {
+            let reference = platform_reference(bot_id, chat, i64::from(reply.message_id));
+            let mut replied = json!({"platformReference": reference});
+            match &reply.sent {
+                Some(sent) => {
+                    replied["jobId"] = json!(sent.job_id.to_string());
+                    replied["messageId"] = json!(sent.message_id.to_string());
+                    replied["reference"] = json!(sent.reference);
+                    replied["metadata"] = json!(sent.metadata);
+                }
+                // A user's message: its event has this id.
+                None => replied["eventId"] = json!(reference),
+            }
+            context["replyTo"] = replied;
+        }
+        if let Some(payload) = &self.start_payload {
+            context["startPayload"] = json!(payload);
+        }
+        context
+    }
+}
+
+/// What a file is, as Telegram shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Document,
+    Voice,
+    Audio,
+    Video,
+    VideoNote,
+    Animation,
+}
+
+impl FileKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Document => "document",
+            FileKind::Voice => "voice",
+            FileKind::Audio => "audio",
+            FileKind::Video => "video",
+            FileKind::VideoNote => "video_note",
+            FileKind::Animation => "animation",
+        }
+    }
 }
 
 impl Origin {
@@ -50,10 +185,37 @@ pub enum Body {
         content_type: String,
         filename: Option<String>,
         caption: Option<String>,
+        kind: FileKind,
+        /// Seconds, for sound and video.
+        duration: Option<f64>,
+    },
+    /// A sticker: an image (`contentType` image/webp, or a .tgs/.webm
+    /// animation) with its emoji as `altText`.
+    Sticker {
+        media_url: String,
+        content_type: String,
+        emoji: String,
     },
     Location {
         latitude: f64,
         longitude: f64,
+    },
+    /// A place: a location with a title and address.
+    Venue {
+        latitude: f64,
+        longitude: f64,
+        title: String,
+        address: String,
+    },
+    /// Bird has no inbound poll: a `text` (the question) with `text.poll`.
+    Poll {
+        question: String,
+        options: Vec<String>,
+    },
+    /// A dice throw: a `text` (the emoji) with `text.dice`.
+    Dice {
+        emoji: String,
+        value: i32,
     },
     Contact {
         phone_number: String,
@@ -78,6 +240,7 @@ impl Body {
                 content_type,
                 filename,
                 caption,
+                ..
             } => {
                 let mut file = json!({"contentType": content_type, "mediaUrl": media_url});
                 if let Some(name) = filename {
@@ -86,15 +249,33 @@ impl Body {
                 }
                 json!({"type": "file", "file": {"files": [with_caption(file, caption)]}})
             }
+            Body::Sticker {
+                media_url,
+                content_type,
+                emoji,
+            } => json!({
+                "type": "image",
+                "image": {"images": [{
+                    "mediaUrl": media_url, "contentType": content_type, "altText": emoji,
+                }]},
+            }),
             Body::Location {
                 latitude,
                 longitude,
-            } => json!({
-                "type": "location",
-                "location": {
-                    "coordinates": {"latitude": latitude, "longitude": longitude},
-                    "location": {"address": "", "label": label(*latitude, *longitude)},
-                },
+            } => location(*latitude, *longitude, "", &label(*latitude, *longitude)),
+            Body::Venue {
+                latitude,
+                longitude,
+                title,
+                address,
+            } => location(*latitude, *longitude, address, title),
+            Body::Poll { question, options } => json!({
+                "type": "text",
+                "text": {"text": question, "poll": {"question": question, "options": options}},
+            }),
+            Body::Dice { emoji, value } => json!({
+                "type": "text",
+                "text": {"text": emoji, "dice": {"emoji": emoji, "value": value}},
             }),
             Body::Contact {
                 phone_number,
@@ -112,6 +293,57 @@ impl Body {
             }),
             Body::Unsupported(name) => json!({"type": "unsupported", "unsupported": {"tl": name}}),
         }
+    }
+
+    /// What Telegram says beyond Bird's body, for
+    /// `meta.extraInformation` (strings, as Bird keeps them).
+    fn extra_information(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Body::File { kind, duration, .. } => {
+                let mut extra = vec![("MediaKind", kind.as_str().to_owned())];
+                extra.extend(duration.map(|d| ("Duration", d.to_string())));
+                extra
+            }
+            Body::Sticker { .. } => vec![("MediaKind", "sticker".to_owned())],
+            Body::Image { .. } => vec![("MediaKind", "photo".to_owned())],
+            Body::Venue { .. } => vec![("MediaKind", "venue".to_owned())],
+            Body::Poll { .. } => vec![("MediaKind", "poll".to_owned())],
+            Body::Dice { .. } => vec![("MediaKind", "dice".to_owned())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn location(latitude: f64, longitude: f64, address: &str, label: &str) -> Value {
+    json!({
+        "type": "location",
+        "location": {
+            "coordinates": {"latitude": latitude, "longitude": longitude},
+            "location": {"address": address, "label": label},
+        },
+    })
+}
+
+impl Origin {
+    /// `sender.contact`: the member who wrote, in the bot's namespace.
+    fn contact(&self) -> Value {
+        json!({
+            "identifierKey": format!("telegram:{}", self.bot_id),
+            "identifierValue": self.sender.to_string(),
+            "annotations": self.person.annotations(),
+        })
+    }
+
+    /// `meta`: the conversation (`ChatID`, the Bot API chat id), its type
+    /// and what the body leaves out.
+    fn meta(&self, body: &Body) -> Value {
+        let mut extra = serde_json::Map::new();
+        extra.insert("ChatID".into(), json!(self.chat.to_string()));
+        extra.insert("ChatType".into(), json!(self.chat_type.as_str()));
+        for (key, value) in body.extra_information() {
+            extra.insert(key.into(), json!(value));
+        }
+        json!({"extraInformation": extra})
     }
 }
 
@@ -137,30 +369,22 @@ pub fn label(latitude: f64, longitude: f64) -> String {
 }
 
 /// An inbound message event.
-pub fn message(origin: &Origin, body: &Body) -> NewEvent {
+pub fn message(origin: &Origin, body: &Body, context: &MessageContext) -> NewEvent {
     let id = origin.platform_reference();
     let at = origin.date.to_string();
-    let mut sender = json!({
-        "identifierKey": format!("telegram:{}", origin.bot_id),
-        "identifierValue": origin.chat.to_string(),
-        "annotations": {"name": origin.sender_name},
-    });
-    if origin.sender != origin.chat {
-        sender["platformAddress"] = json!(origin.sender.to_string());
-    }
     let event = json!({
         "id": id,
         "channelId": format!("telegram:{}", origin.bot_id),
-        "sender": {"contact": sender},
+        "sender": {"contact": origin.contact()},
         "receiver": {"connector": {"identifierValue": origin.bot_id.to_string()}},
         "body": body.to_json(),
-        "meta": {"extraInformation": {"ChatID": origin.chat.to_string()}},
+        "meta": origin.meta(body),
         "reference": "",
         "parts": [{"platformReference": id}],
         "status": "delivered",
         "reason": "",
         "direction": "incoming",
-        "context": {},
+        "context": context.to_json(origin.bot_id, origin.chat),
         "chargeableUnits": 1,
         "lastStatusAt": at,
         "createdAt": at,
@@ -192,40 +416,264 @@ pub struct Click {
     pub at: Timestamp,
 }
 
-/// The `clicked` postback of a click; its id is `callback:{query_id}`.
-pub fn clicked(click: &Click) -> NewEvent {
-    let id = format!("callback:{}", click.query_id);
-    let payload = String::from_utf8_lossy(&click.data).into_owned();
-    let event = json!({
-        "id": id,
-        "results": [{
-            "id": id,
-            "type": "clicked",
-            "createdAt": click.at.to_string(),
-            "messageId": click.message_id.map(|m| m.to_string()),
-            "channelId": format!("telegram:{}", click.bot_id),
+/// One Bird interaction (`results[0]`): what a user did to the bot or to a
+/// message, rather than a message of their own.
+struct Interaction {
+    id: String,
+    /// `clicked`, `edited`, `blocked`, ...
+    kind: &'static str,
+    bot_id: i64,
+    /// The Bot API chat it happened in.
+    chat: i64,
+    /// Telegram's id of the message it concerns, if one.
+    message: Option<i32>,
+    at: Timestamp,
+    details: String,
+    /// `sender` of the result.
+    sender: Value,
+    /// The kind's own fields.
+    fields: Value,
+}
+
+impl Interaction {
+    fn into_event(self) -> NewEvent {
+        let mut result = json!({
+            "id": self.id,
+            "type": self.kind,
+            "createdAt": self.at.to_string(),
+            "channelId": format!("telegram:{}", self.bot_id),
             "platformId": "telegram",
-            "messageReference": platform_reference(click.bot_id, click.chat, i64::from(click.msg_id)),
-            "messagePartsCount": 1,
-            "sender": {"identifierValue": click.chat.to_string(),
-                       "platformAddress": click.user_id.to_string()},
+            "sender": self.sender,
             "receiver": {"contacts": [{
                 "id": "00000000-0000-0000-0000-000000000000",
                 "identifierKey": "",
-                "identifierValue": click.bot_id.to_string(),
-                "platformAddress": click.bot_id.to_string(),
+                "identifierValue": self.bot_id.to_string(),
+                "platformAddress": self.bot_id.to_string(),
             }]},
-            "details": format!("{payload}_clicked"),
+            "meta": {"extraInformation": {"ChatID": self.chat.to_string()}},
+            "details": self.details,
+        });
+        if let Some(message) = self.message {
+            result["messageReference"] = json!(platform_reference(
+                self.bot_id,
+                self.chat,
+                i64::from(message)
+            ));
+            result["messagePartsCount"] = json!(1);
+        }
+        if let (Some(result), Value::Object(fields)) = (result.as_object_mut(), self.fields) {
+            result.extend(fields);
+        }
+        NewEvent {
+            id: self.id.clone(),
+            chat: self.chat,
+            body: json!({"id": self.id, "results": [result]}),
+        }
+    }
+}
+
+/// The sender of an interaction by `user` in `chat`.
+fn actor(chat: i64, user: i64) -> Value {
+    json!({"identifierValue": chat.to_string(), "platformAddress": user.to_string()})
+}
+
+/// The `clicked` postback of a click; its id is `callback:{query_id}`.
+pub fn clicked(click: &Click) -> NewEvent {
+    let payload = String::from_utf8_lossy(&click.data).into_owned();
+    Interaction {
+        id: format!("callback:{}", click.query_id),
+        kind: "clicked",
+        bot_id: click.bot_id,
+        chat: click.chat,
+        message: Some(click.msg_id),
+        at: click.at,
+        details: format!("{payload}_clicked"),
+        sender: actor(click.chat, click.user_id),
+        fields: json!({
+            "messageId": click.message_id.map(|m| m.to_string()),
             "metadata": {"button": {"payload": payload}, "job": click.job_metadata},
             "reference": click.reference,
             "query_id": click.query_id.to_string(),
-        }],
-    });
-    NewEvent {
-        id,
-        chat: click.chat,
-        body: event,
+        }),
     }
+    .into_event()
+}
+
+/// A user edited their message: `edited`, with the new content in `body`;
+/// `eventId` is the original message's event. `place` is the update's
+/// position in its box (each edit has its own).
+pub fn edited(origin: &Origin, body: &Body, edited_at: Timestamp, place: &str) -> NewEvent {
+    let original = origin.platform_reference();
+    Interaction {
+        id: format!("{original}:edited:{place}"),
+        kind: "edited",
+        bot_id: origin.bot_id,
+        chat: origin.chat,
+        message: Some(origin.message_id),
+        at: edited_at,
+        details: "message_edited".into(),
+        sender: json!({"contact": origin.contact()}),
+        fields: json!({
+            "eventId": original,
+            "body": body.to_json(),
+            "meta": origin.meta(body),
+        }),
+    }
+    .into_event()
+}
+
+/// Messages deleted in `chat` (`None`: Telegram did not say where, as in
+/// `updateDeleteMessages`).
+pub fn deleted(
+    bot_id: i64,
+    chat: Option<i64>,
+    message_ids: &[i32],
+    at: Timestamp,
+    place: &str,
+) -> NewEvent {
+    let references: Vec<Value> = match chat {
+        Some(chat) => message_ids
+            .iter()
+            .map(|id| json!(platform_reference(bot_id, chat, i64::from(*id))))
+            .collect(),
+        None => Vec::new(),
+    };
+    let scope = chat.map_or_else(String::new, |chat| format!("{chat}:"));
+    Interaction {
+        id: format!("telegram:{bot_id}:{scope}deleted:{place}"),
+        kind: "deleted",
+        bot_id,
+        chat: chat.unwrap_or(0),
+        message: None,
+        at,
+        details: "messages_deleted".into(),
+        sender: json!({"identifierValue": chat.map(|c| c.to_string())}),
+        fields: json!({
+            "messageIds": message_ids.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
+            "eventIds": references,
+        }),
+    }
+    .into_event()
+}
+
+/// A user blocked (`blocked`) or unblocked (`unblocked`) the bot.
+pub fn blocked(bot_id: i64, user: i64, blocked: bool, at: Timestamp, place: &str) -> NewEvent {
+    let kind = if blocked { "blocked" } else { "unblocked" };
+    Interaction {
+        id: format!("telegram:{bot_id}:{user}:{kind}:{place}"),
+        kind,
+        bot_id,
+        chat: user,
+        message: None,
+        at,
+        details: format!("bot_{kind}"),
+        sender: actor(user, user),
+        fields: json!({}),
+    }
+    .into_event()
+}
+
+/// Whether `event` blocks (`Some(true)`) or unblocks its chat.
+pub fn blocks(event: &NewEvent) -> Option<bool> {
+    match event.body["results"][0]["type"].as_str()? {
+        "blocked" => Some(true),
+        "unblocked" => Some(false),
+        _ => None,
+    }
+}
+
+/// The bot's standing in a group, as a participant update tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Out,
+    Member,
+    Admin,
+}
+
+impl Standing {
+    fn as_str(self) -> &'static str {
+        match self {
+            Standing::Out => "none",
+            Standing::Member => "member",
+            Standing::Admin => "admin",
+        }
+    }
+}
+
+/// A change of the bot's standing in a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Membership {
+    pub chat: i64,
+    /// Who changed it.
+    pub actor: i64,
+    pub before: Standing,
+    pub after: Standing,
+    pub at: Timestamp,
+}
+
+/// The bot was added to, removed from, promoted or demoted in a group
+/// (`None`: the update changed nothing telegate reports).
+pub fn membership(bot_id: i64, change: &Membership, place: &str) -> Option<NewEvent> {
+    let Membership {
+        chat,
+        actor: actor_id,
+        before,
+        after,
+        at,
+    } = *change;
+    let kind = match (before, after) {
+        (Standing::Out, Standing::Member | Standing::Admin) => "bot-added",
+        (Standing::Member | Standing::Admin, Standing::Out) => "bot-removed",
+        (Standing::Member, Standing::Admin) => "bot-promoted",
+        (Standing::Admin, Standing::Member) => "bot-demoted",
+        _ => return None,
+    };
+    Some(
+        Interaction {
+            id: format!("telegram:{bot_id}:{chat}:{kind}:{place}"),
+            kind,
+            bot_id,
+            chat,
+            message: None,
+            at,
+            details: kind.replace('-', "_"),
+            sender: actor(chat, actor_id),
+            fields: json!({"metadata": {"role": after.as_str(), "previousRole": before.as_str()}}),
+        }
+        .into_event(),
+    )
+}
+
+/// A user's reactions to a message, changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReactionChange {
+    pub chat: i64,
+    pub message_id: i32,
+    pub user: i64,
+    /// The emoji now (empty: all taken back).
+    pub now: Vec<String>,
+    pub before: Vec<String>,
+}
+
+/// `reacted`: a user's reactions to a message changed.
+pub fn reacted(bot_id: i64, reaction: &ReactionChange, at: Timestamp, place: &str) -> NewEvent {
+    let (chat, message_id) = (reaction.chat, reaction.message_id);
+    Interaction {
+        id: format!("telegram:{bot_id}:{chat}:{message_id}:reacted:{place}"),
+        kind: "reacted",
+        bot_id,
+        chat,
+        message: Some(message_id),
+        at,
+        details: if reaction.now.is_empty() {
+            "reaction_removed".into()
+        } else {
+            "reaction_added".into()
+        },
+        sender: actor(chat, reaction.user),
+        fields: json!({"metadata": {"reactions": reaction.now, "previous": reaction.before}}),
+    }
+    .into_event()
 }
 
 /// Flags a click event as a repeat: a later click of a `once` button, which
@@ -290,8 +738,12 @@ mod tests {
         Origin {
             bot_id: 7933779519,
             chat: 1033247360,
+            chat_type: ChatType::Private,
             sender: 1033247360,
-            sender_name: Some("Test user".into()),
+            person: Person {
+                name: Some("Test user".into()),
+                ..Person::default()
+            },
             message_id: 182,
             date: Timestamp::from_millis(1_728_045_105_000),
         }
@@ -299,7 +751,11 @@ mod tests {
 
     #[test]
     fn a_text_message_has_the_seed_shape() {
-        let event = message(&origin(), &Body::Text("Sample text message".into()));
+        let event = message(
+            &origin(),
+            &Body::Text("Sample text message".into()),
+            &MessageContext::default(),
+        );
         assert_eq!(event.id, "telegram:7933779519:1033247360:182");
         assert_eq!(event.chat, 1033247360);
         let body = &event.body;
@@ -319,6 +775,101 @@ mod tests {
         );
         assert_eq!(body["direction"], "incoming");
         assert_eq!(body["createdAt"], "2024-10-04T12:31:45.000Z");
+    }
+
+    #[test]
+    fn a_reply_and_a_deep_link_are_the_messages_context() {
+        let context = MessageContext {
+            reply_to: Some(ReplyTo {
+                message_id: 180,
+                sent: Some(SentBy {
+                    job_id: 4,
+                    message_id: 9,
+                    reference: Some("case-1".into()),
+                    metadata: Some(json!({"crm": 2})),
+                }),
+            }),
+            start_payload: Some("promo".into()),
+        };
+        let event = message(&origin(), &Body::Text("/start promo".into()), &context);
+        let context = &event.body["context"];
+        assert_eq!(context["startPayload"], "promo");
+        let replied = &context["replyTo"];
+        assert_eq!(
+            replied["platformReference"],
+            "telegram:7933779519:1033247360:180"
+        );
+        assert_eq!(
+            (&replied["jobId"], &replied["messageId"]),
+            (&json!("4"), &json!("9"))
+        );
+        assert_eq!(replied["reference"], "case-1");
+        assert_eq!(replied["metadata"], json!({"crm": 2}));
+    }
+
+    #[test]
+    fn a_group_message_names_the_member_as_sender_and_the_group_as_chat() {
+        let origin = Origin {
+            chat: -1001234,
+            chat_type: ChatType::Supergroup,
+            sender: 42,
+            ..origin()
+        };
+        let event = message(
+            &origin,
+            &Body::Text("hi".into()),
+            &MessageContext::default(),
+        );
+        assert_eq!(event.chat, -1001234);
+        assert_eq!(event.body["sender"]["contact"]["identifierValue"], "42");
+        let extra = &event.body["meta"]["extraInformation"];
+        assert_eq!(
+            (&extra["ChatID"], &extra["ChatType"]),
+            (&json!("-1001234"), &json!("supergroup"))
+        );
+    }
+
+    #[test]
+    fn blocks_are_told_apart_from_other_interactions() {
+        let at = Timestamp::from_millis(0);
+        assert_eq!(blocks(&blocked(1, 5, true, at, "qts2")), Some(true));
+        assert_eq!(blocks(&blocked(1, 5, false, at, "qts3")), Some(false));
+        let text = message(
+            &origin(),
+            &Body::Text("blocked".into()),
+            &MessageContext::default(),
+        );
+        assert_eq!(blocks(&text), None);
+        assert_eq!(
+            blocked(1, 5, true, at, "qts2").id,
+            "telegram:1:5:blocked:qts2"
+        );
+    }
+
+    #[test]
+    fn the_bots_standing_changes_name_their_kind() {
+        let change = |before, after| Membership {
+            chat: -7,
+            actor: 3,
+            before,
+            after,
+            at: Timestamp::from_millis(0),
+        };
+        let kind = |before, after| {
+            membership(1, &change(before, after), "qts9").map(|event| {
+                event.body["results"][0]["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        };
+        use Standing::{Admin, Member, Out};
+        assert_eq!(kind(Out, Member).as_deref(), Some("bot-added"));
+        assert_eq!(kind(Out, Admin).as_deref(), Some("bot-added"));
+        assert_eq!(kind(Admin, Out).as_deref(), Some("bot-removed"));
+        assert_eq!(kind(Member, Admin).as_deref(), Some("bot-promoted"));
+        assert_eq!(kind(Admin, Member).as_deref(), Some("bot-demoted"));
+        assert_eq!(kind(Member, Member), None);
     }
 
     #[test]

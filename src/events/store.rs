@@ -8,7 +8,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
-use crate::queue::{DEFAULT_BOT, JobEvent, Queue, QueueError, Timestamp};
+use crate::queue::{DEFAULT_BOT, JobEvent, Queue, QueueError, Timestamp, blocked};
 
 /// How often old events are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -101,18 +101,28 @@ impl EventStore {
     {
         let now = Timestamp::now();
         let bot = self.bot.clone();
-        let (stored, done) = self
+        let (stored, blocks, done) = self
             .queue
             .write(move |conn, jobs| {
                 let bot = bot.as_deref().unwrap_or(DEFAULT_BOT);
                 let done = first(conn, bot, &mut events, jobs)?;
-                let mut stored = 0;
+                let (mut stored, mut blocks) = (0, 0);
                 for event in &events {
-                    stored += insert(conn, bot, event, now)?;
+                    let new = insert(conn, bot, event, now)?;
+                    // A block is recorded with its event, once.
+                    if let Some(blocked) = super::bird::blocks(event).filter(|_| new > 0) {
+                        blocked::record(conn, bot, event.chat, blocked, now)?;
+                        blocks += 1;
+                    }
+                    stored += new;
                 }
-                Ok((stored, done))
+                Ok((stored, blocks, done))
             })
             .await?;
+        // The sender hears of a block before any reader of the event.
+        if blocks > 0 {
+            self.queue.blocked_changed();
+        }
         if stored > 0 {
             self.appended.send_modify(|n| *n += 1);
         }
@@ -334,6 +344,36 @@ mod tests {
             )
         );
         assert_eq!(store.last_cursor().await.unwrap(), rest[0].cursor);
+    }
+
+    #[tokio::test]
+    async fn a_block_is_stored_with_its_event_once_and_an_unblock_lifts_it() {
+        use crate::chat::ChatId;
+        use crate::events::bird;
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let store = EventStore::new(queue.clone()).scoped(Some("shop"));
+        let mut changes = queue.watch_blocked();
+        let at = Timestamp::from_millis(0);
+        let (block, unblock) = (
+            bird::blocked(1, 5, true, at, "qts2"),
+            bird::blocked(1, 5, false, at, "qts3"),
+        );
+        store.append(vec![block.clone()]).await.unwrap();
+        assert!(changes.has_changed().unwrap(), "the sender is told");
+        changes.mark_unchanged();
+        let blocked = queue.blocked_chats("shop").await.unwrap();
+        assert_eq!(blocked, [ChatId::user(5)].into_iter().collect());
+        assert!(queue.blocked_chats("other").await.unwrap().is_empty());
+
+        store.append(vec![unblock.clone()]).await.unwrap();
+        assert!(queue.blocked_chats("shop").await.unwrap().is_empty());
+        // A replay of the block (a crash before the update state was
+        // saved) is a stored event already: it changes nothing.
+        changes.mark_unchanged();
+        assert_eq!(store.append(vec![block]).await.unwrap(), 0);
+        assert!(queue.blocked_chats("shop").await.unwrap().is_empty());
+        assert!(!changes.has_changed().unwrap());
     }
 
     #[tokio::test]

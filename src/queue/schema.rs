@@ -202,6 +202,16 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (bot, chat, msg_id, query_id)
     );
     ",
+    // 7: users who blocked a bot (`updateBotStopped`): their jobs fail at
+    // once, without a call to Telegram, until they unblock it.
+    "
+    CREATE TABLE blocked_chats (
+        bot        TEXT    NOT NULL,
+        chat       INTEGER NOT NULL,
+        blocked_at INTEGER NOT NULL,
+        PRIMARY KEY (bot, chat)
+    );
+    ",
 ];
 
 /// The schema version this build writes.

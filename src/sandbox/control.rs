@@ -13,14 +13,15 @@
 //!
 //! | method, path | body → answer |
 //! | --- | --- |
-//! | `POST /users` | `{id?, first_name, username?}` → `201 {id, access_hash, auth_key}` |
+//! | `POST /users` | `{id?, first_name, last_name?, username?, lang_code?, premium?}` → `201 {id, access_hash, auth_key}` |
 //! | `GET /users` | → `[{id, first_name, username, started}]` |
-//! | `POST /users/{id}/messages` | one of `text`, `start`, `location`, `contact`, `photo`, `document`, `voice`, `video`, `sticker`, `venue`; `reply_to?` → `{message_id}` |
+//! | `POST /users/{id}/messages` | one of `text`, `start`, `location`, `contact`, `photo`, `document`, `voice`, `video`, `sticker`, `venue`, `audio`, `video_note`, `animation`, `poll`, `dice`; `reply_to?` → `{message_id}` |
 //! | `POST /users/{id}/click` | `{message_id, data}` → `{answer, elapsed_ms}` or `{error, elapsed_ms}`; `{message_id, text, location?}` → `{message_id}` |
 //! | `GET /users/{id}/chat` | → messages, reply keyboard shown, force reply |
 //! | `POST /users/{id}/block`, `/unblock` | → `{blocked}` (the bot gets `updateBotStopped`) |
 //! | `POST /users/{id}/messages/{message_id}/edit` | `{text}` → `{}` |
 //! | `POST /users/{id}/messages/{message_id}/delete` | → `{}` |
+//! | `POST /users/{id}/messages/{message_id}/react`, `/groups/{id}/messages/{message_id}/react` | `{emoji \| null}`, `{from, emoji \| null}` → `{}` (the bot gets `updateBotMessageReaction`) |
 //! | `POST /groups` | `{title, kind: group\|supergroup\|channel, members: [ids], bot: none\|member\|admin}` → `201 {id}` (`-N`, `-100N`) |
 //! | `GET /groups` | → `[{id, kind, title, bot}]` |
 //! | `POST /groups/{id}/messages` | `{from, text \| photo \| …, reply_to?}` → `{message_id}` |
@@ -58,6 +59,8 @@ use super::telegram::{
 use super::{Faults, InjectedError};
 
 pub const SOCKET_NAME: &str = "sandbox.sock";
+/// Telegram's longest last name.
+const MAX_LAST_NAME: usize = 64;
 /// A callback timeout above this is surely a typo.
 const MAX_CALLBACK_TIMEOUT_MS: u64 = 600_000;
 
@@ -95,12 +98,17 @@ pub fn router(control: Control) -> Router {
             "/users/{id}/messages/{message_id}/delete",
             post(user_delete),
         )
+        .route("/users/{id}/messages/{message_id}/react", post(user_react))
         .route("/groups", post(create_group).get(list_groups))
         .route("/groups/{id}/messages", post(group_message))
         .route("/groups/{id}/messages/{message_id}/edit", post(group_edit))
         .route(
             "/groups/{id}/messages/{message_id}/delete",
             post(group_delete),
+        )
+        .route(
+            "/groups/{id}/messages/{message_id}/react",
+            post(group_react),
         )
         .route("/groups/{id}/chat", get(group_chat))
         .route("/groups/{id}/bot", post(group_bot))
@@ -206,16 +214,33 @@ struct CreateUser {
     first_name: String,
     username: Option<String>,
     lang_code: Option<String>,
+    last_name: Option<String>,
+    #[serde(default)]
+    premium: bool,
 }
 
 async fn create_user(State(control): State<Control>, body: Bytes) -> ControlReply {
     let request: CreateUser = parse(&body)?;
+    if request
+        .last_name
+        .as_deref()
+        .is_some_and(|name| name.chars().count() > MAX_LAST_NAME)
+    {
+        return Err(Failure::bad_request(format!(
+            "last_name must be at most {MAX_LAST_NAME} characters"
+        )));
+    }
     let created = control.telegram.create_user(NewUser {
         id: request.id,
         first_name: request.first_name,
         username: request.username,
         lang_code: request.lang_code,
     })?;
+    if request.last_name.is_some() || request.premium {
+        control
+            .telegram
+            .set_profile(created.id, request.last_name, request.premium)?;
+    }
     let body = json!({
         "id": created.id,
         "access_hash": created.access_hash,
@@ -332,6 +357,47 @@ struct Venue {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Audio {
+    duration: i32,
+    size: i64,
+    title: Option<String>,
+    performer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VideoNote {
+    duration: f64,
+    length: i32,
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Poll {
+    question: String,
+    options: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dice {
+    emoji: String,
+    value: i32,
+}
+
+/// Dice Telegram rolls, and the highest value of each.
+const DICE: &[(&str, i32)] = &[
+    ("🎲", 6),
+    ("🎯", 6),
+    ("🏀", 5),
+    ("⚽", 5),
+    ("🎳", 6),
+    ("🎰", 64),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendBody {
     /// Who posts (group messages only).
     from: Option<AccountId>,
@@ -346,6 +412,12 @@ struct SendBody {
     video: Option<Video>,
     sticker: Option<Sticker>,
     venue: Option<Venue>,
+    audio: Option<Audio>,
+    video_note: Option<VideoNote>,
+    /// A GIF: `{duration, width, height, size}` as a video.
+    animation: Option<Video>,
+    poll: Option<Poll>,
+    dice: Option<Dice>,
     /// The message this one replies to (default: a pending force reply).
     reply_to: Option<i32>,
     /// The DC a photo or document is stored on (default: the user's home DC).
@@ -355,7 +427,7 @@ struct SendBody {
 impl SendBody {
     fn into_message(self) -> Result<UserMessage, Failure> {
         let one_of = "exactly one of text, start, location, contact, photo, document, voice, \
-                      video, sticker, venue is required";
+                      video, sticker, venue, audio, video_note, animation, poll, dice is required";
         let mut found = Vec::new();
         let dc_id = match self.dc_id {
             None => DC_ID,
@@ -428,17 +500,82 @@ impl SendBody {
             });
         }
         if let Some(v) = self.video {
-            check_size("video.size", v.size)?;
-            if !(v.duration > 0.0 && v.width > 0 && v.height > 0) {
-                return Err(Failure::bad_request(
-                    "video: duration, width and height must be positive",
-                ));
-            }
+            check_video("video", &v)?;
             found.push(UserMessage::Video {
                 duration: v.duration,
                 width: v.width,
                 height: v.height,
                 size: v.size,
+            });
+        }
+        if let Some(v) = self.animation {
+            check_video("animation", &v)?;
+            found.push(UserMessage::Animation {
+                duration: v.duration,
+                width: v.width,
+                height: v.height,
+                size: v.size,
+            });
+        }
+        if let Some(a) = self.audio {
+            check_size("audio.size", a.size)?;
+            if a.duration < 1 {
+                return Err(Failure::bad_request("audio.duration must be ≥ 1 second"));
+            }
+            found.push(UserMessage::Audio {
+                duration: a.duration,
+                title: a.title,
+                performer: a.performer,
+                size: a.size,
+            });
+        }
+        if let Some(v) = self.video_note {
+            check_size("video_note.size", v.size)?;
+            if !(v.duration > 0.0 && (1..=640).contains(&v.length)) {
+                return Err(Failure::bad_request(
+                    "video_note: duration must be positive and length 1..640",
+                ));
+            }
+            found.push(UserMessage::VideoNote {
+                duration: v.duration,
+                length: v.length,
+                size: v.size,
+            });
+        }
+        if let Some(poll) = self.poll {
+            let fits =
+                |text: &str, max: usize| !text.trim().is_empty() && text.chars().count() <= max;
+            if !fits(&poll.question, 300) {
+                return Err(Failure::bad_request(
+                    "poll.question must be 1-300 characters",
+                ));
+            }
+            if !(2..=10).contains(&poll.options.len()) || !poll.options.iter().all(|o| fits(o, 100))
+            {
+                return Err(Failure::bad_request(
+                    "poll.options must be 2-10 options of 1-100 characters",
+                ));
+            }
+            found.push(UserMessage::Poll {
+                question: poll.question,
+                options: poll.options,
+            });
+        }
+        if let Some(dice) = self.dice {
+            let Some(&(_, max)) = DICE.iter().find(|(emoji, _)| *emoji == dice.emoji) else {
+                return Err(Failure::bad_request(
+                    "dice.emoji must be one of 🎲 🎯 🏀 ⚽ 🎳 🎰",
+                ));
+            };
+            if !(1..=max).contains(&dice.value) {
+                return Err(Failure::bad_request(format!(
+                    "dice.value must be 1..{max} for {}",
+                    dice.emoji
+                )));
+            }
+            found.push(UserMessage::Dice {
+                emoji: dice.emoji,
+                value: dice.value,
             });
         }
         if let Some(sticker) = self.sticker {
@@ -468,6 +605,17 @@ impl SendBody {
             1 => Ok(found.remove(0)),
             _ => Err(Failure::bad_request(one_of)),
         }
+    }
+}
+
+fn check_video(field: &str, v: &Video) -> Result<(), Failure> {
+    check_size(&format!("{field}.size"), v.size)?;
+    if v.duration > 0.0 && v.width > 0 && v.height > 0 {
+        Ok(())
+    } else {
+        Err(Failure::bad_request(format!(
+            "{field}: duration, width and height must be positive"
+        )))
     }
 }
 
@@ -639,6 +787,55 @@ async fn user_delete(
     let (user, message_id) = (user_id(&id)?, message_id(&message)?);
     let bot = control.bot(&which)?;
     control.telegram.user_deletes(user, bot, message_id)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReactBody {
+    /// The posting user, in a group.
+    from: Option<AccountId>,
+    /// The reaction; `null` takes it back.
+    emoji: Option<String>,
+}
+
+async fn user_react(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    Query(which): Query<WhichBot>,
+    body: Bytes,
+) -> ControlReply {
+    let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    let bot = control.bot(&which)?;
+    let request: ReactBody = parse(&body)?;
+    if request.from.is_some() {
+        return Err(Failure::bad_request(
+            "from is for group messages; the path names the reacting user",
+        ));
+    }
+    control
+        .telegram
+        .react(user, bot, None, message_id, request.emoji)?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+async fn group_react(
+    State(control): State<Control>,
+    UrlPath((id, message)): UrlPath<(String, String)>,
+    Query(which): Query<WhichBot>,
+    body: Bytes,
+) -> ControlReply {
+    let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let bot = control.bot(&which)?;
+    let request: ReactBody = parse(&body)?;
+    let Some(from) = request.from else {
+        return Err(Failure::bad_request(
+            "from (the reacting user's id) is required",
+        ));
+    };
+    control
+        .telegram
+        .react(from, bot, Some(group), message_id, request.emoji)?;
     Ok(axum::Json(json!({})).into_response())
 }
 

@@ -30,6 +30,11 @@ pub struct Profile {
     /// The language the user's app runs in (`lang_code` on `user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// A Telegram Premium subscriber (`premium` on `user`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub premium: bool,
 }
 
 /// An auth key minted by the sandbox, and who it is signed in as (`None`:

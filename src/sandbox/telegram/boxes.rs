@@ -55,6 +55,16 @@ pub enum BoxEvent {
         stopped: bool,
         date: i32,
     },
+    /// `updateBotMessageReaction` (qts): `user_id` changed its reactions
+    /// to a message of its chat with the bot (`group: None`) or of a group.
+    Reaction {
+        group: Option<i64>,
+        message_id: i32,
+        user_id: AccountId,
+        old: Vec<String>,
+        new: Vec<String>,
+        date: i32,
+    },
     /// `updateChatParticipant` / `updateChannelParticipant` (qts).
     Participant {
         group: i64,

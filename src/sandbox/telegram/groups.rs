@@ -44,7 +44,7 @@ pub enum BotAction {
 }
 
 /// The group a Bot API id names, if its form matches its kind.
-fn by_api_id(world: &World, api_id: i64) -> Result<&GroupRecord, SandboxError> {
+pub(super) fn by_api_id(world: &World, api_id: i64) -> Result<&GroupRecord, SandboxError> {
     bare_group_id(api_id)
         .and_then(|id| world.groups.get(&id))
         .filter(|group| group.bot_api_id() == api_id)
@@ -80,6 +80,16 @@ impl Inner {
             new: Some(new),
             date: render::now(),
         };
+        self.tell_bot(outbox, bot, event);
+    }
+
+    /// Records `event` in `bot`'s qts box and pushes it.
+    pub(super) fn tell_bot(
+        &mut self,
+        outbox: &crate::sandbox::Outbox,
+        bot: AccountId,
+        event: BoxEvent,
+    ) {
         let qts = self.world.qts_box(bot).record(event.clone());
         let mut batch = updates::Batch::new();
         batch.event(&self.world, bot, Place::Common, qts, &event);

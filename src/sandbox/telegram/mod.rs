@@ -16,7 +16,7 @@ mod boxes;
 mod dcs;
 mod files;
 mod groups;
-mod limits;
+pub(crate) mod limits;
 mod markup;
 mod queries;
 mod render;
@@ -564,6 +564,8 @@ impl FakeTelegram {
             username: new.username,
             phone: Some(format!("+1555{id:07}")),
             lang_code: new.lang_code,
+            last_name: None,
+            premium: false,
         };
         let access_hash = profile.access_hash;
         world.users.insert(id, UserRecord::new(profile));

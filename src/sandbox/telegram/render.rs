@@ -48,7 +48,7 @@ pub fn user(profile: &Profile, is_bot: bool, viewer: AccountId) -> tl::enums::Us
         apply_min_photo: false,
         fake: false,
         bot_attach_menu: false,
-        premium: false,
+        premium: profile.premium,
         attach_menu_enabled: false,
         bot_can_edit: false,
         close_friend: false,
@@ -65,7 +65,7 @@ pub fn user(profile: &Profile, is_bot: bool, viewer: AccountId) -> tl::enums::Us
         id: profile.id,
         access_hash: Some(profile.access_hash),
         first_name: Some(profile.first_name.clone()),
-        last_name: None,
+        last_name: profile.last_name.clone(),
         username: profile.username.clone(),
         phone: profile.phone.clone().filter(|_| profile.id == viewer),
         photo: None,
@@ -517,8 +517,11 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
         } => tl::types::MessageMediaDocument {
             nopremium: false,
             spoiler: false,
-            video: matches!(shown_as, Some(ShownAs::Video { .. })),
-            round: false,
+            video: matches!(
+                shown_as,
+                Some(ShownAs::Video { .. } | ShownAs::VideoNote { .. })
+            ),
+            round: matches!(shown_as, Some(ShownAs::VideoNote { .. })),
             voice: matches!(shown_as, Some(ShownAs::Voice { .. })),
             document: Some(
                 tl::types::Document {
@@ -574,6 +577,65 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
             venue_type: String::new(),
         }
         .into(),
+        StoredMedia::Poll {
+            id,
+            question,
+            options,
+        } => tl::types::MessageMediaPoll {
+            poll: tl::types::Poll {
+                id: *id,
+                closed: false,
+                public_voters: false,
+                multiple_choice: false,
+                quiz: false,
+                open_answers: false,
+                revoting_disabled: false,
+                shuffle_answers: false,
+                hide_results_until_close: false,
+                creator: false,
+                subscribers_only: false,
+                question: plain(question),
+                answers: options
+                    .iter()
+                    .enumerate()
+                    .map(|(n, option)| {
+                        tl::types::PollAnswer {
+                            text: plain(option),
+                            option: vec![u8::try_from(n).unwrap_or(u8::MAX)],
+                            media: None,
+                            added_by: None,
+                            date: None,
+                        }
+                        .into()
+                    })
+                    .collect(),
+                close_period: None,
+                close_date: None,
+                countries_iso2: None,
+                hash: 0,
+            }
+            .into(),
+            results: tl::types::PollResults {
+                min: false,
+                has_unread_votes: false,
+                can_view_stats: false,
+                results: None,
+                total_voters: None,
+                recent_voters: None,
+                solution: None,
+                solution_entities: None,
+                solution_media: None,
+            }
+            .into(),
+            attached_media: None,
+        }
+        .into(),
+        StoredMedia::Dice { emoji, value } => tl::types::MessageMediaDice {
+            value: *value,
+            emoticon: emoji.clone(),
+            game_outcome: None,
+        }
+        .into(),
         StoredMedia::Contact {
             phone_number,
             first_name,
@@ -590,6 +652,30 @@ pub fn media(media: &StoredMedia) -> tl::enums::MessageMedia {
     }
 }
 
+/// Text without entities.
+fn plain(text: &str) -> tl::enums::TextWithEntities {
+    tl::types::TextWithEntities {
+        text: text.to_owned(),
+        entities: Vec::new(),
+    }
+    .into()
+}
+
+fn video_attribute(duration: f64, w: i32, h: i32, round: bool) -> tl::enums::DocumentAttribute {
+    tl::types::DocumentAttributeVideo {
+        round_message: round,
+        supports_streaming: true,
+        nosound: false,
+        duration,
+        w,
+        h,
+        preload_prefix_size: None,
+        video_start_ts: None,
+        video_codec: None,
+    }
+    .into()
+}
+
 fn document_attributes(
     file_name: &str,
     shown_as: Option<&ShownAs>,
@@ -598,40 +684,54 @@ fn document_attributes(
         file_name: file_name.to_owned(),
     }
     .into();
-    let shown: Option<tl::enums::DocumentAttribute> = shown_as.map(|shown| match shown {
-        ShownAs::Voice { duration } => tl::types::DocumentAttributeAudio {
-            voice: true,
-            duration: *duration,
-            title: None,
-            performer: None,
+    let audio = |voice, duration, title: &Option<String>, performer: &Option<String>| {
+        tl::types::DocumentAttributeAudio {
+            voice,
+            duration,
+            title: title.clone(),
+            performer: performer.clone(),
             waveform: None,
         }
-        .into(),
-        ShownAs::Video {
+        .into()
+    };
+    let mut attributes = vec![name];
+    match shown_as {
+        None => {}
+        Some(ShownAs::Voice { duration }) => {
+            attributes.push(audio(true, *duration, &None, &None));
+        }
+        Some(ShownAs::Audio {
+            duration,
+            title,
+            performer,
+        }) => attributes.push(audio(false, *duration, title, performer)),
+        Some(ShownAs::Video {
             duration,
             width,
             height,
-        } => tl::types::DocumentAttributeVideo {
-            round_message: false,
-            supports_streaming: true,
-            nosound: false,
-            duration: *duration,
-            w: *width,
-            h: *height,
-            preload_prefix_size: None,
-            video_start_ts: None,
-            video_codec: None,
+        }) => attributes.push(video_attribute(*duration, *width, *height, false)),
+        Some(ShownAs::VideoNote { duration, length }) => {
+            attributes.push(video_attribute(*duration, *length, *length, true));
         }
-        .into(),
-        ShownAs::Sticker { emoji } => tl::types::DocumentAttributeSticker {
-            mask: false,
-            alt: emoji.clone(),
-            stickerset: tl::enums::InputStickerSet::Empty,
-            mask_coords: None,
+        Some(ShownAs::Animation {
+            duration,
+            width,
+            height,
+        }) => {
+            attributes.push(video_attribute(*duration, *width, *height, false));
+            attributes.push(tl::types::DocumentAttributeAnimated {}.into());
         }
-        .into(),
-    });
-    std::iter::once(name).chain(shown).collect()
+        Some(ShownAs::Sticker { emoji }) => attributes.push(
+            tl::types::DocumentAttributeSticker {
+                mask: false,
+                alt: emoji.clone(),
+                stickerset: tl::enums::InputStickerSet::Empty,
+                mask_coords: None,
+            }
+            .into(),
+        ),
+    }
+    attributes
 }
 
 /// `help.getConfig`'s answer from DC `this_dc`: `dc_options` lists the
@@ -723,6 +823,8 @@ mod tests {
             username: Some("ann".into()),
             phone: None,
             lang_code: None,
+            last_name: None,
+            premium: false,
         }
     }
 

@@ -66,6 +66,35 @@ pub enum UserMessage {
         title: String,
         address: String,
     },
+    /// A music file (not a voice note).
+    Audio {
+        duration: i32,
+        title: Option<String>,
+        performer: Option<String>,
+        size: i64,
+    },
+    /// A round video message.
+    VideoNote {
+        duration: f64,
+        length: i32,
+        size: i64,
+    },
+    /// A GIF (Telegram keeps them as silent MP4s).
+    Animation {
+        duration: f64,
+        width: i32,
+        height: i32,
+        size: i64,
+    },
+    Poll {
+        question: String,
+        options: Vec<String>,
+    },
+    /// An animated emoji with a random value (🎲 1-6, 🎯, 🏀, ...).
+    Dice {
+        emoji: String,
+        value: i32,
+    },
 }
 
 impl UserMessage {
@@ -153,6 +182,52 @@ impl UserMessage {
                 title,
                 address,
             },
+            UserMessage::Audio {
+                duration,
+                title,
+                performer,
+                size,
+            } => document(
+                "audio.mp3",
+                "audio/mpeg",
+                size,
+                ShownAs::Audio {
+                    duration,
+                    title,
+                    performer,
+                },
+            ),
+            UserMessage::VideoNote {
+                duration,
+                length,
+                size,
+            } => document(
+                "video_note.mp4",
+                "video/mp4",
+                size,
+                ShownAs::VideoNote { duration, length },
+            ),
+            UserMessage::Animation {
+                duration,
+                width,
+                height,
+                size,
+            } => document(
+                "animation.mp4",
+                "video/mp4",
+                size,
+                ShownAs::Animation {
+                    duration,
+                    width,
+                    height,
+                },
+            ),
+            UserMessage::Poll { question, options } => StoredMedia::Poll {
+                id: rand::random(),
+                question,
+                options,
+            },
+            UserMessage::Dice { emoji, value } => StoredMedia::Dice { emoji, value },
         })
     }
 }

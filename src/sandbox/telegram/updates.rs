@@ -213,6 +213,51 @@ fn render_event(
             .into()
         }
         (
+            BoxEvent::Reaction {
+                group,
+                message_id,
+                user_id,
+                old,
+                new,
+                date,
+            },
+            _,
+        ) => {
+            batch.users.insert(*user_id);
+            let peer = match group.and_then(|id| world.groups.get(&id)) {
+                None => render::peer_user(*user_id),
+                Some(record) => {
+                    batch.chats.insert(record.id);
+                    if record.kind.is_channel() {
+                        render::peer_channel(record.id)
+                    } else {
+                        tl::types::PeerChat { chat_id: record.id }.into()
+                    }
+                }
+            };
+            let reactions = |emoji: &[String]| -> Vec<tl::enums::Reaction> {
+                emoji
+                    .iter()
+                    .map(|e| {
+                        tl::types::ReactionEmoji {
+                            emoticon: e.clone(),
+                        }
+                        .into()
+                    })
+                    .collect()
+            };
+            tl::types::UpdateBotMessageReaction {
+                peer,
+                msg_id: *message_id,
+                date: *date,
+                actor: render::peer_user(*user_id),
+                old_reactions: reactions(old),
+                new_reactions: reactions(new),
+                qts: pts,
+            }
+            .into()
+        }
+        (
             BoxEvent::Participant {
                 group,
                 user_id,
@@ -643,6 +688,8 @@ mod tests {
                 username: None,
                 phone: None,
                 lang_code: None,
+                last_name: None,
+                premium: false,
             }),
         );
         for i in 0..messages {

@@ -8,7 +8,6 @@ use super::accounts::{AccountId, to_hex};
 use super::boxes::BoxEvent;
 use super::queries::ClickOutcome;
 use super::sending::{Edit, Target, UserMessage};
-use super::updates;
 use super::world::{Place, StoredMessage, World};
 use super::{FakeTelegram, SandboxError, markup, render};
 
@@ -289,6 +288,36 @@ pub(super) fn message_json(m: &StoredMessage, world: &World) -> Value {
 }
 
 impl FakeTelegram {
+    /// Sets the parts of `user`'s profile that [`super::NewUser`] leaves
+    /// out: a last name, and whether the user has Telegram Premium.
+    pub fn set_profile(
+        &self,
+        user: AccountId,
+        last_name: Option<String>,
+        premium: bool,
+    ) -> Result<(), SandboxError> {
+        if last_name
+            .as_deref()
+            .is_some_and(|name| name.chars().count() > 64)
+        {
+            return Err(SandboxError::invalid(
+                "last_name",
+                "must be at most 64 characters",
+            ));
+        }
+        let mut inner = self.lock();
+        let record = inner
+            .world
+            .users
+            .get_mut(&user)
+            .ok_or(SandboxError::UnknownUser(user))?;
+        record.profile.last_name = last_name.filter(|name| !name.is_empty());
+        record.profile.premium = premium;
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+
     /// `user` blocks (or unblocks) `bot`: the bot gets `updateBotStopped`
     /// in its qts box; while blocked, its sends get `USER_IS_BLOCKED`.
     pub fn set_blocked(
@@ -316,10 +345,73 @@ impl FakeTelegram {
             stopped: blocked,
             date: render::now(),
         };
-        let qts = inner.world.qts_box(bot).record(event.clone());
-        let mut batch = updates::Batch::new();
-        batch.event(&inner.world, bot, Place::Common, qts, &event);
-        updates::deliver(&self.0.outbox, &mut inner.world, bot, None, &batch);
+        inner.tell_bot(&self.0.outbox, bot, event);
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+
+    /// `user` reacts with `emoji` (none: takes its reaction back) to
+    /// message `message_id` of its chat with `bot`, or of the group `group`
+    /// (a Bot API id). The bot gets `updateBotMessageReaction` in its qts
+    /// box: in a private chat, or in a group where it is admin (as Telegram
+    /// tells bots).
+    pub fn react(
+        &self,
+        user: AccountId,
+        bot: AccountId,
+        group: Option<i64>,
+        message_id: i32,
+        emoji: Option<String>,
+    ) -> Result<(), SandboxError> {
+        if emoji
+            .as_deref()
+            .is_some_and(|e| e.is_empty() || e.chars().count() > 8)
+        {
+            return Err(SandboxError::invalid("emoji", "must be 1-8 characters"));
+        }
+        let mut inner = self.lock();
+        if !inner.world.is_bot(bot) {
+            return Err(SandboxError::UnknownBot(bot));
+        }
+        let (target, bare_group, bot_told) = match group {
+            None => (Target::Private { user, bot }, None, true),
+            Some(api_id) => {
+                let record = super::groups::by_api_id(&inner.world, api_id)?;
+                let admin = record.role(bot).is_some_and(super::boxes::Role::is_admin);
+                (Target::Group(record.id), Some(record.id), admin)
+            }
+        };
+        if !inner.world.users.contains_key(&user) {
+            return Err(SandboxError::UnknownUser(user));
+        }
+        let Some((place, _)) = inner.find(target, message_id) else {
+            return Err(SandboxError::UnknownMessage {
+                user_id: user,
+                message_id,
+            });
+        };
+        let new: Vec<String> = emoji.into_iter().collect();
+        let Some(message) = inner.world.message_mut(place, message_id) else {
+            return Ok(());
+        };
+        let old = if new.is_empty() {
+            message.reactions.remove(&user)
+        } else {
+            message.reactions.insert(user, new.clone())
+        }
+        .unwrap_or_default();
+        if old != new && bot_told {
+            let event = BoxEvent::Reaction {
+                group: bare_group,
+                message_id,
+                user_id: user,
+                old,
+                new,
+                date: render::now(),
+            };
+            inner.tell_bot(&self.0.outbox, bot, event);
+        }
         drop(inner);
         self.changed();
         Ok(())

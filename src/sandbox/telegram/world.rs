@@ -148,6 +148,15 @@ pub enum StoredMedia {
         title: String,
         address: String,
     },
+    Poll {
+        id: i64,
+        question: String,
+        options: Vec<String>,
+    },
+    Dice {
+        emoji: String,
+        value: i32,
+    },
 }
 
 /// A document that apps show as something else than a file.
@@ -164,6 +173,22 @@ pub enum ShownAs {
     },
     Sticker {
         emoji: String,
+    },
+    Audio {
+        duration: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        performer: Option<String>,
+    },
+    VideoNote {
+        duration: f64,
+        length: i32,
+    },
+    Animation {
+        duration: f64,
+        width: i32,
+        height: i32,
     },
 }
 
@@ -302,6 +327,9 @@ pub struct StoredMessage {
     /// A service message (e.g. `messageActionChatAddUser`), as its TL name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ServiceAction>,
+    /// Each user's reactions to it (emoji).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<AccountId, Vec<String>>,
     /// The accounts in whose boxes it is (empty: a private chat's two
     /// sides), so edits and deletes reach exactly them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -539,6 +567,8 @@ impl World {
                 username: Some(username),
                 phone: None,
                 lang_code: None,
+                last_name: None,
+                premium: false,
             },
             token: BotToken::mint(id),
             privacy: true,
@@ -675,6 +705,10 @@ impl World {
             Place::Common => self.messages.get(&id),
             Place::Channel(channel) => self.groups.get(&channel)?.messages.get(&id),
         }
+    }
+
+    pub fn message_mut(&mut self, place: Place, id: i32) -> Option<&mut StoredMessage> {
+        self.messages_mut(place)?.get_mut(&id)
     }
 
     fn messages_mut(&mut self, place: Place) -> Option<&mut BTreeMap<i32, StoredMessage>> {
