@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use telegate::sandbox::telegram::{
-    AccountId, BotAction, GroupKind, NewGroup, Pressed, Role, UserClick, UserMessage,
+    AccountId, BOT_ID, BotAction, GroupKind, NewGroup, Pressed, Role, UserClick, UserMessage,
 };
 use tokio::time::{Instant, sleep};
 use worker_support::{INTERACTIVE, PATIENCE, Pace, World, body};
@@ -44,7 +44,7 @@ async fn user_writes_and_it_is_an_event(world: &World, user: AccountId, text: &s
     world
         .sandbox
         .telegram()
-        .user_sends(user, message, None)
+        .user_sends(user, BOT_ID, message, None)
         .unwrap();
     world
         .read_events_until(&mut cursor, |events| {
@@ -124,7 +124,7 @@ fn stats(world: &World) -> Value {
 
 /// The bot's texts in a group, as its members see them.
 fn group_texts(world: &World, group: i64) -> Vec<String> {
-    let chat = world.sandbox.telegram().group_chat(group).unwrap();
+    let chat = world.sandbox.telegram().group_chat(group, BOT_ID).unwrap();
     chat["messages"]
         .as_array()
         .unwrap()
@@ -146,6 +146,7 @@ async fn groups_supergroups_and_channels_are_sent_to_within_20_a_minute_and_refu
     let group = |title: &str, kind, bot| {
         telegram
             .create_group(NewGroup {
+                bot_id: BOT_ID,
                 title: title.into(),
                 kind,
                 members: members.clone(),
@@ -169,7 +170,7 @@ async fn groups_supergroups_and_channels_are_sent_to_within_20_a_minute_and_refu
     for chat in [supergroup, channel, banned, not_admin] {
         assert_ne!(cached_access_hash(&world, chat).await, 0, "{chat}");
     }
-    telegram.bot_action(banned, BotAction::Ban).unwrap();
+    telegram.bot_action(banned, BOT_ID, BotAction::Ban).unwrap();
 
     let started = Instant::now();
     let mut jobs = Vec::new();
@@ -354,7 +355,7 @@ async fn a_revoked_token_halts_the_bot_until_it_works_again_and_nothing_is_lost(
     );
     assert_eq!(world.job(queued).await["state"], "queued");
     assert!(world.bot_texts(user).is_empty());
-    let token = world.sandbox.telegram().bot_token();
+    let token = world.sandbox.telegram().bot_token(BOT_ID).unwrap();
     let log = world.worker.as_ref().unwrap().log();
     assert!(!log.contains(token.expose()), "the log shows the new token");
 
