@@ -610,11 +610,11 @@ async fn a_revoked_flooded_or_dead_bot_leaves_the_others_sending_and_answering_c
             }
         }
     };
-    // (Its halt lasts 5 s: the error stays as its last one after.)
+    // (Its wait lasts 5 s: the error stays as its last one after.)
     until(3, "flood-waited at sign-in", |s| {
         s["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("FLOOD_WAIT at sign-in, retrying in 5 s"))
+            .is_some_and(|e| e.contains("FLOOD_WAIT_5 at sign-in: signing in again at"))
     })
     .await;
     for bot in [1, 2, 4] {
