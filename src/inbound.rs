@@ -54,7 +54,7 @@ use crate::events::bird::{
 };
 use crate::events::{EventStore, NewEvent};
 use crate::interactive::InteractiveRequest;
-use crate::queue::{JobKind, Queue, QueueError, Timestamp};
+use crate::queue::{JobKind, Queue, QueueError, Timestamp, until_stored};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::{LiveClicks, tl_name};
 
@@ -296,16 +296,20 @@ impl Inbound {
         events: Vec<NewEvent>,
         clicks: Vec<(usize, after_click::ButtonClick)>,
     ) -> Result<(), QueueError> {
+        // A full disk holds the pipeline here (the updates after these wait
+        // in the channel, then in grammers), never drops or skips them.
         if clicks.is_empty() {
-            self.events.append(events).await?;
+            until_stored("inbound events", || self.events.append(events.clone())).await?;
             return Ok(());
         }
-        let (_, decisions) = self
-            .events
-            .append_with(events, move |conn, bot, events, jobs| {
-                apply_clicks(conn, bot, &clicks, events, jobs)
-            })
-            .await?;
+        let (_, decisions) = until_stored("inbound events", || {
+            let clicks = clicks.clone();
+            self.events
+                .append_with(events.clone(), move |conn, bot, events, jobs| {
+                    apply_clicks(conn, bot, &clicks, events, jobs)
+                })
+        })
+        .await?;
         for (query_id, repeat) in decisions {
             self.callbacks.decided(query_id, repeat);
         }
@@ -819,7 +823,17 @@ fn file_name(document: &tl::types::Document) -> Option<String> {
 /// An update telegate has no event shape for, kept under its TL name.
 fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEvent {
     let name = tl_name(update);
-    let id = format!("telegram:{bot_id}:{name}:{}", place(state));
+    // An update without its own pts or qts shares the state with whatever
+    // else came in its difference slice: its bytes tell it apart, and are
+    // the same when Telegram delivers it again.
+    let id = match own_place(update) {
+        Some(place) => format!("telegram:{bot_id}:{name}:{place}"),
+        None => format!(
+            "telegram:{bot_id}:{name}:{}:{:016x}",
+            place(state),
+            fingerprint(update)
+        ),
+    };
     let now = Timestamp::now().to_string();
     NewEvent {
         id: id.clone(),
@@ -832,6 +846,18 @@ fn unsupported(bot_id: i64, update: &tl::enums::Update, state: &State) -> NewEve
             "createdAt": now,
         }),
     }
+}
+
+/// FNV-1a over an update's TL bytes: stable across runs and releases, so a
+/// replayed update gets the id it had.
+fn fingerprint(update: &tl::enums::Update) -> u64 {
+    use tl::Serializable;
+    update
+        .to_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Where an update says it is in its box (`pts7`, `qts3`, `channel5pts9`),
@@ -908,8 +934,13 @@ impl Covered {
         self.primary.is_none() && self.qts.is_none() && self.channels.is_empty()
     }
 
-    /// Writes it to the session (after the events are durable).
+    /// Writes it to the session (after the events are durable), retrying
+    /// while the storage refuses.
     async fn save(self, session: &SessionStore) -> Result<(), SessionError> {
+        until_stored("the update state", || self.write(session)).await
+    }
+
+    async fn write(&self, session: &SessionStore) -> Result<(), SessionError> {
         if let Some((pts, date, seq)) = self.primary {
             session
                 .set_update_state(UpdateState::Primary { pts, date, seq })
@@ -920,7 +951,7 @@ impl Covered {
                 .set_update_state(UpdateState::Secondary { qts })
                 .await?;
         }
-        for (id, pts) in self.channels {
+        for (&id, &pts) in &self.channels {
             session
                 .set_update_state(UpdateState::Channel { id, pts })
                 .await?;
@@ -932,6 +963,27 @@ impl Covered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_updates_in_one_slice_get_ids_of_their_own() {
+        let state = State {
+            date: 0,
+            seq: 0,
+            message_box: Some(MessageBox::Common { pts: 40 }),
+        };
+        let status = |user_id| -> tl::enums::Update {
+            tl::types::UpdateUserStatus {
+                user_id,
+                status: tl::enums::UserStatus::Empty,
+            }
+            .into()
+        };
+        let first = unsupported(1, &status(5), &state);
+        let second = unsupported(1, &status(6), &state);
+        assert_ne!(first.id, second.id);
+        assert_eq!(first.id, unsupported(1, &status(5), &state).id);
+        assert!(first.id.starts_with("telegram:1:updateUserStatus:pts40:"));
+    }
 
     #[test]
     fn an_interactions_place_is_its_updates_own_pts_or_qts() {
