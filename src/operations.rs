@@ -11,25 +11,31 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::formatting::{self, Entity};
-use crate::interactive::{self, Document, Json, Markup, Object, Path};
+use crate::interactive::{self, Document, InlineKeyboard, Json, Markup, Object, Path};
 use crate::send_options::SendOptions;
 
 /// A validated `POST /api/v1/telegram/messages/{message_id}/edit` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// Serializes to the form the queue stores, and deserializes from it as it
+/// is, unchecked: an accepted edit (or an `on_click`'s) is never refused at
+/// send time by a rule tightened since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EditRequest {
     /// telegate's id of the message to edit.
     message_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     entities: Vec<Entity>,
     #[serde(
+        default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "bot_api_markup"
+        serialize_with = "bot_api_markup",
+        deserialize_with = "stored_inline_keyboard"
     )]
     reply_markup: Option<Markup>,
     /// `false`: no link preview (stored only then, as the body gives it).
-    #[serde(skip_serializing_if = "is_true")]
+    #[serde(default = "crate::send_options::yes", skip_serializing_if = "is_true")]
     link_preview: bool,
 }
 
@@ -189,12 +195,13 @@ fn bot_api_markup<S: serde::Serializer>(
         .serialize(serializer)
 }
 
-/// Deserializing checks every rule again.
-impl<'de> Deserialize<'de> for EditRequest {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let document = Document::deserialize(deserializer)?;
-        EditRequest::from_tree(None, document.root()).map_err(serde::de::Error::custom)
-    }
+/// The stored `reply_markup`: an inline keyboard (the only markup an edit
+/// takes), read back as stored.
+fn stored_inline_keyboard<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Markup>, D::Error> {
+    Option::<InlineKeyboard>::deserialize(deserializer)
+        .map(|keyboard| keyboard.map(Markup::ReplyButtons))
 }
 
 #[cfg(test)]
