@@ -226,6 +226,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_edit_is_read_as_accepted_not_by_todays_rules() {
+        let long = "x".repeat(interactive::ANSWER_TEXT_MAX + 1);
+        let stored = serde_json::json!({"message_id": 7, "text": "Done", "retired": true,
+            "reply_markup": {"inline_keyboard": [[{"text": "A", "callback_data": "a",
+                                                   "answer": {"text": long}}]]}})
+        .to_string();
+        let back: EditRequest = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.message_id(), 7);
+        assert!(!back.no_webpage());
+        let answer = back.markup().unwrap().callback_answer(b"a").unwrap();
+        assert_eq!(answer.text(), Some(long.as_str()));
+        // Today's rules refuse that body.
+        let mut body = serde_json::to_value(&back).unwrap();
+        body.as_object_mut().unwrap().remove("message_id");
+        let err = EditRequest::from_json(7, body.to_string().as_bytes()).unwrap_err();
+        assert!(err.message.contains("answer.text"), "{}", err.message);
+    }
+
+    #[test]
     fn an_edit_needs_text_or_an_inline_keyboard() {
         let err = EditRequest::from_json(7, b"{}").unwrap_err();
         assert_eq!(err.code, ErrorCode::Missing);
