@@ -350,14 +350,42 @@ impl CallbackAnswerer {
         request.callback_answer(&query.data).cloned()
     }
 
+    /// Delivers `answer`; if Telegram refuses it (a `url` it will not open,
+    /// say), delivers it again without the `url`, then empty, so that the
+    /// user's spinner stops whatever the answer held. `QUERY_ID_INVALID`
+    /// (too late, or answered already) is final.
+    async fn send(&self, query_id: i64, answer: &CallbackAnswer) -> Result<(), InvocationError> {
+        let give_up = Instant::now() + ANSWER_WINDOW;
+        let mut answer = answer.clone();
+        loop {
+            let error = match self.deliver(query_id, &answer, give_up).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let refused = matches!(&error, InvocationError::Rpc(rpc)
+                if rpc.code == 400 && rpc.name != "QUERY_ID_INVALID");
+            match answer.degraded() {
+                Some(lesser) if refused => {
+                    tracing::warn!(query_id, %error, "Telegram refused the click's answer; answering with less");
+                    answer = lesser;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
     /// `messages.setBotCallbackAnswer`, retried while the connection is
     /// down (each try bounded by [`ANSWER_TRY_TIMEOUT`], so a dead
     /// connection that the watchdog replaces does not hold the answer) and
-    /// through a `FLOOD_WAIT`, until [`ANSWER_WINDOW`] after the click.
-    /// Telegram's own refusals (`QUERY_ID_INVALID`, ...) are final.
-    async fn send(&self, query_id: i64, answer: &CallbackAnswer) -> Result<(), InvocationError> {
+    /// through a `FLOOD_WAIT`, until `give_up` (at most [`ANSWER_WINDOW`]
+    /// after the click). Telegram's own refusals are returned at once.
+    async fn deliver(
+        &self,
+        query_id: i64,
+        answer: &CallbackAnswer,
+        give_up: Instant,
+    ) -> Result<(), InvocationError> {
         let request = answer.to_tl(query_id);
-        let give_up = Instant::now() + ANSWER_WINDOW;
         let mut pause = Duration::from_millis(50);
         loop {
             let tried =

@@ -54,7 +54,7 @@ use crate::events::bird::{
 };
 use crate::events::{EventStore, NewEvent};
 use crate::interactive::InteractiveRequest;
-use crate::queue::{JobKind, Queue, QueueError, Timestamp};
+use crate::queue::{JobKind, Queue, QueueError, Timestamp, until_stored};
 use crate::session::{SessionError, SessionStore};
 use crate::telegram::{LiveClicks, tl_name};
 
@@ -296,16 +296,20 @@ impl Inbound {
         events: Vec<NewEvent>,
         clicks: Vec<(usize, after_click::ButtonClick)>,
     ) -> Result<(), QueueError> {
+        // A full disk holds the pipeline here (the updates after these wait
+        // in the channel, then in grammers), never drops or skips them.
         if clicks.is_empty() {
-            self.events.append(events).await?;
+            until_stored("inbound events", || self.events.append(events.clone())).await?;
             return Ok(());
         }
-        let (_, decisions) = self
-            .events
-            .append_with(events, move |conn, bot, events, jobs| {
-                apply_clicks(conn, bot, &clicks, events, jobs)
-            })
-            .await?;
+        let (_, decisions) = until_stored("inbound events", || {
+            let clicks = clicks.clone();
+            self.events
+                .append_with(events.clone(), move |conn, bot, events, jobs| {
+                    apply_clicks(conn, bot, &clicks, events, jobs)
+                })
+        })
+        .await?;
         for (query_id, repeat) in decisions {
             self.callbacks.decided(query_id, repeat);
         }
@@ -934,8 +938,13 @@ impl Covered {
         self.primary.is_none() && self.qts.is_none() && self.channels.is_empty()
     }
 
-    /// Writes it to the session (after the events are durable).
+    /// Writes it to the session (after the events are durable), retrying
+    /// while the storage refuses.
     async fn save(self, session: &SessionStore) -> Result<(), SessionError> {
+        until_stored("the update state", || self.write(session)).await
+    }
+
+    async fn write(&self, session: &SessionStore) -> Result<(), SessionError> {
         if let Some((pts, date, seq)) = self.primary {
             session
                 .set_update_state(UpdateState::Primary { pts, date, seq })
@@ -946,7 +955,7 @@ impl Covered {
                 .set_update_state(UpdateState::Secondary { qts })
                 .await?;
         }
-        for (id, pts) in self.channels {
+        for (&id, &pts) in &self.channels {
             session
                 .set_update_state(UpdateState::Channel { id, pts })
                 .await?;

@@ -102,7 +102,7 @@ impl Meter {
 }
 
 /// The limiter: one bot-wide meter and one meter per chat.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     bot_interval: Duration,
     private_interval: Duration,
@@ -140,6 +140,29 @@ impl Limits {
             .get(&chat)
             .map_or(Duration::ZERO, |m| m.ready_at(self.chat_interval(chat), 1));
         chat_ready.max(self.bot.ready_at(self.bot_interval, self.bot_burst))
+    }
+
+    /// The earliest time `chat`'s own meter lets a message out.
+    pub fn chat_ready_at(&self, chat: ChatId) -> Duration {
+        self.chats
+            .get(&chat)
+            .map_or(Duration::ZERO, |m| m.ready_at(self.chat_interval(chat), 1))
+    }
+
+    /// Takes a slot of `chat`'s own meter at `at` (perhaps later than now),
+    /// leaving the bot-wide meter alone: for a message scheduled to go at
+    /// `at`, charged to the bot meter with [`Limits::record_bot`] then.
+    pub fn record_chat(&mut self, chat: ChatId, at: Duration) {
+        let interval = self.chat_interval(chat);
+        self.chats
+            .entry(chat)
+            .or_insert(Meter::IDLE)
+            .record(at, interval);
+    }
+
+    /// Takes a slot of the bot-wide meter at `at` whatever it says.
+    pub fn record_bot(&mut self, at: Duration) {
+        self.bot.record(at, self.bot_interval);
     }
 
     /// The earliest time the bot-wide meter lets any message out.

@@ -53,6 +53,12 @@ pub enum SessionError {
     TooNew { found: i32 },
 }
 
+impl crate::queue::StorageRefusal for SessionError {
+    fn is_storage(&self) -> bool {
+        matches!(self, SessionError::Sqlite(error) if crate::queue::is_storage_sqlite(error))
+    }
+}
+
 /// A grammers session stored in a SQLite file.
 pub struct SessionStore {
     db: Mutex<Connection>,

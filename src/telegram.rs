@@ -25,7 +25,7 @@ use grammers_session::Session;
 use grammers_session::types::{PeerId, PeerInfo};
 use grammers_session::updates::UpdatesLike;
 use grammers_tl_types as tl;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -122,6 +122,8 @@ pub struct Telegram {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
     liveness: Liveness,
+    /// Whether the watchdog finds the home connection alive.
+    alive: watch::Receiver<bool>,
     updates: Mutex<Option<mpsc::Receiver<UpdatesLike>>>,
     /// Where this connection reports its state, and under which bot name.
     reporting: OnceLock<(BotStates, String)>,
@@ -150,10 +152,12 @@ impl Telegram {
         let client = Client::new(pool.handle);
         let runner = tokio::spawn(pool.runner.run());
         let stop = CancellationToken::new();
+        let (alive_tx, alive) = watch::channel(true);
         let watchdog = tokio::spawn(watch_liveness(
             handle,
             Arc::clone(&session),
             liveness,
+            alive_tx,
             stop.clone(),
         ));
         Telegram {
@@ -163,9 +167,16 @@ impl Telegram {
             tasks: Mutex::new(vec![watchdog]),
             stop,
             liveness,
+            alive,
             updates: Mutex::new(Some(pool.updates)),
             reporting: OnceLock::new(),
         }
+    }
+
+    /// Whether the home connection is alive, as the liveness watchdog finds
+    /// it: false from an unanswered ping until a ping is answered again.
+    pub fn alive(&self) -> watch::Receiver<bool> {
+        self.alive.clone()
     }
 
     /// Reports this connection's state to `states` as bot `name` from now
@@ -363,7 +374,7 @@ fn clicks_in(updates: &UpdatesLike) -> Vec<tl::types::UpdateBotCallbackQuery> {
 /// Pings the home DC every `ping_interval` until `stop`. A ping left
 /// unanswered for `ping_timeout` marks the connection dead; it is replaced
 /// once a probe on a fresh connection of its own gets a pong, so that the
-/// next call reconnects.
+/// next call reconnects. `alive` tells whether the connection answers.
 ///
 /// Why probe first: grammers opens a connection inside its runner loop and
 /// waits for `initConnection`'s answer with no deadline, so dropping the
@@ -374,6 +385,7 @@ async fn watch_liveness(
     pool: SenderPoolHandle,
     session: Arc<SessionStore>,
     liveness: Liveness,
+    alive: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     use grammers_session::Session as _;
@@ -399,6 +411,7 @@ async fn watch_liveness(
                     tracing::info!(dc = home, "the connection answers again");
                 }
                 dead = false;
+                alive.send_if_modified(|alive| !std::mem::replace(alive, true));
             }
             // A refused or dropped ping means grammers already knows the
             // connection is gone and reconnects on the next call.
@@ -412,6 +425,7 @@ async fn watch_liveness(
                     );
                 }
                 dead = true;
+                alive.send_if_modified(|alive| std::mem::replace(alive, false));
                 let fresh = tokio::select! {
                     () = stop.cancelled() => return,
                     fresh = probe(&session, home, liveness.ping_timeout) => fresh,
@@ -422,6 +436,8 @@ async fn watch_liveness(
                         "a fresh connection answers: replacing the dead one"
                     );
                     pool.disconnect_from_dc(home);
+                    // The next call opens a fresh connection, which works.
+                    alive.send_if_modified(|alive| !std::mem::replace(alive, true));
                 }
             }
         }

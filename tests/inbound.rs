@@ -97,7 +97,10 @@ impl Daemon {
         });
         let monitor = webhook.as_ref().map(Webhook::monitor);
         if let Some(webhook) = webhook {
-            tasks.push(tokio::spawn(async move { webhook.run().await.unwrap() }));
+            let forever = tokio_util::sync::CancellationToken::new();
+            tasks.push(tokio::spawn(
+                async move { webhook.run(forever).await.unwrap() },
+            ));
         }
         let (listener, socket) = telegate::api::socket::bind(&state.socket()).await.unwrap();
         let services = Services::new(queue.clone());
@@ -270,7 +273,7 @@ fn buttons() -> Value {
         "type": "reply_buttons",
         "text": "Rate us",
         "reply_markup": {"inline_keyboard": [[
-            {"text": "Up", "callback_data": "up", "answer": {"text": "Thanks!", "url": "https://example.com/t"}},
+            {"text": "Up", "callback_data": "up", "answer": {"text": "Thanks!", "url": "https://t.me/telegate_sandbox_bot?start=up"}},
             {"text": "Down", "callback_data": "down"},
             {"text": "Ask", "callback_data": "ask"}
         ]]}
@@ -295,7 +298,10 @@ async fn clicks_are_answered_by_consumer_stored_answer_or_empty() {
         .result
         .expect("answered before BOT_RESPONSE_TIMEOUT");
     assert_eq!(answer.message.as_deref(), Some("Thanks!"));
-    assert_eq!(answer.url.as_deref(), Some("https://example.com/t"));
+    assert_eq!(
+        answer.url.as_deref(),
+        Some("https://t.me/telegate_sandbox_bot?start=up")
+    );
     assert!(outcome.elapsed < timeout, "{:?}", outcome.elapsed);
     // A stored answer goes out at once, not at the consumer deadline.
     assert!(outcome.elapsed < deadline, "{:?}", outcome.elapsed);
@@ -377,6 +383,177 @@ async fn clicks_are_answered_by_consumer_stored_answer_or_empty() {
     let error = late.json().unwrap()["error"].as_str().unwrap().to_owned();
     assert!(error.contains("deadline"), "{error}");
     assert!(error.contains("stored"), "{error}");
+}
+
+/// A click on `data` under `message` that a consumer answers with `body`
+/// (posted as soon as the click is an event); returns the post's answer
+/// and what the user saw.
+async fn click_answered_with(
+    daemon: &Daemon,
+    user: i64,
+    message: i32,
+    data: &str,
+    body: Value,
+) -> (telegate::api::client::Answer, ClickOutcome) {
+    let clicking = {
+        let telegram = daemon.sandbox.telegram().clone();
+        let data = data.as_bytes().to_vec();
+        tokio::spawn(async move {
+            telegram
+                .click(
+                    user,
+                    UserClick::Callback {
+                        message_id: message,
+                        data,
+                    },
+                )
+                .await
+        })
+    };
+    let line = daemon
+        .find(|e| {
+            e["results"][0]["metadata"]["button"]["payload"] == data
+                && e["results"][0]["type"] == "clicked"
+        })
+        .await;
+    let query_id = clicked_query_id(&line["event"]).unwrap();
+    let path = format!("/api/v1/callbacks/{query_id}/answer");
+    let posted = daemon.api.post(&path, &[], body.to_string()).await.unwrap();
+    let pressed = tokio::time::timeout(PATIENCE, clicking)
+        .await
+        .expect("the click to end")
+        .unwrap()
+        .unwrap();
+    let Pressed::Answered(outcome) = pressed else {
+        panic!("not a callback outcome: {pressed:?}");
+    };
+    (posted, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_urls_are_checked_and_a_refused_answer_is_sent_again_without_it() {
+    let daemon = Daemon::start(Duration::from_millis(2000)).await;
+    let user = daemon.user("Ann");
+    let timeout = daemon.sandbox.telegram().callback_timeout();
+    let with_answer = |url: &str| {
+        json!({
+            "type": "reply_buttons",
+            "text": "Pick",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "A", "callback_data": "a", "answer": {"text": "Hi", "url": url}},
+                {"text": "B", "callback_data": "b"},
+                {"text": "C", "callback_data": "c"}
+            ]]}
+        })
+    };
+
+    // At enqueue: a URL Telegram never opens from an answer is code 5.
+    let body = json!({"destination_user_id": user.to_string(),
+                      "telegram_interactive_message": with_answer("https://example.com/t")});
+    let refused = daemon
+        .api
+        .post("/api/v1/telegram/interactive", &[], body.to_string())
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 400, "{:?}", refused.json());
+    let refused = refused.json().unwrap();
+    assert_eq!(refused["error_code"], 5, "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("inline_keyboard[0][0].answer.url"),
+        "{error}"
+    );
+    assert!(error.contains("t.me/<bot username>?start="), "{error}");
+
+    // Another bot's start link has the right shape, but Telegram refuses it
+    // for this bot (URL_INVALID): the stored answer goes again without it.
+    let message = daemon
+        .send(user, with_answer("https://t.me/some_other_bot?start=a"))
+        .await;
+    let outcome = daemon.click(user, message, "a").await;
+    let answer = outcome.result.expect("answered, not BOT_RESPONSE_TIMEOUT");
+    assert_eq!(answer.message.as_deref(), Some("Hi"));
+    assert_eq!(answer.url, None);
+    assert!(outcome.elapsed < timeout, "{:?}", outcome.elapsed);
+
+    // A consumer's answer: a bad URL is code 5 naming `url` (and the click
+    // falls back to the empty answer at the deadline) ...
+    let (posted, outcome) = click_answered_with(
+        &daemon,
+        user,
+        message,
+        "b",
+        json!({"url": "https://example.com"}),
+    )
+    .await;
+    assert_eq!(posted.status, 400, "{:?}", posted.json());
+    let posted = posted.json().unwrap();
+    assert_eq!(posted["error_code"], 5, "{posted}");
+    assert!(
+        posted["error"].as_str().unwrap().contains("`url`"),
+        "{posted}"
+    );
+    assert_eq!(outcome.result.expect("answered empty").message, None);
+    // ... and one Telegram refuses is sent again without its URL.
+    let (posted, outcome) = click_answered_with(
+        &daemon,
+        user,
+        message,
+        "c",
+        json!({"text": "Open", "url": "https://t.me/some_other_bot?start=c"}),
+    )
+    .await;
+    assert_eq!(posted.status, 200, "{:?}", posted.json());
+    let answer = outcome.result.expect("answered without the url");
+    assert_eq!(answer.message.as_deref(), Some("Open"));
+    assert_eq!(answer.url, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_wait_on_an_answer_is_waited_out_and_query_id_invalid_is_final() {
+    use telegate::sandbox::InjectedError;
+    const METHOD: &str = "messages.setBotCallbackAnswer";
+    let daemon = Daemon::start(Duration::from_millis(200)).await;
+    let user = daemon.user("Ann");
+    let message = daemon.send(user, buttons()).await;
+    daemon
+        .sandbox
+        .telegram()
+        .set_callback_timeout(Duration::from_secs(5));
+    let faults = daemon.sandbox.faults();
+    let inject = |message: &str, remaining| {
+        faults.set_rpc_error(
+            METHOD,
+            Some(InjectedError {
+                code: if message.starts_with("FLOOD") {
+                    420
+                } else {
+                    400
+                },
+                message: message.into(),
+                remaining,
+                label: "test_answer_error",
+            }),
+        );
+    };
+
+    inject("FLOOD_WAIT_1", 1);
+    let outcome = daemon.click(user, message, "up").await;
+    let answer = outcome.result.expect("answered after the flood wait");
+    assert_eq!(answer.message.as_deref(), Some("Thanks!"));
+    assert!(
+        outcome.elapsed >= Duration::from_secs(1),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert!(faults.rpc_errors().is_empty());
+
+    // QUERY_ID_INVALID: no retry, no lesser answer (the second injected
+    // error is never drawn), so the user's app times out.
+    inject("QUERY_ID_INVALID", 2);
+    let outcome = daemon.click(user, message, "up").await;
+    assert!(outcome.result.is_err(), "{:?}", outcome.result);
+    assert_eq!(faults.rpc_errors()[METHOD].remaining, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

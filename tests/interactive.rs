@@ -855,6 +855,17 @@ fn code_5_callback_answer() {
     );
     assert!(err.message.contains("200"), "{err}");
     assert_error(answer(json!({"url": "nope"})), 5, &format!("{field}.url"));
+    // Telegram opens only a bot's start link from a callback answer.
+    let err = assert_error(
+        answer(json!({"url": "https://example.com"})),
+        5,
+        &format!("{field}.url"),
+    );
+    assert!(err.message.contains("?start="), "{err}");
+    assert!(
+        InteractiveRequest::from_value(&answer(json!({"url": "https://t.me/a_bot?start=x"})))
+            .is_ok()
+    );
     assert_error(
         answer(json!({"cache_time": -5})),
         5,

@@ -721,4 +721,8 @@ async fn sigkill_in_the_middle_of_a_multi_part_job_loses_and_repeats_nothing() {
         .map(|p| &p["channel_message_id"])
         .collect();
     assert!(channel_ids.iter().all(|id| id.is_string()), "{job}");
+    // The parts went at the chat's pace, one a second, not back to back
+    // (the sandbox's chat limit takes a burst of 3): no flood wait.
+    let stats = stack.sandbox.telegram().stats();
+    assert_eq!(stats.flood_waits, 0, "{stats:?}");
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use telegate::interactive::InteractiveRequest;
 use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, to_hex};
 use tokio::time::{Instant, sleep};
-use worker_support::{INTERACTIVE, PATIENCE, Pace, Worker, World, body};
+use worker_support::{INTERACTIVE, PATIENCE, Pace, Tmpfs, Worker, World, body};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_type_arrives_with_its_exact_keyboard() {
@@ -91,6 +91,62 @@ async fn within_the_limits_300_chats_draw_no_flood_wait() {
     let jobs: Vec<(AccountId, String)> = users.iter().map(|&u| (u, format!("hi {u}"))).collect();
     world.enqueue_all(&jobs).await;
     world.bot_messages(300).await;
+    world.assert_delivered_exactly(&jobs);
+    let stats = world.sandbox.telegram().stats();
+    assert_eq!(stats.flood_waits, 0, "{stats:?}");
+    assert_eq!(stats.rpc_errors.get("FLOOD_WAIT"), None, "{stats:?}");
+    world.stop().await;
+}
+
+/// Issue 12 item 15: a burst to many chats, enqueued as fast as the socket
+/// takes it while the worker sends (the store busy with both), then a kill
+/// and a restart mid-burst, against the sandbox's flood limits: not one
+/// `FLOOD_WAIT`, and the restarted worker starts from the sends the store
+/// holds rather than from empty meters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_many_chats_and_a_restart_mid_burst_draw_no_flood_wait() {
+    let mut world = World::start(Pace::Limited).await;
+    let users = world.users(620);
+    let mut jobs: Vec<(AccountId, String)> = users[..600]
+        .iter()
+        .map(|&u| (u, format!("burst {u}")))
+        .collect();
+    for round in 0..5 {
+        jobs.extend(
+            users[600..]
+                .iter()
+                .map(|&u| (u, format!("line {u} {round}"))),
+        );
+    }
+    world.enqueue_all(&jobs).await;
+    world.bot_messages(350).await;
+    world.worker().kill();
+    world.start_worker().await;
+    let deadline = Instant::now() + PATIENCE;
+    let charged = loop {
+        let log = world.worker().log();
+        if let Some(line) = log
+            .lines()
+            .find(|line| line.contains("meters charged with the last minute's sends"))
+        {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restart did not charge its meters:\n{log}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    let jobs_charged: u64 = charged
+        .split("jobs=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no job count in {charged:?}"));
+    // Nearly every message so far was sent (and recorded) in the last
+    // minute; a few may have been in flight at the kill.
+    assert!(jobs_charged >= 300, "{charged}");
+    world.bot_messages(jobs.len() as u64).await;
     world.assert_delivered_exactly(&jobs);
     let stats = world.sandbox.telegram().stats();
     assert_eq!(stats.flood_waits, 0, "{stats:?}");
@@ -380,6 +436,17 @@ async fn a_job_sent_into_a_black_hole_is_delivered_soon_after_it_ends() {
             .contains("no pong in time"),
         "the watchdog never noticed the dead connection"
     );
+    // The sender heard of it too, and of the connection coming back (which
+    // makes the job that failed in the hole due at once).
+    let log = world.worker.as_ref().unwrap().log();
+    assert!(
+        log.contains("the connection is dead: claiming nothing"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the connection is back: sending again"),
+        "{log}"
+    );
     world.stop().await;
 }
 
@@ -443,5 +510,170 @@ async fn a_click_answered_into_a_black_hole_reaches_the_user_after_it() {
         }
         other => panic!("{other:?}"),
     }
+    world.stop().await;
+}
+
+/// Polls `check` until it returns `Some`, or fails naming `what`.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How often `text` occurs in the stored events.
+async fn events_with(world: &World, text: &str) -> usize {
+    let events = world
+        .client
+        .get("/api/v1/events?after=0&limit=1000")
+        .await
+        .unwrap();
+    assert_eq!(events.status, 200);
+    String::from_utf8_lossy(&events.body).matches(text).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stalls_nothing_for_good() {
+    // Declared first: unmounted after the worker is gone.
+    let tmpfs = Tmpfs::mount("3m");
+    // Answers come 3 s late, so sends are in flight when the disk fills;
+    // pings and calls wait longer than that.
+    let config = "[connection]\ncall_timeout_ms = 30000\nping_interval_ms = 3000\n\
+                  ping_timeout_ms = 10000\n";
+    let world = World::start_with_state(Pace::Unlimited, config, tmpfs.path()).await;
+    let users = world.users(3);
+    let before: Vec<(AccountId, String)> = users.iter().map(|u| (*u, "before".into())).collect();
+    for id in world.enqueue_all(&before).await {
+        assert_eq!(world.settled(id).await["state"], "sent");
+    }
+    // A button with a stored answer, for a click while the disk is full.
+    let clicker = world.users(1)[0];
+    let buttons = json!({
+        "destination_user_id": clicker.to_string(),
+        "telegram_interactive_message": {
+            "type": "reply_buttons",
+            "text": "Pick",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "A", "callback_data": "a", "answer": {"text": "Noted"}}
+            ]]}
+        }
+    });
+    let posted = world
+        .client
+        .post(INTERACTIVE, &[], buttons.to_string())
+        .await
+        .unwrap();
+    let buttons_job = posted.json().unwrap()["job_id"].as_i64().unwrap();
+    assert_eq!(world.settled(buttons_job).await["state"], "sent");
+    let buttons_message = world.bot_posts(clicker)[0]["id"].as_i64().unwrap() as i32;
+
+    // Sends Telegram takes while the disk fills: their outcome cannot be
+    // recorded.
+    world.sandbox.faults().set_latency(Duration::from_secs(3));
+    let in_flight: Vec<(AccountId, String)> =
+        users.iter().map(|u| (*u, "in flight".into())).collect();
+    let in_flight_ids = world.enqueue_all(&in_flight).await;
+    for id in &in_flight_ids {
+        eventually("the job is claimed", async || {
+            (world.job(*id).await["state"] == "sending").then_some(())
+        })
+        .await;
+    }
+    let filler = tmpfs.fill("filler");
+    assert!(filler > 0);
+    world.sandbox.faults().set_latency(Duration::ZERO);
+    world.bot_messages(7).await;
+
+    // While full: health says why, enqueues are refused (nothing unstored
+    // acknowledged), an inbound message waits in grammers, and the worker
+    // stays up.
+    let health = eventually("/healthz is 503", async || {
+        let health = world.client.get("/healthz").await.unwrap();
+        (health.status == 503).then_some(health)
+    })
+    .await;
+    let reason = health.json().unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(reason.contains("full"), "{reason}");
+    let refused = world
+        .client
+        .post(INTERACTIVE, &[], body(users[0], "refused"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503, "{:?}", refused.json());
+    world
+        .sandbox
+        .telegram()
+        .user_sends(
+            users[1],
+            telegate::sandbox::telegram::UserMessage::Text("sent while full".into()),
+            None,
+        )
+        .unwrap();
+    // A click is answered all the same (its event waits for the disk).
+    let pressed = tokio::time::timeout(
+        PATIENCE,
+        world.sandbox.telegram().click(
+            clicker,
+            telegate::sandbox::telegram::UserClick::Callback {
+                message_id: buttons_message,
+                data: b"a".to_vec(),
+            },
+        ),
+    )
+    .await
+    .expect("the click never ended")
+    .unwrap();
+    match pressed {
+        telegate::sandbox::telegram::Pressed::Answered(outcome) => {
+            let answer = outcome.result.expect("answered while the disk is full");
+            assert_eq!(answer.message.as_deref(), Some("Noted"));
+        }
+        other => panic!("{other:?}"),
+    }
+    for id in &in_flight_ids {
+        assert_eq!(world.job(*id).await["state"], "sending");
+    }
+    let mut world = world;
+    assert!(
+        world.worker().child.try_wait().unwrap().is_none(),
+        "the worker exited on a full disk:\n{}",
+        world.worker().log()
+    );
+    assert_eq!(events_with(&world, "sent while full").await, 0);
+
+    // Space is back: everything flows again by itself.
+    fs::remove_file(tmpfs.path().join("filler")).unwrap();
+    for id in &in_flight_ids {
+        assert_eq!(world.settled(*id).await["state"], "sent");
+    }
+    eventually("/healthz is 200", async || {
+        (world.client.get("/healthz").await.unwrap().status == 200).then_some(())
+    })
+    .await;
+    eventually("the inbound message and the click are events", async || {
+        let message = events_with(&world, "sent while full").await > 0;
+        let click = events_with(&world, "\"clicked\"").await > 0;
+        (message && click).then_some(())
+    })
+    .await;
+    let after: Vec<(AccountId, String)> = users.iter().map(|u| (*u, "after".into())).collect();
+    for id in world.enqueue_all(&after).await {
+        assert_eq!(world.settled(id).await["state"], "sent");
+    }
+    for user in &users {
+        assert_eq!(world.bot_texts(*user), ["before", "in flight", "after"]);
+    }
+    assert_eq!(events_with(&world, "sent while full").await, 1);
+    assert_eq!(events_with(&world, "\"clicked\"").await, 1);
+    let log = world.worker().log();
+    assert!(log.contains("the store refuses writes"), "{log}");
+    assert!(
+        log.contains("recorded after the store refused it") && log.contains("outcome of a send"),
+        "{log}"
+    );
     world.stop().await;
 }

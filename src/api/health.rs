@@ -4,7 +4,8 @@
 //!
 //! Liveness is the process and its store: 200 while the store's writer
 //! takes a transaction and a read succeeds, else 503 with the store's
-//! reason. Readiness is every bot connected and signed in; a 503 names
+//! reason — also while the store refuses writes (a full disk), until a
+//! write goes through again. Readiness is every bot connected and signed in; a 503 names
 //! those that are not and why (see `bot_state`).
 
 use axum::Extension;

@@ -261,11 +261,8 @@ async fn work(
         let stop = connection.clone();
         let name = spec.name.clone();
         tracker.spawn(async move {
-            tokio::select! {
-                run = webhook.run() => if let Err(error) = run {
-                    tracing::error!(bot = %name, %error, "the webhook stopped");
-                },
-                () = stop.cancelled() => {}
+            if let Err(error) = webhook.run(stop).await {
+                tracing::error!(bot = %name, %error, "the webhook stopped");
             }
         });
     }
@@ -323,7 +320,8 @@ async fn work(
         connection_io,
         limits,
         shared.sender,
-    );
+    )
+    .with_liveness(telegram.alive());
     let sending = connection.clone();
     tokio::select! {
         sent = sender.run(sending) => match sent {

@@ -15,6 +15,7 @@
 //! URLs are reached with rustls (see `tls`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -29,12 +30,14 @@ use serde::Serialize;
 use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::dead_letter::{self, DeadEvent, DeadLetterPolicy};
 use super::tls::TlsTarget;
 use super::{EventStore, StoredEvent};
 use crate::config::{Secret, WebhookConfig};
-use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp};
+use crate::queue::{DEFAULT_BOT, Queue, QueueError, Timestamp, until_stored};
 use crate::sender::Backoff;
 
 pub const SIGNATURE_HEADER: &str = "x-telegate-signature";
@@ -45,6 +48,9 @@ const MAX_IN_FLIGHT: usize = 10_000;
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// How long the dispatcher waits for new events per read.
 const POLL: Duration = Duration::from_secs(30);
+/// A chat's delivery task ends after this long with nothing to deliver (a
+/// bot talks to many chats over time; each would keep a task for good).
+const CHAT_IDLE: Duration = Duration::from_secs(60);
 
 /// Why the webhook cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +147,11 @@ impl WebhookMonitor {
         status
     }
 
+    /// Chats with a delivery task running now.
+    pub fn chat_lines(&self) -> usize {
+        self.shared.chat_lines.load(Ordering::Relaxed)
+    }
+
     /// Dead events after cursor `after`, at most `limit`.
     pub async fn dead(&self, after: i64, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
         self.shared
@@ -180,6 +191,10 @@ struct Shared {
     in_flight: Mutex<BTreeSet<i64>>,
     /// Signalled when an in-flight event is delivered.
     delivered: Notify,
+    /// How long a chat's task waits for more before it ends.
+    idle_after: Duration,
+    /// Chat tasks running.
+    chat_lines: AtomicUsize,
 }
 
 impl Shared {
@@ -238,6 +253,8 @@ impl Webhook {
                 status: Mutex::new(status),
                 in_flight: Mutex::new(BTreeSet::new()),
                 delivered: Notify::new(),
+                idle_after: CHAT_IDLE,
+                chat_lines: AtomicUsize::new(0),
             }),
             events,
         }))
@@ -254,9 +271,29 @@ impl Webhook {
         }
     }
 
-    /// Delivers until the store fails; stop it by dropping the future (the
-    /// chat tasks end with it).
-    pub async fn run(mut self) -> Result<(), QueueError> {
+    /// Delivers until `stop` is cancelled (then waits for the chat tasks,
+    /// which end with it: an event cut off mid-delivery is delivered again
+    /// on the next start) or the store fails.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), QueueError> {
+        let tracker = TaskTracker::new();
+        let lines = stop.child_token();
+        let delivered = tokio::select! {
+            delivered = self.deliver(&tracker, &lines) => delivered,
+            () = stop.cancelled() => Ok(()),
+        };
+        lines.cancel();
+        tracker.close();
+        tracker.wait().await;
+        delivered
+    }
+
+    /// Hands each event to its chat's line, starting lines as events come
+    /// and ending those that report idle with nothing sent to them since.
+    async fn deliver(
+        mut self,
+        tracker: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> Result<(), QueueError> {
         let shared = &self.shared;
         shared
             .queue
@@ -272,6 +309,8 @@ impl Webhook {
         };
         tracing::info!(url = %shared.target.url, after = scan, "webhook delivering");
         let mut chats: HashMap<i64, ChatLine> = HashMap::new();
+        let (idle_tx, mut idle) = mpsc::unbounded_channel::<(i64, u64)>();
+        let start = |chat| ChatLine::start(Arc::clone(shared), chat, tracker, stop, &idle_tx);
         loop {
             while shared.in_flight().len() >= MAX_IN_FLIGHT {
                 shared.delivered.notified().await;
@@ -283,8 +322,17 @@ impl Webhook {
                     shared.in_flight().insert(event.cursor);
                     chats
                         .entry(event.chat)
-                        .or_insert_with(|| ChatLine::start(Arc::clone(shared)))
+                        .or_insert_with(|| start(event.chat))
                         .send(event);
+                    continue;
+                }
+                Some((chat, received)) = idle.recv() => {
+                    // Dropping the line ends its task; only when nothing was
+                    // sent to it since it went idle, so a chat never has
+                    // two tasks (and its order holds).
+                    if chats.get(&chat).is_some_and(|line| line.sent == received) {
+                        chats.remove(&chat);
+                    }
                     continue;
                 }
             };
@@ -297,51 +345,98 @@ impl Webhook {
                     continue;
                 }
                 shared.in_flight().insert(event.cursor);
-                let line = chats
-                    .entry(event.chat)
-                    .or_insert_with(|| ChatLine::start(Arc::clone(shared)));
+                let line = chats.entry(event.chat).or_insert_with(|| start(event.chat));
                 line.send(event);
             }
             if shared.in_flight().is_empty() {
-                let bot = bot.clone();
-                shared
-                    .queue
-                    .write(move |conn, _| save_mark(conn, &bot, scan))
-                    .await?;
+                // Waits out a full disk rather than stopping deliveries.
+                until_stored("webhook progress", || {
+                    let bot = bot.clone();
+                    shared
+                        .queue
+                        .write(move |conn, _| save_mark(conn, &bot, scan))
+                })
+                .await?;
             }
         }
     }
 }
 
-/// One chat's deliveries, in order, in a task of its own.
+/// One chat's deliveries, in order, in a task of its own. The task ends
+/// when the line is dropped (after delivering what it was sent) or `stop`
+/// is cancelled; after [`Shared::idle_after`] with nothing to deliver it
+/// reports idle with how many events it received, and the webhook drops the
+/// line if it sent no more.
 struct ChatLine {
     tx: mpsc::UnboundedSender<StoredEvent>,
-    task: tokio::task::JoinHandle<()>,
+    /// Events sent to the task.
+    sent: u64,
 }
 
 impl ChatLine {
-    fn start(shared: Arc<Shared>) -> Self {
+    fn start(
+        shared: Arc<Shared>,
+        chat: i64,
+        tracker: &TaskTracker,
+        stop: &CancellationToken,
+        idle: &mpsc::UnboundedSender<(i64, u64)>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<StoredEvent>();
-        let task = tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                deliver_until_taken(&shared, &event).await;
-                if let Err(error) = record_delivered(&shared, &event).await {
+        let (stop, idle) = (stop.clone(), idle.clone());
+        shared.chat_lines.fetch_add(1, Ordering::Relaxed);
+        tracker.spawn(async move {
+            let running = RunningLine(shared);
+            let shared = &running.0;
+            let mut received = 0u64;
+            let mut reported = false;
+            loop {
+                let idle_for = async {
+                    if reported {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(shared.idle_after).await;
+                };
+                let event = tokio::select! {
+                    () = stop.cancelled() => return,
+                    event = rx.recv() => match event {
+                        Some(event) => event,
+                        None => return,
+                    },
+                    () = idle_for => {
+                        reported = true;
+                        // The webhook is gone when this fails: end too.
+                        if idle.send((chat, received)).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                (received, reported) = (received + 1, false);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = deliver_until_taken(shared, &event) => {}
+                }
+                if let Err(error) = record_delivered(shared, &event).await {
                     tracing::error!(%error, "cannot store webhook progress");
                 }
             }
         });
-        ChatLine { tx, task }
+        ChatLine { tx, sent: 0 }
     }
 
-    fn send(&self, event: StoredEvent) {
-        // The task only ends when this line is dropped.
+    fn send(&mut self, event: StoredEvent) {
+        self.sent += 1;
+        // The task only ends when this line is dropped (or at shutdown).
         let _ = self.tx.send(event);
     }
 }
 
-impl Drop for ChatLine {
+/// Counts a chat task as running while it lives.
+struct RunningLine(Arc<Shared>);
+
+impl Drop for RunningLine {
     fn drop(&mut self) {
-        self.task.abort();
+        self.0.chat_lines.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -574,7 +669,7 @@ fn load_progress(conn: &Connection, bot: &str) -> Result<(i64, HashMap<i64, i64>
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     use super::*;
 
@@ -705,6 +800,72 @@ mod tests {
         (url, ca.pem(), serve_receiver(listener))
     }
 
+    /// A webhook running in a task, stopped through its token.
+    struct Running {
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<Result<(), QueueError>>,
+    }
+
+    impl Running {
+        fn start(webhook: Webhook) -> Running {
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(webhook.run(stop.clone()));
+            Running { stop, task }
+        }
+
+        async fn stop(self) {
+            self.stop.cancel();
+            self.task.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_chat_tasks_end_and_a_chat_that_speaks_again_gets_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let events = EventStore::new(queue.clone());
+        let (url, seen) = receiver().await;
+        let config = WebhookConfig {
+            url: Some(url),
+            secret: Some(Secret::new("s")),
+            ..WebhookConfig::default()
+        };
+        let event = |id: String, chat| super::super::NewEvent {
+            id,
+            chat,
+            body: serde_json::json!({"id": "x"}),
+        };
+        let mut webhook = Webhook::from_config(&config, events.clone(), queue.clone())
+            .unwrap()
+            .unwrap();
+        Arc::get_mut(&mut webhook.shared).unwrap().idle_after = Duration::from_millis(50);
+        let monitor = webhook.monitor();
+        let running = Running::start(webhook);
+        let batch = (0..100)
+            .map(|chat| event(format!("a{chat}"), chat))
+            .collect();
+        events.append(batch).await.unwrap();
+        assert_eq!(delivered(&seen, 100).await.len(), 100);
+        // Every chat went quiet: its task ends.
+        let no_lines = || async {
+            tokio::time::timeout(Duration::from_secs(30), async {
+                while monitor.chat_lines() != 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("{} chat tasks still run", monitor.chat_lines()))
+        };
+        no_lines().await;
+        // A chat heard from again is delivered to (by a new task), in order.
+        let again = (0..5).map(|n| event(format!("b{n}"), 7)).collect();
+        events.append(again).await.unwrap();
+        let got = delivered(&seen, 105).await;
+        assert_eq!(got[100..], ["b0", "b1", "b2", "b3", "b4"]);
+        no_lines().await;
+        running.stop().await;
+    }
+
     #[tokio::test]
     async fn a_dead_letter_frees_its_chat_and_replays_on_demand() {
         let dir = tempfile::tempdir().unwrap();
@@ -728,7 +889,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let monitor = webhook.monitor();
-        let running = tokio::spawn(webhook.run());
+        let running = Running::start(webhook);
         let dead = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 let dead = monitor.dead(0, 10).await.unwrap();
@@ -762,7 +923,7 @@ mod tests {
         assert_eq!(replayed, ["doomed"]);
         assert_eq!(delivered(&seen, 2).await, ["next", "doomed"]);
         assert!(monitor.dead(0, 10).await.unwrap().is_empty());
-        running.abort();
+        running.stop().await;
     }
 
     #[tokio::test]
@@ -792,7 +953,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let monitor = webhook.monitor();
-        let running = tokio::spawn(webhook.run());
+        let running = Running::start(webhook);
         let error = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 if let Some(error) = monitor.status().last_error {
@@ -803,7 +964,7 @@ mod tests {
         })
         .await
         .expect("a failed attempt");
-        running.abort();
+        running.stop().await;
         assert!(
             error.contains("TLS") && error.contains("certificate"),
             "{error}"
@@ -817,9 +978,9 @@ mod tests {
         let webhook = Webhook::from_config(&trusted, events, queue)
             .unwrap()
             .unwrap();
-        let running = tokio::spawn(webhook.run());
+        let running = Running::start(webhook);
         assert_eq!(delivered(&seen, 1).await, ["tls"]);
-        running.abort();
+        running.stop().await;
     }
 
     async fn delivered(seen: &Mutex<Vec<String>>, count: usize) -> Vec<String> {
@@ -860,7 +1021,7 @@ mod tests {
         let first = Webhook::from_config(&config, events.clone(), queue.clone())
             .unwrap()
             .unwrap();
-        let running = tokio::spawn(first.run());
+        let running = Running::start(first);
         let mut got = delivered(&seen, 3).await;
         got.sort();
         assert_eq!(got, ["a", "b", "c"]);
@@ -880,7 +1041,7 @@ mod tests {
         })
         .await
         .expect("progress stored");
-        running.abort();
+        running.stop().await;
 
         // One new event per chat: a repeat of an old one would come before
         // it, in its chat's order.
@@ -891,7 +1052,7 @@ mod tests {
         let second = Webhook::from_config(&config, events.clone(), queue.clone())
             .unwrap()
             .unwrap();
-        let running = tokio::spawn(second.run());
+        let running = Running::start(second);
         tokio::time::timeout(Duration::from_secs(30), async {
             loop {
                 let got = seen.lock().unwrap().clone();
@@ -910,7 +1071,7 @@ mod tests {
             ["a", "b", "c", "d", "e"],
             "old events were delivered again"
         );
-        running.abort();
+        running.stop().await;
     }
 
     #[test]

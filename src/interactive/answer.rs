@@ -41,7 +41,7 @@ impl CallbackAnswer {
         }
         let url = object.opt_str("url")?;
         if let Some(url) = url {
-            rules::url(url, &object.path_of("url"))?;
+            rules::answer_url(url, &object.path_of("url"))?;
         }
         let cache_time = object
             .get("cache_time")
@@ -90,6 +90,21 @@ impl CallbackAnswer {
         self.cache_time.unwrap_or(0)
     }
 
+    /// The answer to send when Telegram refused this one: without the
+    /// `url`, then empty; `None` once there is nothing left to drop.
+    pub(crate) fn degraded(&self) -> Option<CallbackAnswer> {
+        if self.url.is_some() {
+            Some(CallbackAnswer {
+                url: None,
+                ..self.clone()
+            })
+        } else if *self != CallbackAnswer::default() {
+            Some(CallbackAnswer::default())
+        } else {
+            None
+        }
+    }
+
     /// The request that answers callback query `query_id` with this answer.
     pub fn to_tl(&self, query_id: i64) -> tl::functions::messages::SetBotCallbackAnswer {
         tl::functions::messages::SetBotCallbackAnswer {
@@ -132,18 +147,29 @@ mod tests {
     #[test]
     fn reads_every_field() {
         let answer = read(json!({
-            "text": "Noted!", "alert": true, "url": "https://example.com", "cache_time": 30
+            "text": "Noted!", "alert": true, "url": "https://t.me/some_bot?start=x", "cache_time": 30
         }))
         .unwrap();
         assert_eq!(answer.text(), Some("Noted!"));
         assert!(answer.alert());
-        assert_eq!(answer.url(), Some("https://example.com"));
+        assert_eq!(answer.url(), Some("https://t.me/some_bot?start=x"));
         assert_eq!(answer.cache_time(), 30);
         let request = answer.to_tl(77);
         assert_eq!(request.query_id, 77);
         assert_eq!(request.message.as_deref(), Some("Noted!"));
         assert!(request.alert);
         assert_eq!(request.cache_time, 30);
+    }
+
+    #[test]
+    fn a_refused_answer_degrades_to_no_url_then_to_empty() {
+        let answer = read(json!({"text": "Hi", "url": "https://t.me/some_bot?start=x"})).unwrap();
+        let lesser = answer.degraded().unwrap();
+        assert_eq!(lesser.url(), None);
+        assert_eq!(lesser.text(), Some("Hi"));
+        let empty = lesser.degraded().unwrap();
+        assert_eq!(empty, CallbackAnswer::default());
+        assert_eq!(empty.degraded(), None);
     }
 
     #[test]
@@ -166,8 +192,12 @@ mod tests {
         assert_eq!(err.code, ErrorCode::Rejected);
         let err = read(json!({"cache_time": "10"})).unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
-        let err = read(json!({"url": "nope"})).unwrap_err();
-        assert!(err.message.contains("`answer.url`"), "{}", err.message);
+        for url in ["nope", "https://example.com/t"] {
+            let err = read(json!({"url": url})).unwrap_err();
+            assert_eq!(err.code, ErrorCode::Rejected);
+            assert!(err.message.contains("`answer.url`"), "{}", err.message);
+            assert!(err.message.contains("t.me"), "{}", err.message);
+        }
         let err = read(json!({"allert": true})).unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
         assert!(err.message.contains("`answer.allert`"), "{}", err.message);

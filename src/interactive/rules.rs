@@ -95,6 +95,59 @@ pub fn url(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
     url_of(text, path, &["http", "https", "tg"], RULE)
 }
 
+/// A callback answer's `url`: Telegram opens only a link that starts a bot
+/// with a parameter here, `https://t.me/<bot username>?start=<parameter>`
+/// (or a game's URL, which needs a game button, and telegate sends none).
+/// The bot's own username is Telegram's to check: an answer it refuses is
+/// sent again without the `url` (see `callbacks`).
+pub fn answer_url(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
+    const RULE: &str = "must be a link that opens a bot with a start parameter, \
+                        `https://t.me/<bot username>?start=<parameter>` (Telegram opens no \
+                        other URL from a callback answer)";
+    url_of(text, path, &["http", "https"], RULE)?;
+    let parsed =
+        url::Url::parse(text).map_err(|err| path.broken(format_args!("{RULE} ({err})")))?;
+    let host = parsed.host_str().unwrap_or_default();
+    if !["t.me", "telegram.me", "telegram.dog"].contains(&host) {
+        return Err(path.broken(format_args!("{RULE}; `{host}` is not t.me")));
+    }
+    let username = parsed.path().strip_prefix('/').unwrap_or_default();
+    if !is_bot_username(username) {
+        return Err(path.broken(format_args!(
+            "{RULE}; `{username}` is not a bot username (5–32 letters, digits or `_`, \
+             ending in `bot`)"
+        )));
+    }
+    let pairs: Vec<_> = parsed.query_pairs().collect();
+    let start_ok = match pairs.as_slice() {
+        [(key, value)] => key == "start" && is_start_parameter(value),
+        _ => false,
+    };
+    if !start_ok || parsed.fragment().is_some() {
+        return Err(path.broken(format_args!(
+            "{RULE}; the query must be exactly `start=` and 1–64 letters, digits, `_` or `-`"
+        )));
+    }
+    Ok(())
+}
+
+/// A bot's username: 5–32 of `[A-Za-z0-9_]`, starting with a letter, ending
+/// in `bot`.
+fn is_bot_username(name: &str) -> bool {
+    (5..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.to_ascii_lowercase().ends_with("bot")
+}
+
+/// A `start` parameter: 1–64 of `[A-Za-z0-9_-]`.
+fn is_start_parameter(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// A URL Telegram fetches (media by URL): absolute `http`/`https` with a
 /// host, written without whitespace.
 pub fn http_url(text: &str, path: &Path<'_>) -> Result<(), ApiError> {
@@ -272,6 +325,33 @@ mod tests {
         ] {
             assert!(!check(url, bad), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn answer_urls_only_start_a_bot() {
+        for good in [
+            "https://t.me/telegate_sandbox_bot?start=up",
+            "http://telegram.me/SomeBot?start=a-b_C9",
+        ] {
+            assert!(check(answer_url, good), "{good} refused");
+        }
+        for bad in [
+            "https://example.com/t",
+            "tg://resolve?domain=some_bot&start=x",
+            "https://t.me/some_bot",
+            "https://t.me/some_bot?start=",
+            "https://t.me/some_bot?start=a&x=1",
+            "https://t.me/some_bot?start=a b",
+            "https://t.me/some_bot?start=a#frag",
+            "https://t.me/some_user?start=x",
+            "https://t.me/bot?start=x",
+            "https://t.me/a/some_bot?start=x",
+            "https://t.me.example.com/some_bot?start=x",
+        ] {
+            assert!(!check(answer_url, bad), "{bad} accepted");
+        }
+        let long = format!("https://t.me/some_bot?start={}", "a".repeat(65));
+        assert!(!check(answer_url, &long));
     }
 
     #[test]

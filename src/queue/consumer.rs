@@ -205,6 +205,24 @@ impl Queue {
         .await
     }
 
+    /// Makes `bot`'s jobs that wait out a failed attempt's backoff due at
+    /// `now` (the connection they failed on is back); returns how many.
+    /// Jobs that never failed keep their `not_before`.
+    pub async fn retry_now(&self, bot: &str, now: Timestamp) -> Result<usize, QueueError> {
+        let bot = bot.to_owned();
+        self.write(move |conn, _| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET not_before = ?2
+                     WHERE bot = ?1 AND state = 'queued' AND attempts > 0
+                       AND error_code IS NOT NULL AND not_before > ?2",
+                )?
+                .execute(params![bot, now.as_millis()])?;
+            Ok(changed)
+        })
+        .await
+    }
+
     /// Puts a job in `sending` back in line without counting the attempt:
     /// it was stopped by a flood wait or a shutdown, not by its own fault.
     /// Its parts (and `random_id`s) are untouched.
@@ -259,6 +277,18 @@ impl Queue {
     ) -> Result<Option<Timestamp>, QueueError> {
         let bot = bot.to_owned();
         self.read(move |conn| read::next_due_at(conn, &bot, now))
+            .await
+    }
+
+    /// `bot`'s messages sent at `since` or later, oldest first (see
+    /// [`read::recent_sends`]): what a restarted sender's meters start from.
+    pub async fn recent_sends(
+        &self,
+        bot: &str,
+        since: Timestamp,
+    ) -> Result<Vec<(ChatId, Timestamp, u16)>, QueueError> {
+        let bot = bot.to_owned();
+        self.read(move |conn| read::recent_sends(conn, &bot, since))
             .await
     }
 

@@ -14,6 +14,7 @@ mod cancel;
 mod consumer;
 mod expiry;
 pub mod job;
+mod persist;
 mod read;
 mod recent;
 mod retry;
@@ -38,6 +39,7 @@ pub use job::{
     DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
     Timestamp,
 };
+pub use persist::{StorageRefusal, is_storage_sqlite, until_stored};
 pub use read::{JobFilter, MessageOwner, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
 #[cfg(test)]
@@ -268,10 +270,38 @@ impl Queue {
     }
 
     /// Whether the store takes writes as well as reads: [`Queue::check`],
-    /// then an (empty) transaction through the writer.
+    /// then an (empty) transaction through the writer. While the store
+    /// refuses writes (a full disk), the transaction writes (and removes) a
+    /// row, so the probe sees when space is back.
     pub async fn probe(&self) -> Result<(), QueueError> {
         self.check().await?;
-        self.write(|_, _| Ok(())).await
+        if self.inner.writer.refusal().is_none() {
+            return self.write(|_, _| Ok(())).await;
+        }
+        self.write(|conn, _| {
+            // No bot is named "" and `i64::MIN` is no chat (0 is the
+            // bot-wide hold): the row lives only inside this transaction.
+            let (bot, chat) = ("", i64::MIN);
+            conn.execute(
+                "INSERT INTO holds (bot, chat, not_before) VALUES (?1, ?2, 0)",
+                rusqlite::params![bot, chat],
+            )?;
+            conn.execute(
+                "DELETE FROM holds WHERE bot = ?1 AND chat = ?2",
+                rusqlite::params![bot, chat],
+            )?;
+            Ok(())
+        })
+        .await?;
+        match self.inner.writer.refusal() {
+            Some(why) => Err(QueueError::Commit(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the store refuses writes now (a full disk, say), if it does.
+    pub fn refusal(&self) -> Option<String> {
+        self.inner.writer.refusal()
     }
 
     /// Commits what was handed in and stops taking work; later calls fail

@@ -370,6 +370,41 @@ pub fn next_due_at(
     Ok(at.map(Timestamp::from_millis))
 }
 
+/// The newest sent jobs looked at for [`recent_sends`]: more than a
+/// minute's worth at Telegram's 30 messages a second.
+const RECENT_SENDS_LOOKED_AT: i64 = 4096;
+
+/// `bot`'s messages sent at `since` or later, oldest first: each job's
+/// chat, when its sending was recorded, and how many messages it sent. Only
+/// the newest sent jobs (by id) are looked at (an old job sent late after
+/// a long retry may be missed).
+pub fn recent_sends(
+    conn: &Connection,
+    bot: &str,
+    since: Timestamp,
+) -> Result<Vec<(ChatId, Timestamp, u16)>, QueueError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT j.chat, j.updated_at, (SELECT count(*) FROM parts WHERE job_id = j.id)
+         FROM (SELECT id FROM jobs INDEXED BY jobs_by_state
+               WHERE state = 'sent' ORDER BY id DESC LIMIT ?3) AS newest
+         JOIN jobs AS j ON j.id = newest.id
+         WHERE j.bot = ?1 AND j.updated_at >= ?2
+         ORDER BY j.updated_at, j.id",
+    )?;
+    let rows = statement.query_map(
+        rusqlite::params![bot, since.as_millis(), RECENT_SENDS_LOOKED_AT],
+        |row| {
+            let parts: i64 = row.get(2)?;
+            Ok((
+                chat(row, 0)?,
+                Timestamp::from_millis(row.get(1)?),
+                u16::try_from(parts).unwrap_or(u16::MAX).max(1),
+            ))
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A message telegate sent, found by Telegram's id for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {

@@ -219,6 +219,18 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     assert_eq!(waiting.state, JobState::Queued);
     assert_eq!(waiting.error, Some(error));
 
+    // The connection is back: the failed job is due now, keeping its
+    // place and random_id; another bot's jobs and unfailed ones are left.
+    let now = Timestamp::now();
+    assert_eq!(s.queue.retry_now("other", now).await.unwrap(), 0);
+    assert_eq!(s.queue.retry_now(DEFAULT_BOT, now).await.unwrap(), 1);
+    assert_eq!(s.queue.retry_now(DEFAULT_BOT, now).await.unwrap(), 0);
+    let due = s.queue.claim_due(DEFAULT_BOT, now, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, first);
+    assert_eq!(due[0].parts[0].random_id, random_id);
+    s.queue.release(first, now).await.unwrap();
+
     let again = s.queue.claim_due(DEFAULT_BOT, retry, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, first);
@@ -232,6 +244,24 @@ async fn a_retry_keeps_its_place_and_its_random_id() {
     assert_eq!(sent.state, JobState::Sent);
     assert_eq!(sent.error, None);
     assert_eq!(sent.parts[0].channel_message_id, Some(555));
+    // What a restarted sender charges its meters with.
+    let sends = s.queue.recent_sends(DEFAULT_BOT, retry).await.unwrap();
+    assert_eq!(sends, [(ChatId::user(9), retry, 1)]);
+    let later_on = retry.saturating_add(Duration::from_millis(1));
+    assert!(
+        s.queue
+            .recent_sends(DEFAULT_BOT, later_on)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.queue
+            .recent_sends("other", retry)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let next = s.queue.claim_due(DEFAULT_BOT, retry, 10).await.unwrap();
     assert_eq!(next[0].id, second);
 }
@@ -735,6 +765,43 @@ async fn hot_statements_are_never_prepared_again() {
         let again = statement.get_status(rusqlite::StatementStatus::RePrepare);
         assert_eq!(again, 0, "re-prepared {again} times: {sql}");
     }
+}
+
+/// Caps the store at its current size plus `extra_pages` (SQLite then
+/// refuses growth with `SQLITE_FULL`, as a full disk does).
+async fn cap_pages(queue: &Queue, extra_pages: i64) {
+    queue
+        .write(move |conn, _| {
+            let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+            conn.pragma_update(None, "max_page_count", pages + extra_pages)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_full_store_is_reported_until_a_write_goes_through_again() {
+    let s = store();
+    enqueue(&s.queue, 1, "before").await;
+    cap_pages(&s.queue, 0).await;
+    let big = "x".repeat(64 * 1024);
+    let refused = s.queue.enqueue(new_job(2, &big)).await.unwrap_err();
+    assert!(refused.is_storage(), "{refused}");
+    assert!(refused.is_unavailable(), "{refused}");
+    let why = s.queue.refusal().expect("the refusal is remembered");
+    assert!(why.contains("full"), "{why}");
+    // An empty transaction commits on a full store: it changes nothing.
+    s.queue.write(|_, _| Ok(())).await.unwrap();
+    assert!(s.queue.refusal().is_some());
+    // Reads still work, and nothing refused was stored.
+    let jobs = s.queue.jobs(JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+
+    cap_pages(&s.queue, 1_000_000).await;
+    s.queue.probe().await.unwrap();
+    assert_eq!(s.queue.refusal(), None);
+    enqueue(&s.queue, 2, &big).await;
 }
 
 #[tokio::test]

@@ -17,10 +17,15 @@
 //! thread sleeps in the channel while it waits (one wake-up per op that
 //! arrives, none to poll), and callers never block: each awaits its own
 //! answer, so the ops in the channel are bounded by the callers waiting.
+//!
+//! A full disk (or another storage error) fails the batch, not the thread:
+//! the writer remembers why the store refuses writes, for `/healthz`, until
+//! a batch that changed something commits again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -29,6 +34,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::QueueError;
 use super::job::JobEvent;
+use super::persist::StorageRefusal;
 
 /// Ops committed together at most.
 const MAX_BATCH: usize = 1024;
@@ -38,9 +44,40 @@ const MAX_GATHER: Duration = Duration::from_millis(2);
 /// Tells a caller how its op ended, once the batch's fate is known.
 type Finish = Box<dyn FnOnce(Result<(), QueueError>) + Send>;
 /// A change to make inside the batch transaction (`None`: the transaction
-/// could not begin, so the change is skipped); returns its finisher and the
-/// events it causes.
-type Op = Box<dyn FnOnce(Option<&Connection>) -> (Finish, Vec<JobEvent>) + Send>;
+/// could not begin, so the change is skipped); returns its finisher, the
+/// events it causes and, if the storage refused it, why.
+type Op = Box<dyn FnOnce(Option<&Connection>) -> Done + Send>;
+
+/// What an op left for the commit.
+struct Done {
+    finish: Finish,
+    events: Vec<JobEvent>,
+    refused: Option<String>,
+}
+
+/// Why the store refuses writes now (`None`: it takes them); shared
+/// between the writer thread and its handle.
+#[derive(Default)]
+struct Refusal(Mutex<Option<String>>);
+
+impl Refusal {
+    fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, why: Option<String>) {
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&*current, &why) {
+            (None, Some(why)) => tracing::error!(error = %why, "the store refuses writes"),
+            (Some(_), None) => tracing::info!("the store takes writes again"),
+            _ => {}
+        }
+        *current = why;
+    }
+}
 
 enum Message {
     Op(Op),
@@ -52,6 +89,7 @@ pub struct Writer {
     ops: mpsc::Sender<Message>,
     /// False once the thread stopped taking work.
     open: Arc<AtomicBool>,
+    refusal: Arc<Refusal>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -60,22 +98,29 @@ impl Writer {
     pub fn spawn(conn: Connection, events: broadcast::Sender<JobEvent>) -> std::io::Result<Self> {
         let (ops, rx) = mpsc::channel();
         let open = Arc::new(AtomicBool::new(true));
+        let refusal = Arc::new(Refusal::default());
         let thread = thread::Builder::new()
             .name("telegate-store-writer".into())
             .spawn({
                 let open = Arc::clone(&open);
+                let store = Store {
+                    conn,
+                    events,
+                    refusal: Arc::clone(&refusal),
+                };
                 move || {
-                    run(&conn, &rx, &events);
+                    run(&store, &rx);
                     open.store(false, Ordering::Release);
                     // Ops that raced with close find the channel closed;
                     // answer the ones already queued rather than leaving
                     // them waiting.
-                    drop_pending(&conn, rx, &events);
+                    drop_pending(&store, rx);
                 }
             })?;
         Ok(Writer {
             ops,
             open,
+            refusal,
             thread: std::sync::Mutex::new(Some(thread)),
         })
     }
@@ -94,13 +139,21 @@ impl Writer {
                 Some(conn) => in_savepoint(conn, |conn| change(conn, &mut events)),
                 None => Err(QueueError::Closed), // the finisher gets the cause
             };
+            let refused = match &outcome {
+                Err(error @ QueueError::Sqlite(_)) if error.is_storage() => Some(error.to_string()),
+                _ => None,
+            };
             if outcome.is_err() {
                 events.clear();
             }
             let finish: Finish = Box::new(move |committed| {
                 let _ = reply.send(committed.and(outcome));
             });
-            (finish, events)
+            Done {
+                finish,
+                events,
+                refused,
+            }
         });
         if !self.is_open() {
             return Err(QueueError::Closed);
@@ -114,6 +167,12 @@ impl Writer {
     /// Whether the thread still takes work.
     pub fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Why the store refused the last batch that tried to change something
+    /// (a full disk, say); `None` once one commits again.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.get()
     }
 
     /// Commits what was sent before, stops the thread and waits for it.
@@ -139,14 +198,25 @@ fn in_savepoint<T>(
             Ok(value)
         }
         Err(err) => {
-            conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
-            Err(err)
+            // Fails when SQLite already rolled the whole transaction back
+            // (a full disk): the change's own error is then the one to tell.
+            match conn.execute_batch("ROLLBACK TO op; RELEASE op") {
+                Err(rollback) if !conn.is_autocommit() => Err(rollback.into()),
+                _ => Err(err),
+            }
         }
     }
 }
 
+/// What the writer thread writes to and tells.
+struct Store {
+    conn: Connection,
+    events: broadcast::Sender<JobEvent>,
+    refusal: Arc<Refusal>,
+}
+
 /// Commits batches until a close is asked for (or every handle is gone).
-fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Sender<JobEvent>) {
+fn run(store: &Store, rx: &mpsc::Receiver<Message>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut previous = Batch {
         size: 1,
@@ -158,7 +228,7 @@ fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Send
         let started = Instant::now();
         previous.size = batch.len();
         (commits, ops) = (commits + 1, ops + batch.len() as u64);
-        commit(conn, batch.drain(..), events);
+        commit(store, batch.drain(..));
         previous.took = started.elapsed();
         if closing {
             break;
@@ -169,14 +239,10 @@ fn run(conn: &Connection, rx: &mpsc::Receiver<Message>, events: &broadcast::Send
 
 /// After a close: commits each op already handed in, then drops the
 /// channel, so later writes find it closed.
-fn drop_pending(
-    conn: &Connection,
-    rx: mpsc::Receiver<Message>,
-    events: &broadcast::Sender<JobEvent>,
-) {
+fn drop_pending(store: &Store, rx: mpsc::Receiver<Message>) {
     while let Ok(message) = rx.try_recv() {
         if let Message::Op(op) = message {
-            commit(conn, std::iter::once(op), events);
+            commit(store, std::iter::once(op));
         }
     }
     drop(rx);
@@ -225,17 +291,34 @@ fn gather(
 }
 
 /// One transaction for `ops`; every finisher learns whether it committed.
-fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::Sender<JobEvent>) {
-    let began = run_cached(conn, "BEGIN IMMEDIATE").map_err(|err| {
+///
+/// SQLite may roll a whole transaction back by itself on a storage error
+/// (`SQLITE_FULL`, `SQLITE_IOERR`); the ops after that are skipped rather
+/// than run outside any transaction, and the batch fails.
+fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
+    let conn = &store.conn;
+    let changes_before = conn.total_changes();
+    let mut began = run_cached(conn, "BEGIN IMMEDIATE").map_err(|err| {
         tracing::error!(error = %err, "store cannot begin a transaction");
         err.to_string()
     });
     let mut finishers = Vec::new();
     let mut committed_events = Vec::new();
+    let mut refused = began.as_ref().err().cloned();
     for op in ops {
-        let (finish, op_events) = op(began.as_ref().ok().map(|()| conn));
-        finishers.push(finish);
-        committed_events.extend(op_events);
+        let done = op(began.as_ref().ok().map(|()| conn));
+        finishers.push(done.finish);
+        committed_events.extend(done.events);
+        if let Some(why) = done.refused {
+            refused.get_or_insert(why);
+        }
+        if began.is_ok() && conn.is_autocommit() {
+            let why = refused
+                .clone()
+                .unwrap_or_else(|| "SQLite rolled the transaction back".into());
+            tracing::error!(error = %why, "the store rolled a batch back");
+            began = Err(why);
+        }
     }
     let committed = began.and_then(|()| {
         run_cached(conn, "COMMIT").map_err(|err| {
@@ -244,10 +327,23 @@ fn commit(conn: &Connection, ops: impl Iterator<Item = Op>, events: &broadcast::
             err.to_string()
         })
     });
-    if committed.is_ok() {
-        for event in committed_events {
-            let _ = events.send(event);
+    match &committed {
+        Ok(()) => {
+            for event in committed_events {
+                let _ = store.events.send(event);
+            }
+            // Only a batch that wrote something shows the storage takes
+            // writes (an empty transaction commits on a full disk).
+            if conn.total_changes() > changes_before && refused.is_none() {
+                store.refusal.set(None);
+            }
         }
+        Err(why) => {
+            refused.get_or_insert_with(|| why.clone());
+        }
+    }
+    if refused.is_some() {
+        store.refusal.set(refused);
     }
     for finish in finishers {
         finish(committed.clone().map_err(QueueError::Commit));
@@ -264,7 +360,11 @@ mod tests {
     use super::*;
 
     fn noop() -> Message {
-        Message::Op(Box::new(|_| (Box::new(|_| {}) as Finish, Vec::new())))
+        Message::Op(Box::new(|_| Done {
+            finish: Box::new(|_| {}),
+            events: Vec::new(),
+            refused: None,
+        }))
     }
 
     fn channel_with(messages: Vec<Message>) -> (mpsc::Sender<Message>, mpsc::Receiver<Message>) {

@@ -11,7 +11,7 @@ use grammers_tl_types as tl;
 use super::verdict::{Verdict, judge};
 use crate::chat::Peer;
 use crate::outgoing::{self, Outgoing, OutgoingError};
-use crate::queue::{Job, Queue, QueueError};
+use crate::queue::{Job, Queue, QueueError, until_stored};
 use crate::telegram::Telegram;
 
 /// How one attempt at a job ended.
@@ -26,8 +26,14 @@ pub enum Attempt {
     Unbuildable(OutgoingError),
 }
 
-/// Sends `job`'s parts not yet recorded as sent.
-pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attempt, QueueError> {
+/// Sends `job`'s parts not yet recorded as sent, each not before its time
+/// in `parts_at` (the limiter's schedule; none given: at once).
+pub async fn send(
+    telegram: &Telegram,
+    queue: &Queue,
+    job: &Job,
+    parts_at: &[tokio::time::Instant],
+) -> Result<Attempt, QueueError> {
     let access_hash = match job.chat.peer() {
         Peer::User(user_id) => telegram.user_access_hash(user_id).await,
         Peer::Group(_) | Peer::Channel(_) => 0,
@@ -47,6 +53,9 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
         if part.channel_message_id.is_some() {
             continue;
         }
+        if let Some(at) = parts_at.get(index) {
+            tokio::time::sleep_until(*at).await;
+        }
         let sent = match invoke(telegram, request).await {
             Ok(sent) => sent.map(i64::from),
             Err(error) => match judge(&error) {
@@ -65,7 +74,7 @@ pub async fn send(telegram: &Telegram, queue: &Queue, job: &Job) -> Result<Attem
         if index < last
             && let Some(id) = sent
         {
-            queue.mark_part_sent(job.id, part.seq, id).await?;
+            until_stored("a sent part", || queue.mark_part_sent(job.id, part.seq, id)).await?;
         }
     }
     Ok(Attempt::Sent(ids))

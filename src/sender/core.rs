@@ -14,11 +14,26 @@
 //!   order the store hands them (enqueue order);
 //! - a job is invoked once per claim, and claimed again only after the store
 //!   put it back (a retry, a flood wait, a release);
-//! - every message takes a slot of its bot's [`Limits`] before it is
-//!   invoked; a slot reserved for a chat's next job is given back if there
-//!   was none;
+//! - every message takes a slot of its bot's [`Limits`] twice: once to be
+//!   claimed (a slot reserved for a chat's next job is given back if there
+//!   was none), and once more, on a second set of meters that is never
+//!   given anything back, when it is invoked. Claims and commits take
+//!   store time that varies (a writer busy with a burst of enqueues), so
+//!   jobs claimed at an even pace can come back together, and a refund
+//!   after the bot meter ran idle gives back a slot time had already
+//!   absorbed; either lets a burst through that Telegram answers with
+//!   `FLOOD_WAIT`. The second meters see the invokes themselves, so what
+//!   goes on the wire keeps the pace whatever the store's timing. A job's
+//!   later parts are scheduled at its chat's pace (one a second to a
+//!   private chat) and charged to the bot meter when they go;
+//! - a restarted worker first records the sends of the last minute it finds
+//!   in the store ([`Core::record_sent`]), so its meters start where the
+//!   last run's ended;
 //! - a bot-wide `FLOOD_WAIT` holds that bot only; a halted or disconnected
 //!   bot claims nothing, and other bots go on;
+//! - when a bot's connection comes back after it was down, the jobs that
+//!   failed meanwhile (waiting out their backoff) are due at once
+//!   ([`Action::Resume`]): their failures were the connection's;
 //! - a job for a user who blocked the bot is claimed and refused without a
 //!   call to Telegram (and takes no slot), until the user unblocks it;
 //! - once stopping, nothing new is claimed or followed.
@@ -114,6 +129,10 @@ pub enum Action {
         bot: BotKey,
         job: JobId,
         scope: FloodScope,
+        /// When each of its messages may go out, in order (the first: now).
+        /// A chat takes about one message a second, so a job of several
+        /// parts is spread out rather than sent back to back.
+        parts_at: Vec<Duration>,
     },
     /// Make the attempt's outcome durable; after a sent job, also take the
     /// chat's next due job if `follow` (its slot is reserved). Answer
@@ -128,13 +147,16 @@ pub enum Action {
     Refuse { bot: BotKey, job: JobId },
     /// Telegram refused the bot's session.
     Halted { bot: BotKey, reason: String },
+    /// The bot's connection is back: make its jobs waiting out a transient
+    /// failure due now; answer [`Event::Wake`].
+    Resume { bot: BotKey },
 }
 
 /// How a claimed job goes out.
 #[derive(Debug, Clone, Copy)]
 enum Admission {
-    /// Sent, with the limiter's guess of a flood wait's scope.
-    Send(FloodScope),
+    /// Sent, once the wire meters let it.
+    Send,
     /// Refused: its user blocked the bot.
     Refuse,
 }
@@ -147,6 +169,8 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 struct Lane {
     limits: Limits,
     connected: bool,
+    /// The connection was reported down since it was last up.
+    was_down: bool,
     halted: bool,
     /// A bot-wide flood wait: nothing is claimed before this.
     held_until: Duration,
@@ -163,6 +187,14 @@ struct Lane {
     busy: HashSet<ChatId>,
     /// Jobs named in a claim not yet answered, with their head.
     claiming: HashMap<JobId, (Head, Admission)>,
+    /// Claimed jobs waiting for the wire meters, oldest first.
+    ready: Vec<Head>,
+    /// The limits again, taken as jobs are invoked (never refunded).
+    wire: Limits,
+    /// Later parts of invoked jobs, by when they go: charged to the wire's
+    /// bot meter when their time comes (a slot reserved ahead there would
+    /// hold every chat until then).
+    scheduled: Vec<Duration>,
     /// Next jobs reserved a slot by a commit, by the job committed.
     following: HashMap<JobId, ChatId>,
     /// Chats whose user blocked the bot.
@@ -172,8 +204,12 @@ struct Lane {
 impl Lane {
     fn new(limits: Limits) -> Self {
         Lane {
+            wire: limits.clone(),
+            ready: Vec::new(),
+            scheduled: Vec::new(),
             limits,
             connected: false,
+            was_down: false,
             halted: false,
             held_until: Duration::ZERO,
             look: true,
@@ -199,14 +235,51 @@ impl Lane {
         self.look_at = Some(self.look_at.map_or(at, |current| current.min(at)));
     }
 
-    /// Takes the slots `head` needs at `now`, or says when it may go.
-    fn admit(&mut self, head: &Head, now: Duration) -> Result<FloodScope, Duration> {
-        let scope = self.limits.flood_scope(head.chat, now);
+    /// Takes the slots `head` needs at `now` to be claimed, or says when it
+    /// may be.
+    fn admit(&mut self, head: &Head, now: Duration) -> Result<(), Duration> {
         self.limits.try_acquire(head.chat, now)?;
         for _ in 1..head.parts {
             self.limits.record(head.chat, now);
         }
-        Ok(scope)
+        Ok(())
+    }
+
+    /// The ready job the wire meters let out at `now`, the scope a flood
+    /// wait for it would have, and when each of its parts may go (each
+    /// part's slot taken at the first time the meters allow it).
+    fn next_on_wire(&mut self, now: Duration) -> Option<(Head, FloodScope, Vec<Duration>)> {
+        let wire = &mut self.wire;
+        self.scheduled.retain(|&at| {
+            let due = at <= now;
+            if due {
+                wire.record_bot(at);
+            }
+            !due
+        });
+        let index = self
+            .ready
+            .iter()
+            .position(|head| self.wire.ready_at(head.chat) <= now)?;
+        let head = self.ready.remove(index);
+        let scope = self.wire.flood_scope(head.chat, now);
+        self.wire.record(head.chat, now);
+        let mut parts_at = vec![now];
+        for _ in 1..head.parts {
+            let at = self.wire.chat_ready_at(head.chat).max(now);
+            self.wire.record_chat(head.chat, at);
+            self.scheduled.push(at);
+            parts_at.push(at);
+        }
+        Some((head, scope, parts_at))
+    }
+
+    /// When the wire meters let the next ready job out.
+    fn wire_ready_at(&self) -> Option<Duration> {
+        self.ready
+            .iter()
+            .map(|head| self.wire.ready_at(head.chat))
+            .min()
     }
 }
 
@@ -242,6 +315,16 @@ impl Core {
             .sum()
     }
 
+    /// Takes in that `bot` sent a message to `chat` at `at` (before this
+    /// core started: a restarted worker's last minute, from the store), in
+    /// time order.
+    pub fn record_sent(&mut self, bot: &str, chat: ChatId, at: Duration) {
+        if let Some(lane) = self.lanes.get_mut(bot) {
+            lane.limits.record(chat, at);
+            lane.wire.record(chat, at);
+        }
+    }
+
     /// Whether the bot was halted.
     pub fn is_halted(&self, bot: &str) -> bool {
         self.lanes.get(bot).is_some_and(|lane| lane.halted)
@@ -251,9 +334,25 @@ impl Core {
     pub fn handle(&mut self, now: Duration, event: Event) {
         let stopping = self.stopping;
         match event {
-            Event::Stop => self.stopping = true,
+            Event::Stop => {
+                self.stopping = true;
+                // Claimed but not invoked: back in line.
+                for (bot, lane) in &mut self.lanes {
+                    for head in lane.ready.drain(..) {
+                        self.actions.push_back(Action::Commit {
+                            bot: bot.clone(),
+                            job: head.id,
+                            follow: None,
+                        });
+                    }
+                }
+            }
             Event::Connection { bot, up } => {
                 if let Some(lane) = self.lanes.get_mut(&bot) {
+                    if up && lane.was_down && !lane.halted {
+                        self.actions.push_back(Action::Resume { bot: bot.clone() });
+                    }
+                    lane.was_down = !up;
                     lane.connected = up;
                     lane.look |= up;
                 }
@@ -297,10 +396,9 @@ impl Core {
                         continue;
                     }
                     match lane.admit(&head, now) {
-                        Ok(scope) => {
+                        Ok(()) => {
                             lane.busy.insert(head.chat);
-                            lane.claiming
-                                .insert(head.id, (head, Admission::Send(scope)));
+                            lane.claiming.insert(head.id, (head, Admission::Send));
                             jobs.push(head.id);
                         }
                         Err(ready) => lane.wake_at(ready),
@@ -321,20 +419,21 @@ impl Core {
                     };
                     if taken.contains(&id) {
                         lane.in_flight.insert(id, head.chat);
-                        self.actions.push_back(match admission {
-                            Admission::Send(scope) => Action::Invoke {
+                        match admission {
+                            Admission::Refuse => self.actions.push_back(Action::Refuse {
                                 bot: bot.clone(),
                                 job: id,
-                                scope,
-                            },
-                            Admission::Refuse => Action::Refuse {
+                            }),
+                            Admission::Send if stopping => self.actions.push_back(Action::Commit {
                                 bot: bot.clone(),
                                 job: id,
-                            },
-                        });
+                                follow: None,
+                            }),
+                            Admission::Send => lane.ready.push(head),
+                        }
                     } else {
                         // No longer due: its slots are given back.
-                        if let Admission::Send(_) = admission {
+                        if let Admission::Send = admission {
                             for _ in 0..head.parts {
                                 lane.limits.refund(head.chat);
                             }
@@ -398,13 +497,16 @@ impl Core {
                         for _ in 1..head.parts {
                             lane.limits.record(chat, now);
                         }
-                        let scope = lane.limits.flood_scope(chat, now);
                         lane.in_flight.insert(head.id, chat);
-                        self.actions.push_back(Action::Invoke {
-                            bot,
-                            job: head.id,
-                            scope,
-                        });
+                        if stopping {
+                            self.actions.push_back(Action::Commit {
+                                bot,
+                                job: head.id,
+                                follow: None,
+                            });
+                        } else {
+                            lane.ready.push(head);
+                        }
                     }
                     _ => {
                         if reserved {
@@ -432,6 +534,27 @@ impl Core {
     pub fn poll_action(&mut self, now: Duration) -> Option<Action> {
         if let Some(action) = self.actions.pop_front() {
             return Some(action);
+        }
+        for (bot, lane) in &mut self.lanes {
+            if lane.halted {
+                // Claimed but not invoked: back in line.
+                if let Some(head) = lane.ready.pop() {
+                    return Some(Action::Commit {
+                        bot: bot.clone(),
+                        job: head.id,
+                        follow: None,
+                    });
+                }
+                continue;
+            }
+            if let Some((head, scope, parts_at)) = lane.next_on_wire(now) {
+                return Some(Action::Invoke {
+                    bot: bot.clone(),
+                    job: head.id,
+                    scope,
+                    parts_at,
+                });
+            }
         }
         let stopping = self.stopping;
         let max_in_flight = self.max_in_flight;
@@ -463,7 +586,8 @@ impl Core {
     /// can change anything).
     pub fn poll_timeout(&self, now: Duration) -> Option<Duration> {
         let stopping = self.stopping;
-        self.lanes
+        let looks = self
+            .lanes
             .values()
             .filter(|lane| lane.connected && !lane.halted && !stopping)
             .filter_map(|lane| {
@@ -472,8 +596,10 @@ impl Core {
                     (Some(at), Some(held)) => Some(at.max(held)),
                     (at, held) => at.or(held),
                 }
-            })
-            .min()
+            });
+        // Claimed jobs go out whatever else holds the bot.
+        let invokes = self.lanes.values().filter_map(Lane::wire_ready_at);
+        looks.chain(invokes).min()
     }
 }
 
@@ -510,6 +636,8 @@ mod tests {
         chat_holds: HashMap<(BotKey, ChatId), Duration>,
         bot_holds: HashMap<BotKey, Duration>,
         next_id: i64,
+        /// A failed attempt's backoff (1 s unless set).
+        backoff: Option<Duration>,
         /// Jobs the core refused (their user blocked the bot), and when.
         refused: Vec<(Duration, JobId)>,
     }
@@ -588,6 +716,7 @@ mod tests {
             now: Duration,
         ) -> Option<Head> {
             let chat = self.job(bot, id).head.chat;
+            let backoff = self.backoff.unwrap_or(Duration::from_secs(1));
             let job = self.job(bot, id);
             if job.state == State::Failed {
                 return None;
@@ -595,9 +724,9 @@ mod tests {
             match outcome {
                 Outcome::Sent => job.state = State::Sent,
                 Outcome::Settled => {
-                    // A retry one second later.
+                    // A retry after the backoff.
                     job.state = State::Queued;
-                    job.not_before = now + Duration::from_secs(1);
+                    job.not_before = now + backoff;
                 }
                 Outcome::FloodWait { scope, until } => {
                     job.state = State::Queued;
@@ -624,6 +753,15 @@ mod tests {
                 .then(|| self.job(bot, next).head)
         }
 
+        /// Makes `bot`'s jobs waiting out a backoff due at `now`.
+        fn retry_now(&mut self, bot: &str, now: Duration) {
+            for job in self.jobs.get_mut(bot).into_iter().flatten() {
+                if job.state == State::Queued && job.not_before > now {
+                    job.not_before = now;
+                }
+            }
+        }
+
         fn take_if_due(&mut self, bot: &str, id: JobId, now: Duration) -> bool {
             let (due, _) = self.due(bot, now, usize::MAX);
             if !due.iter().any(|head| head.id == id) {
@@ -644,19 +782,32 @@ mod tests {
         bot: BotKey,
         job: JobId,
         chat: ChatId,
-        parts: u16,
+        /// When each of its messages went out.
+        parts_at: Vec<Duration>,
     }
 
     /// Runs `core` against `store` until nothing is left to do or `until`;
-    /// every I/O takes `latency`. Returns every invoke and halt.
+    /// every I/O takes 2 ms. Returns every invoke and halt.
     fn drive(
         core: &mut Core,
         store: &mut Store,
         telegram: &mut Telegram,
         until: Duration,
     ) -> (Vec<Sent>, Vec<BotKey>) {
-        let latency = Duration::from_millis(2);
-        let mut now = Duration::ZERO;
+        let mut two_ms = |_: &Action| Duration::from_millis(2);
+        drive_with(core, store, telegram, until, Duration::ZERO, &mut two_ms)
+    }
+
+    /// [`drive`] from `start`, each action's I/O taking `latency(action)`.
+    fn drive_with(
+        core: &mut Core,
+        store: &mut Store,
+        telegram: &mut Telegram,
+        until: Duration,
+        start: Duration,
+        latency: &mut dyn FnMut(&Action) -> Duration,
+    ) -> (Vec<Sent>, Vec<BotKey>) {
+        let mut now = start;
         let mut pending: Vec<(Duration, Event)> = Vec::new();
         let mut invokes = Vec::new();
         let mut halted = Vec::new();
@@ -665,6 +816,7 @@ mod tests {
         let mut in_flight_chats: HashSet<(BotKey, ChatId)> = HashSet::new();
         loop {
             while let Some(action) = core.poll_action(now) {
+                let latency = latency(&action);
                 let done = match action {
                     Action::Look { bot, room } => {
                         let (heads, next_due) = store.due(&bot, now, room);
@@ -686,8 +838,12 @@ mod tests {
                             taken,
                         }
                     }
-                    Action::Invoke { bot, job, .. } => {
+                    Action::Invoke {
+                        bot, job, parts_at, ..
+                    } => {
                         let head = store.job(&bot, job).head;
+                        assert_eq!(parts_at.len(), usize::from(head.parts));
+                        assert_eq!(parts_at[0], now);
                         assert_eq!(
                             store.job(&bot, job).state,
                             State::Sending,
@@ -700,16 +856,19 @@ mod tests {
                         );
                         let count = attempts.entry(job).or_default();
                         *count += 1;
+                        // The attempt ends after its last part.
+                        let done_at = *parts_at.last().unwrap_or(&now) + latency;
                         invokes.push(Sent {
                             at: now,
                             bot: bot.clone(),
                             job,
                             chat: head.chat,
-                            parts: head.parts,
+                            parts_at,
                         });
                         let outcome = telegram(&bot, job, *count, now);
                         outcomes.insert(job, outcome.clone());
-                        Event::Attempted { bot, job, outcome }
+                        pending.push((done_at, Event::Attempted { bot, job, outcome }));
+                        continue;
                     }
                     Action::Commit { bot, job, follow } => {
                         let chat = store.job(&bot, job).head.chat;
@@ -733,6 +892,10 @@ mod tests {
                     Action::Halted { bot, .. } => {
                         halted.push(bot);
                         continue;
+                    }
+                    Action::Resume { bot } => {
+                        store.retry_now(&bot, now);
+                        Event::Wake { bot }
                     }
                 };
                 pending.push((now + latency, done));
@@ -788,11 +951,12 @@ mod tests {
 
     /// At most `rate`·window + `burst` messages of `bot` in any window.
     fn assert_paced(invokes: &[Sent], bot: &str, window: Duration, most: usize) {
-        let times: Vec<Duration> = invokes
+        let mut times: Vec<Duration> = invokes
             .iter()
             .filter(|sent| sent.bot == bot)
-            .flat_map(|sent| std::iter::repeat_n(sent.at, usize::from(sent.parts)))
+            .flat_map(|sent| sent.parts_at.iter().copied())
             .collect();
+        times.sort();
         for (i, start) in times.iter().enumerate() {
             let within = times[i..]
                 .iter()
@@ -854,6 +1018,159 @@ mod tests {
         let last = invokes.iter().map(|sent| sent.at).max().unwrap();
         assert!(last < secs(12.0), "{last:?}");
         assert_eq!(core.in_flight(), 0);
+    }
+
+    /// Replays `invokes` against the sandbox's model of Telegram's flood
+    /// limits (30/s with a burst of 30 per bot, 1/s with a burst of 3 per
+    /// private chat): the `FLOOD_WAIT`s they would draw.
+    fn flood_waits(invokes: &[Sent]) -> Vec<(Duration, ChatId)> {
+        use crate::sandbox::telegram::limits::{ChatKind, FloodRules};
+        let mut rules = FloodRules::default();
+        let origin = std::time::Instant::now();
+        let mut messages: Vec<(Duration, ChatId)> = invokes
+            .iter()
+            .flat_map(|sent| sent.parts_at.iter().map(|at| (*at, sent.chat)))
+            .collect();
+        messages.sort();
+        let mut refused = Vec::new();
+        for (at, chat) in messages {
+            if rules
+                .take(ChatKind::Private(chat.get()), origin + at)
+                .is_err()
+            {
+                refused.push((at, chat));
+            }
+        }
+        refused
+    }
+
+    /// A store whose claims and commits take anything from 1 ms to 1.2 s
+    /// (a writer busy with a burst of enqueues), reproducibly.
+    fn uneven_latency() -> impl FnMut(&Action) -> Duration {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        move |action| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            match action {
+                Action::Claim { .. } | Action::Commit { .. } => {
+                    Duration::from_millis(1 + seed % 1200)
+                }
+                _ => Duration::from_millis(2),
+            }
+        }
+    }
+
+    #[test]
+    fn a_burst_to_many_chats_through_an_uneven_store_draws_no_flood_wait() {
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        // Mostly one job per chat (each sent job reserves a slot for a next
+        // one that is not there), some of two parts, some chats with more.
+        for chat in 0..1500 {
+            store.enqueue("b0", 1000 + chat, if chat % 9 == 0 { 2 } else { 1 });
+        }
+        for chat in 0..30 {
+            for _ in 0..4 {
+                store.enqueue("b0", chat, 1);
+            }
+        }
+        let mut latency = uneven_latency();
+        let (invokes, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut always_sent,
+            secs(600.0),
+            Duration::ZERO,
+            &mut latency,
+        );
+        assert_eq!(invokes.len(), 1500 + 30 * 4);
+        assert_eq!(flood_waits(&invokes), []);
+        assert_paced(&invokes, "b0", secs(1.0), 33);
+        // Near the pace: 1,667 messages at 30/s take 56 s, and the store's
+        // slowness costs some more.
+        let last = invokes.last().unwrap().at;
+        assert!(last < secs(80.0), "{last:?}");
+    }
+
+    /// Every two messages to one private chat at least a second apart.
+    fn assert_chats_paced(invokes: &[Sent]) {
+        let mut messages: Vec<(ChatId, Duration)> = invokes
+            .iter()
+            .flat_map(|sent| sent.parts_at.iter().map(|at| (sent.chat, *at)))
+            .collect();
+        messages.sort();
+        for pair in messages.windows(2) {
+            let ((chat, before), (next_chat, at)) = (pair[0], pair[1]);
+            if chat == next_chat {
+                assert!(
+                    at - before >= secs(0.999),
+                    "chat {chat} at {before:?} and {at:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_jobs_parts_to_one_chat_go_at_the_chats_pace() {
+        let mut store = Store::default();
+        let mut core = core_with(1);
+        store.enqueue("b0", 1, 5);
+        store.enqueue("b0", 1, 1);
+        store.enqueue("b0", 2, 1);
+        let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(60.0));
+        assert_eq!(invokes.len(), 3);
+        // Five messages back to back would overflow the chat's burst of 3.
+        assert_eq!(flood_waits(&invokes), []);
+        assert_chats_paced(&invokes);
+        let first = &invokes[0];
+        assert_eq!(first.parts_at.len(), 5);
+        assert!(first.parts_at[4] >= secs(3.99), "{:?}", first.parts_at);
+        // Another chat is not held behind them (its claim waits only for
+        // the five bot-wide slots they were claimed with).
+        let other = invokes.iter().find(|sent| sent.chat == ChatId::user(2));
+        assert!(other.unwrap().at < secs(0.5), "{invokes:?}");
+    }
+
+    #[test]
+    fn a_core_that_records_the_last_runs_sends_keeps_their_pace() {
+        // The last run sent a job to each of 40 chats from 10 s on, at the
+        // bot's full rate; the next one has jobs for them the other way
+        // round (the chat sent to last comes first).
+        let run = |core: &mut Core, from: Duration, chats: &mut dyn Iterator<Item = i64>| {
+            let mut store = Store::default();
+            for chat in chats {
+                store.enqueue("b0", chat, 1);
+            }
+            let mut two_ms = |_: &Action| Duration::from_millis(2);
+            let until = from + secs(10.0);
+            drive_with(core, &mut store, &mut always_sent, until, from, &mut two_ms).0
+        };
+        let last_run = run(&mut core_with(1), secs(10.0), &mut (0..40));
+        assert_eq!(last_run.len(), 40);
+        let ended = last_run.last().unwrap().at;
+        // A restart a moment later sends to the same chats again.
+        let restart = |record: bool| {
+            let mut core = core_with(1);
+            if record {
+                for sent in &last_run {
+                    for at in &sent.parts_at {
+                        core.record_sent("b0", sent.chat, *at);
+                    }
+                }
+            }
+            let mut all = last_run.clone();
+            all.extend(run(&mut core, ended + secs(0.1), &mut (0..40).rev()));
+            all
+        };
+        let remembered = restart(true);
+        assert_paced(&remembered, "b0", secs(1.0), 33);
+        assert_chats_paced(&remembered);
+        assert_eq!(flood_waits(&remembered), []);
+        // Forgetting them, it would send to the last chats again at once.
+        let forgot = restart(false);
+        let paced = std::panic::catch_unwind(|| assert_chats_paced(&forgot));
+        assert!(paced.is_err(), "a forgetful restart kept the pace anyway");
     }
 
     #[test]
@@ -990,6 +1307,89 @@ mod tests {
         let (invokes, _) = drive(&mut core, &mut store, &mut always_sent, secs(20.0));
         assert_eq!(invokes.len(), 1);
         assert_eq!(invokes[0].bot, "b1");
+    }
+
+    #[test]
+    fn jobs_that_failed_while_the_connection_was_down_go_as_soon_as_it_is_back() {
+        let mut store = Store {
+            backoff: Some(secs(60.0)),
+            ..Store::default()
+        };
+        let mut core = core_with(1);
+        let failed = store.enqueue("b0", 1, 1);
+        // The job's first attempt fails (the connection died under it): a
+        // retry in 60 s.
+        let fails_once = |failing: JobId| {
+            let mut tried = false;
+            move |_: &str, job: JobId, _: u32, _: Duration| {
+                if job == failing && !std::mem::replace(&mut tried, true) {
+                    return Outcome::Settled;
+                }
+                Outcome::Sent
+            }
+        };
+        let mut telegram = fails_once(failed);
+        let mut two_ms = |_: &Action| Duration::from_millis(2);
+        let (first, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(1.0),
+            Duration::ZERO,
+            &mut two_ms,
+        );
+        assert_eq!(first.len(), 1);
+        let connection = |up| Event::Connection {
+            bot: "b0".into(),
+            up,
+        };
+        core.handle(secs(1.0), connection(false));
+        // While it is down, nothing goes, whatever is due.
+        store.enqueue("b0", 2, 1);
+        core.handle(secs(1.0), Event::Wake { bot: "b0".into() });
+        let (down, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(5.0),
+            secs(1.0),
+            &mut two_ms,
+        );
+        assert!(down.is_empty(), "{down:?}");
+        core.handle(secs(5.0), connection(true));
+        let (back, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(100.0),
+            secs(5.0),
+            &mut two_ms,
+        );
+        assert_eq!(back.len(), 2, "{back:?}");
+        let retried = back.iter().find(|sent| sent.job == failed).unwrap();
+        assert!(retried.at < secs(5.1), "retried at {:?}", retried.at);
+        assert!(back.iter().all(|sent| sent.at < secs(5.1)), "{back:?}");
+
+        // A connection that was never down resumes nothing: a failed job
+        // keeps its backoff.
+        let mut store = Store {
+            backoff: Some(secs(60.0)),
+            ..Store::default()
+        };
+        let mut core = core_with(1);
+        core.handle(secs(0.0), connection(true));
+        let failed = store.enqueue("b0", 1, 1);
+        let mut telegram = fails_once(failed);
+        let (sent, _) = drive_with(
+            &mut core,
+            &mut store,
+            &mut telegram,
+            secs(100.0),
+            Duration::ZERO,
+            &mut two_ms,
+        );
+        assert_eq!(sent.len(), 2);
+        assert!(sent[1].at >= secs(60.0), "{sent:?}");
     }
 
     #[test]

@@ -32,7 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::limits::{FloodScope, Limits};
-use crate::queue::{Expiry, Job, JobError, JobId, JobState, Queue, QueueError, Timestamp};
+use crate::queue::{
+    Expiry, Job, JobError, JobId, JobState, Queue, QueueError, StorageRefusal, Timestamp,
+    until_stored,
+};
 use crate::telegram::Telegram;
 use attempt::Attempt;
 use core::{Action, Core, Event, Head, Outcome};
@@ -68,6 +71,14 @@ impl Default for Settings {
 /// job that leaves `sending` for a retry is failed at most this late.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// How far back a starting sender looks for sends to charge its meters
+/// with (a group's limit is per minute).
+const METER_HISTORY: Duration = Duration::from_secs(60);
+
+/// How soon the sender looks again after the store refused a write (a full
+/// disk): nothing is claimed meanwhile.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
 /// Why [`Sender::run`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stopped {
@@ -81,9 +92,11 @@ pub enum Stopped {
 /// Sends one job's parts through a bot's connection (the sender's only
 /// I/O with Telegram).
 pub trait Invoke: Send + Sync + 'static {
+    /// Sends `job`'s parts, the part at index `i` not before `parts_at[i]`.
     fn attempt<'a>(
         &'a self,
         job: &'a Job,
+        parts_at: &'a [Instant],
     ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>>;
 }
 
@@ -97,8 +110,9 @@ impl Invoke for Connection {
     fn attempt<'a>(
         &'a self,
         job: &'a Job,
+        parts_at: &'a [Instant],
     ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>> {
-        Box::pin(attempt::send(&self.telegram, &self.queue, job))
+        Box::pin(attempt::send(&self.telegram, &self.queue, job, parts_at))
     }
 }
 
@@ -118,6 +132,7 @@ enum Done {
         job: JobId,
         next: Option<Job>,
     },
+    Resumed,
 }
 
 /// The shell around the core for one bot: drains its queue.
@@ -139,6 +154,9 @@ pub struct Sender {
     halted: Option<String>,
     /// When to look for expired jobs next (with expiry on).
     next_sweep: Instant,
+    /// Whether the bot's connection is alive (the liveness watchdog's
+    /// view); `None`: taken as always up.
+    alive: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Sender {
@@ -153,7 +171,11 @@ impl Sender {
         let bot = bot.into();
         let mut core = Core::new(settings.max_in_flight);
         core.add_bot(bot.clone(), limits);
-        let origin = Instant::now();
+        // The clock starts a minute back, so the last run's sends have a
+        // time on it (see `remember_recent_sends`).
+        let origin = Instant::now()
+            .checked_sub(METER_HISTORY)
+            .unwrap_or_else(Instant::now);
         Sender {
             queue,
             bot,
@@ -167,7 +189,17 @@ impl Sender {
             abandon: CancellationToken::new(),
             halted: None,
             next_sweep: origin,
+            alive: None,
         }
+    }
+
+    /// Follows `alive` (the connection's liveness watchdog): nothing is
+    /// claimed while it says the connection is dead, and when it comes
+    /// back the jobs that failed meanwhile go at once rather than after
+    /// their backoff.
+    pub fn with_liveness(mut self, alive: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.alive = Some(alive);
+        self
     }
 
     fn now(&self) -> Duration {
@@ -187,11 +219,13 @@ impl Sender {
         let mut blocked = self.queue.watch_blocked();
         blocked.mark_unchanged();
         self.load_blocked().await?;
+        self.remember_recent_sends().await;
         let up = Event::Connection {
             bot: self.bot.clone(),
             up: true,
         };
         self.core.handle(self.now(), up);
+        let mut alive = self.alive.take();
         let result = loop {
             if let Err(error) = self.sweep().await {
                 break Err(error);
@@ -213,9 +247,28 @@ impl Sender {
                     None => std::future::pending().await,
                 }
             };
+            let connection = async {
+                if let Some(alive) = alive.as_mut()
+                    && alive.changed().await.is_ok()
+                {
+                    return Some(*alive.borrow_and_update());
+                }
+                // No watchdog, or it is gone (its connection shut down).
+                std::future::pending().await
+            };
             let done = tokio::select! {
                 biased;
                 () = stop.cancelled() => break Ok(Stopped::Told),
+                Some(up) = connection => {
+                    if up {
+                        tracing::info!(bot = %self.bot, "the connection is back: sending again");
+                    } else {
+                        tracing::warn!(bot = %self.bot, "the connection is dead: claiming nothing until it is back");
+                    }
+                    let event = Event::Connection { bot: self.bot.clone(), up };
+                    self.core.handle(self.now(), event);
+                    None
+                }
                 Some(done) = self.tasks.join_next() => Some(done),
                 // Before new jobs: a job enqueued after a block was seen
                 // is refused.
@@ -267,6 +320,34 @@ impl Sender {
         result
     }
 
+    /// Charges the meters with the sends of the last minute the store holds
+    /// (a restart right after a burst must not burst again).
+    async fn remember_recent_sends(&mut self) {
+        let now = Timestamp::now();
+        let since = Timestamp::from_millis(
+            now.as_millis()
+                .saturating_sub(i64::try_from(METER_HISTORY.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let sends = match self.queue.recent_sends(&self.bot, since).await {
+            Ok(sends) => sends,
+            Err(error) => {
+                tracing::warn!(bot = %self.bot, %error, "cannot read the last sends; the meters start empty");
+                return;
+            }
+        };
+        if !sends.is_empty() {
+            tracing::info!(bot = %self.bot, jobs = sends.len(), "meters charged with the last minute's sends");
+        }
+        let core_now = self.now();
+        for (chat, at, parts) in sends {
+            let age = report::until(now, at);
+            for _ in 0..parts {
+                self.core
+                    .record_sent(&self.bot, chat, core_now.saturating_sub(age));
+            }
+        }
+    }
+
     /// Tells the core which chats' users have blocked the bot now.
     async fn load_blocked(&mut self) -> Result<(), QueueError> {
         let chats = self.queue.blocked_chats(&self.bot).await?;
@@ -311,21 +392,33 @@ impl Sender {
             }
             Action::Claim { jobs, .. } => {
                 let expiry = self.settings.expiry;
+                let abandon = self.abandon.clone();
                 self.tasks.spawn(async move {
-                    let taken = queue.claim(jobs.clone(), Timestamp::now(), expiry).await;
+                    let claim = || queue.claim(jobs.clone(), Timestamp::now(), expiry);
+                    // Through a full disk: nothing is claimed until the store
+                    // takes the claim (at shutdown, nothing is).
+                    let taken = until_stored_or(&abandon, "a claim", claim)
+                        .await
+                        .map(Option::unwrap_or_default);
                     Done::Claimed { asked: jobs, taken }
                 });
             }
-            Action::Invoke { job, scope, .. } => {
+            Action::Invoke {
+                job,
+                scope,
+                parts_at,
+                ..
+            } => {
                 let Some(job) = self.jobs.get(&job).cloned() else {
                     return;
                 };
+                let parts_at: Vec<Instant> = parts_at.iter().map(|at| self.origin + *at).collect();
                 let invoke = Arc::clone(&self.invoke);
                 let abandon = self.abandon.clone();
                 let span = job_span(&job);
                 self.tasks.spawn(async move {
                     let attempt = tokio::select! {
-                        attempt = invoke.attempt(&job).instrument(span) => match attempt {
+                        attempt = invoke.attempt(&job, &parts_at).instrument(span) => match attempt {
                             Ok(attempt) => Some(attempt),
                             Err(error) => {
                                 // Left in `sending`: the next start resends
@@ -340,6 +433,18 @@ impl Sender {
                 });
             }
             Action::Commit { job, follow, .. } => self.commit(job, follow),
+            Action::Resume { .. } => {
+                let bot = self.bot.clone();
+                self.tasks.spawn(async move {
+                    match queue.retry_now(&bot, Timestamp::now()).await {
+                        Ok(0) => {}
+                        Ok(jobs) => tracing::info!(%bot, jobs, "failed jobs retried now that the connection is back"),
+                        // They keep their backoff.
+                        Err(error) => tracing::warn!(%bot, %error, "cannot retry failed jobs early"),
+                    }
+                    Done::Resumed
+                });
+            }
             Action::Refuse { job, .. } => self.refuse(job),
             Action::Halted { reason, .. } => {
                 tracing::error!(
@@ -382,20 +487,29 @@ impl Sender {
         let report = self.reports.remove(&id);
         let queue = self.queue.clone();
         let expiry = self.settings.expiry;
+        let abandon = self.abandon.clone();
         let span = job_span(&job);
+        // Telegram has taken (or refused) the job: its outcome is recorded
+        // however long the store refuses writes, so that the chat's line
+        // moves on by itself once it takes them again. (Abandoned at
+        // shutdown, the job stays `sending`: the next start resends it with
+        // the same random_id.)
         let committing = async move {
             let now = Timestamp::now();
+            let outcome = "the outcome of a send";
             let next = match report {
                 Some(Report::Sent(ids)) => {
                     let admit = move |next: &Job| {
                         let expired = expiry.is_some_and(|e| e.has_expired(next.created_at, now));
                         follow.filter(|_| !expired)
                     };
-                    match queue.mark_sent_then_take(id, ids, now, admit).await {
-                        Ok((sent, next)) => {
+                    let mark = || queue.mark_sent_then_take(id, ids.clone(), now, admit);
+                    match until_stored_or(&abandon, outcome, mark).await {
+                        Ok(Some((sent, next))) => {
                             tracing::debug!(job = %id, chat = %sent.chat, "sent");
                             next.map(|(next, _)| next)
                         }
+                        Ok(None) => None,
                         Err(error) => {
                             tracing::error!(job = %id, %error, "cannot record the outcome of a send");
                             None
@@ -403,15 +517,17 @@ impl Sender {
                     }
                 }
                 Some(report) => {
-                    if let Err(error) = report.apply(&queue, &job, now).await {
+                    let apply = || report.clone().apply(&queue, &job, now);
+                    if let Err(error) = until_stored_or(&abandon, outcome, apply).await {
                         tracing::error!(job = %id, %error, "cannot record the outcome of a send");
                     }
                     None
                 }
                 // The attempt did not finish: back in line, not counted.
                 None => {
-                    match queue.release(id, now).await {
-                        Ok(()) | Err(QueueError::NotSending { .. }) => {}
+                    let release = || queue.release(id, now);
+                    match until_stored_or(&abandon, "a job back in line", release).await {
+                        Ok(_) | Err(QueueError::NotSending { .. }) => {}
                         // Still `sending`: the next start resends it.
                         Err(error) => {
                             tracing::warn!(job = %id, %error, "cannot put a job back in line")
@@ -439,6 +555,15 @@ impl Sender {
         };
         let now = self.now();
         let event = match done {
+            Done::Due(Err(error)) if error.is_storage() => {
+                // Reads that fail on the storage: look again soon.
+                tracing::warn!(bot = %bot, %error, "cannot look at the queue; looking again soon");
+                Event::Due {
+                    bot,
+                    heads: Vec::new(),
+                    next_due: Some(now + STORE_RETRY),
+                }
+            }
             Done::Due(due) => {
                 let (jobs, next) = due?;
                 let heads = jobs.iter().map(head).collect();
@@ -492,6 +617,7 @@ impl Sender {
                     outcome,
                 }
             }
+            Done::Resumed => Event::Wake { bot },
             Done::Committed { job, next } => {
                 let head = next.as_ref().map(head);
                 if let Some(next) = next {
@@ -517,7 +643,16 @@ impl Sender {
             return Ok(());
         }
         let now = Timestamp::now();
-        let (expired, next) = self.queue.expire(&self.bot, expiry, now).await?;
+        let (expired, next) = match self.queue.expire(&self.bot, expiry, now).await {
+            Ok(swept) => swept,
+            // A full disk: expiry waits for space like everything else.
+            Err(error) if error.is_storage() => {
+                tracing::warn!(bot = %self.bot, %error, "cannot expire jobs now");
+                self.next_sweep = Instant::now() + STORE_RETRY;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         if expired > 0 {
             tracing::info!(bot = %self.bot, jobs = expired, "expired jobs failed");
         }
@@ -534,6 +669,8 @@ impl Sender {
     /// then the attempts still running are abandoned and their jobs put
     /// back in line.
     async fn drain(&mut self) {
+        // Claimed jobs not yet invoked go back in line.
+        self.perform_all();
         if self.core.in_flight() > 0 {
             tracing::info!(jobs = self.core.in_flight(), "waiting for in-flight sends");
         }
@@ -557,6 +694,24 @@ impl Sender {
             // Commits the core asks for while stopping (no new claims).
             self.perform_all();
         }
+    }
+}
+
+/// [`until_stored`], given up (`None`) once `abandon` is cancelled: the
+/// drain time is up, and what was not stored is found again at the next
+/// start.
+async fn until_stored_or<T, F, Fut>(
+    abandon: &CancellationToken,
+    what: &str,
+    write: F,
+) -> Result<Option<T>, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    tokio::select! {
+        stored = until_stored(what, write) => stored.map(Some),
+        () = abandon.cancelled() => Ok(None),
     }
 }
 

@@ -33,7 +33,11 @@ pub enum Pace {
 
 /// A sandbox with a worker attached, in a temporary state directory.
 pub struct World {
+    /// The sandbox's state and the worker's log (and, unless the world was
+    /// started with one of its own, the worker's state directory).
     pub dir: TempDir,
+    /// The worker's state directory.
+    pub state: PathBuf,
     pub sandbox: Sandbox,
     pub worker: Option<Worker>,
     pub client: Client,
@@ -54,6 +58,14 @@ impl World {
         World::start_prepared(pace, config, env, |_, _| {}).await
     }
 
+    /// [`World::start_with`], the worker's state directory at `state` (an
+    /// existing empty directory, a small tmpfs say) instead of in `dir`.
+    pub async fn start_with_state(pace: Pace, config: &str, state: &Path) -> World {
+        let mut world = World::offline_in(pace, config, Some(state)).await;
+        world.start_worker().await;
+        world
+    }
+
     /// [`World::start_with_env`], calling `prepare` with the state
     /// directory and the sandbox once the worker's files are written, before
     /// it starts (e.g. to provision more bots' sessions).
@@ -64,8 +76,8 @@ impl World {
         prepare: impl FnOnce(&Path, &Sandbox),
     ) -> World {
         let mut world = World::offline(pace, config).await;
-        prepare(world.dir.path(), &world.sandbox);
-        world.worker = Some(Worker::start_with_env(world.dir.path(), env).await);
+        prepare(&world.state, &world.sandbox);
+        world.worker = Some(Worker::start_logged(&world.state, world.dir.path(), env).await);
         world
     }
 
@@ -97,7 +109,13 @@ impl World {
 
     /// The sandbox and the worker's files, the worker not started yet.
     pub async fn offline(pace: Pace, config: &str) -> World {
+        World::offline_in(pace, config, None).await
+    }
+
+    /// [`World::offline`], the worker's state directory at `state` if given.
+    async fn offline_in(pace: Pace, config: &str, state: Option<&Path>) -> World {
         let dir = tempfile::tempdir().unwrap();
+        let state = state.unwrap_or(dir.path()).to_owned();
         let limits = match pace {
             Pace::Unlimited => {
                 "[limits]\nbot_per_second = 1000000\nprivate_chat_per_second = 1000000\n\
@@ -107,7 +125,7 @@ impl World {
         };
         let toml = format!("{limits}{config}");
         if !toml.is_empty() {
-            fs::write(dir.path().join("telegate.toml"), toml).unwrap();
+            fs::write(state.join("telegate.toml"), toml).unwrap();
         }
         let sandbox = Sandbox::start(SandboxOptions {
             state_dir: Some(dir.path().to_owned()),
@@ -116,10 +134,11 @@ impl World {
         .await
         .unwrap();
         sandbox.telegram().set_limits_enabled(pace == Pace::Limited);
-        write_worker_files(dir.path(), &sandbox).unwrap();
-        let client = Client::new(dir.path().join("telegate.sock"));
+        write_worker_files(&state, &sandbox).unwrap();
+        let client = Client::new(state.join("telegate.sock"));
         World {
             dir,
+            state,
             sandbox,
             worker: None,
             client,
@@ -128,7 +147,7 @@ impl World {
 
     /// Starts (or restarts) the worker and waits until it is ready.
     pub async fn start_worker(&mut self) {
-        self.worker = Some(Worker::start(self.dir.path()).await);
+        self.worker = Some(Worker::start_logged(&self.state, self.dir.path(), &[]).await);
     }
 
     /// `n` users who have each written to the bot.
@@ -359,7 +378,13 @@ impl Worker {
 
     /// [`Worker::start`] with `env` set for it (`TELEGATE_LOG` among them).
     pub async fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Worker {
-        let mut worker = Worker::spawn(dir, env);
+        Worker::start_logged(dir, dir, env).await
+    }
+
+    /// [`Worker::start_with_env`] over the state directory `state`, logging
+    /// to a file in `log_dir`.
+    pub async fn start_logged(state: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let mut worker = Worker::spawn_logged(state, log_dir, env);
         let deadline = Instant::now() + PATIENCE;
         while !worker.log().contains("ready: connected") {
             if let Ok(Some(status)) = worker.child.try_wait() {
@@ -377,7 +402,11 @@ impl Worker {
 
     /// Starts `telegate run` over `dir` without waiting for it.
     pub fn spawn(dir: &Path, env: &[(&str, &str)]) -> Worker {
-        let log = dir.join(format!("worker-{}.log", rand_suffix()));
+        Worker::spawn_logged(dir, dir, env)
+    }
+
+    fn spawn_logged(dir: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let log = log_dir.join(format!("worker-{}.log", rand_suffix()));
         let mut command = Command::new(telegate_bin());
         command
             .arg("--state-dir")
@@ -434,4 +463,73 @@ pub fn telegate_bin() -> PathBuf {
         || PathBuf::from(env!("CARGO_BIN_EXE_telegate")),
         PathBuf::from,
     )
+}
+
+/// A tmpfs of a given size mounted over a fresh directory, unmounted on
+/// drop (after whatever used it, declared later, is dropped). Mounting needs
+/// root, as in CI; a test that needs one fails, loudly, without it.
+pub struct Tmpfs {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts `size` (`mount -o size=`, e.g. "3m") with mode 0700.
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tmpfs");
+        fs::create_dir(&path).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .expect("cannot run mount(8)");
+        assert!(
+            mounted.status.success(),
+            "cannot mount a {size} tmpfs at {} (the test needs root): {}",
+            path.display(),
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        Tmpfs { _dir: dir, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `name` until the file system is full; returns its size.
+    pub fn fill(&self, name: &str) -> u64 {
+        use std::io::Write;
+        let mut file = fs::File::create(self.path.join(name)).unwrap();
+        let chunk = vec![0xa5_u8; 16 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(error) => panic!("cannot fill the tmpfs: {error}"),
+            }
+        }
+        // The last partial page too.
+        while let Ok(n) = file.write(&chunk[..1]) {
+            if n == 0 {
+                break;
+            }
+            written += 1;
+        }
+        written
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }

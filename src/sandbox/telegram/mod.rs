@@ -16,7 +16,7 @@ mod boxes;
 mod dcs;
 mod files;
 mod groups;
-mod limits;
+pub(crate) mod limits;
 mod markup;
 mod queries;
 mod render;

@@ -33,6 +33,26 @@ pub struct ClickOutcome {
     pub elapsed: Duration,
 }
 
+/// Whether `url` is one Telegram opens from a callback answer:
+/// `t.me/<the bot>?start=<parameter>` (game URLs need game buttons, which
+/// the sandbox does not have).
+pub(super) fn starts_the_bot(url: &str, bot_username: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let start = parsed.query_pairs().find(|(key, _)| key == "start");
+    matches!(parsed.scheme(), "http" | "https")
+        && matches!(
+            parsed.host_str(),
+            Some("t.me" | "telegram.me" | "telegram.dog")
+        )
+        && parsed
+            .path()
+            .strip_prefix('/')
+            .is_some_and(|name| name.eq_ignore_ascii_case(bot_username))
+        && start.is_some_and(|(_, value)| !value.is_empty())
+}
+
 /// The queries waiting for the bot.
 #[derive(Default)]
 pub(super) struct Callbacks {

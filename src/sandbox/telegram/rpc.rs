@@ -525,6 +525,11 @@ impl FakeTelegram {
         {
             return Err(TgError::bad_request("MESSAGE_TOO_LONG"));
         }
+        if let Some(url) = &request.url
+            && !super::queries::starts_the_bot(url, super::BOT_USERNAME)
+        {
+            return Err(TgError::bad_request("URL_INVALID"));
+        }
         let answer = BotAnswer {
             message: request.message.clone(),
             alert: request.alert,
