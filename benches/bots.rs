@@ -1,14 +1,24 @@
-//! Many bots in one daemon, the sandbox out of process:
+//! Many bots in one daemon, the sandbox out of process (`telegate sandbox
+//! --bots N --dc-only`: one Telegram model holding every bot) and the
+//! daemon a release `telegate run`:
 //!
-//! - `BOTS` bots (`telegate sandbox --bots N --dc-only` as one process,
-//!   release `telegate run` as another), Telegram's limits on, each bot
-//!   offered its 30 msg/s over 40 chats for `SECONDS` s: the delivered rate
-//!   against BOTS × 30 msg/s, the FLOOD_WAITs drawn, p50/p99 enqueue → sent;
-//! - `IDLE_BOTS` idle bots signed in: start to all-ready and the daemon's RSS
-//!   per bot over the one-bot figure.
+//! - `BOTS` bots, Telegram's limits on, each offered its 30 msg/s over 40
+//!   chats for `SECONDS` s: the delivered rate against BOTS × 30 msg/s
+//!   (0.97 × that is the target), the FLOOD_WAITs drawn, p50/p99 enqueue →
+//!   sent; the worker process's CPU (utime + stime from `/proc`) per
+//!   delivered job;
+//! - click → answer: one bot's clicker alone, then every bot's clicker at
+//!   once (each bot answers its own clicks with the button's stored
+//!   answer), p50/p99 of the time the sandbox measured per click;
+//! - a raw grammers client (this binary again, as `raw-client`, signed in
+//!   as one more bot of the same sandbox that the daemon does not run)
+//!   invoking `messages.sendMessage` with the limits off: its own CPU per
+//!   invoke, beside the worker's per job;
+//! - `IDLE_BOTS` idle bots signed in: start to all-ready and the daemon's
+//!   RSS per bot over a one-bot daemon's.
 //!
-//! Run: `cargo bench --bench bots` (`BOTS=… IDLE_BOTS=… SECONDS=…` to
-//! change the sizes).
+//! Run: `cargo bench --bench bots` (`BOTS=… IDLE_BOTS=… SECONDS=… CLICKS=…
+//! RAW_INVOKES=…` to change the sizes).
 
 #[path = "../tests/worker_support/mod.rs"]
 mod worker_support;
@@ -16,13 +26,18 @@ mod worker_support;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use telegate::api::client::Client;
+use telegate::chat::ChatId;
 use telegate::config::Secret;
+use telegate::outgoing::text_message;
+use telegate::session::SessionStore;
+use telegate::telegram::Telegram;
 use worker_support::{Worker, body};
 
 const OPERATOR: &str = "bench-operator";
@@ -37,24 +52,35 @@ fn size(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    if args.get(1).map(String::as_str) == Some("raw-client") {
+        let dir = PathBuf::from(&args[2]);
+        let bot = &args[3];
+        let invokes: usize = args[4].parse().expect("invoke count");
+        runtime.block_on(raw_client(&dir, bot, invokes));
+        return;
+    }
     runtime.block_on(async {
-        limits_on(size("BOTS", 100), size("SECONDS", 10)).await;
+        let bots = size("BOTS", 100);
+        limits_on(bots, size("SECONDS", 10), size("CLICKS", 20)).await;
         idle(size("IDLE_BOTS", 1000)).await;
     });
 }
 
-/// `telegate sandbox --bots N --dc-only` in `dir`, until its ready message.
-fn sandbox(dir: &Path, bots: usize, limits: bool) -> Child {
+/// `telegate sandbox --bots N --dc-only` in `dir`, until it has written the
+/// worker's files; `hold_back` bots are left out of the worker's config.
+fn sandbox(dir: &Path, bots: usize, limits: bool, hold_back: usize) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
     command
         .arg("--state-dir")
         .arg(dir)
-        .args(["sandbox", "--dc-only", "--bots", &bots.to_string()])
+        .args(["sandbox", "--dc-only", "--web", "off", "--bots"])
+        .arg(bots.to_string())
         .env("TELEGATE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -65,27 +91,43 @@ fn sandbox(dir: &Path, bots: usize, limits: bool) -> Child {
     let mut child = command.spawn().expect("sandbox");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    // bot1's DC alone prints no key list.
     if bots > 1 {
+        // The ready message lists the bots (after writing their files).
         let mut seen = 0;
         for line in lines.by_ref() {
-            let line = line.expect("sandbox output");
-            if line.starts_with("  bot") {
+            if line.expect("sandbox output").starts_with("  bot") {
                 seen += 1;
                 if seen == bots {
                     break;
                 }
             }
         }
-    } else {
-        std::thread::sleep(Duration::from_secs(2));
     }
     // Keep reading so the pipe never fills.
     std::thread::spawn(move || for _ in lines {});
-    let mut table: toml::Table = std::fs::read_to_string(dir.join("telegate.toml"))
-        .expect("config")
-        .parse()
-        .expect("toml");
+    let path = dir.join("telegate.toml");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut table = loop {
+        let table = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok());
+        let complete = table.as_ref().is_some_and(|t| {
+            t.contains_key("bots")
+                || t.get("telegram")
+                    .is_some_and(|t| t.get("dc_addr").is_some())
+        });
+        if let (true, Some(table)) = (complete && dir.join("sandbox.sock").exists(), table) {
+            break table;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox never wrote {path:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(toml::Value::Array(tables)) = table.get_mut("bots") {
+        tables.truncate(tables.len() - hold_back);
+    }
     table.insert(
         "api".into(),
         toml::Value::Table(toml::Table::from_iter([(
@@ -93,15 +135,8 @@ fn sandbox(dir: &Path, bots: usize, limits: bool) -> Child {
             toml::Value::Array(vec![OPERATOR.into()]),
         )])),
     );
-    std::fs::write(dir.join("telegate.toml"), toml::to_string(&table).unwrap()).unwrap();
+    std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
     child
-}
-
-fn control_socket(dir: &Path, bot: usize) -> PathBuf {
-    match bot {
-        1 => dir.join("sandbox.sock"),
-        _ => dir.join(format!("sandboxes/bot{bot}/sandbox.sock")),
-    }
 }
 
 async fn request(client: &Client, method: Method, path: &str, body: String) -> Value {
@@ -113,33 +148,34 @@ async fn request(client: &Client, method: Method, path: &str, body: String) -> V
     answer.json().unwrap_or(Value::Null)
 }
 
-/// `count` users of bot `bot`'s model who have written to it.
-async fn users(dir: &Path, bot: usize, count: usize) -> Vec<i64> {
-    let client = Client::new(control_socket(dir, bot));
+/// `count` users of the sandbox who have each written to bots 1..=`bots`.
+async fn users(dir: &Path, bots: usize, count: usize) -> Vec<i64> {
+    let client = Client::new(dir.join("sandbox.sock"));
+    let mut connection = client.connect().await.expect("connect");
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {
-        let user = request(
-            &client,
-            Method::POST,
-            "/users",
-            json!({"first_name": format!("u{i}")}).to_string(),
-        )
-        .await;
-        let id = user["id"].as_i64().expect("user id");
-        request(
-            &client,
-            Method::POST,
-            &format!("/users/{id}/messages"),
-            json!({"text": "/start"}).to_string(),
-        )
-        .await;
+        let user = json!({"first_name": format!("u{i}")}).to_string();
+        let user = connection
+            .send(Method::POST, "/users", &[], Bytes::from(user))
+            .await
+            .expect("user");
+        let id = user.json().unwrap()["id"].as_i64().expect("user id");
+        for bot in 1..=bots {
+            let path = format!("/users/{id}/messages?bot=bot{bot}");
+            let start = Bytes::from(json!({"text": "/start"}).to_string());
+            let sent = connection
+                .send(Method::POST, &path, &[], start)
+                .await
+                .expect("start");
+            assert_eq!(sent.status, 200, "{:?}", sent.body);
+        }
         ids.push(id);
     }
     ids
 }
 
-/// Waits until every bot is `ready`; returns how long it took.
-async fn all_ready(client: &Client, bots: usize) -> Duration {
+/// Waits until every bot is `ready`.
+async fn all_ready(client: &Client, bots: usize) {
     let started = Instant::now();
     loop {
         let seen = request(client, Method::GET, "/api/v1/bots", String::new()).await;
@@ -147,7 +183,7 @@ async fn all_ready(client: &Client, bots: usize) -> Duration {
             .as_array()
             .map_or(0, |b| b.iter().filter(|b| b["state"] == "ready").count());
         if ready == bots {
-            return started.elapsed();
+            return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(600),
@@ -157,37 +193,63 @@ async fn all_ready(client: &Client, bots: usize) -> Duration {
     }
 }
 
-async fn limits_on(bots: usize, seconds: usize) {
+/// utime + stime of process `pid` so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // After the command name (in parentheses, may hold spaces): utime is
+    // field 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().expect("ticks"))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Duration::from_secs_f64(ticks as f64 / per_second)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(0)
+}
+
+fn millis(job: &Value, field: &str) -> i64 {
+    job[field]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map_or(0, |t| t.as_millisecond())
+}
+
+async fn limits_on(bots: usize, seconds: usize, clicks: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut dc = sandbox(dir.path(), bots, true);
-    let mut people = Vec::with_capacity(bots);
-    for bot in 1..=bots {
-        people.push(users(dir.path(), bot, CHATS_PER_BOT).await);
-    }
+    // One more bot for the raw client, not run by the daemon.
+    let mut dc = sandbox(dir.path(), bots + 1, true, 1);
+    let control = Client::new(dir.path().join("sandbox.sock"));
+    let people = users(dir.path(), bots + 1, CHATS_PER_BOT).await;
     let mut worker = Worker::start(dir.path()).await;
+    let pid = worker.child.id();
     let client =
         Client::new(dir.path().join("telegate.sock")).with_key(Some(Secret::new(OPERATOR)));
-    let ready = all_ready(&client, bots).await;
-    println!(
-        "{bots} bots: start to all ready {:.2} s",
-        ready.as_secs_f64()
-    );
+    all_ready(&client, bots).await;
 
     // Each second, every bot is offered its 30 messages over its chats.
+    let cpu_before = cpu(pid);
     let started = Instant::now();
     let mut ids = Vec::new();
     for second in 0..seconds {
         let tick = started + Duration::from_secs(second as u64);
         tokio::time::sleep_until(tick.into()).await;
         let mut batch = Vec::new();
-        for (bot, users) in (1..).zip(&people) {
+        for bot in 1..=bots {
             let client = client.clone();
-            let users = users.clone();
+            let people = people.clone();
             batch.push(tokio::spawn(async move {
                 let mut connection = client.connect().await.expect("connect");
                 let mut ids = Vec::new();
                 for i in 0..RATE_PER_BOT {
-                    let user = users[(second * RATE_PER_BOT + i) % users.len()];
+                    let user = people[(second * RATE_PER_BOT + i) % people.len()];
                     let path = format!("/api/v1/telegram/interactive?bot=bot{bot}");
                     let answer = connection
                         .send(
@@ -208,6 +270,7 @@ async fn limits_on(bots: usize, seconds: usize) {
         }
     }
     let offered = ids.len();
+    let offering = started.elapsed();
     // Read every job back once all are settled.
     let deadline = Instant::now() + Duration::from_secs(seconds as u64 * 10 + 60);
     let jobs = loop {
@@ -226,16 +289,16 @@ async fn limits_on(bots: usize, seconds: usize) {
             after = last["job_id"].as_i64().unwrap();
             jobs.extend(page);
         }
-        let sent = jobs.iter().filter(|j| j["state"] == "sent").count();
-        if sent >= offered || Instant::now() > deadline {
+        let settled = jobs
+            .iter()
+            .filter(|j| j["state"] == "sent" || j["state"] == "failed")
+            .count();
+        if settled >= offered || Instant::now() > deadline {
             break jobs;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let millis = |job: &Value, field: &str| -> i64 {
-        let text = job[field].as_str().unwrap_or_default();
-        chrono_millis(text)
-    };
+    let worker_cpu = cpu(pid) - cpu_before;
     let sent: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "sent").collect();
     let mut latency: Vec<i64> = sent
         .iter()
@@ -255,65 +318,182 @@ async fn limits_on(bots: usize, seconds: usize) {
     let span = (last - first).max(1) as f64 / 1e3;
     let rate = sent.len() as f64 / span;
     let target = (bots * RATE_PER_BOT) as f64;
-    let mut floods = 0;
-    for bot in 1..=bots {
-        let stats = request(
-            &Client::new(control_socket(dir.path(), bot)),
-            Method::GET,
-            "/stats",
-            String::new(),
-        )
-        .await;
-        floods += stats["flood_waits"].as_u64().unwrap_or(0)
-            + stats["rpc_errors"]["FLOOD_WAIT"].as_u64().unwrap_or(0);
-    }
-    let pct = |p: f64| {
-        latency
-            .get(((latency.len() as f64 * p) as usize).min(latency.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let stats = request(&control, Method::GET, "/stats", String::new()).await;
+    let floods = stats["flood_waits"].as_u64().unwrap_or(0)
+        + stats["rpc_errors"]["FLOOD_WAIT"].as_u64().unwrap_or(0);
+    let failed = jobs.len() - sent.len();
     println!(
-        "{bots} bots, limits on: {} of {offered} sent, {rate:.0} msg/s = {:.3} of {target:.0} msg/s, {floods} FLOOD_WAITs; enqueue -> sent p50 {} ms, p99 {} ms",
+        "{bots} bots, limits on, {seconds} s: offered {offered} in {:.1} s ({:.0}/s); {} sent ({failed} not), {rate:.0} msg/s = {:.3} of {target:.0} msg/s (target 0.97), {floods} FLOOD_WAITs; enqueue -> sent p50 {} ms, p99 {} ms",
+        offering.as_secs_f64(),
+        offered as f64 / offering.as_secs_f64(),
         sent.len(),
         rate / target,
-        pct(0.50),
-        pct(0.99),
+        percentile(&latency, 0.50),
+        percentile(&latency, 0.99),
+    );
+    let worker_us = worker_cpu.as_secs_f64() * 1e6 / sent.len().max(1) as f64;
+
+    // Clicks: one bot's clicker alone, then every bot's at once.
+    let mut buttons = Vec::with_capacity(bots);
+    for bot in 1..=bots {
+        let message = json!({
+            "destination_user_id": people[0].to_string(),
+            "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
+                "reply_markup": {"inline_keyboard": [[
+                    {"text": "Yes", "callback_data": "yes", "answer": {"text": "Noted"}}]]}}
+        });
+        let path = format!("/api/v1/telegram/interactive?bot=bot{bot}&wait=60");
+        let sent = request(&client, Method::POST, &path, message.to_string()).await;
+        let id: i64 = sent["channel_message_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("bot{bot}'s buttons: {sent}"));
+        buttons.push(id);
+    }
+    let clicking = |messages: Vec<i64>, clicks: usize| {
+        let (control, user) = (control.clone(), people[0]);
+        async move {
+            let tasks: Vec<_> = messages
+                .into_iter()
+                .map(|message| {
+                    let control = control.clone();
+                    tokio::spawn(async move {
+                        let mut connection = control.connect().await.expect("connect");
+                        let mut times = Vec::with_capacity(clicks);
+                        for _ in 0..clicks {
+                            let click = json!({"message_id": message, "data": "yes"});
+                            let started = Instant::now();
+                            let answer = connection
+                                .send(
+                                    Method::POST,
+                                    &format!("/users/{user}/click"),
+                                    &[],
+                                    Bytes::from(click.to_string()),
+                                )
+                                .await
+                                .expect("click");
+                            let elapsed = started.elapsed();
+                            let answer = answer.json().unwrap();
+                            assert_eq!(answer["answer"]["message"], "Noted", "{answer}");
+                            times.push(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+                        }
+                        times
+                    })
+                })
+                .collect();
+            let mut times = Vec::new();
+            for task in tasks {
+                times.extend(task.await.unwrap());
+            }
+            times.sort_unstable();
+            times
+        }
+    };
+    // One clicker, as many clicks as all of them make together.
+    let alone = clicking(vec![buttons[0]; 1], clicks * bots).await;
+    let together = clicking(buttons.clone(), clicks).await;
+    let ms = |us: i64| us as f64 / 1000.0;
+    let (p99_alone, p99_together) = (percentile(&alone, 0.99), percentile(&together, 0.99));
+    println!(
+        "click -> answer seen by the clicker: 1 bot clicked alone ({} clicks one after another) p50 {:.2} ms, p99 {:.2} ms; all {bots} bots clicked at once ({} clicks, one clicker a bot) p50 {:.2} ms, p99 {:.2} ms ({:.1}x the one-bot p99)",
+        alone.len(),
+        ms(percentile(&alone, 0.50)),
+        ms(p99_alone),
+        together.len(),
+        ms(percentile(&together, 0.50)),
+        ms(p99_together),
+        p99_together as f64 / p99_alone.max(1) as f64,
+    );
+
+    // The raw client: the held-back bot, limits off, same sandbox.
+    request(
+        &control,
+        Method::POST,
+        "/faults",
+        json!({"limits": false}).to_string(),
+    )
+    .await;
+    let invokes = size("RAW_INVOKES", 5000);
+    let output = Command::new(std::env::current_exe().expect("this binary"))
+        .arg("raw-client")
+        .arg(dir.path())
+        .arg(format!("bot{}", bots + 1))
+        .arg(invokes.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("raw client");
+    assert!(output.status.success(), "raw client: {}", output.status);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().unwrap());
+    let (raw_us, raw_secs) = (fields.next().unwrap(), fields.next().unwrap());
+    println!(
+        "CPU: worker {worker_us:.0} µs per delivered job ({:.2} s over {} jobs, {bots} bots, limits on); raw grammers client {raw_us:.0} µs per sendMessage ({invokes} invokes at {:.0}/s, limits off) = {:.2}x (target <= 2x)",
+        worker_cpu.as_secs_f64(),
+        sent.len(),
+        invokes as f64 / raw_secs,
+        worker_us / raw_us.max(1.0),
     );
     worker.terminate();
     let _ = dc.kill();
     let _ = dc.wait();
 }
 
-/// Milliseconds since the epoch of an RFC 3339 UTC time (`...Z`, ms).
-fn chrono_millis(text: &str) -> i64 {
-    // YYYY-MM-DDTHH:MM:SS.mmmZ
-    let num = |range: std::ops::Range<usize>| -> i64 {
-        text.get(range).and_then(|s| s.parse().ok()).unwrap_or(0)
+/// The raw client: `sendMessage` after `sendMessage` in each of the users'
+/// chats as bot `bot`, all chats at once; prints its own CPU (µs per
+/// invoke) and wall time (s) for `invokes`.
+async fn raw_client(dir: &Path, bot: &str, invokes: usize) {
+    let control = Client::new(dir.join("sandbox.sock"));
+    let users: Vec<i64> = request(&control, Method::GET, "/users", String::new())
+        .await
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| u["id"].as_i64().expect("id"))
+        .collect();
+    let session = SessionStore::open(&dir.join(format!("sessions/{bot}.session")))
+        .expect("the held-back bot's session");
+    let telegram = Arc::new(Telegram::start(Arc::new(session), 1));
+    let send = |user: i64, count: usize| {
+        let telegram = Arc::clone(&telegram);
+        tokio::spawn(async move {
+            let peer = ChatId::user(user).input_peer(0);
+            for _ in 0..count {
+                let request = text_message(peer.clone(), "raw".into(), None, rand::random());
+                telegram.invoke(&request).await.expect("raw send");
+            }
+        })
     };
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    let (hh, mm, ss) = (num(11..13), num(14..16), num(17..19));
-    let ms = text.get(20..23).and_then(|s| s.parse().ok()).unwrap_or(0);
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms
+    // Warm up: connected, every chat touched once.
+    for task in users.iter().map(|&u| send(u, 1)).collect::<Vec<_>>() {
+        task.await.expect("warm-up");
+    }
+    let before = cpu(std::process::id());
+    let started = Instant::now();
+    let per_chat = invokes.div_ceil(users.len());
+    for task in users.iter().map(|&u| send(u, per_chat)).collect::<Vec<_>>() {
+        task.await.expect("raw task");
+    }
+    let elapsed = started.elapsed();
+    let used = cpu(std::process::id()) - before;
+    telegram.shutdown().await;
+    let done = (per_chat * users.len()) as f64;
+    println!(
+        "{} {}",
+        used.as_secs_f64() * 1e6 / done,
+        elapsed.as_secs_f64() * invokes as f64 / done
+    );
 }
 
 async fn idle(bots: usize) {
     let rss = |bots: usize| async move {
         let dir = tempfile::tempdir().unwrap();
-        let mut dc = sandbox(dir.path(), bots, false);
+        let mut dc = sandbox(dir.path(), bots, false, 0);
         let started = Instant::now();
         let mut worker = Worker::start(dir.path()).await;
         let client =
             Client::new(dir.path().join("telegate.sock")).with_key(Some(Secret::new(OPERATOR)));
-        let ready = started.elapsed().max(all_ready(&client, bots).await);
+        all_ready(&client, bots).await;
+        let ready = started.elapsed();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = rss_kib(worker.child.id()).unwrap_or(0);
         worker.terminate();
@@ -321,12 +501,13 @@ async fn idle(bots: usize) {
         let _ = dc.wait();
         (rss, ready)
     };
-    let (one, _) = rss(1).await;
+    let (one, one_ready) = rss(1).await;
     let (many, ready) = rss(bots).await;
     let per_bot = (many.saturating_sub(one)) as f64 / 1024.0 / (bots - 1).max(1) as f64;
     println!(
-        "{bots} idle bots: start to all ready {:.1} s; RSS {:.1} MiB vs one bot {:.1} MiB = {per_bot:.3} MiB per extra bot",
+        "{bots} idle bots: start to all ready {:.1} s (one bot {:.2} s); RSS {:.1} MiB vs one bot {:.1} MiB = {per_bot:.3} MiB per extra bot (target <= 0.25)",
         ready.as_secs_f64(),
+        one_ready.as_secs_f64(),
         many as f64 / 1024.0,
         one as f64 / 1024.0,
     );

@@ -27,6 +27,7 @@ use telegate::api::client::Client as ApiClient;
 use telegate::cli::sandbox::write_worker_files;
 use telegate::config::StateDir;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{FakeTelegram, NewUser, Pressed, UserClick, UserMessage};
 use telegate::session::SessionStore;
 use telegate::telegram::{Credentials, Telegram};
@@ -63,7 +64,7 @@ async fn run() {
                 .expect("user")
                 .id;
             world
-                .user_sends(id, UserMessage::Text("hi".into()), None)
+                .user_sends(id, BOT_ID, UserMessage::Text("hi".into()), None)
                 .expect("hi");
             id
         })

@@ -23,6 +23,7 @@ use grammers_session::storages::MemorySession;
 use grammers_session::types::DcOption;
 use grammers_tl_types as tl;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{DC_ID, NewUser, UserMessage};
 
 const IN_FLIGHT: usize = 64;
@@ -68,13 +69,13 @@ async fn measure_sandbox(options: SandboxOptions, label: &str) -> (f64, f64) {
             })
             .expect("user");
         telegram
-            .user_sends(user.id, UserMessage::Text("hi".into()), None)
+            .user_sends(user.id, BOT_ID, UserMessage::Text("hi".into()), None)
             .expect("first message");
         users.push(user.id);
     }
     let client = connect(&sandbox);
     client
-        .bot_sign_in(telegram.bot_token().expose(), "bench")
+        .bot_sign_in(telegram.bot_token(BOT_ID).unwrap().expose(), "bench")
         .await
         .expect("sign in");
     let users = Arc::new(users);
@@ -154,7 +155,7 @@ fn connect(sandbox: &Sandbox) -> Client {
         id: DC_ID,
         ipv4: addr,
         ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
-        auth_key: Some(sandbox.telegram().bot_auth_key()),
+        auth_key: Some(sandbox.telegram().bot_auth_key(BOT_ID).unwrap()),
     };
     let data = SessionData {
         home_dc: DC_ID,

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
 use telegate::config::{BotName, Secret, StateDir};
 use telegate::sandbox::server::Sandbox;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{DC_ID, Pressed, UserClick};
 use telegate::session::SessionStore;
 use tokio::time::{Instant, sleep};
@@ -48,7 +49,7 @@ fn provision(dir: &Path, sandbox: &Sandbox) {
         &state.bot_session(&name("refused")),
         DC_ID,
         sandbox.dc_addr(),
-        sandbox.telegram().bot_auth_key(),
+        sandbox.telegram().bot_auth_key(BOT_ID).unwrap(),
     )
     .unwrap();
     SessionStore::provision(
@@ -263,9 +264,9 @@ async fn a_refused_or_unreachable_bot_does_not_stop_the_others_and_reload_applie
     world.stop().await;
 }
 
-/// `telegate sandbox --bots 3`'s files (one DC and model per bot, a key
-/// each) under `telegate run`: each bot's key reaches its own users, jobs,
-/// clicks and events only.
+/// `telegate sandbox --bots 3`'s files (one sandbox whose model holds three
+/// bots, a key each) under `telegate run`: one user talks to all three;
+/// each bot's key reaches its own chat, jobs, clicks and events only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     use telegate::cli::sandbox::write_fleet_files;
@@ -273,27 +274,25 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     use telegate::sandbox::telegram::{NewUser, UserMessage};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut sandboxes = Vec::new();
-    for bot in 1..=3 {
-        let state_dir = match bot {
-            1 => dir.path().to_owned(),
-            _ => dir.path().join(format!("sandboxes/bot{bot}")),
-        };
-        StateDir::new(&state_dir).prepare().unwrap();
-        let sandbox = Sandbox::start(SandboxOptions {
-            state_dir: Some(state_dir),
-            ..SandboxOptions::default()
-        })
-        .await
-        .unwrap();
-        sandbox.telegram().set_limits_enabled(false);
-        sandboxes.push(sandbox);
-    }
-    let keys = write_fleet_files(dir.path(), &sandboxes).unwrap();
+    StateDir::new(dir.path()).prepare().unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        state_dir: Some(dir.path().to_owned()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    sandbox.telegram().set_limits_enabled(false);
+    let bots = sandbox.telegram().ensure_bots(3);
+    assert_eq!(bots.len(), 3);
+    assert_eq!(bots[0], BOT_ID);
+    let keys = write_fleet_files(dir.path(), &sandbox, &bots).unwrap();
     let names: Vec<&str> = keys.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["bot1", "bot2", "bot3"]);
     // The keys are kept when the files are written again (a restart).
-    assert_eq!(write_fleet_files(dir.path(), &sandboxes).unwrap(), keys);
+    assert_eq!(
+        write_fleet_files(dir.path(), &sandbox, &bots).unwrap(),
+        keys
+    );
     let mut worker = worker_support::Worker::start(dir.path()).await;
     let client = Client::new(dir.path().join("telegate.sock"));
     let key = |bot: usize| keys[bot - 1].1.as_str();
@@ -321,40 +320,70 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
         }
     }
 
-    // Each bot's user (each model has its own) gets that bot's message.
-    let mut users = Vec::new();
-    for (bot, sandbox) in (1..).zip(&sandboxes) {
-        let telegram = sandbox.telegram();
-        let user = telegram
-            .create_user(NewUser {
-                id: None,
-                first_name: format!("User of bot{bot}"),
-                username: None,
-                lang_code: None,
-            })
-            .unwrap();
+    // One user writes to bots 1 and 2 (not 3), and each of those writes
+    // back in its own chat with that user.
+    let telegram = sandbox.telegram();
+    let user = telegram
+        .create_user(NewUser {
+            id: None,
+            first_name: "Ann".into(),
+            username: None,
+            lang_code: None,
+        })
+        .unwrap()
+        .id;
+    for &bot in &bots[..2] {
         telegram
-            .user_sends(user.id, UserMessage::Text("/start".into()), None)
+            .user_sends(user, bot, UserMessage::Text("/start".into()), None)
             .unwrap();
+    }
+    for bot in 1..=2 {
         let text = format!("hello from bot{bot}");
         let path = "/api/v1/telegram/interactive?wait=30";
-        let answer = call(&client, Method::POST, path, key(bot), body(user.id, &text)).await;
+        let answer = call(&client, Method::POST, path, key(bot), body(user, &text)).await;
         assert_eq!(answer.status, 201, "{:?}", answer.body);
-        users.push(user.id);
     }
-    for (bot, sandbox) in (1..).zip(&sandboxes) {
-        let chat = sandbox.telegram().chat(users[bot - 1]).unwrap();
+    // bot3 was never written to: Telegram refuses it the chat.
+    let path = "/api/v1/telegram/interactive?wait=30";
+    let refused = call(&client, Method::POST, path, key(3), body(user, "hi")).await;
+    assert_ne!(refused.status, 201, "{:?}", refused.body);
+    for bot in 1..=2 {
+        let chat = telegram.chat(user, bots[bot - 1]).unwrap();
         let texts: Vec<&str> = chat["messages"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|m| m["from"] == "bot")
             .filter_map(|m| m["text"].as_str())
             .collect();
-        assert_eq!(texts, [format!("hello from bot{bot}")], "bot{bot}'s chat");
+        assert_eq!(
+            texts,
+            ["/start", &format!("hello from bot{bot}")],
+            "bot{bot}'s chat"
+        );
     }
+    // Each /start is an event of its own bot only.
+    let starts = |bot: usize| {
+        let (client, key) = (client.clone(), key(bot).to_owned());
+        async move {
+            let path = "/api/v1/events?after=0";
+            let answer = call(&client, Method::GET, path, &key, String::new()).await;
+            let body = String::from_utf8(answer.body.to_vec()).unwrap();
+            body.matches("/start").count()
+        }
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while starts(1).await == 0 || starts(2).await == 0 {
+        assert!(Instant::now() < deadline, "the /starts never became events");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (starts(1).await, starts(2).await, starts(3).await),
+        (1, 1, 0)
+    );
 
-    // bot2's user clicks; the click is bot2's event, answerable by bot2 only.
+    // The user clicks bot2's button; the click is bot2's event, answerable
+    // by bot2 only.
+    let users = [user, user];
     let buttons = json!({
         "destination_user_id": users[1].to_string(),
         "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
@@ -370,8 +399,7 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
         .unwrap()
         .parse()
         .unwrap();
-    let pressed = sandboxes[1]
-        .telegram()
+    let pressed = telegram
         .click(
             users[1],
             UserClick::Callback {
@@ -458,7 +486,245 @@ async fn sandbox_bots_each_reach_only_their_own_chats_clicks_and_events() {
     for (_, key) in &keys {
         assert!(!log.contains(key.as_str()), "the log shows an API key");
     }
-    for sandbox in sandboxes {
-        sandbox.shutdown().await.unwrap();
+    sandbox.shutdown().await.unwrap();
+}
+
+/// `POST /faults?bot=NAME` on the sandbox's control socket.
+async fn fault(dir: &Path, bot: &str, body: Value) {
+    let control = Client::new(dir.join("sandbox.sock"));
+    let mut connection = control.connect().await.unwrap();
+    let answer = connection
+        .send(
+            Method::POST,
+            &format!("/faults?bot={bot}"),
+            &[],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+/// Four bots in one sandbox and one daemon: bot2's token is revoked, bot3's
+/// sign-in hits FLOOD_WAIT, bot4's connection is a black hole — and bot1
+/// sends every job and answers a click all the while; bot3 then signs in on
+/// its own and sends what waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_flooded_or_dead_bot_leaves_the_others_sending_and_answering_clicks() {
+    use telegate::cli::sandbox::write_fleet_files;
+    use telegate::sandbox::server::SandboxOptions;
+    use telegate::sandbox::telegram::{NewUser, UserMessage};
+
+    let dir = tempfile::tempdir().unwrap();
+    StateDir::new(dir.path()).prepare().unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        state_dir: Some(dir.path().to_owned()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let telegram = sandbox.telegram().clone();
+    telegram.set_limits_enabled(false);
+    let bots = telegram.ensure_bots(4);
+    let keys = write_fleet_files(dir.path(), &sandbox, &bots).unwrap();
+    let key = |bot: usize| keys[bot - 1].1.clone();
+    // bot3 starts signed out: the daemon signs it in with its token, and
+    // that sign-in gets FLOOD_WAIT_5.
+    let bot3_session = StateDir::new(dir.path()).bot_session(&BotName::new("bot3").unwrap());
+    fs::remove_file(&bot3_session).unwrap();
+    SessionStore::provision(
+        &bot3_session,
+        DC_ID,
+        sandbox.dc_addr(),
+        telegram.bot_auth_key(bots[2]).unwrap(),
+    )
+    .unwrap();
+    fault(dir.path(), "bot3", json!({"sign_in_flood_wait_s": 5})).await;
+    let users: Vec<_> = (0..3)
+        .map(|n| {
+            let user = telegram
+                .create_user(NewUser {
+                    first_name: format!("U{n}"),
+                    ..NewUser::default()
+                })
+                .unwrap()
+                .id;
+            for &bot in &bots {
+                telegram
+                    .user_sends(user, bot, UserMessage::Text("/start".into()), None)
+                    .unwrap();
+            }
+            user
+        })
+        .collect();
+
+    let mut worker = worker_support::Worker::start(dir.path()).await;
+    let client = Client::new(dir.path().join("telegate.sock"));
+    let state = |bot: usize| {
+        let (client, key) = (client.clone(), key(bot));
+        async move {
+            let answer = call(&client, Method::GET, "/api/v1/bots", &key, String::new()).await;
+            answer.json().unwrap()["bots"][0].clone()
+        }
+    };
+    let until = |bot: usize, what: &'static str, check: fn(&Value) -> bool| {
+        let state = &state;
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let seen = state(bot).await;
+                if check(&seen) {
+                    return seen;
+                }
+                assert!(Instant::now() < deadline, "bot{bot} never {what}: {seen}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // A job of `bot`'s once it is sent or failed.
+    let settled = |bot: usize, job: i64| {
+        let (client, key) = (client.clone(), key(bot));
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let path = format!("/api/v1/jobs/{job}");
+                let answer = call(&client, Method::GET, &path, &key, String::new()).await;
+                let job = answer.json().unwrap();
+                if job["state"] == "sent" || job["state"] == "failed" {
+                    return job;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "bot{bot}'s job never settled: {job}"
+                );
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // (Its halt lasts 5 s: the error stays as its last one after.)
+    until(3, "flood-waited at sign-in", |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("FLOOD_WAIT at sign-in, retrying in 5 s"))
+    })
+    .await;
+    for bot in [1, 2, 4] {
+        until(bot, "ready", |s| s["state"] == "ready").await;
     }
+
+    // bot2's token is revoked; bot4's connections get no answer.
+    fault(dir.path(), "bot2", json!({"revoke_bot_token": true})).await;
+    fault(dir.path(), "bot4", json!({"blackhole": true})).await;
+    let path = "/api/v1/telegram/interactive";
+    let mut waiting = Vec::new();
+    for bot in [2, 3, 4] {
+        let text = format!("from bot{bot}");
+        let answer = call(
+            &client,
+            Method::POST,
+            path,
+            &key(bot),
+            body(users[0], &text),
+        )
+        .await;
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        waiting.push((bot, answer.json().unwrap()["job_id"].as_i64().unwrap()));
+    }
+    until(2, "halted by the revoked token", |s| {
+        s["state"].as_str().is_some_and(|s| s.starts_with("halted"))
+    })
+    .await;
+
+    // bot1 sends everything, in order, to every user ...
+    let mut last = 0;
+    for round in 0..5 {
+        for user in &users {
+            let text = format!("round {round}");
+            let answer = call(&client, Method::POST, path, &key(1), body(*user, &text)).await;
+            assert_eq!(answer.status, 202, "{:?}", answer.body);
+            last = answer.json().unwrap()["job_id"].as_i64().unwrap();
+        }
+    }
+    assert_eq!(settled(1, last).await["state"], "sent");
+    for &user in &users {
+        let texts: Vec<String> = telegram.chat(user, bots[0]).unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = (0..5).map(|round| format!("round {round}")).collect();
+        assert_eq!(texts, expected);
+    }
+
+    // ... and answers a click with the button's stored answer.
+    let buttons = json!({
+        "destination_user_id": users[1].to_string(),
+        "telegram_interactive_message": {"type": "reply_buttons", "text": "ok?",
+            "reply_markup": {"inline_keyboard": [[
+                {"text": "Yes", "callback_data": "yes", "answer": {"text": "Noted"}}]]}}
+    });
+    let sent = call(
+        &client,
+        Method::POST,
+        &format!("{path}?wait=30"),
+        &key(1),
+        buttons.to_string(),
+    )
+    .await;
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+    let message_id: i32 = sent.json().unwrap()["channel_message_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pressed = telegram
+        .click(
+            users[1],
+            UserClick::Callback {
+                message_id,
+                data: b"yes".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    let Pressed::Answered(outcome) = pressed else {
+        panic!("a callback press: {pressed:?}");
+    };
+    assert!(format!("{outcome:?}").contains("Noted"), "{outcome:?}");
+
+    // The broken bots sent nothing meanwhile: their chats hold only /start.
+    for (bot, _) in &waiting {
+        if *bot == 3 {
+            continue;
+        }
+        let chat = telegram.chat(users[0], bots[bot - 1]).unwrap();
+        let from_bot = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == "bot")
+            .count();
+        assert_eq!(from_bot, 0, "bot{bot} sent: {chat}");
+    }
+    // bot3's flood wait ran out: it signed in by itself and sent its job.
+    until(3, "ready after its flood wait", |s| s["state"] == "ready").await;
+    let (_, bot3_job) = waiting[1];
+    assert_eq!(settled(3, bot3_job).await["state"], "sent");
+    assert_eq!(
+        state(2).await["state"]
+            .as_str()
+            .map(|s| s.starts_with("halted")),
+        Some(true)
+    );
+    assert_ne!(state(4).await["state"], "halted");
+
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+    let log = worker.log();
+    for (_, key) in &keys {
+        assert!(!log.contains(key.as_str()), "the log shows an API key");
+    }
+    sandbox.shutdown().await.unwrap();
 }

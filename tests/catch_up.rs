@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use telegate::events::EventStore;
 use telegate::queue::Queue;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{
     AccountId, DifferenceRules, GroupKind, NewGroup, Pressed, Role, UserClick, UserMessage,
 };
@@ -94,7 +95,12 @@ async fn a_backlog_killed_five_times_mid_catch_up_arrives_exactly_once() {
     let mut sent = BTreeMap::new();
     for n in 0..BACKLOG {
         let id = telegram
-            .user_sends(users[n % USERS], UserMessage::Text(backlog(n)), None)
+            .user_sends(
+                users[n % USERS],
+                BOT_ID,
+                UserMessage::Text(backlog(n)),
+                None,
+            )
             .unwrap();
         sent.insert(backlog(n), (users[n % USERS], id));
     }
@@ -179,7 +185,7 @@ async fn a_click_during_the_start_up_catch_up_is_answered_at_once() {
     let mut world = World::start(Pace::Unlimited).await;
     let users = world.users(2);
     let telegram = world.sandbox.telegram().clone();
-    telegram.set_privacy(false);
+    telegram.set_privacy(BOT_ID, false).unwrap();
     let mut groups = Vec::new();
     for n in 0..GROUPS {
         let group = telegram
@@ -188,6 +194,7 @@ async fn a_click_during_the_start_up_catch_up_is_answered_at_once() {
                 kind: GroupKind::Supergroup,
                 members: users.clone(),
                 bot: Some(Role::Member),
+                bot_id: BOT_ID,
             })
             .unwrap();
         telegram

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use telegate::api::client::Answer;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use worker_support::{INTERACTIVE, Pace, World};
 
@@ -45,7 +46,7 @@ fn user(world: &World, id: AccountId) -> AccountId {
         })
         .unwrap();
     telegram
-        .user_sends(user.id, UserMessage::Text("/start".into()), None)
+        .user_sends(user.id, BOT_ID, UserMessage::Text("/start".into()), None)
         .unwrap();
     user.id
 }

@@ -17,6 +17,7 @@ use telegate::events::webhook::Webhook;
 use telegate::inbound::{self, Inbound};
 use telegate::queue::{JobId, Queue, Timestamp};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{
     ClickOutcome, DC_ID, GroupKind, NewGroup, NewUser, Pressed, Role, UserClick, UserMessage,
 };
@@ -145,7 +146,7 @@ impl Daemon {
             .unwrap()
             .id;
         telegram
-            .user_sends(id, UserMessage::Text("/start".into()), None)
+            .user_sends(id, BOT_ID, UserMessage::Text("/start".into()), None)
             .unwrap();
         id
     }
@@ -533,6 +534,7 @@ async fn a_flood_wait_on_an_answer_is_waited_out_and_query_id_invalid_is_final()
                 message: message.into(),
                 remaining,
                 label: "test_answer_error",
+                keys: None,
             }),
         );
     };
@@ -630,7 +632,7 @@ async fn every_inbound_kind_becomes_its_event() {
     let telegram = daemon.sandbox.telegram();
     let user = daemon.user("Bea");
     let bot = telegram.bot_id();
-    let say = |message| telegram.user_sends(user, message, None).unwrap();
+    let say = |message| telegram.user_sends(user, BOT_ID, message, None).unwrap();
     let text = say(UserMessage::Text("hi there".into()));
     let photo = say(UserMessage::Photo {
         mime_type: "image/jpeg".into(),
@@ -714,7 +716,7 @@ async fn every_inbound_kind_becomes_its_event() {
         format!("/api/v1/media/{user}:{photo}")
     );
     // The media URLs serve the files from Telegram (upload.getFile).
-    let chat = telegram.chat(user).unwrap();
+    let chat = telegram.chat(user, BOT_ID).unwrap();
     let media_of = |id: i32| {
         let message = chat["messages"]
             .as_array()
@@ -802,7 +804,7 @@ async fn the_stream_resumes_from_a_cursor_and_long_polls() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     telegram
-        .user_sends(user, UserMessage::Text("one".into()), None)
+        .user_sends(user, BOT_ID, UserMessage::Text("one".into()), None)
         .unwrap();
     let answer = tokio::time::timeout(PATIENCE, polling)
         .await
@@ -823,7 +825,7 @@ async fn the_stream_resumes_from_a_cursor_and_long_polls() {
     );
 
     telegram
-        .user_sends(user, UserMessage::Text("two".into()), None)
+        .user_sends(user, BOT_ID, UserMessage::Text("two".into()), None)
         .unwrap();
     let line = daemon.find(|e| e["body"]["text"]["text"] == "two").await;
     // Resuming from the first cursor again yields both, in order.
@@ -991,11 +993,13 @@ fn act(
             };
             let done = if kind == 10 {
                 telegram
-                    .user_edits(user, id, format!("edited {n}"))
+                    .user_edits(user, BOT_ID, id, format!("edited {n}"))
                     .unwrap();
                 "edited"
             } else {
-                telegram.react(user, None, id, Some("🔥".into())).unwrap();
+                telegram
+                    .react(user, BOT_ID, None, id, Some("🔥".into()))
+                    .unwrap();
                 "reacted"
             };
             return vec![Expected::Prefix(format!(
@@ -1003,8 +1007,8 @@ fn act(
             ))];
         }
         12 => {
-            telegram.set_blocked(user, true).unwrap();
-            telegram.set_blocked(user, false).unwrap();
+            telegram.set_blocked(user, BOT_ID, true).unwrap();
+            telegram.set_blocked(user, BOT_ID, false).unwrap();
             return ["blocked", "unblocked"]
                 .map(|kind| Expected::Prefix(format!("telegram:{bot}:{user}:{kind}:")))
                 .to_vec();
@@ -1015,7 +1019,7 @@ fn act(
             return vec![Expected::Id(format!("telegram:{bot}:{group}:{id}"))];
         }
     };
-    let id = telegram.user_sends(user, media, None).unwrap();
+    let id = telegram.user_sends(user, BOT_ID, media, None).unwrap();
     last.insert(user, id);
     vec![Expected::Id(format!("telegram:{bot}:{user}:{id}"))]
 }
@@ -1050,7 +1054,12 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
         let mut knocks = 0;
         while seen.is_empty() {
             telegram
-                .user_sends(users[0], UserMessage::Text(format!("knock {knocks}")), None)
+                .user_sends(
+                    users[0],
+                    BOT_ID,
+                    UserMessage::Text(format!("knock {knocks}")),
+                    None,
+                )
                 .unwrap();
             knocks += 1;
             read_all(&api, &mut cursor, &mut seen).await;
@@ -1062,13 +1071,14 @@ async fn a_sigkilled_worker_loses_no_inbound_message() {
     // Users write all along, through the kill and the restart: every kind
     // of message, edits, reactions, blocks and unblocks, and supergroup
     // messages (their own box).
-    telegram.set_privacy(false);
+    telegram.set_privacy(BOT_ID, false).unwrap();
     let group = telegram
         .create_group(NewGroup {
             title: "Desk".into(),
             kind: GroupKind::Supergroup,
             members: users.clone(),
             bot: Some(Role::Member),
+            bot_id: BOT_ID,
         })
         .unwrap();
     let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1272,10 +1282,10 @@ async fn the_webhook_gets_signed_retried_per_chat_ordered_deliveries() {
     *server.refuse.lock().unwrap() = Some(blocked.to_string());
     for n in 0..5 {
         telegram
-            .user_sends(blocked, UserMessage::Text(format!("b{n}")), None)
+            .user_sends(blocked, BOT_ID, UserMessage::Text(format!("b{n}")), None)
             .unwrap();
         telegram
-            .user_sends(free, UserMessage::Text(format!("f{n}")), None)
+            .user_sends(free, BOT_ID, UserMessage::Text(format!("f{n}")), None)
             .unwrap();
     }
     let texts_accepted = |chat: i64| -> Vec<String> {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use telegate::api::client::Answer;
 use telegate::sandbox::InjectedError;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, DC_ID, FileChange, UserMessage, file_content};
 use worker_support::{Pace, World};
 
@@ -25,6 +26,7 @@ fn send_document(world: &World, user: AccountId, size: usize, dc: i32) -> (i32, 
     let message_id = telegram
         .user_sends(
             user,
+            BOT_ID,
             UserMessage::Document {
                 file_name: "manual.bin".into(),
                 mime_type: "application/octet-stream".into(),
@@ -35,7 +37,7 @@ fn send_document(world: &World, user: AccountId, size: usize, dc: i32) -> (i32, 
             None,
         )
         .unwrap();
-    let chat = telegram.chat(user).unwrap();
+    let chat = telegram.chat(user, BOT_ID).unwrap();
     let media: &Value = &chat["messages"]
         .as_array()
         .unwrap()
@@ -173,6 +175,7 @@ async fn a_document_on_another_dc_downloads_whole_in_parts_after_its_reference_e
             message: "FILE_ID_INVALID".into(),
             remaining: 1,
             label: "rpc_error",
+            keys: None,
         }),
     );
     let refused = world.client.get(&path).await.unwrap();

@@ -14,6 +14,7 @@ use telegate::api::socket;
 use telegate::config::ApiConfig;
 use telegate::queue::Queue;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{
     AccountId, ChatFault, NewUser, StoredMedia, TgError, UserMessage,
 };
@@ -443,7 +444,7 @@ impl Stack {
             .unwrap()
             .id;
         telegram
-            .user_sends(user, UserMessage::Text("hello".into()), None)
+            .user_sends(user, BOT_ID, UserMessage::Text("hello".into()), None)
             .unwrap();
         let daemon = Daemon::start(dir.path()).await;
         Stack {
@@ -467,7 +468,7 @@ impl Stack {
         self.sandbox
             .telegram()
             .snapshot()
-            .chat_messages(self.user)
+            .chat_messages(self.user, BOT_ID)
             .map(|m| Seen {
                 from_bot: m.from != self.user,
                 text: m.text.clone(),

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
 use telegate::config::ApiConfig;
 use telegate::queue::Queue;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, UserClick, UserMessage};
 use tokio::time::{Instant, sleep};
 use worker_support::{INTERACTIVE, PATIENCE, Pace, World, body};
@@ -306,6 +307,7 @@ async fn every_described_response_is_produced() {
     let photo = telegram
         .user_sends(
             cy,
+            BOT_ID,
             UserMessage::Photo {
                 mime_type: "image/jpeg".into(),
                 size: 2048,
@@ -335,7 +337,7 @@ async fn every_described_response_is_produced() {
         }
     }
     let text = telegram
-        .user_sends(cy, UserMessage::Text("no media".into()), None)
+        .user_sends(cy, BOT_ID, UserMessage::Text("no media".into()), None)
         .unwrap();
     assert_eq!(
         seen.get(&client, &format!("/api/v1/media/{cy}:{text}"))

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{ChatFault, Pressed, TgError, UserClick};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, sleep};
@@ -425,7 +426,7 @@ fn secrets(world: &World) -> Vec<String> {
         .parse()
         .unwrap();
     let telegram = &config["telegram"];
-    let key = world.sandbox.telegram().bot_auth_key();
+    let key = world.sandbox.telegram().bot_auth_key(BOT_ID).unwrap();
     let decimal: Vec<String> = key[..12].iter().map(u8::to_string).collect();
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let token = telegram["bot_token"].as_str().unwrap().to_owned();

@@ -9,6 +9,7 @@ mod worker_support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, Pressed, UserClick};
 use tokio::time::{Instant, sleep};
 use worker_support::{PATIENCE, Pace, World};
@@ -36,7 +37,7 @@ async fn delete(world: &World, path: &str) -> (u16, Value) {
 
 /// The user's chat as the sandbox shows it.
 fn chat(world: &World, user: AccountId) -> Value {
-    world.sandbox.telegram().chat(user).unwrap()
+    world.sandbox.telegram().chat(user, BOT_ID).unwrap()
 }
 
 /// The chat's message with Telegram id `id`, if it is there.

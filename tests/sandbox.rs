@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{BOT_USERNAME, DC_ID, auth_key_from_hex, to_hex};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
@@ -89,10 +90,13 @@ impl Harness {
     /// A grammers client on the bot's key, signed in with the token.
     async fn bot(&self) -> Grammers {
         let telegram = self.sandbox().telegram();
-        let bot = Grammers::connect(self.sandbox().dc_addr(), telegram.bot_auth_key());
+        let bot = Grammers::connect(
+            self.sandbox().dc_addr(),
+            telegram.bot_auth_key(BOT_ID).unwrap(),
+        );
         let me = bot
             .client
-            .bot_sign_in(telegram.bot_token().expose(), API_HASH)
+            .bot_sign_in(telegram.bot_token(BOT_ID).unwrap().expose(), API_HASH)
             .await
             .unwrap();
         assert!(me.is_bot());
@@ -788,7 +792,10 @@ async fn telegram_rules_flood_wait_peer_id_invalid_random_id_and_errors() {
 async fn wrong_token_is_refused() {
     let harness = Harness::start().await;
     let telegram = harness.sandbox().telegram();
-    let bot = Grammers::connect(harness.sandbox().dc_addr(), telegram.bot_auth_key());
+    let bot = Grammers::connect(
+        harness.sandbox().dc_addr(),
+        telegram.bot_auth_key(BOT_ID).unwrap(),
+    );
     assert!(!bot.client.is_authorized().await.unwrap());
     let token = format!("{}:wrong", telegram.bot_id());
     let error = bot.client.bot_sign_in(&token, API_HASH).await;
@@ -1002,7 +1009,7 @@ async fn a_grammers_user_client_reads_the_keyboard_and_clicks_it() {
 async fn state_survives_a_sandbox_restart() {
     let mut harness = Harness::start().await;
     let user = harness.started_user("Hal").await;
-    let key = harness.sandbox().telegram().bot_auth_key();
+    let key = harness.sandbox().telegram().bot_auth_key(BOT_ID).unwrap();
     {
         let bot = harness.bot().await;
         sent_id(
@@ -1035,7 +1042,10 @@ async fn state_survives_a_sandbox_restart() {
         .collect();
     assert_eq!(texts, ["hello", "before"]);
     // The bot's key is still signed in: no token needed.
-    assert_eq!(harness.sandbox().telegram().bot_auth_key(), key);
+    assert_eq!(
+        harness.sandbox().telegram().bot_auth_key(BOT_ID).unwrap(),
+        key
+    );
     let bot = Grammers::connect(harness.sandbox().dc_addr(), key);
     assert!(bot.client.is_authorized().await.unwrap());
     let tl::enums::updates::State::State(state) = bot
@@ -1295,7 +1305,7 @@ async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
     let user = harness.started_user("Kim").await;
     let telegram = harness.sandbox().telegram().clone();
     let caller = Caller {
-        auth_key_id: key_id(&telegram.bot_auth_key()),
+        auth_key_id: key_id(&telegram.bot_auth_key(BOT_ID).unwrap()),
         dc_id: DC_ID,
     };
     let call = |request: Vec<u8>| {
@@ -1320,7 +1330,7 @@ async fn a_click_while_the_bot_is_offline_comes_through_get_difference() {
             flags: 0,
             api_id: API_ID,
             api_hash: API_HASH.into(),
-            bot_auth_token: telegram.bot_token().expose().into(),
+            bot_auth_token: telegram.bot_token(BOT_ID).unwrap().expose().into(),
         }
         .to_bytes(),
     )
@@ -1400,6 +1410,129 @@ impl Drop for SandboxProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `telegate sandbox --bots 2`: one model with two bots, a `[[bots]]` table
+/// and a session per bot, the keys in the ready message; each bot signs in
+/// as itself, and a user writes to both, each chat its own.
+#[tokio::test]
+async fn the_sandbox_command_with_two_bots_writes_a_key_and_session_per_bot() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_telegate"))
+        .args([
+            "sandbox",
+            "--dc-only",
+            "--web",
+            "off",
+            "--bots",
+            "2",
+            "--state-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _process = SandboxProcess { child };
+    // The ready message: a line per bot, name and key.
+    let shown = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| {
+                let (name, key) = line.trim_start().split_once('\t')?;
+                Some((name.to_owned(), key.to_owned()))
+            })
+            .take(2)
+            .collect::<Vec<_>>()
+    });
+    let shown = tokio::time::timeout(PATIENCE, shown)
+        .await
+        .unwrap()
+        .unwrap();
+    let config: toml::Table = std::fs::read_to_string(dir.path().join("telegate.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tables = config["bots"].as_array().unwrap();
+    let written: Vec<(String, String)> = tables
+        .iter()
+        .map(|t| {
+            let name = t["name"].as_str().unwrap().to_owned();
+            (name, t["api_keys"][0].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(shown, written);
+    assert_eq!(shown[0].0, "bot1");
+    assert_ne!(shown[0].1, shown[1].1);
+    assert!(config["telegram"].get("bot_token").is_none(), "{config:?}");
+    assert_eq!(tables[0]["dc_addr"], tables[1]["dc_addr"], "one sandbox");
+    let socket = dir.path().join("sandbox.sock");
+    let (_, listed) = control(&socket, "GET", "/bots", None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // Each session signs in as its own bot with its own token.
+    let mut usernames = Vec::new();
+    for table in tables {
+        let name = table["name"].as_str().unwrap();
+        let path = dir.path().join(format!("sessions/{name}.session"));
+        let session = telegate::session::SessionStore::open(&path).unwrap();
+        let worker = telegate::telegram::Telegram::start(Arc::new(session), 1);
+        let credentials = telegate::telegram::Credentials {
+            api_id: 1,
+            api_hash: config["telegram"]["api_hash"].as_str().unwrap().into(),
+            bot_token: table["bot_token"].as_str().unwrap().into(),
+        };
+        let bot = worker.sign_in(&credentials).await.unwrap();
+        usernames.push(bot.username.unwrap_or_default());
+        worker.shutdown().await;
+    }
+    assert_eq!(usernames, [BOT_USERNAME, "telegate_sandbox_2_bot"]);
+
+    // One user, two chats.
+    let (_, user) = control(
+        &socket,
+        "POST",
+        "/users",
+        Some(json!({"first_name": "Ann"})),
+    )
+    .await;
+    let user = user["id"].as_i64().unwrap();
+    for (bot, text) in [("bot1", "to one"), ("bot2", "to two")] {
+        let path = format!("/users/{user}/messages?bot={bot}");
+        let (status, _) = control(&socket, "POST", &path, Some(json!({"text": text}))).await;
+        assert_eq!(status, 200);
+    }
+    for (bot, text) in [("bot1", "to one"), ("bot2", "to two")] {
+        let (_, chat) = control(
+            &socket,
+            "GET",
+            &format!("/users/{user}/chat?bot={bot}"),
+            None,
+        )
+        .await;
+        let texts: Vec<&str> = chat["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        assert_eq!(texts, [text], "{bot}'s chat");
+    }
+    let (status, error) = control(
+        &socket,
+        "GET",
+        &format!("/users/{user}/chat?bot=bot3"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("bot1..bot2"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -2134,7 +2267,7 @@ async fn revoke_bot_session_answers_401_until_the_bot_signs_in_again() {
     inject(&harness, json!({"revoke_bot_session": true})).await;
     let error = bot.invoke(&tl::functions::updates::GetState {}).await;
     assert_eq!(rpc_error(error).1, "AUTH_KEY_UNREGISTERED");
-    let token = harness.sandbox().telegram().bot_token();
+    let token = harness.sandbox().telegram().bot_token(BOT_ID).unwrap();
     bot.client
         .bot_sign_in(token.expose(), API_HASH)
         .await
@@ -2148,7 +2281,7 @@ async fn revoke_bot_session_answers_401_until_the_bot_signs_in_again() {
 #[tokio::test]
 async fn a_revoked_bot_token_cannot_sign_in() {
     let harness = Harness::start().await;
-    let old = harness.sandbox().telegram().bot_token();
+    let old = harness.sandbox().telegram().bot_token(BOT_ID).unwrap();
     let bot = harness.bot().await;
     inject(&harness, json!({"revoke_bot_token": true})).await;
     let error = bot.invoke(&tl::functions::updates::GetState {}).await;
@@ -2162,9 +2295,12 @@ async fn a_revoked_bot_token_cannot_sign_in() {
 async fn sign_in_flood_wait_hits_the_next_sign_in_once() {
     let harness = Harness::start().await;
     let telegram = harness.sandbox().telegram();
-    let bot = Grammers::connect(harness.sandbox().dc_addr(), telegram.bot_auth_key());
+    let bot = Grammers::connect(
+        harness.sandbox().dc_addr(),
+        telegram.bot_auth_key(BOT_ID).unwrap(),
+    );
     inject(&harness, json!({"sign_in_flood_wait_s": 7})).await;
-    let token = telegram.bot_token();
+    let token = telegram.bot_token(BOT_ID).unwrap();
     let error = bot.client.bot_sign_in(token.expose(), API_HASH).await;
     assert_eq!(rpc_error(error), (420, "FLOOD_WAIT".to_string(), Some(7)));
     bot.client
@@ -2278,7 +2414,7 @@ async fn max_connections_answers_429_beyond_n_per_key() {
         .await
         .unwrap();
     inject(&harness, json!({"max_connections": 1})).await;
-    let key = harness.sandbox().telegram().bot_auth_key();
+    let key = harness.sandbox().telegram().bot_auth_key(BOT_ID).unwrap();
     let second = Grammers::connect(harness.sandbox().dc_addr(), key);
     let refused = second
         .client
@@ -2382,10 +2518,10 @@ async fn files_live_on_a_dc_and_are_fetched_there_after_exporting_the_authorizat
     let dcs = sandbox
         .dc_addrs()
         .iter()
-        .map(|(&id, &addr)| (id, addr, telegram.bot_auth_key_on(id)))
+        .map(|(&id, &addr)| (id, addr, telegram.bot_auth_key_on(BOT_ID, id).unwrap()))
         .collect();
     let bot = Grammers::connect_dcs(dcs);
-    let token = telegram.bot_token();
+    let token = telegram.bot_token(BOT_ID).unwrap();
     bot.client
         .bot_sign_in(token.expose(), API_HASH)
         .await

@@ -8,6 +8,7 @@ mod worker_support;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, BotAction, GroupKind, NewGroup, Role, UserMessage};
 use worker_support::{Pace, World};
 
@@ -51,7 +52,12 @@ async fn a_ten_thousand_message_backlog_arrives_complete_and_in_order_through_sl
     for n in 0..BACKLOG {
         let user = users[n % USERS];
         let id = telegram
-            .user_sends(user, UserMessage::Text(format!("backlog {n}")), None)
+            .user_sends(
+                user,
+                BOT_ID,
+                UserMessage::Text(format!("backlog {n}")),
+                None,
+            )
             .unwrap();
         sent.entry(user).or_default().push(id);
     }
@@ -86,13 +92,14 @@ async fn supergroup_messages_arrive_through_the_channel_box_after_a_restart() {
     let mut world = World::start(Pace::Unlimited).await;
     let users = world.users(2);
     let telegram = world.sandbox.telegram().clone();
-    telegram.set_privacy(false);
+    telegram.set_privacy(BOT_ID, false).unwrap();
     let group = telegram
         .create_group(NewGroup {
             title: "Support".into(),
             kind: GroupKind::Supergroup,
             members: users.clone(),
             bot: Some(Role::Member),
+            bot_id: BOT_ID,
         })
         .unwrap();
     let mut cursor = 0;
@@ -112,9 +119,10 @@ async fn supergroup_messages_arrive_through_the_channel_box_after_a_restart() {
             kind: GroupKind::Supergroup,
             members: users.clone(),
             bot: None,
+            bot_id: BOT_ID,
         })
         .unwrap();
-    telegram.bot_action(later, BotAction::Add).unwrap();
+    telegram.bot_action(later, BOT_ID, BotAction::Add).unwrap();
     let mut expected = Vec::new();
     for n in 0..30 {
         let (chat, text) = if n % 3 == 0 {
@@ -166,7 +174,7 @@ async fn a_block_is_an_update_bot_stopped_and_what_was_sent_before_the_first_sta
     wait_for_texts(&world, &mut cursor, &["/start".to_owned()]).await;
 
     let telegram = world.sandbox.telegram().clone();
-    telegram.set_blocked(user, true).unwrap();
+    telegram.set_blocked(user, BOT_ID, true).unwrap();
     let is_stop = |e: &Value| e["results"][0]["type"] == "blocked";
     let events = world
         .read_events_until(&mut cursor, |read| read.iter().any(is_stop))

@@ -21,6 +21,7 @@ use std::time::Duration;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use telegate::config::Secret;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use telegate::sandbox::web::{self, RunningWeb, WebError, WebOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,7 +213,7 @@ fn demo_user(world: &World) -> AccountId {
         .unwrap()
         .id;
     telegram
-        .user_sends(user, UserMessage::Text("/start".into()), None)
+        .user_sends(user, BOT_ID, UserMessage::Text("/start".into()), None)
         .unwrap();
     user
 }
@@ -433,7 +434,7 @@ async fn a_person_chats_with_the_bot_in_a_browser() {
         .expect("the typed text is an event");
     assert!(text_event.to_string().contains("\"text\""), "{text_event}");
     // And it answers the force reply.
-    let chat = world.sandbox.telegram().chat(user).unwrap();
+    let chat = world.sandbox.telegram().chat(user, BOT_ID).unwrap();
     let last = chat["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["text"], "order 4711");
     assert!(last["reply_to"].is_i64(), "{last}");
@@ -469,7 +470,12 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     let (status, head, body) = http_raw(addr, &get(&link, &addr.to_string(), "")).await;
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("receipt.pdf"), "{head}");
-    let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
+    let chat = session
+        .world
+        .sandbox
+        .telegram()
+        .chat(session.user, BOT_ID)
+        .unwrap();
     let media = &chat["messages"].as_array().unwrap().last().unwrap()["media"];
     let id = media["id"].as_i64().unwrap();
     assert_eq!(body, telegate::sandbox::telegram::file_content(id, 0, 3000));
@@ -491,7 +497,12 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     payload.send_keys("ref-42").await.unwrap();
     click(browser, "#start button").await;
     text_until(browser, &format!("{last} .text"), |t| t == "/start ref-42").await;
-    let chat = session.world.sandbox.telegram().chat(session.user).unwrap();
+    let chat = session
+        .world
+        .sandbox
+        .telegram()
+        .chat(session.user, BOT_ID)
+        .unwrap();
     let kinds: Vec<&str> = chat["messages"]
         .as_array()
         .unwrap()
@@ -529,7 +540,151 @@ async fn the_composer_sends_files_locations_start_payloads_and_new_users() {
     })
     .await;
     text_until(browser, "#users .user.selected", |t| t.contains("Grace")).await;
-    assert_eq!(session.world.sandbox.telegram().users().len(), 2);
+    assert_eq!(session.world.sandbox.telegram().users(BOT_ID).len(), 2);
+    session.stop().await;
+}
+
+/// A second bot and a group, in the browser: the person picks which bot a
+/// private chat is with, creates a group with another user and the bot,
+/// posts in it, sees the other member's and the bot's messages labelled by
+/// sender, and clicks the bot's button in the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_picks_a_bot_and_chats_in_a_group_in_a_browser() {
+    let session = Session::start("").await;
+    let (world, ada, browser) = (&session.world, session.user, &session.browser);
+    let telegram = world.sandbox.telegram().clone();
+    let bot2 = telegram.ensure_bots(2)[1];
+    let grace = telegram
+        .create_user(NewUser {
+            id: None,
+            first_name: "Grace".into(),
+            username: None,
+            lang_code: None,
+        })
+        .unwrap()
+        .id;
+    browser
+        .goto(&session.page.url(&format!("/?user={ada}")))
+        .await
+        .unwrap();
+
+    // Two bots: the private chat is with the one picked.
+    click(browser, &format!("#chats .chat-link[data-bot='{bot2}']")).await;
+    text_until(browser, ".chat-head", |t| t.contains("Sandbox Bot 2")).await;
+    element(browser, "#text")
+        .await
+        .send_keys("hi bot two")
+        .await
+        .unwrap();
+    click(browser, "#send-button").await;
+    text_until(browser, "#messages .msg.from-user:last-child .text", |t| {
+        t == "hi bot two"
+    })
+    .await;
+    let texts = |bot| -> Vec<String> {
+        telegram.chat(ada, bot).unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(texts(bot2), ["hi bot two"]);
+    assert_eq!(texts(BOT_ID), ["/start"]);
+
+    // A group with Grace and the first bot, created from the page.
+    click(browser, &format!("#chats .chat-link[data-bot='{BOT_ID}']")).await;
+    text_until(browser, ".chat-head", |t| t.contains("Sandbox Bot")).await;
+    element(browser, "#new-group [name=title]")
+        .await
+        .send_keys("Team")
+        .await
+        .unwrap();
+    click(
+        browser,
+        &format!("#new-group input[name=member][value='{grace}']"),
+    )
+    .await;
+    click(browser, "#new-group button[type=submit]").await;
+    text_until(browser, ".chat-head", |t| t.contains("Team")).await;
+    text_until(browser, "#chats .chat-link.group.selected", |t| {
+        t.contains("Team")
+    })
+    .await;
+    text_until(browser, "#messages .service", |t| {
+        t.contains("created the group")
+    })
+    .await;
+    text_until(browser, "#messages .service:nth-child(2)", |t| {
+        t == "Sandbox Bot joined"
+    })
+    .await;
+    let groups = telegram.groups(BOT_ID);
+    let group = groups[0]["id"].as_i64().unwrap();
+    assert_eq!(groups[0]["bot"], "member", "{groups:?}");
+
+    // The person posts as Ada; Grace posts; each labelled by sender.
+    element(browser, "#text")
+        .await
+        .send_keys("hello team")
+        .await
+        .unwrap();
+    click(browser, "#send-button").await;
+    text_until(browser, "#messages .msg.from-user:last-child .text", |t| {
+        t == "hello team"
+    })
+    .await;
+    telegram
+        .group_sends(
+            group,
+            grace,
+            UserMessage::Text("hi from Grace".into()),
+            None,
+        )
+        .unwrap();
+    text_until(browser, "#messages .msg.from-bot:last-child", |t| {
+        t.contains("Grace") && t.contains("hi from Grace")
+    })
+    .await;
+    let chat = telegram.group_chat(group, BOT_ID).unwrap();
+    let senders: Vec<(i64, &str)> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["service"].is_null())
+        .map(|m| {
+            (
+                m["sender_id"].as_i64().unwrap(),
+                m["text"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(senders, [(ada, "hello team"), (grace, "hi from Grace")]);
+
+    // The bot posts a keyboard in the group; a click gets its stored answer.
+    enqueue(
+        world,
+        json!({
+            "destination_user_id": group.to_string(),
+            "telegram_interactive_message": {
+                "type": "reply_buttons",
+                "text": "Stand-up at ten?",
+                "reply_markup": {"inline_keyboard": [[
+                    {"text": "I'm in", "callback_data": "in", "answer": {"text": "See you there"}}
+                ]]}
+            }
+        }),
+    )
+    .await;
+    text_until(
+        browser,
+        "#messages .msg:last-child .sender.bot-sender",
+        |t| t == "Sandbox Bot",
+    )
+    .await;
+    click(browser, ".ikb[data-data='in']").await;
+    text_until(browser, "#toast.show", |t| t == "See you there").await;
+    save_screenshot(browser, &session.shots, "sandbox-web-group.png").await;
     session.stop().await;
 }
 
@@ -624,7 +779,7 @@ async fn the_page_is_loopback_only_and_a_public_page_needs_its_token() {
     );
     let (status, _, _) = http(addr, &post).await;
     assert_eq!(status, 403);
-    assert!(world.sandbox.telegram().users().is_empty());
+    assert!(world.sandbox.telegram().users(BOT_ID).is_empty());
     page.stop().await;
 
     // A public page needs its token: missing or wrong → 401; in the query →

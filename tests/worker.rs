@@ -15,6 +15,7 @@ use std::time::Duration;
 use grammers_tl_types::Serializable;
 use serde_json::{Value, json};
 use telegate::interactive::InteractiveRequest;
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, to_hex};
 use tokio::time::{Instant, sleep};
 use worker_support::{INTERACTIVE, PATIENCE, Pace, Tmpfs, Worker, World, body};
@@ -398,7 +399,7 @@ const QUICK_LIVENESS: &str = "[connection]\ncall_timeout_ms = 2000\nping_interva
 /// Turns the black hole over the bot's connections on or off.
 fn black_hole(world: &World, on: bool) {
     let keys = if on {
-        world.sandbox.telegram().bot_key_ids()
+        world.sandbox.telegram().bot_key_ids(BOT_ID)
     } else {
         Vec::new()
     };
@@ -609,6 +610,7 @@ async fn a_full_disk_stalls_nothing_for_good() {
         .telegram()
         .user_sends(
             users[1],
+            BOT_ID,
             telegate::sandbox::telegram::UserMessage::Text("sent while full".into()),
             None,
         )

@@ -11,11 +11,13 @@
 //! and `dc_addr` (other tables are kept), and `sessions/default.session` gets
 //! the DC address and the bot's pre-provisioned auth key. Both are mode 0600.
 //!
-//! With `--bots N` (N > 1) there are N bots, `bot1`…`botN`, each with a DC
-//! and Telegram model of its own (its own users, updates and limits; `bot1`'s
-//! state and control socket in `DIR`, the others' in `DIR/sandboxes/botK/`),
-//! a `[[bots]]` table with its token, `dc_addr` and a generated API key
-//! (kept across restarts), and `sessions/botK.session`.
+//! With `--bots N` (N > 1) the one Telegram model holds N bots, `bot1`…
+//! `botN`: each its own bot account with its own updates, boxes and flood
+//! limits, and its own private chat with each user (a user may talk to all
+//! of them; clicks reach the bot whose message it is). Each gets a
+//! `[[bots]]` table with its token, `dc_addr` and a generated API key (kept
+//! across restarts), and `sessions/botK.session`; the ready message lists
+//! the keys.
 
 use std::fs;
 use std::io::{self, Write};
@@ -69,8 +71,8 @@ pub struct SandboxArgs {
     /// {"limits": false}` would turn them, but before any client connects).
     #[arg(long)]
     pub no_limits: bool,
-    /// How many bots (`bot1`…`botN`), each with its own DC and a generated
-    /// API key in `telegate.toml`; 1: the one `default` bot, no keys.
+    /// How many bots (`bot1`…`botN`) the sandbox holds, each with a
+    /// generated API key in `telegate.toml`; 1: the one `default` bot, no keys.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub bots: u16,
 }
@@ -84,6 +86,8 @@ pub const WEB_TOKEN_FILE: &str = "web.token";
 pub enum SandboxCliError {
     #[error("cannot create the demo user: {0}")]
     DemoUser(#[from] SandboxError),
+    #[error("cannot read the sandbox's bot: {0}")]
+    Bot(SandboxError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error(transparent)]
@@ -115,43 +119,33 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
     let config = Config::load(global.config.as_deref(), &state)?;
     let web = web_options(&args, &config.sandbox, &dir)?;
     let shutdown = shutdown_signal().map_err(SandboxCliError::Signals)?;
-    let mut sandboxes = Vec::with_capacity(usize::from(args.bots));
-    for bot in 1..=args.bots {
-        let (state_dir, port) = match bot {
-            1 => (dir.clone(), args.port),
-            _ => {
-                let own = dir.join("sandboxes").join(format!("bot{bot}"));
-                crate::config::StateDir::new(&own).prepare()?;
-                (own, 0)
-            }
-        };
-        let sandbox = Sandbox::start(SandboxOptions {
-            state_dir: Some(state_dir),
-            port,
-            callback_timeout: Duration::from_millis(args.callback_timeout_ms),
-            // The chat page plays the first bot's users.
-            web: if bot == 1 { web.clone() } else { None },
-        })
-        .await
-        .map_err(SandboxCliError::from)?;
-        if args.no_limits {
-            sandbox.telegram().set_limits_enabled(false);
-        }
-        sandboxes.push(sandbox);
+    let sandbox = Sandbox::start(SandboxOptions {
+        state_dir: Some(dir.clone()),
+        port: args.port,
+        callback_timeout: Duration::from_millis(args.callback_timeout_ms),
+        web: web.clone(),
+        bots: usize::from(args.bots),
+    })
+    .await
+    .map_err(SandboxCliError::from)?;
+    if args.no_limits {
+        sandbox.telegram().set_limits_enabled(false);
     }
-    let keys = match &sandboxes[..] {
-        [one] => {
-            write_worker_files(&dir, one)?;
+    let bots = sandbox.telegram().ensure_bots(usize::from(args.bots));
+    let bots = &bots[..usize::from(args.bots)];
+    let keys = match bots {
+        [_] => {
+            write_worker_files(&dir, &sandbox)?;
             Vec::new()
         }
-        many => write_fleet_files(&dir, many)?,
+        many => write_fleet_files(&dir, &sandbox, many)?,
     };
-    let web = sandboxes[0]
+    let web = sandbox
         .web_addr()
         .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/"));
     info!(
-        bots = sandboxes.len(),
-        dc_addr = %sandboxes[0].dc_addr(),
+        bots = bots.len(),
+        dc_addr = %sandbox.dc_addr(),
         control = %dir.join(crate::sandbox::control::SOCKET_NAME).display(),
         web = %web,
         "sandbox ready"
@@ -163,15 +157,13 @@ pub async fn run(global: &Global, args: SandboxArgs) -> Result<Outcome, CliError
             Ok(Outcome::Success)
         }
         Some(lock) => {
-            let demo = demo_user(sandboxes[0].telegram())?;
+            let demo = demo_user(sandbox.telegram(), bots)?;
             log_try_it(&dir, demo, !keys.is_empty());
             super::run::daemon(&state, lock, global.config.as_deref(), shutdown).await
         }
     };
     info!("sandbox stopping");
-    for sandbox in sandboxes {
-        sandbox.shutdown().await.map_err(SandboxCliError::from)?;
-    }
+    sandbox.shutdown().await.map_err(SandboxCliError::from)?;
     outcome
 }
 
@@ -248,12 +240,13 @@ fn generate_key() -> String {
     key
 }
 
-/// Writes a `[[bots]]` table per sandbox (`bot1`…) with its token, DC and
-/// an API key (the one already in the file, else a new one), and each
-/// bot's session; returns the bots' names and keys.
+/// Writes a `[[bots]]` table per bot of the sandbox (`bot1`… for `bots`, in
+/// order) with its token, DC and an API key (the one already in the file,
+/// else a new one), and each bot's session; returns the bots' names and keys.
 pub fn write_fleet_files(
     dir: &Path,
-    sandboxes: &[Sandbox],
+    sandbox: &Sandbox,
+    bots: &[AccountId],
 ) -> Result<Vec<(String, String)>, SandboxCliError> {
     let path = dir.join("telegate.toml");
     let mut document = read_document(&path)?;
@@ -268,17 +261,17 @@ pub fn write_fleet_files(
         _ => std::collections::HashMap::new(),
     };
     let state = crate::config::StateDir::new(dir);
-    let mut tables = Vec::with_capacity(sandboxes.len());
-    let mut keys = Vec::with_capacity(sandboxes.len());
-    for (number, sandbox) in (1..).zip(sandboxes) {
+    let mut tables = Vec::with_capacity(bots.len());
+    let mut keys = Vec::with_capacity(bots.len());
+    let telegram = sandbox.telegram();
+    for (number, &bot) in (1..).zip(bots) {
         let name = format!("bot{number}");
-        let telegram = sandbox.telegram();
         let bot_name =
             crate::config::BotName::new(name.clone()).map_err(|e| SandboxCliError::Config {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-        provision_session(&state.bot_session(&bot_name), sandbox)?;
+        provision_session(&state.bot_session(&bot_name), sandbox, bot)?;
         let api_keys = kept_keys
             .get(&name)
             .cloned()
@@ -293,7 +286,14 @@ pub fn write_fleet_files(
         }
         let mut table = toml::Table::new();
         table.insert("name".into(), name.into());
-        table.insert("bot_token".into(), telegram.bot_token().expose().into());
+        table.insert(
+            "bot_token".into(),
+            telegram
+                .bot_token(bot)
+                .map_err(SandboxCliError::Bot)?
+                .expose()
+                .into(),
+        );
         table.insert("dc_addr".into(), sandbox.dc_addr().to_string().into());
         table.insert("api_keys".into(), api_keys);
         tables.push(toml::Value::Table(table));
@@ -314,9 +314,12 @@ pub fn write_fleet_files(
 }
 
 /// The user to try the sandbox with: on first start (no users yet) a new one
-/// who has written to the bot, so the bot may write back.
-fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliError> {
-    if !telegram.users().is_empty() {
+/// who has written to every bot, so each may write back.
+fn demo_user(
+    telegram: &FakeTelegram,
+    bots: &[AccountId],
+) -> Result<Option<AccountId>, SandboxCliError> {
+    if !telegram.users(telegram.bot_id()).is_empty() {
         return Ok(None);
     }
     let user = telegram.create_user(NewUser {
@@ -325,7 +328,9 @@ fn demo_user(telegram: &FakeTelegram) -> Result<Option<AccountId>, SandboxCliErr
         username: Some("ada_demo".into()),
         lang_code: Some("en".into()),
     })?;
-    telegram.user_sends(user.id, UserMessage::Text("/start".into()), None)?;
+    for &bot in bots {
+        telegram.user_sends(user.id, bot, UserMessage::Text("/start".into()), None)?;
+    }
     Ok(Some(user.id))
 }
 
@@ -363,10 +368,19 @@ fn log_try_it(dir: &Path, demo: Option<AccountId>, keyed: bool) {
 /// in as the bot already, at the update state the sandbox made the bot at:
 /// the worker's first start fetches everything sent to the bot since (the
 /// demo user's `/start` included) instead of starting from "now".
-fn provision_session(path: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
+fn provision_session(
+    path: &Path,
+    sandbox: &Sandbox,
+    bot: AccountId,
+) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
-    let store = SessionStore::provision(path, DC_ID, sandbox.dc_addr(), telegram.bot_auth_key())?;
-    let bot = telegram.sign_in_bot();
+    let store = SessionStore::provision(
+        path,
+        DC_ID,
+        sandbox.dc_addr(),
+        telegram.bot_auth_key(bot).map_err(SandboxCliError::Bot)?,
+    )?;
+    let bot = telegram.sign_in_bot(bot).map_err(SandboxCliError::Bot)?;
     store.record_sign_in(
         PeerInfo::User {
             id: bot.id,
@@ -384,7 +398,13 @@ fn provision_session(path: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliErr
     )?;
     for (&dc_id, &addr) in sandbox.dc_addrs() {
         if dc_id != DC_ID {
-            store.add_dc(dc_id, addr, telegram.bot_auth_key_on(dc_id))?;
+            store.add_dc(
+                dc_id,
+                addr,
+                telegram
+                    .bot_auth_key_on(bot.id, dc_id)
+                    .map_err(SandboxCliError::Bot)?,
+            )?;
         }
     }
     Ok(())
@@ -393,12 +413,16 @@ fn provision_session(path: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliErr
 /// Writes `DIR/telegate.toml` and `DIR/sessions/default.session` for a worker.
 pub fn write_worker_files(dir: &Path, sandbox: &Sandbox) -> Result<(), SandboxCliError> {
     let telegram = sandbox.telegram();
+    let bot = telegram.bot_id();
     let session =
         crate::config::StateDir::new(dir).bot_session(&crate::config::BotName::default_bot());
-    provision_session(&session, sandbox)?;
+    provision_session(&session, sandbox, bot)?;
     write_config(
         &dir.join("telegate.toml"),
-        telegram.bot_token().expose(),
+        telegram
+            .bot_token(bot)
+            .map_err(SandboxCliError::Bot)?
+            .expose(),
         &sandbox.dc_addr().to_string(),
     )
 }

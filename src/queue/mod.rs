@@ -6,9 +6,10 @@
 //! worker drains through the consumer interface ([`Queue::claim_due`] and the
 //! `mark_*` methods, see `consumer.rs`), which keeps each chat's jobs in order
 //! and lets different chats proceed in parallel. Every durable state change
-//! is announced on a broadcast channel, so waiters and the worker wake
-//! without polling.
+//! is announced (`announce.rs`: to every listener, and to the listeners of
+//! the job's bot), so waiters and each bot's sender wake without polling.
 
+mod announce;
 pub(crate) mod blocked;
 mod cancel;
 mod consumer;
@@ -48,9 +49,6 @@ pub(crate) use schema::migrate_to;
 use recent::RecentSent;
 use store::Readers;
 use writer::Writer;
-
-/// State-change notifications kept for slow receivers before they lag.
-const EVENT_CAPACITY: usize = 4096;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +118,7 @@ pub struct Queue {
 struct Inner {
     writer: Writer,
     readers: Readers,
-    events: broadcast::Sender<JobEvent>,
+    events: Arc<announce::Announcer>,
     /// Messages just sent, for clicks on them.
     recent: RecentSent,
     /// Bumped when a chat is blocked or unblocked.
@@ -138,11 +136,12 @@ impl Queue {
         if recovered > 0 {
             tracing::warn!(jobs = recovered, "jobs left in sending are due again");
         }
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let writer = Writer::spawn(conn, events.clone()).map_err(|source| QueueError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let events = Arc::new(announce::Announcer::new());
+        let writer =
+            Writer::spawn(conn, Arc::clone(&events)).map_err(|source| QueueError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 writer,
@@ -255,6 +254,12 @@ impl Queue {
     /// Notifications of every durable state change (`queued` on enqueue).
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// The changes of `bot`'s jobs (and those that name no bot): what its
+    /// sender waits on, so that another bot's traffic does not wake it.
+    pub fn subscribe_bot(&self, bot: &str) -> broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe_bot(bot)
     }
 
     /// Whether the store takes work: the writer runs and a read succeeds.

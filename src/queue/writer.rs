@@ -30,9 +30,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use super::QueueError;
+use super::announce::Announcer;
 use super::job::JobEvent;
 use super::persist::StorageRefusal;
 
@@ -95,7 +96,7 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread; committed [`JobEvent`]s go to `events`.
-    pub fn spawn(conn: Connection, events: broadcast::Sender<JobEvent>) -> std::io::Result<Self> {
+    pub fn spawn(conn: Connection, events: Arc<Announcer>) -> std::io::Result<Self> {
         let (ops, rx) = mpsc::channel();
         let open = Arc::new(AtomicBool::new(true));
         let refusal = Arc::new(Refusal::default());
@@ -211,7 +212,7 @@ fn in_savepoint<T>(
 /// What the writer thread writes to and tells.
 struct Store {
     conn: Connection,
-    events: broadcast::Sender<JobEvent>,
+    events: Arc<Announcer>,
     refusal: Arc<Refusal>,
 }
 
@@ -330,7 +331,7 @@ fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
     match &committed {
         Ok(()) => {
             for event in committed_events {
-                let _ = store.events.send(event);
+                store.events.announce(event);
             }
             // Only a batch that wrote something shows the storage takes
             // writes (an empty transaction commits on a full disk).

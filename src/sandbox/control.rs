@@ -5,6 +5,12 @@
 //! inject faults and read counters. Errors are JSON `{"error": "..."}` naming
 //! the field and the rule, with Telegram's error name when Telegram refused.
 //!
+//! A sandbox may hold several bots (`telegate sandbox --bots N`). What is
+//! about one bot — a user's chat with it, its role in a group, its privacy,
+//! the faults aimed at "the bot" — takes `?bot=botK` (the K-th bot, as
+//! `telegate.toml` names it) or `?bot=ID` (its user id); without it, the
+//! first bot. Clicks need no bot: the message says whose button it is.
+//!
 //! | method, path | body → answer |
 //! | --- | --- |
 //! | `POST /users` | `{id?, first_name, last_name?, username?, lang_code?, premium?}` → `201 {id, access_hash, auth_key}` |
@@ -25,6 +31,7 @@
 //! | `POST /bot` | `{privacy}` → `{id, username, privacy}` |
 //! | `POST /faults` | `{drop_connections?, latency_ms?, limits?, callback_timeout_ms?, user_id?, error?, times?, blackhole?, reset_mid_frame?, revoke_bot_session?, revoke_bot_token?, sign_in_flood_wait_s?, rpc_error?: {method, error, times?}, max_connections?, difference_slice?, difference_too_long?, push_backlog?, expire_file_references_after?, move_files?: {dc_id, after_chunks?}}` → the settings now |
 //! | `GET /stats`, `GET /dc`, `GET /bot` | counters; `{dc_id, host, port, dcs: [{dc_id, host, port}]}`; `{id, username, privacy}` |
+//! | `GET /bots` | → `[{name: botK, id, username, first_name, privacy}]` |
 
 use std::collections::BTreeMap;
 use std::io;
@@ -34,7 +41,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -109,6 +116,7 @@ pub fn router(control: Control) -> Router {
         .route("/stats", get(stats))
         .route("/dc", get(dc))
         .route("/bot", get(bot).post(set_bot))
+        .route("/bots", get(list_bots))
         .fallback(not_found)
         // Room for a photo or document of 8 MiB in base64.
         .layer(axum::extract::DefaultBodyLimit::max(12 << 20))
@@ -134,6 +142,7 @@ impl From<SandboxError> for Failure {
     fn from(error: SandboxError) -> Self {
         let status = match &error {
             SandboxError::UnknownUser(_)
+            | SandboxError::UnknownBot(_)
             | SandboxError::UnknownMessage { .. }
             | SandboxError::UnknownGroup(_)
             | SandboxError::UnknownGroupMessage { .. } => StatusCode::NOT_FOUND,
@@ -153,6 +162,37 @@ type ControlReply = Result<Response, Failure>;
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
     serde_json::from_slice(body)
         .map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// `?bot=`: which bot a request is about.
+#[derive(Debug, Default, Deserialize)]
+struct WhichBot {
+    bot: Option<String>,
+}
+
+impl Control {
+    /// The bot `?bot=` names (`botK` or an id), else the first bot.
+    fn bot(&self, which: &WhichBot) -> Result<AccountId, Failure> {
+        let Some(raw) = which.bot.as_deref() else {
+            return Ok(self.telegram.bot_id());
+        };
+        let ids = self.telegram.bot_ids();
+        let numbered = raw
+            .strip_prefix("bot")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| ids.get(n).copied());
+        if let Some(id) = numbered {
+            return Ok(id);
+        }
+        match raw.parse::<AccountId>() {
+            Ok(id) => Ok(self.telegram.check_bot(id)?),
+            Err(_) => Err(Failure::bad_request(format!(
+                "bot must be bot1..bot{} or a bot's user id, not {raw:?}",
+                ids.len()
+            ))),
+        }
+    }
 }
 
 fn user_id(raw: &str) -> Result<AccountId, Failure> {
@@ -209,8 +249,13 @@ async fn create_user(State(control): State<Control>, body: Bytes) -> ControlRepl
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-async fn list_users(State(control): State<Control>) -> ControlReply {
-    Ok(axum::Json(control.telegram.users()).into_response())
+async fn list_users(State(control): State<Control>, Query(which): Query<WhichBot>) -> ControlReply {
+    let bot = control.bot(&which)?;
+    Ok(axum::Json(control.telegram.users(bot)).into_response())
+}
+
+async fn list_bots(State(control): State<Control>) -> ControlReply {
+    Ok(axum::Json(control.telegram.bots()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -597,9 +642,11 @@ fn check_size(field: &str, size: i64) -> Result<(), Failure> {
 async fn user_message(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
+    Query(which): Query<WhichBot>,
     body: Bytes,
 ) -> ControlReply {
     let user = user_id(&id)?;
+    let bot = control.bot(&which)?;
     let body = parse::<SendBody>(&body)?;
     if body.from.is_some() {
         return Err(Failure::bad_request(
@@ -608,7 +655,7 @@ async fn user_message(
     }
     let reply_to = body.reply_to;
     let message = body.into_message()?;
-    let message_id = control.telegram.user_sends(user, message, reply_to)?;
+    let message_id = control.telegram.user_sends(user, bot, message, reply_to)?;
     Ok(axum::Json(json!({"message_id": message_id})).into_response())
 }
 
@@ -662,9 +709,14 @@ async fn click(
     Ok(axum::Json(body).into_response())
 }
 
-async fn chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+async fn chat(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    Query(which): Query<WhichBot>,
+) -> ControlReply {
     let user = user_id(&id)?;
-    Ok(axum::Json(control.telegram.chat(user)?).into_response())
+    let bot = control.bot(&which)?;
+    Ok(axum::Json(control.telegram.chat(user, bot)?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -689,39 +741,52 @@ fn group_id(raw: &str) -> Result<i64, Failure> {
     })
 }
 
-async fn set_blocked(control: &Control, id: &str, blocked: bool) -> ControlReply {
+async fn set_blocked(control: &Control, id: &str, which: &WhichBot, blocked: bool) -> ControlReply {
     let user = user_id(id)?;
-    control.telegram.set_blocked(user, blocked)?;
+    let bot = control.bot(which)?;
+    control.telegram.set_blocked(user, bot, blocked)?;
     Ok(axum::Json(json!({"blocked": blocked})).into_response())
 }
 
-async fn block(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
-    set_blocked(&control, &id, true).await
+async fn block(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    Query(which): Query<WhichBot>,
+) -> ControlReply {
+    set_blocked(&control, &id, &which, true).await
 }
 
-async fn unblock(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
-    set_blocked(&control, &id, false).await
+async fn unblock(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    Query(which): Query<WhichBot>,
+) -> ControlReply {
+    set_blocked(&control, &id, &which, false).await
 }
 
 async fn user_edit(
     State(control): State<Control>,
     UrlPath((id, message)): UrlPath<(String, String)>,
+    Query(which): Query<WhichBot>,
     body: Bytes,
 ) -> ControlReply {
     let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    let bot = control.bot(&which)?;
     let request: TextBody = parse(&body)?;
     control
         .telegram
-        .user_edits(user, message_id, request.text)?;
+        .user_edits(user, bot, message_id, request.text)?;
     Ok(axum::Json(json!({})).into_response())
 }
 
 async fn user_delete(
     State(control): State<Control>,
     UrlPath((id, message)): UrlPath<(String, String)>,
+    Query(which): Query<WhichBot>,
 ) -> ControlReply {
     let (user, message_id) = (user_id(&id)?, message_id(&message)?);
-    control.telegram.user_deletes(user, message_id)?;
+    let bot = control.bot(&which)?;
+    control.telegram.user_deletes(user, bot, message_id)?;
     Ok(axum::Json(json!({})).into_response())
 }
 
@@ -737,9 +802,11 @@ struct ReactBody {
 async fn user_react(
     State(control): State<Control>,
     UrlPath((id, message)): UrlPath<(String, String)>,
+    Query(which): Query<WhichBot>,
     body: Bytes,
 ) -> ControlReply {
     let (user, message_id) = (user_id(&id)?, message_id(&message)?);
+    let bot = control.bot(&which)?;
     let request: ReactBody = parse(&body)?;
     if request.from.is_some() {
         return Err(Failure::bad_request(
@@ -748,16 +815,18 @@ async fn user_react(
     }
     control
         .telegram
-        .react(user, None, message_id, request.emoji)?;
+        .react(user, bot, None, message_id, request.emoji)?;
     Ok(axum::Json(json!({})).into_response())
 }
 
 async fn group_react(
     State(control): State<Control>,
     UrlPath((id, message)): UrlPath<(String, String)>,
+    Query(which): Query<WhichBot>,
     body: Bytes,
 ) -> ControlReply {
     let (group, message_id) = (group_id(&id)?, message_id(&message)?);
+    let bot = control.bot(&which)?;
     let request: ReactBody = parse(&body)?;
     let Some(from) = request.from else {
         return Err(Failure::bad_request(
@@ -766,7 +835,7 @@ async fn group_react(
     };
     control
         .telegram
-        .react(from, Some(group), message_id, request.emoji)?;
+        .react(from, bot, Some(group), message_id, request.emoji)?;
     Ok(axum::Json(json!({})).into_response())
 }
 
@@ -779,8 +848,13 @@ struct CreateGroup {
     bot: Option<String>,
 }
 
-async fn create_group(State(control): State<Control>, body: Bytes) -> ControlReply {
+async fn create_group(
+    State(control): State<Control>,
+    Query(which): Query<WhichBot>,
+    body: Bytes,
+) -> ControlReply {
     let request: CreateGroup = parse(&body)?;
+    let bot_id = control.bot(&which)?;
     let kind = match request.kind.as_str() {
         "group" => GroupKind::Group,
         "supergroup" => GroupKind::Supergroup,
@@ -806,12 +880,17 @@ async fn create_group(State(control): State<Control>, body: Bytes) -> ControlRep
         kind,
         members: request.members,
         bot,
+        bot_id,
     })?;
     Ok((StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response())
 }
 
-async fn list_groups(State(control): State<Control>) -> ControlReply {
-    Ok(axum::Json(control.telegram.groups()).into_response())
+async fn list_groups(
+    State(control): State<Control>,
+    Query(which): Query<WhichBot>,
+) -> ControlReply {
+    let bot = control.bot(&which)?;
+    Ok(axum::Json(control.telegram.groups(bot)).into_response())
 }
 
 async fn group_message(
@@ -873,9 +952,14 @@ async fn group_delete(
     Ok(axum::Json(json!({})).into_response())
 }
 
-async fn group_chat(State(control): State<Control>, UrlPath(id): UrlPath<String>) -> ControlReply {
+async fn group_chat(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+    Query(which): Query<WhichBot>,
+) -> ControlReply {
     let group = group_id(&id)?;
-    Ok(axum::Json(control.telegram.group_chat(group)?).into_response())
+    let bot = control.bot(&which)?;
+    Ok(axum::Json(control.telegram.group_chat(group, bot)?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -887,9 +971,11 @@ struct BotActionBody {
 async fn group_bot(
     State(control): State<Control>,
     UrlPath(id): UrlPath<String>,
+    Query(which): Query<WhichBot>,
     body: Bytes,
 ) -> ControlReply {
     let group = group_id(&id)?;
+    let bot = control.bot(&which)?;
     let request: BotActionBody = parse(&body)?;
     let action = match request.action.as_str() {
         "add" => BotAction::Add,
@@ -903,7 +989,7 @@ async fn group_bot(
             )));
         }
     };
-    let role = control.telegram.bot_action(group, action)?;
+    let role = control.telegram.bot_action(group, bot, action)?;
     Ok(axum::Json(json!({"bot": role})).into_response())
 }
 
@@ -913,10 +999,16 @@ struct BotBody {
     privacy: bool,
 }
 
-async fn set_bot(State(control): State<Control>, body: Bytes) -> ControlReply {
+async fn set_bot(
+    State(control): State<Control>,
+    Query(which): Query<WhichBot>,
+    body: Bytes,
+) -> ControlReply {
     let request: BotBody = parse(&body)?;
-    control.telegram.set_privacy(request.privacy);
-    bot(State(control)).await
+    control
+        .telegram
+        .set_privacy(control.bot(&which)?, request.privacy)?;
+    bot(State(control), Query(which)).await
 }
 
 #[derive(Deserialize)]
@@ -1022,25 +1114,31 @@ fn injected_error(fault: &RpcErrorFault) -> Result<InjectedError, Failure> {
         message,
         remaining: times,
         label: "rpc_error",
+        keys: None,
     })
 }
 
 /// Applies the DC-level faults of a `POST /faults` (all checked already).
-fn apply_dc_faults(control: &Control, request: &FaultsBody, injected: Option<InjectedError>) {
-    let bot_keys = control.telegram.bot_key_ids();
+fn apply_dc_faults(
+    control: &Control,
+    bot: AccountId,
+    request: &FaultsBody,
+    injected: Option<InjectedError>,
+) {
+    let bot_keys = control.telegram.bot_key_ids(bot);
     if let Some(on) = request.blackhole {
         control
             .faults
             .set_blackhole(if on { bot_keys.clone() } else { Vec::new() });
     }
     if request.reset_mid_frame {
-        control.faults.arm_reset_mid_frame(bot_keys);
+        control.faults.arm_reset_mid_frame(bot_keys.clone());
     }
     if request.revoke_bot_token {
-        control.telegram.revoke_bot_token();
+        control.telegram.revoke_bot_token(bot);
         control.faults.served("revoke_bot_token");
     } else if request.revoke_bot_session {
-        control.telegram.revoke_bot_session();
+        control.telegram.revoke_bot_session(bot);
         control.faults.served("revoke_bot_session");
     }
     if let Some(seconds) = request.sign_in_flood_wait_s {
@@ -1049,6 +1147,7 @@ fn apply_dc_faults(control: &Control, request: &FaultsBody, injected: Option<Inj
             message: format!("FLOOD_WAIT_{seconds}"),
             remaining: 1,
             label: "sign_in_flood_wait",
+            keys: Some(bot_keys.clone()),
         };
         control
             .faults
@@ -1081,8 +1180,13 @@ fn check_error_name(name: &str) -> Result<(), Failure> {
     }
 }
 
-async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
+async fn faults(
+    State(control): State<Control>,
+    Query(which): Query<WhichBot>,
+    body: Bytes,
+) -> ControlReply {
     let request: FaultsBody = parse(&body)?;
+    let bot = control.bot(&which)?;
     // Check everything before changing anything.
     if request.user_id.is_some() && request.error.is_none() {
         return Err(Failure::bad_request(
@@ -1126,7 +1230,7 @@ async fn faults(State(control): State<Control>, body: Bytes) -> ControlReply {
             "max_connections must be ≥ 1 (null clears it)",
         ));
     }
-    apply_dc_faults(&control, &request, injected);
+    apply_dc_faults(&control, bot, &request, injected);
     if request.difference_slice.is_some() || request.difference_too_long.is_some() {
         let current = control.telegram.difference_rules();
         control.telegram.set_difference_rules(DifferenceRules {
@@ -1232,11 +1336,17 @@ async fn dc(State(control): State<Control>) -> ControlReply {
     Ok(axum::Json(body).into_response())
 }
 
-async fn bot(State(control): State<Control>) -> ControlReply {
+async fn bot(State(control): State<Control>, Query(which): Query<WhichBot>) -> ControlReply {
+    let bot = control.bot(&which)?;
+    let listed = control.telegram.bots();
+    let username = listed
+        .iter()
+        .find(|b| b["id"] == bot)
+        .map_or(Value::Null, |b| b["username"].clone());
     let body = json!({
-        "id": control.telegram.bot_id(),
-        "username": super::telegram::BOT_USERNAME,
-        "privacy": control.telegram.privacy(),
+        "id": bot,
+        "username": username,
+        "privacy": control.telegram.privacy(bot)?,
     });
     Ok(axum::Json(body).into_response())
 }

@@ -22,6 +22,10 @@ pub struct InjectedError {
     /// The counter in `GET /stats` that serving it bumps.
     #[serde(skip)]
     pub label: &'static str,
+    /// Only calls on these auth keys get it (`None`: every caller); a
+    /// fault aimed at one bot of several names its keys.
+    #[serde(skip)]
+    pub keys: Option<Vec<i64>>,
 }
 
 /// One connection's NAT mapping, as the black hole sees it: once the hole
@@ -163,10 +167,14 @@ impl Faults {
         };
     }
 
-    /// The error the call of `method` about to run gets, if one is injected.
-    pub fn take_rpc_error(&self, method: &str) -> Option<(i32, String)> {
+    /// The error the call of `method` on auth key `key` about to run gets,
+    /// if one is injected for it.
+    pub fn take_rpc_error(&self, method: &str, key: i64) -> Option<(i32, String)> {
         let mut state = self.lock();
-        let error = state.rpc_errors.get_mut(method)?;
+        let error = state
+            .rpc_errors
+            .get_mut(method)
+            .filter(|e| e.keys.as_ref().is_none_or(|keys| keys.contains(&key)))?;
         error.remaining -= 1;
         let (answer, label) = ((error.code, error.message.clone()), error.label);
         if error.remaining == 0 {
@@ -208,17 +216,34 @@ mod tests {
             message: "INTERNAL_SERVER_ERROR".into(),
             remaining: 2,
             label: "rpc_error",
+            keys: None,
         };
         faults.set_rpc_error("messages.sendMessage", Some(error));
-        assert_eq!(faults.take_rpc_error("help.getConfig"), None);
+        assert_eq!(faults.take_rpc_error("help.getConfig", 1), None);
         for _ in 0..2 {
             assert_eq!(
-                faults.take_rpc_error("messages.sendMessage"),
+                faults.take_rpc_error("messages.sendMessage", 1),
                 Some((500, "INTERNAL_SERVER_ERROR".into()))
             );
         }
-        assert_eq!(faults.take_rpc_error("messages.sendMessage"), None);
+        assert_eq!(faults.take_rpc_error("messages.sendMessage", 1), None);
         assert_eq!(faults.served_counts()["rpc_error"], 2);
+        let aimed = InjectedError {
+            code: 420,
+            message: "FLOOD_WAIT_3".into(),
+            remaining: 1,
+            label: "sign_in_flood_wait",
+            keys: Some(vec![9]),
+        };
+        faults.set_rpc_error("auth.importBotAuthorization", Some(aimed));
+        assert_eq!(
+            faults.take_rpc_error("auth.importBotAuthorization", 1),
+            None
+        );
+        assert_eq!(
+            faults.take_rpc_error("auth.importBotAuthorization", 9),
+            Some((420, "FLOOD_WAIT_3".into()))
+        );
     }
 
     #[test]

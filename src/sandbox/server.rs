@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::{Dc, DcAdmission, DcParts, Traffic};
+use super::dc::{Dc, DcAdmission, DcLimits, DcParts, Traffic};
 use super::state_file::{StateFile, StateFileError};
 use super::telegram::{DC_ID, DC_IDS, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::web::{self, RunningWeb, WebError, WebOptions};
@@ -35,7 +35,17 @@ pub struct SandboxOptions {
     pub callback_timeout: Duration,
     /// Serve the chat page (needs `state_dir`: the worker's socket is there).
     pub web: Option<WebOptions>,
+    /// How many bots the model holds at least (more are added, none
+    /// removed). Each bot's connections come from loopback like every
+    /// other client's, so one address may hold [`CONNECTIONS_PER_BOT`] more
+    /// per bot.
+    pub bots: usize,
 }
+
+/// Connections one address may open per bot of the sandbox, beyond the
+/// DC's usual bound (a bot holds one per DC it uses, and a reconnect may
+/// overlap the connection it replaces).
+pub const CONNECTIONS_PER_BOT: usize = 2;
 
 impl Default for SandboxOptions {
     fn default() -> Self {
@@ -44,6 +54,7 @@ impl Default for SandboxOptions {
             port: 0,
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
             web: None,
+            bots: 1,
         }
     }
 }
@@ -88,13 +99,18 @@ impl Sandbox {
         let faults = Arc::new(Faults::default());
         let telegram = FakeTelegram::new(world, Arc::clone(&outbox));
         telegram.set_callback_timeout(options.callback_timeout);
+        let bots = telegram.ensure_bots(options.bots).len();
 
         let service: Arc<dyn Service> = Arc::new(telegram.clone());
         let keys: Arc<dyn KeyRing> = Arc::new(telegram.clone());
         let traffic = Arc::new(Traffic::default());
         let mut dcs = Vec::new();
         let mut dc_addrs = BTreeMap::new();
-        let admission = DcAdmission::default();
+        let defaults = DcLimits::default();
+        let admission = DcAdmission::new(DcLimits {
+            connections_per_address: defaults.connections_per_address + CONNECTIONS_PER_BOT * bots,
+            ..defaults
+        });
         for dc_id in DC_IDS {
             let port = if dc_id == DC_ID { options.port } else { 0 };
             let parts = DcParts {

@@ -58,10 +58,15 @@ impl StateFile {
     /// The saved world, or a new one (saved at once) if there is none yet.
     pub fn load_or_create(&self) -> Result<World, StateFileError> {
         match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateFileError::Parse {
-                path: self.path.clone(),
-                source,
-            }),
+            Ok(bytes) => {
+                let mut world: World =
+                    serde_json::from_slice(&bytes).map_err(|source| StateFileError::Parse {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                world.migrate();
+                Ok(world)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let world = World::new();
                 self.save(&world)?;
@@ -143,7 +148,7 @@ mod tests {
         assert_eq!(mode, 0o600);
         let again = file.load_or_create().unwrap();
         assert_eq!(again.keys[0].key, world.keys[0].key);
-        assert_eq!(again.bot_token, world.bot_token);
+        assert_eq!(again.bots[0].token, world.bots[0].token);
     }
 
     #[tokio::test]

@@ -1035,7 +1035,7 @@ mod tests {
         let mut refused = Vec::new();
         for (at, chat) in messages {
             if rules
-                .take(ChatKind::Private(chat.get()), origin + at)
+                .take(1, ChatKind::Private(chat.get()), origin + at)
                 .is_err()
             {
                 refused.push((at, chat));

@@ -215,7 +215,7 @@ impl Sender {
     /// lets in-flight sends finish for up to `drain_timeout` and puts the
     /// rest back in line. An error means the store failed.
     pub async fn run(mut self, stop: CancellationToken) -> Result<Stopped, QueueError> {
-        let mut events = self.queue.subscribe();
+        let mut events = self.queue.subscribe_bot(&self.bot);
         let mut blocked = self.queue.watch_blocked();
         blocked.mark_unchanged();
         self.load_blocked().await?;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use telegate::api::client::Client;
 use telegate::cli::sandbox::write_worker_files;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
+use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use tempfile::TempDir;
 use tokio::time::{Instant, sleep};
@@ -164,7 +165,7 @@ impl World {
                     })
                     .unwrap();
                 telegram
-                    .user_sends(user.id, UserMessage::Text("/start".into()), None)
+                    .user_sends(user.id, BOT_ID, UserMessage::Text("/start".into()), None)
                     .unwrap();
                 user.id
             })
@@ -226,7 +227,7 @@ impl World {
 
     /// The bot's messages in `user`'s chat, as the user sees them.
     pub fn bot_posts(&self, user: AccountId) -> Vec<Value> {
-        let chat = self.sandbox.telegram().chat(user).unwrap();
+        let chat = self.sandbox.telegram().chat(user, BOT_ID).unwrap();
         chat["messages"]
             .as_array()
             .unwrap()
@@ -303,7 +304,7 @@ impl World {
             let status = worker.terminate();
             assert!(status.success(), "telegate run exited with {status}");
             let log = worker.log();
-            let token = self.sandbox.telegram().bot_token();
+            let token = self.sandbox.telegram().bot_token(BOT_ID).unwrap();
             assert!(!log.contains(token.expose()), "the log shows the bot token");
         }
         self.sandbox.shutdown().await.unwrap();

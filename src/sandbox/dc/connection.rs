@@ -673,7 +673,11 @@ impl Dispatcher {
         let id = body
             .get(..4)
             .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        if let Some((code, message)) = self.context.faults.take_rpc_error(tl::name_for_id(id)) {
+        if let Some((code, message)) = self
+            .context
+            .faults
+            .take_rpc_error(tl::name_for_id(id), self.caller.auth_key_id)
+        {
             self.answer(codec::rpc_error(msg_id, code, &message));
             return;
         }

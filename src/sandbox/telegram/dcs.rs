@@ -77,11 +77,10 @@ impl FakeTelegram {
             }
             _ => record.account = Some(request.id),
         }
-        let bot = world.bot.id;
         let profile = world
             .profile(request.id)
             .ok_or_else(|| TgError::bad_request("USER_ID_INVALID"))?;
-        let user = render::user(profile, request.id == bot, request.id);
+        let user = render::user(profile, world.is_bot(request.id), request.id);
         drop(inner);
         self.changed();
         let authorization =

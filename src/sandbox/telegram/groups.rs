@@ -1,6 +1,7 @@
 //! Groups, supergroups and channels, as the control API plays them: create
 //! one with members, post in it as a member, add, remove, ban, promote or
-//! demote the bot, and read its history as a member sees it.
+//! demote a bot, and read its history as a member sees it. Several bots
+//! may be in one group; each sees what its own privacy mode lets through.
 //!
 //! The control API names a group by its Bot API id (`-N` for a basic group,
 //! `-100N` for a supergroup or channel); inside, groups are kept by their
@@ -27,8 +28,9 @@ pub struct NewGroup {
     pub kind: GroupKind,
     /// The users in it; the first one created it.
     pub members: Vec<AccountId>,
-    /// The bot's role from the start (`None`: not in it).
+    /// The bot `bot_id`'s role from the start (`None`: not in it).
     pub bot: Option<Role>,
+    pub bot_id: AccountId,
 }
 
 /// What `POST /groups/{id}/bot` does to the bot.
@@ -50,16 +52,16 @@ pub(super) fn by_api_id(world: &World, api_id: i64) -> Result<&GroupRecord, Sand
 }
 
 impl Inner {
-    /// Changes the bot's role in `group` and tells the bot: a participant
+    /// Changes `bot`'s role in `group` and tells the bot: a participant
     /// update in its qts box, pushed.
     fn set_bot_role(
         &mut self,
         outbox: &crate::sandbox::Outbox,
         group: i64,
+        bot: AccountId,
         actor: AccountId,
         new: Role,
     ) {
-        let bot = self.world.bot.id;
         let Some(record) = self.world.groups.get_mut(&group) else {
             return;
         };
@@ -78,12 +80,16 @@ impl Inner {
             new: Some(new),
             date: render::now(),
         };
-        self.tell_bot(outbox, event);
+        self.tell_bot(outbox, bot, event);
     }
 
-    /// Records `event` in the bot's qts box and pushes it.
-    pub(super) fn tell_bot(&mut self, outbox: &crate::sandbox::Outbox, event: BoxEvent) {
-        let bot = self.world.bot.id;
+    /// Records `event` in `bot`'s qts box and pushes it.
+    pub(super) fn tell_bot(
+        &mut self,
+        outbox: &crate::sandbox::Outbox,
+        bot: AccountId,
+        event: BoxEvent,
+    ) {
         let qts = self.world.qts_box(bot).record(event.clone());
         let mut batch = updates::Batch::new();
         batch.event(&self.world, bot, Place::Common, qts, &event);
@@ -132,6 +138,9 @@ impl FakeTelegram {
             ));
         }
         let mut inner = self.lock();
+        if new.bot.is_some() && !inner.world.is_bot(new.bot_id) {
+            return Err(SandboxError::UnknownBot(new.bot_id));
+        }
         if let Some(unknown) = new
             .members
             .iter()
@@ -171,9 +180,9 @@ impl FakeTelegram {
             );
         }
         if let Some(role) = new.bot {
-            inner.set_bot_role(outbox, id, creator, role);
+            let bot = new.bot_id;
+            inner.set_bot_role(outbox, id, bot, creator, role);
             if new.kind != GroupKind::Channel {
-                let bot = inner.world.bot.id;
                 inner.service(outbox, id, creator, ServiceAction::AddUser { user_id: bot });
             }
         }
@@ -257,13 +266,20 @@ impl FakeTelegram {
         )
     }
 
-    /// Does `action` to the bot in the group `api_id`, in the creator's
+    /// Does `action` to `bot` in the group `api_id`, in the creator's
     /// name; returns the bot's role now.
-    pub fn bot_action(&self, api_id: i64, action: BotAction) -> Result<Option<Role>, SandboxError> {
+    pub fn bot_action(
+        &self,
+        api_id: i64,
+        bot: AccountId,
+        action: BotAction,
+    ) -> Result<Option<Role>, SandboxError> {
         let mut inner = self.lock();
+        if !inner.world.is_bot(bot) {
+            return Err(SandboxError::UnknownBot(bot));
+        }
         let record = by_api_id(&inner.world, api_id)?;
         let (group, kind) = (record.id, record.kind);
-        let bot = inner.world.bot.id;
         let role = record.role(bot);
         let creator = record
             .members
@@ -306,7 +322,7 @@ impl FakeTelegram {
                 ServiceAction::DeleteUser { user_id: bot },
             );
         }
-        inner.set_bot_role(outbox, group, creator, new);
+        inner.set_bot_role(outbox, group, bot, creator, new);
         if with_service && !in_it && new.is_in() {
             inner.service(
                 outbox,
@@ -320,51 +336,70 @@ impl FakeTelegram {
         Ok(Some(new))
     }
 
-    /// Turns the bot's privacy mode on (it sees only commands, mentions and
+    /// Turns `bot`'s privacy mode on (it sees only commands, mentions and
     /// replies in groups where it is not admin) or off.
-    pub fn set_privacy(&self, on: bool) {
-        self.lock().world.privacy = on;
+    pub fn set_privacy(&self, bot: AccountId, on: bool) -> Result<(), SandboxError> {
+        let mut inner = self.lock();
+        let record = inner
+            .world
+            .bot_mut(bot)
+            .ok_or(SandboxError::UnknownBot(bot))?;
+        record.privacy = on;
+        drop(inner);
         self.changed();
+        Ok(())
     }
 
-    pub fn privacy(&self) -> bool {
-        self.lock().world.privacy
+    pub fn privacy(&self, bot: AccountId) -> Result<bool, SandboxError> {
+        let inner = self.lock();
+        let record = inner.world.bot(bot).ok_or(SandboxError::UnknownBot(bot))?;
+        Ok(record.privacy)
     }
 
-    /// The group `api_id` as a member sees it: members, the bot's role and
-    /// every message.
-    pub fn group_chat(&self, api_id: i64) -> Result<Value, SandboxError> {
+    /// The group `api_id` as a member sees it: the users in it, `bot`'s role
+    /// (and every bot's), and every message.
+    pub fn group_chat(&self, api_id: i64, bot: AccountId) -> Result<Value, SandboxError> {
         let inner = self.lock();
         let world = &inner.world;
         let group = by_api_id(world, api_id)?;
-        let bot = world.bot.id;
-        let members: Vec<Value> = group
-            .members
-            .iter()
-            .filter(|(id, _)| **id != bot)
+        let privacy = world.bot(bot).ok_or(SandboxError::UnknownBot(bot))?.privacy;
+        let (bots, members): (Vec<_>, Vec<_>) =
+            group.members.iter().partition(|(id, _)| world.is_bot(**id));
+        let members: Vec<Value> = members
+            .into_iter()
             .map(|(id, role)| json!({"user_id": id, "role": role}))
+            .collect();
+        let bots: Vec<Value> = bots
+            .into_iter()
+            .map(|(id, role)| json!({"bot_id": id, "role": role}))
             .collect();
         let messages: Vec<Value> = world
             .group_messages(group)
             .into_iter()
-            .map(|m| message_json(m, bot))
+            .map(|m| message_json(m, world))
             .collect();
+        let typing = inner
+            .typing
+            .iter()
+            .filter(|((_, chat), _)| *chat == -group.id)
+            .map(|(_, typing)| *typing)
+            .max_by_key(|typing| typing.date);
         Ok(json!({
             "id": api_id,
             "kind": group.kind,
             "title": group.title,
             "members": members,
             "bot": group.role(bot),
-            "privacy": world.privacy,
-            "typing": inner.typing.get(&-group.id).copied(),
+            "bots": bots,
+            "privacy": privacy,
+            "typing": typing,
             "messages": messages,
         }))
     }
 
-    /// The groups, for `GET /groups`.
-    pub fn groups(&self) -> Vec<Value> {
+    /// The groups, for `GET /groups`, with `bot`'s role in each.
+    pub fn groups(&self, bot: AccountId) -> Vec<Value> {
         let inner = self.lock();
-        let bot = inner.world.bot.id;
         inner
             .world
             .groups

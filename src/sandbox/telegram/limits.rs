@@ -4,8 +4,9 @@
 //! sandbox models the documented limits — about 30 messages a second for the
 //! whole bot, one a second per private chat (with a small burst) and 20 a
 //! minute per group — so that the worker's own pacing is tested against
-//! something that pushes back. The logic takes the time as an argument, so it
-//! is deterministic and unit-tested without sleeping.
+//! something that pushes back. Each bot of the sandbox has its own buckets:
+//! one bot's sends never slow another's. The logic takes the time as an
+//! argument, so it is deterministic and unit-tested without sleeping.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -69,15 +70,15 @@ pub enum ChatKind {
     Group(i64),
 }
 
-/// The bot-wide bucket plus one bucket per chat.
+/// Each bot's bot-wide bucket plus its bucket per chat.
 #[derive(Debug)]
 pub struct FloodRules {
     enabled: bool,
     bot_rate: Rate,
     private_rate: Rate,
     group_rate: Rate,
-    bot: Option<Bucket>,
-    chats: HashMap<ChatKind, Bucket>,
+    bots: HashMap<i64, Bucket>,
+    chats: HashMap<(i64, ChatKind), Bucket>,
 }
 
 impl Default for FloodRules {
@@ -93,7 +94,7 @@ impl FloodRules {
             bot_rate,
             private_rate,
             group_rate,
-            bot: None,
+            bots: HashMap::new(),
             chats: HashMap::new(),
         }
     }
@@ -105,7 +106,7 @@ impl FloodRules {
     /// Turns the limits off (every send passes) or back on (with full buckets).
     pub fn set_enabled(&mut self, enabled: bool) {
         self.enabled = enabled;
-        self.bot = None;
+        self.bots.clear();
         self.chats.clear();
     }
 
@@ -116,21 +117,24 @@ impl FloodRules {
         }
     }
 
-    /// Takes one token from the bot's bucket and `chat`'s, or — if either is
-    /// empty — takes nothing and says how long to wait, in whole seconds
-    /// (at least 1), as `FLOOD_WAIT_X` does.
-    pub fn take(&mut self, chat: ChatKind, now: Instant) -> Result<(), u32> {
+    /// Takes one token from bot `bot`'s bucket and from its bucket for
+    /// `chat`, or — if either is empty — takes nothing and says how long to
+    /// wait, in whole seconds (at least 1), as `FLOOD_WAIT_X` does.
+    pub fn take(&mut self, bot: i64, chat: ChatKind, now: Instant) -> Result<(), u32> {
         if !self.enabled {
             return Ok(());
         }
         let (bot_rate, chat_rate) = (self.bot_rate, self.chat_rate(chat));
-        let bot = self.bot.get_or_insert_with(|| Bucket::full(bot_rate, now));
-        bot.refill(bot_rate, now);
         let bucket = self
             .chats
-            .entry(chat)
+            .entry((bot, chat))
             .or_insert_with(|| Bucket::full(chat_rate, now));
         bucket.refill(chat_rate, now);
+        let bot = self
+            .bots
+            .entry(bot)
+            .or_insert_with(|| Bucket::full(bot_rate, now));
+        bot.refill(bot_rate, now);
 
         let wait = bucket.wait(chat_rate).max(bot.wait(bot_rate));
         if wait > Duration::ZERO {
@@ -165,12 +169,12 @@ mod tests {
         let mut limits = FloodRules::default();
         let chat = ChatKind::Private(7);
         for _ in 0..3 {
-            assert_eq!(limits.take(chat, start), Ok(()));
+            assert_eq!(limits.take(1, chat, start), Ok(()));
         }
-        assert_eq!(limits.take(chat, start), Err(1));
-        assert_eq!(limits.take(chat, at(start, 500)), Err(1));
-        assert_eq!(limits.take(chat, at(start, 1000)), Ok(()));
-        assert_eq!(limits.take(chat, at(start, 1000)), Err(1));
+        assert_eq!(limits.take(1, chat, start), Err(1));
+        assert_eq!(limits.take(1, chat, at(start, 500)), Err(1));
+        assert_eq!(limits.take(1, chat, at(start, 1000)), Ok(()));
+        assert_eq!(limits.take(1, chat, at(start, 1000)), Err(1));
     }
 
     #[test]
@@ -178,11 +182,11 @@ mod tests {
         let start = Instant::now();
         let mut limits = FloodRules::default();
         for chat in 0..30 {
-            assert_eq!(limits.take(ChatKind::Private(chat), start), Ok(()));
+            assert_eq!(limits.take(1, ChatKind::Private(chat), start), Ok(()));
         }
-        assert_eq!(limits.take(ChatKind::Private(99), start), Err(1));
+        assert_eq!(limits.take(1, ChatKind::Private(99), start), Err(1));
         // 1/30 s later one token is back.
-        assert_eq!(limits.take(ChatKind::Private(99), at(start, 34)), Ok(()));
+        assert_eq!(limits.take(1, ChatKind::Private(99), at(start, 34)), Ok(()));
     }
 
     #[test]
@@ -192,10 +196,10 @@ mod tests {
         let group = ChatKind::Group(-5);
         for i in 0..20 {
             // Spread over a second so the bot-wide bucket never empties.
-            assert_eq!(limits.take(group, at(start, i * 50)), Ok(()));
+            assert_eq!(limits.take(1, group, at(start, i * 50)), Ok(()));
         }
-        assert_eq!(limits.take(group, at(start, 1000)), Err(2));
-        assert_eq!(limits.take(group, at(start, 4000)), Ok(()));
+        assert_eq!(limits.take(1, group, at(start, 1000)), Err(2));
+        assert_eq!(limits.take(1, group, at(start, 4000)), Ok(()));
     }
 
     #[test]
@@ -204,16 +208,16 @@ mod tests {
         let mut limits = FloodRules::default();
         let busy = ChatKind::Private(1);
         for _ in 0..3 {
-            limits.take(busy, start).unwrap();
+            limits.take(1, busy, start).unwrap();
         }
         for _ in 0..100 {
-            assert!(limits.take(busy, start).is_err());
+            assert!(limits.take(1, busy, start).is_err());
         }
         // The bot-wide bucket still has its 27 tokens.
         for chat in 100..127 {
-            assert_eq!(limits.take(ChatKind::Private(chat), start), Ok(()));
+            assert_eq!(limits.take(1, ChatKind::Private(chat), start), Ok(()));
         }
-        assert!(limits.take(ChatKind::Private(200), start).is_err());
+        assert!(limits.take(1, ChatKind::Private(200), start).is_err());
     }
 
     #[test]
@@ -225,9 +229,24 @@ mod tests {
         };
         let mut limits = FloodRules::new(Rate::BOT, slow, Rate::GROUP);
         let chat = ChatKind::Private(1);
-        limits.take(chat, start).unwrap();
-        assert_eq!(limits.take(chat, at(start, 1)), Err(10));
-        assert_eq!(limits.take(chat, at(start, 9500)), Err(1));
+        limits.take(1, chat, start).unwrap();
+        assert_eq!(limits.take(1, chat, at(start, 1)), Err(10));
+        assert_eq!(limits.take(1, chat, at(start, 9500)), Err(1));
+    }
+
+    #[test]
+    fn each_bot_has_its_own_limits() {
+        let start = Instant::now();
+        let mut limits = FloodRules::default();
+        for chat in 0..30 {
+            assert_eq!(limits.take(1, ChatKind::Private(chat), start), Ok(()));
+        }
+        assert_eq!(limits.take(1, ChatKind::Private(99), start), Err(1));
+        // Bot 2 has its 30, also in the chats bot 1 used up.
+        for chat in 0..30 {
+            assert_eq!(limits.take(2, ChatKind::Private(chat), start), Ok(()));
+        }
+        assert_eq!(limits.take(2, ChatKind::Private(99), start), Err(1));
     }
 
     #[test]
@@ -236,13 +255,13 @@ mod tests {
         let mut limits = FloodRules::default();
         limits.set_enabled(false);
         for _ in 0..1000 {
-            assert_eq!(limits.take(ChatKind::Private(1), start), Ok(()));
+            assert_eq!(limits.take(1, ChatKind::Private(1), start), Ok(()));
         }
         limits.set_enabled(true);
         assert!(limits.enabled());
         for _ in 0..3 {
-            assert_eq!(limits.take(ChatKind::Private(1), start), Ok(()));
+            assert_eq!(limits.take(1, ChatKind::Private(1), start), Ok(()));
         }
-        assert!(limits.take(ChatKind::Private(1), start).is_err());
+        assert!(limits.take(1, ChatKind::Private(1), start).is_err());
     }
 }

@@ -52,7 +52,7 @@ pub use world::{GroupKind, bare_group_id};
 use crate::sandbox::{AuthKeyBytes, Caller, KeyRing, Outbox, RpcFuture, Service};
 use accounts::{KeyRecord, Profile};
 use queries::Callbacks;
-use world::{ChatState, UserRecord};
+use world::UserRecord;
 
 /// How long a click waits for the bot's answer by default (Telegram's apps
 /// give up after about 10 s).
@@ -176,6 +176,8 @@ pub struct CreatedUser {
 pub enum SandboxError {
     #[error("no user with id {0}")]
     UnknownUser(AccountId),
+    #[error("no bot with id {0}")]
+    UnknownBot(AccountId),
     #[error("a user with id {0} already exists")]
     UserExists(AccountId),
     #[error("username @{0} is taken")]
@@ -210,8 +212,9 @@ pub struct Typing {
 
 struct Inner {
     world: World,
-    /// By chat: a user's id (private chat) or a group's bare id, negated.
-    typing: HashMap<i64, Typing>,
+    /// By who set it and chat: a user's id (private chat) or a group's
+    /// bare id, negated.
+    typing: HashMap<(AccountId, i64), Typing>,
     flood: FloodRules,
     differences: DifferenceRules,
     callbacks: Callbacks,
@@ -287,84 +290,127 @@ impl FakeTelegram {
         self.lock().world.clone()
     }
 
+    /// The first bot's id (the one bot of a one-bot sandbox).
     pub fn bot_id(&self) -> AccountId {
-        self.lock().world.bot.id
+        self.lock().world.first_bot().profile.id
     }
 
-    pub fn bot_token(&self) -> BotToken {
-        self.lock().world.bot_token.clone()
+    /// Every bot's id, the first one first.
+    pub fn bot_ids(&self) -> Vec<AccountId> {
+        self.lock().world.bot_ids().collect()
+    }
+
+    /// Adds bots until there are `count`; returns every bot's id.
+    pub fn ensure_bots(&self, count: usize) -> Vec<AccountId> {
+        let mut inner = self.lock();
+        let added = inner.world.bots.len() < count;
+        while inner.world.bots.len() < count {
+            inner.world.add_bot();
+        }
+        let ids = inner.world.bot_ids().collect();
+        drop(inner);
+        if added {
+            self.changed();
+        }
+        ids
+    }
+
+    /// The bot `id`, or [`SandboxError::UnknownBot`].
+    pub fn check_bot(&self, id: AccountId) -> Result<AccountId, SandboxError> {
+        if self.lock().world.is_bot(id) {
+            Ok(id)
+        } else {
+            Err(SandboxError::UnknownBot(id))
+        }
+    }
+
+    pub fn bot_token(&self, bot: AccountId) -> Result<BotToken, SandboxError> {
+        let inner = self.lock();
+        let record = inner.world.bot(bot).ok_or(SandboxError::UnknownBot(bot))?;
+        Ok(record.token.clone())
     }
 
     /// The bot's first auth key: the one written into the worker's session.
     /// (A world without one, e.g. an edited state file, gets a new one.)
-    pub fn bot_auth_key(&self) -> AuthKeyBytes {
-        self.bot_auth_key_on(DC_ID)
+    pub fn bot_auth_key(&self, bot: AccountId) -> Result<AuthKeyBytes, SandboxError> {
+        self.bot_auth_key_on(bot, DC_ID)
     }
 
     /// The bot's auth key on DC `dc_id` (minted the first time). Only the
     /// home DC's is signed in by `auth.importBotAuthorization`; the others
     /// get the bot's authorization by `auth.importAuthorization`.
-    pub fn bot_auth_key_on(&self, dc_id: i32) -> AuthKeyBytes {
+    pub fn bot_auth_key_on(
+        &self,
+        bot: AccountId,
+        dc_id: i32,
+    ) -> Result<AuthKeyBytes, SandboxError> {
         let mut inner = self.lock();
         let world = &mut inner.world;
-        let bot = world.bot.id;
-        let existing = world
+        let record = world.bot(bot).ok_or(SandboxError::UnknownBot(bot))?;
+        let existing = record
             .keys
-            .iter()
-            .find(|k| k.dc_id == dc_id && (k.account.is_none() || k.account == Some(bot)))
+            .get(&dc_id)
+            .and_then(|id| world.key(*id))
             .map(|k| k.key);
         if let Some(key) = existing {
-            return key;
+            return Ok(key);
         }
         let record = KeyRecord::mint_on(dc_id, None);
         let key = record.key;
+        let key_id = record.key_id();
         world.keys.push(record);
+        if let Some(bot) = world.bot_mut(bot) {
+            bot.keys.insert(dc_id, key_id);
+        }
         drop(inner);
         self.changed();
-        key
+        Ok(key)
     }
 
     /// Signs the bot's first key in as the bot (what
     /// `auth.importBotAuthorization` does) and tells where its boxes stood
     /// when the sandbox made it: the state a session written for the bot
     /// starts from, so nothing sent to the bot since is lost.
-    pub fn sign_in_bot(&self) -> SignedInBot {
-        let key = self.bot_auth_key();
+    pub fn sign_in_bot(&self, bot: AccountId) -> Result<SignedInBot, SandboxError> {
+        let key = self.bot_auth_key(bot)?;
         let mut inner = self.lock();
         let world = &mut inner.world;
-        let bot = world.bot.id;
         if let Some(record) = world.keys.iter_mut().find(|k| k.key == key) {
             record.account = Some(bot);
         }
+        let record = world.bot(bot).ok_or(SandboxError::UnknownBot(bot))?;
         let signed_in = SignedInBot {
             id: bot,
-            access_hash: world.bot.access_hash,
-            created: world.created,
+            access_hash: record.profile.access_hash,
+            created: record.created,
         };
         drop(inner);
         self.changed();
-        signed_in
+        Ok(signed_in)
     }
 
-    /// The auth keys the bot signs in with (bound to it, or not yet to
-    /// anyone): what connection faults aimed at the bot hit.
-    pub fn bot_key_ids(&self) -> Vec<i64> {
+    /// The auth keys the bot signs in with (bound to it, or minted for it):
+    /// what connection faults aimed at the bot hit.
+    pub fn bot_key_ids(&self, bot: AccountId) -> Vec<i64> {
         let inner = self.lock();
-        let bot = inner.world.bot.id;
+        let minted: Vec<i64> = inner
+            .world
+            .bot(bot)
+            .map(|b| b.keys.values().copied().collect())
+            .unwrap_or_default();
         inner
             .world
             .keys
             .iter()
-            .filter(|k| k.account.is_none() || k.account == Some(bot))
+            .filter(|k| k.account == Some(bot) || minted.contains(&k.key_id()))
             .map(|k| k.key_id())
             .collect()
     }
 
     /// Fault `revoke_bot_session`: the bot's keys are signed out and answer
     /// `401 AUTH_KEY_UNREGISTERED` until `auth.importBotAuthorization`.
-    pub fn revoke_bot_session(&self) {
+    pub fn revoke_bot_session(&self, bot: AccountId) {
         let mut inner = self.lock();
-        let bot = inner.world.bot.id;
         for key in inner
             .world
             .keys
@@ -379,10 +425,12 @@ impl FakeTelegram {
 
     /// Fault `revoke_bot_token`: the session is dropped and the token
     /// replaced, so signing in again fails with `ACCESS_TOKEN_INVALID`.
-    pub fn revoke_bot_token(&self) {
-        self.revoke_bot_session();
+    pub fn revoke_bot_token(&self, bot: AccountId) {
+        self.revoke_bot_session(bot);
         let mut inner = self.lock();
-        inner.world.bot_token = BotToken::mint(inner.world.bot.id);
+        if let Some(record) = inner.world.bot_mut(bot) {
+            record.token = BotToken::mint(bot);
+        }
         drop(inner);
         self.changed();
     }
@@ -499,13 +547,11 @@ impl FakeTelegram {
             }
         };
         if let Some(name) = &new.username {
-            let taken = std::iter::once(&world.bot)
-                .chain(world.users.values().map(|u| &u.profile))
-                .any(|p| {
-                    p.username
-                        .as_deref()
-                        .is_some_and(|u| u.eq_ignore_ascii_case(name))
-                });
+            let taken = world.profiles().any(|p| {
+                p.username
+                    .as_deref()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(name))
+            });
             if taken {
                 return Err(SandboxError::UsernameTaken(name.clone()));
             }
@@ -522,14 +568,7 @@ impl FakeTelegram {
             premium: false,
         };
         let access_hash = profile.access_hash;
-        world.users.insert(
-            id,
-            UserRecord {
-                profile,
-                chat: ChatState::default(),
-                blocked: false,
-            },
-        );
+        world.users.insert(id, UserRecord::new(profile));
         let key = KeyRecord::mint(Some(id));
         let auth_key = key.key;
         world.keys.push(key);
@@ -542,20 +581,47 @@ impl FakeTelegram {
         })
     }
 
-    /// The users, for `GET /users`.
-    pub fn users(&self) -> Vec<serde_json::Value> {
+    /// The users, for `GET /users`: `started` and `blocked` of their chat
+    /// with `bot`, and which bots each one has written to.
+    pub fn users(&self, bot: AccountId) -> Vec<serde_json::Value> {
         self.lock()
             .world
             .users
             .values()
             .map(|u| {
+                let chat = u.chat(bot);
+                let started: Vec<AccountId> = u
+                    .chats
+                    .iter()
+                    .filter(|(_, c)| c.started)
+                    .map(|(bot, _)| *bot)
+                    .collect();
                 serde_json::json!({
                     "id": u.profile.id,
                     "first_name": u.profile.first_name,
                     "username": u.profile.username,
                     "lang_code": u.profile.lang_code,
-                    "started": u.chat.started,
-                    "blocked": u.blocked,
+                    "started": chat.started,
+                    "blocked": chat.blocked,
+                    "started_bots": started,
+                })
+            })
+            .collect()
+    }
+
+    /// The bots, for `GET /bots`: the K-th is `botK` of `telegate sandbox
+    /// --bots N`.
+    pub fn bots(&self) -> Vec<serde_json::Value> {
+        let inner = self.lock();
+        (1..)
+            .zip(&inner.world.bots)
+            .map(|(number, b): (u32, _)| {
+                serde_json::json!({
+                    "name": format!("bot{number}"),
+                    "id": b.profile.id,
+                    "username": b.profile.username,
+                    "first_name": b.profile.first_name,
+                    "privacy": b.privacy,
                 })
             })
             .collect()

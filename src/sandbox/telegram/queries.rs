@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::accounts::AccountId;
+use super::world::StoredMessage;
 use super::{FakeTelegram, Inner, TgError, markup, render, updates};
 
 /// The bot's answer to a click, as the user's app shows it.
@@ -58,9 +59,9 @@ pub(super) fn starts_the_bot(url: &str, bot_username: &str) -> bool {
 pub(super) struct Callbacks {
     /// Where each open query's answer goes.
     pending: HashMap<i64, oneshot::Sender<BotAnswer>>,
-    /// Queries no bot connection took when they were pushed; the next
-    /// `getDifference` hands them over.
-    undelivered: Vec<(i64, tl::enums::Update)>,
+    /// Queries no connection of their bot took when they were pushed (by
+    /// bot); the bot's next `getDifference` hands them over.
+    undelivered: Vec<(AccountId, i64, tl::enums::Update)>,
 }
 
 impl Callbacks {
@@ -80,7 +81,7 @@ impl Callbacks {
             .pending
             .remove(&query_id)
             .ok_or_else(|| TgError::bad_request("QUERY_ID_INVALID"))?;
-        self.undelivered.retain(|(id, _)| *id != query_id);
+        self.undelivered.retain(|(_, id, _)| *id != query_id);
         // The clicker may have just timed out; the answer is then lost, as
         // in Telegram.
         let _ = pending.send(answer);
@@ -90,41 +91,48 @@ impl Callbacks {
     /// Closes a query nobody answered in time.
     fn expire(&mut self, query_id: i64) {
         self.pending.remove(&query_id);
-        self.undelivered.retain(|(id, _)| *id != query_id);
+        self.undelivered.retain(|(_, id, _)| *id != query_id);
     }
 
-    /// The pushes no bot connection took, for `getDifference`.
-    pub fn take_undelivered(&mut self) -> Vec<tl::enums::Update> {
-        self.undelivered.drain(..).map(|(_, u)| u).collect()
+    /// The pushes no connection of `bot` took, for its `getDifference`.
+    pub fn take_undelivered(&mut self, bot: AccountId) -> Vec<tl::enums::Update> {
+        let (taken, kept) = std::mem::take(&mut self.undelivered)
+            .into_iter()
+            .partition(|(to, _, _)| *to == bot);
+        self.undelivered = kept;
+        taken.into_iter().map(|(_, _, u)| u).collect()
     }
 }
 
 impl Inner {
-    /// Opens a query for `user`'s click on `msg_id` and pushes it to the bot.
+    /// Opens a query for `user`'s click on `bot`'s message `msg_id` and
+    /// pushes it to that bot.
     fn open_query(
         &mut self,
         outbox: &crate::sandbox::Outbox,
         user: AccountId,
-        msg_id: i32,
+        message: &StoredMessage,
         data: Vec<u8>,
     ) -> (i64, oneshot::Receiver<BotAnswer>) {
+        let (bot, msg_id) = (message.from, message.id);
         let (query_id, rx) = self.callbacks.open();
-        let bot = self.world.bot.id;
+        let bot_hash = self.world.bot(bot).map_or(0, |b| b.profile.access_hash);
         let update: tl::enums::Update = tl::types::UpdateBotCallbackQuery {
             query_id,
             user_id: user,
-            peer: render::peer_user(user),
+            peer: render::message_peer(message, bot),
             msg_id,
-            chat_instance: user ^ self.world.bot.access_hash,
+            chat_instance: user ^ bot_hash,
             data: Some(data),
             game_short_name: None,
         }
         .into();
         let mut batch = updates::Batch::new();
+        batch.mention(message);
         batch.users.insert(user);
         batch.push(update.clone());
         if updates::deliver(outbox, &mut self.world, bot, None, &batch) == 0 {
-            self.callbacks.undelivered.push((query_id, update));
+            self.callbacks.undelivered.push((bot, query_id, update));
         }
         self.stats.callback_queries += 1;
         (query_id, rx)
@@ -132,8 +140,9 @@ impl Inner {
 }
 
 impl FakeTelegram {
-    /// `user` presses the inline button with `data` under message `msg_id`:
-    /// waits for the bot's answer or the callback timeout.
+    /// `user` presses the inline button with `data` under message `msg_id`
+    /// of a bot (in their private chat or a basic group both are in): waits
+    /// for that bot's answer or the callback timeout.
     pub(super) async fn press_callback(
         &self,
         user: AccountId,
@@ -143,21 +152,21 @@ impl FakeTelegram {
         let started = Instant::now();
         let (query_id, mut rx, timeout) = {
             let mut inner = self.lock();
-            let bot = inner.world.bot.id;
-            let markup = inner
-                .world
+            let world = &inner.world;
+            let message = world
                 .messages
                 .get(&msg_id)
-                .filter(|m| m.visible_to(user) && m.from == bot)
-                .and_then(|m| m.reply_markup.as_deref())
-                .and_then(render::reply_markup);
-            let Some(markup) = markup else {
+                .filter(|m| m.audience().contains(&user) && world.is_bot(m.from));
+            let Some((message, markup)) = message.and_then(|m| {
+                let markup = render::reply_markup(m.reply_markup.as_deref()?)?;
+                Some((m.clone(), markup))
+            }) else {
                 return Err(TgError::bad_request("MESSAGE_ID_INVALID"));
             };
             if !markup::has_callback(&markup, &data) {
                 return Err(TgError::bad_request("DATA_INVALID"));
             }
-            let (query_id, rx) = inner.open_query(&self.0.outbox, user, msg_id, data);
+            let (query_id, rx) = inner.open_query(&self.0.outbox, user, &message, data);
             (query_id, rx, inner.callback_timeout)
         };
         // Closes the query however this ends, even if the clicker goes away.
@@ -207,7 +216,7 @@ mod tests {
     use super::*;
     use crate::sandbox::Outbox;
     use crate::sandbox::telegram::NewUser;
-    use crate::sandbox::telegram::world::{StoredMessage, World};
+    use crate::sandbox::telegram::world::World;
 
     /// A sandbox with one user and one bot message carrying a `go` button.
     fn with_button() -> (FakeTelegram, AccountId) {
@@ -241,7 +250,7 @@ mod tests {
         }
         .into();
         let mut inner = telegram.lock();
-        let bot = inner.world.bot.id;
+        let bot = inner.world.first_bot().profile.id;
         inner.world.insert_message(StoredMessage {
             from: bot,
             to: user,
@@ -257,6 +266,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_click_closes_its_query() {
         let (telegram, user) = with_button();
+        let bot = telegram.bot_id();
         let click = telegram.press_callback(user, 1, b"go".to_vec());
         // The clicker gives up long before the callback timeout.
         assert!(
@@ -266,7 +276,7 @@ mod tests {
         );
         let mut inner = telegram.lock();
         assert!(inner.callbacks.pending.is_empty());
-        assert!(inner.callbacks.take_undelivered().is_empty());
+        assert!(inner.callbacks.take_undelivered(bot).is_empty());
     }
 
     #[tokio::test]

@@ -84,7 +84,7 @@ impl FakeTelegram {
             .key(key)
             .and_then(|k| k.account)
             .ok_or_else(|| TgError::new(401, "AUTH_KEY_UNREGISTERED"))?;
-        Ok(if account == inner.world.bot.id {
+        Ok(if inner.world.is_bot(account) {
             Who::Bot(account)
         } else {
             Who::User(account)
@@ -182,10 +182,17 @@ impl FakeTelegram {
         }
         let mut inner = self.lock();
         let world = &mut inner.world;
-        if !world.bot_token.matches(&request.bot_auth_token) {
+        let Some(bot) = world
+            .bots
+            .iter()
+            .find(|b| b.token.matches(&request.bot_auth_token))
+        else {
             return Err(TgError::bad_request("ACCESS_TOKEN_INVALID"));
-        }
-        let bot = world.bot.id;
+        };
+        let (bot, user) = (
+            bot.profile.id,
+            render::user(&bot.profile, true, bot.profile.id),
+        );
         let Some(record) = world.keys.iter_mut().find(|k| k.key_id() == key) else {
             return Err(TgError::new(401, "AUTH_KEY_UNREGISTERED"));
         };
@@ -195,7 +202,6 @@ impl FakeTelegram {
             }
             _ => record.account = Some(bot),
         }
-        let user = render::user(&world.bot, true, bot);
         drop(inner);
         self.changed();
         ok(
@@ -227,7 +233,7 @@ impl FakeTelegram {
     ) -> Reply {
         let mut inner = self.lock();
         let extra = match who {
-            Who::Bot(_) => inner.callbacks.take_undelivered(),
+            Who::Bot(bot) => inner.callbacks.take_undelivered(bot),
             Who::User(_) => Vec::new(),
         };
         let from = updates::Position {
@@ -283,7 +289,7 @@ impl FakeTelegram {
         // Unknown ids are left out, as Telegram does.
         let found: Vec<tl::enums::User> = ids
             .filter_map(|id| inner.world.profile(id))
-            .map(|p| render::user(p, p.id == inner.world.bot.id, who.id()))
+            .map(|p| render::user(p, inner.world.is_bot(p.id), who.id()))
             .collect();
         ok(&request, found)
     }
@@ -303,9 +309,9 @@ impl FakeTelegram {
             .ok_or_else(|| TgError::bad_request("CHANNEL_INVALID"))
     }
 
-    /// The chat `peer` names for `who`: for the bot, a user's private chat
-    /// or a group; for a user, its chat with the bot (user-to-user chats are
-    /// not modelled) or a group.
+    /// The chat `peer` names for `who`: for a bot, its private chat with a
+    /// user or a group; for a user, its chat with a bot (user-to-user and
+    /// bot-to-bot chats are not modelled) or a group.
     fn chat_peer(&self, who: Who, peer: &tl::enums::InputPeer) -> Result<Target, TgError> {
         let (id, hash) = match peer {
             tl::enums::InputPeer::User(user) => (user.user_id, user.access_hash),
@@ -334,8 +340,14 @@ impl FakeTelegram {
             .filter(|p| hash == 0 || p.access_hash == hash)
             .ok_or_else(|| TgError::bad_request("PEER_ID_INVALID"))?;
         match who {
-            Who::Bot(bot) if profile.id != bot => Ok(Target::User(profile.id)),
-            Who::User(user) if profile.id == world.bot.id => Ok(Target::User(user)),
+            Who::Bot(bot) if !world.is_bot(profile.id) => Ok(Target::Private {
+                user: profile.id,
+                bot,
+            }),
+            Who::User(user) if world.is_bot(profile.id) => Ok(Target::Private {
+                user,
+                bot: profile.id,
+            }),
             _ => Err(TgError::bad_request("PEER_ID_INVALID")),
         }
     }
@@ -348,7 +360,7 @@ impl FakeTelegram {
         let mut inner = self.lock();
         let outbox = &self.0.outbox;
         let posted = match who {
-            Who::Bot(_) => inner.post_from_bot(outbox, target, draft, Some(key))?,
+            Who::Bot(bot) => inner.post_from_bot(outbox, bot, target, draft, Some(key))?,
             Who::User(user) => inner.post_from_user(outbox, user, target, draft, Some(key))?,
         };
         let message = &posted.message;
@@ -487,11 +499,11 @@ impl FakeTelegram {
             date: render::now(),
         };
         let chat = match target {
-            Target::User(user) => user,
+            Target::Private { user, .. } => user,
             Target::Group(group) => -group,
         };
-        inner.typing.insert(chat, typing);
-        if let (Who::Bot(bot), Target::User(user)) = (who, target) {
+        inner.typing.insert((who.id(), chat), typing);
+        if let (Who::Bot(bot), Target::Private { user, .. }) = (who, target) {
             let update: tl::enums::Updates = tl::types::UpdateShort {
                 update: tl::types::UpdateUserTyping {
                     user_id: bot,
@@ -573,7 +585,7 @@ impl FakeTelegram {
             // Telegram does not let bots read history.
             return Err(TgError::bad_request("BOT_METHOD_INVALID"));
         };
-        let Target::User(_) = self.chat_peer(who, &request.peer)? else {
+        let Target::Private { bot, .. } = self.chat_peer(who, &request.peer)? else {
             return Err(TgError::bad_request(
                 "METHOD_NOT_SUPPORTED_IN_SANDBOX: group history",
             ));
@@ -585,7 +597,7 @@ impl FakeTelegram {
             .unwrap_or(100);
         let messages: Vec<tl::enums::Message> = inner
             .world
-            .chat_messages(user)
+            .chat_messages(user, bot)
             .rev()
             .filter(|m| request.offset_id <= 0 || m.id < request.offset_id)
             .filter(|m| request.max_id <= 0 || m.id < request.max_id)
@@ -593,7 +605,7 @@ impl FakeTelegram {
             .take(limit)
             .map(|m| render::message(m, who.id()))
             .collect();
-        let users = updates::users(&inner.world, who.id(), [who.id(), inner.world.bot.id]);
+        let users = updates::users(&inner.world, who.id(), [who.id(), bot]);
         ok(
             &request,
             tl::types::messages::Messages {
@@ -655,8 +667,8 @@ impl FakeTelegram {
         let inner = self.lock();
         let world = &inner.world;
         let wanted = request.username.trim_start_matches('@');
-        let found = std::iter::once(&world.bot)
-            .chain(world.users.values().map(|u| &u.profile))
+        let found = world
+            .profiles()
             .find(|p| {
                 p.username
                     .as_deref()

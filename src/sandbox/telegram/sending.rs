@@ -355,28 +355,35 @@ fn mime_for(file_name: &str) -> &'static str {
     }
 }
 
-/// Where a message goes: a user's private chat with the bot, or a group.
+/// Where a message goes: the private chat of a user and a bot, or a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    User(AccountId),
+    Private {
+        user: AccountId,
+        bot: AccountId,
+    },
     /// A group by its bare id.
     Group(i64),
 }
 
 impl Target {
-    /// The peer part of a `random_id`'s de-duplication key.
-    fn dedup_peer(self) -> i64 {
+    /// The peer part of `sender`'s `random_id` de-duplication key.
+    fn dedup_peer(self, sender: AccountId) -> i64 {
         match self {
-            Target::User(user) => user,
+            Target::Private { user, bot } if sender == user => bot,
+            Target::Private { user, .. } => user,
             Target::Group(group) => -group,
         }
     }
 }
 
-/// Whether the bot, in privacy mode, is addressed by `message`: a command
+/// Whether `bot`, in privacy mode, is addressed by `message`: a command
 /// (for it, if it names a bot), a mention, or a reply to one of its own.
-fn addresses_bot(world: &World, message: &StoredMessage) -> bool {
-    let username = world.bot.username.as_deref().unwrap_or_default();
+fn addresses_bot(world: &World, bot: AccountId, message: &StoredMessage) -> bool {
+    let username = world
+        .profile(bot)
+        .and_then(|p| p.username.as_deref())
+        .unwrap_or_default();
     let text = message.text.trim_start();
     let command = text.strip_prefix('/').is_some_and(|rest| {
         let word = rest.split_whitespace().next().unwrap_or_default();
@@ -393,7 +400,7 @@ fn addresses_bot(world: &World, message: &StoredMessage) -> bool {
     let reply = message.reply_to.is_some_and(|id| {
         world
             .message(World::place_of(message), id)
-            .is_some_and(|m| m.from == world.bot.id)
+            .is_some_and(|m| m.from == bot)
     });
     command || mention || reply
 }
@@ -401,7 +408,7 @@ fn addresses_bot(world: &World, message: &StoredMessage) -> bool {
 impl Inner {
     /// The message a repeated `random_id` created, if it is a repeat.
     fn repeated(&mut self, sender: AccountId, target: Target, draft: &Draft) -> Option<Posted> {
-        let key = World::dedup_key(sender, target.dedup_peer(), draft.random_id?);
+        let key = World::dedup_key(sender, target.dedup_peer(sender), draft.random_id?);
         let id = *self.world.random_ids.get(&key)?;
         let place = match target {
             Target::Group(group) if self.world.groups.get(&group)?.kind.is_channel() => {
@@ -443,9 +450,8 @@ impl Inner {
         Err(error)
     }
 
-    /// Why the bot may not post in `group` now, if it may not.
-    fn bot_may_post(&self, group: i64) -> Result<(), TgError> {
-        let bot = self.world.bot.id;
+    /// Why `bot` may not post in `group` now, if it may not.
+    fn bot_may_post(&self, bot: AccountId, group: i64) -> Result<(), TgError> {
         let Some(record) = self.world.groups.get(&group) else {
             return Err(TgError::bad_request("PEER_ID_INVALID"));
         };
@@ -462,46 +468,47 @@ impl Inner {
         }
     }
 
-    /// The bot posts `draft` to a user's private chat or a group.
+    /// `bot` posts `draft` to its private chat with a user, or a group.
     pub(super) fn post_from_bot(
         &mut self,
         outbox: &Outbox,
+        bot: AccountId,
         target: Target,
         draft: Draft,
         caller_key: Option<i64>,
     ) -> Result<Posted, TgError> {
-        let bot = self.world.bot.id;
         match target {
-            Target::User(user) => {
-                let Some(record) = self.world.users.get(&user).filter(|u| u.chat.started) else {
+            Target::Private { user, .. } => {
+                let chat = self.world.users.get(&user).map(|u| u.chat(bot));
+                let Some(chat) = chat.filter(|c| c.started) else {
                     return Err(TgError::bad_request("PEER_ID_INVALID"));
                 };
-                if record.blocked {
+                if chat.blocked {
                     return Err(TgError::bad_request("USER_IS_BLOCKED"));
                 }
             }
-            Target::Group(group) => self.bot_may_post(group)?,
+            Target::Group(group) => self.bot_may_post(bot, group)?,
         }
         if let Some(posted) = self.repeated(bot, target, &draft) {
             return Ok(posted);
         }
         self.take_chat_fault(match target {
-            Target::User(user) => Some(user),
+            Target::Private { user, .. } => Some(user),
             Target::Group(_) => None,
         })?;
         check_content(&draft.text, draft.media.is_some())?;
         let meter = match target {
-            Target::User(user) => ChatKind::Private(user),
+            Target::Private { user, .. } => ChatKind::Private(user),
             Target::Group(group) => ChatKind::Group(group),
         };
-        if let Err(seconds) = self.flood.take(meter, Instant::now()) {
+        if let Err(seconds) = self.flood.take(bot, meter, Instant::now()) {
             self.stats.flood_waits += 1;
             return Err(TgError::flood_wait(seconds));
         }
         let posted = self.post(outbox, bot, target, draft, caller_key);
         self.stats.messages_from_bot += 1;
-        if let Target::User(user) = target
-            && let Some(chat) = self.world.users.get_mut(&user).map(|u| &mut u.chat)
+        if let Target::Private { user, .. } = target
+            && let Some(chat) = self.world.users.get_mut(&user).map(|u| u.chat_mut(bot))
         {
             let markup = posted.message.reply_markup.as_deref();
             match markup.and_then(render::reply_markup) {
@@ -518,7 +525,7 @@ impl Inner {
         Ok(posted)
     }
 
-    /// `user` posts `draft` to the bot, or to a group it is in.
+    /// `user` posts `draft` to a bot, or to a group it is in.
     pub(super) fn post_from_user(
         &mut self,
         outbox: &Outbox,
@@ -554,30 +561,34 @@ impl Inner {
             return Ok(posted);
         }
         check_content(&draft.text, draft.media.is_some())?;
-        if let (Target::User(_), Some(record)) = (target, self.world.users.get_mut(&user)) {
-            record.chat.started = true;
-            record.chat.force_reply = None;
+        if let (Target::Private { bot, .. }, Some(record)) =
+            (target, self.world.users.get_mut(&user))
+        {
+            let chat = record.chat_mut(bot);
+            chat.started = true;
+            chat.force_reply = None;
         }
         self.stats.messages_from_users += 1;
         Ok(self.post(outbox, user, target, draft, caller_key))
     }
 
-    /// Who gets a message `from` posts in `group`: every member in it, the
-    /// bot only if privacy mode lets it see the message.
+    /// Who gets a message `from` posts in `group`: every member in it, a
+    /// bot only if its privacy mode lets it see the message.
     fn audience(&self, group: i64, message: &StoredMessage) -> Vec<AccountId> {
-        let bot = self.world.bot.id;
         let Some(record) = self.world.groups.get(&group) else {
             return Vec::new();
         };
-        let bot_sees = message.from == bot
-            || !self.world.privacy
-            || record.role(bot).is_some_and(Role::is_admin)
-            || message.action.is_some()
-            || addresses_bot(&self.world, message);
-        record
-            .current_members()
-            .filter(|&member| member != bot || bot_sees)
-            .collect()
+        let sees = |member: AccountId| match self.world.bot(member) {
+            None => true,
+            Some(bot) => {
+                message.from == member
+                    || !bot.privacy
+                    || record.role(member).is_some_and(Role::is_admin)
+                    || message.action.is_some()
+                    || addresses_bot(&self.world, member, message)
+            }
+        };
+        record.current_members().filter(|&m| sees(m)).collect()
     }
 
     /// Stores a message and pushes it to everyone who gets it (the
@@ -608,13 +619,7 @@ impl Inner {
             ..StoredMessage::default()
         };
         match target {
-            Target::User(user) => {
-                message.to = if from == user {
-                    self.world.bot.id
-                } else {
-                    user
-                }
-            }
+            Target::Private { user, bot } => message.to = if from == user { bot } else { user },
             Target::Group(group) => {
                 message.chat = Some(group);
                 message.in_channel = self
@@ -628,7 +633,7 @@ impl Inner {
         let place = World::place_of(&message);
         let (message, pts) = self.world.insert_message(message);
         if let Some(random_id) = random_id {
-            let key = World::dedup_key(from, target.dedup_peer(), random_id);
+            let key = World::dedup_key(from, target.dedup_peer(from), random_id);
             self.world.random_ids.insert(key, message.id);
         }
         let event = BoxEvent::NewMessage {
@@ -646,11 +651,11 @@ impl Inner {
     /// The stored message `id` that `target`'s chat holds, and its place.
     pub(super) fn find(&self, target: Target, id: i32) -> Option<(Place, &StoredMessage)> {
         match target {
-            Target::User(user) => self
+            Target::Private { user, bot } => self
                 .world
                 .messages
                 .get(&id)
-                .filter(|m| m.visible_to(user))
+                .filter(|m| m.visible_to(user) && m.peer_of(user) == bot)
                 .map(|m| (Place::Common, m)),
             Target::Group(group) => {
                 let record = self.world.groups.get(&group)?;
@@ -700,7 +705,7 @@ impl Inner {
                 .and_then(render::reply_markup),
             None | Some(tl::enums::ReplyMarkup::ReplyInlineMarkup(_))
         );
-        if author == self.world.bot.id {
+        if self.world.is_bot(author) {
             if old_is_inline {
                 edited.reply_markup = change.markup;
             } else if change.markup.is_some() {
@@ -731,7 +736,7 @@ impl Inner {
         ids: &[i32],
         caller_key: Option<i64>,
     ) -> Result<(i32, i32), TgError> {
-        let bot = self.world.bot.id;
+        let is_bot = self.world.is_bot(who);
         let mut found = Vec::new();
         for &id in ids {
             let Some(message) = self.world.message(place, id) else {
@@ -744,7 +749,7 @@ impl Inner {
             // Anyone deletes their own; in a private chat the bot deletes
             // both sides, in a group an admin deletes anyone's.
             let allowed = message.from == who
-                || (message.chat.is_none() && who == bot && message.visible_to(bot))
+                || (message.chat.is_none() && is_bot && message.visible_to(who))
                 || admin;
             let has_it = message.audience().contains(&who);
             if !has_it {

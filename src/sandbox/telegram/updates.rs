@@ -74,7 +74,7 @@ pub fn users(
     unique
         .into_iter()
         .filter_map(|id| world.profile(id))
-        .map(|profile| render::user(profile, profile.id == world.bot.id, viewer))
+        .map(|profile| render::user(profile, world.is_bot(profile.id), viewer))
         .collect()
 }
 
@@ -681,20 +681,16 @@ mod tests {
         let mut world = World::new();
         world.users.insert(
             ANN,
-            UserRecord {
-                profile: Profile {
-                    id: ANN,
-                    access_hash: 3,
-                    first_name: "Ann".into(),
-                    username: None,
-                    phone: None,
-                    lang_code: None,
-                    last_name: None,
-                    premium: false,
-                },
-                chat: Default::default(),
-                blocked: false,
-            },
+            UserRecord::new(Profile {
+                id: ANN,
+                access_hash: 3,
+                first_name: "Ann".into(),
+                username: None,
+                phone: None,
+                lang_code: None,
+                last_name: None,
+                premium: false,
+            }),
         );
         for i in 0..messages {
             world.insert_message(StoredMessage {

@@ -1,5 +1,5 @@
 //! Simulated users: what the control API does in a user's name — write to
-//! the bot, press buttons — and the chat as that user's app would show it.
+//! a bot, press buttons — and a chat as that user's app would show it.
 
 use grammers_tl_types as tl;
 use serde_json::{Value, json};
@@ -8,7 +8,7 @@ use super::accounts::{AccountId, to_hex};
 use super::boxes::BoxEvent;
 use super::queries::ClickOutcome;
 use super::sending::{Edit, Target, UserMessage};
-use super::world::{Place, StoredMessage};
+use super::world::{Place, StoredMessage, World};
 use super::{FakeTelegram, SandboxError, markup, render};
 
 /// Where a location-request button reports the user to be, unless told.
@@ -37,12 +37,13 @@ pub enum Pressed {
 }
 
 impl FakeTelegram {
-    /// `user` sends a message to the bot, as a reply to `reply_to` if given
+    /// `user` sends a message to `bot`, as a reply to `reply_to` if given
     /// — or to the bot's pending force-reply message, as the user's app
     /// does; returns its id.
     pub fn user_sends(
         &self,
         user: AccountId,
+        bot: AccountId,
         message: UserMessage,
         reply_to: Option<i32>,
     ) -> Result<i32, SandboxError> {
@@ -53,29 +54,28 @@ impl FakeTelegram {
                 .users
                 .get(&user)
                 .ok_or(SandboxError::UnknownUser(user))?;
+            if !inner.world.is_bot(bot) {
+                return Err(SandboxError::UnknownBot(bot));
+            }
+            let target = Target::Private { user, bot };
             match reply_to {
-                Some(id)
-                    if !inner
-                        .world
-                        .messages
-                        .get(&id)
-                        .is_some_and(|m| m.visible_to(user)) =>
-                {
+                Some(id) if inner.find(target, id).is_none() => {
                     return Err(SandboxError::UnknownMessage {
                         user_id: user,
                         message_id: id,
                     });
                 }
                 Some(id) => Some(id),
-                None => record.chat.force_reply,
+                None => record.chat(bot).force_reply,
             }
         };
-        self.post_as_user(user, message, reply_to)
+        self.post_as_user(user, bot, message, reply_to)
     }
 
     fn post_as_user(
         &self,
         user: AccountId,
+        bot: AccountId,
         message: UserMessage,
         reply_to: Option<i32>,
     ) -> Result<i32, SandboxError> {
@@ -84,7 +84,8 @@ impl FakeTelegram {
             return Err(SandboxError::UnknownUser(user));
         }
         let draft = message.into_draft(user, reply_to);
-        let posted = inner.post_from_user(&self.0.outbox, user, Target::User(user), draft, None)?;
+        let target = Target::Private { user, bot };
+        let posted = inner.post_from_user(&self.0.outbox, user, target, draft, None)?;
         drop(inner);
         self.changed();
         Ok(posted.message.id)
@@ -106,22 +107,23 @@ impl FakeTelegram {
                 location,
             } => {
                 let message = self.keyboard_press(user, message_id, &text, location)?;
-                let single_use = self.shown_keyboard(user, message_id)?.single_use;
-                let sent = self.post_as_user(user, message, Some(message_id))?;
-                if single_use {
-                    self.hide_keyboard(user, message_id);
+                let (bot, keyboard) = self.shown_keyboard(user, message_id)?;
+                let sent = self.post_as_user(user, bot, message, Some(message_id))?;
+                if keyboard.single_use {
+                    self.hide_keyboard(user, bot, message_id);
                 }
                 Ok(Pressed::Sent { message_id: sent })
             }
         }
     }
 
-    /// The keyboard of `message_id`, if it is the one `user` sees now.
+    /// The keyboard of `message_id` and the bot that sent it, if it is the
+    /// one `user` sees now in its chat with that bot.
     fn shown_keyboard(
         &self,
         user: AccountId,
         message_id: i32,
-    ) -> Result<tl::types::ReplyKeyboardMarkup, SandboxError> {
+    ) -> Result<(AccountId, tl::types::ReplyKeyboardMarkup), SandboxError> {
         let inner = self.lock();
         let world = &inner.world;
         let unknown = SandboxError::UnknownMessage {
@@ -143,14 +145,18 @@ impl FakeTelegram {
                 format!("message {message_id} has no reply keyboard"),
             ));
         };
-        let shown = world.users.get(&user).and_then(|u| u.chat.reply_keyboard);
+        let bot = message.peer_of(user);
+        let shown = world
+            .users
+            .get(&user)
+            .and_then(|u| u.chat(bot).reply_keyboard);
         if shown != Some(message_id) {
             return Err(SandboxError::invalid(
                 "message_id",
                 format!("the keyboard of message {message_id} is no longer shown"),
             ));
         }
-        Ok(keyboard)
+        Ok((bot, keyboard))
     }
 
     /// What pressing the keyboard button labelled `text` sends.
@@ -161,7 +167,7 @@ impl FakeTelegram {
         text: &str,
         location: Option<(f64, f64)>,
     ) -> Result<UserMessage, SandboxError> {
-        let keyboard = self.shown_keyboard(user, message_id)?;
+        let (_, keyboard) = self.shown_keyboard(user, message_id)?;
         let markup: tl::enums::ReplyMarkup = keyboard.into();
         let Some(kind) = markup::keyboard_button(&markup, text) else {
             return Err(SandboxError::invalid(
@@ -199,9 +205,9 @@ impl FakeTelegram {
         }
     }
 
-    fn hide_keyboard(&self, user: AccountId, message_id: i32) {
+    fn hide_keyboard(&self, user: AccountId, bot: AccountId, message_id: i32) {
         let mut inner = self.lock();
-        if let Some(chat) = inner.world.users.get_mut(&user).map(|u| &mut u.chat)
+        if let Some(chat) = inner.world.users.get_mut(&user).map(|u| u.chat_mut(bot))
             && chat.reply_keyboard == Some(message_id)
         {
             chat.reply_keyboard = None;
@@ -210,14 +216,18 @@ impl FakeTelegram {
         self.changed();
     }
 
-    /// The chat with the bot as `user` sees it.
-    pub fn chat(&self, user: AccountId) -> Result<Value, SandboxError> {
+    /// The chat with `bot` as `user` sees it.
+    pub fn chat(&self, user: AccountId, bot: AccountId) -> Result<Value, SandboxError> {
         let inner = self.lock();
         let world = &inner.world;
         let record = world
             .users
             .get(&user)
             .ok_or(SandboxError::UnknownUser(user))?;
+        if !world.is_bot(bot) {
+            return Err(SandboxError::UnknownBot(bot));
+        }
+        let chat = record.chat(bot);
         let markup_of = |id: i32| {
             world
                 .messages
@@ -225,16 +235,15 @@ impl FakeTelegram {
                 .and_then(|m| m.reply_markup.as_deref())
                 .and_then(render::reply_markup)
         };
-        let bot = world.bot.id;
         let messages: Vec<Value> = world
-            .chat_messages(user)
-            .map(|m| message_json(m, bot))
+            .chat_messages(user, bot)
+            .map(|m| message_json(m, world))
             .collect();
-        let reply_keyboard = record.chat.reply_keyboard.and_then(|id| {
+        let reply_keyboard = chat.reply_keyboard.and_then(|id| {
             markup_of(id)
                 .map(|markup| json!({"message_id": id, "markup": markup::to_json(&markup)}))
         });
-        let force_reply = record.chat.force_reply.and_then(|id| {
+        let force_reply = chat.force_reply.and_then(|id| {
             let placeholder = match markup_of(id)? {
                 tl::enums::ReplyMarkup::ReplyKeyboardForceReply(force) => force.placeholder,
                 _ => None,
@@ -243,9 +252,10 @@ impl FakeTelegram {
         });
         Ok(json!({
             "user_id": user,
-            "started": record.chat.started,
-            "blocked": record.blocked,
-            "typing": inner.typing.get(&user).copied(),
+            "bot_id": bot,
+            "started": chat.started,
+            "blocked": chat.blocked,
+            "typing": inner.typing.get(&(bot, user)).copied(),
             "messages": messages,
             "reply_keyboard": reply_keyboard,
             "force_reply": force_reply,
@@ -254,13 +264,13 @@ impl FakeTelegram {
 }
 
 /// A stored message as the control API shows it.
-pub(super) fn message_json(m: &StoredMessage, bot: AccountId) -> Value {
+pub(super) fn message_json(m: &StoredMessage, world: &World) -> Value {
     let markup = m.reply_markup.as_deref().and_then(render::reply_markup);
     let entities: Option<Vec<Value>> =
         render::entities(m).map(|list| list.iter().map(markup::entity_json).collect());
     json!({
         "id": m.id,
-        "from": if m.from == bot { "bot" } else { "user" },
+        "from": if world.is_bot(m.from) { "bot" } else { "user" },
         "sender_id": m.from,
         "date": m.date,
         "text": m.text,
@@ -308,38 +318,48 @@ impl FakeTelegram {
         Ok(())
     }
 
-    /// `user` blocks (or unblocks) the bot: the bot gets `updateBotStopped`
+    /// `user` blocks (or unblocks) `bot`: the bot gets `updateBotStopped`
     /// in its qts box; while blocked, its sends get `USER_IS_BLOCKED`.
-    pub fn set_blocked(&self, user: AccountId, blocked: bool) -> Result<(), SandboxError> {
+    pub fn set_blocked(
+        &self,
+        user: AccountId,
+        bot: AccountId,
+        blocked: bool,
+    ) -> Result<(), SandboxError> {
         let mut inner = self.lock();
+        if !inner.world.is_bot(bot) {
+            return Err(SandboxError::UnknownBot(bot));
+        }
         let record = inner
             .world
             .users
             .get_mut(&user)
             .ok_or(SandboxError::UnknownUser(user))?;
-        if record.blocked == blocked {
+        let chat = record.chat_mut(bot);
+        if chat.blocked == blocked {
             return Ok(());
         }
-        record.blocked = blocked;
+        chat.blocked = blocked;
         let event = BoxEvent::BotStopped {
             user_id: user,
             stopped: blocked,
             date: render::now(),
         };
-        inner.tell_bot(&self.0.outbox, event);
+        inner.tell_bot(&self.0.outbox, bot, event);
         drop(inner);
         self.changed();
         Ok(())
     }
 
     /// `user` reacts with `emoji` (none: takes its reaction back) to
-    /// message `message_id` of its chat with the bot, or of the group
-    /// `group` (a Bot API id). The bot gets `updateBotMessageReaction` in
-    /// its qts box: in a private chat, or in a group where it is admin (as
-    /// Telegram tells bots).
+    /// message `message_id` of its chat with `bot`, or of the group `group`
+    /// (a Bot API id). The bot gets `updateBotMessageReaction` in its qts
+    /// box: in a private chat, or in a group where it is admin (as Telegram
+    /// tells bots).
     pub fn react(
         &self,
         user: AccountId,
+        bot: AccountId,
         group: Option<i64>,
         message_id: i32,
         emoji: Option<String>,
@@ -351,9 +371,11 @@ impl FakeTelegram {
             return Err(SandboxError::invalid("emoji", "must be 1-8 characters"));
         }
         let mut inner = self.lock();
-        let bot = inner.world.bot.id;
+        if !inner.world.is_bot(bot) {
+            return Err(SandboxError::UnknownBot(bot));
+        }
         let (target, bare_group, bot_told) = match group {
-            None => (Target::User(user), None, true),
+            None => (Target::Private { user, bot }, None, true),
             Some(api_id) => {
                 let record = super::groups::by_api_id(&inner.world, api_id)?;
                 let admin = record.role(bot).is_some_and(super::boxes::Role::is_admin);
@@ -388,35 +410,43 @@ impl FakeTelegram {
                 new,
                 date: render::now(),
             };
-            inner.tell_bot(&self.0.outbox, event);
+            inner.tell_bot(&self.0.outbox, bot, event);
         }
         drop(inner);
         self.changed();
         Ok(())
     }
 
-    /// `user` edits its message `message_id` in its chat with the bot.
+    /// `user` edits its message `message_id` in its chat with `bot`.
     pub fn user_edits(
         &self,
         user: AccountId,
+        bot: AccountId,
         message_id: i32,
         text: String,
     ) -> Result<(), SandboxError> {
-        self.user_changes(user, Target::User(user), message_id, |inner, outbox| {
+        let target = Target::Private { user, bot };
+        self.user_changes(user, target, message_id, |inner, outbox| {
             let edit = Edit {
                 text: Some(text),
                 ..Edit::default()
             };
             inner
-                .edit(outbox, user, Target::User(user), message_id, edit, None)
+                .edit(outbox, user, target, message_id, edit, None)
                 .map(|_| ())
         })
     }
 
-    /// `user` deletes message `message_id` of its chat with the bot (for
+    /// `user` deletes message `message_id` of its chat with `bot` (for
     /// both sides).
-    pub fn user_deletes(&self, user: AccountId, message_id: i32) -> Result<(), SandboxError> {
-        self.user_changes(user, Target::User(user), message_id, |inner, outbox| {
+    pub fn user_deletes(
+        &self,
+        user: AccountId,
+        bot: AccountId,
+        message_id: i32,
+    ) -> Result<(), SandboxError> {
+        let target = Target::Private { user, bot };
+        self.user_changes(user, target, message_id, |inner, outbox| {
             inner
                 .delete(outbox, user, Place::Common, &[message_id], None)
                 .map(|_| ())
@@ -438,7 +468,7 @@ impl FakeTelegram {
         }
         if inner.find(target, message_id).is_none() {
             return Err(match target {
-                Target::User(user_id) => SandboxError::UnknownMessage {
+                Target::Private { user: user_id, .. } => SandboxError::UnknownMessage {
                     user_id,
                     message_id,
                 },

@@ -10,6 +10,11 @@
 //! their messages themselves, as Telegram does. Each account has a common
 //! box (`pts`), a secondary box (`qts`) and a box per channel it is in
 //! (see `boxes`): every event in a box advances it by its count.
+//!
+//! The world holds one or more bots ([`BotRecord`]), each a Telegram account
+//! of its own: its token, privacy mode and auth keys, and a private chat with
+//! each user who wrote to it. A state file from before there were several
+//! (one `bot`, one `chat` per user) is read as a world with that one bot.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::accounts::{AccountId, BotToken, KeyRecord, Profile, hex_bytes};
 use super::boxes::{BoxEvent, Role, UpdateBox};
 
-/// A private chat between the bot and one user, as the user sees its UI.
+/// A private chat between a bot and one user, as the user sees its UI.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChatState {
     /// The user wrote to the bot (before that, the bot gets `PEER_ID_INVALID`).
@@ -28,15 +33,58 @@ pub struct ChatState {
     pub reply_keyboard: Option<i32>,
     /// The message whose `replyKeyboardForceReply` is pending, if any.
     pub force_reply: Option<i32>,
+    /// The user blocked the bot (its sends get `USER_IS_BLOCKED`).
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRecord {
     pub profile: Profile,
-    pub chat: ChatState,
-    /// The user blocked the bot (its sends get `USER_IS_BLOCKED`).
+    /// The user's private chat with each bot, by the bot's id.
     #[serde(default)]
-    pub blocked: bool,
+    pub chats: BTreeMap<AccountId, ChatState>,
+    /// A state file's one chat from before there were several bots.
+    #[serde(default, rename = "chat", skip_serializing)]
+    legacy_chat: Option<ChatState>,
+    #[serde(default, rename = "blocked", skip_serializing)]
+    legacy_blocked: bool,
+}
+
+impl UserRecord {
+    pub fn new(profile: Profile) -> Self {
+        UserRecord {
+            profile,
+            chats: BTreeMap::new(),
+            legacy_chat: None,
+            legacy_blocked: false,
+        }
+    }
+
+    /// The chat with `bot` (an empty one if the user never wrote to it).
+    pub fn chat(&self, bot: AccountId) -> ChatState {
+        self.chats.get(&bot).cloned().unwrap_or_default()
+    }
+
+    pub fn chat_mut(&mut self, bot: AccountId) -> &mut ChatState {
+        self.chats.entry(bot).or_default()
+    }
+}
+
+/// A bot of the sandbox: its account and what only bots have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BotRecord {
+    pub profile: Profile,
+    pub token: BotToken,
+    /// Privacy mode (Telegram's default: on).
+    #[serde(default = "privacy_on")]
+    pub privacy: bool,
+    /// When the bot was made: its boxes were fresh then (pts 1, qts 1).
+    #[serde(default)]
+    pub created: i32,
+    /// The auth key minted for it on each DC (by DC id), signed in or not.
+    #[serde(default)]
+    pub keys: BTreeMap<i32, i64>,
 }
 
 /// What a message carries besides text. File-like media keep an id, access
@@ -418,8 +466,14 @@ pub enum Place {
 /// Everything the sandbox persists.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct World {
-    pub bot: Profile,
-    pub bot_token: BotToken,
+    /// The bots, the first one first (`bot1`, or the one `default` bot).
+    #[serde(default)]
+    pub bots: Vec<BotRecord>,
+    /// A state file's one bot from before there were several.
+    #[serde(default, rename = "bot", skip_serializing)]
+    legacy_bot: Option<Profile>,
+    #[serde(default, rename = "bot_token", skip_serializing)]
+    legacy_bot_token: Option<BotToken>,
     pub users: BTreeMap<AccountId, UserRecord>,
     pub keys: Vec<KeyRecord>,
     pub messages: BTreeMap<i32, StoredMessage>,
@@ -442,12 +496,10 @@ pub struct World {
     pub groups: BTreeMap<i64, GroupRecord>,
     #[serde(default = "first_group_id")]
     pub next_group_id: i64,
-    /// The bot's privacy mode (Telegram's default: on).
-    #[serde(default = "privacy_on")]
-    pub privacy: bool,
-    /// When the bot was made: its boxes were fresh then (pts 1, qts 1).
-    #[serde(default)]
-    pub created: i32,
+    #[serde(default = "privacy_on", rename = "privacy", skip_serializing)]
+    legacy_privacy: bool,
+    #[serde(default, rename = "created", skip_serializing)]
+    legacy_created: i32,
 }
 
 fn first_group_id() -> i64 {
@@ -458,29 +510,22 @@ fn privacy_on() -> bool {
     true
 }
 
-/// The sandbox bot's fixed identity (a fresh token and key per world).
+/// The sandbox's first bot's fixed identity (a fresh token and key per
+/// world); the K-th bot is `BOT_ID + K - 1`, `@telegate_sandbox_K_bot`.
 pub const BOT_ID: AccountId = 7_000_000_001;
 pub const BOT_USERNAME: &str = "telegate_sandbox_bot";
 const FIRST_USER_ID: AccountId = 1_000_001;
 const FIRST_GROUP_ID: i64 = 4_000_001;
 
 impl World {
-    /// A new world with the bot and one auth key for it, not yet signed in.
+    /// A new world with one bot and one auth key for it, not yet signed in.
     pub fn new() -> Self {
-        World {
-            bot: Profile {
-                id: BOT_ID,
-                access_hash: rand::rng().random(),
-                first_name: "Sandbox Bot".into(),
-                username: Some(BOT_USERNAME.into()),
-                phone: None,
-                lang_code: None,
-                last_name: None,
-                premium: false,
-            },
-            bot_token: BotToken::mint(BOT_ID),
+        let mut world = World {
+            bots: Vec::new(),
+            legacy_bot: None,
+            legacy_bot_token: None,
             users: BTreeMap::new(),
-            keys: vec![KeyRecord::mint(None)],
+            keys: Vec::new(),
             messages: BTreeMap::new(),
             boxes: BTreeMap::new(),
             qts_boxes: BTreeMap::new(),
@@ -491,17 +536,118 @@ impl World {
             next_user_id: FIRST_USER_ID,
             groups: BTreeMap::new(),
             next_group_id: FIRST_GROUP_ID,
+            legacy_privacy: true,
+            legacy_created: 0,
+        };
+        world.add_bot();
+        world
+    }
+
+    /// Adds the next bot (`BOT_ID + number of bots`) with a fresh token and
+    /// a home-DC key for it; returns its id.
+    pub fn add_bot(&mut self) -> AccountId {
+        let number = self.bots.len() as i64 + 1;
+        let id = BOT_ID + number - 1;
+        let (first_name, username) = match number {
+            1 => ("Sandbox Bot".to_owned(), BOT_USERNAME.to_owned()),
+            n => (
+                format!("Sandbox Bot {n}"),
+                format!("telegate_sandbox_{n}_bot"),
+            ),
+        };
+        let key = KeyRecord::mint(None);
+        let mut keys = BTreeMap::new();
+        keys.insert(key.dc_id, key.key_id());
+        self.keys.push(key);
+        self.bots.push(BotRecord {
+            profile: Profile {
+                id,
+                access_hash: rand::rng().random(),
+                first_name,
+                username: Some(username),
+                phone: None,
+                lang_code: None,
+                last_name: None,
+                premium: false,
+            },
+            token: BotToken::mint(id),
             privacy: true,
             created: super::render::now(),
+            keys,
+        });
+        id
+    }
+
+    /// Reads a state file's one-bot form as this one: its bot becomes the
+    /// first of [`World::bots`] (with the keys not bound to a user), each
+    /// user's one chat its chat with that bot.
+    pub fn migrate(&mut self) {
+        if self.bots.is_empty() {
+            let Some(profile) = self.legacy_bot.take() else {
+                self.add_bot();
+                return;
+            };
+            let id = profile.id;
+            let keys = self
+                .keys
+                .iter()
+                .filter(|k| k.account.is_none() || k.account == Some(id))
+                .map(|k| (k.dc_id, k.key_id()))
+                .collect();
+            self.bots.push(BotRecord {
+                profile,
+                token: self
+                    .legacy_bot_token
+                    .take()
+                    .unwrap_or_else(|| BotToken::mint(id)),
+                privacy: self.legacy_privacy,
+                created: self.legacy_created,
+                keys,
+            });
+        }
+        let first = self.bots[0].profile.id;
+        for user in self.users.values_mut() {
+            if let Some(mut chat) = user.legacy_chat.take() {
+                chat.blocked |= user.legacy_blocked;
+                user.chats.insert(first, chat);
+            }
         }
     }
 
+    pub fn bot(&self, id: AccountId) -> Option<&BotRecord> {
+        self.bots.iter().find(|b| b.profile.id == id)
+    }
+
+    pub fn bot_mut(&mut self, id: AccountId) -> Option<&mut BotRecord> {
+        self.bots.iter_mut().find(|b| b.profile.id == id)
+    }
+
+    pub fn is_bot(&self, account: AccountId) -> bool {
+        self.bot(account).is_some()
+    }
+
+    /// The first bot (the one bot of a one-bot sandbox).
+    pub fn first_bot(&self) -> &BotRecord {
+        &self.bots[0]
+    }
+
+    pub fn bot_ids(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.bots.iter().map(|b| b.profile.id)
+    }
+
     pub fn profile(&self, account: AccountId) -> Option<&Profile> {
-        if account == self.bot.id {
-            Some(&self.bot)
-        } else {
-            self.users.get(&account).map(|user| &user.profile)
+        match self.bot(account) {
+            Some(bot) => Some(&bot.profile),
+            None => self.users.get(&account).map(|user| &user.profile),
         }
+    }
+
+    /// Every account's profile, the bots' first.
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.bots
+            .iter()
+            .map(|b| &b.profile)
+            .chain(self.users.values().map(|u| &u.profile))
     }
 
     pub fn key(&self, key_id: i64) -> Option<&KeyRecord> {
@@ -663,12 +809,15 @@ impl World {
             .collect()
     }
 
-    /// The messages of the private chat between the bot and `user`, oldest first.
+    /// The messages of the private chat between `bot` and `user`, oldest first.
     pub fn chat_messages(
         &self,
         user: AccountId,
+        bot: AccountId,
     ) -> impl DoubleEndedIterator<Item = &StoredMessage> {
-        self.messages.values().filter(move |m| m.visible_to(user))
+        self.messages
+            .values()
+            .filter(move |m| m.visible_to(user) && m.peer_of(user) == bot)
     }
 
     /// The messages of a group, oldest first.
@@ -750,14 +899,14 @@ mod tests {
                 (5, BoxEvent::EditMessage { message_id: 2 })
             ]
         );
-        assert_eq!(world.chat_messages(user).count(), 2);
+        assert_eq!(world.chat_messages(user, BOT_ID).count(), 2);
         assert_eq!(world.messages[&2].text, "edited");
         let deleted = world.delete_messages(Place::Common, &[1, 2, 99]);
         assert_eq!(
             deleted,
             vec![(user, vec![1, 2], 6), (BOT_ID, vec![1, 2], 7)]
         );
-        assert_eq!(world.chat_messages(user).count(), 0);
+        assert_eq!(world.chat_messages(user, BOT_ID).count(), 0);
     }
 
     #[test]
@@ -804,8 +953,66 @@ mod tests {
         let back: World = serde_json::from_str(&json).unwrap();
         assert_eq!(back.messages[&1].reply_markup, Some(vec![1, 2, 3]));
         assert_eq!(back.keys[0].key, world.keys[0].key);
-        assert_eq!(back.bot_token, world.bot_token);
+        assert_eq!(back.bots[0].token, world.bots[0].token);
         assert_eq!(back.pts(BOT_ID), 2);
-        assert!(back.privacy);
+        assert!(back.bots[0].privacy);
+    }
+
+    #[test]
+    fn a_one_bot_state_file_becomes_a_world_with_that_bot() {
+        let key = KeyRecord::mint(None);
+        let user_key = KeyRecord::mint(Some(1_000_001));
+        let old = serde_json::json!({
+            "bot": {"id": BOT_ID, "access_hash": 5, "first_name": "Old", "username": BOT_USERNAME},
+            "bot_token": BotToken::mint(BOT_ID),
+            "users": {"1000001": {
+                "profile": {"id": 1_000_001, "access_hash": 6, "first_name": "Ann"},
+                "chat": {"started": true, "reply_keyboard": 3, "force_reply": null},
+                "blocked": true,
+            }},
+            "keys": [key.clone(), user_key],
+            "messages": {}, "boxes": {}, "random_ids": {},
+            "next_message_id": 4, "next_user_id": 1_000_002,
+            "privacy": false, "created": 77,
+        });
+        let mut world: World = serde_json::from_value(old).unwrap();
+        world.migrate();
+        assert_eq!(world.bots.len(), 1);
+        let bot = world.first_bot();
+        assert_eq!(
+            (bot.profile.first_name.as_str(), bot.privacy, bot.created),
+            ("Old", false, 77)
+        );
+        assert_eq!(
+            bot.keys.values().copied().collect::<Vec<_>>(),
+            vec![key.key_id()]
+        );
+        let chat = world.users[&1_000_001].chat(BOT_ID);
+        assert!(chat.started && chat.blocked);
+        assert_eq!(chat.reply_keyboard, Some(3));
+        // Saved again, it is in the new form only.
+        let saved = serde_json::to_value(&world).unwrap();
+        assert!(saved.get("bot").is_none() && saved["bots"].as_array().unwrap().len() == 1);
+        assert!(saved["users"]["1000001"].get("chat").is_none());
+    }
+
+    #[test]
+    fn each_added_bot_is_an_account_of_its_own() {
+        let mut world = World::new();
+        let second = world.add_bot();
+        assert_eq!(second, BOT_ID + 1);
+        assert!(world.is_bot(second) && !world.is_bot(1_000_001));
+        assert_ne!(world.bots[0].token, world.bots[1].token);
+        assert_eq!(
+            world.profile(second).unwrap().username.as_deref(),
+            Some("telegate_sandbox_2_bot")
+        );
+        let (m, _) = world.insert_message(message(1_000_001, second));
+        world.insert_message(message(1_000_001, BOT_ID));
+        let ids: Vec<i32> = world
+            .chat_messages(1_000_001, second)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(ids, vec![m.id]);
     }
 }

@@ -1,4 +1,4 @@
-//! `GET /live?user=ID`: the page's server-sent events.
+//! `GET /live?user=ID&bot=ID|group=ID`: the page's server-sent events.
 //!
 //! Each event is one fragment of the page (`users`, `chat`, `keyboard`,
 //! `stats`, `worker`) as HTML, named after the element it fills, sent when
@@ -34,7 +34,7 @@ pub(super) async fn stream(
         worker: web.worker.clone(),
         stopped: web.stopped.clone(),
         web,
-        asked: query.user,
+        asked: query,
         sent: HashMap::new(),
         pending: VecDeque::new(),
         started: false,
@@ -45,7 +45,7 @@ pub(super) async fn stream(
 
 struct Live {
     web: Web,
-    asked: Option<i64>,
+    asked: Viewer,
     /// The HTML of each fragment this page has.
     sent: HashMap<&'static str, String>,
     pending: VecDeque<Event>,
@@ -83,10 +83,10 @@ impl Live {
     }
 
     fn render(&mut self) {
-        let user = viewer(&self.web, self.asked);
+        let shown = viewer(&self.web, self.asked);
         let worker = self.worker.borrow_and_update().clone();
         self.world.mark_unchanged();
-        let fragments = Fragments::render(&self.web.control, user, &worker);
+        let fragments = Fragments::render(&self.web.control, shown, &worker);
         for (name, markup) in fragments.into_parts() {
             let html = markup.into_string();
             if self.sent.get(name) != Some(&html) {

@@ -1,5 +1,5 @@
-//! `GET /media/{message_id}?user=ID`: the photo or document of a message in
-//! that user's chat, as the sandbox's own bytes (the deterministic content
+//! `GET /media/{message_id}?user=ID&bot=ID|group=ID`: the photo or document
+//! of a message in that user's chat (with the bot, or the group), as the sandbox's own bytes (the deterministic content
 //! `upload.getFile` serves), streamed in chunks so a large file costs no
 //! memory. The bytes are not a real image: the page links them rather than
 //! showing a preview.
@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use serde_json::Value;
 
-use super::{Viewer, Web};
+use super::{Viewer, Web, view, viewer};
 use crate::sandbox::telegram::file_content;
 
 const CHUNK: usize = 64 * 1024;
@@ -53,10 +53,12 @@ pub(super) async fn download(
     Query(query): Query<Viewer>,
 ) -> Response {
     let not_found = |why: &str| (StatusCode::NOT_FOUND, format!("{why}\n")).into_response();
-    let Some(user) = query.user else {
+    if query.user.is_none() {
         return not_found("?user=ID is required");
-    };
-    let Ok(chat) = web.control.telegram.chat(user) else {
+    }
+    let shown = viewer(&web, query);
+    let chat = view::chat_of(&web.control, shown).filter(|_| shown.user == query.user);
+    let Some(chat) = chat else {
         return not_found("no such user");
     };
     let media = chat["messages"]

@@ -2,11 +2,13 @@
 //! a minimal Telegram Web.
 //!
 //! Reading JSON from curl is a poor way to see a bot's buttons work, so the
-//! sandbox serves one page on loopback: the users on the left, the chat as
-//! the chosen user's app shows it in the middle (inline keyboards under
-//! their messages, the reply keyboard in place of the input, force replies),
-//! and on the right what telegate did (recent jobs, the event stream) with
-//! the sandbox's counters and fault switches.
+//! sandbox serves one page on loopback: the users on the left with the
+//! chosen user's chats (one per bot, and the groups, supergroups and
+//! channels), the chat as that user's app shows it in the middle (inline
+//! keyboards under their messages, the reply keyboard in place of the input,
+//! force replies, in a group each message labelled by its sender), and on
+//! the right what telegate did (recent jobs, the event stream) with the
+//! sandbox's counters and fault switches.
 //!
 //! The HTML is rendered here (`view`); a little hand-written JavaScript
 //! (`assets/app.js`, embedded with `include_str!`) swaps in the fragments the
@@ -150,25 +152,47 @@ fn router(web: Web, control: Control) -> Router {
         .nest(CONTROL_PREFIX, control::router(control))
 }
 
-/// `?user=ID`: whose chat to show.
-#[derive(Debug, Deserialize)]
+/// `?user=ID&bot=ID` or `?user=ID&group=ID`: who the person is, and which
+/// chat of theirs to show (a bot's private chat, or a group).
+#[derive(Debug, Clone, Copy, Deserialize)]
 struct Viewer {
     user: Option<i64>,
+    bot: Option<i64>,
+    group: Option<i64>,
 }
 
-/// The user shown: the one asked for if it exists, else the first.
-fn viewer(web: &Web, asked: Option<i64>) -> Option<i64> {
-    let users = web.control.telegram.users();
+/// What a page shows: the user asked for if it exists, else the first;
+/// the group asked for if it exists, else the bot asked for if it is one,
+/// else the first bot.
+fn viewer(web: &Web, asked: Viewer) -> view::Shown {
+    let telegram = &web.control.telegram;
+    let first_bot = telegram.bot_id();
+    let users = telegram.users(first_bot);
     let exists = |id: i64| users.iter().any(|u| u["id"].as_i64() == Some(id));
-    asked
+    let user = asked
+        .user
         .filter(|id| exists(*id))
-        .or_else(|| users.first().and_then(|u| u["id"].as_i64()))
+        .or_else(|| users.first().and_then(|u| u["id"].as_i64()));
+    let groups = telegram.groups(first_bot);
+    let group = asked
+        .group
+        .filter(|id| groups.iter().any(|g| g["id"].as_i64() == Some(*id)));
+    let chat = match group {
+        Some(group) => view::ChatShown::Group(group),
+        None => view::ChatShown::Bot(
+            asked
+                .bot
+                .and_then(|id| telegram.check_bot(id).ok())
+                .unwrap_or(first_bot),
+        ),
+    };
+    view::Shown { user, chat }
 }
 
 async fn page(State(web): State<Web>, Query(query): Query<Viewer>) -> Response {
-    let user = viewer(&web, query.user);
-    let fragments = view::Fragments::render(&web.control, user, &web.worker.borrow());
-    view::page(user, &fragments).into_response()
+    let shown = viewer(&web, query);
+    let fragments = view::Fragments::render(&web.control, shown, &web.worker.borrow());
+    view::page(&web.control, shown, &fragments).into_response()
 }
 
 async fn fragment(
@@ -176,8 +200,8 @@ async fn fragment(
     UrlPath(name): UrlPath<String>,
     Query(query): Query<Viewer>,
 ) -> Response {
-    let user = viewer(&web, query.user);
-    let fragments = view::Fragments::render(&web.control, user, &web.worker.borrow());
+    let shown = viewer(&web, query);
+    let fragments = view::Fragments::render(&web.control, shown, &web.worker.borrow());
     match fragments.get(&name) {
         Some(html) => html.clone().into_response(),
         None => (StatusCode::NOT_FOUND, format!("no fragment named {name:?}")).into_response(),

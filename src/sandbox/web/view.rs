@@ -4,8 +4,10 @@
 //! script swaps it in.
 //!
 //! The chat is rendered from the control API's JSON view of it
-//! (`GET /users/{id}/chat`), so the page shows exactly what a test reading
-//! that view sees.
+//! (`GET /users/{id}/chat?bot=ID`, `GET /groups/{id}/chat`), so the page
+//! shows exactly what a test reading that view sees.
+
+use std::collections::HashMap;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde_json::Value;
@@ -19,30 +21,78 @@ use crate::sandbox::control::Control;
 /// change).
 const CHAT_TAIL: usize = 200;
 
+/// Which chat a page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChatShown {
+    /// The private chat with this bot.
+    Bot(i64),
+    /// This group, supergroup or channel (its Bot API id).
+    Group(i64),
+}
+
+/// What a page shows: who the person plays, and which of their chats.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shown {
+    pub user: Option<i64>,
+    pub chat: ChatShown,
+}
+
+impl Shown {
+    /// The query that shows this page's chat for `user`.
+    fn query(self, user: i64) -> String {
+        match self.chat {
+            ChatShown::Bot(bot) => format!("?user={user}&bot={bot}"),
+            ChatShown::Group(group) => format!("?user={user}&group={group}"),
+        }
+    }
+}
+
+/// The control API's JSON of the chat a page shows.
+pub(super) fn chat_of(control: &Control, shown: Shown) -> Option<Value> {
+    let telegram = &control.telegram;
+    match shown.chat {
+        ChatShown::Bot(bot) => telegram.chat(shown.user?, bot).ok(),
+        ChatShown::Group(group) => telegram.group_chat(group, telegram.bot_id()).ok(),
+    }
+}
+
 /// The fragments of one user's page, by the id of the element each fills.
 pub(super) struct Fragments {
     parts: Vec<(&'static str, Markup)>,
 }
 
 impl Fragments {
-    pub(super) fn render(control: &Control, user: Option<i64>, worker: &WorkerView) -> Self {
+    pub(super) fn render(control: &Control, shown: Shown, worker: &WorkerView) -> Self {
         let telegram = &control.telegram;
-        let users = telegram.users();
-        let chat = user.and_then(|id| telegram.chat(id).ok());
+        let bot = match shown.chat {
+            ChatShown::Bot(bot) => bot,
+            ChatShown::Group(_) => telegram.bot_id(),
+        };
+        let users = telegram.users(bot);
+        let bots = telegram.bots();
+        let groups = telegram.groups(bot);
+        let chat = chat_of(control, shown);
         let stats = control.stats().unwrap_or(Value::Null);
         let settings = control.settings();
-        let name = user.and_then(|id| {
-            users
-                .iter()
-                .find(|u| u["id"].as_i64() == Some(id))
-                .and_then(|u| u["first_name"].as_str())
-                .map(str::to_owned)
-        });
+        let names: HashMap<i64, String> = bots
+            .iter()
+            .chain(&users)
+            .filter_map(|p| Some((p["id"].as_i64()?, p["first_name"].as_str()?.to_owned())))
+            .collect();
+        let chat_html = match shown.chat {
+            ChatShown::Bot(_) => {
+                let name = shown.user.and_then(|id| names.get(&id)).map(String::as_str);
+                chat_view(name, chat.as_ref(), &names)
+            }
+            ChatShown::Group(_) => group_view(shown.user, chat.as_ref(), &names),
+        };
+        let private = matches!(shown.chat, ChatShown::Bot(_));
         Fragments {
             parts: vec![
-                ("users", users_list(&users, user)),
-                ("chat", chat_view(name.as_deref(), chat.as_ref())),
-                ("keyboard", keyboard(chat.as_ref())),
+                ("users", users_list(&users, shown)),
+                ("chats", chats_list(&bots, &groups, shown)),
+                ("chat", chat_html),
+                ("keyboard", keyboard(chat.as_ref().filter(|_| private))),
                 ("stats", stats_view(&stats, &settings)),
                 ("worker", worker_view(worker)),
             ],
@@ -59,8 +109,19 @@ impl Fragments {
 }
 
 /// The whole page.
-pub(super) fn page(user: Option<i64>, fragments: &Fragments) -> Markup {
+pub(super) fn page(control: &Control, shown: Shown, fragments: &Fragments) -> Markup {
     let part = |name: &str| fragments.get(name).cloned().unwrap_or_default();
+    let user = shown.user;
+    let (bot, group) = match shown.chat {
+        ChatShown::Bot(bot) => (Some(bot), None),
+        ChatShown::Group(group) => (None, Some(group)),
+    };
+    let others: Vec<Value> = control
+        .telegram
+        .users(control.telegram.bot_id())
+        .into_iter()
+        .filter(|u| u["id"].as_i64() != user)
+        .collect();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -70,14 +131,44 @@ pub(super) fn page(user: Option<i64>, fragments: &Fragments) -> Markup {
                 title { "telegate sandbox" }
                 link rel="stylesheet" href="/assets/app.css";
             }
-            body data-user=[user] data-control=(CONTROL_PREFIX) data-write-header=(WRITE_HEADER) {
+            body data-user=[user] data-bot=[bot] data-group=[group] data-control=(CONTROL_PREFIX) data-write-header=(WRITE_HEADER) {
                 aside #left {
                     h1 { "telegate " span.muted { "sandbox" } }
+                    h2 { "You are" }
                     nav #users { (part("users")) }
                     form #new-user autocomplete="off" {
                         input name="first_name" placeholder="New user's first name" required;
                         input name="username" placeholder="username (optional)";
                         button type="submit" { "Create user" }
+                    }
+                    h2 { "Chats" }
+                    nav #chats { (part("chats")) }
+                    @if user.is_some() {
+                        form #new-group autocomplete="off" {
+                            input name="title" placeholder="New group's title" required;
+                            select name="kind" title="kind" {
+                                option value="group" { "group" }
+                                option value="supergroup" { "supergroup" }
+                                option value="channel" { "channel" }
+                            }
+                            select name="bot" title="the bot's role" {
+                                option value="member" { "bot: member" }
+                                option value="admin" { "bot: admin" }
+                                option value="none" { "bot: not in it" }
+                            }
+                            @if !others.is_empty() {
+                                fieldset.members {
+                                    legend.muted { "with" }
+                                    @for other in &others {
+                                        label {
+                                            input type="checkbox" name="member" value=(other["id"]);
+                                            " " (other["first_name"].as_str().unwrap_or("?"))
+                                        }
+                                    }
+                                }
+                            }
+                            button type="submit" { "Create group" }
+                        }
                     }
                 }
                 main #center {
@@ -147,7 +238,7 @@ pub(super) fn page(user: Option<i64>, fragments: &Fragments) -> Markup {
     }
 }
 
-fn users_list(users: &[Value], selected: Option<i64>) -> Markup {
+fn users_list(users: &[Value], shown: Shown) -> Markup {
     html! {
         @if users.is_empty() {
             p.muted { "No users yet: create one below." }
@@ -155,7 +246,7 @@ fn users_list(users: &[Value], selected: Option<i64>) -> Markup {
         @for user in users {
             @let id = user["id"].as_i64().unwrap_or_default();
             @let name = user["first_name"].as_str().unwrap_or("?");
-            a.user.selected[Some(id) == selected] href={ "/?user=" (id) } data-user=(id) {
+            a.user.selected[Some(id) == shown.user] href={ "/" (shown.query(id)) } data-user=(id) {
                 span.avatar { (name.chars().next().unwrap_or('?')) }
                 span.who {
                     span.name { (name) }
@@ -170,7 +261,99 @@ fn users_list(users: &[Value], selected: Option<i64>) -> Markup {
     }
 }
 
-fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
+/// The chosen user's chats: one with each bot, then the groups (all of
+/// them: a user who is not a member sees it, and is refused posting).
+fn chats_list(bots: &[Value], groups: &[Value], shown: Shown) -> Markup {
+    let Some(user) = shown.user else {
+        return html! { p.muted { "Create a user first." } };
+    };
+    html! {
+        @for bot in bots {
+            @let id = bot["id"].as_i64().unwrap_or_default();
+            @let name = bot["first_name"].as_str().unwrap_or("Bot");
+            a.chat-link.selected[shown.chat == ChatShown::Bot(id)] href={ "/?user=" (user) "&bot=" (id) } data-bot=(id) {
+                span.avatar.bot { "B" }
+                span.who {
+                    span.name { (name) }
+                    span.muted {
+                        @if let Some(username) = bot["username"].as_str() { "@" (username) }
+                        @if bots.len() > 1 { " · " (bot["name"].as_str().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        @for group in groups {
+            @let id = group["id"].as_i64().unwrap_or_default();
+            @let title = group["title"].as_str().unwrap_or("?");
+            a.chat-link.group.selected[shown.chat == ChatShown::Group(id)] href={ "/?user=" (user) "&group=" (id) } data-group=(id) {
+                span.avatar.group { (title.chars().next().unwrap_or('#')) }
+                span.who {
+                    span.name { (title) }
+                    span.muted { (group["kind"].as_str().unwrap_or_default()) " · " (id) }
+                }
+            }
+        }
+    }
+}
+
+/// The name a sender is shown with in a group.
+fn sender_name(names: &HashMap<i64, String>, id: &Value) -> String {
+    id.as_i64()
+        .and_then(|id| names.get(&id).cloned())
+        .unwrap_or_else(|| format!("user {id}"))
+}
+
+/// A group as the chosen user sees it: each message labelled by who sent it.
+fn group_view(user: Option<i64>, group: Option<&Value>, names: &HashMap<i64, String>) -> Markup {
+    let (Some(user), Some(group)) = (user, group) else {
+        return html! { p.muted.empty { "Pick or create a user first." } };
+    };
+    let messages = group["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let members = group["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let member = members.iter().any(|m| {
+        m["user_id"].as_i64() == Some(user)
+            && !matches!(m["role"].as_str(), Some("left" | "banned"))
+    });
+    let viewer = Value::from(user);
+    let seen = Seen {
+        viewer: viewer.clone(),
+        query: format!("?user={user}&group={}", group["id"]),
+        names: Some(names),
+    };
+    html! {
+        header.chat-head data-chat-user=(user) data-chat-group=(group["id"]) {
+            span.avatar.group { (group["title"].as_str().unwrap_or("#").chars().next().unwrap_or('#')) }
+            span.who {
+                span.name { (group["title"].as_str().unwrap_or_default()) }
+                span.muted {
+                    @if !group["typing"].is_null() { span.typing { "typing… · " } }
+                    (group["kind"].as_str().unwrap_or_default()) " · "
+                    (members.len()) " members · "
+                    @for bot in group["bots"].as_array().into_iter().flatten() {
+                        (sender_name(names, &bot["bot_id"])) ": " (bot["role"].as_str().unwrap_or_default()) " · "
+                    }
+                    @if member { "you are " (sender_name(names, &viewer)) } @else { span.not-member { "you are not a member" } }
+                }
+            }
+        }
+        div #messages {
+            @if messages.is_empty() { p.muted.empty { "No messages yet." } }
+            @let hidden = messages.len().saturating_sub(CHAT_TAIL);
+            @if hidden > 0 { p.service { (hidden) " earlier messages not shown" } }
+            @for message in &messages[hidden..] {
+                (message_view(message, messages, &seen))
+            }
+        }
+    }
+}
+
+fn chat_view(name: Option<&str>, chat: Option<&Value>, names: &HashMap<i64, String>) -> Markup {
     let Some(chat) = chat else {
         return html! { p.muted.empty { "Pick or create a user to chat with the bot as them." } };
     };
@@ -178,11 +361,17 @@ fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or(&[]);
+    let bot = sender_name(names, &chat["bot_id"]);
+    let seen = Seen {
+        viewer: chat["user_id"].clone(),
+        query: format!("?user={}&bot={}", chat["user_id"], chat["bot_id"]),
+        names: None,
+    };
     html! {
-        header.chat-head data-chat-user=(chat["user_id"]) {
+        header.chat-head data-chat-user=(chat["user_id"]) data-chat-bot=(chat["bot_id"]) {
             span.avatar.bot { "B" }
             span.who {
-                span.name { "Bot" }
+                span.name { (bot) }
                 span.muted {
                     @if !chat["typing"].is_null() { span.typing { "typing… · " } }
                     "chatting as " (name.unwrap_or("?")) " (" (chat["user_id"]) ")"
@@ -194,23 +383,43 @@ fn chat_view(name: Option<&str>, chat: Option<&Value>) -> Markup {
             @if messages.is_empty() { p.muted.empty { "No messages yet. Say /start." } }
             @let hidden = messages.len().saturating_sub(CHAT_TAIL);
             @if hidden > 0 { p.service { (hidden) " earlier messages not shown" } }
-            @for message in &messages[hidden..] { (message_view(message, messages, &chat["user_id"])) }
+            @for message in &messages[hidden..] { (message_view(message, messages, &seen)) }
         }
     }
 }
 
-/// `viewer`: whose chat it is (the media links name them).
-fn message_view(message: &Value, all: &[Value], viewer: &Value) -> Markup {
+/// Whose chat a message is shown in.
+struct Seen<'a> {
+    /// The user whose chat it is.
+    viewer: Value,
+    /// The page query that names the chat (the media links carry it).
+    query: String,
+    /// In a group: the senders' names (the viewer's own messages are on the
+    /// right, every other one is labelled with its sender's name).
+    names: Option<&'a HashMap<i64, String>>,
+}
+
+fn message_view(message: &Value, all: &[Value], seen: &Seen) -> Markup {
+    let (viewer, names) = (&seen.viewer, seen.names);
     let id = message["id"].as_i64().unwrap_or_default();
-    let from_bot = message["from"] == "bot";
+    let from_bot = match names {
+        None => message["from"] == "bot",
+        Some(_) => message["sender_id"] != *viewer,
+    };
+    let sender = names
+        .filter(|_| from_bot)
+        .map(|names| sender_name(names, &message["sender_id"]));
     let deleted = message["deleted"] == true;
     let text = message["text"].as_str().unwrap_or_default();
     let markup = &message["reply_markup"];
     if let Some(service) = message.get("service").filter(|s| !s.is_null()) {
-        return html! { div.service id={ "m" (id) } { (service_text(service)) } };
+        return html! { div.service id={ "m" (id) } { (service_text(service, names)) } };
     }
     html! {
         div.msg.from-bot[from_bot].from-user[!from_bot].deleted[deleted] id={ "m" (id) } data-id=(id) {
+            @if let Some(sender) = &sender {
+                div.sender.bot-sender[message["from"] == "bot"] { (sender) }
+            }
             @if let Some(to) = message["reply_to"].as_i64() {
                 @let quoted = all.iter().find(|m| m["id"].as_i64() == Some(to));
                 div.quote {
@@ -224,7 +433,7 @@ fn message_view(message: &Value, all: &[Value], viewer: &Value) -> Markup {
             @if deleted {
                 div.text.muted { "message deleted" }
             } @else {
-                @if let Some(media) = message.get("media").filter(|m| !m.is_null()) { (media_view(media, id, viewer)) }
+                @if let Some(media) = message.get("media").filter(|m| !m.is_null()) { (media_view(media, id, &seen.query)) }
                 @if !text.is_empty() {
                     div.text { (formatted(text, &message["entities"])) }
                 }
@@ -241,16 +450,20 @@ fn message_view(message: &Value, all: &[Value], viewer: &Value) -> Markup {
     }
 }
 
-/// A service message (a group's creation, members joining or leaving).
-fn service_text(service: &Value) -> String {
-    let user = |key: &str| service[key].to_string();
+/// A service message (a group's creation, members joining or leaving),
+/// naming the member if `names` knows them.
+fn service_text(service: &Value, names: Option<&HashMap<i64, String>>) -> String {
+    let user = |key: &str| match names {
+        Some(names) => sender_name(names, &service[key]),
+        None => format!("user {}", service[key]),
+    };
     match service["kind"].as_str().unwrap_or_default() {
         "chat_create" => format!(
             "created the group {:?}",
             service["title"].as_str().unwrap_or("")
         ),
-        "add_user" => format!("user {} joined", user("user_id")),
-        "delete_user" => format!("user {} left", user("user_id")),
+        "add_user" => format!("{} joined", user("user_id")),
+        "delete_user" => format!("{} left", user("user_id")),
         other => other.replace('_', " "),
     }
 }
@@ -279,10 +492,10 @@ fn inline_button(message_id: i64, button: &Value) -> Markup {
     }
 }
 
-fn media_view(media: &Value, message_id: i64, viewer: &Value) -> Markup {
+fn media_view(media: &Value, message_id: i64, query: &str) -> Markup {
     let size = |m: &Value| m["size"].as_i64().map(human_size).unwrap_or_default();
     let download = html! {
-        a.download href={ "/media/" (message_id) "?user=" (viewer) } download title="the sandbox's bytes of this file" { "⤓" }
+        a.download href={ "/media/" (message_id) (query) } download title="the sandbox's bytes of this file" { "⤓" }
     };
     html! {
         @match media["kind"].as_str().unwrap_or_default() {
@@ -629,13 +842,62 @@ mod tests {
             ]]},
             "edit_date": 5,
         });
-        let html = message_view(&message, &[], &json!(5)).into_string();
+        let seen = Seen {
+            viewer: json!(5),
+            query: "?user=5&bot=9".into(),
+            names: None,
+        };
+        let html = message_view(&message, &[], &seen).into_string();
         assert!(html.contains("Pick &lt;one&gt;"), "{html}");
         assert!(html.contains("data-data=\"y&quot;es\""), "{html}");
         assert!(html.contains("href=\"https://e.com\""), "{html}");
         assert!(html.contains("a.pdf · application/pdf · 2.0 KB"), "{html}");
-        assert!(html.contains("href=\"/media/7?user=5\""), "{html}");
+        assert!(
+            html.contains("href=\"/media/7?user=5&amp;bot=9\""),
+            "{html}"
+        );
         assert!(html.contains("edited") && html.contains("13:05"), "{html}");
+    }
+
+    #[test]
+    fn a_group_labels_each_sender_and_keeps_the_viewers_own_on_the_right() {
+        let group = json!({
+            "id": -4000001, "kind": "group", "title": "Team <1>",
+            "members": [{"user_id": 1, "role": "creator"}, {"user_id": 2, "role": "member"}],
+            "bots": [{"bot_id": 7, "role": "member"}],
+            "messages": [
+                {"id": 1, "from": "user", "sender_id": 1, "date": 0, "text": "mine"},
+                {"id": 2, "from": "user", "sender_id": 2, "date": 0, "text": "hers"},
+                {"id": 3, "from": "bot", "sender_id": 7, "date": 0, "text": "beep",
+                 "media": {"kind": "photo", "mime_type": "image/png", "size": 1}},
+            ],
+        });
+        let names = HashMap::from([
+            (1, "Ada".to_owned()),
+            (2, "Grace".to_owned()),
+            (7, "Bot".to_owned()),
+        ]);
+        let html = group_view(Some(1), Some(&group), &names).into_string();
+        assert!(html.contains("Team &lt;1&gt;"), "{html}");
+        assert!(html.contains("data-chat-group=\"-4000001\""), "{html}");
+        assert!(html.contains("class=\"msg from-user\" id=\"m1\""), "{html}");
+        assert!(html.contains("class=\"msg from-bot\" id=\"m2\""), "{html}");
+        assert!(html.contains("<div class=\"sender\">Grace</div>"), "{html}");
+        assert!(
+            html.contains("<div class=\"sender bot-sender\">Bot</div>"),
+            "{html}"
+        );
+        assert!(
+            !html.contains(">Ada</div>"),
+            "the viewer's own are not labelled: {html}"
+        );
+        assert!(
+            html.contains("/media/3?user=1&amp;group=-4000001"),
+            "{html}"
+        );
+        assert!(html.contains("you are Ada"), "{html}");
+        let outsider = group_view(Some(5), Some(&group), &names).into_string();
+        assert!(outsider.contains("you are not a member"), "{outsider}");
     }
 
     #[test]
@@ -644,7 +906,7 @@ mod tests {
             .map(|id| json!({"id": id, "from": "user", "date": 0, "text": format!("n{id}")}))
             .collect();
         let chat = json!({"user_id": 1, "messages": messages});
-        let html = chat_view(Some("Ann"), Some(&chat)).into_string();
+        let html = chat_view(Some("Ann"), Some(&chat), &HashMap::new()).into_string();
         assert!(html.contains("5 earlier messages not shown"), "{html}");
         assert!(!html.contains("id=\"m5\""));
         assert!(html.contains("id=\"m6\"") && html.contains(&format!("n{}", CHAT_TAIL + 5)));

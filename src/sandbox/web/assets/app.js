@@ -13,6 +13,33 @@ function currentUser() {
   return head ? head.dataset.chatUser : document.body.dataset.user;
 }
 
+/** The chat shown: `{bot}` for a private chat, `{group}` for a group. */
+function currentChat() {
+  const head = $('[data-chat-user]');
+  const data = head ? head.dataset : {};
+  const group = data.chatGroup || document.body.dataset.group;
+  if (group) return { group };
+  return { bot: data.chatBot || document.body.dataset.bot };
+}
+
+/** The page's query: who the person is and which chat is shown. */
+function pageQuery() {
+  const params = new URLSearchParams();
+  const user = currentUser();
+  if (user) params.set('user', user);
+  const chat = currentChat();
+  if (chat.group) params.set('group', chat.group);
+  else if (chat.bot) params.set('bot', chat.bot);
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+/** `?bot=ID` for control calls about the bot shown (the first one in a group). */
+function botQuery() {
+  const chat = currentChat();
+  return chat.bot ? `?bot=${chat.bot}` : '';
+}
+
 /** POSTs JSON to the control API; throws with the API's error message. */
 async function post(path, body) {
   const response = await fetch(control + path, {
@@ -92,15 +119,13 @@ function swap(name, html) {
 }
 
 async function refresh(name) {
-  const user = currentUser();
-  const response = await fetch(`/fragments/${name}${user ? `?user=${user}` : ''}`);
+  const response = await fetch(`/fragments/${name}${pageQuery()}`);
   if (response.ok) swap(name, await response.text());
 }
 
 function connect() {
-  const user = document.body.dataset.user;
-  const live = new EventSource(`/live${user ? `?user=${user}` : ''}`);
-  for (const name of ['users', 'chat', 'keyboard', 'stats', 'worker']) {
+  const live = new EventSource(`/live${pageQuery()}`);
+  for (const name of ['users', 'chats', 'chat', 'keyboard', 'stats', 'worker']) {
     live.addEventListener(name, (event) => swap(name, event.data));
   }
   live.onopen = () => document.body.classList.remove('offline');
@@ -151,8 +176,14 @@ async function pressKeyboard(button) {
   await post(`/users/${currentUser()}/click`, body);
 }
 
+/** Sends as the chosen user: to the bot shown, or in the group shown. */
 async function sendMessage(body) {
-  await post(`/users/${currentUser()}/messages`, body);
+  const chat = currentChat();
+  if (chat.group) {
+    await post(`/groups/${chat.group}/messages`, { ...body, from: Number(currentUser()) });
+  } else {
+    await post(`/users/${currentUser()}/messages${botQuery()}`, body);
+  }
 }
 
 async function sendFile(file) {
@@ -186,7 +217,7 @@ async function fault(kind, form) {
     'blackhole-on': 'The bot\'s connections are a black hole now',
     'blackhole-off': 'The bot\'s connections are answered again',
   };
-  await post('/faults', bodies[kind]());
+  await post(`/faults${botQuery()}`, bodies[kind]());
   toast(done[kind]);
   await refresh('stats');
 }
@@ -232,6 +263,21 @@ document.addEventListener('submit', (event) => {
       attempt(async () => {
         await sendMessage({ text: payload ? `/start ${payload}` : '/start' });
         form.elements.payload.value = '';
+      });
+      break;
+    }
+    case 'new-group': {
+      const members = [Number(currentUser())];
+      for (const box of form.querySelectorAll('input[name=member]:checked')) members.push(Number(box.value));
+      const body = {
+        title: form.elements.title.value,
+        kind: form.elements.kind.value,
+        bot: form.elements.bot.value,
+        members,
+      };
+      attempt(async () => {
+        const created = await post(`/groups${botQuery()}`, body);
+        window.location.href = `/?user=${currentUser()}&group=${created.id}`;
       });
       break;
     }
