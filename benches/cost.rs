@@ -23,7 +23,12 @@
 //! worker's log filter, e.g. `info,telegate::queue::writer=debug` to print
 //! how many commits its store made for how many changes). With `TELEGATE_COST_PERF`
 //! naming a directory, the first round records the worker's phases with
-//! `perf record` there (`enqueue.data`, `send.data`, `e2e.data`).
+//! `perf record` there (`enqueue.data`, `send.data`, `e2e.data`). With
+//! `TELEGATE_COST_CALLGRIND` naming a directory instead, the first round's
+//! worker runs under `valgrind --tool=callgrind` and each phase is dumped
+//! there on its own (`worker.PID.N` with the phase's name in its header:
+//! `callgrind_annotate` it); instruction counts, unlike CPU time, do not
+//! move with the machine's load.
 
 #[path = "../tests/worker_support/mod.rs"]
 mod worker_support;
@@ -37,6 +42,7 @@ use std::time::{Duration, Instant};
 use telegate::api::client::Client;
 use telegate::chat::ChatId;
 use telegate::outgoing::text_message;
+use telegate::queue::DEFAULT_BOT;
 use telegate::sandbox::telegram::AccountId;
 use telegate::session::SessionStore;
 use telegate::telegram::Telegram;
@@ -72,12 +78,12 @@ fn main() {
     );
     let mut figures: Vec<Vec<Round>> = vec![Vec::new(); workers.len()];
     let mut raw = Vec::new();
-    let perf = std::env::var_os("TELEGATE_COST_PERF").map(PathBuf::from);
+    let profiler = Profiler::from_env();
     runtime.block_on(async {
         for round in 0..rounds {
             for (index, (name, binary)) in workers.iter().enumerate() {
-                let perf = perf.as_deref().filter(|_| round == 0 && index == 0);
-                let measured = worker_round(binary, jobs, index == 0, perf).await;
+                let profiler = profiler.as_ref().filter(|_| round == 0 && index == 0);
+                let measured = worker_round(binary, jobs, index == 0, profiler).await;
                 println!("round {round} {name}: {measured}");
                 if let Some(invoke) = measured.raw.clone() {
                     raw.push(invoke);
@@ -189,7 +195,7 @@ struct RawFigures {
 
 /// The three phases with `binary` as the worker, in a fresh state
 /// directory; then (with `raw`) the raw client against the same DC.
-async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>) -> Round {
+async fn worker_round(binary: &Path, jobs: usize, raw: bool, profiler: Option<&Profiler>) -> Round {
     let dir = tempfile::tempdir().expect("state dir");
     let dir = dir.path();
     fs::write(dir.join("telegate.toml"), UNLIMITED).expect("config");
@@ -199,7 +205,7 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>
     let users = create_users(&control).await;
     dc.stop();
 
-    let mut worker = Process::worker(binary, dir).await;
+    let mut worker = Process::worker(binary, dir, profiler).await;
     let socket = Client::new(dir.join("telegate.sock"));
     let batch = |tag: &str| -> Vec<(AccountId, String)> {
         (0..jobs)
@@ -208,7 +214,7 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>
     };
 
     // Enqueue only: the DC is down, so nothing is sent.
-    let recording = worker.record(perf, "enqueue");
+    let recording = worker.record(profiler, "enqueue");
     let cpu = worker.cpu();
     let started = Instant::now();
     post_all(&socket, &batch("queued")).await;
@@ -217,7 +223,7 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>
     drop(recording);
 
     // Send only: the DC comes up, the worker signs in and drains.
-    let recording = worker.record(perf, "send");
+    let recording = worker.record(profiler, "send");
     let cpu = worker.cpu();
     let mut dc = Process::dc(dir, port).await;
     worker.wait_for_log("ready: connected").await;
@@ -228,7 +234,7 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, perf: Option<&Path>
     drop(recording);
 
     // End to end.
-    let recording = worker.record(perf, "e2e");
+    let recording = worker.record(profiler, "e2e");
     let cpu = worker.cpu();
     let started = Instant::now();
     post_all(&socket, &batch("live")).await;
@@ -353,9 +359,20 @@ impl Process {
         process
     }
 
-    /// `telegate run` from `binary`, once it serves its socket.
-    async fn worker(binary: &Path, dir: &Path) -> Process {
-        let mut command = Command::new(binary);
+    /// `telegate run` from `binary` (under callgrind if that is the
+    /// profiler), once it serves its socket.
+    async fn worker(binary: &Path, dir: &Path, profiler: Option<&Profiler>) -> Process {
+        let mut command = match profiler {
+            Some(Profiler::Callgrind(out)) => {
+                let mut command = Command::new("valgrind");
+                command
+                    .args(["--tool=callgrind", "--quiet"])
+                    .arg(format!("--callgrind-out-file={}/worker.%p", out.display()))
+                    .arg(binary);
+                command
+            }
+            _ => Command::new(binary),
+        };
         command.arg("--state-dir").arg(dir).arg("run");
         let process = Process::spawn(command, dir, "worker");
         process.wait_for_log("serving the socket API").await;
@@ -394,30 +411,42 @@ impl Process {
         }
     }
 
-    /// `perf record` of this process into `DIR/NAME.data` until dropped
-    /// (nothing without a directory).
-    fn record(&self, dir: Option<&Path>, name: &str) -> Option<Recording> {
-        let dir = dir?;
-        let child = Command::new("perf")
-            .args([
-                "record",
-                "-q",
-                "-e",
-                "cpu-clock",
-                "-F",
-                "1000",
-                "--call-graph",
-                "dwarf,16384",
-                "-p",
-            ])
-            .arg(self.child.id().to_string())
-            .arg("-o")
-            .arg(dir.join(format!("{name}.data")))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("perf");
-        std::thread::sleep(Duration::from_millis(300));
-        Some(Recording(child))
+    /// A profile of this process from now until dropped: `perf record`
+    /// into `DIR/NAME.data`, or callgrind's counters zeroed now and dumped
+    /// on drop (nothing without a profiler).
+    fn record(&self, profiler: Option<&Profiler>, name: &str) -> Option<Recording> {
+        let pid = self.child.id().to_string();
+        match profiler? {
+            Profiler::Perf(dir) => {
+                let child = Command::new("perf")
+                    .args([
+                        "record",
+                        "-q",
+                        "-e",
+                        "cpu-clock",
+                        "-F",
+                        "1000",
+                        "--call-graph",
+                        "dwarf,16384",
+                        "-p",
+                    ])
+                    .arg(&pid)
+                    .arg("-o")
+                    .arg(dir.join(format!("{name}.data")))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("perf");
+                std::thread::sleep(Duration::from_millis(300));
+                Some(Recording::Perf(child))
+            }
+            Profiler::Callgrind(_) => {
+                callgrind_control(&["--zero", &pid]);
+                Some(Recording::Callgrind {
+                    pid,
+                    name: name.to_owned(),
+                })
+            }
+        }
     }
 
     /// utime + stime so far.
@@ -442,16 +471,54 @@ impl Drop for Process {
     }
 }
 
-/// A `perf record` running; stopped (SIGINT, so it writes its file) on drop.
-struct Recording(Child);
+/// How the first round's worker is profiled, from the environment.
+enum Profiler {
+    /// `TELEGATE_COST_PERF`: `perf record` into this directory.
+    Perf(PathBuf),
+    /// `TELEGATE_COST_CALLGRIND`: the worker under callgrind, its output
+    /// in this directory.
+    Callgrind(PathBuf),
+}
+
+impl Profiler {
+    fn from_env() -> Option<Profiler> {
+        let dir = |name| std::env::var_os(name).map(PathBuf::from);
+        dir("TELEGATE_COST_CALLGRIND")
+            .map(Profiler::Callgrind)
+            .or_else(|| dir("TELEGATE_COST_PERF").map(Profiler::Perf))
+    }
+}
+
+/// A phase being profiled: `perf record` running (stopped with SIGINT, so
+/// it writes its file) or callgrind counting (dumped), on drop.
+enum Recording {
+    Perf(Child),
+    Callgrind { pid: String, name: String },
+}
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        let pid = i32::try_from(self.0.id()).expect("pid");
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let _ = self.0.wait();
+        match self {
+            Recording::Perf(child) => {
+                let pid = i32::try_from(child.id()).expect("pid");
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+                let _ = child.wait();
+            }
+            Recording::Callgrind { pid, name } => {
+                callgrind_control(&[&format!("--dump={name}"), pid]);
+            }
+        }
     }
+}
+
+fn callgrind_control(args: &[&str]) {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("callgrind_control");
+    assert!(status.success(), "callgrind_control {args:?}: {status}");
 }
 
 /// utime + stime of the process whose `stat` file is `path`.
@@ -486,7 +553,12 @@ async fn raw_client(dir: &Path, invokes: usize) {
         .iter()
         .map(|u| u["id"].as_i64().expect("id"))
         .collect();
-    let session = SessionStore::open(&dir.join("sessions/bot.session")).expect("session");
+    // The worker's session (it signed in during the send phase). Opening a
+    // missing file would create an empty session, which grammers would
+    // point at its built-in (real) Telegram addresses: refuse instead.
+    let path = dir.join(format!("sessions/{DEFAULT_BOT}.session"));
+    assert!(path.exists(), "no worker session at {}", path.display());
+    let session = SessionStore::open(&path).expect("session");
     let telegram = Arc::new(Telegram::start(Arc::new(session), 1));
     let send = |user: AccountId, count: usize| {
         let telegram = Arc::clone(&telegram);

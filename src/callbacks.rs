@@ -380,7 +380,13 @@ impl CallbackAnswerer {
         if sent.kind != JobKind::Interactive {
             return None;
         }
-        let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+        let request = match InteractiveRequest::from_stored(&sent.payload) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(job = %sent.job_id, %error, "clicked message's job is unreadable; answering empty");
+                return None;
+            }
+        };
         if let Some(on_click) = request.on_click(&query.data).filter(|c| c.once())
             && self.is_repeat(query.query_id).await
         {

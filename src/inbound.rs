@@ -499,7 +499,11 @@ impl Inbound {
             .as_ref()
             .filter(|sent| sent.kind == JobKind::Interactive)
             .and_then(|sent| {
-                let request = InteractiveRequest::from_json(sent.payload.as_bytes()).ok()?;
+                let request = InteractiveRequest::from_stored(&sent.payload)
+                    .inspect_err(|error| {
+                        tracing::warn!(job = %sent.job_id, %error, "clicked message's job is unreadable; no on_click");
+                    })
+                    .ok()?;
                 request.on_click(&data)?;
                 Some(after_click::ButtonClick {
                     query_id: query.query_id,

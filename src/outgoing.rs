@@ -22,7 +22,8 @@
 //! edit or a delete of it. The sender looks those ids up ([`references`])
 //! right before sending — the named message's job is ahead in the same
 //! chat's line, so it is out by then — and [`requests`] fills them in.
-//! Edits and deletes are always built at send time, from their payload.
+//! Edits and deletes are always built at send time, from their payload,
+//! read as it was accepted (unchecked), like an interactive job's.
 
 use std::collections::HashMap;
 
@@ -375,7 +376,8 @@ fn decode(wire: &[u8]) -> Result<Vec<Outgoing>, String> {
     Ok(requests)
 }
 
-/// The stored payload of `job`, read back through every check.
+/// The stored payload of `job`: interactive requests and edits as they
+/// were accepted (unchecked), a messages body through its checks.
 fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, OutgoingError> {
     serde_json::from_str(&job.payload).map_err(|e| OutgoingError::Payload {
         job: job.id.get(),

@@ -9,7 +9,7 @@
 //! the same checks.
 
 use grammers_tl_types as tl;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::formatting::{self, Entity, FormattedText, ParseMode};
@@ -48,10 +48,11 @@ pub enum ReplyTarget {
     Channel(i32),
 }
 
-/// Everything but the content.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Everything but the content; deserializes from the stored normal form,
+/// unchecked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendOptions {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     entities: Vec<Entity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reply_to_message_id: Option<i64>,
@@ -59,11 +60,11 @@ pub struct SendOptions {
     reply_to_channel_message_id: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     quote: Option<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     disable_notification: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     protect_content: bool,
-    #[serde(skip_serializing_if = "is_true")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     link_preview: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<String>,
@@ -75,6 +76,11 @@ pub struct SendOptions {
 
 fn is_true(value: &bool) -> bool {
     *value
+}
+
+/// `link_preview` when a stored form leaves it out.
+pub(crate) fn yes() -> bool {
+    true
 }
 
 impl SendOptions {
@@ -448,6 +454,8 @@ mod tests {
         let stored = serde_json::to_string(&request).unwrap();
         let back = crate::interactive::InteractiveRequest::from_json(stored.as_bytes()).unwrap();
         assert_eq!(back, request);
+        let unchecked = crate::interactive::InteractiveRequest::from_stored(&stored).unwrap();
+        assert_eq!(unchecked, request);
         assert_eq!(back.text(), "Hi");
         assert_eq!(back.options().entities().len(), 1);
         let request = crate::messages::MessagesRequest::from_value(&messages).unwrap();

@@ -686,6 +686,70 @@ async fn on_click_changes_the_message_right_after_the_answer() {
     world.stop().await;
 }
 
+/// A job's stored form is what its clicks are answered and followed up
+/// from, even when today's rules would refuse it (as after an upgrade that
+/// tightened one): here an `answer` text over the limit and fields this
+/// build does not know, written into the store directly while the worker
+/// is down (it keeps recent sends in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_are_answered_from_a_stored_form_todays_rules_refuse() {
+    let mut world = World::start(Pace::Unlimited).await;
+    let user = world.users(1)[0];
+    let (status, sent) = post(
+        &world,
+        &format!("{INTERACTIVE}?wait=30"),
+        json!({"destination_user_id": user.to_string(),
+               "telegram_interactive_message": {"type": "reply_buttons", "text": "Arrived?",
+                   "reply_markup": {"inline_keyboard": [[
+                       {"text": "Yes", "callback_data": "yes", "answer": {"text": "ok"},
+                        "on_click": {"edit_text": "Thanks."}}]]}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+    let job = sent["job_id"].as_i64().unwrap();
+    let channel = channel_id(&world.job(job).await);
+
+    // 150 emoji: 300 UTF-16 code units, over the 200 the rules allow (and
+    // within the 200 characters the sandbox's Telegram takes).
+    let long = "😀".repeat(150);
+    world.worker().kill();
+    let db = rusqlite::Connection::open(world.dir.path().join("telegate.db")).unwrap();
+    db.busy_timeout(PATIENCE).unwrap();
+    let payload: String = db
+        .query_row("SELECT payload FROM jobs WHERE id = ?1", [job], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    let mut stored: Value = serde_json::from_str(&payload).unwrap();
+    let button =
+        &mut stored["telegram_interactive_message"]["reply_markup"]["inline_keyboard"][0][0];
+    button["answer"] = json!({"text": long, "retired": true});
+    button["on_click"]["retired"] = json!(1);
+    stored["retired_field"] = json!("written by an older release");
+    let stored = stored.to_string();
+    assert!(
+        telegate::interactive::InteractiveRequest::from_json(stored.as_bytes()).is_err(),
+        "today's rules must refuse {stored}"
+    );
+    db.execute(
+        "UPDATE jobs SET payload = ?1 WHERE id = ?2",
+        rusqlite::params![stored, job],
+    )
+    .unwrap();
+    drop(db);
+    world.start_worker().await;
+
+    assert_eq!(
+        click(&world, user, channel, "yes").await.as_deref(),
+        Some(long.as_str())
+    );
+    chat_until(&world, user, "the stored on_click", |_| {
+        message(&world, user, channel).unwrap()["text"] == "Thanks."
+    })
+    .await;
+    world.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_typing_entities_and_flags_as_the_users_chat_shows_them() {
     let world = World::start(Pace::Unlimited).await;

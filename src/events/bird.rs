@@ -684,55 +684,206 @@ pub fn flag_repeat(event: &mut NewEvent) {
     }
 }
 
+/// A settled job's result event, its body already serialized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobResult {
+    /// `job:{job_id}:{state}`.
+    pub id: String,
+    pub chat: i64,
+    /// `sent`, `failed` or `cancelled`.
+    pub status: &'static str,
+    /// The event's JSON.
+    pub body: String,
+}
+
 /// The result of an outbound job, `sent` or `failed`; its id is
 /// `job:{job_id}:{state}`. `None` for a job that has not settled.
-pub fn job_result(job: &Job) -> Option<NewEvent> {
+///
+/// The body is serialized straight from borrowed fields (every job pays
+/// for it inside its commit), its keys in the sorted order a
+/// `serde_json::Value` map would give them, so the stored JSON reads the
+/// same as when it was built as a `Value`.
+pub fn job_result(job: &Job) -> Option<JobResult> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body<'a> {
+        created_at: String,
+        direction: &'static str,
+        error: Option<Value>,
+        id: &'a str,
+        job_id: String,
+        last_status_at: &'a str,
+        meta: Meta,
+        metadata: Option<Value>,
+        parts: Vec<PartIds>,
+        reason: &'a str,
+        receiver: Receiver,
+        reference: &'a str,
+        status: &'static str,
+        updated_at: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PartIds {
+        channel_message_id: Option<String>,
+        message_id: String,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        extra_information: ExtraInformation,
+    }
+    #[derive(serde::Serialize)]
+    struct ExtraInformation {
+        #[serde(rename = "ChatID")]
+        chat_id: String,
+    }
+    #[derive(serde::Serialize)]
+    struct Receiver {
+        contacts: [Contact; 1],
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Contact {
+        identifier_value: String,
+    }
+
     let status = match job.state {
         JobState::Sent | JobState::Failed | JobState::Cancelled => job.state.as_str(),
         JobState::Queued | JobState::Sending => return None,
     };
     let id = format!("job:{}:{status}", job.id.get());
     let chat = job.chat.get();
-    let parts: Vec<Value> = job
-        .parts
-        .iter()
-        .map(|part| {
-            json!({
-                "messageId": part.message_id.to_string(),
-                "channelMessageId": part.channel_message_id.map(|id| id.to_string()),
-            })
-        })
-        .collect();
     let at = job.updated_at.to_string();
     // The client's own `reference` if it gave one, else the enqueue's
     // request id.
     let (reference, metadata) = crate::send_options::correlation(&job.payload);
-    let event = json!({
-        "id": id,
-        "jobId": job.id.get().to_string(),
-        "reference": reference.unwrap_or_else(|| job.request_id.clone()),
-        "metadata": metadata,
-        "receiver": {"contacts": [{"identifierValue": chat.to_string()}]},
-        "meta": {"extraInformation": {"ChatID": chat.to_string()}},
-        "parts": parts,
-        "status": status,
-        "reason": job.error.as_ref().map_or("", |e| e.message.as_str()),
-        "error": job.error,
-        "direction": "outgoing",
-        "createdAt": job.created_at.to_string(),
-        "lastStatusAt": at,
-        "updatedAt": at,
-    });
-    Some(NewEvent {
+    let body = Body {
+        created_at: job.created_at.to_string(),
+        direction: "outgoing",
+        // Through a `Value`, as before, so its keys keep their order.
+        error: job.error.as_ref().map(|error| json!(error)),
+        id: &id,
+        job_id: job.id.get().to_string(),
+        last_status_at: &at,
+        meta: Meta {
+            extra_information: ExtraInformation {
+                chat_id: chat.to_string(),
+            },
+        },
+        metadata,
+        parts: job
+            .parts
+            .iter()
+            .map(|part| PartIds {
+                channel_message_id: part.channel_message_id.map(|id| id.to_string()),
+                message_id: part.message_id.to_string(),
+            })
+            .collect(),
+        reason: job.error.as_ref().map_or("", |e| e.message.as_str()),
+        receiver: Receiver {
+            contacts: [Contact {
+                identifier_value: chat.to_string(),
+            }],
+        },
+        reference: reference.as_deref().unwrap_or(&job.request_id),
+        status,
+        updated_at: &at,
+    };
+    let body = serde_json::to_string(&body).ok()?;
+    Some(JobResult {
         id,
         chat,
-        body: event,
+        status,
+        body,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job as the store hands it back once settled.
+    fn settled_job(state: JobState, payload: &str, error: Option<crate::queue::JobError>) -> Job {
+        use crate::queue::{JobId, JobKind, Part};
+        Job {
+            id: JobId::new(12),
+            request_id: "req-1".into(),
+            bot: "default".into(),
+            chat: crate::chat::ChatId::user(1033247360),
+            kind: JobKind::Interactive,
+            payload: payload.into(),
+            state,
+            attempts: 1,
+            not_before: Timestamp::from_millis(0),
+            parts: vec![
+                Part {
+                    seq: 0,
+                    random_id: 5,
+                    message_id: 40,
+                    channel_message_id: Some(182),
+                },
+                Part {
+                    seq: 1,
+                    random_id: 6,
+                    message_id: 41,
+                    channel_message_id: None,
+                },
+            ],
+            error,
+            idempotency_key: None,
+            created_at: Timestamp::from_millis(1_728_045_105_000),
+            updated_at: Timestamp::from_millis(1_728_045_106_250),
+            wire: None,
+        }
+    }
+
+    #[test]
+    fn a_job_result_reads_as_it_did_when_built_as_a_value() {
+        let payload = r#"{"reference":"order-7","metadata":{"b":1,"a":[true]}}"#;
+        let failed = crate::queue::JobError::telegram("USER_IS_BLOCKED", "blocked");
+        for (job, reference, metadata) in [
+            (
+                settled_job(JobState::Sent, payload, None),
+                "order-7",
+                json!({"a": [true], "b": 1}),
+            ),
+            (
+                settled_job(JobState::Failed, "{}", Some(failed)),
+                "req-1",
+                Value::Null,
+            ),
+        ] {
+            let result = job_result(&job).unwrap();
+            let status = job.state.as_str();
+            let expected = json!({
+                "id": format!("job:12:{status}"),
+                "jobId": "12",
+                "reference": reference,
+                "metadata": metadata,
+                "receiver": {"contacts": [{"identifierValue": "1033247360"}]},
+                "meta": {"extraInformation": {"ChatID": "1033247360"}},
+                "parts": [
+                    {"messageId": "40", "channelMessageId": "182"},
+                    {"messageId": "41", "channelMessageId": null},
+                ],
+                "status": status,
+                "reason": job.error.as_ref().map_or("", |e| e.message.as_str()),
+                "error": job.error,
+                "direction": "outgoing",
+                "createdAt": "2024-10-04T12:31:45.000Z",
+                "lastStatusAt": "2024-10-04T12:31:46.250Z",
+                "updatedAt": "2024-10-04T12:31:46.250Z",
+            });
+            assert_eq!(result.body, expected.to_string(), "byte for byte");
+            assert_eq!(
+                (result.id, result.chat, result.status),
+                (format!("job:12:{status}"), 1033247360, status)
+            );
+        }
+        let queued = settled_job(JobState::Queued, "{}", None);
+        assert_eq!(job_result(&queued), None, "an unsettled job has no result");
+    }
 
     fn origin() -> Origin {
         Origin {

@@ -34,8 +34,8 @@ pub struct NewEvent {
 /// Stores `job`'s result inside the transaction that settles it. Called by
 /// the queue when a job becomes `sent` or `failed`.
 pub(crate) fn record_job_result(conn: &Connection, job: &Job) -> Result<(), QueueError> {
-    if let Some(event) = bird::job_result(job) {
-        store::insert(conn, &job.bot, &event, Timestamp::now())?;
+    if let Some(result) = bird::job_result(job) {
+        store::insert_job_result(conn, &job.bot, &result, Timestamp::now())?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
+use super::bird::JobResult;
 use crate::queue::{DEFAULT_BOT, JobEvent, Queue, QueueError, Timestamp, blocked};
 
 /// How often old events are pruned.
@@ -230,23 +231,49 @@ pub(super) fn insert(
     event: &NewEvent,
     now: Timestamp,
 ) -> Result<usize, QueueError> {
-    let inserted = conn
+    let inserted = insert_body(
+        conn,
+        bot,
+        &event.id,
+        event.chat,
+        &event.body.to_string(),
+        now,
+    )?;
+    if inserted > 0 {
+        count(event);
+    }
+    Ok(inserted)
+}
+
+/// [`insert`] for a job's result, whose body comes serialized.
+pub(super) fn insert_job_result(
+    conn: &Connection,
+    bot: &str,
+    result: &JobResult,
+    now: Timestamp,
+) -> Result<usize, QueueError> {
+    let inserted = insert_body(conn, bot, &result.id, result.chat, &result.body, now)?;
+    if inserted > 0 {
+        count_written(format!("job.{}", result.status));
+    }
+    Ok(inserted)
+}
+
+fn insert_body(
+    conn: &Connection,
+    bot: &str,
+    id: &str,
+    chat: i64,
+    body: &str,
+    now: Timestamp,
+) -> Result<usize, QueueError> {
+    Ok(conn
         .prepare_cached(
             "INSERT INTO events (bot, event_id, chat, body, created_at)
              VALUES (?5, ?1, ?2, ?3, ?4)
              ON CONFLICT (bot, event_id) DO NOTHING",
         )?
-        .execute(params![
-            event.id,
-            event.chat,
-            event.body.to_string(),
-            now.as_millis(),
-            bot
-        ])?;
-    if inserted > 0 {
-        count(event);
-    }
-    Ok(inserted)
+        .execute(params![id, chat, body, now.as_millis(), bot])?)
 }
 
 /// Counts a newly written event by its type (`text`, `clicked`, ...,
@@ -270,7 +297,12 @@ fn count(event: &NewEvent) {
             .get_or_create(&[("tl", name.to_owned())])
             .inc();
     }
-    metrics
+    count_written(kind);
+}
+
+/// Counts one newly written event of type `kind`.
+fn count_written(kind: String) {
+    crate::metrics::metrics()
         .events_written
         .get_or_create(&[("type", kind)])
         .inc();

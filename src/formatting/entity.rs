@@ -2,13 +2,13 @@
 //! as the MTProto constructor it is sent as.
 
 use grammers_tl_types as tl;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::interactive::{Json, Object, Path, as_i64};
 
 /// What an entity does to its stretch of text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityKind {
     Mention,
@@ -115,13 +115,13 @@ impl EntityKind {
 }
 
 /// A user named by a `text_mention`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityUser {
     pub id: i64,
 }
 
 /// One entity: a kind over `length` UTF-16 units from `offset`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entity {
     #[serde(rename = "type")]
     pub kind: EntityKind,

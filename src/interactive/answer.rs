@@ -6,7 +6,7 @@
 //! telegate then answers the click itself (`messages.setBotCallbackAnswer`).
 
 use grammers_tl_types as tl;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::json::{self, Json, Object};
 use super::path::Path;
@@ -16,7 +16,8 @@ use crate::error::ApiError;
 /// A button's `answer`: `text` (≤200 UTF-16 code units) shown as a toast, or
 /// as an alert when `alert` is true; a `url` to open; how long (`cache_time`,
 /// seconds) the client may cache the answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CallbackAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,

@@ -7,7 +7,7 @@
 //! become `replyInlineMarkup` of `keyboardInlineButton`.
 
 use grammers_tl_types as tl;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::answer::CallbackAnswer;
 use super::json::{Json, Object};
@@ -18,13 +18,13 @@ use super::rules::{self, DistinctData};
 use crate::error::ApiError;
 
 /// The `reply_markup` of a `reply_buttons` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineKeyboard {
     inline_keyboard: Vec<Vec<InlineButton>>,
 }
 
 /// One inline button: a label and its action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineButton {
     text: String,
     #[serde(flatten)]
@@ -32,7 +32,7 @@ pub struct InlineButton {
 }
 
 /// What an inline button does; serialized as the one Bot API field naming it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum InlineAction {
     /// Opens a URL (http(s) or `tg://`).
@@ -58,7 +58,7 @@ pub enum InlineAction {
 }
 
 /// The Bot API's `CopyTextButton`: `{"text": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyText {
     text: String,
 }

@@ -10,7 +10,7 @@ use std::ops::Not;
 
 use grammers_tl_types as tl;
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::json::{Json, Object};
 use super::markup::read_grid;
@@ -19,27 +19,27 @@ use super::rules;
 use crate::error::ApiError;
 
 /// The `reply_markup` of a `reply_keyboard` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keyboard {
     keyboard: Vec<Vec<Key>>,
     /// Hide the keyboard after one use (`single_use`).
-    #[serde(skip_serializing_if = "Not::not")]
+    #[serde(default, skip_serializing_if = "Not::not")]
     one_time_keyboard: bool,
     /// Fit the keyboard's height to its rows (`resize`).
-    #[serde(skip_serializing_if = "Not::not")]
+    #[serde(default, skip_serializing_if = "Not::not")]
     resize_keyboard: bool,
     /// Keep the keyboard shown while the user's own one is hidden (`persistent`).
-    #[serde(skip_serializing_if = "Not::not")]
+    #[serde(default, skip_serializing_if = "Not::not")]
     is_persistent: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     input_field_placeholder: Option<String>,
     /// Show the keyboard only to mentioned users or the replied-to sender.
-    #[serde(skip_serializing_if = "Not::not")]
+    #[serde(default, skip_serializing_if = "Not::not")]
     selective: bool,
 }
 
 /// One key: a label and what pressing it shares, if more than the label.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
     text: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -47,7 +47,8 @@ pub struct Key {
 }
 
 /// What a key asks the user to share instead of sending its label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RequestFields")]
 pub enum KeyRequest {
     /// `request_contact`: the user's phone number.
     Contact,
@@ -58,7 +59,7 @@ pub enum KeyRequest {
 }
 
 /// The kind of poll a `request_poll` key asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PollType {
     Quiz,
@@ -66,20 +67,20 @@ pub enum PollType {
 }
 
 /// The `reply_markup` of a `remove_reply_keyboard` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveKeyboard {
     remove_keyboard: True,
-    #[serde(skip_serializing_if = "Not::not")]
+    #[serde(default, skip_serializing_if = "Not::not")]
     selective: bool,
 }
 
 /// The `reply_markup` of a `highlight_reply` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForceReply {
     force_reply: True,
     #[serde(skip_serializing_if = "Option::is_none")]
     input_field_placeholder: Option<String>,
-    #[serde(skip_serializing_if = "Not::not")]
+    #[serde(default, skip_serializing_if = "Not::not")]
     selective: bool,
 }
 
@@ -90,6 +91,15 @@ struct True;
 impl Serialize for True {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bool(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for True {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match bool::deserialize(deserializer)? {
+            true => Ok(True),
+            false => Err(serde::de::Error::custom("expected `true`")),
+        }
     }
 }
 
@@ -251,10 +261,46 @@ impl Serialize for KeyRequest {
 }
 
 /// The Bot API's `KeyboardButtonPollType`: `{}` or `{"type": "quiz"|"regular"}`.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct PollRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     r#type: Option<PollType>,
+}
+
+/// A key's request fields as [`KeyRequest`] serializes them (one of them),
+/// read back from the stored form.
+#[derive(Deserialize)]
+struct RequestFields {
+    #[serde(default)]
+    request_contact: bool,
+    #[serde(default)]
+    request_location: bool,
+    request_poll: Option<PollRequest>,
+}
+
+impl TryFrom<RequestFields> for KeyRequest {
+    type Error = &'static str;
+
+    fn try_from(fields: RequestFields) -> Result<Self, Self::Error> {
+        match fields {
+            RequestFields {
+                request_contact: true,
+                request_location: false,
+                request_poll: None,
+            } => Ok(KeyRequest::Contact),
+            RequestFields {
+                request_contact: false,
+                request_location: true,
+                request_poll: None,
+            } => Ok(KeyRequest::Location),
+            RequestFields {
+                request_contact: false,
+                request_location: false,
+                request_poll: Some(poll),
+            } => Ok(KeyRequest::Poll(poll.r#type)),
+            _ => Err("a key requests exactly one of contact, location and poll"),
+        }
+    }
 }
 
 impl PollType {

@@ -6,7 +6,7 @@
 //! as `POST /api/v1/telegram/interactive` does.
 
 use grammers_tl_types as tl;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::answer::CallbackAnswer;
 use super::inline::InlineKeyboard;
@@ -19,8 +19,9 @@ use crate::error::{ApiError, ErrorCode};
 /// A validated reply markup, one variant per interactive `type`.
 ///
 /// Serializes as `{"type": ..., "reply_markup": {...}}` in normal form: only
-/// the fields that say something (no `false` flags, no `null`s).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// the fields that say something (no `false` flags, no `null`s), and
+/// deserializes from that form unchecked (see [`crate::interactive`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "reply_markup", rename_all = "snake_case")]
 pub enum Markup {
     /// An inline keyboard under the message (`replyInlineMarkup`).
@@ -156,15 +157,6 @@ impl Markup {
             Markup::ReplyButtons(keyboard) => keyboard.callback_answer(data),
             _ => None,
         }
-    }
-}
-
-/// Deserializing checks every rule again: a stored markup is as trustworthy
-/// as a fresh request.
-impl<'de> Deserialize<'de> for Markup {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let document = Document::deserialize(deserializer)?;
-        Markup::from_tree(document.root(), "").map_err(serde::de::Error::custom)
     }
 }
 

@@ -14,8 +14,11 @@
 //! - `5` a broken rule (length, count, URL, ...), naming field and rule.
 //!
 //! The model serializes to a normal form of the Telegram body, which is
-//! itself a valid request: `from_json(to_vec(&request)) == Ok(request)`. So the
-//! queue stores plain JSON that is checked again when it is read back.
+//! itself a valid request: `from_json(to_vec(&request)) == Ok(request)`. The
+//! queue stores that JSON, and reads it back with
+//! [`InteractiveRequest::from_stored`]: as it was accepted, without checking
+//! it again, so a rule a later release tightens never turns an accepted job
+//! (its sends, stored answers and `on_click`) into a failure.
 
 mod answer;
 mod inline;
@@ -28,7 +31,7 @@ mod rules;
 mod summary;
 
 use grammers_tl_types as tl;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub use answer::CallbackAnswer;
 pub use inline::{CopyText, InlineAction, InlineButton, InlineKeyboard};
@@ -54,8 +57,9 @@ use crate::send_options::{self, SendOptions};
 /// already translated into Telegram's.
 ///
 /// Serializes to the normal form the queue stores — the Telegram body with
-/// only meaningful fields — and deserializes back through every check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// only meaningful fields — and deserializes from it as it is, unchecked
+/// (requests are checked once, by [`InteractiveRequest::from_json`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InteractiveRequest {
     destination_user_id: ChatId,
     telegram_interactive_message: InteractiveMessage,
@@ -67,7 +71,7 @@ pub struct InteractiveRequest {
 
 /// The text of an interactive message and its markup; serializes as the
 /// seed's `{"type", "text", "reply_markup"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InteractiveMessage {
     text: String,
     #[serde(flatten)]
@@ -92,6 +96,12 @@ impl InteractiveRequest {
     /// fields, which `Value` has already merged).
     pub fn from_value(value: &serde_json::Value) -> Result<Self, ApiError> {
         Self::from_tree(Document::from_value(value).root())
+    }
+
+    /// Reads a request as the queue stored it (its normal form, written
+    /// when the request was accepted) without checking any rule again.
+    pub fn from_stored(payload: &str) -> Result<Self, StoredFormError> {
+        serde_json::from_str(payload).map_err(StoredFormError)
     }
 
     fn from_tree(value: Json<'_>) -> Result<Self, ApiError> {
@@ -238,6 +248,12 @@ impl InteractiveMessage {
     }
 }
 
+/// Why a stored payload is not an interactive request's normal form (a
+/// payload of another kind, or one no release of telegate wrote).
+#[derive(Debug, thiserror::Error)]
+#[error("stored payload is not an interactive request's normal form: {0}")]
+pub struct StoredFormError(serde_json::Error);
+
 /// `destination_user_id`: a Bot API chat id as a string of digits (leading
 /// `-` for groups) or as a JSON integer.
 pub(crate) fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<ChatId, ApiError> {
@@ -256,13 +272,4 @@ pub(crate) fn read_chat_id(body: &Object<'_, '_>, key: &'static str) -> Result<C
 
 fn not_a_chat_id(path: &Path<'_>, err: ChatIdError) -> ApiError {
     path.broken(format_args!("is not a chat id: {err}"))
-}
-
-/// Deserializing checks every rule again: a stored request is as
-/// trustworthy as a fresh one.
-impl<'de> Deserialize<'de> for InteractiveRequest {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let document = Document::deserialize(deserializer)?;
-        InteractiveRequest::from_tree(document.root()).map_err(serde::de::Error::custom)
-    }
 }

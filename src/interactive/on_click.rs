@@ -10,7 +10,7 @@
 //! answered") and change nothing. What a click then does to the message is
 //! worked out by [`crate::after_click`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::answer::CallbackAnswer;
 use super::inline::InlineButton;
@@ -21,7 +21,8 @@ use super::rules::{self, DistinctData};
 use crate::error::ApiError;
 
 /// A callback button's `on_click`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OnClick {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     remove_keyboard: bool,
