@@ -26,18 +26,14 @@ mod worker_support;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use telegate::api::client::Client;
-use telegate::chat::ChatId;
 use telegate::config::Secret;
-use telegate::outgoing::text_message;
-use telegate::session::SessionStore;
-use telegate::telegram::Telegram;
+use worker_support::raw::{cpu_time, raw_sends};
 use worker_support::{Worker, body};
 
 const OPERATOR: &str = "bench-operator";
@@ -194,22 +190,6 @@ async fn all_ready(client: &Client, bots: usize) {
 }
 
 /// utime + stime of process `pid` so far.
-fn cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // After the command name (in parentheses, may hold spaces): utime is
-    // field 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse::<u64>().expect("ticks"))
-        .sum();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Duration::from_secs_f64(ticks as f64 / per_second)
-}
-
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(at).copied().unwrap_or(0)
@@ -235,7 +215,7 @@ async fn limits_on(bots: usize, seconds: usize, clicks: usize) {
     all_ready(&client, bots).await;
 
     // Each second, every bot is offered its 30 messages over its chats.
-    let cpu_before = cpu(pid);
+    let cpu_before = cpu_time(pid);
     let started = Instant::now();
     let mut ids = Vec::new();
     for second in 0..seconds {
@@ -298,7 +278,7 @@ async fn limits_on(bots: usize, seconds: usize, clicks: usize) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let worker_cpu = cpu(pid) - cpu_before;
+    let worker_cpu = cpu_time(pid) - cpu_before;
     let sent: Vec<&Value> = jobs.iter().filter(|j| j["state"] == "sent").collect();
     let mut latency: Vec<i64> = sent
         .iter()
@@ -442,45 +422,12 @@ async fn limits_on(bots: usize, seconds: usize, clicks: usize) {
 /// chats as bot `bot`, all chats at once; prints its own CPU (µs per
 /// invoke) and wall time (s) for `invokes`.
 async fn raw_client(dir: &Path, bot: &str, invokes: usize) {
-    let control = Client::new(dir.join("sandbox.sock"));
-    let users: Vec<i64> = request(&control, Method::GET, "/users", String::new())
-        .await
-        .as_array()
-        .expect("users")
-        .iter()
-        .map(|u| u["id"].as_i64().expect("id"))
-        .collect();
-    let session = SessionStore::open(&dir.join(format!("sessions/{bot}.session")))
-        .expect("the held-back bot's session");
-    let telegram = Arc::new(Telegram::start(Arc::new(session), 1));
-    let send = |user: i64, count: usize| {
-        let telegram = Arc::clone(&telegram);
-        tokio::spawn(async move {
-            let peer = ChatId::user(user).input_peer(0);
-            for _ in 0..count {
-                let request = text_message(peer.clone(), "raw".into(), None, rand::random());
-                telegram.invoke(&request).await.expect("raw send");
-            }
-        })
-    };
-    // Warm up: connected, every chat touched once.
-    for task in users.iter().map(|&u| send(u, 1)).collect::<Vec<_>>() {
-        task.await.expect("warm-up");
-    }
-    let before = cpu(std::process::id());
-    let started = Instant::now();
-    let per_chat = invokes.div_ceil(users.len());
-    for task in users.iter().map(|&u| send(u, per_chat)).collect::<Vec<_>>() {
-        task.await.expect("raw task");
-    }
-    let elapsed = started.elapsed();
-    let used = cpu(std::process::id()) - before;
-    telegram.shutdown().await;
-    let done = (per_chat * users.len()) as f64;
+    let run = raw_sends(dir, bot, invokes).await;
+    let done = run.sent as f64;
     println!(
         "{} {}",
-        used.as_secs_f64() * 1e6 / done,
-        elapsed.as_secs_f64() * invokes as f64 / done
+        run.cpu.as_secs_f64() * 1e6 / done,
+        run.elapsed.as_secs_f64() * invokes as f64 / done
     );
 }
 

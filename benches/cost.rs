@@ -36,16 +36,12 @@ mod worker_support;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use telegate::api::client::Client;
-use telegate::chat::ChatId;
-use telegate::outgoing::text_message;
 use telegate::queue::DEFAULT_BOT;
 use telegate::sandbox::telegram::AccountId;
-use telegate::session::SessionStore;
-use telegate::telegram::Telegram;
+use worker_support::raw::{cpu_time, raw_sends};
 use worker_support::{CONNECTIONS, PATIENCE, post_all};
 
 const CHATS: usize = 100;
@@ -451,7 +447,7 @@ impl Process {
 
     /// utime + stime so far.
     fn cpu(&self) -> Duration {
-        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+        cpu_time(self.child.id())
     }
 
     /// SIGTERM, and a clean exit.
@@ -522,71 +518,16 @@ fn callgrind_control(args: &[&str]) {
 }
 
 /// utime + stime of the process whose `stat` file is `path`.
-fn cpu_of(path: &str) -> Duration {
-    let stat = fs::read_to_string(path).expect("stat");
-    // Fields after the command name (which may hold spaces) in parentheses:
-    // state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse().expect("ticks"))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Duration::from_secs_f64((fields[0] + fields[1]) as f64 / ticks)
-}
-
 /// The raw client: one `sendMessage` after another in each chat, all
 /// chats at once; prints its own CPU (µs) and wall time (s) for `invokes`.
 async fn raw_client(dir: &Path, invokes: usize) {
-    let control = Client::new(dir.join("sandbox.sock"));
-    let users: Vec<AccountId> = control
-        .get("/users")
-        .await
-        .expect("users")
-        .json()
-        .expect("json")
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|u| u["id"].as_i64().expect("id"))
-        .collect();
-    // The worker's session (it signed in during the send phase). Opening a
-    // missing file would create an empty session, which grammers would
-    // point at its built-in (real) Telegram addresses: refuse instead.
-    let path = dir.join(format!("sessions/{DEFAULT_BOT}.session"));
-    assert!(path.exists(), "no worker session at {}", path.display());
-    let session = SessionStore::open(&path).expect("session");
-    let telegram = Arc::new(Telegram::start(Arc::new(session), 1));
-    let send = |user: AccountId, count: usize| {
-        let telegram = Arc::clone(&telegram);
-        tokio::spawn(async move {
-            let peer = ChatId::user(user).input_peer(0);
-            for _ in 0..count {
-                let request = text_message(peer.clone(), "raw".into(), None, rand::random());
-                telegram.invoke(&request).await.expect("raw send");
-            }
-        })
-    };
-    // Warm up: connected, every chat touched once.
-    for task in users.iter().map(|&u| send(u, 1)).collect::<Vec<_>>() {
-        task.await.expect("warm-up");
-    }
-    let cpu = cpu_of("/proc/self/stat");
-    let started = Instant::now();
-    let per_chat = invokes / users.len();
-    for task in users.iter().map(|&u| send(u, per_chat)).collect::<Vec<_>>() {
-        task.await.expect("raw task");
-    }
-    let elapsed = started.elapsed();
-    let cpu = cpu_of("/proc/self/stat") - cpu;
-    telegram.shutdown().await;
+    // The worker's session (it signed in during the send phase).
+    let run = raw_sends(dir, DEFAULT_BOT, invokes).await;
+    let done = run.sent as f64;
     println!(
         "{} {}",
-        cpu.as_secs_f64() * 1e6 * invokes as f64 / (per_chat * users.len()) as f64,
-        elapsed.as_secs_f64() * invokes as f64 / (per_chat * users.len()) as f64
+        run.cpu.as_secs_f64() * 1e6 * invokes as f64 / done,
+        run.elapsed.as_secs_f64() * invokes as f64 / done
     );
 }
 

@@ -5,6 +5,8 @@
 // Each binary that includes this module uses a different part of it.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
