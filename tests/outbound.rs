@@ -17,6 +17,24 @@ use worker_support::{PATIENCE, Pace, World};
 const MESSAGES: &str = "/api/v1/telegram/messages";
 const INTERACTIVE: &str = "/api/v1/telegram/interactive";
 
+/// A text job held by `send_at` until `secs` from now: its id and that time.
+async fn post_held(
+    world: &World,
+    user: AccountId,
+    text: &str,
+    secs: i64,
+) -> (i64, jiff::Timestamp) {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    let (status, queued) = post(
+        world,
+        MESSAGES,
+        json!({"destination_user_id": user, "text": text, "send_at": at.to_string()}),
+    )
+    .await;
+    assert_eq!(status, 202, "{queued}");
+    (queued["job_id"].as_i64().unwrap(), at)
+}
+
 async fn post(world: &World, path: &str, body: Value) -> (u16, Value) {
     let answer = world
         .client
@@ -321,15 +339,7 @@ async fn an_edit_of_a_message_that_was_never_sent_fails_with_code_5() {
     let world = World::start(Pace::Unlimited).await;
     let user = world.users(1)[0];
     // A send held for a minute, cancelled; its edit then has nothing to edit.
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
-    let (status, queued) = post(
-        &world,
-        MESSAGES,
-        json!({"destination_user_id": user, "text": "Later", "send_at": at.to_string()}),
-    )
-    .await;
-    assert_eq!(status, 202, "{queued}");
-    let job_id = queued["job_id"].as_i64().unwrap();
+    let (job_id, _) = post_held(&world, user, "Later", 60).await;
     let message_id = world.job(job_id).await["parts"][0]["message_id"]
         .as_i64()
         .unwrap();
@@ -365,16 +375,7 @@ async fn an_edit_of_a_message_that_was_never_sent_fails_with_code_5() {
 async fn a_job_is_held_until_send_at_and_can_be_cancelled_until_it_goes_out() {
     let world = World::start(Pace::Unlimited).await;
     let user = world.users(1)[0];
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
-    let (status, queued) = post(
-        &world,
-        MESSAGES,
-        json!({"destination_user_id": user, "text": "Your appointment is now",
-               "send_at": at.to_string()}),
-    )
-    .await;
-    assert_eq!(status, 202, "{queued}");
-    let held = queued["job_id"].as_i64().unwrap();
+    let (held, at) = post_held(&world, user, "Your appointment is now", 2).await;
     let job = settled(&world, held).await;
     assert_eq!(job["state"], "sent", "{job}");
     let sent_at: jiff::Timestamp = job["updated_at"].as_str().unwrap().parse().unwrap();
@@ -390,14 +391,7 @@ async fn a_job_is_held_until_send_at_and_can_be_cancelled_until_it_goes_out() {
 
     // Cancelled while held: never sent, `cancelled` in the stream, and a
     // second cancel (or one of a sent job) is 409 naming the state.
-    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
-    let (_, queued) = post(
-        &world,
-        MESSAGES,
-        json!({"destination_user_id": user, "text": "Never", "send_at": later.to_string()}),
-    )
-    .await;
-    let cancelled = queued["job_id"].as_i64().unwrap();
+    let (cancelled, _) = post_held(&world, user, "Never", 3600).await;
     let (status, answer) = delete(&world, &format!("/api/v1/jobs/{cancelled}")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["state"], "cancelled");
@@ -830,15 +824,7 @@ async fn delete_typing_entities_and_flags_as_the_users_chat_shows_them() {
 async fn a_job_held_by_send_at_does_not_hold_its_chats_later_jobs() {
     let world = World::start(Pace::Unlimited).await;
     let user = world.users(1)[0];
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
-    let (status, queued) = post(
-        &world,
-        MESSAGES,
-        json!({"destination_user_id": user, "text": "Reminder", "send_at": at.to_string()}),
-    )
-    .await;
-    assert_eq!(status, 202, "{queued}");
-    let held = queued["job_id"].as_i64().unwrap();
+    let (held, at) = post_held(&world, user, "Reminder", 3).await;
     let held_message = world.job(held).await["parts"][0]["message_id"]
         .as_i64()
         .unwrap();
