@@ -13,7 +13,8 @@
 //! ([`decide`], a pure function); the store only keeps the clicks. Edits
 //! made through the API in between are not part of that fold.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::{Conn, OptionalExtension};
+use rusqlite::params;
 
 use crate::chat::ChatId;
 use crate::formatting::Entity;
@@ -122,7 +123,7 @@ pub struct ButtonClick {
 /// and queues its edit. Returns whether it is a repeat. A click already
 /// counted (the same query recorded again after a restart) changes nothing.
 pub(crate) fn apply(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     click: &ButtonClick,
     now: Timestamp,

@@ -218,6 +218,31 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub connection: ConnectionConfig,
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where jobs, events and idempotency keys live.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`: a PostgreSQL database
+    /// (shared by every daemon pointed at it); unset: `DIR/telegate.db`.
+    /// `TELEGATE_STORE_URL` wins. A secret: it may hold a password.
+    pub url: Option<Secret>,
+}
+
+impl StoreConfig {
+    /// The store: the URL's database, or the state dir's SQLite file.
+    pub fn location(&self, state: &StateDir) -> Result<crate::store::Location, ConfigError> {
+        match &self.url {
+            None => Ok(crate::store::Location::Sqlite(state.database())),
+            Some(url) => crate::store::Location::postgres(url.expose()).map_err(|error| {
+                ConfigError::Invalid {
+                    message: format!("[store] url: {error}"),
+                }
+            }),
+        }
+    }
 }
 
 /// `[connection]`: how a dead MTProto connection is found out (see
@@ -714,6 +739,9 @@ impl Config {
                 name: LOG_FORMAT_ENV,
                 message,
             })?;
+        }
+        if let Some(value) = env("TELEGATE_STORE_URL") {
+            self.store.url = Some(Secret::new(value));
         }
         if let Some(value) = env("TELEGATE_JOB_EXPIRY_SECS") {
             self.sender.job_expiry_secs = value.trim().parse().map_err(|_| ConfigError::Env {

@@ -289,7 +289,7 @@ async fn record(mut rx: mpsc::Receiver<Passed>, inbound: Inbound) -> Result<(), 
 /// event) in the commit that records the events, flags the events of
 /// repeated clicks, and returns each click's decision (repeat or not).
 fn apply_clicks(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Conn,
     bot: &str,
     clicks: &[(usize, after_click::ButtonClick)],
     events: &mut [NewEvent],

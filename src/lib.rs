@@ -33,6 +33,7 @@ pub mod sandbox;
 pub mod send_options;
 pub mod sender;
 pub mod session;
+pub mod store;
 pub mod systemd;
 pub mod telegram;
 pub mod whatsapp;

@@ -210,7 +210,7 @@ impl Metrics {
                     "SELECT bot, count(*), min(created_at) FROM jobs
                      WHERE state IN ('queued', 'sending') GROUP BY bot",
                 )?;
-                let rows = statement.query_map([], |row| {
+                let rows = statement.query_map(rusqlite::params![], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, i64>(1)?,

@@ -2,6 +2,9 @@
 //! endpoint, every error path, the socket file's rules, the CLI clients, and
 //! crash safety of the daemon run as a separate process.
 
+#[path = "worker_support/store.rs"]
+mod store_support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,7 +65,7 @@ impl Server {
 
     async fn start_with(config: ApiConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("telegate.db")).unwrap();
+        let queue = Queue::open_at(&store_support::location(dir.path())).unwrap();
         let path = dir.path().join("telegate.sock");
         let (listener, socket_file) = socket::bind(&path).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -917,6 +920,7 @@ async fn the_socket_is_0660_and_a_stale_one_is_replaced() {
 fn telegate(state_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
     command.arg("--state-dir").arg(state_dir);
+    command.envs(store_support::env(state_dir));
     command.env("TELEGATE_LOG", "warn");
     // `run` needs credentials; its DC is a closed loopback port, so it keeps
     // retrying to sign in while the socket API serves (nothing is sent).

@@ -2,6 +2,9 @@
 //! everything it reaches is that bot's. The API over a real store and
 //! socket, without Telegram (the daemon end to end is in `bots_daemon.rs`).
 
+#[path = "worker_support/store.rs"]
+mod store_support;
+
 use std::time::Duration;
 
 use axum::http::Method;
@@ -54,7 +57,7 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(CONFIG).unwrap();
         config.check().unwrap();
-        let queue = Queue::open(&dir.path().join("telegate.db")).unwrap();
+        let queue = Queue::open_at(&store_support::location(dir.path())).unwrap();
         let services = Services {
             bots: Bots::from_config(&config),
             ..Services::new(queue.clone())

@@ -39,7 +39,7 @@ fn counted<'e>(
 
 /// Every event in the worker's store, read directly (the worker is down).
 async fn stored_events(world: &World) -> Vec<Value> {
-    let queue = Queue::open(&world.dir.path().join("telegate.db")).unwrap();
+    let queue = Queue::open_at(&worker_support::store::location(world.dir.path())).unwrap();
     let store = EventStore::new(queue.clone());
     let mut events = Vec::new();
     let mut cursor = 0;

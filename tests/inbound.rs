@@ -1,6 +1,9 @@
 //! Inbound events and click answers against the sandbox, through real
 //! sockets: the sandbox's MTProto DC on 127.0.0.1 and telegate's socket API.
 
+#[path = "worker_support/store.rs"]
+mod store_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,7 +78,7 @@ impl Daemon {
         let stream = telegram.updates().await.unwrap().unwrap();
         let telegram = Arc::new(telegram);
 
-        let queue = Queue::open(&state.database()).unwrap();
+        let queue = Queue::open_at(&store_support::location(state.root())).unwrap();
         let events = EventStore::new(queue.clone());
         let callbacks = CallbackAnswerer::new(telegram.client().clone(), queue.clone(), deadline);
         let inbound = Inbound {
@@ -866,6 +869,7 @@ impl Worker {
             .arg("--state-dir")
             .arg(state)
             .arg("run")
+            .envs(store_support::env(state))
             .env("TELEGATE_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

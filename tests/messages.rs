@@ -4,6 +4,9 @@
 //! child process) what the user's chat shows — media kind, caption, order —
 //! including after the daemon is SIGKILLed in the middle of a job.
 
+#[path = "worker_support/store.rs"]
+mod store_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -37,7 +40,7 @@ struct Api {
 impl Api {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("telegate.db")).unwrap();
+        let queue = Queue::open_at(&store_support::location(dir.path())).unwrap();
         let path: PathBuf = dir.path().join("telegate.sock");
         let (listener, socket_file) = socket::bind(&path).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -350,6 +353,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(state_dir)
             .arg("run")
+            .envs(store_support::env(state_dir))
             .env("TELEGATE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -565,7 +565,8 @@ async fn sigterm_answers_every_pending_click_lets_sends_finish_and_exits_0() {
     }
     assert_eq!(world.sandbox.telegram().stats().callback_timeouts, 0);
     // The sends in flight finished and were recorded before the exit.
-    let queue = telegate::queue::Queue::open(&world.dir.path().join("telegate.db")).unwrap();
+    let queue = telegate::queue::Queue::open_at(&worker_support::store::location(world.dir.path()))
+        .unwrap();
     for id in in_flight {
         let job = queue
             .job(telegate::queue::JobId::new(id))

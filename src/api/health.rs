@@ -144,7 +144,7 @@ pub async fn status(
     let read = api.queue.read(move |conn| {
         let (waiting, oldest): (i64, Option<i64>) = conn.query_row(
             "SELECT count(*), min(created_at) FROM jobs WHERE state IN ('queued', 'sending')",
-            [],
+            rusqlite::params![],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
         let sent_last_minute: i64 = conn.query_row(

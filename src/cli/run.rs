@@ -83,9 +83,9 @@ pub async fn daemon(
 
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let database = state.database();
-    let queue = Queue::open(&database)
-        .map_err(|err| CliError::Input(format!("{}: {err}", database.display())))?;
+    let location = config.store.location(state)?;
+    let queue =
+        Queue::open_at(&location).map_err(|err| CliError::Input(format!("{location}: {err}")))?;
     let events = EventStore::new(queue.clone());
     let retention = Duration::from_secs(config.events.retention_hours.saturating_mul(3600));
     tasks.spawn(stopped_by(

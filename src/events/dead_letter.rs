@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use crate::store::Conn;
+use rusqlite::params;
 use serde::Serialize;
 
 use super::StoredEvent;
@@ -42,7 +43,7 @@ pub struct DeadEvent {
     pub died_at: Timestamp,
 }
 
-pub(super) fn create_table(conn: &Connection) -> Result<(), QueueError> {
+pub(super) fn create_table(conn: &Conn) -> Result<(), QueueError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS webhook_dead (
              cursor   INTEGER PRIMARY KEY,
@@ -56,10 +57,13 @@ pub(super) fn create_table(conn: &Connection) -> Result<(), QueueError> {
     Ok(())
 }
 
-pub(super) fn insert(conn: &Connection, dead: &DeadEvent) -> Result<(), QueueError> {
+pub(super) fn insert(conn: &Conn, dead: &DeadEvent) -> Result<(), QueueError> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO webhook_dead (cursor, event_id, chat, attempts, error, died_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO webhook_dead (cursor, event_id, chat, attempts, error, died_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (cursor) DO UPDATE SET event_id = excluded.event_id,
+             chat = excluded.chat, attempts = excluded.attempts, error = excluded.error,
+             died_at = excluded.died_at",
     )?
     .execute(params![
         dead.cursor,
@@ -74,11 +78,7 @@ pub(super) fn insert(conn: &Connection, dead: &DeadEvent) -> Result<(), QueueErr
 
 /// Dead events after `cursor`, at most `limit`, in cursor order (run by
 /// the writer: the table may not exist yet).
-pub(super) fn list(
-    conn: &Connection,
-    cursor: i64,
-    limit: usize,
-) -> Result<Vec<DeadEvent>, QueueError> {
+pub(super) fn list(conn: &Conn, cursor: i64, limit: usize) -> Result<Vec<DeadEvent>, QueueError> {
     create_table(conn)?;
     let mut statement = conn.prepare_cached(
         "SELECT cursor, event_id, chat, attempts, error, died_at FROM webhook_dead
@@ -99,7 +99,7 @@ pub(super) fn list(
 
 /// Takes the dead events with cursors in `from..=to` off the list and
 /// returns those still in the event store, to deliver again.
-pub(super) fn take(conn: &Connection, from: i64, to: i64) -> Result<Vec<StoredEvent>, QueueError> {
+pub(super) fn take(conn: &Conn, from: i64, to: i64) -> Result<Vec<StoredEvent>, QueueError> {
     create_table(conn)?;
     let mut statement = conn.prepare_cached(
         "SELECT e.cursor, e.event_id, e.chat, e.body, e.bot FROM webhook_dead d

@@ -16,7 +16,7 @@ pub mod webhook;
 
 pub use store::{EventStore, MAX_BATCH, StoredEvent};
 
-use rusqlite::Connection;
+use crate::store::Conn;
 
 use crate::queue::{Job, QueueError, Timestamp};
 
@@ -33,7 +33,7 @@ pub struct NewEvent {
 
 /// Stores `job`'s result inside the transaction that settles it. Called by
 /// the queue when a job becomes `sent` or `failed`.
-pub(crate) fn record_job_result(conn: &Connection, job: &Job) -> Result<(), QueueError> {
+pub(crate) fn record_job_result(conn: &Conn, job: &Job) -> Result<(), QueueError> {
     if let Some(result) = bird::job_result(job) {
         store::insert_job_result(conn, &job.bot, &result, Timestamp::now())?;
     }

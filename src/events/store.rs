@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use crate::store::Conn;
+use rusqlite::params;
 use tokio::sync::{broadcast, watch};
 
 use super::NewEvent;
@@ -89,14 +90,14 @@ impl EventStore {
     /// change, and the commit's job notices): what an event brings about
     /// is stored with it or not at all. Returns how many events were new
     /// and what `first` returned.
-    pub async fn append_with<T, F>(
+    pub(crate) async fn append_with<T, F>(
         &self,
         mut events: Vec<NewEvent>,
         first: F,
     ) -> Result<(usize, T), QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &str, &mut [NewEvent], &mut Vec<JobEvent>) -> Result<T, QueueError>
+        F: FnOnce(&Conn, &str, &mut [NewEvent], &mut Vec<JobEvent>) -> Result<T, QueueError>
             + Send
             + 'static,
     {
@@ -173,7 +174,7 @@ impl EventStore {
             .read(|conn| {
                 Ok(conn
                     .prepare_cached("SELECT coalesce(max(cursor), 0) FROM events")?
-                    .query_row([], |row| row.get(0))?)
+                    .query_row(params![], |row| row.get(0))?)
             })
             .await
     }
@@ -226,7 +227,7 @@ async fn settled(jobs: &mut broadcast::Receiver<crate::queue::JobEvent>) -> bool
 
 /// Inserts one event unless its id is stored; returns 1 if it was new.
 pub(super) fn insert(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     event: &NewEvent,
     now: Timestamp,
@@ -247,7 +248,7 @@ pub(super) fn insert(
 
 /// [`insert`] for a job's result, whose body comes serialized.
 pub(super) fn insert_job_result(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     result: &JobResult,
     now: Timestamp,
@@ -260,7 +261,7 @@ pub(super) fn insert_job_result(
 }
 
 fn insert_body(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     id: &str,
     chat: i64,
@@ -309,7 +310,7 @@ fn count_written(kind: String) {
 }
 
 fn read_after(
-    conn: &Connection,
+    conn: &Conn,
     bot: Option<&str>,
     cursor: i64,
     limit: usize,
@@ -322,7 +323,7 @@ fn read_after(
         }
         None => {
             "SELECT cursor, event_id, chat, body, bot FROM events
-             WHERE cursor > ?1 AND ?3 IS NULL ORDER BY cursor LIMIT ?2"
+             WHERE cursor > ?1 AND CAST(?3 AS TEXT) IS NULL ORDER BY cursor LIMIT ?2"
         }
     };
     let mut statement = conn.prepare_cached(sql)?;
@@ -355,7 +356,8 @@ mod tests {
     #[tokio::test]
     async fn appends_once_per_id_and_reads_by_cursor() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());
+        let store =
+            EventStore::new(Queue::open_at(&crate::store::test_location(dir.path())).unwrap());
         let stored = store
             .append(vec![event("a", 1), event("b", 2), event("a", 1)])
             .await
@@ -383,7 +385,7 @@ mod tests {
         use crate::chat::ChatId;
         use crate::events::bird;
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let queue = Queue::open_at(&crate::store::test_location(dir.path())).unwrap();
         let store = EventStore::new(queue.clone()).scoped(Some("shop"));
         let mut changes = queue.watch_blocked();
         let at = Timestamp::from_millis(0);
@@ -411,7 +413,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_wakes_on_append() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());
+        let store =
+            EventStore::new(Queue::open_at(&crate::store::test_location(dir.path())).unwrap());
         let waiter = {
             let store = store.clone();
             tokio::spawn(async move { store.wait_after(0, 10, Duration::from_secs(60)).await })
@@ -429,7 +432,8 @@ mod tests {
     #[tokio::test]
     async fn pruning_keeps_cursors_increasing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EventStore::new(Queue::open(&dir.path().join("t.db")).unwrap());
+        let store =
+            EventStore::new(Queue::open_at(&crate::store::test_location(dir.path())).unwrap());
         store.append(vec![event("a", 1)]).await.unwrap();
         let first = store.last_cursor().await.unwrap();
         let pruned = store

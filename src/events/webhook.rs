@@ -19,13 +19,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::store::{Conn, OptionalExtension};
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::Full;
 use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper_util::rt::TokioIo;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 use sha2::Sha256;
 use tokio::net::TcpStream;
@@ -635,7 +636,7 @@ async fn record_delivered(shared: &Shared, event: &StoredEvent) -> Result<(), Qu
             conn.prepare_cached(
                 "INSERT INTO webhook_chats (bot, chat, delivered) VALUES (?3, ?1, ?2)
                  ON CONFLICT (bot, chat)
-                 DO UPDATE SET delivered = max(delivered, excluded.delivered)",
+                 DO UPDATE SET delivered = max(webhook_chats.delivered, excluded.delivered)",
             )?
             .execute(params![chat, cursor, bot])?;
             save_mark(conn, &bot, mark)
@@ -643,17 +644,17 @@ async fn record_delivered(shared: &Shared, event: &StoredEvent) -> Result<(), Qu
         .await
 }
 
-fn save_mark(conn: &Connection, bot: &str, mark: i64) -> Result<(), QueueError> {
+fn save_mark(conn: &Conn, bot: &str, mark: i64) -> Result<(), QueueError> {
     conn.prepare_cached(
         "INSERT INTO webhook_marks (bot, delivered) VALUES (?1, ?2)
-         ON CONFLICT (bot) DO UPDATE SET delivered = max(delivered, excluded.delivered)",
+         ON CONFLICT (bot) DO UPDATE SET delivered = max(webhook_marks.delivered, excluded.delivered)",
     )?
     .execute(params![bot, mark])?;
     Ok(())
 }
 
 /// Where to resume: the mark, and each chat's last delivered cursor.
-fn load_progress(conn: &Connection, bot: &str) -> Result<(i64, HashMap<i64, i64>), QueueError> {
+fn load_progress(conn: &Conn, bot: &str) -> Result<(i64, HashMap<i64, i64>), QueueError> {
     let mark = conn
         .prepare_cached("SELECT delivered FROM webhook_marks WHERE bot = ?1")?
         .query_row([bot], |row| row.get(0))
@@ -822,7 +823,7 @@ mod tests {
     #[tokio::test]
     async fn idle_chat_tasks_end_and_a_chat_that_speaks_again_gets_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let queue = Queue::open_at(&crate::store::test_location(dir.path())).unwrap();
         let events = EventStore::new(queue.clone());
         let (url, seen) = receiver().await;
         let config = WebhookConfig {
@@ -869,7 +870,7 @@ mod tests {
     #[tokio::test]
     async fn a_dead_letter_frees_its_chat_and_replays_on_demand() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let queue = Queue::open_at(&crate::store::test_location(dir.path())).unwrap();
         let events = EventStore::new(queue.clone());
         let (url, seen, accepting) = refusing_receiver(false).await;
         let config = WebhookConfig {
@@ -929,7 +930,7 @@ mod tests {
     #[tokio::test]
     async fn https_deliveries_trust_the_configured_ca_and_only_it() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let queue = Queue::open_at(&crate::store::test_location(dir.path())).unwrap();
         let events = EventStore::new(queue.clone());
         let (url, ca_pem, seen) = tls_receiver().await;
         let ca_file = dir.path().join("ca.pem");
@@ -1001,7 +1002,7 @@ mod tests {
     #[tokio::test]
     async fn a_restarted_webhook_resumes_after_what_it_delivered() {
         let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::open(&dir.path().join("t.db")).unwrap();
+        let queue = Queue::open_at(&crate::store::test_location(dir.path())).unwrap();
         let events = EventStore::new(queue.clone());
         let (url, seen) = receiver().await;
         let config = WebhookConfig {

@@ -9,7 +9,8 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, params};
+use crate::store::Conn;
+use rusqlite::params;
 
 use super::{Queue, QueueError, Timestamp};
 use crate::chat::ChatId;
@@ -17,7 +18,7 @@ use crate::chat::ChatId;
 /// Records that `chat`'s user blocked (`true`) or unblocked `bot`; runs
 /// inside the caller's transaction.
 pub(crate) fn record(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     chat: i64,
     blocked: bool,

@@ -5,7 +5,7 @@
 //! `cancelled` result in the event stream, are one commit. A job being sent
 //! cannot be cancelled: the request may already be on its way.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::store::{Conn, OptionalExtension};
 
 use super::consumer::settle;
 use super::job::{Job, JobEvent, JobId, JobState, Timestamp};
@@ -20,7 +20,7 @@ impl Queue {
 }
 
 fn cancel(
-    conn: &Connection,
+    conn: &Conn,
     id: JobId,
     now: Timestamp,
     events: &mut Vec<JobEvent>,

@@ -9,7 +9,8 @@
 //! the store so no task sleeps holding a job, and a restart keeps them. Time
 //! is always passed in, so the rules are testable without a clock.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::{Conn, OptionalExtension};
+use rusqlite::params;
 
 use super::expiry::Expiry;
 use super::job::{Job, JobError, JobEvent, JobId, JobState, Timestamp};
@@ -302,7 +303,7 @@ impl Queue {
 /// Marks job `id` (in `sending`) as sent with Telegram's ids of its parts;
 /// its result joins the event stream in the same transaction.
 fn settle_sent(
-    conn: &Connection,
+    conn: &Conn,
     id: JobId,
     channel_message_ids: Vec<Option<i64>>,
     now: Timestamp,
@@ -348,7 +349,7 @@ fn settle_sent(
 /// Fails job `id` with `error`; its `failed` result joins the event stream
 /// in the same transaction.
 fn fail(
-    conn: &Connection,
+    conn: &Conn,
     id: JobId,
     chat: ChatId,
     error: &JobError,
@@ -362,7 +363,7 @@ fn fail(
 
 /// Fails the queued `job`, which has outlived `expiry`.
 fn fail_expired(
-    conn: &Connection,
+    conn: &Conn,
     job: &Job,
     expiry: Expiry,
     now: Timestamp,
@@ -375,7 +376,7 @@ fn fail_expired(
 
 /// Marks `jobs` as `sending` and returns them as they are then.
 fn take(
-    conn: &Connection,
+    conn: &Conn,
     jobs: Vec<Job>,
     now: Timestamp,
     events: &mut Vec<JobEvent>,
@@ -403,7 +404,7 @@ fn take(
 }
 
 /// The chat of job `id`, which must be in `sending`.
-fn expect_sending(conn: &Connection, id: JobId) -> Result<ChatId, QueueError> {
+fn expect_sending(conn: &Conn, id: JobId) -> Result<ChatId, QueueError> {
     let found: Option<(ChatId, JobState)> = conn
         .prepare_cached("SELECT chat, state FROM jobs WHERE id = ?1")?
         .query_row([id.get()], |row| Ok((read::chat(row, 0)?, row.get(1)?)))
@@ -417,7 +418,7 @@ fn expect_sending(conn: &Connection, id: JobId) -> Result<ChatId, QueueError> {
 
 /// Moves job `id` to `state` and records `error` (cleared when `None`).
 pub(super) fn settle(
-    conn: &Connection,
+    conn: &Conn,
     id: JobId,
     chat: ChatId,
     state: JobState,
@@ -447,10 +448,10 @@ pub(super) fn settle(
     Ok(())
 }
 
-fn hold(conn: &Connection, bot: &str, chat: i64, until: Timestamp) -> Result<(), QueueError> {
+fn hold(conn: &Conn, bot: &str, chat: i64, until: Timestamp) -> Result<(), QueueError> {
     conn.prepare_cached(
         "INSERT INTO holds (bot, chat, not_before) VALUES (?1, ?2, ?3)
-         ON CONFLICT (bot, chat) DO UPDATE SET not_before = max(not_before, excluded.not_before)",
+         ON CONFLICT (bot, chat) DO UPDATE SET not_before = max(holds.not_before, excluded.not_before)",
     )?
     .execute(params![bot, chat, until.as_millis()])?;
     Ok(())
@@ -458,7 +459,7 @@ fn hold(conn: &Connection, bot: &str, chat: i64, until: Timestamp) -> Result<(),
 
 /// Puts jobs a crash left in `sending` back in line (their parts, and so
 /// their `random_id`s, are untouched). Returns how many.
-pub(super) fn recover_sending(conn: &Connection, now: Timestamp) -> Result<usize, QueueError> {
+pub(super) fn recover_sending(conn: &Conn, now: Timestamp) -> Result<usize, QueueError> {
     Ok(conn.execute(
         "UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'sending'",
         [now.as_millis()],

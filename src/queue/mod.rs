@@ -20,17 +20,16 @@ mod read;
 mod recent;
 mod retry;
 mod schema;
-mod store;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::params;
 use tokio::sync::broadcast;
 
 use crate::chat::ChatId;
@@ -46,26 +45,20 @@ pub use schema::VERSION as SCHEMA_VERSION;
 #[cfg(test)]
 pub(crate) use schema::migrate_to;
 
+use crate::store::sqlite::{Readers, open_writer};
+use crate::store::{Conn, Location, OptionalExtension, StoreError, off_runtime};
 use recent::RecentSent;
-use store::Readers;
 use writer::Writer;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("cannot open the job store {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("the job store is closed")]
     Closed,
     #[error("job store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Store(#[from] StoreError),
     #[error("job store commit failed: {0}")]
     Commit(String),
-    #[error("the job store needs WAL journaling, SQLite gave `{0}`")]
-    NoWal(String),
     #[error("the job store has schema version {found}; this telegate knows up to {known}")]
     SchemaTooNew { found: u32, known: u32 },
     #[error("job {0} does not exist")]
@@ -99,13 +92,17 @@ impl QueueError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            QueueError::Open { .. }
-                | QueueError::Closed
-                | QueueError::Sqlite(_)
+            QueueError::Closed
+                | QueueError::Store(_)
                 | QueueError::Commit(_)
-                | QueueError::NoWal(_)
                 | QueueError::SchemaTooNew { .. }
         )
+    }
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(error: rusqlite::Error) -> Self {
+        QueueError::Store(StoreError::Sqlite(error))
     }
 }
 
@@ -130,22 +127,31 @@ impl Queue {
     /// up to date and puts jobs a crash left in `sending` back in line, with
     /// their `random_id`s unchanged.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let mut conn = store::open_writer(path)?;
-        schema::migrate(&mut conn)?;
-        let recovered = consumer::recover_sending(&conn, Timestamp::now())?;
+        Self::open_at(&Location::Sqlite(path.to_owned()))
+    }
+
+    /// [`Queue::open`] for a store anywhere: a SQLite file or a PostgreSQL
+    /// database (whose schema it creates or brings up to date).
+    pub fn open_at(location: &Location) -> Result<Self, QueueError> {
+        let (conn, recovered) = off_runtime(|| {
+            let mut conn = open_writer(location)?;
+            schema::migrate(&mut conn)?;
+            let recovered = consumer::recover_sending(&conn, Timestamp::now())?;
+            Ok::<_, QueueError>((conn, recovered))
+        })?;
         if recovered > 0 {
             tracing::warn!(jobs = recovered, "jobs left in sending are due again");
         }
         let events = Arc::new(announce::Announcer::new());
         let writer =
-            Writer::spawn(conn, Arc::clone(&events)).map_err(|source| QueueError::Open {
-                path: path.to_owned(),
+            Writer::spawn(conn, Arc::clone(&events)).map_err(|source| StoreError::Open {
+                store: location.to_string(),
                 source,
             })?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 writer,
-                readers: Readers::new(path),
+                readers: Readers::new(location),
                 events,
                 recent: RecentSent::default(),
                 blocked: tokio::sync::watch::channel(0).0,
@@ -268,7 +274,9 @@ impl Queue {
             return Err(QueueError::Closed);
         }
         self.read(|conn| {
-            conn.query_row("SELECT count(*) FROM jobs WHERE 0", [], |_| Ok(()))?;
+            conn.query_row("SELECT count(*) FROM jobs WHERE 1 = 0", params![], |_| {
+                Ok(())
+            })?;
             Ok(())
         })
         .await
@@ -320,7 +328,7 @@ impl Queue {
     pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
+        F: FnOnce(&Conn) -> Result<T, QueueError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.readers.with(read))
@@ -332,7 +340,7 @@ impl Queue {
     pub(crate) async fn write<T, F>(&self, change: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<JobEvent>) -> Result<T, QueueError> + Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<JobEvent>) -> Result<T, QueueError> + Send + 'static,
     {
         self.inner.writer.write(change).await
     }
@@ -341,12 +349,12 @@ impl Queue {
 /// Inserts `job` and its parts, or finds the job its idempotency key names
 /// (in a commit under way: [`Queue::write`]).
 pub(crate) fn insert_job(
-    conn: &Connection,
+    conn: &Conn,
     job: &NewJob,
     now: Timestamp,
     events: &mut Vec<JobEvent>,
 ) -> Result<Enqueued, QueueError> {
-    let inserted = conn
+    let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO jobs (request_id, bot, chat, kind, payload, idempotency_key, state,
                                attempts, not_before, created_at, updated_at, wire)
@@ -355,9 +363,10 @@ pub(crate) fn insert_job(
                                        WHERE p.message_id = ?10 AND j.state = 'queued'
                                          AND j.attempts = 0 AND j.not_before > j.created_at), 0)),
                      ?7, ?7, ?8)
-             ON CONFLICT (bot, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+             ON CONFLICT (bot, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING id",
         )?
-        .execute(params![
+        .query_row(params![
             job.request_id,
             job.bot,
             job.chat.get(),
@@ -368,11 +377,12 @@ pub(crate) fn insert_job(
             job.wire,
             job.not_before.map_or(now, |at| at.max(now)).as_millis(),
             job.follows,
-        ])?;
-    if inserted == 0 {
+        ], |row| row.get(0))
+        .optional()?;
+    let Some(id) = inserted else {
         return first_with_key(conn, job);
-    }
-    let id = JobId::new(conn.last_insert_rowid());
+    };
+    let id = JobId::new(id);
     let mut part =
         conn.prepare_cached("INSERT INTO parts (job_id, seq, random_id) VALUES (?1, ?2, ?3)")?;
     for seq in 0..job.parts {
@@ -391,7 +401,7 @@ pub(crate) fn insert_job(
     })
 }
 
-fn first_with_key(conn: &Connection, job: &NewJob) -> Result<Enqueued, QueueError> {
+fn first_with_key(conn: &Conn, job: &NewJob) -> Result<Enqueued, QueueError> {
     let found = conn
         .prepare_cached("SELECT id, state FROM jobs WHERE bot = ?1 AND idempotency_key = ?2")?
         .query_row(params![job.bot, job.idempotency_key], |row| {

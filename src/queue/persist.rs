@@ -12,6 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::QueueError;
+use crate::store::{StoreError, is_storage_postgres};
 
 /// The first wait after a refused write; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -28,9 +29,19 @@ impl StorageRefusal for QueueError {
     fn is_storage(&self) -> bool {
         match self {
             QueueError::Commit(_) => true,
-            QueueError::Sqlite(error) => is_storage_sqlite(error),
+            QueueError::Store(error) => is_storage(error),
             _ => false,
         }
+    }
+}
+
+/// Whether the store's `error` is the storage's (rather than the data's).
+pub fn is_storage(error: &StoreError) -> bool {
+    match error {
+        StoreError::Sqlite(error) => is_storage_sqlite(error),
+        StoreError::Postgres(error) => is_storage_postgres(error),
+        StoreError::Open { .. } => true,
+        StoreError::NoWal(_) | StoreError::Url(_) | StoreError::NoRow => false,
     }
 }
 

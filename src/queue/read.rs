@@ -1,7 +1,8 @@
 //! Reading jobs back out of the store.
 
+use crate::store::{Conn, OptionalExtension, Row};
+use rusqlite::params;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::QueueError;
 use super::job::{Job, JobError, JobId, JobKind, JobState, Part, Timestamp};
@@ -97,7 +98,7 @@ pub(super) fn part_from_row(row: &Row<'_>) -> rusqlite::Result<Part> {
     })
 }
 
-fn with_parts(conn: &Connection, mut job: Job) -> Result<Job, QueueError> {
+fn with_parts(conn: &Conn, mut job: Job) -> Result<Job, QueueError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, random_id, message_id, channel_message_id FROM parts
          WHERE job_id = ?1 ORDER BY seq",
@@ -110,7 +111,7 @@ fn with_parts(conn: &Connection, mut job: Job) -> Result<Job, QueueError> {
 
 /// Marks job `id` sent at `now` (its error cleared) and returns it as
 /// stored then, without its parts.
-pub(super) fn mark_sent(conn: &Connection, id: JobId, now: Timestamp) -> Result<Job, QueueError> {
+pub(super) fn mark_sent(conn: &Conn, id: JobId, now: Timestamp) -> Result<Job, QueueError> {
     const SQL: &str = concat!(
         "UPDATE jobs SET state = 'sent', error_code = NULL, error_text = NULL,
                          error_name = NULL, updated_at = ?2
@@ -125,7 +126,7 @@ pub(super) fn mark_sent(conn: &Connection, id: JobId, now: Timestamp) -> Result<
 }
 
 /// One job with its parts, if it exists.
-pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
+pub fn job(conn: &Conn, id: JobId) -> Result<Option<Job>, QueueError> {
     const SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?1");
     let job = conn
         .prepare_cached(SQL)?
@@ -135,11 +136,11 @@ pub fn job(conn: &Connection, id: JobId) -> Result<Option<Job>, QueueError> {
 }
 
 /// Jobs in id order, as `filter` says.
-pub fn jobs(conn: &Connection, filter: &JobFilter) -> Result<Vec<Job>, QueueError> {
+pub fn jobs(conn: &Conn, filter: &JobFilter) -> Result<Vec<Job>, QueueError> {
     const SQL: &str = concat!(
         "SELECT ",
         job_columns!(),
-        " FROM jobs WHERE (?1 IS NULL OR state = ?1) AND id > ?2 AND (?4 IS NULL OR bot = ?4)
+        " FROM jobs WHERE (CAST(?1 AS TEXT) IS NULL OR state = ?1) AND id > ?2 AND (CAST(?4 AS TEXT) IS NULL OR bot = ?4)
           ORDER BY id LIMIT ?3"
     );
     let state = filter.state.map(JobState::as_str);
@@ -210,12 +211,7 @@ macro_rules! line_head {
 /// chat in `sending`) and that may go out at `now`, oldest first. (`CROSS
 /// JOIN` keeps the heads the outer loop: left to itself, SQLite walks every
 /// queued job in id order to spare the sort, and runs the heads for each.)
-pub fn due(
-    conn: &Connection,
-    bot: &str,
-    now: Timestamp,
-    limit: usize,
-) -> Result<Vec<Job>, QueueError> {
+pub fn due(conn: &Conn, bot: &str, now: Timestamp, limit: usize) -> Result<Vec<Job>, QueueError> {
     const SQL: &str = concat!(
         line_heads!(),
         " SELECT ",
@@ -263,7 +259,7 @@ pub(super) const DUE_HEAD_SQL: &str = concat!(
 /// Job `id` if it is the due head of its chat's line at `now`: queued, the
 /// oldest active job of its chat, its own and any hold over. A few index
 /// seeks, however many chats wait.
-pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
+pub fn due_head(conn: &Conn, id: JobId, now: Timestamp) -> Result<Option<Job>, QueueError> {
     let job = conn
         .prepare_cached(DUE_HEAD_SQL)?
         .query_row(params![id.get(), now.as_millis()], job_from_row)
@@ -273,11 +269,7 @@ pub fn due_head(conn: &Connection, id: JobId, now: Timestamp) -> Result<Option<J
 
 /// Queued jobs enqueued at or before `cutoff` (without their parts: an
 /// expired job is failed, not sent), oldest first.
-pub fn queued_since(
-    conn: &Connection,
-    bot: &str,
-    cutoff: Timestamp,
-) -> Result<Vec<Job>, QueueError> {
+pub fn queued_since(conn: &Conn, bot: &str, cutoff: Timestamp) -> Result<Vec<Job>, QueueError> {
     const SQL: &str = concat!(
         "SELECT ",
         job_columns!(),
@@ -292,7 +284,7 @@ pub fn queued_since(
 }
 
 /// When `bot`'s oldest queued job was enqueued.
-pub fn oldest_queued(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, QueueError> {
+pub fn oldest_queued(conn: &Conn, bot: &str) -> Result<Option<Timestamp>, QueueError> {
     let at: Option<i64> = conn
         .prepare_cached(
             "SELECT min(created_at) FROM jobs INDEXED BY jobs_by_state
@@ -303,7 +295,7 @@ pub fn oldest_queued(conn: &Connection, bot: &str) -> Result<Option<Timestamp>, 
 }
 
 /// How many jobs of `bot` are `queued` or `sending`.
-pub fn depth(conn: &Connection, bot: &str) -> Result<u64, QueueError> {
+pub fn depth(conn: &Conn, bot: &str) -> Result<u64, QueueError> {
     let count: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM jobs INDEXED BY jobs_active
@@ -316,7 +308,7 @@ pub fn depth(conn: &Connection, bot: &str) -> Result<u64, QueueError> {
 /// The head of `chat`'s line if it is due at `now` (see [`due_head`]), in
 /// one statement.
 pub fn next_due_of_chat(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     chat: ChatId,
     now: Timestamp,
@@ -342,7 +334,7 @@ pub fn next_due_of_chat(
 /// job in `sending`). SQLite's two-argument `max` is NULL when the
 /// aggregate found no row, and `min` over the two ignores a NULL.
 pub fn next_due_at(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, QueueError> {
@@ -379,7 +371,7 @@ const RECENT_SENDS_LOOKED_AT: i64 = 4096;
 /// the newest sent jobs (by id) are looked at (an old job sent late after
 /// a long retry may be missed).
 pub fn recent_sends(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     since: Timestamp,
 ) -> Result<Vec<(ChatId, Timestamp, u16)>, QueueError> {
@@ -418,7 +410,7 @@ pub struct SentMessage {
 
 /// The part of a job in `chat` that Telegram knows as `channel_message_id`.
 pub(super) fn sent_message(
-    conn: &Connection,
+    conn: &Conn,
     bot: &str,
     chat: ChatId,
     channel_message_id: i64,
@@ -447,7 +439,7 @@ pub(super) fn sent_message(
 /// Telegram's ids of telegate's messages `message_ids` that were sent to
 /// `chat` (others are left out).
 pub(super) fn channel_message_ids(
-    conn: &Connection,
+    conn: &Conn,
     chat: ChatId,
     message_ids: &[i64],
 ) -> Result<std::collections::HashMap<i64, i64>, QueueError> {
@@ -469,10 +461,7 @@ pub(super) fn channel_message_ids(
 
 /// The job telegate's message `message_id` belongs to: its id, bot, chat
 /// and kind.
-pub(super) fn message(
-    conn: &Connection,
-    message_id: i64,
-) -> Result<Option<MessageOwner>, QueueError> {
+pub(super) fn message(conn: &Conn, message_id: i64) -> Result<Option<MessageOwner>, QueueError> {
     let found = conn
         .prepare_cached(
             "SELECT j.id, j.bot, j.chat, j.kind FROM parts p JOIN jobs j ON j.id = p.job_id

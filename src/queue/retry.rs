@@ -7,7 +7,8 @@
 //! and the expiry clock restarts (`created_at` becomes the retry's time), so
 //! an expired job can be retried at all.
 
-use rusqlite::{OptionalExtension, params};
+use crate::store::OptionalExtension;
+use rusqlite::params;
 
 use super::read;
 use super::{JobEvent, JobId, JobState, Queue, QueueError, Timestamp};

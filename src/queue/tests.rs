@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::chat::ChatId;
 use crate::error::ErrorCode;
+use crate::store::Location;
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -27,17 +28,39 @@ fn new_job(chat: i64, text: &str) -> NewJob {
 
 struct Store {
     _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
+    location: Location,
     queue: Queue,
 }
 
+impl Store {
+    /// The SQLite file of a [`sqlite_store`].
+    fn path(&self) -> &std::path::Path {
+        match &self.location {
+            Location::Sqlite(path) => path,
+            Location::Postgres(_) => unreachable!("a SQLite store"),
+        }
+    }
+}
+
+/// The store the tests run on (see `store::test_location`).
 fn store() -> Store {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("telegate.db");
-    let queue = Queue::open(&path).unwrap();
+    let location = crate::store::test_location(dir.path());
+    store_at(dir, location)
+}
+
+/// A SQLite store, for what only SQLite has (its file, its pages).
+fn sqlite_store() -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let location = Location::Sqlite(dir.path().join("telegate.db"));
+    store_at(dir, location)
+}
+
+fn store_at(dir: tempfile::TempDir, location: Location) -> Store {
+    let queue = Queue::open_at(&location).unwrap();
     Store {
         _dir: dir,
-        path,
+        location,
         queue,
     }
 }
@@ -71,10 +94,10 @@ async fn enqueued_jobs_read_back_with_a_random_id() {
 
 #[tokio::test]
 async fn files_are_owner_only() {
-    let s = store();
+    let s = sqlite_store();
     enqueue(&s.queue, 1, "x").await;
     for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", s.path.display());
+        let path = format!("{}{suffix}", s.path().display());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{path}");
     }
@@ -413,7 +436,7 @@ async fn jobs_left_sending_are_due_again_after_reopening() {
     s.queue.close().await;
     drop(s.queue);
 
-    let reopened = Queue::open(&s.path).unwrap();
+    let reopened = Queue::open_at(&s.location).unwrap();
     let job = reopened.job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.attempts, 1);
@@ -740,12 +763,13 @@ async fn a_sent_job_hands_its_line_to_the_chats_next_job_in_the_same_commit() {
 /// statement is parsed once.
 #[tokio::test]
 async fn hot_statements_are_never_prepared_again() {
-    let s = store();
+    let s = sqlite_store();
     for chat in 40..44 {
         enqueue(&s.queue, chat, "x").await;
     }
     s.queue.close().await;
-    let conn = super::store::open_writer(&s.path).unwrap();
+    let conn = crate::store::sqlite::open_writer(&s.location).unwrap();
+    let conn = conn.as_sqlite().unwrap();
     let statements = [
         read::DUE_HEAD_SQL,
         "SELECT min(id) FROM jobs INDEXED BY jobs_active
@@ -772,6 +796,7 @@ async fn hot_statements_are_never_prepared_again() {
 async fn cap_pages(queue: &Queue, extra_pages: i64) {
     queue
         .write(move |conn, _| {
+            let conn = conn.as_sqlite().expect("a SQLite store");
             let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
             conn.pragma_update(None, "max_page_count", pages + extra_pages)?;
             Ok(())
@@ -782,7 +807,7 @@ async fn cap_pages(queue: &Queue, extra_pages: i64) {
 
 #[tokio::test]
 async fn a_full_store_is_reported_until_a_write_goes_through_again() {
-    let s = store();
+    let s = sqlite_store();
     enqueue(&s.queue, 1, "before").await;
     cap_pages(&s.queue, 0).await;
     let big = "x".repeat(64 * 1024);

@@ -29,13 +29,13 @@ use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::QueueError;
 use super::announce::Announcer;
 use super::job::JobEvent;
 use super::persist::StorageRefusal;
+use crate::store::{Conn, StoreError};
 
 /// Ops committed together at most.
 const MAX_BATCH: usize = 1024;
@@ -47,7 +47,7 @@ type Finish = Box<dyn FnOnce(Result<(), QueueError>) + Send>;
 /// A change to make inside the batch transaction (`None`: the transaction
 /// could not begin, so the change is skipped); returns its finisher, the
 /// events it causes and, if the storage refused it, why.
-type Op = Box<dyn FnOnce(Option<&Connection>) -> Done + Send>;
+type Op = Box<dyn FnOnce(Option<&Conn>) -> Done + Send>;
 
 /// What an op left for the commit.
 struct Done {
@@ -96,7 +96,7 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread; committed [`JobEvent`]s go to `events`.
-    pub fn spawn(conn: Connection, events: Arc<Announcer>) -> std::io::Result<Self> {
+    pub fn spawn(conn: Conn, events: Arc<Announcer>) -> std::io::Result<Self> {
         let (ops, rx) = mpsc::channel();
         let open = Arc::new(AtomicBool::new(true));
         let refusal = Arc::new(Refusal::default());
@@ -131,7 +131,7 @@ impl Writer {
     pub async fn write<T, F>(&self, change: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<JobEvent>) -> Result<T, QueueError> + Send + 'static,
+        F: FnOnce(&Conn, &mut Vec<JobEvent>) -> Result<T, QueueError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
@@ -141,7 +141,7 @@ impl Writer {
                 None => Err(QueueError::Closed), // the finisher gets the cause
             };
             let refused = match &outcome {
-                Err(error @ QueueError::Sqlite(_)) if error.is_storage() => Some(error.to_string()),
+                Err(error @ QueueError::Store(_)) if error.is_storage() => Some(error.to_string()),
                 _ => None,
             };
             if outcome.is_err() {
@@ -189,13 +189,15 @@ impl Writer {
 /// Runs `change` between `SAVEPOINT` and `RELEASE`, rolling back to the
 /// savepoint when it fails so the rest of the batch is unaffected.
 fn in_savepoint<T>(
-    conn: &Connection,
-    change: impl FnOnce(&Connection) -> Result<T, QueueError>,
+    conn: &Conn,
+    change: impl FnOnce(&Conn) -> Result<T, QueueError>,
 ) -> Result<T, QueueError> {
-    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    conn.prepare_cached("SAVEPOINT op")?
+        .execute(rusqlite::params![])?;
     match change(conn) {
         Ok(value) => {
-            conn.prepare_cached("RELEASE op")?.execute([])?;
+            conn.prepare_cached("RELEASE op")?
+                .execute(rusqlite::params![])?;
             Ok(value)
         }
         Err(err) => {
@@ -211,7 +213,7 @@ fn in_savepoint<T>(
 
 /// What the writer thread writes to and tells.
 struct Store {
-    conn: Connection,
+    conn: Conn,
     events: Arc<Announcer>,
     refusal: Arc<Refusal>,
 }
@@ -299,7 +301,7 @@ fn gather(
 fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
     let conn = &store.conn;
     let changes_before = conn.total_changes();
-    let mut began = run_cached(conn, "BEGIN IMMEDIATE").map_err(|err| {
+    let mut began = conn.begin_write().map_err(|err| {
         tracing::error!(error = %err, "store cannot begin a transaction");
         err.to_string()
     });
@@ -316,7 +318,7 @@ fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
         if began.is_ok() && conn.is_autocommit() {
             let why = refused
                 .clone()
-                .unwrap_or_else(|| "SQLite rolled the transaction back".into());
+                .unwrap_or_else(|| "the store rolled the transaction back".into());
             tracing::error!(error = %why, "the store rolled a batch back");
             began = Err(why);
         }
@@ -352,8 +354,10 @@ fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
 }
 
 /// Runs the one statement `sql` through the statement cache.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
+fn run_cached(conn: &Conn, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?
+        .execute(rusqlite::params![])
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod raw;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -437,6 +438,8 @@ impl Worker {
             .env_remove("TELEGATE_API_HASH")
             .env_remove("TELEGATE_DC_ADDR")
             .env_remove("TELEGATE_CONFIG")
+            .env_remove("TELEGATE_STORE_URL")
+            .envs(store::env(dir))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

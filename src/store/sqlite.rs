@@ -1,19 +1,20 @@
-//! Opening the SQLite file: owner-only permissions, WAL with full sync, and a
-//! small pool of read-only connections beside the one writer.
+//! Opening the store: for SQLite, the file with owner-only permissions and
+//! WAL with full sync; for either engine, a small pool of read connections
+//! beside the one writer.
 //!
 //! The file is created mode 0600 before SQLite touches it; SQLite gives its
 //! `-wal` and `-shm` files the mode of the database file.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
-use super::QueueError;
+use super::{Conn, Location, StoreError};
 
 /// How long a connection waits on a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +31,7 @@ const STATEMENT_CACHE: usize = 96;
 /// a statement each time a `?` it checked against a partial index (every
 /// table here has one) is bound to a new value: parsing and planning on
 /// every job.
-fn configure(conn: &Connection) -> Result<(), QueueError> {
+fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
@@ -38,9 +39,9 @@ fn configure(conn: &Connection) -> Result<(), QueueError> {
 }
 
 /// Creates the database file owner-only (or narrows an existing one).
-fn create_owner_only(path: &Path) -> Result<(), QueueError> {
-    let io = |source| QueueError::Open {
-        path: path.to_owned(),
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Open {
+        store: path.display().to_string(),
         source,
     };
     let file = OpenOptions::new()
@@ -59,7 +60,7 @@ fn create_owner_only(path: &Path) -> Result<(), QueueError> {
 
 /// The connection that writes: WAL, `synchronous=FULL`, so a commit that
 /// returned survives a crash or power loss.
-pub fn open_writer(path: &Path) -> Result<Connection, QueueError> {
+fn open_sqlite_writer(path: &Path) -> Result<Connection, StoreError> {
     create_owner_only(path)?;
     let conn = Connection::open_with_flags(
         path,
@@ -68,41 +69,54 @@ pub fn open_writer(path: &Path) -> Result<Connection, QueueError> {
     configure(&conn)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(QueueError::NoWal(mode));
+        return Err(StoreError::NoWal(mode));
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(conn)
 }
 
-/// Read-only connections, handed out one per read.
-pub struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+/// The connection that writes to the store at `location`.
+pub(crate) fn open_writer(location: &Location) -> Result<Conn, StoreError> {
+    match location {
+        Location::Sqlite(path) => open_sqlite_writer(path).map(Conn::sqlite),
+        Location::Postgres(url) => url.connect(),
+    }
+}
+
+/// Read connections, handed out one per read (read-only on SQLite).
+pub(crate) struct Readers {
+    location: Location,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl Readers {
-    pub fn new(path: &Path) -> Self {
+    pub(crate) fn new(location: &Location) -> Self {
         Readers {
-            path: path.to_owned(),
+            location: location.clone(),
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    fn open(&self) -> Result<Connection, QueueError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&conn)?;
-        Ok(conn)
+    fn open(&self) -> Result<Conn, StoreError> {
+        match &self.location {
+            Location::Sqlite(path) => {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&conn)?;
+                Ok(Conn::sqlite(conn))
+            }
+            Location::Postgres(url) => url.connect(),
+        }
     }
 
     /// Runs `read` on an idle connection (or a new one), then keeps it.
-    pub fn with<T>(
+    pub(crate) fn with<T, E: From<StoreError>>(
         &self,
-        read: impl FnOnce(&Connection) -> Result<T, QueueError>,
-    ) -> Result<T, QueueError> {
+        read: impl FnOnce(&Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
