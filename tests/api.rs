@@ -841,11 +841,18 @@ async fn a_closed_store_answers_503() {
 #[tokio::test]
 async fn a_failing_store_answers_503_and_acknowledges_nothing() {
     let server = Server::start().await;
-    let db = rusqlite::Connection::open(server.dir.path().join("telegate.db")).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER fail BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
-    )
-    .unwrap();
+    let dir = server.dir.path();
+    let postgres = store_support::postgres_url(dir).is_some();
+    store_support::execute(
+        dir,
+        if postgres {
+            "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$;
+             CREATE TRIGGER fail BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION fail();"
+        } else {
+            "CREATE TRIGGER fail BEFORE INSERT ON jobs BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"
+        },
+    );
     let answer = server.post(INTERACTIVE, &[], body("5", "doomed")).await;
     assert_eq!(answer.status, 503);
     let error = json_with_request_id(&answer)["error"]
@@ -863,7 +870,14 @@ async fn a_failing_store_answers_503_and_acknowledges_nothing() {
     );
 
     // The store recovers once the cause is gone.
-    db.execute_batch("DROP TRIGGER fail").unwrap();
+    store_support::execute(
+        dir,
+        if postgres {
+            "DROP TRIGGER fail ON jobs"
+        } else {
+            "DROP TRIGGER fail"
+        },
+    );
     server.enqueue("5", "fine").await;
 }
 
@@ -1210,11 +1224,14 @@ async fn sigterm_stops_cleanly() {
         .json()
         .unwrap();
     assert_eq!(payload_text(&job["payload"]), "kept");
-    let mode = std::fs::metadata(dir.path().join("telegate.db"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // The SQLite file is owner-only (a PostgreSQL store has no file here).
+    if store_support::postgres_url(dir.path()).is_none() {
+        let mode = std::fs::metadata(dir.path().join("telegate.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }
 
 /// Posts an interactive body for `chat` with `?wait=SECONDS` in the

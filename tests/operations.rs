@@ -220,12 +220,15 @@ async fn metrics_count_real_traffic_through_the_sandbox() {
     assert_eq!(outcome.result.unwrap().message.as_deref(), Some("Thanks!"));
 
     let bot = [("bot", "default")];
+    // The answer can go out before the click's event commits (a stored
+    // answer does not wait for the store): wait for both.
     let samples = scrape_until(&world, |s| {
         value(
             s,
             "telegate_callback_answers_total",
             &[("source", "stored")],
         ) == Some(1.0)
+            && value(s, "telegate_events_written_total", &[("type", "clicked")]).is_some()
     })
     .await;
     let get = |name: &str, labels: &[(&str, &str)]| {
@@ -559,13 +562,13 @@ async fn a_retried_job_keeps_its_random_ids_and_posts_nothing_twice() {
     let id = sent.json().unwrap()["job_id"].as_i64().unwrap();
     assert_eq!(world.bot_posts(users[0]).len(), 2);
     let first = world.job(id).await;
-    let db = rusqlite::Connection::open(world.dir.path().join("telegate.db")).unwrap();
-    db.busy_timeout(PATIENCE).unwrap();
-    db.execute_batch(&format!(
+    worker_support::store::execute(
+        world.dir.path(),
+        &format!(
         "UPDATE parts SET channel_message_id = NULL WHERE job_id = {id} AND seq = 1;
          UPDATE jobs SET state = 'failed', error_code = 5, error_text = 'the answer was lost' WHERE id = {id};"
-    ))
-    .unwrap();
+        ),
+    );
     let duplicates = telegram.stats().duplicates_suppressed;
     let retried = world
         .client

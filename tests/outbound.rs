@@ -707,13 +707,10 @@ async fn clicks_are_answered_from_a_stored_form_todays_rules_refuse() {
     // within the 200 characters the sandbox's Telegram takes).
     let long = "😀".repeat(150);
     world.worker().kill();
-    let db = rusqlite::Connection::open(world.dir.path().join("telegate.db")).unwrap();
-    db.busy_timeout(PATIENCE).unwrap();
-    let payload: String = db
-        .query_row("SELECT payload FROM jobs WHERE id = ?1", [job], |row| {
-            row.get(0)
-        })
-        .unwrap();
+    let payload = worker_support::store::query_text(
+        world.dir.path(),
+        &format!("SELECT payload FROM jobs WHERE id = {job}"),
+    );
     let mut stored: Value = serde_json::from_str(&payload).unwrap();
     let button =
         &mut stored["telegram_interactive_message"]["reply_markup"]["inline_keyboard"][0][0];
@@ -725,12 +722,11 @@ async fn clicks_are_answered_from_a_stored_form_todays_rules_refuse() {
         telegate::interactive::InteractiveRequest::from_json(stored.as_bytes()).is_err(),
         "today's rules must refuse {stored}"
     );
-    db.execute(
-        "UPDATE jobs SET payload = ?1 WHERE id = ?2",
-        rusqlite::params![stored, job],
-    )
-    .unwrap();
-    drop(db);
+    let quoted = stored.replace('\'', "''");
+    worker_support::store::execute(
+        world.dir.path(),
+        &format!("UPDATE jobs SET payload = '{quoted}' WHERE id = {job}"),
+    );
     world.start_worker().await;
 
     assert_eq!(

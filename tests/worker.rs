@@ -541,6 +541,8 @@ async fn events_with(world: &World, text: &str) -> usize {
 async fn a_full_disk_stalls_nothing_for_good() {
     // Declared first: unmounted after the worker is gone.
     let tmpfs = Tmpfs::mount("3m");
+    // The disk that fills is the SQLite store's.
+    worker_support::store::keep_on_sqlite(tmpfs.path());
     // Answers come 3 s late, so sends are in flight when the disk fills;
     // pings and calls wait longer than that.
     let config = "[connection]\ncall_timeout_ms = 30000\nping_interval_ms = 3000\n\

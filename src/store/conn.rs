@@ -40,7 +40,7 @@ impl fmt::Display for Location {
 pub enum StoreError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     #[error("cannot open the store {store}: {source}")]
     Open {
@@ -53,6 +53,18 @@ pub enum StoreError {
     Url(String),
     #[error("the query returned no row")]
     NoRow,
+}
+
+/// What went wrong, from the server's own message where there is one
+/// (`postgres::Error` alone says only "db error").
+fn postgres_message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
 }
 
 impl StoreError {

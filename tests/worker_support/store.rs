@@ -27,6 +27,9 @@ fn server() -> Option<(String, PgUrl)> {
 /// The PostgreSQL URL of `dir`'s database (created now if new), or `None`
 /// when the suite runs on SQLite.
 pub fn postgres_url(dir: &Path) -> Option<String> {
+    if dir.join(SQLITE_ONLY).exists() {
+        return None;
+    }
     let (admin, server) = server()?;
     std::fs::create_dir_all(dir).expect("the state dir");
     let marker = dir.join("postgres-database");
@@ -50,6 +53,15 @@ pub fn postgres_url(dir: &Path) -> Option<String> {
     Some(server.with_database(&name).to_string())
 }
 
+/// The marker of a state dir kept on SQLite.
+const SQLITE_ONLY: &str = "sqlite-only";
+
+/// Keeps `dir`'s store on SQLite whatever the suite runs on: for a test of
+/// what only a SQLite file does (a disk filling under it).
+pub fn keep_on_sqlite(dir: &Path) {
+    std::fs::write(dir.join(SQLITE_ONLY), b"").expect("the marker is written");
+}
+
 /// The environment that points a daemon over `dir` at its store.
 pub fn env(dir: &Path) -> Vec<(&'static str, String)> {
     postgres_url(dir)
@@ -63,5 +75,47 @@ pub fn location(dir: &Path) -> Location {
     match postgres_url(dir) {
         Some(url) => Location::postgres(&url).expect("a test database URL"),
         None => Location::Sqlite(dir.join("telegate.db")),
+    }
+}
+
+/// Runs `sql` (statements without parameters) on `dir`'s store: a test
+/// that edits what its daemon stored, on either engine.
+pub fn execute(dir: &Path, sql: &str) {
+    match postgres_url(dir) {
+        Some(url) => {
+            let sql = sql.to_owned();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                client.batch_execute(&sql).unwrap();
+            })
+            .join()
+            .expect("the statements ran");
+        }
+        None => {
+            let db = rusqlite::Connection::open(dir.join("telegate.db")).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+            db.execute_batch(sql).unwrap();
+        }
+    }
+}
+
+/// The text in the first column of the first row of `query` on `dir`'s
+/// store.
+pub fn query_text(dir: &Path, query: &str) -> String {
+    match postgres_url(dir) {
+        Some(url) => {
+            let query = query.to_owned();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                client.query_one(&query, &[]).unwrap().get::<_, String>(0)
+            })
+            .join()
+            .expect("the query ran")
+        }
+        None => {
+            let db = rusqlite::Connection::open(dir.join("telegate.db")).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+            db.query_row(query, [], |row| row.get(0)).unwrap()
+        }
     }
 }
