@@ -222,13 +222,25 @@ pub struct Config {
 }
 
 /// `[store]`: where jobs, events and idempotency keys live.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `postgres://USER:PASSWORD@HOST:PORT/DB`: a PostgreSQL database
     /// (shared by every daemon pointed at it); unset: `DIR/telegate.db`.
     /// `TELEGATE_STORE_URL` wins. A secret: it may hold a password.
     pub url: Option<Secret>,
+    /// On a shared store, how long a daemon's hold on a bot lasts without
+    /// renewal: a dead daemon's bots are taken over within it.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            lease_ttl_ms: 10_000,
+        }
+    }
 }
 
 impl StoreConfig {

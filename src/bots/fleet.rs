@@ -8,7 +8,7 @@
 //! `interactive` only change the registry. Every worker runs under a child
 //! of the fleet's cancellation token, in its own task tracker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -48,6 +48,11 @@ pub struct Fleet {
     bots: Bots,
     root: CancellationToken,
     running: BTreeMap<BotName, Running>,
+    /// The bots this daemon may run (its leases, on a shared store);
+    /// `None`: every configured bot.
+    held: Option<BTreeSet<BotName>>,
+    /// The config last applied, for [`Fleet::hold`].
+    config: Option<Config>,
 }
 
 impl Fleet {
@@ -58,17 +63,48 @@ impl Fleet {
             bots,
             root,
             running: BTreeMap::new(),
+            held: None,
+            config: None,
         }
+    }
+
+    /// Runs only the configured bots of `held` from now on (`None`: every
+    /// configured bot), applying the last config again.
+    pub async fn hold(&mut self, held: Option<BTreeSet<BotName>>) -> Result<Applied, TokenError> {
+        if self.held == held {
+            return Ok(Applied::default());
+        }
+        self.held = held;
+        match self.config.clone() {
+            Some(config) => self.apply(&config).await,
+            None => Ok(Applied::default()),
+        }
+    }
+
+    /// The enabled bots of the last config applied.
+    pub fn configured(&self) -> Vec<BotName> {
+        self.config
+            .iter()
+            .flat_map(|config| config.bots.iter())
+            .filter(|bot| bot.enabled)
+            .map(|bot| bot.name.clone())
+            .collect()
     }
 
     /// Makes the running bots those `config` asks for. A bot whose token
     /// cannot be had is an error and nothing changes.
     pub async fn apply(&mut self, config: &Config) -> Result<Applied, TokenError> {
         let mut wanted = BTreeMap::new();
-        for bot in config.bots.iter().filter(|bot| bot.enabled) {
+        let held = |name: &BotName| self.held.as_ref().is_none_or(|held| held.contains(name));
+        for bot in config
+            .bots
+            .iter()
+            .filter(|bot| bot.enabled && held(&bot.name))
+        {
             wanted.insert(bot.name.clone(), BotSpec::of(bot, config)?);
         }
         self.bots.update(config);
+        self.config = Some(config.clone());
         let mut applied = Applied::default();
         let names: Vec<BotName> = self.running.keys().cloned().collect();
         for name in names {

@@ -13,6 +13,7 @@
 
 pub mod fleet;
 pub mod keys;
+pub mod lease;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::{CliError, Global, Outcome, shutdown_signal};
 use crate::api;
 use crate::bots::fleet::{Applied, Fleet};
+use crate::bots::lease::Leasing;
 use crate::bots::worker::Shared;
 use crate::bots::{Bots, ReloadRequest};
 use crate::config::{Config, StateDir, StateLock, TelegramConfig, TokenError};
@@ -105,6 +106,26 @@ pub async fn daemon(
         dc_addr,
     );
     let mut fleet = Fleet::new(shared, bots.clone(), stop.child_token());
+    // On a shared store, bots run where their leases are held; the first
+    // tick comes at once.
+    let mut leasing = match location {
+        crate::store::Location::Postgres(_) => {
+            fleet
+                .hold(Some(Default::default()))
+                .await
+                .map_err(RunError::from)?;
+            Some(Leasing::new(Duration::from_millis(
+                config.store.lease_ttl_ms,
+            )))
+        }
+        crate::store::Location::Sqlite(_) => None,
+    };
+    let mut lease_timer = tokio::time::interval(
+        leasing
+            .as_ref()
+            .map_or(Duration::from_secs(3600), Leasing::interval),
+    );
+    lease_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let applied = fleet.apply(&config).await.map_err(RunError::from)?;
     tracing::info!(bots = applied.started.len(), "bots starting");
 
@@ -153,6 +174,14 @@ pub async fn daemon(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            _ = lease_timer.tick(), if leasing.is_some() => {
+                if let Some(leasing) = leasing.as_mut() {
+                    let held = leasing.tick(&queue, &fleet.configured()).await;
+                    if let Err(error) = fleet.hold(Some(held)).await {
+                        tracing::error!(%error, "cannot start a leased bot");
+                    }
+                }
+            }
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 let _ = reload(&mut fleet, config_file, state).await;
@@ -165,6 +194,9 @@ pub async fn daemon(
     crate::systemd::stopping();
     stop.cancel();
     fleet.stop().await;
+    if let Some(leasing) = leasing.as_mut() {
+        leasing.release_all(&queue).await;
+    }
     tasks.close();
     let served = serving.await;
     if let Some(scraping) = scraping {

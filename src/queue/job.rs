@@ -372,6 +372,19 @@ pub struct JobEvent {
     pub bot: Option<std::sync::Arc<str>>,
 }
 
+impl JobEvent {
+    /// "`bot` may have work": a change this process did not make (another
+    /// daemon's enqueue, a lease taken over). It names no job (id 0).
+    pub fn wake(bot: &str) -> JobEvent {
+        JobEvent {
+            id: JobId::new(0),
+            chat: ChatId::new(1).expect("1 is a chat id"),
+            state: JobState::Queued,
+            bot: Some(bot.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,8 @@ mod cancel;
 mod consumer;
 mod expiry;
 pub mod job;
+mod lease;
+mod listen;
 mod persist;
 mod read;
 mod recent;
@@ -39,6 +41,7 @@ pub use job::{
     DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
     Timestamp,
 };
+pub use lease::LeaseTick;
 pub use persist::{StorageRefusal, is_storage_sqlite, until_stored};
 pub use read::{JobFilter, MessageOwner, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
@@ -114,6 +117,8 @@ pub struct Queue {
 
 struct Inner {
     writer: Writer,
+    /// Other daemons' wake-ups (a shared PostgreSQL store only).
+    _listener: Option<listen::Listener>,
     readers: Readers,
     events: Arc<announce::Announcer>,
     /// Messages just sent, for clicks on them.
@@ -136,7 +141,12 @@ impl Queue {
         let (conn, recovered) = off_runtime(|| {
             let mut conn = open_writer(location)?;
             schema::migrate(&mut conn)?;
-            let recovered = consumer::recover_sending(&conn, Timestamp::now())?;
+            // A shared store's `sending` jobs may be another daemon's, in
+            // flight: each bot's come back when its lease is taken over.
+            let recovered = match location {
+                Location::Sqlite(_) => consumer::recover_sending(&conn, Timestamp::now())?,
+                Location::Postgres(_) => 0,
+            };
             Ok::<_, QueueError>((conn, recovered))
         })?;
         if recovered > 0 {
@@ -148,9 +158,21 @@ impl Queue {
                 store: location.to_string(),
                 source,
             })?;
+        let listener = match location {
+            Location::Sqlite(_) => None,
+            Location::Postgres(url) => Some(
+                listen::Listener::spawn((**url).clone(), Arc::clone(&events)).map_err(
+                    |source| StoreError::Open {
+                        store: location.to_string(),
+                        source,
+                    },
+                )?,
+            ),
+        };
         Ok(Queue {
             inner: Arc::new(Inner {
                 writer,
+                _listener: listener,
                 readers: Readers::new(location),
                 events,
                 recent: RecentSent::default(),

@@ -34,8 +34,9 @@ use tokio::sync::oneshot;
 use super::QueueError;
 use super::announce::Announcer;
 use super::job::JobEvent;
+use super::job::JobState;
 use super::persist::StorageRefusal;
-use crate::store::{Conn, StoreError};
+use crate::store::{Conn, Dialect, StoreError};
 
 /// Ops committed together at most.
 const MAX_BATCH: usize = 1024;
@@ -323,6 +324,9 @@ fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
             began = Err(why);
         }
     }
+    if began.is_ok() && conn.dialect() == Dialect::Postgres {
+        notify_other_daemons(conn, &committed_events);
+    }
     let committed = began.and_then(|()| {
         run_cached(conn, "COMMIT").map_err(|err| {
             tracing::error!(error = %err, "store commit failed");
@@ -350,6 +354,29 @@ fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
     }
     for finish in finishers {
         finish(committed.clone().map_err(QueueError::Commit));
+    }
+}
+
+/// On a shared store, tells the other daemons (at the commit) which bots
+/// this batch gave work: a queued or returned job, a freed line (what
+/// wakes a sender; `sending` and `sent` are a sender's own doing).
+fn notify_other_daemons(conn: &Conn, events: &[JobEvent]) {
+    let mut bots: Vec<&str> = events
+        .iter()
+        .filter(|event| !matches!(event.state, JobState::Sending | JobState::Sent))
+        .filter_map(|event| event.bot.as_deref())
+        .collect();
+    bots.sort_unstable();
+    bots.dedup();
+    for bot in bots {
+        // A lost notification costs latency, not work: the sender looks
+        // again at its own times.
+        if let Err(error) = conn.execute(
+            "SELECT pg_notify(?1, ?2)",
+            rusqlite::params![super::listen::CHANNEL, bot],
+        ) {
+            tracing::warn!(error = %error, "cannot notify the other daemons");
+        }
     }
 }
 

@@ -24,15 +24,18 @@ pub(crate) mod sqlite;
 pub(crate) use conn::{Conn, Dialect, OptionalExtension, Row};
 pub use conn::{Location, StoreError};
 pub use postgres::PgUrl;
-pub(crate) use postgres::{is_storage_postgres, off_runtime};
+pub(crate) use postgres::{is_storage_postgres, listen, off_runtime};
 
-/// The store a test runs on: a SQLite file in `dir`, or, when
-/// `TELEGATE_TEST_POSTGRES` names a server (as `.ci/run` does for its second
-/// pass), a database of its own there, which a store opened again on the
-/// same `dir` finds again.
+/// The store a test runs on: a SQLite file in `dir`, or, with
+/// `TELEGATE_TEST_STORE=postgres` (`.ci/run`'s second pass), a database of
+/// its own on the server `TELEGATE_TEST_POSTGRES` names, which a store
+/// opened again on the same `dir` finds again.
 #[cfg(test)]
 pub(crate) fn test_location(dir: &std::path::Path) -> Location {
-    let Ok(server) = std::env::var("TELEGATE_TEST_POSTGRES") else {
+    let server = std::env::var("TELEGATE_TEST_POSTGRES")
+        .ok()
+        .filter(|_| std::env::var("TELEGATE_TEST_STORE").as_deref() == Ok("postgres"));
+    let Some(server) = server else {
         return Location::Sqlite(dir.join("telegate.db"));
     };
     let server = PgUrl::parse(&server).expect("TELEGATE_TEST_POSTGRES is a postgres:// URL");

@@ -237,6 +237,48 @@ impl PgConn {
     }
 }
 
+/// Listens on `channel` until `stop`, calling `heard` with each
+/// notification's payload; a dropped connection is opened again (after a
+/// second), so a restarted server is heard from again.
+pub(crate) fn listen(
+    url: &PgUrl,
+    channel: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    mut heard: impl FnMut(&str),
+) {
+    use postgres::fallible_iterator::FallibleIterator;
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Acquire) {
+        let listening = url.config.connect(NoTls).and_then(|mut client| {
+            client
+                .batch_execute(&format!("LISTEN {channel}"))
+                .map(|()| client)
+        });
+        let mut client = match listening {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(error = %StoreError::from(error), "cannot listen for other daemons' work; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        while !stop.load(Ordering::Acquire) && !client.is_closed() {
+            let mut notifications = client.notifications();
+            let mut waiting = notifications.timeout_iter(Duration::from_secs(1));
+            loop {
+                match waiting.next() {
+                    Ok(Some(notification)) => heard(notification.payload()),
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::warn!(error = %StoreError::from(error), "the listening connection failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The store's SQL as PostgreSQL reads it: `?N` → `$N` (a bare `?` takes
 /// the number after the highest so far, as SQLite numbers them), and
 /// SQLite's planner hints dropped, PostgreSQL's planner choosing for

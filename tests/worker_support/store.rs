@@ -1,10 +1,12 @@
 //! The store a test's daemon (or in-process queue) runs on.
 //!
-//! By default the state dir's SQLite file. When `TELEGATE_TEST_POSTGRES`
-//! names a PostgreSQL server (`.ci/run`'s second pass starts one), every
-//! state dir gets a database of its own there, created on first use and
-//! found again (its name is kept in the state dir) when a test restarts
-//! its daemon on the same dir.
+//! By default the state dir's SQLite file. With `TELEGATE_TEST_STORE=postgres`
+//! (`.ci/run`'s second pass), every state dir gets a database of its own on
+//! the PostgreSQL server `TELEGATE_TEST_POSTGRES` names (`.ci/run` starts
+//! one), created on first use and found again (its name is kept in the
+//! state dir) when a test restarts its daemon on the same dir. Tests of
+//! what only a shared store does take a database of their own with
+//! [`shared_database`], whatever the pass.
 
 // Each test binary uses part of it.
 #![allow(dead_code)]
@@ -13,15 +15,45 @@ use std::path::Path;
 
 use telegate::store::{Location, PgUrl};
 
-/// The server the suite runs against, if any: its URL as given (the
-/// test server trusts loopback clients, so it holds no password) and
-/// parsed.
+/// The server the suite runs against, if it runs on PostgreSQL.
 fn server() -> Option<(String, PgUrl)> {
-    let url = std::env::var("TELEGATE_TEST_POSTGRES").ok()?;
+    if std::env::var("TELEGATE_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    Some(postgres_server())
+}
+
+/// The test server: its URL as given (it trusts loopback clients, so the
+/// URL holds no password) and parsed.
+fn postgres_server() -> (String, PgUrl) {
+    let url = std::env::var("TELEGATE_TEST_POSTGRES").expect(
+        "TELEGATE_TEST_POSTGRES names no PostgreSQL server: run the suite with `bash .ci/run`, \
+         which starts one",
+    );
     match Location::postgres(&url) {
-        Ok(Location::Postgres(parsed)) => Some((url, *parsed)),
+        Ok(Location::Postgres(parsed)) => (url, *parsed),
         _ => panic!("TELEGATE_TEST_POSTGRES is not a postgres:// URL"),
     }
+}
+
+/// A new database on the test server, for daemons that share it: its URL.
+pub fn shared_database() -> String {
+    let (admin, server) = postgres_server();
+    let name = format!("t_{:016x}", rand::random::<u64>());
+    create_database(admin, &name);
+    server.with_database(&name).to_string()
+}
+
+fn create_database(admin: String, name: &str) {
+    let create = format!("CREATE DATABASE {name}");
+    // The blocking client runs a runtime of its own: off tokio's.
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .expect("the test server takes connections");
+        client.batch_execute(&create).expect("a test database");
+    })
+    .join()
+    .expect("the test database is created");
 }
 
 /// The PostgreSQL URL of `dir`'s database (created now if new), or `None`
@@ -37,15 +69,7 @@ pub fn postgres_url(dir: &Path) -> Option<String> {
         Ok(name) => name,
         Err(_) => {
             let name = format!("t_{:016x}", rand::random::<u64>());
-            let create = format!("CREATE DATABASE {name}");
-            // The blocking client runs a runtime of its own: off tokio's.
-            std::thread::spawn(move || {
-                let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-                    .expect("the test server takes connections");
-                client.batch_execute(&create).expect("a test database");
-            })
-            .join()
-            .expect("the test database is created");
+            create_database(admin, &name);
             std::fs::write(&marker, &name).expect("the test database's name is kept");
             name
         }

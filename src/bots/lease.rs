@@ -1,0 +1,119 @@
+//! The daemon's side of bot leases (see `queue::lease` for the rows): on a
+//! shared store, tick every fifth of the lease's life (a dead daemon's bots
+//! are taken within the lease plus one tick), run exactly the bots
+//! whose leases this daemon holds, and stop every one of them once the
+//! last successful renewal is older than the lease minus a margin — before
+//! the lease can lapse on the server and another daemon take the bot — so
+//! that no two daemons ever drive one bot's session at once, even when this
+//! one cannot reach the store.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::BotName;
+use crate::queue::Queue;
+
+/// The daemon's leases.
+pub struct Leasing {
+    holder: String,
+    ttl: Duration,
+    /// Bots stopped for handing over, whose leases the next tick deletes.
+    releasing: Vec<String>,
+    /// Until when the leases held are certainly this daemon's.
+    valid_until: Option<Instant>,
+    held: BTreeSet<BotName>,
+}
+
+impl Leasing {
+    /// Leases of `ttl`, held under a name unique to this process.
+    pub fn new(ttl: Duration) -> Leasing {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
+        Leasing {
+            holder: format!(
+                "{host}:{}:{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+            ttl,
+            releasing: Vec::new(),
+            valid_until: None,
+            held: BTreeSet::new(),
+        }
+    }
+
+    /// How often to tick.
+    pub fn interval(&self) -> Duration {
+        self.ttl / 5
+    }
+
+    /// Safety margin: a renewal is trusted for `ttl - margin`, more than a
+    /// tick and its timeout short of the lease.
+    fn margin(&self) -> Duration {
+        self.ttl / 4
+    }
+
+    /// After the bots stopped: hands every lease over at once, so other
+    /// daemons take the bots at their next tick instead of after the ttl.
+    pub async fn release_all(&mut self, queue: &Queue) {
+        self.releasing
+            .extend(self.held.iter().map(|name| name.as_str().to_owned()));
+        self.held.clear();
+        let _ = self.tick(queue, &[]).await;
+    }
+
+    /// One tick; returns the bots this daemon may run now.
+    pub async fn tick(&mut self, queue: &Queue, configured: &[BotName]) -> BTreeSet<BotName> {
+        let started = Instant::now();
+        let bots = configured
+            .iter()
+            .map(|name| name.as_str().to_owned())
+            .collect();
+        let released = std::mem::take(&mut self.releasing);
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let ticked = tokio::time::timeout(
+            self.interval(),
+            queue.lease_tick(&self.holder, bots, released.clone(), ttl_ms),
+        )
+        .await;
+        match ticked {
+            Ok(Ok(tick)) => {
+                self.valid_until = Some(started + self.ttl - self.margin());
+                for bot in &tick.taken {
+                    tracing::info!(bot, daemons = tick.daemons, "took the bot's lease");
+                }
+                for bot in &tick.excess {
+                    tracing::info!(bot, daemons = tick.daemons, "handing the bot over");
+                }
+                self.held = tick
+                    .held
+                    .iter()
+                    .filter(|(bot, _)| !tick.excess.contains(bot))
+                    .filter_map(|(bot, _)| configured.iter().find(|c| c.as_str() == bot).cloned())
+                    .collect();
+                self.releasing = tick.excess;
+            }
+            outcome => {
+                // Not handed over yet: the next tick tries again.
+                self.releasing = released;
+                match outcome {
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot renew the bots' leases"),
+                    _ => tracing::warn!("renewing the bots' leases timed out"),
+                }
+                if self.valid_until.is_none_or(|until| Instant::now() >= until)
+                    && !self.held.is_empty()
+                {
+                    tracing::error!(
+                        bots = self.held.len(),
+                        "leases not renewed in time: stopping their bots"
+                    );
+                    self.held.clear();
+                }
+            }
+        }
+        self.held.clone()
+    }
+}
