@@ -8,6 +8,7 @@
 //! one cannot reach the store.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -24,24 +25,28 @@ pub struct Leasing {
     /// Until when the leases held are certainly this daemon's.
     valid_until: Option<Instant>,
     held: BTreeSet<BotName>,
+    /// Until the first tick succeeds: the leases this holder still has
+    /// from before a restart are treated as taken over (their jobs left
+    /// `sending` go back in line).
+    restarted: bool,
 }
 
 impl Leasing {
-    /// Leases of `ttl`, held under a name unique to this process.
-    pub fn new(ttl: Duration) -> Leasing {
+    /// Leases of `ttl`, held under this host's and state dir's name: a
+    /// daemon restarted over the same dir (only one can run over it at a
+    /// time) is the same holder, and takes its bots back at once.
+    pub fn new(ttl: Duration, state: &Path) -> Leasing {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|_| "host".into());
+        let dir = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_owned());
         Leasing {
-            holder: format!(
-                "{host}:{}:{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ),
+            holder: format!("{host}:{}", dir.display()),
             ttl,
             releasing: Vec::new(),
             valid_until: None,
             held: BTreeSet::new(),
+            restarted: true,
         }
     }
 
@@ -76,11 +81,12 @@ impl Leasing {
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let ticked = tokio::time::timeout(
             self.interval(),
-            queue.lease_tick(&self.holder, bots, released.clone(), ttl_ms),
+            queue.lease_tick(&self.holder, bots, released.clone(), ttl_ms, self.restarted),
         )
         .await;
         match ticked {
             Ok(Ok(tick)) => {
+                self.restarted = false;
                 self.valid_until = Some(started + self.ttl - self.margin());
                 for bot in &tick.taken {
                     tracing::info!(bot, daemons = tick.daemons, "took the bot's lease");

@@ -114,9 +114,10 @@ pub async fn daemon(
                 .hold(Some(Default::default()))
                 .await
                 .map_err(RunError::from)?;
-            Some(Leasing::new(Duration::from_millis(
-                config.store.lease_ttl_ms,
-            )))
+            Some(Leasing::new(
+                Duration::from_millis(config.store.lease_ttl_ms),
+                state.root(),
+            ))
         }
         crate::store::Location::Sqlite(_) => None,
     };

@@ -67,17 +67,30 @@ impl Queue {
     /// One lease tick for `holder`: beat, hand over `released` (bots it
     /// stopped), renew what it holds, take free leases of `bots` up to its
     /// share, and say which it holds. `ttl_ms`: how long a lease (and a
-    /// beat) lasts without renewal.
+    /// beat) lasts without renewal. `restarted`: the holder's first tick,
+    /// so the leases it still holds are taken over as a dead holder's.
     pub async fn lease_tick(
         &self,
         holder: &str,
         bots: Vec<String>,
         released: Vec<String>,
         ttl_ms: i64,
+        restarted: bool,
     ) -> Result<LeaseTick, QueueError> {
         let holder = holder.to_owned();
-        self.write(move |conn, events| tick(conn, &holder, &bots, &released, ttl_ms, events))
-            .await
+        self.write(move |conn, events| {
+            let mut tick = tick(conn, &holder, &bots, &released, ttl_ms, events)?;
+            if restarted {
+                for (bot, token) in &mut tick.held {
+                    if !tick.taken.contains(bot) {
+                        *token = retake(conn, &holder, bot, events)?;
+                        tick.taken.push(bot.clone());
+                    }
+                }
+            }
+            Ok(tick)
+        })
+        .await
     }
 }
 
@@ -160,6 +173,47 @@ fn tick(
         excess,
         daemons: usize::try_from(daemons).unwrap_or(1),
     })
+}
+
+/// A lease this holder had before it restarted: the next fencing token,
+/// and the jobs the dead process left `sending` back in line.
+fn retake(
+    conn: &Conn,
+    holder: &str,
+    bot: &str,
+    events: &mut Vec<JobEvent>,
+) -> Result<i64, QueueError> {
+    let token: i64 = conn.query_row(
+        "UPDATE bot_leases SET token = token + 1 WHERE bot = ?1 AND holder = ?2 RETURNING token",
+        params![bot, holder],
+        |row| row.get(0),
+    )?;
+    let now: i64 = conn.query_row(SERVER_NOW, params![], |row| row.get(0))?;
+    return_sending(conn, bot, now, events)?;
+    Ok(token)
+}
+
+/// Puts `bot`'s jobs left `sending` by its last holder back in line, their
+/// `random_id`s unchanged, and wakes whoever sends for it.
+fn return_sending(
+    conn: &Conn,
+    bot: &str,
+    now: i64,
+    events: &mut Vec<JobEvent>,
+) -> Result<(), QueueError> {
+    let returned = conn.execute(
+        "UPDATE jobs SET state = 'queued', updated_at = ?2 WHERE bot = ?1 AND state = 'sending'",
+        params![bot, now],
+    )?;
+    if returned > 0 {
+        tracing::warn!(
+            bot,
+            jobs = returned,
+            "jobs the bot's last holder left in sending are due again"
+        );
+    }
+    events.push(JobEvent::wake(bot));
+    Ok(())
 }
 
 /// Takes `bot`'s lease if it is free (never held, or expired), with the
