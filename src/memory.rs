@@ -10,11 +10,15 @@
 //!   pages it reads, one by one.
 //! - glibc raises its mmap threshold to the size of any mmapped block freed
 //!   (up to 32 MiB). grammers gives every connection a 1 MiB read buffer
-//!   and a 1 MiB write buffer; once one was freed (a bot reconnected), later
-//!   buffers came from the heap arenas, where they are zeroed or reused and
-//!   so resident, where mmapped ones cost only the pages touched: 0.44 MiB
-//!   per idle bot at 1,000 bots against 0.20 with the threshold pinned at
-//!   glibc's own initial 128 KiB.
+//!   and a 1 MiB write buffer; once one was freed (a bot reconnected: a
+//!   1,000-bot start on two cores has the liveness watchdog drop dozens),
+//!   later buffers came from the heap arenas, where they are zeroed or
+//!   reused and so resident, where mmapped ones cost only the pages
+//!   touched: 0.44 MiB per idle bot at 1,000 bots against 0.20 with the
+//!   threshold pinned at glibc's own initial 128 KiB. Blocks that large are
+//!   otherwise rare (media parts): each costs an mmap and its page faults,
+//!   small beside moving it over the network (the sender's CPU per job did
+//!   not change measurably in `benches/bots.rs`).
 //!
 //! [`configure`] must run before the first SQLite connection of the process
 //! (SQLite refuses the setting once initialized), so `main` calls it first.
