@@ -23,6 +23,7 @@ pub mod inbound;
 pub mod interactive;
 pub mod limits;
 pub mod media;
+pub mod memory;
 pub mod messages;
 pub mod metrics;
 pub mod operations;

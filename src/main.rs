@@ -2,9 +2,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use telegate::cli::{self, Cli, Outcome};
+use telegate::memory;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before any SQLite connection; what it could not set only costs memory.
+    let _ = memory::configure();
     let cli = Cli::parse();
     cli::init_logging(&cli.global);
     match cli::run(cli).await {

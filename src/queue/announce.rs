@@ -15,6 +15,13 @@ use super::JobEvent;
 /// it lagged (and looks at the store again).
 const CAPACITY: usize = 4096;
 
+/// [`CAPACITY`] for one bot's sender. A broadcast channel allocates and
+/// fills every slot up front (64 bytes each), so 4096 would cost each bot
+/// 256 KiB held for its lifetime; and a sender only needs to know that its
+/// jobs changed: a lag wakes it like any event, and one look at the store
+/// serves the whole burst it missed.
+const BOT_CAPACITY: usize = 128;
+
 pub(crate) struct Announcer {
     all: broadcast::Sender<JobEvent>,
     by_bot: Mutex<HashMap<Arc<str>, broadcast::Sender<JobEvent>>>,
@@ -58,7 +65,7 @@ impl Announcer {
         let mut by_bot = self.by_bot.lock().unwrap_or_else(PoisonError::into_inner);
         by_bot
             .entry(Arc::from(bot))
-            .or_insert_with(|| broadcast::channel(CAPACITY).0)
+            .or_insert_with(|| broadcast::channel(BOT_CAPACITY).0)
             .subscribe()
     }
 }
@@ -95,5 +102,23 @@ mod tests {
         assert_eq!(ids(&mut all), [JobId::new(1), JobId::new(2), JobId::new(3)]);
         assert_eq!(ids(&mut a), [JobId::new(1), JobId::new(2)]);
         assert_eq!(ids(&mut b), [JobId::new(2)]);
+    }
+
+    #[test]
+    fn a_bots_listener_behind_by_more_than_its_capacity_is_told_it_lagged() {
+        let announcer = Announcer::new();
+        let mut all = announcer.subscribe();
+        let mut a = announcer.subscribe_bot("a");
+        let burst = i64::try_from(BOT_CAPACITY).unwrap() + 1;
+        for id in 1..=burst {
+            announcer.announce(event(id, Some("a")));
+        }
+        assert_eq!(
+            a.try_recv().unwrap_err(),
+            broadcast::error::TryRecvError::Lagged(1)
+        );
+        assert_eq!(a.try_recv().unwrap().id, JobId::new(2));
+        // Every listener keeps its own, larger backlog.
+        assert_eq!(all.try_recv().unwrap().id, JobId::new(1));
     }
 }
