@@ -244,6 +244,9 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
+    /// The shortest lease: renewals every fifth of it must fit a commit.
+    pub const MIN_LEASE_TTL_MS: u64 = 1_000;
+
     /// The store: the URL's database, or the state dir's SQLite file.
     pub fn location(&self, state: &StateDir) -> Result<crate::store::Location, ConfigError> {
         match &self.url {
@@ -666,6 +669,16 @@ impl Config {
             ));
         }
         self.webhook.check()?;
+        if self.store.lease_ttl_ms < StoreConfig::MIN_LEASE_TTL_MS {
+            return Err(format!(
+                "`store.lease_ttl_ms` must be at least {} (a daemon renews every fifth of it)",
+                StoreConfig::MIN_LEASE_TTL_MS
+            ));
+        }
+        if let Some(url) = &self.store.url {
+            crate::store::Location::postgres(url.expose())
+                .map_err(|error| format!("`store.url`: {error}"))?;
+        }
         if !self.api.product_tokens.is_empty() {
             return Err(
                 "`api.product_tokens` is replaced by per-bot API keys: a CM.com product token \
@@ -768,6 +781,20 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn a_store_url_must_be_postgres_and_a_lease_long_enough() {
+        let config = |toml: &str| Config::parse(toml).unwrap().check();
+        let error = config("[store]\nurl = \"mysql://me:hunter2@db/jobs\"\n").unwrap_err();
+        assert!(
+            error.contains("store.url") && error.contains("postgres://"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+        let error = config("[store]\nlease_ttl_ms = 500\n").unwrap_err();
+        assert!(error.contains("store.lease_ttl_ms"), "{error}");
+        assert!(config("[store]\nurl = \"postgres://me:pw@127.0.0.1/jobs\"\n").is_ok());
+    }
 
     use super::*;
 

@@ -36,7 +36,8 @@ impl Announcer {
     }
 
     /// Tells every listener, and the listeners of the event's bot (of every
-    /// bot, if it names none).
+    /// bot, if it names none). A wake-up ([`JobEvent::wake`]) is no change
+    /// of a job: only the bot's listeners hear it.
     pub fn announce(&self, event: JobEvent) {
         let by_bot = self.by_bot.lock().unwrap_or_else(PoisonError::into_inner);
         match &event.bot {
@@ -52,7 +53,9 @@ impl Announcer {
             }
         }
         drop(by_bot);
-        let _ = self.all.send(event);
+        if !event.is_wake() {
+            let _ = self.all.send(event);
+        }
     }
 
     /// Every change.
@@ -120,5 +123,17 @@ mod tests {
         assert_eq!(a.try_recv().unwrap().id, JobId::new(2));
         // Every listener keeps its own, larger backlog.
         assert_eq!(all.try_recv().unwrap().id, JobId::new(1));
+    }
+
+    #[test]
+    fn a_wake_up_reaches_its_bots_listeners_only() {
+        let announcer = Announcer::new();
+        let mut all = announcer.subscribe();
+        let mut a = announcer.subscribe_bot("a");
+        let mut b = announcer.subscribe_bot("b");
+        announcer.announce(JobEvent::wake("a"));
+        assert!(a.try_recv().unwrap().is_wake());
+        assert!(b.try_recv().is_err(), "another bot's wake-up");
+        assert!(all.try_recv().is_err(), "a wake-up is no job's change");
     }
 }

@@ -383,6 +383,11 @@ impl JobEvent {
             bot: Some(bot.into()),
         }
     }
+
+    /// Whether this is a [`JobEvent::wake`] rather than a job's change.
+    pub fn is_wake(&self) -> bool {
+        self.id.get() == 0
+    }
 }
 
 #[cfg(test)]

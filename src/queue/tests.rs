@@ -430,6 +430,28 @@ async fn multi_part_jobs_keep_a_random_id_per_part() {
 #[tokio::test]
 async fn jobs_left_sending_are_due_again_after_reopening() {
     let s = store();
+    // On a shared store the bot's lease holder is who returns them: when it
+    // comes back after a crash (its first tick), or another takes over.
+    let shared = matches!(s.location, Location::Postgres(_));
+    let tick = |queue: &Queue, restarted: bool| {
+        let queue = queue.clone();
+        async move {
+            queue
+                .lease_tick(
+                    "daemon-a",
+                    vec![DEFAULT_BOT.into()],
+                    vec![],
+                    10_000,
+                    restarted,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    if shared {
+        let held = tick(&s.queue, true).await.held;
+        assert_eq!(held, [(DEFAULT_BOT.to_owned(), 1)]);
+    }
     let id = enqueue(&s.queue, 1, "x").await;
     let taken = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
     let random_id = taken[0].parts[0].random_id;
@@ -437,6 +459,17 @@ async fn jobs_left_sending_are_due_again_after_reopening() {
     drop(s.queue);
 
     let reopened = Queue::open_at(&s.location).unwrap();
+    if shared {
+        let state = reopened.job(id).await.unwrap().unwrap().state;
+        assert_eq!(state, JobState::Sending, "not before the holder says so");
+        let tick = tick(&reopened, true).await;
+        assert_eq!(tick.taken, [DEFAULT_BOT]);
+        assert_eq!(
+            tick.held,
+            [(DEFAULT_BOT.to_owned(), 2)],
+            "the next fencing token"
+        );
+    }
     let job = reopened.job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Queued);
     assert_eq!(job.attempts, 1);
