@@ -240,18 +240,7 @@ fn take(
         )
         .optional()?;
     if token.is_some() {
-        let returned = conn.execute(
-            "UPDATE jobs SET state = 'queued', updated_at = ?2 WHERE bot = ?1 AND state = 'sending'",
-            params![bot, now],
-        )?;
-        if returned > 0 {
-            tracing::warn!(
-                bot,
-                jobs = returned,
-                "jobs the bot's last holder left in sending are due again"
-            );
-        }
-        events.push(JobEvent::wake(bot));
+        return_sending(conn, bot, now, events)?;
     }
     Ok(token)
 }
