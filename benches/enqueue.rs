@@ -14,6 +14,11 @@
 //! - raw: one connection, `journal_mode=WAL`, `synchronous=FULL`, one
 //!   `INSERT` per transaction into a table shaped like `jobs`.
 //!
+//! - with `TELEGATE_BENCH_POSTGRES=postgres://…` (a server the bench may
+//!   create databases on, e.g. `source .ci/postgres` then
+//!   `TELEGATE_BENCH_POSTGRES=$TELEGATE_TEST_POSTGRES`), the same socket
+//!   round again with the store on PostgreSQL, a fresh database a round.
+//!
 //! Prints every round, the medians and their ratio, against the targets
 //! (≥ 20,000 jobs/s and ≥ 0.5 × raw).
 
@@ -25,6 +30,7 @@ use serde_json::json;
 use telegate::api::client::Client;
 use telegate::config::ApiConfig;
 use telegate::queue::Queue;
+use telegate::store::Location;
 use tokio::sync::oneshot;
 
 const CLIENTS: usize = 16;
@@ -56,10 +62,32 @@ fn body(chat: usize, n: usize) -> String {
     json!({ "destination_user_id": (1000 + chat).to_string(), "text": text }).to_string()
 }
 
-/// Jobs per second through the socket with [`CLIENTS`] concurrent clients.
-async fn socket_round(jobs: usize) -> f64 {
+/// A new database on the PostgreSQL server `server` names.
+fn postgres_store(server: &str) -> Location {
+    let name = format!("bench_{:016x}", rand::random::<u64>());
+    let admin = server.to_owned();
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("server");
+        client.batch_execute(&create).expect("database");
+    })
+    .join()
+    .expect("created");
+    match Location::postgres(server).expect("a postgres:// URL") {
+        Location::Postgres(url) => Location::Postgres(Box::new(url.with_database(&name))),
+        sqlite => sqlite,
+    }
+}
+
+/// Jobs per second through the socket with [`CLIENTS`] concurrent clients,
+/// the store in the temp dir or on `postgres`.
+async fn socket_round(jobs: usize, postgres: Option<&str>) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
-    let queue = Queue::open(&dir.path().join("telegate.db")).expect("store");
+    let location = match postgres {
+        Some(server) => postgres_store(server),
+        None => Location::Sqlite(dir.path().join("telegate.db")),
+    };
+    let queue = Queue::open_at(&location).expect("store");
     let path = dir.path().join("telegate.sock");
     let (listener, socket_file) = telegate::api::socket::bind(&path).await.expect("bind");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -171,21 +199,34 @@ fn main() {
         std::env::temp_dir().display()
     );
     // Warm-up: page cache, allocator, code paths.
-    runtime.block_on(socket_round(jobs / 10));
+    let server = std::env::var("TELEGATE_BENCH_POSTGRES").ok();
+    runtime.block_on(socket_round(jobs / 10, None));
     raw_round(raw_rows / 10);
 
-    let (mut socket, mut raw) = (Vec::new(), Vec::new());
+    let (mut socket, mut raw, mut shared) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let s = runtime.block_on(socket_round(jobs));
+        let s = runtime.block_on(socket_round(jobs, None));
         let r = raw_round(raw_rows);
+        let p = server
+            .as_deref()
+            .map(|server| runtime.block_on(socket_round(jobs, Some(server))));
         println!(
-            "round {round}: socket {s:>9.0} jobs/s   raw insert {r:>8.0} rows/s   ratio {:.2}   load {}",
+            "round {round}: socket {s:>9.0} jobs/s   raw insert {r:>8.0} rows/s   ratio {:.2}{}   load {}",
             s / r,
+            p.map_or_else(String::new, |p| format!("   on PostgreSQL {p:>8.0} jobs/s")),
             load_average()
         );
         socket.push(s);
         raw.push(r);
+        shared.extend(p);
         std::thread::sleep(Duration::from_millis(200));
+    }
+    if !shared.is_empty() {
+        let (s, p) = (median(&mut socket.clone()), median(&mut shared));
+        println!(
+            "median on PostgreSQL: {p:.0} jobs/s = {:.2} x SQLite's {s:.0}",
+            p / s
+        );
     }
     let (s, r) = (median(&mut socket), median(&mut raw));
     let ratio = s / r;
