@@ -44,12 +44,16 @@ fn config(unreachable_key: &str, unreachable_enabled: bool, with_refused: bool) 
 fn provision(dir: &Path, sandbox: &Sandbox) {
     let state = StateDir::new(dir);
     let name = |n: &str| BotName::new(n).unwrap();
-    // The DC's key for bots: it connects, and then the token is refused.
+    // A key the DC knows: it connects, and then the token is refused. Not
+    // the default bot's, which is live on another connection (that would
+    // be AUTH_KEY_DUPLICATED): a second sandbox bot's.
+    let telegram = sandbox.telegram();
+    let other = telegram.ensure_bots(2)[1];
     SessionStore::provision(
         &state.bot_session(&name("refused")),
         DC_ID,
         sandbox.dc_addr(),
-        sandbox.telegram().bot_auth_key(BOT_ID).unwrap(),
+        telegram.bot_auth_key(other).unwrap(),
     )
     .unwrap();
     SessionStore::provision(

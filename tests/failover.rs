@@ -271,6 +271,11 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
             .collect();
         assert_eq!(texts, expected, "bot {b}, user {user}");
     }
+    // No bot's key was on two live connections: the takeover waited for
+    // the killed daemon's connections to close.
+    let traffic = sandbox.traffic();
+    assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
+    assert_eq!(traffic.max_live_connections_per_key, 1, "{traffic:?}");
     let stats = telegram.stats();
     eprintln!(
         "took over {} bots in {takeover:?}; {sent_at_kill} of {total} sent at the kill; \

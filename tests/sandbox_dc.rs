@@ -1002,3 +1002,49 @@ async fn a_client_that_never_reads_its_updates_is_let_go() {
     let mut rest = Vec::new();
     within(raw.socket.read_to_end(&mut rest)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_live_connection_with_one_key_gets_auth_key_duplicated() {
+    let sandbox = Sandbox::start(&[1, 2]).await;
+    let addr = sandbox.dc.local_addr();
+    let get_state = || tl::functions::updates::GetState {}.to_bytes();
+    let served = || {
+        sandbox
+            .service
+            .count(tl::functions::updates::GetState::CONSTRUCTOR_ID)
+    };
+
+    let mut first = RawClient::intermediate(addr, key(1)).await;
+    first.send(&[get_state()]).await.unwrap();
+    assert!(!only_result(&within(first.next_results()).await).is_empty());
+    assert_eq!(served(), 1);
+
+    // Same key, the first connection still open: refused, with an answer.
+    let mut second = RawClient::intermediate(addr, key(1)).await;
+    for _ in 0..2 {
+        second.send(&[get_state()]).await.unwrap();
+        let (code, message) = only_error(&within(second.next_results()).await);
+        assert_eq!((code, message.as_str()), (406, "AUTH_KEY_DUPLICATED"));
+    }
+    assert_eq!(served(), 1, "the refused connection reached the service");
+
+    // Another key is not affected, and the first connection is served on.
+    let mut other = RawClient::intermediate(addr, key(2)).await;
+    other.send(&[get_state()]).await.unwrap();
+    assert!(!only_result(&within(other.next_results()).await).is_empty());
+    first.send(&[get_state()]).await.unwrap();
+    assert!(!only_result(&within(first.next_results()).await).is_empty());
+    assert_eq!(served(), 3);
+
+    // Once the first closed, the key is free again.
+    drop(first);
+    let mut third = RawClient::intermediate(addr, key(1)).await;
+    third.send(&[get_state()]).await.unwrap();
+    assert!(!only_result(&within(third.next_results()).await).is_empty());
+    assert_eq!(served(), 4);
+
+    let counts = sandbox.traffic.counts();
+    assert_eq!(counts.auth_key_duplicates_refused, 1);
+    assert_eq!(counts.max_live_connections_per_key, 1);
+    drop(second);
+}

@@ -428,6 +428,11 @@ async fn a_job_sent_into_a_black_hole_is_delivered_soon_after_it_ends() {
         ended.elapsed()
     );
     assert_eq!(world.bot_texts(user), ["before", "during"]);
+    // The reconnect left the swallowed connection open at the sandbox: its
+    // dead mapping does not hold the key, so nothing was refused.
+    let traffic = world.sandbox.traffic();
+    assert_eq!(traffic.auth_key_duplicates_refused, 0);
+    assert_eq!(traffic.max_live_connections_per_key, 1);
     assert!(
         world
             .worker

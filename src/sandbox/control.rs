@@ -1336,6 +1336,8 @@ impl Control {
         body["connections_by_transport"] = json!(traffic.connections_by_transport);
         body["connections_by_dc"] = json!(traffic.connections_by_dc);
         body["connections_refused"] = json!(traffic.refused);
+        body["auth_key_duplicates_refused"] = json!(traffic.auth_key_duplicates_refused);
+        body["max_live_connections_per_key"] = json!(traffic.max_live_connections_per_key);
         body["faults_served"] = json!(self.faults.served_counts());
         Ok(body)
     }

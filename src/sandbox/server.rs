@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::control::{self, Control};
-use super::dc::{Dc, DcAdmission, DcLimits, DcParts, Traffic};
+use super::dc::{Dc, DcAdmission, DcLimits, DcParts, Traffic, TrafficCounts};
 use super::state_file::{StateFile, StateFileError};
 use super::telegram::{DC_ID, DC_IDS, DEFAULT_CALLBACK_TIMEOUT, FakeTelegram, World};
 use super::web::{self, RunningWeb, WebError, WebOptions};
@@ -194,6 +194,11 @@ impl Sandbox {
     /// Where each DC (1–5) listens.
     pub fn dc_addrs(&self) -> &BTreeMap<i32, SocketAddrV4> {
         &self.dc_addrs
+    }
+
+    /// The DCs' counters (what `GET /stats` shows of them).
+    pub fn traffic(&self) -> TrafficCounts {
+        self.traffic.counts()
     }
 
     /// What the control API (and the web page) work on.

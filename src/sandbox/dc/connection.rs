@@ -10,6 +10,15 @@
 //! every transport. Any protocol violation closes the connection; nothing a
 //! client sends can panic the server, stall it or make it grow unbounded
 //! (see [`super::admission`]).
+//!
+//! One auth key is served on one live connection at a time, as Telegram
+//! insists when one key is used from two places at once (several daemons
+//! sharing a bot must not both use it): a later connection with a key whose
+//! first connection is still live (open, its NAT mapping not dead) gets
+//! `406 AUTH_KEY_DUPLICATED` for every call, while the first one is served
+//! on; once it closed, the key is free.
+//! grammers opens one connection per DC, each DC with its own key, so a
+//! single client never trips this.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -50,6 +59,10 @@ const GZIP_THRESHOLD: usize = 128 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Client msg_ids remembered for `msgs_state_req`.
 const REMEMBERED_MSG_IDS: usize = 4096;
+/// How long a connection whose auth key another live connection is served
+/// with waits for that one to end before it is refused (see
+/// [`super::admission::ServedKeys::claim`]).
+const DUPLICATE_GRACE: Duration = Duration::from_millis(250);
 
 /// What every connection of one DC shares.
 pub struct Context {
@@ -211,6 +224,23 @@ async fn run(
         return refuse(&mut writer, 429, "per auth key").await;
     };
     let (envelope, quick_ack) = open(&key, &mut first)?;
+    let mapping = Arc::new(NatMapping::new(Arc::clone(&context.faults), key.id()));
+    let served = context
+        .admission
+        .served_keys
+        .claim(key.id(), &mapping, DUPLICATE_GRACE)
+        .await;
+    let claim = match served {
+        Some((slot, live)) => {
+            context.traffic.served_key(live);
+            Some(slot)
+        }
+        None => {
+            context.traffic.auth_key_duplicate_refused();
+            info!(%peer, auth_key_id = key.id(), "auth key served on another connection: answering 406 AUTH_KEY_DUPLICATED");
+            None
+        }
+    };
     let session_id = envelope.session_id;
     let _session = context.sessions.take((key.id(), session_id), usize::MAX);
     debug!(auth_key_id = key.id(), "connection authenticated");
@@ -233,8 +263,8 @@ async fn run(
         idle: IDLE_TIMEOUT,
         subscribe: Some(subscribe),
         received: RecentIds::default(),
+        duplicate: claim.is_none(),
     };
-    let mapping = Arc::new(NatMapping::new(Arc::clone(&context.faults), key.id()));
     let reading = ReadState {
         mapping: Arc::clone(&mapping),
         key: key.clone(),
@@ -615,6 +645,9 @@ struct Dispatcher {
     /// not wrapped in `invokeWithoutUpdates` (as Telegram does).
     subscribe: Option<oneshot::Sender<crate::sandbox::Pushes>>,
     received: RecentIds,
+    /// The key is served on another live connection: every call here is
+    /// answered `406 AUTH_KEY_DUPLICATED`, nothing reaches the service.
+    duplicate: bool,
 }
 
 impl Dispatcher {
@@ -622,6 +655,9 @@ impl Dispatcher {
         for (msg_id, request) in codec::unpack(message)? {
             self.received.insert(msg_id);
             match request {
+                Request::Call { .. } if self.duplicate => {
+                    self.answer(codec::rpc_error(msg_id, 406, "AUTH_KEY_DUPLICATED"));
+                }
                 Request::Call {
                     body,
                     without_updates,

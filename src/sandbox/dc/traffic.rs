@@ -1,5 +1,6 @@
 //! What `GET /stats` shows of the DCs: connections by transport and by DC,
-//! and the connections refused or closed by a bound.
+//! the connections refused or closed by a bound, and those refused because
+//! their auth key was in use on another connection.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -21,6 +22,12 @@ pub struct TrafficCounts {
     pub connections_by_dc: BTreeMap<i32, u64>,
     /// Connections refused or closed by a bound, by reason.
     pub refused: BTreeMap<&'static str, u64>,
+    /// Connections answered `406 AUTH_KEY_DUPLICATED`: their auth key was
+    /// served on another live connection.
+    pub auth_key_duplicates_refused: u64,
+    /// The most connections ever served at once with one auth key: 1 once
+    /// any was served, more only if the one-connection rule broke.
+    pub max_live_connections_per_key: u64,
 }
 
 impl Traffic {
@@ -42,6 +49,17 @@ impl Traffic {
 
     pub(crate) fn refused(&self, reason: &'static str) {
         *self.lock().refused.entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn auth_key_duplicate_refused(&self) {
+        self.lock().auth_key_duplicates_refused += 1;
+    }
+
+    /// A connection is served with a key that `live` connections use now.
+    pub(crate) fn served_key(&self, live: usize) {
+        let live = u64::try_from(live).unwrap_or(u64::MAX);
+        let mut counts = self.lock();
+        counts.max_live_connections_per_key = counts.max_live_connections_per_key.max(live);
     }
 
     pub fn counts(&self) -> TrafficCounts {
