@@ -50,6 +50,11 @@ impl Leasing {
         }
     }
 
+    /// The name this daemon holds leases under.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     /// How often to tick.
     pub fn interval(&self) -> Duration {
         self.ttl / 5

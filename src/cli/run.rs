@@ -121,6 +121,9 @@ pub async fn daemon(
         }
         crate::store::Location::Sqlite(_) => None,
     };
+    if let Some(leasing) = &leasing {
+        queue.fence(leasing.holder());
+    }
     let mut lease_timer = tokio::time::interval(
         leasing
             .as_ref()

@@ -9,7 +9,7 @@
 //! the store so no task sleeps holding a job, and a restart keeps them. Time
 //! is always passed in, so the rules are testable without a clock.
 
-use crate::store::{Conn, OptionalExtension};
+use crate::store::{Conn, Dialect, OptionalExtension};
 use rusqlite::params;
 
 use super::expiry::Expiry;
@@ -43,9 +43,10 @@ impl Queue {
         limit: usize,
     ) -> Result<Vec<Job>, QueueError> {
         let bot = bot.to_owned();
+        let holder = self.holder();
         self.write(move |conn, events| {
             let due = read::due(conn, &bot, now, limit)?;
-            take(conn, due, now, events)
+            take(conn, holder.as_deref(), due, now, events)
         })
         .await
     }
@@ -59,6 +60,7 @@ impl Queue {
         now: Timestamp,
         expiry: Option<Expiry>,
     ) -> Result<Vec<Job>, QueueError> {
+        let holder = self.holder();
         self.write(move |conn, events| {
             let mut wanted = Vec::with_capacity(ids.len());
             for id in ids {
@@ -72,7 +74,7 @@ impl Queue {
                     _ => wanted.push(job),
                 }
             }
-            take(conn, wanted, now, events)
+            take(conn, holder.as_deref(), wanted, now, events)
         })
         .await
     }
@@ -149,6 +151,7 @@ impl Queue {
         S: Send + 'static,
         F: FnOnce(&Job) -> Option<S> + Send + 'static,
     {
+        let holder = self.holder();
         let taken = self
             .write(move |conn, events| {
                 let sent = settle_sent(conn, id, channel_message_ids, now, events)?;
@@ -158,7 +161,7 @@ impl Queue {
                 let Some(admitted) = admit(&next) else {
                     return Ok((sent, None));
                 };
-                let next = take(conn, vec![next], now, events)?.pop();
+                let next = take(conn, holder.as_deref(), vec![next], now, events)?.pop();
                 Ok((sent, next.map(|job| (job, admitted))))
             })
             .await?;
@@ -374,13 +377,33 @@ fn fail_expired(
     fail(conn, job.id, job.chat, &error, now, events)
 }
 
-/// Marks `jobs` as `sending` and returns them as they are then.
+/// Marks `jobs` as `sending` and returns them as they are then. With a
+/// `holder` (a daemon on a shared store), only the jobs of bots whose
+/// lease it holds now, by the server's clock: a daemon that lost a lease
+/// (and has not yet stopped the bot) takes none of its jobs — the fence
+/// behind the holder's own stop.
 fn take(
     conn: &Conn,
-    jobs: Vec<Job>,
+    holder: Option<&str>,
+    mut jobs: Vec<Job>,
     now: Timestamp,
     events: &mut Vec<JobEvent>,
 ) -> Result<Vec<Job>, QueueError> {
+    // SQLite is one daemon's own: nothing to fence.
+    if let Some(holder) = holder.filter(|_| conn.dialect() == Dialect::Postgres) {
+        let mut bots: Vec<String> = jobs.iter().map(|job| job.bot.clone()).collect();
+        bots.sort_unstable();
+        bots.dedup();
+        for bot in bots {
+            if !super::lease::holds(conn, holder, &bot)? {
+                tracing::warn!(
+                    bot,
+                    "not this daemon's bot (its lease is not held): its jobs are left alone"
+                );
+                jobs.retain(|job| job.bot != bot);
+            }
+        }
+    }
     let mut mark = conn.prepare_cached(
         "UPDATE jobs SET state = 'sending', attempts = attempts + 1, updated_at = ?2
          WHERE id = ?1 AND state = 'queued'",

@@ -27,22 +27,22 @@ use rusqlite::params;
 use super::{JobEvent, Queue, QueueError};
 use crate::store::{Conn, OptionalExtension};
 
-/// The tables, created by the first daemon that leases.
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS bot_leases (
-        bot        TEXT   PRIMARY KEY,
-        holder     TEXT   NOT NULL,
-        token      BIGINT NOT NULL,
-        expires_at BIGINT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS daemons (
-        holder  TEXT   PRIMARY KEY,
-        seen_at BIGINT NOT NULL
-    )";
-
 /// The server's clock in milliseconds: every daemon's leases are read
 /// against one clock.
 const SERVER_NOW: &str = "SELECT (extract(epoch from clock_timestamp()) * 1000)::BIGINT";
+
+/// Whether `holder` holds `bot`'s lease now, by the server's clock.
+pub(super) fn holds(conn: &Conn, holder: &str, bot: &str) -> Result<bool, QueueError> {
+    let held: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM bot_leases WHERE bot = ?1 AND holder = ?2
+               AND expires_at >= (extract(epoch from clock_timestamp()) * 1000)::BIGINT",
+            params![bot, holder],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(held.is_some())
+}
 
 /// What a tick found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +64,17 @@ pub(crate) fn share(bots: usize, daemons: usize) -> usize {
 }
 
 impl Queue {
+    /// From now on, claims take only the jobs of bots `holder` holds the
+    /// lease of (see `consumer::take`). Set once, by a daemon on a shared
+    /// store.
+    pub fn fence(&self, holder: &str) {
+        let _ = self.inner.holder.set(holder.to_owned());
+    }
+
+    pub(super) fn holder(&self) -> Option<String> {
+        self.inner.holder.get().cloned()
+    }
+
     /// One lease tick for `holder`: beat, hand over `released` (bots it
     /// stopped), renew what it holds, take free leases of `bots` up to its
     /// share, and say which it holds. `ttl_ms`: how long a lease (and a
@@ -102,7 +113,6 @@ fn tick(
     ttl_ms: i64,
     events: &mut Vec<JobEvent>,
 ) -> Result<LeaseTick, QueueError> {
-    conn.execute_batch(SCHEMA)?;
     let now: i64 = conn.query_row(SERVER_NOW, params![], |row| row.get(0))?;
     conn.execute(
         "INSERT INTO daemons (holder, seen_at) VALUES (?1, ?2)

@@ -119,6 +119,8 @@ struct Inner {
     writer: Writer,
     /// Other daemons' wake-ups (a shared PostgreSQL store only).
     _listener: Option<listen::Listener>,
+    /// The lease holder claims are fenced by (see [`Queue::fence`]).
+    holder: std::sync::OnceLock<String>,
     readers: Readers,
     events: Arc<announce::Announcer>,
     /// Messages just sent, for clicks on them.
@@ -173,6 +175,7 @@ impl Queue {
             inner: Arc::new(Inner {
                 writer,
                 _listener: listener,
+                holder: std::sync::OnceLock::new(),
                 readers: Readers::new(location),
                 events,
                 recent: RecentSent::default(),

@@ -367,6 +367,19 @@ const POSTGRES_MIGRATIONS: &[(u32, &str)] = &[(
         blocked_at BIGINT NOT NULL,
         PRIMARY KEY (bot, chat)
     );
+
+    -- Which daemon holds which bot, and the daemons that beat (see
+    -- `queue::lease`): a shared store's own.
+    CREATE TABLE bot_leases (
+        bot        TEXT   PRIMARY KEY,
+        holder     TEXT   NOT NULL,
+        token      BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE TABLE daemons (
+        holder  TEXT   PRIMARY KEY,
+        seen_at BIGINT NOT NULL
+    );
     ",
 )];
 

@@ -479,6 +479,65 @@ async fn jobs_left_sending_are_due_again_after_reopening() {
     assert_eq!(again[0].attempts, 2);
 }
 
+/// On a shared store a daemon fenced by its holder name claims only the
+/// jobs of bots it holds the lease of: none before it takes the lease, and
+/// none once another holder has it.
+#[tokio::test]
+async fn claims_of_a_fenced_daemon_need_the_bots_lease() {
+    let s = store();
+    if !matches!(s.location, Location::Postgres(_)) {
+        // SQLite is one daemon's: nothing to fence.
+        s.queue.fence("daemon-a");
+        enqueue(&s.queue, 1, "x").await;
+        assert_eq!(
+            s.queue
+                .claim_due(DEFAULT_BOT, later(), 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        return;
+    }
+    s.queue.fence("daemon-a");
+    let id = enqueue(&s.queue, 1, "x").await;
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, later(), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.queue
+            .claim(vec![id], later(), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let tick = s
+        .queue
+        .lease_tick("daemon-a", vec![DEFAULT_BOT.into()], vec![], 10_000, false)
+        .await
+        .unwrap();
+    assert_eq!(tick.taken, [DEFAULT_BOT]);
+    let taken = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    // Handed over: the lease row goes, and with it the right to claim.
+    s.queue.release(id, Timestamp::now()).await.unwrap();
+    s.queue
+        .lease_tick("daemon-a", vec![], vec![DEFAULT_BOT.into()], 10_000, false)
+        .await
+        .unwrap();
+    assert!(
+        s.queue
+            .claim_due(DEFAULT_BOT, later(), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn a_closed_store_refuses_work() {
     let s = store();
