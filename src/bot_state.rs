@@ -59,11 +59,25 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct BotStates {
     bots: Arc<Mutex<BTreeMap<String, Entry>>>,
+    /// The daemon shares its bots with others (a shared store's leases):
+    /// running none of them is standing by, not failing.
+    shared: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BotStates {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Marks the daemon as one of several sharing the bots.
+    pub fn set_shared(&self) {
+        self.shared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the daemon shares its bots with others.
+    pub fn is_shared(&self) -> bool {
+        self.shared.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets `bot`'s state (registering it if new).

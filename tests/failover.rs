@@ -73,47 +73,122 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A sandbox with `bots` bots and `daemons` daemons sharing one fresh
+/// PostgreSQL database, each with a copy of one set of files (config, keys,
+/// a session per bot): the same auth key per bot on every daemon, as when
+/// bots move with their sessions.
+struct Shared {
+    root: tempfile::TempDir,
+    sandbox: Sandbox,
+    bots: Vec<AccountId>,
+    keys: Vec<(String, String)>,
+    daemons: Vec<Option<Worker>>,
+    clients: Vec<Option<Client>>,
+}
+
+impl Shared {
+    async fn start(bots: usize, daemons: usize) -> Shared {
+        let root = tempfile::tempdir().unwrap();
+        let sandbox_dir = root.path().join("sandbox");
+        StateDir::new(&sandbox_dir).prepare().unwrap();
+        let sandbox = Sandbox::start(SandboxOptions {
+            state_dir: Some(sandbox_dir),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        sandbox.telegram().set_limits_enabled(true);
+        let bot_ids = sandbox.telegram().ensure_bots(bots);
+        let dirs: Vec<PathBuf> = (0..daemons)
+            .map(|n| root.path().join(format!("daemon{n}")))
+            .collect();
+        StateDir::new(&dirs[0]).prepare().unwrap();
+        fs::write(
+            dirs[0].join("telegate.toml"),
+            format!("[limits]\nbot_per_second = {BOT_PER_SECOND}\n"),
+        )
+        .unwrap();
+        let keys = write_fleet_files(&dirs[0], &sandbox, &bot_ids).unwrap();
+        for dir in &dirs[1..] {
+            copy_dir(&dirs[0], dir);
+        }
+        let url = worker_support::store::shared_database();
+        let env = [("TELEGATE_STORE_URL", url.as_str())];
+        Shared {
+            daemons: dirs
+                .iter()
+                .map(|dir| Some(Worker::spawn(dir, &env)))
+                .collect(),
+            clients: dirs
+                .iter()
+                .map(|dir| Some(Client::new(dir.join("telegate.sock"))))
+                .collect(),
+            root,
+            sandbox,
+            bots: bot_ids,
+            keys,
+        }
+    }
+}
+
+/// `GET /readyz` of a daemon: its status and its body's `status`.
+async fn readyz(client: &Client) -> Option<(u16, String)> {
+    let answer = client.get("/readyz").await.ok()?;
+    let status = answer.json().ok()?["status"].as_str()?.to_owned();
+    Some((answer.status.as_u16(), status))
+}
+
+/// Two daemons and one bot: the one that does not hold it stands by (and
+/// says so at `/readyz`), and takes the bot when its holder dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_daemon_is_ready_and_takes_the_bot_when_its_holder_dies() {
+    let mut shared = Shared::start(1, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let holder = loop {
+        if let Some(&daemon) = holders(&shared.clients, &shared.keys).await.get(&0) {
+            break daemon;
+        }
+        assert!(Instant::now() < deadline, "the bot never ran");
+        sleep(Duration::from_millis(100)).await;
+    };
+    let standby = 1 - holder;
+    let standby_client = shared.clients[standby].clone().unwrap();
+    let holder_client = shared.clients[holder].clone().unwrap();
+    assert_eq!(readyz(&holder_client).await, Some((200, "ready".into())));
+    assert_eq!(readyz(&standby_client).await, Some((200, "standby".into())));
+
+    shared.daemons[holder].as_mut().unwrap().kill();
+    let killed = Instant::now();
+    shared.clients[holder] = None;
+    while readyz(&standby_client).await != Some((200, "ready".into())) {
+        assert!(
+            killed.elapsed() < TAKEOVER,
+            "the standby never took the bot over"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        holders(&shared.clients, &shared.keys).await.get(&0),
+        Some(&standby)
+    );
+    let traffic = shared.sandbox.traffic();
+    assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
+    if let Some(daemon) = shared.daemons[standby].as_mut() {
+        daemon.terminate();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
-    let root = tempfile::tempdir().unwrap();
-    let sandbox_dir = root.path().join("sandbox");
-    StateDir::new(&sandbox_dir).prepare().unwrap();
-    let sandbox = Sandbox::start(SandboxOptions {
-        state_dir: Some(sandbox_dir),
-        ..SandboxOptions::default()
-    })
-    .await
-    .unwrap();
+    let Shared {
+        root: _root,
+        sandbox,
+        bots,
+        keys,
+        mut daemons,
+        mut clients,
+    } = Shared::start(BOTS, DAEMONS).await;
     let telegram = sandbox.telegram();
-    telegram.set_limits_enabled(true);
-    let bots = telegram.ensure_bots(BOTS);
-
-    // One set of files (config, keys, a session per bot) copied to every
-    // daemon: the same auth key per bot on every daemon, as when bots move
-    // with their sessions.
-    let dirs: Vec<PathBuf> = (0..DAEMONS)
-        .map(|n| root.path().join(format!("daemon{n}")))
-        .collect();
-    StateDir::new(&dirs[0]).prepare().unwrap();
-    fs::write(
-        dirs[0].join("telegate.toml"),
-        format!("[limits]\nbot_per_second = {BOT_PER_SECOND}\n"),
-    )
-    .unwrap();
-    let keys = write_fleet_files(&dirs[0], &sandbox, &bots).unwrap();
-    for dir in &dirs[1..] {
-        copy_dir(&dirs[0], dir);
-    }
-    let url = worker_support::store::shared_database();
-    let env = [("TELEGATE_STORE_URL", url.as_str())];
-    let mut daemons: Vec<Option<Worker>> = dirs
-        .iter()
-        .map(|dir| Some(Worker::spawn(dir, &env)))
-        .collect();
-    let mut clients: Vec<Option<Client>> = dirs
-        .iter()
-        .map(|dir| Some(Client::new(dir.join("telegate.sock"))))
-        .collect();
 
     // Every bot runs somewhere, each daemon its share (7, 7, 6).
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -56,6 +56,15 @@ pub async fn ready(
 ) -> Response {
     let bots = api.bots.states().all();
     let listed: Vec<Value> = bots.iter().map(|(name, state)| bot(name, state)).collect();
+    // Holding no bot's lease on a shared store is standing by: its socket
+    // takes work for every bot, and it takes bots over when a holder dies.
+    if bots.is_empty() && api.bots.states().is_shared() {
+        return answer::json(
+            &request_id,
+            StatusCode::OK,
+            json!({ "status": "standby", "bots": listed }),
+        );
+    }
     match readiness(&bots) {
         Ok(()) => answer::json(
             &request_id,

@@ -123,6 +123,7 @@ pub async fn daemon(
     };
     if let Some(leasing) = &leasing {
         queue.fence(leasing.holder());
+        bots.states().set_shared();
     }
     let mut lease_timer = tokio::time::interval(
         leasing
