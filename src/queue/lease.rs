@@ -16,7 +16,7 @@
 //! Every tick is one op of the store's writer, whose batches hold the
 //! store's write lock: ticks of different daemons never interleave.
 //!
-//! The holder's side of the safety rule is in `cli::run`: a daemon stops a
+//! The holder's side of the safety rule is in `bots::lease`: a daemon stops a
 //! bot once its last successful renewal is `ttl - margin` old, before the
 //! lease can expire on the server, whether or not it can reach the store.
 
