@@ -1,38 +1,54 @@
-//! The bot's MTProto session, kept in a SQLite file of its own.
+//! The bots' MTProto sessions: a SQLite file per bot, or rows of the shared
+//! PostgreSQL store.
 //!
 //! grammers keeps its session (home DC, auth keys, cached peers, update state)
 //! behind the `grammers_session::Session` trait. Its stock SQLite storage uses
 //! libsql, which cannot link beside the bundled SQLite telegate's queue uses,
-//! so telegate implements the trait itself over `rusqlite`. The file lives in
-//! `DIR/sessions/`, is created mode 0600 (it holds the auth key), and the
-//! sandbox writes a pre-provisioned auth key into it with [`SessionStore::provision`].
+//! so telegate implements the trait itself over the store layer's [`Conn`].
+//!
+//! - On the embedded store a session is a file in `DIR/sessions/`, created
+//!   mode 0600 (it holds the auth key); the sandbox writes a pre-provisioned
+//!   auth key into it with [`SessionStore::provision`].
+//! - On a shared PostgreSQL store ([`Sessions`]) a session is the rows of
+//!   its bot's name in that store's `session_*` tables, so a bot that moves
+//!   to another daemon (its lease taken over) moves with its auth key and
+//!   its update state: the new holder catches up from the last state the
+//!   old one stored, never from its own stale copy. A bot whose rows are
+//!   not there yet starts from its file, which is imported once.
 //!
 //! Update state is only written when grammers is told to write it, so the
-//! inbound pipeline decides when the stored pts may advance.
+//! inbound pipeline decides when the stored pts may advance (after the
+//! events it covers are stored; see `inbound`).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use grammers_session::types::{
     ChannelKind, ChannelState, DcOption, PeerAuth, PeerId, PeerInfo, PeerKind, UpdateState,
     UpdatesState,
 };
 use grammers_session::{BoxFuture, Session};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
+use crate::config::{BotName, StateDir};
 use crate::private_file;
+use crate::store::{Conn, Dialect, Location, OptionalExtension, Row, StoreError, off_runtime};
 
 /// The DC id a fresh session calls home (Telegram's default for new clients).
 const DEFAULT_HOME_DC: i32 = 2;
 
 /// Schema of the session file; bump `SCHEMA_VERSION` and add a step to
-/// [`migrate`] for every change.
-const SCHEMA_VERSION: i32 = 1;
+/// [`migrate`] for every change. (On PostgreSQL the tables are the store's,
+/// migrated with it.)
+const SCHEMA_VERSION: i32 = 2;
 
-/// Why the session file could not be read or written.
+/// The key of a file's rows: the file is the session.
+const FILE_KEY: &str = "";
+
+/// Why the session could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("session file {path}: {source}")]
@@ -47,7 +63,9 @@ pub enum SessionError {
     },
     #[error("session storage: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("session file holds a malformed {0}")]
+    #[error("session storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("session holds a malformed {0}")]
     Corrupt(&'static str),
     #[error("session file has schema version {found}, newer than this telegate ({SCHEMA_VERSION})")]
     TooNew { found: i32 },
@@ -55,13 +73,74 @@ pub enum SessionError {
 
 impl crate::queue::StorageRefusal for SessionError {
     fn is_storage(&self) -> bool {
-        matches!(self, SessionError::Sqlite(error) if crate::queue::is_storage_sqlite(error))
+        match self {
+            SessionError::Sqlite(error) => crate::queue::is_storage_sqlite(error),
+            SessionError::Store(error) => crate::queue::is_storage(error),
+            _ => false,
+        }
     }
 }
 
-/// A grammers session stored in a SQLite file.
+/// Where a daemon keeps its bots' sessions: a file per bot beside it, or
+/// (on a shared PostgreSQL store) that store, through one connection the
+/// daemon's sessions share.
+#[derive(Clone)]
+pub struct Sessions {
+    state: StateDir,
+    shared: Option<Arc<Mutex<Conn>>>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// The sessions of a daemon over `state` whose store is at `location`.
+    /// The shared store is connected to at the first session's first use.
+    pub fn new(state: &StateDir, location: &Location) -> Sessions {
+        let shared = match location {
+            Location::Sqlite(_) => None,
+            Location::Postgres(url) => Some(Arc::new(Mutex::new(url.connect_lazily()))),
+        };
+        Sessions {
+            state: state.clone(),
+            shared,
+        }
+    }
+
+    /// Whether the sessions live in the shared store.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The session of the bot `name`. In the shared store, a bot that has
+    /// no session there yet gets the one in its file, if there is a file.
+    pub fn open(&self, name: &BotName) -> Result<SessionStore, SessionError> {
+        let file = self.state.bot_session(name);
+        let Some(db) = &self.shared else {
+            return SessionStore::open(&file);
+        };
+        let store = SessionStore::over(Arc::clone(db), name.as_str().to_owned())?;
+        if store.is_empty()? && file.exists() {
+            let image = SessionStore::open(&file)?.image()?;
+            store.write_image(&image)?;
+            tracing::info!(bot = %name, file = %file.display(), "session imported into the shared store");
+            return SessionStore::over(Arc::clone(db), name.as_str().to_owned());
+        }
+        Ok(store)
+    }
+}
+
+/// A grammers session: a SQLite file's, or a bot's rows in the shared store.
 pub struct SessionStore {
-    db: Mutex<Connection>,
+    /// A file's own connection, or the one the daemon's sessions share.
+    db: Arc<Mutex<Conn>>,
+    /// Whose rows: [`FILE_KEY`] in a file, the bot's name in a shared store.
+    key: String,
     /// `home_dc_id` and `dc_option` are called on every request: served from
     /// memory, written through to the file.
     dcs: Mutex<DcCache>,
@@ -75,6 +154,14 @@ pub struct SessionStore {
 struct DcCache {
     home_dc: i32,
     options: HashMap<i32, DcOption>,
+}
+
+/// All of one session, as it moves from a file into the shared store.
+struct SessionImage {
+    home_dc: Option<i32>,
+    options: Vec<DcOption>,
+    peers: Vec<PeerRow>,
+    state: UpdatesState,
 }
 
 impl fmt::Debug for SessionStore {
@@ -174,17 +261,43 @@ impl SessionStore {
         // than losing them.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&conn)?;
-        let dcs = load_dcs(&conn)?;
-        Ok(SessionStore {
-            db: Mutex::new(conn),
-            dcs: Mutex::new(dcs),
-            peers: Mutex::new(HashMap::new()),
-        })
+        Self::over(
+            Arc::new(Mutex::new(Conn::sqlite(conn))),
+            FILE_KEY.to_owned(),
+        )
     }
 
-    fn db(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent.
-        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The session `key` in `db` (migrated already).
+    fn over(db: Arc<Mutex<Conn>>, key: String) -> Result<Self, SessionError> {
+        let store = SessionStore {
+            db,
+            key,
+            dcs: Mutex::new(DcCache {
+                home_dc: DEFAULT_HOME_DC,
+                options: HashMap::new(),
+            }),
+            peers: Mutex::new(HashMap::new()),
+        };
+        let dcs = store.with_db(load_dcs)?;
+        *store.dcs() = dcs;
+        Ok(store)
+    }
+
+    /// Runs `run` on the session's connection with its key. A PostgreSQL
+    /// client blocks, so on the shared store it runs off tokio's threads.
+    fn with_db<T: Send>(
+        &self,
+        run: impl FnOnce(&Conn, &str) -> Result<T, SessionError> + Send,
+    ) -> Result<T, SessionError> {
+        // A panic while holding the lock cannot leave the store
+        // inconsistent: a transaction not committed is rolled back.
+        let mut db = self.db.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn: &mut Conn = &mut db;
+        let key = self.key.as_str();
+        match conn.dialect() {
+            Dialect::Sqlite => run(conn, key),
+            Dialect::Postgres => off_runtime(move || run(conn, key)),
+        }
     }
 
     fn dcs(&self) -> MutexGuard<'_, DcCache> {
@@ -195,51 +308,102 @@ impl SessionStore {
         self.peers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the session holds nothing yet (no DC, no home DC).
+    fn is_empty(&self) -> Result<bool, SessionError> {
+        self.with_db(|conn, key| {
+            let found: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM session_dc_option WHERE session = ?1
+                     UNION ALL SELECT 1 FROM session_home_dc WHERE session = ?1
+                     LIMIT 1",
+                    params![key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(found.is_none())
+        })
+    }
+
+    /// Everything the session holds.
+    fn image(&self) -> Result<SessionImage, SessionError> {
+        let state = self.read_updates_state()?;
+        self.with_db(|conn, key| {
+            let home_dc = read_home_dc(conn, key)?;
+            let options = load_dcs(conn, key)?.options.into_values().collect();
+            let peers = conn
+                .query_map(
+                    "SELECT peer_id, hash, bot, is_self, channel_kind FROM session_peer
+                     WHERE session = ?1 ORDER BY peer_id",
+                    params![key],
+                    PeerRow::read,
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok(SessionImage {
+                home_dc,
+                options,
+                peers,
+                state,
+            })
+        })
+    }
+
+    /// Writes all of `image` as this session, in one transaction.
+    fn write_image(&self, image: &SessionImage) -> Result<(), SessionError> {
+        self.with_db(|conn, key| {
+            Ok(conn.in_transaction(|conn| {
+                if let Some(dc_id) = image.home_dc {
+                    write_home_dc(conn, key, dc_id)?;
+                }
+                for option in &image.options {
+                    write_dc_option(conn, key, option)?;
+                }
+                for peer in &image.peers {
+                    write_peer_row(conn, key, peer)?;
+                }
+                write_state(conn, key, UpdateState::All(image.state.clone()))
+            })?)
+        })
+    }
+
     fn write_home_dc(&self, dc_id: i32) -> Result<(), SessionError> {
-        self.db().execute(
-            "INSERT INTO home_dc (singleton, dc_id) VALUES (0, ?1)
-             ON CONFLICT (singleton) DO UPDATE SET dc_id = excluded.dc_id",
-            params![dc_id],
-        )?;
+        self.with_db(|conn, key| Ok(write_home_dc(conn, key, dc_id)?))?;
         self.dcs().home_dc = dc_id;
         Ok(())
     }
 
     fn write_dc_option(&self, option: &DcOption) -> Result<(), SessionError> {
-        self.db().execute(
-            "INSERT OR REPLACE INTO dc_option (dc_id, ipv4, ipv6, auth_key) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                option.id,
-                option.ipv4.to_string(),
-                option.ipv6.to_string(),
-                option.auth_key.as_ref().map(|k| k.as_slice()),
-            ],
-        )?;
+        self.with_db(|conn, key| Ok(write_dc_option(conn, key, option)?))?;
         self.dcs().options.insert(option.id, option.clone());
         Ok(())
     }
 
     fn read_peer(&self, peer: PeerId) -> Result<Option<PeerInfo>, SessionError> {
         let Some(id) = peer.bot_api_dialog_id() else {
-            let row = self
-                .db()
-                .prepare_cached(
-                    "SELECT peer_id, hash, bot, is_self, channel_kind FROM peer WHERE is_self = 1",
-                )?
-                .query_row([], PeerRow::read)
-                .optional()?;
+            let row = self.with_db(|conn, key| {
+                Ok(conn
+                    .query_row(
+                        "SELECT peer_id, hash, bot, is_self, channel_kind FROM session_peer
+                         WHERE session = ?1 AND is_self = 1",
+                        params![key],
+                        PeerRow::read,
+                    )
+                    .optional()?)
+            })?;
             return row.map(PeerRow::into_info).transpose();
         };
         if let Some(row) = self.peers().get(&id) {
             return row.clone().into_info().map(Some);
         }
-        let row = self
-            .db()
-            .prepare_cached(
-                "SELECT peer_id, hash, bot, is_self, channel_kind FROM peer WHERE peer_id = ?1",
-            )?
-            .query_row(params![id], PeerRow::read)
-            .optional()?;
+        let row = self.with_db(|conn, key| {
+            Ok(conn
+                .query_row(
+                    "SELECT peer_id, hash, bot, is_self, channel_kind FROM session_peer
+                     WHERE session = ?1 AND peer_id = ?2",
+                    params![key, id],
+                    PeerRow::read,
+                )
+                .optional()?)
+        })?;
         if let Some(row) = &row {
             self.peers().insert(id, row.clone());
         }
@@ -258,97 +422,166 @@ impl SessionStore {
         if self.peers().get(&row.peer_id) == Some(&row) {
             return Ok(()); // already on file as it is
         }
-        let db = self.db();
-        if row.is_self == Some(true) {
-            // Only one self user: a re-sign-in as another bot replaces it.
-            let demoted = db
-                .prepare_cached("UPDATE peer SET is_self = 0 WHERE is_self = 1 AND peer_id != ?1")?
-                .execute(params![row.peer_id])?;
-            if demoted > 0 {
-                self.peers().clear();
+        let demoted = self.with_db(|conn, key| {
+            let mut demoted = 0;
+            if row.is_self == Some(true) {
+                // Only one self user: a re-sign-in as another bot replaces it.
+                demoted = conn.execute(
+                    "UPDATE session_peer SET is_self = 0
+                     WHERE session = ?1 AND is_self = 1 AND peer_id != ?2",
+                    params![key, row.peer_id],
+                )?;
             }
+            write_peer_row(conn, key, &row)?;
+            Ok(demoted)
+        })?;
+        let mut peers = self.peers();
+        if demoted > 0 {
+            peers.clear();
         }
-        db.prepare_cached(
-            "INSERT OR REPLACE INTO peer (peer_id, hash, bot, is_self, channel_kind)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
+        peers.insert(row.peer_id, row);
+        Ok(())
+    }
+
+    fn read_updates_state(&self) -> Result<UpdatesState, SessionError> {
+        self.with_db(|conn, key| {
+            let mut state = conn
+                .query_row(
+                    "SELECT pts, qts, date, seq FROM session_update_state WHERE session = ?1",
+                    params![key],
+                    |row| {
+                        Ok(UpdatesState {
+                            pts: row.get(0)?,
+                            qts: row.get(1)?,
+                            date: row.get(2)?,
+                            seq: row.get(3)?,
+                            channels: Vec::new(),
+                        })
+                    },
+                )
+                .optional()?
+                .unwrap_or_default();
+            state.channels = conn
+                .query_map(
+                    "SELECT channel_id, pts FROM session_channel_state
+                     WHERE session = ?1 ORDER BY channel_id",
+                    params![key],
+                    |row| {
+                        Ok(ChannelState {
+                            id: row.get(0)?,
+                            pts: row.get(1)?,
+                        })
+                    },
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok(state)
+        })
+    }
+
+    fn write_update_state(&self, update: UpdateState) -> Result<(), SessionError> {
+        self.with_db(|conn, key| Ok(conn.in_transaction(|conn| write_state(conn, key, update))?))
+    }
+}
+
+fn write_home_dc(conn: &Conn, key: &str, dc_id: i32) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO session_home_dc (session, dc_id) VALUES (?1, ?2)
+         ON CONFLICT (session) DO UPDATE SET dc_id = excluded.dc_id",
+        params![key, dc_id],
+    )?;
+    Ok(())
+}
+
+fn read_home_dc(conn: &Conn, key: &str) -> Result<Option<i32>, StoreError> {
+    conn.query_row(
+        "SELECT dc_id FROM session_home_dc WHERE session = ?1",
+        params![key],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+fn write_dc_option(conn: &Conn, key: &str, option: &DcOption) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO session_dc_option (session, dc_id, ipv4, ipv6, auth_key)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (session, dc_id) DO UPDATE SET
+             ipv4 = excluded.ipv4, ipv6 = excluded.ipv6, auth_key = excluded.auth_key",
+        params![
+            key,
+            option.id,
+            option.ipv4.to_string(),
+            option.ipv6.to_string(),
+            option.auth_key.as_ref().map(|k| k.as_slice()),
+        ],
+    )?;
+    Ok(())
+}
+
+fn write_peer_row(conn: &Conn, key: &str, row: &PeerRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO session_peer (session, peer_id, hash, bot, is_self, channel_kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (session, peer_id) DO UPDATE SET
+             hash = excluded.hash, bot = excluded.bot, is_self = excluded.is_self,
+             channel_kind = excluded.channel_kind",
+        params![
+            key,
             row.peer_id,
             row.hash,
             row.bot,
             row.is_self,
             row.channel_kind
-        ])?;
-        self.peers().insert(row.peer_id, row);
-        Ok(())
-    }
-
-    fn read_updates_state(&self) -> Result<UpdatesState, SessionError> {
-        let db = self.db();
-        let mut state = db
-            .query_row(
-                "SELECT pts, qts, date, seq FROM update_state WHERE singleton = 0",
-                [],
-                |row| {
-                    Ok(UpdatesState {
-                        pts: row.get(0)?,
-                        qts: row.get(1)?,
-                        date: row.get(2)?,
-                        seq: row.get(3)?,
-                        channels: Vec::new(),
-                    })
-                },
-            )
-            .optional()?
-            .unwrap_or_default();
-        let mut stmt =
-            db.prepare("SELECT channel_id, pts FROM channel_state ORDER BY channel_id")?;
-        state.channels = stmt
-            .query_map([], |row| {
-                Ok(ChannelState {
-                    id: row.get(0)?,
-                    pts: row.get(1)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(state)
-    }
-
-    fn write_update_state(&self, update: UpdateState) -> Result<(), SessionError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        match update {
-            UpdateState::All(state) => {
-                write_primary(&tx, state.pts, state.date, state.seq)?;
-                write_qts(&tx, state.qts)?;
-                tx.execute("DELETE FROM channel_state", [])?;
-                for channel in state.channels {
-                    write_channel(&tx, channel.id, channel.pts)?;
-                }
-            }
-            UpdateState::Primary { pts, date, seq } => write_primary(&tx, pts, date, seq)?,
-            UpdateState::Secondary { qts } => write_qts(&tx, qts)?,
-            UpdateState::Channel { id, pts } => write_channel(&tx, id, pts)?,
-        }
-        tx.commit()?;
-        Ok(())
-    }
-}
-
-fn write_primary(conn: &Connection, pts: i32, date: i32, seq: i32) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO update_state (singleton, pts, qts, date, seq) VALUES (0, ?1, 0, ?2, ?3)
-         ON CONFLICT (singleton) DO UPDATE SET pts = excluded.pts, date = excluded.date, seq = excluded.seq",
-        params![pts, date, seq],
+        ],
     )?;
     Ok(())
 }
 
-fn write_qts(conn: &Connection, qts: i32) -> rusqlite::Result<()> {
+/// Writes `update` (inside the caller's transaction).
+fn write_state(conn: &Conn, key: &str, update: UpdateState) -> Result<(), StoreError> {
+    match update {
+        UpdateState::All(state) => {
+            write_primary(conn, key, state.pts, state.date, state.seq)?;
+            write_qts(conn, key, state.qts)?;
+            conn.execute(
+                "DELETE FROM session_channel_state WHERE session = ?1",
+                params![key],
+            )?;
+            for channel in state.channels {
+                write_channel(conn, key, channel.id, channel.pts)?;
+            }
+            Ok(())
+        }
+        UpdateState::Primary { pts, date, seq } => write_primary(conn, key, pts, date, seq),
+        UpdateState::Secondary { qts } => write_qts(conn, key, qts),
+        UpdateState::Channel { id, pts } => write_channel(conn, key, id, pts),
+    }
+}
+
+fn write_primary(conn: &Conn, key: &str, pts: i32, date: i32, seq: i32) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO update_state (singleton, pts, qts, date, seq) VALUES (0, 0, ?1, 0, 0)
-         ON CONFLICT (singleton) DO UPDATE SET qts = excluded.qts",
-        params![qts],
+        "INSERT INTO session_update_state (session, pts, qts, date, seq) VALUES (?1, ?2, 0, ?3, ?4)
+         ON CONFLICT (session) DO UPDATE SET
+             pts = excluded.pts, date = excluded.date, seq = excluded.seq",
+        params![key, pts, date, seq],
+    )?;
+    Ok(())
+}
+
+fn write_qts(conn: &Conn, key: &str, qts: i32) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO session_update_state (session, pts, qts, date, seq) VALUES (?1, 0, ?2, 0, 0)
+         ON CONFLICT (session) DO UPDATE SET qts = excluded.qts",
+        params![key, qts],
+    )?;
+    Ok(())
+}
+
+fn write_channel(conn: &Conn, key: &str, id: i64, pts: i32) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO session_channel_state (session, channel_id, pts) VALUES (?1, ?2, ?3)
+         ON CONFLICT (session, channel_id) DO UPDATE SET pts = excluded.pts",
+        params![key, id, pts],
     )?;
     Ok(())
 }
@@ -373,14 +606,7 @@ fn without_lookaside(conn: &Connection) {
     }
 }
 
-fn write_channel(conn: &Connection, id: i64, pts: i32) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO channel_state (channel_id, pts) VALUES (?1, ?2)",
-        params![id, pts],
-    )?;
-    Ok(())
-}
-
+/// Brings a session file up to [`SCHEMA_VERSION`].
 fn migrate(conn: &Connection) -> Result<(), SessionError> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
@@ -400,25 +626,49 @@ fn migrate(conn: &Connection) -> Result<(), SessionError> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        // The shared store's tables, keyed by session, so that one set of
+        // statements serves a file and PostgreSQL alike.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE session_home_dc (session TEXT PRIMARY KEY, dc_id INTEGER NOT NULL);
+             CREATE TABLE session_dc_option (session TEXT NOT NULL, dc_id INTEGER NOT NULL,
+                 ipv4 TEXT NOT NULL, ipv6 TEXT NOT NULL, auth_key BLOB, PRIMARY KEY (session, dc_id));
+             CREATE TABLE session_peer (session TEXT NOT NULL, peer_id INTEGER NOT NULL, hash INTEGER,
+                 bot INTEGER, is_self INTEGER, channel_kind INTEGER, PRIMARY KEY (session, peer_id));
+             CREATE INDEX session_peer_self ON session_peer (session) WHERE is_self = 1;
+             CREATE TABLE session_update_state (session TEXT PRIMARY KEY, pts INTEGER NOT NULL,
+                 qts INTEGER NOT NULL, date INTEGER NOT NULL, seq INTEGER NOT NULL);
+             CREATE TABLE session_channel_state (session TEXT NOT NULL, channel_id INTEGER NOT NULL,
+                 pts INTEGER NOT NULL, PRIMARY KEY (session, channel_id));
+             INSERT INTO session_home_dc SELECT '', dc_id FROM home_dc;
+             INSERT INTO session_dc_option SELECT '', dc_id, ipv4, ipv6, auth_key FROM dc_option;
+             INSERT INTO session_peer SELECT '', peer_id, hash, bot, is_self, channel_kind FROM peer;
+             INSERT INTO session_update_state SELECT '', pts, qts, date, seq FROM update_state;
+             INSERT INTO session_channel_state SELECT '', channel_id, pts FROM channel_state;
+             DROP TABLE home_dc; DROP TABLE dc_option; DROP TABLE peer;
+             DROP TABLE update_state; DROP TABLE channel_state;
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
-fn load_dcs(conn: &Connection) -> Result<DcCache, SessionError> {
-    let home_dc = conn
-        .query_row("SELECT dc_id FROM home_dc WHERE singleton = 0", [], |row| {
-            row.get(0)
-        })
-        .optional()?
-        .unwrap_or(DEFAULT_HOME_DC);
-    let mut stmt = conn.prepare("SELECT dc_id, ipv4, ipv6, auth_key FROM dc_option")?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            row.get::<_, i32>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, Option<Vec<u8>>>(3)?,
-        ))
-    })?;
+fn load_dcs(conn: &Conn, key: &str) -> Result<DcCache, SessionError> {
+    let home_dc = read_home_dc(conn, key)?.unwrap_or(DEFAULT_HOME_DC);
+    let rows = conn.query_map(
+        "SELECT dc_id, ipv4, ipv6, auth_key FROM session_dc_option WHERE session = ?1",
+        params![key],
+        |row| {
+            Ok((
+                row.get::<_, i32>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<Vec<u8>>>(3)?,
+            ))
+        },
+    )?;
     let mut options = HashMap::new();
     for row in rows {
         let (id, ipv4, ipv6, auth_key) = row?;
@@ -446,7 +696,7 @@ fn load_dcs(conn: &Connection) -> Result<DcCache, SessionError> {
     Ok(DcCache { home_dc, options })
 }
 
-/// One row of the `peer` table.
+/// One row of the `session_peer` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerRow {
     peer_id: i64,
@@ -457,7 +707,7 @@ struct PeerRow {
 }
 
 impl PeerRow {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(PeerRow {
             peer_id: row.get(0)?,
             hash: row.get(1)?,
@@ -574,6 +824,170 @@ mod tests {
 
     fn key(byte: u8) -> [u8; 256] {
         [byte; 256]
+    }
+
+    /// The sessions of a daemon over `dir` on the test's store (SQLite, or
+    /// PostgreSQL in `.ci/run`'s second pass), whose schema is in place.
+    fn sessions_in(dir: &Path, store: &Location) -> Sessions {
+        drop(crate::queue::Queue::open_at(store).unwrap());
+        Sessions::new(&StateDir::new(dir), store)
+    }
+
+    fn bot(name: &str) -> BotName {
+        BotName::new(name).unwrap()
+    }
+
+    fn addr(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    /// Two daemons on one store: on PostgreSQL the second sees the bot's
+    /// session as the first left it (auth key, self user, update state), and
+    /// another bot's session is its own; on SQLite each daemon has its files.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_moves_with_its_bot_to_another_daemon_on_a_shared_store() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = crate::store::test_location(a.path());
+        let first = sessions_in(a.path(), &store);
+        let second = sessions_in(b.path(), &store);
+        let held = first.open(&bot("alpha")).unwrap();
+        held.add_dc(2, addr(4000), key(5)).unwrap();
+        held.cache_peer(PeerInfo::User {
+            id: 77,
+            auth: Some(PeerAuth::from_hash(9)),
+            bot: Some(true),
+            is_self: Some(true),
+        })
+        .await
+        .unwrap();
+        held.set_update_state(UpdateState::All(UpdatesState {
+            pts: 40,
+            qts: 4,
+            date: 1000,
+            seq: 0,
+            channels: vec![ChannelState { id: 8, pts: 80 }],
+        }))
+        .await
+        .unwrap();
+        held.set_update_state(UpdateState::Primary {
+            pts: 41,
+            date: 1001,
+            seq: 0,
+        })
+        .await
+        .unwrap();
+
+        let moved = second.open(&bot("alpha")).unwrap();
+        let other = second.open(&bot("beta")).unwrap();
+        assert!(
+            !other.is_signed_in().unwrap(),
+            "beta has a session of its own"
+        );
+        if !first.is_shared() {
+            assert!(
+                !moved.is_signed_in().unwrap(),
+                "a daemon's files are its own"
+            );
+            return;
+        }
+        assert_eq!(moved.dc_option(2).unwrap().unwrap().auth_key, Some(key(5)));
+        let me = moved.peer(PeerId::self_user()).await.unwrap().unwrap();
+        assert_eq!(me.id(), PeerId::user(77).unwrap());
+        let state = moved.updates_state().await.unwrap();
+        assert_eq!((state.pts, state.qts, state.date), (41, 4, 1001));
+        assert_eq!(state.channels, [ChannelState { id: 8, pts: 80 }]);
+    }
+
+    /// On a shared store a bot's session file is imported the first time the
+    /// bot's session is opened; after that the store's rows win over the file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_file_is_imported_into_a_shared_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::test_location(dir.path());
+        let sessions = sessions_in(dir.path(), &store);
+        let file = StateDir::new(dir.path()).bot_session(&bot("alpha"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let provisioned = SessionStore::provision(&file, 3, addr(4000), key(1)).unwrap();
+        provisioned
+            .record_sign_in(
+                PeerInfo::User {
+                    id: 77,
+                    auth: Some(PeerAuth::from_hash(9)),
+                    bot: Some(true),
+                    is_self: Some(true),
+                },
+                UpdatesState {
+                    pts: 5,
+                    qts: 1,
+                    date: 10,
+                    seq: 0,
+                    channels: vec![],
+                },
+            )
+            .unwrap();
+        drop(provisioned);
+
+        let opened = sessions.open(&bot("alpha")).unwrap();
+        assert_eq!(opened.home_dc_id().unwrap(), 3);
+        assert_eq!(opened.dc_option(3).unwrap().unwrap().auth_key, Some(key(1)));
+        assert!(opened.is_signed_in().unwrap());
+        assert_eq!(opened.updates_state().await.unwrap().pts, 5);
+        opened
+            .set_update_state(UpdateState::Primary {
+                pts: 6,
+                date: 11,
+                seq: 0,
+            })
+            .await
+            .unwrap();
+        drop(opened);
+
+        // The file changes behind the store's back: a shared store keeps
+        // its own (newer) rows; a file is the session itself.
+        SessionStore::open(&file)
+            .unwrap()
+            .add_dc(3, addr(4000), key(2))
+            .unwrap();
+        let again = sessions.open(&bot("alpha")).unwrap();
+        let expected = if sessions.is_shared() { key(1) } else { key(2) };
+        assert_eq!(
+            again.dc_option(3).unwrap().unwrap().auth_key,
+            Some(expected)
+        );
+        assert_eq!(again.updates_state().await.unwrap().pts, 6);
+    }
+
+    /// A session file of schema 1 (before sessions were keyed) keeps its
+    /// DCs, peers and update state.
+    #[tokio::test]
+    async fn a_schema_1_session_file_keeps_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bot.session");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE home_dc (singleton INTEGER PRIMARY KEY CHECK (singleton = 0), dc_id INTEGER NOT NULL);
+             CREATE TABLE dc_option (dc_id INTEGER PRIMARY KEY, ipv4 TEXT NOT NULL, ipv6 TEXT NOT NULL, auth_key BLOB);
+             CREATE TABLE peer (peer_id INTEGER PRIMARY KEY, hash INTEGER, bot INTEGER, is_self INTEGER, channel_kind INTEGER);
+             CREATE INDEX peer_self ON peer (is_self) WHERE is_self = 1;
+             CREATE TABLE update_state (singleton INTEGER PRIMARY KEY CHECK (singleton = 0),
+                 pts INTEGER NOT NULL, qts INTEGER NOT NULL, date INTEGER NOT NULL, seq INTEGER NOT NULL);
+             CREATE TABLE channel_state (channel_id INTEGER PRIMARY KEY, pts INTEGER NOT NULL);
+             INSERT INTO home_dc VALUES (0, 4);
+             INSERT INTO dc_option VALUES (4, '127.0.0.1:4444', '[::ffff:127.0.0.1]:4444', zeroblob(256));
+             INSERT INTO peer VALUES (77, 9, 1, 1, NULL);
+             INSERT INTO update_state VALUES (0, 12, 3, 100, 0);
+             INSERT INTO channel_state VALUES (8, 80);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(store.home_dc_id().unwrap(), 4);
+        assert_eq!(store.dc_option(4).unwrap().unwrap().auth_key, Some(key(0)));
+        assert!(store.is_signed_in().unwrap());
+        let state = store.updates_state().await.unwrap();
+        assert_eq!((state.pts, state.qts), (12, 3));
+        assert_eq!(state.channels, [ChannelState { id: 8, pts: 80 }]);
     }
 
     #[tokio::test]
@@ -741,7 +1155,7 @@ mod tests {
         // SAFETY: the out-pointers are valid for the call.
         let rc = unsafe {
             rusqlite::ffi::sqlite3_db_status(
-                store.db().handle(),
+                store.db.lock().unwrap().as_sqlite().unwrap().handle(),
                 rusqlite::ffi::SQLITE_DBSTATUS_LOOKASIDE_USED,
                 &mut used,
                 &mut most,

@@ -1,7 +1,10 @@
 //! Several daemons sharing one PostgreSQL store: each bot is held by one
 //! daemon under a lease; a daemon killed mid-burst has its bots taken over
 //! by the others within 15 s, and every job is delivered once, in its
-//! chat's order, with no bot's session on two connections at once.
+//! chat's order, with no bot's session on two connections at once. The
+//! bots' sessions live in the store too: no daemon has a session file, and
+//! the daemon that takes a bot over resumes its update state, so no inbound
+//! event is lost or repeated by the move.
 
 mod worker_support;
 
@@ -14,9 +17,13 @@ use axum::http::Method;
 use bytes::Bytes;
 use telegate::api::client::Client;
 use telegate::cli::sandbox::write_fleet_files;
-use telegate::config::StateDir;
+use telegate::config::{BotName, StateDir};
+use telegate::events::EventStore;
+use telegate::queue::Queue;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
+use telegate::session::Sessions;
+use telegate::store::Location;
 use tokio::time::{Instant, sleep};
 use worker_support::{Worker, body};
 
@@ -74,11 +81,12 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A sandbox with `bots` bots and `daemons` daemons sharing one fresh
-/// PostgreSQL database, each with a copy of one set of files (config, keys,
-/// a session per bot): the same auth key per bot on every daemon, as when
-/// bots move with their sessions.
+/// PostgreSQL database, each with a copy of one set of files (config and
+/// keys); the bots' sessions (the sandbox's auth keys) are in the database
+/// only, where whichever daemon takes a bot finds its session.
 struct Shared {
     root: tempfile::TempDir,
+    store: Location,
     sandbox: Sandbox,
     bots: Vec<AccountId>,
     keys: Vec<(String, String)>,
@@ -109,12 +117,26 @@ impl Shared {
         )
         .unwrap();
         let keys = write_fleet_files(&dirs[0], &sandbox, &bot_ids).unwrap();
+        let url = worker_support::store::shared_database();
+        let store = Location::postgres(&url).unwrap();
+        Queue::open_at(&store).unwrap().close().await;
+        let sessions = Sessions::new(&StateDir::new(&dirs[0]), &store);
+        for (name, _) in &keys {
+            let session = sessions
+                .open(&BotName::new(name.as_str()).unwrap())
+                .unwrap();
+            assert!(
+                session.is_signed_in().unwrap(),
+                "{name}'s session is imported"
+            );
+        }
+        fs::remove_dir_all(dirs[0].join("sessions")).unwrap();
         for dir in &dirs[1..] {
             copy_dir(&dirs[0], dir);
         }
-        let url = worker_support::store::shared_database();
         let env = [("TELEGATE_STORE_URL", url.as_str())];
         Shared {
+            store,
             daemons: dirs
                 .iter()
                 .map(|dir| Some(Worker::spawn(dir, &env)))
@@ -129,6 +151,36 @@ impl Shared {
             keys,
         }
     }
+}
+
+/// Whether a chat's `text` is one of the jobs' (`b…`), not what the
+/// person wrote (`/start`, `in-…`).
+fn is_job_text(text: &str) -> bool {
+    text.starts_with('b')
+}
+
+/// How often each `in-…` text the people wrote is in the shared store's
+/// event stream.
+async fn inbound_texts(store: &Location) -> BTreeMap<String, usize> {
+    let queue = Queue::open_at(store).unwrap();
+    let events = EventStore::new(queue.clone());
+    let mut seen = BTreeMap::new();
+    let mut cursor = 0;
+    loop {
+        let page = events.after(cursor, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = last.cursor;
+        for event in &page {
+            let event: serde_json::Value = serde_json::from_str(&event.body).unwrap();
+            if let Some(text) = event["body"]["text"]["text"].as_str()
+                && text.starts_with("in-")
+            {
+                *seen.entry(text.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    queue.close().await;
+    seen
 }
 
 /// `GET /readyz` of a daemon: its status and its body's `status`.
@@ -182,6 +234,7 @@ async fn a_standby_daemon_is_ready_and_takes_the_bot_when_its_holder_dies() {
 async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
     let Shared {
         root: _root,
+        store,
         sandbox,
         bots,
         keys,
@@ -273,8 +326,9 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
                 telegram.chat(user, bots[b]).unwrap()["messages"]
                     .as_array()
                     .unwrap()
-                    .len()
-                    - 1
+                    .iter()
+                    .filter(|m| m["text"].as_str().is_some_and(is_job_text))
+                    .count()
             })
             .sum()
     };
@@ -294,6 +348,14 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
         .map(|(&bot, _)| bot)
         .collect();
     assert!(!orphans.is_empty(), "the victim held no bot: {before:?}");
+    // Each person writes to their bot once more (the victim may or may
+    // not record these before it dies), then it is killed.
+    for &(b, user) in &chats {
+        let text = format!("in-{b}-{user}-before");
+        telegram
+            .user_sends(user, bots[b], UserMessage::Text(text), None)
+            .unwrap();
+    }
     let sent_at_kill = delivered(&chats);
     daemons[victim].as_mut().unwrap().kill();
     let killed = Instant::now();
@@ -317,6 +379,12 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
         sleep(Duration::from_millis(100)).await;
     }
     let takeover = killed.elapsed();
+    for &(b, user) in &chats {
+        let text = format!("in-{b}-{user}-after");
+        telegram
+            .user_sends(user, bots[b], UserMessage::Text(text), None)
+            .unwrap();
+    }
 
     for enqueuer in enqueuers {
         enqueuer.await.unwrap();
@@ -339,13 +407,39 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
             .unwrap()
             .iter()
             .filter_map(|m| m["text"].as_str())
-            .skip(1)
+            .filter(|text| is_job_text(text))
             .collect();
         let expected: Vec<String> = (0..JOBS_PER_CHAT)
             .map(|seq| format!("b{b}-{user}-{seq}"))
             .collect();
         assert_eq!(texts, expected, "bot {b}, user {user}");
     }
+    // One event stream for all daemons: every message each person wrote is
+    // in it exactly once, those the victim's bots got across the move too.
+    let wanted: BTreeMap<String, usize> = chats
+        .iter()
+        .flat_map(|&(b, user)| ["before", "after"].map(|when| (format!("in-{b}-{user}-{when}"), 1)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = inbound_texts(&store).await;
+        if seen == wanted {
+            break;
+        }
+        let wrong: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            wrong.is_empty(),
+            "events repeated across the move: {wrong:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} inbound messages became events",
+            seen.len(),
+            wanted.len()
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+
     // No bot's key was on two live connections: the takeover waited for
     // the killed daemon's connections to close.
     let traffic = sandbox.traffic();

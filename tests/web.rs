@@ -159,13 +159,20 @@ async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element 
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
-/// Waits for the element at `css` and clicks it.
+/// Waits for the element at `css` and clicks it. The page re-renders its
+/// lists as updates arrive, so an element found a moment ago may be gone
+/// (stale) by the click: find it again rather than fail.
 async fn click(browser: &Browser, css: &str) {
-    element(browser, css)
-        .await
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match element(browser, css).await.click().await {
+            Ok(_) => return,
+            Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {
+                sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
 }
 
 /// Waits until the text of `css` satisfies `ok`; returns it.

@@ -35,14 +35,17 @@ use crate::events::EventStore;
 use crate::events::webhook::Webhook;
 use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, Rates};
+use crate::queue::StorageRefusal;
 use crate::queue::{Expiry, Queue, Timestamp};
 use crate::sender::{self, Backoff, Connection, Sender, Stopped, Verdict, judge};
-use crate::session::SessionStore;
+use crate::session::{SessionError, SessionStore, Sessions};
 use crate::telegram::{Credentials, Liveness, Telegram, TelegramError};
 
 /// What every bot's worker shares: the store and the global settings.
 pub struct Shared {
     pub state: StateDir,
+    /// Where the bots' sessions are kept (files, or the shared store).
+    pub sessions: Sessions,
     pub queue: Queue,
     /// Unscoped; each worker scopes it to its bot.
     pub events: EventStore,
@@ -68,6 +71,7 @@ impl Shared {
         dc_addr: Option<SocketAddrV4>,
     ) -> Self {
         Shared {
+            sessions: Sessions::new(&state, queue.location()),
             state,
             queue,
             events,
@@ -284,15 +288,14 @@ async fn connect_and_work(
     tracker: &TaskTracker,
     ready: &mut bool,
 ) -> Ended {
-    let path = shared.state.bot_session(&spec.name);
-    let session = match SessionStore::open(&path) {
+    let session = match shared.sessions.open(&spec.name) {
         Ok(session) => Arc::new(session),
-        Err(error) => return Ended::Halted(format!("session {}: {error}", path.display())),
+        Err(error) => return session_failed(&shared.sessions, &spec.name, &error),
     };
     if let Some(addr) = spec.dc_addr.or(shared.dc_addr)
         && let Err(error) = session.set_home_addr(addr)
     {
-        return Ended::Halted(format!("session {}: {error}", path.display()));
+        return session_failed(&shared.sessions, &spec.name, &error);
     }
     let telegram = Arc::new(Telegram::start_with(
         Arc::clone(&session),
@@ -308,6 +311,17 @@ async fn connect_and_work(
     .await;
     telegram.shutdown().await;
     ended
+}
+
+/// A session that cannot be opened halts the bot on a file of its own (a
+/// person must look), and is retried on the shared store (which comes back).
+fn session_failed(sessions: &Sessions, name: &BotName, error: &SessionError) -> Ended {
+    let reason = format!("session of {name}: {error}");
+    if sessions.is_shared() && error.is_storage() {
+        Ended::Retry(reason)
+    } else {
+        Ended::Halted(reason)
+    }
 }
 
 /// What the runner's death is reported as.

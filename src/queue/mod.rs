@@ -42,7 +42,7 @@ pub use job::{
     Timestamp,
 };
 pub use lease::LeaseTick;
-pub use persist::{StorageRefusal, is_storage_sqlite, until_stored};
+pub use persist::{StorageRefusal, is_storage, is_storage_sqlite, until_stored};
 pub use read::{JobFilter, MessageOwner, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
 #[cfg(test)]
@@ -116,6 +116,7 @@ pub struct Queue {
 }
 
 struct Inner {
+    location: Location,
     writer: Writer,
     /// Other daemons' wake-ups (a shared PostgreSQL store only).
     _listener: Option<listen::Listener>,
@@ -173,6 +174,7 @@ impl Queue {
         };
         Ok(Queue {
             inner: Arc::new(Inner {
+                location: location.clone(),
                 writer,
                 _listener: listener,
                 holder: std::sync::OnceLock::new(),
@@ -182,6 +184,11 @@ impl Queue {
                 blocked: tokio::sync::watch::channel(0).0,
             }),
         })
+    }
+
+    /// Where the store is.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
     }
 
     /// Stores `job`, durably, and returns its id. With an idempotency key

@@ -40,7 +40,7 @@ pub fn is_storage(error: &StoreError) -> bool {
     match error {
         StoreError::Sqlite(error) => is_storage_sqlite(error),
         StoreError::Postgres(error) => is_storage_postgres(error),
-        StoreError::Open { .. } => true,
+        StoreError::Open { .. } | StoreError::Lost => true,
         StoreError::NoWal(_) | StoreError::Url(_) | StoreError::NoRow => false,
     }
 }

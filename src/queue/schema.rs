@@ -264,9 +264,10 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// PostgreSQL's migrations: `(version, sql)`, the first one the schema of
 /// SQLite's version 8. Columns are `BIGINT`, `TEXT` and `BYTEA` only (the
 /// store reads values in SQLite's model, see `store`).
-const POSTGRES_MIGRATIONS: &[(u32, &str)] = &[(
-    8,
-    "
+const POSTGRES_MIGRATIONS: &[(u32, &str)] = &[
+    (
+        8,
+        "
     -- SQLite's two-argument max() and min(), which the store's SQL uses:
     -- NULL when either is (STRICT), where GREATEST and LEAST skip a NULL.
     CREATE FUNCTION max(a BIGINT, b BIGINT) RETURNS BIGINT
@@ -381,7 +382,54 @@ const POSTGRES_MIGRATIONS: &[(u32, &str)] = &[(
         seen_at BIGINT NOT NULL
     );
     ",
-)];
+    ),
+    (
+        9,
+        "
+    -- The bots' MTProto sessions (see `session`): on a shared store they
+    -- move with the bot's lease. The tables of a session file, keyed by
+    -- the bot's name.
+    CREATE TABLE session_home_dc (
+        session TEXT   PRIMARY KEY,
+        dc_id   BIGINT NOT NULL
+    );
+    CREATE TABLE session_dc_option (
+        session  TEXT   NOT NULL,
+        dc_id    BIGINT NOT NULL,
+        ipv4     TEXT   NOT NULL,
+        ipv6     TEXT   NOT NULL,
+        auth_key BYTEA,
+        PRIMARY KEY (session, dc_id)
+    );
+    CREATE TABLE session_peer (
+        session      TEXT   NOT NULL,
+        peer_id      BIGINT NOT NULL,
+        hash         BIGINT,
+        bot          BIGINT,
+        is_self      BIGINT,
+        channel_kind BIGINT,
+        PRIMARY KEY (session, peer_id)
+    );
+    CREATE INDEX session_peer_self ON session_peer (session) WHERE is_self = 1;
+    CREATE TABLE session_update_state (
+        session TEXT   PRIMARY KEY,
+        pts     BIGINT NOT NULL,
+        qts     BIGINT NOT NULL,
+        date    BIGINT NOT NULL,
+        seq     BIGINT NOT NULL
+    );
+    CREATE TABLE session_channel_state (
+        session    TEXT   NOT NULL,
+        channel_id BIGINT NOT NULL,
+        pts        BIGINT NOT NULL,
+        PRIMARY KEY (session, channel_id)
+    );
+    ",
+    ),
+];
+
+/// The schema version this build writes on PostgreSQL.
+const POSTGRES_VERSION: u32 = POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.len() - 1].0;
 
 /// The advisory lock daemons take while they migrate a shared store.
 const MIGRATION_LOCK: i64 = 0x7465_6c65_6761_7465 + 1;
@@ -417,28 +465,21 @@ fn migrate_postgres(conn: &Conn) -> Result<(), QueueError> {
             )
             .optional()?
             .unwrap_or(0);
-        if found > VERSION {
+        if found > POSTGRES_VERSION {
             return Err(QueueError::SchemaTooNew {
                 found,
-                known: VERSION,
+                known: POSTGRES_VERSION,
             });
         }
         for &(version, sql) in POSTGRES_MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-            conn.execute_batch("BEGIN")?;
-            let step = conn.execute_batch(sql).and_then(|()| {
+            conn.in_transaction(|conn| {
+                conn.execute_batch(sql)?;
                 conn.execute(
                     "INSERT INTO telegate_schema (one, version) VALUES (1, ?1)
                      ON CONFLICT (one) DO UPDATE SET version = excluded.version",
                     rusqlite::params![version],
                 )
-            });
-            match step {
-                Ok(_) => conn.execute_batch("COMMIT")?,
-                Err(error) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    return Err(error.into());
-                }
-            }
+            })?;
             tracing::info!(version, "store schema migrated");
         }
         Ok(())

@@ -36,7 +36,7 @@ use super::announce::Announcer;
 use super::job::JobEvent;
 use super::job::JobState;
 use super::persist::StorageRefusal;
-use crate::store::{Conn, Dialect, StoreError};
+use crate::store::{Conn, Dialect};
 
 /// Ops committed together at most.
 const MAX_BATCH: usize = 1024;
@@ -328,9 +328,9 @@ fn commit(store: &Store, ops: impl Iterator<Item = Op>) {
         notify_other_daemons(conn, &committed_events);
     }
     let committed = began.and_then(|()| {
-        run_cached(conn, "COMMIT").map_err(|err| {
+        conn.commit().map_err(|err| {
             tracing::error!(error = %err, "store commit failed");
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = conn.rollback();
             err.to_string()
         })
     });
@@ -378,13 +378,6 @@ fn notify_other_daemons(conn: &Conn, events: &[JobEvent]) {
             tracing::warn!(error = %error, "cannot notify the other daemons");
         }
     }
-}
-
-/// Runs the one statement `sql` through the statement cache.
-fn run_cached(conn: &Conn, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql)?
-        .execute(rusqlite::params![])
-        .map(drop)
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub enum StoreError {
     Url(String),
     #[error("the query returned no row")]
     NoRow,
+    #[error("the connection to the store was lost in the middle of a transaction")]
+    Lost,
 }
 
 /// What went wrong, from the server's own message where there is one
@@ -262,8 +264,44 @@ impl Conn {
     pub(crate) fn is_autocommit(&self) -> bool {
         match &self.backend {
             Backend::Sqlite(conn) => conn.is_autocommit(),
-            Backend::Postgres(conn) => conn.is_closed(),
+            Backend::Postgres(conn) => conn.is_autocommit(),
         }
+    }
+
+    /// Commits the open transaction.
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => {
+                conn.prepare_cached("COMMIT")?.execute([])?;
+                Ok(())
+            }
+            Backend::Postgres(conn) => conn.end("COMMIT"),
+        }
+    }
+
+    /// Rolls the open transaction back.
+    pub(crate) fn rollback(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Ok(conn.execute_batch("ROLLBACK")?),
+            Backend::Postgres(conn) => conn.end("ROLLBACK"),
+        }
+    }
+
+    /// Runs `f` in a transaction of its own: committed if it returns `Ok`,
+    /// rolled back if it (or the commit) fails.
+    pub(crate) fn in_transaction<T>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => conn.execute_batch("BEGIN")?,
+            Backend::Postgres(conn) => conn.begin()?,
+        }
+        let outcome = f(self).and_then(|value| self.commit().map(|()| value));
+        if outcome.is_err() && !self.is_autocommit() {
+            let _ = self.rollback();
+        }
+        outcome
     }
 
     /// Rows changed since the connection opened.

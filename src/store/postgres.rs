@@ -62,6 +62,12 @@ impl PgUrl {
     pub(crate) fn connect(&self) -> Result<Conn, StoreError> {
         Ok(Conn::postgres(PgConn::open(self.clone())?))
     }
+
+    /// A connection made at its first statement (a server down now is
+    /// that statement's error, not the caller's).
+    pub(crate) fn connect_lazily(&self) -> Conn {
+        Conn::postgres(PgConn::with_client(self.clone(), None))
+    }
 }
 
 /// `postgres://USER@HOST:PORT/DB`, never the password.
@@ -99,6 +105,10 @@ pub(crate) struct PgConn {
     /// Prepared statements, by the SQL the store wrote.
     statements: RefCell<HashMap<String, postgres::Statement>>,
     changes: Cell<u64>,
+    /// Whether a transaction is open. A connection lost inside one is not
+    /// made again until the transaction is ended: the server rolled back
+    /// what it had done, and what comes after must not commit on its own.
+    in_transaction: Cell<bool>,
 }
 
 /// Runs `f` where a blocking PostgreSQL client may run: the client drives
@@ -134,12 +144,17 @@ impl Drop for PgConn {
 impl PgConn {
     fn open(url: PgUrl) -> Result<PgConn, StoreError> {
         let client = off_runtime(|| url.config.connect(NoTls))?;
-        Ok(PgConn {
+        Ok(PgConn::with_client(url, Some(client)))
+    }
+
+    fn with_client(url: PgUrl, client: Option<Client>) -> PgConn {
+        PgConn {
             url,
-            client: RefCell::new(Some(client)),
+            client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
             changes: Cell::new(0),
-        })
+            in_transaction: Cell::new(false),
+        }
     }
 
     /// Runs `run` on the client, connecting again first if the last one
@@ -153,6 +168,9 @@ impl PgConn {
     ) -> Result<T, StoreError> {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_none_or(Client::is_closed) {
+            if self.in_transaction.get() {
+                return Err(StoreError::Lost);
+            }
             self.statements.borrow_mut().clear();
             *slot = None;
             *slot = Some(self.url.config.connect(NoTls)?);
@@ -219,8 +237,16 @@ impl PgConn {
         self.with(|client, _| client.batch_execute(sql))
     }
 
-    pub(super) fn begin_write(&self) -> Result<(), StoreError> {
+    pub(super) fn begin(&self) -> Result<(), StoreError> {
+        // Whatever was open before ended with its connection.
+        self.in_transaction.set(false);
         self.batch("BEGIN")?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
+    pub(super) fn begin_write(&self) -> Result<(), StoreError> {
+        self.begin()?;
         self.execute(
             "SELECT pg_advisory_xact_lock(?1)",
             &[&WRITE_LOCK as &dyn SqliteToSql],
@@ -228,8 +254,18 @@ impl PgConn {
         .map(drop)
     }
 
-    pub(super) fn is_closed(&self) -> bool {
-        self.client.borrow().as_ref().is_none_or(Client::is_closed)
+    /// Ends the open transaction with `sql` (`COMMIT` or `ROLLBACK`). On a
+    /// lost connection a rollback is already done, and a commit failed.
+    pub(super) fn end(&self, sql: &str) -> Result<(), StoreError> {
+        let ended = self.batch(sql);
+        self.in_transaction.set(false);
+        ended
+    }
+
+    /// Whether no transaction is open (or the one open was lost with its
+    /// connection, so none is, on the server).
+    pub(super) fn is_autocommit(&self) -> bool {
+        !self.in_transaction.get() || self.client.borrow().as_ref().is_none_or(Client::is_closed)
     }
 
     pub(super) fn total_changes(&self) -> u64 {
