@@ -69,13 +69,14 @@ impl BotStates {
         Self::default()
     }
 
-    /// Marks the daemon as one of several sharing the bots.
-    pub fn set_shared(&self) {
+    /// Marks the daemon as one of several sharing the bots, in touch with
+    /// the others (its leases renewed), or not.
+    pub fn set_shared(&self, shared: bool) {
         self.shared
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+            .store(shared, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether the daemon shares its bots with others.
+    /// Whether the daemon shares its bots with others and is in touch.
     pub fn is_shared(&self) -> bool {
         self.shared.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -9,23 +9,18 @@
 mod worker_support;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::Method;
 use bytes::Bytes;
 use telegate::api::client::Client;
-use telegate::cli::sandbox::write_fleet_files;
-use telegate::config::{BotName, StateDir};
 use telegate::events::EventStore;
 use telegate::queue::Queue;
-use telegate::sandbox::server::{Sandbox, SandboxOptions};
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
-use telegate::session::Sessions;
 use telegate::store::Location;
 use tokio::time::{Instant, sleep};
-use worker_support::{Worker, body};
+use worker_support::body;
+use worker_support::daemons::{Daemons, Stores};
 
 const BOTS: usize = 20;
 const DAEMONS: usize = 3;
@@ -35,122 +30,9 @@ const JOBS_PER_CHAT: usize = 10;
 const BOT_PER_SECOND: u32 = 30;
 const TAKEOVER: Duration = Duration::from_secs(15);
 
-/// Bot `bot`'s state as daemon `client` reports it (`None`: not running
-/// there).
-async fn state(client: &Client, key: &str) -> Option<String> {
-    let mut connection = client.connect().await.ok()?;
-    let answer = connection
-        .send(
-            Method::GET,
-            "/api/v1/bots",
-            &[("x-octopods-auth", key)],
-            Bytes::new(),
-        )
-        .await
-        .ok()?;
-    let bots = answer.json().ok()?;
-    bots["bots"][0]["state"].as_str().map(str::to_owned)
-}
-
-/// Which daemon runs each bot now (bots running nowhere are left out).
-async fn holders(clients: &[Option<Client>], keys: &[(String, String)]) -> BTreeMap<usize, usize> {
-    let mut held = BTreeMap::new();
-    for (bot, (_, key)) in keys.iter().enumerate() {
-        for (daemon, client) in clients.iter().enumerate() {
-            if let Some(client) = client
-                && state(client, key).await.as_deref() == Some("ready")
-            {
-                held.insert(bot, daemon);
-            }
-        }
-    }
-    held
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A sandbox with `bots` bots and `daemons` daemons sharing one fresh
-/// PostgreSQL database, each with a copy of one set of files (config and
-/// keys); the bots' sessions (the sandbox's auth keys) are in the database
-/// only, where whichever daemon takes a bot finds its session.
-struct Shared {
-    root: tempfile::TempDir,
-    store: Location,
-    sandbox: Sandbox,
-    bots: Vec<AccountId>,
-    keys: Vec<(String, String)>,
-    daemons: Vec<Option<Worker>>,
-    clients: Vec<Option<Client>>,
-}
-
-impl Shared {
-    async fn start(bots: usize, daemons: usize) -> Shared {
-        let root = tempfile::tempdir().unwrap();
-        let sandbox_dir = root.path().join("sandbox");
-        StateDir::new(&sandbox_dir).prepare().unwrap();
-        let sandbox = Sandbox::start(SandboxOptions {
-            state_dir: Some(sandbox_dir),
-            ..SandboxOptions::default()
-        })
-        .await
-        .unwrap();
-        sandbox.telegram().set_limits_enabled(true);
-        let bot_ids = sandbox.telegram().ensure_bots(bots);
-        let dirs: Vec<PathBuf> = (0..daemons)
-            .map(|n| root.path().join(format!("daemon{n}")))
-            .collect();
-        StateDir::new(&dirs[0]).prepare().unwrap();
-        fs::write(
-            dirs[0].join("telegate.toml"),
-            format!("[limits]\nbot_per_second = {BOT_PER_SECOND}\n"),
-        )
-        .unwrap();
-        let keys = write_fleet_files(&dirs[0], &sandbox, &bot_ids).unwrap();
-        let url = worker_support::store::shared_database();
-        let store = Location::postgres(&url).unwrap();
-        Queue::open_at(&store).unwrap().close().await;
-        let sessions = Sessions::new(&StateDir::new(&dirs[0]), &store);
-        for (name, _) in &keys {
-            let session = sessions
-                .open(&BotName::new(name.as_str()).unwrap())
-                .unwrap();
-            assert!(
-                session.is_signed_in().unwrap(),
-                "{name}'s session is imported"
-            );
-        }
-        fs::remove_dir_all(dirs[0].join("sessions")).unwrap();
-        for dir in &dirs[1..] {
-            copy_dir(&dirs[0], dir);
-        }
-        let env = [("TELEGATE_STORE_URL", url.as_str())];
-        Shared {
-            store,
-            daemons: dirs
-                .iter()
-                .map(|dir| Some(Worker::spawn(dir, &env)))
-                .collect(),
-            clients: dirs
-                .iter()
-                .map(|dir| Some(Client::new(dir.join("telegate.sock"))))
-                .collect(),
-            root,
-            sandbox,
-            bots: bot_ids,
-            keys,
-        }
-    }
+/// Every daemon's `telegate.toml`: Telegram's rate for a bot.
+fn config() -> String {
+    format!("[limits]\nbot_per_second = {BOT_PER_SECOND}\n")
 }
 
 /// Whether a chat's `text` is one of the jobs' (`b…`), not what the
@@ -194,10 +76,10 @@ async fn readyz(client: &Client) -> Option<(u16, String)> {
 /// says so at `/readyz`), and takes the bot when its holder dies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_daemon_is_ready_and_takes_the_bot_when_its_holder_dies() {
-    let mut shared = Shared::start(1, 2).await;
+    let mut shared = Daemons::start(1, Stores::Postgres(2), &config(), true).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let holder = loop {
-        if let Some(&daemon) = holders(&shared.clients, &shared.keys).await.get(&0) {
+        if let Some(&daemon) = shared.holders().await.get(&0) {
             break daemon;
         }
         assert!(Instant::now() < deadline, "the bot never ran");
@@ -209,9 +91,8 @@ async fn a_standby_daemon_is_ready_and_takes_the_bot_when_its_holder_dies() {
     assert_eq!(readyz(&holder_client).await, Some((200, "ready".into())));
     assert_eq!(readyz(&standby_client).await, Some((200, "standby".into())));
 
-    shared.daemons[holder].as_mut().unwrap().kill();
+    shared.kill(holder);
     let killed = Instant::now();
-    shared.clients[holder] = None;
     while readyz(&standby_client).await != Some((200, "ready".into())) {
         assert!(
             killed.elapsed() < TAKEOVER,
@@ -219,45 +100,26 @@ async fn a_standby_daemon_is_ready_and_takes_the_bot_when_its_holder_dies() {
         );
         sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        holders(&shared.clients, &shared.keys).await.get(&0),
-        Some(&standby)
-    );
+    assert_eq!(shared.holders().await.get(&0), Some(&standby));
     let traffic = shared.sandbox.traffic();
     assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
-    if let Some(daemon) = shared.daemons[standby].as_mut() {
-        daemon.terminate();
-    }
+    shared.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
-    let Shared {
-        root: _root,
-        store,
-        sandbox,
-        bots,
-        keys,
-        mut daemons,
-        mut clients,
-    } = Shared::start(BOTS, DAEMONS).await;
-    let telegram = sandbox.telegram();
+    let mut fleet = Daemons::start(BOTS, Stores::Postgres(DAEMONS), &config(), true).await;
+    let store = fleet.store.clone().unwrap();
+    let (bots, keys) = (fleet.bots.clone(), fleet.keys.clone());
+    let telegram = fleet.sandbox.telegram().clone();
 
     // Every bot runs somewhere, each daemon its share (7, 7, 6).
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let held = holders(&clients, &keys).await;
-        let mut per_daemon = [0; DAEMONS];
-        for &daemon in held.values() {
-            per_daemon[daemon] += 1;
-        }
-        if held.len() == BOTS && per_daemon.iter().all(|&n| n >= BOTS / DAEMONS) {
-            break;
-        }
+    while !fleet.spread().await {
         assert!(
             Instant::now() < deadline,
-            "bots never spread over the daemons: {per_daemon:?} of {}",
-            held.len()
+            "bots never spread over the daemons: {:?}",
+            fleet.holders().await
         );
         sleep(Duration::from_millis(200)).await;
     }
@@ -290,7 +152,7 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
     const CONNECTIONS: usize = 16;
     let mut enqueuers = Vec::new();
     for lane in 0..CONNECTIONS {
-        let client = clients[1 + lane % (DAEMONS - 1)].clone().unwrap();
+        let client = fleet.clients[1 + lane % (DAEMONS - 1)].clone().unwrap();
         let mine: Vec<(usize, AccountId)> = chats
             .iter()
             .enumerate()
@@ -341,7 +203,7 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
         sleep(Duration::from_millis(50)).await;
     }
     let victim = 0;
-    let before = holders(&clients, &keys).await;
+    let before = fleet.holders().await;
     let orphans: Vec<usize> = before
         .iter()
         .filter(|&(_, &daemon)| daemon == victim)
@@ -357,10 +219,8 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
             .unwrap();
     }
     let sent_at_kill = delivered(&chats);
-    daemons[victim].as_mut().unwrap().kill();
+    fleet.kill(victim);
     let killed = Instant::now();
-    daemons[victim] = None;
-    clients[victim] = None;
     assert!(
         sent_at_kill < total,
         "the burst was over before the kill: {sent_at_kill} of {total}"
@@ -368,7 +228,7 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
 
     // Its bots run again elsewhere within 15 s.
     loop {
-        let held = holders(&clients, &keys).await;
+        let held = fleet.holders().await;
         if orphans.iter().all(|bot| held.contains_key(bot)) {
             break;
         }
@@ -442,7 +302,7 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
 
     // No bot's key was on two live connections: the takeover waited for
     // the killed daemon's connections to close.
-    let traffic = sandbox.traffic();
+    let traffic = fleet.sandbox.traffic();
     assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
     assert_eq!(traffic.max_live_connections_per_key, 1, "{traffic:?}");
     let stats = telegram.stats();
@@ -452,7 +312,5 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
         orphans.len(),
         stats.duplicates_suppressed
     );
-    for daemon in daemons.iter_mut().flatten() {
-        daemon.terminate();
-    }
+    fleet.terminate();
 }

@@ -10,10 +10,14 @@ mod worker_support;
 use std::path::Path;
 use std::time::Duration;
 
+use grammers_session::Session;
+use grammers_session::types::PeerId;
 use serde_json::{Value, json};
+use telegate::config::{BotName, StateDir};
 use telegate::sandbox::telegram::{
     AccountId, BOT_ID, BotAction, GroupKind, NewGroup, Pressed, Role, UserClick, UserMessage,
 };
+use telegate::session::Sessions;
 use tokio::time::{Instant, sleep};
 use worker_support::{INTERACTIVE, PATIENCE, Pace, World, body};
 
@@ -91,27 +95,24 @@ async fn halted(world: &World) -> Value {
 }
 
 /// The access hash the worker's session holds for the chat `chat_id`
-/// (Bot API form), once it holds one.
+/// (Bot API form), once it holds one: read from its session, a file or
+/// the shared store's rows.
 async fn cached_access_hash(world: &World, chat_id: i64) -> i64 {
-    let path = world.dir.path().join("sessions/default.session");
+    let dir = world.dir.path();
     eventually(
         world,
         &format!("the access hash of {chat_id} cached"),
-        async || read_access_hash(&path, chat_id),
+        async || read_access_hash(dir, chat_id).await,
     )
     .await
 }
 
-fn read_access_hash(path: &Path, chat_id: i64) -> Option<i64> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-    let conn = rusqlite::Connection::open_with_flags(path, flags).ok()?;
-    conn.query_row(
-        "SELECT hash FROM peer WHERE peer_id = ?1",
-        [chat_id],
-        |row| row.get::<_, Option<i64>>(0),
-    )
-    .ok()
-    .flatten()
+async fn read_access_hash(dir: &Path, chat_id: i64) -> Option<i64> {
+    let sessions = Sessions::new(&StateDir::new(dir), &worker_support::store::location(dir));
+    let session = sessions.open(&BotName::default_bot()).ok()?;
+    let peer = PeerId::from_bot_api_dialog_id(chat_id)?;
+    let info = session.peer(peer).await.ok()??;
+    info.auth().map(|auth| auth.hash())
 }
 
 fn served(stats: &Value, fault: &str) -> u64 {

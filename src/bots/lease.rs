@@ -55,6 +55,13 @@ impl Leasing {
         &self.holder
     }
 
+    /// Whether the leases are renewed now: the last renewal is recent
+    /// enough to trust (false before the first, and once cut off from the
+    /// store for `ttl - ttl/4`).
+    pub fn is_renewed(&self) -> bool {
+        self.valid_until.is_some_and(|until| Instant::now() < until)
+    }
+
     /// How often to tick.
     pub fn interval(&self) -> Duration {
         self.ttl / 5

@@ -158,6 +158,7 @@ pub enum CliError {
 
 /// The variable holding the log filter (`info` when unset).
 const LOG_ENV: &str = "TELEGATE_LOG";
+const QUIET_POSTGRES: &str = "tokio_postgres=info";
 
 /// Logs go to stderr, filtered by `TELEGATE_LOG` (e.g. `debug`,
 /// `telegate=debug`); stdout is kept for command output. The format is
@@ -171,7 +172,11 @@ pub fn init_logging(global: &Global) {
             .and_then(|v| v.parse().ok())
             .unwrap_or_default(),
     };
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env(LOG_ENV)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // The PostgreSQL client logs every statement's parameters at debug,
+        // auth keys among them: never below info, whatever was asked.
+        .add_directive(QUIET_POSTGRES.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

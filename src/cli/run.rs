@@ -121,9 +121,11 @@ pub async fn daemon(
         }
         crate::store::Location::Sqlite(_) => None,
     };
+    // Standing by is reported once the leases are renewed (a daemon that
+    // cannot reach the store is not ready, nor a standby).
+    let states = bots.states().clone();
     if let Some(leasing) = &leasing {
         queue.fence(leasing.holder());
-        bots.states().set_shared();
     }
     let mut lease_timer = tokio::time::interval(
         leasing
@@ -182,6 +184,7 @@ pub async fn daemon(
             _ = lease_timer.tick(), if leasing.is_some() => {
                 if let Some(leasing) = leasing.as_mut() {
                     let held = leasing.tick(&queue, &fleet.configured()).await;
+                    states.set_shared(leasing.is_renewed());
                     if let Err(error) = fleet.hold(Some(held)).await {
                         tracing::error!(%error, "cannot start a leased bot");
                     }

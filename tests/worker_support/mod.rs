@@ -5,6 +5,7 @@
 // Each binary that includes this module uses a different part of it.
 #![allow(dead_code)]
 
+pub mod daemons;
 pub mod raw;
 pub mod store;
 
