@@ -65,6 +65,8 @@ pub enum SessionError {
     Sqlite(#[from] rusqlite::Error),
     #[error("session storage: {0}")]
     Store(#[from] StoreError),
+    #[error("a session read or write was interrupted (its task panicked)")]
+    Interrupted,
     #[error("session holds a malformed {0}")]
     Corrupt(&'static str),
     #[error("session file has schema version {found}, newer than this telegate ({SCHEMA_VERSION})")]
@@ -119,24 +121,47 @@ impl Sessions {
 
     /// The session of the bot `name`. In the shared store, a bot that has
     /// no session there yet gets the one in its file, if there is a file.
-    pub fn open(&self, name: &BotName) -> Result<SessionStore, SessionError> {
+    /// (On the shared store, off the runtime's threads.)
+    pub async fn open(&self, name: &BotName) -> Result<SessionStore, SessionError> {
         let file = self.state.bot_session(name);
         let Some(db) = &self.shared else {
             return SessionStore::open(&file);
         };
-        let store = SessionStore::over(Arc::clone(db), name.as_str().to_owned())?;
-        if store.is_empty()? && file.exists() {
-            let image = SessionStore::open(&file)?.image()?;
-            store.write_image(&image)?;
+        let (db, name) = (Arc::clone(db), name.clone());
+        tokio::task::spawn_blocking(move || Sessions::open_shared(db, &name, &file))
+            .await
+            .map_err(|_| SessionError::Interrupted)?
+    }
+
+    fn open_shared(
+        db: Arc<Mutex<Conn>>,
+        name: &BotName,
+        file: &Path,
+    ) -> Result<SessionStore, SessionError> {
+        let store = SessionStore::over(Arc::clone(&db), name.as_str().to_owned())?;
+        if store.rows.is_empty()? && file.exists() {
+            let image = SessionStore::open(file)?.rows.image()?;
+            store.rows.write_image(&image)?;
             tracing::info!(bot = %name, file = %file.display(), "session imported into the shared store");
-            return SessionStore::over(Arc::clone(db), name.as_str().to_owned());
+            return SessionStore::over(db, name.as_str().to_owned());
         }
         Ok(store)
     }
 }
 
 /// A grammers session: a SQLite file's, or a bot's rows in the shared store.
+///
+/// On a shared store every read and write the client asks for runs on
+/// tokio's blocking pool: a database that does not answer (a partition)
+/// then holds that call only, never one of the runtime's threads, and the
+/// bot can be stopped while the call waits.
+#[derive(Clone)]
 pub struct SessionStore {
+    rows: Arc<SessionRows>,
+}
+
+/// What a [`SessionStore`] reads and writes through.
+struct SessionRows {
     /// A file's own connection, or the one the daemon's sessions share.
     db: Arc<Mutex<Conn>>,
     /// Whose rows: [`FILE_KEY`] in a file, the bot's name in a shared store.
@@ -200,7 +225,7 @@ impl SessionStore {
         auth_key: [u8; 256],
     ) -> Result<Self, SessionError> {
         let store = Self::open(path)?;
-        store.write_home_dc(dc_id)?;
+        store.rows.write_home_dc(dc_id)?;
         store.add_dc(dc_id, addr, auth_key)?;
         Ok(store)
     }
@@ -213,7 +238,7 @@ impl SessionStore {
         addr: SocketAddrV4,
         auth_key: [u8; 256],
     ) -> Result<(), SessionError> {
-        self.write_dc_option(&DcOption {
+        self.rows.write_dc_option(&DcOption {
             id: dc_id,
             ipv4: addr,
             ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
@@ -222,16 +247,10 @@ impl SessionStore {
     }
 
     /// Points the home DC at `addr`, keeping its auth key (the config's
-    /// `dc_addr`: a sandbox restarted on another port).
+    /// `dc_addr`: a sandbox restarted on another port). Blocks on a shared
+    /// store: from async code, [`SessionStore::point_home_at`].
     pub fn set_home_addr(&self, addr: SocketAddrV4) -> Result<(), SessionError> {
-        let home = self.dcs().home_dc;
-        let auth_key = self.dcs().options.get(&home).and_then(|o| o.auth_key);
-        self.write_dc_option(&DcOption {
-            id: home,
-            ipv4: addr,
-            ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
-            auth_key,
-        })
+        self.rows.set_home_addr(addr)
     }
 
     /// Records a sign-in done elsewhere: `me` as the signed-in account and
@@ -240,17 +259,12 @@ impl SessionStore {
     /// sandbox uses it so that a worker's first start catches up from the
     /// moment the sandbox made the bot.
     pub fn record_sign_in(&self, me: PeerInfo, state: UpdatesState) -> Result<bool, SessionError> {
-        if self.read_updates_state()?.pts != 0 {
+        if self.rows.read_updates_state()?.pts != 0 {
             return Ok(false);
         }
-        self.write_peer(me)?;
-        self.write_update_state(UpdateState::All(state))?;
+        self.rows.write_peer(me)?;
+        self.rows.write_update_state(UpdateState::All(state))?;
         Ok(true)
-    }
-
-    /// Whether a user (the bot) is signed in with this session.
-    pub fn is_signed_in(&self) -> Result<bool, SessionError> {
-        Ok(self.read_peer(PeerId::self_user())?.is_some())
     }
 
     fn from_connection(conn: Connection) -> Result<Self, SessionError> {
@@ -269,7 +283,7 @@ impl SessionStore {
 
     /// The session `key` in `db` (migrated already).
     fn over(db: Arc<Mutex<Conn>>, key: String) -> Result<Self, SessionError> {
-        let store = SessionStore {
+        let rows = SessionRows {
             db,
             key,
             dcs: Mutex::new(DcCache {
@@ -278,9 +292,60 @@ impl SessionStore {
             }),
             peers: Mutex::new(HashMap::new()),
         };
-        let dcs = store.with_db(load_dcs)?;
-        *store.dcs() = dcs;
-        Ok(store)
+        let dcs = rows.with_db(load_dcs)?;
+        *rows.dcs() = dcs;
+        Ok(SessionStore {
+            rows: Arc::new(rows),
+        })
+    }
+
+    /// Runs `f` on the rows where it may block: at once on a file (a local
+    /// SQLite file answers at once), on tokio's blocking pool on a shared
+    /// store.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SessionRows) -> Result<T, SessionError> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        if !self.rows.is_shared() {
+            return f(&self.rows);
+        }
+        let rows = Arc::clone(&self.rows);
+        tokio::task::spawn_blocking(move || f(&rows))
+            .await
+            .map_err(|_| SessionError::Interrupted)?
+    }
+
+    /// Whether a user (the bot) is signed in with this session.
+    pub async fn is_signed_in(&self) -> Result<bool, SessionError> {
+        self.blocking(SessionRows::is_signed_in).await
+    }
+
+    /// [`SessionStore::set_home_addr`], off the runtime's threads.
+    pub async fn point_home_at(&self, addr: SocketAddrV4) -> Result<(), SessionError> {
+        self.blocking(move |rows| rows.set_home_addr(addr)).await
+    }
+}
+
+impl SessionRows {
+    fn is_shared(&self) -> bool {
+        self.key != FILE_KEY
+    }
+
+    /// Points the home DC at `addr`, keeping its auth key (the config's
+    /// `dc_addr`: a sandbox restarted on another port).
+    fn set_home_addr(&self, addr: SocketAddrV4) -> Result<(), SessionError> {
+        let home = self.dcs().home_dc;
+        let auth_key = self.dcs().options.get(&home).and_then(|o| o.auth_key);
+        self.write_dc_option(&DcOption {
+            id: home,
+            ipv4: addr,
+            ipv6: SocketAddrV6::new(addr.ip().to_ipv6_mapped(), addr.port(), 0, 0),
+            auth_key,
+        })
+    }
+
+    fn is_signed_in(&self) -> Result<bool, SessionError> {
+        Ok(self.read_peer(PeerId::self_user())?.is_some())
     }
 
     /// Runs `run` on the session's connection with its key. A PostgreSQL
@@ -770,15 +835,15 @@ impl Session for SessionStore {
     type Error = SessionError;
 
     fn home_dc_id(&self) -> Result<i32, SessionError> {
-        Ok(self.dcs().home_dc)
+        Ok(self.rows.dcs().home_dc)
     }
 
     fn set_home_dc_id(&self, dc_id: i32) -> BoxFuture<'_, Result<(), SessionError>> {
-        Box::pin(async move { self.write_home_dc(dc_id) })
+        Box::pin(self.blocking(move |rows| rows.write_home_dc(dc_id)))
     }
 
     fn dc_option(&self, dc_id: i32) -> Result<Option<DcOption>, SessionError> {
-        let dcs = self.dcs();
+        let dcs = self.rows.dcs();
         Ok(dcs
             .options
             .get(&dc_id)
@@ -788,23 +853,23 @@ impl Session for SessionStore {
 
     fn set_dc_option(&self, dc_option: &DcOption) -> BoxFuture<'_, Result<(), SessionError>> {
         let dc_option = dc_option.clone();
-        Box::pin(async move { self.write_dc_option(&dc_option) })
+        Box::pin(self.blocking(move |rows| rows.write_dc_option(&dc_option)))
     }
 
     fn peer(&self, peer: PeerId) -> BoxFuture<'_, Result<Option<PeerInfo>, SessionError>> {
-        Box::pin(async move { self.read_peer(peer) })
+        Box::pin(self.blocking(move |rows| rows.read_peer(peer)))
     }
 
     fn cache_peer(&self, peer: PeerInfo) -> BoxFuture<'_, Result<(), SessionError>> {
-        Box::pin(async move { self.write_peer(peer) })
+        Box::pin(self.blocking(move |rows| rows.write_peer(peer)))
     }
 
     fn updates_state(&self) -> BoxFuture<'_, Result<UpdatesState, SessionError>> {
-        Box::pin(async move { self.read_updates_state() })
+        Box::pin(self.blocking(SessionRows::read_updates_state))
     }
 
     fn set_update_state(&self, update: UpdateState) -> BoxFuture<'_, Result<(), SessionError>> {
-        Box::pin(async move { self.write_update_state(update) })
+        Box::pin(self.blocking(move |rows| rows.write_update_state(update)))
     }
 }
 
@@ -850,7 +915,7 @@ mod tests {
         let store = crate::store::test_location(a.path());
         let first = sessions_in(a.path(), &store);
         let second = sessions_in(b.path(), &store);
-        let held = first.open(&bot("alpha")).unwrap();
+        let held = first.open(&bot("alpha")).await.unwrap();
         held.add_dc(2, addr(4000), key(5)).unwrap();
         held.cache_peer(PeerInfo::User {
             id: 77,
@@ -877,15 +942,15 @@ mod tests {
         .await
         .unwrap();
 
-        let moved = second.open(&bot("alpha")).unwrap();
-        let other = second.open(&bot("beta")).unwrap();
+        let moved = second.open(&bot("alpha")).await.unwrap();
+        let other = second.open(&bot("beta")).await.unwrap();
         assert!(
-            !other.is_signed_in().unwrap(),
+            !other.is_signed_in().await.unwrap(),
             "beta has a session of its own"
         );
         if !first.is_shared() {
             assert!(
-                !moved.is_signed_in().unwrap(),
+                !moved.is_signed_in().await.unwrap(),
                 "a daemon's files are its own"
             );
             return;
@@ -927,10 +992,10 @@ mod tests {
             .unwrap();
         drop(provisioned);
 
-        let opened = sessions.open(&bot("alpha")).unwrap();
+        let opened = sessions.open(&bot("alpha")).await.unwrap();
         assert_eq!(opened.home_dc_id().unwrap(), 3);
         assert_eq!(opened.dc_option(3).unwrap().unwrap().auth_key, Some(key(1)));
-        assert!(opened.is_signed_in().unwrap());
+        assert!(opened.is_signed_in().await.unwrap());
         assert_eq!(opened.updates_state().await.unwrap().pts, 5);
         opened
             .set_update_state(UpdateState::Primary {
@@ -948,7 +1013,7 @@ mod tests {
             .unwrap()
             .add_dc(3, addr(4000), key(2))
             .unwrap();
-        let again = sessions.open(&bot("alpha")).unwrap();
+        let again = sessions.open(&bot("alpha")).await.unwrap();
         let expected = if sessions.is_shared() { key(1) } else { key(2) };
         assert_eq!(
             again.dc_option(3).unwrap().unwrap().auth_key,
@@ -984,7 +1049,7 @@ mod tests {
         let store = SessionStore::open(&path).unwrap();
         assert_eq!(store.home_dc_id().unwrap(), 4);
         assert_eq!(store.dc_option(4).unwrap().unwrap().auth_key, Some(key(0)));
-        assert!(store.is_signed_in().unwrap());
+        assert!(store.is_signed_in().await.unwrap());
         let state = store.updates_state().await.unwrap();
         assert_eq!((state.pts, state.qts), (12, 3));
         assert_eq!(state.channels, [ChannelState { id: 8, pts: 80 }]);
@@ -1012,7 +1077,7 @@ mod tests {
         assert_eq!(store.home_dc_id().unwrap(), DEFAULT_HOME_DC);
         let option = store.dc_option(DEFAULT_HOME_DC).unwrap().unwrap();
         assert_eq!(option.auth_key, None);
-        assert!(!store.is_signed_in().unwrap());
+        assert!(!store.is_signed_in().await.unwrap());
     }
 
     #[tokio::test]
@@ -1029,7 +1094,7 @@ mod tests {
             .unwrap();
         let me = store.peer(PeerId::self_user()).await.unwrap().unwrap();
         assert_eq!(me.id(), PeerId::user(1000).unwrap());
-        assert!(store.is_signed_in().unwrap());
+        assert!(store.is_signed_in().await.unwrap());
     }
 
     #[tokio::test]
@@ -1117,6 +1182,7 @@ mod tests {
         let store = SessionStore::in_memory().unwrap();
         let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
         store
+            .rows
             .write_dc_option(&DcOption {
                 id: 2,
                 ipv4: addr,
@@ -1150,12 +1216,12 @@ mod tests {
         let path = dir.path().join("bot.session");
         let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1000);
         let store = SessionStore::provision(&path, 2, addr, key(7)).unwrap();
-        store.read_updates_state().unwrap();
+        store.rows.read_updates_state().unwrap();
         let (mut used, mut most) = (0, 0);
         // SAFETY: the out-pointers are valid for the call.
         let rc = unsafe {
             rusqlite::ffi::sqlite3_db_status(
-                store.db.lock().unwrap().as_sqlite().unwrap().handle(),
+                store.rows.db.lock().unwrap().as_sqlite().unwrap().handle(),
                 rusqlite::ffi::SQLITE_DBSTATUS_LOOKASIDE_USED,
                 &mut used,
                 &mut most,

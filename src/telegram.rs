@@ -246,7 +246,7 @@ impl Telegram {
     /// Makes sure the session is signed in as the bot, signing in with the
     /// token only when it is not (the first start).
     pub async fn sign_in(&self, credentials: &Credentials) -> Result<Bot, TelegramError> {
-        if self.session.is_signed_in()? && self.client.is_authorized().await? {
+        if self.session.is_signed_in().await? && self.client.is_authorized().await? {
             return self.me().await;
         }
         self.client

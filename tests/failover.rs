@@ -20,7 +20,8 @@ use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use telegate::store::Location;
 use tokio::time::{Instant, sleep};
 use worker_support::body;
-use worker_support::daemons::{Daemons, Stores};
+use worker_support::daemons::{Daemons, Stores, bot_state};
+use worker_support::link::{Link, server_of};
 
 const BOTS: usize = 20;
 const DAEMONS: usize = 3;
@@ -312,5 +313,136 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
         orphans.len(),
         stats.duplicates_suppressed
     );
+    fleet.terminate();
+}
+
+/// Two daemons, two bots, and the first daemon's link to the store cut (its
+/// bytes dropped, nothing closed): it stops its bot by itself before the
+/// lease can lapse (its connection closed: the bot's key is never on two
+/// connections at once), and says it is not ready; the other daemon takes
+/// the bot once the lease lapsed and sends, once, work for it that came in
+/// at its own socket. The cut-off daemon still stops on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_them() {
+    let server = std::env::var("TELEGATE_TEST_POSTGRES")
+        .expect("TELEGATE_TEST_POSTGRES names the test server (.ci/run starts one)");
+    let link = Link::start(server_of(&server)).await;
+    let mut fleet = Daemons::start_routed(2, Stores::Postgres(2), &config(), true, |n, url| {
+        if n == 0 {
+            link.url(url)
+        } else {
+            url.to_owned()
+        }
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fleet.spread().await {
+        assert!(
+            Instant::now() < deadline,
+            "bots never spread: {:?}",
+            fleet.holders().await
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let held = fleet.holders().await;
+    let moved = *held.iter().find(|&(_, &daemon)| daemon == 0).unwrap().0;
+    let key = fleet.keys[moved].1.clone();
+    let (cut_off, other) = (
+        fleet.clients[0].clone().unwrap(),
+        fleet.clients[1].clone().unwrap(),
+    );
+    let telegram = fleet.sandbox.telegram().clone();
+    let user = telegram
+        .create_user(NewUser {
+            id: None,
+            first_name: "Pat".into(),
+            username: None,
+            lang_code: None,
+        })
+        .unwrap()
+        .id;
+    telegram
+        .user_sends(
+            user,
+            fleet.bots[moved],
+            UserMessage::Text("/start".into()),
+            None,
+        )
+        .unwrap();
+
+    link.cut();
+    let cut = Instant::now();
+    // Taken by the other once the lease lapsed (10 s after the last
+    // renewal): the sandbox refuses a second connection on the bot's key,
+    // so the cut-off daemon must have closed its own by then.
+    while bot_state(&other, &key).await.as_deref() != Some("ready") {
+        assert!(
+            cut.elapsed() < TAKEOVER,
+            "the other daemon never took the bot: {:?}\ncut-off daemon's log:\n{}\nthe other's log:\n{}",
+            fleet.holders().await,
+            fleet.daemons[0].as_ref().unwrap().log(),
+            fleet.daemons[1].as_ref().unwrap().log()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let taken = cut.elapsed();
+    // The cut-off daemon answers, and is not ready (nor a standby).
+    let ready = tokio::time::timeout(Duration::from_secs(2), readyz(&cut_off))
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        ready.as_ref().map(|(status, _)| *status),
+        Some(503),
+        "{ready:?}"
+    );
+    assert_ne!(bot_state(&cut_off, &key).await.as_deref(), Some("ready"));
+
+    let texts: Vec<String> = (0..5).map(|n| format!("after the cut {n}")).collect();
+    let mut connection = other.connect().await.unwrap();
+    for text in &texts {
+        let answer = connection
+            .send(
+                Method::POST,
+                "/api/v1/telegram/interactive",
+                &[("x-octopods-auth", key.as_str())],
+                Bytes::from(body(user, text)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+    }
+    let sent = || -> Vec<String> {
+        telegram.chat(user, fleet.bots[moved]).unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .filter(|text| text.starts_with("after the cut"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent().len() < texts.len() {
+        assert!(Instant::now() < deadline, "sent only {:?}", sent());
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent(), texts);
+    let traffic = fleet.sandbox.traffic();
+    assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
+    assert_eq!(traffic.max_live_connections_per_key, 1, "{traffic:?}");
+    eprintln!("cut off: the bot taken over after {taken:?}");
+
+    let status = fleet.daemons[0]
+        .as_mut()
+        .unwrap()
+        .terminate_within(Duration::from_secs(30))
+        .await;
+    assert!(
+        status.is_some(),
+        "the cut-off daemon did not stop on SIGTERM:\n{}",
+        fleet.daemons[0].as_ref().unwrap().log()
+    );
+    fleet.daemons[0] = None;
     fleet.terminate();
 }

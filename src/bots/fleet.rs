@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -31,14 +32,32 @@ pub struct Applied {
 struct Running {
     spec: BotSpec,
     cancel: CancellationToken,
+    /// Cancelled to stop without the drain (a lease lost).
+    hurry: CancellationToken,
     tracker: TaskTracker,
 }
+
+/// How long a hurried stop waits for the bot's tasks once its connection
+/// is closed; tasks still waiting on a store out of reach are left to end
+/// when it answers (or with the process).
+const HURRIED_STOP: Duration = Duration::from_secs(1);
 
 impl Running {
     async fn stop(self) {
         self.cancel.cancel();
         self.tracker.close();
-        self.tracker.wait().await;
+        if !self.hurry.is_cancelled() {
+            self.tracker.wait().await;
+        } else if tokio::time::timeout(HURRIED_STOP, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                bot = %self.spec.name,
+                tasks = self.tracker.len(),
+                "the bot's connection is closed; tasks still waiting on the store are left behind"
+            );
+        }
     }
 }
 
@@ -69,10 +88,23 @@ impl Fleet {
     }
 
     /// Runs only the configured bots of `held` from now on (`None`: every
-    /// configured bot), applying the last config again.
-    pub async fn hold(&mut self, held: Option<BTreeSet<BotName>>) -> Result<Applied, TokenError> {
+    /// configured bot), applying the last config again. With `lost`, the
+    /// bots no longer held are stopped at once, without their drain: their
+    /// leases were lost, and another daemon may take them soon.
+    pub async fn hold(
+        &mut self,
+        held: Option<BTreeSet<BotName>>,
+        lost: bool,
+    ) -> Result<Applied, TokenError> {
         if self.held == held {
             return Ok(Applied::default());
+        }
+        if lost {
+            for (name, running) in &self.running {
+                if held.as_ref().is_some_and(|held| !held.contains(name)) {
+                    running.hurry.cancel();
+                }
+            }
         }
         self.held = held;
         match self.config.clone() {
@@ -142,12 +174,14 @@ impl Fleet {
             return; // not in the registry: not configured
         };
         let cancel = self.root.child_token();
+        let hurry = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(worker::run(
             Arc::clone(&self.shared),
             spec.clone(),
             entry,
             cancel.clone(),
+            hurry.clone(),
             tracker.clone(),
         ));
         self.running.insert(
@@ -155,6 +189,7 @@ impl Fleet {
             Running {
                 spec,
                 cancel,
+                hurry,
                 tracker,
             },
         );

@@ -83,7 +83,8 @@ impl Leasing {
     }
 
     /// One tick; returns the bots this daemon may run now.
-    pub async fn tick(&mut self, queue: &Queue, configured: &[BotName]) -> BTreeSet<BotName> {
+    pub async fn tick(&mut self, queue: &Queue, configured: &[BotName]) -> Holding {
+        let mut lost = false;
         let started = Instant::now();
         let bots = configured
             .iter()
@@ -129,9 +130,22 @@ impl Leasing {
                         "leases not renewed in time: stopping their bots"
                     );
                     self.held.clear();
+                    lost = true;
                 }
             }
         }
-        self.held.clone()
+        Holding {
+            bots: self.held.clone(),
+            lost,
+        }
     }
+}
+
+/// What a tick leaves this daemon holding.
+pub struct Holding {
+    /// The bots to run.
+    pub bots: BTreeSet<BotName>,
+    /// Whether bots held before were lost (not renewed in time): they stop
+    /// at once, without their drain.
+    pub lost: bool,
 }

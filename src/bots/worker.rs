@@ -195,11 +195,16 @@ impl Pauses {
 
 /// Runs bot `spec` until `cancel`, retrying its connection with backoff;
 /// its state is kept in `entry`. Its tasks go on `tracker`.
+///
+/// `hurry` cut the drain short when the worker is stopped: the bot's lease
+/// was lost, and its connection must close before another daemon may take
+/// the bot; what was in flight is left to the next holder.
 pub async fn run(
     shared: Arc<Shared>,
     spec: BotSpec,
     entry: Arc<BotEntry>,
     cancel: CancellationToken,
+    hurry: CancellationToken,
     tracker: TaskTracker,
 ) {
     let mut pauses = Pauses::default();
@@ -215,7 +220,15 @@ pub async fn run(
             });
         }
         let mut ready = false;
-        let ended = connect_and_work(&shared, &spec, &entry, &cancel, &tracker, &mut ready).await;
+        let ended = connect_and_work(
+            &shared,
+            &spec,
+            &entry,
+            (&cancel, &hurry),
+            &tracker,
+            &mut ready,
+        )
+        .await;
         entry.attach(None, None, None, None);
         let pause = pauses
             .after(&ended, ready, rand::random())
@@ -284,16 +297,20 @@ async fn connect_and_work(
     shared: &Shared,
     spec: &BotSpec,
     entry: &BotEntry,
-    cancel: &CancellationToken,
+    (cancel, hurry): (&CancellationToken, &CancellationToken),
     tracker: &TaskTracker,
     ready: &mut bool,
 ) -> Ended {
-    let session = match shared.sessions.open(&spec.name) {
+    let opened = tokio::select! {
+        opened = shared.sessions.open(&spec.name) => opened,
+        () = cancel.cancelled() => return Ended::Cancelled,
+    };
+    let session = match opened {
         Ok(session) => Arc::new(session),
         Err(error) => return session_failed(&shared.sessions, &spec.name, &error),
     };
     if let Some(addr) = spec.dc_addr.or(shared.dc_addr)
-        && let Err(error) = session.set_home_addr(addr)
+        && let Err(error) = session.point_home_at(addr).await
     {
         return session_failed(&shared.sessions, &spec.name, &error);
     }
@@ -305,10 +322,21 @@ async fn connect_and_work(
     telegram.report_to(entry.states().clone(), spec.name.as_str());
     // `work` ends by itself when `cancel` is: it stops intake and lets
     // what is in flight finish first.
-    let ended = work(
-        shared, spec, entry, &telegram, session, cancel, tracker, ready,
-    )
-    .await;
+    // Hurried (the lease lost), what `work` waits on (a store out of
+    // reach) is given up, so that the connection closes now.
+    let ended = tokio::select! {
+        ended = work(
+            shared,
+            spec,
+            entry,
+            &telegram,
+            session,
+            (cancel, hurry),
+            tracker,
+            ready,
+        ) => ended,
+        () = hurry.cancelled() => Ended::Cancelled,
+    };
     telegram.shutdown().await;
     ended
 }
@@ -335,7 +363,7 @@ async fn work(
     entry: &BotEntry,
     telegram: &Arc<Telegram>,
     session: Arc<SessionStore>,
-    cancel: &CancellationToken,
+    (cancel, hurry): (&CancellationToken, &CancellationToken),
     tracker: &TaskTracker,
     ready: &mut bool,
 ) -> Ended {
@@ -468,7 +496,8 @@ async fn work(
         limits,
         shared.sender,
     )
-    .with_liveness(telegram.alive());
+    .with_liveness(telegram.alive())
+    .abandoned_with(hurry.child_token());
     // The sender always runs to its end: told to stop (the connection's
     // token), it claims nothing more and lets in-flight sends finish.
     let sending = sender.run(connection.clone());
@@ -518,7 +547,11 @@ async fn work(
         callbacks.answered_all().await;
         let _ = inbound_task.await;
     };
-    if tokio::time::timeout_at(deadline, drained).await.is_err() {
+    let drained = tokio::select! {
+        drained = tokio::time::timeout_at(deadline, drained) => drained.is_ok(),
+        () = hurry.cancelled() => false,
+    };
+    if !drained {
         tracing::warn!(
             bot = %spec.name,
             "clicks or inbound events were not done within the drain time; left to the next start"

@@ -203,6 +203,14 @@ impl Sender {
         self
     }
 
+    /// Gives up what is in flight as soon as `abandon` is cancelled (as it
+    /// is anyway once a stop's drain time is up): the attempts end, and
+    /// what was not stored is found again by whoever sends next.
+    pub fn abandoned_with(mut self, abandon: CancellationToken) -> Self {
+        self.abandon = abandon;
+        self
+    }
+
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }

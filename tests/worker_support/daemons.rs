@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use axum::http::Method;
 use bytes::Bytes;
@@ -26,6 +27,8 @@ pub struct Daemons {
     pub root: TempDir,
     /// The database the daemons share (`None`: one daemon on SQLite).
     pub store: Option<Location>,
+    /// Its URL, as the test reaches it.
+    pub url: Option<String>,
     pub sandbox: Sandbox,
     pub bots: Vec<AccountId>,
     /// Each bot's name and API key, in the order of `bots`.
@@ -48,6 +51,18 @@ impl Daemons {
     /// `bots` bots and the daemons of `stores`, each with `config` as its
     /// `telegate.toml`; the sandbox applies Telegram's limits if `limits`.
     pub async fn start(bots: usize, stores: Stores, config: &str, limits: bool) -> Daemons {
+        Daemons::start_routed(bots, stores, config, limits, |_, url| url.to_owned()).await
+    }
+
+    /// [`Daemons::start`], daemon `n` reaching the shared database at
+    /// `route(n, url)` (e.g. through a [`super::link::Link`]).
+    pub async fn start_routed(
+        bots: usize,
+        stores: Stores,
+        config: &str,
+        limits: bool,
+        route: impl Fn(usize, &str) -> String,
+    ) -> Daemons {
         let root = tempfile::tempdir().unwrap();
         let sandbox_dir = root.path().join("sandbox");
         StateDir::new(&sandbox_dir).prepare().unwrap();
@@ -81,14 +96,20 @@ impl Daemons {
         for dir in &dirs[1..] {
             copy_dir(&dirs[0], dir);
         }
-        let env: Vec<(&str, &str)> = url
-            .iter()
-            .map(|url| ("TELEGATE_STORE_URL", url.as_str()))
+        let urls: Vec<Option<String>> = (0..count)
+            .map(|n| url.as_deref().map(|url| route(n, url)))
             .collect();
         Daemons {
             daemons: dirs
                 .iter()
-                .map(|dir| Some(Worker::spawn(dir, &env)))
+                .zip(&urls)
+                .map(|(dir, url)| {
+                    let env: Vec<(&str, &str)> = url
+                        .iter()
+                        .map(|url| ("TELEGATE_STORE_URL", url.as_str()))
+                        .collect();
+                    Some(Worker::spawn(dir, &env))
+                })
                 .collect(),
             clients: dirs
                 .iter()
@@ -96,6 +117,7 @@ impl Daemons {
                 .collect(),
             root,
             store,
+            url,
             sandbox,
             bots: bot_ids,
             keys,
@@ -150,7 +172,15 @@ impl Daemons {
 
 /// Bot `key`'s state as daemon `client` reports it (`None`: not running
 /// there).
-async fn bot_state(client: &Client, key: &str) -> Option<String> {
+pub async fn bot_state(client: &Client, key: &str) -> Option<String> {
+    // A daemon cut off from its store may not answer at all.
+    tokio::time::timeout(Duration::from_secs(2), ask_bot_state(client, key))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn ask_bot_state(client: &Client, key: &str) -> Option<String> {
     let mut connection = client.connect().await.ok()?;
     let answer = connection
         .send(
@@ -173,9 +203,10 @@ async fn import_sessions(dir: &Path, store: &Location, keys: &[(String, String)]
     for (name, _) in keys {
         let session = sessions
             .open(&BotName::new(name.as_str()).unwrap())
+            .await
             .unwrap();
         assert!(
-            session.is_signed_in().unwrap(),
+            session.is_signed_in().await.unwrap(),
             "{name}'s session is imported"
         );
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod daemons;
+pub mod link;
 pub mod raw;
 pub mod store;
 
@@ -463,6 +464,25 @@ impl Worker {
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM and waits up to `patience` for the exit (`None`: it
+    /// did not exit; it is killed on drop).
+    pub async fn terminate_within(
+        &mut self,
+        patience: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 }
 
