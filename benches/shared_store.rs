@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use bytes::Bytes;
-use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
+use telegate::sandbox::telegram::AccountId;
 use tokio::time::sleep;
 use worker_support::body;
 use worker_support::daemons::{Daemons, Stores};
@@ -60,24 +60,7 @@ async fn run(setup: Stores, bots: usize, jobs: usize) -> (f64, f64) {
         sleep(Duration::from_millis(100)).await;
     }
     let telegram = fleet.sandbox.telegram().clone();
-    let mut chats: Vec<(usize, AccountId)> = Vec::new();
-    for (b, &bot) in fleet.bots.iter().enumerate() {
-        for u in 0..CHATS_PER_BOT {
-            let user = telegram
-                .create_user(NewUser {
-                    id: None,
-                    first_name: format!("U{b}-{u}"),
-                    username: None,
-                    lang_code: None,
-                })
-                .unwrap()
-                .id;
-            telegram
-                .user_sends(user, bot, UserMessage::Text("/start".into()), None)
-                .unwrap();
-            chats.push((b, user));
-        }
-    }
+    let chats = fleet.chats(CHATS_PER_BOT);
     let before = telegram.stats().messages_from_bot;
     let started = Instant::now();
     let mut enqueuers = Vec::new();

@@ -902,6 +902,16 @@ mod tests {
         BotName::new(name).unwrap()
     }
 
+    /// The signed-in bot `id`, as grammers caches it.
+    fn me(id: i64) -> PeerInfo {
+        PeerInfo::User {
+            id,
+            auth: Some(PeerAuth::from_hash(9)),
+            bot: Some(true),
+            is_self: Some(true),
+        }
+    }
+
     fn addr(port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
     }
@@ -917,14 +927,7 @@ mod tests {
         let second = sessions_in(b.path(), &store);
         let held = first.open(&bot("alpha")).await.unwrap();
         held.add_dc(2, addr(4000), key(5)).unwrap();
-        held.cache_peer(PeerInfo::User {
-            id: 77,
-            auth: Some(PeerAuth::from_hash(9)),
-            bot: Some(true),
-            is_self: Some(true),
-        })
-        .await
-        .unwrap();
+        held.cache_peer(me(77)).await.unwrap();
         held.set_update_state(UpdateState::All(UpdatesState {
             pts: 40,
             qts: 4,
@@ -975,12 +978,7 @@ mod tests {
         let provisioned = SessionStore::provision(&file, 3, addr(4000), key(1)).unwrap();
         provisioned
             .record_sign_in(
-                PeerInfo::User {
-                    id: 77,
-                    auth: Some(PeerAuth::from_hash(9)),
-                    bot: Some(true),
-                    is_self: Some(true),
-                },
+                me(77),
                 UpdatesState {
                     pts: 5,
                     qts: 1,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use telegate::api::client::Client;
 use telegate::events::EventStore;
 use telegate::queue::Queue;
-use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
+use telegate::sandbox::telegram::{AccountId, UserMessage};
 use telegate::store::Location;
 use tokio::time::{Instant, sleep};
 use worker_support::body;
@@ -128,24 +128,7 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
     // Users who wrote to their bot, and ten numbered jobs for each chat,
     // each chat's through one daemon (any bot's work may come in at any
     // daemon: the one that holds the bot sends it).
-    let mut chats: Vec<(usize, AccountId)> = Vec::new();
-    for (b, &bot) in bots.iter().enumerate() {
-        for u in 0..USERS_PER_BOT {
-            let user = telegram
-                .create_user(NewUser {
-                    id: None,
-                    first_name: format!("U{b}-{u}"),
-                    username: None,
-                    lang_code: None,
-                })
-                .unwrap()
-                .id;
-            telegram
-                .user_sends(user, bot, UserMessage::Text("/start".into()), None)
-                .unwrap();
-            chats.push((b, user));
-        }
-    }
+    let chats = fleet.chats(USERS_PER_BOT);
     // Each chat's jobs go in through one connection, in order, at one of
     // the daemons that will live (work for any bot may come in at any
     // daemon: the one that holds the bot sends it); many connections at
@@ -352,23 +335,7 @@ async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_the
         fleet.clients[1].clone().unwrap(),
     );
     let telegram = fleet.sandbox.telegram().clone();
-    let user = telegram
-        .create_user(NewUser {
-            id: None,
-            first_name: "Pat".into(),
-            username: None,
-            lang_code: None,
-        })
-        .unwrap()
-        .id;
-    telegram
-        .user_sends(
-            user,
-            fleet.bots[moved],
-            UserMessage::Text("/start".into()),
-            None,
-        )
-        .unwrap();
+    let (_, user) = *fleet.chats(1).iter().find(|(b, _)| *b == moved).unwrap();
 
     link.cut();
     let cut = Instant::now();

@@ -15,7 +15,7 @@ use telegate::cli::sandbox::write_fleet_files;
 use telegate::config::{BotName, StateDir};
 use telegate::queue::Queue;
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
-use telegate::sandbox::telegram::AccountId;
+use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use telegate::session::Sessions;
 use telegate::store::Location;
 use tempfile::TempDir;
@@ -122,6 +122,31 @@ impl Daemons {
             bots: bot_ids,
             keys,
         }
+    }
+
+    /// `per_bot` people for each bot, each having written `/start` to it:
+    /// (the bot's index, the person) for every chat.
+    pub fn chats(&self, per_bot: usize) -> Vec<(usize, AccountId)> {
+        let telegram = self.sandbox.telegram();
+        let mut chats = Vec::new();
+        for (b, &bot) in self.bots.iter().enumerate() {
+            for u in 0..per_bot {
+                let user = telegram
+                    .create_user(NewUser {
+                        id: None,
+                        first_name: format!("U{b}-{u}"),
+                        username: None,
+                        lang_code: None,
+                    })
+                    .unwrap()
+                    .id;
+                telegram
+                    .user_sends(user, bot, UserMessage::Text("/start".into()), None)
+                    .unwrap();
+                chats.push((b, user));
+            }
+        }
+        chats
     }
 
     /// Which daemon runs each bot now (bots running nowhere are left out).
