@@ -35,6 +35,7 @@ use rusqlite::{Connection, params};
 
 use crate::config::{BotName, StateDir};
 use crate::private_file;
+use crate::queue::Lease;
 use crate::store::{Conn, Dialect, Location, OptionalExtension, Row, StoreError, off_runtime};
 
 /// The DC id a fresh session calls home (Telegram's default for new clients).
@@ -67,6 +68,10 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("a session read or write was interrupted (its task panicked)")]
     Interrupted,
+    #[error(
+        "the session of bot {bot} is no longer this daemon's to write: its lease changed hands"
+    )]
+    Fenced { bot: String },
     #[error("session holds a malformed {0}")]
     Corrupt(&'static str),
     #[error("session file has schema version {found}, newer than this telegate ({SCHEMA_VERSION})")]
@@ -122,13 +127,23 @@ impl Sessions {
     /// The session of the bot `name`. In the shared store, a bot that has
     /// no session there yet gets the one in its file, if there is a file.
     /// (On the shared store, off the runtime's threads.)
-    pub async fn open(&self, name: &BotName) -> Result<SessionStore, SessionError> {
+    ///
+    /// Under `lease` (on the shared store), every write first checks that
+    /// the bot's lease is still that one: a write that reaches the store
+    /// after the bot moved to another daemon (this one cut off from the
+    /// store, then healed) is refused with [`SessionError::Fenced`] instead
+    /// of overwriting the new holder's update state.
+    pub async fn open(
+        &self,
+        name: &BotName,
+        lease: Option<&Lease>,
+    ) -> Result<SessionStore, SessionError> {
         let file = self.state.bot_session(name);
         let Some(db) = &self.shared else {
             return SessionStore::open(&file);
         };
-        let (db, name) = (Arc::clone(db), name.clone());
-        tokio::task::spawn_blocking(move || Sessions::open_shared(db, &name, &file))
+        let (db, name, lease) = (Arc::clone(db), name.clone(), lease.cloned());
+        tokio::task::spawn_blocking(move || Sessions::open_shared(db, &name, lease, &file))
             .await
             .map_err(|_| SessionError::Interrupted)?
     }
@@ -136,14 +151,15 @@ impl Sessions {
     fn open_shared(
         db: Arc<Mutex<Conn>>,
         name: &BotName,
+        lease: Option<Lease>,
         file: &Path,
     ) -> Result<SessionStore, SessionError> {
-        let store = SessionStore::over(Arc::clone(&db), name.as_str().to_owned())?;
+        let store = SessionStore::over(Arc::clone(&db), name.as_str().to_owned(), lease.clone())?;
         if store.rows.is_empty()? && file.exists() {
             let image = SessionStore::open(file)?.rows.image()?;
             store.rows.write_image(&image)?;
             tracing::info!(bot = %name, file = %file.display(), "session imported into the shared store");
-            return SessionStore::over(db, name.as_str().to_owned());
+            return SessionStore::over(db, name.as_str().to_owned(), lease);
         }
         Ok(store)
     }
@@ -166,6 +182,8 @@ struct SessionRows {
     db: Arc<Mutex<Conn>>,
     /// Whose rows: [`FILE_KEY`] in a file, the bot's name in a shared store.
     key: String,
+    /// The bot's lease the rows are written under (a shared store's).
+    lease: Option<Lease>,
     /// `home_dc_id` and `dc_option` are called on every request: served from
     /// memory, written through to the file.
     dcs: Mutex<DcCache>,
@@ -278,14 +296,16 @@ impl SessionStore {
         Self::over(
             Arc::new(Mutex::new(Conn::sqlite(conn))),
             FILE_KEY.to_owned(),
+            None,
         )
     }
 
-    /// The session `key` in `db` (migrated already).
-    fn over(db: Arc<Mutex<Conn>>, key: String) -> Result<Self, SessionError> {
+    /// The session `key` in `db` (migrated already), written under `lease`.
+    fn over(db: Arc<Mutex<Conn>>, key: String, lease: Option<Lease>) -> Result<Self, SessionError> {
         let rows = SessionRows {
             db,
             key,
+            lease,
             dcs: Mutex::new(DcCache {
                 home_dc: DEFAULT_HOME_DC,
                 options: HashMap::new(),
@@ -365,6 +385,27 @@ impl SessionRows {
         }
     }
 
+    /// Runs the writes `run` in one transaction, first checking (under a
+    /// lease) that the lease is still the one the rows are written under.
+    fn write_db<T: Send>(
+        &self,
+        run: impl FnOnce(&Conn, &str) -> Result<T, StoreError> + Send,
+    ) -> Result<T, SessionError> {
+        let lease = self.lease.as_ref();
+        self.with_db(move |conn, key| {
+            conn.in_transaction(|conn| {
+                if let Some(lease) = lease
+                    && !crate::queue::still_held(conn, key, lease)?
+                {
+                    return Err(SessionError::Fenced {
+                        bot: key.to_owned(),
+                    });
+                }
+                Ok(run(conn, key)?)
+            })
+        })
+    }
+
     fn dcs(&self) -> MutexGuard<'_, DcCache> {
         self.dcs.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -414,30 +455,28 @@ impl SessionRows {
 
     /// Writes all of `image` as this session, in one transaction.
     fn write_image(&self, image: &SessionImage) -> Result<(), SessionError> {
-        self.with_db(|conn, key| {
-            Ok(conn.in_transaction(|conn| {
-                if let Some(dc_id) = image.home_dc {
-                    write_home_dc(conn, key, dc_id)?;
-                }
-                for option in &image.options {
-                    write_dc_option(conn, key, option)?;
-                }
-                for peer in &image.peers {
-                    write_peer_row(conn, key, peer)?;
-                }
-                write_state(conn, key, UpdateState::All(image.state.clone()))
-            })?)
+        self.write_db(|conn, key| {
+            if let Some(dc_id) = image.home_dc {
+                write_home_dc(conn, key, dc_id)?;
+            }
+            for option in &image.options {
+                write_dc_option(conn, key, option)?;
+            }
+            for peer in &image.peers {
+                write_peer_row(conn, key, peer)?;
+            }
+            write_state(conn, key, UpdateState::All(image.state.clone()))
         })
     }
 
     fn write_home_dc(&self, dc_id: i32) -> Result<(), SessionError> {
-        self.with_db(|conn, key| Ok(write_home_dc(conn, key, dc_id)?))?;
+        self.write_db(|conn, key| write_home_dc(conn, key, dc_id))?;
         self.dcs().home_dc = dc_id;
         Ok(())
     }
 
     fn write_dc_option(&self, option: &DcOption) -> Result<(), SessionError> {
-        self.with_db(|conn, key| Ok(write_dc_option(conn, key, option)?))?;
+        self.write_db(|conn, key| write_dc_option(conn, key, option))?;
         self.dcs().options.insert(option.id, option.clone());
         Ok(())
     }
@@ -487,7 +526,7 @@ impl SessionRows {
         if self.peers().get(&row.peer_id) == Some(&row) {
             return Ok(()); // already on file as it is
         }
-        let demoted = self.with_db(|conn, key| {
+        let demoted = self.write_db(|conn, key| {
             let mut demoted = 0;
             if row.is_self == Some(true) {
                 // Only one self user: a re-sign-in as another bot replaces it.
@@ -544,7 +583,7 @@ impl SessionRows {
     }
 
     fn write_update_state(&self, update: UpdateState) -> Result<(), SessionError> {
-        self.with_db(|conn, key| Ok(conn.in_transaction(|conn| write_state(conn, key, update))?))
+        self.write_db(|conn, key| write_state(conn, key, update))
     }
 }
 
@@ -925,7 +964,7 @@ mod tests {
         let store = crate::store::test_location(a.path());
         let first = sessions_in(a.path(), &store);
         let second = sessions_in(b.path(), &store);
-        let held = first.open(&bot("alpha")).await.unwrap();
+        let held = first.open(&bot("alpha"), None).await.unwrap();
         held.add_dc(2, addr(4000), key(5)).unwrap();
         held.cache_peer(me(77)).await.unwrap();
         held.set_update_state(UpdateState::All(UpdatesState {
@@ -945,8 +984,8 @@ mod tests {
         .await
         .unwrap();
 
-        let moved = second.open(&bot("alpha")).await.unwrap();
-        let other = second.open(&bot("beta")).await.unwrap();
+        let moved = second.open(&bot("alpha"), None).await.unwrap();
+        let other = second.open(&bot("beta"), None).await.unwrap();
         assert!(
             !other.is_signed_in().await.unwrap(),
             "beta has a session of its own"
@@ -964,6 +1003,102 @@ mod tests {
         let state = moved.updates_state().await.unwrap();
         assert_eq!((state.pts, state.qts, state.date), (41, 4, 1001));
         assert_eq!(state.channels, [ChannelState { id: 8, pts: 80 }]);
+    }
+
+    /// A session written under a lease that has since changed hands (its
+    /// daemon cut off from the store, its writes arriving once healed) is
+    /// refused, and the new holder's update state stays as it wrote it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_write_under_a_lapsed_lease_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = crate::store::test_location(a.path());
+        let queue = crate::queue::Queue::open_at(&store).unwrap();
+        let (first, second) = (sessions_in(a.path(), &store), sessions_in(b.path(), &store));
+        let state = |pts| UpdateState::Primary {
+            pts,
+            date: 1000 + pts,
+            seq: 0,
+        };
+        let lease = |holder: &str, token| Lease {
+            holder: holder.into(),
+            token,
+        };
+        if !first.is_shared() {
+            // A daemon's files are its own: there is no lease to check.
+            let held = first
+                .open(&bot("alpha"), Some(&lease("a", 1)))
+                .await
+                .unwrap();
+            held.set_update_state(state(5)).await.unwrap();
+            assert_eq!(held.updates_state().await.unwrap().pts, 5);
+            return;
+        }
+        let tick = |holder: &'static str| {
+            let queue = queue.clone();
+            async move {
+                queue
+                    .lease_tick(holder, vec!["alpha".into()], vec![], 60_000, false)
+                    .await
+                    .unwrap()
+                    .held
+            }
+        };
+        assert_eq!(tick("a").await, [("alpha".to_owned(), 1)]);
+        let held = first
+            .open(&bot("alpha"), Some(&lease("a", 1)))
+            .await
+            .unwrap();
+        held.set_update_state(state(10)).await.unwrap();
+
+        // A's lease lapses and B takes the bot under the next token.
+        queue
+            .write(|conn, _| {
+                conn.execute("UPDATE bot_leases SET expires_at = 0", params![])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(tick("b").await, [("alpha".to_owned(), 2)]);
+        let moved = second
+            .open(&bot("alpha"), Some(&lease("b", 2)))
+            .await
+            .unwrap();
+        assert_eq!(moved.updates_state().await.unwrap().pts, 10);
+        moved.set_update_state(state(12)).await.unwrap();
+
+        for late in [
+            held.set_update_state(state(11)).await,
+            held.set_dc_option(&DcOption {
+                id: 9,
+                ipv4: addr(4009),
+                ipv6: SocketAddrV6::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped(), 4009, 0, 0),
+                auth_key: Some(key(4)),
+            })
+            .await,
+            held.cache_peer(me(78)).await,
+        ] {
+            assert!(
+                matches!(&late, Err(SessionError::Fenced { bot }) if bot == "alpha"),
+                "{late:?}"
+            );
+        }
+        let reopened = second
+            .open(&bot("alpha"), Some(&lease("b", 2)))
+            .await
+            .unwrap();
+        assert_eq!(reopened.updates_state().await.unwrap().pts, 12);
+        assert!(reopened.dc_option(9).unwrap().is_none());
+        assert!(!reopened.is_signed_in().await.unwrap());
+        // Even the same holder's old token is refused.
+        let stale = second
+            .open(&bot("alpha"), Some(&lease("b", 1)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            stale.set_update_state(state(13)).await,
+            Err(SessionError::Fenced { .. })
+        ));
+        queue.close().await;
     }
 
     /// On a shared store a bot's session file is imported the first time the
@@ -990,7 +1125,7 @@ mod tests {
             .unwrap();
         drop(provisioned);
 
-        let opened = sessions.open(&bot("alpha")).await.unwrap();
+        let opened = sessions.open(&bot("alpha"), None).await.unwrap();
         assert_eq!(opened.home_dc_id().unwrap(), 3);
         assert_eq!(opened.dc_option(3).unwrap().unwrap().auth_key, Some(key(1)));
         assert!(opened.is_signed_in().await.unwrap());
@@ -1011,7 +1146,7 @@ mod tests {
             .unwrap()
             .add_dc(3, addr(4000), key(2))
             .unwrap();
-        let again = sessions.open(&bot("alpha")).await.unwrap();
+        let again = sessions.open(&bot("alpha"), None).await.unwrap();
         let expected = if sessions.is_shared() { key(1) } else { key(2) };
         assert_eq!(
             again.dc_option(3).unwrap().unwrap().auth_key,

@@ -66,6 +66,24 @@ async fn inbound_texts(store: &Location) -> BTreeMap<String, usize> {
     seen
 }
 
+/// Posts one interactive job per text to `user`, for the bot of `key`,
+/// through daemon `client`'s socket.
+async fn post(client: &Client, key: &str, user: AccountId, texts: &[String]) {
+    let mut connection = client.connect().await.unwrap();
+    for text in texts {
+        let answer = connection
+            .send(
+                Method::POST,
+                "/api/v1/telegram/interactive",
+                &[("x-octopods-auth", key)],
+                Bytes::from(body(user, text)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+    }
+}
+
 /// `GET /readyz` of a daemon: its status and its body's `status`.
 async fn readyz(client: &Client) -> Option<(u16, String)> {
     let answer = client.get("/readyz").await.ok()?;
@@ -300,11 +318,14 @@ async fn a_killed_daemons_bots_are_taken_over_by_the_others() {
 }
 
 /// Two daemons, two bots, and the first daemon's link to the store cut (its
-/// bytes dropped, nothing closed): it stops its bot by itself before the
+/// bytes held, nothing closed): it stops its bot by itself before the
 /// lease can lapse (its connection closed: the bot's key is never on two
 /// connections at once), and says it is not ready; the other daemon takes
 /// the bot once the lease lapsed and sends, once, work for it that came in
-/// at its own socket. The cut-off daemon still stops on SIGTERM.
+/// at its own socket. Then the link heals: the first daemon's late writes
+/// land (refused where the lease moved on), it takes its share back, work
+/// posted at its socket for every bot is sent once, and no key is ever on
+/// two connections. It stops on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_them() {
     let server = std::env::var("TELEGATE_TEST_POSTGRES")
@@ -366,39 +387,74 @@ async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_the
     assert_ne!(bot_state(&cut_off, &key).await.as_deref(), Some("ready"));
 
     let texts: Vec<String> = (0..5).map(|n| format!("after the cut {n}")).collect();
-    let mut connection = other.connect().await.unwrap();
-    for text in &texts {
-        let answer = connection
-            .send(
-                Method::POST,
-                "/api/v1/telegram/interactive",
-                &[("x-octopods-auth", key.as_str())],
-                Bytes::from(body(user, text)),
-            )
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 202, "{:?}", answer.body);
-    }
-    let sent = || -> Vec<String> {
-        telegram.chat(user, fleet.bots[moved]).unwrap()["messages"]
+    post(&other, &key, user, &texts).await;
+    let sent = |bot: usize, user: AccountId, prefix: &str| -> Vec<String> {
+        telegram.chat(user, fleet.bots[bot]).unwrap()["messages"]
             .as_array()
             .unwrap()
             .iter()
             .filter_map(|m| m["text"].as_str())
-            .filter(|text| text.starts_with("after the cut"))
+            .filter(|text| text.starts_with(prefix))
             .map(str::to_owned)
             .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while sent().len() < texts.len() {
-        assert!(Instant::now() < deadline, "sent only {:?}", sent());
+    while sent(moved, user, "after the cut").len() < texts.len() {
+        assert!(
+            Instant::now() < deadline,
+            "sent only {:?}",
+            sent(moved, user, "after the cut")
+        );
         sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(sent(), texts);
+    assert_eq!(sent(moved, user, "after the cut"), texts);
     let traffic = fleet.sandbox.traffic();
     assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
     assert_eq!(traffic.max_live_connections_per_key, 1, "{traffic:?}");
     eprintln!("cut off: the bot taken over after {taken:?}");
+
+    // Healed: what the cut-off daemon had on its way to the store arrives
+    // late (its lease renewals, its bots' last writes, refused where the
+    // lease moved on); it renews again, takes its share back from the
+    // other, and serves every bot's work once.
+    link.heal();
+    let healed = Instant::now();
+    while !(matches!(readyz(&cut_off).await, Some((200, _))) && fleet.spread().await) {
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "the healed daemon never took its share back: {:?}\nits log:\n{}",
+            fleet.holders().await,
+            fleet.daemons[0].as_ref().unwrap().log()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("healed: the bots spread again after {:?}", healed.elapsed());
+    let after: Vec<String> = (0..5).map(|n| format!("after the heal {n}")).collect();
+    let people = fleet.chats(1);
+    for &(bot, person) in &people {
+        // Through the healed daemon's socket, whichever daemon runs the bot.
+        post(&cut_off, &fleet.keys[bot].1, person, &after).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for &(bot, person) in &people {
+        while sent(bot, person, "after the heal").len() < after.len() {
+            assert!(
+                Instant::now() < deadline,
+                "bot {bot} sent only {:?}",
+                sent(bot, person, "after the heal")
+            );
+            sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(sent(bot, person, "after the heal"), after, "bot {bot}");
+    }
+    assert_eq!(
+        sent(moved, user, "after the cut"),
+        texts,
+        "nothing sent twice"
+    );
+    let traffic = fleet.sandbox.traffic();
+    assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
+    assert_eq!(traffic.max_live_connections_per_key, 1, "{traffic:?}");
 
     let status = fleet.daemons[0]
         .as_mut()
@@ -407,7 +463,7 @@ async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_the
         .await;
     assert!(
         status.is_some(),
-        "the cut-off daemon did not stop on SIGTERM:\n{}",
+        "the healed daemon did not stop on SIGTERM:\n{}",
         fleet.daemons[0].as_ref().unwrap().log()
     );
     fleet.daemons[0] = None;

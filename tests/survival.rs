@@ -109,7 +109,7 @@ async fn cached_access_hash(world: &World, chat_id: i64) -> i64 {
 
 async fn read_access_hash(dir: &Path, chat_id: i64) -> Option<i64> {
     let sessions = Sessions::new(&StateDir::new(dir), &worker_support::store::location(dir));
-    let session = sessions.open(&BotName::default_bot()).await.ok()?;
+    let session = sessions.open(&BotName::default_bot(), None).await.ok()?;
     let peer = PeerId::from_bot_api_dialog_id(chat_id)?;
     let info = session.peer(peer).await.ok()??;
     info.auth().map(|auth| auth.hash())

@@ -8,7 +8,7 @@
 //! `interactive` only change the registry. Every worker runs under a child
 //! of the fleet's cancellation token, in its own task tracker.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::Bots;
 use super::worker::{self, BotSpec, Shared};
 use crate::config::{BotName, Config, TokenError};
+use crate::queue::Lease;
 
 /// What [`Fleet::apply`] did, by bot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -67,9 +68,9 @@ pub struct Fleet {
     bots: Bots,
     root: CancellationToken,
     running: BTreeMap<BotName, Running>,
-    /// The bots this daemon may run (its leases, on a shared store);
-    /// `None`: every configured bot.
-    held: Option<BTreeSet<BotName>>,
+    /// The bots this daemon may run, under their leases (on a shared
+    /// store); `None`: every configured bot.
+    held: Option<BTreeMap<BotName, Lease>>,
     /// The config last applied, for [`Fleet::hold`].
     config: Option<Config>,
 }
@@ -90,10 +91,11 @@ impl Fleet {
     /// Runs only the configured bots of `held` from now on (`None`: every
     /// configured bot), applying the last config again. With `lost`, the
     /// bots no longer held are stopped at once, without their drain: their
-    /// leases were lost, and another daemon may take them soon.
+    /// leases were lost, and another daemon may take them soon. A bot whose
+    /// lease has a new fencing token restarts under it.
     pub async fn hold(
         &mut self,
-        held: Option<BTreeSet<BotName>>,
+        held: Option<BTreeMap<BotName, Lease>>,
         lost: bool,
     ) -> Result<Applied, TokenError> {
         if self.held == held {
@@ -101,7 +103,7 @@ impl Fleet {
         }
         if lost {
             for (name, running) in &self.running {
-                if held.as_ref().is_some_and(|held| !held.contains(name)) {
+                if held.as_ref().is_some_and(|held| !held.contains_key(name)) {
                     running.hurry.cancel();
                 }
             }
@@ -127,13 +129,15 @@ impl Fleet {
     /// cannot be had is an error and nothing changes.
     pub async fn apply(&mut self, config: &Config) -> Result<Applied, TokenError> {
         let mut wanted = BTreeMap::new();
-        let held = |name: &BotName| self.held.as_ref().is_none_or(|held| held.contains(name));
-        for bot in config
-            .bots
-            .iter()
-            .filter(|bot| bot.enabled && held(&bot.name))
-        {
-            wanted.insert(bot.name.clone(), BotSpec::of(bot, config)?);
+        for bot in config.bots.iter().filter(|bot| bot.enabled) {
+            let lease = match &self.held {
+                None => None,
+                Some(held) => match held.get(&bot.name) {
+                    Some(lease) => Some(lease.clone()),
+                    None => continue,
+                },
+            };
+            wanted.insert(bot.name.clone(), BotSpec::of(bot, config, lease)?);
         }
         self.bots.update(config);
         self.config = Some(config.clone());

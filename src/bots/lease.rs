@@ -7,14 +7,14 @@
 //! that no two daemons ever drive one bot's session at once, even when this
 //! one cannot reach the store.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::BotName;
-use crate::queue::Queue;
+use crate::queue::{Lease, Queue};
 
 /// The daemon's leases.
 pub struct Leasing {
@@ -24,7 +24,7 @@ pub struct Leasing {
     releasing: Vec<String>,
     /// Until when the leases held are certainly this daemon's.
     valid_until: Option<Instant>,
-    held: BTreeSet<BotName>,
+    held: BTreeMap<BotName, Lease>,
     /// Until the first tick succeeds: the leases this holder still has
     /// from before a restart are treated as taken over (their jobs left
     /// `sending` go back in line).
@@ -45,7 +45,7 @@ impl Leasing {
             ttl,
             releasing: Vec::new(),
             valid_until: None,
-            held: BTreeSet::new(),
+            held: BTreeMap::new(),
             restarted: true,
         }
     }
@@ -77,7 +77,7 @@ impl Leasing {
     /// daemons take the bots at their next tick instead of after the ttl.
     pub async fn release_all(&mut self, queue: &Queue) {
         self.releasing
-            .extend(self.held.iter().map(|name| name.as_str().to_owned()));
+            .extend(self.held.keys().map(|name| name.as_str().to_owned()));
         self.held.clear();
         let _ = self.tick(queue, &[]).await;
     }
@@ -111,7 +111,14 @@ impl Leasing {
                     .held
                     .iter()
                     .filter(|(bot, _)| !tick.excess.contains(bot))
-                    .filter_map(|(bot, _)| configured.iter().find(|c| c.as_str() == bot).cloned())
+                    .filter_map(|(bot, token)| {
+                        let name = configured.iter().find(|c| c.as_str() == bot)?;
+                        let lease = Lease {
+                            holder: self.holder.clone(),
+                            token: *token,
+                        };
+                        Some((name.clone(), lease))
+                    })
                     .collect();
                 self.releasing = tick.excess;
             }
@@ -143,8 +150,8 @@ impl Leasing {
 
 /// What a tick leaves this daemon holding.
 pub struct Holding {
-    /// The bots to run.
-    pub bots: BTreeSet<BotName>,
+    /// The bots to run, each under its lease.
+    pub bots: BTreeMap<BotName, Lease>,
     /// Whether bots held before were lost (not renewed in time): they stop
     /// at once, without their drain.
     pub lost: bool,

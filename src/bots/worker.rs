@@ -36,7 +36,7 @@ use crate::events::webhook::Webhook;
 use crate::inbound::{self, Inbound, InboundError};
 use crate::limits::{Limits, Rates};
 use crate::queue::StorageRefusal;
-use crate::queue::{Expiry, Queue, Timestamp};
+use crate::queue::{Expiry, Lease, Queue, Timestamp};
 use crate::sender::{self, Backoff, Connection, Sender, Stopped, Verdict, judge};
 use crate::session::{SessionError, SessionStore, Sessions};
 use crate::telegram::{Credentials, Liveness, Telegram, TelegramError};
@@ -98,18 +98,22 @@ pub struct BotSpec {
     pub webhook: WebhookConfig,
     /// The bot's own DC address (`None`: the global one).
     pub dc_addr: Option<SocketAddrV4>,
+    /// The lease the bot runs under (on a shared store): a new fencing
+    /// token is a new spec, so the bot restarts under it.
+    pub lease: Option<Lease>,
 }
 
 impl BotSpec {
     /// The spec of an enabled `bot` of `config` (its token resolved; the
-    /// config checked, so its `dc_addr` parses).
-    pub fn of(bot: &BotConfig, config: &Config) -> Result<Self, TokenError> {
+    /// config checked, so its `dc_addr` parses), run under `lease`.
+    pub fn of(bot: &BotConfig, config: &Config, lease: Option<Lease>) -> Result<Self, TokenError> {
         Ok(BotSpec {
             name: bot.name.clone(),
             token: bot.token()?,
             limits: bot.limits(&config.limits),
             webhook: bot.webhook(&config.webhook).clone(),
             dc_addr: bot.dc_addr.as_deref().and_then(|addr| addr.parse().ok()),
+            lease,
         })
     }
 }
@@ -302,7 +306,7 @@ async fn connect_and_work(
     ready: &mut bool,
 ) -> Ended {
     let opened = tokio::select! {
-        opened = shared.sessions.open(&spec.name) => opened,
+        opened = shared.sessions.open(&spec.name, spec.lease.as_ref()) => opened,
         () = cancel.cancelled() => return Ended::Cancelled,
     };
     let session = match opened {
@@ -345,7 +349,9 @@ async fn connect_and_work(
 /// person must look), and is retried on the shared store (which comes back).
 fn session_failed(sessions: &Sessions, name: &BotName, error: &SessionError) -> Ended {
     let reason = format!("session of {name}: {error}");
-    if sessions.is_shared() && error.is_storage() {
+    // Fenced: the lease moved on; the next lease tick stops the bot.
+    if sessions.is_shared() && (error.is_storage() || matches!(error, SessionError::Fenced { .. }))
+    {
         Ended::Retry(reason)
     } else {
         Ended::Halted(reason)

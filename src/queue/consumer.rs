@@ -109,8 +109,9 @@ impl Queue {
         seq: u16,
         channel_message_id: i64,
     ) -> Result<(), QueueError> {
+        let holder = self.holder();
         self.write(move |conn, _| {
-            expect_sending(conn, id)?;
+            expect_sending(conn, holder.as_deref(), id)?;
             conn.prepare_cached(
                 "UPDATE parts SET channel_message_id = ?3 WHERE job_id = ?1 AND seq = ?2",
             )?
@@ -129,8 +130,18 @@ impl Queue {
         channel_message_ids: Vec<Option<i64>>,
         now: Timestamp,
     ) -> Result<Job, QueueError> {
+        let holder = self.holder();
         let sent = self
-            .write(move |conn, events| settle_sent(conn, id, channel_message_ids, now, events))
+            .write(move |conn, events| {
+                settle_sent(
+                    conn,
+                    holder.as_deref(),
+                    id,
+                    channel_message_ids,
+                    now,
+                    events,
+                )
+            })
             .await?;
         self.inner.recent.remember(&sent);
         Ok(sent)
@@ -154,7 +165,14 @@ impl Queue {
         let holder = self.holder();
         let taken = self
             .write(move |conn, events| {
-                let sent = settle_sent(conn, id, channel_message_ids, now, events)?;
+                let sent = settle_sent(
+                    conn,
+                    holder.as_deref(),
+                    id,
+                    channel_message_ids,
+                    now,
+                    events,
+                )?;
                 let Some(next) = read::next_due_of_chat(conn, &sent.bot, sent.chat, now)? else {
                     return Ok((sent, None));
                 };
@@ -176,8 +194,9 @@ impl Queue {
         error: JobError,
         now: Timestamp,
     ) -> Result<(), QueueError> {
+        let holder = self.holder();
         self.write(move |conn, events| {
-            let chat = expect_sending(conn, id)?;
+            let chat = expect_sending(conn, holder.as_deref(), id)?;
             fail(conn, id, chat, &error, now, events)
         })
         .await
@@ -192,8 +211,9 @@ impl Queue {
         error: Option<JobError>,
         now: Timestamp,
     ) -> Result<(), QueueError> {
+        let holder = self.holder();
         self.write(move |conn, events| {
-            let chat = expect_sending(conn, id)?;
+            let chat = expect_sending(conn, holder.as_deref(), id)?;
             conn.prepare_cached("UPDATE jobs SET not_before = ?2 WHERE id = ?1")?
                 .execute(params![id.get(), when.as_millis()])?;
             settle(
@@ -231,8 +251,9 @@ impl Queue {
     /// it was stopped by a flood wait or a shutdown, not by its own fault.
     /// Its parts (and `random_id`s) are untouched.
     pub async fn release(&self, id: JobId, now: Timestamp) -> Result<(), QueueError> {
+        let holder = self.holder();
         self.write(move |conn, events| {
-            let chat = expect_sending(conn, id)?;
+            let chat = expect_sending(conn, holder.as_deref(), id)?;
             conn.prepare_cached(
                 "UPDATE jobs SET state = 'queued', attempts = max(attempts - 1, 0),
                                  updated_at = ?2
@@ -307,12 +328,13 @@ impl Queue {
 /// its result joins the event stream in the same transaction.
 fn settle_sent(
     conn: &Conn,
+    holder: Option<&str>,
     id: JobId,
     channel_message_ids: Vec<Option<i64>>,
     now: Timestamp,
     events: &mut Vec<JobEvent>,
 ) -> Result<Job, QueueError> {
-    let chat = expect_sending(conn, id)?;
+    let chat = expect_sending(conn, holder, id)?;
     let expected: i64 = conn
         .prepare_cached("SELECT count(*) FROM parts WHERE job_id = ?1")?
         .query_row([id.get()], |row| row.get(0))?;
@@ -426,20 +448,42 @@ fn take(
     Ok(taken)
 }
 
-/// The chat of job `id`, which must be in `sending`.
-fn expect_sending(conn: &Conn, id: JobId) -> Result<ChatId, QueueError> {
-    let found: Option<(ChatId, JobState)> = conn
-        .prepare_cached("SELECT chat, state FROM jobs WHERE id = ?1")?
-        .query_row([id.get()], |row| Ok((read::chat(row, 0)?, row.get(1)?)))
-        .optional()?;
-    let (chat, state) = found.ok_or(QueueError::NoSuchJob(id))?;
+/// The chat of job `id`, which must be in `sending`. With a `holder` (a
+/// daemon on a shared store), its bot's lease must be held by that holder
+/// now, by the server's clock: the outcome of an attempt that reaches the
+/// store after the lease lapsed (a daemon cut off from it, healed) is
+/// refused and the job left to the bot's new holder, which has put it back
+/// in line with its `random_id`s.
+fn expect_sending(conn: &Conn, holder: Option<&str>, id: JobId) -> Result<ChatId, QueueError> {
+    let holder = holder.filter(|_| conn.dialect() == Dialect::Postgres);
+    let found: Option<(ChatId, JobState, String, bool)> = match holder {
+        None => conn
+            .prepare_cached("SELECT chat, state FROM jobs WHERE id = ?1")?
+            .query_row([id.get()], |row| {
+                Ok((read::chat(row, 0)?, row.get(1)?, String::new(), true))
+            }),
+        Some(holder) => conn
+            .prepare_cached(
+                "SELECT chat, state, bot, EXISTS (
+                     SELECT 1 FROM bot_leases l WHERE l.bot = jobs.bot AND l.holder = ?2
+                        AND l.expires_at >= (extract(epoch from clock_timestamp()) * 1000)::BIGINT)
+                 FROM jobs WHERE id = ?1",
+            )?
+            .query_row(params![id.get(), holder], |row| {
+                Ok((read::chat(row, 0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            }),
+    }
+    .optional()?;
+    let (chat, state, bot, held) = found.ok_or(QueueError::NoSuchJob(id))?;
+    if !held {
+        return Err(QueueError::NotHeld { id, bot });
+    }
     if state != JobState::Sending {
         return Err(QueueError::NotSending { id, state });
     }
     Ok(chat)
 }
 
-/// Moves job `id` to `state` and records `error` (cleared when `None`).
 pub(super) fn settle(
     conn: &Conn,
     id: JobId,

@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use rusqlite::params;
 
 use super::{JobEvent, Queue, QueueError};
-use crate::store::{Conn, OptionalExtension};
+use crate::store::{Conn, OptionalExtension, StoreError};
 
 /// The server's clock in milliseconds: every daemon's leases are read
 /// against one clock.
@@ -38,6 +38,30 @@ pub(super) fn holds(conn: &Conn, holder: &str, bot: &str) -> Result<bool, QueueE
             "SELECT 1 FROM bot_leases WHERE bot = ?1 AND holder = ?2
                AND expires_at >= (extract(epoch from clock_timestamp()) * 1000)::BIGINT",
             params![bot, holder],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(held.is_some())
+}
+
+/// A bot's lease as its holder took it: whose, and under which fencing
+/// token. What is written under it (a session's rows) is refused once the
+/// lease has changed hands, however late the write reaches the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub token: i64,
+}
+
+/// Whether `bot`'s lease is still `lease` (same holder, same token), on
+/// the shared store. The lease row stays locked (`FOR SHARE`) until the
+/// caller's transaction ends, so no daemon takes the bot before what the
+/// caller writes next has committed.
+pub(crate) fn still_held(conn: &Conn, bot: &str, lease: &Lease) -> Result<bool, StoreError> {
+    let held: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM bot_leases WHERE bot = ?1 AND holder = ?2 AND token = ?3 FOR SHARE",
+            params![bot, lease.holder, lease.token],
             |row| row.get(0),
         )
         .optional()?;

@@ -41,7 +41,8 @@ pub use job::{
     DEFAULT_BOT, Enqueued, Job, JobError, JobEvent, JobId, JobKind, JobState, NewJob, Part,
     Timestamp,
 };
-pub use lease::LeaseTick;
+pub(crate) use lease::still_held;
+pub use lease::{Lease, LeaseTick};
 pub use persist::{StorageRefusal, is_storage, is_storage_sqlite, until_stored};
 pub use read::{JobFilter, MessageOwner, SentMessage};
 pub use schema::VERSION as SCHEMA_VERSION;
@@ -68,6 +69,8 @@ pub enum QueueError {
     NoSuchJob(JobId),
     #[error("job {id} is {state}, not sending")]
     NotSending { id: JobId, state: JobState },
+    #[error("job {id} is of bot {bot}, whose lease this daemon no longer holds")]
+    NotHeld { id: JobId, bot: String },
     #[error("job {id} is {state}; only a failed job can be retried")]
     NotFailed { id: JobId, state: JobState },
     #[error("job {id} has {expected} part(s), {given} given")]

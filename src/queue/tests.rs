@@ -538,6 +538,72 @@ async fn claims_of_a_fenced_daemon_need_the_bots_lease() {
     );
 }
 
+/// The outcome of an attempt that reaches the store after the bot's lease
+/// lapsed and another daemon took it (a daemon cut off, then healed) is
+/// refused; the job is the new holder's, back in line with its
+/// `random_id`, and its outcome is the one that counts.
+#[tokio::test]
+async fn a_late_outcome_from_a_daemon_whose_lease_lapsed_is_refused() {
+    let s = store();
+    s.queue.fence("daemon-a");
+    let id = enqueue(&s.queue, 1, "x").await;
+    if !matches!(s.location, Location::Postgres(_)) {
+        // SQLite is one daemon's: nothing to fence.
+        s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
+        let sent = s.queue.mark_sent(id, vec![Some(7)], later()).await.unwrap();
+        assert_eq!(sent.state, JobState::Sent);
+        return;
+    }
+    let bots = || vec![DEFAULT_BOT.to_owned()];
+    s.queue
+        .lease_tick("daemon-a", bots(), vec![], 60_000, false)
+        .await
+        .unwrap();
+    let taken = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
+    let random_id = taken[0].parts[0].random_id;
+    // Daemon A falls silent; its lease lapses and daemon B takes the bot.
+    s.queue
+        .write(|conn, _| {
+            conn.execute("UPDATE bot_leases SET expires_at = 0", rusqlite::params![])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let other = Queue::open_at(&s.location).unwrap();
+    other.fence("daemon-b");
+    let tick = other
+        .lease_tick("daemon-b", bots(), vec![], 60_000, false)
+        .await
+        .unwrap();
+    assert_eq!(tick.held, [(DEFAULT_BOT.to_owned(), 2)]);
+
+    // A's outcomes arrive late: every one is refused, nothing changes.
+    for refused in [
+        s.queue.mark_sent(id, vec![Some(7)], later()).await.err(),
+        s.queue
+            .mark_failed(id, JobError::telegram("LATE", "late"), later())
+            .await
+            .err(),
+        s.queue.retry_at(id, later(), None, later()).await.err(),
+        s.queue.release(id, later()).await.err(),
+        s.queue.mark_part_sent(id, 0, 7).await.err(),
+    ] {
+        assert!(
+            matches!(&refused, Some(QueueError::NotHeld { bot, .. }) if bot == DEFAULT_BOT),
+            "{refused:?}"
+        );
+    }
+    let job = other.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.parts[0].channel_message_id, None);
+
+    let again = other.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
+    assert_eq!(again[0].parts[0].random_id, random_id);
+    let sent = other.mark_sent(id, vec![Some(8)], later()).await.unwrap();
+    assert_eq!(sent.parts[0].channel_message_id, Some(8));
+    other.close().await;
+}
+
 #[tokio::test]
 async fn a_closed_store_refuses_work() {
     let s = store();

@@ -520,7 +520,7 @@ impl Sender {
                         }
                         Ok(None) => None,
                         Err(error) => {
-                            tracing::error!(job = %id, %error, "cannot record the outcome of a send");
+                            unrecorded(id, &error);
                             None
                         }
                     }
@@ -528,7 +528,7 @@ impl Sender {
                 Some(report) => {
                     let apply = || report.clone().apply(&queue, &job, now);
                     if let Err(error) = until_stored_or(&abandon, outcome, apply).await {
-                        tracing::error!(job = %id, %error, "cannot record the outcome of a send");
+                        unrecorded(id, &error);
                     }
                     None
                 }
@@ -536,7 +536,8 @@ impl Sender {
                 None => {
                     let release = || queue.release(id, now);
                     match until_stored_or(&abandon, "a job back in line", release).await {
-                        Ok(_) | Err(QueueError::NotSending { .. }) => {}
+                        Ok(_) | Err(QueueError::NotSending { .. } | QueueError::NotHeld { .. }) => {
+                        }
                         // Still `sending`: the next start resends it.
                         Err(error) => {
                             tracing::warn!(job = %id, %error, "cannot put a job back in line")
@@ -767,6 +768,17 @@ fn wakes(bot: &str, event: Result<crate::queue::JobEvent, broadcast::error::Recv
         Err(broadcast::error::RecvError::Lagged(_)) => true,
         // The queue is gone; the next look at it will say so.
         Err(broadcast::error::RecvError::Closed) => true,
+    }
+}
+
+/// Logs an attempt's outcome the store did not take. A bot whose lease
+/// moved on (this daemon was cut off from a shared store) is the new
+/// holder's: it resends the job with the same `random_id`s.
+fn unrecorded(id: JobId, error: &QueueError) {
+    if let QueueError::NotHeld { bot, .. } = error {
+        tracing::warn!(job = %id, bot, "the outcome of a send came after the bot's lease moved on; its new holder resends the job");
+    } else {
+        tracing::error!(job = %id, %error, "cannot record the outcome of a send");
     }
 }
 

@@ -289,15 +289,15 @@ impl Conn {
 
     /// Runs `f` in a transaction of its own: committed if it returns `Ok`,
     /// rolled back if it (or the commit) fails.
-    pub(crate) fn in_transaction<T>(
+    pub(crate) fn in_transaction<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Conn) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
         match &self.backend {
-            Backend::Sqlite(conn) => conn.execute_batch("BEGIN")?,
+            Backend::Sqlite(conn) => conn.execute_batch("BEGIN").map_err(StoreError::from)?,
             Backend::Postgres(conn) => conn.begin()?,
         }
-        let outcome = f(self).and_then(|value| self.commit().map(|()| value));
+        let outcome = f(self).and_then(|value| Ok(self.commit().map(|()| value)?));
         if outcome.is_err() && !self.is_autocommit() {
             let _ = self.rollback();
         }

@@ -227,7 +227,7 @@ async fn import_sessions(dir: &Path, store: &Location, keys: &[(String, String)]
     let sessions = Sessions::new(&StateDir::new(dir), store);
     for (name, _) in keys {
         let session = sessions
-            .open(&BotName::new(name.as_str()).unwrap())
+            .open(&BotName::new(name.as_str()).unwrap(), None)
             .await
             .unwrap();
         assert!(

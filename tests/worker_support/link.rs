@@ -1,22 +1,24 @@
-//! A TCP link a test can cut: a proxy on loopback in front of a server
-//! (the shared PostgreSQL store), for a daemon partitioned from it. Once
-//! cut, nothing more crosses in either direction, and nothing is closed:
-//! the sockets stay open and silent, as across a partition, so only the
-//! daemon's own timeouts can tell.
+//! A TCP link a test can cut and heal: a proxy on loopback in front of a
+//! server (the shared PostgreSQL store), for a daemon partitioned from it.
+//! Once cut, nothing more crosses in either direction and nothing is
+//! closed: the sockets stay open and silent, as across a partition, so only
+//! the daemon's own timeouts can tell. What was on its way is held, not
+//! lost (TCP retransmits across a partition), and crosses once the link is
+//! healed: a request sent before the cut is answered late.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The link; dropping it ends its listener (connections made stay).
 pub struct Link {
     pub addr: SocketAddr,
-    cut: Arc<AtomicBool>,
+    /// Whether the link is cut now.
+    cut: watch::Sender<bool>,
     closed: CancellationToken,
 }
 
@@ -25,18 +27,18 @@ impl Link {
     pub async fn start(target: SocketAddr) -> Link {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
+        let cut = watch::Sender::new(false);
         let closed = CancellationToken::new();
         tokio::spawn({
-            let cut = Arc::clone(&cut);
+            let cut = cut.clone();
             let closed = closed.clone();
             async move {
                 while let Some(Ok((near, _))) = closed.run_until_cancelled(listener.accept()).await
                 {
-                    let cut = Arc::clone(&cut);
+                    let mut open = cut.subscribe();
                     tokio::spawn(async move {
-                        if cut.load(Ordering::Acquire) {
-                            silence(near).await;
+                        // A connection made across the cut waits for the heal.
+                        if open.wait_for(|cut| !*cut).await.is_err() {
                             return;
                         }
                         let Ok(far) = TcpStream::connect(target).await else {
@@ -44,8 +46,8 @@ impl Link {
                         };
                         let (near_read, near_write) = near.into_split();
                         let (far_read, far_write) = far.into_split();
-                        tokio::spawn(forward(near_read, far_write, Arc::clone(&cut)));
-                        forward(far_read, near_write, cut).await;
+                        tokio::spawn(forward(near_read, far_write, open.clone()));
+                        forward(far_read, near_write, open).await;
                     });
                 }
             }
@@ -53,9 +55,14 @@ impl Link {
         Link { addr, cut, closed }
     }
 
-    /// Cuts the link: from now on every byte is dropped.
+    /// Cuts the link: from now on nothing crosses until [`Link::heal`].
     pub fn cut(&self) {
-        self.cut.store(true, Ordering::Release);
+        self.cut.send_replace(true);
+    }
+
+    /// Heals the link: what waited crosses, in order.
+    pub fn heal(&self) {
+        self.cut.send_replace(false);
     }
 
     /// `url` (`postgres://user@host:port/db`) through this link.
@@ -79,30 +86,26 @@ pub fn server_of(url: &str) -> SocketAddr {
     rest.split_once('/').unwrap().0.parse().unwrap()
 }
 
-/// Copies `from` to `to` until the link is cut; then reads and drops.
-async fn forward(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, cut: Arc<AtomicBool>) {
+/// Copies `from` to `to`, holding every byte while the link is cut.
+async fn forward(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut open: watch::Receiver<bool>) {
     let mut buffer = vec![0; 16 * 1024];
     loop {
+        if open.wait_for(|cut| !*cut).await.is_err() {
+            return;
+        }
         let Ok(n) = from.read(&mut buffer).await else {
             return;
         };
-        if n == 0 {
-            if !cut.load(Ordering::Acquire) {
-                let _ = to.shutdown().await;
-            }
+        // Read just as the link was cut: held until it heals.
+        if open.wait_for(|cut| !*cut).await.is_err() {
             return;
         }
-        if cut.load(Ordering::Acquire) {
-            continue;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
     }
-}
-
-/// Reads and drops whatever `stream` sends, answering nothing.
-async fn silence(mut stream: TcpStream) {
-    let mut buffer = vec![0; 16 * 1024];
-    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
 }
