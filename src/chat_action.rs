@@ -229,15 +229,19 @@ pub struct ChatActions {
 }
 
 impl ChatActions {
-    /// The handle and the loop that sends through `telegram`, hearing of
-    /// sent messages from `queue`, until `stopping` turns true.
+    /// The handle and the loop that sends through `telegram` as `bot`,
+    /// hearing of that bot's sent messages from `queue`, until `stopping`
+    /// turns true. (Only that bot's: another bot's message to the same
+    /// person ends nothing of this one's, and a hundred bots' loops do not
+    /// each wake for every job of every bot.)
     pub fn new(
         telegram: Arc<Telegram>,
         queue: &Queue,
+        bot: &str,
         stopping: watch::Receiver<bool>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (requests, incoming) = mpsc::channel(256);
-        let sent = queue.subscribe();
+        let sent = queue.subscribe_bot(bot);
         (
             ChatActions { requests },
             run(telegram, incoming, sent, stopping),

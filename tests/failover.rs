@@ -16,7 +16,7 @@ use bytes::Bytes;
 use telegate::api::client::Client;
 use telegate::events::EventStore;
 use telegate::queue::Queue;
-use telegate::sandbox::telegram::{AccountId, UserMessage};
+use telegate::sandbox::telegram::{AccountId, FakeTelegram, UserMessage};
 use telegate::store::Location;
 use tokio::time::{Instant, sleep};
 use worker_support::body;
@@ -82,6 +82,44 @@ async fn post(client: &Client, key: &str, user: AccountId, texts: &[String]) {
             .unwrap();
         assert_eq!(answer.status, 202, "{:?}", answer.body);
     }
+}
+
+/// The texts of `user`'s chat with `bot` that start with `prefix`, in order.
+fn texts_sent(
+    telegram: &FakeTelegram,
+    user: AccountId,
+    bot: AccountId,
+    prefix: &str,
+) -> Vec<String> {
+    telegram.chat(user, bot).unwrap()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .filter(|text| text.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (30 s at most) for `user`'s chat with `bot` to hold as many texts
+/// starting with `prefix` as `expected` has, then checks they are those,
+/// once each, in order.
+async fn expect_sent(
+    telegram: &FakeTelegram,
+    (user, bot): (AccountId, AccountId),
+    prefix: &str,
+    expected: &[String],
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while texts_sent(telegram, user, bot, prefix).len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "sent only {:?}",
+            texts_sent(telegram, user, bot, prefix)
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(texts_sent(telegram, user, bot, prefix), expected);
 }
 
 /// `GET /readyz` of a daemon: its status and its body's `status`.
@@ -388,26 +426,8 @@ async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_the
 
     let texts: Vec<String> = (0..5).map(|n| format!("after the cut {n}")).collect();
     post(&other, &key, user, &texts).await;
-    let sent = |bot: usize, user: AccountId, prefix: &str| -> Vec<String> {
-        telegram.chat(user, fleet.bots[bot]).unwrap()["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["text"].as_str())
-            .filter(|text| text.starts_with(prefix))
-            .map(str::to_owned)
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sent(moved, user, "after the cut").len() < texts.len() {
-        assert!(
-            Instant::now() < deadline,
-            "sent only {:?}",
-            sent(moved, user, "after the cut")
-        );
-        sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(sent(moved, user, "after the cut"), texts);
+    let bot_of = |n: usize| fleet.bots[n];
+    expect_sent(&telegram, (user, bot_of(moved)), "after the cut", &texts).await;
     let traffic = fleet.sandbox.traffic();
     assert_eq!(traffic.auth_key_duplicates_refused, 0, "{traffic:?}");
     assert_eq!(traffic.max_live_connections_per_key, 1, "{traffic:?}");
@@ -435,20 +455,11 @@ async fn a_daemon_cut_off_from_the_store_stops_its_bots_before_another_takes_the
         // Through the healed daemon's socket, whichever daemon runs the bot.
         post(&cut_off, &fleet.keys[bot].1, person, &after).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
     for &(bot, person) in &people {
-        while sent(bot, person, "after the heal").len() < after.len() {
-            assert!(
-                Instant::now() < deadline,
-                "bot {bot} sent only {:?}",
-                sent(bot, person, "after the heal")
-            );
-            sleep(Duration::from_millis(100)).await;
-        }
-        assert_eq!(sent(bot, person, "after the heal"), after, "bot {bot}");
+        expect_sent(&telegram, (person, bot_of(bot)), "after the heal", &after).await;
     }
     assert_eq!(
-        sent(moved, user, "after the cut"),
+        texts_sent(&telegram, user, bot_of(moved), "after the cut"),
         texts,
         "nothing sent twice"
     );

@@ -1,12 +1,17 @@
 //! API keys: which bot (or the operator) a request's key names.
 //!
-//! Only SHA-256 digests of the keys are kept, and a lookup compares the
-//! presented key's digest with every stored one in constant time, without
-//! stopping at a match: neither the time an answer takes nor a log line
-//! tells anything about a key.
+//! Only SHA-256 digests of the keys are kept, in a map by digest: a lookup
+//! hashes the presented key and finds its digest, then compares the two
+//! digests in constant time. What the time of a lookup could tell is about
+//! the digest (how a randomly keyed map buckets it), which says nothing of
+//! a key (finding a key from its digest is a SHA-256 preimage), and a
+//! lookup costs the same with one key or a thousand bots' keys. No log line
+//! names a key.
+
+use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
 use crate::config::{BotName, Config};
 
@@ -27,7 +32,6 @@ pub enum KeyStatus {
 }
 
 struct Entry {
-    digest: [u8; 32],
     holder: Holder,
     status: KeyStatus,
 }
@@ -35,7 +39,7 @@ struct Entry {
 /// Every configured key, as digests.
 #[derive(Default)]
 pub struct Keyring {
-    entries: Vec<Entry>,
+    entries: HashMap<[u8; 32], Entry>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -52,7 +56,7 @@ impl Keyring {
     /// The keys of `config`'s bots and operators (already checked to name
     /// one holder each).
     pub fn from_config(config: &Config) -> Self {
-        let mut entries = Vec::new();
+        let mut entries = HashMap::new();
         for bot in &config.bots {
             let keys = bot
                 .api_keys
@@ -64,19 +68,16 @@ impl Keyring {
                         .map(|key| (key, KeyStatus::Deprecated)),
                 );
             for (key, status) in keys {
-                entries.push(Entry {
-                    digest: digest(key.expose().as_bytes()),
-                    holder: Holder::Bot(bot.name.clone()),
-                    status,
-                });
+                let holder = Holder::Bot(bot.name.clone());
+                entries.insert(digest(key.expose().as_bytes()), Entry { holder, status });
             }
         }
         for key in &config.api.admin_keys {
-            entries.push(Entry {
-                digest: digest(key.expose().as_bytes()),
+            let entry = Entry {
                 holder: Holder::Operator,
                 status: KeyStatus::Current,
-            });
+            };
+            entries.insert(digest(key.expose().as_bytes()), entry);
         }
         Keyring { entries }
     }
@@ -86,21 +87,13 @@ impl Keyring {
         self.entries.is_empty()
     }
 
-    /// Who `key` belongs to, if anyone. Looks at every entry whatever it
-    /// finds.
+    /// Who `key` belongs to, if anyone.
     pub fn find(&self, key: &[u8]) -> Option<(&Holder, KeyStatus)> {
         let wanted = digest(key);
-        let mut found = Choice::from(0);
-        let mut index = 0u64;
-        for (i, entry) in (0u64..).zip(&self.entries) {
-            let matches = entry.digest.ct_eq(&wanted);
-            index.conditional_assign(&i, matches);
-            found |= matches;
-        }
-        if !bool::from(found) {
+        let (stored, entry) = self.entries.get_key_value(&wanted)?;
+        if !bool::from(stored.ct_eq(&wanted)) {
             return None;
         }
-        let entry = &self.entries[usize::try_from(index).ok()?];
         Some((&entry.holder, entry.status))
     }
 }

@@ -417,8 +417,12 @@ async fn work(
         Err(error) => return Ended::Halted(error.to_string()),
     };
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let (chat_actions, showing) =
-        crate::chat_action::ChatActions::new(Arc::clone(telegram), &shared.queue, stopping);
+    let (chat_actions, showing) = crate::chat_action::ChatActions::new(
+        Arc::clone(telegram),
+        &shared.queue,
+        spec.name.as_str(),
+        stopping,
+    );
     {
         let stop = connection.clone();
         tracker.spawn(async move {

@@ -34,6 +34,22 @@ impl Queue {
             .await
     }
 
+    /// [`Queue::due`] and [`Queue::next_due_at`] in one read: what a
+    /// sender looks at, for one trip to a reader thread instead of two.
+    pub async fn look(
+        &self,
+        bot: &str,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<(Vec<Job>, Option<Timestamp>), QueueError> {
+        let bot = bot.to_owned();
+        self.read(move |conn| {
+            let due = read::due(conn, &bot, now, limit)?;
+            Ok((due, read::next_due_at(conn, &bot, now)?))
+        })
+        .await
+    }
+
     /// Takes up to `limit` due jobs of `bot`, one per chat, marking them
     /// `sending`.
     pub async fn claim_due(
@@ -121,27 +137,18 @@ impl Queue {
         .await
     }
 
-    /// The job was sent: `channel_message_ids` are Telegram's ids of its
+    /// The job was sent: `ids` are Telegram's ids of its
     /// parts, in order (`None` where Telegram did not say, e.g. after a
     /// `RANDOM_ID_DUPLICATE`). Returns the job as stored.
     pub async fn mark_sent(
         &self,
         id: JobId,
-        channel_message_ids: Vec<Option<i64>>,
+        ids: Vec<Option<i64>>,
         now: Timestamp,
     ) -> Result<Job, QueueError> {
         let holder = self.holder();
         let sent = self
-            .write(move |conn, events| {
-                settle_sent(
-                    conn,
-                    holder.as_deref(),
-                    id,
-                    channel_message_ids,
-                    now,
-                    events,
-                )
-            })
+            .write(move |conn, events| settle_sent(conn, holder.as_deref(), id, ids, now, events))
             .await?;
         self.inner.recent.remember(&sent);
         Ok(sent)
@@ -154,7 +161,7 @@ impl Queue {
     pub async fn mark_sent_then_take<S, F>(
         &self,
         id: JobId,
-        channel_message_ids: Vec<Option<i64>>,
+        ids: Vec<Option<i64>>,
         now: Timestamp,
         admit: F,
     ) -> Result<(Job, Option<(Job, S)>), QueueError>
@@ -165,14 +172,7 @@ impl Queue {
         let holder = self.holder();
         let taken = self
             .write(move |conn, events| {
-                let sent = settle_sent(
-                    conn,
-                    holder.as_deref(),
-                    id,
-                    channel_message_ids,
-                    now,
-                    events,
-                )?;
+                let sent = settle_sent(conn, holder.as_deref(), id, ids, now, events)?;
                 let Some(next) = read::next_due_of_chat(conn, &sent.bot, sent.chat, now)? else {
                     return Ok((sent, None));
                 };

@@ -390,13 +390,7 @@ impl Sender {
             Action::Look { room, .. } => {
                 let bot = self.bot.clone();
                 self.tasks.spawn(async move {
-                    let due = async {
-                        let now = Timestamp::now();
-                        let due = queue.due(&bot, now, room).await?;
-                        let next = queue.next_due_at(&bot, now).await?;
-                        Ok((due, next))
-                    };
-                    Done::Due(due.await)
+                    Done::Due(queue.look(&bot, Timestamp::now(), room).await)
                 });
             }
             Action::Claim { jobs, .. } => {
