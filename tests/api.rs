@@ -2,12 +2,13 @@
 //! endpoint, every error path, the socket file's rules, the CLI clients, and
 //! crash safety of the daemon run as a separate process.
 
-#[path = "worker_support/store.rs"]
-mod store_support;
+mod worker_support;
+
+use worker_support::{Worker, store as store_support};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -931,17 +932,21 @@ async fn the_socket_is_0660_and_a_stale_one_is_replaced() {
     assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
 }
 
+/// `run`'s settings here: its DC is a closed loopback port, so it keeps
+/// retrying to sign in while the socket API serves (nothing is sent).
+const OFFLINE: &[(&str, &str)] = &[
+    ("TELEGATE_LOG", "warn"),
+    ("TELEGATE_API_ID", "1"),
+    ("TELEGATE_API_HASH", "test"),
+    ("TELEGATE_BOT_TOKEN", "1:test"),
+    ("TELEGATE_DC_ADDR", "127.0.0.1:1"),
+];
+
 fn telegate(state_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telegate"));
     command.arg("--state-dir").arg(state_dir);
     command.envs(store_support::env(state_dir));
-    command.env("TELEGATE_LOG", "warn");
-    // `run` needs credentials; its DC is a closed loopback port, so it keeps
-    // retrying to sign in while the socket API serves (nothing is sent).
-    command.env("TELEGATE_API_ID", "1");
-    command.env("TELEGATE_API_HASH", "test");
-    command.env("TELEGATE_BOT_TOKEN", "1:test");
-    command.env("TELEGATE_DC_ADDR", "127.0.0.1:1");
+    command.envs(OFFLINE.iter().copied());
     command
 }
 
@@ -1028,57 +1033,11 @@ async fn cli_clients_name_the_socket_when_nothing_listens() {
     assert!(stderr.contains("telegate.sock"), "{stderr}");
 }
 
-/// `telegate run` as a child process, killed on drop.
-struct Daemon {
-    child: Child,
-    client: Client,
-}
-
-impl Daemon {
-    async fn start(state_dir: &Path) -> Self {
-        let mut command = telegate(state_dir);
-        command
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = command.spawn().unwrap();
-        let daemon = Daemon {
-            child,
-            client: Client::new(state_dir.join("telegate.sock")),
-        };
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Ok(answer) = daemon.client.get("/healthz").await
-                && answer.status == 200
-            {
-                return daemon;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "telegate run did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// `telegate run` on `state_dir` with [`telegate`]'s settings: its DC is a
+/// closed port, so it serves the socket API but never signs in.
+async fn start_daemon(state_dir: &Path) -> (Worker, Client) {
+    let worker = Worker::start_serving(state_dir, OFFLINE).await;
+    (worker, Client::new(state_dir.join("telegate.sock")))
 }
 
 /// What a client learned from a 202 (and the read right after it).
@@ -1094,13 +1053,13 @@ async fn sigkill_mid_stream_loses_no_acknowledged_job() {
     const CLIENTS: usize = 8;
     const KILL_AFTER: usize = 300;
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path()).await;
+    let (mut daemon, client) = start_daemon(dir.path()).await;
 
     let acked = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (client, acked, stop) = (daemon.client.clone(), acked.clone(), stop.clone());
+            let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 let Ok(mut conn) = client.connect().await else {
@@ -1157,12 +1116,11 @@ async fn sigkill_mid_stream_loses_no_acknowledged_job() {
     }
     assert!(all.len() >= KILL_AFTER);
 
-    let daemon = Daemon::start(dir.path()).await;
+    let (_daemon, client) = start_daemon(dir.path()).await;
     let mut stored = Vec::new();
     let mut after = 0;
     loop {
-        let page = daemon
-            .client
+        let page = client
             .get(&format!("/api/v1/jobs?after={after}&limit=1000"))
             .await
             .unwrap()
@@ -1191,9 +1149,8 @@ async fn sigkill_mid_stream_loses_no_acknowledged_job() {
 #[tokio::test]
 async fn sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path()).await;
-    let answer = daemon
-        .client
+    let (mut daemon, client) = start_daemon(dir.path()).await;
+    let answer = client
         .post(INTERACTIVE, &[], body("5", "kept"))
         .await
         .unwrap();
@@ -1203,21 +1160,14 @@ async fn sigterm_stops_cleanly() {
     assert!(!dir.path().join("telegate.sock").exists());
 
     // Another run finds the job and serves again on the same path.
-    let daemon = Daemon::start(dir.path()).await;
-    let jobs = daemon
-        .client
-        .get("/api/v1/jobs")
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
+    let (_daemon, client) = start_daemon(dir.path()).await;
+    let jobs = client.get("/api/v1/jobs").await.unwrap().json().unwrap();
     assert!(
         jobs["jobs"][0].get("payload").is_none(),
         "listings leave payloads out"
     );
     let job_id = &jobs["jobs"][0]["job_id"];
-    let job = daemon
-        .client
+    let job = client
         .get(&format!("/api/v1/jobs/{job_id}"))
         .await
         .unwrap()

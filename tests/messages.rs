@@ -4,12 +4,11 @@
 //! child process) what the user's chat shows — media kind, caption, order —
 //! including after the daemon is SIGKILLed in the middle of a job.
 
-#[path = "worker_support/store.rs"]
-mod store_support;
+mod worker_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use worker_support::{Worker, eventually, store as store_support};
+
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use telegate::api::client::{Answer, Client};
@@ -26,8 +25,6 @@ use tokio::task::JoinHandle;
 
 const MESSAGES: &str = "/api/v1/telegram/messages";
 const MB: u64 = 1024 * 1024;
-/// Generous: the machine may be loaded; nothing waits this long when it works.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The API alone (no worker) on a temporary socket, stopped on drop.
 struct Api {
@@ -342,64 +339,6 @@ async fn messages_share_the_enqueue_path_idempotency_and_wait() {
 // ---------------------------------------------------------------------------
 // End to end: the sandbox DC in this process, `telegate run` as a child.
 
-/// `telegate run` on `state_dir`, SIGKILLed on drop.
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    async fn start(state_dir: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_telegate"))
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("run")
-            .envs(store_support::env(state_dir))
-            .env("TELEGATE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let daemon = Daemon { child };
-        let client = Client::new(state_dir.join("telegate.sock"));
-        eventually("telegate run to answer /healthz", || async {
-            client
-                .get("/healthz")
-                .await
-                .is_ok_and(|answer| answer.status == 200)
-        })
-        .await;
-        daemon
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Polls `done` every 20 ms until it holds; fails after [`PATIENCE`].
-async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited too long for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A message of the sandbox chat as the user sees it.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -429,7 +368,7 @@ impl Seen {
 struct Stack {
     dir: tempfile::TempDir,
     sandbox: Sandbox,
-    daemon: Option<Daemon>,
+    daemon: Option<Worker>,
     client: Client,
     user: AccountId,
 }
@@ -450,7 +389,7 @@ impl Stack {
         telegram
             .user_sends(user, BOT_ID, UserMessage::Text("hello".into()), None)
             .unwrap();
-        let daemon = Daemon::start(dir.path()).await;
+        let daemon = Worker::start(dir.path()).await;
         Stack {
             client: Client::new(dir.path().join("telegate.sock")),
             dir,
@@ -653,12 +592,12 @@ async fn interactive_and_messages_jobs_keep_their_order_in_a_chat() {
         assert_eq!(answer.status, 202, "{:?}", answer.body);
         ids.push(answer.json().unwrap()["job_id"].clone());
     }
-    eventually("every job to be sent", || async {
+    eventually("every job to be sent", async || {
         let mut all = true;
         for id in &ids {
             all &= stack.job(id).await["state"] == "sent";
         }
-        all
+        all.then_some(())
     })
     .await;
     let texts: Vec<String> = stack
@@ -695,17 +634,17 @@ async fn sigkill_in_the_middle_of_a_multi_part_job_loses_and_repeats_nothing() {
     let job_id = answer.json().unwrap()["job_id"].clone();
     // The chat's pace (about one message a second) leaves time to strike
     // between the first part and the last.
-    eventually("the first part to arrive", || async {
-        !stack.bot_messages().is_empty()
+    eventually("the first part to arrive", async || {
+        (!stack.bot_messages().is_empty()).then_some(())
     })
     .await;
     stack.daemon.take().unwrap().kill();
     let at_kill = stack.bot_messages().len();
     assert!(at_kill < PARTS, "the whole job went out before the kill");
 
-    stack.daemon = Some(Daemon::start(stack.dir.path()).await);
-    eventually("the job to be sent after the restart", || async {
-        stack.job(&job_id).await["state"] == "sent"
+    stack.daemon = Some(Worker::start(stack.dir.path()).await);
+    eventually("the job to be sent after the restart", async || {
+        (stack.job(&job_id).await["state"] == "sent").then_some(())
     })
     .await;
     let urls: Vec<String> = stack

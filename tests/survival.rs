@@ -18,8 +18,8 @@ use telegate::sandbox::telegram::{
     AccountId, BOT_ID, BotAction, GroupKind, NewGroup, Pressed, Role, UserClick, UserMessage,
 };
 use telegate::session::Sessions;
-use tokio::time::{Instant, sleep};
-use worker_support::{INTERACTIVE, PATIENCE, Pace, World, body};
+use tokio::time::Instant;
+use worker_support::{INTERACTIVE, Pace, World, body};
 
 /// Posts one job; its id.
 async fn enqueue(world: &World, chat: i64, text: &str) -> i64 {
@@ -57,22 +57,6 @@ async fn user_writes_and_it_is_an_event(world: &World, user: AccountId, text: &s
         .await;
 }
 
-/// Polls `probe` until it gives something, or fails the test naming `what`.
-async fn eventually<T>(world: &World, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        let log = world.worker.as_ref().map(|w| w.log()).unwrap_or_default();
-        assert!(
-            Instant::now() < deadline,
-            "never: {what}; the worker's log:\n{log}"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The bot's entry in `GET /api/v1/bots`.
 async fn bot_status(world: &World) -> Value {
     let answer = world.client.get("/api/v1/bots").await.unwrap();
@@ -82,11 +66,12 @@ async fn bot_status(world: &World) -> Value {
 
 /// Waits until the bot's state in `GET /api/v1/bots` satisfies `wanted`.
 async fn bot_state_until(world: &World, what: &str, wanted: impl Fn(&str) -> bool) -> Value {
-    eventually(world, what, async || {
-        let status = bot_status(world).await;
-        wanted(status["state"].as_str().unwrap_or_default()).then_some(status)
-    })
-    .await
+    world
+        .eventually(what, async || {
+            let status = bot_status(world).await;
+            wanted(status["state"].as_str().unwrap_or_default()).then_some(status)
+        })
+        .await
 }
 
 /// The bot's entry once its state is `halted: ...`.
@@ -99,12 +84,12 @@ async fn halted(world: &World) -> Value {
 /// the shared store's rows.
 async fn cached_access_hash(world: &World, chat_id: i64) -> i64 {
     let dir = world.dir.path();
-    eventually(
-        world,
-        &format!("the access hash of {chat_id} cached"),
-        async || read_access_hash(dir, chat_id).await,
-    )
-    .await
+    world
+        .eventually(
+            &format!("the access hash of {chat_id} cached"),
+            async || read_access_hash(dir, chat_id).await,
+        )
+        .await
 }
 
 async fn read_access_hash(dir: &Path, chat_id: i64) -> Option<i64> {
@@ -278,11 +263,12 @@ async fn an_idle_bot_notices_its_session_signed_out_and_signs_in_again() {
     let user = world.users(1)[0];
     world.faults(json!({"revoke_bot_session": true})).await;
     // Nothing is sent: the authorization check finds the 401.
-    eventually(&world, "a new sign-in", async || {
-        let imports = stats(&world)["rpc_counts"]["auth.importBotAuthorization"].as_u64();
-        (imports == Some(1)).then_some(())
-    })
-    .await;
+    world
+        .eventually("a new sign-in", async || {
+            let imports = stats(&world)["rpc_counts"]["auth.importBotAuthorization"].as_u64();
+            (imports == Some(1)).then_some(())
+        })
+        .await;
     bot_state_until(&world, "the bot ready again", |state| state == "ready").await;
     user_writes_and_it_is_an_event(&world, user, "anyone?").await;
     let log = world.worker.as_ref().unwrap().log();
@@ -382,11 +368,12 @@ async fn a_dead_grammers_runner_is_replaced_by_a_new_client() {
     world
         .faults(json!({"bad_dc_config": true, "drop_connections": true}))
         .await;
-    eventually(&world, "the runner's death noticed", async || {
-        let log = world.worker.as_ref().unwrap().log();
-        log.contains("rebuilding the client").then_some(())
-    })
-    .await;
+    world
+        .eventually("the runner's death noticed", async || {
+            let log = world.worker.as_ref().unwrap().log();
+            log.contains("rebuilding the client").then_some(())
+        })
+        .await;
     let second = enqueue(&world, user, "two").await;
     let job = world.settled(second).await;
     assert_eq!(job["state"], "sent", "{job}");
@@ -405,12 +392,13 @@ async fn a_flood_wait_at_sign_in_is_waited_out_and_logged_with_its_end() {
     let started = Instant::now();
     let id = enqueue(&world, user, "after the wait").await;
     let status = bot_state_until(&world, "the wait shown", |state| state == "connecting").await;
-    let waiting = eventually(&world, "the wait in last_error", async || {
-        let status = bot_status(&world).await;
-        let error = status["last_error"].as_str().unwrap_or_default().to_owned();
-        error.contains("FLOOD_WAIT").then_some(error)
-    })
-    .await;
+    let waiting = world
+        .eventually("the wait in last_error", async || {
+            let status = bot_status(&world).await;
+            let error = status["last_error"].as_str().unwrap_or_default().to_owned();
+            error.contains("FLOOD_WAIT").then_some(error)
+        })
+        .await;
     assert!(
         waiting.contains("FLOOD_WAIT_3 at sign-in: signing in again at 20"),
         "{waiting} {status}"
@@ -534,11 +522,12 @@ async fn sigterm_answers_every_pending_click_lets_sends_finish_and_exits_0() {
     }
     let mut sending = 0;
     for &id in &in_flight {
-        let state = eventually(&world, "the job claimed", async || {
-            let state = world.job(id).await["state"].clone();
-            (state != "queued").then_some(state)
-        })
-        .await;
+        let state = world
+            .eventually("the job claimed", async || {
+                let state = world.job(id).await["state"].clone();
+                (state != "queued").then_some(state)
+            })
+            .await;
         sending += usize::from(state == "sending");
     }
     assert!(sending > 0, "no send was in flight at the SIGTERM");

@@ -18,7 +18,7 @@ use telegate::interactive::InteractiveRequest;
 use telegate::sandbox::telegram::BOT_ID;
 use telegate::sandbox::telegram::{AccountId, ChatFault, TgError, to_hex};
 use tokio::time::{Instant, sleep};
-use worker_support::{INTERACTIVE, PATIENCE, Pace, Tmpfs, Worker, World, body};
+use worker_support::{INTERACTIVE, PATIENCE, Pace, Tmpfs, Worker, World, body, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_type_arrives_with_its_exact_keyboard() {
@@ -517,18 +517,6 @@ async fn a_click_answered_into_a_black_hole_reaches_the_user_after_it() {
         other => panic!("{other:?}"),
     }
     world.stop().await;
-}
-
-/// Polls `check` until it returns `Some`, or fails naming `what`.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "never: {what}");
-        sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// How often `text` occurs in the stored events.

@@ -463,12 +463,13 @@ fn expect_sending(conn: &Conn, holder: Option<&str>, id: JobId) -> Result<ChatId
                 Ok((read::chat(row, 0)?, row.get(1)?, String::new(), true))
             }),
         Some(holder) => conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "SELECT chat, state, bot, EXISTS (
                      SELECT 1 FROM bot_leases l WHERE l.bot = jobs.bot AND l.holder = ?2
-                        AND l.expires_at >= (extract(epoch from clock_timestamp()) * 1000)::BIGINT)
-                 FROM jobs WHERE id = ?1",
-            )?
+                        AND l.expires_at >= ",
+                super::lease::server_now_ms!(),
+                ") FROM jobs WHERE id = ?1"
+            ))?
             .query_row(params![id.get(), holder], |row| {
                 Ok((read::chat(row, 0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             }),

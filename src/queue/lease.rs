@@ -27,16 +27,25 @@ use rusqlite::params;
 use super::{JobEvent, Queue, QueueError};
 use crate::store::{Conn, OptionalExtension, StoreError};
 
-/// The server's clock in milliseconds: every daemon's leases are read
-/// against one clock.
-const SERVER_NOW: &str = "SELECT (extract(epoch from clock_timestamp()) * 1000)::BIGINT";
+/// The server's clock in milliseconds, as an SQL expression (a literal for
+/// `concat!`): every daemon's leases are read against one clock.
+macro_rules! server_now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+pub(super) use server_now_ms;
+
+const SERVER_NOW: &str = concat!("SELECT ", server_now_ms!());
 
 /// Whether `holder` holds `bot`'s lease now, by the server's clock.
 pub(super) fn holds(conn: &Conn, holder: &str, bot: &str) -> Result<bool, QueueError> {
     let held: Option<i64> = conn
         .query_row(
-            "SELECT 1 FROM bot_leases WHERE bot = ?1 AND holder = ?2
-               AND expires_at >= (extract(epoch from clock_timestamp()) * 1000)::BIGINT",
+            concat!(
+                "SELECT 1 FROM bot_leases WHERE bot = ?1 AND holder = ?2 AND expires_at >= ",
+                server_now_ms!()
+            ),
             params![bot, holder],
             |row| row.get(0),
         )

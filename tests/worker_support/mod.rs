@@ -37,6 +37,28 @@ pub enum Pace {
     Unlimited,
 }
 
+/// Polls `probe` every 50 ms until it gives something; fails the test
+/// naming `what` after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    poll(what, probe, String::new).await
+}
+
+/// [`eventually`], the failure showing `context()` (a worker's log, say).
+async fn poll<T>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "never: {what}\n{}", context());
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A sandbox with a worker attached, in a temporary state directory.
 pub struct World {
     /// The sandbox's state and the worker's log (and, unless the world was
@@ -50,6 +72,15 @@ pub struct World {
 }
 
 impl World {
+    /// [`eventually`], a failure showing the worker's log.
+    pub async fn eventually<T>(&self, what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+        poll(what, probe, || {
+            let log = self.worker.as_ref().map(Worker::log).unwrap_or_default();
+            format!("the worker's log:\n{log}")
+        })
+        .await
+    }
+
     pub async fn start(pace: Pace) -> World {
         World::start_with(pace, "").await
     }
@@ -419,6 +450,30 @@ impl Worker {
             sleep(Duration::from_millis(2)).await;
         }
         worker
+    }
+
+    /// [`Worker::start_with_env`], waiting only until the socket API
+    /// answers `/healthz` (for a daemon that is never meant to sign in).
+    pub async fn start_serving(dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let mut worker = Worker::spawn(dir, env);
+        let client = Client::new(dir.join("telegate.sock"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(answer) = client.get("/healthz").await
+                && answer.status == 200
+            {
+                return worker;
+            }
+            if let Ok(Some(status)) = worker.child.try_wait() {
+                panic!("telegate run exited with {status}:\n{}", worker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "telegate run never answered /healthz:\n{}",
+                worker.log()
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Starts `telegate run` over `dir` without waiting for it.
