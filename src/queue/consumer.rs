@@ -247,6 +247,21 @@ impl Queue {
         .await
     }
 
+    /// Puts `bot`'s jobs left `sending` back in line, their `random_id`s
+    /// unchanged: what an earlier sender of the bot left when it ended
+    /// without its drain (attempts abandoned at the drain timeout, a lease
+    /// lost, a dead connection), which would otherwise hold their chats'
+    /// lines until the process restarts. A bot's sender calls it as it
+    /// starts, when no other sender of the bot runs: one per bot in a
+    /// daemon, and on a shared store only the lease holder's (checked in
+    /// the statement). Returns how many.
+    pub async fn return_sending(&self, bot: &str, now: Timestamp) -> Result<usize, QueueError> {
+        let bot = bot.to_owned();
+        let holder = self.holder();
+        self.write(move |conn, events| return_sending(conn, &bot, holder.as_deref(), now, events))
+            .await
+    }
+
     /// Puts a job in `sending` back in line without counting the attempt:
     /// it was stopped by a flood wait or a shutdown, not by its own fault.
     /// Its parts (and `random_id`s) are untouched.
@@ -523,6 +538,46 @@ fn hold(conn: &Conn, bot: &str, chat: i64, until: Timestamp) -> Result<(), Queue
     )?
     .execute(params![bot, chat, until.as_millis()])?;
     Ok(())
+}
+
+/// Puts `bot`'s jobs left `sending` back in line, their parts (and so their
+/// `random_id`s) untouched, and wakes whoever sends for it. With `holder`
+/// (a daemon on a shared store), only while it holds the bot's lease, by
+/// the server's clock. Returns how many.
+pub(super) fn return_sending(
+    conn: &Conn,
+    bot: &str,
+    holder: Option<&str>,
+    now: Timestamp,
+    events: &mut Vec<JobEvent>,
+) -> Result<usize, QueueError> {
+    let returned = match holder.filter(|_| conn.dialect() == Dialect::Postgres) {
+        None => conn
+            .prepare_cached(
+                "UPDATE jobs SET state = 'queued', updated_at = ?2
+                 WHERE bot = ?1 AND state = 'sending'",
+            )?
+            .execute(params![bot, now.as_millis()])?,
+        Some(holder) => conn
+            .prepare_cached(concat!(
+                "UPDATE jobs SET state = 'queued', updated_at = ?2
+                 WHERE bot = ?1 AND state = 'sending' AND EXISTS (
+                     SELECT 1 FROM bot_leases l WHERE l.bot = ?1 AND l.holder = ?3
+                        AND l.expires_at >= ",
+                super::lease::server_now_ms!(),
+                ")"
+            ))?
+            .execute(params![bot, now.as_millis(), holder])?,
+    };
+    if returned > 0 {
+        tracing::warn!(
+            bot,
+            jobs = returned,
+            "jobs left in sending by the bot's last sender are due again"
+        );
+        events.push(JobEvent::wake(bot));
+    }
+    Ok(returned)
 }
 
 /// Puts jobs a crash left in `sending` back in line (their parts, and so

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::params;
 
-use super::{JobEvent, Queue, QueueError};
+use super::{JobEvent, Queue, QueueError, Timestamp};
 use crate::store::{Conn, OptionalExtension, StoreError};
 
 /// The server's clock in milliseconds, as an SQL expression (a literal for
@@ -232,31 +232,8 @@ fn retake(
         |row| row.get(0),
     )?;
     let now: i64 = conn.query_row(SERVER_NOW, params![], |row| row.get(0))?;
-    return_sending(conn, bot, now, events)?;
+    super::consumer::return_sending(conn, bot, None, Timestamp::from_millis(now), events)?;
     Ok(token)
-}
-
-/// Puts `bot`'s jobs left `sending` by its last holder back in line, their
-/// `random_id`s unchanged, and wakes whoever sends for it.
-fn return_sending(
-    conn: &Conn,
-    bot: &str,
-    now: i64,
-    events: &mut Vec<JobEvent>,
-) -> Result<(), QueueError> {
-    let returned = conn.execute(
-        "UPDATE jobs SET state = 'queued', updated_at = ?2 WHERE bot = ?1 AND state = 'sending'",
-        params![bot, now],
-    )?;
-    if returned > 0 {
-        tracing::warn!(
-            bot,
-            jobs = returned,
-            "jobs the bot's last holder left in sending are due again"
-        );
-    }
-    events.push(JobEvent::wake(bot));
-    Ok(())
 }
 
 /// Takes `bot`'s lease if it is free (never held, or expired), with the
@@ -283,7 +260,7 @@ fn take(
         )
         .optional()?;
     if token.is_some() {
-        return_sending(conn, bot, now, events)?;
+        super::consumer::return_sending(conn, bot, None, Timestamp::from_millis(now), events)?;
     }
     Ok(token)
 }

@@ -479,6 +479,67 @@ async fn jobs_left_sending_are_due_again_after_reopening() {
     assert_eq!(again[0].attempts, 2);
 }
 
+/// A bot's jobs left `sending` by a sender that ended without its drain go
+/// back in line, in the same process, when the bot's next sender starts:
+/// only that bot's, and on a shared store only by the lease's holder (the
+/// lease lost and held again under the same token, no tick "takes" it).
+#[tokio::test]
+async fn a_bots_jobs_left_sending_are_returned_by_its_next_sender() {
+    let s = store();
+    let shared = matches!(s.location, Location::Postgres(_));
+    s.queue.fence("daemon-a");
+    let bots = || vec![DEFAULT_BOT.to_owned(), "other".to_owned()];
+    if shared {
+        let tick = s
+            .queue
+            .lease_tick("daemon-a", bots(), vec![], 60_000, false)
+            .await
+            .unwrap();
+        assert_eq!(tick.held.len(), 2);
+    }
+    let id = enqueue(&s.queue, 1, "x").await;
+    let other = s
+        .queue
+        .enqueue(NewJob {
+            bot: "other".into(),
+            ..new_job(2, "y")
+        })
+        .await
+        .unwrap()
+        .id;
+    let random_id = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap()[0].parts[0].random_id;
+    s.queue.claim_due("other", later(), 1).await.unwrap();
+    // The chat's line is held: nothing of it is due.
+    assert!(
+        s.queue
+            .due(DEFAULT_BOT, later(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    if shared {
+        // Another daemon, not the holder, returns nothing.
+        let b = Queue::open_at(&s.location).unwrap();
+        b.fence("daemon-b");
+        assert_eq!(b.return_sending(DEFAULT_BOT, later()).await.unwrap(), 0);
+        assert_eq!(b.job(id).await.unwrap().unwrap().state, JobState::Sending);
+        b.close().await;
+    }
+    assert_eq!(
+        s.queue.return_sending(DEFAULT_BOT, later()).await.unwrap(),
+        1
+    );
+    let job = s.queue.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    let again = s.queue.claim_due(DEFAULT_BOT, later(), 1).await.unwrap();
+    assert_eq!(again[0].id, id);
+    assert_eq!(again[0].parts[0].random_id, random_id);
+    // The other bot's job is its own sender's.
+    let other = s.queue.job(other).await.unwrap().unwrap();
+    assert_eq!(other.state, JobState::Sending);
+}
+
 /// On a shared store a daemon fenced by its holder name claims only the
 /// jobs of bots it holds the lease of: none before it takes the lease, and
 /// none once another holder has it.

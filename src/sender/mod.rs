@@ -228,6 +228,11 @@ impl Sender {
         let mut blocked = self.queue.watch_blocked();
         blocked.mark_unchanged();
         self.load_blocked().await?;
+        // An earlier sender of this bot that ended without its drain left
+        // its attempts' jobs `sending`: their chats' lines move again.
+        self.queue
+            .return_sending(&self.bot, Timestamp::now())
+            .await?;
         self.remember_recent_sends().await;
         let up = Event::Connection {
             bot: self.bot.clone(),
@@ -780,6 +785,97 @@ fn unrecorded(id: JobId, error: &QueueError) {
 mod tests {
     use super::*;
     use crate::chat::ChatId;
+    use crate::limits::Rates;
+    use crate::queue::{DEFAULT_BOT, JobKind, NewJob};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::Notify;
+
+    /// A connection whose sends all succeed, or all hang.
+    struct Fake {
+        hangs: bool,
+        attempts: AtomicUsize,
+        started: Notify,
+    }
+
+    impl Fake {
+        fn new(hangs: bool) -> Arc<Fake> {
+            Arc::new(Fake {
+                hangs,
+                attempts: AtomicUsize::new(0),
+                started: Notify::new(),
+            })
+        }
+    }
+
+    impl Invoke for Fake {
+        fn attempt<'a>(
+            &'a self,
+            job: &'a Job,
+            _: &'a [Instant],
+        ) -> Pin<Box<dyn Future<Output = Result<Attempt, QueueError>> + Send + 'a>> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            self.started.notify_one();
+            Box::pin(async move {
+                if self.hangs {
+                    std::future::pending::<()>().await;
+                }
+                Ok(Attempt::Sent(vec![Some(1); job.parts.len()]))
+            })
+        }
+    }
+
+    /// A sender whose attempt did not finish within the drain time may
+    /// leave its job `sending` (its release may not reach the store before
+    /// the sender ends; the send may have reached Telegram); the bot's next
+    /// sender in the same process — after a reconnect, a lease held again —
+    /// sends it, rather than the chat's line waiting for a restart.
+    #[tokio::test]
+    async fn jobs_an_ended_sender_left_sending_are_sent_by_the_bots_next_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open_at(&crate::store::test_location(dir.path())).unwrap();
+        let enqueue = |chat: i64| {
+            let payload = format!(r#"{{"text":"{chat}"}}"#);
+            let new = NewJob::new("req", ChatId::user(chat), JobKind::Interactive, payload);
+            let queue = queue.clone();
+            async move { queue.enqueue(new).await.unwrap().id }
+        };
+        let settings = Settings {
+            drain_timeout: Duration::from_millis(20),
+            ..Settings::default()
+        };
+        let sender = |invoke: &Arc<Fake>| {
+            let limits = Limits::new(Rates::default()).unwrap();
+            let invoke: Arc<dyn Invoke> = invoke.clone();
+            Sender::new(queue.clone(), DEFAULT_BOT, invoke, limits, settings)
+        };
+
+        let abandoned = enqueue(1).await;
+        let hanging = Fake::new(true);
+        let stop = CancellationToken::new();
+        let first = tokio::spawn(sender(&hanging).run(stop.clone()));
+        hanging.started.notified().await;
+        stop.cancel();
+        assert!(matches!(first.await.unwrap(), Ok(Stopped::Told)));
+        // Certainly left `sending`: a job claimed by no sender still running.
+        let left = enqueue(2).await;
+        let claimed = queue
+            .claim_due(DEFAULT_BOT, Timestamp::now(), 10)
+            .await
+            .unwrap();
+        assert!(claimed.iter().any(|job| job.id == left), "{claimed:?}");
+
+        let working = Fake::new(false);
+        let stop = CancellationToken::new();
+        let second = tokio::spawn(sender(&working).run(stop.clone()));
+        for id in [abandoned, left] {
+            let job = queue.settled(id, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(job.map(|job| job.state), Some(JobState::Sent), "{id}");
+        }
+        stop.cancel();
+        second.await.unwrap().unwrap();
+        assert_eq!(working.attempts.load(Ordering::SeqCst), 2);
+        queue.close().await;
+    }
 
     #[test]
     fn only_state_changes_that_can_free_one_of_its_lines_wake_a_bots_sender() {

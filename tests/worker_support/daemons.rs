@@ -13,7 +13,7 @@ use bytes::Bytes;
 use telegate::api::client::Client;
 use telegate::cli::sandbox::write_fleet_files;
 use telegate::config::{BotName, StateDir};
-use telegate::queue::Queue;
+use telegate::queue::{Job, JobFilter, JobState, Queue};
 use telegate::sandbox::server::{Sandbox, SandboxOptions};
 use telegate::sandbox::telegram::{AccountId, NewUser, UserMessage};
 use telegate::session::Sessions;
@@ -36,6 +36,8 @@ pub struct Daemons {
     /// `None` once killed.
     pub daemons: Vec<Option<Worker>>,
     pub clients: Vec<Option<Client>>,
+    /// Each daemon's log file, a killed one's too.
+    logs: Vec<PathBuf>,
 }
 
 /// Which store the daemons use.
@@ -99,18 +101,24 @@ impl Daemons {
         let urls: Vec<Option<String>> = (0..count)
             .map(|n| url.as_deref().map(|url| route(n, url)))
             .collect();
+        let daemons: Vec<Option<Worker>> = dirs
+            .iter()
+            .zip(&urls)
+            .map(|(dir, url)| {
+                let env: Vec<(&str, &str)> = url
+                    .iter()
+                    .map(|url| ("TELEGATE_STORE_URL", url.as_str()))
+                    .collect();
+                Some(Worker::spawn(dir, &env))
+            })
+            .collect();
         Daemons {
-            daemons: dirs
+            logs: daemons
                 .iter()
-                .zip(&urls)
-                .map(|(dir, url)| {
-                    let env: Vec<(&str, &str)> = url
-                        .iter()
-                        .map(|url| ("TELEGATE_STORE_URL", url.as_str()))
-                        .collect();
-                    Some(Worker::spawn(dir, &env))
-                })
+                .flatten()
+                .map(|daemon| daemon.log_path().to_owned())
                 .collect(),
+            daemons,
             clients: dirs
                 .iter()
                 .map(|dir| Some(Client::new(dir.join("telegate.sock"))))
@@ -177,6 +185,62 @@ impl Daemons {
                 .iter()
                 .zip(&self.clients)
                 .all(|(&n, client)| client.is_none() || n >= self.bots.len() / live)
+    }
+
+    /// What a failed test needs to tell a stuck job from a slow machine:
+    /// the jobs not sent yet, by bot and state (with their attempts and
+    /// errors), which daemon runs each bot, and every daemon's warnings.
+    pub async fn diagnosis(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if let Some(store) = &self.store {
+            let queue = Queue::open_at(store).unwrap();
+            for state in [JobState::Queued, JobState::Sending, JobState::Failed] {
+                let mut by_bot: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+                let mut after = None;
+                loop {
+                    let filter = JobFilter {
+                        state: Some(state),
+                        after,
+                        limit: Some(JobFilter::MAX_LIMIT),
+                        ..JobFilter::default()
+                    };
+                    let page = queue.jobs(filter).await.unwrap();
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id);
+                    for job in page {
+                        by_bot.entry(job.bot.clone()).or_default().push(job);
+                    }
+                }
+                for (bot, jobs) in by_bot {
+                    let first = &jobs[0];
+                    let _ = writeln!(
+                        out,
+                        "{bot}: {} {state:?}; first {} (chat {}, attempts {}, not before {:?}, error {:?})",
+                        jobs.len(),
+                        first.id,
+                        first.chat,
+                        first.attempts,
+                        first.not_before,
+                        first.error,
+                    );
+                }
+            }
+            queue.close().await;
+        }
+        let _ = writeln!(out, "holders (bot → daemon): {:?}", self.holders().await);
+        for (n, log) in self.logs.iter().enumerate() {
+            let log = fs::read_to_string(log).unwrap_or_default();
+            let warnings: Vec<&str> = log
+                .lines()
+                .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+                .collect();
+            let _ = writeln!(out, "daemon {n}: {} warnings, the last:", warnings.len());
+            for line in warnings.iter().rev().take(25).rev() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        out
     }
 
     /// SIGKILLs daemon `n`; nobody restarts it.

@@ -509,6 +509,11 @@ impl Worker {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The file its log goes to (kept after it exits).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
