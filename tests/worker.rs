@@ -271,7 +271,7 @@ async fn a_worker_killed_mid_burst_delivers_every_acknowledged_job_once_after_re
         world
             .worker()
             .log()
-            .contains("left in sending are due again"),
+            .contains(" left in sending are due again"),
         "{}",
         world.worker().log()
     );

@@ -573,7 +573,7 @@ pub(super) fn return_sending(
         tracing::warn!(
             bot,
             jobs = returned,
-            "jobs left in sending by the bot's last sender are due again"
+            "jobs of the bot left in sending are due again"
         );
         events.push(JobEvent::wake(bot));
     }
