@@ -12,6 +12,12 @@
 //! - send only: the DC started, those jobs drained;
 //! - end to end: jobs posted while everything runs, until the last is sent.
 //!
+//! After the phases, this process measures the store's floor on a copy of
+//! the worker's schema: the least CPU per job SQLite takes for the writes
+//! the durability contract needs, with nothing else (see [`Floors`]), so
+//! the worker's figures can be read against what no worker on this store
+//! can go below.
+//!
 //! Each round uses a fresh state directory. With `TELEGATE_COST_BASELINE`
 //! naming another `telegate` binary (e.g. main's release build), each round
 //! also runs the same phases with it as the worker (the DC and the raw
@@ -110,6 +116,26 @@ fn main() {
         summaries.push(summary);
     }
     println!("| raw grammers client | | {raw_cpu:.1} per invoke | | {raw_rate:.0} invokes/s | |");
+    let floors: Vec<&Floors> = figures[0].iter().filter_map(|r| r.floor.as_ref()).collect();
+    let floor = |f: fn(&Floors) -> f64| median(floors.iter().map(|&x| f(x)).collect());
+    let (enqueue_floor, send_floor) = (floor(|f| f.durable.enqueue), floor(|f| f.durable.send));
+    println!(
+        "| store floor (no reads; {CONNECTIONS} enqueues, {CHATS} claims or sends a commit) | {enqueue_floor:.1} | {send_floor:.1} | {:.1} | | |",
+        enqueue_floor + send_floor
+    );
+    println!(
+        "| store floor, statements alone (synchronous=OFF) | {:.1} | {:.1} | | | |",
+        floor(|f| f.statements.enqueue),
+        floor(|f| f.statements.send)
+    );
+    println!();
+    println!(
+        "least a durable worker can spend sending a job: raw invoke + store floor = {:.1} µs = {:.2}x raw \
+         (statements alone: {:.2}x)",
+        raw_cpu + send_floor,
+        (raw_cpu + send_floor) / raw_cpu,
+        (raw_cpu + floor(|f| f.statements.send)) / raw_cpu
+    );
     let this = &summaries[0];
     println!();
     println!(
@@ -141,6 +167,7 @@ struct Round {
     e2e_cpu: f64,
     e2e_rate: f64,
     raw: Option<RawFigures>,
+    floor: Option<Floors>,
 }
 
 impl std::fmt::Display for Round {
@@ -157,6 +184,16 @@ impl std::fmt::Display for Round {
         )?;
         if let Some(raw) = &self.raw {
             write!(f, "; raw {:.1} µs/invoke ({:.0}/s)", raw.cpu_us, raw.rate)?;
+        }
+        if let Some(floor) = &self.floor {
+            write!(
+                f,
+                "; store floor enqueue {:.1} / send {:.1} µs/job (statements alone {:.1} / {:.1})",
+                floor.durable.enqueue,
+                floor.durable.send,
+                floor.statements.enqueue,
+                floor.statements.send
+            )?;
         }
         Ok(())
     }
@@ -259,6 +296,7 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, profiler: Option<&P
         println!("  worker: {line}");
     }
 
+    let floor = raw.then(|| Floors::measure(dir, jobs));
     let raw = raw.then(|| {
         let output = Command::new(std::env::current_exe().expect("this binary"))
             .arg("raw-client")
@@ -287,6 +325,7 @@ async fn worker_round(binary: &Path, jobs: usize, raw: bool, profiler: Option<&P
         e2e_cpu: per_job(e2e_cpu),
         e2e_rate: rate(e2e_time),
         raw,
+        floor,
     }
 }
 
@@ -517,7 +556,6 @@ fn callgrind_control(args: &[&str]) {
     assert!(status.success(), "callgrind_control {args:?}: {status}");
 }
 
-/// utime + stime of the process whose `stat` file is `path`.
 /// The raw client: one `sendMessage` after another in each chat, all
 /// chats at once; prints its own CPU (µs) and wall time (s) for `invokes`.
 async fn raw_client(dir: &Path, invokes: usize) {
@@ -529,6 +567,147 @@ async fn raw_client(dir: &Path, invokes: usize) {
         run.cpu.as_secs_f64() * 1e6 * invokes as f64 / done,
         run.elapsed.as_secs_f64() * invokes as f64 / done
     );
+}
+
+/// The least CPU the store can take per job under the worker's durability
+/// contract, measured in this process on a copy of the worker's own schema
+/// (from its `telegate.db`) with its own payload, wire and event sizes:
+/// only the writes every job needs (enqueue: its row and its part's
+/// `random_id`; claim: `sending`; sent: the part's message id and `sent`;
+/// the result event), prepared once, as many jobs a commit as the run
+/// could ever gather (enqueues: [`CONNECTIONS`], each client waiting for
+/// its durable `202`; claims and sends: [`CHATS`], a chat having one job
+/// in flight), and no reads at all: no line heads, no holds, no checks. A
+/// worker on this store spends at least this beside its HTTP and its
+/// invoke.
+#[derive(Clone)]
+struct Floors {
+    /// WAL, `synchronous=FULL`: as the worker's store commits.
+    durable: Floor,
+    /// `synchronous=OFF`: the statements without their `fsync`s.
+    statements: Floor,
+}
+
+#[derive(Clone, Copy)]
+struct Floor {
+    enqueue: f64,
+    /// Claim, sent and the result event.
+    send: f64,
+}
+
+impl Floors {
+    fn measure(dir: &Path, jobs: usize) -> Floors {
+        Floors {
+            durable: Floor::measure(dir, jobs, "FULL"),
+            statements: Floor::measure(dir, jobs, "OFF"),
+        }
+    }
+}
+
+impl Floor {
+    fn measure(dir: &Path, jobs: usize, synchronous: &str) -> Floor {
+        use rusqlite::{Connection, params};
+        let worker = Connection::open(dir.join("telegate.db")).expect("worker db");
+        let schema: Vec<String> = worker
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE sql NOT NULL AND name NOT LIKE 'sqlite_%'",
+            )
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("schema");
+        let (payload, wire): (String, Option<Vec<u8>>) = worker
+            .query_row(
+                "SELECT payload, wire FROM jobs ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("a job");
+        let body: String = worker
+            .query_row(
+                "SELECT body FROM events ORDER BY cursor DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("an event");
+        let path = dir.join(format!("floor-{synchronous}.db"));
+        let db = Connection::open(&path).expect("floor db");
+        db.pragma_update(None, "journal_mode", "wal").expect("wal");
+        db.pragma_update(None, "synchronous", synchronous)
+            .expect("synchronous");
+        for sql in &schema {
+            db.execute_batch(sql).expect("schema");
+        }
+        let jobs = i64::try_from(jobs).expect("jobs");
+        let chats = i64::try_from(CHATS).expect("chats");
+        let phase = |batch: usize, write: &dyn Fn(&Connection, i64) -> rusqlite::Result<usize>| {
+            let cpu = thread_cpu();
+            for first in (1..=jobs).step_by(batch) {
+                let tx = db.unchecked_transaction().expect("begin");
+                for id in first..(first + batch as i64).min(jobs + 1) {
+                    write(&tx, id).expect("write");
+                }
+                tx.commit().expect("commit");
+            }
+            (thread_cpu() - cpu).as_secs_f64() * 1e6 / jobs as f64
+        };
+        let at = 1_800_000_000_000_i64;
+        let enqueue = phase(CONNECTIONS, &|db, id| {
+            db.prepare_cached(
+                "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, attempts,
+                                   not_before, created_at, updated_at, wire)
+                 VALUES (?1, ?2, 'default', ?3, 'interactive', ?4, 'queued', 0, ?5, ?5, ?5, ?6)",
+            )?
+            .execute(params![
+                id,
+                format!("{id:036}"),
+                id % chats + 1,
+                payload,
+                at,
+                wire
+            ])?;
+            db.prepare_cached("INSERT INTO parts (job_id, seq, random_id) VALUES (?1, 0, ?2)")?
+                .execute(params![id, id.wrapping_mul(0x5851_F42D_4C95_7F2D)])
+        });
+        let claim = phase(CHATS, &|db, id| {
+            db.prepare_cached(
+                "UPDATE jobs SET state = 'sending', attempts = attempts + 1, updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, at + 1])
+        });
+        let sent = phase(CHATS, &|db, id| {
+            db.prepare_cached(
+                "UPDATE parts SET channel_message_id = ?2 WHERE job_id = ?1 AND seq = 0",
+            )?
+            .execute(params![id, id])?;
+            db.prepare_cached("UPDATE jobs SET state = 'sent', updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, at + 2])
+        });
+        let event = phase(CHATS, &|db, id| {
+            db.prepare_cached(
+                "INSERT INTO events (bot, event_id, chat, body, created_at)
+                 VALUES ('default', ?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![format!("{id:036}"), id % chats + 1, body, at + 2])
+        });
+        Floor {
+            enqueue,
+            send: claim + sent + event,
+        }
+    }
+}
+
+/// The calling thread's user + system time.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage(2) fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 fn free_port() -> u16 {
