@@ -250,15 +250,20 @@ async fn dropped_connections_during_a_burst_deliver_every_job_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_burst_delivers_every_acknowledged_job_once_after_restart() {
     let mut world = World::start(Pace::Unlimited).await;
-    world
-        .sandbox
-        .faults()
-        .set_latency(Duration::from_millis(20));
+    // While the jobs are posted, each answer takes a second, so a chat gets
+    // about one message a second out however slow the store's enqueue is
+    // (a PostgreSQL store takes jobs at a few hundred a second): the burst
+    // is still going when the worker dies.
+    world.sandbox.faults().set_latency(Duration::from_secs(1));
     let users = world.users(20);
     let jobs: Vec<(AccountId, String)> = (0..400)
         .map(|i| (users[i % 20], format!("crash {i}")))
         .collect();
     world.enqueue_all(&jobs).await;
+    world
+        .sandbox
+        .faults()
+        .set_latency(Duration::from_millis(20));
     world.bot_messages(60).await;
     world.worker().kill();
     let before = world.sandbox.telegram().stats().messages_from_bot;
