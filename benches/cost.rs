@@ -124,6 +124,10 @@ fn main() {
         enqueue_floor + send_floor
     );
     println!(
+        "| store floor, {CHATS} enqueues a commit | {:.1} | | | | |",
+        floor(|f| f.durable.enqueue_wide)
+    );
+    println!(
         "| store floor, statements alone (synchronous=OFF) | {:.1} | {:.1} | | | |",
         floor(|f| f.statements.enqueue),
         floor(|f| f.statements.send)
@@ -188,8 +192,10 @@ impl std::fmt::Display for Round {
         if let Some(floor) = &self.floor {
             write!(
                 f,
-                "; store floor enqueue {:.1} / send {:.1} µs/job (statements alone {:.1} / {:.1})",
+                "; store floor enqueue {:.1} ({:.1} at {CHATS} a commit) / send {:.1} µs/job \
+                 (statements alone {:.1} / {:.1})",
                 floor.durable.enqueue,
+                floor.durable.enqueue_wide,
                 floor.durable.send,
                 floor.statements.enqueue,
                 floor.statements.send
@@ -591,6 +597,8 @@ struct Floors {
 #[derive(Clone, Copy)]
 struct Floor {
     enqueue: f64,
+    /// Enqueues [`CHATS`] a commit, as more clients in flight would allow.
+    enqueue_wide: f64,
     /// Claim, sent and the result event.
     send: f64,
 }
@@ -650,7 +658,7 @@ impl Floor {
             (thread_cpu() - cpu).as_secs_f64() * 1e6 / jobs as f64
         };
         let at = 1_800_000_000_000_i64;
-        let enqueue = phase(CONNECTIONS, &|db, id| {
+        let enqueue = |db: &Connection, id: i64| {
             db.prepare_cached(
                 "INSERT INTO jobs (id, request_id, bot, chat, kind, payload, state, attempts,
                                    not_before, created_at, updated_at, wire)
@@ -666,7 +674,9 @@ impl Floor {
             ])?;
             db.prepare_cached("INSERT INTO parts (job_id, seq, random_id) VALUES (?1, 0, ?2)")?
                 .execute(params![id, id.wrapping_mul(0x5851_F42D_4C95_7F2D)])
-        });
+        };
+        let enqueue_wide = phase(CHATS, &|db, id| enqueue(db, id + jobs));
+        let enqueue = phase(CONNECTIONS, &enqueue);
         let claim = phase(CHATS, &|db, id| {
             db.prepare_cached(
                 "UPDATE jobs SET state = 'sending', attempts = attempts + 1, updated_at = ?2
@@ -691,6 +701,7 @@ impl Floor {
         });
         Floor {
             enqueue,
+            enqueue_wide,
             send: claim + sent + event,
         }
     }
